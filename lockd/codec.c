@@ -1,0 +1,655 @@
+#include "codec.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#include "ledger.pb-c.h"
+#include "peer.pb-c.h"
+
+/* The wire enums carry the core's numbers, so a range check plus a cast
+ * translates them. */
+_Static_assert((int)LOCKD__MSG_TYPE__MSG_PREPARE == (int)LD_MSG_PREPARE &&
+		       (int)LOCKD__MSG_TYPE__MSG_SNAPSHOT ==
+			       (int)LD_MSG_SNAPSHOT &&
+		       LD_MSG_TYPE_MAX == LD_MSG_SNAPSHOT,
+	       "MsgType in peer.proto must number like ld_msg_type");
+_Static_assert((int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)LD_REC_PROMISE &&
+		       (int)LOCKD__RECORD_TYPE__REC_VOTE == (int)LD_REC_VOTE &&
+		       (int)LOCKD__RECORD_TYPE__REC_SNAPSHOT ==
+			       (int)LD_REC_SNAPSHOT,
+	       "RecordType in ledger.proto must number like ld_rec_type");
+_Static_assert(LD_SNAPSHOT_BYTES_MAX <= UINT32_MAX, "snap_len is a uint32_t");
+
+#define CODEC_STRING(name, text) [name] = text,
+static const char *const codec_errors[] = {LD_CODEC_ERRORS(CODEC_STRING)};
+#undef CODEC_STRING
+
+const char *ld_codec_strerror(int rv)
+{
+	if (rv < 0 ||
+	    (size_t)rv >= sizeof codec_errors / sizeof codec_errors[0])
+		return "unknown codec error";
+	return codec_errors[rv];
+}
+
+/* ---- the wire walk ---------------------------------------------------- */
+
+/* Messages nest at most PeerMsg > Vote > Decree > Command (> Ballot). */
+#define CODEC_DEPTH_MAX 6
+
+enum {
+	WIRE_VARINT = 0,
+	WIRE_FIXED64 = 1,
+	WIRE_LEN = 2,
+	WIRE_FIXED32 = 5,
+};
+
+typedef struct codec_walk {
+	uint32_t unknown; /* unknown fields seen so far, in all messages */
+} codec_walk;
+
+/* The bound on every repeated field in proto/. A repeated field missing here
+ * has a bound of 0: adding one to a .proto means adding its limit here. */
+static uint32_t codec_repeated_max(const ProtobufCMessageDescriptor *desc,
+				   const ProtobufCFieldDescriptor *f)
+{
+	if (desc == &lockd__decree__descriptor && f->id == 1 /* cmds */)
+		return LD_BATCH_CMDS_MAX;
+	if (desc == &lockd__peer_msg__descriptor && f->id == 9 /* votes */)
+		return LD_LOG_SLOTS_MAX;
+	return 0;
+}
+
+static int codec_wire_type(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT:
+		return WIRE_FIXED32;
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return WIRE_FIXED64;
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_BYTES:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return WIRE_LEN;
+	default:
+		return WIRE_VARINT;
+	}
+}
+
+/* Reads a varint of at most 10 bytes at *pos; false if cut short or longer. */
+static bool codec_varint(const uint8_t *p, size_t len, size_t *pos,
+			 uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < 10; i++) {
+		if (*pos >= len)
+			return false;
+		uint8_t b = p[(*pos)++];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Walks one message's encoding before protobuf-c unpacks it. protobuf-c
+ * accepts duplicated singular fields (merging submessages, so repeated
+ * fields inside could grow past any bound), keeps every unknown field, and
+ * sizes repeated fields only by the buffer: a few bytes of input can cost
+ * dozens of bytes of allocation each. Checking here bounds all of it. */
+static int codec_walk_msg(codec_walk *w, const ProtobufCMessageDescriptor *desc,
+			  const uint8_t *p, size_t len, unsigned depth)
+{
+	uint32_t counts[64] = {0};
+	uint64_t seen = 0;
+	size_t pos = 0;
+
+	assert(desc->n_fields <= 64);
+	if (depth > CODEC_DEPTH_MAX)
+		return LD_CODEC_EMALFORMED;
+	while (pos < len) {
+		uint64_t key, n = 0;
+		if (!codec_varint(p, len, &pos, &key))
+			return LD_CODEC_EMALFORMED;
+		uint64_t id = key >> 3;
+		int wt = (int)(key & 7);
+		if (id == 0 || id > 0x1fffffff)
+			return LD_CODEC_EMALFORMED;
+		size_t start = pos;
+		switch (wt) {
+		case WIRE_VARINT:
+			if (!codec_varint(p, len, &pos, &n))
+				return LD_CODEC_EMALFORMED;
+			break;
+		case WIRE_FIXED64:
+		case WIRE_FIXED32:
+			n = wt == WIRE_FIXED64 ? 8 : 4;
+			if (len - pos < n)
+				return LD_CODEC_EMALFORMED;
+			pos += n;
+			break;
+		case WIRE_LEN:
+			if (!codec_varint(p, len, &pos, &n) || n > len - pos)
+				return LD_CODEC_EMALFORMED;
+			start = pos;
+			pos += n;
+			break;
+		default: /* groups (3, 4) are not used; 6, 7 do not exist */
+			return LD_CODEC_EMALFORMED;
+		}
+
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field(desc,
+								(unsigned)id);
+		if (f == NULL) {
+			if (++w->unknown > LD_CODEC_UNKNOWN_FIELDS_MAX)
+				return LD_CODEC_EMALFORMED;
+			continue;
+		}
+		if (wt != codec_wire_type(f->type))
+			return LD_CODEC_EMALFORMED;
+		size_t idx = (size_t)(f - desc->fields);
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			if (++counts[idx] > codec_repeated_max(desc, f))
+				return LD_CODEC_ECOUNT;
+		} else {
+			if (seen & (UINT64_C(1) << idx))
+				return LD_CODEC_EMALFORMED;
+			seen |= UINT64_C(1) << idx;
+		}
+		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			int rv = codec_walk_msg(w, f->descriptor, p + start,
+						(size_t)n, depth + 1);
+			if (rv != 0)
+				return rv;
+		}
+	}
+	return 0;
+}
+
+/* Size check, wire walk, then protobuf-c. *out is freed with
+ * protobuf_c_message_free_unpacked. */
+static int codec_unpack(const ProtobufCMessageDescriptor *desc,
+			const uint8_t *buf, size_t len, size_t max,
+			ProtobufCMessage **out)
+{
+	*out = NULL;
+	assert(buf != NULL || len == 0);
+	if (len > max)
+		return LD_CODEC_ETOOBIG;
+	codec_walk w = {0};
+	int rv = codec_walk_msg(&w, desc, buf, len, 0);
+	if (rv != 0)
+		return rv;
+	/* The walk passed, so a failure here is an allocation failure or a
+	 * check protobuf-c makes and the walk does not. */
+	*out = protobuf_c_message_unpack(desc, NULL, len, buf);
+	return *out == NULL ? LD_CODEC_EMALFORMED : 0;
+}
+
+static int codec_pack(const ProtobufCMessage *pm, size_t max, uint8_t **buf,
+		      size_t *len)
+{
+	size_t n = protobuf_c_message_get_packed_size(pm);
+	if (n > max)
+		return LD_CODEC_ETOOBIG;
+	*buf = malloc(n > 0 ? n : 1);
+	if (*buf == NULL)
+		return LD_CODEC_ENOMEM;
+	size_t packed = protobuf_c_message_pack(pm, *buf);
+	assert(packed == n);
+	*len = packed;
+	return 0;
+}
+
+/* ---- decrees ------------------------------------------------------------ */
+
+/* The rules every command obeys on the wire, in both directions (value.h). */
+static int codec_cmd_check(uint64_t client_id, size_t len)
+{
+	if (client_id == 0 || len > LD_CMD_BYTES_MAX)
+		return LD_CODEC_ECMD;
+	return 0;
+}
+
+static int codec_value_check(const ld_value *v)
+{
+	if (v->ncmds > LD_BATCH_CMDS_MAX)
+		return LD_CODEC_ECOUNT;
+	for (uint32_t i = 0; i < v->ncmds; i++) {
+		int rv = codec_cmd_check(v->cmds[i].client_id, v->cmds[i].len);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
+/* Builds a value from a decoded decree; *out holds one reference. */
+static int codec_value_from_pb(const Lockd__Decree *d, ld_value **out)
+{
+	ld_cmd cmds[LD_BATCH_CMDS_MAX];
+
+	*out = NULL;
+	if (d->n_cmds > LD_BATCH_CMDS_MAX)
+		return LD_CODEC_ECOUNT;
+	for (size_t i = 0; i < d->n_cmds; i++) {
+		const Lockd__Command *c = d->cmds[i];
+		int rv = codec_cmd_check(c->client_id, c->data.len);
+		if (rv != 0)
+			return rv;
+		cmds[i] = (ld_cmd){.client_id = c->client_id,
+				   .seq = c->seq,
+				   .len = (uint32_t)c->data.len,
+				   .data = c->data.data};
+	}
+	*out = ld_value_new(cmds, (uint32_t)d->n_cmds);
+	/* The limits were checked above, so NULL can only mean no memory. */
+	return *out == NULL ? LD_CODEC_ENOMEM : 0;
+}
+
+/* Protobuf views of core structs for packing. They point at the core's
+ * bytes (packing only reads them) and own just the wrapper arrays, carved
+ * from slices of one pool per kind so that freeing is four calls. */
+typedef struct codec_enc {
+	Lockd__Command *cmds;
+	Lockd__Command **cmd_ptrs;
+	size_t ncmds, cmds_cap;
+	Lockd__Vote *votes;
+	Lockd__Vote **vote_ptrs;
+	Lockd__Ballot *vote_ballots;
+	Lockd__Decree *vote_decrees;
+} codec_enc;
+
+static void codec_enc_free(codec_enc *e)
+{
+	free(e->cmds);
+	free(e->cmd_ptrs);
+	free(e->votes);
+	free(e->vote_ptrs);
+	free(e->vote_ballots);
+	free(e->vote_decrees);
+}
+
+/* Sizes the pools for cmds_cap commands and nvotes votes. */
+static int codec_enc_init(codec_enc *e, size_t cmds_cap, size_t nvotes)
+{
+	*e = (codec_enc){.cmds_cap = cmds_cap};
+	if (cmds_cap > 0) {
+		e->cmds = calloc(cmds_cap, sizeof *e->cmds);
+		e->cmd_ptrs = calloc(cmds_cap, sizeof *e->cmd_ptrs);
+		if (e->cmds == NULL || e->cmd_ptrs == NULL)
+			goto nomem;
+	}
+	if (nvotes > 0) {
+		e->votes = calloc(nvotes, sizeof *e->votes);
+		e->vote_ptrs = calloc(nvotes, sizeof *e->vote_ptrs);
+		e->vote_ballots = calloc(nvotes, sizeof *e->vote_ballots);
+		e->vote_decrees = calloc(nvotes, sizeof *e->vote_decrees);
+		if (e->votes == NULL || e->vote_ptrs == NULL ||
+		    e->vote_ballots == NULL || e->vote_decrees == NULL)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	codec_enc_free(e);
+	return LD_CODEC_ENOMEM;
+}
+
+/* Points d at v's commands, taking v->ncmds slots of the command pool. */
+static int codec_enc_value(codec_enc *e, const ld_value *v, Lockd__Decree *d)
+{
+	int rv = codec_value_check(v);
+	if (rv != 0)
+		return rv;
+	assert(e->ncmds + v->ncmds <= e->cmds_cap);
+	lockd__decree__init(d);
+	d->n_cmds = v->ncmds;
+	d->cmds = v->ncmds > 0 ? &e->cmd_ptrs[e->ncmds] : NULL;
+	for (uint32_t i = 0; i < v->ncmds; i++) {
+		Lockd__Command *c = &e->cmds[e->ncmds++];
+		lockd__command__init(c);
+		c->client_id = v->cmds[i].client_id;
+		c->seq = v->cmds[i].seq;
+		c->data.len = v->cmds[i].len;
+		c->data.data = (uint8_t *)v->cmds[i].data;
+		d->cmds[i] = c;
+	}
+	return 0;
+}
+
+static ld_ballot codec_ballot_from_pb(const Lockd__Ballot *b)
+{
+	if (b == NULL)
+		return (ld_ballot){0, 0};
+	return (ld_ballot){.round = b->round, .id = b->id};
+}
+
+/* Fills pb from b; returns pb, or NULL for the zero ballot, which is left
+ * out like every other default value, so that the encoding stays canonical
+ * (decoding then encoding gives the same bytes). */
+static Lockd__Ballot *codec_ballot_to_pb(ld_ballot b, Lockd__Ballot *pb)
+{
+	if (b.round == 0 && b.id == 0)
+		return NULL;
+	lockd__ballot__init(pb);
+	pb->round = b.round;
+	pb->id = b.id;
+	return pb;
+}
+
+int ld_codec_value_encode(const ld_value *v, uint8_t **buf, size_t *len)
+{
+	Lockd__Decree d;
+	codec_enc e;
+
+	*buf = NULL;
+	assert(v != NULL);
+	int rv = codec_enc_init(&e, v->ncmds, 0);
+	if (rv != 0)
+		return rv;
+	rv = codec_enc_value(&e, v, &d);
+	if (rv == 0)
+		rv = codec_pack(&d.base, LD_CODEC_VALUE_BYTES_MAX, buf, len);
+	codec_enc_free(&e);
+	return rv;
+}
+
+int ld_codec_value_decode(const uint8_t *buf, size_t len, ld_value **out)
+{
+	ProtobufCMessage *pm;
+
+	*out = NULL;
+	int rv = codec_unpack(&lockd__decree__descriptor, buf, len,
+			      LD_CODEC_VALUE_BYTES_MAX, &pm);
+	if (rv != 0)
+		return rv;
+	rv = codec_value_from_pb((const Lockd__Decree *)pm, out);
+	protobuf_c_message_free_unpacked(pm, NULL);
+	return rv;
+}
+
+/* ---- peer messages ------------------------------------------------------ */
+
+/* What the codec checks about a message in both directions; replica ids and
+ * the per-type rules are checked on decode (ld_msg_validate). */
+static int codec_msg_check(const ld_msg *m)
+{
+	if (m->type < LD_MSG_PREPARE || m->type > LD_MSG_TYPE_MAX)
+		return LD_CODEC_ETYPE;
+	if (m->nvotes > LD_LOG_SLOTS_MAX)
+		return LD_CODEC_ECOUNT;
+	if (m->nvotes > 0 && m->votes == NULL)
+		return LD_CODEC_EFIELDS;
+	if (m->value != NULL) {
+		int rv = codec_value_check(m->value);
+		if (rv != 0)
+			return rv;
+	}
+	for (uint32_t i = 0; i < m->nvotes; i++) {
+		if (m->votes[i].value == NULL)
+			return LD_CODEC_EFIELDS;
+		int rv = codec_value_check(m->votes[i].value);
+		if (rv != 0)
+			return rv;
+	}
+	if (m->snap_len > LD_SNAPSHOT_BYTES_MAX)
+		return LD_CODEC_ESNAPSHOT;
+	if (m->snap_len > 0 && m->snap == NULL)
+		return LD_CODEC_EFIELDS;
+	return 0;
+}
+
+int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
+{
+	Lockd__PeerMsg pm;
+	Lockd__Ballot ballot;
+	Lockd__Decree value;
+	codec_enc e;
+
+	*buf = NULL;
+	assert(m != NULL);
+	int rv = codec_msg_check(m);
+	if (rv != 0)
+		return rv;
+	size_t ncmds = m->value != NULL ? m->value->ncmds : 0;
+	for (uint32_t i = 0; i < m->nvotes; i++)
+		ncmds += m->votes[i].value->ncmds;
+	rv = codec_enc_init(&e, ncmds, m->nvotes);
+	if (rv != 0)
+		return rv;
+
+	lockd__peer_msg__init(&pm);
+	pm.type = (Lockd__MsgType)m->type;
+	pm.from = m->from;
+	pm.to = m->to;
+	pm.ballot = codec_ballot_to_pb(m->ballot, &ballot);
+	pm.slot = m->slot;
+	pm.commit = m->commit;
+	pm.snapshot_base = m->base;
+	if (m->value != NULL) {
+		rv = codec_enc_value(&e, m->value, &value);
+		if (rv != 0)
+			goto out;
+		pm.value = &value;
+	}
+	pm.n_votes = m->nvotes;
+	pm.votes = m->nvotes > 0 ? e.vote_ptrs : NULL;
+	for (uint32_t i = 0; i < m->nvotes; i++) {
+		Lockd__Vote *v = &e.votes[i];
+		lockd__vote__init(v);
+		v->slot = m->votes[i].slot;
+		v->ballot = codec_ballot_to_pb(m->votes[i].ballot,
+					       &e.vote_ballots[i]);
+		rv = codec_enc_value(&e, m->votes[i].value, &e.vote_decrees[i]);
+		if (rv != 0)
+			goto out;
+		v->value = &e.vote_decrees[i];
+		e.vote_ptrs[i] = v;
+	}
+	pm.snap.len = m->snap_len;
+	pm.snap.data = m->snap;
+	rv = codec_pack(&pm.base, LD_MESSAGE_BYTES_MAX, buf, len);
+out:
+	codec_enc_free(&e);
+	return rv;
+}
+
+/* Fills m (zeroed, owned by the caller) from pm; on error m holds whatever
+ * was built so far, for ld_msg_free. */
+static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
+			     ld_msg *m)
+{
+	if ((int)pm->type < (int)LD_MSG_PREPARE ||
+	    (int)pm->type > (int)LD_MSG_TYPE_MAX)
+		return LD_CODEC_ETYPE;
+	m->type = (ld_msg_type)pm->type;
+	m->from = pm->from;
+	m->to = pm->to;
+	m->ballot = codec_ballot_from_pb(pm->ballot);
+	if (m->from >= nreplicas || m->to >= nreplicas ||
+	    m->ballot.id >= nreplicas)
+		return LD_CODEC_EREPLICA;
+	m->slot = pm->slot;
+	m->commit = pm->commit;
+	m->base = pm->snapshot_base;
+	if (pm->n_votes > LD_LOG_SLOTS_MAX)
+		return LD_CODEC_ECOUNT;
+	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)
+		return LD_CODEC_ESNAPSHOT;
+	if (pm->value != NULL) {
+		int rv = codec_value_from_pb(pm->value, &m->value);
+		if (rv != 0)
+			return rv;
+	}
+	if (pm->n_votes > 0) {
+		m->votes = calloc(pm->n_votes, sizeof *m->votes);
+		if (m->votes == NULL)
+			return LD_CODEC_ENOMEM;
+	}
+	for (size_t i = 0; i < pm->n_votes; i++) {
+		const Lockd__Vote *pv = pm->votes[i];
+		ld_vote *v = &m->votes[i];
+		if (pv->value == NULL)
+			return LD_CODEC_EFIELDS;
+		v->slot = pv->slot;
+		v->ballot = codec_ballot_from_pb(pv->ballot);
+		if (v->ballot.id >= nreplicas)
+			return LD_CODEC_EREPLICA;
+		int rv = codec_value_from_pb(pv->value, &v->value);
+		if (rv != 0)
+			return rv;
+		m->nvotes++;
+	}
+	if (pm->snap.len > 0) {
+		m->snap = malloc(pm->snap.len);
+		if (m->snap == NULL)
+			return LD_CODEC_ENOMEM;
+		memcpy(m->snap, pm->snap.data, pm->snap.len);
+		m->snap_len = (uint32_t)pm->snap.len;
+	}
+	return 0;
+}
+
+int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
+			ld_msg **out)
+{
+	ProtobufCMessage *pm;
+
+	*out = NULL;
+	assert(nreplicas >= 1 && nreplicas <= LD_REPLICAS_MAX);
+	int rv = codec_unpack(&lockd__peer_msg__descriptor, buf, len,
+			      LD_MESSAGE_BYTES_MAX, &pm);
+	if (rv != 0)
+		return rv;
+	ld_msg *m = calloc(1, sizeof *m);
+	if (m == NULL) {
+		rv = LD_CODEC_ENOMEM;
+	} else {
+		rv = codec_msg_from_pb((const Lockd__PeerMsg *)pm, nreplicas,
+				       m);
+		if (rv == 0)
+			rv = codec_msg_check(m);
+		if (rv == 0 && ld_msg_validate(m, nreplicas) != 0)
+			rv = LD_CODEC_EINVALID;
+	}
+	protobuf_c_message_free_unpacked(pm, NULL);
+	if (rv != 0) {
+		ld_msg_free(m);
+		return rv;
+	}
+	*out = m;
+	return 0;
+}
+
+/* ---- durable records ---------------------------------------------------- */
+
+/* The shape of a record, in both directions: each type carries exactly its
+ * own fields, so nothing written can fail to read back. */
+static int codec_record_check(const ld_record *rec)
+{
+	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_SNAPSHOT)
+		return LD_CODEC_ETYPE;
+	if (rec->ballot.id >= LD_REPLICAS_MAX)
+		return LD_CODEC_EREPLICA;
+	if ((rec->value != NULL) != (rec->type == LD_REC_VOTE))
+		return LD_CODEC_EFIELDS;
+	if (rec->value != NULL) {
+		int rv = codec_value_check(rec->value);
+		if (rv != 0)
+			return rv;
+	}
+	if (rec->snap_len > LD_SNAPSHOT_BYTES_MAX)
+		return LD_CODEC_ESNAPSHOT;
+	if (rec->snap_len > 0 &&
+	    (rec->type != LD_REC_SNAPSHOT || rec->snap == NULL))
+		return LD_CODEC_EFIELDS;
+	return 0;
+}
+
+int ld_codec_record_encode(const ld_record *rec, uint8_t **buf, size_t *len)
+{
+	Lockd__Record pr;
+	Lockd__Ballot ballot;
+	Lockd__Decree value;
+	codec_enc e;
+
+	*buf = NULL;
+	assert(rec != NULL);
+	int rv = codec_record_check(rec);
+	if (rv != 0)
+		return rv;
+	rv = codec_enc_init(&e, rec->value != NULL ? rec->value->ncmds : 0, 0);
+	if (rv != 0)
+		return rv;
+	lockd__record__init(&pr);
+	pr.type = (Lockd__RecordType)rec->type;
+	pr.ballot = codec_ballot_to_pb(rec->ballot, &ballot);
+	pr.slot = rec->slot;
+	if (rec->value != NULL) {
+		rv = codec_enc_value(&e, rec->value, &value);
+		assert(rv == 0); /* checked by codec_record_check */
+		pr.value = &value;
+	}
+	pr.snap.len = rec->snap_len;
+	pr.snap.data = rec->snap;
+	rv = codec_pack(&pr.base, LD_CODEC_RECORD_BYTES_MAX, buf, len);
+	codec_enc_free(&e);
+	return rv;
+}
+
+int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
+{
+	ProtobufCMessage *pm;
+	ld_record r = {0};
+
+	memset(rec, 0, sizeof *rec);
+	int rv = codec_unpack(&lockd__record__descriptor, buf, len,
+			      LD_CODEC_RECORD_BYTES_MAX, &pm);
+	if (rv != 0)
+		return rv;
+	const Lockd__Record *pr = (const Lockd__Record *)pm;
+	if ((int)pr->type < (int)LD_REC_PROMISE ||
+	    (int)pr->type > (int)LD_REC_SNAPSHOT) {
+		rv = LD_CODEC_ETYPE;
+		goto out;
+	}
+	r.type = (ld_rec_type)pr->type;
+	r.ballot = codec_ballot_from_pb(pr->ballot);
+	r.slot = pr->slot;
+	if (pr->snap.len > LD_SNAPSHOT_BYTES_MAX) {
+		rv = LD_CODEC_ESNAPSHOT;
+		goto out;
+	}
+	if (pr->value != NULL) {
+		rv = codec_value_from_pb(pr->value, &r.value);
+		if (rv != 0)
+			goto out;
+	}
+	if (pr->snap.len > 0) {
+		r.snap = malloc(pr->snap.len);
+		if (r.snap == NULL) {
+			rv = LD_CODEC_ENOMEM;
+			goto out;
+		}
+		memcpy(r.snap, pr->snap.data, pr->snap.len);
+		r.snap_len = (uint32_t)pr->snap.len;
+	}
+	rv = codec_record_check(&r);
+out:
+	protobuf_c_message_free_unpacked(pm, NULL);
+	if (rv != 0) {
+		ld_record_clear(&r);
+		return rv;
+	}
+	*rec = r;
+	return 0;
+}

@@ -1,0 +1,43 @@
+/* Every bound in lockd lives here, so a reader can see at a glance how big
+ * anything can get. Units are last in the name. */
+#ifndef LD_LIMITS_H
+#define LD_LIMITS_H
+
+/* Replicas in a cell: 3 or 5 in production; the core accepts 1..LD_REPLICAS_MAX. */
+#define LD_REPLICAS_MAX 7
+
+/* Ledger slots held in memory (and in the log's durable tail). A replica does
+ * not vote for a slot it cannot hold; it asks to catch up instead. */
+#define LD_LOG_SLOTS_MAX 1024u
+
+/* Applied slots between two snapshots, and slots kept before a snapshot's base
+ * so that a lagging replica can catch up without a full snapshot. */
+#define LD_SNAPSHOT_EVERY_SLOTS 256u
+#define LD_LOG_TAIL_SLOTS 64u
+
+/* Leader pipeline: slots proposed but not yet chosen. */
+#define LD_WINDOW_SLOTS_MAX 64u
+
+/* Commands batched into one decree. */
+#define LD_BATCH_CMDS_MAX 64u
+
+/* Client commands waiting for a slot at the leader. Past this: LD_REPLY_BUSY. */
+#define LD_PENDING_CMDS_MAX 4096u
+
+/* One command's payload and one command's result. */
+#define LD_CMD_BYTES_MAX 4096u
+#define LD_RESULT_BYTES_MAX 256u
+
+/* Client sessions remembered for exactly-once application (oldest evicted). */
+#define LD_CLIENTS_MAX 4096u
+
+/* Chosen decrees sent in one catch-up message. */
+#define LD_CATCHUP_SLOTS_MAX 64u
+
+/* Snapshot bytes (state machine + client table). */
+#define LD_SNAPSHOT_BYTES_MAX (64u * 1024u * 1024u)
+
+/* One encoded peer or client message on the wire. */
+#define LD_MESSAGE_BYTES_MAX (4u * 1024u * 1024u)
+
+#endif

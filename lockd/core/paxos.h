@@ -1,0 +1,250 @@
+/* lockd's replicated ledger: one Multi-Paxos replica (acceptor, proposer,
+ * learner) as a pure step function.
+ *
+ *   ld_replica_step(r, event, &actions)
+ *
+ * Events: a peer message arrived, a timer fired, a write became durable, a
+ * client submitted a command. Actions: records to make durable, messages to
+ * send, decrees that were chosen (and applied), replies to clients, the next
+ * timer. The core never reads a clock (time comes in the event), never
+ * touches a socket or a disk, and draws randomness from a seeded generator.
+ *
+ * Durability contract with the caller (the daemon or the simulator):
+ *  - actions.recs must be made durable, in order, and then the caller reports
+ *    LD_EV_DURABLE with actions.write_id (several writes may be reported at
+ *    once with the highest id: durability is a prefix).
+ *  - Messages whose correctness depends on a record (promises, votes) are held
+ *    inside the core and only appear in actions.msgs after their write is
+ *    durable. Everything in actions.msgs may be sent at once, in any order.
+ *  - On restart, the caller builds a fresh replica with ld_replica_init and
+ *    feeds it every durable record with ld_replica_restore, oldest first.
+ */
+#ifndef LD_PAXOS_H
+#define LD_PAXOS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ld_limits.h"
+#include "sm.h"
+#include "value.h"
+
+/* P1: ballots are (round, replica id), compared by round then id, so no two
+ * replicas ever use the same ballot. Round 0 is "none". */
+typedef struct ld_ballot {
+	uint64_t round;
+	uint32_t id;
+} ld_ballot;
+
+int ld_ballot_cmp(ld_ballot a, ld_ballot b);
+
+/* ---- peer messages ---------------------------------------------------- */
+
+typedef enum ld_msg_type {
+	LD_MSG_PREPARE = 1,  /* 1a: ballot, slot = first slot the leader needs */
+	LD_MSG_PROMISE,      /* 1b: ballot promised, votes for slots >= slot,
+				base = acceptor's snapshot base */
+	LD_MSG_ACCEPT,       /* 2a: ballot, slot, value, commit */
+	LD_MSG_ACCEPTED,     /* 2b: ballot, slot */
+	LD_MSG_REJECT,       /* nack: ballot = the higher ballot promised;
+				slot = the 1a/2a slot it answers; base */
+	LD_MSG_COMMIT,       /* heartbeat + commit announcement: ballot, commit */
+	LD_MSG_COMMIT_ACK,   /* heartbeat answer: ballot, commit = sender's */
+	LD_MSG_CATCHUP_REQ,  /* slot = first chosen slot wanted */
+	LD_MSG_CATCHUP,      /* votes[] = chosen decrees (ballot unused),
+				commit = sender's commit */
+	LD_MSG_SNAPSHOT,     /* base, snap bytes, commit */
+} ld_msg_type;
+
+#define LD_MSG_TYPE_MAX LD_MSG_SNAPSHOT
+
+typedef struct ld_vote {
+	uint64_t slot;
+	ld_ballot ballot;
+	ld_value *value; /* one reference, owned by the message */
+} ld_vote;
+
+typedef struct ld_msg {
+	ld_msg_type type;
+	uint32_t from, to;
+	ld_ballot ballot;
+	uint64_t slot;
+	uint64_t commit; /* sender's chosen prefix: slots <= commit are chosen */
+	uint64_t base;   /* sender's snapshot base */
+	ld_value *value; /* ACCEPT only; one reference owned by the message */
+	uint32_t nvotes;
+	ld_vote *votes;  /* malloc'd, owned by the message */
+	uint32_t snap_len;
+	uint8_t *snap;   /* malloc'd, owned by the message */
+} ld_msg;
+
+/* Frees a message and drops its value references. NULL-safe. */
+void ld_msg_free(ld_msg *m);
+
+/* A deep-enough copy (values shared by reference). NULL when out of memory. */
+ld_msg *ld_msg_dup(const ld_msg *m);
+
+/* Checks a decoded message's shape before it reaches the core (ids in range,
+ * sizes within limits, required fields present). 0 if well-formed. */
+int ld_msg_validate(const ld_msg *m, uint32_t nreplicas);
+
+/* ---- durable records -------------------------------------------------- */
+
+typedef enum ld_rec_type {
+	LD_REC_PROMISE = 1, /* ballot: the acceptor promised it (P1b) */
+	LD_REC_VOTE,        /* slot, ballot, value: the acceptor voted (P2b) */
+	LD_REC_SNAPSHOT,    /* slot = base, snap: applied state at base; votes
+			       for slots <= base may be dropped */
+} ld_rec_type;
+
+typedef struct ld_record {
+	ld_rec_type type;
+	ld_ballot ballot;
+	uint64_t slot;
+	ld_value *value; /* VOTE: one reference, owned by the record */
+	uint32_t snap_len;
+	uint8_t *snap;   /* SNAPSHOT: malloc'd, owned by the record */
+} ld_record;
+
+void ld_record_clear(ld_record *rec);
+
+/* ---- client replies --------------------------------------------------- */
+
+typedef enum ld_reply_status {
+	LD_REPLY_OK = 0,      /* applied at `slot`; result holds the SM's answer */
+	LD_REPLY_NOT_LEADER,  /* leader_hint names who to ask (or -1: unknown) */
+	LD_REPLY_BUSY,        /* the leader's queue is full: retry later */
+	LD_REPLY_INVALID,     /* the command is malformed (size, ids) */
+} ld_reply_status;
+
+typedef struct ld_reply {
+	uint64_t client_id, seq;
+	ld_reply_status status;
+	int32_t leader_hint;
+	uint64_t slot; /* OK: the ledger position where the command applied */
+	uint32_t result_len;
+	uint8_t result[LD_RESULT_BYTES_MAX];
+} ld_reply;
+
+/* ---- events and actions ------------------------------------------------- */
+
+typedef enum ld_event_type {
+	LD_EV_MSG = 1,  /* msg arrived (the core does not take ownership) */
+	LD_EV_TICK,     /* a timer fired (or any time the caller likes) */
+	LD_EV_DURABLE,  /* every write with id <= write_id is durable */
+	LD_EV_SUBMIT,   /* a client command (data copied by the core) */
+} ld_event_type;
+
+typedef struct ld_event {
+	ld_event_type type;
+	uint64_t now_us; /* this replica's monotonic clock */
+	const ld_msg *msg;
+	uint64_t write_id;
+	const ld_cmd *cmd;
+} ld_event;
+
+typedef struct ld_chosen {
+	uint64_t slot;
+	ld_value *value;     /* one reference, owned by the actions */
+	uint64_t sm_digest;  /* state digest right after applying this slot */
+} ld_chosen;
+
+typedef struct ld_actions {
+	/* Records to make durable, in order; then report LD_EV_DURABLE with
+	 * write_id. write_id is 0 when there are none. */
+	ld_record *recs;
+	size_t nrecs, recs_cap;
+	uint64_t write_id;
+	/* Messages to send now. The caller takes each pointer (ld_msg_free). */
+	ld_msg **msgs;
+	size_t nmsgs, msgs_cap;
+	/* Decrees learned chosen and applied in this step, in ledger order. */
+	ld_chosen *chosen;
+	size_t nchosen, chosen_cap;
+	/* A snapshot was installed in this step (chosen restarts after it). */
+	bool installed_snapshot;
+	uint64_t snapshot_base;
+	/* Replies to clients who submitted at this replica. */
+	ld_reply *replies;
+	size_t nreplies, replies_cap;
+	/* Call LD_EV_TICK no later than this (local clock). */
+	uint64_t timer_at_us;
+} ld_actions;
+
+void ld_actions_init(ld_actions *a);
+/* Drops everything still held (messages not taken are freed). Keeps buffers. */
+void ld_actions_reset(ld_actions *a);
+void ld_actions_free(ld_actions *a);
+
+/* ---- the replica ------------------------------------------------------ */
+
+/* Deliberately broken variants for the simulator's self-tests. Compiled in
+ * only with LD_MUTANTS (the simulator's build of the core); the daemon's
+ * build ignores the field. */
+typedef enum ld_mutant {
+	LD_MUTANT_NONE = 0,
+	LD_MUTANT_FORGET_PROMISE,   /* restart loses promises (P1b not durable) */
+	LD_MUTANT_IGNORE_VOTES,     /* proposer ignores phase-1 votes (breaks P3) */
+	LD_MUTANT_MINORITY_QUORUM,  /* quorum of n/2 instead of n/2+1 (breaks P2) */
+	LD_MUTANT_SHARED_BALLOTS,   /* ballots not unique per replica (breaks P1) */
+	LD_MUTANT_EARLY_CHOSEN,     /* leader declares chosen on its own vote */
+	LD_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
+	LD_MUTANT_COUNT
+} ld_mutant;
+
+const char *ld_mutant_name(ld_mutant m);
+ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
+
+typedef struct ld_config {
+	uint32_t id;        /* 0..nreplicas-1 */
+	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX */
+	uint64_t seed;      /* randomises election timeouts */
+	uint64_t heartbeat_us;        /* leader's COMMIT interval */
+	uint64_t election_timeout_us; /* base; the actual is in [t, 2t) */
+	uint64_t retry_us;            /* resend 1a/2a/catch-up after this */
+	uint32_t window_slots;        /* <= LD_WINDOW_SLOTS_MAX */
+	uint32_t batch_cmds;          /* <= LD_BATCH_CMDS_MAX */
+	uint32_t snapshot_every_slots;
+	ld_mutant mutant;
+} ld_config;
+
+/* Sensible defaults for id/nreplicas (heartbeat 50 ms, election 300 ms). */
+void ld_config_default(ld_config *cfg, uint32_t id, uint32_t nreplicas);
+
+typedef struct ld_replica ld_replica;
+
+/* Makes a replica that knows nothing (an empty disk). sm is borrowed and must
+ * outlive the replica. Returns NULL when out of memory or cfg is invalid. */
+ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm);
+void ld_replica_free(ld_replica *r);
+
+/* Replays one durable record (oldest first) after ld_replica_new, before the
+ * first step. Returns 0, or -1 if the record is malformed. */
+int ld_replica_restore(ld_replica *r, const ld_record *rec);
+
+/* Handles one event and appends what to do to out (which the caller resets
+ * between steps). Returns 0; -1 when the event was malformed and ignored. */
+int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out);
+
+/* Read-only views, for the daemon's status and the simulator's checks. */
+typedef enum ld_role { LD_FOLLOWER, LD_CANDIDATE, LD_LEADER } ld_role;
+
+typedef struct ld_status {
+	ld_role role;
+	ld_ballot ballot;    /* proposer ballot (leader/candidate) */
+	ld_ballot promised;  /* acceptor's promise */
+	int32_t leader;      /* who this replica believes leads, or -1 */
+	uint64_t commit;     /* chosen prefix */
+	uint64_t applied;    /* == commit after each step */
+	uint64_t base;       /* snapshot base */
+	uint64_t next_slot;  /* leader: next slot to propose */
+	uint32_t pending;    /* leader: commands waiting for a slot */
+} ld_status;
+
+void ld_replica_status(const ld_replica *r, ld_status *st);
+
+/* The value this replica knows chosen at slot, or NULL (borrowed). */
+const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot);
+
+#endif

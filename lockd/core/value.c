@@ -1,0 +1,105 @@
+#include "value.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ld_limits.h"
+
+/* The no-op's refs are never 0 and never freed: refs on it are skipped. */
+static ld_value value_noop = {.refs = 1, .ncmds = 0, .digest = 0};
+
+uint64_t ld_hash(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t value_digest(const ld_value *v)
+{
+	uint64_t h = ld_hash(LD_HASH_SEED, &v->ncmds, sizeof v->ncmds);
+	for (uint32_t i = 0; i < v->ncmds; i++) {
+		const ld_cmd *c = &v->cmds[i];
+		h = ld_hash(h, &c->client_id, sizeof c->client_id);
+		h = ld_hash(h, &c->seq, sizeof c->seq);
+		h = ld_hash(h, &c->len, sizeof c->len);
+		h = ld_hash(h, c->data, c->len);
+	}
+	return h;
+}
+
+ld_value *ld_value_noop(void)
+{
+	if (value_noop.digest == 0)
+		value_noop.digest = value_digest(&value_noop);
+	return &value_noop;
+}
+
+ld_value *ld_value_new(const ld_cmd *cmds, uint32_t ncmds)
+{
+	if (ncmds == 0)
+		return ld_value_noop();
+	if (ncmds > LD_BATCH_CMDS_MAX)
+		return NULL;
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < ncmds; i++) {
+		if (cmds[i].len > LD_CMD_BYTES_MAX ||
+		    (cmds[i].len > 0 && cmds[i].data == NULL))
+			return NULL;
+		bytes += cmds[i].len;
+	}
+	ld_value *v = malloc(sizeof *v + ncmds * sizeof(ld_cmd) + bytes);
+	if (v == NULL)
+		return NULL;
+	v->refs = 1;
+	v->ncmds = ncmds;
+	uint8_t *data = (uint8_t *)&v->cmds[ncmds];
+	for (uint32_t i = 0; i < ncmds; i++) {
+		v->cmds[i] = cmds[i];
+		if (cmds[i].len > 0)
+			memcpy(data, cmds[i].data, cmds[i].len);
+		v->cmds[i].data = data;
+		data += cmds[i].len;
+	}
+	v->digest = value_digest(v);
+	return v;
+}
+
+ld_value *ld_value_ref(ld_value *v)
+{
+	if (v != NULL && v != &value_noop) {
+		assert(v->refs > 0);
+		v->refs++;
+	}
+	return v;
+}
+
+void ld_value_unref(ld_value *v)
+{
+	if (v == NULL || v == &value_noop)
+		return;
+	assert(v->refs > 0);
+	if (--v->refs == 0)
+		free(v);
+}
+
+int ld_value_equal(const ld_value *a, const ld_value *b)
+{
+	if (a == b)
+		return 1;
+	if (a == NULL || b == NULL)
+		return 0;
+	if (a->digest != b->digest || a->ncmds != b->ncmds)
+		return 0;
+	for (uint32_t i = 0; i < a->ncmds; i++) {
+		const ld_cmd *x = &a->cmds[i], *y = &b->cmds[i];
+		if (x->client_id != y->client_id || x->seq != y->seq ||
+		    x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
+			return 0;
+	}
+	return 1;
+}

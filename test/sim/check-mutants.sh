@@ -1,0 +1,33 @@
+#!/bin/sh
+# For every deliberately broken core variant, the simulator must find a
+# violation within the seed budget under heavy faults. A mutant that
+# survives means a checker (or the fault model) is too weak.
+# usage: check-mutants.sh path/to/lockd-sim [budget-seeds]
+set -u
+sim=${1:?usage: check-mutants.sh path/to/lockd-sim [budget]}
+budget=${2:-300}
+mutants=$("$sim" --list-mutants) || { echo "check-mutants: --list-mutants failed"; exit 1; }
+[ -n "$mutants" ] || { echo "check-mutants: no mutants listed"; exit 1; }
+failed=0
+for m in $mutants; do
+	out=$("$sim" --seeds "1-$budget" --faults heavy --mutant "$m" --until-violation 2>&1)
+	last=$(printf '%s\n' "$out" | tail -n 1)
+	seed=$(printf '%s\n' "$last" | sed -n 's/.*first_violation_seed=\([0-9][0-9]*\).*/\1/p')
+	case "$last" in
+	"sim: seeds="*) ;;
+	*) echo "mutant $m: FAIL: lockd-sim did not finish normally:"; printf '%s\n' "$out" | tail -n 5
+	   failed=1; continue ;;
+	esac
+	if [ -n "$seed" ]; then
+		prop=$(printf '%s\n' "$out" | sed -n 's/^seed [0-9]*: VIOLATION \([^:]*\):.*/\1/p' | head -n 1)
+		echo "mutant $m: caught by '$prop' after $seed seed(s)"
+	else
+		echo "mutant $m: FAIL: no violation in $budget seeds"
+		failed=1
+	fi
+done
+if [ "$failed" -ne 0 ]; then
+	echo "check-mutants: some mutants survived"
+	exit 1
+fi
+echo "check-mutants: all mutants caught"

@@ -1,0 +1,193 @@
+/* lockd-sim: the command line around sim_run. See test/sim/meson.build for
+ * how CI calls it; the last line printed is the summary CI parses. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "paxos.h"
+#include "sim.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: lockd-sim --seeds A-B [--replicas N] [--faults none|default|heavy]\n"
+		"                 [--mutant NAME] [--until-violation] [--quiet] [--verbose]\n"
+		"                 [--drift-ppm N]\n"
+		"       lockd-sim --replay SEED [--trace] [same options]\n"
+		"       lockd-sim --list-mutants\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_range(const char *s, uint64_t *a, uint64_t *b)
+{
+	char buf[64];
+	if (!s || strlen(s) >= sizeof buf)
+		return -1;
+	strcpy(buf, s);
+	char *dash = strchr(buf, '-');
+	if (!dash)
+		return parse_u64(buf, a) || (*b = *a, 0);
+	*dash = '\0';
+	if (parse_u64(buf, a) || parse_u64(dash + 1, b) || *b < *a)
+		return -1;
+	return 0;
+}
+
+static double wall_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	sim_opts o = { .nreplicas = 3, .faults = SIM_FAULTS_DEFAULT, .mutant = LD_MUTANT_NONE,
+		       .drift_ppm_max = -1 };
+	uint64_t first = 0, last = 0;
+	bool have_seeds = false, trace = false, until = false, quiet = false, verbose = false;
+	const char *mutant = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		uint64_t u;
+		if (!strcmp(a, "--list-mutants")) {
+			for (int m = 1; m < LD_MUTANT_COUNT; m++)
+				puts(ld_mutant_name((ld_mutant)m));
+			return 0;
+		} else if (!strcmp(a, "--seeds")) {
+			if (parse_range(v, &first, &last))
+				goto bad;
+			have_seeds = true;
+			i++;
+		} else if (!strcmp(a, "--replay")) {
+			if (parse_u64(v, &first))
+				goto bad;
+			last = first;
+			have_seeds = true;
+			i++;
+		} else if (!strcmp(a, "--replicas")) {
+			if (parse_u64(v, &u) || u < 1 || u > LD_REPLICAS_MAX)
+				goto bad;
+			o.nreplicas = (uint32_t)u;
+			i++;
+		} else if (!strcmp(a, "--faults")) {
+			if (v && !strcmp(v, "none"))
+				o.faults = SIM_FAULTS_NONE;
+			else if (v && !strcmp(v, "default"))
+				o.faults = SIM_FAULTS_DEFAULT;
+			else if (v && !strcmp(v, "heavy"))
+				o.faults = SIM_FAULTS_HEAVY;
+			else
+				goto bad;
+			i++;
+		} else if (!strcmp(a, "--mutant")) {
+			if (!v)
+				goto bad;
+			mutant = v;
+			i++;
+		} else if (!strcmp(a, "--drift-ppm")) {
+			if (parse_u64(v, &u) || u > 100000)
+				goto bad;
+			o.drift_ppm_max = (int32_t)u;
+			i++;
+		} else if (!strcmp(a, "--trace")) {
+			trace = true;
+		} else if (!strcmp(a, "--until-violation")) {
+			until = true;
+		} else if (!strcmp(a, "--quiet")) {
+			quiet = true;
+		} else if (!strcmp(a, "--verbose")) {
+			verbose = true;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			goto bad;
+		}
+		continue;
+bad:
+		fprintf(stderr, "lockd-sim: bad argument: %s%s%s\n", a, v ? " " : "", v ? v : "");
+		usage(stderr);
+		return 2;
+	}
+	if (!have_seeds) {
+		usage(stderr);
+		return 2;
+	}
+	if (mutant) {
+		o.mutant = ld_mutant_parse(mutant);
+		if (o.mutant == LD_MUTANT_COUNT || o.mutant == LD_MUTANT_NONE) {
+			fprintf(stderr, "lockd-sim: unknown mutant %s (see --list-mutants)\n", mutant);
+			return 2;
+		}
+	}
+	if (trace)
+		o.trace = stdout;
+
+	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0, events = 0;
+	bool any = false;
+	double t0 = wall_seconds();
+	for (uint64_t seed = first;; seed++) {
+		sim_result r;
+		sim_run(&o, seed, &r);
+		seeds++;
+		decrees += r.decrees;
+		events += r.events;
+		if (verbose)
+			printf("seed %" PRIu64 ": decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
+			       " crashes=%" PRIu64 " partitions=%" PRIu64 " msgs=%" PRIu64 " lost=%" PRIu64
+			       " events=%" PRIu64 " heal=%.3fs end=%.3fs\n",
+			       seed, r.decrees, r.commands, r.acks, r.crashes, r.partitions, r.msgs_sent,
+			       r.msgs_lost, r.events, (double)r.heal_us / 1e6, (double)r.end_us / 1e6);
+		if (r.violated) {
+			violations++;
+			if (!any)
+				first_violation = seed;
+			any = true;
+			if (!quiet) {
+				printf("seed %" PRIu64 ": VIOLATION %s: %s\n", seed, r.property, r.detail);
+				char drift[32] = "";
+				if (o.drift_ppm_max >= 0)
+					snprintf(drift, sizeof drift, " --drift-ppm %" PRId32, o.drift_ppm_max);
+				printf("seed %" PRIu64 ": replay: lockd-sim --replay %" PRIu64
+				       " --replicas %" PRIu32 " --faults %s%s%s%s --trace\n",
+				       seed, seed, o.nreplicas, sim_faults_name(o.faults),
+				       mutant ? " --mutant " : "", mutant ? mutant : "", drift);
+			}
+			if (until)
+				break;
+		}
+		fflush(stdout);
+		if (seed == last)
+			break;
+	}
+	double secs = wall_seconds() - t0;
+	if (secs <= 0)
+		secs = 1e-9;
+	printf("sim: seeds=%" PRIu64 " decrees=%" PRIu64 " violations=%" PRIu64
+	       " seconds=%.2f seeds_per_s=%.1f decrees_per_s=%.0f decrees_per_seed=%.1f"
+	       " events=%" PRIu64 " replicas=%" PRIu32 " faults=%s mutant=%s first_violation_seed=",
+	       seeds, decrees, violations, secs, (double)seeds / secs, (double)decrees / secs,
+	       (double)decrees / (double)seeds, events, o.nreplicas, sim_faults_name(o.faults),
+	       mutant ? mutant : "none");
+	if (any)
+		printf("%" PRIu64 "\n", first_violation);
+	else
+		printf("none\n");
+	return violations ? 1 : 0;
+}

@@ -1,0 +1,1156 @@
+/* The world around the replicas: clocks, disks, network, clients, faults.
+ * Everything here is driven by one event queue in simulated real time and
+ * one random stream, so a seed replays exactly. */
+#include "sim.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "counter_sm.h"
+#include "queue.h"
+#include "rng.h"
+
+#define SIM_CLIENTS_MIN 4u
+#define SIM_CLIENTS_MAX 8u
+#define SIM_CLIENT_TIMEOUT_US 500000u
+#define SIM_LIVENESS_US 30000000u
+#define SIM_EVENTS_MAX 20000000u
+/* Timers further out than this (local) are treated as "no timer". */
+#define SIM_TIMER_HORIZON_US (1000000ull * 3600 * 24)
+
+typedef struct sim_profile {
+	const char *name;
+	double loss_p, dup_p;
+	uint64_t delay_min_us, delay_max_us;
+	double tail_p;           /* a message is slow: up to tail_max_us */
+	uint64_t tail_max_us;
+	uint64_t part_every_min_us, part_every_max_us; /* 0: no partitions */
+	uint64_t part_min_us, part_max_us;
+	uint64_t crash_every_min_us, crash_every_max_us; /* 0: no crashes */
+	uint64_t restart_min_us, restart_max_us;
+	uint32_t max_down;       /* 0: a minority (n/2) */
+	double crash_leader_p;   /* a crash picks the leader */
+	double power_loss_p;     /* a crash takes down every replica at once */
+	int32_t drift_ppm_max;
+	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
+	double extra_tick_p;     /* per event: an unasked-for tick somewhere */
+	uint64_t fsync_min_us, fsync_max_us;
+	double fsync_tail_p;     /* a slow disk: fsync takes up to fsync_tail_max_us */
+	uint64_t fsync_tail_max_us;
+	uint64_t think_min_us, think_max_us; /* client pause between commands */
+} sim_profile;
+
+static const sim_profile sim_profiles[] = {
+	[SIM_FAULTS_NONE] = {
+		.name = "none",
+		.delay_min_us = 100, .delay_max_us = 2000,
+		.drift_ppm_max = 200,
+		.fault_min_us = 10000000, .fault_max_us = 20000000,
+		.extra_tick_p = 0.001,
+		.fsync_min_us = 100, .fsync_max_us = 500,
+		.think_min_us = 0, .think_max_us = 400000,
+	},
+	[SIM_FAULTS_DEFAULT] = {
+		.name = "default",
+		.loss_p = 0.02, .dup_p = 0.01,
+		.delay_min_us = 100, .delay_max_us = 2000,
+		.tail_p = 0.01, .tail_max_us = 100000,
+		.part_every_min_us = 1000000, .part_every_max_us = 5000000,
+		.part_min_us = 200000, .part_max_us = 3000000,
+		.crash_every_min_us = 1000000, .crash_every_max_us = 6000000,
+		.restart_min_us = 100000, .restart_max_us = 2000000,
+		.crash_leader_p = 0.3,
+		.drift_ppm_max = 200,
+		.fault_min_us = 10000000, .fault_max_us = 20000000,
+		.extra_tick_p = 0.001,
+		.fsync_min_us = 100, .fsync_max_us = 500,
+		.fsync_tail_p = 0.01, .fsync_tail_max_us = 5000,
+		.think_min_us = 0, .think_max_us = 400000,
+	},
+	[SIM_FAULTS_HEAVY] = {
+		.name = "heavy",
+		.loss_p = 0.08, .dup_p = 0.05,
+		.delay_min_us = 100, .delay_max_us = 3000,
+		.tail_p = 0.05, .tail_max_us = 500000,
+		.part_every_min_us = 300000, .part_every_max_us = 2000000,
+		.part_min_us = 200000, .part_max_us = 3000000,
+		.crash_every_min_us = 200000, .crash_every_max_us = 1500000,
+		.restart_min_us = 50000, .restart_max_us = 1000000,
+		.max_down = LD_REPLICAS_MAX,
+		.crash_leader_p = 0.5,
+		.power_loss_p = 0.2,
+		.drift_ppm_max = 200,
+		.fault_min_us = 10000000, .fault_max_us = 20000000,
+		.extra_tick_p = 0.005,
+		.fsync_min_us = 100, .fsync_max_us = 2000,
+		.fsync_tail_p = 0.1, .fsync_tail_max_us = 20000,
+		.think_min_us = 0, .think_max_us = 400000,
+	},
+};
+
+typedef struct sim_write {
+	ld_record rec; /* deep-owned copy */
+	uint64_t write_id;
+} sim_write;
+
+typedef struct sim_node {
+	uint32_t id;
+	bool up;
+	uint64_t epoch;  /* bumped at each crash: events of a past life are stale */
+	uint64_t life;   /* incarnations started */
+	ld_replica *r;
+	ld_sm *sm;
+	ld_config cfg;
+	/* local = offset + real + real * drift / 1e6 */
+	uint64_t offset_us;
+	int64_t drift_ppm;
+	/* The one live tick: earlier requests supersede later ones. */
+	uint64_t tick_gen, tick_at_us;
+	bool tick_live;
+	uint64_t last_write_id;
+	uint64_t sync_last_us; /* fsyncs complete in order */
+	uint64_t applied;      /* where its stream of chosen decrees got to */
+	ld_ballot led;         /* last leader ballot reported to the checker */
+	ld_record *durable;
+	size_t ndurable, durable_cap;
+	sim_write *pending;
+	size_t npending, pending_cap;
+} sim_node;
+
+typedef struct sim_client {
+	uint32_t idx; /* client_id = idx + 1 */
+	uint64_t seq;
+	bool outstanding;
+	uint32_t target;
+	int32_t guess; /* whom to send the next command to; -1: anyone */
+	uint64_t attempt;
+	uint32_t redirects;
+} sim_client;
+
+typedef struct sim {
+	const sim_opts *o;
+	uint64_t seed;
+	sim_rng rng;
+	sim_profile p;
+	sim_queue q;
+	uint64_t now;
+	uint32_t n;
+	sim_node nodes[LD_REPLICAS_MAX];
+	uint32_t nclients;
+	sim_client clients[SIM_CLIENTS_MAX];
+	uint32_t outstanding;
+	bool blocked[LD_REPLICAS_MAX][LD_REPLICAS_MAX]; /* [from][to] */
+	uint64_t part_gen;
+	bool healed;
+	ld_actions act;
+	sim_check chk;
+	sim_result *res;
+	FILE *tr;
+} sim;
+
+const char *sim_faults_name(sim_faults f)
+{
+	return sim_profiles[f].name;
+}
+
+static void *sim_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p) {
+		fprintf(stderr, "lockd-sim: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+static void *sim_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fprintf(stderr, "lockd-sim: out of memory\n");
+		abort();
+	}
+	return q;
+}
+
+/* ---- trace ------------------------------------------------------------ */
+
+static void sim_trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sim_trace(sim *s, const char *fmt, ...)
+{
+	if (!s->tr)
+		return;
+	fprintf(s->tr, "%4" PRIu64 ".%06" PRIu64 " ", s->now / 1000000, s->now % 1000000);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(s->tr, fmt, ap);
+	va_end(ap);
+	fputc('\n', s->tr);
+}
+
+static const char *sim_msg_name(ld_msg_type t)
+{
+	static const char *const names[] = {
+		[LD_MSG_PREPARE] = "PREPARE", [LD_MSG_PROMISE] = "PROMISE",
+		[LD_MSG_ACCEPT] = "ACCEPT", [LD_MSG_ACCEPTED] = "ACCEPTED",
+		[LD_MSG_REJECT] = "REJECT", [LD_MSG_COMMIT] = "COMMIT",
+		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK", [LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
+		[LD_MSG_CATCHUP] = "CATCHUP", [LD_MSG_SNAPSHOT] = "SNAPSHOT",
+	};
+	if ((unsigned)t < sizeof names / sizeof names[0] && names[t])
+		return names[t];
+	return "?";
+}
+
+static const char *sim_status_name(ld_reply_status st)
+{
+	switch (st) {
+	case LD_REPLY_OK: return "OK";
+	case LD_REPLY_NOT_LEADER: return "NOT_LEADER";
+	case LD_REPLY_BUSY: return "BUSY";
+	case LD_REPLY_INVALID: return "INVALID";
+	}
+	return "?";
+}
+
+static const char *sim_role_name(ld_role r)
+{
+	switch (r) {
+	case LD_FOLLOWER: return "follower";
+	case LD_CANDIDATE: return "candidate";
+	case LD_LEADER: return "leader";
+	}
+	return "?";
+}
+
+/* "PREPARE r0->r2 b=3.0 slot=5 commit=4" and what else the message holds. */
+static const char *sim_fmt_msg(const ld_msg *m, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%s r%" PRIu32 "->r%" PRIu32 " b=%" PRIu64 ".%" PRIu32
+			 " slot=%" PRIu64 " commit=%" PRIu64 " base=%" PRIu64,
+			 sim_msg_name(m->type), m->from, m->to, m->ballot.round,
+			 m->ballot.id, m->slot, m->commit, m->base);
+	if (n < 0 || (size_t)n >= cap)
+		return buf;
+	if (m->value)
+		n += snprintf(buf + n, cap - (size_t)n, " value=%" PRIu32 "cmds/%016" PRIx64,
+			      m->value->ncmds, m->value->digest);
+	if (m->nvotes && (size_t)n < cap)
+		n += snprintf(buf + n, cap - (size_t)n, " votes=%" PRIu32 "[%" PRIu64 "..%" PRIu64 "]",
+			      m->nvotes, m->votes[0].slot, m->votes[m->nvotes - 1].slot);
+	if (m->snap_len && (size_t)n < cap)
+		snprintf(buf + n, cap - (size_t)n, " snap=%" PRIu32 "B", m->snap_len);
+	return buf;
+}
+
+/* ---- clocks ----------------------------------------------------------- */
+
+static uint64_t node_local(const sim_node *nd, uint64_t real)
+{
+	int64_t r = (int64_t)real;
+	return nd->offset_us + (uint64_t)(r + r * nd->drift_ppm / 1000000);
+}
+
+/* The earliest real time at which the local clock reads >= local_at;
+ * UINT64_MAX when that is beyond any horizon we care about. */
+static uint64_t node_real(const sim_node *nd, uint64_t local_at)
+{
+	if (local_at <= nd->offset_us)
+		return 0;
+	uint64_t d = local_at - nd->offset_us;
+	if (d > SIM_TIMER_HORIZON_US)
+		return UINT64_MAX;
+	uint64_t r = d * 1000000u / (uint64_t)(1000000 + nd->drift_ppm);
+	while (node_local(nd, r) < local_at)
+		r++;
+	while (r > 0 && node_local(nd, r - 1) >= local_at)
+		r--;
+	return r;
+}
+
+/* ---- scheduling helpers ----------------------------------------------- */
+
+static void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a,
+		     uint32_t b, uint64_t x, uint64_t y, void *p)
+{
+	sim_ev ev = { .t_us = at_us, .type = type, .a = a, .b = b, .x = x, .y = y, .p = p };
+	sim_queue_push(&s->q, &ev);
+}
+
+static uint64_t sim_net_delay(sim *s)
+{
+	uint64_t d = sim_rng_range(&s->rng, s->p.delay_min_us, s->p.delay_max_us);
+	if (sim_rng_chance(&s->rng, s->p.tail_p))
+		d += sim_rng_range(&s->rng, 0, s->p.tail_max_us);
+	return d;
+}
+
+static uint32_t sim_other(sim *s, uint32_t not)
+{
+	if (s->n == 1)
+		return 0;
+	return (not + 1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n;
+}
+
+/* The up replica that leads with the highest ballot, or -1. */
+static int32_t sim_leader(sim *s)
+{
+	int32_t best = -1;
+	ld_ballot bb = { 0, 0 };
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (!s->nodes[i].up)
+			continue;
+		ld_status st;
+		ld_replica_status(s->nodes[i].r, &st);
+		if (st.role == LD_LEADER && (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0)) {
+			best = (int32_t)i;
+			bb = st.ballot;
+		}
+	}
+	return best;
+}
+
+/* ---- disk ------------------------------------------------------------- */
+
+static void rec_copy(ld_record *dst, const ld_record *src)
+{
+	*dst = *src;
+	dst->value = ld_value_ref(src->value);
+	dst->snap = NULL;
+	if (src->snap_len) {
+		dst->snap = sim_xmalloc(src->snap_len);
+		memcpy(dst->snap, src->snap, src->snap_len);
+	}
+}
+
+static void node_append_durable(sim_node *nd, const ld_record *rec)
+{
+	if (nd->ndurable == nd->durable_cap) {
+		nd->durable_cap = nd->durable_cap ? 2 * nd->durable_cap : 64;
+		nd->durable = sim_xrealloc(nd->durable, nd->durable_cap * sizeof *nd->durable);
+	}
+	nd->durable[nd->ndurable++] = *rec; /* takes ownership */
+}
+
+/* Once a snapshot is durable, the log before it is dead weight: keep the
+ * newest snapshot, votes past its base and the highest promise (promises
+ * must never be lost), in their original order. */
+static void node_compact(sim *s, sim_node *nd)
+{
+	size_t snap_i = SIZE_MAX, prom_i = SIZE_MAX;
+	for (size_t i = 0; i < nd->ndurable; i++) {
+		const ld_record *r = &nd->durable[i];
+		if (r->type == LD_REC_SNAPSHOT)
+			snap_i = i;
+		else if (r->type == LD_REC_PROMISE &&
+			 (prom_i == SIZE_MAX || ld_ballot_cmp(r->ballot, nd->durable[prom_i].ballot) >= 0))
+			prom_i = i;
+	}
+	if (snap_i == SIZE_MAX)
+		return;
+	uint64_t base = nd->durable[snap_i].slot;
+	size_t w = 0, before = nd->ndurable;
+	for (size_t i = 0; i < nd->ndurable; i++) {
+		ld_record *r = &nd->durable[i];
+		bool keep = true;
+		if (r->type == LD_REC_SNAPSHOT)
+			keep = i == snap_i;
+		else if (r->type == LD_REC_PROMISE)
+			keep = i == prom_i;
+		else if (r->type == LD_REC_VOTE)
+			keep = r->slot > base;
+		if (keep)
+			nd->durable[w++] = *r;
+		else
+			ld_record_clear(r);
+	}
+	nd->ndurable = w;
+	sim_trace(s, "r%u DISK compact at snapshot base=%" PRIu64 ": %zu -> %zu records",
+		  nd->id, base, before, w);
+}
+
+/* Writes with id <= write_id reach the platter, in order. */
+static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
+{
+	size_t k = 0;
+	bool snap = false;
+	while (k < nd->npending && nd->pending[k].write_id <= write_id) {
+		snap |= nd->pending[k].rec.type == LD_REC_SNAPSHOT;
+		node_append_durable(nd, &nd->pending[k].rec);
+		k++;
+	}
+	if (k == 0)
+		return;
+	memmove(nd->pending, nd->pending + k, (nd->npending - k) * sizeof *nd->pending);
+	nd->npending -= k;
+	if (snap)
+		node_compact(s, nd);
+}
+
+static void node_disk_free(sim_node *nd)
+{
+	for (size_t i = 0; i < nd->ndurable; i++)
+		ld_record_clear(&nd->durable[i]);
+	for (size_t i = 0; i < nd->npending; i++)
+		ld_record_clear(&nd->pending[i].rec);
+	free(nd->durable);
+	free(nd->pending);
+	nd->durable = NULL;
+	nd->pending = NULL;
+	nd->ndurable = nd->npending = nd->durable_cap = nd->pending_cap = 0;
+}
+
+/* ---- stepping a replica ----------------------------------------------- */
+
+static void node_step(sim *s, sim_node *nd, ld_event *ev);
+
+static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
+{
+	if (local_at == 0)
+		return;
+	uint64_t real = node_real(nd, local_at);
+	if (real == UINT64_MAX)
+		return;
+	if (real <= s->now)
+		real = s->now + 1;
+	if (nd->tick_live && nd->tick_at_us <= real)
+		return;
+	nd->tick_gen++;
+	nd->tick_at_us = real;
+	nd->tick_live = true;
+	sim_push(s, real, SIM_EV_TICK, nd->id, 0, nd->epoch, nd->tick_gen, NULL);
+}
+
+static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
+{
+	if (a->nrecs == 0)
+		return;
+	if (a->write_id <= nd->last_write_id) {
+		chk_fail(&s->chk, "contract",
+			 "r%u asked for write %" PRIu64 " after write %" PRIu64 " (ids must increase)",
+			 nd->id, a->write_id, nd->last_write_id);
+		return;
+	}
+	nd->last_write_id = a->write_id;
+	unsigned np = 0, nv = 0, ns = 0;
+	for (size_t i = 0; i < a->nrecs; i++) {
+		if (nd->npending == nd->pending_cap) {
+			nd->pending_cap = nd->pending_cap ? 2 * nd->pending_cap : 64;
+			nd->pending = sim_xrealloc(nd->pending, nd->pending_cap * sizeof *nd->pending);
+		}
+		sim_write *w = &nd->pending[nd->npending++];
+		rec_copy(&w->rec, &a->recs[i]);
+		w->write_id = a->write_id;
+		np += a->recs[i].type == LD_REC_PROMISE;
+		nv += a->recs[i].type == LD_REC_VOTE;
+		ns += a->recs[i].type == LD_REC_SNAPSHOT;
+	}
+	uint64_t t = s->now + sim_rng_range(&s->rng, s->p.fsync_min_us, s->p.fsync_max_us);
+	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
+		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
+	if (t < nd->sync_last_us)
+		t = nd->sync_last_us;
+	nd->sync_last_us = t;
+	sim_push(s, t, SIM_EV_SYNC, nd->id, 0, nd->epoch, a->write_id, NULL);
+	sim_trace(s, "r%u WRITE id=%" PRIu64 " promise=%u vote=%u snapshot=%u",
+		  nd->id, a->write_id, np, nv, ns);
+}
+
+static void sim_send_msg(sim *s, ld_msg *m)
+{
+	char buf[256];
+	sim_node *dst = &s->nodes[m->to];
+	s->res->msgs_sent++;
+	if (!dst->up) {
+		sim_trace(s, "DROP(down) %s", sim_fmt_msg(m, buf, sizeof buf));
+		ld_msg_free(m);
+		return;
+	}
+	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+		s->res->msgs_lost++;
+		sim_trace(s, "DROP(loss) %s", sim_fmt_msg(m, buf, sizeof buf));
+		ld_msg_free(m);
+		return;
+	}
+	if (sim_rng_chance(&s->rng, s->p.dup_p)) {
+		ld_msg *d = ld_msg_dup(m);
+		if (d) {
+			sim_trace(s, "DUP %s", sim_fmt_msg(m, buf, sizeof buf));
+			sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, d->to, 0, dst->epoch, 0, d);
+		}
+	}
+	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, dst->epoch, 0, m);
+}
+
+/* The durability contract (paxos.h): a promise or a vote leaves the
+ * replica only once the record behind it is on the disk. The simulator's
+ * disk knows exactly what is durable, so it checks each one. */
+static void node_check_durable(sim *s, sim_node *nd, const ld_msg *m)
+{
+	char buf[256];
+	if (m->type == LD_MSG_PROMISE) {
+		for (size_t i = nd->ndurable; i-- > 0;) {
+			const ld_record *r = &nd->durable[i];
+			if ((r->type == LD_REC_PROMISE || r->type == LD_REC_VOTE) &&
+			    ld_ballot_cmp(r->ballot, m->ballot) >= 0)
+				return;
+		}
+	} else if (m->type == LD_MSG_ACCEPTED) {
+		for (size_t i = nd->ndurable; i-- > 0;) {
+			const ld_record *r = &nd->durable[i];
+			if (r->type == LD_REC_VOTE && r->slot == m->slot &&
+			    ld_ballot_cmp(r->ballot, m->ballot) == 0)
+				return;
+			if (r->type == LD_REC_SNAPSHOT && r->slot >= m->slot)
+				return;
+		}
+	} else {
+		return;
+	}
+	chk_fail(&s->chk, "durability", "r%u sent %s before the record behind it was durable",
+		 nd->id, sim_fmt_msg(m, buf, sizeof buf));
+}
+
+static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
+{
+	char buf[256];
+	for (size_t i = 0; i < a->nmsgs; i++) {
+		ld_msg *m = a->msgs[i];
+		a->msgs[i] = NULL;
+		if (!m)
+			continue;
+		if (ld_msg_validate(m, s->n) != 0 || m->from != nd->id || m->to >= s->n) {
+			chk_fail(&s->chk, "contract", "r%u sent a malformed message: %s", nd->id,
+				 sim_fmt_msg(m, buf, sizeof buf));
+			ld_msg_free(m);
+			continue;
+		}
+		sim_trace(s, "SEND %s", sim_fmt_msg(m, buf, sizeof buf));
+		node_check_durable(s, nd, m);
+		sim_send_msg(s, m);
+	}
+	a->nmsgs = 0;
+}
+
+static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
+{
+	uint64_t start = nd->applied;
+	if (a->installed_snapshot && a->snapshot_base < start)
+		chk_fail(&s->chk, "order",
+			 "r%u installed a snapshot at base %" PRIu64 " after applying up to %" PRIu64,
+			 nd->id, a->snapshot_base, start);
+	for (size_t i = 0; i < a->nchosen; i++) {
+		const ld_chosen *c = &a->chosen[i];
+		if (c->slot != nd->applied + 1) {
+			if (a->installed_snapshot && c->slot == a->snapshot_base + 1 &&
+			    a->snapshot_base >= nd->applied)
+				nd->applied = a->snapshot_base;
+			else
+				chk_fail(&s->chk, "order",
+					 "r%u applied slot %" PRIu64 " right after slot %" PRIu64,
+					 nd->id, c->slot, nd->applied);
+		}
+		if (s->tr) {
+			sim_trace(s, "r%u CHOSEN slot=%" PRIu64 " cmds=%" PRIu32 " value=%016" PRIx64
+				  " state=%016" PRIx64,
+				  nd->id, c->slot, c->value ? c->value->ncmds : 0,
+				  c->value ? c->value->digest : 0, c->sm_digest);
+		}
+		chk_chosen(&s->chk, nd->id, c->slot, c->value, c->sm_digest);
+		nd->applied = c->slot;
+	}
+	if (a->installed_snapshot) {
+		sim_trace(s, "r%u INSTALLED snapshot base=%" PRIu64, nd->id, a->snapshot_base);
+		if (a->snapshot_base > nd->applied)
+			nd->applied = a->snapshot_base;
+	}
+}
+
+static void node_take_replies(sim *s, sim_node *nd, ld_actions *a)
+{
+	for (size_t i = 0; i < a->nreplies; i++) {
+		const ld_reply *rep = &a->replies[i];
+		chk_reply(&s->chk, nd->id, rep);
+		if (rep->client_id == 0 || rep->client_id > s->nclients)
+			continue;
+		sim_trace(s, "REPLY r%u->c%" PRIu64 " seq=%" PRIu64 " %s hint=%" PRId32
+			  " slot=%" PRIu64,
+			  nd->id, rep->client_id, rep->seq, sim_status_name(rep->status),
+			  rep->leader_hint, rep->slot);
+		if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id, rep->client_id);
+			continue;
+		}
+		ld_reply *copy = sim_xmalloc(sizeof *copy);
+		*copy = *rep;
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_REPLY,
+			 (uint32_t)(rep->client_id - 1), nd->id, 0, 0, copy);
+	}
+}
+
+/* After every step: the replica's own view agrees with what it said and
+ * with the oracle. */
+static void node_check(sim *s, sim_node *nd)
+{
+	ld_status st;
+	ld_replica_status(nd->r, &st);
+	if (st.applied != st.commit)
+		chk_fail(&s->chk, "order",
+			 "r%u status: applied=%" PRIu64 " commit=%" PRIu64 " (equal after a step)",
+			 nd->id, st.applied, st.commit);
+	else if (st.applied != nd->applied)
+		chk_fail(&s->chk, "order",
+			 "r%u status: applied=%" PRIu64 " but its chosen decrees reached %" PRIu64,
+			 nd->id, st.applied, nd->applied);
+	chk_state(&s->chk, nd->id, st.applied, nd->sm->ops->digest(nd->sm));
+	if (st.role == LD_LEADER && ld_ballot_cmp(st.ballot, nd->led) != 0) {
+		nd->led = st.ballot;
+		sim_trace(s, "r%u LEADER ballot=%" PRIu64 ".%" PRIu32 " commit=%" PRIu64,
+			  nd->id, st.ballot.round, st.ballot.id, st.commit);
+		chk_leader(&s->chk, nd->id, nd->life, st.ballot);
+	}
+}
+
+static void node_step(sim *s, sim_node *nd, ld_event *ev)
+{
+	ld_actions *a = &s->act;
+	ev->now_us = node_local(nd, s->now);
+	int rc = ld_replica_step(nd->r, ev, a);
+	if (rc != 0)
+		sim_trace(s, "r%u step(event %d) returned %d", nd->id, (int)ev->type, rc);
+	node_take_records(s, nd, a);
+	node_take_msgs(s, nd, a);
+	node_take_chosen(s, nd, a);
+	node_take_replies(s, nd, a);
+	node_arm_timer(s, nd, a->timer_at_us);
+	ld_actions_reset(a);
+	node_check(s, nd);
+}
+
+static void node_tick(sim *s, sim_node *nd)
+{
+	ld_event ev = { .type = LD_EV_TICK };
+	node_step(s, nd, &ev);
+}
+
+/* ---- crash and restart -------------------------------------------------- */
+
+static void node_start(sim *s, sim_node *nd)
+{
+	nd->life++;
+	nd->cfg.seed = sim_rng_next(&s->rng);
+	/* A reboot resets the monotonic clock: a fresh offset each life. */
+	nd->offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
+	int64_t dm = s->p.drift_ppm_max;
+	nd->drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
+	nd->sm = counter_sm_new();
+	nd->r = ld_replica_new(&nd->cfg, nd->sm);
+	if (!nd->r) {
+		fprintf(stderr, "lockd-sim: ld_replica_new failed\n");
+		abort();
+	}
+	for (size_t i = 0; i < nd->ndurable; i++) {
+		if (ld_replica_restore(nd->r, &nd->durable[i]) != 0) {
+			chk_fail(&s->chk, "contract",
+				 "r%u rejected its own durable record %zu (type %d slot %" PRIu64 ")",
+				 nd->id, i, (int)nd->durable[i].type, nd->durable[i].slot);
+			break;
+		}
+	}
+	nd->up = true;
+	nd->tick_live = false;
+	nd->last_write_id = 0;
+	nd->sync_last_us = s->now;
+	nd->led = (ld_ballot){ 0, 0 };
+	ld_status st;
+	ld_replica_status(nd->r, &st);
+	nd->applied = st.applied;
+	sim_trace(s, "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
+		  " promised=%" PRIu64 ".%" PRIu32 " clock offset=%" PRIu64 " drift=%" PRId64 "ppm",
+		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
+		  st.promised.id, nd->offset_us, nd->drift_ppm);
+	chk_state(&s->chk, nd->id, st.applied, nd->sm->ops->digest(nd->sm));
+	node_tick(s, nd);
+}
+
+static void node_crash(sim *s, sim_node *nd)
+{
+	/* Writes the replica issued but never heard back about may or may not
+	 * have reached the disk: a random prefix (whole writes) survives. */
+	uint64_t keep = 0;
+	size_t k = (size_t)sim_rng_below(&s->rng, nd->npending + 1);
+	if (k > 0)
+		keep = nd->pending[k - 1].write_id;
+	size_t npend = nd->npending;
+	node_make_durable(s, nd, keep);
+	sim_trace(s, "r%u CRASH (%zu pending records, %zu lost, %zu durable)", nd->id,
+		  npend, nd->npending, nd->ndurable);
+	for (size_t i = 0; i < nd->npending; i++)
+		ld_record_clear(&nd->pending[i].rec);
+	nd->npending = 0;
+	ld_replica_free(nd->r);
+	counter_sm_free(nd->sm);
+	nd->r = NULL;
+	nd->sm = NULL;
+	nd->up = false;
+	nd->epoch++;
+	nd->tick_live = false;
+	s->res->crashes++;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void client_send(sim *s, sim_client *c)
+{
+	sim_push(s, s->now + SIM_CLIENT_TIMEOUT_US, SIM_EV_CLIENT_TIMEOUT, c->idx, 0, 0,
+		 c->attempt, NULL);
+	sim_node *nd = &s->nodes[c->target];
+	if (!nd->up) {
+		sim_trace(s, "DROP(down) submit c%u:%" PRIu64 " ->r%u", c->idx + 1, c->seq, c->target);
+		return;
+	}
+	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+		sim_trace(s, "DROP(loss) submit c%u:%" PRIu64 " ->r%u", c->idx + 1, c->seq, c->target);
+		return;
+	}
+	sim_trace(s, "SUBMIT c%u:%" PRIu64 " ->r%u attempt=%" PRIu64, c->idx + 1, c->seq,
+		  c->target, c->attempt);
+	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
+	for (int i = 0; i < copies; i++)
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_SUBMIT, c->idx, c->target,
+			 nd->epoch, c->seq, NULL);
+}
+
+static void client_issue(sim *s, sim_client *c)
+{
+	if (s->healed || c->outstanding)
+		return;
+	uint8_t data[SIM_CMD_BYTES_MAX];
+	uint32_t len = (uint32_t)sim_rng_range(&s->rng, 1, sim_rng_chance(&s->rng, 0.1) ?
+						   SIM_CMD_BYTES_MAX : 8);
+	for (uint32_t i = 0; i < len; i++)
+		data[i] = (uint8_t)sim_rng_next(&s->rng);
+	c->seq++;
+	chk_submitted(&s->chk, c->idx, c->seq, data, len);
+	c->outstanding = true;
+	s->outstanding++;
+	s->res->commands++;
+	c->attempt++;
+	c->redirects = 0;
+	c->target = c->guess >= 0 ? (uint32_t)c->guess : (uint32_t)sim_rng_below(&s->rng, s->n);
+	client_send(s, c);
+}
+
+static void client_reply(sim *s, sim_client *c, uint32_t from, const ld_reply *rep)
+{
+	if (!c->outstanding || rep->seq != c->seq) {
+		sim_trace(s, "c%u ignores stale reply seq=%" PRIu64 " from r%u", c->idx + 1,
+			  rep->seq, from);
+		return;
+	}
+	switch (rep->status) {
+	case LD_REPLY_OK:
+		sim_trace(s, "c%u ACKED seq=%" PRIu64 " slot=%" PRIu64 " by r%u", c->idx + 1,
+			  c->seq, rep->slot, from);
+		c->outstanding = false;
+		s->outstanding--;
+		s->res->acks++;
+		c->guess = (int32_t)from;
+		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.think_min_us, s->p.think_max_us),
+			 SIM_EV_CLIENT_START, c->idx, 0, 0, 0, NULL);
+		return;
+	case LD_REPLY_NOT_LEADER:
+		if (from != c->target)
+			return;
+		c->attempt++;
+		c->redirects++;
+		if (rep->leader_hint >= 0 && (uint32_t)rep->leader_hint < s->n &&
+		    (uint32_t)rep->leader_hint != from && c->redirects % 4 != 0)
+			c->target = (uint32_t)rep->leader_hint;
+		else
+			c->target = sim_other(s, from);
+		c->guess = (int32_t)c->target;
+		sim_push(s, s->now + sim_rng_range(&s->rng, 100, 1000u * (c->redirects < 10 ? c->redirects : 10)),
+			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
+		return;
+	case LD_REPLY_BUSY:
+		if (from != c->target)
+			return;
+		c->attempt++;
+		c->target = sim_other(s, from);
+		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000), SIM_EV_CLIENT_RETRY,
+			 c->idx, 0, 0, c->attempt, NULL);
+		return;
+	case LD_REPLY_INVALID:
+		return; /* the checker has flagged it */
+	}
+}
+
+/* ---- faults ------------------------------------------------------------- */
+
+static void sim_partition(sim *s)
+{
+	memset(s->blocked, 0, sizeof s->blocked);
+	uint32_t n = s->n;
+	int32_t leader = sim_leader(s);
+	uint32_t l = leader >= 0 ? (uint32_t)leader : (uint32_t)sim_rng_below(&s->rng, n);
+	char desc[128];
+	switch (sim_rng_below(&s->rng, 5)) {
+	case 0: { /* symmetric split into two groups */
+		uint32_t mask = (uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = 0; j < n; j++)
+				s->blocked[i][j] = ((mask >> i) & 1) != ((mask >> j) & 1);
+		snprintf(desc, sizeof desc, "split group mask=0x%x", mask);
+		break;
+	}
+	case 1: { /* asymmetric: one group cannot hear the other */
+		uint32_t mask = (uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = 0; j < n; j++)
+				s->blocked[i][j] = ((mask >> i) & 1) && !((mask >> j) & 1);
+		snprintf(desc, sizeof desc, "one-way: group 0x%x cannot reach the rest", mask);
+		break;
+	}
+	case 2: /* the leader isolated */
+		for (uint32_t i = 0; i < n; i++)
+			s->blocked[l][i] = s->blocked[i][l] = i != l;
+		snprintf(desc, sizeof desc, "r%u (leader %d) isolated", l, leader);
+		break;
+	case 3: /* the leader talks but does not hear */
+		for (uint32_t i = 0; i < n; i++)
+			s->blocked[i][l] = i != l;
+		snprintf(desc, sizeof desc, "r%u (leader %d) deaf", l, leader);
+		break;
+	default: /* the leader hears but its messages are lost */
+		for (uint32_t i = 0; i < n; i++)
+			s->blocked[l][i] = i != l;
+		snprintf(desc, sizeof desc, "r%u (leader %d) mute", l, leader);
+		break;
+	}
+	s->part_gen++;
+	s->res->partitions++;
+	uint64_t dur = sim_rng_range(&s->rng, s->p.part_min_us, s->p.part_max_us);
+	sim_push(s, s->now + dur, SIM_EV_PART_END, 0, 0, s->part_gen, 0, NULL);
+	sim_trace(s, "PARTITION %s for %" PRIu64 " ms", desc, dur / 1000);
+}
+
+static void sim_crash_fault(sim *s)
+{
+	uint32_t down = 0;
+	for (uint32_t i = 0; i < s->n; i++)
+		down += !s->nodes[i].up;
+	if (down == 0 && sim_rng_chance(&s->rng, s->p.power_loss_p)) {
+		/* The whole cell loses power: every unsynced write is at risk
+		 * at once, on every replica. */
+		sim_trace(s, "POWER LOSS");
+		for (uint32_t i = 0; i < s->n; i++) {
+			sim_node *nd = &s->nodes[i];
+			node_crash(s, nd);
+			sim_push(s, s->now + sim_rng_range(&s->rng, s->p.restart_min_us, s->p.restart_max_us),
+				 SIM_EV_RESTART, i, 0, nd->epoch, 0, NULL);
+		}
+		return;
+	}
+	uint32_t max_down = s->p.max_down ? s->p.max_down : s->n / 2;
+	if (down >= max_down || down >= s->n)
+		return;
+	int32_t leader = sim_leader(s);
+	uint32_t v;
+	if (leader >= 0 && sim_rng_chance(&s->rng, s->p.crash_leader_p)) {
+		v = (uint32_t)leader;
+	} else {
+		uint32_t k = (uint32_t)sim_rng_below(&s->rng, s->n - down);
+		for (v = 0;; v++)
+			if (s->nodes[v].up && k-- == 0)
+				break;
+	}
+	sim_node *nd = &s->nodes[v];
+	node_crash(s, nd);
+	sim_push(s, s->now + sim_rng_range(&s->rng, s->p.restart_min_us, s->p.restart_max_us),
+		 SIM_EV_RESTART, v, 0, nd->epoch, 0, NULL);
+}
+
+static void sim_heal(sim *s)
+{
+	s->healed = true;
+	s->p.loss_p = s->p.dup_p = s->p.tail_p = 0;
+	memset(s->blocked, 0, sizeof s->blocked);
+	s->res->heal_us = s->now;
+	sim_trace(s, "HEAL: no more faults, no new commands; %u outstanding", s->outstanding);
+	for (uint32_t i = 0; i < s->n; i++)
+		if (!s->nodes[i].up)
+			node_start(s, &s->nodes[i]);
+	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0, NULL);
+}
+
+static bool sim_done(sim *s)
+{
+	if (s->outstanding)
+		return false;
+	for (uint32_t i = 0; i < s->n; i++)
+		if (!s->nodes[i].up || s->nodes[i].applied < s->chk.max_ack_slot)
+			return false;
+	return true;
+}
+
+static void sim_liveness_failure(sim *s)
+{
+	char buf[768];
+	int n = snprintf(buf, sizeof buf, "%u s after heal:", SIM_LIVENESS_US / 1000000);
+	for (uint32_t i = 0; i < s->nclients && n > 0 && (size_t)n < sizeof buf; i++)
+		if (s->clients[i].outstanding)
+			n += snprintf(buf + n, sizeof buf - (size_t)n,
+				      " c%u:%" PRIu64 " unacknowledged (%" PRIu64 " attempts, at r%u);",
+				      i + 1, s->clients[i].seq, s->clients[i].attempt, s->clients[i].target);
+	for (uint32_t i = 0; i < s->n && n > 0 && (size_t)n < sizeof buf; i++) {
+		ld_status st;
+		if (!s->nodes[i].up)
+			continue;
+		ld_replica_status(s->nodes[i].r, &st);
+		n += snprintf(buf + n, sizeof buf - (size_t)n,
+			      " r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32 " applied=%" PRIu64 ";",
+			      i, sim_role_name(st.role), st.ballot.round, st.ballot.id, st.leader,
+			      st.applied);
+	}
+	chk_fail(&s->chk, "liveness", "%s highest ack slot %" PRIu64, buf, s->chk.max_ack_slot);
+}
+
+/* ---- the event loop ----------------------------------------------------- */
+
+static void sim_dispatch(sim *s, sim_ev *ev)
+{
+	char buf[256];
+	switch (ev->type) {
+	case SIM_EV_TICK: {
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x)
+			return;
+		if (ev->y != 0) {
+			if (ev->y != nd->tick_gen)
+				return; /* superseded by an earlier tick */
+			nd->tick_live = false;
+		}
+		node_tick(s, nd);
+		return;
+	}
+	case SIM_EV_SYNC: {
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x)
+			return;
+		node_make_durable(s, nd, ev->y);
+		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
+		ld_event e = { .type = LD_EV_DURABLE, .write_id = ev->y };
+		node_step(s, nd, &e);
+		return;
+	}
+	case SIM_EV_MSG: {
+		ld_msg *m = ev->p;
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x) {
+			sim_trace(s, "DROP(crashed) %s", sim_fmt_msg(m, buf, sizeof buf));
+		} else if (s->blocked[m->from][m->to]) {
+			s->res->msgs_lost++;
+			sim_trace(s, "DROP(partition) %s", sim_fmt_msg(m, buf, sizeof buf));
+		} else {
+			sim_trace(s, "RECV %s", sim_fmt_msg(m, buf, sizeof buf));
+			ld_event e = { .type = LD_EV_MSG, .msg = m };
+			node_step(s, nd, &e);
+		}
+		ld_msg_free(m);
+		return;
+	}
+	case SIM_EV_SUBMIT: {
+		sim_node *nd = &s->nodes[ev->b];
+		const chk_cmd *cc = chk_cmd_get(&s->chk, ev->a, ev->y);
+		if (!nd->up || nd->epoch != ev->x || !cc) {
+			sim_trace(s, "DROP(crashed) submit c%u:%" PRIu64 " ->r%u", ev->a + 1, ev->y, ev->b);
+			return;
+		}
+		ld_cmd cmd = { .client_id = ev->a + 1, .seq = ev->y, .len = cc->len, .data = cc->data };
+		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->b, ev->a + 1, ev->y);
+		ld_event e = { .type = LD_EV_SUBMIT, .cmd = &cmd };
+		node_step(s, nd, &e);
+		return;
+	}
+	case SIM_EV_REPLY:
+		client_reply(s, &s->clients[ev->a], ev->b, ev->p);
+		free(ev->p);
+		return;
+	case SIM_EV_CLIENT_START:
+		client_issue(s, &s->clients[ev->a]);
+		return;
+	case SIM_EV_CLIENT_RETRY: {
+		sim_client *c = &s->clients[ev->a];
+		if (c->outstanding && ev->y == c->attempt)
+			client_send(s, c);
+		return;
+	}
+	case SIM_EV_CLIENT_TIMEOUT: {
+		sim_client *c = &s->clients[ev->a];
+		if (!c->outstanding || ev->y != c->attempt)
+			return;
+		sim_trace(s, "c%u TIMEOUT seq=%" PRIu64 " at r%u", c->idx + 1, c->seq, c->target);
+		c->attempt++;
+		c->target = sim_other(s, c->target);
+		c->guess = -1;
+		client_send(s, c);
+		return;
+	}
+	case SIM_EV_CRASH:
+		if (s->healed)
+			return;
+		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.crash_every_min_us, s->p.crash_every_max_us),
+			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
+		sim_crash_fault(s);
+		return;
+	case SIM_EV_RESTART: {
+		sim_node *nd = &s->nodes[ev->a];
+		if (nd->up || nd->epoch != ev->x)
+			return;
+		node_start(s, nd);
+		return;
+	}
+	case SIM_EV_PART_START:
+		if (s->healed)
+			return;
+		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.part_every_min_us, s->p.part_every_max_us),
+			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
+		sim_partition(s);
+		return;
+	case SIM_EV_PART_END:
+		if (ev->x != s->part_gen)
+			return;
+		memset(s->blocked, 0, sizeof s->blocked);
+		sim_trace(s, "PARTITION ends");
+		return;
+	case SIM_EV_HEAL:
+		sim_heal(s);
+		return;
+	case SIM_EV_DEADLINE:
+		sim_liveness_failure(s);
+		return;
+	}
+}
+
+static void sim_extra_tick(sim *s)
+{
+	uint32_t i = (uint32_t)sim_rng_below(&s->rng, s->n);
+	sim_push(s, s->now + sim_rng_range(&s->rng, 0, 50000), SIM_EV_TICK, i, 0,
+		 s->nodes[i].epoch, 0, NULL);
+}
+
+static void sim_config(sim *s, ld_config *cfg, uint32_t id)
+{
+	ld_config_default(cfg, id, s->n);
+	cfg->mutant = s->o->mutant;
+	/* Vary what the daemon's operator may tune, to reach more code. */
+	static const uint32_t snaps[] = { 32, 64, 128, 256 };
+	static const uint32_t windows[] = { 4, 16, LD_WINDOW_SLOTS_MAX };
+	static const uint32_t batches[] = { 1, 8, LD_BATCH_CMDS_MAX };
+	cfg->snapshot_every_slots = snaps[sim_rng_below(&s->rng, 4)];
+	cfg->window_slots = windows[sim_rng_below(&s->rng, 3)];
+	cfg->batch_cmds = batches[sim_rng_below(&s->rng, 3)];
+}
+
+void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
+{
+	sim *s = sim_xmalloc(sizeof *s);
+	memset(s, 0, sizeof *s);
+	memset(res, 0, sizeof *res);
+	s->o = o;
+	s->seed = seed;
+	s->res = res;
+	s->tr = o->trace;
+	sim_rng_seed(&s->rng, seed);
+	s->p = sim_profiles[o->faults];
+	if (o->drift_ppm_max >= 0)
+		s->p.drift_ppm_max = o->drift_ppm_max;
+	s->n = o->nreplicas;
+	s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_CLIENTS_MIN, SIM_CLIENTS_MAX);
+	sim_queue_init(&s->q);
+	ld_actions_init(&s->act);
+	chk_init(&s->chk, s->nclients);
+
+	/* One configuration per cell (all replicas agree on it), new seeds per life. */
+	ld_config cfg;
+	sim_config(s, &cfg, 0);
+	sim_trace(s, "SEED %" PRIu64 ": %u replicas, %u clients, faults=%s mutant=%s "
+		  "window=%" PRIu32 " batch=%" PRIu32 " snapshot_every=%" PRIu32,
+		  seed, s->n, s->nclients, s->p.name,
+		  o->mutant ? ld_mutant_name(o->mutant) : "none", cfg.window_slots,
+		  cfg.batch_cmds, cfg.snapshot_every_slots);
+	for (uint32_t i = 0; i < s->n; i++) {
+		sim_node *nd = &s->nodes[i];
+		nd->id = i;
+		nd->cfg = cfg;
+		nd->cfg.id = i;
+		node_start(s, nd);
+	}
+	for (uint32_t i = 0; i < s->nclients; i++) {
+		s->clients[i] = (sim_client){ .idx = i, .guess = -1 };
+		sim_push(s, sim_rng_range(&s->rng, 0, 300000), SIM_EV_CLIENT_START, i, 0, 0, 0, NULL);
+	}
+	sim_push(s, sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us), SIM_EV_HEAL,
+		 0, 0, 0, 0, NULL);
+	if (s->p.crash_every_max_us)
+		sim_push(s, sim_rng_range(&s->rng, s->p.crash_every_min_us, s->p.crash_every_max_us),
+			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
+	if (s->p.part_every_max_us)
+		sim_push(s, sim_rng_range(&s->rng, s->p.part_every_min_us, s->p.part_every_max_us),
+			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
+
+	sim_ev ev;
+	bool done = false;
+	while (!s->chk.violated && sim_queue_pop(&s->q, &ev)) {
+		s->now = ev.t_us;
+		res->events++;
+		sim_dispatch(s, &ev);
+		if (s->chk.violated)
+			break;
+		if (s->healed && sim_done(s)) {
+			done = true;
+			break;
+		}
+		if (!s->healed && sim_rng_chance(&s->rng, s->p.extra_tick_p))
+			sim_extra_tick(s);
+		if (res->events >= SIM_EVENTS_MAX) {
+			chk_fail(&s->chk, "liveness", "runaway: %u events without finishing",
+				 SIM_EVENTS_MAX);
+			break;
+		}
+	}
+	if (!done && !s->chk.violated)
+		chk_fail(&s->chk, "liveness", "the event queue ran dry before the end");
+	sim_trace(s, "END decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64, s->chk.decrees,
+		  res->commands, res->acks);
+
+	res->decrees = s->chk.decrees;
+	res->end_us = s->now;
+	res->violated = s->chk.violated;
+	snprintf(res->property, sizeof res->property, "%s", s->chk.property);
+	snprintf(res->detail, sizeof res->detail, "%s", s->chk.detail);
+
+	while (sim_queue_pop(&s->q, &ev)) {
+		if (ev.type == SIM_EV_MSG)
+			ld_msg_free(ev.p);
+		else if (ev.type == SIM_EV_REPLY)
+			free(ev.p);
+	}
+	sim_queue_free(&s->q);
+	for (uint32_t i = 0; i < s->n; i++) {
+		sim_node *nd = &s->nodes[i];
+		if (nd->r)
+			ld_replica_free(nd->r);
+		if (nd->sm)
+			counter_sm_free(nd->sm);
+		node_disk_free(nd);
+	}
+	ld_actions_free(&s->act);
+	chk_free(&s->chk);
+	free(s);
+}

@@ -1,0 +1,46 @@
+/* lockd-sim: runs 3 or 5 replicas of the real core in one process, from one
+ * seed, over a simulated network, disks and clocks, with the checker in
+ * check.h as the oracle. No wall clock, no threads. */
+#ifndef SIM_SIM_H
+#define SIM_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "paxos.h"
+
+typedef enum sim_faults {
+	SIM_FAULTS_NONE,
+	SIM_FAULTS_DEFAULT,
+	SIM_FAULTS_HEAVY,
+} sim_faults;
+
+typedef struct sim_opts {
+	uint32_t nreplicas;
+	sim_faults faults;
+	ld_mutant mutant;
+	int32_t drift_ppm_max; /* -1: the profile's (200 ppm) */
+	FILE *trace;           /* non-NULL: one line per event */
+} sim_opts;
+
+typedef struct sim_result {
+	uint64_t decrees;   /* distinct slots chosen */
+	uint64_t events;
+	uint64_t commands;  /* commands clients submitted */
+	uint64_t acks;      /* OK replies clients received for their current command */
+	uint64_t crashes, partitions;
+	uint64_t msgs_sent, msgs_lost;
+	uint64_t heal_us, end_us; /* simulated real time */
+	bool violated;
+	char property[32];
+	char detail[1024];
+} sim_result;
+
+/* Runs one seed to the end (all commands acknowledged after heal) or to the
+ * first violation. */
+void sim_run(const sim_opts *o, uint64_t seed, sim_result *res);
+
+const char *sim_faults_name(sim_faults f);
+
+#endif

@@ -1,0 +1,972 @@
+/* The codec: every message and record type survives a round trip, and no
+ * input, however broken, gets past decoding unchecked or crashes it (this
+ * test runs under ASan and UBSan). */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+#include "ledger.pb-c.h"
+#include "peer.pb-c.h"
+
+#define NREPLICAS 5
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* xorshift64*: deterministic garbage, the same on every run. */
+static uint64_t rnd_next(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1DULL;
+}
+
+/* A decree of ncmds commands of len bytes each; the caller unrefs it. */
+static ld_value *mkvalue(uint32_t ncmds, uint32_t len, uint64_t salt)
+{
+	static uint8_t data[LD_BATCH_CMDS_MAX][LD_CMD_BYTES_MAX];
+	ld_cmd cmds[LD_BATCH_CMDS_MAX];
+
+	cr_assert(ncmds <= LD_BATCH_CMDS_MAX && len <= LD_CMD_BYTES_MAX);
+	for (uint32_t i = 0; i < ncmds; i++) {
+		for (uint32_t j = 0; j < len; j++)
+			data[i][j] = (uint8_t)(salt + i * 31 + j);
+		cmds[i] = (ld_cmd){.client_id = salt + i + 1,
+				   .seq = 100 + i,
+				   .len = len,
+				   .data = data[i]};
+	}
+	ld_value *v = ld_value_new(cmds, ncmds);
+	cr_assert_not_null(v);
+	return v;
+}
+
+/* A well-formed message of type t from replica 1 to replica 2, with every
+ * field the type uses set to something other than its default. */
+static ld_msg *mkmsg(ld_msg_type t)
+{
+	ld_msg *m = calloc(1, sizeof *m);
+	cr_assert_not_null(m);
+	m->type = t;
+	m->from = 1;
+	m->to = 2;
+	m->ballot = (ld_ballot){.round = 7, .id = 3};
+	m->slot = 42;
+	m->commit = 40;
+	m->base = 10;
+	switch (t) {
+	case LD_MSG_ACCEPT:
+		m->value = mkvalue(3, 17, t);
+		break;
+	case LD_MSG_PROMISE:
+	case LD_MSG_CATCHUP:
+		m->nvotes = 3;
+		m->votes = calloc(m->nvotes, sizeof *m->votes);
+		cr_assert_not_null(m->votes);
+		for (uint32_t i = 0; i < m->nvotes; i++) {
+			m->votes[i].slot = 42 + i;
+			if (t == LD_MSG_PROMISE)
+				m->votes[i].ballot =
+					(ld_ballot){.round = 5 + i, .id = i};
+			m->votes[i].value =
+				i == 1 ? ld_value_noop() : mkvalue(i + 1, 9, i);
+		}
+		break;
+	case LD_MSG_SNAPSHOT:
+		m->snap_len = 1000;
+		m->snap = malloc(m->snap_len);
+		cr_assert_not_null(m->snap);
+		for (uint32_t i = 0; i < m->snap_len; i++)
+			m->snap[i] = (uint8_t)(i * 7);
+		break;
+	default:
+		break;
+	}
+	return m;
+}
+
+static void assert_msg_equal(const ld_msg *a, const ld_msg *b)
+{
+	cr_assert_eq(a->type, b->type);
+	cr_assert_eq(a->from, b->from);
+	cr_assert_eq(a->to, b->to);
+	cr_assert_eq(ld_ballot_cmp(a->ballot, b->ballot), 0);
+	cr_assert_eq(a->slot, b->slot);
+	cr_assert_eq(a->commit, b->commit);
+	cr_assert_eq(a->base, b->base);
+	cr_assert(ld_value_equal(a->value, b->value));
+	cr_assert_eq(a->nvotes, b->nvotes);
+	for (uint32_t i = 0; i < a->nvotes; i++) {
+		cr_assert_eq(a->votes[i].slot, b->votes[i].slot);
+		cr_assert_eq(
+			ld_ballot_cmp(a->votes[i].ballot, b->votes[i].ballot),
+			0);
+		cr_assert(ld_value_equal(a->votes[i].value, b->votes[i].value));
+	}
+	cr_assert_eq(a->snap_len, b->snap_len);
+	if (a->snap_len > 0)
+		cr_assert_arr_eq(a->snap, b->snap, a->snap_len);
+}
+
+static void assert_record_equal(const ld_record *a, const ld_record *b)
+{
+	cr_assert_eq(a->type, b->type);
+	cr_assert_eq(ld_ballot_cmp(a->ballot, b->ballot), 0);
+	cr_assert_eq(a->slot, b->slot);
+	cr_assert(ld_value_equal(a->value, b->value));
+	cr_assert_eq(a->snap_len, b->snap_len);
+	if (a->snap_len > 0)
+		cr_assert_arr_eq(a->snap, b->snap, a->snap_len);
+}
+
+/* Every decode result is 0 or a known code. */
+static void assert_known(int rv)
+{
+	cr_assert(rv >= LD_CODEC_OK && rv <= LD_CODEC_EINVALID,
+		  "unknown codec result %d", rv);
+	cr_assert_neq(rv, LD_CODEC_ENOMEM);
+}
+
+/* Encodes m, decodes it back and checks equality and that re-encoding gives
+ * the same bytes. Returns the encoding (caller frees). */
+static uint8_t *msg_roundtrip(const ld_msg *m, size_t *len)
+{
+	uint8_t *buf, *buf2;
+	size_t len2;
+	ld_msg *d;
+
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, len), 0);
+	int rv = ld_codec_msg_decode(buf, *len, NREPLICAS, &d);
+	cr_assert_eq(rv, 0, "decode: %s", ld_codec_strerror(rv));
+	assert_msg_equal(m, d);
+	cr_assert_eq(ld_codec_msg_encode(d, &buf2, &len2), 0);
+	cr_assert_eq(len2, *len);
+	cr_assert_arr_eq(buf, buf2, len2);
+	free(buf2);
+	ld_msg_free(d);
+	return buf;
+}
+
+/* A decode that succeeded on odd input must still give a message that is
+ * well-formed: it re-encodes and decodes to the same thing. */
+static void assert_msg_stable(const ld_msg *m)
+{
+	uint8_t *buf;
+	size_t len;
+	ld_msg *d;
+
+	cr_assert_eq(ld_msg_validate(m, NREPLICAS), 0);
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, NREPLICAS, &d), 0);
+	assert_msg_equal(m, d);
+	ld_msg_free(d);
+	free(buf);
+}
+
+static void assert_record_stable(const ld_record *r)
+{
+	uint8_t *buf;
+	size_t len;
+	ld_record d;
+
+	cr_assert_eq(ld_codec_record_encode(r, &buf, &len), 0);
+	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
+	assert_record_equal(r, &d);
+	ld_record_clear(&d);
+	free(buf);
+}
+
+/* Decodes buf as each of the three formats; none may crash, and whatever
+ * decodes must be stable. */
+static void decode_all(const uint8_t *buf, size_t len)
+{
+	ld_msg *m;
+	ld_record r;
+	ld_value *v;
+
+	int rv = ld_codec_msg_decode(buf, len, NREPLICAS, &m);
+	assert_known(rv);
+	if (rv == 0) {
+		assert_msg_stable(m);
+		ld_msg_free(m);
+	} else {
+		cr_assert_null(m);
+	}
+	rv = ld_codec_record_decode(buf, len, &r);
+	assert_known(rv);
+	if (rv == 0)
+		assert_record_stable(&r);
+	ld_record_clear(&r);
+	rv = ld_codec_value_decode(buf, len, &v);
+	assert_known(rv);
+	if (rv == 0) {
+		uint8_t *b;
+		size_t n;
+		ld_value *v2;
+		cr_assert_eq(ld_codec_value_encode(v, &b, &n), 0);
+		cr_assert_eq(ld_codec_value_decode(b, n, &v2), 0);
+		cr_assert(ld_value_equal(v, v2));
+		ld_value_unref(v2);
+		free(b);
+	}
+	ld_value_unref(v);
+}
+
+static uint8_t *pack(const ProtobufCMessage *pm, size_t *len)
+{
+	*len = protobuf_c_message_get_packed_size(pm);
+	uint8_t *buf = malloc(*len + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(protobuf_c_message_pack(pm, buf), *len);
+	return buf;
+}
+
+static int decode_pm(const Lockd__PeerMsg *pm)
+{
+	size_t len;
+	ld_msg *m;
+	uint8_t *buf = pack(&pm->base, &len);
+	int rv = ld_codec_msg_decode(buf, len, NREPLICAS, &m);
+	cr_assert((rv == 0) == (m != NULL));
+	ld_msg_free(m);
+	free(buf);
+	return rv;
+}
+
+static int decode_pr(const Lockd__Record *pr)
+{
+	size_t len;
+	ld_record r;
+	uint8_t *buf = pack(&pr->base, &len);
+	int rv = ld_codec_record_decode(buf, len, &r);
+	ld_record_clear(&r);
+	free(buf);
+	return rv;
+}
+
+static int decode_raw(const uint8_t *buf, size_t len)
+{
+	ld_msg *m;
+	int rv = ld_codec_msg_decode(buf, len, NREPLICAS, &m);
+	ld_msg_free(m);
+	return rv;
+}
+
+/* A valid ACCEPT, as protobuf structs, for tests that break one field. */
+typedef struct pm_accept {
+	Lockd__PeerMsg pm;
+	Lockd__Ballot ballot;
+	Lockd__Decree decree;
+	Lockd__Command cmd;
+	Lockd__Command *cmds[1];
+	uint8_t data[LD_CMD_BYTES_MAX + 1];
+} pm_accept;
+
+static void pm_accept_init(pm_accept *a)
+{
+	lockd__peer_msg__init(&a->pm);
+	lockd__ballot__init(&a->ballot);
+	lockd__decree__init(&a->decree);
+	lockd__command__init(&a->cmd);
+	memset(a->data, 'x', sizeof a->data);
+	a->cmd.client_id = 9;
+	a->cmd.seq = 1;
+	a->cmd.data.data = a->data;
+	a->cmd.data.len = 10;
+	a->cmds[0] = &a->cmd;
+	a->decree.n_cmds = 1;
+	a->decree.cmds = a->cmds;
+	a->ballot.round = 2;
+	a->ballot.id = 1;
+	a->pm.type = LOCKD__MSG_TYPE__MSG_ACCEPT;
+	a->pm.from = 1;
+	a->pm.to = 0;
+	a->pm.ballot = &a->ballot;
+	a->pm.slot = 5;
+	a->pm.value = &a->decree;
+}
+
+/* ---- round trips -------------------------------------------------------- */
+
+ParameterizedTestParameters(codec, msg_roundtrip)
+{
+	static int types[LD_MSG_TYPE_MAX];
+	for (int i = 0; i < LD_MSG_TYPE_MAX; i++)
+		types[i] = LD_MSG_PREPARE + i;
+	return cr_make_param_array(int, types, LD_MSG_TYPE_MAX);
+}
+
+ParameterizedTest(int *type, codec, msg_roundtrip)
+{
+	size_t len;
+	ld_msg *m = mkmsg((ld_msg_type)*type);
+	free(msg_roundtrip(m, &len));
+	cr_assert_leq(len, LD_MESSAGE_BYTES_MAX);
+	ld_msg_free(m);
+}
+
+Test(codec, msg_roundtrip_extremes)
+{
+	size_t len;
+	ld_msg *m = mkmsg(LD_MSG_ACCEPT);
+
+	/* Largest ids, ballots and slots; a no-op and a full decree. */
+	m->from = LD_REPLICAS_MAX - 1;
+	m->to = 0;
+	m->ballot = (ld_ballot){.round = UINT64_MAX, .id = LD_REPLICAS_MAX - 1};
+	m->slot = UINT64_MAX;
+	m->commit = UINT64_MAX - 1;
+	ld_value_unref(m->value);
+	m->value = ld_value_noop();
+	uint8_t *buf;
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	ld_msg *d;
+	cr_assert_eq(ld_codec_msg_decode(buf, len, LD_REPLICAS_MAX, &d), 0);
+	assert_msg_equal(m, d);
+	cr_assert_eq(d->value, ld_value_noop());
+	ld_msg_free(d);
+	free(buf);
+
+	ld_value_unref(m->value);
+	m->value = mkvalue(LD_BATCH_CMDS_MAX, LD_CMD_BYTES_MAX, 3);
+	m->from = 1;
+	m->ballot.id = 4;
+	free(msg_roundtrip(m, &len));
+	ld_msg_free(m);
+}
+
+Test(codec, msg_roundtrip_many_votes)
+{
+	size_t len;
+	ld_msg *m = mkmsg(LD_MSG_PROMISE);
+	for (uint32_t i = 0; i < m->nvotes; i++)
+		ld_value_unref(m->votes[i].value);
+	free(m->votes);
+	m->nvotes = LD_LOG_SLOTS_MAX;
+	m->votes = calloc(m->nvotes, sizeof *m->votes);
+	cr_assert_not_null(m->votes);
+	for (uint32_t i = 0; i < m->nvotes; i++)
+		m->votes[i] = (ld_vote){.slot = i + 1,
+					.ballot = {.round = i, .id = i % 5},
+					.value = mkvalue(i % 4, 20, i)};
+	free(msg_roundtrip(m, &len));
+	ld_msg_free(m);
+}
+
+Test(codec, record_roundtrip)
+{
+	ld_record recs[3] = {
+		{.type = LD_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
+		{.type = LD_REC_VOTE,
+		 .ballot = {.round = 9, .id = 2},
+		 .slot = 77,
+		 .value = mkvalue(5, 100, 1)},
+		{.type = LD_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
+	};
+	recs[2].snap = malloc(recs[2].snap_len);
+	cr_assert_not_null(recs[2].snap);
+	memset(recs[2].snap, 0xab, recs[2].snap_len);
+
+	for (size_t i = 0; i < 3; i++) {
+		uint8_t *buf, *buf2;
+		size_t len, len2;
+		ld_record d;
+		cr_assert_eq(ld_codec_record_encode(&recs[i], &buf, &len), 0);
+		int rv = ld_codec_record_decode(buf, len, &d);
+		cr_assert_eq(rv, 0, "%s", ld_codec_strerror(rv));
+		assert_record_equal(&recs[i], &d);
+		cr_assert_eq(ld_codec_record_encode(&d, &buf2, &len2), 0);
+		cr_assert_eq(len, len2);
+		cr_assert_arr_eq(buf, buf2, len);
+		ld_record_clear(&d);
+		ld_record_clear(&recs[i]);
+		free(buf);
+		free(buf2);
+	}
+}
+
+Test(codec, record_vote_noop_and_big_snapshot)
+{
+	uint8_t *buf;
+	size_t len;
+	ld_record d;
+
+	ld_record vote = {.type = LD_REC_VOTE,
+			  .ballot = {.round = 1, .id = 0},
+			  .slot = 1,
+			  .value = ld_value_noop()};
+	cr_assert_eq(ld_codec_record_encode(&vote, &buf, &len), 0);
+	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
+	cr_assert_eq(d.value, ld_value_noop());
+	ld_record_clear(&d);
+	free(buf);
+
+	/* A snapshot record may be bigger than any message. */
+	ld_record snap = {.type = LD_REC_SNAPSHOT,
+			  .slot = 1,
+			  .snap_len = LD_MESSAGE_BYTES_MAX + 1};
+	snap.snap = calloc(1, snap.snap_len);
+	cr_assert_not_null(snap.snap);
+	cr_assert_eq(ld_codec_record_encode(&snap, &buf, &len), 0);
+	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
+	assert_record_equal(&snap, &d);
+	ld_record_clear(&d);
+	ld_record_clear(&snap);
+	free(buf);
+}
+
+Test(codec, value_roundtrip)
+{
+	ld_value *vals[] = {ld_value_noop(), mkvalue(1, 0, 1), mkvalue(2, 1, 2),
+			    mkvalue(LD_BATCH_CMDS_MAX, LD_CMD_BYTES_MAX, 3)};
+	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+		uint8_t *buf;
+		size_t len;
+		ld_value *d;
+		cr_assert_eq(ld_codec_value_encode(vals[i], &buf, &len), 0);
+		cr_assert_eq(ld_codec_value_decode(buf, len, &d), 0);
+		cr_assert(ld_value_equal(vals[i], d));
+		cr_assert_eq(d->digest, vals[i]->digest);
+		ld_value_unref(d);
+		ld_value_unref(vals[i]);
+		free(buf);
+	}
+}
+
+/* ---- malformed input ---------------------------------------------------- */
+
+Test(codec, random_garbage)
+{
+	uint64_t s = 0x6c6f636b64ULL; /* "lockd" */
+	uint8_t buf[512];
+
+	for (int i = 0; i < 4000; i++) {
+		size_t len = rnd_next(&s) % sizeof buf;
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (uint8_t)rnd_next(&s);
+		/* Half the buffers start like a PeerMsg of a valid type, to
+		 * get past the first field more often. */
+		if (i % 2 == 0 && len >= 2) {
+			buf[0] = 0x08;
+			buf[1] = (uint8_t)(1 + rnd_next(&s) % LD_MSG_TYPE_MAX);
+		}
+		decode_all(buf, len);
+	}
+}
+
+/* Random but mostly well-formed protobuf: fields 1..11 with mostly fitting
+ * wire types, boundary values and nested messages, so that decoding gets
+ * past the wire walk into the limits and ld_msg_validate. */
+static bool put_varint(uint8_t *buf, size_t cap, size_t *n, uint64_t v)
+{
+	do {
+		if (*n >= cap)
+			return false;
+		buf[(*n)++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v > 0);
+	return true;
+}
+
+static size_t gen_fields(uint64_t *s, uint8_t *buf, size_t cap, int depth)
+{
+	static const uint64_t edge[] = {
+		0,    1,    2,        3,          4,         5,    6,
+		7,    10,   11,       64,         65,        1024, 1025,
+		4096, 4097, 1u << 31, UINT32_MAX, UINT64_MAX};
+	const int wts[] = {0, 1, 2, 5};
+	size_t n = 0;
+	int nfields = (int)(rnd_next(s) % 8);
+
+	for (int i = 0; i < nfields; i++) {
+		uint64_t id = 1 + rnd_next(s) % 11;
+		int wt = rnd_next(s) % 8 == 0 ? wts[rnd_next(s) % 4]
+			 : depth < 4 && rnd_next(s) % 3 == 0 ? 2
+							     : 0;
+		size_t mark = n;
+		if (!put_varint(buf, cap, &n, id << 3 | (uint64_t)wt))
+			return mark;
+		uint8_t sub[256];
+		size_t sublen = 0;
+		switch (wt) {
+		case 0:
+			if (!put_varint(buf, cap, &n,
+					edge[rnd_next(s) %
+					     (sizeof edge / sizeof edge[0])]))
+				return mark;
+			break;
+		case 1:
+		case 5:
+			for (int b = 0; b < (wt == 1 ? 8 : 4); b++)
+				if (!put_varint(buf, cap, &n, 0))
+					return mark;
+			break;
+		default:
+			if (rnd_next(s) % 4 == 0) {
+				sublen = rnd_next(s) % 40;
+				for (size_t b = 0; b < sublen; b++)
+					sub[b] = (uint8_t)rnd_next(s);
+			} else {
+				sublen = gen_fields(s, sub, sizeof sub,
+						    depth + 1);
+			}
+			if (!put_varint(buf, cap, &n, sublen) ||
+			    cap - n < sublen)
+				return mark;
+			memcpy(buf + n, sub, sublen);
+			n += sublen;
+		}
+	}
+	return n;
+}
+
+Test(codec, random_structured)
+{
+	uint64_t s = 0x7061786f73ULL; /* "paxos" */
+	uint8_t buf[1024];
+
+	for (int i = 0; i < 4000; i++) {
+		size_t len = 0;
+		/* Mostly a valid type first, as a real sender would. */
+		if (i % 4 != 0) {
+			buf[len++] = 0x08;
+			buf[len++] = (uint8_t)(1 + rnd_next(&s) % 11);
+		}
+		len += gen_fields(&s, buf + len, sizeof buf - len, 0);
+		decode_all(buf, len);
+	}
+}
+
+Test(codec, mutated_encodings)
+{
+	uint64_t s = 42;
+
+	for (int t = LD_MSG_PREPARE; t <= LD_MSG_TYPE_MAX; t++) {
+		size_t len;
+		ld_msg *m = mkmsg((ld_msg_type)t);
+		uint8_t *orig = msg_roundtrip(m, &len);
+		uint8_t *buf = malloc(len);
+		cr_assert_not_null(buf);
+		for (int i = 0; i < 300; i++) {
+			memcpy(buf, orig, len);
+			int flips = 1 + (int)(rnd_next(&s) % 4);
+			for (int f = 0; f < flips; f++)
+				buf[rnd_next(&s) % len] = (uint8_t)rnd_next(&s);
+			decode_all(buf, len);
+		}
+		free(buf);
+		free(orig);
+		ld_msg_free(m);
+	}
+}
+
+/* A prefix that ends on a field boundary is a shorter valid encoding; any
+ * other prefix must fail, and whatever decodes must re-encode to exactly
+ * the prefix. */
+Test(codec, truncated_encodings)
+{
+	for (int t = LD_MSG_PREPARE; t <= LD_MSG_TYPE_MAX; t++) {
+		size_t len;
+		ld_msg *m = mkmsg((ld_msg_type)t);
+		uint8_t *buf = msg_roundtrip(m, &len);
+		for (size_t cut = 0; cut < len; cut++) {
+			uint8_t *prefix = malloc(cut + 1);
+			cr_assert_not_null(prefix);
+			memcpy(prefix, buf, cut);
+			ld_msg *d;
+			int rv =
+				ld_codec_msg_decode(prefix, cut, NREPLICAS, &d);
+			assert_known(rv);
+			if (cut == len - 1)
+				cr_assert_neq(rv, 0, "type %d cut at %zu", t,
+					      cut);
+			if (rv == 0) {
+				uint8_t *again;
+				size_t n;
+				cr_assert_eq(ld_codec_msg_encode(d, &again, &n),
+					     0);
+				cr_assert_eq(n, cut);
+				cr_assert_arr_eq(again, prefix, n);
+				free(again);
+				ld_msg_free(d);
+			}
+			free(prefix);
+		}
+		free(buf);
+		ld_msg_free(m);
+	}
+
+	ld_record vote = {.type = LD_REC_VOTE,
+			  .ballot = {.round = 1, .id = 1},
+			  .slot = 3,
+			  .value = mkvalue(3, 30, 5)};
+	uint8_t *buf;
+	size_t len;
+	cr_assert_eq(ld_codec_record_encode(&vote, &buf, &len), 0);
+	for (size_t cut = 0; cut < len; cut++) {
+		ld_record d;
+		int rv = ld_codec_record_decode(buf, cut, &d);
+		assert_known(rv);
+		/* Every prefix loses the value or cuts a field. */
+		cr_assert_neq(rv, 0, "record cut at %zu", cut);
+	}
+	free(buf);
+	ld_record_clear(&vote);
+}
+
+Test(codec, oversized)
+{
+	size_t big = LD_CODEC_RECORD_BYTES_MAX + 1;
+	uint8_t *buf = calloc(1, big);
+	ld_msg *m;
+	ld_record r;
+	ld_value *v;
+	cr_assert_not_null(buf);
+
+	cr_assert_eq(ld_codec_msg_decode(buf, LD_MESSAGE_BYTES_MAX + 1,
+					 NREPLICAS, &m),
+		     LD_CODEC_ETOOBIG);
+	cr_assert_null(m);
+	cr_assert_eq(
+		ld_codec_value_decode(buf, LD_CODEC_VALUE_BYTES_MAX + 1, &v),
+		LD_CODEC_ETOOBIG);
+	cr_assert_eq(ld_codec_record_decode(buf, big, &r), LD_CODEC_ETOOBIG);
+	free(buf);
+
+	/* A snapshot message that would not fit on the wire. */
+	m = mkmsg(LD_MSG_SNAPSHOT);
+	free(m->snap);
+	m->snap_len = LD_MESSAGE_BYTES_MAX;
+	m->snap = calloc(1, m->snap_len);
+	cr_assert_not_null(m->snap);
+	uint8_t *out;
+	size_t len;
+	cr_assert_eq(ld_codec_msg_encode(m, &out, &len), LD_CODEC_ETOOBIG);
+	cr_assert_null(out);
+	ld_msg_free(m);
+}
+
+/* 2 MiB of empty votes: a few bytes each on the wire, dozens in memory. The
+ * walk must refuse before protobuf-c allocates. */
+Test(codec, amplification)
+{
+	size_t len = LD_MESSAGE_BYTES_MAX;
+	uint8_t *buf = malloc(len);
+	cr_assert_not_null(buf);
+	for (size_t i = 0; i < len; i += 2) {
+		buf[i] = 0x4a; /* field 9 (votes), length-delimited */
+		buf[i + 1] = 0;
+	}
+	cr_assert_eq(decode_raw(buf, len), LD_CODEC_ECOUNT);
+	/* Unknown fields, same idea: field 100, varint 0, three bytes each. */
+	for (size_t i = 0; i + 3 <= len; i += 3) {
+		buf[i] = 0xa0;
+		buf[i + 1] = 0x06;
+		buf[i + 2] = 0x00;
+	}
+	cr_assert_eq(decode_raw(buf, len - len % 3), LD_CODEC_EMALFORMED);
+	free(buf);
+}
+
+Test(codec, bad_replica_ids)
+{
+	pm_accept a;
+	pm_accept_init(&a);
+	cr_assert_eq(decode_pm(&a.pm), 0);
+
+	a.pm.from = NREPLICAS;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	a.pm.from = UINT32_MAX;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	a.pm.from = 1;
+	a.pm.to = 7;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	a.pm.to = 0;
+	a.ballot.id = NREPLICAS;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	a.ballot.id = 1;
+
+	/* The same bytes are fine in a bigger cell. */
+	a.pm.from = 6;
+	size_t len;
+	uint8_t *buf = pack(&a.pm.base, &len);
+	ld_msg *m;
+	cr_assert_eq(ld_codec_msg_decode(buf, len, 3, &m), LD_CODEC_EREPLICA);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, 7, &m), 0);
+	ld_msg_free(m);
+	free(buf);
+
+	/* A vote's ballot names a replica too. */
+	ld_msg *p = mkmsg(LD_MSG_PROMISE);
+	p->votes[2].ballot.id = NREPLICAS;
+	cr_assert_eq(ld_codec_msg_encode(p, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, NREPLICAS, &m),
+		     LD_CODEC_EREPLICA);
+	cr_assert_null(m);
+	free(buf);
+	ld_msg_free(p);
+
+	Lockd__Record pr = LOCKD__RECORD__INIT;
+	Lockd__Ballot b = LOCKD__BALLOT__INIT;
+	pr.type = LOCKD__RECORD_TYPE__REC_PROMISE;
+	b.round = 1;
+	b.id = LD_REPLICAS_MAX;
+	pr.ballot = &b;
+	cr_assert_eq(decode_pr(&pr), LD_CODEC_EREPLICA);
+}
+
+Test(codec, bad_commands)
+{
+	pm_accept a;
+	pm_accept_init(&a);
+
+	a.cmd.data.len = LD_CMD_BYTES_MAX;
+	cr_assert_eq(decode_pm(&a.pm), 0);
+	a.cmd.data.len = LD_CMD_BYTES_MAX + 1;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECMD);
+	a.cmd.data.len = 10;
+	a.cmd.client_id = 0;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECMD);
+	a.cmd.client_id = 9;
+
+	/* The same decree alone and in a vote record. */
+	a.cmd.data.len = LD_CMD_BYTES_MAX + 1;
+	size_t len;
+	uint8_t *buf = pack(&a.decree.base, &len);
+	ld_value *v;
+	cr_assert_eq(ld_codec_value_decode(buf, len, &v), LD_CODEC_ECMD);
+	cr_assert_null(v);
+	free(buf);
+	Lockd__Record pr = LOCKD__RECORD__INIT;
+	pr.type = LOCKD__RECORD_TYPE__REC_VOTE;
+	pr.ballot = &a.ballot;
+	pr.slot = 1;
+	pr.value = &a.decree;
+	cr_assert_eq(decode_pr(&pr), LD_CODEC_ECMD);
+	a.cmd.data.len = 10;
+	cr_assert_eq(decode_pr(&pr), 0);
+
+	/* One command more than a decree holds. */
+	Lockd__Command *many[LD_BATCH_CMDS_MAX + 1];
+	for (size_t i = 0; i <= LD_BATCH_CMDS_MAX; i++)
+		many[i] = &a.cmd;
+	a.decree.cmds = many;
+	a.decree.n_cmds = LD_BATCH_CMDS_MAX;
+	cr_assert_eq(decode_pm(&a.pm), 0);
+	a.decree.n_cmds = LD_BATCH_CMDS_MAX + 1;
+	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECOUNT);
+}
+
+Test(codec, too_many_votes)
+{
+	Lockd__PeerMsg pm = LOCKD__PEER_MSG__INIT;
+	Lockd__Ballot b = LOCKD__BALLOT__INIT;
+	Lockd__Decree noop = LOCKD__DECREE__INIT;
+	Lockd__Vote vote = LOCKD__VOTE__INIT;
+	Lockd__Vote *votes[LD_LOG_SLOTS_MAX + 1];
+
+	b.round = 3;
+	vote.slot = 1;
+	vote.ballot = &b;
+	vote.value = &noop;
+	for (size_t i = 0; i <= LD_LOG_SLOTS_MAX; i++)
+		votes[i] = &vote;
+	pm.type = LOCKD__MSG_TYPE__MSG_PROMISE;
+	pm.from = 0;
+	pm.to = 1;
+	pm.ballot = &b;
+	pm.votes = votes;
+	pm.n_votes = LD_LOG_SLOTS_MAX;
+	cr_assert_eq(decode_pm(&pm), 0);
+	pm.n_votes = LD_LOG_SLOTS_MAX + 1;
+	cr_assert_eq(decode_pm(&pm), LD_CODEC_ECOUNT);
+
+	/* A vote must carry its value. */
+	pm.n_votes = 1;
+	vote.value = NULL;
+	cr_assert_eq(decode_pm(&pm), LD_CODEC_EFIELDS);
+}
+
+Test(codec, unknown_types)
+{
+	pm_accept a;
+	pm_accept_init(&a);
+	int bad[] = {0, LD_MSG_TYPE_MAX + 1, 1000, -1, INT32_MIN};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		a.pm.type = (Lockd__MsgType)bad[i];
+		cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ETYPE, "type %d",
+			     bad[i]);
+	}
+
+	Lockd__Record pr = LOCKD__RECORD__INIT;
+	int badrec[] = {0, LD_REC_SNAPSHOT + 1, -5};
+	for (size_t i = 0; i < sizeof badrec / sizeof badrec[0]; i++) {
+		pr.type = (Lockd__RecordType)badrec[i];
+		cr_assert_eq(decode_pr(&pr), LD_CODEC_ETYPE);
+	}
+
+	ld_msg *m = mkmsg(LD_MSG_COMMIT);
+	uint8_t *buf;
+	size_t len;
+	m->type = (ld_msg_type)(LD_MSG_TYPE_MAX + 1);
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), LD_CODEC_ETYPE);
+	ld_msg_free(m);
+}
+
+Test(codec, record_shapes)
+{
+	Lockd__Record pr = LOCKD__RECORD__INIT;
+	Lockd__Decree noop = LOCKD__DECREE__INIT;
+	uint8_t byte = 1;
+
+	pr.type = LOCKD__RECORD_TYPE__REC_VOTE; /* without its value */
+	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	pr.type = LOCKD__RECORD_TYPE__REC_PROMISE; /* with a value */
+	pr.value = &noop;
+	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	pr.value = NULL;
+	pr.snap.data = &byte; /* with a snapshot */
+	pr.snap.len = 1;
+	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	pr.type = LOCKD__RECORD_TYPE__REC_SNAPSHOT;
+	cr_assert_eq(decode_pr(&pr), 0);
+
+	/* Encoding refuses the same shapes, so nothing written is unreadable.
+	 */
+	uint8_t *buf;
+	size_t len;
+	ld_record r = {.type = LD_REC_VOTE};
+	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
+	cr_assert_null(buf);
+	r = (ld_record){.type = LD_REC_PROMISE, .value = ld_value_noop()};
+	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
+	r = (ld_record){.type = LD_REC_SNAPSHOT, .snap_len = 1, .snap = &byte};
+	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), 0);
+	free(buf);
+	r = (ld_record){.type = 0};
+	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_ETYPE);
+}
+
+/* Shapes the codec passes but the core refuses come back as EINVALID. */
+Test(codec, core_validation)
+{
+	uint8_t *buf;
+	size_t len;
+	ld_msg *d;
+
+	ld_msg *m = mkmsg(LD_MSG_ACCEPT);
+	ld_value_unref(m->value);
+	m->value = NULL;
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, NREPLICAS, &d),
+		     LD_CODEC_EINVALID);
+	cr_assert_null(d);
+	free(buf);
+	ld_msg_free(m);
+
+	m = mkmsg(LD_MSG_COMMIT);
+	m->to = m->from;
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, NREPLICAS, &d),
+		     LD_CODEC_EINVALID);
+	free(buf);
+	ld_msg_free(m);
+}
+
+Test(codec, wire_format)
+{
+	/* COMMIT from 1 to 2 at ballot (1, 0): the baseline decodes. */
+	const uint8_t ok[] = {0x08, 0x06, 0x10, 0x01, 0x18,
+			      0x02, 0x22, 0x02, 0x08, 0x01};
+	cr_assert_eq(decode_raw(ok, sizeof ok), 0);
+
+	uint8_t b[64];
+	memcpy(b, ok, sizeof ok);
+	/* A singular field twice. */
+	b[sizeof ok] = 0x10;
+	b[sizeof ok + 1] = 0x01;
+	cr_assert_eq(decode_raw(b, sizeof ok + 2), LD_CODEC_EMALFORMED);
+	/* A submessage twice (protobuf-c would merge them). */
+	memcpy(b + sizeof ok, ok + 6, 4);
+	cr_assert_eq(decode_raw(b, sizeof ok + 4), LD_CODEC_EMALFORMED);
+	/* A known field with the wrong wire type. */
+	const uint8_t wt[] = {0x0a, 0x01, 0x06};
+	cr_assert_eq(decode_raw(wt, sizeof wt), LD_CODEC_EMALFORMED);
+	/* Groups, and the wire types that do not exist. */
+	for (uint8_t t = 3; t <= 7; t++) {
+		if (t == 5)
+			continue;
+		memcpy(b, ok, sizeof ok);
+		b[sizeof ok] = (uint8_t)(15 << 3 | t);
+		b[sizeof ok + 1] = 0;
+		cr_assert_eq(decode_raw(b, sizeof ok + 2), LD_CODEC_EMALFORMED,
+			     "wire type %u", t);
+	}
+	/* Field number 0. */
+	const uint8_t zero[] = {0x00, 0x01};
+	cr_assert_eq(decode_raw(zero, sizeof zero), LD_CODEC_EMALFORMED);
+	/* An 11-byte varint. */
+	uint8_t longv[12] = {0x08};
+	memset(longv + 1, 0x80, 10);
+	longv[11] = 0x01;
+	cr_assert_eq(decode_raw(longv, sizeof longv), LD_CODEC_EMALFORMED);
+	/* A length past the end, and one past the end of its parent. */
+	const uint8_t past[] = {0x08, 0x06, 0x22, 0x05, 0x08, 0x01};
+	cr_assert_eq(decode_raw(past, sizeof past), LD_CODEC_EMALFORMED);
+	const uint8_t huge[] = {0x08, 0x06, 0x22, 0xff, 0xff, 0xff, 0xff,
+				0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	cr_assert_eq(decode_raw(huge, sizeof huge), LD_CODEC_EMALFORMED);
+	const uint8_t nested[] = {0x08, 0x06, 0x10, 0x01, 0x18,
+				  0x02, 0x22, 0x02, 0x08, 0x85};
+	cr_assert_eq(decode_raw(nested, sizeof nested), LD_CODEC_EMALFORMED);
+}
+
+Test(codec, empty)
+{
+	ld_record r;
+	ld_value *v;
+
+	cr_assert_eq(decode_raw(NULL, 0), LD_CODEC_ETYPE);
+	cr_assert_eq(ld_codec_record_decode(NULL, 0, &r), LD_CODEC_ETYPE);
+	/* An empty decree is the no-op. */
+	cr_assert_eq(ld_codec_value_decode(NULL, 0, &v), 0);
+	cr_assert_eq(v, ld_value_noop());
+}
+
+Test(codec, unknown_fields)
+{
+	uint8_t b[128];
+	const uint8_t ok[] = {0x08, 0x06, 0x10, 0x01, 0x18,
+			      0x02, 0x22, 0x02, 0x08, 0x01};
+	size_t len = sizeof ok;
+	memcpy(b, ok, len);
+	/* A newer peer's extra fields are ignored, up to a bound. */
+	for (unsigned i = 0; i < LD_CODEC_UNKNOWN_FIELDS_MAX; i++) {
+		b[len++] = 0xa0; /* field 100, varint */
+		b[len++] = 0x06;
+		b[len++] = (uint8_t)i;
+	}
+	cr_assert_eq(decode_raw(b, len), 0);
+	b[len++] = 0xa0;
+	b[len++] = 0x06;
+	b[len++] = 0x00;
+	cr_assert_eq(decode_raw(b, len), LD_CODEC_EMALFORMED);
+}
+
+Test(codec, strerror)
+{
+	for (int rv = LD_CODEC_OK; rv <= LD_CODEC_EINVALID; rv++) {
+		const char *s = ld_codec_strerror(rv);
+		cr_assert_not_null(s);
+		cr_assert_gt(strlen(s), 0);
+		for (int o = LD_CODEC_OK; o < rv; o++)
+			cr_assert_str_neq(s, ld_codec_strerror(o));
+	}
+	cr_assert_str_eq(ld_codec_strerror(-1), "unknown codec error");
+	cr_assert_str_eq(ld_codec_strerror(LD_CODEC_EINVALID + 1),
+			 "unknown codec error");
+}
