@@ -757,8 +757,8 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 		return -1;
 	const uint8_t *clients = p;
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t id, seq, slot;
-		uint32_t rl;
+		uint64_t id = 0, seq = 0, slot = 0;
+		uint32_t rl = 0;
 		if (get_u64(&p, end, &id) || id == 0 || get_u64(&p, end, &seq) ||
 		    get_u64(&p, end, &slot) || get_u32(&p, end, &rl) ||
 		    rl > LD_RESULT_BYTES_MAX || (size_t)(end - p) < rl)
@@ -777,8 +777,8 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	client_table_rehash(r, cap);
 	p = clients;
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t id, seq, slot;
-		uint32_t rl;
+		uint64_t id = 0, seq = 0, slot = 0;
+		uint32_t rl = 0;
 		get_u64(&p, end, &id);
 		get_u64(&p, end, &seq);
 		get_u64(&p, end, &slot);

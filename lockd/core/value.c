@@ -34,8 +34,13 @@ static uint64_t value_digest(const ld_value *v)
 
 ld_value *ld_value_noop(void)
 {
-	if (value_noop.digest == 0)
-		value_noop.digest = value_digest(&value_noop);
+	/* The digest of an empty batch, as value_digest computes it; written
+	 * out so the compiler never sees a walk over the static's empty
+	 * command array. Racing writers store the same number. */
+	if (value_noop.digest == 0) {
+		uint32_t zero = 0;
+		value_noop.digest = ld_hash(LD_HASH_SEED, &zero, sizeof zero);
+	}
 	return &value_noop;
 }
 
