@@ -985,7 +985,12 @@ static void send_prepares(ld_replica *r, ld_actions *out)
 		ld_msg *m = msg_new(r, LD_MSG_PREPARE, j);
 		m->ballot = r->ballot;
 		m->slot = r->p1_from;
-		emit(r, out, m);
+		/* P1 across restarts: nobody sees a ballot before our own
+		 * promise of it is durable (the Part-Time Parliament's priest
+		 * writes lastTried first). Otherwise a crash could make us
+		 * campaign with the same ballot again and choose a second
+		 * value under it. */
+		emit_after_sync(r, out, m);
 	}
 	r->p1_sent_us = r->now_us;
 }
@@ -1348,6 +1353,39 @@ static void on_accepted(ld_replica *r, const ld_msg *m, ld_actions *out)
 	flush_pending(r, out);
 }
 
+/* Puts the commands of this leader's unchosen proposals back at the front
+ * of the pending queue, in ledger order. */
+static void requeue_proposals(ld_replica *r, ld_actions *out)
+{
+	for (uint64_t s = r->next_slot; s-- > r->commit + 1;) {
+		entry *e = entry_at(r, s);
+		if (e == NULL || e->chosen != NULL || e->pvalue == NULL ||
+		    ld_ballot_cmp(e->pballot, r->ballot) != 0)
+			continue;
+		for (uint32_t i = e->pvalue->ncmds; i-- > 0;) {
+			const ld_cmd *c = &e->pvalue->cmds[i];
+			int w = waiter_find(r, c->client_id, c->seq);
+			if (w < 0)
+				continue; /* nobody waits here: not ours */
+			uint8_t *data = NULL;
+			if (r->pending_n >= LD_PENDING_CMDS_MAX ||
+			    (data = malloc(c->len ? c->len : 1)) == NULL) {
+				reply(r, out, c->client_id, c->seq,
+				      LD_REPLY_BUSY, NULL);
+				waiter_remove(r, w);
+				continue;
+			}
+			if (c->len > 0)
+				memcpy(data, c->data, c->len);
+			r->pending_head = (r->pending_head + LD_PENDING_CMDS_MAX -
+					   1) % LD_PENDING_CMDS_MAX;
+			r->pending[r->pending_head].cmd = *c;
+			r->pending[r->pending_head].cmd.data = data;
+			r->pending_n++;
+		}
+	}
+}
+
 static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	note_ballot(r, m->ballot);
@@ -1357,7 +1395,12 @@ static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
 		if (r->role == LD_LEADER) {
 			/* Someone promised a higher ballot (say a replica that
 			 * campaigned while cut off). Run phase 1 again above
-			 * it; the others still hear us and will promise. */
+			 * it; the others still hear us and will promise. Our
+			 * unchosen proposals may not survive phase 1, so their
+			 * commands go back in the queue: their clients are
+			 * still waiting here, and the client table makes a
+			 * second copy in the ledger harmless. */
+			requeue_proposals(r, out);
 			start_candidacy(r, out);
 		} else {
 			/* Candidates back off: two that retried at once would

@@ -16,8 +16,9 @@
  *  - Messages whose correctness depends on a record (promises, votes) are held
  *    inside the core and only appear in actions.msgs after their write is
  *    durable. Everything in actions.msgs may be sent at once, in any order.
- *  - On restart, the caller builds a fresh replica with ld_replica_init and
- *    feeds it every durable record with ld_replica_restore, oldest first.
+ *  - On restart, the caller builds a fresh replica with ld_replica_new and
+ *    feeds it every durable record with ld_replica_restore: the newest
+ *    SNAPSHOT first (if any), then the rest oldest first.
  */
 #ifndef LD_PAXOS_H
 #define LD_PAXOS_H
@@ -112,7 +113,10 @@ void ld_record_clear(ld_record *rec);
 /* ---- client replies --------------------------------------------------- */
 
 typedef enum ld_reply_status {
-	LD_REPLY_OK = 0,      /* applied at `slot`; result holds the SM's answer */
+	LD_REPLY_OK = 0,      /* applied at `slot`; result holds the SM's answer.
+				 A retry of a command older than the client's
+				 latest applied one gets OK with slot 0 and no
+				 result: it was applied, its answer is gone. */
 	LD_REPLY_NOT_LEADER,  /* leader_hint names who to ask (or -1: unknown) */
 	LD_REPLY_BUSY,        /* the leader's queue is full: retry later */
 	LD_REPLY_INVALID,     /* the command is malformed (size, ids) */

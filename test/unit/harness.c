@@ -14,16 +14,16 @@
 
 /* Grows a (ptr, n, cap) array so one more element fits; aborts when out of
  * memory (a test harness has nothing better to do). */
-#define H_GROW(ptr, n, cap)                                                   \
-	do {                                                                  \
-		if ((n) == (cap)) {                                           \
-			size_t ncap_ = (cap) ? 2 * (cap) : 16;                \
-			void *p_ = realloc((ptr), ncap_ * sizeof *(ptr));     \
-			if (p_ == NULL)                                       \
-				abort();                                      \
-			(ptr) = p_;                                           \
-			(cap) = ncap_;                                        \
-		}                                                             \
+#define H_GROW(ptr, n, cap)                                               \
+	do {                                                              \
+		if ((n) == (cap)) {                                       \
+			size_t ncap_ = (cap) ? 2 * (cap) : 16;            \
+			void *p_ = realloc((ptr), ncap_ * sizeof *(ptr)); \
+			if (p_ == NULL)                                   \
+				abort();                                  \
+			(ptr) = p_;                                       \
+			(cap) = ncap_;                                    \
+		}                                                         \
 	} while (0)
 
 /* ---- the state machine: a list of applied commands -------------------- */
@@ -140,7 +140,7 @@ typedef struct h_node {
 	ld_reply *replies;
 	size_t nreplies, replies_cap;
 	uint64_t timer_at;
-	uint64_t applied; /* the last slot this replica reported chosen */
+	uint64_t applied;   /* the last slot this replica reported chosen */
 	uint32_t snapshots; /* snapshots installed since h_new */
 } h_node;
 
@@ -168,7 +168,7 @@ struct harness {
 static void h_fail(harness *h, const char *fmt, ...)
 {
 	if (!h->ok)
-		return; /* keep the first violation: it is the interesting one */
+		return; /* the first violation is the interesting one */
 	h->ok = false;
 	va_list ap;
 	va_start(ap, fmt);
@@ -373,7 +373,10 @@ static int h_step(harness *h, uint32_t id, ld_event *ev)
 
 /* ---- the clock -------------------------------------------------------- */
 
-uint64_t h_now(const harness *h) { return h->now; }
+uint64_t h_now(const harness *h)
+{
+	return h->now;
+}
 
 void h_set_time(harness *h, uint64_t now_us)
 {
@@ -629,7 +632,10 @@ int h_restart(harness *h, uint32_t id)
 	return rc;
 }
 
-bool h_up(const harness *h, uint32_t id) { return h->nodes[id].r != NULL; }
+bool h_up(const harness *h, uint32_t id)
+{
+	return h->nodes[id].r != NULL;
+}
 
 /* ---- running ---------------------------------------------------------- */
 
@@ -689,7 +695,10 @@ const ld_value *h_learned(const harness *h, uint64_t slot)
 	return slot < h->learned_cap ? h->learned[slot].value : NULL;
 }
 
-uint64_t h_learned_max(const harness *h) { return h->learned_max; }
+uint64_t h_learned_max(const harness *h)
+{
+	return h->learned_max;
+}
 
 int h_leader(const harness *h)
 {
@@ -729,11 +738,20 @@ bool h_value_is(const ld_value *v, const char *data)
 	       memcmp(v->cmds[0].data, data, len) == 0;
 }
 
-bool h_ok(const harness *h) { return h->ok; }
+bool h_ok(const harness *h)
+{
+	return h->ok;
+}
 
-const char *h_error(const harness *h) { return h->ok ? "" : h->err; }
+const char *h_error(const harness *h)
+{
+	return h->ok ? "" : h->err;
+}
 
-uint64_t h_steps(const harness *h) { return h->steps; }
+uint64_t h_steps(const harness *h)
+{
+	return h->steps;
+}
 
 uint32_t h_snapshots_installed(const harness *h, uint32_t id)
 {
@@ -743,12 +761,16 @@ uint32_t h_snapshots_installed(const harness *h, uint32_t id)
 static const char *h_type_name(ld_msg_type t)
 {
 	static const char *names[] = {
-		[LD_MSG_PREPARE] = "PREPARE",   [LD_MSG_PROMISE] = "PROMISE",
-		[LD_MSG_ACCEPT] = "ACCEPT",     [LD_MSG_ACCEPTED] = "ACCEPTED",
-		[LD_MSG_REJECT] = "REJECT",     [LD_MSG_COMMIT] = "COMMIT",
+		[LD_MSG_PREPARE] = "PREPARE",
+		[LD_MSG_PROMISE] = "PROMISE",
+		[LD_MSG_ACCEPT] = "ACCEPT",
+		[LD_MSG_ACCEPTED] = "ACCEPTED",
+		[LD_MSG_REJECT] = "REJECT",
+		[LD_MSG_COMMIT] = "COMMIT",
 		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK",
 		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
-		[LD_MSG_CATCHUP] = "CATCHUP",   [LD_MSG_SNAPSHOT] = "SNAPSHOT",
+		[LD_MSG_CATCHUP] = "CATCHUP",
+		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
 	};
 	if ((unsigned)t > LD_MSG_TYPE_MAX || names[t] == NULL)
 		return "?";

@@ -30,7 +30,7 @@
 #define H_ELECTION_US 100000u
 #define H_RETRY_US 20000u
 
-/* Past any replica's election timeout, measured from the last thing it heard. */
+/* Past any election timeout, counted from the last thing a replica heard. */
 #define H_TIMEOUT_US (2u * H_ELECTION_US + 1u)
 
 #define H_ANY (-1)

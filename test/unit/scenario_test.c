@@ -27,16 +27,16 @@ static void teardown(void)
 
 #define SAFE() cr_assert(h_ok(h), "safety violated: %s", h_error(h))
 
-#define BALLOT_EQ(a, b)                                                       \
-	cr_assert(ld_ballot_cmp((a), (b)) == 0,                                \
-		  "ballot (%llu,%u) != (%llu,%u)",                             \
-		  (unsigned long long)(a).round, (a).id,                       \
+#define BALLOT_EQ(a, b)                                  \
+	cr_assert(ld_ballot_cmp((a), (b)) == 0,          \
+		  "ballot (%llu,%u) != (%llu,%u)",       \
+		  (unsigned long long)(a).round, (a).id, \
 		  (unsigned long long)(b).round, (b).id)
 
-#define BALLOT_GT(a, b)                                                       \
-	cr_assert(ld_ballot_cmp((a), (b)) > 0,                                 \
-		  "ballot (%llu,%u) not above (%llu,%u)",                      \
-		  (unsigned long long)(a).round, (a).id,                       \
+#define BALLOT_GT(a, b)                                   \
+	cr_assert(ld_ballot_cmp((a), (b)) > 0,            \
+		  "ballot (%llu,%u) not above (%llu,%u)", \
+		  (unsigned long long)(a).round, (a).id,  \
 		  (unsigned long long)(b).round, (b).id)
 
 /* Replica id hears nothing for longer than any election timeout, then its
@@ -75,8 +75,8 @@ static ld_reply submit_wait(uint32_t id, uint64_t client, uint64_t seq,
 
 static ld_record vote_rec(uint64_t slot, ld_ballot b, ld_value *v)
 {
-	return (ld_record){.type = LD_REC_VOTE, .ballot = b, .slot = slot,
-			   .value = v};
+	return (ld_record){
+		.type = LD_REC_VOTE, .ballot = b, .slot = slot, .value = v};
 }
 
 static ld_record promise_rec(ld_ballot b)
@@ -263,7 +263,8 @@ Test(duel, heartbeat_ends_it, .init = setup3, .fini = teardown)
 	cr_assert_eq(h_status(h, L).role, LD_LEADER);
 	BALLOT_EQ(h_status(h, L).ballot, settled);
 	for (uint64_t k = 2; k <= 4; k++)
-		cr_assert_eq(submit_wait(L, 200, k, "more").status, LD_REPLY_OK);
+		cr_assert_eq(submit_wait(L, 200, k, "more").status,
+			     LD_REPLY_OK);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint32_t j = 0; j < 3; j++)
 		for (uint64_t k = 1; k <= 4; k++)
@@ -316,7 +317,8 @@ Test(p3, leader_dies_after_phase1, .init = setup3, .fini = teardown)
 	h_sync(h, 2);
 
 	/* P3: 2's 2a for that slot carries v, under 2's own ballot. */
-	const ld_msg *re = h_peek(h, h_fs(2, 1, LD_MSG_ACCEPT, (int64_t)slot), 0);
+	const ld_msg *re =
+		h_peek(h, h_fs(2, 1, LD_MSG_ACCEPT, (int64_t)slot), 0);
 	cr_assert_not_null(re, "the new leader did not re-propose slot %llu",
 			   (unsigned long long)slot);
 	BALLOT_EQ(re->ballot, b2);
@@ -368,6 +370,73 @@ Test(p3, highest_ballot_vote_wins, .init = setup3, .fini = teardown)
 	SAFE();
 }
 
+/* ---- P1 across a crash -------------------------------------------------- */
+
+/* P1 must hold across a proposer's crash: a ballot it used before the crash
+ * is never used again. Replica 0 runs phase 1 with b; 1 and 2 promise and
+ * their promises reach 0 before 0's own promise is durable. 0 proposes v1,
+ * acceptor 1 votes (b, v1), and 0 crashes before its disk write. When it
+ * restarts it must not pick b again: if it does, its phase 1 with {0, 2}
+ * finds no vote, v2 is chosen in slot 1 in the same ballot b, and acceptor 1
+ * (vote (b, v1)) learns v1 from the heartbeat COMMIT(b, commit 1). */
+Test(p1, ballot_not_reused_after_crash, .init = setup3, .fini = teardown)
+{
+	time_out(0);
+	ld_ballot b = h_status(h, 0).ballot;
+	if (h_count(h, h_f(0, H_ANY, LD_MSG_PREPARE)) == 0)
+		h_sync(h, 0); /* 1a held until 0's own promise is durable */
+	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, LD_MSG_PREPARE)), 2);
+	h_sync(h, 1);
+	h_sync(h, 2);
+	h_deliver(h, h_f(H_ANY, 0, LD_MSG_PROMISE));
+	if (h_status(h, 0).role != LD_LEADER)
+		h_sync(h, 0); /* leads only once its own promise is durable */
+	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+
+	cr_assert_eq(h_submit(h, 0, 1, 1, "v1"), 0);
+	h_drop(h, h_f(0, 2, H_ANY));
+	cr_assert_eq(h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT)), 1);
+	h_sync(h, 1); /* acceptor 1 voted (b, v1), durably */
+	h_crash(h, 0);
+	h_drop(h, H_ALL);
+
+	cr_assert_eq(h_restart(h, 0), 0);
+	time_out(0);
+	ld_ballot b2 = h_status(h, 0).ballot;
+	cr_expect(ld_ballot_cmp(b2, b) > 0,
+		  "P1: replica 0 reuses ballot (%llu,%u) after a crash",
+		  (unsigned long long)b2.round, b2.id);
+
+	/* Acceptor 1 is slow; 0 wins with {0, 2} and proposes v2. */
+	h_drop(h, h_f(0, 1, LD_MSG_PREPARE));
+	h_sync(h, 0);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_PREPARE)), 1);
+	h_sync(h, 2);
+	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_PROMISE)), 1);
+	if (h_status(h, 0).role != LD_LEADER)
+		h_sync(h, 0);
+	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_submit(h, 0, 2, 1, "v2"), 0);
+	h_drop(h, h_f(0, 1, LD_MSG_ACCEPT));
+	h_sync(h, 0);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_ACCEPT)), 1);
+	h_sync(h, 2);
+	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_ACCEPTED)), 1);
+	cr_assert(h_value_is(h_learned(h, 1), "v2"));
+
+	/* The heartbeat reaches acceptor 1, which still holds (b, v1). */
+	h_tick(h, 0, h_now(h) + H_HEARTBEAT_US);
+	h_drop(h, h_f(0, 1, LD_MSG_ACCEPT));
+	cr_assert_geq(h_deliver(h, h_f(0, 1, LD_MSG_COMMIT)), 1);
+	const ld_value *at1 = h_chosen(h, 1, 1);
+	cr_assert(at1 == NULL || h_value_is(at1, "v2"),
+		  "acceptor 1 learned v1 for slot 1, the cell chose v2");
+	SAFE();
+	h_run_for(h, 5 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	cr_assert(h_value_is(h_chosen(h, 1, 1), "v2"));
+	SAFE();
+}
+
 /* ---- gaps ------------------------------------------------------------- */
 
 /* An old leader (ballot (1,0)) had votes accepted for slots 1-10, 13 and
@@ -383,7 +452,8 @@ Test(gaps, new_leader_fills_with_noops, .init = setup3, .fini = teardown)
 	h_disk_append(h, 2, &r);
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
 		char data[16];
-		snprintf(data, sizeof data, "c%llu", (unsigned long long)known[i]);
+		snprintf(data, sizeof data, "c%llu",
+			 (unsigned long long)known[i]);
 		ld_value *v = value_of(data, 9, known[i]);
 		r = vote_rec(known[i], old, v);
 		h_disk_append(h, 1, &r);
@@ -396,35 +466,53 @@ Test(gaps, new_leader_fills_with_noops, .init = setup3, .fini = teardown)
 	cr_assert_eq(h_restart(h, 1), 0);
 	cr_assert_eq(h_restart(h, 2), 0);
 
-	for (int i = 0; i < 5 && h_status(h, 2).role != LD_LEADER; i++) {
-		time_out(2);
-		h_run_until_quiet(h);
-	}
+	/* 2 times out; a client command waits in its queue meanwhile. */
+	time_out(2);
+	cr_assert_eq(h_status(h, 2).role, LD_CANDIDATE);
+	cr_assert_eq(h_submit(h, 2, 77, 1, "fresh"), 0);
+	h_sync(h, 2);
+	cr_assert_eq(h_deliver(h, h_f(2, 1, LD_MSG_PREPARE)), 1);
+	h_sync(h, 1);
+	cr_assert_eq(h_deliver(h, h_f(1, 2, LD_MSG_PROMISE)), 1);
 	ld_status st = h_status(h, 2);
 	cr_assert_eq(st.role, LD_LEADER);
 	BALLOT_GT(st.ballot, old);
-	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
-	for (uint64_t s = 1; s <= 15; s++) {
-		const ld_value *v = h_learned(h, s);
-		cr_assert_not_null(v, "slot %llu not chosen", (unsigned long long)s);
-		if (s == 11 || s == 12 || s == 14) {
-			cr_assert_eq(v->ncmds, 0, "gap %llu not a no-op",
-				     (unsigned long long)s);
-		} else {
-			char data[16];
-			snprintf(data, sizeof data, "c%llu", (unsigned long long)s);
-			cr_assert(h_value_is(v, data), "slot %llu lost its vote",
-				  (unsigned long long)s);
-		}
-		cr_assert(ld_value_equal(h_chosen(h, 1, s), v));
-	}
-	cr_assert_geq(h_status(h, 2).next_slot, 16);
 
-	/* New commands go after the constrained slots. */
-	ld_reply rep = submit_wait(2, 77, 1, "fresh");
-	cr_assert_eq(rep.status, LD_REPLY_OK);
-	cr_assert_geq(rep.slot, 16);
-	cr_assert(h_value_is(h_learned(h, rep.slot), "fresh"));
+	/* Its 2a, in order: the votes found and no-ops in the gaps for 1-15,
+	 * all in its own ballot, and only then the new command in 16. */
+	cr_assert_eq(h_count(h, h_f(2, 1, LD_MSG_ACCEPT)), 16);
+	for (uint64_t s = 1; s <= 16; s++) {
+		const ld_msg *m = h_peek(h, h_f(2, 1, LD_MSG_ACCEPT), s - 1);
+		cr_assert_eq(m->slot, s);
+		BALLOT_EQ(m->ballot, st.ballot);
+		char data[16];
+		snprintf(data, sizeof data, "c%llu", (unsigned long long)s);
+		if (s == 11 || s == 12 || s == 14)
+			cr_assert_eq(m->value->ncmds, 0, "gap %llu not a no-op",
+				     (unsigned long long)s);
+		else if (s == 16)
+			cr_assert(h_value_is(m->value, "fresh"));
+		else
+			cr_assert(h_value_is(m->value, data),
+				  "slot %llu lost its vote",
+				  (unsigned long long)s);
+	}
+
+	h_run_until_quiet(h);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	for (uint64_t s = 1; s <= 16; s++) {
+		const ld_value *v = h_learned(h, s);
+		cr_assert_not_null(v, "slot %llu not chosen",
+				   (unsigned long long)s);
+		cr_assert(ld_value_equal(h_chosen(h, 1, s), v));
+		cr_assert(ld_value_equal(h_chosen(h, 2, s), v));
+	}
+	cr_assert_eq(h_learned(h, 11)->ncmds, 0);
+	cr_assert(h_value_is(h_learned(h, 13), "c13"));
+	const ld_reply *rep = h_reply_for(h, 2, 77, 1);
+	cr_assert_not_null(rep);
+	cr_assert_eq(rep->status, LD_REPLY_OK);
+	cr_assert_eq(rep->slot, 16);
 	/* No command was applied twice, and all twelve old ones once. */
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		cr_assert_eq(h_sm_count(h, 2, 9, known[i]), 1);
@@ -505,7 +593,8 @@ Test(acceptor, no_vote_before_durable, .init = setup3, .fini = teardown)
 	elect(0);
 	cr_assert_eq(h_submit(h, 0, 4, 1, "d"), 0);
 	if (h_count(h, h_f(0, 1, LD_MSG_ACCEPT)) == 0)
-		h_sync(h, 0); /* the core holds 2a until its own vote is durable */
+		h_sync(h,
+		       0); /* the core holds 2a until its own vote is durable */
 	cr_assert_eq(h_count(h, h_f(0, 1, LD_MSG_ACCEPT)), 1);
 	uint64_t slot = h_peek(h, h_f(0, 1, LD_MSG_ACCEPT), 0)->slot;
 
@@ -654,8 +743,8 @@ Test(learn, restart_replays_snapshot_and_votes, .init = setup3,
 	BALLOT_EQ(st.promised, b);
 	size_t napplied;
 	h_sm_applied(h, 1, &napplied);
-	cr_assert_eq(napplied, before.base, "the snapshot restored %zu commands",
-		     napplied);
+	cr_assert_eq(napplied, before.base,
+		     "the snapshot restored %zu commands", napplied);
 
 	h_run_for(h, 5 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	cr_assert_geq(h_status(h, 1).commit, n);
@@ -692,8 +781,7 @@ Test(stability, heartbeats_keep_followers, .init = setup3, .fini = teardown)
  * nowhere). When it comes back, the cell still chooses: whatever its
  * higher ballot did, one leader leads and new commands are chosen on every
  * replica. */
-Test(stability, partitioned_follower_returns, .init = setup3,
-     .fini = teardown)
+Test(stability, partitioned_follower_returns, .init = setup3, .fini = teardown)
 {
 	elect(0);
 	ld_ballot b = h_status(h, 0).ballot;
@@ -822,17 +910,13 @@ Test(exactly_once, retry_after_failover, .init = setup3, .fini = teardown)
 	SAFE();
 }
 
-/* BUG (core, liveness): the leader's 2a for the client's command is lost;
- * a follower that campaigned while cut off comes back, its reject makes
- * the leader run phase 1 again, and the leader wins it with {1, 2}, where
- * no one voted for the command: the slot is reused and the command is gone
- * (on_reject -> start_candidacy clears the proposals but keeps the
- * waiter). The client never gets an answer, and its retry with the same
- * (client_id, seq) is swallowed by waiter_find ("already queued or in
- * flight here"): it is never applied while this replica leads. Enable this
- * test once the core re-queues or answers such waiters. */
+/* Regression (liveness): the leader's 2a for a client's command is lost; a
+ * follower that campaigned while cut off comes back, and its reject makes the
+ * leader run phase 1 again. The command must not be dropped while its client
+ * waits: the leader re-queues its unchosen proposals, and the client's retry
+ * with the same (client_id, seq) is answered. */
 Test(exactly_once, retry_after_leader_reruns_phase1, .init = setup3,
-     .fini = teardown, .disabled = true)
+     .fini = teardown)
 {
 	elect(0);
 	h_isolate(h, 2, true);
@@ -849,11 +933,16 @@ Test(exactly_once, retry_after_leader_reruns_phase1, .init = setup3,
 	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_REJECT)), 1);
 	cr_assert_eq(h_status(h, 0).role, LD_CANDIDATE);
 	h_drop(h, h_f(2, H_ANY, H_ANY));
-	/* 1 and 2 promise before 0's own promise (with its vote) is durable. */
+	/* 1 and 2 promise before 0's own promise (with its vote) is durable,
+	 * if the core lets that happen. */
+	if (h_count(h, h_f(0, H_ANY, LD_MSG_PREPARE)) == 0)
+		h_sync(h, 0);
 	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, LD_MSG_PREPARE)), 2);
 	h_sync(h, 1);
 	h_sync(h, 2);
 	h_deliver(h, h_f(H_ANY, 0, LD_MSG_PROMISE));
+	if (h_status(h, 0).role != LD_LEADER)
+		h_sync(h, 0);
 	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
 	h_run_until_quiet(h);
 
@@ -865,8 +954,7 @@ Test(exactly_once, retry_after_leader_reruns_phase1, .init = setup3,
 }
 
 /* A command sent to a follower is refused with a hint naming the leader. */
-Test(exactly_once, follower_points_to_leader, .init = setup3,
-     .fini = teardown)
+Test(exactly_once, follower_points_to_leader, .init = setup3, .fini = teardown)
 {
 	elect(0);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
