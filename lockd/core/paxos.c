@@ -56,6 +56,11 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_SHARED_BALLOTS] = "shared-ballots",
 	[LD_MUTANT_EARLY_CHOSEN] = "early-chosen",
 	[LD_MUTANT_VOTE_BEFORE_SYNC] = "vote-before-sync",
+	[LD_MUTANT_GRACE_ZERO] = "grace-zero",
+	[LD_MUTANT_DEPOSED_RENEW] = "deposed-renew",
+	[LD_MUTANT_REPLY_CLOCK] = "reply-clock",
+	[LD_MUTANT_TRUST_STAMPS] = "trust-stamps",
+	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
 };
 
 const char *ld_mutant_name(ld_mutant m)
@@ -1603,7 +1608,6 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 	p->cmd.data = data;
 	r->pending_n++;
 	waiter_add(r, cmd->client_id, cmd->seq);
-	flush_pending(r, out);
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -1749,7 +1753,11 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 			rc = -1;
 			break;
 		}
-		on_submit(r, ev->cmd, out);
+		/* Everything submitted together is queued first and proposed
+		 * after, so it shares decrees. */
+		for (uint32_t i = 0; i < (ev->ncmds ? ev->ncmds : 1); i++)
+			on_submit(r, &ev->cmd[i], out);
+		flush_pending(r, out);
 		break;
 	default:
 		rc = -1;

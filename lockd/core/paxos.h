@@ -116,7 +116,9 @@ typedef enum ld_reply_status {
 	LD_REPLY_OK = 0,      /* applied at `slot`; result holds the SM's answer.
 				 A retry of a command older than the client's
 				 latest applied one gets OK with slot 0 and no
-				 result: it was applied, its answer is gone. */
+				 result: it is settled (applied, or abandoned
+				 by the client and never to be applied), and
+				 its answer is gone. */
 	LD_REPLY_NOT_LEADER,  /* leader_hint names who to ask (or -1: unknown) */
 	LD_REPLY_BUSY,        /* the leader's queue is full: retry later */
 	LD_REPLY_INVALID,     /* the command is malformed (size, ids) */
@@ -137,7 +139,8 @@ typedef enum ld_event_type {
 	LD_EV_MSG = 1,  /* msg arrived (the core does not take ownership) */
 	LD_EV_TICK,     /* a timer fired (or any time the caller likes) */
 	LD_EV_DURABLE,  /* every write with id <= write_id is durable */
-	LD_EV_SUBMIT,   /* a client command (data copied by the core) */
+	LD_EV_SUBMIT,   /* client commands cmd[0..ncmds) (data copied by the
+			   core); proposed together, many per decree */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -146,6 +149,7 @@ typedef struct ld_event {
 	const ld_msg *msg;
 	uint64_t write_id;
 	const ld_cmd *cmd;
+	uint32_t ncmds; /* LD_EV_SUBMIT: 0 is taken as 1 */
 } ld_event;
 
 typedef struct ld_chosen {
@@ -194,6 +198,17 @@ typedef enum ld_mutant {
 	LD_MUTANT_SHARED_BALLOTS,   /* ballots not unique per replica (breaks P1) */
 	LD_MUTANT_EARLY_CHOSEN,     /* leader declares chosen on its own vote */
 	LD_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
+	/* Lease mutants (lockd/core/node.c, lease.c, and the simulator's
+	 * clients). */
+	LD_MUTANT_GRACE_ZERO,       /* re-grants right at expiry, no grace */
+	LD_MUTANT_DEPOSED_RENEW,    /* leader answers RENEW from its own table,
+				       without a decree: a deposed one renews */
+	LD_MUTANT_REPLY_CLOCK,      /* client measures its deadline from the
+				       reply's arrival, not from sending */
+	LD_MUTANT_TRUST_STAMPS,     /* new leader takes old leaders' clock
+				       stamps as deadlines in its own clock */
+	LD_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
+				       name has, whatever token they carry */
 	LD_MUTANT_COUNT
 } ld_mutant;
 

@@ -13,8 +13,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: lockd-sim --seeds A-B [--replicas N] [--faults none|default|heavy]\n"
-		"                 [--mutant NAME] [--until-violation] [--quiet] [--verbose]\n"
-		"                 [--drift-ppm N]\n"
+		"                 [--workload lease|counter] [--mutant NAME]\n"
+		"                 [--until-violation] [--quiet] [--verbose] [--drift-ppm N]\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -55,7 +55,7 @@ static double wall_seconds(void)
 
 int main(int argc, char **argv)
 {
-	sim_opts o = { .nreplicas = 3, .faults = SIM_FAULTS_DEFAULT, .mutant = LD_MUTANT_NONE,
+	sim_opts o = { .workload = SIM_WORKLOAD_LEASE, .nreplicas = 3, .faults = SIM_FAULTS_DEFAULT, .mutant = LD_MUTANT_NONE,
 		       .drift_ppm_max = -1 };
 	uint64_t first = 0, last = 0;
 	bool have_seeds = false, trace = false, until = false, quiet = false, verbose = false;
@@ -92,6 +92,14 @@ int main(int argc, char **argv)
 				o.faults = SIM_FAULTS_DEFAULT;
 			else if (v && !strcmp(v, "heavy"))
 				o.faults = SIM_FAULTS_HEAVY;
+			else
+				goto bad;
+			i++;
+		} else if (!strcmp(a, "--workload")) {
+			if (v && !strcmp(v, "lease"))
+				o.workload = SIM_WORKLOAD_LEASE;
+			else if (v && !strcmp(v, "counter"))
+				o.workload = SIM_WORKLOAD_COUNTER;
 			else
 				goto bad;
 			i++;
@@ -140,6 +148,8 @@ bad:
 		o.trace = stdout;
 
 	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0, events = 0;
+	uint64_t grants = 0, expiries = 0, fenced = 0;
+	int64_t closest = INT64_MAX;
 	bool any = false;
 	double t0 = wall_seconds();
 	for (uint64_t seed = first;; seed++) {
@@ -148,11 +158,22 @@ bad:
 		seeds++;
 		decrees += r.decrees;
 		events += r.events;
+		grants += r.grants;
+		expiries += r.expiries;
+		fenced += r.fenced;
+		if (r.closest_us < closest)
+			closest = r.closest_us;
 		if (verbose)
 			printf("seed %" PRIu64 ": decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
+			       " grants=%" PRIu64 " expiries=%" PRIu64 " releases=%" PRIu64
+			       " revokes=%" PRIu64 " writes=%" PRIu64 " stale=%" PRIu64 " fenced=%" PRIu64
+			       " drift=%" PRIu32 "ppm closest=%.3fms"
 			       " crashes=%" PRIu64 " partitions=%" PRIu64 " msgs=%" PRIu64 " lost=%" PRIu64
 			       " events=%" PRIu64 " heal=%.3fs end=%.3fs\n",
-			       seed, r.decrees, r.commands, r.acks, r.crashes, r.partitions, r.msgs_sent,
+			       seed, r.decrees, r.commands, r.acks, r.grants, r.expiries, r.releases,
+			       r.revokes, r.writes, r.stale_writes, r.fenced, r.drift_ppm,
+			       r.closest_us == INT64_MAX ? 0.0 : (double)r.closest_us / 1000.0,
+			       r.crashes, r.partitions, r.msgs_sent,
 			       r.msgs_lost, r.events, (double)r.heal_us / 1e6, (double)r.end_us / 1e6);
 		if (r.violated) {
 			violations++;
@@ -165,8 +186,9 @@ bad:
 				if (o.drift_ppm_max >= 0)
 					snprintf(drift, sizeof drift, " --drift-ppm %" PRId32, o.drift_ppm_max);
 				printf("seed %" PRIu64 ": replay: lockd-sim --replay %" PRIu64
-				       " --replicas %" PRIu32 " --faults %s%s%s%s --trace\n",
+				       " --replicas %" PRIu32 " --faults %s%s%s%s%s --trace\n",
 				       seed, seed, o.nreplicas, sim_faults_name(o.faults),
+				       o.workload == SIM_WORKLOAD_COUNTER ? " --workload counter" : "",
 				       mutant ? " --mutant " : "", mutant ? mutant : "", drift);
 			}
 			if (until)
@@ -181,10 +203,13 @@ bad:
 		secs = 1e-9;
 	printf("sim: seeds=%" PRIu64 " decrees=%" PRIu64 " violations=%" PRIu64
 	       " seconds=%.2f seeds_per_s=%.1f decrees_per_s=%.0f decrees_per_seed=%.1f"
-	       " events=%" PRIu64 " replicas=%" PRIu32 " faults=%s mutant=%s first_violation_seed=",
+	       " events=%" PRIu64 " replicas=%" PRIu32 " faults=%s workload=%s mutant=%s"
+	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64 " closest_ms=%.3f"
+	       " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs, (double)decrees / secs,
 	       (double)decrees / (double)seeds, events, o.nreplicas, sim_faults_name(o.faults),
-	       mutant ? mutant : "none");
+	       sim_workload_name(o.workload), mutant ? mutant : "none", grants, expiries, fenced,
+	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);
 	else

@@ -23,6 +23,15 @@ typedef enum sim_ev_type {
 	SIM_EV_PART_END,     /* x: partition generation */
 	SIM_EV_HEAL,         /* end of the fault phase */
 	SIM_EV_DEADLINE,     /* the liveness bound after heal */
+	/* lease workload */
+	SIM_EV_LREQ,         /* a: replica, b: client, x: epoch, p: sim_lreq * (owned) */
+	SIM_EV_LREPLY,       /* a: client, b: replica, p: ln_reply * (owned, deep) */
+	SIM_EV_LCLIENT,      /* a: client, y: timer generation */
+	SIM_EV_LRETRY,       /* a: client, y: attempt: send the request again */
+	SIM_EV_LTIMEOUT,     /* a: client, y: attempt */
+	SIM_EV_LPAUSE,       /* a: client: stop acting for a while */
+	SIM_EV_LWAKE,        /* a: client: the pause is over */
+	SIM_EV_LVANISH,      /* a: client: stop forever */
 } sim_ev_type;
 
 typedef struct sim_ev {

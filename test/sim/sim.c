@@ -1,6 +1,7 @@
 /* The world around the replicas: clocks, disks, network, clients, faults.
  * Everything here is driven by one event queue in simulated real time and
- * one random stream, so a seed replays exactly. */
+ * one random stream, so a seed replays exactly. The lease workload's
+ * clients live in lclient.c; the counter workload's are here. */
 #include "sim.h"
 
 #include <inttypes.h>
@@ -10,38 +11,16 @@
 
 #include "check.h"
 #include "counter_sm.h"
+#include "lease.h"
+#include "node.h"
 #include "queue.h"
 #include "rng.h"
+#include "sim_int.h"
 
-#define SIM_CLIENTS_MIN 4u
-#define SIM_CLIENTS_MAX 8u
+#define SIM_COUNTER_CLIENTS_MIN 4u
+#define SIM_COUNTER_CLIENTS_MAX 8u
 #define SIM_CLIENT_TIMEOUT_US 500000u
-#define SIM_LIVENESS_US 30000000u
 #define SIM_EVENTS_MAX 20000000u
-/* Timers further out than this (local) are treated as "no timer". */
-#define SIM_TIMER_HORIZON_US (1000000ull * 3600 * 24)
-
-typedef struct sim_profile {
-	const char *name;
-	double loss_p, dup_p;
-	uint64_t delay_min_us, delay_max_us;
-	double tail_p;           /* a message is slow: up to tail_max_us */
-	uint64_t tail_max_us;
-	uint64_t part_every_min_us, part_every_max_us; /* 0: no partitions */
-	uint64_t part_min_us, part_max_us;
-	uint64_t crash_every_min_us, crash_every_max_us; /* 0: no crashes */
-	uint64_t restart_min_us, restart_max_us;
-	uint32_t max_down;       /* 0: a minority (n/2) */
-	double crash_leader_p;   /* a crash picks the leader */
-	double power_loss_p;     /* a crash takes down every replica at once */
-	int32_t drift_ppm_max;
-	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
-	double extra_tick_p;     /* per event: an unasked-for tick somewhere */
-	uint64_t fsync_min_us, fsync_max_us;
-	double fsync_tail_p;     /* a slow disk: fsync takes up to fsync_tail_max_us */
-	uint64_t fsync_tail_max_us;
-	uint64_t think_min_us, think_max_us; /* client pause between commands */
-} sim_profile;
 
 static const sim_profile sim_profiles[] = {
 	[SIM_FAULTS_NONE] = {
@@ -91,72 +70,17 @@ static const sim_profile sim_profiles[] = {
 	},
 };
 
-typedef struct sim_write {
-	ld_record rec; /* deep-owned copy */
-	uint64_t write_id;
-} sim_write;
-
-typedef struct sim_node {
-	uint32_t id;
-	bool up;
-	uint64_t epoch;  /* bumped at each crash: events of a past life are stale */
-	uint64_t life;   /* incarnations started */
-	ld_replica *r;
-	ld_sm *sm;
-	ld_config cfg;
-	/* local = offset + real + real * drift / 1e6 */
-	uint64_t offset_us;
-	int64_t drift_ppm;
-	/* The one live tick: earlier requests supersede later ones. */
-	uint64_t tick_gen, tick_at_us;
-	bool tick_live;
-	uint64_t last_write_id;
-	uint64_t sync_last_us; /* fsyncs complete in order */
-	uint64_t applied;      /* where its stream of chosen decrees got to */
-	ld_ballot led;         /* last leader ballot reported to the checker */
-	ld_record *durable;
-	size_t ndurable, durable_cap;
-	sim_write *pending;
-	size_t npending, pending_cap;
-} sim_node;
-
-typedef struct sim_client {
-	uint32_t idx; /* client_id = idx + 1 */
-	uint64_t seq;
-	bool outstanding;
-	uint32_t target;
-	int32_t guess; /* whom to send the next command to; -1: anyone */
-	uint64_t attempt;
-	uint32_t redirects;
-} sim_client;
-
-typedef struct sim {
-	const sim_opts *o;
-	uint64_t seed;
-	sim_rng rng;
-	sim_profile p;
-	sim_queue q;
-	uint64_t now;
-	uint32_t n;
-	sim_node nodes[LD_REPLICAS_MAX];
-	uint32_t nclients;
-	sim_client clients[SIM_CLIENTS_MAX];
-	uint32_t outstanding;
-	bool blocked[LD_REPLICAS_MAX][LD_REPLICAS_MAX]; /* [from][to] */
-	uint64_t part_gen;
-	bool healed;
-	ld_actions act;
-	sim_check chk;
-	sim_result *res;
-	FILE *tr;
-} sim;
-
 const char *sim_faults_name(sim_faults f)
 {
 	return sim_profiles[f].name;
 }
 
-static void *sim_xmalloc(size_t n)
+const char *sim_workload_name(sim_workload w)
+{
+	return w == SIM_WORKLOAD_COUNTER ? "counter" : "lease";
+}
+
+void *sim_xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p) {
@@ -178,9 +102,7 @@ static void *sim_xrealloc(void *p, size_t n)
 
 /* ---- trace ------------------------------------------------------------ */
 
-static void sim_trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sim_trace(sim *s, const char *fmt, ...)
+void sim_trace(sim *s, const char *fmt, ...)
 {
 	if (!s->tr)
 		return;
@@ -249,39 +171,47 @@ static const char *sim_fmt_msg(const ld_msg *m, char *buf, size_t cap)
 
 /* ---- clocks ----------------------------------------------------------- */
 
-static uint64_t node_local(const sim_node *nd, uint64_t real)
+uint64_t sim_clock_local(const sim_clock *k, uint64_t real)
 {
 	int64_t r = (int64_t)real;
-	return nd->offset_us + (uint64_t)(r + r * nd->drift_ppm / 1000000);
+	return k->offset_us + (uint64_t)(r + r * k->drift_ppm / 1000000);
 }
 
-/* The earliest real time at which the local clock reads >= local_at;
- * UINT64_MAX when that is beyond any horizon we care about. */
-static uint64_t node_real(const sim_node *nd, uint64_t local_at)
+uint64_t sim_clock_real(const sim_clock *k, uint64_t local_at)
 {
-	if (local_at <= nd->offset_us)
+	if (local_at <= k->offset_us)
 		return 0;
-	uint64_t d = local_at - nd->offset_us;
+	uint64_t d = local_at - k->offset_us;
 	if (d > SIM_TIMER_HORIZON_US)
 		return UINT64_MAX;
-	uint64_t r = d * 1000000u / (uint64_t)(1000000 + nd->drift_ppm);
-	while (node_local(nd, r) < local_at)
+	uint64_t r = d * 1000000u / (uint64_t)(1000000 + k->drift_ppm);
+	while (sim_clock_local(k, r) < local_at)
 		r++;
-	while (r > 0 && node_local(nd, r - 1) >= local_at)
+	while (r > 0 && sim_clock_local(k, r - 1) >= local_at)
 		r--;
 	return r;
 }
 
+static uint64_t node_local(const sim_node *nd, uint64_t real)
+{
+	return sim_clock_local(&nd->clk, real);
+}
+
+static uint64_t node_real(const sim_node *nd, uint64_t local_at)
+{
+	return sim_clock_real(&nd->clk, local_at);
+}
+
 /* ---- scheduling helpers ----------------------------------------------- */
 
-static void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a,
-		     uint32_t b, uint64_t x, uint64_t y, void *p)
+void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a,
+	      uint32_t b, uint64_t x, uint64_t y, void *p)
 {
 	sim_ev ev = { .t_us = at_us, .type = type, .a = a, .b = b, .x = x, .y = y, .p = p };
 	sim_queue_push(&s->q, &ev);
 }
 
-static uint64_t sim_net_delay(sim *s)
+uint64_t sim_net_delay(sim *s)
 {
 	uint64_t d = sim_rng_range(&s->rng, s->p.delay_min_us, s->p.delay_max_us);
 	if (sim_rng_chance(&s->rng, s->p.tail_p))
@@ -289,11 +219,28 @@ static uint64_t sim_net_delay(sim *s)
 	return d;
 }
 
-static uint32_t sim_other(sim *s, uint32_t not)
+uint32_t sim_other(sim *s, uint32_t not)
 {
 	if (s->n == 1)
 		return 0;
 	return (not + 1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n;
+}
+
+/* The replica inside a node, whichever the workload. */
+static const ld_replica *node_rep(const sim_node *nd)
+{
+	return nd->ln ? ln_node_replica(nd->ln) : nd->r;
+}
+
+/* The state digest of the node's state machine. The lease table's digest
+ * only reads (ln_node_table lends it const; ld_sm's ops take it mutable). */
+static uint64_t node_digest(const sim_node *nd)
+{
+	if (nd->ln) {
+		ld_sm *sm = ls_table_sm((ls_table *)ln_node_table(nd->ln));
+		return sm->ops->digest(sm);
+	}
+	return nd->sm->ops->digest(nd->sm);
 }
 
 /* The up replica that leads with the highest ballot, or -1. */
@@ -305,7 +252,7 @@ static int32_t sim_leader(sim *s)
 		if (!s->nodes[i].up)
 			continue;
 		ld_status st;
-		ld_replica_status(s->nodes[i].r, &st);
+		ld_replica_status(node_rep(&s->nodes[i]), &st);
 		if (st.role == LD_LEADER && (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0)) {
 			best = (int32_t)i;
 			bb = st.ballot;
@@ -592,12 +539,44 @@ static void node_take_replies(sim *s, sim_node *nd, ld_actions *a)
 	}
 }
 
+/* Lease replies: checked when the node emits them, then sent to the
+ * client (or lost). */
+static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
+{
+	for (size_t i = 0; i < a->nreplies; i++) {
+		const ln_reply *rp = &a->replies[i];
+		chk_lease_reply(&s->chk, nd->id, rp);
+		if (rp->session == 0 || rp->session > s->nclients)
+			continue;
+		sim_trace(s, "REPLY r%u->c%" PRIu64 " %s seq=%" PRIu64 " %s %s token=%" PRIu64
+			  " holder=%" PRIu64 " count=%" PRIu32 " ntokens=%" PRIu32 " hint=%" PRId32
+			  " pos=%" PRIu64,
+			  nd->id, rp->session, lc_req_name(rp->type), rp->seq,
+			  lc_status_name(rp->status), ls_strerror(rp->result.status),
+			  rp->result.token, rp->result.holder, rp->result.count, rp->ntokens,
+			  rp->leader_hint, rp->position);
+		if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id, rp->session);
+			continue;
+		}
+		ln_reply *copy = sim_xmalloc(sizeof *copy);
+		*copy = *rp;
+		copy->tokens = NULL;
+		if (rp->ntokens) {
+			copy->tokens = sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
+			memcpy(copy->tokens, rp->tokens, rp->ntokens * sizeof *copy->tokens);
+		}
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREPLY,
+			 (uint32_t)(rp->session - 1), nd->id, 0, 0, copy);
+	}
+}
+
 /* After every step: the replica's own view agrees with what it said and
  * with the oracle. */
 static void node_check(sim *s, sim_node *nd)
 {
 	ld_status st;
-	ld_replica_status(nd->r, &st);
+	ld_replica_status(node_rep(nd), &st);
 	if (st.applied != st.commit)
 		chk_fail(&s->chk, "order",
 			 "r%u status: applied=%" PRIu64 " commit=%" PRIu64 " (equal after a step)",
@@ -606,7 +585,7 @@ static void node_check(sim *s, sim_node *nd)
 		chk_fail(&s->chk, "order",
 			 "r%u status: applied=%" PRIu64 " but its chosen decrees reached %" PRIu64,
 			 nd->id, st.applied, nd->applied);
-	chk_state(&s->chk, nd->id, st.applied, nd->sm->ops->digest(nd->sm));
+	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	if (st.role == LD_LEADER && ld_ballot_cmp(st.ballot, nd->led) != 0) {
 		nd->led = st.ballot;
 		sim_trace(s, "r%u LEADER ballot=%" PRIu64 ".%" PRIu32 " commit=%" PRIu64,
@@ -615,20 +594,42 @@ static void node_check(sim *s, sim_node *nd)
 	}
 }
 
+static void node_after_step(sim *s, sim_node *nd, int rc, int type)
+{
+	ln_actions *a = &s->act;
+	if (rc != 0)
+		sim_trace(s, "r%u step(event %d) returned %d", nd->id, type, rc);
+	node_take_records(s, nd, &a->ld);
+	node_take_msgs(s, nd, &a->ld);
+	node_take_chosen(s, nd, &a->ld);
+	node_take_replies(s, nd, &a->ld);
+	node_take_lreplies(s, nd, a);
+	node_arm_timer(s, nd, a->ld.timer_at_us);
+	ln_actions_reset(a);
+	node_check(s, nd);
+}
+
+/* A replica event (tick, durable, message, counter submit) for either kind
+ * of node; the node's local clock reading is filled in here. */
 static void node_step(sim *s, sim_node *nd, ld_event *ev)
 {
-	ld_actions *a = &s->act;
 	ev->now_us = node_local(nd, s->now);
-	int rc = ld_replica_step(nd->r, ev, a);
-	if (rc != 0)
-		sim_trace(s, "r%u step(event %d) returned %d", nd->id, (int)ev->type, rc);
-	node_take_records(s, nd, a);
-	node_take_msgs(s, nd, a);
-	node_take_chosen(s, nd, a);
-	node_take_replies(s, nd, a);
-	node_arm_timer(s, nd, a->timer_at_us);
-	ld_actions_reset(a);
-	node_check(s, nd);
+	int rc;
+	if (nd->ln) {
+		ln_event e = { .type = (ln_event_type)ev->type, .now_us = ev->now_us,
+			       .msg = ev->msg, .write_id = ev->write_id };
+		rc = ln_node_step(nd->ln, &e, &s->act);
+	} else {
+		rc = ld_replica_step(nd->r, ev, &s->act.ld);
+	}
+	node_after_step(s, nd, rc, (int)ev->type);
+}
+
+static void node_request(sim *s, sim_node *nd, const ln_request *req)
+{
+	ln_event e = { .type = LN_EV_REQUEST, .now_us = node_local(nd, s->now), .req = req };
+	int rc = ln_node_step(nd->ln, &e, &s->act);
+	node_after_step(s, nd, rc, (int)e.type);
 }
 
 static void node_tick(sim *s, sim_node *nd)
@@ -644,17 +645,38 @@ static void node_start(sim *s, sim_node *nd)
 	nd->life++;
 	nd->cfg.seed = sim_rng_next(&s->rng);
 	/* A reboot resets the monotonic clock: a fresh offset each life. */
-	nd->offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
+	nd->clk.offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
 	int64_t dm = s->p.drift_ppm_max;
-	nd->drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
-	nd->sm = counter_sm_new();
-	nd->r = ld_replica_new(&nd->cfg, nd->sm);
-	if (!nd->r) {
-		fprintf(stderr, "lockd-sim: ld_replica_new failed\n");
-		abort();
+	nd->clk.drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
+	if (s->o->workload == SIM_WORKLOAD_LEASE) {
+		nd->lcfg.paxos = nd->cfg;
+		nd->ln = ln_node_new(&nd->lcfg);
+		if (!nd->ln) {
+			fprintf(stderr, "lockd-sim: ln_node_new failed\n");
+			abort();
+		}
+	} else {
+		nd->sm = counter_sm_new();
+		nd->r = ld_replica_new(&nd->cfg, nd->sm);
+		if (!nd->r) {
+			fprintf(stderr, "lockd-sim: ld_replica_new failed\n");
+			abort();
+		}
 	}
-	for (size_t i = 0; i < nd->ndurable; i++) {
-		if (ld_replica_restore(nd->r, &nd->durable[i]) != 0) {
+	/* paxos.h: the newest SNAPSHOT first, then the rest oldest first (a
+	 * vote written in the same batch as a snapshot can precede it on disk,
+	 * and only the snapshot moves the log window to where the vote fits). */
+	size_t snap_i = SIZE_MAX;
+	for (size_t i = 0; i < nd->ndurable; i++)
+		if (nd->durable[i].type == LD_REC_SNAPSHOT)
+			snap_i = i;
+	for (size_t k = 0; k <= nd->ndurable; k++) {
+		size_t i = k == 0 ? snap_i : k - 1;
+		if (i == SIZE_MAX || (k > 0 && i == snap_i))
+			continue;
+		int rc = nd->ln ? ln_node_restore(nd->ln, &nd->durable[i])
+				: ld_replica_restore(nd->r, &nd->durable[i]);
+		if (rc != 0) {
 			chk_fail(&s->chk, "contract",
 				 "r%u rejected its own durable record %zu (type %d slot %" PRIu64 ")",
 				 nd->id, i, (int)nd->durable[i].type, nd->durable[i].slot);
@@ -667,13 +689,13 @@ static void node_start(sim *s, sim_node *nd)
 	nd->sync_last_us = s->now;
 	nd->led = (ld_ballot){ 0, 0 };
 	ld_status st;
-	ld_replica_status(nd->r, &st);
+	ld_replica_status(node_rep(nd), &st);
 	nd->applied = st.applied;
 	sim_trace(s, "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
 		  " promised=%" PRIu64 ".%" PRIu32 " clock offset=%" PRIu64 " drift=%" PRId64 "ppm",
 		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
-		  st.promised.id, nd->offset_us, nd->drift_ppm);
-	chk_state(&s->chk, nd->id, st.applied, nd->sm->ops->digest(nd->sm));
+		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
+	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	node_tick(s, nd);
 }
 
@@ -694,8 +716,10 @@ static void node_crash(sim *s, sim_node *nd)
 	nd->npending = 0;
 	ld_replica_free(nd->r);
 	counter_sm_free(nd->sm);
+	ln_node_free(nd->ln);
 	nd->r = NULL;
 	nd->sm = NULL;
+	nd->ln = NULL;
 	nd->up = false;
 	nd->epoch++;
 	nd->tick_live = false;
@@ -729,9 +753,9 @@ static void client_issue(sim *s, sim_client *c)
 {
 	if (s->healed || c->outstanding)
 		return;
-	uint8_t data[SIM_CMD_BYTES_MAX];
+	uint8_t data[SIM_COUNTER_BYTES_MAX];
 	uint32_t len = (uint32_t)sim_rng_range(&s->rng, 1, sim_rng_chance(&s->rng, 0.1) ?
-						   SIM_CMD_BYTES_MAX : 8);
+						   SIM_COUNTER_BYTES_MAX : 8);
 	for (uint32_t i = 0; i < len; i++)
 		data[i] = (uint8_t)sim_rng_next(&s->rng);
 	c->seq++;
@@ -886,10 +910,30 @@ static void sim_heal(sim *s)
 		if (!s->nodes[i].up)
 			node_start(s, &s->nodes[i]);
 	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0, NULL);
+	if (s->o->workload == SIM_WORKLOAD_LEASE)
+		lc_heal(s);
+}
+
+/* Lease workload: every client has finished (or vanished), every lease has
+ * ended (the vanished clients' ones by expiry), and every replica has
+ * applied the whole ledger. */
+static bool sim_done_lease(sim *s)
+{
+	if (!lc_done(s))
+		return false;
+	for (uint32_t i = 0; i < s->n; i++) {
+		const sim_node *nd = &s->nodes[i];
+		if (!nd->up || nd->applied < s->chk.max_slot ||
+		    ls_table_count(ln_node_table(nd->ln)) != 0)
+			return false;
+	}
+	return true;
 }
 
 static bool sim_done(sim *s)
 {
+	if (s->o->workload == SIM_WORKLOAD_LEASE)
+		return sim_done_lease(s);
 	if (s->outstanding)
 		return false;
 	for (uint32_t i = 0; i < s->n; i++)
@@ -902,7 +946,12 @@ static void sim_liveness_failure(sim *s)
 {
 	char buf[768];
 	int n = snprintf(buf, sizeof buf, "%u s after heal:", SIM_LIVENESS_US / 1000000);
-	for (uint32_t i = 0; i < s->nclients && n > 0 && (size_t)n < sizeof buf; i++)
+	if (s->o->workload == SIM_WORKLOAD_LEASE) {
+		lc_liveness_detail(s, buf + n, sizeof buf - (size_t)n);
+		n = (int)strlen(buf);
+	}
+	for (uint32_t i = 0; i < s->nclients && n > 0 && (size_t)n < sizeof buf &&
+			     s->o->workload == SIM_WORKLOAD_COUNTER; i++)
 		if (s->clients[i].outstanding)
 			n += snprintf(buf + n, sizeof buf - (size_t)n,
 				      " c%u:%" PRIu64 " unacknowledged (%" PRIu64 " attempts, at r%u);",
@@ -911,13 +960,16 @@ static void sim_liveness_failure(sim *s)
 		ld_status st;
 		if (!s->nodes[i].up)
 			continue;
-		ld_replica_status(s->nodes[i].r, &st);
+		ld_replica_status(node_rep(&s->nodes[i]), &st);
 		n += snprintf(buf + n, sizeof buf - (size_t)n,
-			      " r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32 " applied=%" PRIu64 ";",
+			      " r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32 " applied=%" PRIu64
+			      " leases=%" PRIu64 ";",
 			      i, sim_role_name(st.role), st.ballot.round, st.ballot.id, st.leader,
-			      st.applied);
+			      st.applied,
+			      s->nodes[i].ln ? ls_table_count(ln_node_table(s->nodes[i].ln)) : 0);
 	}
-	chk_fail(&s->chk, "liveness", "%s highest ack slot %" PRIu64, buf, s->chk.max_ack_slot);
+	chk_fail(&s->chk, "liveness", "%s highest slot %" PRIu64 " (acked %" PRIu64 ")", buf,
+		 s->chk.max_slot, s->chk.max_ack_slot);
 }
 
 /* ---- the event loop ----------------------------------------------------- */
@@ -1034,6 +1086,29 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_DEADLINE:
 		sim_liveness_failure(s);
 		return;
+	case SIM_EV_LREQ: {
+		sim_lreq *lr = ev->p;
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x) {
+			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u", lc_req_name(lr->req.type),
+				  ev->b + 1, lr->req.seq, ev->a);
+		} else {
+			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64, ev->a,
+				  lc_req_name(lr->req.type), ev->b + 1, lr->req.seq, lr->req.req_id);
+			node_request(s, nd, &lr->req);
+		}
+		free(lr);
+		return;
+	}
+	case SIM_EV_LREPLY:
+	case SIM_EV_LCLIENT:
+	case SIM_EV_LRETRY:
+	case SIM_EV_LTIMEOUT:
+	case SIM_EV_LPAUSE:
+	case SIM_EV_LWAKE:
+	case SIM_EV_LVANISH:
+		lc_dispatch(s, ev);
+		return;
 	}
 }
 
@@ -1057,6 +1132,32 @@ static void sim_config(sim *s, ld_config *cfg, uint32_t id)
 	cfg->batch_cmds = batches[sim_rng_below(&s->rng, 3)];
 }
 
+/* The lease workload's clock-drift bounds: small ones as a cell would be
+ * configured, large ones so that a wrong use of time shows within a run. */
+static const uint32_t sim_drifts_ppm[] = { 100, 200, 1000, 5000, 20000, 50000 };
+
+/* The cell's lease configuration: the grace delay covers twice the drift
+ * over the longest TTL (the holder's clock and the leaders' clocks), plus a
+ * small margin, so that a client measuring its deadline wrongly is caught. */
+static void sim_config_lease(sim *s, ln_config *lc, const ld_config *cfg)
+{
+	static const uint32_t ticks[] = { 20, 50, 100 };
+	ln_config_default(lc, 0, s->n);
+	lc->paxos = *cfg;
+	lc->drift_ppm = s->drift_ppm;
+	lc->ttl_ms_max = s->ttl_ms_max;
+	lc->tick_ms = ticks[sim_rng_below(&s->rng, 3)];
+	uint64_t need = (2ull * s->drift_ppm * s->ttl_ms_max + 999999) / 1000000;
+	lc->grace_ms = (uint32_t)need + (uint32_t)sim_rng_range(&s->rng, 2, 20);
+	char err[256];
+	if (ln_config_check(lc, err, sizeof err) != 0) {
+		fprintf(stderr, "lockd-sim: bad lease configuration: %s\n", err);
+		abort();
+	}
+	s->grace_ms = lc->grace_ms;
+	s->tick_ms = lc->tick_ms;
+}
+
 void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 {
 	sim *s = sim_xmalloc(sizeof *s);
@@ -1068,32 +1169,60 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	s->tr = o->trace;
 	sim_rng_seed(&s->rng, seed);
 	s->p = sim_profiles[o->faults];
+	bool lease = o->workload == SIM_WORKLOAD_LEASE;
 	if (o->drift_ppm_max >= 0)
 		s->p.drift_ppm_max = o->drift_ppm_max;
+	else if (lease)
+		s->p.drift_ppm_max = (int32_t)sim_drifts_ppm[sim_rng_below(
+			&s->rng, sizeof sim_drifts_ppm / sizeof sim_drifts_ppm[0])];
+	s->drift_ppm = (uint32_t)s->p.drift_ppm_max;
+	res->drift_ppm = s->drift_ppm;
 	s->n = o->nreplicas;
-	s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_CLIENTS_MIN, SIM_CLIENTS_MAX);
+	if (lease)
+		s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_LEASE_CLIENTS_MIN, SIM_CLIENTS_MAX);
+	else
+		s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_COUNTER_CLIENTS_MIN,
+						      SIM_COUNTER_CLIENTS_MAX);
 	sim_queue_init(&s->q);
-	ld_actions_init(&s->act);
-	chk_init(&s->chk, s->nclients);
+	ln_actions_init(&s->act);
+	chk_init(&s->chk, o->workload, s->nclients, s->n, o->mutant);
+	s->chk.tr = s->tr;
+	s->chk.now = &s->now;
 
 	/* One configuration per cell (all replicas agree on it), new seeds per life. */
 	ld_config cfg;
+	ln_config lcfg;
 	sim_config(s, &cfg, 0);
-	sim_trace(s, "SEED %" PRIu64 ": %u replicas, %u clients, faults=%s mutant=%s "
-		  "window=%" PRIu32 " batch=%" PRIu32 " snapshot_every=%" PRIu32,
+	if (lease) {
+		s->ttl_ms_max = SIM_TTL_MS_MAX;
+		sim_config_lease(s, &lcfg, &cfg);
+	}
+	sim_trace(s, "SEED %" PRIu64 ": %u replicas, %u clients, faults=%s mutant=%s workload=%s "
+		  "window=%" PRIu32 " batch=%" PRIu32 " snapshot_every=%" PRIu32
+		  " drift<=%" PRIu32 "ppm grace=%" PRIu32 "ms tick=%" PRIu32 "ms",
 		  seed, s->n, s->nclients, s->p.name,
-		  o->mutant ? ld_mutant_name(o->mutant) : "none", cfg.window_slots,
-		  cfg.batch_cmds, cfg.snapshot_every_slots);
+		  o->mutant ? ld_mutant_name(o->mutant) : "none", sim_workload_name(o->workload),
+		  cfg.window_slots, cfg.batch_cmds, cfg.snapshot_every_slots, s->drift_ppm,
+		  s->grace_ms, s->tick_ms);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];
 		nd->id = i;
 		nd->cfg = cfg;
 		nd->cfg.id = i;
+		if (lease) {
+			nd->lcfg = lcfg;
+			nd->lcfg.paxos.id = i;
+		}
 		node_start(s, nd);
 	}
-	for (uint32_t i = 0; i < s->nclients; i++) {
-		s->clients[i] = (sim_client){ .idx = i, .guess = -1 };
-		sim_push(s, sim_rng_range(&s->rng, 0, 300000), SIM_EV_CLIENT_START, i, 0, 0, 0, NULL);
+	if (lease) {
+		lc_setup(s);
+	} else {
+		for (uint32_t i = 0; i < s->nclients; i++) {
+			s->clients[i] = (sim_client){ .idx = i, .guess = -1 };
+			sim_push(s, sim_rng_range(&s->rng, 0, 300000), SIM_EV_CLIENT_START, i, 0, 0, 0,
+				 NULL);
+		}
 	}
 	sim_push(s, sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us), SIM_EV_HEAL,
 		 0, 0, 0, 0, NULL);
@@ -1126,10 +1255,22 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	}
 	if (!done && !s->chk.violated)
 		chk_fail(&s->chk, "liveness", "the event queue ran dry before the end");
-	sim_trace(s, "END decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64, s->chk.decrees,
-		  res->commands, res->acks);
+	sim_trace(s, "END decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
+		  " grants=%" PRIu64 " expiries=%" PRIu64 " releases=%" PRIu64 " revokes=%" PRIu64
+		  " writes=%" PRIu64 " stale=%" PRIu64 " fenced=%" PRIu64,
+		  s->chk.decrees, res->commands, res->acks, s->chk.ngrants, s->chk.expiries,
+		  s->chk.releases, s->chk.revokes, s->chk.writes, s->chk.stale_writes,
+		  s->chk.fenced);
 
 	res->decrees = s->chk.decrees;
+	res->grants = s->chk.ngrants;
+	res->expiries = s->chk.expiries;
+	res->releases = s->chk.releases;
+	res->revokes = s->chk.revokes;
+	res->writes = s->chk.writes;
+	res->stale_writes = s->chk.stale_writes;
+	res->fenced = s->chk.fenced;
+	res->closest_us = s->chk.closest_us;
 	res->end_us = s->now;
 	res->violated = s->chk.violated;
 	snprintf(res->property, sizeof res->property, "%s", s->chk.property);
@@ -1140,17 +1281,18 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 			ld_msg_free(ev.p);
 		else if (ev.type == SIM_EV_REPLY)
 			free(ev.p);
+		else
+			lc_free_event(&ev);
 	}
 	sim_queue_free(&s->q);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];
-		if (nd->r)
-			ld_replica_free(nd->r);
-		if (nd->sm)
-			counter_sm_free(nd->sm);
+		ld_replica_free(nd->r);
+		counter_sm_free(nd->sm);
+		ln_node_free(nd->ln);
 		node_disk_free(nd);
 	}
-	ld_actions_free(&s->act);
+	ln_actions_free(&s->act);
 	chk_free(&s->chk);
 	free(s);
 }

@@ -1,6 +1,12 @@
 /* lockd-sim: runs 3 or 5 replicas of the real core in one process, from one
  * seed, over a simulated network, disks and clocks, with the checker in
- * check.h as the oracle. No wall clock, no threads. */
+ * check.h as the oracle. No wall clock, no threads.
+ *
+ * Two workloads. "lease" (the default) runs lockd nodes (node.h: a replica,
+ * the lease table and the leader's timers) and lease clients that acquire,
+ * renew, release, pause and vanish, each on its own drifting clock; the
+ * oracle knows real time and checks what the clients believe. "counter"
+ * runs bare replicas over a counting state machine (the ledger alone). */
 #ifndef SIM_SIM_H
 #define SIM_SIM_H
 
@@ -16,11 +22,17 @@ typedef enum sim_faults {
 	SIM_FAULTS_HEAVY,
 } sim_faults;
 
+typedef enum sim_workload {
+	SIM_WORKLOAD_LEASE,
+	SIM_WORKLOAD_COUNTER,
+} sim_workload;
+
 typedef struct sim_opts {
+	sim_workload workload;
 	uint32_t nreplicas;
 	sim_faults faults;
 	ld_mutant mutant;
-	int32_t drift_ppm_max; /* -1: the profile's (200 ppm) */
+	int32_t drift_ppm_max; /* -1: counter: 200 ppm; lease: drawn per seed */
 	FILE *trace;           /* non-NULL: one line per event */
 } sim_opts;
 
@@ -32,6 +44,12 @@ typedef struct sim_result {
 	uint64_t crashes, partitions;
 	uint64_t msgs_sent, msgs_lost;
 	uint64_t heal_us, end_us; /* simulated real time */
+	/* lease workload (counted by the oracle from the chosen ledger) */
+	uint64_t grants, expiries, releases, revokes;
+	uint64_t writes, stale_writes, fenced; /* fenced: stale writes refused */
+	uint32_t drift_ppm;                   /* the cell's configured bound */
+	int64_t closest_us; /* least margin between an old belief's end and a
+			       newer GRANTED's arrival (INT64_MAX: none) */
 	bool violated;
 	char property[32];
 	char detail[1024];
@@ -42,5 +60,6 @@ typedef struct sim_result {
 void sim_run(const sim_opts *o, uint64_t seed, sim_result *res);
 
 const char *sim_faults_name(sim_faults f);
+const char *sim_workload_name(sim_workload w);
 
 #endif

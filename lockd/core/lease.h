@@ -1,0 +1,253 @@
+/* The lease table: the replicated state machine that the ledger drives.
+ *
+ * It never reads a clock. Everything that depends on time arrives as a
+ * decree that the leader wrote:
+ *  - TICK(elapsed_ms): the leader's monotonic clock advanced this much since
+ *    its previous TICK (or since it took over). The sum of all TICKs is the
+ *    "ledger clock" (ls_table_clock_ms). Every command also carries
+ *    since_tick_ms, the proposing leader's time since its last TICK, so the
+ *    ledger clock at a grant or renewal is clock + since_tick_ms: never less
+ *    than the truth, which is the safe side. A new leader reads
+ *    clock - renewed_clock_ms as a lower bound on how long a lease went
+ *    unrenewed, measured by the clocks of leaders that are gone.
+ *  - EXPIRE(token, renewals)[]: the leader saw these leases go unrenewed past
+ *    their TTL plus the grace delay; each ends (and its name passes to the
+ *    next waiter) only if it is still the lease the leader saw: same token,
+ *    same number of renewals. A renewal ordered first cancels the expiry.
+ *  - CANCEL_WAIT(name, session): a waiter's wait_ms ran out at the leader.
+ * The client commands are ACQUIRE, RENEW, RELEASE and REVOKE.
+ *
+ * Fencing tokens come from one counter over the whole table, so they increase
+ * strictly per name (and are unique across names).
+ *
+ * A session is a client's identity: the ld_cmd.client_id of its commands.
+ */
+#ifndef LD_LEASE_H
+#define LD_LEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ld_limits.h"
+#include "sm.h"
+
+/* ---- limits (checked on every command; errors below) --------------------- */
+
+#define LS_NAME_BYTES_MAX 256u
+#define LS_VALUE_BYTES_MAX 1024u
+#define LS_REASON_BYTES_MAX 256u
+#define LS_TTL_MS_MIN 100u
+#define LS_TTL_MS_MAX 3600000u
+#define LS_WAIT_MS_MAX 3600000u
+#define LS_LEASES_PER_SESSION_MAX 1024u
+#define LS_WAITERS_PER_NAME_MAX 1024u
+/* (token, renewals) pairs in one EXPIRE command: what fits in one ledger
+ * command (12 bytes each). */
+#define LS_EXPIRE_TOKENS_MAX ((LD_CMD_BYTES_MAX - 64u) / 12u)
+
+/* ---- commands (the bytes of an ld_cmd) ----------------------------------- */
+
+typedef enum ls_op {
+	LS_OP_ACQUIRE = 1, /* name, ttl_ms, wait_ms, value */
+	LS_OP_RENEW,       /* every lease the session holds */
+	LS_OP_RELEASE,     /* name, token: only by the holder */
+	LS_OP_REVOKE,      /* name, reason: an operator's forced end */
+	LS_OP_EXPIRE,      /* leader: (token, renewals)[] */
+	LS_OP_TICK,        /* leader: elapsed_ms */
+	LS_OP_CANCEL_WAIT, /* leader: name, session */
+} ls_op;
+
+#define LS_OP_MAX LS_OP_CANCEL_WAIT
+
+typedef struct ls_cmd {
+	ls_op op;
+	uint64_t session;   /* ACQUIRE/RENEW/RELEASE: the caller's session;
+			       CANCEL_WAIT: the waiter's session. Never 0 then. */
+	const char *name;   /* ACQUIRE/RELEASE/REVOKE/CANCEL_WAIT; not
+			       NUL-terminated; borrowed */
+	uint32_t name_len;
+	uint32_t ttl_ms;    /* ACQUIRE */
+	uint32_t wait_ms;   /* ACQUIRE: 0 = try once */
+	const uint8_t *value; /* ACQUIRE: the holder's value (elections) */
+	uint32_t value_len;
+	uint64_t token;     /* RELEASE */
+	const char *reason; /* REVOKE */
+	uint32_t reason_len;
+	uint64_t elapsed_ms; /* TICK */
+	uint64_t since_tick_ms; /* every op: the proposing leader's ms since its
+				   last TICK (see the top) */
+	uint32_t ntokens;    /* EXPIRE */
+	const uint8_t *tokens; /* EXPIRE: ntokens x (u64 token, u32 renewals),
+				  little-endian, borrowed */
+	uint64_t stamp_ms;   /* the proposing leader's clock when it wrote this
+				(display only: never a deadline) */
+} ls_cmd;
+
+/* Errors and outcomes. X-macro so the strings stay next to the codes. */
+#define LS_STATUS_TABLE(X)                                                     \
+	X(LS_OK, "ok")                                                         \
+	X(LS_GRANTED, "granted")                                               \
+	X(LS_QUEUED, "queued behind the current holder")                       \
+	X(LS_HELD, "held by another session")                                  \
+	X(LS_NOT_HOLDER, "the session or token is not the current holder's")   \
+	X(LS_NO_SUCH_LEASE, "no such lease")                                   \
+	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")          \
+	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and 1 h")          \
+	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                   \
+	X(LS_E_VALUE, "value too large: at most 1024 bytes")                   \
+	X(LS_E_REASON, "reason too large: at most 256 bytes")                  \
+	X(LS_E_SESSION, "invalid session id (0)")                              \
+	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")    \
+	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")       \
+	X(LS_E_MALFORMED, "malformed command")
+
+typedef enum ls_status {
+#define LS_X(code, text) code,
+	LS_STATUS_TABLE(LS_X)
+#undef LS_X
+	LS_STATUS_COUNT
+} ls_status;
+
+const char *ls_strerror(ls_status st);
+
+/* Encodes c into buf (cap bytes). Returns the length, or 0 if it does not
+ * fit or c is malformed (ls_cmd_check fails). */
+size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap);
+
+/* Decodes buf into c, whose pointers then borrow from buf. Returns LS_OK,
+ * or LS_E_MALFORMED for anything that is not a well-formed command
+ * (truncated, trailing bytes, unknown op, fields over their limits). */
+ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c);
+
+/* Checks a command's fields against the limits above: the error a client
+ * gets for a bad name, TTL, value, wait, reason or session. */
+ls_status ls_cmd_check(const ls_cmd *c);
+
+/* Name rule: 1..LS_NAME_BYTES_MAX bytes of [A-Za-z0-9._/:-]. */
+bool ls_name_valid(const char *name, uint32_t len);
+
+/* ---- results (the bytes of an ld_reply's result) ------------------------- */
+
+typedef struct ls_result {
+	ls_status status;
+	uint64_t token;    /* GRANTED: the fencing token; RENEW: unused */
+	uint64_t holder;   /* HELD/QUEUED: the current holder's session */
+	uint32_t position; /* QUEUED: 1 = next */
+	uint32_t count;    /* RENEW: leases renewed; EXPIRE: leases ended */
+} ls_result;
+
+/* Fixed-size encoding, <= LD_RESULT_BYTES_MAX. */
+#define LS_RESULT_BYTES 32u
+size_t ls_result_encode(const ls_result *r, uint8_t *buf, size_t cap);
+ls_status ls_result_decode(const uint8_t *buf, size_t len, ls_result *r);
+
+/* ---- the table ------------------------------------------------------------ */
+
+typedef struct ls_table ls_table;
+
+/* Deliberately broken variants (the simulator's self-tests). */
+typedef enum ls_mutant {
+	LS_MUTANT_NONE = 0,
+	/* RELEASE and EXPIRE end the name's lease whatever token they carry:
+	 * a stale holder's late release frees a newer holder's lease. */
+	LS_MUTANT_UNCHECKED_REGRANT,
+} ls_mutant;
+/* (The node maps the cell-wide ld_mutant to this.) */
+
+/* NULL when out of memory. */
+ls_table *ls_table_new(void);
+void ls_table_free(ls_table *t);
+/* Honoured in every build (the unit test exercises it); the node sets it
+ * only in the LD_MUTANTS build. */
+void ls_table_set_mutant(ls_table *t, ls_mutant m);
+
+/* The table as an ld_sm for ld_replica_new (borrowed; lives as long as t).
+ * apply() decodes the command, applies it, and writes an encoded ls_result. */
+ld_sm *ls_table_sm(ls_table *t);
+
+/* The ledger clock: the sum of all applied TICKs, in ms. */
+uint64_t ls_table_clock_ms(const ls_table *t);
+
+/* A read-only view of one lease. Pointers borrow from the table and are valid
+ * until the next apply or restore. */
+typedef struct ls_view {
+	const char *name;
+	uint32_t name_len;
+	uint64_t holder;      /* session */
+	uint64_t token;
+	uint32_t ttl_ms;
+	const uint8_t *value;
+	uint32_t value_len;
+	bool revoked;         /* revoked: ends at expiry, never renewed again */
+	uint64_t renewed_clock_ms; /* ledger clock at grant or last renewal */
+	uint32_t renewals;    /* renewals since the grant (EXPIRE names it) */
+	uint64_t granted_slot;     /* ledger position of the grant */
+	uint64_t stamp_ms;    /* leader clock stamp of the grant/renewal */
+	uint32_t nwaiters;
+} ls_view;
+
+typedef struct ls_waiter_view {
+	uint64_t session;
+	uint32_t ttl_ms, wait_ms;
+	uint64_t queued_slot;
+} ls_waiter_view;
+
+/* The lease on name, if held. LS_OK or LS_NO_SUCH_LEASE. A name with
+ * waiters but no holder does not exist (waiters are granted at once). */
+ls_status ls_get(const ls_table *t, const char *name, uint32_t len,
+		 ls_view *out);
+
+/* The i-th waiter (0 = next) on a held name. LS_OK or LS_NO_SUCH_LEASE. */
+ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
+			uint32_t i, ls_waiter_view *out);
+
+/* Calls fn for every lease whose name starts with prefix, in name order.
+ * fn returns false to stop. */
+void ls_list(const ls_table *t, const char *prefix, uint32_t len,
+	     bool (*fn)(const ls_view *v, void *arg), void *arg);
+
+/* Calls fn for every lease in unspecified order (the leader's takeover). */
+void ls_for_each(const ls_table *t, bool (*fn)(const ls_view *v, void *arg),
+		 void *arg);
+
+/* Chubby's sequencer check: is token the current holder's token for name? */
+bool ls_check(const ls_table *t, const char *name, uint32_t len,
+	      uint64_t token);
+
+/* Leases held by a session (for RENEW). */
+uint32_t ls_session_leases(const ls_table *t, uint64_t session);
+
+/* What applies changed, for the leader's timers: every grant (also those to
+ * waiters on release/expiry), every end, renewal, revoke, queue and unqueue,
+ * in order. Accumulates over applies until ls_table_journal_clear (the node
+ * clears it after every step; restore clears it too). */
+typedef enum ls_change_kind {
+	LS_CH_GRANTED = 1, /* token now held by session (name) */
+	LS_CH_ENDED,       /* token ended (release, expiry) */
+	LS_CH_RENEWED,     /* token renewed */
+	LS_CH_REVOKED,     /* token revoked (ends at its expiry) */
+	LS_CH_QUEUED,      /* session queued on name (wait_ms) */
+	LS_CH_UNQUEUED,    /* session left name's queue (cancel) */
+} ls_change_kind;
+
+typedef struct ls_change {
+	ls_change_kind kind;
+	uint64_t token;
+	uint64_t session;
+	uint32_t ttl_ms;   /* GRANTED, RENEWED */
+	uint32_t renewals; /* GRANTED (0), RENEWED: the lease's count after it */
+	uint64_t slot;     /* the ledger position applied */
+	uint32_t wait_ms;  /* QUEUED */
+	const char *name;  /* borrowed until the next apply */
+	uint32_t name_len;
+} ls_change;
+
+/* The changes made by every apply since the last clear (borrowed). */
+const ls_change *ls_table_journal(const ls_table *t, size_t *n);
+void ls_table_journal_clear(ls_table *t);
+
+/* Counts, for tests and status. */
+uint64_t ls_table_count(const ls_table *t);
+
+#endif

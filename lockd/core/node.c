@@ -1,0 +1,1083 @@
+/* The lease node: routes client requests into the ledger, turns applied
+ * decrees into replies, and, while leading, keeps the lease deadlines that
+ * only the leader's clock decides (see node.h for the rules and lease.h for
+ * the ledger clock). */
+#include "node.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LD_MUTANTS
+#define MUTANT(n, m) ((n)->cfg.paxos.mutant == (m))
+#else
+#define MUTANT(n, m) 0
+#endif
+
+/* Commands the leader writes on its own behalf use a client id no session
+ * can have: the top bit set, plus the replica id. Their sequence numbers
+ * start from the ballot round, so a later leadership never reuses one. */
+#define INTERNAL_CLIENT (1ULL << 63)
+
+/* A write waiting for its decree (or, for a queued ACQUIRE, its grant). */
+typedef struct outstanding {
+	uint64_t req_id, session, seq;
+	ln_req_type type;
+	uint32_t wait_ms;
+	bool queued;       /* ACQUIRE that got QUEUED: waits for GRANTED */
+	/* In the step that queued it: the journal index of its QUEUED entry.
+	 * Only later entries may answer it (a catch-up can apply an older
+	 * grant to the same session in the same step). -1 afterwards. */
+	int64_t queued_idx;
+	char name[LS_NAME_BYTES_MAX];
+	uint32_t name_len;
+} outstanding;
+
+/* The leader's view of one live lease. */
+typedef struct deadline {
+	uint64_t token;   /* 0: free cell (open addressing) */
+	uint32_t renewals;
+	uint32_t ttl_ms;
+	uint64_t deadline_us;
+	uint64_t expire_sent_us; /* 0: no EXPIRE in flight */
+	uint64_t due_us;  /* the one heap entry that is current for it */
+	uint64_t stamp_ms;
+} deadline;
+
+typedef struct due {
+	uint64_t at_us;
+	uint64_t token;
+} due;
+
+typedef struct wait_timer {
+	uint64_t session;
+	uint64_t at_us;
+	uint64_t cancel_sent_us;
+	char name[LS_NAME_BYTES_MAX];
+	uint32_t name_len;
+} wait_timer;
+
+struct ln_node {
+	ln_config cfg;
+	ls_table *table;
+	ld_replica *rep;
+	uint64_t now_us;
+	bool leading;
+	uint64_t leading_round;
+
+	outstanding *outs;
+	uint32_t nouts, outs_cap;
+
+	/* leader only */
+	deadline *dls; /* open addressing by token, power-of-two capacity */
+	uint32_t dls_cap, ndls;
+	due *heap;
+	uint32_t nheap, heap_cap;
+	wait_timer *waits;
+	uint32_t nwaits, waits_cap;
+	uint64_t last_tick_us;
+	uint64_t internal_seq;
+	/* the leader's own commands of this step, submitted together */
+	uint8_t *batch;      /* LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX */
+	ld_cmd batch_cmds[LD_BATCH_CMDS_MAX];
+	uint32_t nbatch;
+
+	ln_stats stats;
+};
+
+/* ---- config ---------------------------------------------------------------- */
+
+void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas)
+{
+	memset(cfg, 0, sizeof *cfg);
+	ld_config_default(&cfg->paxos, id, nreplicas);
+	cfg->grace_ms = 1000;
+	cfg->drift_ppm = 1000;
+	cfg->tick_ms = 100;
+	cfg->ttl_ms_max = 60000;
+}
+
+int ln_config_check(const ln_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->ttl_ms_max < LS_TTL_MS_MIN || cfg->ttl_ms_max > LS_TTL_MS_MAX) {
+		snprintf(err, errlen, "ttl_ms_max must be between %u and %u ms",
+			 LS_TTL_MS_MIN, LS_TTL_MS_MAX);
+		return -1;
+	}
+	if (cfg->tick_ms == 0 || cfg->tick_ms > LS_TTL_MS_MIN) {
+		snprintf(err, errlen, "tick_ms must be between 1 and %u ms",
+			 LS_TTL_MS_MIN);
+		return -1;
+	}
+	if (cfg->drift_ppm >= 100000) {
+		snprintf(err, errlen, "drift bound %u ppm is not a clock",
+			 cfg->drift_ppm);
+		return -1;
+	}
+	/* A lease outlives its holder's belief when the leader's clock runs
+	 * fast and the holder's runs slow: by up to drift x TTL. */
+	uint64_t need = ((uint64_t)cfg->ttl_ms_max * cfg->drift_ppm + 999999) /
+			1000000;
+	if (cfg->grace_ms < need) {
+		snprintf(err, errlen,
+			 "grace %u ms is shorter than the drift bound (%u ppm) "
+			 "times the longest TTL (%u ms): at least %llu ms needed",
+			 cfg->grace_ms, cfg->drift_ppm, cfg->ttl_ms_max,
+			 (unsigned long long)need);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- actions ------------------------------------------------------------- */
+
+void ln_actions_init(ln_actions *a)
+{
+	memset(a, 0, sizeof *a);
+	ld_actions_init(&a->ld);
+}
+
+void ln_actions_reset(ln_actions *a)
+{
+	ld_actions_reset(&a->ld);
+	for (size_t i = 0; i < a->nreplies; i++)
+		free(a->replies[i].tokens);
+	a->nreplies = 0;
+}
+
+void ln_actions_free(ln_actions *a)
+{
+	ln_actions_reset(a);
+	ld_actions_free(&a->ld);
+	free(a->replies);
+	memset(a, 0, sizeof *a);
+}
+
+static void *grow(void *p, uint32_t *cap, uint32_t need, size_t elem)
+{
+	if (need <= *cap)
+		return p;
+	uint32_t n = *cap ? *cap * 2 : 16;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(p, (size_t)n * elem);
+	if (q == NULL)
+		abort();
+	*cap = n;
+	return q;
+}
+
+static ln_reply *reply_new(ln_node *n, ln_actions *out, uint64_t req_id,
+			   ln_req_type type, uint64_t session, uint64_t seq,
+			   ln_status st)
+{
+	if (out->nreplies == out->replies_cap) {
+		size_t cap = out->replies_cap ? out->replies_cap * 2 : 16;
+		ln_reply *r = realloc(out->replies, cap * sizeof *r);
+		if (r == NULL)
+			abort();
+		out->replies = r;
+		out->replies_cap = cap;
+	}
+	ln_reply *rp = &out->replies[out->nreplies++];
+	memset(rp, 0, offsetof(ln_reply, value));
+	rp->req_id = req_id;
+	rp->type = type;
+	rp->session = session;
+	rp->seq = seq;
+	rp->status = st;
+	rp->ttl_ms_left = -1;
+	ld_status s;
+	ld_replica_status(n->rep, &s);
+	rp->leader_hint = s.leader;
+	rp->position = s.applied;
+	return rp;
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+ln_node *ln_node_new(const ln_config *cfg)
+{
+	char err[256];
+	if (ln_config_check(cfg, err, sizeof err) != 0)
+		return NULL;
+	ln_node *n = calloc(1, sizeof *n);
+	if (n == NULL)
+		return NULL;
+	n->cfg = *cfg;
+	n->table = ls_table_new();
+	if (n->table == NULL) {
+		free(n);
+		return NULL;
+	}
+	n->batch = malloc((size_t)LD_BATCH_CMDS_MAX * LD_CMD_BYTES_MAX);
+	if (n->batch == NULL) {
+		ls_table_free(n->table);
+		free(n);
+		return NULL;
+	}
+	if (MUTANT(n, LD_MUTANT_UNCHECKED_REGRANT))
+		ls_table_set_mutant(n->table, LS_MUTANT_UNCHECKED_REGRANT);
+	n->rep = ld_replica_new(&cfg->paxos, ls_table_sm(n->table));
+	if (n->rep == NULL) {
+		ls_table_free(n->table);
+		free(n->batch);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+void ln_node_free(ln_node *n)
+{
+	if (n == NULL)
+		return;
+	ld_replica_free(n->rep);
+	ls_table_free(n->table);
+	free(n->outs);
+	free(n->dls);
+	free(n->heap);
+	free(n->waits);
+	free(n->batch);
+	free(n);
+}
+
+int ln_node_restore(ln_node *n, const ld_record *rec)
+{
+	int rc = ld_replica_restore(n->rep, rec);
+	ls_table_journal_clear(n->table);
+	return rc;
+}
+
+const ld_replica *ln_node_replica(const ln_node *n)
+{
+	return n->rep;
+}
+
+const ls_table *ln_node_table(const ln_node *n)
+{
+	return n->table;
+}
+
+void ln_node_stats(const ln_node *n, ln_stats *st)
+{
+	*st = n->stats;
+}
+
+/* ---- the leader's deadlines ------------------------------------------------ */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static deadline *dl_find(ln_node *n, uint64_t token)
+{
+	if (n->dls_cap == 0)
+		return NULL;
+	uint32_t mask = n->dls_cap - 1;
+	for (uint32_t i = (uint32_t)mix64(token) & mask;; i = (i + 1) & mask) {
+		if (n->dls[i].token == token)
+			return &n->dls[i];
+		if (n->dls[i].token == 0)
+			return NULL;
+	}
+}
+
+static void dl_rehash(ln_node *n, uint32_t cap)
+{
+	deadline *old = n->dls;
+	uint32_t old_cap = n->dls_cap;
+	n->dls = calloc(cap, sizeof *n->dls);
+	if (n->dls == NULL)
+		abort();
+	n->dls_cap = cap;
+	uint32_t mask = cap - 1;
+	for (uint32_t j = 0; j < old_cap; j++) {
+		if (old[j].token == 0)
+			continue;
+		uint32_t i = (uint32_t)mix64(old[j].token) & mask;
+		while (n->dls[i].token != 0)
+			i = (i + 1) & mask;
+		n->dls[i] = old[j];
+	}
+	free(old);
+}
+
+static deadline *dl_upsert(ln_node *n, uint64_t token)
+{
+	deadline *d = dl_find(n, token);
+	if (d != NULL)
+		return d;
+	if ((n->ndls + 1) * 2 > n->dls_cap)
+		dl_rehash(n, n->dls_cap ? n->dls_cap * 2 : 64);
+	uint32_t mask = n->dls_cap - 1;
+	uint32_t i = (uint32_t)mix64(token) & mask;
+	while (n->dls[i].token != 0)
+		i = (i + 1) & mask;
+	memset(&n->dls[i], 0, sizeof n->dls[i]);
+	n->dls[i].token = token;
+	n->ndls++;
+	return &n->dls[i];
+}
+
+static void dl_remove(ln_node *n, uint64_t token)
+{
+	deadline *d = dl_find(n, token);
+	if (d == NULL)
+		return;
+	/* Backward-shift deletion keeps probe chains whole. */
+	uint32_t mask = n->dls_cap - 1;
+	uint32_t i = (uint32_t)(d - n->dls);
+	for (uint32_t j = (i + 1) & mask; n->dls[j].token != 0;
+	     j = (j + 1) & mask) {
+		uint32_t home = (uint32_t)mix64(n->dls[j].token) & mask;
+		/* Move j into the hole at i if its home is not in (i, j]. */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			n->dls[i] = n->dls[j];
+			i = j;
+		}
+	}
+	n->dls[i].token = 0;
+	n->ndls--;
+}
+
+static void heap_push(ln_node *n, uint64_t at_us, uint64_t token)
+{
+	n->heap = grow(n->heap, &n->heap_cap, n->nheap + 1, sizeof *n->heap);
+	uint32_t i = n->nheap++;
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (n->heap[p].at_us <= at_us)
+			break;
+		n->heap[i] = n->heap[p];
+		i = p;
+	}
+	n->heap[i] = (due){at_us, token};
+}
+
+static void heap_pop(ln_node *n)
+{
+	assert(n->nheap > 0);
+	due last = n->heap[--n->nheap];
+	uint32_t i = 0;
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+		if (c >= n->nheap)
+			break;
+		if (c + 1 < n->nheap && n->heap[c + 1].at_us < n->heap[c].at_us)
+			c++;
+		if (last.at_us <= n->heap[c].at_us)
+			break;
+		n->heap[i] = n->heap[c];
+		i = c;
+	}
+	if (n->nheap > 0)
+		n->heap[i] = last;
+}
+
+static uint64_t grace_us(const ln_node *n)
+{
+	if (MUTANT(n, LD_MUTANT_GRACE_ZERO))
+		return 0;
+	return (uint64_t)n->cfg.grace_ms * 1000;
+}
+
+/* (Re)arms a lease's deadline; the heap entry of an older deadline goes
+ * stale and is skipped when it comes up. */
+static void dl_arm(ln_node *n, deadline *d, uint64_t deadline_us)
+{
+	d->deadline_us = deadline_us;
+	d->expire_sent_us = 0;
+	d->due_us = deadline_us + grace_us(n);
+	heap_push(n, d->due_us, d->token);
+}
+
+static void waits_remove(ln_node *n, const char *name, uint32_t len,
+			 uint64_t session)
+{
+	for (uint32_t i = 0; i < n->nwaits; i++) {
+		wait_timer *w = &n->waits[i];
+		if (w->session == session && w->name_len == len &&
+		    memcmp(w->name, name, len) == 0) {
+			n->waits[i] = n->waits[--n->nwaits];
+			return;
+		}
+	}
+}
+
+static void waits_add(ln_node *n, const char *name, uint32_t len,
+		      uint64_t session, uint64_t at_us)
+{
+	waits_remove(n, name, len, session);
+	n->waits = grow(n->waits, &n->waits_cap, n->nwaits + 1,
+			sizeof *n->waits);
+	wait_timer *w = &n->waits[n->nwaits++];
+	memset(w, 0, sizeof *w);
+	w->session = session;
+	w->at_us = at_us;
+	memcpy(w->name, name, len);
+	w->name_len = len;
+}
+
+static void leader_clear(ln_node *n)
+{
+	free(n->dls);
+	n->dls = NULL;
+	n->dls_cap = n->ndls = 0;
+	n->nheap = 0;
+	n->nwaits = 0;
+}
+
+struct takeover_ctx {
+	ln_node *n;
+	uint64_t clock_ms;
+};
+
+static bool takeover_lease(const ls_view *v, void *arg)
+{
+	struct takeover_ctx *c = arg;
+	ln_node *n = c->n;
+	deadline *d = dl_upsert(n, v->token);
+	d->renewals = v->renewals;
+	d->ttl_ms = v->ttl_ms;
+	d->stamp_ms = v->stamp_ms;
+	/* What the ledger proves went unrenewed, on the clocks of leaders
+	 * that measured it; the rest of the TTL runs from now on ours. */
+	uint64_t unrenewed_ms = c->clock_ms > v->renewed_clock_ms
+					? c->clock_ms - v->renewed_clock_ms
+					: 0;
+	uint64_t left_ms = v->ttl_ms > unrenewed_ms ? v->ttl_ms - unrenewed_ms
+						    : 0;
+	uint64_t at = n->now_us + left_ms * 1000;
+	if (MUTANT(n, LD_MUTANT_TRUST_STAMPS))
+		at = (v->stamp_ms + v->ttl_ms) * 1000;
+	dl_arm(n, d, at);
+	for (uint32_t i = 0; i < v->nwaiters; i++) {
+		ls_waiter_view w;
+		if (ls_get_waiter(n->table, v->name, v->name_len, i, &w) ==
+		    LS_OK)
+			waits_add(n, v->name, v->name_len, w.session,
+				  n->now_us + (uint64_t)w.wait_ms * 1000);
+	}
+	return true;
+}
+
+/* A new leader rebuilds every deadline from the table and the ledger clock,
+ * never from another replica's clock reading. */
+static void takeover(ln_node *n)
+{
+	leader_clear(n);
+	n->last_tick_us = n->now_us;
+	struct takeover_ctx c = {n, ls_table_clock_ms(n->table)};
+	ls_for_each(n->table, takeover_lease, &c);
+}
+
+/* ---- proposing --------------------------------------------------------------- */
+
+static uint64_t since_tick_ms(const ln_node *n)
+{
+	/* Rounded up: the ledger clock stamped on a grant or renewal must not
+	 * fall short of the truth (see lease.h). */
+	return (n->now_us - n->last_tick_us + 999) / 1000;
+}
+
+static void flush_internal(ln_node *n, ln_actions *out)
+{
+	if (n->nbatch == 0)
+		return;
+	ld_event ev = {.type = LD_EV_SUBMIT,
+		       .now_us = n->now_us,
+		       .cmd = n->batch_cmds,
+		       .ncmds = n->nbatch};
+	ld_replica_step(n->rep, &ev, &out->ld);
+	n->nbatch = 0;
+}
+
+/* Queues a command for the ledger; flush_internal submits everything queued
+ * in this step at once, so a burst of requests or expiries shares a few
+ * decrees. Stamps the leader's time since its last TICK (see lease.h).
+ * Returns false if c does not encode (a malformed command). */
+static bool queue_cmd(ln_node *n, ln_actions *out, uint64_t client_id,
+		      uint64_t seq, ls_cmd *c)
+{
+	if (n->nbatch == LD_BATCH_CMDS_MAX)
+		flush_internal(n, out);
+	uint8_t *buf = n->batch + (size_t)n->nbatch * LD_CMD_BYTES_MAX;
+	c->since_tick_ms = since_tick_ms(n);
+	c->stamp_ms = n->now_us / 1000;
+	size_t len = ls_cmd_encode(c, buf, LD_CMD_BYTES_MAX);
+	if (len == 0)
+		return false;
+	n->batch_cmds[n->nbatch++] = (ld_cmd){
+		.client_id = client_id,
+		.seq = seq,
+		.len = (uint32_t)len,
+		.data = buf,
+	};
+	return true;
+}
+
+/* One of the leader's own commands (EXPIRE, TICK, CANCEL_WAIT). */
+static void submit_internal(ln_node *n, ln_actions *out, ls_cmd *c)
+{
+	uint64_t seq = (n->leading_round << 32) | ++n->internal_seq;
+	bool ok = queue_cmd(n, out, INTERNAL_CLIENT | n->cfg.paxos.id, seq, c);
+	assert(ok);
+	(void)ok;
+}
+
+static void propose_expiries(ln_node *n, ln_actions *out)
+{
+	uint8_t pairs[LS_EXPIRE_TOKENS_MAX * 12];
+	uint32_t np = 0;
+	uint64_t retry_us = n->cfg.paxos.election_timeout_us;
+	while (n->nheap > 0 && n->heap[0].at_us <= n->now_us) {
+		due top = n->heap[0];
+		heap_pop(n);
+		deadline *d = dl_find(n, top.token);
+		if (d == NULL || d->due_us != top.at_us)
+			continue; /* stale: renewed, re-armed or ended since */
+		/* Due again after a retry interval, in case this EXPIRE is
+		 * lost with a leadership change we did not notice. */
+		d->due_us = n->now_us + retry_us;
+		heap_push(n, d->due_us, d->token);
+		d->expire_sent_us = n->now_us;
+		uint8_t *p = &pairs[np * 12];
+		for (int i = 0; i < 8; i++)
+			p[i] = (uint8_t)(d->token >> (8 * i));
+		for (int i = 0; i < 4; i++)
+			p[8 + i] = (uint8_t)(d->renewals >> (8 * i));
+		np++;
+		if (np == LS_EXPIRE_TOKENS_MAX) {
+			ls_cmd c = {.op = LS_OP_EXPIRE,
+				    .ntokens = np,
+				    .tokens = pairs};
+			submit_internal(n, out, &c);
+			n->stats.expire_decrees++;
+			np = 0;
+		}
+	}
+	if (np > 0) {
+		ls_cmd c = {.op = LS_OP_EXPIRE, .ntokens = np, .tokens = pairs};
+		submit_internal(n, out, &c);
+		n->stats.expire_decrees++;
+	}
+}
+
+static void propose_cancels(ln_node *n, ln_actions *out)
+{
+	uint64_t retry_us = n->cfg.paxos.election_timeout_us;
+	for (uint32_t i = 0; i < n->nwaits; i++) {
+		wait_timer *w = &n->waits[i];
+		if (n->now_us < w->at_us ||
+		    (w->cancel_sent_us != 0 &&
+		     n->now_us < w->cancel_sent_us + retry_us))
+			continue;
+		w->cancel_sent_us = n->now_us;
+		ls_cmd c = {.op = LS_OP_CANCEL_WAIT,
+			    .session = w->session,
+			    .name = w->name,
+			    .name_len = w->name_len};
+		submit_internal(n, out, &c);
+	}
+}
+
+static void propose_tick(ln_node *n, ln_actions *out)
+{
+	if (ls_table_count(n->table) == 0 && n->ndls == 0)
+		return;
+	if (n->now_us < n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000)
+		return;
+	/* Whole milliseconds, the remainder carried: the ledger clock never
+	 * runs ahead of the leader's. */
+	uint64_t ms = (n->now_us - n->last_tick_us) / 1000;
+	ls_cmd c = {.op = LS_OP_TICK, .elapsed_ms = ms};
+	submit_internal(n, out, &c);
+	n->last_tick_us += ms * 1000;
+	n->stats.tick_decrees++;
+}
+
+static uint64_t leader_timer(const ln_node *n)
+{
+	uint64_t t = UINT64_MAX;
+	if (n->nheap > 0)
+		t = n->heap[0].at_us;
+	for (uint32_t i = 0; i < n->nwaits; i++) {
+		uint64_t w = n->waits[i].cancel_sent_us
+				     ? n->waits[i].cancel_sent_us +
+					       n->cfg.paxos.election_timeout_us
+				     : n->waits[i].at_us;
+		if (w < t)
+			t = w;
+	}
+	if (ls_table_count(n->table) > 0 || n->ndls > 0) {
+		uint64_t k = n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000;
+		if (k < t)
+			t = k;
+	}
+	return t;
+}
+
+/* ---- outstanding requests ---------------------------------------------------- */
+
+static void outs_remove(ln_node *n, uint32_t i)
+{
+	n->outs[i] = n->outs[--n->nouts];
+}
+
+static void fill_result(ln_reply *rp, const ld_reply *r)
+{
+	if (r->result_len == 0 ||
+	    ls_result_decode(r->result, r->result_len, &rp->result) != LS_OK)
+		rp->result.status = LS_OK; /* applied; its answer is gone */
+}
+
+/* RENEW's reply lists what that decree renewed: the journal entries of the
+ * session at the reply's slot. */
+static void fill_renewed(ln_node *n, ln_reply *rp, uint64_t slot)
+{
+	size_t nj;
+	const ls_change *j = ls_table_journal(n->table, &nj);
+	uint32_t cnt = 0;
+	for (size_t i = 0; i < nj; i++)
+		if (j[i].kind == LS_CH_RENEWED && j[i].slot == slot &&
+		    j[i].session == rp->session)
+			cnt++;
+	if (cnt == 0)
+		return;
+	rp->tokens = malloc(cnt * sizeof *rp->tokens);
+	if (rp->tokens == NULL)
+		abort();
+	for (size_t i = 0; i < nj; i++)
+		if (j[i].kind == LS_CH_RENEWED && j[i].slot == slot &&
+		    j[i].session == rp->session)
+			rp->tokens[rp->ntokens++] = j[i].token;
+}
+
+/* The journal index of the QUEUED entry that o's ACQUIRE made at slot, or
+ * the last entry of that slot, or -1. */
+static int64_t queued_index(ln_node *n, const outstanding *o, uint64_t slot)
+{
+	size_t nj;
+	const ls_change *j = ls_table_journal(n->table, &nj);
+	int64_t last = -1;
+	for (size_t i = 0; i < nj; i++) {
+		if (j[i].slot != slot)
+			continue;
+		if (j[i].kind == LS_CH_QUEUED && j[i].session == o->session &&
+		    j[i].name_len == o->name_len &&
+		    memcmp(j[i].name, o->name, o->name_len) == 0)
+			return (int64_t)i;
+		last = (int64_t)i;
+	}
+	return last;
+}
+
+static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
+{
+	if (r->client_id & INTERNAL_CLIENT)
+		return;
+	for (uint32_t i = 0; i < n->nouts;) {
+		outstanding *o = &n->outs[i];
+		if (o->queued || o->session != r->client_id || o->seq != r->seq) {
+			i++;
+			continue;
+		}
+		ln_status st = LN_OK;
+		switch (r->status) {
+		case LD_REPLY_OK:
+			st = LN_OK;
+			break;
+		case LD_REPLY_NOT_LEADER:
+			st = LN_NOT_LEADER;
+			break;
+		case LD_REPLY_BUSY:
+			st = LN_BUSY;
+			break;
+		case LD_REPLY_INVALID:
+			st = LN_INVALID;
+			break;
+		}
+		if (st == LN_OK && o->type == LN_REQ_ACQUIRE) {
+			ls_result res = {0};
+			if (r->result_len > 0 &&
+			    ls_result_decode(r->result, r->result_len, &res) ==
+				    LS_OK &&
+			    res.status == LS_QUEUED && o->wait_ms > 0) {
+				/* The answer comes with the grant, or when
+				 * the wait runs out. */
+				o->queued = true;
+				o->queued_idx = queued_index(n, o, r->slot);
+				i++;
+				continue;
+			}
+		}
+		ln_reply *rp = reply_new(n, out, o->req_id, o->type, o->session,
+					 o->seq, st);
+		if (st == LN_OK) {
+			fill_result(rp, r);
+			if (o->type == LN_REQ_RENEW)
+				fill_renewed(n, rp, r->slot);
+		}
+		if (st == LN_INVALID)
+			rp->result.status = LS_E_MALFORMED;
+		outs_remove(n, i);
+	}
+}
+
+/* Queued ACQUIREs are answered by the grant or the end of their wait:
+ * journal entry idx, c, if it comes after the one that queued them. */
+static void answer_queued(ln_node *n, ln_actions *out, const ls_change *c,
+			  int64_t idx)
+{
+	for (uint32_t i = 0; i < n->nouts;) {
+		outstanding *o = &n->outs[i];
+		if (!o->queued || idx <= o->queued_idx ||
+		    o->session != c->session ||
+		    o->name_len != c->name_len ||
+		    memcmp(o->name, c->name, c->name_len) != 0) {
+			i++;
+			continue;
+		}
+		ln_reply *rp;
+		if (c->kind == LS_CH_GRANTED) {
+			rp = reply_new(n, out, o->req_id, o->type, o->session,
+				       o->seq, LN_OK);
+			rp->result.status = LS_GRANTED;
+			rp->result.token = c->token;
+		} else {
+			rp = reply_new(n, out, o->req_id, o->type, o->session,
+				       o->seq, LN_TIMEOUT);
+			ls_view v;
+			rp->result.status = LS_HELD;
+			if (ls_get(n->table, c->name, c->name_len, &v) == LS_OK)
+				rp->result.holder = v.holder;
+		}
+		outs_remove(n, i);
+	}
+}
+
+/* Everything waiting here is told to ask the new leader. */
+static void fail_outstanding(ln_node *n, ln_actions *out)
+{
+	for (uint32_t i = 0; i < n->nouts; i++) {
+		outstanding *o = &n->outs[i];
+		if (o->queued)
+			reply_new(n, out, o->req_id, o->type, o->session, o->seq,
+				  LN_NOT_LEADER);
+	}
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < n->nouts; i++)
+		if (!n->outs[i].queued)
+			n->outs[kept++] = n->outs[i];
+	n->nouts = kept;
+}
+
+/* ---- the journal ------------------------------------------------------------- */
+
+static void on_journal(ln_node *n, ln_actions *out)
+{
+	size_t nj;
+	const ls_change *j = ls_table_journal(n->table, &nj);
+	for (size_t i = 0; i < nj; i++) {
+		const ls_change *c = &j[i];
+		switch (c->kind) {
+		case LS_CH_GRANTED:
+			n->stats.grants++;
+			break;
+		case LS_CH_ENDED:
+			n->stats.expiries++; /* ended, by release or expiry */
+			break;
+		case LS_CH_RENEWED:
+			n->stats.renewals++;
+			break;
+		case LS_CH_REVOKED:
+			n->stats.revokes++;
+			break;
+		default:
+			break;
+		}
+		if (c->kind == LS_CH_GRANTED || c->kind == LS_CH_UNQUEUED)
+			answer_queued(n, out, c, (int64_t)i);
+		if (!n->leading)
+			continue;
+		switch (c->kind) {
+		case LS_CH_GRANTED: {
+			waits_remove(n, c->name, c->name_len, c->session);
+			deadline *d = dl_upsert(n, c->token);
+			d->renewals = 0;
+			d->ttl_ms = c->ttl_ms;
+			d->stamp_ms = n->now_us / 1000;
+			dl_arm(n, d, n->now_us + (uint64_t)c->ttl_ms * 1000);
+			break;
+		}
+		case LS_CH_RENEWED: {
+			deadline *d = dl_find(n, c->token);
+			if (d == NULL)
+				break;
+			d->renewals = c->renewals;
+			d->ttl_ms = c->ttl_ms;
+			dl_arm(n, d, n->now_us + (uint64_t)c->ttl_ms * 1000);
+			break;
+		}
+		case LS_CH_ENDED:
+			dl_remove(n, c->token);
+			break;
+		case LS_CH_QUEUED:
+			waits_add(n, c->name, c->name_len, c->session,
+				  n->now_us + (uint64_t)c->wait_ms * 1000);
+			break;
+		case LS_CH_UNQUEUED:
+			waits_remove(n, c->name, c->name_len, c->session);
+			break;
+		case LS_CH_REVOKED:
+			break; /* never renewed again; expires on its deadline */
+		}
+	}
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
+{
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
+				 q->seq, LN_OK);
+	if (!ls_name_valid(q->name, q->name_len)) {
+		rp->status = LN_INVALID;
+		rp->result.status = LS_E_NAME;
+		return;
+	}
+	if (q->type == LN_REQ_CHECK) {
+		rp->result.status = ls_check(n->table, q->name, q->name_len,
+					     q->token)
+					    ? LS_OK
+					    : LS_NOT_HOLDER;
+		return;
+	}
+	ls_view v;
+	if (ls_get(n->table, q->name, q->name_len, &v) != LS_OK) {
+		rp->result.status = LS_NO_SUCH_LEASE;
+		return;
+	}
+	rp->result.status = LS_OK;
+	rp->found = true;
+	rp->holder = v.holder;
+	rp->token = v.token;
+	rp->result.token = v.token;
+	rp->result.holder = v.holder;
+	rp->ttl_ms = v.ttl_ms;
+	rp->revoked = v.revoked;
+	rp->nwaiters = v.nwaiters;
+	rp->value_len = v.value_len;
+	if (v.value_len > 0)
+		memcpy(rp->value, v.value, v.value_len);
+	const deadline *d = n->leading ? dl_find(n, v.token) : NULL;
+	if (d != NULL) {
+		int64_t left = ((int64_t)d->deadline_us - (int64_t)n->now_us) /
+			       1000;
+		rp->ttl_ms_left = left > 0 ? left : 0;
+		rp->in_grace = n->now_us >= d->deadline_us;
+	}
+}
+
+static ls_op op_of(ln_req_type t)
+{
+	switch (t) {
+	case LN_REQ_ACQUIRE:
+		return LS_OP_ACQUIRE;
+	case LN_REQ_RENEW:
+		return LS_OP_RENEW;
+	case LN_REQ_RELEASE:
+		return LS_OP_RELEASE;
+	case LN_REQ_REVOKE:
+		return LS_OP_REVOKE;
+	default:
+		return 0;
+	}
+}
+
+struct renew_walk {
+	uint64_t session;
+	ln_reply *rp;
+};
+
+static bool collect_session(const ls_view *v, void *arg)
+{
+	struct renew_walk *w = arg;
+	if (v->holder == w->session && !v->revoked &&
+	    w->rp->ntokens < LS_LEASES_PER_SESSION_MAX)
+		w->rp->tokens[w->rp->ntokens++] = v->token;
+	return true;
+}
+
+/* The mutant that answers RENEW from the local table, no decree: what a
+ * leader that does not know it was deposed would say. */
+static void deposed_renew(ln_node *n, const ln_request *q, ln_actions *out)
+{
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
+				 q->seq, LN_OK);
+	rp->result.status = LS_OK;
+	rp->tokens = malloc(LS_LEASES_PER_SESSION_MAX * sizeof *rp->tokens);
+	if (rp->tokens == NULL)
+		abort();
+	struct renew_walk w = {q->session, rp};
+	ls_for_each(n->table, collect_session, &w);
+	rp->result.count = rp->ntokens;
+}
+
+static void on_write(ln_node *n, const ln_request *q, ln_actions *out);
+
+static void on_request(ln_node *n, const ln_request *q, ln_actions *out)
+{
+	switch (q->type) {
+	case LN_REQ_GET:
+	case LN_REQ_CHECK:
+		on_read(n, q, out);
+		return;
+	case LN_REQ_ACQUIRE:
+	case LN_REQ_RENEW:
+	case LN_REQ_RELEASE:
+	case LN_REQ_REVOKE:
+		on_write(n, q, out);
+		return;
+	}
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
+				 q->seq, LN_INVALID);
+	rp->result.status = LS_E_MALFORMED;
+}
+
+static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
+{
+	ls_cmd c = {
+		.op = op_of(q->type),
+		.session = q->session,
+		.name = q->name,
+		.name_len = q->name_len,
+		.ttl_ms = q->ttl_ms,
+		.wait_ms = q->wait_ms,
+		.value = q->value,
+		.value_len = q->value_len,
+		.token = q->token,
+		.reason = q->reason,
+		.reason_len = q->reason_len,
+	};
+	ls_status bad = ls_cmd_check(&c);
+	if (bad == LS_OK && q->session == 0)
+		bad = LS_E_SESSION;
+	if (bad == LS_OK && q->type == LN_REQ_ACQUIRE &&
+	    q->ttl_ms > n->cfg.ttl_ms_max)
+		bad = LS_E_TTL;
+	if (bad == LS_OK && q->seq == 0)
+		bad = LS_E_MALFORMED;
+	if (bad != LS_OK) {
+		ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
+					 q->seq, LN_INVALID);
+		rp->result.status = bad;
+		return;
+	}
+	if (!n->leading) {
+		reply_new(n, out, q->req_id, q->type, q->session, q->seq,
+			  LN_NOT_LEADER);
+		return;
+	}
+	if (q->type == LN_REQ_RENEW && MUTANT(n, LD_MUTANT_DEPOSED_RENEW)) {
+		deposed_renew(n, q, out);
+		return;
+	}
+	if (n->nouts >= LD_PENDING_CMDS_MAX) {
+		reply_new(n, out, q->req_id, q->type, q->session, q->seq,
+			  LN_BUSY);
+		return;
+	}
+	n->outs = grow(n->outs, &n->outs_cap, n->nouts + 1, sizeof *n->outs);
+	outstanding *o = &n->outs[n->nouts++];
+	memset(o, 0, sizeof *o);
+	o->req_id = q->req_id;
+	o->session = q->session;
+	o->seq = q->seq;
+	o->type = q->type;
+	o->wait_ms = q->type == LN_REQ_ACQUIRE ? q->wait_ms : 0;
+	if (q->name_len > 0 && q->name_len <= LS_NAME_BYTES_MAX) {
+		memcpy(o->name, q->name, q->name_len);
+		o->name_len = q->name_len;
+	}
+	if (!queue_cmd(n, out, q->session, q->seq, &c)) {
+		outs_remove(n, n->nouts - 1);
+		ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
+					 q->seq, LN_INVALID);
+		rp->result.status = LS_E_MALFORMED;
+	}
+}
+
+/* ---- the step function -------------------------------------------------------- */
+
+int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
+{
+	if (ev->now_us > n->now_us)
+		n->now_us = ev->now_us;
+	int rc = 0;
+	size_t first_reply = out->ld.nreplies;
+	if (ev->type == LN_EV_REQUEST) {
+		if (ev->req == NULL)
+			return -1;
+		for (uint32_t i = 0; i < (ev->nreqs ? ev->nreqs : 1); i++)
+			on_request(n, &ev->req[i], out);
+		flush_internal(n, out);
+	} else {
+		ld_event lev = {.type = (ld_event_type)ev->type,
+				.now_us = n->now_us,
+				.msg = ev->msg,
+				.write_id = ev->write_id};
+		rc = ld_replica_step(n->rep, &lev, &out->ld);
+	}
+
+	/* Leadership changes: a new leader rebuilds its deadlines from the
+	 * ledger; a former one forgets them and sends its waiters on. */
+	ld_status st;
+	ld_replica_status(n->rep, &st);
+	bool leading = st.role == LD_LEADER;
+	if (leading && (!n->leading || st.ballot.round != n->leading_round)) {
+		n->leading = true;
+		n->leading_round = st.ballot.round;
+		n->internal_seq = 0;
+		ls_table_journal_clear(n->table);
+		takeover(n);
+	} else if (!leading && n->leading) {
+		n->leading = false;
+		leader_clear(n);
+	}
+
+	/* Replies from the ledger first (a QUEUED answer becomes a wait), then
+	 * what the applied decrees changed (a grant answers that wait). */
+	for (size_t i = first_reply; i < out->ld.nreplies; i++)
+		on_ld_reply(n, out, &out->ld.replies[i]);
+	out->ld.nreplies = first_reply;
+	on_journal(n, out);
+	ls_table_journal_clear(n->table);
+	for (uint32_t i = 0; i < n->nouts; i++)
+		n->outs[i].queued_idx = -1; /* a new journal starts after */
+	if (!n->leading)
+		fail_outstanding(n, out);
+
+	if (n->leading) {
+		propose_expiries(n, out);
+		propose_cancels(n, out);
+		propose_tick(n, out);
+		flush_internal(n, out);
+		/* A proposal can fail at once (a full queue): answer it. */
+		for (size_t i = first_reply; i < out->ld.nreplies; i++)
+			on_ld_reply(n, out, &out->ld.replies[i]);
+		out->ld.nreplies = first_reply;
+		uint64_t t = leader_timer(n);
+		if (t <= n->now_us)
+			t = n->now_us + 1;
+		if (t < out->ld.timer_at_us)
+			out->ld.timer_at_us = t;
+	}
+	return rc;
+}

@@ -1,0 +1,166 @@
+/* A lockd node: one Paxos replica, the lease table it drives, and the
+ * leader's lease timers, as one pure step function. The daemon and the
+ * simulator drive nodes; nothing here reads a clock, a socket or a disk.
+ *
+ *   ln_node_step(node, event, &actions)
+ *
+ * Events are the replica's (peer message, tick, durable) plus client lease
+ * requests. Actions are the replica's (records, messages, chosen, timer) plus
+ * lease replies.
+ *
+ * Time (see lease.h for the ledger side). The leader alone keeps deadlines,
+ * on its own monotonic clock:
+ *  - a grant or renewal applied at local time t gives deadline t + ttl;
+ *  - on taking over, a lease the table already holds gets
+ *    deadline = now + ttl - (ledger clock - its renewed clock), never trusting
+ *    another replica's clock reading;
+ *  - a lease whose deadline + grace has passed is expired by an EXPIRE decree
+ *    (many per decree); a revoked lease is never renewed and expires the same
+ *    way, so its holder's belief has run out before the name moves on;
+ *  - a clean RELEASE hands the name on at once;
+ *  - while leases exist the leader writes a TICK decree every tick_ms.
+ * Renewals are RENEW decrees, batched with everything else the leader is
+ * proposing: a deposed leader cannot get one chosen, so it cannot extend a
+ * lease, and no renewal costs a durable write of its own.
+ *
+ * Safety needs grace_ms >= drift bound x the longest TTL (ln_config_check). */
+#ifndef LD_NODE_H
+#define LD_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lease.h"
+#include "paxos.h"
+
+typedef struct ln_config {
+	ld_config paxos;    /* id, nreplicas, timings, seed, mutant */
+	uint32_t grace_ms;  /* wait after an unclean end before re-granting */
+	uint32_t drift_ppm; /* the clock-rate bound the cell is configured for */
+	uint32_t tick_ms;   /* TICK decree interval while leases exist */
+	uint32_t ttl_ms_max; /* longest TTL accepted (<= LS_TTL_MS_MAX) */
+} ln_config;
+
+/* Defaults: grace 1000 ms, drift 1000 ppm, tick 100 ms, TTL max 60 s. */
+void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas);
+
+/* 0 if cfg is safe to run; otherwise -1 and a sentence in err. */
+int ln_config_check(const ln_config *cfg, char *err, size_t errlen);
+
+/* ---- requests and replies ------------------------------------------------ */
+
+typedef enum ln_req_type {
+	LN_REQ_ACQUIRE = 1, /* name, ttl_ms, wait_ms, value */
+	LN_REQ_RENEW,       /* the session's leases */
+	LN_REQ_RELEASE,     /* name, token */
+	LN_REQ_REVOKE,      /* name, reason */
+	LN_REQ_GET,         /* name: a local read */
+	LN_REQ_CHECK,       /* name, token: a local read */
+} ln_req_type;
+
+typedef struct ln_request {
+	uint64_t req_id;    /* the caller's handle, echoed in the reply */
+	ln_req_type type;
+	uint64_t session;   /* writes: the client's session (its client id) */
+	uint64_t seq;       /* writes: per-session command id; retries reuse it */
+	const char *name;   /* borrowed for the call */
+	uint32_t name_len;
+	uint32_t ttl_ms, wait_ms;
+	const uint8_t *value;
+	uint32_t value_len;
+	uint64_t token;
+	const char *reason;
+	uint32_t reason_len;
+} ln_request;
+
+typedef enum ln_status {
+	LN_OK = 0,        /* done; result (and for GET, view) say what */
+	LN_NOT_LEADER,    /* ask leader_hint (-1: unknown) */
+	LN_BUSY,          /* the leader's queue is full; retry */
+	LN_INVALID,       /* result.status says which limit */
+	LN_TIMEOUT,       /* ACQUIRE waited wait_ms; result.holder holds it */
+} ln_status;
+
+typedef struct ln_reply {
+	uint64_t req_id;
+	ln_req_type type;
+	uint64_t session, seq;
+	ln_status status;
+	ls_result result;    /* GRANTED/QUEUED/HELD/NOT_HOLDER/... */
+	int32_t leader_hint;
+	uint64_t position;   /* the ledger position this replica had applied */
+	/* RENEW: the tokens renewed (malloc'd, owned by the actions). */
+	uint64_t *tokens;
+	uint32_t ntokens;
+	/* GET: the lease (found = false when the name is free). */
+	bool found;
+	uint64_t holder, token;
+	uint32_t ttl_ms;
+	int64_t ttl_ms_left; /* leader only; -1 elsewhere */
+	bool in_grace;       /* leader only: past its deadline, in the grace */
+	bool revoked;
+	uint32_t nwaiters;
+	uint32_t value_len;
+	uint8_t value[LS_VALUE_BYTES_MAX];
+} ln_reply;
+
+/* ---- events and actions --------------------------------------------------- */
+
+typedef enum ln_event_type {
+	LN_EV_MSG = LD_EV_MSG,
+	LN_EV_TICK = LD_EV_TICK,
+	LN_EV_DURABLE = LD_EV_DURABLE,
+	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
+				among them are proposed together, so requests
+				that arrive during one durable write share the
+				next decree (group commit) */
+} ln_event_type;
+
+typedef struct ln_event {
+	ln_event_type type;
+	uint64_t now_us;
+	const ld_msg *msg;
+	uint64_t write_id;
+	const ln_request *req;
+	uint32_t nreqs; /* LN_EV_REQUEST: 0 is taken as 1 */
+} ln_event;
+
+typedef struct ln_actions {
+	ld_actions ld;   /* records, messages, chosen, timer: as paxos.h says */
+	ln_reply *replies;
+	size_t nreplies, replies_cap;
+} ln_actions;
+
+void ln_actions_init(ln_actions *a);
+void ln_actions_reset(ln_actions *a);
+void ln_actions_free(ln_actions *a);
+
+/* ---- the node --------------------------------------------------------------- */
+
+typedef struct ln_node ln_node;
+
+/* NULL when out of memory or cfg is invalid. */
+ln_node *ln_node_new(const ln_config *cfg);
+void ln_node_free(ln_node *n);
+
+/* As ld_replica_restore. */
+int ln_node_restore(ln_node *n, const ld_record *rec);
+
+/* Handles one event, appending to out (reset by the caller between steps).
+ * Returns 0, or -1 if the event was malformed and ignored. */
+int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out);
+
+/* Borrowed views for status and the simulator's checks. */
+const ld_replica *ln_node_replica(const ln_node *n);
+const ls_table *ln_node_table(const ln_node *n);
+
+/* Counters since the node was made. */
+typedef struct ln_stats {
+	uint64_t grants, expiries, renewals, releases, revokes;
+	uint64_t expire_decrees, tick_decrees;
+} ln_stats;
+
+void ln_node_stats(const ln_node *n, ln_stats *st);
+
+#endif

@@ -1,0 +1,783 @@
+/* Durable storage on RocksDB (see storage.h for the layout and contract).
+ *
+ * On-disk format, version 1 (STORE_FORMAT):
+ *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
+ *   acceptor  "promise": an encoded LD_REC_PROMISE record
+ *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it
+ *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
+ *
+ * Every promise and vote is answered only after a synced write, so losing
+ * one that was synced would let this acceptor break P1b/P2b after a restart.
+ * The WAL is therefore replayed with kTolerateCorruptedTailRecords: an
+ * incomplete final record (a write cut short by a crash, which never
+ * returned) is dropped, while a checksum mismatch anywhere fails the open;
+ * the default point-in-time mode would silently drop everything after it.
+ * The remaining gap: a damaged record header (its length) in the WAL's last
+ * 32 KiB block looks like a torn tail and truncates the log silently.
+ * kAbsoluteConsistency would catch that too, but would then refuse to
+ * restart after any power loss that tore the final, unacknowledged write,
+ * which is the common case it exists for. paranoid_checks makes RocksDB
+ * refuse damaged files at open.
+ *
+ * An ld_store is used by one thread at a time: the write batch and the
+ * counters are reused without locks. */
+#include "storage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <rocksdb/c.h>
+
+#include "codec.h"
+
+#define STORE_FORMAT 1u
+
+/* A write batch that grew past this (a snapshot) is freed after the write
+ * rather than cleared, so one snapshot does not pin its size in memory. */
+#define STORE_BATCH_KEEP_BYTES (1024u * 1024u)
+
+enum {
+	STORE_CF_DEFAULT, /* RocksDB always has it; lockd leaves it empty */
+	STORE_CF_META,
+	STORE_CF_ACCEPTOR,
+	STORE_CF_LEDGER,
+	STORE_CF_STATE,
+	STORE_CF_COUNT
+};
+
+/* meta comes first so that a creation cut short by a crash leaves it before
+ * the others (see store_open_existing). */
+static const char *const store_cf_names[STORE_CF_COUNT] = {
+	"default", "meta", "acceptor", "ledger", "state"};
+
+enum {
+	STORE_META_FORMAT,
+	STORE_META_CELL,
+	STORE_META_REPLICA,
+	STORE_META_NREPLICAS,
+	STORE_META_COUNT
+};
+
+static const char *const store_meta_keys[STORE_META_COUNT] = {
+	"format", "cell_id", "replica_id", "nreplicas"};
+
+static const char store_promise_key[] = "promise";
+static const char store_snapshot_key[] = "snapshot";
+
+struct ld_store {
+	char *dir;
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_column_family_handle_t *cf[STORE_CF_COUNT];
+	rocksdb_writeoptions_t *wo, *wo_sync;
+	rocksdb_readoptions_t *ro;
+	rocksdb_writebatch_t *wb;
+	uint64_t snapshot_base, snapshot_bytes;
+	uint64_t writes, synced_writes;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4))) static int
+store_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Fails with "<prefix>: <RocksDB's own words>" and frees rerr. */
+static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
+			    char *rerr)
+{
+	store_fail(err, errlen, "%s: %s", prefix,
+		   rerr != NULL ? rerr : "unknown RocksDB error");
+	rocksdb_free(rerr);
+	return -1;
+}
+
+static void store_be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t store_be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static const char *store_rec_name(ld_rec_type t)
+{
+	switch (t) {
+	case LD_REC_PROMISE:
+		return "promise";
+	case LD_REC_VOTE:
+		return "vote";
+	case LD_REC_SNAPSHOT:
+		return "snapshot";
+	}
+	return "unknown";
+}
+
+/* Looks key up in cf. *out is NULL when the key is absent; otherwise the
+ * caller destroys it with rocksdb_pinnableslice_destroy. Pinned reads avoid
+ * copying a snapshot of up to LD_SNAPSHOT_BYTES_MAX. */
+static int store_get(rocksdb_t *db, const rocksdb_readoptions_t *ro,
+		     rocksdb_column_family_handle_t *cf, const char *key,
+		     size_t keylen, rocksdb_pinnableslice_t **out,
+		     const char *dir, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	*out = rocksdb_get_pinned_cf(db, ro, cf, key, keylen, &rerr);
+	if (rerr != NULL) {
+		char prefix[512];
+		snprintf(prefix, sizeof prefix, "cannot read key '%s' in %s",
+			 key, dir);
+		*out = NULL;
+		return store_fail_rocks(err, errlen, prefix, rerr);
+	}
+	return 0;
+}
+
+/* *empty = no key in any of the n column families. */
+static int store_all_empty(rocksdb_t *db, const rocksdb_readoptions_t *ro,
+			   rocksdb_column_family_handle_t *const *cf, size_t n,
+			   bool *empty, const char *dir, char *err,
+			   size_t errlen)
+{
+	*empty = true;
+	for (size_t i = 0; i < n && *empty; i++) {
+		rocksdb_iterator_t *it =
+			rocksdb_create_iterator_cf(db, ro, cf[i]);
+		rocksdb_iter_seek_to_first(it);
+		*empty = !rocksdb_iter_valid(it);
+		char *rerr = NULL;
+		rocksdb_iter_get_error(it, &rerr);
+		rocksdb_iter_destroy(it);
+		if (rerr != NULL) {
+			char prefix[512];
+			snprintf(prefix, sizeof prefix, "cannot read %s", dir);
+			return store_fail_rocks(err, errlen, prefix, rerr);
+		}
+	}
+	return 0;
+}
+
+static int store_cf_index(const char *name)
+{
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (strcmp(name, store_cf_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+enum store_dir_kind { STORE_DIR_FRESH, STORE_DIR_ROCKSDB };
+
+/* A missing or empty directory is fresh; one holding a RocksDB database
+ * (a CURRENT file) is inspected further; anything else is refused, so that
+ * a mistyped path never turns someone's files into a lockd store. */
+static int store_classify(const char *dir, enum store_dir_kind *kind, char *err,
+			  size_t errlen)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		if (errno == ENOENT) {
+			*kind = STORE_DIR_FRESH;
+			return 0;
+		}
+		return store_fail(err, errlen, "cannot use %s: %s", dir,
+				  strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return store_fail(err, errlen,
+				  "%s is not a directory; refusing to use it",
+				  dir);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return store_fail(err, errlen, "cannot read %s: %s", dir,
+				  strerror(errno));
+	bool entries = false, current = false;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		entries = true;
+		if (strcmp(e->d_name, "CURRENT") == 0)
+			current = true;
+	}
+	closedir(d);
+	if (!entries) {
+		*kind = STORE_DIR_FRESH;
+		return 0;
+	}
+	if (!current)
+		return store_fail(err, errlen,
+				  "%s is not a lockd data directory (it is not "
+				  "empty and holds no RocksDB database); "
+				  "refusing to use it",
+				  dir);
+	*kind = STORE_DIR_ROCKSDB;
+	return 0;
+}
+
+/* An existing database without a meta column family is either someone
+ * else's or a lockd store whose creation a crash cut short before meta
+ * existed. Only the latter, recognisable by holding nothing at all, is
+ * taken over. It is inspected read-only: a foreign database is left as it
+ * was found. */
+static int store_check_foreign(const char *dir, rocksdb_options_t *opts,
+			       char **names, size_t n, char *err, size_t errlen)
+{
+	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
+	rocksdb_column_family_handle_t *cf[STORE_CF_COUNT] = {0};
+	char *rerr = NULL;
+
+	for (size_t i = 0; i < n; i++)
+		cfopts[i] = opts;
+	rocksdb_t *db = rocksdb_open_for_read_only_column_families(
+		opts, dir, (int)n, (const char *const *)names, cfopts, cf, 0,
+		&rerr);
+	if (db == NULL) {
+		char prefix[512];
+		snprintf(prefix, sizeof prefix, "cannot open %s", dir);
+		return store_fail_rocks(err, errlen, prefix, rerr);
+	}
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	bool empty;
+	int rv = store_all_empty(db, ro, cf, n, &empty, dir, err, errlen);
+	rocksdb_readoptions_destroy(ro);
+	for (size_t i = 0; i < n; i++)
+		rocksdb_column_family_handle_destroy(cf[i]);
+	rocksdb_close(db);
+	if (rv != 0)
+		return rv;
+	if (!empty)
+		return store_fail(err, errlen,
+				  "%s is not a lockd data directory (no meta "
+				  "column family); refusing to use it",
+				  dir);
+	return 0;
+}
+
+/* Checks the column families of the database in dir before it is opened
+ * for writing, which would create the missing ones. */
+static int store_check_existing(const char *dir, rocksdb_options_t *opts,
+				char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	size_t n = 0;
+	char **names = rocksdb_list_column_families(opts, dir, &n, &rerr);
+	if (rerr != NULL) {
+		/* Even then RocksDB returns an (empty) list to free. */
+		rocksdb_list_column_families_destroy(names, n);
+		char prefix[512];
+		snprintf(prefix, sizeof prefix,
+			 "cannot open %s: its RocksDB database is damaged or "
+			 "unreadable",
+			 dir);
+		return store_fail_rocks(err, errlen, prefix, rerr);
+	}
+	int rv = 0;
+	bool meta = false;
+	for (size_t i = 0; i < n && rv == 0; i++) {
+		int k = store_cf_index(names[i]);
+		if (k < 0)
+			rv = store_fail(err, errlen,
+					"%s is not a lockd data directory (it "
+					"has a column family '%s', which lockd "
+					"does not use); refusing to use it",
+					dir, names[i]);
+		meta = meta || k == STORE_CF_META;
+	}
+	if (rv == 0 && !meta)
+		rv = store_check_foreign(dir, opts, names, n, err, errlen);
+	rocksdb_list_column_families_destroy(names, n);
+	return rv;
+}
+
+/* Reads meta key k into *v. *found = false when absent. */
+static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
+			  char *err, size_t errlen)
+{
+	rocksdb_pinnableslice_t *ps;
+	const char *key = store_meta_keys[k];
+	if (store_get(s->db, s->ro, s->cf[STORE_CF_META], key, strlen(key), &ps,
+		      s->dir, err, errlen) != 0)
+		return -1;
+	*found = ps != NULL;
+	if (ps == NULL)
+		return 0;
+	size_t len;
+	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	int rv = 0;
+	if (len != 8)
+		rv = store_fail(err, errlen,
+				"%s is damaged: its meta key '%s' holds %zu "
+				"bytes, not 8",
+				s->dir, key, len);
+	else
+		*v = store_be64_get((const uint8_t *)p);
+	rocksdb_pinnableslice_destroy(ps);
+	return rv;
+}
+
+static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
+			   size_t errlen)
+{
+	const uint64_t v[STORE_META_COUNT] = {STORE_FORMAT, id->cell_id,
+					      id->replica_id, id->nreplicas};
+	uint8_t buf[STORE_META_COUNT][8];
+	char *rerr = NULL;
+
+	rocksdb_writebatch_clear(s->wb);
+	for (int k = 0; k < STORE_META_COUNT; k++) {
+		store_be64_put(buf[k], v[k]);
+		rocksdb_writebatch_put_cf(
+			s->wb, s->cf[STORE_CF_META], store_meta_keys[k],
+			strlen(store_meta_keys[k]), (const char *)buf[k], 8);
+	}
+	rocksdb_write(s->db, s->wo_sync, s->wb, &rerr);
+	rocksdb_writebatch_clear(s->wb);
+	if (rerr != NULL) {
+		char prefix[512];
+		snprintf(prefix, sizeof prefix, "cannot initialise %s", s->dir);
+		return store_fail_rocks(err, errlen, prefix, rerr);
+	}
+	return 0;
+}
+
+/* Takes a new store over (meta empty and nothing else stored) or checks that
+ * the stored identity is id's. */
+static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
+			    size_t errlen)
+{
+	uint64_t v[STORE_META_COUNT] = {0};
+	bool found[STORE_META_COUNT];
+
+	for (int k = 0; k < STORE_META_COUNT; k++)
+		if (store_meta_get(s, k, &v[k], &found[k], err, errlen) != 0)
+			return -1;
+	if (!found[STORE_META_FORMAT]) {
+		bool empty;
+		if (store_all_empty(s->db, s->ro, s->cf, STORE_CF_COUNT, &empty,
+				    s->dir, err, errlen) != 0)
+			return -1;
+		if (!empty)
+			return store_fail(err, errlen,
+					  "%s is not a lockd data directory "
+					  "(no format version in its meta "
+					  "column family); refusing to use it",
+					  s->dir);
+		return store_meta_init(s, id, err, errlen);
+	}
+	if (v[STORE_META_FORMAT] != STORE_FORMAT)
+		return store_fail(err, errlen,
+				  "%s holds lockd data format version %" PRIu64
+				  "; this lockd reads version %u only; "
+				  "refusing to use it",
+				  s->dir, v[STORE_META_FORMAT], STORE_FORMAT);
+	for (int k = STORE_META_CELL; k < STORE_META_COUNT; k++)
+		if (!found[k])
+			return store_fail(err, errlen,
+					  "%s is not a lockd data directory "
+					  "(no %s in its meta column family); "
+					  "refusing to use it",
+					  s->dir, store_meta_keys[k]);
+	uint64_t cell = v[STORE_META_CELL];
+	uint64_t want_cell = id->cell_id != 0 ? id->cell_id : cell;
+	if (cell != want_cell || v[STORE_META_REPLICA] != id->replica_id)
+		return store_fail(
+			err, errlen,
+			"%s belongs to replica %" PRIu64
+			" of cell 0x%016" PRIx64 ", not replica %" PRIu32
+			" of cell 0x%016" PRIx64 "; refusing to use it",
+			s->dir, v[STORE_META_REPLICA], cell, id->replica_id,
+			want_cell);
+	if (v[STORE_META_NREPLICAS] != id->nreplicas)
+		return store_fail(
+			err, errlen,
+			"%s belongs to a cell of %" PRIu64
+			" replicas, not %" PRIu32 "; refusing to use it",
+			s->dir, v[STORE_META_NREPLICAS], id->nreplicas);
+	return 0;
+}
+
+/* Learns the stored snapshot's base and size for the stats, and refuses a
+ * damaged one now rather than at load. */
+static int store_snapshot_scan(ld_store *s, char *err, size_t errlen)
+{
+	rocksdb_pinnableslice_t *ps;
+	if (store_get(s->db, s->ro, s->cf[STORE_CF_STATE], store_snapshot_key,
+		      sizeof store_snapshot_key - 1, &ps, s->dir, err,
+		      errlen) != 0)
+		return -1;
+	if (ps == NULL)
+		return 0;
+	size_t len;
+	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	ld_record rec;
+	int crv = ld_codec_record_decode((const uint8_t *)p, len, &rec);
+	rocksdb_pinnableslice_destroy(ps);
+	if (crv != 0)
+		return store_fail(err, errlen,
+				  "the snapshot record in %s is damaged: %s",
+				  s->dir, ld_codec_strerror(crv));
+	int rv = 0;
+	if (rec.type != LD_REC_SNAPSHOT)
+		rv = store_fail(err, errlen,
+				"the snapshot record in %s is damaged: it "
+				"holds a %s record",
+				s->dir, store_rec_name(rec.type));
+	s->snapshot_base = rec.slot;
+	s->snapshot_bytes = rec.snap_len;
+	ld_record_clear(&rec);
+	return rv;
+}
+
+static rocksdb_options_t *store_options(void)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(o, 1);
+	rocksdb_options_set_create_missing_column_families(o, 1);
+	rocksdb_options_set_paranoid_checks(o, 1);
+	rocksdb_options_set_wal_recovery_mode(
+		o, rocksdb_tolerate_corrupted_tail_records_recovery);
+	rocksdb_options_set_keep_log_file_num(o, 4);
+	return o;
+}
+
+int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
+		  char *err, size_t errlen)
+{
+	*out = NULL;
+	if (dir == NULL || dir[0] == '\0')
+		return store_fail(err, errlen, "no data directory given");
+	if (id->nreplicas < 1 || id->nreplicas > LD_REPLICAS_MAX ||
+	    id->replica_id >= id->nreplicas)
+		return store_fail(
+			err, errlen,
+			"cannot open %s for replica %" PRIu32 " of %" PRIu32
+			": a cell has 1 to %d replicas, numbered "
+			"from 0",
+			dir, id->replica_id, id->nreplicas, LD_REPLICAS_MAX);
+
+	enum store_dir_kind kind = STORE_DIR_FRESH;
+	if (store_classify(dir, &kind, err, errlen) != 0)
+		return -1;
+
+	ld_store *s = calloc(1, sizeof *s);
+	if (s == NULL || (s->dir = strdup(dir)) == NULL) {
+		free(s);
+		return store_fail(err, errlen, "cannot open %s: out of memory",
+				  dir);
+	}
+	s->opts = store_options();
+	s->wo = rocksdb_writeoptions_create();
+	s->wo_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+	s->ro = rocksdb_readoptions_create();
+	s->wb = rocksdb_writebatch_create();
+
+	if (kind == STORE_DIR_ROCKSDB &&
+	    store_check_existing(dir, s->opts, err, errlen) != 0)
+		goto fail;
+
+	/* Every existing column family is one of ours (checked above), so
+	 * naming all of ours names every existing one, as RocksDB requires. */
+	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		cfopts[i] = s->opts;
+	char *rerr = NULL;
+	s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF_COUNT,
+					     store_cf_names, cfopts, s->cf,
+					     &rerr);
+	if (s->db == NULL) {
+		memset(s->cf, 0, sizeof s->cf);
+		char prefix[512];
+		snprintf(prefix, sizeof prefix, "cannot open %s", dir);
+		store_fail_rocks(err, errlen, prefix, rerr);
+		goto fail;
+	}
+	if (store_meta_check(s, id, err, errlen) != 0 ||
+	    store_snapshot_scan(s, err, errlen) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	ld_store_close(s);
+	return -1;
+}
+
+void ld_store_close(ld_store *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (s->cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(s->cf[i]);
+	if (s->db != NULL)
+		rocksdb_close(s->db);
+	if (s->wb != NULL)
+		rocksdb_writebatch_destroy(s->wb);
+	if (s->ro != NULL)
+		rocksdb_readoptions_destroy(s->ro);
+	if (s->wo_sync != NULL)
+		rocksdb_writeoptions_destroy(s->wo_sync);
+	if (s->wo != NULL)
+		rocksdb_writeoptions_destroy(s->wo);
+	if (s->opts != NULL)
+		rocksdb_options_destroy(s->opts);
+	free(s->dir);
+	free(s);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Adds rec to the batch. The batch copies the bytes, so the encoding is
+ * freed at once. */
+static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
+			   char *err, size_t errlen)
+{
+	uint8_t *buf;
+	size_t len;
+	int crv = ld_codec_record_encode(rec, &buf, &len);
+	if (crv != 0)
+		return store_fail(err, errlen,
+				  "cannot store the %s record for slot %" PRIu64
+				  ": %s",
+				  store_rec_name(rec->type), rec->slot,
+				  ld_codec_strerror(crv));
+	uint8_t key[8];
+	switch (rec->type) {
+	case LD_REC_PROMISE:
+		rocksdb_writebatch_put_cf(
+			s->wb, s->cf[STORE_CF_ACCEPTOR], store_promise_key,
+			sizeof store_promise_key - 1, (const char *)buf, len);
+		break;
+	case LD_REC_VOTE:
+		store_be64_put(key, rec->slot);
+		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
+					  (const char *)key, sizeof key,
+					  (const char *)buf, len);
+		break;
+	case LD_REC_SNAPSHOT: {
+		/* The snapshot and the end of the votes it covers are one
+		 * atomic write: state and applied position never disagree on
+		 * disk. Votes <= base go: [0, base + 1). For base = 2^64 - 1
+		 * the end is 9 bytes, after every 8-byte key. */
+		uint8_t lo[8] = {0}, hi[9] = {0};
+		size_t hilen = 8;
+		if (rec->slot == UINT64_MAX) {
+			memset(hi, 0xff, 8);
+			hilen = 9;
+		} else {
+			store_be64_put(hi, rec->slot + 1);
+		}
+		rocksdb_writebatch_put_cf(
+			s->wb, s->cf[STORE_CF_STATE], store_snapshot_key,
+			sizeof store_snapshot_key - 1, (const char *)buf, len);
+		rocksdb_writebatch_delete_range_cf(
+			s->wb, s->cf[STORE_CF_LEDGER], (const char *)lo,
+			sizeof lo, (const char *)hi, hilen);
+		break;
+	}
+	}
+	free(buf);
+	*bytes += len;
+	return 0;
+}
+
+int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
+		   char *err, size_t errlen)
+{
+	size_t bytes = 0;
+	int rv = 0;
+	const ld_record *snap = NULL;
+
+	rocksdb_writebatch_clear(s->wb);
+	for (size_t i = 0; i < n && rv == 0; i++) {
+		rv = store_batch_add(s, &recs[i], &bytes, err, errlen);
+		if (recs[i].type == LD_REC_SNAPSHOT)
+			snap = &recs[i];
+	}
+	if (rv == 0) {
+		char *rerr = NULL;
+		rocksdb_write(s->db, sync ? s->wo_sync : s->wo, s->wb, &rerr);
+		if (rerr != NULL) {
+			/* RocksDB then refuses further writes (a background
+			 * error): the caller must stop, not retry. */
+			char prefix[512];
+			snprintf(prefix, sizeof prefix, "cannot write to %s",
+				 s->dir);
+			rv = store_fail_rocks(err, errlen, prefix, rerr);
+		}
+	}
+	if (bytes > STORE_BATCH_KEEP_BYTES) {
+		rocksdb_writebatch_destroy(s->wb);
+		s->wb = rocksdb_writebatch_create();
+	} else {
+		rocksdb_writebatch_clear(s->wb);
+	}
+	if (rv != 0)
+		return rv;
+	s->writes++;
+	if (sync)
+		s->synced_writes++;
+	if (snap != NULL) {
+		s->snapshot_base = snap->slot;
+		s->snapshot_bytes = snap->snap_len;
+	}
+	return 0;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+/* Decodes one stored record of type want into *rec (the caller clears it).
+ * what names it in errors ("the promise record", "ledger record at slot 3"). */
+static int store_decode(ld_store *s, const char *p, size_t len,
+			ld_rec_type want, const char *what, ld_record *rec,
+			char *err, size_t errlen)
+{
+	int crv = ld_codec_record_decode((const uint8_t *)p, len, rec);
+	if (crv != 0)
+		return store_fail(err, errlen, "%s in %s is damaged: %s", what,
+				  s->dir, ld_codec_strerror(crv));
+	if (rec->type != want) {
+		store_fail(err, errlen,
+			   "%s in %s is damaged: it holds a %s record", what,
+			   s->dir, store_rec_name(rec->type));
+		ld_record_clear(rec);
+		return -1;
+	}
+	return 0;
+}
+
+static int store_stopped(int rv, char *err, size_t errlen)
+{
+	store_fail(err, errlen, "loading stopped: the callback returned %d",
+		   rv);
+	return rv;
+}
+
+/* Loads the single record under key in cf, if there is one. */
+static int store_load_one(ld_store *s, int cf, const char *key,
+			  ld_rec_type want,
+			  int (*fn)(const ld_record *rec, void *arg), void *arg,
+			  char *err, size_t errlen)
+{
+	rocksdb_pinnableslice_t *ps;
+	if (store_get(s->db, s->ro, s->cf[cf], key, strlen(key), &ps, s->dir,
+		      err, errlen) != 0)
+		return -1;
+	if (ps == NULL)
+		return 0;
+	char what[64];
+	snprintf(what, sizeof what, "the %s record", store_rec_name(want));
+	size_t len;
+	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	ld_record rec;
+	int rv = store_decode(s, p, len, want, what, &rec, err, errlen);
+	rocksdb_pinnableslice_destroy(ps);
+	if (rv != 0)
+		return rv;
+	rv = fn(&rec, arg);
+	ld_record_clear(&rec);
+	return rv != 0 ? store_stopped(rv, err, errlen) : 0;
+}
+
+int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
+		  void *arg, char *err, size_t errlen)
+{
+	int rv = store_load_one(s, STORE_CF_STATE, store_snapshot_key,
+				LD_REC_SNAPSHOT, fn, arg, err, errlen);
+	if (rv == 0)
+		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_promise_key,
+				    LD_REC_PROMISE, fn, arg, err, errlen);
+	if (rv != 0)
+		return rv;
+
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+		s->db, s->ro, s->cf[STORE_CF_LEDGER]);
+	for (rocksdb_iter_seek_to_first(it); rv == 0 && rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		if (klen != 8) {
+			rv = store_fail(err, errlen,
+					"the ledger in %s is damaged: it holds "
+					"a key of %zu bytes, not a slot",
+					s->dir, klen);
+			break;
+		}
+		uint64_t slot = store_be64_get((const uint8_t *)k);
+		char what[64];
+		snprintf(what, sizeof what, "ledger record at slot %" PRIu64,
+			 slot);
+		ld_record rec;
+		rv = store_decode(s, v, vlen, LD_REC_VOTE, what, &rec, err,
+				  errlen);
+		if (rv != 0)
+			break;
+		if (rec.slot != slot) {
+			rv = store_fail(err, errlen,
+					"%s in %s is damaged: it holds the "
+					"vote for slot %" PRIu64,
+					what, s->dir, rec.slot);
+		} else {
+			rv = fn(&rec, arg);
+			if (rv != 0)
+				store_stopped(rv, err, errlen);
+		}
+		ld_record_clear(&rec);
+	}
+	char *rerr = NULL;
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	if (rerr != NULL) {
+		char prefix[512];
+		snprintf(prefix, sizeof prefix, "cannot read the ledger in %s",
+			 s->dir);
+		/* A read error outranks a stop the callback asked for. */
+		return store_fail_rocks(err, errlen, prefix, rerr);
+	}
+	return rv;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+void ld_store_stats_get(ld_store *s, ld_store_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	/* Counted, not tracked: a vote may overwrite one already stored and a
+	 * snapshot drops an unknown number, so only the ledger itself knows.
+	 * It holds at most about LD_LOG_SLOTS_MAX keys. */
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+		s->db, s->ro, s->cf[STORE_CF_LEDGER]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it))
+		st->votes++;
+	rocksdb_iter_destroy(it);
+	st->snapshot_base = s->snapshot_base;
+	st->snapshot_bytes = s->snapshot_bytes;
+	st->writes = s->writes;
+	st->synced_writes = s->synced_writes;
+}

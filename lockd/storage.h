@@ -1,0 +1,69 @@
+/* Durable storage for one lockd replica, on RocksDB.
+ *
+ * Column families:
+ *   meta      identity of the data directory: format version, cell id,
+ *             replica id, cell size. A directory that belongs to another
+ *             replica or cell, or to another format, is refused.
+ *   acceptor  the acceptor's promise (LD_REC_PROMISE): one key.
+ *   ledger    votes (LD_REC_VOTE), keyed by slot (big-endian u64), so they
+ *             iterate in ledger order.
+ *   state     the newest snapshot of the lease table and client table
+ *             (LD_REC_SNAPSHOT) with its base position.
+ *
+ * Every ld_store_write is one WriteBatch across the column families: a
+ * snapshot record replaces the state and drops the votes at or below its
+ * base in the same atomic write, so the applied position and the state it
+ * describes never disagree on disk. With sync, the write-ahead log is synced
+ * before the call returns: the core's promises and votes are answered only
+ * after that (LD_EV_DURABLE).
+ *
+ * Records are encoded with lockd/codec.h (ld_record_encode/decode).
+ * Functions return 0 or -1 with a sentence in err (errlen bytes). */
+#ifndef LD_STORAGE_H
+#define LD_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "paxos.h"
+
+typedef struct ld_store ld_store;
+
+typedef struct ld_store_identity {
+	uint64_t cell_id;   /* chosen by whoever starts the cell; 0 = any */
+	uint32_t replica_id;
+	uint32_t nreplicas;
+} ld_store_identity;
+
+/* Opens (creating if the directory is missing or empty) the store in dir.
+ * Refuses, with a sentence naming what is wrong, a directory that is not a
+ * lockd store, is damaged, has another format version, or whose identity
+ * differs from id. *out is the caller's to ld_store_close. */
+int ld_store_open(const char *dir, const ld_store_identity *id,
+		  ld_store **out, char *err, size_t errlen);
+
+void ld_store_close(ld_store *s);
+
+/* Writes recs[0..n) in one atomic batch; with sync, durable on return. */
+int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
+		   char *err, size_t errlen);
+
+/* Calls fn with every stored record in the order ld_replica_restore needs:
+ * the snapshot (if any), the promise (if any), then votes in slot order.
+ * The record is borrowed for the call. fn returns 0 to go on, or non-zero
+ * to stop (ld_store_load then returns that value). */
+int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
+		  void *arg, char *err, size_t errlen);
+
+/* Sizes for status and tests. */
+typedef struct ld_store_stats {
+	uint64_t votes;          /* vote records stored */
+	uint64_t snapshot_base;  /* 0 when none */
+	uint64_t snapshot_bytes;
+	uint64_t writes, synced_writes;
+} ld_store_stats;
+
+void ld_store_stats_get(ld_store *s, ld_store_stats *st);
+
+#endif

@@ -1,0 +1,708 @@
+/* The simulator's lease clients. Each has its own drifting clock and runs a
+ * random script over a small pool of shared names: acquire (some waiting in
+ * the queue), write to the name's fenced resource while it believes it
+ * holds the lease, renew early (when a third of the TTL remains), release.
+ * Some pause, sometimes for longer than their TTL, and on waking write at
+ * once without checking (the stale holder fencing exists for) or release
+ * what they held (a late release); some vanish for good.
+ *
+ * What a client believes is computed by lc_time.h from its own clock; the
+ * oracle (check.h) converts it to real time and checks that no two clients
+ * believe they hold one name at the same instant. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lc_time.h"
+#include "sim_int.h"
+
+#define LC_REQ_TIMEOUT_US 500000u
+/* A waiting ACQUIRE is given up this long after its wait would end. */
+#define LC_WAIT_SLACK_US 2000000u
+#define LC_WAIT_MS_MIN 100u
+#define LC_WAIT_MS_MAX 2000u
+#define LC_HOLD_MS_MIN 50u
+#define LC_HOLD_MS_MAX 1200u
+#define LC_THINK_US_MAX 300000u
+#define LC_WRITE_EVERY_MIN_US 50000u
+#define LC_WRITE_EVERY_MAX_US 300000u
+#define LC_PAUSE_EVERY_MIN_US 2000000u
+#define LC_PAUSE_EVERY_MAX_US 8000000u
+#define LC_PROBE_TTL_MS 1000u
+#define LC_VANISH_P 0.12
+#define LC_REVOKE_P 0.03
+#define LC_WAIT_P 0.35
+
+const char *lc_req_name(ln_req_type t)
+{
+	switch (t) {
+	case LN_REQ_ACQUIRE: return "ACQUIRE";
+	case LN_REQ_RENEW: return "RENEW";
+	case LN_REQ_RELEASE: return "RELEASE";
+	case LN_REQ_REVOKE: return "REVOKE";
+	case LN_REQ_GET: return "GET";
+	case LN_REQ_CHECK: return "CHECK";
+	}
+	return "?";
+}
+
+const char *lc_status_name(ln_status st)
+{
+	switch (st) {
+	case LN_OK: return "OK";
+	case LN_NOT_LEADER: return "NOT_LEADER";
+	case LN_BUSY: return "BUSY";
+	case LN_INVALID: return "INVALID";
+	case LN_TIMEOUT: return "TIMEOUT";
+	}
+	return "?";
+}
+
+static uint64_t lc_now(const sim *s, const sim_lclient *c)
+{
+	return sim_clock_local(&c->clk, s->now);
+}
+
+static uint64_t lc_think(sim *s)
+{
+	return sim_rng_range(&s->rng, 0, LC_THINK_US_MAX);
+}
+
+/* The real instant at which the client's clock reaches a local deadline:
+ * the end of its belief, for the oracle. */
+static uint64_t lc_end_real(const sim_lclient *c, uint64_t deadline_local)
+{
+	return sim_clock_real(&c->clk, deadline_local);
+}
+
+static bool lc_believes(const lc_hold *h, uint64_t now_l)
+{
+	return h->used && lc_lease_valid(now_l, h->deadline_local);
+}
+
+static uint64_t lc_renew_at(const sim *s, const lc_hold *h)
+{
+	return lc_lease_renew_at_us(h->base_local, h->ttl_ms, s->drift_ppm,
+				    LC_RENEW_REMAINING_PERMILLE);
+}
+
+static uint32_t lc_nholds(const sim_lclient *c)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+		n += c->holds[i].used;
+	return n;
+}
+
+static lc_hold *lc_hold_of(sim_lclient *c, uint32_t name)
+{
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+		if (c->holds[i].used && c->holds[i].name == name)
+			return &c->holds[i];
+	return NULL;
+}
+
+/* The client's one timer: an earlier request supersedes a later one. */
+static void lc_arm(sim *s, sim_lclient *c, uint64_t at_local)
+{
+	uint64_t real = sim_clock_real(&c->clk, at_local);
+	if (real == UINT64_MAX)
+		return;
+	if (real <= s->now)
+		real = s->now + 1;
+	if (c->timer_live && c->timer_at <= real)
+		return;
+	c->timer_gen++;
+	c->timer_at = real;
+	c->timer_live = true;
+	sim_push(s, real, SIM_EV_LCLIENT, c->idx, 0, 0, c->timer_gen, NULL);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void lc_send(sim *s, sim_lclient *c)
+{
+	lc_op *op = &c->op;
+	op->attempt++;
+	uint64_t timeout = LC_REQ_TIMEOUT_US + (uint64_t)op->wait_ms * 1000;
+	sim_push(s, s->now + timeout, SIM_EV_LTIMEOUT, c->idx, 0, 0, op->attempt, NULL);
+	sim_node *nd = &s->nodes[op->target];
+	const char *name = op->type == LN_REQ_RENEW ? "-" : chk_name_str(&s->chk, op->name);
+	if (!nd->up) {
+		sim_trace(s, "DROP(down) %s c%u:%" PRIu64 " ->r%u", lc_req_name(op->type), c->idx + 1,
+			  op->seq, op->target);
+		return;
+	}
+	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+		sim_trace(s, "DROP(loss) %s c%u:%" PRIu64 " ->r%u", lc_req_name(op->type), c->idx + 1,
+			  op->seq, op->target);
+		return;
+	}
+	uint64_t req_id = ((uint64_t)(c->idx + 1) << 40) | ++c->reqs;
+	sim_trace(s, "c%u SEND %s %s seq=%" PRIu64 " ttl=%" PRIu32 " wait=%" PRIu32
+		  " token=%" PRIu64 " ->r%u attempt=%" PRIu64 " req=%" PRIx64,
+		  c->idx + 1, lc_req_name(op->type), name, op->seq, op->ttl_ms, op->wait_ms,
+		  op->token, op->target, op->attempt, req_id);
+	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
+	for (int i = 0; i < copies; i++) {
+		sim_lreq *lr = sim_xmalloc(sizeof *lr);
+		memset(lr, 0, sizeof *lr);
+		ln_request *q = &lr->req;
+		q->req_id = req_id;
+		q->type = op->type;
+		q->session = c->idx + 1;
+		q->seq = op->seq;
+		if (op->type != LN_REQ_RENEW) {
+			snprintf(lr->name, sizeof lr->name, "%s", name);
+			q->name = lr->name;
+			q->name_len = (uint32_t)strlen(lr->name);
+		}
+		q->ttl_ms = op->ttl_ms;
+		q->wait_ms = op->wait_ms;
+		memcpy(lr->value, op->value, op->value_len);
+		q->value = op->value_len ? lr->value : NULL;
+		q->value_len = op->value_len;
+		q->token = op->token;
+		if (op->type == LN_REQ_REVOKE) {
+			snprintf(lr->reason, sizeof lr->reason, "sim");
+			q->reason = lr->reason;
+			q->reason_len = (uint32_t)strlen(lr->reason);
+		}
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREQ, op->target, c->idx, nd->epoch, 0,
+			 lr);
+	}
+}
+
+/* A new write: the next seq, recorded with the oracle exactly as the node
+ * will put it in the ledger (less the leader's clock readings). */
+static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name, uint32_t ttl_ms,
+		     uint32_t wait_ms, uint64_t token, bool probe)
+{
+	lc_op *op = &c->op;
+	uint64_t attempt = op->attempt; /* stale timeouts must never match */
+	memset(op, 0, sizeof *op);
+	op->attempt = attempt;
+	op->busy = true;
+	op->type = type;
+	op->seq = ++c->seq;
+	op->name = name;
+	op->ttl_ms = ttl_ms;
+	op->wait_ms = wait_ms;
+	op->token = token;
+	op->probe = probe;
+	op->first_sent_local = lc_now(s, c);
+	if (wait_ms)
+		op->give_up_local = op->first_sent_local + (uint64_t)wait_ms * 1000 + LC_WAIT_SLACK_US;
+	if (type == LN_REQ_ACQUIRE) {
+		op->value_len = (uint32_t)sim_rng_below(&s->rng, 9);
+		for (uint32_t i = 0; i < op->value_len; i++)
+			op->value[i] = (uint8_t)sim_rng_next(&s->rng);
+	}
+	op->target = c->guess >= 0 ? (uint32_t)c->guess : (uint32_t)sim_rng_below(&s->rng, s->n);
+	const char *nm = chk_name_str(&s->chk, name);
+	ls_cmd lc = {
+		.op = type == LN_REQ_ACQUIRE ? LS_OP_ACQUIRE :
+		      type == LN_REQ_RENEW ? LS_OP_RENEW :
+		      type == LN_REQ_RELEASE ? LS_OP_RELEASE : LS_OP_REVOKE,
+		.session = c->idx + 1,
+		.name = type == LN_REQ_RENEW ? NULL : nm,
+		.name_len = type == LN_REQ_RENEW ? 0 : (uint32_t)strlen(nm),
+		.ttl_ms = ttl_ms,
+		.wait_ms = wait_ms,
+		.value = op->value_len ? op->value : NULL,
+		.value_len = op->value_len,
+		.token = token,
+		.reason = type == LN_REQ_REVOKE ? "sim" : NULL,
+		.reason_len = type == LN_REQ_REVOKE ? 3 : 0,
+	};
+	uint8_t buf[SIM_CMD_BYTES_MAX];
+	size_t len = ls_cmd_encode(&lc, buf, sizeof buf);
+	if (len == 0) {
+		fprintf(stderr, "lockd-sim: internal error: cannot encode a client request\n");
+		abort();
+	}
+	chk_submitted(&s->chk, c->idx, op->seq, buf, (uint32_t)len);
+	s->res->commands++;
+	lc_send(s, c);
+}
+
+/* ---- the fenced resources -------------------------------------------------- */
+
+static void lc_write(sim *s, sim_lclient *c, const lc_hold *h, bool believing)
+{
+	bool ok = chk_lease_write(&s->chk, c->idx, h->name, h->token, s->now, believing);
+	sim_trace(s, "c%u WRITE %s token=%" PRIu64 "%s: %s", c->idx + 1,
+		  chk_name_str(&s->chk, h->name), h->token,
+		  believing ? "" : " (stale holder, unchecked)", ok ? "accepted" : "refused");
+}
+
+/* ---- replies ---------------------------------------------------------------- */
+
+static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
+{
+	lc_op *op = &c->op;
+	uint64_t now_l = lc_now(s, c);
+	/* The deadline counts from when the acquire was first sent: the leader
+	 * granted no earlier. (The mutant counts from the reply's arrival.) */
+	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK ? now_l : op->first_sent_local;
+	uint64_t deadline = lc_lease_deadline_us(base, op->ttl_ms, s->drift_ppm);
+	uint64_t end = lc_end_real(c, deadline);
+	sim_trace(s, "c%u GRANTED %s token=%" PRIu64 " ttl=%" PRIu32 " believes for %.3f ms%s",
+		  c->idx + 1, chk_name_str(&s->chk, op->name), token, op->ttl_ms,
+		  end > s->now ? (double)(end - s->now) / 1000.0 : 0.0,
+		  end > s->now ? "" : " (already over: must renew)");
+	chk_lease_granted(&s->chk, c->idx, op->name, token, s->now, end);
+	c->granted++;
+	lc_hold *h = lc_hold_of(c, op->name);
+	if (h && h->token == token) {
+		if (deadline > h->deadline_local) {
+			h->deadline_local = deadline;
+			h->base_local = base;
+		}
+	} else {
+		for (uint32_t i = 0; !h && i < LC_HOLDS_MAX; i++)
+			if (!c->holds[i].used)
+				h = &c->holds[i];
+		if (!h) {
+			fprintf(stderr, "lockd-sim: internal error: c%u has no room for a lease\n",
+				c->idx + 1);
+			abort();
+		}
+		*h = (lc_hold){
+			.used = true,
+			.name = op->name,
+			.token = token,
+			.ttl_ms = op->ttl_ms,
+			.base_local = base,
+			.deadline_local = deadline,
+			.until_local = now_l + 1000 * sim_rng_range(&s->rng, LC_HOLD_MS_MIN, LC_HOLD_MS_MAX),
+			.next_write_local = now_l,
+		};
+	}
+	if (op->probe) {
+		h->until_local = now_l;
+		c->final_step = 2;
+	}
+}
+
+static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
+{
+	lc_op *op = &c->op;
+	uint64_t now_l = lc_now(s, c);
+	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK ? now_l : op->first_sent_local;
+	/* A reply that lists fewer tokens than it counts (a retry's: the list
+	 * is gone) says nothing about the missing ones. */
+	bool complete = rp->ntokens == rp->result.count;
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
+		lc_hold *h = &c->holds[i];
+		if (!h->used)
+			continue;
+		bool listed = false;
+		for (uint32_t k = 0; k < rp->ntokens && !listed; k++)
+			listed = rp->tokens[k] == h->token;
+		if (listed) {
+			uint64_t deadline = lc_lease_deadline_us(base, h->ttl_ms, s->drift_ppm);
+			if (deadline > h->deadline_local) {
+				h->deadline_local = deadline;
+				h->base_local = base;
+			}
+			h->lost = false;
+			uint64_t end = lc_end_real(c, h->deadline_local);
+			sim_trace(s, "c%u RENEWED %s token=%" PRIu64 " believes for %.3f ms", c->idx + 1,
+				  chk_name_str(&s->chk, h->name), h->token,
+				  end > s->now ? (double)(end - s->now) / 1000.0 : 0.0);
+			chk_lease_renewed(&s->chk, c->idx, h->name, h->token, s->now, end);
+		} else if (complete && !h->lost) {
+			/* Gone at the cell (expired or revoked): stop renewing,
+			 * release when the belief has run out. */
+			h->lost = true;
+			uint64_t at = h->deadline_local > now_l ? h->deadline_local : now_l;
+			if (h->until_local > at)
+				h->until_local = at;
+			sim_trace(s, "c%u LOST %s token=%" PRIu64, c->idx + 1,
+				  chk_name_str(&s->chk, h->name), h->token);
+		}
+	}
+}
+
+static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
+{
+	lc_op *op = &c->op;
+	uint64_t now_l = lc_now(s, c);
+	if (!op->busy || rp->seq != op->seq || rp->type != op->type) {
+		sim_trace(s, "c%u ignores a stale %s reply seq=%" PRIu64 " from r%u", c->idx + 1,
+			  lc_req_name(rp->type), rp->seq, from);
+		return;
+	}
+	switch (rp->status) {
+	case LN_NOT_LEADER:
+		if (from != op->target)
+			return;
+		op->attempt++;
+		op->redirects++;
+		if (rp->leader_hint >= 0 && (uint32_t)rp->leader_hint < s->n &&
+		    (uint32_t)rp->leader_hint != from && op->redirects % 4 != 0)
+			op->target = (uint32_t)rp->leader_hint;
+		else
+			op->target = sim_other(s, from);
+		c->guess = (int32_t)op->target;
+		sim_push(s, s->now + sim_rng_range(&s->rng, 100,
+						   1000u * (op->redirects < 10 ? op->redirects : 10)),
+			 SIM_EV_LRETRY, c->idx, 0, 0, op->attempt, NULL);
+		return;
+	case LN_BUSY:
+		if (from != op->target)
+			return;
+		op->attempt++;
+		op->target = sim_other(s, from);
+		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000), SIM_EV_LRETRY, c->idx, 0,
+			 0, op->attempt, NULL);
+		return;
+	case LN_INVALID: /* the oracle has flagged it */
+		op->busy = false;
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
+	case LN_TIMEOUT:
+		sim_trace(s, "c%u waited for %s in vain", c->idx + 1, chk_name_str(&s->chk, op->name));
+		op->busy = false;
+		c->guess = (int32_t)from;
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
+	case LN_OK:
+		break;
+	}
+	c->guess = (int32_t)from;
+	op->busy = false;
+	s->res->acks++;
+	switch (op->type) {
+	case LN_REQ_ACQUIRE:
+		if (rp->result.status == LS_GRANTED) {
+			lc_granted(s, c, rp->result.token);
+		} else if (op->probe) {
+			chk_fail(&s->chk, "liveness",
+				 "c%u's final ACQUIRE of the free name %s got %s", c->idx + 1,
+				 chk_name_str(&s->chk, op->name), ls_strerror(rp->result.status));
+		}
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
+	case LN_REQ_RENEW:
+		lc_renewed(s, c, rp);
+		return;
+	case LN_REQ_RELEASE:
+	case LN_REQ_REVOKE:
+	case LN_REQ_GET:
+	case LN_REQ_CHECK:
+		return;
+	}
+}
+
+/* ---- the script ------------------------------------------------------------- */
+
+static void lc_release(sim *s, sim_lclient *c, lc_hold *h)
+{
+	/* A client stops using a lease before it asks to release it. */
+	chk_lease_dropped(&s->chk, c->idx, h->name, s->now);
+	h->used = false;
+	lc_start(s, c, LN_REQ_RELEASE, h->name, 0, 0, h->token, false);
+}
+
+static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
+{
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
+		lc_hold *h = &c->holds[i];
+		if (h->used && h->until_local <= now_l) {
+			lc_release(s, c, h);
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
+		lc_hold *h = &c->holds[i];
+		if (h->used && !h->lost && now_l >= lc_renew_at(s, h)) {
+			lc_start(s, c, LN_REQ_RENEW, 0, 0, 0, 0, false);
+			return;
+		}
+	}
+	if (s->healed) {
+		/* The end: what it holds was released above (lc_heal); now a
+		 * free name must be granted within the liveness bound. */
+		if (lc_nholds(c) > 0)
+			return;
+		if (c->final_step == 0) {
+			c->final_step = 1;
+			lc_start(s, c, LN_REQ_ACQUIRE, c->probe_name, LC_PROBE_TTL_MS, 0, 0, true);
+		} else if (c->final_step == 2) {
+			c->done = true;
+			sim_trace(s, "c%u DONE (%" PRIu64 " acquires, %" PRIu64 " granted, %" PRIu64
+				  " pauses)", c->idx + 1, c->acquires, c->granted, c->pauses);
+		}
+		return;
+	}
+	if (now_l < c->next_acquire_local)
+		return;
+	if (lc_nholds(c) >= c->hold_cap) {
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
+	}
+	uint32_t name = s->names[sim_rng_below(&s->rng, s->nnames)];
+	if (sim_rng_chance(&s->rng, LC_REVOKE_P)) {
+		/* An operator's forced end, from any session. */
+		c->next_acquire_local = now_l + lc_think(s);
+		lc_start(s, c, LN_REQ_REVOKE, name, 0, 0, 0, false);
+		return;
+	}
+	if (lc_hold_of(c, name)) {
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
+	}
+	uint32_t ttl = (uint32_t)sim_rng_range(&s->rng, SIM_TTL_MS_MIN, s->ttl_ms_max);
+	/* Waiting keeps the client's one request busy, so only a client that
+	 * holds nothing (nothing to renew meanwhile) waits. */
+	uint32_t wait = lc_nholds(c) == 0 && sim_rng_chance(&s->rng, LC_WAIT_P)
+				? (uint32_t)sim_rng_range(&s->rng, LC_WAIT_MS_MIN, LC_WAIT_MS_MAX)
+				: 0;
+	c->acquires++;
+	lc_start(s, c, LN_REQ_ACQUIRE, name, ttl, wait, 0, false);
+}
+
+/* Sets the timer for the next thing the client will do by itself. */
+static void lc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
+{
+	uint64_t at = UINT64_MAX;
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
+		const lc_hold *h = &c->holds[i];
+		if (!h->used)
+			continue;
+		if (lc_believes(h, now_l) && h->next_write_local < h->deadline_local &&
+		    h->next_write_local < at)
+			at = h->next_write_local;
+		if (c->op.busy)
+			continue; /* the reply will wake it */
+		if (h->until_local < at)
+			at = h->until_local;
+		uint64_t r = lc_renew_at(s, h);
+		if (!h->lost && r < at)
+			at = r;
+	}
+	if (c->op.busy && c->op.give_up_local && c->op.give_up_local < at)
+		at = c->op.give_up_local;
+	if (!c->op.busy && !s->healed && c->next_acquire_local < at)
+		at = c->next_acquire_local;
+	if (at != UINT64_MAX)
+		lc_arm(s, c, at > now_l ? at : now_l);
+}
+
+static void lc_act(sim *s, sim_lclient *c)
+{
+	if (c->vanished || c->done || c->paused_until)
+		return;
+	uint64_t now_l = lc_now(s, c);
+	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
+		lc_hold *h = &c->holds[i];
+		if (lc_believes(h, now_l) && h->next_write_local <= now_l) {
+			lc_write(s, c, h, true);
+			h->next_write_local =
+				now_l + sim_rng_range(&s->rng, LC_WRITE_EVERY_MIN_US, LC_WRITE_EVERY_MAX_US);
+		}
+	}
+	if (c->op.busy && c->op.give_up_local && now_l >= c->op.give_up_local) {
+		sim_trace(s, "c%u gives up waiting for %s (seq %" PRIu64 ")", c->idx + 1,
+			  chk_name_str(&s->chk, c->op.name), c->op.seq);
+		c->op.busy = false;
+		c->next_acquire_local = now_l + lc_think(s);
+	}
+	if (!c->op.busy)
+		lc_next(s, c, now_l);
+	lc_rearm(s, c, now_l);
+}
+
+/* ---- pauses and vanishing ------------------------------------------------------ */
+
+static void lc_pause(sim *s, sim_lclient *c)
+{
+	if (c->vanished || c->done || c->paused_until || s->healed)
+		return;
+	uint64_t dur;
+	if (sim_rng_chance(&s->rng, 0.5))
+		dur = sim_rng_range(&s->rng, 20000, 500000);
+	else /* longer than the TTL, often longer than TTL + grace */
+		dur = sim_rng_range(&s->rng, 500ull * s->ttl_ms_max,
+				    2000ull * s->ttl_ms_max + 1000ull * s->grace_ms);
+	c->paused_until = s->now + dur;
+	c->pauses++;
+	sim_trace(s, "c%u PAUSES for %.3f ms holding %u", c->idx + 1, (double)dur / 1000.0,
+		  lc_nholds(c));
+	sim_push(s, c->paused_until, SIM_EV_LWAKE, c->idx, 0, 0, 0, NULL);
+}
+
+static void lc_wake(sim *s, sim_lclient *c)
+{
+	c->paused_until = 0;
+	c->timer_live = false;
+	uint64_t now_l = lc_now(s, c);
+	double r = sim_rng_unit(&s->rng);
+	const char *how = "checks its deadlines";
+	if (r < 0.4) {
+		/* The stale holder: it was in the middle of a write. */
+		how = "writes at once";
+		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+			if (c->holds[i].used)
+				lc_write(s, c, &c->holds[i], lc_believes(&c->holds[i], now_l));
+	} else if (r < 0.7) {
+		how = "releases what it held";
+		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+			if (c->holds[i].used)
+				c->holds[i].until_local = now_l;
+	}
+	sim_trace(s, "c%u WAKES and %s", c->idx + 1, how);
+	if (!s->healed)
+		sim_push(s, s->now + sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US, LC_PAUSE_EVERY_MAX_US),
+			 SIM_EV_LPAUSE, c->idx, 0, 0, 0, NULL);
+	lc_act(s, c);
+}
+
+/* ---- the interface to sim.c ------------------------------------------------------ */
+
+void lc_setup(sim *s)
+{
+	char name[CHK_NAME_BYTES_MAX];
+	s->nnames = (uint32_t)sim_rng_range(&s->rng, s->nclients / 2 + 1, s->nclients + 2);
+	for (uint32_t i = 0; i < s->nnames; i++) {
+		snprintf(name, sizeof name, "n%u", i);
+		s->names[i] = chk_name_add(&s->chk, name);
+	}
+	int64_t dm = s->drift_ppm;
+	for (uint32_t i = 0; i < s->nclients; i++) {
+		sim_lclient *c = &s->lclients[i];
+		memset(c, 0, sizeof *c);
+		c->idx = i;
+		c->guess = -1;
+		c->clk.offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
+		c->clk.drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
+		c->hold_cap = (uint32_t)sim_rng_range(&s->rng, 1, LC_HOLDS_MAX);
+		snprintf(name, sizeof name, "p%u", i + 1);
+		c->probe_name = chk_name_add(&s->chk, name);
+		c->next_acquire_local = lc_now(s, c) + lc_think(s);
+		lc_arm(s, c, c->next_acquire_local);
+		sim_push(s, sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US / 2, LC_PAUSE_EVERY_MAX_US),
+			 SIM_EV_LPAUSE, i, 0, 0, 0, NULL);
+		if (sim_rng_chance(&s->rng, LC_VANISH_P))
+			sim_push(s, sim_rng_range(&s->rng, 1000000, s->p.fault_min_us), SIM_EV_LVANISH, i,
+				 0, 0, 0, NULL);
+		sim_trace(s, "c%u clock offset=%" PRIu64 " drift=%" PRId64 "ppm holds<=%u", i + 1,
+			  c->clk.offset_us, c->clk.drift_ppm, c->hold_cap);
+	}
+}
+
+void lc_free_event(sim_ev *ev)
+{
+	if (ev->type == SIM_EV_LREQ) {
+		free(ev->p);
+	} else if (ev->type == SIM_EV_LREPLY) {
+		ln_reply *rp = ev->p;
+		free(rp->tokens);
+		free(rp);
+	}
+}
+
+void lc_dispatch(sim *s, sim_ev *ev)
+{
+	sim_lclient *c = &s->lclients[ev->a];
+	if (c->vanished || c->done) {
+		if (ev->type == SIM_EV_LREPLY)
+			lc_free_event(ev);
+		return;
+	}
+	/* A paused client hears nothing until it wakes; then it handles what
+	 * arrived in order. The wake was queued first, so it runs first. */
+	if (c->paused_until && (ev->type == SIM_EV_LREPLY || ev->type == SIM_EV_LRETRY ||
+				ev->type == SIM_EV_LTIMEOUT)) {
+		sim_push(s, c->paused_until, ev->type, ev->a, ev->b, ev->x, ev->y, ev->p);
+		return;
+	}
+	switch (ev->type) {
+	case SIM_EV_LREPLY: {
+		ln_reply *rp = ev->p;
+		lc_reply(s, c, ev->b, rp);
+		lc_free_event(ev);
+		lc_act(s, c);
+		return;
+	}
+	case SIM_EV_LCLIENT:
+		if (ev->y != c->timer_gen)
+			return;
+		c->timer_live = false;
+		lc_act(s, c);
+		return;
+	case SIM_EV_LRETRY:
+		if (c->op.busy && ev->y == c->op.attempt)
+			lc_send(s, c);
+		return;
+	case SIM_EV_LTIMEOUT:
+		if (!c->op.busy || ev->y != c->op.attempt)
+			return;
+		if (c->op.give_up_local && lc_now(s, c) >= c->op.give_up_local) {
+			lc_act(s, c);
+			return;
+		}
+		sim_trace(s, "c%u TIMEOUT %s seq=%" PRIu64 " at r%u", c->idx + 1,
+			  lc_req_name(c->op.type), c->op.seq, c->op.target);
+		c->op.target = sim_other(s, c->op.target);
+		c->guess = -1;
+		lc_send(s, c);
+		return;
+	case SIM_EV_LPAUSE:
+		lc_pause(s, c);
+		return;
+	case SIM_EV_LWAKE:
+		lc_wake(s, c);
+		return;
+	case SIM_EV_LVANISH:
+		c->vanished = true;
+		sim_trace(s, "c%u VANISHES holding %u", c->idx + 1, lc_nholds(c));
+		return;
+	default:
+		return;
+	}
+}
+
+void lc_heal(sim *s)
+{
+	for (uint32_t i = 0; i < s->nclients; i++) {
+		sim_lclient *c = &s->lclients[i];
+		if (c->vanished)
+			continue;
+		uint64_t now_l = lc_now(s, c);
+		for (uint32_t k = 0; k < LC_HOLDS_MAX; k++)
+			if (c->holds[k].used)
+				c->holds[k].until_local = now_l;
+		lc_act(s, c);
+	}
+}
+
+bool lc_done(const sim *s)
+{
+	for (uint32_t i = 0; i < s->nclients; i++)
+		if (!s->lclients[i].vanished && !s->lclients[i].done)
+			return false;
+	return true;
+}
+
+void lc_liveness_detail(const sim *s, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < s->nclients && n < cap; i++) {
+		const sim_lclient *c = &s->lclients[i];
+		if (c->vanished || c->done)
+			continue;
+		int k = snprintf(buf + n, cap - n,
+				 " c%u%s step=%u holds=%u %s%s seq=%" PRIu64 " attempt=%" PRIu64
+				 " at r%u;",
+				 i + 1, c->paused_until ? " paused" : "", c->final_step, lc_nholds(c),
+				 c->op.busy ? "busy " : "idle", c->op.busy ? lc_req_name(c->op.type) : "",
+				 c->op.seq, c->op.attempt, c->op.target);
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
+}

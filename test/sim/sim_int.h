@@ -1,0 +1,206 @@
+/* The simulator's insides, shared by sim.c (the world: replicas, disks,
+ * network, faults, the counter clients) and lclient.c (the lease clients).
+ * Nothing outside test/sim includes this. */
+#ifndef SIM_SIM_INT_H
+#define SIM_SIM_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "check.h"
+#include "node.h"
+#include "paxos.h"
+#include "queue.h"
+#include "rng.h"
+#include "sim.h"
+
+#define SIM_CLIENTS_MAX 16u
+#define SIM_LEASE_CLIENTS_MIN 8u
+/* Lease TTLs the clients ask for: 300 ms .. 3 s. */
+#define SIM_TTL_MS_MIN 300u
+#define SIM_TTL_MS_MAX 3000u
+#define SIM_LIVENESS_US 30000000u
+/* Timers further out than this (local) are treated as "no timer". */
+#define SIM_TIMER_HORIZON_US (1000000ull * 3600 * 24)
+
+typedef struct sim_profile {
+	const char *name;
+	double loss_p, dup_p;
+	uint64_t delay_min_us, delay_max_us;
+	double tail_p;           /* a message is slow: up to tail_max_us */
+	uint64_t tail_max_us;
+	uint64_t part_every_min_us, part_every_max_us; /* 0: no partitions */
+	uint64_t part_min_us, part_max_us;
+	uint64_t crash_every_min_us, crash_every_max_us; /* 0: no crashes */
+	uint64_t restart_min_us, restart_max_us;
+	uint32_t max_down;       /* 0: a minority (n/2) */
+	double crash_leader_p;   /* a crash picks the leader */
+	double power_loss_p;     /* a crash takes down every replica at once */
+	int32_t drift_ppm_max;
+	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
+	double extra_tick_p;     /* per event: an unasked-for tick somewhere */
+	uint64_t fsync_min_us, fsync_max_us;
+	double fsync_tail_p;     /* a slow disk: fsync takes up to fsync_tail_max_us */
+	uint64_t fsync_tail_max_us;
+	uint64_t think_min_us, think_max_us; /* client pause between commands */
+} sim_profile;
+
+/* A monotonic clock: local = offset + real + real * drift / 1e6. */
+typedef struct sim_clock {
+	uint64_t offset_us;
+	int64_t drift_ppm;
+} sim_clock;
+
+uint64_t sim_clock_local(const sim_clock *k, uint64_t real);
+/* The earliest real time at which the clock reads >= local_at;
+ * UINT64_MAX when that is beyond any horizon we care about. */
+uint64_t sim_clock_real(const sim_clock *k, uint64_t local_at);
+
+typedef struct sim_write {
+	ld_record rec; /* deep-owned copy */
+	uint64_t write_id;
+} sim_write;
+
+typedef struct sim_node {
+	uint32_t id;
+	bool up;
+	uint64_t epoch;  /* bumped at each crash: events of a past life are stale */
+	uint64_t life;   /* incarnations started */
+	ld_replica *r;   /* counter workload: a bare replica over sm */
+	ld_sm *sm;
+	ln_node *ln;     /* lease workload: a node */
+	ld_config cfg;
+	ln_config lcfg;
+	sim_clock clk;
+	/* The one live tick: earlier requests supersede later ones. */
+	uint64_t tick_gen, tick_at_us;
+	bool tick_live;
+	uint64_t last_write_id;
+	uint64_t sync_last_us; /* fsyncs complete in order */
+	uint64_t applied;      /* where its stream of chosen decrees got to */
+	ld_ballot led;         /* last leader ballot reported to the checker */
+	ld_record *durable;
+	size_t ndurable, durable_cap;
+	sim_write *pending;
+	size_t npending, pending_cap;
+} sim_node;
+
+/* A counter client: one command at a time, retried until acknowledged. */
+typedef struct sim_client {
+	uint32_t idx; /* client_id = idx + 1 */
+	uint64_t seq;
+	bool outstanding;
+	uint32_t target;
+	int32_t guess; /* whom to send the next command to; -1: anyone */
+	uint64_t attempt;
+	uint32_t redirects;
+} sim_client;
+
+/* ---- lease clients (lclient.c) ---------------------------------------------- */
+
+#define LC_HOLDS_MAX 3u
+#define LC_VALUE_BYTES_MAX 16u
+#define LC_REASON_BYTES_MAX 16u
+
+/* A request in flight, with its own copies of the borrowed fields. */
+typedef struct sim_lreq {
+	ln_request req;
+	char name[CHK_NAME_BYTES_MAX];
+	uint8_t value[LC_VALUE_BYTES_MAX];
+	char reason[LC_REASON_BYTES_MAX];
+} sim_lreq;
+
+/* A lease as its client sees it. */
+typedef struct lc_hold {
+	bool used;
+	uint32_t name;
+	uint64_t token;
+	uint32_t ttl_ms;
+	uint64_t base_local;       /* the send time the deadline counts from */
+	uint64_t deadline_local;   /* believes while its clock reads less */
+	uint64_t until_local;      /* the script releases it then */
+	uint64_t next_write_local; /* next write to the fenced resource */
+	bool lost;                 /* a RENEW reply did not list it */
+} lc_hold;
+
+/* The one write a client has in flight (the ledger's exactly-once needs
+ * one command at a time per session). */
+typedef struct lc_op {
+	bool busy;
+	ln_req_type type;
+	uint64_t seq;
+	uint32_t name, ttl_ms, wait_ms;
+	uint64_t token;
+	bool probe;                /* the final acquire of a private name */
+	uint64_t first_sent_local; /* retries keep it: deadlines count from it */
+	uint64_t give_up_local;    /* waiting ACQUIRE: stop waiting; 0: never */
+	uint64_t attempt;
+	uint32_t target, redirects;
+	uint32_t value_len;
+	uint8_t value[LC_VALUE_BYTES_MAX];
+} lc_op;
+
+typedef struct sim_lclient {
+	uint32_t idx; /* session = idx + 1 */
+	sim_clock clk;
+	bool vanished, done;
+	uint64_t paused_until; /* real; 0: running */
+	uint64_t seq, reqs;
+	int32_t guess;
+	lc_op op;
+	lc_hold holds[LC_HOLDS_MAX];
+	uint64_t next_acquire_local;
+	uint64_t timer_gen, timer_at;
+	bool timer_live;
+	uint32_t final_step; /* after heal: 0 probe to send, 1 probe out, 2 done */
+	uint32_t probe_name;
+	uint32_t hold_cap;   /* leases it holds at most at once */
+	uint64_t acquires, granted, pauses;
+} sim_lclient;
+
+typedef struct sim {
+	const sim_opts *o;
+	uint64_t seed;
+	sim_rng rng;
+	sim_profile p;
+	sim_queue q;
+	uint64_t now;
+	uint32_t n;
+	sim_node nodes[LD_REPLICAS_MAX];
+	uint32_t nclients;
+	sim_client clients[SIM_CLIENTS_MAX];
+	sim_lclient lclients[SIM_CLIENTS_MAX];
+	uint32_t outstanding;
+	bool blocked[LD_REPLICAS_MAX][LD_REPLICAS_MAX]; /* [from][to] */
+	uint64_t part_gen;
+	bool healed;
+	ln_actions act;
+	sim_check chk;
+	sim_result *res;
+	FILE *tr;
+	/* lease workload: the cell's time configuration and the names */
+	uint32_t drift_ppm, grace_ms, tick_ms, ttl_ms_max;
+	uint32_t nnames;
+	uint32_t names[CHK_NAMES_MAX]; /* the shared pool: checker name ids */
+} sim;
+
+void sim_trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *sim_xmalloc(size_t n);
+void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a, uint32_t b,
+	      uint64_t x, uint64_t y, void *p);
+uint64_t sim_net_delay(sim *s);
+/* A replica other than not, at random. */
+uint32_t sim_other(sim *s, uint32_t not);
+
+/* lclient.c */
+void lc_setup(sim *s);                  /* clients, names, first events */
+void lc_dispatch(sim *s, sim_ev *ev);   /* the SIM_EV_L* client events */
+void lc_heal(sim *s);                   /* no more faults: finish up */
+bool lc_done(const sim *s);             /* every client finished or vanished */
+void lc_liveness_detail(const sim *s, char *buf, size_t cap);
+void lc_free_event(sim_ev *ev);         /* frees a payload left in the queue */
+const char *lc_req_name(ln_req_type t);
+const char *lc_status_name(ln_status st);
+
+#endif

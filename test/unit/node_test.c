@@ -1,0 +1,501 @@
+/* The lease node end to end through the ledger: a 3-node cell on a perfect
+ * network, durable at once, with time advanced by hand. Each test names the
+ * rule it checks. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+#define N 3
+#define QMAX 65536
+
+static ln_node *nodes[N];
+static ld_msg *queue[QMAX];
+static uint32_t qhead, qtail;
+static uint64_t now_us;
+static ln_reply replies[4096];
+static uint32_t nreplies;
+static uint64_t req_ids = 1;
+static uint64_t decrees; /* chosen at node 0 */
+static ln_config cfg;
+
+static void run(uint32_t i, ln_event *ev);
+
+static void absorb(uint32_t i, ln_actions *a)
+{
+	for (size_t k = 0; k < a->ld.nmsgs; k++) {
+		cr_assert(qtail - qhead < QMAX);
+		queue[qtail++ % QMAX] = a->ld.msgs[k];
+	}
+	a->ld.nmsgs = 0;
+	if (i == 0)
+		decrees += a->ld.nchosen;
+	for (size_t k = 0; k < a->nreplies; k++) {
+		cr_assert(nreplies < 4096);
+		replies[nreplies] = a->replies[k];
+		replies[nreplies].tokens = NULL;
+		replies[nreplies].ntokens = 0;
+		if (a->replies[k].ntokens > 0)
+			replies[nreplies].ntokens = a->replies[k].ntokens;
+		if (a->replies[k].ntokens == 1)
+			replies[nreplies].token = a->replies[k].tokens[0];
+		nreplies++;
+	}
+}
+
+static void run(uint32_t i, ln_event *ev)
+{
+	ln_actions a;
+	ln_actions_init(&a);
+	ev->now_us = now_us;
+	ln_node_step(nodes[i], ev, &a);
+	uint64_t w = a.ld.write_id;
+	absorb(i, &a);
+	ln_actions_free(&a);
+	if (w != 0) {
+		ln_event d = {.type = LN_EV_DURABLE, .write_id = w};
+		run(i, &d);
+	}
+}
+
+static void deliver_all(void)
+{
+	while (qhead != qtail) {
+		ld_msg *m = queue[qhead++ % QMAX];
+		ln_event e = {.type = LN_EV_MSG, .msg = m};
+		run(m->to, &e);
+		ld_msg_free(m);
+	}
+}
+
+/* Advances time by ms in 1 ms ticks, everything delivered each tick. */
+static void advance(uint64_t ms)
+{
+	for (uint64_t t = 0; t < ms; t++) {
+		now_us += 1000;
+		for (uint32_t i = 0; i < N; i++) {
+			ln_event e = {.type = LN_EV_TICK};
+			run(i, &e);
+		}
+		deliver_all();
+	}
+}
+
+static int leader(void)
+{
+	for (uint32_t i = 0; i < N; i++) {
+		ld_status st;
+		ld_replica_status(ln_node_replica(nodes[i]), &st);
+		if (st.role == LD_LEADER)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void setup_with(uint32_t grace_ms)
+{
+	memset(queue, 0, sizeof queue);
+	qhead = qtail = 0;
+	now_us = 1000000;
+	nreplies = 0;
+	decrees = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		ln_config_default(&cfg, i, N);
+		cfg.paxos.heartbeat_us = 20000;
+		cfg.paxos.election_timeout_us = 100000;
+		cfg.paxos.retry_us = 40000;
+		cfg.grace_ms = grace_ms;
+		cfg.tick_ms = 50;
+		nodes[i] = ln_node_new(&cfg);
+		cr_assert_not_null(nodes[i]);
+	}
+	advance(1000);
+	cr_assert_geq(leader(), 0, "no leader elected");
+}
+
+static void setup(void)
+{
+	setup_with(200);
+}
+
+static void teardown(void)
+{
+	deliver_all();
+	for (uint32_t i = 0; i < N; i++)
+		ln_node_free(nodes[i]);
+}
+
+/* Sends a request to node i and returns its req_id. */
+static uint64_t send_to(int i, ln_request q)
+{
+	q.req_id = req_ids++;
+	ln_event e = {.type = LN_EV_REQUEST, .req = &q};
+	run((uint32_t)i, &e);
+	deliver_all();
+	return q.req_id;
+}
+
+static ln_reply *find_reply(uint64_t req_id)
+{
+	for (uint32_t i = 0; i < nreplies; i++)
+		if (replies[i].req_id == req_id)
+			return &replies[i];
+	return NULL;
+}
+
+/* Waits up to ms for the reply to req_id. */
+static ln_reply *await(uint64_t req_id, uint64_t ms)
+{
+	for (uint64_t t = 0; t <= ms; t++) {
+		ln_reply *r = find_reply(req_id);
+		if (r != NULL)
+			return r;
+		advance(1);
+	}
+	return NULL;
+}
+
+static uint64_t seqs[64];
+
+static ln_request acquire_req(uint64_t session, const char *name,
+			      uint32_t ttl_ms, uint32_t wait_ms)
+{
+	return (ln_request){.type = LN_REQ_ACQUIRE,
+			    .session = session,
+			    .seq = ++seqs[session % 64],
+			    .name = name,
+			    .name_len = (uint32_t)strlen(name),
+			    .ttl_ms = ttl_ms,
+			    .wait_ms = wait_ms,
+			    .value = (const uint8_t *)"v",
+			    .value_len = 1};
+}
+
+static ln_reply *do_acquire(uint64_t session, const char *name,
+			    uint32_t ttl_ms, uint32_t wait_ms)
+{
+	uint64_t id = send_to(leader(), acquire_req(session, name, ttl_ms,
+						    wait_ms));
+	return await(id, 50);
+}
+
+static ln_reply *do_simple(ln_req_type type, uint64_t session,
+			   const char *name, uint64_t token)
+{
+	ln_request q = {.type = type,
+			.session = session,
+			.seq = ++seqs[session % 64],
+			.name = name,
+			.name_len = name ? (uint32_t)strlen(name) : 0,
+			.token = token,
+			.reason = "maintenance",
+			.reason_len = type == LN_REQ_REVOKE ? 11 : 0};
+	uint64_t id = send_to(leader(), q);
+	return await(id, 50);
+}
+
+static ln_reply *do_get(int at, const char *name)
+{
+	ln_request q = {.type = LN_REQ_GET,
+			.name = name,
+			.name_len = (uint32_t)strlen(name)};
+	return find_reply(send_to(at, q));
+}
+
+Test(node, grant_and_reacquire, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(7, "db/migration", 2000, 0);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->status, LN_OK);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+	uint64_t tok = r->result.token;
+	cr_assert_gt(tok, 0);
+	/* The holder's own re-acquire returns its lease. */
+	r = do_acquire(7, "db/migration", 2000, 0);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+	cr_assert_eq(r->result.token, tok);
+	/* Another session is told who holds it. */
+	r = do_acquire(8, "db/migration", 2000, 0);
+	cr_assert_eq(r->result.status, LS_HELD);
+	cr_assert_eq(r->result.holder, 7);
+}
+
+Test(node, followers_send_writes_to_the_leader, .init = setup,
+     .fini = teardown)
+{
+	int l = leader();
+	int f = (l + 1) % N;
+	uint64_t id = send_to(f, acquire_req(7, "a", 1000, 0));
+	ln_reply *r = find_reply(id);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->status, LN_NOT_LEADER);
+	cr_assert_eq(r->leader_hint, l);
+}
+
+Test(node, reads_on_any_replica, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(7, "svc/primary", 2000, 0);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+	advance(30); /* the commit announcement reaches the followers */
+	for (int i = 0; i < N; i++) {
+		ln_reply *g = do_get(i, "svc/primary");
+		cr_assert(g->found, "replica %d does not see the lease", i);
+		cr_assert_eq(g->holder, 7);
+		cr_assert_eq(g->token, r->result.token);
+		cr_assert_eq(g->value_len, 1);
+		if (i == leader()) {
+			cr_assert_gt(g->ttl_ms_left, 1900);
+			cr_assert(!g->in_grace);
+		} else {
+			cr_assert_eq(g->ttl_ms_left, -1);
+		}
+	}
+	ln_reply *g = do_get(leader(), "svc/other");
+	cr_assert(!g->found);
+	cr_assert_eq(g->result.status, LS_NO_SUCH_LEASE);
+}
+
+Test(node, invalid_input_gets_the_reason, .init = setup, .fini = teardown)
+{
+	struct {
+		ln_request q;
+		ls_status want;
+	} cases[] = {
+		{acquire_req(7, "bad name!", 1000, 0), LS_E_NAME},
+		{acquire_req(7, "", 1000, 0), LS_E_NAME},
+		{acquire_req(7, "ok", 5, 0), LS_E_TTL},
+		{acquire_req(7, "ok", 120000, 0), LS_E_TTL}, /* over ttl_ms_max */
+		{acquire_req(7, "ok", 1000, 4000000), LS_E_WAIT},
+		{acquire_req(0, "ok", 1000, 0), LS_E_SESSION},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ln_reply *r = find_reply(send_to(leader(), cases[i].q));
+		cr_assert_not_null(r, "case %zu: no reply", i);
+		cr_assert_eq(r->status, LN_INVALID, "case %zu", i);
+		cr_assert_eq(r->result.status, cases[i].want,
+			     "case %zu: got %s", i,
+			     ls_strerror(r->result.status));
+	}
+	uint8_t big[LS_VALUE_BYTES_MAX + 1] = {0};
+	ln_request q = acquire_req(7, "ok", 1000, 0);
+	q.value = big;
+	q.value_len = sizeof big;
+	ln_reply *r = find_reply(send_to(leader(), q));
+	cr_assert_eq(r->result.status, LS_E_VALUE);
+}
+
+Test(node, release_hands_on_to_the_next_waiter_in_order, .init = setup,
+     .fini = teardown)
+{
+	ln_reply *r = do_acquire(1, "q", 5000, 0);
+	uint64_t t1 = r->result.token;
+	uint64_t w2 = send_to(leader(), acquire_req(2, "q", 5000, 3000));
+	uint64_t w3 = send_to(leader(), acquire_req(3, "q", 5000, 3000));
+	advance(20);
+	cr_assert_null(find_reply(w2), "a queued acquire is answered early");
+	/* Only the holder's token releases it. */
+	r = do_simple(LN_REQ_RELEASE, 2, "q", t1);
+	cr_assert_eq(r->result.status, LS_NOT_HOLDER);
+	r = do_simple(LN_REQ_RELEASE, 1, "q", t1 + 1000);
+	cr_assert_eq(r->result.status, LS_NOT_HOLDER);
+	r = do_simple(LN_REQ_RELEASE, 1, "q", t1);
+	cr_assert_eq(r->result.status, LS_OK);
+	ln_reply *g2 = await(w2, 20);
+	cr_assert_not_null(g2, "the first waiter was not granted at once");
+	cr_assert_eq(g2->result.status, LS_GRANTED);
+	cr_assert_gt(g2->result.token, t1);
+	cr_assert_null(find_reply(w3));
+	r = do_simple(LN_REQ_RELEASE, 2, "q", g2->result.token);
+	ln_reply *g3 = await(w3, 20);
+	cr_assert_eq(g3->result.status, LS_GRANTED);
+	cr_assert_gt(g3->result.token, g2->result.token);
+}
+
+Test(node, wait_runs_out, .init = setup, .fini = teardown)
+{
+	do_acquire(1, "w", 5000, 0);
+	uint64_t w = send_to(leader(), acquire_req(2, "w", 5000, 300));
+	advance(250);
+	cr_assert_null(find_reply(w));
+	ln_reply *r = await(w, 200);
+	cr_assert_not_null(r, "the wait never ran out");
+	cr_assert_eq(r->status, LN_TIMEOUT);
+	cr_assert_eq(r->result.holder, 1);
+	/* The waiter is gone: a release frees the name. */
+	ln_reply *g = do_get(leader(), "w");
+	cr_assert_eq(g->nwaiters, 0);
+}
+
+Test(node, expiry_waits_for_ttl_plus_grace, .init = setup, .fini = teardown)
+{
+	/* grace 200 ms: the lease may not pass before 1000 + 200 ms. */
+	uint64_t t0 = now_us;
+	ln_reply *r = do_acquire(1, "e", 1000, 0);
+	uint64_t tok = r->result.token;
+	uint64_t w = send_to(leader(), acquire_req(2, "e", 1000, 5000));
+	ln_reply *g = NULL;
+	while ((g = find_reply(w)) == NULL && now_us - t0 < 3000000)
+		advance(1);
+	cr_assert_not_null(g);
+	cr_assert_eq(g->result.status, LS_GRANTED);
+	cr_assert_gt(g->result.token, tok);
+	uint64_t took_ms = (now_us - t0) / 1000;
+	cr_assert_geq(took_ms, 1200, "re-granted after %llu ms",
+		      (unsigned long long)took_ms);
+	cr_assert_lt(took_ms, 1500, "expiry too late: %llu ms",
+		     (unsigned long long)took_ms);
+}
+
+Test(node, renew_keeps_every_lease_of_the_session, .init = setup,
+     .fini = teardown)
+{
+	ln_reply *a = do_acquire(1, "r1", 600, 0);
+	ln_reply *b = do_acquire(1, "r2", 600, 0);
+	uint64_t ta = a->result.token, tb = b->result.token;
+	for (int i = 0; i < 6; i++) {
+		advance(300);
+		ln_reply *r = do_simple(LN_REQ_RENEW, 1, NULL, 0);
+		cr_assert_eq(r->status, LN_OK);
+		cr_assert_eq(r->ntokens, 2, "renewed %u of 2", r->ntokens);
+	}
+	/* 1.8 s later, past the 600 ms TTL many times over: still held. */
+	cr_assert(do_get(leader(), "r1")->found);
+	cr_assert_eq(do_get(leader(), "r1")->token, ta);
+	cr_assert_eq(do_get(leader(), "r2")->token, tb);
+	/* Stop renewing: gone after TTL + grace. */
+	advance(900);
+	cr_assert(!do_get(leader(), "r1")->found);
+	cr_assert(!do_get(leader(), "r2")->found);
+}
+
+Test(node, revoke_ends_at_expiry_not_before, .init = setup, .fini = teardown)
+{
+	uint64_t t0 = now_us;
+	ln_reply *r = do_acquire(1, "rv", 1000, 0);
+	uint64_t w = send_to(leader(), acquire_req(2, "rv", 1000, 5000));
+	r = do_simple(LN_REQ_REVOKE, 9, "rv", 0);
+	cr_assert_eq(r->result.status, LS_OK);
+	/* Renewals no longer extend it. */
+	r = do_simple(LN_REQ_RENEW, 1, NULL, 0);
+	cr_assert_eq(r->ntokens, 0);
+	cr_assert(do_get(leader(), "rv")->revoked);
+	ln_reply *g = NULL;
+	while ((g = find_reply(w)) == NULL && now_us - t0 < 3000000)
+		advance(1);
+	cr_assert_not_null(g);
+	cr_assert_geq((now_us - t0) / 1000, 1200);
+	r = do_simple(LN_REQ_REVOKE, 9, "nothing-here", 0);
+	cr_assert_eq(r->result.status, LS_NO_SUCH_LEASE);
+}
+
+Test(node, check_token, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(1, "c", 1000, 0);
+	ln_request q = {.type = LN_REQ_CHECK,
+			.name = "c",
+			.name_len = 1,
+			.token = r->result.token};
+	cr_assert_eq(find_reply(send_to(leader(), q))->result.status, LS_OK);
+	q.token++;
+	cr_assert_eq(find_reply(send_to(leader(), q))->result.status,
+		     LS_NOT_HOLDER);
+}
+
+/* A new leader counts what the ledger clock proves went unrenewed, so
+ * leases still expire when leaders change. */
+Test(node, new_leader_keeps_leases_conservatively, .init = setup,
+     .fini = teardown)
+{
+	ln_reply *r = do_acquire(1, "k", 1000, 0);
+	uint64_t tok = r->result.token;
+	advance(400); /* TICKs record 400 ms unrenewed */
+	int old = leader();
+	/* Depose the leader: drop everything to and from it. */
+	uint64_t t_kill = now_us;
+	for (int k = 0; k < 400 && (leader() == old || leader() < 0); k++) {
+		now_us += 1000;
+		for (uint32_t i = 0; i < N; i++) {
+			if ((int)i == old)
+				continue;
+			ln_event e = {.type = LN_EV_TICK};
+			run(i, &e);
+		}
+		while (qhead != qtail) {
+			ld_msg *m = queue[qhead++ % QMAX];
+			if ((int)m->to != old && (int)m->from != old) {
+				ln_event e = {.type = LN_EV_MSG, .msg = m};
+				run(m->to, &e);
+			}
+			ld_msg_free(m);
+		}
+	}
+	int nl = -1;
+	for (uint32_t i = 0; i < N; i++) {
+		ld_status st;
+		ld_replica_status(ln_node_replica(nodes[i]), &st);
+		if ((int)i != old && st.role == LD_LEADER)
+			nl = (int)i;
+	}
+	cr_assert_geq(nl, 0, "no new leader");
+	ln_reply *g = do_get(nl, "k");
+	cr_assert(g->found);
+	cr_assert_eq(g->token, tok);
+	/* Never less than the holder could believe (1000 - 400 from the
+	 * takeover), never the full TTL again. */
+	uint64_t since_kill_ms = (now_us - t_kill) / 1000;
+	cr_assert_leq(g->ttl_ms_left, 1000 - 400 + 60,
+		      "left %lld ms: TTL reset by the takeover",
+		      (long long)g->ttl_ms_left);
+	cr_assert_geq(g->ttl_ms_left + (int64_t)since_kill_ms, 600 - 100,
+		      "left %lld ms: shorter than the holder may believe",
+		      (long long)g->ttl_ms_left);
+}
+
+/* Expiring 100,000 leases at once takes a handful of decrees. */
+Test(node, mass_expiry_takes_a_handful_of_decrees, .init = setup,
+     .fini = teardown, .timeout = 120)
+{
+	const uint32_t leases = 100000;
+	char name[32];
+	/* 100 sessions x 1000 leases, granted in bulk. */
+	for (uint32_t i = 0; i < leases; i++) {
+		snprintf(name, sizeof name, "m/%u", i);
+		ln_request q = acquire_req(100 + i / 1000, name, 1000, 0);
+		q.req_id = req_ids++;
+		ln_event e = {.type = LN_EV_REQUEST, .req = &q};
+		run((uint32_t)leader(), &e);
+		if (i % 1000 == 999) {
+			deliver_all();
+			nreplies = 0;
+		}
+	}
+	advance(20);
+	nreplies = 0;
+	cr_assert_eq(ls_table_count(ln_node_table(nodes[leader()])), leases);
+	ln_stats before;
+	ln_node_stats(nodes[leader()], &before);
+	uint64_t d0 = decrees;
+	advance(1300); /* TTL 1000 + grace 200, nobody renews */
+	cr_assert_eq(ls_table_count(ln_node_table(nodes[leader()])), 0);
+	ln_stats after;
+	ln_node_stats(nodes[leader()], &after);
+	uint64_t expire_cmds = after.expire_decrees - before.expire_decrees;
+	uint64_t ticks = after.tick_decrees - before.tick_decrees;
+	uint64_t total = decrees - d0;
+	cr_log_info("100000 leases expired by %llu EXPIRE commands; %llu "
+		    "decrees in all (%llu of them TICKs)",
+		    (unsigned long long)expire_cmds, (unsigned long long)total,
+		    (unsigned long long)ticks);
+	fprintf(stderr,
+		"mass expiry: 100000 leases, %llu EXPIRE commands, %llu decrees "
+		"(%llu TICK commands)\n",
+		(unsigned long long)expire_cmds, (unsigned long long)total,
+		(unsigned long long)ticks);
+	/* EXPIRE commands batch hundreds of leases each, and a decree
+	 * batches up to LD_BATCH_CMDS_MAX commands. */
+	cr_assert_leq(expire_cmds, leases / (LS_EXPIRE_TOKENS_MAX / 2));
+	cr_assert_leq(total - ticks, 10, "%llu non-TICK decrees",
+		      (unsigned long long)(total - ticks));
+}
