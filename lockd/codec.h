@@ -11,8 +11,9 @@
  * Encoding refuses what decoding would refuse, so a record written to disk
  * can always be read back; for messages, the checks that need the cell's
  * size (replica ids, ld_msg_validate) are left to the receiver. An encoding
- * over the limit is LD_CODEC_ETOOBIG, not truncated: a PROMISE, CATCHUP or
- * SNAPSHOT message can outgrow LD_MESSAGE_BYTES_MAX.
+ * over the limit is LD_CODEC_ETOOBIG, not truncated. LD_MESSAGE_BYTES_MAX
+ * holds a whole snapshot; CATCHUP is bounded by bytes in the core; a PROMISE
+ * carrying LD_LOG_SLOTS_MAX maximal decrees could still outgrow it.
  *
  * Every function returns 0 or a positive LD_CODEC_E... code. */
 #ifndef LD_CODEC_H

@@ -37,7 +37,13 @@
 /* Snapshot bytes (state machine + client table). */
 #define LD_SNAPSHOT_BYTES_MAX (64u * 1024u * 1024u)
 
-/* One encoded peer or client message on the wire. */
-#define LD_MESSAGE_BYTES_MAX (4u * 1024u * 1024u)
+/* One encoded peer message on the wire: room for a whole snapshot, which
+ * travels in one SNAPSHOT message. (Client messages have their own, much
+ * smaller limit in the daemon.) */
+#define LD_MESSAGE_BYTES_MAX (LD_SNAPSHOT_BYTES_MAX + 1024u * 1024u)
+
+/* Decree bytes in one CATCHUP message (at least one decree is always sent;
+ * one decree is at most LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX). */
+#define LD_CATCHUP_BYTES_MAX (1024u * 1024u)
 
 #endif

@@ -1481,10 +1481,19 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 	c->votes = calloc(hi - m->slot + 1, sizeof *c->votes);
 	if (c->votes == NULL)
 		abort();
+	/* Bounded by bytes too, so the message always encodes; the requester
+	 * asks again from where this one ends. */
+	size_t bytes = 0;
 	for (uint64_t s = m->slot; s <= hi; s++) {
 		const entry *e = entry_at(r, s);
 		if (e == NULL || e->chosen == NULL)
 			break;
+		size_t vb = 64;
+		for (uint32_t i = 0; i < e->chosen->ncmds; i++)
+			vb += 32 + e->chosen->cmds[i].len;
+		if (c->nvotes > 0 && bytes + vb > LD_CATCHUP_BYTES_MAX)
+			break;
+		bytes += vb;
 		c->votes[c->nvotes++] = (ld_vote){
 			.slot = s, .value = ld_value_ref(e->chosen)};
 	}

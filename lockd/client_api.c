@@ -1,0 +1,293 @@
+#include "client_api.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "ldlog.h"
+
+typedef enum cctx_state {
+	CCTX_IDLE = 0, /* not started or closed */
+	CCTX_RECV,     /* waiting for a request */
+	CCTX_LOOP,     /* the event loop owns it */
+	CCTX_SEND,     /* sending a reply */
+} cctx_state;
+
+struct ld_cctx {
+	ld_clients *cl;
+	uint32_t index;
+	nng_ctx ctx;
+	nng_aio *aio;
+	cctx_state state;
+	Lockd__Request *req;
+	uint64_t arrived_us;
+};
+
+struct ld_clients {
+	nng_socket sock;
+	bool sock_open;
+	ld_evq *q;
+	ld_cctx ctxs[LD_CLIENT_CTX_MAX];
+	uint32_t nctx;
+	atomic_uint_fast64_t requests, malformed, replies;
+	ld_ratelimit bad_rl;
+};
+
+uint32_t ld_cctx_index(const ld_cctx *c)
+{
+	return c->index;
+}
+
+const Lockd__Request *ld_cctx_request(const ld_cctx *c)
+{
+	return c->req;
+}
+
+uint64_t ld_cctx_arrived_us(const ld_cctx *c)
+{
+	return c->arrived_us;
+}
+
+static void cctx_recv(ld_cctx *c)
+{
+	c->state = CCTX_RECV;
+	nng_ctx_recv(c->ctx, c->aio);
+}
+
+/* Sends rep; on any failure the client gets no answer (its REQ socket
+ * times out or resends) and the context goes back to receiving. The request
+ * is freed only after rep is packed: rep may borrow its strings. */
+static void cctx_send(ld_cctx *c, const Lockd__Reply *rep)
+{
+	size_t len = lockd__reply__get_packed_size(rep);
+	nng_msg *m;
+	int rv = nng_msg_alloc(&m, len);
+	if (rv == 0)
+		lockd__reply__pack(rep, nng_msg_body(m));
+	if (c->req != NULL) {
+		lockd__request__free_unpacked(c->req, NULL);
+		c->req = NULL;
+	}
+	if (rv != 0) {
+		cctx_recv(c);
+		return;
+	}
+	c->state = CCTX_SEND;
+	nng_aio_set_msg(c->aio, m);
+	nng_ctx_send(c->ctx, c->aio);
+}
+
+/* Walks the top level of a Request for the wire length of its last name
+ * (field 5) and reason (field 10) strings: protobuf-c hands them over
+ * NUL-terminated, so one with a NUL inside would silently be cut short.
+ * The buffer already unpacked, so it is well-formed. */
+static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
+			     size_t *reason_len)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		uint64_t key = 0;
+		unsigned shift = 0;
+		uint8_t b;
+		do {
+			if (pos >= len || shift > 63)
+				return;
+			b = p[pos++];
+			key |= (uint64_t)(b & 0x7f) << shift;
+			shift += 7;
+		} while (b & 0x80);
+		uint64_t v = 0;
+		switch (key & 7) {
+		case 0: /* varint */
+			do {
+				if (pos >= len)
+					return;
+				b = p[pos++];
+			} while (b & 0x80);
+			break;
+		case 1:
+			pos += 8;
+			break;
+		case 5:
+			pos += 4;
+			break;
+		case 2:
+			shift = 0;
+			do {
+				if (pos >= len || shift > 63)
+					return;
+				b = p[pos++];
+				v |= (uint64_t)(b & 0x7f) << shift;
+				shift += 7;
+			} while (b & 0x80);
+			if (v > len - pos)
+				return;
+			if ((key >> 3) == 5)
+				*name_len = (size_t)v;
+			else if ((key >> 3) == 10)
+				*reason_len = (size_t)v;
+			pos += (size_t)v;
+			break;
+		default:
+			return;
+		}
+	}
+}
+
+/* A sentence for a request that cannot reach the node, or NULL. */
+static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
+				   size_t len)
+{
+	if (r->op <= LOCKD__OP__OP_UNSPECIFIED || r->op > LOCKD__OP__OP_STATUS)
+		return "unknown op: expected ACQUIRE, RENEW, RELEASE, REVOKE, "
+		       "GET, CHECK, LIST or STATUS";
+	size_t name_len = 0, reason_len = 0;
+	wire_string_lens(buf, len, &name_len, &reason_len);
+	if (strlen(r->name) != name_len)
+		return "the name contains a NUL byte";
+	if (strlen(r->reason) != reason_len)
+		return "the reason contains a NUL byte";
+	return NULL;
+}
+
+static void cctx_invalid(ld_cctx *c, const char *sentence)
+{
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_INVALID;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_E_MALFORMED;
+	rep.error = (char *)sentence;
+	rep.leader_hint = -1;
+	atomic_fetch_add(&c->cl->malformed, 1);
+	uint64_t suppressed;
+	if (ld_ratelimit_pass(&c->cl->bad_rl, &suppressed))
+		ld_log("warn", "client_malformed",
+		       "reason=\"%s\" suppressed=%llu", sentence,
+		       (unsigned long long)suppressed);
+	cctx_send(c, &rep);
+}
+
+static void cctx_cb(void *arg)
+{
+	ld_cctx *c = arg;
+	int rv = nng_aio_result(c->aio);
+	if (c->state == CCTX_SEND) {
+		if (rv != 0)
+			nng_msg_free(nng_aio_get_msg(c->aio));
+		else
+			atomic_fetch_add(&c->cl->replies, 1);
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			c->state = CCTX_IDLE;
+			return;
+		}
+		cctx_recv(c);
+		return;
+	}
+	if (c->state != CCTX_RECV)
+		return;
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+		c->state = CCTX_IDLE;
+		return;
+	}
+	if (rv != 0) {
+		cctx_recv(c);
+		return;
+	}
+	nng_msg *m = nng_aio_get_msg(c->aio);
+	const uint8_t *body = nng_msg_body(m);
+	size_t len = nng_msg_len(m);
+	atomic_fetch_add(&c->cl->requests, 1);
+	Lockd__Request *r = lockd__request__unpack(NULL, len, body);
+	if (r == NULL) {
+		nng_msg_free(m);
+		cctx_invalid(c, "the request is not a well-formed "
+				"lockd.Request protobuf");
+		return;
+	}
+	const char *problem = request_problem(r, body, len);
+	nng_msg_free(m);
+	if (problem != NULL) {
+		lockd__request__free_unpacked(r, NULL);
+		cctx_invalid(c, problem);
+		return;
+	}
+	c->req = r;
+	c->arrived_us = ld_mono_us();
+	c->state = CCTX_LOOP;
+	ld_evq_push_client(c->cl->q, c);
+}
+
+void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep)
+{
+	cctx_send(c, rep);
+}
+
+int ld_clients_open(const char *url, ld_evq *q, ld_clients **out, char *err,
+		    size_t errlen)
+{
+	ld_clients *cl = calloc(1, sizeof *cl);
+	if (cl == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	*out = cl;
+	cl->q = q;
+	cl->bad_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	int rv;
+	if ((rv = nng_rep0_open(&cl->sock)) != 0) {
+		snprintf(err, errlen, "cannot open a client socket: %s",
+			 nng_strerror(rv));
+		return -1;
+	}
+	cl->sock_open = true;
+	nng_socket_set_size(cl->sock, NNG_OPT_RECVMAXSZ,
+			    LD_CLIENT_REQUEST_BYTES_MAX);
+	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+		ld_cctx *c = &cl->ctxs[i];
+		c->cl = cl;
+		c->index = i;
+		if ((rv = nng_aio_alloc(&c->aio, cctx_cb, c)) != 0 ||
+		    (rv = nng_ctx_open(&c->ctx, cl->sock)) != 0) {
+			snprintf(err, errlen,
+				 "cannot make client context %u: %s", i,
+				 nng_strerror(rv));
+			return -1;
+		}
+		cl->nctx = i + 1;
+	}
+	if ((rv = nng_listen(cl->sock, url, NULL, 0)) != 0) {
+		snprintf(err, errlen, "cannot listen for clients on %s: %s",
+			 url, nng_strerror(rv));
+		return -1;
+	}
+	for (uint32_t i = 0; i < cl->nctx; i++)
+		cctx_recv(&cl->ctxs[i]);
+	return 0;
+}
+
+void ld_clients_stats_get(ld_clients *cl, ld_clients_stats *st)
+{
+	st->requests = atomic_load(&cl->requests);
+	st->malformed = atomic_load(&cl->malformed);
+	st->replies = atomic_load(&cl->replies);
+}
+
+void ld_clients_close(ld_clients *cl)
+{
+	if (cl == NULL)
+		return;
+	if (cl->sock_open)
+		nng_close(cl->sock);
+	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+		ld_cctx *c = &cl->ctxs[i];
+		if (c->aio != NULL)
+			nng_aio_free(c->aio); /* waits for its callback */
+		if (c->req != NULL)
+			lockd__request__free_unpacked(c->req, NULL);
+	}
+	free(cl);
+}

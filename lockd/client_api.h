@@ -1,0 +1,55 @@
+/* The client side of the daemon: one nng REP socket on the replica's client
+ * URL with many contexts, so a request that waits (a blocking acquire, a read
+ * waiting for the ledger to catch up) holds only its own context.
+ *
+ * Each context cycles: receive -> (callback) decode the client.proto Request
+ * -> malformed: answer STATUS_INVALID at once; else hand the context to the
+ * event loop through the queue -> the loop answers with ld_cctx_reply ->
+ * (callback) receive again. Between the hand-off and the reply the loop owns
+ * the context and its request. */
+#ifndef LD_CLIENT_API_H
+#define LD_CLIENT_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.pb-c.h"
+#include "evq.h"
+
+/* Client contexts per replica: requests that can wait at once. */
+#define LD_CLIENT_CTX_MAX 256u
+
+/* The largest request accepted (client.proto Request; the biggest valid one
+ * is well under 2 KiB). Larger ones are dropped by nng. */
+#define LD_CLIENT_REQUEST_BYTES_MAX (64u * 1024u)
+
+typedef struct ld_clients ld_clients;
+typedef struct ld_cctx ld_cctx;
+
+/* Listens on url; requests go to q. Returns 0, or -1 with a sentence. *out
+ * is the caller's to ld_clients_close. */
+int ld_clients_open(const char *url, ld_evq *q, ld_clients **out, char *err,
+		    size_t errlen);
+
+/* The context's index (0..LD_CLIENT_CTX_MAX) and its decoded request
+ * (borrowed; valid until ld_cctx_reply). */
+uint32_t ld_cctx_index(const ld_cctx *c);
+const Lockd__Request *ld_cctx_request(const ld_cctx *c);
+/* When the request arrived (local monotonic µs). */
+uint64_t ld_cctx_arrived_us(const ld_cctx *c);
+
+/* Sends rep (only read) and frees the request; the context then receives
+ * the next one. Called by the loop on a context it owns. */
+void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep);
+
+typedef struct ld_clients_stats {
+	uint64_t requests, malformed, replies;
+} ld_clients_stats;
+
+void ld_clients_stats_get(ld_clients *cl, ld_clients_stats *st);
+
+/* Closes the socket (pending receives end with NNG_ECLOSED), waits for
+ * every callback and frees the contexts, requests included. */
+void ld_clients_close(ld_clients *cl);
+
+#endif

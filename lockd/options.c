@@ -1,0 +1,407 @@
+#include "options.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Durations the daemon accepts for the Paxos timers (ms). */
+#define OPT_TIMER_MS_MAX 60000u
+
+typedef struct opt_state {
+	ld_options *o;
+	bool have_id, have_peers, have_clients, have_data;
+	uint32_t nclients;
+	uint64_t heartbeat_ms, election_ms;
+} opt_state;
+
+static const char *const opt_names[] = {
+	"config",         "id",          "peers",      "clients",
+	"data",           "grace-ms",    "ttl-max-ms", "drift-ppm",
+	"heartbeat-ms",   "election-ms", "tick-ms",    "cell-id",
+	"snapshot-every", "retry-ms",
+};
+
+void ld_options_usage(FILE *f)
+{
+	fputs("usage: lockd --id N --peers URL,URL,URL --clients URL,URL,URL "
+	      "--data DIR [options]\n"
+	      "       lockd --free-ports N\n"
+	      "\n"
+	      "  --config FILE        `name = value` lines with the names "
+	      "below\n"
+	      "  --id N               this replica's id (0-based index in "
+	      "--peers)\n"
+	      "  --peers URLS         peer (Paxos) URLs by replica id\n"
+	      "  --clients URLS       client URLs by replica id\n"
+	      "  --data DIR           the replica's RocksDB directory\n"
+	      "  --cell-id N          the cell's identity (0 = any)\n"
+	      "  --grace-ms N         wait after an unclean end (default "
+	      "1000)\n"
+	      "  --ttl-max-ms N       longest TTL accepted (default 60000)\n"
+	      "  --drift-ppm N        clock drift bound (default 1000)\n"
+	      "  --tick-ms N          ledger clock interval (default 100)\n"
+	      "  --heartbeat-ms N     leader heartbeat (default 50)\n"
+	      "  --election-ms N      election timeout base (default 300)\n"
+	      "  --retry-ms N         Paxos resend interval (default 100)\n"
+	      "  --snapshot-every N   applied slots between snapshots "
+	      "(default 256)\n"
+	      "  --free-ports N       print N free loopback TCP ports and "
+	      "exit\n",
+	      f);
+}
+
+static int parse_u64(const char *name, const char *v, uint64_t max,
+		     uint64_t *out, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	if (*v == '\0' || *v == '-' || isspace((unsigned char)*v))
+		goto bad;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0' || x > max)
+		goto bad;
+	*out = x;
+	return 0;
+bad:
+	snprintf(err, errlen, "--%s wants a whole number up to %llu, not '%s'",
+		 name, (unsigned long long)max, v);
+	return -1;
+}
+
+/* Splits a comma-separated URL list into urls[]. Returns the count, or -1
+ * with a sentence in err. */
+static int parse_urls(const char *name, const char *v,
+		      char urls[][LD_URL_BYTES_MAX], char *err, size_t errlen)
+{
+	uint32_t n = 0;
+	const char *p = v;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		while (len > 0 && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)p[len - 1]))
+			len--;
+		if (len == 0) {
+			snprintf(err, errlen, "--%s has an empty URL in '%s'",
+				 name, v);
+			return -1;
+		}
+		if (n == LD_REPLICAS_MAX) {
+			snprintf(err, errlen,
+				 "--%s lists more than %u replicas", name,
+				 LD_REPLICAS_MAX);
+			return -1;
+		}
+		if (len >= LD_URL_BYTES_MAX) {
+			snprintf(err, errlen,
+				 "--%s has a URL longer than %u bytes", name,
+				 LD_URL_BYTES_MAX - 1);
+			return -1;
+		}
+		memcpy(urls[n], p, len);
+		urls[n][len] = '\0';
+		n++;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return (int)n;
+}
+
+static int opt_set(opt_state *st, const char *name, const char *v, char *err,
+		   size_t errlen)
+{
+	ld_options *o = st->o;
+	uint64_t x;
+	if (strcmp(name, "config") == 0)
+		return 0; /* read before everything else */
+	if (strcmp(name, "id") == 0) {
+		if (parse_u64(name, v, LD_REPLICAS_MAX - 1, &x, err, errlen))
+			return -1;
+		o->id = (uint32_t)x;
+		st->have_id = true;
+	} else if (strcmp(name, "peers") == 0) {
+		int n = parse_urls(name, v, o->peers, err, errlen);
+		if (n < 0)
+			return -1;
+		o->nreplicas = (uint32_t)n;
+		st->have_peers = true;
+	} else if (strcmp(name, "clients") == 0) {
+		int n = parse_urls(name, v, o->clients, err, errlen);
+		if (n < 0)
+			return -1;
+		st->nclients = (uint32_t)n;
+		st->have_clients = true;
+	} else if (strcmp(name, "data") == 0) {
+		if (*v == '\0' || strlen(v) >= sizeof o->data) {
+			snprintf(err, errlen,
+				 "--data wants a directory path of 1-%zu bytes",
+				 sizeof o->data - 1);
+			return -1;
+		}
+		strcpy(o->data, v);
+		st->have_data = true;
+	} else if (strcmp(name, "cell-id") == 0) {
+		if (parse_u64(name, v, UINT64_MAX, &o->cell_id, err, errlen))
+			return -1;
+	} else if (strcmp(name, "grace-ms") == 0) {
+		if (parse_u64(name, v, UINT32_MAX, &x, err, errlen))
+			return -1;
+		o->node.grace_ms = (uint32_t)x;
+	} else if (strcmp(name, "ttl-max-ms") == 0) {
+		if (parse_u64(name, v, UINT32_MAX, &x, err, errlen))
+			return -1;
+		o->node.ttl_ms_max = (uint32_t)x;
+	} else if (strcmp(name, "drift-ppm") == 0) {
+		if (parse_u64(name, v, UINT32_MAX, &x, err, errlen))
+			return -1;
+		o->node.drift_ppm = (uint32_t)x;
+	} else if (strcmp(name, "tick-ms") == 0) {
+		if (parse_u64(name, v, UINT32_MAX, &x, err, errlen))
+			return -1;
+		o->node.tick_ms = (uint32_t)x;
+	} else if (strcmp(name, "heartbeat-ms") == 0) {
+		if (parse_u64(name, v, OPT_TIMER_MS_MAX, &x, err, errlen))
+			return -1;
+		st->heartbeat_ms = x;
+	} else if (strcmp(name, "election-ms") == 0) {
+		if (parse_u64(name, v, OPT_TIMER_MS_MAX, &x, err, errlen))
+			return -1;
+		st->election_ms = x;
+	} else if (strcmp(name, "retry-ms") == 0) {
+		if (parse_u64(name, v, OPT_TIMER_MS_MAX, &x, err, errlen))
+			return -1;
+		if (x == 0) {
+			snprintf(err, errlen, "--retry-ms must be at least 1");
+			return -1;
+		}
+		o->node.paxos.retry_us = x * 1000;
+	} else if (strcmp(name, "snapshot-every") == 0) {
+		/* The log must hold a snapshot interval, the tail kept before
+		 * the snapshot and a full pipeline window (ld_replica_new). */
+		uint64_t max = LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS -
+			       LD_WINDOW_SLOTS_MAX - 1;
+		if (parse_u64(name, v, max, &x, err, errlen))
+			return -1;
+		if (x == 0) {
+			snprintf(err, errlen,
+				 "--snapshot-every must be at least 1");
+			return -1;
+		}
+		o->node.paxos.snapshot_every_slots = (uint32_t)x;
+	} else {
+		snprintf(err, errlen, "unknown option --%s (see --help)", name);
+		return -1;
+	}
+	return 0;
+}
+
+static bool opt_known(const char *name)
+{
+	for (size_t i = 0; i < sizeof opt_names / sizeof opt_names[0]; i++)
+		if (strcmp(name, opt_names[i]) == 0)
+			return true;
+	return false;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static int read_config(opt_state *st, const char *path, char *err,
+		       size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read config file %s: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	char line[4096];
+	unsigned lineno = 0;
+	int rc = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path,
+				 lineno);
+			rc = -1;
+			break;
+		}
+		char *hash = strchr(line, '#');
+		if (hash != NULL)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%u: expected `name = value`",
+				 path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *name = trim(s);
+		char *value = trim(eq + 1);
+		for (char *c = name; *c; c++)
+			if (*c == '_')
+				*c = '-';
+		if (!opt_known(name) || strcmp(name, "config") == 0) {
+			snprintf(err, errlen, "%s:%u: unknown option '%s'",
+				 path, lineno, name);
+			rc = -1;
+			break;
+		}
+		char sub[512];
+		if (opt_set(st, name, value, sub, sizeof sub) != 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, sub);
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* Iterates argv as (name, value) pairs: `--name value` or `--name=value`.
+ * Returns 1 with a pair, 0 at the end, -1 with a sentence. */
+static int next_flag(int argc, char **argv, int *i, char *name, size_t namelen,
+		     const char **value, char *err, size_t errlen)
+{
+	if (*i >= argc)
+		return 0;
+	const char *a = argv[*i];
+	if (strncmp(a, "--", 2) != 0) {
+		snprintf(err, errlen, "unexpected argument '%s' (see --help)",
+			 a);
+		return -1;
+	}
+	a += 2;
+	const char *eq = strchr(a, '=');
+	size_t len = eq ? (size_t)(eq - a) : strlen(a);
+	if (len == 0 || len >= namelen) {
+		snprintf(err, errlen, "unknown option '%s' (see --help)",
+			 argv[*i]);
+		return -1;
+	}
+	memcpy(name, a, len);
+	name[len] = '\0';
+	if (eq != NULL) {
+		*value = eq + 1;
+		(*i)++;
+		return 1;
+	}
+	if (*i + 1 >= argc) {
+		snprintf(err, errlen, "--%s needs a value", name);
+		return -1;
+	}
+	*value = argv[*i + 1];
+	*i += 2;
+	return 1;
+}
+
+int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
+		     size_t errlen)
+{
+	memset(o, 0, sizeof *o);
+	ln_config_default(&o->node, 0, 1);
+	opt_state st = {.o = o,
+			.heartbeat_ms = o->node.paxos.heartbeat_us / 1000,
+			.election_ms =
+				o->node.paxos.election_timeout_us / 1000};
+	char name[64];
+	const char *value;
+	int i, rc;
+
+	/* The config file first, so that flags override it. */
+	for (i = 1; (rc = next_flag(argc, argv, &i, name, sizeof name, &value,
+				    err, errlen)) == 1;) {
+		if (strcmp(name, "config") == 0 &&
+		    read_config(&st, value, err, errlen) != 0)
+			return -1;
+	}
+	if (rc < 0)
+		return -1;
+	for (i = 1; (rc = next_flag(argc, argv, &i, name, sizeof name, &value,
+				    err, errlen)) == 1;)
+		if (opt_set(&st, name, value, err, errlen) != 0)
+			return -1;
+	if (rc < 0)
+		return -1;
+
+	if (!st.have_peers) {
+		snprintf(err, errlen,
+			 "--peers is required: the peer URLs of "
+			 "every replica, by id");
+		return -1;
+	}
+	if (!st.have_clients) {
+		snprintf(err, errlen,
+			 "--clients is required: the client URLs "
+			 "of every replica, by id");
+		return -1;
+	}
+	if (st.nclients != o->nreplicas) {
+		snprintf(err, errlen,
+			 "--clients lists %u URLs but --peers lists %u: one of "
+			 "each per replica",
+			 st.nclients, o->nreplicas);
+		return -1;
+	}
+	if (!st.have_id) {
+		snprintf(err, errlen, "--id is required");
+		return -1;
+	}
+	if (o->id >= o->nreplicas) {
+		snprintf(err, errlen,
+			 "--id %u is out of range: --peers names replicas 0-%u",
+			 o->id, o->nreplicas - 1);
+		return -1;
+	}
+	if (!st.have_data) {
+		snprintf(err, errlen, "--data is required");
+		return -1;
+	}
+	for (uint32_t a = 0; a < o->nreplicas; a++)
+		for (uint32_t b = 0; b < o->nreplicas; b++)
+			if (a != b &&
+			    (strcmp(o->peers[a], o->peers[b]) == 0 ||
+			     strcmp(o->clients[a], o->clients[b]) == 0 ||
+			     strcmp(o->peers[a], o->clients[b]) == 0)) {
+				snprintf(err, errlen,
+					 "replicas %u and %u share a URL", a,
+					 b);
+				return -1;
+			}
+	if (st.heartbeat_ms == 0 || st.election_ms == 0) {
+		snprintf(err, errlen,
+			 "--heartbeat-ms and --election-ms must be at least 1");
+		return -1;
+	}
+	if (st.heartbeat_ms * 2 > st.election_ms) {
+		snprintf(err, errlen,
+			 "--election-ms (%llu) must be at least twice "
+			 "--heartbeat-ms (%llu), or followers depose a live "
+			 "leader",
+			 (unsigned long long)st.election_ms,
+			 (unsigned long long)st.heartbeat_ms);
+		return -1;
+	}
+	o->node.paxos.id = o->id;
+	o->node.paxos.nreplicas = o->nreplicas;
+	o->node.paxos.heartbeat_us = st.heartbeat_ms * 1000;
+	o->node.paxos.election_timeout_us = st.election_ms * 1000;
+	return ln_config_check(&o->node, err, errlen);
+}

@@ -1,0 +1,39 @@
+/* lockd's command line and config file.
+ *
+ * Every option is a flag `--name value` and a config file line
+ * `name = value` (blank lines and `#` comments allowed). The file named by
+ * --config is read first; flags given on the command line override it. */
+#ifndef LD_OPTIONS_H
+#define LD_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ld_limits.h"
+#include "node.h"
+
+#define LD_URL_BYTES_MAX 256u
+#define LD_PATH_BYTES_MAX 1024u
+
+typedef struct ld_options {
+	uint32_t id;
+	uint32_t nreplicas; /* from --peers */
+	char peers[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
+	char clients[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
+	char data[LD_PATH_BYTES_MAX];
+	uint64_t cell_id;
+	/* The node's configuration, filled from the flags over its defaults
+	 * (ln_config_default); validated by ld_options_parse. */
+	ln_config node;
+} ld_options;
+
+/* Fills o from argv (argv[0] skipped). Returns 0, or -1 with a sentence in
+ * err saying what is wrong (the caller prints it and exits 2). */
+int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
+		     size_t errlen);
+
+/* The usage text for --help. */
+void ld_options_usage(FILE *f);
+
+#endif

@@ -1,0 +1,764 @@
+#include "server.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.pb-c.h"
+#include "client_api.h"
+#include "ldlog.h"
+#include "node.h"
+#include "storage.h"
+#include "transport.h"
+
+/* A read waiting for known_position waits this long, then gets
+ * STATUS_BEHIND (the client asks another replica). */
+#define READ_WAIT_US 1000000u
+
+/* A write the node has not answered after its wait plus this gets
+ * STATUS_BUSY, so a context is never lost; the node's late answer, if
+ * any, is dropped (the client retries with the same seq: exactly once). */
+#define WRITE_ANSWER_US 30000000u
+
+/* A round longer than this is logged: the loop is late for its timers. */
+#define SLOW_ROUND_US 100000u
+
+/* The loop wakes at least this often. */
+#define WAKE_US_MAX 1000000u
+
+/* LIST answers at most this many leases, and about this many bytes (a REQ
+ * client accepts 1 MiB by default). */
+#define LIST_LEASES_MAX 1000u
+#define LIST_BYTES_MAX (768u * 1024u)
+
+/* req_id = generation << 16 | context index: a late answer to a context
+ * that has since moved on is recognised and dropped. */
+#define REQ_INDEX_BITS 16
+_Static_assert(LD_CLIENT_CTX_MAX <= (1u << REQ_INDEX_BITS),
+	       "context index must fit in the req_id");
+
+typedef enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_NODE,   /* the node has the request; its reply answers it */
+	SLOT_PARKED, /* a read waiting for known_position */
+	SLOT_LATER,  /* STATUS or LIST answered at the end of this round */
+} slot_state;
+
+typedef struct slot {
+	slot_state state;
+	uint64_t gen;
+	uint64_t deadline_us;
+	ld_cctx *c;
+} slot;
+
+struct ld_server {
+	ld_options o;
+	ln_node *node;
+	ld_store *store;
+	ld_peers *peers;
+	ld_clients *clients;
+	ld_evq q;
+	bool q_init;
+	ln_actions act;
+	uint64_t timer_at_us;
+
+	slot slots[LD_CLIENT_CTX_MAX];
+	ln_request reqs[LD_CLIENT_CTX_MAX];
+	ld_evq_item *items;
+
+	/* LIST's reply buffers */
+	Lockd__Lease *list_leases;
+	Lockd__Lease **list_ptrs;
+	char (*list_names)[LS_NAME_BYTES_MAX + 1];
+
+	/* what was last logged */
+	ld_role role;
+	int32_t leader;
+	uint64_t round;
+	ld_ratelimit core_rl;
+};
+
+ld_evq *ld_server_queue(ld_server *s)
+{
+	return &s->q;
+}
+
+static const char *role_name(ld_role r)
+{
+	switch (r) {
+	case LD_LEADER:
+		return "leader";
+	case LD_CANDIDATE:
+		return "candidate";
+	case LD_FOLLOWER:
+		return "follower";
+	}
+	return "?";
+}
+
+static void node_status(const ld_server *s, ld_status *st)
+{
+	ld_replica_status(ln_node_replica(s->node), st);
+}
+
+/* ---- start-up ---------------------------------------------------------- */
+
+struct restore_ctx {
+	ln_node *node;
+	uint64_t n;
+};
+
+static int restore_one(const ld_record *rec, void *arg)
+{
+	struct restore_ctx *rc = arg;
+	rc->n++;
+	return ln_node_restore(rc->node, rec) == 0 ? 0 : 1;
+}
+
+int ld_server_open(const ld_options *o, ld_server **out, char *err,
+		   size_t errlen)
+{
+	*out = NULL;
+	ld_server *s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->o = *o;
+	s->role = LD_FOLLOWER;
+	s->leader = -1;
+	s->core_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	ln_actions_init(&s->act);
+
+	s->list_leases = calloc(LIST_LEASES_MAX, sizeof *s->list_leases);
+	s->list_ptrs = calloc(LIST_LEASES_MAX, sizeof *s->list_ptrs);
+	s->list_names = calloc(LIST_LEASES_MAX, sizeof *s->list_names);
+	if (s->list_leases == NULL || s->list_ptrs == NULL ||
+	    s->list_names == NULL || ld_evq_init(&s->q, LD_CLIENT_CTX_MAX)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->q_init = true;
+	s->items = calloc(s->q.cap, sizeof *s->items);
+	if (s->items == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
+	s->node = ln_node_new(&o->node);
+	if (s->node == NULL) {
+		snprintf(err, errlen,
+			 "cannot make the node: out of memory or a Paxos "
+			 "setting out of range");
+		goto fail;
+	}
+	ld_store_identity id = {.cell_id = o->cell_id,
+				.replica_id = o->id,
+				.nreplicas = o->nreplicas};
+	if (ld_store_open(o->data, &id, &s->store, err, errlen) != 0) {
+		s->store = NULL;
+		goto fail;
+	}
+	struct restore_ctx rc = {s->node, 0};
+	int lrv = ld_store_load(s->store, restore_one, &rc, err, errlen);
+	if (lrv < 0)
+		goto fail;
+	if (lrv > 0) {
+		snprintf(err, errlen,
+			 "record %llu in %s does not replay: the store is "
+			 "damaged",
+			 (unsigned long long)rc.n, o->data);
+		goto fail;
+	}
+	ld_status st;
+	node_status(s, &st);
+	ld_log("info", "restored",
+	       "records=%llu snapshot_base=%llu applied=%llu promised=%llu.%u "
+	       "leases=%llu",
+	       (unsigned long long)rc.n, (unsigned long long)st.base,
+	       (unsigned long long)st.applied,
+	       (unsigned long long)st.promised.round, st.promised.id,
+	       (unsigned long long)ls_table_count(ln_node_table(s->node)));
+
+	/* Sockets last: nothing arrives before the node knows its past. */
+	if (ld_peers_open(o, &s->q, &s->peers, err, errlen) != 0)
+		goto fail;
+	if (ld_clients_open(o->clients[o->id], &s->q, &s->clients, err,
+			    errlen) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	ld_server_close(s);
+	return -1;
+}
+
+void ld_server_close(ld_server *s)
+{
+	if (s == NULL)
+		return;
+	/* Stop the inflow first: after these, no callback runs. */
+	ld_clients_close(s->clients);
+	ld_peers_close(s->peers);
+	if (s->q_init)
+		ld_evq_destroy(&s->q);
+	ln_actions_free(&s->act);
+	ln_node_free(s->node);
+	if (s->store != NULL)
+		ld_store_close(s->store);
+	free(s->items);
+	free(s->list_leases);
+	free(s->list_ptrs);
+	free(s->list_names);
+	free(s);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void set_leader(const ld_server *s, Lockd__Reply *rep, int32_t hint)
+{
+	rep->leader_hint = hint;
+	if (hint >= 0 && (uint32_t)hint < s->o.nreplicas)
+		rep->leader_addr = (char *)s->o.clients[hint];
+	else
+		rep->leader_addr = (char *)"";
+}
+
+static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
+{
+	slot *sl = &s->slots[idx];
+	ld_cctx_reply(sl->c, rep);
+	sl->state = SLOT_FREE;
+	sl->c = NULL;
+}
+
+static Lockd__Status wire_status(ln_status st)
+{
+	switch (st) {
+	case LN_OK:
+		return LOCKD__STATUS__STATUS_OK;
+	case LN_NOT_LEADER:
+		return LOCKD__STATUS__STATUS_NOT_LEADER;
+	case LN_BUSY:
+		return LOCKD__STATUS__STATUS_BUSY;
+	case LN_INVALID:
+		return LOCKD__STATUS__STATUS_INVALID;
+	case LN_TIMEOUT:
+		return LOCKD__STATUS__STATUS_TIMEOUT;
+	}
+	return LOCKD__STATUS__STATUS_UNSPECIFIED;
+}
+
+_Static_assert((int)LOCKD__LEASE_STATUS__LEASE_E_MALFORMED ==
+			       (int)LS_E_MALFORMED &&
+		       (int)LOCKD__LEASE_STATUS__LEASE_GRANTED ==
+			       (int)LS_GRANTED &&
+		       LS_STATUS_COUNT == LS_E_MALFORMED + 1,
+	       "LeaseStatus in client.proto must number like ls_status");
+
+static void answer_node(ld_server *s, const ln_reply *rp)
+{
+	uint32_t idx = (uint32_t)(rp->req_id & ((1u << REQ_INDEX_BITS) - 1));
+	uint64_t gen = rp->req_id >> REQ_INDEX_BITS;
+	if (idx >= LD_CLIENT_CTX_MAX || s->slots[idx].state != SLOT_NODE ||
+	    s->slots[idx].gen != gen)
+		return; /* that context gave up on it (WRITE_ANSWER_US) */
+	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
+
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	Lockd__Lease lease = LOCKD__LEASE__INIT;
+	char sentence[256] = "";
+	rep.status = wire_status(rp->status);
+	ls_status ls = rp->result.status < LS_STATUS_COUNT ? rp->result.status
+							   : LS_E_MALFORMED;
+	rep.lease_status = (Lockd__LeaseStatus)ls;
+	set_leader(s, &rep, rp->leader_hint);
+	rep.position = rp->position;
+	rep.token = rp->result.token;
+	rep.holder = rp->result.holder;
+	rep.queue_position = rp->result.position;
+	rep.n_renewed = rp->ntokens;
+	rep.renewed = rp->tokens;
+	switch (rp->status) {
+	case LN_OK:
+		if (ls != LS_OK && ls != LS_GRANTED)
+			snprintf(sentence, sizeof sentence, "%s",
+				 ls_strerror(ls));
+		break;
+	case LN_NOT_LEADER:
+		if (rp->leader_hint >= 0 &&
+		    (uint32_t)rp->leader_hint < s->o.nreplicas)
+			snprintf(sentence, sizeof sentence,
+				 "this replica is not the leader: ask replica "
+				 "%d at %s",
+				 rp->leader_hint,
+				 s->o.clients[rp->leader_hint]);
+		else
+			snprintf(sentence, sizeof sentence,
+				 "this replica is not the leader and knows no "
+				 "leader yet: retry shortly");
+		break;
+	case LN_BUSY:
+		snprintf(sentence, sizeof sentence,
+			 "the leader's queue is full: retry later");
+		break;
+	case LN_INVALID:
+		snprintf(sentence, sizeof sentence, "%s", ls_strerror(ls));
+		break;
+	case LN_TIMEOUT:
+		snprintf(sentence, sizeof sentence,
+			 "waited %u ms; the name is still held by session "
+			 "%llu",
+			 req->wait_ms, (unsigned long long)rp->result.holder);
+		break;
+	}
+	rep.error = sentence;
+	if (rp->type == LN_REQ_GET && rp->found) {
+		lease.name = req->name;
+		lease.holder = rp->holder;
+		lease.token = rp->token;
+		lease.ttl_ms = rp->ttl_ms;
+		lease.ttl_ms_left = rp->ttl_ms_left;
+		lease.in_grace = rp->in_grace;
+		lease.revoked = rp->revoked;
+		lease.waiters = rp->nwaiters;
+		lease.value.data = (uint8_t *)rp->value;
+		lease.value.len = rp->value_len;
+		rep.lease = &lease;
+	}
+	slot_done(s, idx, &rep);
+}
+
+static void answer_status(ld_server *s, uint32_t idx)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	Lockd__ReplicaStatus rs = LOCKD__REPLICA_STATUS__INIT;
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	rs.id = s->o.id;
+	rs.role = (char *)role_name(st.role);
+	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
+	rs.ballot_round = b.round;
+	rs.ballot_id = b.id;
+	rs.leader = st.leader;
+	rs.commit = st.commit;
+	rs.applied = st.applied;
+	rs.snapshot_base = st.base;
+	rs.leases = ls_table_count(ln_node_table(s->node));
+	rep.replica = &rs;
+	slot_done(s, idx, &rep);
+}
+
+struct list_ctx {
+	ld_server *s;
+	size_t n, bytes;
+};
+
+static bool list_one(const ls_view *v, void *arg)
+{
+	struct list_ctx *lc = arg;
+	ld_server *s = lc->s;
+	size_t cost = 64 + v->name_len + v->value_len;
+	if (lc->n == LIST_LEASES_MAX || lc->bytes + cost > LIST_BYTES_MAX)
+		return false;
+	Lockd__Lease *l = &s->list_leases[lc->n];
+	lockd__lease__init(l);
+	char *name = s->list_names[lc->n];
+	uint32_t nl = v->name_len <= LS_NAME_BYTES_MAX ? v->name_len
+						       : LS_NAME_BYTES_MAX;
+	memcpy(name, v->name, nl);
+	name[nl] = '\0';
+	l->name = name;
+	l->holder = v->holder;
+	l->token = v->token;
+	l->ttl_ms = v->ttl_ms;
+	l->ttl_ms_left = -1;
+	l->revoked = v->revoked;
+	l->waiters = v->nwaiters;
+	l->value.data = (uint8_t *)v->value;
+	l->value.len = v->value_len;
+	s->list_ptrs[lc->n] = l;
+	lc->n++;
+	lc->bytes += cost;
+	return true;
+}
+
+static void answer_list(ld_server *s, uint32_t idx)
+{
+	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	size_t plen = strlen(req->name);
+	if (plen > LS_NAME_BYTES_MAX) {
+		rep.status = LOCKD__STATUS__STATUS_INVALID;
+		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_E_NAME;
+		rep.error = (char *)ls_strerror(LS_E_NAME);
+		slot_done(s, idx, &rep);
+		return;
+	}
+	struct list_ctx lc = {s, 0, 0};
+	ls_list(ln_node_table(s->node), req->name, (uint32_t)plen, list_one,
+		&lc);
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	rep.n_leases = lc.n;
+	rep.leases = s->list_ptrs;
+	slot_done(s, idx, &rep);
+}
+
+static void answer_behind(ld_server *s, uint32_t idx)
+{
+	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
+	ld_status st;
+	node_status(s, &st);
+	char sentence[256];
+	snprintf(sentence, sizeof sentence,
+		 "this replica has applied the ledger to position %llu, not "
+		 "yet %llu: ask another replica or retry",
+		 (unsigned long long)st.applied,
+		 (unsigned long long)req->known_position);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_BEHIND;
+	rep.error = sentence;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
+static void answer_unanswered(ld_server *s, uint32_t idx)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_BUSY;
+	rep.error = (char *)"the cell did not decide in time: retry with the "
+			    "same session and seq";
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
+/* ---- admitting requests -------------------------------------------------- */
+
+static ln_req_type req_type(Lockd__Op op)
+{
+	switch (op) {
+	case LOCKD__OP__OP_ACQUIRE:
+		return LN_REQ_ACQUIRE;
+	case LOCKD__OP__OP_RENEW:
+		return LN_REQ_RENEW;
+	case LOCKD__OP__OP_RELEASE:
+		return LN_REQ_RELEASE;
+	case LOCKD__OP__OP_REVOKE:
+		return LN_REQ_REVOKE;
+	case LOCKD__OP__OP_GET:
+		return LN_REQ_GET;
+	case LOCKD__OP__OP_CHECK:
+		return LN_REQ_CHECK;
+	default:
+		return 0;
+	}
+}
+
+static bool is_read(Lockd__Op op)
+{
+	return op == LOCKD__OP__OP_GET || op == LOCKD__OP__OP_CHECK ||
+	       op == LOCKD__OP__OP_LIST;
+}
+
+static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
+{
+	slot *sl = &s->slots[idx];
+	const Lockd__Request *r = ld_cctx_request(sl->c);
+	/* Strings longer than any limit are cut to a length the node still
+	 * refuses, so no length wraps. */
+	size_t nl = strlen(r->name), rl = strlen(r->reason);
+	size_t vl = r->value.len;
+	ln_request *q = &s->reqs[(*nreq)++];
+	*q = (ln_request){
+		.req_id = (sl->gen << REQ_INDEX_BITS) | idx,
+		.type = req_type(r->op),
+		.session = r->session,
+		.seq = r->seq,
+		.name = r->name,
+		.name_len = (uint32_t)(nl > UINT16_MAX ? UINT16_MAX : nl),
+		.ttl_ms = r->ttl_ms,
+		.wait_ms = r->wait_ms,
+		.value = r->value.data,
+		.value_len = (uint32_t)(vl > UINT16_MAX ? UINT16_MAX : vl),
+		.token = r->token,
+		.reason = r->reason,
+		.reason_len = (uint32_t)(rl > UINT16_MAX ? UINT16_MAX : rl),
+	};
+	sl->state = SLOT_NODE;
+	uint64_t wait_us =
+		q->type == LN_REQ_ACQUIRE ? (uint64_t)r->wait_ms * 1000u : 0;
+	sl->deadline_us = ld_cctx_arrived_us(sl->c) + wait_us + WRITE_ANSWER_US;
+}
+
+/* Routes a read that may now be served: LIST and STATUS at the end of the
+ * round, GET and CHECK through the node. */
+static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
+{
+	const Lockd__Request *r = ld_cctx_request(s->slots[idx].c);
+	if (r->op == LOCKD__OP__OP_LIST || r->op == LOCKD__OP__OP_STATUS)
+		s->slots[idx].state = SLOT_LATER;
+	else
+		to_node(s, idx, nreq);
+}
+
+static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
+{
+	uint32_t idx = ld_cctx_index(c);
+	slot *sl = &s->slots[idx];
+	sl->c = c;
+	sl->gen++;
+	const Lockd__Request *r = ld_cctx_request(c);
+	if (is_read(r->op) && r->known_position > applied) {
+		/* Read-your-writes and monotonic reads: hold it until this
+		 * replica has applied as far as the client has seen. */
+		sl->state = SLOT_PARKED;
+		sl->deadline_us = ld_cctx_arrived_us(c) + READ_WAIT_US;
+		return;
+	}
+	route_ready(s, idx, nreq);
+}
+
+/* ---- the round ------------------------------------------------------------
+ */
+
+static void step(ld_server *s, ln_event *ev)
+{
+	ev->now_us = ld_mono_us();
+	if (ln_node_step(s->node, ev, &s->act) != 0 && ev->type == LN_EV_MSG) {
+		uint64_t suppressed;
+		if (ld_ratelimit_pass(&s->core_rl, &suppressed))
+			ld_log("warn", "peer_refused",
+			       "reason=\"the core refused it\" from=%u type=%d "
+			       "suppressed=%llu",
+			       ev->msg->from, (int)ev->msg->type,
+			       (unsigned long long)suppressed);
+	}
+}
+
+/* Makes every record of the round durable, in one synced batch per pass,
+ * and tells the node. Returns -1 when storage failed. */
+static int persist(ld_server *s)
+{
+	size_t written = 0;
+	char err[512];
+	while (s->act.ld.nrecs > written) {
+		const ld_record *recs = s->act.ld.recs + written;
+		size_t n = s->act.ld.nrecs - written;
+		if (ld_store_write(s->store, recs, n, true, err, sizeof err) !=
+		    0) {
+			ld_log("error", "storage_failed", "error=\"%s\"", err);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (recs[i].type == LD_REC_SNAPSHOT)
+				ld_log("info", "snapshot_saved",
+				       "base=%llu bytes=%u",
+				       (unsigned long long)recs[i].slot,
+				       recs[i].snap_len);
+		written = s->act.ld.nrecs;
+		ln_event ev = {.type = LN_EV_DURABLE,
+			       .write_id = s->act.ld.write_id};
+		step(s, &ev);
+	}
+	return 0;
+}
+
+static void log_changes(ld_server *s)
+{
+	ld_status st;
+	node_status(s, &st);
+	if (s->act.ld.installed_snapshot)
+		ld_log("info", "snapshot_installed", "base=%llu applied=%llu",
+		       (unsigned long long)s->act.ld.snapshot_base,
+		       (unsigned long long)st.applied);
+	if (st.role != s->role) {
+		if (st.role == LD_CANDIDATE)
+			ld_log("info", "election", "ballot=%llu.%u commit=%llu",
+			       (unsigned long long)st.ballot.round,
+			       st.ballot.id, (unsigned long long)st.commit);
+		else if (st.role == LD_LEADER)
+			ld_log("info", "became_leader",
+			       "ballot=%llu.%u commit=%llu",
+			       (unsigned long long)st.ballot.round,
+			       st.ballot.id, (unsigned long long)st.commit);
+		else
+			ld_log("info", "became_follower",
+			       "was=%s promised=%llu.%u", role_name(s->role),
+			       (unsigned long long)st.promised.round,
+			       st.promised.id);
+		s->role = st.role;
+	}
+	if (st.leader != s->leader) {
+		ld_log("info", "leader_change",
+		       "leader=%d was=%d promised=%llu.%u commit=%llu",
+		       (int)st.leader, (int)s->leader,
+		       (unsigned long long)st.promised.round, st.promised.id,
+		       (unsigned long long)st.commit);
+		s->leader = st.leader;
+	}
+}
+
+/* One round over the events taken from the queue. -1: storage failed. */
+static int round_run(ld_server *s, size_t nitems)
+{
+	ln_actions_reset(&s->act);
+	s->round++;
+
+	for (size_t i = 0; i < nitems; i++) {
+		if (s->items[i].type != LD_EVQ_PEER)
+			continue;
+		ln_event ev = {.type = LN_EV_MSG, .msg = s->items[i].msg};
+		step(s, &ev);
+		ld_msg_free(s->items[i].msg);
+		s->items[i].msg = NULL;
+	}
+
+	ld_status st;
+	node_status(s, &st);
+	uint32_t nreq = 0;
+	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->state == SLOT_PARKED &&
+		    ld_cctx_request(sl->c)->known_position <= st.applied)
+			route_ready(s, i, &nreq);
+	}
+	for (size_t i = 0; i < nitems; i++)
+		if (s->items[i].type == LD_EVQ_CLIENT)
+			admit(s, s->items[i].client, st.applied, &nreq);
+	if (nreq > 0) {
+		/* Group commit: every write taken in this round shares the
+		 * node's next proposals. */
+		ln_event ev = {
+			.type = LN_EV_REQUEST, .req = s->reqs, .nreqs = nreq};
+		step(s, &ev);
+	}
+
+	if (ld_mono_us() >= s->timer_at_us) {
+		ln_event ev = {.type = LN_EV_TICK};
+		step(s, &ev);
+	}
+
+	/* paxos.h: the core holds every message that depends on a record
+	 * until that record is durable, so what is in msgs may leave now,
+	 * while this replica syncs: followers write their votes in parallel
+	 * with the leader's own (the simulator checks this contract). */
+	size_t sent = s->act.ld.nmsgs;
+	for (size_t i = 0; i < sent; i++)
+		ld_peers_send(s->peers, s->act.ld.msgs[i]);
+
+	if (persist(s) != 0)
+		return -1;
+
+	/* Everything of this round is durable: the messages it released and
+	 * the client replies may leave. */
+	for (size_t i = sent; i < s->act.ld.nmsgs; i++)
+		ld_peers_send(s->peers, s->act.ld.msgs[i]);
+	for (size_t i = 0; i < s->act.nreplies; i++)
+		answer_node(s, &s->act.replies[i]);
+
+	uint64_t now = ld_mono_us();
+	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->state == SLOT_LATER) {
+			if (ld_cctx_request(sl->c)->op == LOCKD__OP__OP_STATUS)
+				answer_status(s, i);
+			else
+				answer_list(s, i);
+		} else if (sl->state == SLOT_PARKED && now >= sl->deadline_us) {
+			answer_behind(s, i);
+		} else if (sl->state == SLOT_NODE && now >= sl->deadline_us) {
+			answer_unanswered(s, i);
+		}
+	}
+
+	if (s->act.ld.timer_at_us != 0)
+		s->timer_at_us = s->act.ld.timer_at_us;
+	log_changes(s);
+	return 0;
+}
+
+/* When the loop must wake without an event: the node's timer, a parked
+ * read that is ready or out of time, a context out of time. */
+static uint64_t wake_at(ld_server *s)
+{
+	uint64_t now = ld_mono_us();
+	uint64_t t = s->timer_at_us;
+	if (t > now + WAKE_US_MAX)
+		t = now + WAKE_US_MAX;
+	ld_status st;
+	node_status(s, &st);
+	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+		slot *sl = &s->slots[i];
+		if (sl->state == SLOT_FREE)
+			continue;
+		if (sl->state == SLOT_PARKED &&
+		    ld_cctx_request(sl->c)->known_position <= st.applied)
+			return now;
+		if (sl->deadline_us < t)
+			t = sl->deadline_us;
+	}
+	return t;
+}
+
+int ld_server_run(ld_server *s)
+{
+	ld_status st;
+	node_status(s, &st);
+	ld_log("info", "start",
+	       "peer_url=%s client_url=%s replicas=%u data=%s applied=%llu",
+	       s->o.peers[s->o.id], s->o.clients[s->o.id], s->o.nreplicas,
+	       s->o.data, (unsigned long long)st.applied);
+	s->timer_at_us = 0; /* the first round ticks at once */
+	for (;;) {
+		bool stopping;
+		size_t n = ld_evq_wait(&s->q, wake_at(s), s->items, s->q.cap,
+				       &stopping);
+		if (stopping) {
+			for (size_t i = 0; i < n; i++)
+				if (s->items[i].type == LD_EVQ_PEER)
+					ld_msg_free(s->items[i].msg);
+			break;
+		}
+		uint64_t t0 = ld_mono_us();
+		int rrv = round_run(s, n);
+		uint64_t dt = ld_mono_us() - t0;
+		if (dt >= SLOW_ROUND_US)
+			ld_log("warn", "slow_round",
+			       "ms=%llu events=%zu records=%zu messages=%zu",
+			       (unsigned long long)(dt / 1000), n,
+			       s->act.ld.nrecs, s->act.ld.nmsgs);
+		if (rrv != 0) {
+			ld_log("error", "stop",
+			       "reason=\"storage failed: nothing of the last "
+			       "round was sent\"");
+			return 1;
+		}
+	}
+	ld_peers_stats ps;
+	ld_peers_stats_get(s->peers, &ps);
+	ld_clients_stats cs;
+	ld_clients_stats_get(s->clients, &cs);
+	node_status(s, &st);
+	ld_log("info", "stop",
+	       "reason=signal applied=%llu rounds=%llu peer_sent=%llu "
+	       "peer_dropped=%llu peer_received=%llu peer_refused=%llu "
+	       "client_requests=%llu client_malformed=%llu",
+	       (unsigned long long)st.applied, (unsigned long long)s->round,
+	       (unsigned long long)ps.sent, (unsigned long long)ps.send_dropped,
+	       (unsigned long long)ps.received, (unsigned long long)ps.refused,
+	       (unsigned long long)cs.requests,
+	       (unsigned long long)cs.malformed);
+	return 0;
+}

@@ -1,0 +1,47 @@
+/* The daemon's event loop: one thread owns the lease node (lockd/core is
+ * single-threaded) and is the only one to step it.
+ *
+ * One round of the loop:
+ *  1. wait until the queue has events, the node's timer is due, or a parked
+ *     read is ready or out of time;
+ *  2. take every queued event; step the node once per peer message, then
+ *     once for ALL the client requests taken together (LN_EV_REQUEST with
+ *     nreqs = that many: writes among them share decrees - group commit),
+ *     then a TICK if the timer is due;
+ *  3. send the messages the steps produced: the core holds back every
+ *     message that depends on a record (promises, votes) until that record
+ *     is durable (paxos.h), so these may overlap this replica's sync;
+ *  4. write every record of the round in one synced ld_store_write and step
+ *     LN_EV_DURABLE with the highest write id (repeating while that step
+ *     makes new records);
+ *  5. only then send the messages that released and the client replies.
+ * No promise, vote or client reply leaves before the records behind it are
+ * durable, so a SIGKILL at any instant loses nothing acknowledged. */
+#ifndef LD_SERVER_H
+#define LD_SERVER_H
+
+#include <stddef.h>
+
+#include "evq.h"
+#include "options.h"
+
+typedef struct ld_server ld_server;
+
+/* Opens the store in o->data (refusing one of another replica or cell),
+ * replays it into a new node, and opens the peer and client sockets.
+ * Returns 0, or -1 with a sentence in err (and *out NULL). */
+int ld_server_open(const ld_options *o, ld_server **out, char *err,
+		   size_t errlen);
+
+/* The queue a signal-handling thread stops (ld_evq_stop) to end the loop. */
+ld_evq *ld_server_queue(ld_server *s);
+
+/* Runs the loop until the queue is stopped (returns 0) or storage fails
+ * (returns 1: nothing of that round was sent). */
+int ld_server_run(ld_server *s);
+
+/* Closes the sockets (no new requests; pending ones are dropped), then the
+ * node and the store. NULL-safe. */
+void ld_server_close(ld_server *s);
+
+#endif

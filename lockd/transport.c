@@ -1,0 +1,195 @@
+#include "transport.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+
+#include "codec.h"
+#include "ldlog.h"
+
+/* The largest peer message: the codec refuses to encode or decode more, so
+ * nng may drop anything larger before it is even buffered. */
+#define PEER_RECV_BYTES_MAX ((size_t)LD_MESSAGE_BYTES_MAX)
+
+/* Messages queued per peer while its connection is busy. */
+#define PEER_SENDBUF_MSGS 256
+
+struct ld_peers {
+	uint32_t id, n;
+	ld_evq *q;
+	nng_socket pull;
+	bool pull_open;
+	nng_aio *rx;
+	nng_socket push[LD_REPLICAS_MAX];
+	bool push_open[LD_REPLICAS_MAX];
+	atomic_uint_fast64_t sent, send_dropped, encode_failed;
+	atomic_uint_fast64_t received, refused;
+	ld_ratelimit refuse_rl, drop_rl, encode_rl;
+};
+
+static const char *msg_type_name(ld_msg_type t)
+{
+	static const char *const names[] = {
+		"?",           "prepare", "promise",  "accept",
+		"accepted",    "reject",  "commit",   "commit_ack",
+		"catchup_req", "catchup", "snapshot",
+	};
+	return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
+static void peers_refuse(ld_peers *p, const char *why, size_t len)
+{
+	atomic_fetch_add(&p->refused, 1);
+	uint64_t suppressed;
+	if (ld_ratelimit_pass(&p->refuse_rl, &suppressed))
+		ld_log("warn", "peer_refused",
+		       "reason=\"%s\" bytes=%zu suppressed=%llu", why, len,
+		       (unsigned long long)suppressed);
+}
+
+static void peers_rx_cb(void *arg)
+{
+	ld_peers *p = arg;
+	int rv = nng_aio_result(p->rx);
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+		return;
+	if (rv == 0) {
+		nng_msg *nm = nng_aio_get_msg(p->rx);
+		size_t len = nng_msg_len(nm);
+		ld_msg *m = NULL;
+		int crv = ld_codec_msg_decode(nng_msg_body(nm), len, p->n, &m);
+		nng_msg_free(nm);
+		atomic_fetch_add(&p->received, 1);
+		if (crv != 0) {
+			peers_refuse(p, ld_codec_strerror(crv), len);
+		} else if (m->to != p->id) {
+			peers_refuse(p, "addressed to another replica", len);
+			ld_msg_free(m);
+		} else if (m->from == p->id) {
+			peers_refuse(p, "claims to come from this replica",
+				     len);
+			ld_msg_free(m);
+		} else if (!ld_evq_push_peer(p->q, m)) {
+			uint64_t suppressed;
+			if (ld_ratelimit_pass(&p->drop_rl, &suppressed))
+				ld_log("warn", "peer_queue_full",
+				       "suppressed=%llu",
+				       (unsigned long long)suppressed);
+			ld_msg_free(m);
+		}
+	}
+	nng_recv_aio(p->pull, p->rx);
+}
+
+static int peers_fail(char *err, size_t errlen, const char *what,
+		      const char *url, int rv)
+{
+	snprintf(err, errlen, "%s %s: %s", what, url, nng_strerror(rv));
+	return -1;
+}
+
+int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
+		  size_t errlen)
+{
+	ld_peers *p = calloc(1, sizeof *p);
+	if (p == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->id = o->id;
+	p->n = o->nreplicas;
+	p->q = q;
+	p->refuse_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	p->drop_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	p->encode_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	*out = p;
+
+	int rv;
+	const char *url = o->peers[o->id];
+	if ((rv = nng_pull0_open(&p->pull)) != 0)
+		return peers_fail(err, errlen, "cannot open a socket for", url,
+				  rv);
+	p->pull_open = true;
+	nng_socket_set_size(p->pull, NNG_OPT_RECVMAXSZ, PEER_RECV_BYTES_MAX);
+	if ((rv = nng_aio_alloc(&p->rx, peers_rx_cb, p)) != 0)
+		return peers_fail(err, errlen, "cannot receive on", url, rv);
+	if ((rv = nng_listen(p->pull, url, NULL, 0)) != 0)
+		return peers_fail(err, errlen, "cannot listen for peers on",
+				  url, rv);
+	for (uint32_t j = 0; j < p->n; j++) {
+		if (j == p->id)
+			continue;
+		url = o->peers[j];
+		if ((rv = nng_push0_open(&p->push[j])) != 0)
+			return peers_fail(err, errlen,
+					  "cannot open a socket for", url, rv);
+		p->push_open[j] = true;
+		/* A burst (a leader's pipeline) queues rather than drops. */
+		nng_socket_set_int(p->push[j], NNG_OPT_SENDBUF,
+				   PEER_SENDBUF_MSGS);
+		/* A restarted peer is reachable again within ~100 ms. */
+		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMINT, 50);
+		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMAXT, 500);
+		if ((rv = nng_dial(p->push[j], url, NULL, NNG_FLAG_NONBLOCK)) !=
+		    0)
+			return peers_fail(err, errlen, "cannot dial peer", url,
+					  rv);
+	}
+	nng_recv_aio(p->pull, p->rx);
+	return 0;
+}
+
+void ld_peers_send(ld_peers *p, const ld_msg *m)
+{
+	if (m->to >= p->n || m->to == p->id || !p->push_open[m->to])
+		return;
+	uint8_t *buf;
+	size_t len;
+	int crv = ld_codec_msg_encode(m, &buf, &len);
+	if (crv != 0) {
+		atomic_fetch_add(&p->encode_failed, 1);
+		uint64_t suppressed;
+		if (ld_ratelimit_pass(&p->encode_rl, &suppressed))
+			ld_log("error", "peer_encode_failed",
+			       "type=%s to=%u reason=\"%s\" suppressed=%llu",
+			       msg_type_name(m->type), m->to,
+			       ld_codec_strerror(crv),
+			       (unsigned long long)suppressed);
+		return;
+	}
+	int rv = nng_send(p->push[m->to], buf, len, NNG_FLAG_NONBLOCK);
+	free(buf);
+	if (rv == 0)
+		atomic_fetch_add(&p->sent, 1);
+	else
+		atomic_fetch_add(&p->send_dropped, 1);
+}
+
+void ld_peers_stats_get(ld_peers *p, ld_peers_stats *st)
+{
+	st->sent = atomic_load(&p->sent);
+	st->send_dropped = atomic_load(&p->send_dropped);
+	st->encode_failed = atomic_load(&p->encode_failed);
+	st->received = atomic_load(&p->received);
+	st->refused = atomic_load(&p->refused);
+}
+
+void ld_peers_close(ld_peers *p)
+{
+	if (p == NULL)
+		return;
+	if (p->pull_open)
+		nng_close(p->pull);
+	for (uint32_t j = 0; j < p->n; j++)
+		if (p->push_open[j])
+			nng_close(p->push[j]);
+	/* Waits for a callback still running. */
+	if (p->rx != NULL)
+		nng_aio_free(p->rx);
+	free(p);
+}

@@ -1,0 +1,40 @@
+/* Peer transport on nng: each replica listens with a PULL socket on its peer
+ * URL and dials a PUSH socket to every other replica. Sends never block: a
+ * message that cannot be queued is dropped, which Paxos tolerates (the core
+ * resends what matters on its timers). Received bytes are decoded on nng's
+ * callback thread and pushed onto the event queue; anything malformed, not
+ * addressed to this replica, or from an id out of range is logged
+ * (rate-limited) and dropped. */
+#ifndef LD_TRANSPORT_H
+#define LD_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evq.h"
+#include "options.h"
+#include "paxos.h"
+
+typedef struct ld_peers ld_peers;
+
+typedef struct ld_peers_stats {
+	uint64_t sent, send_dropped, encode_failed;
+	uint64_t received, refused;
+} ld_peers_stats;
+
+/* Listens on o->peers[o->id] and dials the others (in the background: a
+ * replica that is down does not delay start-up). Decoded messages go to q.
+ * Returns 0, or -1 with a sentence in err. *out is the caller's to
+ * ld_peers_close. */
+int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
+		  size_t errlen);
+
+/* Encodes m and queues it for m->to without blocking. m is only read. */
+void ld_peers_send(ld_peers *p, const ld_msg *m);
+
+void ld_peers_stats_get(ld_peers *p, ld_peers_stats *st);
+
+/* Closes every socket and waits for the receive callback to finish. */
+void ld_peers_close(ld_peers *p);
+
+#endif
