@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include <stdatomic.h>
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,19 +196,25 @@ fail:
 	return -1;
 }
 
+atomic_int ld_server_store_closed;
+
 void ld_server_close(ld_server *s)
 {
 	if (s == NULL)
 		return;
-	/* Stop the inflow first: after these, no callback runs. */
+	/* The loop has stopped, so every acknowledged write is synced: close
+	 * the store first, then say so, in case nng's close hangs below. */
+	if (s->store != NULL)
+		ld_store_close(s->store);
+	s->store = NULL;
+	atomic_store(&ld_server_store_closed, 1);
+	/* Stop the inflow: after these, no callback runs. */
 	ld_clients_close(s->clients);
 	ld_peers_close(s->peers);
 	if (s->q_init)
 		ld_evq_destroy(&s->q);
 	ln_actions_free(&s->act);
 	ln_node_free(s->node);
-	if (s->store != NULL)
-		ld_store_close(s->store);
 	free(s->items);
 	free(s->list_leases);
 	free(s->list_ptrs);

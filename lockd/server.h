@@ -20,6 +20,7 @@
 #ifndef LD_SERVER_H
 #define LD_SERVER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "evq.h"
@@ -43,5 +44,9 @@ int ld_server_run(ld_server *s);
 /* Closes the sockets (no new requests; pending ones are dropped), then the
  * node and the store. NULL-safe. */
 void ld_server_close(ld_server *s);
+
+/* Set once ld_server_close has closed the store: from then on nothing
+ * acknowledged can be lost, whatever happens to the sockets. */
+extern atomic_int ld_server_store_closed;
 
 #endif

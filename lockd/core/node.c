@@ -967,7 +967,10 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 		.reason_len = q->reason_len,
 	};
 	ls_status bad = ls_cmd_check(&c);
-	if (bad == LS_OK && q->session == 0)
+	/* Sessions with the top bit set are the leaders' own (TICK, EXPIRE):
+	 * a client using one could make them look like settled duplicates
+	 * and stop leases from expiring. */
+	if (bad == LS_OK && (q->session == 0 || (q->session & INTERNAL_CLIENT)))
 		bad = LS_E_SESSION;
 	if (bad == LS_OK && q->type == LN_REQ_ACQUIRE &&
 	    q->ttl_ms > n->cfg.ttl_ms_max)

@@ -62,7 +62,8 @@ typedef enum ln_req_type {
 typedef struct ln_request {
 	uint64_t req_id;    /* the caller's handle, echoed in the reply */
 	ln_req_type type;
-	uint64_t session;   /* writes: the client's session (its client id) */
+	uint64_t session;   /* writes: the client's session (its client id):
+			       1 .. 2^63-1 (the top bit is the cell's own) */
 	uint64_t seq;       /* writes: per-session command id; retries reuse it */
 	const char *name;   /* borrowed for the call */
 	uint32_t name_len;

@@ -269,6 +269,10 @@ Test(node, invalid_input_gets_the_reason, .init = setup, .fini = teardown)
 		{acquire_req(7, "ok", 120000, 0), LS_E_TTL}, /* over ttl_ms_max */
 		{acquire_req(7, "ok", 1000, 4000000), LS_E_WAIT},
 		{acquire_req(0, "ok", 1000, 0), LS_E_SESSION},
+		/* The leaders' own command ids: refused, or a client could
+		 * shadow TICK and EXPIRE (found with lockbench's sessions). */
+		{acquire_req(1ULL << 63, "ok", 1000, 0), LS_E_SESSION},
+		{acquire_req((1ULL << 63) | 1, "ok", 1000, 0), LS_E_SESSION},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		ln_reply *r = find_reply(send_to(leader(), cases[i].q));

@@ -1,0 +1,1013 @@
+/* liblockclient: see lockclient.h.
+ *
+ * One nng REQ socket per endpoint, dialled in the background at open (and
+ * when a hint names a leader the client did not know); every try is its own
+ * REQ context on that socket, so reads and status calls of several threads
+ * run at once. The REQ protocol's own resend is pushed out of the way
+ * (RESEND_MS): this file retries, with the same (session, seq), and decides
+ * where to.
+ *
+ * Pipe notifications tell which endpoints have lost their connection; a
+ * replica that was killed is skipped while another one is connected, instead
+ * of costing a whole attempt timeout per call.
+ */
+#include "lockclient.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "client.pb-c.h"
+
+#define ATTEMPT_TIMEOUT_MS_DEFAULT 2000u
+#define CALL_TIMEOUT_MS_DEFAULT 10000u
+#define DRIFT_PPM_DEFAULT 1000u
+
+/* Longer than any call: nng's REQ never resends on its own timer. */
+#define RESEND_MS (24 * 3600 * 1000)
+
+/* Background reconnection to a replica that went away. */
+#define RECONNECT_MS_MIN 50
+#define RECONNECT_MS_MAX 500
+
+/* Replies bigger than this are dropped by nng: a LIST answers at most about
+ * 768 KiB, a RENEW 1024 tokens. */
+#define REPLY_BYTES_MAX (8u << 20)
+
+/* Pause between tries when the cell answered but could not take the request
+ * (no leader yet, busy, behind): doubles from MIN up to MAX. */
+#define PAUSE_MS_MIN 10u
+#define PAUSE_MS_MAX 50u
+
+/* An acquire whose answer the cell no longer has (a retry of a command the
+ * cell settled) is asked again with a new seq, at most this many times. */
+#define SETTLED_RETRIES_MAX 3
+
+typedef struct endpoint {
+	char *url;
+	nng_socket sock;
+	bool sock_open;
+	atomic_int pipes; /* connections up */
+	atomic_bool lost; /* it had one and lost it, and none came back */
+} endpoint;
+
+struct lc_client {
+	lc_options o;
+	uint64_t session;
+	/* Adding an endpoint (a hint to an unknown leader). Entries [0, nep)
+	 * are complete and never change until lc_close. */
+	pthread_mutex_t add_mu;
+	_Atomic uint32_t nep;
+	endpoint ep[LC_ENDPOINTS_MAX];
+	/* Where writes (and reads) go first: the last replica that took a
+	 * write or was named leader. */
+	_Atomic uint32_t leader;
+	/* Highest ledger position seen in any reply. */
+	_Atomic uint64_t known;
+	/* One write at a time, so that seq order is send order: the cell
+	 * treats a retry of a command older than the session's latest as
+	 * settled. seq is only touched under it. */
+	pthread_mutex_t write_mu;
+	uint64_t seq;
+};
+
+/* ---- errors -------------------------------------------------------------- */
+
+static const char *const error_text[] = {
+#define LC_X(code, text) [code] = text,
+	LC_ERROR_TABLE(LC_X)
+#undef LC_X
+};
+
+const char *lc_strerror(int code)
+{
+	if (code < 0 || code >= LC_ERROR_COUNT)
+		return "unknown liblockclient error code";
+	return error_text[code];
+}
+
+static _Thread_local char last_error[LC_ERROR_BYTES_MAX];
+
+const char *lc_last_error(void)
+{
+	return last_error;
+}
+
+/* Records the calling thread's sentence for code and returns code. */
+__attribute__((format(printf, 2, 3))) static int fail(int code, const char *fmt,
+						      ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+uint64_t lc_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sleep_us(uint64_t us)
+{
+	struct timespec ts = {(time_t)(us / 1000000u),
+			      (long)(us % 1000000u) * 1000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* ---- endpoints ----------------------------------------------------------- */
+
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	endpoint *e = arg;
+	(void)p;
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_fetch_add(&e->pipes, 1);
+		atomic_store(&e->lost, false);
+	} else if (ev == NNG_PIPE_EV_REM_POST) {
+		int n = atomic_load(&e->pipes);
+		while (n > 0 &&
+		       !atomic_compare_exchange_weak(&e->pipes, &n, n - 1))
+			;
+		if (n <= 1)
+			atomic_store(&e->lost, true);
+	}
+}
+
+/* Opens e's socket and starts dialling url in the background. LC_EINVAL
+ * when nng refuses the URL (bad syntax, unknown transport, no port). */
+static int ep_open(endpoint *e, const char *url, size_t len)
+{
+	if (len == 0 || len > LC_URL_BYTES_MAX)
+		return fail(LC_EINVAL, "endpoint URL of %zu bytes: want 1-%u",
+			    len, LC_URL_BYTES_MAX);
+	e->url = malloc(len + 1);
+	if (e->url == NULL)
+		return fail(LC_ENOMEM, "out of memory");
+	memcpy(e->url, url, len);
+	e->url[len] = '\0';
+	atomic_init(&e->pipes, 0);
+	atomic_init(&e->lost, false);
+	int rv = nng_req0_open(&e->sock);
+	if (rv != 0)
+		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+			    "cannot open a socket for %s: %s", e->url,
+			    nng_strerror(rv));
+	e->sock_open = true;
+	nng_socket_set_ms(e->sock, NNG_OPT_REQ_RESENDTIME, RESEND_MS);
+	nng_socket_set_ms(e->sock, NNG_OPT_RECONNMINT, RECONNECT_MS_MIN);
+	nng_socket_set_ms(e->sock, NNG_OPT_RECONNMAXT, RECONNECT_MS_MAX);
+	nng_socket_set_size(e->sock, NNG_OPT_RECVMAXSZ, REPLY_BYTES_MAX);
+	nng_pipe_notify(e->sock, NNG_PIPE_EV_ADD_POST, pipe_event, e);
+	nng_pipe_notify(e->sock, NNG_PIPE_EV_REM_POST, pipe_event, e);
+	rv = nng_dial(e->sock, e->url, NULL, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
+			    "endpoint '%s' is not a URL nng can dial: %s",
+			    e->url, nng_strerror(rv));
+	return LC_OK;
+}
+
+static void ep_close(endpoint *e)
+{
+	if (e->sock_open)
+		nng_close(e->sock); /* waits for the pipe callbacks */
+	e->sock_open = false;
+	free(e->url);
+	e->url = NULL;
+}
+
+static uint32_t ep_count(const lc_client *c)
+{
+	return atomic_load_explicit(&((lc_client *)c)->nep,
+				    memory_order_acquire);
+}
+
+static bool ep_down(lc_client *c, uint32_t i)
+{
+	endpoint *e = &c->ep[i];
+	return atomic_load(&e->pipes) == 0 && atomic_load(&e->lost);
+}
+
+/* From i on (cyclically), the first endpoint not known to be down; i when
+ * every one is. */
+static uint32_t ep_usable(lc_client *c, uint32_t i)
+{
+	uint32_t n = ep_count(c);
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t j = (i + k) % n;
+		if (!ep_down(c, j))
+			return j;
+	}
+	return i % n;
+}
+
+/* The index of url, added (and dialled) if it is new; -1 when it cannot
+ * be added (full, malformed). */
+static int ep_find_or_add(lc_client *c, const char *url)
+{
+	uint32_t n = ep_count(c);
+	for (uint32_t i = 0; i < n; i++)
+		if (strcmp(c->ep[i].url, url) == 0)
+			return (int)i;
+	pthread_mutex_lock(&c->add_mu);
+	n = ep_count(c);
+	int found = -1;
+	for (uint32_t i = 0; i < n && found < 0; i++)
+		if (strcmp(c->ep[i].url, url) == 0)
+			found = (int)i;
+	if (found < 0 && n < LC_ENDPOINTS_MAX) {
+		/* A failure here must not replace the sentence of the call
+		 * that follows the hint. */
+		char saved[LC_ERROR_BYTES_MAX];
+		memcpy(saved, last_error, sizeof saved);
+		if (ep_open(&c->ep[n], url, strlen(url)) == LC_OK) {
+			atomic_store_explicit(&c->nep, n + 1,
+					      memory_order_release);
+			found = (int)n;
+		} else {
+			ep_close(&c->ep[n]);
+		}
+		memcpy(last_error, saved, sizeof saved);
+	}
+	pthread_mutex_unlock(&c->add_mu);
+	return found;
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+void lc_options_init(lc_options *o)
+{
+	memset(o, 0, sizeof *o);
+}
+
+static int random_session(uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int tries = 0; v == 0 && tries < 8; tries++) {
+		if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+			v = 0;
+			int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+				v = 0;
+			close(fd);
+		}
+		v &= LC_SESSION_MAX;
+	}
+	*out = v;
+	return v != 0 ? LC_OK
+		      : fail(LC_EUNAVAILABLE,
+			     "no random session id: getrandom and /dev/urandom "
+			     "failed");
+}
+
+int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
+{
+	if (out == NULL)
+		return fail(LC_EINVAL, "lc_open: out is NULL");
+	*out = NULL;
+	if (endpoints == NULL)
+		return fail(LC_EINVAL, "lc_open: no endpoints");
+	lc_client *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return fail(LC_ENOMEM, "out of memory");
+	if (opt != NULL)
+		c->o = *opt;
+	if (c->o.attempt_timeout_ms == 0)
+		c->o.attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
+	if (c->o.call_timeout_ms == 0)
+		c->o.call_timeout_ms = CALL_TIMEOUT_MS_DEFAULT;
+	if (c->o.drift_ppm == 0)
+		c->o.drift_ppm = DRIFT_PPM_DEFAULT;
+	if (c->o.refresh_remaining_permille == 0)
+		c->o.refresh_remaining_permille = LC_RENEW_REMAINING_PERMILLE;
+	pthread_mutex_init(&c->add_mu, NULL);
+	pthread_mutex_init(&c->write_mu, NULL);
+	atomic_init(&c->nep, 0);
+	atomic_init(&c->leader, 0);
+	atomic_init(&c->known, 0);
+
+	int rv = LC_OK;
+	c->session = c->o.session;
+	if (c->session > LC_SESSION_MAX)
+		rv = fail(LC_EINVAL,
+			  "session %llu is over %llu: the cell keeps the top "
+			  "bit for its own commands",
+			  (unsigned long long)c->session,
+			  (unsigned long long)LC_SESSION_MAX);
+	else if (c->session == 0)
+		rv = random_session(&c->session);
+
+	/* Split on commas; spaces around a URL are ignored. */
+	const char *p = endpoints;
+	uint32_t n = 0;
+	while (rv == LC_OK) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *s = p;
+		while (len > 0 && (*s == ' ' || *s == '\t')) {
+			s++;
+			len--;
+		}
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (len == 0) {
+			rv = fail(LC_EINVAL,
+				  "empty endpoint in '%.200s': want "
+				  "comma-separated nng URLs",
+				  endpoints);
+			break;
+		}
+		if (n == LC_ENDPOINTS_MAX) {
+			rv = fail(LC_EINVAL, "more than %u endpoints",
+				  LC_ENDPOINTS_MAX);
+			break;
+		}
+		rv = ep_open(&c->ep[n], s, len);
+		n++;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	atomic_store(&c->nep, n);
+	if (rv != LC_OK) {
+		lc_close(c);
+		return rv;
+	}
+	*out = c;
+	return LC_OK;
+}
+
+void lc_close(lc_client *c)
+{
+	if (c == NULL)
+		return;
+	uint32_t n = ep_count(c);
+	for (uint32_t i = 0; i < n; i++)
+		ep_close(&c->ep[i]);
+	pthread_mutex_destroy(&c->add_mu);
+	pthread_mutex_destroy(&c->write_mu);
+	free(c);
+}
+
+uint64_t lc_session(const lc_client *c)
+{
+	return c->session;
+}
+
+uint64_t lc_known_position(const lc_client *c)
+{
+	return atomic_load(&((lc_client *)c)->known);
+}
+
+uint32_t lc_endpoint_count(const lc_client *c)
+{
+	return ep_count(c);
+}
+
+const char *lc_endpoint_url(const lc_client *c, uint32_t i)
+{
+	return i < ep_count(c) ? c->ep[i].url : NULL;
+}
+
+static void see_position(lc_client *c, uint64_t pos)
+{
+	uint64_t k = atomic_load(&c->known);
+	while (pos > k && !atomic_compare_exchange_weak(&c->known, &k, pos))
+		;
+}
+
+/* ---- one try ------------------------------------------------------------- */
+
+static nng_duration to_duration(uint64_t ms)
+{
+	if (ms < 1)
+		return 1;
+	return ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
+}
+
+/* Sends req to endpoint i and waits up to timeout_ms for its answer.
+ * *sent_us is when it was handed to nng. On LC_OK *out is the reply, which
+ * the caller frees (lockd__reply__free_unpacked). LC_EUNAVAILABLE when no
+ * answer came in time (or the transport failed), LC_EPROTO when the answer
+ * does not decode, LC_ENOMEM. */
+static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
+		   uint64_t timeout_ms, uint64_t *sent_us, Lockd__Reply **out)
+{
+	*out = NULL;
+	*sent_us = lc_now_us();
+	size_t len = lockd__request__get_packed_size(req);
+	nng_msg *m;
+	if (nng_msg_alloc(&m, len) != 0)
+		return fail(LC_ENOMEM, "out of memory");
+	lockd__request__pack(req, nng_msg_body(m));
+	nng_ctx ctx;
+	nng_aio *aio = NULL;
+	int rv = nng_ctx_open(&ctx, c->ep[i].sock);
+	if (rv != 0) {
+		nng_msg_free(m);
+		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+			    "%s: %s", c->ep[i].url, nng_strerror(rv));
+	}
+	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, RESEND_MS);
+	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
+		nng_msg_free(m);
+		nng_ctx_close(ctx);
+		return fail(LC_ENOMEM, "out of memory");
+	}
+	uint64_t deadline = lc_now_us() + timeout_ms * 1000u;
+	int code = LC_OK;
+	nng_aio_set_timeout(aio, to_duration(timeout_ms));
+	nng_aio_set_msg(aio, m);
+	*sent_us = lc_now_us();
+	nng_ctx_send(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0) {
+		/* A failed send leaves the message ours. */
+		nng_msg *back = nng_aio_get_msg(aio);
+		if (back != NULL)
+			nng_msg_free(back);
+		goto done;
+	}
+	uint64_t now = lc_now_us();
+	if (now >= deadline) {
+		rv = NNG_ETIMEDOUT;
+		goto done;
+	}
+	nng_aio_set_timeout(aio, to_duration((deadline - now + 999) / 1000));
+	nng_ctx_recv(ctx, aio);
+	nng_aio_wait(aio);
+	if ((rv = nng_aio_result(aio)) != 0)
+		goto done;
+	nng_msg *r = nng_aio_get_msg(aio);
+	Lockd__Reply *rep =
+		lockd__reply__unpack(NULL, nng_msg_len(r), nng_msg_body(r));
+	nng_msg_free(r);
+	if (rep == NULL)
+		code = fail(LC_EPROTO, "%s sent a reply that does not decode",
+			    c->ep[i].url);
+	*out = rep;
+done:
+	nng_aio_free(aio);
+	nng_ctx_close(ctx);
+	if (rv != 0)
+		code = fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+			    "%s: %s", c->ep[i].url, nng_strerror(rv));
+	return code;
+}
+
+/* ---- a call, with its retries -------------------------------------------- */
+
+/* Sleeps the next pause (doubling), never past deadline_us. */
+static void pause_before_retry(uint32_t *pause_ms, uint64_t deadline_us)
+{
+	*pause_ms = *pause_ms == 0 ? PAUSE_MS_MIN : *pause_ms * 2;
+	if (*pause_ms > PAUSE_MS_MAX)
+		*pause_ms = PAUSE_MS_MAX;
+	uint64_t now = lc_now_us();
+	uint64_t us = (uint64_t)*pause_ms * 1000u;
+	if (now + us > deadline_us)
+		us = deadline_us > now ? deadline_us - now : 0;
+	sleep_us(us);
+}
+
+typedef struct call_result {
+	Lockd__Reply *rep; /* owned by the caller on LC_OK */
+	uint64_t first_sent_us;
+	unsigned sends;    /* tries that reached nng */
+	uint32_t endpoint; /* who answered */
+} call_result;
+
+/* Sends req until a replica answers it for good (anything but NOT_LEADER,
+ * BUSY, BEHIND), within call_timeout_ms + wait_ms. Writes follow leader
+ * hints; every try carries the highest position seen. req's session and seq
+ * stay as the caller set them: every try is the same command. */
+static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
+		call_result *res)
+{
+	memset(res, 0, sizeof *res);
+	uint64_t start = lc_now_us();
+	uint64_t deadline =
+		start + ((uint64_t)c->o.call_timeout_ms + wait_ms) * 1000u;
+	uint64_t per_try_ms = (uint64_t)c->o.attempt_timeout_ms + wait_ms;
+	uint32_t i = atomic_load(&c->leader);
+	uint32_t pause_ms = 0, hops = 0;
+	int last = LC_EUNAVAILABLE;
+	char last_sentence[LC_ERROR_BYTES_MAX] = "";
+	for (;;) {
+		uint64_t now = lc_now_us();
+		if (now >= deadline)
+			break;
+		uint32_t n = ep_count(c);
+		i = ep_usable(c, i % n);
+		uint64_t left_ms = (deadline - now + 999) / 1000;
+		req->known_position = atomic_load(&c->known);
+		uint64_t sent;
+		Lockd__Reply *rep;
+		int rv = attempt(c, i, req,
+				 per_try_ms < left_ms ? per_try_ms : left_ms,
+				 &sent, &rep);
+		if (rv == LC_ENOMEM)
+			return rv;
+		if (res->sends++ == 0)
+			res->first_sent_us = sent;
+		if (rv != LC_OK) {
+			last = rv;
+			snprintf(last_sentence, sizeof last_sentence, "%s",
+				 last_error);
+			if (rv == LC_EPROTO)
+				pause_before_retry(&pause_ms, deadline);
+			i++;
+			continue;
+		}
+		see_position(c, rep->position);
+		switch (rep->status) {
+		case LOCKD__STATUS__STATUS_NOT_LEADER: {
+			last = LC_ENOLEADER;
+			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
+				 c->ep[i].url, rep->error);
+			int h = rep->leader_addr[0] != '\0'
+					? ep_find_or_add(c, rep->leader_addr)
+					: -1;
+			lockd__reply__free_unpacked(rep, NULL);
+			if (h >= 0 && (uint32_t)h != i &&
+			    !ep_down(c, (uint32_t)h) && hops < n) {
+				/* Follow the hint at once, but a cell whose
+				 * hints go round in circles gets pauses. */
+				hops++;
+				i = (uint32_t)h;
+				atomic_store(&c->leader, i);
+			} else {
+				hops = 0;
+				i++;
+				pause_before_retry(&pause_ms, deadline);
+			}
+			continue;
+		}
+		case LOCKD__STATUS__STATUS_BUSY:
+			last = LC_EBUSY;
+			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
+				 c->ep[i].url, rep->error);
+			lockd__reply__free_unpacked(rep, NULL);
+			pause_before_retry(&pause_ms, deadline);
+			continue;
+		case LOCKD__STATUS__STATUS_BEHIND:
+			/* Another replica may have applied further. */
+			last = LC_EBEHIND;
+			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
+				 c->ep[i].url, rep->error);
+			lockd__reply__free_unpacked(rep, NULL);
+			i++;
+			if (i % n == 0)
+				pause_before_retry(&pause_ms, deadline);
+			continue;
+		default:
+			if (write)
+				atomic_store(&c->leader, i);
+			res->rep = rep;
+			res->endpoint = i;
+			return LC_OK;
+		}
+	}
+	return fail(last, "%s (%u tries in %llu ms; last: %s)",
+		    lc_strerror(last), res->sends,
+		    (unsigned long long)((lc_now_us() - start) / 1000),
+		    last_sentence[0] ? last_sentence : "none");
+}
+
+/* The code for a final answer (call() has dealt with NOT_LEADER, BUSY and
+ * BEHIND); the cell's sentence becomes lc_last_error(). */
+static int reply_code(const Lockd__Reply *r)
+{
+	int code;
+	switch (r->status) {
+	case LOCKD__STATUS__STATUS_OK:
+	case LOCKD__STATUS__STATUS_INVALID:
+		break;
+	case LOCKD__STATUS__STATUS_TIMEOUT:
+		return fail(LC_ETIMEOUT, "%s",
+			    r->error[0] ? r->error : lc_strerror(LC_ETIMEOUT));
+	default:
+		return fail(LC_EPROTO, "unexpected reply status %d",
+			    (int)r->status);
+	}
+	switch (r->lease_status) {
+	case LOCKD__LEASE_STATUS__LEASE_OK:
+	case LOCKD__LEASE_STATUS__LEASE_GRANTED:
+		code = r->status == LOCKD__STATUS__STATUS_OK ? LC_OK
+							     : LC_EINVAL;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_QUEUED:
+	case LOCKD__LEASE_STATUS__LEASE_HELD:
+		code = LC_EHELD;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_NOT_HOLDER:
+		code = LC_ENOTHOLDER;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE:
+		code = LC_ENOSUCH;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_LEASES:
+	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_WAITERS:
+		code = LC_ELIMIT;
+		break;
+	default:
+		code = LC_EINVAL;
+		break;
+	}
+	if (code != LC_OK)
+		fail(code, "%s", r->error[0] ? r->error : lc_strerror(code));
+	return code;
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+static int check_name(const char *name)
+{
+	if (name == NULL)
+		return fail(LC_EINVAL, "the name is NULL");
+	size_t len = strlen(name);
+	if (len == 0 || len > LC_NAME_BYTES_MAX)
+		return fail(LC_EINVAL,
+			    "a name is 1-%u bytes of [A-Za-z0-9._/:-], not %zu",
+			    LC_NAME_BYTES_MAX, len);
+	return LC_OK;
+}
+
+/* One write command with a new seq. Call with write_mu held. */
+static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
+		      call_result *res)
+{
+	req->session = c->session;
+	req->seq = ++c->seq;
+	return call(c, req, true, wait_ms, res);
+}
+
+int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
+	       uint32_t wait_ms, const void *value, size_t value_len,
+	       lc_lease *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_acquire: client or out is NULL");
+	memset(out, 0, sizeof *out);
+	int rv = check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	if (value_len > LC_VALUE_BYTES_MAX || (value == NULL && value_len))
+		return fail(LC_EINVAL, "a value is at most %u bytes",
+			    LC_VALUE_BYTES_MAX);
+	snprintf(out->name, sizeof out->name, "%s", name);
+	out->ttl_ms = ttl_ms;
+
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_ACQUIRE;
+	req.name = (char *)name;
+	req.ttl_ms = ttl_ms;
+	req.value.data = (uint8_t *)value;
+	req.value.len = value_len;
+
+	pthread_mutex_lock(&c->write_mu);
+	uint64_t wait_end_us = lc_now_us() + (uint64_t)wait_ms * 1000u;
+	call_result res;
+	for (int settled = 0;; settled++) {
+		uint64_t now = lc_now_us();
+		req.wait_ms = wait_end_us > now
+				      ? (uint32_t)((wait_end_us - now) / 1000u)
+				      : 0;
+		if (wait_ms > 0 && req.wait_ms == 0)
+			req.wait_ms = 1;
+		rv = write_call(c, &req, req.wait_ms, &res);
+		if (rv != LC_OK)
+			goto out;
+		if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
+		    res.rep->lease_status == LOCKD__LEASE_STATUS__LEASE_OK &&
+		    settled < SETTLED_RETRIES_MAX) {
+			/* A retry of a command the cell had settled: its
+			 * answer is gone. Ask again as a new command: the
+			 * session's own re-acquire returns its lease, and a
+			 * waiter keeps its place. */
+			lockd__reply__free_unpacked(res.rep, NULL);
+			continue;
+		}
+		break;
+	}
+	rv = reply_code(res.rep);
+	if (rv == LC_OK &&
+	    res.rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED) {
+		out->token = res.rep->token;
+		out->sent_us = res.first_sent_us;
+		out->deadline_us = lc_lease_deadline_us(out->sent_us, ttl_ms,
+							c->o.drift_ppm);
+	} else if (rv == LC_OK) {
+		rv = fail(LC_EPROTO, "the cell answered an acquire without "
+				     "granting or refusing it");
+	} else {
+		out->holder = res.rep->holder;
+		out->queue_position = res.rep->queue_position;
+	}
+	lockd__reply__free_unpacked(res.rep, NULL);
+
+	/* A grant after a long wait may leave little of the believed TTL
+	 * (it counts from the first send): the session's own re-acquire
+	 * renews it, counted from the re-acquire's send. */
+	if (rv == LC_OK && c->o.refresh_remaining_permille < 1000 &&
+	    lc_now_us() >=
+		    lc_lease_renew_at_us(out->sent_us, ttl_ms, c->o.drift_ppm,
+					 c->o.refresh_remaining_permille)) {
+		req.wait_ms = 0;
+		if (write_call(c, &req, 0, &res) == LC_OK) {
+			if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
+			    res.rep->lease_status ==
+				    LOCKD__LEASE_STATUS__LEASE_GRANTED &&
+			    res.rep->token == out->token) {
+				out->sent_us = res.first_sent_us;
+				out->deadline_us = lc_lease_deadline_us(
+					out->sent_us, ttl_ms, c->o.drift_ppm);
+			}
+			lockd__reply__free_unpacked(res.rep, NULL);
+		}
+	}
+out:
+	pthread_mutex_unlock(&c->write_mu);
+	return rv;
+}
+
+int lc_release(lc_client *c, const char *name, uint64_t token)
+{
+	if (c == NULL)
+		return fail(LC_EINVAL, "lc_release: client is NULL");
+	int rv = check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_RELEASE;
+	req.name = (char *)name;
+	req.token = token;
+	call_result res;
+	pthread_mutex_lock(&c->write_mu);
+	rv = write_call(c, &req, 0, &res);
+	pthread_mutex_unlock(&c->write_mu);
+	if (rv != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_revoke(lc_client *c, const char *name, const char *reason)
+{
+	if (c == NULL)
+		return fail(LC_EINVAL, "lc_revoke: client is NULL");
+	int rv = check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	if (reason != NULL && strlen(reason) > LC_REASON_BYTES_MAX)
+		return fail(LC_EINVAL, "a reason is at most %u bytes",
+			    LC_REASON_BYTES_MAX);
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_REVOKE;
+	req.name = (char *)name;
+	req.reason = (char *)(reason != NULL ? reason : "");
+	call_result res;
+	pthread_mutex_lock(&c->write_mu);
+	rv = write_call(c, &req, 0, &res);
+	pthread_mutex_unlock(&c->write_mu);
+	if (rv != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int lc_renew(lc_client *c, lc_renewal *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_renew: client or out is NULL");
+	out->sent_us = 0;
+	out->ntokens = 0;
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_RENEW;
+	call_result res;
+	int rv;
+	pthread_mutex_lock(&c->write_mu);
+	for (int again = 0;; again++) {
+		rv = write_call(c, &req, 0, &res);
+		if (rv != LC_OK)
+			break;
+		/* A retried RENEW whose answer names no token may be one the
+		 * cell settled without its answer: renew again, afresh. */
+		if (res.sends > 1 && res.rep->n_renewed == 0 &&
+		    res.rep->status == LOCKD__STATUS__STATUS_OK && again < 1) {
+			lockd__reply__free_unpacked(res.rep, NULL);
+			continue;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&c->write_mu);
+	if (rv != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	if (rv == LC_OK) {
+		size_t n = res.rep->n_renewed;
+		if (n > LC_SESSION_LEASES_MAX)
+			n = LC_SESSION_LEASES_MAX;
+		memcpy(out->tokens, res.rep->renewed, n * sizeof *out->tokens);
+		qsort(out->tokens, n, sizeof *out->tokens, cmp_u64);
+		out->ntokens = n;
+		out->sent_us = res.first_sent_us;
+	}
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+size_t lc_renewal_apply(const lc_client *c, const lc_renewal *r,
+			lc_lease *leases, size_t n)
+{
+	size_t lost = 0;
+	for (size_t i = 0; i < n; i++) {
+		lc_lease *l = &leases[i];
+		if (l->token == 0)
+			continue;
+		if (bsearch(&l->token, r->tokens, r->ntokens, sizeof *r->tokens,
+			    cmp_u64) == NULL) {
+			lost++;
+			continue;
+		}
+		uint64_t d = lc_lease_deadline_us(r->sent_us, l->ttl_ms,
+						  c->o.drift_ppm);
+		if (d > l->deadline_us) {
+			l->deadline_us = d;
+			l->sent_us = r->sent_us;
+		}
+	}
+	return lost;
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+static void fill_info(lc_lease_info *info, const Lockd__Lease *l)
+{
+	memset(info, 0, sizeof *info);
+	snprintf(info->name, sizeof info->name, "%s", l->name);
+	info->holder = l->holder;
+	info->token = l->token;
+	info->ttl_ms = l->ttl_ms;
+	info->ttl_ms_left = l->ttl_ms_left;
+	info->in_grace = l->in_grace;
+	info->revoked = l->revoked;
+	info->waiters = l->waiters;
+	info->value_len = l->value.len < LC_VALUE_BYTES_MAX
+				  ? l->value.len
+				  : LC_VALUE_BYTES_MAX;
+	if (info->value_len > 0)
+		memcpy(info->value, l->value.data, info->value_len);
+}
+
+int lc_get(lc_client *c, const char *name, lc_lease_info *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_get: client or out is NULL");
+	memset(out, 0, sizeof *out);
+	int rv = check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_GET;
+	req.name = (char *)name;
+	call_result res;
+	if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	if (rv == LC_OK && res.rep->lease == NULL)
+		rv = fail(LC_ENOSUCH, "%s", lc_strerror(LC_ENOSUCH));
+	if (rv == LC_OK)
+		fill_info(out, res.rep->lease);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_check(lc_client *c, const char *name, uint64_t token, bool *current)
+{
+	if (c == NULL || current == NULL)
+		return fail(LC_EINVAL, "lc_check: client or current is NULL");
+	*current = false;
+	int rv = check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_CHECK;
+	req.name = (char *)name;
+	req.token = token;
+	call_result res;
+	if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	if (rv == LC_OK)
+		*current = true;
+	else if (rv == LC_ENOTHOLDER)
+		rv = LC_OK;
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
+	    size_t *count)
+{
+	if (count != NULL)
+		*count = 0;
+	if (c == NULL || fn == NULL)
+		return fail(LC_EINVAL, "lc_list: client or fn is NULL");
+	if (prefix == NULL)
+		prefix = "";
+	if (strlen(prefix) > LC_NAME_BYTES_MAX)
+		return fail(LC_EINVAL, "a prefix is at most %u bytes",
+			    LC_NAME_BYTES_MAX);
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_LIST;
+	req.name = (char *)prefix;
+	call_result res;
+	int rv = call(c, &req, false, 0, &res);
+	if (rv != LC_OK)
+		return rv;
+	rv = reply_code(res.rep);
+	if (rv == LC_OK) {
+		lc_lease_info *info = malloc(sizeof *info);
+		if (info == NULL) {
+			rv = fail(LC_ENOMEM, "out of memory");
+		} else {
+			if (count != NULL)
+				*count = res.rep->n_leases;
+			for (size_t i = 0; i < res.rep->n_leases; i++) {
+				fill_info(info, res.rep->leases[i]);
+				if (!fn(info, arg))
+					break;
+			}
+			free(info);
+		}
+	}
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_status: client or out is NULL");
+	memset(out, 0, sizeof *out);
+	if (i >= ep_count(c))
+		return fail(LC_EINVAL, "no endpoint %u: the client knows %u", i,
+			    ep_count(c));
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_STATUS;
+	req.known_position = atomic_load(&c->known);
+	uint64_t sent;
+	Lockd__Reply *rep;
+	int rv = attempt(c, i, &req, c->o.attempt_timeout_ms, &sent, &rep);
+	if (rv != LC_OK)
+		return rv;
+	see_position(c, rep->position);
+	if (rep->status != LOCKD__STATUS__STATUS_OK || rep->replica == NULL) {
+		rv = fail(LC_EPROTO, "%s answered STATUS with status %d: %s",
+			  c->ep[i].url, (int)rep->status, rep->error);
+	} else {
+		const Lockd__ReplicaStatus *s = rep->replica;
+		out->id = s->id;
+		snprintf(out->role, sizeof out->role, "%s", s->role);
+		out->ballot_round = s->ballot_round;
+		out->ballot_id = s->ballot_id;
+		out->leader = s->leader;
+		out->commit = s->commit;
+		out->applied = s->applied;
+		out->snapshot_base = s->snapshot_base;
+		out->leases = s->leases;
+		snprintf(out->leader_addr, sizeof out->leader_addr, "%s",
+			 rep->leader_addr);
+	}
+	lockd__reply__free_unpacked(rep, NULL);
+	return rv;
+}

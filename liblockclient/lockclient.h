@@ -1,0 +1,277 @@
+/* liblockclient: the C client of a lockd cell.
+ *
+ * A client (lc_client) is one session of the cell: a random nonzero 64-bit
+ * id unless the caller picks one, and a per-session command counter. Writes
+ * (acquire, release, renew, revoke) go to the last known leader and follow
+ * the cell's NOT_LEADER hints; when a replica does not answer in time the
+ * client tries the next one. A retry of a write reuses its (session, seq),
+ * and the cell applies a command once, so retries are safe.
+ *
+ * Reads (get, check, list) may be answered by any replica. Every reply says
+ * how far that replica had applied the ledger; the client sends the highest
+ * position it has seen with every request, so a read never goes back in
+ * time and always sees this client's own writes.
+ *
+ * Lease time is the client's own monotonic clock (lc_time.h): a granted or
+ * renewed lease is believed held until lc_lease_deadline_us(sent, ttl,
+ * drift) where `sent` is when the request that granted or renewed it was
+ * FIRST sent. Compare lc_now_us() with lc_lease.deadline_us before acting
+ * on a lease, and pass the fencing token to whatever the lease protects.
+ *
+ * Threads: every function may be called from any thread, on the same client
+ * too, except lc_close, which must be the last call on a client. Writes of
+ * one client are serialised (a session's commands are numbered in order): a
+ * blocking acquire that waits holds up the other writes of its client for
+ * as long. Reads and lc_status run concurrently.
+ *
+ * Errors: 0 (LC_OK) or a positive LC_E... code; lc_strerror() gives a
+ * sentence for it, and lc_last_error() the calling thread's last detailed
+ * sentence (the cell's own, when the cell refused the request).
+ *
+ * Ownership: the library never keeps a pointer the caller passed in after
+ * the call returns (strings and values are copied), and every structure it
+ * fills belongs to the caller. Pointers it returns (lc_strerror,
+ * lc_last_error, lc_endpoint_url) are borrowed; how long each lives is said
+ * below.
+ */
+#ifndef LOCKCLIENT_H
+#define LOCKCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lc_time.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- limits (the cell's, where the cell has one) ------------------------- */
+
+#define LC_ENDPOINTS_MAX 16u     /* replicas a client knows, hints included */
+#define LC_URL_BYTES_MAX 256u    /* one endpoint URL, NUL excluded */
+#define LC_NAME_BYTES_MAX 256u   /* a lease name: [A-Za-z0-9._/:-]{1,256} */
+#define LC_VALUE_BYTES_MAX 1024u /* a lease's value */
+#define LC_REASON_BYTES_MAX 256u /* a revoke's reason */
+#define LC_SESSION_LEASES_MAX 1024u /* leases one session may hold */
+#define LC_ERROR_BYTES_MAX 256u     /* lc_last_error(), NUL included */
+/* Sessions are 1 .. LC_SESSION_MAX: the cell numbers its own commands (TICK,
+ * EXPIRE) with the top bit set. */
+#define LC_SESSION_MAX ((UINT64_C(1) << 63) - 1)
+
+/* ---- errors -------------------------------------------------------------- */
+
+#define LC_ERROR_TABLE(X)                                                      \
+	X(LC_OK, "success")                                                    \
+	X(LC_EINVAL, "invalid argument: the client or the cell refused a "     \
+		     "name, TTL, wait, value, reason, token or endpoint")      \
+	X(LC_ENOMEM, "out of memory")                                          \
+	X(LC_EUNAVAILABLE, "no replica answered within the timeout")           \
+	X(LC_ENOLEADER, "the replicas answered but none knew a leader "        \
+			"within the timeout (an election may be under way)")   \
+	X(LC_EBUSY, "the leader stayed too busy to take the request within "   \
+		    "the timeout")                                             \
+	X(LC_EBEHIND, "no replica had applied the ledger as far as this "      \
+		      "client has already seen, within the timeout")           \
+	X(LC_EHELD, "the name is held by another session")                     \
+	X(LC_ETIMEOUT, "the wait ran out and the name is still held by "       \
+		       "another session")                                      \
+	X(LC_ENOTHOLDER, "this session and token do not hold the lease "       \
+			 "(it was released, expired, revoked or passed on)")   \
+	X(LC_ENOSUCH, "no such lease: the name is free")                       \
+	X(LC_ELIMIT, "over a limit of the cell: too many leases held by this " \
+		     "session, or too many waiters on this name")              \
+	X(LC_EPROTO, "a replica sent a reply that is not a valid lockd reply")
+
+/* clang-format off */
+enum {
+#define LC_X(code, text) code,
+	LC_ERROR_TABLE(LC_X)
+#undef LC_X
+	LC_ERROR_COUNT
+};
+/* clang-format on */
+
+/* A sentence for code; a fixed sentence for a code that is not in the table.
+ * The string is static: never free it. */
+const char *lc_strerror(int code);
+
+/* The calling thread's sentence for its last failed call: the cell's own
+ * words when the cell refused the request (for example which limit), else
+ * what the library saw (which replicas it tried). "" before any failure.
+ * Thread-local storage: valid until this thread's next call into the
+ * library; never free it. */
+const char *lc_last_error(void);
+
+/* ---- clients ------------------------------------------------------------- */
+
+typedef struct lc_client lc_client;
+
+typedef struct lc_options {
+	/* The session id, 1 .. LC_SESSION_MAX; 0 picks a random one
+	 * (getrandom). Two clients must never share a session. */
+	uint64_t session;
+	/* One try at one replica, ms (0: 2000). A waiting acquire adds its
+	 * wait_ms. */
+	uint32_t attempt_timeout_ms;
+	/* A whole call with all its retries, ms (0: 10000). A waiting acquire
+	 * adds its wait_ms. */
+	uint32_t call_timeout_ms;
+	/* The clock-rate bound the cell is configured for, in ppm (0: 1000).
+	 * Lease deadlines are shortened by it (lc_time.h). */
+	uint32_t drift_ppm;
+	/* A grant that arrives with less than this many thousandths of its
+	 * TTL believed left (a long wait) is refreshed at once by a re-acquire
+	 * (0: LC_RENEW_REMAINING_PERMILLE; 1000 and above: never). */
+	uint32_t refresh_remaining_permille;
+} lc_options;
+
+/* Fills o with the defaults (all zero: see above). */
+void lc_options_init(lc_options *o);
+
+/* Opens a client of the cell at endpoints, a comma-separated list of nng
+ * URLs (e.g. "tcp://127.0.0.1:7001,tcp://127.0.0.1:7002"), at most
+ * LC_ENDPOINTS_MAX, none empty. Connections are made in the background, so
+ * an endpoint that is down is not an error here; a malformed one is
+ * (LC_EINVAL). opt may be NULL (defaults); it is copied. On success *out is
+ * a new client, which the caller frees with lc_close; on failure *out is
+ * NULL. */
+int lc_open(const char *endpoints, const lc_options *opt, lc_client **out);
+
+/* Closes the connections and frees c (NULL is fine). No other call on c
+ * may be running or come after. Leases are not released: they expire. */
+void lc_close(lc_client *c);
+
+/* This client's session id. */
+uint64_t lc_session(const lc_client *c);
+
+/* The highest ledger position seen in any reply so far. */
+uint64_t lc_known_position(const lc_client *c);
+
+/* Endpoints known (the ones given to lc_open, then leaders learnt from
+ * hints), and the URL of endpoint i (NULL when i is out of range; borrowed,
+ * valid until lc_close). */
+uint32_t lc_endpoint_count(const lc_client *c);
+const char *lc_endpoint_url(const lc_client *c, uint32_t i);
+
+/* The client's monotonic clock, in microseconds: the clock of every
+ * deadline_us and sent_us below. */
+uint64_t lc_now_us(void);
+
+/* ---- leases -------------------------------------------------------------- */
+
+/* A lease this session asked for. Plain data, owned by the caller. */
+typedef struct lc_lease {
+	char name[LC_NAME_BYTES_MAX + 1];
+	uint64_t token; /* the fencing token; 0 unless granted */
+	uint32_t ttl_ms;
+	uint64_t sent_us;     /* first send of the request that granted or last
+				 renewed it (lc_now_us clock) */
+	uint64_t deadline_us; /* believed held while lc_now_us() < this */
+	uint64_t holder;      /* LC_EHELD / LC_ETIMEOUT: the holder's session */
+	uint32_t queue_position; /* LC_EHELD after an earlier wait: 1 = next */
+} lc_lease;
+
+/* True while the client may still believe it holds l. */
+static inline bool lc_lease_held(const lc_lease *l, uint64_t now_us)
+{
+	return l->token != 0 && lc_lease_valid(now_us, l->deadline_us);
+}
+
+/* Asks for the lease on name for ttl_ms (100 ms .. the cell's TTL limit),
+ * carrying value[0..value_len) (may be NULL when value_len is 0; copied).
+ * wait_ms 0 tries once: LC_EHELD when another session holds it. Otherwise
+ * it waits up to wait_ms, first come first served, for the holder to let go
+ * (LC_ETIMEOUT when it does not). The session's own re-acquire returns its
+ * lease renewed. On LC_OK, *out (caller's) holds the token and deadline; on
+ * LC_EHELD and LC_ETIMEOUT, out->holder names the holder. */
+int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
+	       uint32_t wait_ms, const void *value, size_t value_len,
+	       lc_lease *out);
+
+/* Ends this session's lease on name with its token; the next waiter gets
+ * it at once. LC_ENOTHOLDER when token is not the current holder's (or the
+ * holder is another session), LC_ENOSUCH when the name is free. */
+int lc_release(lc_client *c, const char *name, uint64_t token);
+
+/* The answer to one RENEW: the tokens renewed and when the request was first
+ * sent. Caller's memory (about 8 KiB: allocate it, do not put it on a small
+ * stack). */
+typedef struct lc_renewal {
+	uint64_t sent_us;
+	size_t ntokens; /* sorted ascending in tokens[] */
+	uint64_t tokens[LC_SESSION_LEASES_MAX];
+} lc_renewal;
+
+/* Renews every lease this session holds (one decree for all) and fills
+ * *out. A lease missing from out->tokens was not renewed: it has ended
+ * (expired, released, or revoked: a revoked lease is never renewed). */
+int lc_renew(lc_client *c, lc_renewal *out);
+
+/* Applies r to the caller's leases[0..n): each lease r renewed gets its
+ * deadline moved to the one r's send time gives (never backwards). Returns
+ * how many of leases[] with a nonzero token r did NOT renew: leases lost. */
+size_t lc_renewal_apply(const lc_client *c, const lc_renewal *r,
+			lc_lease *leases, size_t n);
+
+/* Revokes the lease on name (an operator's forced end), with reason (may be
+ * NULL; copied). The holder is never renewed again and the name passes on
+ * when the lease expires. LC_ENOSUCH when the name is free. */
+int lc_revoke(lc_client *c, const char *name, const char *reason);
+
+/* What a replica knows of one lease. Plain data, owned by the caller. */
+typedef struct lc_lease_info {
+	char name[LC_NAME_BYTES_MAX + 1];
+	uint64_t holder; /* session */
+	uint64_t token;
+	uint32_t ttl_ms;
+	int64_t ttl_ms_left; /* the leader's view; -1 when a follower answered
+			      */
+	bool in_grace;       /* past its deadline, inside the grace delay */
+	bool revoked;
+	uint32_t waiters;
+	size_t value_len;
+	uint8_t value[LC_VALUE_BYTES_MAX];
+} lc_lease_info;
+
+/* The lease on name, into *out (caller's). LC_ENOSUCH when it is free. */
+int lc_get(lc_client *c, const char *name, lc_lease_info *out);
+
+/* Chubby's sequencer check: *current is whether token is the current
+ * holder's token for name. LC_OK whatever the answer. */
+int lc_check(lc_client *c, const char *name, uint64_t token, bool *current);
+
+/* Called once per lease by lc_list; info is borrowed for the call. Return
+ * true to go on, false to stop. */
+typedef bool (*lc_list_fn)(const lc_lease_info *info, void *arg);
+
+/* Calls fn for every lease whose name starts with prefix (NULL or "": all),
+ * in name order; *count (may be NULL) gets the number of leases the replica
+ * listed. A replica lists at most 1000 leases (and about 768 KiB): narrow
+ * the prefix for more. */
+int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
+	    size_t *count);
+
+/* ---- replicas ------------------------------------------------------------ */
+
+typedef struct lc_replica_status {
+	uint32_t id;
+	char role[16]; /* "leader", "candidate" or "follower" */
+	uint64_t ballot_round;
+	uint32_t ballot_id;
+	int32_t leader; /* the leader's id as this replica knows it, or -1 */
+	uint64_t commit, applied, snapshot_base;
+	uint64_t leases;                        /* leases in its table */
+	char leader_addr[LC_URL_BYTES_MAX + 1]; /* the leader's URL, or "" */
+} lc_replica_status;
+
+/* Asks endpoint i (0 .. lc_endpoint_count - 1) alone for its view of the
+ * cell, one try within attempt_timeout_ms. *out is the caller's. */
+int lc_status(lc_client *c, uint32_t i, lc_replica_status *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
