@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "ledger.pb-c.h"
 #include "peer.pb-c.h"
 

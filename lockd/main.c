@@ -87,7 +87,8 @@ static void *sig_thread(void *arg)
 			if (atomic_load(&ld_server_store_closed)) {
 				ld_log("warn", "exit",
 				       "reason=\"nng socket close hung "
-				       "(nanomsg/nng#1543); the store is closed "
+				       "(nanomsg/nng#1543); the store is "
+				       "closed "
 				       "and every write durable\"");
 				_exit(0);
 			}

@@ -31,7 +31,7 @@
 typedef struct ld_store ld_store;
 
 typedef struct ld_store_identity {
-	uint64_t cell_id;   /* chosen by whoever starts the cell; 0 = any */
+	uint64_t cell_id; /* chosen by whoever starts the cell; 0 = any */
 	uint32_t replica_id;
 	uint32_t nreplicas;
 } ld_store_identity;
@@ -40,8 +40,8 @@ typedef struct ld_store_identity {
  * Refuses, with a sentence naming what is wrong, a directory that is not a
  * lockd store, is damaged, has another format version, or whose identity
  * differs from id. *out is the caller's to ld_store_close. */
-int ld_store_open(const char *dir, const ld_store_identity *id,
-		  ld_store **out, char *err, size_t errlen);
+int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
+		  char *err, size_t errlen);
 
 void ld_store_close(ld_store *s);
 
@@ -58,8 +58,8 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 
 /* Sizes for status and tests. */
 typedef struct ld_store_stats {
-	uint64_t votes;          /* vote records stored */
-	uint64_t snapshot_base;  /* 0 when none */
+	uint64_t votes;         /* vote records stored */
+	uint64_t snapshot_base; /* 0 when none */
 	uint64_t snapshot_bytes;
 	uint64_t writes, synced_writes;
 } ld_store_stats;

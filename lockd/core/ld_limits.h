@@ -3,7 +3,8 @@
 #ifndef LD_LIMITS_H
 #define LD_LIMITS_H
 
-/* Replicas in a cell: 3 or 5 in production; the core accepts 1..LD_REPLICAS_MAX. */
+/* Replicas in a cell: 3 or 5 in production; the core
+ * accepts 1..LD_REPLICAS_MAX. */
 #define LD_REPLICAS_MAX 7
 
 /* Ledger slots held in memory (and in the log's durable tail). A replica does
@@ -21,7 +22,8 @@
 /* Commands batched into one decree. */
 #define LD_BATCH_CMDS_MAX 64u
 
-/* Client commands waiting for a slot at the leader. Past this: LD_REPLY_BUSY. */
+/* Client commands waiting for a slot at the leader. Past this: LD_REPLY_BUSY.
+ */
 #define LD_PENDING_CMDS_MAX 4096u
 
 /* One command's payload and one command's result. */

@@ -496,17 +496,6 @@ static void lease_htab_remove(lease_htab *h, lease_hnode *e)
 	h->n--;
 }
 
-static uint64_t lease_mix(uint64_t x)
-{
-	/* splitmix64's finalizer: tokens and sessions are often sequential. */
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 #define LEASE_OF(ptr, type, member) \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -611,7 +600,7 @@ static lease_rec *lease_find(const lease_state *s, const char *name,
 
 static lease_rec *lease_find_token(const lease_state *s, uint64_t token)
 {
-	uint64_t h = lease_mix(token);
+	uint64_t h = ld_mix64(token);
 	for (lease_hnode *e = lease_htab_bucket(&s->by_token, h); e != NULL;
 	     e = e->next) {
 		lease_rec *l = LEASE_OF(e, lease_rec, by_token);
@@ -623,7 +612,7 @@ static lease_rec *lease_find_token(const lease_state *s, uint64_t token)
 
 static lease_session *lease_session_find(const lease_state *s, uint64_t id)
 {
-	uint64_t h = lease_mix(id);
+	uint64_t h = ld_mix64(id);
 	for (lease_hnode *e = lease_htab_bucket(&s->sessions, h); e != NULL;
 	     e = e->next) {
 		lease_session *ss = LEASE_OF(e, lease_session, node);
@@ -643,7 +632,7 @@ static lease_session *lease_session_get(lease_state *s, uint64_t id)
 	if (ss == NULL)
 		return NULL;
 	ss->id = id;
-	ss->node.hash = lease_mix(id);
+	ss->node.hash = ld_mix64(id);
 	lease_htab_insert(&s->sessions, &ss->node);
 	return ss;
 }
@@ -678,7 +667,7 @@ static void lease_attach(lease_state *s, lease_rec *l, lease_session *ss)
 		ss->head = l;
 	ss->tail = l;
 	ss->nheld++;
-	l->by_token.hash = lease_mix(l->token);
+	l->by_token.hash = ld_mix64(l->token);
 	lease_htab_insert(&s->by_token, &l->by_token);
 }
 

@@ -62,51 +62,51 @@ typedef enum ls_op {
 
 typedef struct ls_cmd {
 	ls_op op;
-	uint64_t session;   /* ACQUIRE/RENEW/RELEASE: the caller's session;
-			       CANCEL_WAIT: the waiter's session. Never 0 then. */
-	const char *name;   /* ACQUIRE/RELEASE/REVOKE/CANCEL_WAIT; not
-			       NUL-terminated; borrowed */
+	uint64_t session; /* ACQUIRE/RENEW/RELEASE: the caller's session;
+			     CANCEL_WAIT: the waiter's session. Never 0 then. */
+	const char *name; /* ACQUIRE/RELEASE/REVOKE/CANCEL_WAIT; not
+			     NUL-terminated; borrowed */
 	uint32_t name_len;
-	uint32_t ttl_ms;    /* ACQUIRE */
-	uint32_t wait_ms;   /* ACQUIRE: 0 = try once */
+	uint32_t ttl_ms;      /* ACQUIRE */
+	uint32_t wait_ms;     /* ACQUIRE: 0 = try once */
 	const uint8_t *value; /* ACQUIRE: the holder's value (elections) */
 	uint32_t value_len;
 	uint64_t token;     /* RELEASE */
 	const char *reason; /* REVOKE */
 	uint32_t reason_len;
-	uint64_t elapsed_ms; /* TICK */
+	uint64_t elapsed_ms;    /* TICK */
 	uint64_t since_tick_ms; /* every op: the proposing leader's ms since its
 				   last TICK (see the top) */
-	uint32_t ntokens;    /* EXPIRE */
-	const uint8_t *tokens; /* EXPIRE: ntokens x (u64 token, u32 renewals),
-				  little-endian, borrowed */
-	uint64_t stamp_ms;   /* the proposing leader's clock when it wrote this
-				(display only: never a deadline) */
+	uint32_t ntokens;       /* EXPIRE */
+	const uint8_t *tokens;  /* EXPIRE: ntokens x (u64 token, u32 renewals),
+				   little-endian, borrowed */
+	uint64_t stamp_ms; /* the proposing leader's clock when it wrote this
+			      (display only: never a deadline) */
 } ls_cmd;
 
 /* Errors and outcomes. X-macro so the strings stay next to the codes. */
-#define LS_STATUS_TABLE(X)                                                     \
-	X(LS_OK, "ok")                                                         \
-	X(LS_GRANTED, "granted")                                               \
-	X(LS_QUEUED, "queued behind the current holder")                       \
-	X(LS_HELD, "held by another session")                                  \
-	X(LS_NOT_HOLDER, "the session or token is not the current holder's")   \
-	X(LS_NO_SUCH_LEASE, "no such lease")                                   \
-	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")          \
-	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and 1 h")          \
-	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                   \
-	X(LS_E_VALUE, "value too large: at most 1024 bytes")                   \
-	X(LS_E_REASON, "reason too large: at most 256 bytes")                  \
-	X(LS_E_SESSION, "invalid session id (0)")                              \
-	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")    \
-	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")       \
+#define LS_STATUS_TABLE(X)                                                   \
+	X(LS_OK, "ok")                                                       \
+	X(LS_GRANTED, "granted")                                             \
+	X(LS_QUEUED, "queued behind the current holder")                     \
+	X(LS_HELD, "held by another session")                                \
+	X(LS_NOT_HOLDER, "the session or token is not the current holder's") \
+	X(LS_NO_SUCH_LEASE, "no such lease")                                 \
+	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")        \
+	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and 1 h")        \
+	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                 \
+	X(LS_E_VALUE, "value too large: at most 1024 bytes")                 \
+	X(LS_E_REASON, "reason too large: at most 256 bytes")                \
+	X(LS_E_SESSION, "invalid session id (0)")                            \
+	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")  \
+	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")     \
 	X(LS_E_MALFORMED, "malformed command")
 
 typedef enum ls_status {
 #define LS_X(code, text) code,
 	LS_STATUS_TABLE(LS_X)
 #undef LS_X
-	LS_STATUS_COUNT
+		LS_STATUS_COUNT
 } ls_status;
 
 const char *ls_strerror(ls_status st);
@@ -142,7 +142,8 @@ typedef struct ls_result {
 size_t ls_result_encode(const ls_result *r, uint8_t *buf, size_t cap);
 ls_status ls_result_decode(const uint8_t *buf, size_t len, ls_result *r);
 
-/* ---- the table ------------------------------------------------------------ */
+/* ---- the table ------------------------------------------------------------
+ */
 
 typedef struct ls_table ls_table;
 
@@ -174,16 +175,16 @@ uint64_t ls_table_clock_ms(const ls_table *t);
 typedef struct ls_view {
 	const char *name;
 	uint32_t name_len;
-	uint64_t holder;      /* session */
+	uint64_t holder; /* session */
 	uint64_t token;
 	uint32_t ttl_ms;
 	const uint8_t *value;
 	uint32_t value_len;
-	bool revoked;         /* revoked: ends at expiry, never renewed again */
+	bool revoked; /* revoked: ends at expiry, never renewed again */
 	uint64_t renewed_clock_ms; /* ledger clock at grant or last renewal */
-	uint32_t renewals;    /* renewals since the grant (EXPIRE names it) */
-	uint64_t granted_slot;     /* ledger position of the grant */
-	uint64_t stamp_ms;    /* leader clock stamp of the grant/renewal */
+	uint32_t renewals;     /* renewals since the grant (EXPIRE names it) */
+	uint64_t granted_slot; /* ledger position of the grant */
+	uint64_t stamp_ms;     /* leader clock stamp of the grant/renewal */
 	uint32_t nwaiters;
 } ls_view;
 
@@ -235,11 +236,12 @@ typedef struct ls_change {
 	ls_change_kind kind;
 	uint64_t token;
 	uint64_t session;
-	uint32_t ttl_ms;   /* GRANTED, RENEWED */
-	uint32_t renewals; /* GRANTED (0), RENEWED: the lease's count after it */
-	uint64_t slot;     /* the ledger position applied */
-	uint32_t wait_ms;  /* QUEUED */
-	const char *name;  /* borrowed until the next apply */
+	uint32_t ttl_ms; /* GRANTED, RENEWED */
+	uint32_t
+		renewals; /* GRANTED (0), RENEWED: the lease's count after it */
+	uint64_t slot;    /* the ledger position applied */
+	uint32_t wait_ms; /* QUEUED */
+	const char *name; /* borrowed until the next apply */
 	uint32_t name_len;
 } ls_change;
 

@@ -25,7 +25,7 @@ typedef struct outstanding {
 	uint64_t req_id, session, seq;
 	ln_req_type type;
 	uint32_t wait_ms;
-	bool queued;       /* ACQUIRE that got QUEUED: waits for GRANTED */
+	bool queued; /* ACQUIRE that got QUEUED: waits for GRANTED */
 	/* In the step that queued it: the journal index of its QUEUED entry.
 	 * Only later entries may answer it (a catch-up can apply an older
 	 * grant to the same session in the same step). -1 afterwards. */
@@ -36,12 +36,12 @@ typedef struct outstanding {
 
 /* The leader's view of one live lease. */
 typedef struct deadline {
-	uint64_t token;   /* 0: free cell (open addressing) */
+	uint64_t token; /* 0: free cell (open addressing) */
 	uint32_t renewals;
 	uint32_t ttl_ms;
 	uint64_t deadline_us;
 	uint64_t expire_sent_us; /* 0: no EXPIRE in flight */
-	uint64_t due_us;  /* the one heap entry that is current for it */
+	uint64_t due_us;         /* the one heap entry that is current for it */
 	uint64_t stamp_ms;
 } deadline;
 
@@ -79,14 +79,15 @@ struct ln_node {
 	uint64_t last_tick_us;
 	uint64_t internal_seq;
 	/* the leader's own commands of this step, submitted together */
-	uint8_t *batch;      /* LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX */
+	uint8_t *batch; /* LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX */
 	ld_cmd batch_cmds[LD_BATCH_CMDS_MAX];
 	uint32_t nbatch;
 
 	ln_stats stats;
 };
 
-/* ---- config ---------------------------------------------------------------- */
+/* ---- config ----------------------------------------------------------------
+ */
 
 void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas)
 {
@@ -100,7 +101,8 @@ void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas)
 
 int ln_config_check(const ln_config *cfg, char *err, size_t errlen)
 {
-	if (cfg->ttl_ms_max < LS_TTL_MS_MIN || cfg->ttl_ms_max > LS_TTL_MS_MAX) {
+	if (cfg->ttl_ms_max < LS_TTL_MS_MIN ||
+	    cfg->ttl_ms_max > LS_TTL_MS_MAX) {
 		snprintf(err, errlen, "ttl_ms_max must be between %u and %u ms",
 			 LS_TTL_MS_MIN, LS_TTL_MS_MAX);
 		return -1;
@@ -117,12 +119,13 @@ int ln_config_check(const ln_config *cfg, char *err, size_t errlen)
 	}
 	/* A lease outlives its holder's belief when the leader's clock runs
 	 * fast and the holder's runs slow: by up to drift x TTL. */
-	uint64_t need = ((uint64_t)cfg->ttl_ms_max * cfg->drift_ppm + 999999) /
-			1000000;
+	uint64_t need =
+		((uint64_t)cfg->ttl_ms_max * cfg->drift_ppm + 999999) / 1000000;
 	if (cfg->grace_ms < need) {
 		snprintf(err, errlen,
 			 "grace %u ms is shorter than the drift bound (%u ppm) "
-			 "times the longest TTL (%u ms): at least %llu ms needed",
+			 "times the longest TTL (%u ms): at least %llu ms "
+			 "needed",
 			 cfg->grace_ms, cfg->drift_ppm, cfg->ttl_ms_max,
 			 (unsigned long long)need);
 		return -1;
@@ -195,7 +198,8 @@ static ln_reply *reply_new(ln_node *n, ln_actions *out, uint64_t req_id,
 	return rp;
 }
 
-/* ---- lifecycle ------------------------------------------------------------- */
+/* ---- lifecycle -------------------------------------------------------------
+ */
 
 ln_node *ln_node_new(const ln_config *cfg)
 {
@@ -265,22 +269,16 @@ void ln_node_stats(const ln_node *n, ln_stats *st)
 	*st = n->stats;
 }
 
-/* ---- the leader's deadlines ------------------------------------------------ */
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return x;
-}
+/* ---- the leader's deadlines ------------------------------------------------
+ */
 
 static deadline *dl_find(ln_node *n, uint64_t token)
 {
 	if (n->dls_cap == 0)
 		return NULL;
 	uint32_t mask = n->dls_cap - 1;
-	for (uint32_t i = (uint32_t)mix64(token) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = (uint32_t)ld_mix64(token) & mask;;
+	     i = (i + 1) & mask) {
 		if (n->dls[i].token == token)
 			return &n->dls[i];
 		if (n->dls[i].token == 0)
@@ -300,7 +298,7 @@ static void dl_rehash(ln_node *n, uint32_t cap)
 	for (uint32_t j = 0; j < old_cap; j++) {
 		if (old[j].token == 0)
 			continue;
-		uint32_t i = (uint32_t)mix64(old[j].token) & mask;
+		uint32_t i = (uint32_t)ld_mix64(old[j].token) & mask;
 		while (n->dls[i].token != 0)
 			i = (i + 1) & mask;
 		n->dls[i] = old[j];
@@ -316,7 +314,7 @@ static deadline *dl_upsert(ln_node *n, uint64_t token)
 	if ((n->ndls + 1) * 2 > n->dls_cap)
 		dl_rehash(n, n->dls_cap ? n->dls_cap * 2 : 64);
 	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)mix64(token) & mask;
+	uint32_t i = (uint32_t)ld_mix64(token) & mask;
 	while (n->dls[i].token != 0)
 		i = (i + 1) & mask;
 	memset(&n->dls[i], 0, sizeof n->dls[i]);
@@ -335,7 +333,7 @@ static void dl_remove(ln_node *n, uint64_t token)
 	uint32_t i = (uint32_t)(d - n->dls);
 	for (uint32_t j = (i + 1) & mask; n->dls[j].token != 0;
 	     j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)mix64(n->dls[j].token) & mask;
+		uint32_t home = (uint32_t)ld_mix64(n->dls[j].token) & mask;
 		/* Move j into the hole at i if its home is not in (i, j]. */
 		if (((j - home) & mask) >= ((j - i) & mask)) {
 			n->dls[i] = n->dls[j];
@@ -414,8 +412,8 @@ static void waits_add(ln_node *n, const char *name, uint32_t len,
 		      uint64_t session, uint64_t at_us)
 {
 	waits_remove(n, name, len, session);
-	n->waits = grow(n->waits, &n->waits_cap, n->nwaits + 1,
-			sizeof *n->waits);
+	n->waits =
+		grow(n->waits, &n->waits_cap, n->nwaits + 1, sizeof *n->waits);
 	wait_timer *w = &n->waits[n->nwaits++];
 	memset(w, 0, sizeof *w);
 	w->session = session;
@@ -451,8 +449,8 @@ static bool takeover_lease(const ls_view *v, void *arg)
 	uint64_t unrenewed_ms = c->clock_ms > v->renewed_clock_ms
 					? c->clock_ms - v->renewed_clock_ms
 					: 0;
-	uint64_t left_ms = v->ttl_ms > unrenewed_ms ? v->ttl_ms - unrenewed_ms
-						    : 0;
+	uint64_t left_ms =
+		v->ttl_ms > unrenewed_ms ? v->ttl_ms - unrenewed_ms : 0;
 	uint64_t at = n->now_us + left_ms * 1000;
 	if (MUTANT(n, LD_MUTANT_TRUST_STAMPS))
 		at = (v->stamp_ms + v->ttl_ms) * 1000;
@@ -477,7 +475,8 @@ static void takeover(ln_node *n)
 	ls_for_each(n->table, takeover_lease, &c);
 }
 
-/* ---- proposing --------------------------------------------------------------- */
+/* ---- proposing
+ * --------------------------------------------------------------- */
 
 static uint64_t since_tick_ms(const ln_node *n)
 {
@@ -623,7 +622,8 @@ static uint64_t leader_timer(const ln_node *n)
 	return t;
 }
 
-/* ---- outstanding requests ---------------------------------------------------- */
+/* ---- outstanding requests
+ * ---------------------------------------------------- */
 
 static void outs_remove(ln_node *n, uint32_t i)
 {
@@ -684,7 +684,8 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 		return;
 	for (uint32_t i = 0; i < n->nouts;) {
 		outstanding *o = &n->outs[i];
-		if (o->queued || o->session != r->client_id || o->seq != r->seq) {
+		if (o->queued || o->session != r->client_id ||
+		    o->seq != r->seq) {
 			i++;
 			continue;
 		}
@@ -738,8 +739,7 @@ static void answer_queued(ln_node *n, ln_actions *out, const ls_change *c,
 	for (uint32_t i = 0; i < n->nouts;) {
 		outstanding *o = &n->outs[i];
 		if (!o->queued || idx <= o->queued_idx ||
-		    o->session != c->session ||
-		    o->name_len != c->name_len ||
+		    o->session != c->session || o->name_len != c->name_len ||
 		    memcmp(o->name, c->name, c->name_len) != 0) {
 			i++;
 			continue;
@@ -768,8 +768,8 @@ static void fail_outstanding(ln_node *n, ln_actions *out)
 	for (uint32_t i = 0; i < n->nouts; i++) {
 		outstanding *o = &n->outs[i];
 		if (o->queued)
-			reply_new(n, out, o->req_id, o->type, o->session, o->seq,
-				  LN_NOT_LEADER);
+			reply_new(n, out, o->req_id, o->type, o->session,
+				  o->seq, LN_NOT_LEADER);
 	}
 	uint32_t kept = 0;
 	for (uint32_t i = 0; i < n->nouts; i++)
@@ -778,7 +778,8 @@ static void fail_outstanding(ln_node *n, ln_actions *out)
 	n->nouts = kept;
 }
 
-/* ---- the journal ------------------------------------------------------------- */
+/* ---- the journal
+ * ------------------------------------------------------------- */
 
 static void on_journal(ln_node *n, ln_actions *out)
 {
@@ -836,27 +837,29 @@ static void on_journal(ln_node *n, ln_actions *out)
 			waits_remove(n, c->name, c->name_len, c->session);
 			break;
 		case LS_CH_REVOKED:
-			break; /* never renewed again; expires on its deadline */
+			break; /* never renewed again; expires on its deadline
+				*/
 		}
 	}
 }
 
-/* ---- requests ---------------------------------------------------------------- */
+/* ---- requests
+ * ---------------------------------------------------------------- */
 
 static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 {
-	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
-				 q->seq, LN_OK);
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
+				 LN_OK);
 	if (!ls_name_valid(q->name, q->name_len)) {
 		rp->status = LN_INVALID;
 		rp->result.status = LS_E_NAME;
 		return;
 	}
 	if (q->type == LN_REQ_CHECK) {
-		rp->result.status = ls_check(n->table, q->name, q->name_len,
-					     q->token)
-					    ? LS_OK
-					    : LS_NOT_HOLDER;
+		rp->result.status =
+			ls_check(n->table, q->name, q->name_len, q->token)
+				? LS_OK
+				: LS_NOT_HOLDER;
 		return;
 	}
 	ls_view v;
@@ -878,8 +881,8 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 		memcpy(rp->value, v.value, v.value_len);
 	const deadline *d = n->leading ? dl_find(n, v.token) : NULL;
 	if (d != NULL) {
-		int64_t left = ((int64_t)d->deadline_us - (int64_t)n->now_us) /
-			       1000;
+		int64_t left =
+			((int64_t)d->deadline_us - (int64_t)n->now_us) / 1000;
 		rp->ttl_ms_left = left > 0 ? left : 0;
 		rp->in_grace = n->now_us >= d->deadline_us;
 	}
@@ -919,8 +922,8 @@ static bool collect_session(const ls_view *v, void *arg)
  * leader that does not know it was deposed would say. */
 static void deposed_renew(ln_node *n, const ln_request *q, ln_actions *out)
 {
-	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
-				 q->seq, LN_OK);
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
+				 LN_OK);
 	rp->result.status = LS_OK;
 	rp->tokens = malloc(LS_LEASES_PER_SESSION_MAX * sizeof *rp->tokens);
 	if (rp->tokens == NULL)
@@ -946,8 +949,8 @@ static void on_request(ln_node *n, const ln_request *q, ln_actions *out)
 		on_write(n, q, out);
 		return;
 	}
-	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
-				 q->seq, LN_INVALID);
+	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
+				 LN_INVALID);
 	rp->result.status = LS_E_MALFORMED;
 }
 
@@ -1017,7 +1020,8 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 	}
 }
 
-/* ---- the step function -------------------------------------------------------- */
+/* ---- the step function
+ * -------------------------------------------------------- */
 
 int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 {

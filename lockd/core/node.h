@@ -35,10 +35,11 @@
 #include "paxos.h"
 
 typedef struct ln_config {
-	ld_config paxos;    /* id, nreplicas, timings, seed, mutant */
-	uint32_t grace_ms;  /* wait after an unclean end before re-granting */
-	uint32_t drift_ppm; /* the clock-rate bound the cell is configured for */
-	uint32_t tick_ms;   /* TICK decree interval while leases exist */
+	ld_config paxos;   /* id, nreplicas, timings, seed, mutant */
+	uint32_t grace_ms; /* wait after an unclean end before re-granting */
+	uint32_t
+		drift_ppm; /* the clock-rate bound the cell is configured for */
+	uint32_t tick_ms;  /* TICK decree interval while leases exist */
 	uint32_t ttl_ms_max; /* longest TTL accepted (<= LS_TTL_MS_MAX) */
 } ln_config;
 
@@ -60,12 +61,12 @@ typedef enum ln_req_type {
 } ln_req_type;
 
 typedef struct ln_request {
-	uint64_t req_id;    /* the caller's handle, echoed in the reply */
+	uint64_t req_id; /* the caller's handle, echoed in the reply */
 	ln_req_type type;
-	uint64_t session;   /* writes: the client's session (its client id):
-			       1 .. 2^63-1 (the top bit is the cell's own) */
-	uint64_t seq;       /* writes: per-session command id; retries reuse it */
-	const char *name;   /* borrowed for the call */
+	uint64_t session; /* writes: the client's session (its client id):
+			     1 .. 2^63-1 (the top bit is the cell's own) */
+	uint64_t seq;     /* writes: per-session command id; retries reuse it */
+	const char *name; /* borrowed for the call */
 	uint32_t name_len;
 	uint32_t ttl_ms, wait_ms;
 	const uint8_t *value;
@@ -76,11 +77,11 @@ typedef struct ln_request {
 } ln_request;
 
 typedef enum ln_status {
-	LN_OK = 0,        /* done; result (and for GET, view) say what */
-	LN_NOT_LEADER,    /* ask leader_hint (-1: unknown) */
-	LN_BUSY,          /* the leader's queue is full; retry */
-	LN_INVALID,       /* result.status says which limit */
-	LN_TIMEOUT,       /* ACQUIRE waited wait_ms; result.holder holds it */
+	LN_OK = 0,     /* done; result (and for GET, view) say what */
+	LN_NOT_LEADER, /* ask leader_hint (-1: unknown) */
+	LN_BUSY,       /* the leader's queue is full; retry */
+	LN_INVALID,    /* result.status says which limit */
+	LN_TIMEOUT,    /* ACQUIRE waited wait_ms; result.holder holds it */
 } ln_status;
 
 typedef struct ln_reply {
@@ -88,9 +89,9 @@ typedef struct ln_reply {
 	ln_req_type type;
 	uint64_t session, seq;
 	ln_status status;
-	ls_result result;    /* GRANTED/QUEUED/HELD/NOT_HOLDER/... */
+	ls_result result; /* GRANTED/QUEUED/HELD/NOT_HOLDER/... */
 	int32_t leader_hint;
-	uint64_t position;   /* the ledger position this replica had applied */
+	uint64_t position; /* the ledger position this replica had applied */
 	/* RENEW: the tokens renewed (malloc'd, owned by the actions). */
 	uint64_t *tokens;
 	uint32_t ntokens;
@@ -106,7 +107,8 @@ typedef struct ln_reply {
 	uint8_t value[LS_VALUE_BYTES_MAX];
 } ln_reply;
 
-/* ---- events and actions --------------------------------------------------- */
+/* ---- events and actions ---------------------------------------------------
+ */
 
 typedef enum ln_event_type {
 	LN_EV_MSG = LD_EV_MSG,
@@ -128,7 +130,7 @@ typedef struct ln_event {
 } ln_event;
 
 typedef struct ln_actions {
-	ld_actions ld;   /* records, messages, chosen, timer: as paxos.h says */
+	ld_actions ld; /* records, messages, chosen, timer: as paxos.h says */
 	ln_reply *replies;
 	size_t nreplies, replies_cap;
 } ln_actions;
@@ -137,7 +139,8 @@ void ln_actions_init(ln_actions *a);
 void ln_actions_reset(ln_actions *a);
 void ln_actions_free(ln_actions *a);
 
-/* ---- the node --------------------------------------------------------------- */
+/* ---- the node ---------------------------------------------------------------
+ */
 
 typedef struct ln_node ln_node;
 

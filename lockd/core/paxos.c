@@ -225,11 +225,11 @@ typedef struct entry {
 	uint64_t slot;     /* 0: the ring cell is empty */
 	ld_ballot vballot; /* acceptor: the vote cast for this slot */
 	ld_value *vvalue;
-	ld_value *chosen;  /* learner: the value known chosen */
+	ld_value *chosen; /* learner: the value known chosen */
 	/* proposer, valid while pballot equals the leader's ballot */
 	ld_ballot pballot;
 	ld_value *pvalue;
-	uint32_t acks;     /* replicas that voted pvalue in pballot */
+	uint32_t acks; /* replicas that voted pvalue in pballot */
 	uint64_t sent_us;
 	/* candidate: highest-ballot vote reported in phase 1 (P3) */
 	ld_ballot p1ballot;
@@ -270,17 +270,17 @@ struct ld_replica {
 	uint64_t log_start;
 	uint64_t commit; /* every slot <= commit is chosen and applied */
 	uint64_t snap_base;
-	uint8_t *snap;   /* the snapshot at snap_base (client table + sm) */
+	uint8_t *snap; /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
 
 	/* roles */
 	ld_role role;
-	ld_ballot ballot;         /* proposer's ballot while candidate/leader */
-	uint64_t max_round;       /* highest round seen anywhere */
-	int32_t leader;           /* believed leader, or -1 */
+	ld_ballot ballot;   /* proposer's ballot while candidate/leader */
+	uint64_t max_round; /* highest round seen anywhere */
+	int32_t leader;     /* believed leader, or -1 */
 	ld_ballot leader_ballot;
-	uint64_t heard_us;        /* last message from that leader */
-	uint64_t election_at_us;  /* follower: campaign at this time */
+	uint64_t heard_us;       /* last message from that leader */
+	uint64_t election_at_us; /* follower: campaign at this time */
 	uint64_t now_us;
 
 	/* candidate */
@@ -329,7 +329,8 @@ static entry *entry_at(ld_replica *r, uint64_t slot)
 		return NULL;
 	entry *e = &r->log[slot % LD_LOG_SLOTS_MAX];
 	if (e->slot != slot) {
-		/* Only empty cells or stale cells below log_start get reused. */
+		/* Only empty cells or stale cells below log_start get reused.
+		 */
 		assert(e->slot == 0 || e->slot < r->log_start);
 		return NULL;
 	}
@@ -381,20 +382,12 @@ static void log_truncate(ld_replica *r, uint64_t start)
 
 /* ---- the client table (exactly-once) ------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return x;
-}
-
 static client_ent *client_find(ld_replica *r, uint64_t id)
 {
 	if (r->clients_cap == 0)
 		return NULL;
 	uint32_t mask = r->clients_cap - 1;
-	for (uint32_t i = (uint32_t)mix64(id) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = (uint32_t)ld_mix64(id) & mask;; i = (i + 1) & mask) {
 		if (r->clients[i].client_id == id)
 			return &r->clients[i];
 		if (r->clients[i].client_id == 0)
@@ -416,7 +409,7 @@ static void client_remove(ld_replica *r, client_ent *c)
 static client_ent *client_insert_slot(ld_replica *r, uint64_t id)
 {
 	uint32_t mask = r->clients_cap - 1;
-	uint32_t i = (uint32_t)mix64(id) & mask;
+	uint32_t i = (uint32_t)ld_mix64(id) & mask;
 	while (r->clients[i].client_id != 0)
 		i = (i + 1) & mask;
 	r->clients[i].client_id = id;
@@ -461,7 +454,8 @@ static client_ent *client_upsert(ld_replica *r, uint64_t id)
 		client_remove(r, oldest);
 	}
 	if ((r->nclients + 1) * 2 > r->clients_cap)
-		client_table_rehash(r, r->clients_cap ? r->clients_cap * 2 : 64);
+		client_table_rehash(r,
+				    r->clients_cap ? r->clients_cap * 2 : 64);
 	client_ent *c2 = client_insert_slot(r, id);
 	c2->seq = 0;
 	c2->slot = 0;
@@ -527,7 +521,8 @@ static void persist(ld_replica *r, ld_actions *out, ld_record rec)
 
 static void persist_promise(ld_replica *r, ld_actions *out)
 {
-	persist(r, out, (ld_record){.type = LD_REC_PROMISE, .ballot = r->promised});
+	persist(r, out,
+		(ld_record){.type = LD_REC_PROMISE, .ballot = r->promised});
 }
 
 static void reply(ld_replica *r, ld_actions *out, uint64_t client_id,
@@ -625,7 +620,8 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	    cfg->election_timeout_us == 0 || cfg->heartbeat_us == 0 ||
 	    cfg->retry_us == 0 || cfg->snapshot_every_slots == 0 ||
 	    cfg->snapshot_every_slots + LD_LOG_TAIL_SLOTS +
-			    LD_WINDOW_SLOTS_MAX >= LD_LOG_SLOTS_MAX)
+			    LD_WINDOW_SLOTS_MAX >=
+		    LD_LOG_SLOTS_MAX)
 		return NULL;
 	ld_replica *r = calloc(1, sizeof *r);
 	if (r == NULL)
@@ -764,9 +760,10 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t id = 0, seq = 0, slot = 0;
 		uint32_t rl = 0;
-		if (get_u64(&p, end, &id) || id == 0 || get_u64(&p, end, &seq) ||
-		    get_u64(&p, end, &slot) || get_u32(&p, end, &rl) ||
-		    rl > LD_RESULT_BYTES_MAX || (size_t)(end - p) < rl)
+		if (get_u64(&p, end, &id) || id == 0 ||
+		    get_u64(&p, end, &seq) || get_u64(&p, end, &slot) ||
+		    get_u32(&p, end, &rl) || rl > LD_RESULT_BYTES_MAX ||
+		    (size_t)(end - p) < rl)
 			return -1;
 		p += rl;
 	}
@@ -1087,7 +1084,8 @@ static void flush_pending(ld_replica *r, ld_actions *out)
 		ld_cmd cmds[LD_BATCH_CMDS_MAX];
 		for (uint32_t i = 0; i < n; i++)
 			cmds[i] = r->pending[(r->pending_head + i) %
-					     LD_PENDING_CMDS_MAX].cmd;
+					     LD_PENDING_CMDS_MAX]
+					  .cmd;
 		ld_value *v = ld_value_new(cmds, n);
 		if (v == NULL)
 			abort();
@@ -1197,8 +1195,8 @@ static void maybe_catchup(ld_replica *r, ld_actions *out)
 	if (r->catchup_sent_us != 0 &&
 	    r->now_us < r->catchup_sent_us + r->cfg.retry_us)
 		return;
-	ld_msg *m = msg_new(r, LD_MSG_CATCHUP_REQ,
-			    (uint32_t)r->known_commit_from);
+	ld_msg *m =
+		msg_new(r, LD_MSG_CATCHUP_REQ, (uint32_t)r->known_commit_from);
 	m->slot = r->commit + 1;
 	r->catchup_sent_us = r->now_us;
 	emit(r, out, m);
@@ -1238,7 +1236,8 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 		p->votes = calloc(n, sizeof *p->votes);
 		if (p->votes == NULL)
 			abort();
-		for (uint64_t s = lo; s < r->log_start + LD_LOG_SLOTS_MAX; s++) {
+		for (uint64_t s = lo; s < r->log_start + LD_LOG_SLOTS_MAX;
+		     s++) {
 			const entry *e = entry_at(r, s);
 			if (e == NULL || ballot_zero(e->vballot))
 				continue;
@@ -1330,7 +1329,8 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 		emit_after_sync(r, out, a);
 	if (m->from != r->cfg.id) {
 		note_commit(r, m);
-		/* The leader's commit covers slots we voted for in its ballot. */
+		/* The leader's commit covers slots we voted for in its ballot.
+		 */
 		for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
 			entry *x = entry_at(r, s);
 			if (x == NULL || x->vvalue == NULL ||
@@ -1382,8 +1382,9 @@ static void requeue_proposals(ld_replica *r, ld_actions *out)
 			}
 			if (c->len > 0)
 				memcpy(data, c->data, c->len);
-			r->pending_head = (r->pending_head + LD_PENDING_CMDS_MAX -
-					   1) % LD_PENDING_CMDS_MAX;
+			r->pending_head =
+				(r->pending_head + LD_PENDING_CMDS_MAX - 1) %
+				LD_PENDING_CMDS_MAX;
 			r->pending[r->pending_head].cmd = *c;
 			r->pending[r->pending_head].cmd.data = data;
 			r->pending_n++;
@@ -1494,8 +1495,8 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 		if (c->nvotes > 0 && bytes + vb > LD_CATCHUP_BYTES_MAX)
 			break;
 		bytes += vb;
-		c->votes[c->nvotes++] = (ld_vote){
-			.slot = s, .value = ld_value_ref(e->chosen)};
+		c->votes[c->nvotes++] =
+			(ld_vote){.slot = s, .value = ld_value_ref(e->chosen)};
 	}
 	c->slot = m->slot;
 	emit(r, out, c);
@@ -1581,7 +1582,8 @@ static void handle_msg(ld_replica *r, const ld_msg *m, ld_actions *out)
 static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 {
 	if (cmd->client_id == 0 || cmd->seq == 0 ||
-	    cmd->len > LD_CMD_BYTES_MAX || (cmd->len > 0 && cmd->data == NULL)) {
+	    cmd->len > LD_CMD_BYTES_MAX ||
+	    (cmd->len > 0 && cmd->data == NULL)) {
 		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_INVALID, NULL);
 		return;
 	}
@@ -1611,8 +1613,8 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 	}
 	if (cmd->len > 0)
 		memcpy(data, cmd->data, cmd->len);
-	pending_cmd *p =
-		&r->pending[(r->pending_head + r->pending_n) % LD_PENDING_CMDS_MAX];
+	pending_cmd *p = &r->pending[(r->pending_head + r->pending_n) %
+				     LD_PENDING_CMDS_MAX];
 	p->cmd = *cmd;
 	p->cmd.data = data;
 	r->pending_n++;
@@ -1653,7 +1655,8 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			send_commits(r, out);
 		for (uint64_t s = r->commit + 1; s < r->next_slot; s++) {
 			entry *e = entry_at(r, s);
-			if (e == NULL || e->chosen != NULL || e->pvalue == NULL ||
+			if (e == NULL || e->chosen != NULL ||
+			    e->pvalue == NULL ||
 			    now < e->sent_us + r->cfg.retry_us)
 				continue;
 			e->sent_us = now;

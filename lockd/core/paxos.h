@@ -43,19 +43,19 @@ int ld_ballot_cmp(ld_ballot a, ld_ballot b);
 /* ---- peer messages ---------------------------------------------------- */
 
 typedef enum ld_msg_type {
-	LD_MSG_PREPARE = 1,  /* 1a: ballot, slot = first slot the leader needs */
-	LD_MSG_PROMISE,      /* 1b: ballot promised, votes for slots >= slot,
-				base = acceptor's snapshot base */
-	LD_MSG_ACCEPT,       /* 2a: ballot, slot, value, commit */
-	LD_MSG_ACCEPTED,     /* 2b: ballot, slot */
-	LD_MSG_REJECT,       /* nack: ballot = the higher ballot promised;
-				slot = the 1a/2a slot it answers; base */
-	LD_MSG_COMMIT,       /* heartbeat + commit announcement: ballot, commit */
-	LD_MSG_COMMIT_ACK,   /* heartbeat answer: ballot, commit = sender's */
-	LD_MSG_CATCHUP_REQ,  /* slot = first chosen slot wanted */
-	LD_MSG_CATCHUP,      /* votes[] = chosen decrees (ballot unused),
-				commit = sender's commit */
-	LD_MSG_SNAPSHOT,     /* base, snap bytes, commit */
+	LD_MSG_PREPARE = 1, /* 1a: ballot, slot = first slot the leader needs */
+	LD_MSG_PROMISE,     /* 1b: ballot promised, votes for slots >= slot,
+			       base = acceptor's snapshot base */
+	LD_MSG_ACCEPT,      /* 2a: ballot, slot, value, commit */
+	LD_MSG_ACCEPTED,    /* 2b: ballot, slot */
+	LD_MSG_REJECT,      /* nack: ballot = the higher ballot promised;
+			       slot = the 1a/2a slot it answers; base */
+	LD_MSG_COMMIT,     /* heartbeat + commit announcement: ballot, commit */
+	LD_MSG_COMMIT_ACK, /* heartbeat answer: ballot, commit = sender's */
+	LD_MSG_CATCHUP_REQ, /* slot = first chosen slot wanted */
+	LD_MSG_CATCHUP,     /* votes[] = chosen decrees (ballot unused),
+			       commit = sender's commit */
+	LD_MSG_SNAPSHOT,    /* base, snap bytes, commit */
 } ld_msg_type;
 
 #define LD_MSG_TYPE_MAX LD_MSG_SNAPSHOT
@@ -71,13 +71,14 @@ typedef struct ld_msg {
 	uint32_t from, to;
 	ld_ballot ballot;
 	uint64_t slot;
-	uint64_t commit; /* sender's chosen prefix: slots <= commit are chosen */
-	uint64_t base;   /* sender's snapshot base */
+	uint64_t
+		commit; /* sender's chosen prefix: slots <= commit are chosen */
+	uint64_t base;  /* sender's snapshot base */
 	ld_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
-	ld_vote *votes;  /* malloc'd, owned by the message */
+	ld_vote *votes; /* malloc'd, owned by the message */
 	uint32_t snap_len;
-	uint8_t *snap;   /* malloc'd, owned by the message */
+	uint8_t *snap; /* malloc'd, owned by the message */
 } ld_msg;
 
 /* Frees a message and drops its value references. NULL-safe. */
@@ -105,7 +106,7 @@ typedef struct ld_record {
 	uint64_t slot;
 	ld_value *value; /* VOTE: one reference, owned by the record */
 	uint32_t snap_len;
-	uint8_t *snap;   /* SNAPSHOT: malloc'd, owned by the record */
+	uint8_t *snap; /* SNAPSHOT: malloc'd, owned by the record */
 } ld_record;
 
 void ld_record_clear(ld_record *rec);
@@ -113,15 +114,15 @@ void ld_record_clear(ld_record *rec);
 /* ---- client replies --------------------------------------------------- */
 
 typedef enum ld_reply_status {
-	LD_REPLY_OK = 0,      /* applied at `slot`; result holds the SM's answer.
-				 A retry of a command older than the client's
-				 latest applied one gets OK with slot 0 and no
-				 result: it is settled (applied, or abandoned
-				 by the client and never to be applied), and
-				 its answer is gone. */
-	LD_REPLY_NOT_LEADER,  /* leader_hint names who to ask (or -1: unknown) */
-	LD_REPLY_BUSY,        /* the leader's queue is full: retry later */
-	LD_REPLY_INVALID,     /* the command is malformed (size, ids) */
+	LD_REPLY_OK = 0,     /* applied at `slot`; result holds the SM's answer.
+				A retry of a command older than the client's
+				latest applied one gets OK with slot 0 and no
+				result: it is settled (applied, or abandoned
+				by the client and never to be applied), and
+				its answer is gone. */
+	LD_REPLY_NOT_LEADER, /* leader_hint names who to ask (or -1: unknown) */
+	LD_REPLY_BUSY,       /* the leader's queue is full: retry later */
+	LD_REPLY_INVALID,    /* the command is malformed (size, ids) */
 } ld_reply_status;
 
 typedef struct ld_reply {
@@ -136,11 +137,11 @@ typedef struct ld_reply {
 /* ---- events and actions ------------------------------------------------- */
 
 typedef enum ld_event_type {
-	LD_EV_MSG = 1,  /* msg arrived (the core does not take ownership) */
-	LD_EV_TICK,     /* a timer fired (or any time the caller likes) */
-	LD_EV_DURABLE,  /* every write with id <= write_id is durable */
-	LD_EV_SUBMIT,   /* client commands cmd[0..ncmds) (data copied by the
-			   core); proposed together, many per decree */
+	LD_EV_MSG = 1, /* msg arrived (the core does not take ownership) */
+	LD_EV_TICK,    /* a timer fired (or any time the caller likes) */
+	LD_EV_DURABLE, /* every write with id <= write_id is durable */
+	LD_EV_SUBMIT,  /* client commands cmd[0..ncmds) (data copied by the
+			  core); proposed together, many per decree */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -154,8 +155,8 @@ typedef struct ld_event {
 
 typedef struct ld_chosen {
 	uint64_t slot;
-	ld_value *value;     /* one reference, owned by the actions */
-	uint64_t sm_digest;  /* state digest right after applying this slot */
+	ld_value *value;    /* one reference, owned by the actions */
+	uint64_t sm_digest; /* state digest right after applying this slot */
 } ld_chosen;
 
 typedef struct ld_actions {
@@ -192,21 +193,23 @@ void ld_actions_free(ld_actions *a);
  * build ignores the field. */
 typedef enum ld_mutant {
 	LD_MUTANT_NONE = 0,
-	LD_MUTANT_FORGET_PROMISE,   /* restart loses promises (P1b not durable) */
-	LD_MUTANT_IGNORE_VOTES,     /* proposer ignores phase-1 votes (breaks P3) */
-	LD_MUTANT_MINORITY_QUORUM,  /* quorum of n/2 instead of n/2+1 (breaks P2) */
-	LD_MUTANT_SHARED_BALLOTS,   /* ballots not unique per replica (breaks P1) */
-	LD_MUTANT_EARLY_CHOSEN,     /* leader declares chosen on its own vote */
+	LD_MUTANT_FORGET_PROMISE, /* restart loses promises (P1b not durable) */
+	LD_MUTANT_IGNORE_VOTES, /* proposer ignores phase-1 votes (breaks P3) */
+	LD_MUTANT_MINORITY_QUORUM, /* quorum of n/2 instead of n/2+1 (breaks P2)
+				    */
+	LD_MUTANT_SHARED_BALLOTS,  /* ballots not unique per replica (breaks P1)
+				    */
+	LD_MUTANT_EARLY_CHOSEN,    /* leader declares chosen on its own vote */
 	LD_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
 	/* Lease mutants (lockd/core/node.c, lease.c, and the simulator's
 	 * clients). */
-	LD_MUTANT_GRACE_ZERO,       /* re-grants right at expiry, no grace */
-	LD_MUTANT_DEPOSED_RENEW,    /* leader answers RENEW from its own table,
-				       without a decree: a deposed one renews */
-	LD_MUTANT_REPLY_CLOCK,      /* client measures its deadline from the
-				       reply's arrival, not from sending */
-	LD_MUTANT_TRUST_STAMPS,     /* new leader takes old leaders' clock
-				       stamps as deadlines in its own clock */
+	LD_MUTANT_GRACE_ZERO,        /* re-grants right at expiry, no grace */
+	LD_MUTANT_DEPOSED_RENEW,     /* leader answers RENEW from its own table,
+					without a decree: a deposed one renews */
+	LD_MUTANT_REPLY_CLOCK,       /* client measures its deadline from the
+					reply's arrival, not from sending */
+	LD_MUTANT_TRUST_STAMPS,      /* new leader takes old leaders' clock
+					stamps as deadlines in its own clock */
 	LD_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
 				       name has, whatever token they carry */
 	LD_MUTANT_COUNT
@@ -216,9 +219,9 @@ const char *ld_mutant_name(ld_mutant m);
 ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
 
 typedef struct ld_config {
-	uint32_t id;        /* 0..nreplicas-1 */
-	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX */
-	uint64_t seed;      /* randomises election timeouts */
+	uint32_t id;                  /* 0..nreplicas-1 */
+	uint32_t nreplicas;           /* 1..LD_REPLICAS_MAX */
+	uint64_t seed;                /* randomises election timeouts */
 	uint64_t heartbeat_us;        /* leader's COMMIT interval */
 	uint64_t election_timeout_us; /* base; the actual is in [t, 2t) */
 	uint64_t retry_us;            /* resend 1a/2a/catch-up after this */
@@ -251,14 +254,14 @@ typedef enum ld_role { LD_FOLLOWER, LD_CANDIDATE, LD_LEADER } ld_role;
 
 typedef struct ld_status {
 	ld_role role;
-	ld_ballot ballot;    /* proposer ballot (leader/candidate) */
-	ld_ballot promised;  /* acceptor's promise */
-	int32_t leader;      /* who this replica believes leads, or -1 */
-	uint64_t commit;     /* chosen prefix */
-	uint64_t applied;    /* == commit after each step */
-	uint64_t base;       /* snapshot base */
-	uint64_t next_slot;  /* leader: next slot to propose */
-	uint32_t pending;    /* leader: commands waiting for a slot */
+	ld_ballot ballot;   /* proposer ballot (leader/candidate) */
+	ld_ballot promised; /* acceptor's promise */
+	int32_t leader;     /* who this replica believes leads, or -1 */
+	uint64_t commit;    /* chosen prefix */
+	uint64_t applied;   /* == commit after each step */
+	uint64_t base;      /* snapshot base */
+	uint64_t next_slot; /* leader: next slot to propose */
+	uint32_t pending;   /* leader: commands waiting for a slot */
 } ld_status;
 
 void ld_replica_status(const ld_replica *r, ld_status *st);

@@ -18,8 +18,8 @@ typedef struct ld_sm_ops {
 	 * `cap` (LD_RESULT_BYTES_MAX) bytes of result into out and returns how
 	 * many. Must not fail: a command the machine rejects yields a result
 	 * that says so. */
-	size_t (*apply)(ld_sm *sm, uint64_t slot, const ld_cmd *cmd, uint8_t *out,
-			size_t cap);
+	size_t (*apply)(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
+			uint8_t *out, size_t cap);
 	/* Encodes the whole state. *out is malloc'd; the caller frees it.
 	 * Returns 0, or -1 when out of memory. */
 	int (*snapshot)(ld_sm *sm, uint8_t **out, size_t *len);

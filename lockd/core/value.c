@@ -9,6 +9,16 @@
 /* The no-op's refs are never 0 and never freed: refs on it are skipped. */
 static ld_value value_noop = {.refs = 1, .ncmds = 0, .digest = 0};
 
+uint64_t ld_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
 uint64_t ld_hash(uint64_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;

@@ -11,16 +11,16 @@
 
 typedef struct ld_cmd {
 	uint64_t client_id; /* the session or client that sent it; never 0 */
-	uint64_t seq;       /* per-client command id, increasing; retries reuse it */
-	uint32_t len;       /* bytes in data, <= LD_CMD_BYTES_MAX */
+	uint64_t seq; /* per-client command id, increasing; retries reuse it */
+	uint32_t len; /* bytes in data, <= LD_CMD_BYTES_MAX */
 	const uint8_t *data;
 } ld_cmd;
 
 typedef struct ld_value {
 	uint32_t refs;
-	uint32_t ncmds;   /* 0: no-op */
-	uint64_t digest;  /* content hash, computed at creation */
-	ld_cmd cmds[];    /* each cmds[i].data points into this allocation */
+	uint32_t ncmds;  /* 0: no-op */
+	uint64_t digest; /* content hash, computed at creation */
+	ld_cmd cmds[];   /* each cmds[i].data points into this allocation */
 } ld_value;
 
 /* Builds a value holding copies of cmds[0..ncmds). Returns NULL when out of
@@ -39,6 +39,10 @@ void ld_value_unref(ld_value *v);
 
 /* Same commands in the same order (content equality, not identity). */
 int ld_value_equal(const ld_value *a, const ld_value *b);
+
+/* splitmix64's finalizer: spreads sequential ids (tokens, sessions) over a
+ * hash table's buckets. */
+uint64_t ld_mix64(uint64_t x);
 
 /* 64-bit FNV-1a, used for value digests and state digests. */
 uint64_t ld_hash(uint64_t h, const void *p, size_t n);

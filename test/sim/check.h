@@ -68,8 +68,10 @@
 typedef struct chk_cmd {
 	uint32_t len;
 	uint8_t data[SIM_CMD_BYTES_MAX];
-	uint64_t applied_slot; /* oracle: where the ledger first holds it; 0: not yet */
-	uint32_t applied_idx;  /* ... and its place among that decree's commands */
+	uint64_t applied_slot; /* oracle: where the ledger first holds it; 0:
+				  not yet */
+	uint32_t applied_idx;  /* ... and its place among that decree's commands
+				*/
 	uint64_t result;       /* counter: the count right after applying it */
 	ls_result lres;        /* lease: the result applying it gave */
 	uint32_t nrenewed;     /* lease RENEW: the tokens it renewed */
@@ -83,8 +85,8 @@ typedef struct chk_client {
 } chk_client;
 
 typedef struct chk_slot {
-	ld_value *value;  /* one reference; NULL: not known chosen yet */
-	uint64_t digest;  /* state digest after it, as first reported */
+	ld_value *value; /* one reference; NULL: not known chosen yet */
+	uint64_t digest; /* state digest after it, as first reported */
 	uint32_t first_replica;
 } chk_slot;
 
@@ -116,9 +118,9 @@ typedef struct chk_name {
 	char name[CHK_NAME_BYTES_MAX];
 	uint32_t len;
 	/* ledger */
-	uint64_t last_token;               /* highest token granted */
+	uint64_t last_token;                   /* highest token granted */
 	uint64_t holder_token, holder_session; /* 0: free */
-	uint64_t queue[CHK_QUEUE_MAX];     /* waiting sessions, in order */
+	uint64_t queue[CHK_QUEUE_MAX];         /* waiting sessions, in order */
 	uint32_t nqueue;
 	/* the fenced resource */
 	uint64_t res_max;
@@ -129,7 +131,7 @@ typedef struct sim_check {
 	sim_workload workload;
 	chk_slot *slots; /* [slot]; slot 0 is the empty state */
 	uint64_t nslots, cap;
-	uint64_t decrees;   /* distinct slots known chosen */
+	uint64_t decrees; /* distinct slots known chosen */
 	uint64_t max_slot;
 	/* the oracle's own state machine, fed the ledger in order */
 	counter_sm counter;
@@ -153,7 +155,8 @@ typedef struct sim_check {
 	uint64_t expiries, releases, revokes;
 	uint64_t writes, stale_writes, fenced;
 	/* The closest call: the least time by which an older holder's belief
-	 * had run out when a newer GRANTED reached someone (INT64_MAX: none). */
+	 * had run out when a newer GRANTED reached someone (INT64_MAX: none).
+	 */
 	int64_t closest_us;
 	/* the simulator's trace (NULL: none) and clock, for ledger events */
 	FILE *tr;
@@ -166,8 +169,8 @@ typedef struct sim_check {
 /* The lease oracle's table runs the cell's mutant, if it is one of the
  * table's own (so that "state" compares like with like and the lease
  * properties are what must catch it). */
-void chk_init(sim_check *c, sim_workload w, uint32_t nclients, uint32_t nreplicas,
-	      ld_mutant mutant);
+void chk_init(sim_check *c, sim_workload w, uint32_t nclients,
+	      uint32_t nreplicas, ld_mutant mutant);
 void chk_free(sim_check *c);
 
 /* Client `idx` (client_id idx+1) submits its command seq (1, 2, ...).
@@ -180,8 +183,8 @@ void chk_submitted(sim_check *c, uint32_t idx, uint64_t seq,
 const chk_cmd *chk_cmd_get(const sim_check *c, uint32_t idx, uint64_t seq);
 
 /* A replica learned slot chosen with value and reached state digest. */
-void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot,
-		ld_value *value, uint64_t digest);
+void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
+		uint64_t digest);
 /* A replica's state machine is at applied with this digest. */
 void chk_state(sim_check *c, uint32_t replica, uint64_t applied,
 	       uint64_t digest);
@@ -197,7 +200,8 @@ void chk_fail(sim_check *c, const char *property, const char *fmt, ...)
 /* The value known chosen at slot, or NULL. */
 const ld_value *chk_value_at(const sim_check *c, uint64_t slot);
 
-/* ---- leases ---------------------------------------------------------------- */
+/* ---- leases ----------------------------------------------------------------
+ */
 
 /* Registers a name the clients use; returns its index (the same for the same
  * bytes). Aborts past CHK_NAMES_MAX. */

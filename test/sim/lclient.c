@@ -36,12 +36,18 @@
 const char *lc_req_name(ln_req_type t)
 {
 	switch (t) {
-	case LN_REQ_ACQUIRE: return "ACQUIRE";
-	case LN_REQ_RENEW: return "RENEW";
-	case LN_REQ_RELEASE: return "RELEASE";
-	case LN_REQ_REVOKE: return "REVOKE";
-	case LN_REQ_GET: return "GET";
-	case LN_REQ_CHECK: return "CHECK";
+	case LN_REQ_ACQUIRE:
+		return "ACQUIRE";
+	case LN_REQ_RENEW:
+		return "RENEW";
+	case LN_REQ_RELEASE:
+		return "RELEASE";
+	case LN_REQ_REVOKE:
+		return "REVOKE";
+	case LN_REQ_GET:
+		return "GET";
+	case LN_REQ_CHECK:
+		return "CHECK";
 	}
 	return "?";
 }
@@ -49,11 +55,16 @@ const char *lc_req_name(ln_req_type t)
 const char *lc_status_name(ln_status st)
 {
 	switch (st) {
-	case LN_OK: return "OK";
-	case LN_NOT_LEADER: return "NOT_LEADER";
-	case LN_BUSY: return "BUSY";
-	case LN_INVALID: return "INVALID";
-	case LN_TIMEOUT: return "TIMEOUT";
+	case LN_OK:
+		return "OK";
+	case LN_NOT_LEADER:
+		return "NOT_LEADER";
+	case LN_BUSY:
+		return "BUSY";
+	case LN_INVALID:
+		return "INVALID";
+	case LN_TIMEOUT:
+		return "TIMEOUT";
 	}
 	return "?";
 }
@@ -125,24 +136,30 @@ static void lc_send(sim *s, sim_lclient *c)
 	lc_op *op = &c->op;
 	op->attempt++;
 	uint64_t timeout = LC_REQ_TIMEOUT_US + (uint64_t)op->wait_ms * 1000;
-	sim_push(s, s->now + timeout, SIM_EV_LTIMEOUT, c->idx, 0, 0, op->attempt, NULL);
+	sim_push(s, s->now + timeout, SIM_EV_LTIMEOUT, c->idx, 0, 0,
+		 op->attempt, NULL);
 	sim_node *nd = &s->nodes[op->target];
-	const char *name = op->type == LN_REQ_RENEW ? "-" : chk_name_str(&s->chk, op->name);
+	const char *name = op->type == LN_REQ_RENEW
+				   ? "-"
+				   : chk_name_str(&s->chk, op->name);
 	if (!nd->up) {
-		sim_trace(s, "DROP(down) %s c%u:%" PRIu64 " ->r%u", lc_req_name(op->type), c->idx + 1,
-			  op->seq, op->target);
+		sim_trace(s, "DROP(down) %s c%u:%" PRIu64 " ->r%u",
+			  lc_req_name(op->type), c->idx + 1, op->seq,
+			  op->target);
 		return;
 	}
 	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
-		sim_trace(s, "DROP(loss) %s c%u:%" PRIu64 " ->r%u", lc_req_name(op->type), c->idx + 1,
-			  op->seq, op->target);
+		sim_trace(s, "DROP(loss) %s c%u:%" PRIu64 " ->r%u",
+			  lc_req_name(op->type), c->idx + 1, op->seq,
+			  op->target);
 		return;
 	}
 	uint64_t req_id = ((uint64_t)(c->idx + 1) << 40) | ++c->reqs;
-	sim_trace(s, "c%u SEND %s %s seq=%" PRIu64 " ttl=%" PRIu32 " wait=%" PRIu32
+	sim_trace(s,
+		  "c%u SEND %s %s seq=%" PRIu64 " ttl=%" PRIu32 " wait=%" PRIu32
 		  " token=%" PRIu64 " ->r%u attempt=%" PRIu64 " req=%" PRIx64,
-		  c->idx + 1, lc_req_name(op->type), name, op->seq, op->ttl_ms, op->wait_ms,
-		  op->token, op->target, op->attempt, req_id);
+		  c->idx + 1, lc_req_name(op->type), name, op->seq, op->ttl_ms,
+		  op->wait_ms, op->token, op->target, op->attempt, req_id);
 	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
 	for (int i = 0; i < copies; i++) {
 		sim_lreq *lr = sim_xmalloc(sizeof *lr);
@@ -168,15 +185,16 @@ static void lc_send(sim *s, sim_lclient *c)
 			q->reason = lr->reason;
 			q->reason_len = (uint32_t)strlen(lr->reason);
 		}
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREQ, op->target, c->idx, nd->epoch, 0,
-			 lr);
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREQ, op->target,
+			 c->idx, nd->epoch, 0, lr);
 	}
 }
 
 /* A new write: the next seq, recorded with the oracle exactly as the node
  * will put it in the ledger (less the leader's clock readings). */
-static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name, uint32_t ttl_ms,
-		     uint32_t wait_ms, uint64_t token, bool probe)
+static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
+		     uint32_t ttl_ms, uint32_t wait_ms, uint64_t token,
+		     bool probe)
 {
 	lc_op *op = &c->op;
 	uint64_t attempt = op->attempt; /* stale timeouts must never match */
@@ -192,18 +210,21 @@ static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name, ui
 	op->probe = probe;
 	op->first_sent_local = lc_now(s, c);
 	if (wait_ms)
-		op->give_up_local = op->first_sent_local + (uint64_t)wait_ms * 1000 + LC_WAIT_SLACK_US;
+		op->give_up_local = op->first_sent_local +
+				    (uint64_t)wait_ms * 1000 + LC_WAIT_SLACK_US;
 	if (type == LN_REQ_ACQUIRE) {
 		op->value_len = (uint32_t)sim_rng_below(&s->rng, 9);
 		for (uint32_t i = 0; i < op->value_len; i++)
 			op->value[i] = (uint8_t)sim_rng_next(&s->rng);
 	}
-	op->target = c->guess >= 0 ? (uint32_t)c->guess : (uint32_t)sim_rng_below(&s->rng, s->n);
+	op->target = c->guess >= 0 ? (uint32_t)c->guess
+				   : (uint32_t)sim_rng_below(&s->rng, s->n);
 	const char *nm = chk_name_str(&s->chk, name);
 	ls_cmd lc = {
-		.op = type == LN_REQ_ACQUIRE ? LS_OP_ACQUIRE :
-		      type == LN_REQ_RENEW ? LS_OP_RENEW :
-		      type == LN_REQ_RELEASE ? LS_OP_RELEASE : LS_OP_REVOKE,
+		.op = type == LN_REQ_ACQUIRE   ? LS_OP_ACQUIRE
+		      : type == LN_REQ_RENEW   ? LS_OP_RENEW
+		      : type == LN_REQ_RELEASE ? LS_OP_RELEASE
+					       : LS_OP_REVOKE,
 		.session = c->idx + 1,
 		.name = type == LN_REQ_RENEW ? NULL : nm,
 		.name_len = type == LN_REQ_RENEW ? 0 : (uint32_t)strlen(nm),
@@ -218,7 +239,8 @@ static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name, ui
 	uint8_t buf[SIM_CMD_BYTES_MAX];
 	size_t len = ls_cmd_encode(&lc, buf, sizeof buf);
 	if (len == 0) {
-		fprintf(stderr, "lockd-sim: internal error: cannot encode a client request\n");
+		fprintf(stderr, "lockd-sim: internal error: cannot encode a "
+				"client request\n");
 		abort();
 	}
 	chk_submitted(&s->chk, c->idx, op->seq, buf, (uint32_t)len);
@@ -226,17 +248,21 @@ static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name, ui
 	lc_send(s, c);
 }
 
-/* ---- the fenced resources -------------------------------------------------- */
+/* ---- the fenced resources --------------------------------------------------
+ */
 
 static void lc_write(sim *s, sim_lclient *c, const lc_hold *h, bool believing)
 {
-	bool ok = chk_lease_write(&s->chk, c->idx, h->name, h->token, s->now, believing);
+	bool ok = chk_lease_write(&s->chk, c->idx, h->name, h->token, s->now,
+				  believing);
 	sim_trace(s, "c%u WRITE %s token=%" PRIu64 "%s: %s", c->idx + 1,
 		  chk_name_str(&s->chk, h->name), h->token,
-		  believing ? "" : " (stale holder, unchecked)", ok ? "accepted" : "refused");
+		  believing ? "" : " (stale holder, unchecked)",
+		  ok ? "accepted" : "refused");
 }
 
-/* ---- replies ---------------------------------------------------------------- */
+/* ---- replies ----------------------------------------------------------------
+ */
 
 static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 {
@@ -244,11 +270,17 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 	uint64_t now_l = lc_now(s, c);
 	/* The deadline counts from when the acquire was first sent: the leader
 	 * granted no earlier. (The mutant counts from the reply's arrival.) */
-	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK ? now_l : op->first_sent_local;
-	uint64_t deadline = lc_lease_deadline_us(base, op->ttl_ms, s->drift_ppm);
+	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK
+				? now_l
+				: op->first_sent_local;
+	uint64_t deadline =
+		lc_lease_deadline_us(base, op->ttl_ms, s->drift_ppm);
 	uint64_t end = lc_end_real(c, deadline);
-	sim_trace(s, "c%u GRANTED %s token=%" PRIu64 " ttl=%" PRIu32 " believes for %.3f ms%s",
-		  c->idx + 1, chk_name_str(&s->chk, op->name), token, op->ttl_ms,
+	sim_trace(s,
+		  "c%u GRANTED %s token=%" PRIu64 " ttl=%" PRIu32
+		  " believes for %.3f ms%s",
+		  c->idx + 1, chk_name_str(&s->chk, op->name), token,
+		  op->ttl_ms,
 		  end > s->now ? (double)(end - s->now) / 1000.0 : 0.0,
 		  end > s->now ? "" : " (already over: must renew)");
 	chk_lease_granted(&s->chk, c->idx, op->name, token, s->now, end);
@@ -264,7 +296,9 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 			if (!c->holds[i].used)
 				h = &c->holds[i];
 		if (!h) {
-			fprintf(stderr, "lockd-sim: internal error: c%u has no room for a lease\n",
+			fprintf(stderr,
+				"lockd-sim: internal error: c%u has no room "
+				"for a lease\n",
 				c->idx + 1);
 			abort();
 		}
@@ -275,7 +309,10 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 			.ttl_ms = op->ttl_ms,
 			.base_local = base,
 			.deadline_local = deadline,
-			.until_local = now_l + 1000 * sim_rng_range(&s->rng, LC_HOLD_MS_MIN, LC_HOLD_MS_MAX),
+			.until_local =
+				now_l + 1000 * sim_rng_range(&s->rng,
+							     LC_HOLD_MS_MIN,
+							     LC_HOLD_MS_MAX),
 			.next_write_local = now_l,
 		};
 	}
@@ -289,7 +326,9 @@ static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
 {
 	lc_op *op = &c->op;
 	uint64_t now_l = lc_now(s, c);
-	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK ? now_l : op->first_sent_local;
+	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK
+				? now_l
+				: op->first_sent_local;
 	/* A reply that lists fewer tokens than it counts (a retry's: the list
 	 * is gone) says nothing about the missing ones. */
 	bool complete = rp->ntokens == rp->result.count;
@@ -301,22 +340,30 @@ static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
 		for (uint32_t k = 0; k < rp->ntokens && !listed; k++)
 			listed = rp->tokens[k] == h->token;
 		if (listed) {
-			uint64_t deadline = lc_lease_deadline_us(base, h->ttl_ms, s->drift_ppm);
+			uint64_t deadline = lc_lease_deadline_us(
+				base, h->ttl_ms, s->drift_ppm);
 			if (deadline > h->deadline_local) {
 				h->deadline_local = deadline;
 				h->base_local = base;
 			}
 			h->lost = false;
 			uint64_t end = lc_end_real(c, h->deadline_local);
-			sim_trace(s, "c%u RENEWED %s token=%" PRIu64 " believes for %.3f ms", c->idx + 1,
-				  chk_name_str(&s->chk, h->name), h->token,
-				  end > s->now ? (double)(end - s->now) / 1000.0 : 0.0);
-			chk_lease_renewed(&s->chk, c->idx, h->name, h->token, s->now, end);
+			sim_trace(s,
+				  "c%u RENEWED %s token=%" PRIu64
+				  " believes for %.3f ms",
+				  c->idx + 1, chk_name_str(&s->chk, h->name),
+				  h->token,
+				  end > s->now ? (double)(end - s->now) / 1000.0
+					       : 0.0);
+			chk_lease_renewed(&s->chk, c->idx, h->name, h->token,
+					  s->now, end);
 		} else if (complete && !h->lost) {
 			/* Gone at the cell (expired or revoked): stop renewing,
 			 * release when the belief has run out. */
 			h->lost = true;
-			uint64_t at = h->deadline_local > now_l ? h->deadline_local : now_l;
+			uint64_t at = h->deadline_local > now_l
+					      ? h->deadline_local
+					      : now_l;
 			if (h->until_local > at)
 				h->until_local = at;
 			sim_trace(s, "c%u LOST %s token=%" PRIu64, c->idx + 1,
@@ -330,8 +377,10 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 	lc_op *op = &c->op;
 	uint64_t now_l = lc_now(s, c);
 	if (!op->busy || rp->seq != op->seq || rp->type != op->type) {
-		sim_trace(s, "c%u ignores a stale %s reply seq=%" PRIu64 " from r%u", c->idx + 1,
-			  lc_req_name(rp->type), rp->seq, from);
+		sim_trace(s,
+			  "c%u ignores a stale %s reply seq=%" PRIu64
+			  " from r%u",
+			  c->idx + 1, lc_req_name(rp->type), rp->seq, from);
 		return;
 	}
 	switch (rp->status) {
@@ -346,8 +395,11 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 		else
 			op->target = sim_other(s, from);
 		c->guess = (int32_t)op->target;
-		sim_push(s, s->now + sim_rng_range(&s->rng, 100,
-						   1000u * (op->redirects < 10 ? op->redirects : 10)),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng, 100,
+						1000u * (op->redirects < 10
+								 ? op->redirects
+								 : 10)),
 			 SIM_EV_LRETRY, c->idx, 0, 0, op->attempt, NULL);
 		return;
 	case LN_BUSY:
@@ -355,15 +407,16 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 			return;
 		op->attempt++;
 		op->target = sim_other(s, from);
-		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000), SIM_EV_LRETRY, c->idx, 0,
-			 0, op->attempt, NULL);
+		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
+			 SIM_EV_LRETRY, c->idx, 0, 0, op->attempt, NULL);
 		return;
 	case LN_INVALID: /* the oracle has flagged it */
 		op->busy = false;
 		c->next_acquire_local = now_l + lc_think(s);
 		return;
 	case LN_TIMEOUT:
-		sim_trace(s, "c%u waited for %s in vain", c->idx + 1, chk_name_str(&s->chk, op->name));
+		sim_trace(s, "c%u waited for %s in vain", c->idx + 1,
+			  chk_name_str(&s->chk, op->name));
 		op->busy = false;
 		c->guess = (int32_t)from;
 		c->next_acquire_local = now_l + lc_think(s);
@@ -380,8 +433,10 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 			lc_granted(s, c, rp->result.token);
 		} else if (op->probe) {
 			chk_fail(&s->chk, "liveness",
-				 "c%u's final ACQUIRE of the free name %s got %s", c->idx + 1,
-				 chk_name_str(&s->chk, op->name), ls_strerror(rp->result.status));
+				 "c%u's final ACQUIRE of the free name %s got "
+				 "%s",
+				 c->idx + 1, chk_name_str(&s->chk, op->name),
+				 ls_strerror(rp->result.status));
 		}
 		c->next_acquire_local = now_l + lc_think(s);
 		return;
@@ -396,7 +451,8 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 	}
 }
 
-/* ---- the script ------------------------------------------------------------- */
+/* ---- the script -------------------------------------------------------------
+ */
 
 static void lc_release(sim *s, sim_lclient *c, lc_hold *h)
 {
@@ -429,11 +485,15 @@ static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
 			return;
 		if (c->final_step == 0) {
 			c->final_step = 1;
-			lc_start(s, c, LN_REQ_ACQUIRE, c->probe_name, LC_PROBE_TTL_MS, 0, 0, true);
+			lc_start(s, c, LN_REQ_ACQUIRE, c->probe_name,
+				 LC_PROBE_TTL_MS, 0, 0, true);
 		} else if (c->final_step == 2) {
 			c->done = true;
-			sim_trace(s, "c%u DONE (%" PRIu64 " acquires, %" PRIu64 " granted, %" PRIu64
-				  " pauses)", c->idx + 1, c->acquires, c->granted, c->pauses);
+			sim_trace(s,
+				  "c%u DONE (%" PRIu64 " acquires, %" PRIu64
+				  " granted, %" PRIu64 " pauses)",
+				  c->idx + 1, c->acquires, c->granted,
+				  c->pauses);
 		}
 		return;
 	}
@@ -454,12 +514,15 @@ static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
 		c->next_acquire_local = now_l + lc_think(s);
 		return;
 	}
-	uint32_t ttl = (uint32_t)sim_rng_range(&s->rng, SIM_TTL_MS_MIN, s->ttl_ms_max);
+	uint32_t ttl =
+		(uint32_t)sim_rng_range(&s->rng, SIM_TTL_MS_MIN, s->ttl_ms_max);
 	/* Waiting keeps the client's one request busy, so only a client that
 	 * holds nothing (nothing to renew meanwhile) waits. */
-	uint32_t wait = lc_nholds(c) == 0 && sim_rng_chance(&s->rng, LC_WAIT_P)
-				? (uint32_t)sim_rng_range(&s->rng, LC_WAIT_MS_MIN, LC_WAIT_MS_MAX)
-				: 0;
+	uint32_t wait =
+		lc_nholds(c) == 0 && sim_rng_chance(&s->rng, LC_WAIT_P)
+			? (uint32_t)sim_rng_range(&s->rng, LC_WAIT_MS_MIN,
+						  LC_WAIT_MS_MAX)
+			: 0;
 	c->acquires++;
 	lc_start(s, c, LN_REQ_ACQUIRE, name, ttl, wait, 0, false);
 }
@@ -472,7 +535,8 @@ static void lc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
 		const lc_hold *h = &c->holds[i];
 		if (!h->used)
 			continue;
-		if (lc_believes(h, now_l) && h->next_write_local < h->deadline_local &&
+		if (lc_believes(h, now_l) &&
+		    h->next_write_local < h->deadline_local &&
 		    h->next_write_local < at)
 			at = h->next_write_local;
 		if (c->op.busy)
@@ -501,12 +565,15 @@ static void lc_act(sim *s, sim_lclient *c)
 		if (lc_believes(h, now_l) && h->next_write_local <= now_l) {
 			lc_write(s, c, h, true);
 			h->next_write_local =
-				now_l + sim_rng_range(&s->rng, LC_WRITE_EVERY_MIN_US, LC_WRITE_EVERY_MAX_US);
+				now_l + sim_rng_range(&s->rng,
+						      LC_WRITE_EVERY_MIN_US,
+						      LC_WRITE_EVERY_MAX_US);
 		}
 	}
 	if (c->op.busy && c->op.give_up_local && now_l >= c->op.give_up_local) {
-		sim_trace(s, "c%u gives up waiting for %s (seq %" PRIu64 ")", c->idx + 1,
-			  chk_name_str(&s->chk, c->op.name), c->op.seq);
+		sim_trace(s, "c%u gives up waiting for %s (seq %" PRIu64 ")",
+			  c->idx + 1, chk_name_str(&s->chk, c->op.name),
+			  c->op.seq);
 		c->op.busy = false;
 		c->next_acquire_local = now_l + lc_think(s);
 	}
@@ -515,7 +582,8 @@ static void lc_act(sim *s, sim_lclient *c)
 	lc_rearm(s, c, now_l);
 }
 
-/* ---- pauses and vanishing ------------------------------------------------------ */
+/* ---- pauses and vanishing
+ * ------------------------------------------------------ */
 
 static void lc_pause(sim *s, sim_lclient *c)
 {
@@ -526,11 +594,12 @@ static void lc_pause(sim *s, sim_lclient *c)
 		dur = sim_rng_range(&s->rng, 20000, 500000);
 	else /* longer than the TTL, often longer than TTL + grace */
 		dur = sim_rng_range(&s->rng, 500ull * s->ttl_ms_max,
-				    2000ull * s->ttl_ms_max + 1000ull * s->grace_ms);
+				    2000ull * s->ttl_ms_max +
+					    1000ull * s->grace_ms);
 	c->paused_until = s->now + dur;
 	c->pauses++;
-	sim_trace(s, "c%u PAUSES for %.3f ms holding %u", c->idx + 1, (double)dur / 1000.0,
-		  lc_nholds(c));
+	sim_trace(s, "c%u PAUSES for %.3f ms holding %u", c->idx + 1,
+		  (double)dur / 1000.0, lc_nholds(c));
 	sim_push(s, c->paused_until, SIM_EV_LWAKE, c->idx, 0, 0, 0, NULL);
 }
 
@@ -546,7 +615,8 @@ static void lc_wake(sim *s, sim_lclient *c)
 		how = "writes at once";
 		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
 			if (c->holds[i].used)
-				lc_write(s, c, &c->holds[i], lc_believes(&c->holds[i], now_l));
+				lc_write(s, c, &c->holds[i],
+					 lc_believes(&c->holds[i], now_l));
 	} else if (r < 0.7) {
 		how = "releases what it held";
 		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
@@ -555,17 +625,21 @@ static void lc_wake(sim *s, sim_lclient *c)
 	}
 	sim_trace(s, "c%u WAKES and %s", c->idx + 1, how);
 	if (!s->healed)
-		sim_push(s, s->now + sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US, LC_PAUSE_EVERY_MAX_US),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US,
+						LC_PAUSE_EVERY_MAX_US),
 			 SIM_EV_LPAUSE, c->idx, 0, 0, 0, NULL);
 	lc_act(s, c);
 }
 
-/* ---- the interface to sim.c ------------------------------------------------------ */
+/* ---- the interface to sim.c
+ * ------------------------------------------------------ */
 
 void lc_setup(sim *s)
 {
 	char name[CHK_NAME_BYTES_MAX];
-	s->nnames = (uint32_t)sim_rng_range(&s->rng, s->nclients / 2 + 1, s->nclients + 2);
+	s->nnames = (uint32_t)sim_rng_range(&s->rng, s->nclients / 2 + 1,
+					    s->nclients + 2);
 	for (uint32_t i = 0; i < s->nnames; i++) {
 		snprintf(name, sizeof name, "n%u", i);
 		s->names[i] = chk_name_add(&s->chk, name);
@@ -577,19 +651,28 @@ void lc_setup(sim *s)
 		c->idx = i;
 		c->guess = -1;
 		c->clk.offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
-		c->clk.drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
+		c->clk.drift_ppm = (int64_t)sim_rng_below(
+					   &s->rng, (uint64_t)(2 * dm + 1)) -
+				   dm;
 		c->hold_cap = (uint32_t)sim_rng_range(&s->rng, 1, LC_HOLDS_MAX);
 		snprintf(name, sizeof name, "p%u", i + 1);
 		c->probe_name = chk_name_add(&s->chk, name);
 		c->next_acquire_local = lc_now(s, c) + lc_think(s);
 		lc_arm(s, c, c->next_acquire_local);
-		sim_push(s, sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US / 2, LC_PAUSE_EVERY_MAX_US),
+		sim_push(s,
+			 sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US / 2,
+				       LC_PAUSE_EVERY_MAX_US),
 			 SIM_EV_LPAUSE, i, 0, 0, 0, NULL);
 		if (sim_rng_chance(&s->rng, LC_VANISH_P))
-			sim_push(s, sim_rng_range(&s->rng, 1000000, s->p.fault_min_us), SIM_EV_LVANISH, i,
-				 0, 0, 0, NULL);
-		sim_trace(s, "c%u clock offset=%" PRIu64 " drift=%" PRId64 "ppm holds<=%u", i + 1,
-			  c->clk.offset_us, c->clk.drift_ppm, c->hold_cap);
+			sim_push(s,
+				 sim_rng_range(&s->rng, 1000000,
+					       s->p.fault_min_us),
+				 SIM_EV_LVANISH, i, 0, 0, 0, NULL);
+		sim_trace(s,
+			  "c%u clock offset=%" PRIu64 " drift=%" PRId64
+			  "ppm holds<=%u",
+			  i + 1, c->clk.offset_us, c->clk.drift_ppm,
+			  c->hold_cap);
 	}
 }
 
@@ -614,9 +697,11 @@ void lc_dispatch(sim *s, sim_ev *ev)
 	}
 	/* A paused client hears nothing until it wakes; then it handles what
 	 * arrived in order. The wake was queued first, so it runs first. */
-	if (c->paused_until && (ev->type == SIM_EV_LREPLY || ev->type == SIM_EV_LRETRY ||
-				ev->type == SIM_EV_LTIMEOUT)) {
-		sim_push(s, c->paused_until, ev->type, ev->a, ev->b, ev->x, ev->y, ev->p);
+	if (c->paused_until &&
+	    (ev->type == SIM_EV_LREPLY || ev->type == SIM_EV_LRETRY ||
+	     ev->type == SIM_EV_LTIMEOUT)) {
+		sim_push(s, c->paused_until, ev->type, ev->a, ev->b, ev->x,
+			 ev->y, ev->p);
 		return;
 	}
 	switch (ev->type) {
@@ -640,12 +725,14 @@ void lc_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_LTIMEOUT:
 		if (!c->op.busy || ev->y != c->op.attempt)
 			return;
-		if (c->op.give_up_local && lc_now(s, c) >= c->op.give_up_local) {
+		if (c->op.give_up_local &&
+		    lc_now(s, c) >= c->op.give_up_local) {
 			lc_act(s, c);
 			return;
 		}
-		sim_trace(s, "c%u TIMEOUT %s seq=%" PRIu64 " at r%u", c->idx + 1,
-			  lc_req_name(c->op.type), c->op.seq, c->op.target);
+		sim_trace(s, "c%u TIMEOUT %s seq=%" PRIu64 " at r%u",
+			  c->idx + 1, lc_req_name(c->op.type), c->op.seq,
+			  c->op.target);
 		c->op.target = sim_other(s, c->op.target);
 		c->guess = -1;
 		lc_send(s, c);
@@ -658,7 +745,8 @@ void lc_dispatch(sim *s, sim_ev *ev)
 		return;
 	case SIM_EV_LVANISH:
 		c->vanished = true;
-		sim_trace(s, "c%u VANISHES holding %u", c->idx + 1, lc_nholds(c));
+		sim_trace(s, "c%u VANISHES holding %u", c->idx + 1,
+			  lc_nholds(c));
 		return;
 	default:
 		return;
@@ -696,10 +784,12 @@ void lc_liveness_detail(const sim *s, char *buf, size_t cap)
 		if (c->vanished || c->done)
 			continue;
 		int k = snprintf(buf + n, cap - n,
-				 " c%u%s step=%u holds=%u %s%s seq=%" PRIu64 " attempt=%" PRIu64
-				 " at r%u;",
-				 i + 1, c->paused_until ? " paused" : "", c->final_step, lc_nholds(c),
-				 c->op.busy ? "busy " : "idle", c->op.busy ? lc_req_name(c->op.type) : "",
+				 " c%u%s step=%u holds=%u %s%s seq=%" PRIu64
+				 " attempt=%" PRIu64 " at r%u;",
+				 i + 1, c->paused_until ? " paused" : "",
+				 c->final_step, lc_nholds(c),
+				 c->op.busy ? "busy " : "idle",
+				 c->op.busy ? lc_req_name(c->op.type) : "",
 				 c->op.seq, c->op.attempt, c->op.target);
 		if (k < 0)
 			break;

@@ -12,9 +12,11 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: lockd-sim --seeds A-B [--replicas N] [--faults none|default|heavy]\n"
+		"usage: lockd-sim --seeds A-B [--replicas N] [--faults "
+		"none|default|heavy]\n"
 		"                 [--workload lease|counter] [--mutant NAME]\n"
-		"                 [--until-violation] [--quiet] [--verbose] [--drift-ppm N]\n"
+		"                 [--until-violation] [--quiet] [--verbose] "
+		"[--drift-ppm N]\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -55,10 +57,14 @@ static double wall_seconds(void)
 
 int main(int argc, char **argv)
 {
-	sim_opts o = { .workload = SIM_WORKLOAD_LEASE, .nreplicas = 3, .faults = SIM_FAULTS_DEFAULT, .mutant = LD_MUTANT_NONE,
-		       .drift_ppm_max = -1 };
+	sim_opts o = {.workload = SIM_WORKLOAD_LEASE,
+		      .nreplicas = 3,
+		      .faults = SIM_FAULTS_DEFAULT,
+		      .mutant = LD_MUTANT_NONE,
+		      .drift_ppm_max = -1};
 	uint64_t first = 0, last = 0;
-	bool have_seeds = false, trace = false, until = false, quiet = false, verbose = false;
+	bool have_seeds = false, trace = false, until = false, quiet = false,
+	     verbose = false;
 	const char *mutant = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -128,8 +134,9 @@ int main(int argc, char **argv)
 			goto bad;
 		}
 		continue;
-bad:
-		fprintf(stderr, "lockd-sim: bad argument: %s%s%s\n", a, v ? " " : "", v ? v : "");
+	bad:
+		fprintf(stderr, "lockd-sim: bad argument: %s%s%s\n", a,
+			v ? " " : "", v ? v : "");
 		usage(stderr);
 		return 2;
 	}
@@ -140,14 +147,18 @@ bad:
 	if (mutant) {
 		o.mutant = ld_mutant_parse(mutant);
 		if (o.mutant == LD_MUTANT_COUNT || o.mutant == LD_MUTANT_NONE) {
-			fprintf(stderr, "lockd-sim: unknown mutant %s (see --list-mutants)\n", mutant);
+			fprintf(stderr,
+				"lockd-sim: unknown mutant %s (see "
+				"--list-mutants)\n",
+				mutant);
 			return 2;
 		}
 	}
 	if (trace)
 		o.trace = stdout;
 
-	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0, events = 0;
+	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0,
+		 events = 0;
 	uint64_t grants = 0, expiries = 0, fenced = 0;
 	int64_t closest = INT64_MAX;
 	bool any = false;
@@ -164,32 +175,49 @@ bad:
 		if (r.closest_us < closest)
 			closest = r.closest_us;
 		if (verbose)
-			printf("seed %" PRIu64 ": decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
-			       " grants=%" PRIu64 " expiries=%" PRIu64 " releases=%" PRIu64
-			       " revokes=%" PRIu64 " writes=%" PRIu64 " stale=%" PRIu64 " fenced=%" PRIu64
-			       " drift=%" PRIu32 "ppm closest=%.3fms"
-			       " crashes=%" PRIu64 " partitions=%" PRIu64 " msgs=%" PRIu64 " lost=%" PRIu64
+			printf("seed %" PRIu64 ": decrees=%" PRIu64
+			       " commands=%" PRIu64 " acks=%" PRIu64
+			       " grants=%" PRIu64 " expiries=%" PRIu64
+			       " releases=%" PRIu64 " revokes=%" PRIu64
+			       " writes=%" PRIu64 " stale=%" PRIu64
+			       " fenced=%" PRIu64 " drift=%" PRIu32
+			       "ppm closest=%.3fms"
+			       " crashes=%" PRIu64 " partitions=%" PRIu64
+			       " msgs=%" PRIu64 " lost=%" PRIu64
 			       " events=%" PRIu64 " heal=%.3fs end=%.3fs\n",
-			       seed, r.decrees, r.commands, r.acks, r.grants, r.expiries, r.releases,
-			       r.revokes, r.writes, r.stale_writes, r.fenced, r.drift_ppm,
-			       r.closest_us == INT64_MAX ? 0.0 : (double)r.closest_us / 1000.0,
+			       seed, r.decrees, r.commands, r.acks, r.grants,
+			       r.expiries, r.releases, r.revokes, r.writes,
+			       r.stale_writes, r.fenced, r.drift_ppm,
+			       r.closest_us == INT64_MAX
+				       ? 0.0
+				       : (double)r.closest_us / 1000.0,
 			       r.crashes, r.partitions, r.msgs_sent,
-			       r.msgs_lost, r.events, (double)r.heal_us / 1e6, (double)r.end_us / 1e6);
+			       r.msgs_lost, r.events, (double)r.heal_us / 1e6,
+			       (double)r.end_us / 1e6);
 		if (r.violated) {
 			violations++;
 			if (!any)
 				first_violation = seed;
 			any = true;
 			if (!quiet) {
-				printf("seed %" PRIu64 ": VIOLATION %s: %s\n", seed, r.property, r.detail);
+				printf("seed %" PRIu64 ": VIOLATION %s: %s\n",
+				       seed, r.property, r.detail);
 				char drift[32] = "";
 				if (o.drift_ppm_max >= 0)
-					snprintf(drift, sizeof drift, " --drift-ppm %" PRId32, o.drift_ppm_max);
-				printf("seed %" PRIu64 ": replay: lockd-sim --replay %" PRIu64
-				       " --replicas %" PRIu32 " --faults %s%s%s%s%s --trace\n",
-				       seed, seed, o.nreplicas, sim_faults_name(o.faults),
-				       o.workload == SIM_WORKLOAD_COUNTER ? " --workload counter" : "",
-				       mutant ? " --mutant " : "", mutant ? mutant : "", drift);
+					snprintf(drift, sizeof drift,
+						 " --drift-ppm %" PRId32,
+						 o.drift_ppm_max);
+				printf("seed %" PRIu64
+				       ": replay: lockd-sim --replay %" PRIu64
+				       " --replicas %" PRIu32
+				       " --faults %s%s%s%s%s --trace\n",
+				       seed, seed, o.nreplicas,
+				       sim_faults_name(o.faults),
+				       o.workload == SIM_WORKLOAD_COUNTER
+					       ? " --workload counter"
+					       : "",
+				       mutant ? " --mutant " : "",
+				       mutant ? mutant : "", drift);
 			}
 			if (until)
 				break;
@@ -202,13 +230,18 @@ bad:
 	if (secs <= 0)
 		secs = 1e-9;
 	printf("sim: seeds=%" PRIu64 " decrees=%" PRIu64 " violations=%" PRIu64
-	       " seconds=%.2f seeds_per_s=%.1f decrees_per_s=%.0f decrees_per_seed=%.1f"
-	       " events=%" PRIu64 " replicas=%" PRIu32 " faults=%s workload=%s mutant=%s"
-	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64 " closest_ms=%.3f"
+	       " seconds=%.2f seeds_per_s=%.1f decrees_per_s=%.0f "
+	       "decrees_per_seed=%.1f"
+	       " events=%" PRIu64 " replicas=%" PRIu32
+	       " faults=%s workload=%s mutant=%s"
+	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64
+	       " closest_ms=%.3f"
 	       " first_violation_seed=",
-	       seeds, decrees, violations, secs, (double)seeds / secs, (double)decrees / secs,
-	       (double)decrees / (double)seeds, events, o.nreplicas, sim_faults_name(o.faults),
-	       sim_workload_name(o.workload), mutant ? mutant : "none", grants, expiries, fenced,
+	       seeds, decrees, violations, secs, (double)seeds / secs,
+	       (double)decrees / secs, (double)decrees / (double)seeds, events,
+	       o.nreplicas, sim_faults_name(o.faults),
+	       sim_workload_name(o.workload), mutant ? mutant : "none", grants,
+	       expiries, fenced,
 	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);

@@ -9,29 +9,32 @@
 #include <stdint.h>
 
 typedef enum sim_ev_type {
-	SIM_EV_TICK = 1,     /* a: replica, x: epoch, y: tick generation (0: extra) */
-	SIM_EV_SYNC,         /* a: replica, x: epoch, y: write_id now durable */
-	SIM_EV_MSG,          /* a: to, x: destination epoch, p: ld_msg * (owned) */
-	SIM_EV_SUBMIT,       /* a: client, b: replica, x: epoch, y: seq */
-	SIM_EV_REPLY,        /* a: client, b: replica, p: ld_reply * (owned) */
-	SIM_EV_CLIENT_START, /* a: client: think time over, issue the next command */
+	SIM_EV_TICK =
+		1,     /* a: replica, x: epoch, y: tick generation (0: extra) */
+	SIM_EV_SYNC,   /* a: replica, x: epoch, y: write_id now durable */
+	SIM_EV_MSG,    /* a: to, x: destination epoch, p: ld_msg * (owned) */
+	SIM_EV_SUBMIT, /* a: client, b: replica, x: epoch, y: seq */
+	SIM_EV_REPLY,  /* a: client, b: replica, p: ld_reply * (owned) */
+	SIM_EV_CLIENT_START, /* a: client: think time over, issue the next
+				command */
 	SIM_EV_CLIENT_RETRY, /* a: client, y: attempt: send the command again */
 	SIM_EV_CLIENT_TIMEOUT, /* a: client, y: attempt */
-	SIM_EV_CRASH,        /* the next crash fault */
-	SIM_EV_RESTART,      /* a: replica, x: epoch at the crash */
-	SIM_EV_PART_START,   /* the next partition fault */
-	SIM_EV_PART_END,     /* x: partition generation */
-	SIM_EV_HEAL,         /* end of the fault phase */
-	SIM_EV_DEADLINE,     /* the liveness bound after heal */
+	SIM_EV_CRASH,          /* the next crash fault */
+	SIM_EV_RESTART,        /* a: replica, x: epoch at the crash */
+	SIM_EV_PART_START,     /* the next partition fault */
+	SIM_EV_PART_END,       /* x: partition generation */
+	SIM_EV_HEAL,           /* end of the fault phase */
+	SIM_EV_DEADLINE,       /* the liveness bound after heal */
 	/* lease workload */
-	SIM_EV_LREQ,         /* a: replica, b: client, x: epoch, p: sim_lreq * (owned) */
-	SIM_EV_LREPLY,       /* a: client, b: replica, p: ln_reply * (owned, deep) */
-	SIM_EV_LCLIENT,      /* a: client, y: timer generation */
-	SIM_EV_LRETRY,       /* a: client, y: attempt: send the request again */
-	SIM_EV_LTIMEOUT,     /* a: client, y: attempt */
-	SIM_EV_LPAUSE,       /* a: client: stop acting for a while */
-	SIM_EV_LWAKE,        /* a: client: the pause is over */
-	SIM_EV_LVANISH,      /* a: client: stop forever */
+	SIM_EV_LREQ,   /* a: replica, b: client, x: epoch, p: sim_lreq * (owned)
+			*/
+	SIM_EV_LREPLY, /* a: client, b: replica, p: ln_reply * (owned, deep) */
+	SIM_EV_LCLIENT,  /* a: client, y: timer generation */
+	SIM_EV_LRETRY,   /* a: client, y: attempt: send the request again */
+	SIM_EV_LTIMEOUT, /* a: client, y: attempt */
+	SIM_EV_LPAUSE,   /* a: client: stop acting for a while */
+	SIM_EV_LWAKE,    /* a: client: the pause is over */
+	SIM_EV_LVANISH,  /* a: client: stop forever */
 } sim_ev_type;
 
 typedef struct sim_ev {

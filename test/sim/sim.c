@@ -23,51 +23,80 @@
 #define SIM_EVENTS_MAX 20000000u
 
 static const sim_profile sim_profiles[] = {
-	[SIM_FAULTS_NONE] = {
-		.name = "none",
-		.delay_min_us = 100, .delay_max_us = 2000,
-		.drift_ppm_max = 200,
-		.fault_min_us = 10000000, .fault_max_us = 20000000,
-		.extra_tick_p = 0.001,
-		.fsync_min_us = 100, .fsync_max_us = 500,
-		.think_min_us = 0, .think_max_us = 400000,
-	},
-	[SIM_FAULTS_DEFAULT] = {
-		.name = "default",
-		.loss_p = 0.02, .dup_p = 0.01,
-		.delay_min_us = 100, .delay_max_us = 2000,
-		.tail_p = 0.01, .tail_max_us = 100000,
-		.part_every_min_us = 1000000, .part_every_max_us = 5000000,
-		.part_min_us = 200000, .part_max_us = 3000000,
-		.crash_every_min_us = 1000000, .crash_every_max_us = 6000000,
-		.restart_min_us = 100000, .restart_max_us = 2000000,
-		.crash_leader_p = 0.3,
-		.drift_ppm_max = 200,
-		.fault_min_us = 10000000, .fault_max_us = 20000000,
-		.extra_tick_p = 0.001,
-		.fsync_min_us = 100, .fsync_max_us = 500,
-		.fsync_tail_p = 0.01, .fsync_tail_max_us = 5000,
-		.think_min_us = 0, .think_max_us = 400000,
-	},
-	[SIM_FAULTS_HEAVY] = {
-		.name = "heavy",
-		.loss_p = 0.08, .dup_p = 0.05,
-		.delay_min_us = 100, .delay_max_us = 3000,
-		.tail_p = 0.05, .tail_max_us = 500000,
-		.part_every_min_us = 300000, .part_every_max_us = 2000000,
-		.part_min_us = 200000, .part_max_us = 3000000,
-		.crash_every_min_us = 200000, .crash_every_max_us = 1500000,
-		.restart_min_us = 50000, .restart_max_us = 1000000,
-		.max_down = LD_REPLICAS_MAX,
-		.crash_leader_p = 0.5,
-		.power_loss_p = 0.2,
-		.drift_ppm_max = 200,
-		.fault_min_us = 10000000, .fault_max_us = 20000000,
-		.extra_tick_p = 0.005,
-		.fsync_min_us = 100, .fsync_max_us = 2000,
-		.fsync_tail_p = 0.1, .fsync_tail_max_us = 20000,
-		.think_min_us = 0, .think_max_us = 400000,
-	},
+	[SIM_FAULTS_NONE] =
+		{
+			.name = "none",
+			.delay_min_us = 100,
+			.delay_max_us = 2000,
+			.drift_ppm_max = 200,
+			.fault_min_us = 10000000,
+			.fault_max_us = 20000000,
+			.extra_tick_p = 0.001,
+			.fsync_min_us = 100,
+			.fsync_max_us = 500,
+			.think_min_us = 0,
+			.think_max_us = 400000,
+		},
+	[SIM_FAULTS_DEFAULT] =
+		{
+			.name = "default",
+			.loss_p = 0.02,
+			.dup_p = 0.01,
+			.delay_min_us = 100,
+			.delay_max_us = 2000,
+			.tail_p = 0.01,
+			.tail_max_us = 100000,
+			.part_every_min_us = 1000000,
+			.part_every_max_us = 5000000,
+			.part_min_us = 200000,
+			.part_max_us = 3000000,
+			.crash_every_min_us = 1000000,
+			.crash_every_max_us = 6000000,
+			.restart_min_us = 100000,
+			.restart_max_us = 2000000,
+			.crash_leader_p = 0.3,
+			.drift_ppm_max = 200,
+			.fault_min_us = 10000000,
+			.fault_max_us = 20000000,
+			.extra_tick_p = 0.001,
+			.fsync_min_us = 100,
+			.fsync_max_us = 500,
+			.fsync_tail_p = 0.01,
+			.fsync_tail_max_us = 5000,
+			.think_min_us = 0,
+			.think_max_us = 400000,
+		},
+	[SIM_FAULTS_HEAVY] =
+		{
+			.name = "heavy",
+			.loss_p = 0.08,
+			.dup_p = 0.05,
+			.delay_min_us = 100,
+			.delay_max_us = 3000,
+			.tail_p = 0.05,
+			.tail_max_us = 500000,
+			.part_every_min_us = 300000,
+			.part_every_max_us = 2000000,
+			.part_min_us = 200000,
+			.part_max_us = 3000000,
+			.crash_every_min_us = 200000,
+			.crash_every_max_us = 1500000,
+			.restart_min_us = 50000,
+			.restart_max_us = 1000000,
+			.max_down = LD_REPLICAS_MAX,
+			.crash_leader_p = 0.5,
+			.power_loss_p = 0.2,
+			.drift_ppm_max = 200,
+			.fault_min_us = 10000000,
+			.fault_max_us = 20000000,
+			.extra_tick_p = 0.005,
+			.fsync_min_us = 100,
+			.fsync_max_us = 2000,
+			.fsync_tail_p = 0.1,
+			.fsync_tail_max_us = 20000,
+			.think_min_us = 0,
+			.think_max_us = 400000,
+		},
 };
 
 const char *sim_faults_name(sim_faults f)
@@ -106,7 +135,8 @@ void sim_trace(sim *s, const char *fmt, ...)
 {
 	if (!s->tr)
 		return;
-	fprintf(s->tr, "%4" PRIu64 ".%06" PRIu64 " ", s->now / 1000000, s->now % 1000000);
+	fprintf(s->tr, "%4" PRIu64 ".%06" PRIu64 " ", s->now / 1000000,
+		s->now % 1000000);
 	va_list ap;
 	va_start(ap, fmt);
 	vfprintf(s->tr, fmt, ap);
@@ -117,11 +147,16 @@ void sim_trace(sim *s, const char *fmt, ...)
 static const char *sim_msg_name(ld_msg_type t)
 {
 	static const char *const names[] = {
-		[LD_MSG_PREPARE] = "PREPARE", [LD_MSG_PROMISE] = "PROMISE",
-		[LD_MSG_ACCEPT] = "ACCEPT", [LD_MSG_ACCEPTED] = "ACCEPTED",
-		[LD_MSG_REJECT] = "REJECT", [LD_MSG_COMMIT] = "COMMIT",
-		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK", [LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
-		[LD_MSG_CATCHUP] = "CATCHUP", [LD_MSG_SNAPSHOT] = "SNAPSHOT",
+		[LD_MSG_PREPARE] = "PREPARE",
+		[LD_MSG_PROMISE] = "PROMISE",
+		[LD_MSG_ACCEPT] = "ACCEPT",
+		[LD_MSG_ACCEPTED] = "ACCEPTED",
+		[LD_MSG_REJECT] = "REJECT",
+		[LD_MSG_COMMIT] = "COMMIT",
+		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK",
+		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
+		[LD_MSG_CATCHUP] = "CATCHUP",
+		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
 	};
 	if ((unsigned)t < sizeof names / sizeof names[0] && names[t])
 		return names[t];
@@ -131,10 +166,14 @@ static const char *sim_msg_name(ld_msg_type t)
 static const char *sim_status_name(ld_reply_status st)
 {
 	switch (st) {
-	case LD_REPLY_OK: return "OK";
-	case LD_REPLY_NOT_LEADER: return "NOT_LEADER";
-	case LD_REPLY_BUSY: return "BUSY";
-	case LD_REPLY_INVALID: return "INVALID";
+	case LD_REPLY_OK:
+		return "OK";
+	case LD_REPLY_NOT_LEADER:
+		return "NOT_LEADER";
+	case LD_REPLY_BUSY:
+		return "BUSY";
+	case LD_REPLY_INVALID:
+		return "INVALID";
 	}
 	return "?";
 }
@@ -142,9 +181,12 @@ static const char *sim_status_name(ld_reply_status st)
 static const char *sim_role_name(ld_role r)
 {
 	switch (r) {
-	case LD_FOLLOWER: return "follower";
-	case LD_CANDIDATE: return "candidate";
-	case LD_LEADER: return "leader";
+	case LD_FOLLOWER:
+		return "follower";
+	case LD_CANDIDATE:
+		return "candidate";
+	case LD_LEADER:
+		return "leader";
 	}
 	return "?";
 }
@@ -152,20 +194,25 @@ static const char *sim_role_name(ld_role r)
 /* "PREPARE r0->r2 b=3.0 slot=5 commit=4" and what else the message holds. */
 static const char *sim_fmt_msg(const ld_msg *m, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "%s r%" PRIu32 "->r%" PRIu32 " b=%" PRIu64 ".%" PRIu32
+	int n = snprintf(buf, cap,
+			 "%s r%" PRIu32 "->r%" PRIu32 " b=%" PRIu64 ".%" PRIu32
 			 " slot=%" PRIu64 " commit=%" PRIu64 " base=%" PRIu64,
 			 sim_msg_name(m->type), m->from, m->to, m->ballot.round,
 			 m->ballot.id, m->slot, m->commit, m->base);
 	if (n < 0 || (size_t)n >= cap)
 		return buf;
 	if (m->value)
-		n += snprintf(buf + n, cap - (size_t)n, " value=%" PRIu32 "cmds/%016" PRIx64,
+		n += snprintf(buf + n, cap - (size_t)n,
+			      " value=%" PRIu32 "cmds/%016" PRIx64,
 			      m->value->ncmds, m->value->digest);
 	if (m->nvotes && (size_t)n < cap)
-		n += snprintf(buf + n, cap - (size_t)n, " votes=%" PRIu32 "[%" PRIu64 "..%" PRIu64 "]",
-			      m->nvotes, m->votes[0].slot, m->votes[m->nvotes - 1].slot);
+		n += snprintf(buf + n, cap - (size_t)n,
+			      " votes=%" PRIu32 "[%" PRIu64 "..%" PRIu64 "]",
+			      m->nvotes, m->votes[0].slot,
+			      m->votes[m->nvotes - 1].slot);
 	if (m->snap_len && (size_t)n < cap)
-		snprintf(buf + n, cap - (size_t)n, " snap=%" PRIu32 "B", m->snap_len);
+		snprintf(buf + n, cap - (size_t)n, " snap=%" PRIu32 "B",
+			 m->snap_len);
 	return buf;
 }
 
@@ -204,26 +251,33 @@ static uint64_t node_real(const sim_node *nd, uint64_t local_at)
 
 /* ---- scheduling helpers ----------------------------------------------- */
 
-void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a,
-	      uint32_t b, uint64_t x, uint64_t y, void *p)
+void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a, uint32_t b,
+	      uint64_t x, uint64_t y, void *p)
 {
-	sim_ev ev = { .t_us = at_us, .type = type, .a = a, .b = b, .x = x, .y = y, .p = p };
+	sim_ev ev = {.t_us = at_us,
+		     .type = type,
+		     .a = a,
+		     .b = b,
+		     .x = x,
+		     .y = y,
+		     .p = p};
 	sim_queue_push(&s->q, &ev);
 }
 
 uint64_t sim_net_delay(sim *s)
 {
-	uint64_t d = sim_rng_range(&s->rng, s->p.delay_min_us, s->p.delay_max_us);
+	uint64_t d =
+		sim_rng_range(&s->rng, s->p.delay_min_us, s->p.delay_max_us);
 	if (sim_rng_chance(&s->rng, s->p.tail_p))
 		d += sim_rng_range(&s->rng, 0, s->p.tail_max_us);
 	return d;
 }
 
-uint32_t sim_other(sim *s, uint32_t not)
+uint32_t sim_other(sim *s, uint32_t not )
 {
 	if (s->n == 1)
 		return 0;
-	return (not + 1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n;
+	return (not +1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n;
 }
 
 /* The replica inside a node, whichever the workload. */
@@ -247,13 +301,14 @@ static uint64_t node_digest(const sim_node *nd)
 static int32_t sim_leader(sim *s)
 {
 	int32_t best = -1;
-	ld_ballot bb = { 0, 0 };
+	ld_ballot bb = {0, 0};
 	for (uint32_t i = 0; i < s->n; i++) {
 		if (!s->nodes[i].up)
 			continue;
 		ld_status st;
 		ld_replica_status(node_rep(&s->nodes[i]), &st);
-		if (st.role == LD_LEADER && (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0)) {
+		if (st.role == LD_LEADER &&
+		    (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0)) {
 			best = (int32_t)i;
 			bb = st.ballot;
 		}
@@ -278,7 +333,8 @@ static void node_append_durable(sim_node *nd, const ld_record *rec)
 {
 	if (nd->ndurable == nd->durable_cap) {
 		nd->durable_cap = nd->durable_cap ? 2 * nd->durable_cap : 64;
-		nd->durable = sim_xrealloc(nd->durable, nd->durable_cap * sizeof *nd->durable);
+		nd->durable = sim_xrealloc(
+			nd->durable, nd->durable_cap * sizeof *nd->durable);
 	}
 	nd->durable[nd->ndurable++] = *rec; /* takes ownership */
 }
@@ -294,7 +350,9 @@ static void node_compact(sim *s, sim_node *nd)
 		if (r->type == LD_REC_SNAPSHOT)
 			snap_i = i;
 		else if (r->type == LD_REC_PROMISE &&
-			 (prom_i == SIZE_MAX || ld_ballot_cmp(r->ballot, nd->durable[prom_i].ballot) >= 0))
+			 (prom_i == SIZE_MAX ||
+			  ld_ballot_cmp(r->ballot,
+					nd->durable[prom_i].ballot) >= 0))
 			prom_i = i;
 	}
 	if (snap_i == SIZE_MAX)
@@ -316,7 +374,9 @@ static void node_compact(sim *s, sim_node *nd)
 			ld_record_clear(r);
 	}
 	nd->ndurable = w;
-	sim_trace(s, "r%u DISK compact at snapshot base=%" PRIu64 ": %zu -> %zu records",
+	sim_trace(s,
+		  "r%u DISK compact at snapshot base=%" PRIu64
+		  ": %zu -> %zu records",
 		  nd->id, base, before, w);
 }
 
@@ -332,7 +392,8 @@ static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
 	}
 	if (k == 0)
 		return;
-	memmove(nd->pending, nd->pending + k, (nd->npending - k) * sizeof *nd->pending);
+	memmove(nd->pending, nd->pending + k,
+		(nd->npending - k) * sizeof *nd->pending);
 	nd->npending -= k;
 	if (snap)
 		node_compact(s, nd);
@@ -369,7 +430,8 @@ static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
 	nd->tick_gen++;
 	nd->tick_at_us = real;
 	nd->tick_live = true;
-	sim_push(s, real, SIM_EV_TICK, nd->id, 0, nd->epoch, nd->tick_gen, NULL);
+	sim_push(s, real, SIM_EV_TICK, nd->id, 0, nd->epoch, nd->tick_gen,
+		 NULL);
 }
 
 static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
@@ -378,7 +440,8 @@ static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
 		return;
 	if (a->write_id <= nd->last_write_id) {
 		chk_fail(&s->chk, "contract",
-			 "r%u asked for write %" PRIu64 " after write %" PRIu64 " (ids must increase)",
+			 "r%u asked for write %" PRIu64 " after write %" PRIu64
+			 " (ids must increase)",
 			 nd->id, a->write_id, nd->last_write_id);
 		return;
 	}
@@ -386,8 +449,11 @@ static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
 	unsigned np = 0, nv = 0, ns = 0;
 	for (size_t i = 0; i < a->nrecs; i++) {
 		if (nd->npending == nd->pending_cap) {
-			nd->pending_cap = nd->pending_cap ? 2 * nd->pending_cap : 64;
-			nd->pending = sim_xrealloc(nd->pending, nd->pending_cap * sizeof *nd->pending);
+			nd->pending_cap =
+				nd->pending_cap ? 2 * nd->pending_cap : 64;
+			nd->pending = sim_xrealloc(nd->pending,
+						   nd->pending_cap *
+							   sizeof *nd->pending);
 		}
 		sim_write *w = &nd->pending[nd->npending++];
 		rec_copy(&w->rec, &a->recs[i]);
@@ -396,7 +462,8 @@ static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
 		nv += a->recs[i].type == LD_REC_VOTE;
 		ns += a->recs[i].type == LD_REC_SNAPSHOT;
 	}
-	uint64_t t = s->now + sim_rng_range(&s->rng, s->p.fsync_min_us, s->p.fsync_max_us);
+	uint64_t t = s->now + sim_rng_range(&s->rng, s->p.fsync_min_us,
+					    s->p.fsync_max_us);
 	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
 		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
 	if (t < nd->sync_last_us)
@@ -427,10 +494,12 @@ static void sim_send_msg(sim *s, ld_msg *m)
 		ld_msg *d = ld_msg_dup(m);
 		if (d) {
 			sim_trace(s, "DUP %s", sim_fmt_msg(m, buf, sizeof buf));
-			sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, d->to, 0, dst->epoch, 0, d);
+			sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG,
+				 d->to, 0, dst->epoch, 0, d);
 		}
 	}
-	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, dst->epoch, 0, m);
+	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, dst->epoch,
+		 0, m);
 }
 
 /* The durability contract (paxos.h): a promise or a vote leaves the
@@ -442,7 +511,8 @@ static void node_check_durable(sim *s, sim_node *nd, const ld_msg *m)
 	if (m->type == LD_MSG_PROMISE) {
 		for (size_t i = nd->ndurable; i-- > 0;) {
 			const ld_record *r = &nd->durable[i];
-			if ((r->type == LD_REC_PROMISE || r->type == LD_REC_VOTE) &&
+			if ((r->type == LD_REC_PROMISE ||
+			     r->type == LD_REC_VOTE) &&
 			    ld_ballot_cmp(r->ballot, m->ballot) >= 0)
 				return;
 		}
@@ -458,8 +528,9 @@ static void node_check_durable(sim *s, sim_node *nd, const ld_msg *m)
 	} else {
 		return;
 	}
-	chk_fail(&s->chk, "durability", "r%u sent %s before the record behind it was durable",
-		 nd->id, sim_fmt_msg(m, buf, sizeof buf));
+	chk_fail(&s->chk, "durability",
+		 "r%u sent %s before the record behind it was durable", nd->id,
+		 sim_fmt_msg(m, buf, sizeof buf));
 }
 
 static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
@@ -470,8 +541,10 @@ static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
 		a->msgs[i] = NULL;
 		if (!m)
 			continue;
-		if (ld_msg_validate(m, s->n) != 0 || m->from != nd->id || m->to >= s->n) {
-			chk_fail(&s->chk, "contract", "r%u sent a malformed message: %s", nd->id,
+		if (ld_msg_validate(m, s->n) != 0 || m->from != nd->id ||
+		    m->to >= s->n) {
+			chk_fail(&s->chk, "contract",
+				 "r%u sent a malformed message: %s", nd->id,
 				 sim_fmt_msg(m, buf, sizeof buf));
 			ld_msg_free(m);
 			continue;
@@ -488,30 +561,36 @@ static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
 	uint64_t start = nd->applied;
 	if (a->installed_snapshot && a->snapshot_base < start)
 		chk_fail(&s->chk, "order",
-			 "r%u installed a snapshot at base %" PRIu64 " after applying up to %" PRIu64,
+			 "r%u installed a snapshot at base %" PRIu64
+			 " after applying up to %" PRIu64,
 			 nd->id, a->snapshot_base, start);
 	for (size_t i = 0; i < a->nchosen; i++) {
 		const ld_chosen *c = &a->chosen[i];
 		if (c->slot != nd->applied + 1) {
-			if (a->installed_snapshot && c->slot == a->snapshot_base + 1 &&
+			if (a->installed_snapshot &&
+			    c->slot == a->snapshot_base + 1 &&
 			    a->snapshot_base >= nd->applied)
 				nd->applied = a->snapshot_base;
 			else
 				chk_fail(&s->chk, "order",
-					 "r%u applied slot %" PRIu64 " right after slot %" PRIu64,
+					 "r%u applied slot %" PRIu64
+					 " right after slot %" PRIu64,
 					 nd->id, c->slot, nd->applied);
 		}
 		if (s->tr) {
-			sim_trace(s, "r%u CHOSEN slot=%" PRIu64 " cmds=%" PRIu32 " value=%016" PRIx64
-				  " state=%016" PRIx64,
-				  nd->id, c->slot, c->value ? c->value->ncmds : 0,
-				  c->value ? c->value->digest : 0, c->sm_digest);
+			sim_trace(
+				s,
+				"r%u CHOSEN slot=%" PRIu64 " cmds=%" PRIu32
+				" value=%016" PRIx64 " state=%016" PRIx64,
+				nd->id, c->slot, c->value ? c->value->ncmds : 0,
+				c->value ? c->value->digest : 0, c->sm_digest);
 		}
 		chk_chosen(&s->chk, nd->id, c->slot, c->value, c->sm_digest);
 		nd->applied = c->slot;
 	}
 	if (a->installed_snapshot) {
-		sim_trace(s, "r%u INSTALLED snapshot base=%" PRIu64, nd->id, a->snapshot_base);
+		sim_trace(s, "r%u INSTALLED snapshot base=%" PRIu64, nd->id,
+			  a->snapshot_base);
 		if (a->snapshot_base > nd->applied)
 			nd->applied = a->snapshot_base;
 	}
@@ -524,12 +603,15 @@ static void node_take_replies(sim *s, sim_node *nd, ld_actions *a)
 		chk_reply(&s->chk, nd->id, rep);
 		if (rep->client_id == 0 || rep->client_id > s->nclients)
 			continue;
-		sim_trace(s, "REPLY r%u->c%" PRIu64 " seq=%" PRIu64 " %s hint=%" PRId32
-			  " slot=%" PRIu64,
-			  nd->id, rep->client_id, rep->seq, sim_status_name(rep->status),
-			  rep->leader_hint, rep->slot);
+		sim_trace(s,
+			  "REPLY r%u->c%" PRIu64 " seq=%" PRIu64
+			  " %s hint=%" PRId32 " slot=%" PRIu64,
+			  nd->id, rep->client_id, rep->seq,
+			  sim_status_name(rep->status), rep->leader_hint,
+			  rep->slot);
 		if (sim_rng_chance(&s->rng, s->p.loss_p)) {
-			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id, rep->client_id);
+			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id,
+				  rep->client_id);
 			continue;
 		}
 		ld_reply *copy = sim_xmalloc(sizeof *copy);
@@ -548,23 +630,29 @@ static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 		chk_lease_reply(&s->chk, nd->id, rp);
 		if (rp->session == 0 || rp->session > s->nclients)
 			continue;
-		sim_trace(s, "REPLY r%u->c%" PRIu64 " %s seq=%" PRIu64 " %s %s token=%" PRIu64
-			  " holder=%" PRIu64 " count=%" PRIu32 " ntokens=%" PRIu32 " hint=%" PRId32
+		sim_trace(s,
+			  "REPLY r%u->c%" PRIu64 " %s seq=%" PRIu64
+			  " %s %s token=%" PRIu64 " holder=%" PRIu64
+			  " count=%" PRIu32 " ntokens=%" PRIu32 " hint=%" PRId32
 			  " pos=%" PRIu64,
 			  nd->id, rp->session, lc_req_name(rp->type), rp->seq,
-			  lc_status_name(rp->status), ls_strerror(rp->result.status),
-			  rp->result.token, rp->result.holder, rp->result.count, rp->ntokens,
+			  lc_status_name(rp->status),
+			  ls_strerror(rp->result.status), rp->result.token,
+			  rp->result.holder, rp->result.count, rp->ntokens,
 			  rp->leader_hint, rp->position);
 		if (sim_rng_chance(&s->rng, s->p.loss_p)) {
-			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id, rp->session);
+			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id,
+				  rp->session);
 			continue;
 		}
 		ln_reply *copy = sim_xmalloc(sizeof *copy);
 		*copy = *rp;
 		copy->tokens = NULL;
 		if (rp->ntokens) {
-			copy->tokens = sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
-			memcpy(copy->tokens, rp->tokens, rp->ntokens * sizeof *copy->tokens);
+			copy->tokens =
+				sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
+			memcpy(copy->tokens, rp->tokens,
+			       rp->ntokens * sizeof *copy->tokens);
 		}
 		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREPLY,
 			 (uint32_t)(rp->session - 1), nd->id, 0, 0, copy);
@@ -579,16 +667,20 @@ static void node_check(sim *s, sim_node *nd)
 	ld_replica_status(node_rep(nd), &st);
 	if (st.applied != st.commit)
 		chk_fail(&s->chk, "order",
-			 "r%u status: applied=%" PRIu64 " commit=%" PRIu64 " (equal after a step)",
+			 "r%u status: applied=%" PRIu64 " commit=%" PRIu64
+			 " (equal after a step)",
 			 nd->id, st.applied, st.commit);
 	else if (st.applied != nd->applied)
 		chk_fail(&s->chk, "order",
-			 "r%u status: applied=%" PRIu64 " but its chosen decrees reached %" PRIu64,
+			 "r%u status: applied=%" PRIu64
+			 " but its chosen decrees reached %" PRIu64,
 			 nd->id, st.applied, nd->applied);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	if (st.role == LD_LEADER && ld_ballot_cmp(st.ballot, nd->led) != 0) {
 		nd->led = st.ballot;
-		sim_trace(s, "r%u LEADER ballot=%" PRIu64 ".%" PRIu32 " commit=%" PRIu64,
+		sim_trace(s,
+			  "r%u LEADER ballot=%" PRIu64 ".%" PRIu32
+			  " commit=%" PRIu64,
 			  nd->id, st.ballot.round, st.ballot.id, st.commit);
 		chk_leader(&s->chk, nd->id, nd->life, st.ballot);
 	}
@@ -598,7 +690,8 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 {
 	ln_actions *a = &s->act;
 	if (rc != 0)
-		sim_trace(s, "r%u step(event %d) returned %d", nd->id, type, rc);
+		sim_trace(s, "r%u step(event %d) returned %d", nd->id, type,
+			  rc);
 	node_take_records(s, nd, &a->ld);
 	node_take_msgs(s, nd, &a->ld);
 	node_take_chosen(s, nd, &a->ld);
@@ -616,8 +709,10 @@ static void node_step(sim *s, sim_node *nd, ld_event *ev)
 	ev->now_us = node_local(nd, s->now);
 	int rc;
 	if (nd->ln) {
-		ln_event e = { .type = (ln_event_type)ev->type, .now_us = ev->now_us,
-			       .msg = ev->msg, .write_id = ev->write_id };
+		ln_event e = {.type = (ln_event_type)ev->type,
+			      .now_us = ev->now_us,
+			      .msg = ev->msg,
+			      .write_id = ev->write_id};
 		rc = ln_node_step(nd->ln, &e, &s->act);
 	} else {
 		rc = ld_replica_step(nd->r, ev, &s->act.ld);
@@ -627,14 +722,16 @@ static void node_step(sim *s, sim_node *nd, ld_event *ev)
 
 static void node_request(sim *s, sim_node *nd, const ln_request *req)
 {
-	ln_event e = { .type = LN_EV_REQUEST, .now_us = node_local(nd, s->now), .req = req };
+	ln_event e = {.type = LN_EV_REQUEST,
+		      .now_us = node_local(nd, s->now),
+		      .req = req};
 	int rc = ln_node_step(nd->ln, &e, &s->act);
 	node_after_step(s, nd, rc, (int)e.type);
 }
 
 static void node_tick(sim *s, sim_node *nd)
 {
-	ld_event ev = { .type = LD_EV_TICK };
+	ld_event ev = {.type = LD_EV_TICK};
 	node_step(s, nd, &ev);
 }
 
@@ -647,7 +744,8 @@ static void node_start(sim *s, sim_node *nd)
 	/* A reboot resets the monotonic clock: a fresh offset each life. */
 	nd->clk.offset_us = sim_rng_range(&s->rng, 1, 10000000000ull);
 	int64_t dm = s->p.drift_ppm_max;
-	nd->clk.drift_ppm = (int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
+	nd->clk.drift_ppm =
+		(int64_t)sim_rng_below(&s->rng, (uint64_t)(2 * dm + 1)) - dm;
 	if (s->o->workload == SIM_WORKLOAD_LEASE) {
 		nd->lcfg.paxos = nd->cfg;
 		nd->ln = ln_node_new(&nd->lcfg);
@@ -665,7 +763,8 @@ static void node_start(sim *s, sim_node *nd)
 	}
 	/* paxos.h: the newest SNAPSHOT first, then the rest oldest first (a
 	 * vote written in the same batch as a snapshot can precede it on disk,
-	 * and only the snapshot moves the log window to where the vote fits). */
+	 * and only the snapshot moves the log window to where the vote fits).
+	 */
 	size_t snap_i = SIZE_MAX;
 	for (size_t i = 0; i < nd->ndurable; i++)
 		if (nd->durable[i].type == LD_REC_SNAPSHOT)
@@ -678,8 +777,10 @@ static void node_start(sim *s, sim_node *nd)
 				: ld_replica_restore(nd->r, &nd->durable[i]);
 		if (rc != 0) {
 			chk_fail(&s->chk, "contract",
-				 "r%u rejected its own durable record %zu (type %d slot %" PRIu64 ")",
-				 nd->id, i, (int)nd->durable[i].type, nd->durable[i].slot);
+				 "r%u rejected its own durable record %zu "
+				 "(type %d slot %" PRIu64 ")",
+				 nd->id, i, (int)nd->durable[i].type,
+				 nd->durable[i].slot);
 			break;
 		}
 	}
@@ -687,12 +788,14 @@ static void node_start(sim *s, sim_node *nd)
 	nd->tick_live = false;
 	nd->last_write_id = 0;
 	nd->sync_last_us = s->now;
-	nd->led = (ld_ballot){ 0, 0 };
+	nd->led = (ld_ballot){0, 0};
 	ld_status st;
 	ld_replica_status(node_rep(nd), &st);
 	nd->applied = st.applied;
-	sim_trace(s, "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
-		  " promised=%" PRIu64 ".%" PRIu32 " clock offset=%" PRIu64 " drift=%" PRId64 "ppm",
+	sim_trace(s,
+		  "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
+		  " promised=%" PRIu64 ".%" PRIu32 " clock offset=%" PRIu64
+		  " drift=%" PRId64 "ppm",
 		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
 		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
@@ -709,8 +812,8 @@ static void node_crash(sim *s, sim_node *nd)
 		keep = nd->pending[k - 1].write_id;
 	size_t npend = nd->npending;
 	node_make_durable(s, nd, keep);
-	sim_trace(s, "r%u CRASH (%zu pending records, %zu lost, %zu durable)", nd->id,
-		  npend, nd->npending, nd->ndurable);
+	sim_trace(s, "r%u CRASH (%zu pending records, %zu lost, %zu durable)",
+		  nd->id, npend, nd->npending, nd->ndurable);
 	for (size_t i = 0; i < nd->npending; i++)
 		ld_record_clear(&nd->pending[i].rec);
 	nd->npending = 0;
@@ -730,23 +833,25 @@ static void node_crash(sim *s, sim_node *nd)
 
 static void client_send(sim *s, sim_client *c)
 {
-	sim_push(s, s->now + SIM_CLIENT_TIMEOUT_US, SIM_EV_CLIENT_TIMEOUT, c->idx, 0, 0,
-		 c->attempt, NULL);
+	sim_push(s, s->now + SIM_CLIENT_TIMEOUT_US, SIM_EV_CLIENT_TIMEOUT,
+		 c->idx, 0, 0, c->attempt, NULL);
 	sim_node *nd = &s->nodes[c->target];
 	if (!nd->up) {
-		sim_trace(s, "DROP(down) submit c%u:%" PRIu64 " ->r%u", c->idx + 1, c->seq, c->target);
+		sim_trace(s, "DROP(down) submit c%u:%" PRIu64 " ->r%u",
+			  c->idx + 1, c->seq, c->target);
 		return;
 	}
 	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
-		sim_trace(s, "DROP(loss) submit c%u:%" PRIu64 " ->r%u", c->idx + 1, c->seq, c->target);
+		sim_trace(s, "DROP(loss) submit c%u:%" PRIu64 " ->r%u",
+			  c->idx + 1, c->seq, c->target);
 		return;
 	}
-	sim_trace(s, "SUBMIT c%u:%" PRIu64 " ->r%u attempt=%" PRIu64, c->idx + 1, c->seq,
-		  c->target, c->attempt);
+	sim_trace(s, "SUBMIT c%u:%" PRIu64 " ->r%u attempt=%" PRIu64,
+		  c->idx + 1, c->seq, c->target, c->attempt);
 	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
 	for (int i = 0; i < copies; i++)
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_SUBMIT, c->idx, c->target,
-			 nd->epoch, c->seq, NULL);
+		sim_push(s, s->now + sim_net_delay(s), SIM_EV_SUBMIT, c->idx,
+			 c->target, nd->epoch, c->seq, NULL);
 }
 
 static void client_issue(sim *s, sim_client *c)
@@ -754,8 +859,9 @@ static void client_issue(sim *s, sim_client *c)
 	if (s->healed || c->outstanding)
 		return;
 	uint8_t data[SIM_COUNTER_BYTES_MAX];
-	uint32_t len = (uint32_t)sim_rng_range(&s->rng, 1, sim_rng_chance(&s->rng, 0.1) ?
-						   SIM_COUNTER_BYTES_MAX : 8);
+	uint32_t len = (uint32_t)sim_rng_range(
+		&s->rng, 1,
+		sim_rng_chance(&s->rng, 0.1) ? SIM_COUNTER_BYTES_MAX : 8);
 	for (uint32_t i = 0; i < len; i++)
 		data[i] = (uint8_t)sim_rng_next(&s->rng);
 	c->seq++;
@@ -765,26 +871,31 @@ static void client_issue(sim *s, sim_client *c)
 	s->res->commands++;
 	c->attempt++;
 	c->redirects = 0;
-	c->target = c->guess >= 0 ? (uint32_t)c->guess : (uint32_t)sim_rng_below(&s->rng, s->n);
+	c->target = c->guess >= 0 ? (uint32_t)c->guess
+				  : (uint32_t)sim_rng_below(&s->rng, s->n);
 	client_send(s, c);
 }
 
-static void client_reply(sim *s, sim_client *c, uint32_t from, const ld_reply *rep)
+static void client_reply(sim *s, sim_client *c, uint32_t from,
+			 const ld_reply *rep)
 {
 	if (!c->outstanding || rep->seq != c->seq) {
-		sim_trace(s, "c%u ignores stale reply seq=%" PRIu64 " from r%u", c->idx + 1,
-			  rep->seq, from);
+		sim_trace(s, "c%u ignores stale reply seq=%" PRIu64 " from r%u",
+			  c->idx + 1, rep->seq, from);
 		return;
 	}
 	switch (rep->status) {
 	case LD_REPLY_OK:
-		sim_trace(s, "c%u ACKED seq=%" PRIu64 " slot=%" PRIu64 " by r%u", c->idx + 1,
-			  c->seq, rep->slot, from);
+		sim_trace(s,
+			  "c%u ACKED seq=%" PRIu64 " slot=%" PRIu64 " by r%u",
+			  c->idx + 1, c->seq, rep->slot, from);
 		c->outstanding = false;
 		s->outstanding--;
 		s->res->acks++;
 		c->guess = (int32_t)from;
-		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.think_min_us, s->p.think_max_us),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng, s->p.think_min_us,
+						s->p.think_max_us),
 			 SIM_EV_CLIENT_START, c->idx, 0, 0, 0, NULL);
 		return;
 	case LD_REPLY_NOT_LEADER:
@@ -792,13 +903,18 @@ static void client_reply(sim *s, sim_client *c, uint32_t from, const ld_reply *r
 			return;
 		c->attempt++;
 		c->redirects++;
-		if (rep->leader_hint >= 0 && (uint32_t)rep->leader_hint < s->n &&
+		if (rep->leader_hint >= 0 &&
+		    (uint32_t)rep->leader_hint < s->n &&
 		    (uint32_t)rep->leader_hint != from && c->redirects % 4 != 0)
 			c->target = (uint32_t)rep->leader_hint;
 		else
 			c->target = sim_other(s, from);
 		c->guess = (int32_t)c->target;
-		sim_push(s, s->now + sim_rng_range(&s->rng, 100, 1000u * (c->redirects < 10 ? c->redirects : 10)),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng, 100,
+						1000u * (c->redirects < 10
+								 ? c->redirects
+								 : 10)),
 			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
 		return;
 	case LD_REPLY_BUSY:
@@ -806,8 +922,8 @@ static void client_reply(sim *s, sim_client *c, uint32_t from, const ld_reply *r
 			return;
 		c->attempt++;
 		c->target = sim_other(s, from);
-		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000), SIM_EV_CLIENT_RETRY,
-			 c->idx, 0, 0, c->attempt, NULL);
+		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
+			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
 		return;
 	case LD_REPLY_INVALID:
 		return; /* the checker has flagged it */
@@ -821,29 +937,36 @@ static void sim_partition(sim *s)
 	memset(s->blocked, 0, sizeof s->blocked);
 	uint32_t n = s->n;
 	int32_t leader = sim_leader(s);
-	uint32_t l = leader >= 0 ? (uint32_t)leader : (uint32_t)sim_rng_below(&s->rng, n);
+	uint32_t l = leader >= 0 ? (uint32_t)leader
+				 : (uint32_t)sim_rng_below(&s->rng, n);
 	char desc[128];
 	switch (sim_rng_below(&s->rng, 5)) {
 	case 0: { /* symmetric split into two groups */
-		uint32_t mask = (uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
+		uint32_t mask =
+			(uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
 		for (uint32_t i = 0; i < n; i++)
 			for (uint32_t j = 0; j < n; j++)
-				s->blocked[i][j] = ((mask >> i) & 1) != ((mask >> j) & 1);
+				s->blocked[i][j] =
+					((mask >> i) & 1) != ((mask >> j) & 1);
 		snprintf(desc, sizeof desc, "split group mask=0x%x", mask);
 		break;
 	}
 	case 1: { /* asymmetric: one group cannot hear the other */
-		uint32_t mask = (uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
+		uint32_t mask =
+			(uint32_t)sim_rng_range(&s->rng, 1, (1u << n) - 2);
 		for (uint32_t i = 0; i < n; i++)
 			for (uint32_t j = 0; j < n; j++)
-				s->blocked[i][j] = ((mask >> i) & 1) && !((mask >> j) & 1);
-		snprintf(desc, sizeof desc, "one-way: group 0x%x cannot reach the rest", mask);
+				s->blocked[i][j] =
+					((mask >> i) & 1) && !((mask >> j) & 1);
+		snprintf(desc, sizeof desc,
+			 "one-way: group 0x%x cannot reach the rest", mask);
 		break;
 	}
 	case 2: /* the leader isolated */
 		for (uint32_t i = 0; i < n; i++)
 			s->blocked[l][i] = s->blocked[i][l] = i != l;
-		snprintf(desc, sizeof desc, "r%u (leader %d) isolated", l, leader);
+		snprintf(desc, sizeof desc, "r%u (leader %d) isolated", l,
+			 leader);
 		break;
 	case 3: /* the leader talks but does not hear */
 		for (uint32_t i = 0; i < n; i++)
@@ -858,7 +981,8 @@ static void sim_partition(sim *s)
 	}
 	s->part_gen++;
 	s->res->partitions++;
-	uint64_t dur = sim_rng_range(&s->rng, s->p.part_min_us, s->p.part_max_us);
+	uint64_t dur =
+		sim_rng_range(&s->rng, s->p.part_min_us, s->p.part_max_us);
 	sim_push(s, s->now + dur, SIM_EV_PART_END, 0, 0, s->part_gen, 0, NULL);
 	sim_trace(s, "PARTITION %s for %" PRIu64 " ms", desc, dur / 1000);
 }
@@ -875,7 +999,10 @@ static void sim_crash_fault(sim *s)
 		for (uint32_t i = 0; i < s->n; i++) {
 			sim_node *nd = &s->nodes[i];
 			node_crash(s, nd);
-			sim_push(s, s->now + sim_rng_range(&s->rng, s->p.restart_min_us, s->p.restart_max_us),
+			sim_push(s,
+				 s->now + sim_rng_range(&s->rng,
+							s->p.restart_min_us,
+							s->p.restart_max_us),
 				 SIM_EV_RESTART, i, 0, nd->epoch, 0, NULL);
 		}
 		return;
@@ -895,7 +1022,9 @@ static void sim_crash_fault(sim *s)
 	}
 	sim_node *nd = &s->nodes[v];
 	node_crash(s, nd);
-	sim_push(s, s->now + sim_rng_range(&s->rng, s->p.restart_min_us, s->p.restart_max_us),
+	sim_push(s,
+		 s->now + sim_rng_range(&s->rng, s->p.restart_min_us,
+					s->p.restart_max_us),
 		 SIM_EV_RESTART, v, 0, nd->epoch, 0, NULL);
 }
 
@@ -905,11 +1034,13 @@ static void sim_heal(sim *s)
 	s->p.loss_p = s->p.dup_p = s->p.tail_p = 0;
 	memset(s->blocked, 0, sizeof s->blocked);
 	s->res->heal_us = s->now;
-	sim_trace(s, "HEAL: no more faults, no new commands; %u outstanding", s->outstanding);
+	sim_trace(s, "HEAL: no more faults, no new commands; %u outstanding",
+		  s->outstanding);
 	for (uint32_t i = 0; i < s->n; i++)
 		if (!s->nodes[i].up)
 			node_start(s, &s->nodes[i]);
-	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0, NULL);
+	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0,
+		 NULL);
 	if (s->o->workload == SIM_WORKLOAD_LEASE)
 		lc_heal(s);
 }
@@ -937,7 +1068,8 @@ static bool sim_done(sim *s)
 	if (s->outstanding)
 		return false;
 	for (uint32_t i = 0; i < s->n; i++)
-		if (!s->nodes[i].up || s->nodes[i].applied < s->chk.max_ack_slot)
+		if (!s->nodes[i].up ||
+		    s->nodes[i].applied < s->chk.max_ack_slot)
 			return false;
 	return true;
 }
@@ -945,30 +1077,40 @@ static bool sim_done(sim *s)
 static void sim_liveness_failure(sim *s)
 {
 	char buf[768];
-	int n = snprintf(buf, sizeof buf, "%u s after heal:", SIM_LIVENESS_US / 1000000);
+	int n = snprintf(buf, sizeof buf,
+			 "%u s after heal:", SIM_LIVENESS_US / 1000000);
 	if (s->o->workload == SIM_WORKLOAD_LEASE) {
 		lc_liveness_detail(s, buf + n, sizeof buf - (size_t)n);
 		n = (int)strlen(buf);
 	}
-	for (uint32_t i = 0; i < s->nclients && n > 0 && (size_t)n < sizeof buf &&
-			     s->o->workload == SIM_WORKLOAD_COUNTER; i++)
+	for (uint32_t i = 0;
+	     i < s->nclients && n > 0 && (size_t)n < sizeof buf &&
+	     s->o->workload == SIM_WORKLOAD_COUNTER;
+	     i++)
 		if (s->clients[i].outstanding)
-			n += snprintf(buf + n, sizeof buf - (size_t)n,
-				      " c%u:%" PRIu64 " unacknowledged (%" PRIu64 " attempts, at r%u);",
-				      i + 1, s->clients[i].seq, s->clients[i].attempt, s->clients[i].target);
+			n += snprintf(
+				buf + n, sizeof buf - (size_t)n,
+				" c%u:%" PRIu64 " unacknowledged (%" PRIu64
+				" attempts, at r%u);",
+				i + 1, s->clients[i].seq, s->clients[i].attempt,
+				s->clients[i].target);
 	for (uint32_t i = 0; i < s->n && n > 0 && (size_t)n < sizeof buf; i++) {
 		ld_status st;
 		if (!s->nodes[i].up)
 			continue;
 		ld_replica_status(node_rep(&s->nodes[i]), &st);
-		n += snprintf(buf + n, sizeof buf - (size_t)n,
-			      " r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32 " applied=%" PRIu64
-			      " leases=%" PRIu64 ";",
-			      i, sim_role_name(st.role), st.ballot.round, st.ballot.id, st.leader,
-			      st.applied,
-			      s->nodes[i].ln ? ls_table_count(ln_node_table(s->nodes[i].ln)) : 0);
+		n += snprintf(
+			buf + n, sizeof buf - (size_t)n,
+			" r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32
+			" applied=%" PRIu64 " leases=%" PRIu64 ";",
+			i, sim_role_name(st.role), st.ballot.round,
+			st.ballot.id, st.leader, st.applied,
+			s->nodes[i].ln
+				? ls_table_count(ln_node_table(s->nodes[i].ln))
+				: 0);
 	}
-	chk_fail(&s->chk, "liveness", "%s highest slot %" PRIu64 " (acked %" PRIu64 ")", buf,
+	chk_fail(&s->chk, "liveness",
+		 "%s highest slot %" PRIu64 " (acked %" PRIu64 ")", buf,
 		 s->chk.max_slot, s->chk.max_ack_slot);
 }
 
@@ -996,7 +1138,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			return;
 		node_make_durable(s, nd, ev->y);
 		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
-		ld_event e = { .type = LD_EV_DURABLE, .write_id = ev->y };
+		ld_event e = {.type = LD_EV_DURABLE, .write_id = ev->y};
 		node_step(s, nd, &e);
 		return;
 	}
@@ -1004,13 +1146,16 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		ld_msg *m = ev->p;
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x) {
-			sim_trace(s, "DROP(crashed) %s", sim_fmt_msg(m, buf, sizeof buf));
+			sim_trace(s, "DROP(crashed) %s",
+				  sim_fmt_msg(m, buf, sizeof buf));
 		} else if (s->blocked[m->from][m->to]) {
 			s->res->msgs_lost++;
-			sim_trace(s, "DROP(partition) %s", sim_fmt_msg(m, buf, sizeof buf));
+			sim_trace(s, "DROP(partition) %s",
+				  sim_fmt_msg(m, buf, sizeof buf));
 		} else {
-			sim_trace(s, "RECV %s", sim_fmt_msg(m, buf, sizeof buf));
-			ld_event e = { .type = LD_EV_MSG, .msg = m };
+			sim_trace(s, "RECV %s",
+				  sim_fmt_msg(m, buf, sizeof buf));
+			ld_event e = {.type = LD_EV_MSG, .msg = m};
 			node_step(s, nd, &e);
 		}
 		ld_msg_free(m);
@@ -1020,12 +1165,18 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_node *nd = &s->nodes[ev->b];
 		const chk_cmd *cc = chk_cmd_get(&s->chk, ev->a, ev->y);
 		if (!nd->up || nd->epoch != ev->x || !cc) {
-			sim_trace(s, "DROP(crashed) submit c%u:%" PRIu64 " ->r%u", ev->a + 1, ev->y, ev->b);
+			sim_trace(s,
+				  "DROP(crashed) submit c%u:%" PRIu64 " ->r%u",
+				  ev->a + 1, ev->y, ev->b);
 			return;
 		}
-		ld_cmd cmd = { .client_id = ev->a + 1, .seq = ev->y, .len = cc->len, .data = cc->data };
-		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->b, ev->a + 1, ev->y);
-		ld_event e = { .type = LD_EV_SUBMIT, .cmd = &cmd };
+		ld_cmd cmd = {.client_id = ev->a + 1,
+			      .seq = ev->y,
+			      .len = cc->len,
+			      .data = cc->data};
+		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->b, ev->a + 1,
+			  ev->y);
+		ld_event e = {.type = LD_EV_SUBMIT, .cmd = &cmd};
 		node_step(s, nd, &e);
 		return;
 	}
@@ -1046,7 +1197,8 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_client *c = &s->clients[ev->a];
 		if (!c->outstanding || ev->y != c->attempt)
 			return;
-		sim_trace(s, "c%u TIMEOUT seq=%" PRIu64 " at r%u", c->idx + 1, c->seq, c->target);
+		sim_trace(s, "c%u TIMEOUT seq=%" PRIu64 " at r%u", c->idx + 1,
+			  c->seq, c->target);
 		c->attempt++;
 		c->target = sim_other(s, c->target);
 		c->guess = -1;
@@ -1056,7 +1208,10 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_CRASH:
 		if (s->healed)
 			return;
-		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.crash_every_min_us, s->p.crash_every_max_us),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng,
+						s->p.crash_every_min_us,
+						s->p.crash_every_max_us),
 			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
 		sim_crash_fault(s);
 		return;
@@ -1070,7 +1225,9 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_PART_START:
 		if (s->healed)
 			return;
-		sim_push(s, s->now + sim_rng_range(&s->rng, s->p.part_every_min_us, s->p.part_every_max_us),
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng, s->p.part_every_min_us,
+						s->p.part_every_max_us),
 			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
 		sim_partition(s);
 		return;
@@ -1090,11 +1247,13 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_lreq *lr = ev->p;
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x) {
-			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u", lc_req_name(lr->req.type),
-				  ev->b + 1, lr->req.seq, ev->a);
+			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u",
+				  lc_req_name(lr->req.type), ev->b + 1,
+				  lr->req.seq, ev->a);
 		} else {
-			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64, ev->a,
-				  lc_req_name(lr->req.type), ev->b + 1, lr->req.seq, lr->req.req_id);
+			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64,
+				  ev->a, lc_req_name(lr->req.type), ev->b + 1,
+				  lr->req.seq, lr->req.req_id);
 			node_request(s, nd, &lr->req);
 		}
 		free(lr);
@@ -1115,8 +1274,8 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 static void sim_extra_tick(sim *s)
 {
 	uint32_t i = (uint32_t)sim_rng_below(&s->rng, s->n);
-	sim_push(s, s->now + sim_rng_range(&s->rng, 0, 50000), SIM_EV_TICK, i, 0,
-		 s->nodes[i].epoch, 0, NULL);
+	sim_push(s, s->now + sim_rng_range(&s->rng, 0, 50000), SIM_EV_TICK, i,
+		 0, s->nodes[i].epoch, 0, NULL);
 }
 
 static void sim_config(sim *s, ld_config *cfg, uint32_t id)
@@ -1124,9 +1283,9 @@ static void sim_config(sim *s, ld_config *cfg, uint32_t id)
 	ld_config_default(cfg, id, s->n);
 	cfg->mutant = s->o->mutant;
 	/* Vary what the daemon's operator may tune, to reach more code. */
-	static const uint32_t snaps[] = { 32, 64, 128, 256 };
-	static const uint32_t windows[] = { 4, 16, LD_WINDOW_SLOTS_MAX };
-	static const uint32_t batches[] = { 1, 8, LD_BATCH_CMDS_MAX };
+	static const uint32_t snaps[] = {32, 64, 128, 256};
+	static const uint32_t windows[] = {4, 16, LD_WINDOW_SLOTS_MAX};
+	static const uint32_t batches[] = {1, 8, LD_BATCH_CMDS_MAX};
 	cfg->snapshot_every_slots = snaps[sim_rng_below(&s->rng, 4)];
 	cfg->window_slots = windows[sim_rng_below(&s->rng, 3)];
 	cfg->batch_cmds = batches[sim_rng_below(&s->rng, 3)];
@@ -1134,24 +1293,26 @@ static void sim_config(sim *s, ld_config *cfg, uint32_t id)
 
 /* The lease workload's clock-drift bounds: small ones as a cell would be
  * configured, large ones so that a wrong use of time shows within a run. */
-static const uint32_t sim_drifts_ppm[] = { 100, 200, 1000, 5000, 20000, 50000 };
+static const uint32_t sim_drifts_ppm[] = {100, 200, 1000, 5000, 20000, 50000};
 
 /* The cell's lease configuration: the grace delay covers twice the drift
  * over the longest TTL (the holder's clock and the leaders' clocks), plus a
  * small margin, so that a client measuring its deadline wrongly is caught. */
 static void sim_config_lease(sim *s, ln_config *lc, const ld_config *cfg)
 {
-	static const uint32_t ticks[] = { 20, 50, 100 };
+	static const uint32_t ticks[] = {20, 50, 100};
 	ln_config_default(lc, 0, s->n);
 	lc->paxos = *cfg;
 	lc->drift_ppm = s->drift_ppm;
 	lc->ttl_ms_max = s->ttl_ms_max;
 	lc->tick_ms = ticks[sim_rng_below(&s->rng, 3)];
-	uint64_t need = (2ull * s->drift_ppm * s->ttl_ms_max + 999999) / 1000000;
+	uint64_t need =
+		(2ull * s->drift_ppm * s->ttl_ms_max + 999999) / 1000000;
 	lc->grace_ms = (uint32_t)need + (uint32_t)sim_rng_range(&s->rng, 2, 20);
 	char err[256];
 	if (ln_config_check(lc, err, sizeof err) != 0) {
-		fprintf(stderr, "lockd-sim: bad lease configuration: %s\n", err);
+		fprintf(stderr, "lockd-sim: bad lease configuration: %s\n",
+			err);
 		abort();
 	}
 	s->grace_ms = lc->grace_ms;
@@ -1174,14 +1335,17 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		s->p.drift_ppm_max = o->drift_ppm_max;
 	else if (lease)
 		s->p.drift_ppm_max = (int32_t)sim_drifts_ppm[sim_rng_below(
-			&s->rng, sizeof sim_drifts_ppm / sizeof sim_drifts_ppm[0])];
+			&s->rng,
+			sizeof sim_drifts_ppm / sizeof sim_drifts_ppm[0])];
 	s->drift_ppm = (uint32_t)s->p.drift_ppm_max;
 	res->drift_ppm = s->drift_ppm;
 	s->n = o->nreplicas;
 	if (lease)
-		s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_LEASE_CLIENTS_MIN, SIM_CLIENTS_MAX);
+		s->nclients = (uint32_t)sim_rng_range(
+			&s->rng, SIM_LEASE_CLIENTS_MIN, SIM_CLIENTS_MAX);
 	else
-		s->nclients = (uint32_t)sim_rng_range(&s->rng, SIM_COUNTER_CLIENTS_MIN,
+		s->nclients = (uint32_t)sim_rng_range(&s->rng,
+						      SIM_COUNTER_CLIENTS_MIN,
 						      SIM_COUNTER_CLIENTS_MAX);
 	sim_queue_init(&s->q);
 	ln_actions_init(&s->act);
@@ -1189,7 +1353,8 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	s->chk.tr = s->tr;
 	s->chk.now = &s->now;
 
-	/* One configuration per cell (all replicas agree on it), new seeds per life. */
+	/* One configuration per cell (all replicas agree on it), new seeds per
+	 * life. */
 	ld_config cfg;
 	ln_config lcfg;
 	sim_config(s, &cfg, 0);
@@ -1197,12 +1362,16 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		s->ttl_ms_max = SIM_TTL_MS_MAX;
 		sim_config_lease(s, &lcfg, &cfg);
 	}
-	sim_trace(s, "SEED %" PRIu64 ": %u replicas, %u clients, faults=%s mutant=%s workload=%s "
+	sim_trace(s,
+		  "SEED %" PRIu64
+		  ": %u replicas, %u clients, faults=%s mutant=%s workload=%s "
 		  "window=%" PRIu32 " batch=%" PRIu32 " snapshot_every=%" PRIu32
-		  " drift<=%" PRIu32 "ppm grace=%" PRIu32 "ms tick=%" PRIu32 "ms",
+		  " drift<=%" PRIu32 "ppm grace=%" PRIu32 "ms tick=%" PRIu32
+		  "ms",
 		  seed, s->n, s->nclients, s->p.name,
-		  o->mutant ? ld_mutant_name(o->mutant) : "none", sim_workload_name(o->workload),
-		  cfg.window_slots, cfg.batch_cmds, cfg.snapshot_every_slots, s->drift_ppm,
+		  o->mutant ? ld_mutant_name(o->mutant) : "none",
+		  sim_workload_name(o->workload), cfg.window_slots,
+		  cfg.batch_cmds, cfg.snapshot_every_slots, s->drift_ppm,
 		  s->grace_ms, s->tick_ms);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];
@@ -1219,18 +1388,23 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		lc_setup(s);
 	} else {
 		for (uint32_t i = 0; i < s->nclients; i++) {
-			s->clients[i] = (sim_client){ .idx = i, .guess = -1 };
-			sim_push(s, sim_rng_range(&s->rng, 0, 300000), SIM_EV_CLIENT_START, i, 0, 0, 0,
-				 NULL);
+			s->clients[i] = (sim_client){.idx = i, .guess = -1};
+			sim_push(s, sim_rng_range(&s->rng, 0, 300000),
+				 SIM_EV_CLIENT_START, i, 0, 0, 0, NULL);
 		}
 	}
-	sim_push(s, sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us), SIM_EV_HEAL,
-		 0, 0, 0, 0, NULL);
+	sim_push(s,
+		 sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us),
+		 SIM_EV_HEAL, 0, 0, 0, 0, NULL);
 	if (s->p.crash_every_max_us)
-		sim_push(s, sim_rng_range(&s->rng, s->p.crash_every_min_us, s->p.crash_every_max_us),
+		sim_push(s,
+			 sim_rng_range(&s->rng, s->p.crash_every_min_us,
+				       s->p.crash_every_max_us),
 			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
 	if (s->p.part_every_max_us)
-		sim_push(s, sim_rng_range(&s->rng, s->p.part_every_min_us, s->p.part_every_max_us),
+		sim_push(s,
+			 sim_rng_range(&s->rng, s->p.part_every_min_us,
+				       s->p.part_every_max_us),
 			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
 
 	sim_ev ev;
@@ -1248,19 +1422,23 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		if (!s->healed && sim_rng_chance(&s->rng, s->p.extra_tick_p))
 			sim_extra_tick(s);
 		if (res->events >= SIM_EVENTS_MAX) {
-			chk_fail(&s->chk, "liveness", "runaway: %u events without finishing",
+			chk_fail(&s->chk, "liveness",
+				 "runaway: %u events without finishing",
 				 SIM_EVENTS_MAX);
 			break;
 		}
 	}
 	if (!done && !s->chk.violated)
-		chk_fail(&s->chk, "liveness", "the event queue ran dry before the end");
-	sim_trace(s, "END decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
-		  " grants=%" PRIu64 " expiries=%" PRIu64 " releases=%" PRIu64 " revokes=%" PRIu64
-		  " writes=%" PRIu64 " stale=%" PRIu64 " fenced=%" PRIu64,
-		  s->chk.decrees, res->commands, res->acks, s->chk.ngrants, s->chk.expiries,
-		  s->chk.releases, s->chk.revokes, s->chk.writes, s->chk.stale_writes,
-		  s->chk.fenced);
+		chk_fail(&s->chk, "liveness",
+			 "the event queue ran dry before the end");
+	sim_trace(s,
+		  "END decrees=%" PRIu64 " commands=%" PRIu64 " acks=%" PRIu64
+		  " grants=%" PRIu64 " expiries=%" PRIu64 " releases=%" PRIu64
+		  " revokes=%" PRIu64 " writes=%" PRIu64 " stale=%" PRIu64
+		  " fenced=%" PRIu64,
+		  s->chk.decrees, res->commands, res->acks, s->chk.ngrants,
+		  s->chk.expiries, s->chk.releases, s->chk.revokes,
+		  s->chk.writes, s->chk.stale_writes, s->chk.fenced);
 
 	res->decrees = s->chk.decrees;
 	res->grants = s->chk.ngrants;

@@ -37,17 +37,19 @@ typedef struct sim_opts {
 } sim_opts;
 
 typedef struct sim_result {
-	uint64_t decrees;   /* distinct slots chosen */
+	uint64_t decrees; /* distinct slots chosen */
 	uint64_t events;
-	uint64_t commands;  /* commands clients submitted */
-	uint64_t acks;      /* OK replies clients received for their current command */
+	uint64_t commands; /* commands clients submitted */
+	uint64_t acks; /* OK replies clients received for their current command
+			*/
 	uint64_t crashes, partitions;
 	uint64_t msgs_sent, msgs_lost;
 	uint64_t heal_us, end_us; /* simulated real time */
 	/* lease workload (counted by the oracle from the chosen ledger) */
 	uint64_t grants, expiries, releases, revokes;
-	uint64_t writes, stale_writes, fenced; /* fenced: stale writes refused */
-	uint32_t drift_ppm;                   /* the cell's configured bound */
+	uint64_t writes, stale_writes,
+		fenced;     /* fenced: stale writes refused */
+	uint32_t drift_ppm; /* the cell's configured bound */
 	int64_t closest_us; /* least margin between an old belief's end and a
 			       newer GRANTED's arrival (INT64_MAX: none) */
 	bool violated;

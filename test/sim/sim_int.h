@@ -28,20 +28,21 @@ typedef struct sim_profile {
 	const char *name;
 	double loss_p, dup_p;
 	uint64_t delay_min_us, delay_max_us;
-	double tail_p;           /* a message is slow: up to tail_max_us */
+	double tail_p; /* a message is slow: up to tail_max_us */
 	uint64_t tail_max_us;
 	uint64_t part_every_min_us, part_every_max_us; /* 0: no partitions */
 	uint64_t part_min_us, part_max_us;
 	uint64_t crash_every_min_us, crash_every_max_us; /* 0: no crashes */
 	uint64_t restart_min_us, restart_max_us;
-	uint32_t max_down;       /* 0: a minority (n/2) */
-	double crash_leader_p;   /* a crash picks the leader */
-	double power_loss_p;     /* a crash takes down every replica at once */
+	uint32_t max_down;     /* 0: a minority (n/2) */
+	double crash_leader_p; /* a crash picks the leader */
+	double power_loss_p;   /* a crash takes down every replica at once */
 	int32_t drift_ppm_max;
 	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
-	double extra_tick_p;     /* per event: an unasked-for tick somewhere */
+	double extra_tick_p; /* per event: an unasked-for tick somewhere */
 	uint64_t fsync_min_us, fsync_max_us;
-	double fsync_tail_p;     /* a slow disk: fsync takes up to fsync_tail_max_us */
+	double fsync_tail_p; /* a slow disk: fsync takes up to fsync_tail_max_us
+			      */
 	uint64_t fsync_tail_max_us;
 	uint64_t think_min_us, think_max_us; /* client pause between commands */
 } sim_profile;
@@ -65,11 +66,12 @@ typedef struct sim_write {
 typedef struct sim_node {
 	uint32_t id;
 	bool up;
-	uint64_t epoch;  /* bumped at each crash: events of a past life are stale */
-	uint64_t life;   /* incarnations started */
-	ld_replica *r;   /* counter workload: a bare replica over sm */
+	uint64_t epoch; /* bumped at each crash: events of a past life are stale
+			 */
+	uint64_t life;  /* incarnations started */
+	ld_replica *r;  /* counter workload: a bare replica over sm */
 	ld_sm *sm;
-	ln_node *ln;     /* lease workload: a node */
+	ln_node *ln; /* lease workload: a node */
 	ld_config cfg;
 	ln_config lcfg;
 	sim_clock clk;
@@ -97,7 +99,8 @@ typedef struct sim_client {
 	uint32_t redirects;
 } sim_client;
 
-/* ---- lease clients (lclient.c) ---------------------------------------------- */
+/* ---- lease clients (lclient.c) ----------------------------------------------
+ */
 
 #define LC_HOLDS_MAX 3u
 #define LC_VALUE_BYTES_MAX 16u
@@ -132,9 +135,10 @@ typedef struct lc_op {
 	uint64_t seq;
 	uint32_t name, ttl_ms, wait_ms;
 	uint64_t token;
-	bool probe;                /* the final acquire of a private name */
-	uint64_t first_sent_local; /* retries keep it: deadlines count from it */
-	uint64_t give_up_local;    /* waiting ACQUIRE: stop waiting; 0: never */
+	bool probe; /* the final acquire of a private name */
+	uint64_t
+		first_sent_local; /* retries keep it: deadlines count from it */
+	uint64_t give_up_local;   /* waiting ACQUIRE: stop waiting; 0: never */
 	uint64_t attempt;
 	uint32_t target, redirects;
 	uint32_t value_len;
@@ -153,9 +157,10 @@ typedef struct sim_lclient {
 	uint64_t next_acquire_local;
 	uint64_t timer_gen, timer_at;
 	bool timer_live;
-	uint32_t final_step; /* after heal: 0 probe to send, 1 probe out, 2 done */
+	uint32_t final_step; /* after heal: 0 probe to send, 1 probe out, 2 done
+			      */
 	uint32_t probe_name;
-	uint32_t hold_cap;   /* leases it holds at most at once */
+	uint32_t hold_cap; /* leases it holds at most at once */
 	uint64_t acquires, granted, pauses;
 } sim_lclient;
 
@@ -185,21 +190,22 @@ typedef struct sim {
 	uint32_t names[CHK_NAMES_MAX]; /* the shared pool: checker name ids */
 } sim;
 
-void sim_trace(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sim_trace(sim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 void *sim_xmalloc(size_t n);
 void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a, uint32_t b,
 	      uint64_t x, uint64_t y, void *p);
 uint64_t sim_net_delay(sim *s);
 /* A replica other than not, at random. */
-uint32_t sim_other(sim *s, uint32_t not);
+uint32_t sim_other(sim *s, uint32_t not );
 
 /* lclient.c */
-void lc_setup(sim *s);                  /* clients, names, first events */
-void lc_dispatch(sim *s, sim_ev *ev);   /* the SIM_EV_L* client events */
-void lc_heal(sim *s);                   /* no more faults: finish up */
-bool lc_done(const sim *s);             /* every client finished or vanished */
+void lc_setup(sim *s);                /* clients, names, first events */
+void lc_dispatch(sim *s, sim_ev *ev); /* the SIM_EV_L* client events */
+void lc_heal(sim *s);                 /* no more faults: finish up */
+bool lc_done(const sim *s);           /* every client finished or vanished */
 void lc_liveness_detail(const sim *s, char *buf, size_t cap);
-void lc_free_event(sim_ev *ev);         /* frees a payload left in the queue */
+void lc_free_event(sim_ev *ev); /* frees a payload left in the queue */
 const char *lc_req_name(ln_req_type t);
 const char *lc_status_name(ln_status st);
 

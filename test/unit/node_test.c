@@ -173,16 +173,16 @@ static ln_request acquire_req(uint64_t session, const char *name,
 			    .value_len = 1};
 }
 
-static ln_reply *do_acquire(uint64_t session, const char *name,
-			    uint32_t ttl_ms, uint32_t wait_ms)
+static ln_reply *do_acquire(uint64_t session, const char *name, uint32_t ttl_ms,
+			    uint32_t wait_ms)
 {
-	uint64_t id = send_to(leader(), acquire_req(session, name, ttl_ms,
-						    wait_ms));
+	uint64_t id =
+		send_to(leader(), acquire_req(session, name, ttl_ms, wait_ms));
 	return await(id, 50);
 }
 
-static ln_reply *do_simple(ln_req_type type, uint64_t session,
-			   const char *name, uint64_t token)
+static ln_reply *do_simple(ln_req_type type, uint64_t session, const char *name,
+			   uint64_t token)
 {
 	ln_request q = {.type = type,
 			.session = session,
@@ -222,8 +222,7 @@ Test(node, grant_and_reacquire, .init = setup, .fini = teardown)
 	cr_assert_eq(r->result.holder, 7);
 }
 
-Test(node, followers_send_writes_to_the_leader, .init = setup,
-     .fini = teardown)
+Test(node, followers_send_writes_to_the_leader, .init = setup, .fini = teardown)
 {
 	int l = leader();
 	int f = (l + 1) % N;
@@ -266,7 +265,8 @@ Test(node, invalid_input_gets_the_reason, .init = setup, .fini = teardown)
 		{acquire_req(7, "bad name!", 1000, 0), LS_E_NAME},
 		{acquire_req(7, "", 1000, 0), LS_E_NAME},
 		{acquire_req(7, "ok", 5, 0), LS_E_TTL},
-		{acquire_req(7, "ok", 120000, 0), LS_E_TTL}, /* over ttl_ms_max */
+		{acquire_req(7, "ok", 120000, 0),
+		 LS_E_TTL}, /* over ttl_ms_max */
 		{acquire_req(7, "ok", 1000, 4000000), LS_E_WAIT},
 		{acquire_req(0, "ok", 1000, 0), LS_E_SESSION},
 		/* The leaders' own command ids: refused, or a client could
@@ -493,7 +493,8 @@ Test(node, mass_expiry_takes_a_handful_of_decrees, .init = setup,
 		    (unsigned long long)expire_cmds, (unsigned long long)total,
 		    (unsigned long long)ticks);
 	fprintf(stderr,
-		"mass expiry: 100000 leases, %llu EXPIRE commands, %llu decrees "
+		"mass expiry: 100000 leases, %llu EXPIRE commands, %llu "
+		"decrees "
 		"(%llu TICK commands)\n",
 		(unsigned long long)expire_cmds, (unsigned long long)total,
 		(unsigned long long)ticks);
