@@ -305,6 +305,7 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 	atomic_init(&c->nep, 0);
 	atomic_init(&c->leader, 0);
 	atomic_init(&c->known, 0);
+	c->seq = c->o.seq_base;
 
 	int rv = LC_OK;
 	c->session = c->o.session;
@@ -836,7 +837,9 @@ int lc_renew(lc_client *c, lc_renewal *out)
 		size_t n = res.rep->n_renewed;
 		if (n > LC_SESSION_LEASES_MAX)
 			n = LC_SESSION_LEASES_MAX;
-		memcpy(out->tokens, res.rep->renewed, n * sizeof *out->tokens);
+		if (n > 0) /* renewed is NULL when the reply names none */
+			memcpy(out->tokens, res.rep->renewed,
+			       n * sizeof *out->tokens);
 		qsort(out->tokens, n, sizeof *out->tokens, cmp_u64);
 		out->ntokens = n;
 		out->sent_us = res.first_sent_us;

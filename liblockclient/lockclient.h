@@ -125,6 +125,13 @@ typedef struct lc_options {
 	 * TTL believed left (a long wait) is refreshed at once by a re-acquire
 	 * (0: LC_RENEW_REMAINING_PERMILLE; 1000 and above: never). */
 	uint32_t refresh_remaining_permille;
+	/* Commands of this client are numbered from seq_base + 1 (0: from
+	 * 1). The cell treats a command whose seq is not above the session's
+	 * latest as an already-settled retry, so a process that reopens a
+	 * session another process used (lockctl release --session) must start
+	 * above every seq that one used: for example at the wall clock in
+	 * microseconds. */
+	uint64_t seq_base;
 } lc_options;
 
 /* Fills o with the defaults (all zero: see above). */
@@ -269,6 +276,108 @@ typedef struct lc_replica_status {
 /* Asks endpoint i (0 .. lc_endpoint_count - 1) alone for its view of the
  * cell, one try within attempt_timeout_ms. *out is the caller's. */
 int lc_status(lc_client *c, uint32_t i, lc_replica_status *out);
+
+/* ---- sessions: leases kept alive in the background ----------------------
+ *
+ * An lc_session renews the leases it was given (lc_session_acquire) from a
+ * background thread, early: when renew_remaining_permille of a lease's TTL
+ * is left before its conservative deadline (lc_time.h; each deadline is
+ * counted from the SEND time of the request that granted or last renewed
+ * it, on CLOCK_MONOTONIC). One lc_renew renews every lease of the client's
+ * session at once. A second thread watches the deadlines and reports each
+ * lease's state through the callback:
+ *
+ *   LC_LEASE_HELD      granted (reported once at acquire), or renewals
+ *                      work again after JEOPARDY;
+ *   LC_LEASE_JEOPARDY  the last renewal failed (or one has been under way
+ *                      too long) and less than jeopardy_remaining_permille
+ *                      of the TTL is left before the deadline (by default
+ *                      half the renew fraction: a sixth): stop starting
+ *                      side effects;
+ *   LC_LEASE_LOST      the deadline passed, or a renewal sent after the
+ *                      grant did not list the lease (expired, revoked,
+ *                      released elsewhere): final, the lease leaves the
+ *                      session;
+ *   LC_LEASE_RELEASED  released by lc_session_release or lc_session_close:
+ *                      final.
+ *
+ * Callbacks run on the session's monitor thread, one at a time and in order;
+ * name is borrowed for the call. A callback may call lc_session_held (and
+ * other read calls) but must not call lc_session_close. They are reports,
+ * late by scheduling at worst: before acting on a lease, ask
+ * lc_session_held, which is computed locally from the deadline at the time
+ * of the call.
+ *
+ * Ownership and threads: the session borrows the client, which must outlive
+ * it (close the session first, then the client). Every lc_session_ call is
+ * thread-safe except lc_session_close, which must be the last. A waiting
+ * lc_session_acquire holds up the client's other writes, renewals included
+ * (lockclient.h, Threads): keep waits short next to held leases' TTLs, or
+ * use another client. Only leases taken through the session are renewed
+ * and reported; lc_renew on the same client also renews them, harmlessly. */
+
+typedef enum lc_lease_state {
+	LC_LEASE_HELD = 1,
+	LC_LEASE_JEOPARDY,
+	LC_LEASE_LOST,
+	LC_LEASE_RELEASED,
+} lc_lease_state;
+
+/* "held", "jeopardy", "lost", "released" (static). */
+const char *lc_lease_state_name(lc_lease_state s);
+
+typedef void (*lc_session_fn)(lc_lease_state state, const char *name,
+			      uint64_t token, void *arg);
+
+typedef struct lc_session_options {
+	/* Renew when this many thousandths of the TTL are left before the
+	 * deadline (0: LC_RENEW_REMAINING_PERMILLE, a third). 1..999. */
+	uint32_t renew_remaining_permille;
+	/* JEOPARDY once a renewal failed (or is still under way) and less
+	 * than this many thousandths of the TTL are left (0: half of
+	 * renew_remaining_permille, a sixth). */
+	uint32_t jeopardy_remaining_permille;
+	/* Pause between renew tries after a failure, ms (0: 100). */
+	uint32_t retry_ms;
+	lc_session_fn callback; /* may be NULL */
+	void *arg;              /* passed to callback */
+} lc_session_options;
+
+typedef struct lc_session lc_sess; /* lc_session() is the session id */
+
+/* Fills o with the defaults (all zero). */
+void lc_session_options_init(lc_session_options *o);
+
+/* Starts a session on c (borrowed, must outlive it); opt may be NULL
+ * (copied). *out is freed by lc_session_close. LC_ENOMEM, or LC_EINVAL for
+ * a permille over 999. */
+int lc_session_open(lc_client *c, const lc_session_options *opt, lc_sess **out);
+
+/* lc_acquire, then registers the lease for renewal and reports HELD. A
+ * re-acquire of a name the session holds updates its entry. */
+int lc_session_acquire(lc_sess *s, const char *name, uint32_t ttl_ms,
+		       uint32_t wait_ms, const void *value, size_t value_len,
+		       lc_lease *out);
+
+/* Releases the session's lease on name (its token is the session's) and
+ * reports RELEASED. LC_ENOSUCH when the session has no such lease (never
+ * had it, or it was LOST); else what lc_release says (the lease leaves the
+ * session and is reported RELEASED whatever the cell said, unless the
+ * cell was unreachable: then it is kept and renewed). */
+int lc_session_release(lc_sess *s, const char *name);
+
+/* True while the session may believe it holds name: registered, not lost,
+ * and lc_now_us() before its conservative deadline. */
+bool lc_session_held(lc_sess *s, const char *name);
+
+/* The lease's current copy (token, deadline) into *out; false when the
+ * session does not hold name (as lc_session_held). */
+bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out);
+
+/* Stops renewing, releases every lease still held (reported RELEASED),
+ * stops the threads and frees s (NULL is fine). Does not close the client.
+ */
+void lc_session_close(lc_sess *s);
 
 #ifdef __cplusplus
 }

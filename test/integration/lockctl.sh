@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# lockctl end to end against a real cell: status, ls, get (-o json), acquire
+# with and without a command, release, revoke, elect + leader with two
+# instances, watch --count, check-token, and bad input (exit 2, a sentence).
+. "$(dirname "$0")/lib.sh"
+LOCKCTL=$(realpath "$3")
+# Short leases so expiry-based steps stay quick.
+EXTRA=(--grace-ms 500)
+
+lc() { "$LOCKCTL" -e "$CLIENTS" "$@"; }
+expect_rc() { # rc cmd...: runs cmd, asserts its exit status
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	[[ $rc -eq $want ]] || fail "$* exited $rc, want $want: $(cat "$T/out" "$T/err")"
+}
+
+# Reads may come from a follower a little behind another process's write:
+# retry for up to 3 s.
+# (expect_rc calls fail, which exits: run the tries in a subshell.)
+try_rc() { ( set +e; expect_rc "$@" ) >/dev/null 2>&1; }
+eventually_rc() { # rc cmd...
+	local i
+	for i in $(seq 30); do
+		try_rc "$@" && { expect_rc "$@"; return 0; }
+		sleep 0.1
+	done
+	expect_rc "$@"
+}
+
+say "start 3 replicas"
+start_all
+wait_leader >/dev/null
+
+say "status"
+expect_rc 0 lc status
+[[ $(grep -c leader "$T/out") -ge 1 && $(wc -l <"$T/out") -eq 4 ]] ||
+	fail "status: $(cat "$T/out")"
+expect_rc 0 lc status -o json
+grep -q '"role":"leader"' "$T/out" || fail "status json: $(cat "$T/out")"
+
+say "acquire without CMD prints session and token; release needs both"
+expect_rc 0 lc acquire app/one --ttl 30s --value hello
+line=$(cat "$T/out")
+sess=$(kv "$line" session)
+tok=$(kv "$line" token)
+[[ -n $sess && -n $tok ]] || fail "acquire: $line"
+expect_rc 1 lc acquire app/one --wait 0s
+grep -q "held by session $sess" "$T/err" || fail "held: $(cat "$T/err")"
+
+say "get, get -o json, ls"
+expect_rc 0 lc get app/one
+[[ $(kv "$(cat "$T/out")" holder) == "$sess" && $(kv "$(cat "$T/out")" value) == hello ]] ||
+	fail "get: $(cat "$T/out")"
+expect_rc 0 lc -o json get app/one
+j=$(cat "$T/out")
+[[ $(wc -l <<<"$j") -eq 1 && $j == \{*\} && $j == *"\"name\":\"app/one\""* &&
+	$j == *"\"holder\":$sess"* && $j == *"\"token\":$tok"* &&
+	$j == *'"value":"hello"'* && $j == *'"ttl_ms_left":'* && $j == *'"waiters":0'* ]] ||
+	fail "get json: $j"
+expect_rc 3 lc get nothing/here -o json
+[[ $(cat "$T/out") == *'"holder":null'* ]] || fail "free json: $(cat "$T/out")"
+expect_rc 0 lc ls app/
+[[ $(wc -l <"$T/out") -eq 1 ]] || fail "ls: $(cat "$T/out")"
+expect_rc 0 lc ls -o json
+grep -q '"name":"app/one"' "$T/out" || fail "ls json: $(cat "$T/out")"
+
+say "check-token current and stale"
+expect_rc 0 lc check-token app/one "$tok"
+expect_rc 1 lc check-token app/one $((tok + 1000))
+
+say "release with the wrong session fails, with the right one works"
+expect_rc 1 lc release app/one --token "$tok" --session $((sess ^ 1))
+expect_rc 0 lc release app/one --token "$tok" --session "$sess"
+eventually_rc 3 lc get app/one
+eventually_rc 1 lc check-token app/one "$tok"
+
+say "acquire with CMD holds while CMD runs; exits with its status"
+"$LOCKCTL" -e "$CLIENTS" acquire app/job --ttl 1s -- \
+	bash -c 'echo "$LOCKCTL_TOKEN" >"$0/job.tok"; sleep 2.5; exit 7' "$T" \
+	>"$T/job.out" 2>"$T/job.err" &
+job=$!
+for _ in $(seq 50); do [[ -s $T/job.tok ]] && break; sleep 0.1; done
+[[ -s $T/job.tok ]] || fail "CMD did not start: $(cat "$T/job.err")"
+sleep 1.5 # past the 1 s TTL: renewals keep it
+expect_rc 1 lc acquire app/job --wait 0s
+expect_rc 0 lc check-token app/job "$(cat "$T/job.tok")"
+rc=0
+wait "$job" || rc=$?
+[[ $rc -eq 7 ]] || fail "acquire CMD exited $rc: $(cat "$T/job.err")"
+eventually_rc 3 lc get app/job
+
+say "revoke: the CMD's lease is lost, CMD is stopped, exit 5"
+"$LOCKCTL" -e "$CLIENTS" acquire app/rev --ttl 1s --kill-after 1s -- sleep 30 \
+	>"$T/rev.out" 2>"$T/rev.err" &
+rev=$!
+for _ in $(seq 50); do lc get app/rev >/dev/null 2>&1 && break; sleep 0.1; done
+expect_rc 0 lc revoke app/rev --reason "integration test"
+rc=0
+wait "$rev" || rc=$?
+[[ $rc -eq 5 ]] || fail "revoked holder exited $rc: $(cat "$T/rev.err")"
+grep -q "lost the lease" "$T/rev.err" || fail "no lost message: $(cat "$T/rev.err")"
+expect_rc 3 lc revoke nothing/here --reason x
+
+say "watch --count"
+"$LOCKCTL" -e "$CLIENTS" watch app/w --count 2 >"$T/watch.out" 2>&1 &
+w=$!
+sleep 0.5
+expect_rc 0 lc acquire app/w --ttl 30s
+s2=$(kv "$(cat "$T/out")" session)
+t2=$(kv "$(cat "$T/out")" token)
+sleep 0.4
+expect_rc 0 lc release app/w --token "$t2" --session "$s2"
+rc=0
+timeout 5 tail --pid "$w" -f /dev/null || rc=$?
+wait "$w" || fail "watch: $(cat "$T/watch.out")"
+[[ $(wc -l <"$T/watch.out") -eq 3 ]] || fail "watch: $(cat "$T/watch.out")"
+
+say "elect + leader: two instances; the second takes over after the first"
+expect_rc 3 lc leader grp
+"$LOCKCTL" -e "$CLIENTS" elect grp --value one --ttl 2s -- sleep 2 \
+	>"$T/e1.out" 2>"$T/e1.err" &
+e1=$!
+for _ in $(seq 50); do grep -q elected "$T/e1.out" && break; sleep 0.1; done
+grep -q elected "$T/e1.out" || fail "first not elected: $(cat "$T/e1.err")"
+"$LOCKCTL" -e "$CLIENTS" elect grp --value two --ttl 2s -- sleep 1 \
+	>"$T/e2.out" 2>"$T/e2.err" &
+e2=$!
+sleep 0.5
+expect_rc 0 lc leader grp
+[[ $(kv "$(cat "$T/out")" value) == one ]] || fail "leader: $(cat "$T/out")"
+grep -q elected "$T/e2.out" && fail "two leaders"
+wait "$e1" || fail "first elect exited $?: $(cat "$T/e1.err")"
+for _ in $(seq 30); do grep -q elected "$T/e2.out" && break; sleep 0.1; done
+grep -q elected "$T/e2.out" || fail "second not elected: $(cat "$T/e2.err")"
+eventually_rc 0 lc leader grp -o json
+[[ $(cat "$T/out") == *'"value":"two"'* ]] || fail "leader json: $(cat "$T/out")"
+wait "$e2" || fail "second elect: $(cat "$T/e2.err")"
+
+say "bad input: exit 2 with a sentence"
+expect_rc 2 lc frobnicate
+grep -q "unknown command 'frobnicate'" "$T/err" || fail "$(cat "$T/err")"
+expect_rc 2 lc acquire x --ttl 5parsecs
+grep -q "not a duration" "$T/err" || fail "$(cat "$T/err")"
+expect_rc 2 lc get 'bad name'
+grep -q "not a lease name" "$T/err" || fail "$(cat "$T/err")"
+rc=0
+env -u LOCKD_ENDPOINTS "$LOCKCTL" get x >"$T/out" 2>"$T/err" || rc=$?
+[[ $rc -eq 2 ]] && grep -q "no endpoints" "$T/err" || fail "no endpoints: rc=$rc $(cat "$T/err")"
+expect_rc 0 "$LOCKCTL" --help
+expect_rc 0 "$LOCKCTL" acquire --help
+grep -q -- "--ttl" "$T/out" || fail "acquire --help: $(cat "$T/out")"
+
+say "the cell down: exit 4"
+stop_all KILL
+expect_rc 4 lc get x
+say "ok"

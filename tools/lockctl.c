@@ -1,0 +1,970 @@
+/* lockctl: the operator's command line for a lockd cell (lockctl --help).
+ * One liblockclient client per run; acquire/elect with a command keep the
+ * lease alive with an lc_sess and stop the command when the lease is lost. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lockclient.h"
+
+enum {
+	EX_OK = 0,
+	EX_NOTHELD = 1,
+	EX_USAGE = 2,
+	EX_NOTFOUND = 3,
+	EX_UNAVAIL = 4,
+	EX_LOST = 5,
+	EX_NOEXEC = 127,
+};
+
+static const char usage_text[] =
+	"usage: lockctl [-e ENDPOINTS] [-o json] COMMAND [ARGS...]\n"
+	"\n"
+	"Talks to a lockd cell. ENDPOINTS is a comma-separated list of the\n"
+	"replicas' client URLs (tcp://HOST:PORT,...), from -e/--endpoints or\n"
+	"the LOCKD_ENDPOINTS environment variable. -o json (before or after\n"
+	"the command) prints reads as JSON.\n"
+	"\n"
+	"commands:\n"
+	"  status                 every replica: id, role, leader, ballot,\n"
+	"                         commit, applied, lag behind the leader\n"
+	"  ls [PREFIX]            leases whose name starts with PREFIX\n"
+	"  get NAME               holder, value, token, TTL left, grace, "
+	"waiters\n"
+	"  acquire NAME [--ttl 10s] [--wait 0s] [--value V] [--kill-after 5s]\n"
+	"          [-- CMD ARGS...]\n"
+	"                         without CMD: acquire, print session=S "
+	"token=T\n"
+	"                         and exit; the lease is NOT renewed: it ends\n"
+	"                         after TTL + the cell's grace unless "
+	"released\n"
+	"                         (lockctl release NAME --token T --session "
+	"S).\n"
+	"                         with CMD: hold the lease while CMD runs\n"
+	"                         (renewed in the background; LOCKCTL_NAME,\n"
+	"                         LOCKCTL_TOKEN, LOCKCTL_SESSION in its\n"
+	"                         environment), release it when CMD exits and\n"
+	"                         exit with CMD's status; if the lease is "
+	"lost\n"
+	"                         CMD gets SIGTERM, then SIGKILL after\n"
+	"                         --kill-after, and lockctl exits 5\n"
+	"  release NAME --token T --session S\n"
+	"                         a lease belongs to the session that "
+	"acquired\n"
+	"                         it: give both, as acquire printed them\n"
+	"  revoke NAME --reason TEXT\n"
+	"                         force the lease to end (it passes on when "
+	"it\n"
+	"                         expires; the holder is never renewed again)\n"
+	"  elect GROUP --value V [--ttl 10s] [--kill-after 5s] [-- CMD "
+	"ARGS...]\n"
+	"                         campaign: wait for GROUP, print 'elected',\n"
+	"                         then hold it while CMD runs (as acquire), "
+	"or\n"
+	"                         until SIGINT/SIGTERM without CMD\n"
+	"  leader GROUP           the holder's value and token (exit 3: none)\n"
+	"  watch NAME [--count N] [--interval 100ms]\n"
+	"                         print a line at the start and on every "
+	"change\n"
+	"                         of holder or token; stop after N changes\n"
+	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
+	"else 1\n"
+	"\n"
+	"Durations: 500ms, 5s, 2m. Names: 1-256 of [A-Za-z0-9._/:-].\n"
+	"\n"
+	"exit status: 0 ok; 1 not held / held by another session / token not\n"
+	"current; 2 usage error; 3 no such lease / no leader; 4 the cell is\n"
+	"unavailable (no replica or no leader answered in time); 5 lost the\n"
+	"lease while running CMD; 127 CMD could not be run. With CMD and the\n"
+	"lease kept, lockctl exits with CMD's status (128+N if a signal N\n"
+	"ended it).\n";
+
+static bool json;
+static const char *prog = "lockctl";
+
+__attribute__((format(printf, 2, 3))) static int die(int code, const char *fmt,
+						     ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	if (code == EX_USAGE)
+		fprintf(stderr, "Try 'lockctl --help'.\n");
+	exit(code);
+}
+
+/* The exit status for a liblockclient error, after printing why. */
+static int lc_die(int rv, const char *what)
+{
+	int code;
+	switch (rv) {
+	case LC_EHELD:
+	case LC_ETIMEOUT:
+	case LC_ENOTHOLDER:
+	case LC_ELIMIT:
+		code = EX_NOTHELD;
+		break;
+	case LC_ENOSUCH:
+		code = EX_NOTFOUND;
+		break;
+	case LC_EINVAL:
+		code = EX_USAGE;
+		break;
+	default:
+		code = EX_UNAVAIL;
+		break;
+	}
+	const char *detail = lc_last_error();
+	fprintf(stderr, "%s: %s: %s%s%s\n", prog, what, lc_strerror(rv),
+		detail[0] ? " (" : "", detail[0] ? ")" : "");
+	exit(code);
+}
+
+/* ---- parsing ------------------------------------------------------------- */
+
+static uint32_t parse_duration(const char *s, const char *opt)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	uint64_t mul = 0;
+	if (end != s && errno == 0 && s[0] != '-') {
+		if (strcmp(end, "ms") == 0)
+			mul = 1;
+		else if (strcmp(end, "s") == 0)
+			mul = 1000;
+		else if (strcmp(end, "m") == 0)
+			mul = 60000;
+		else if (strcmp(end, "h") == 0)
+			mul = 3600000;
+	}
+	if (mul == 0 || v > UINT32_MAX / mul)
+		die(EX_USAGE,
+		    "%s: '%s' is not a duration: write a number and a unit, "
+		    "e.g. 500ms, 5s or 2m",
+		    opt, s);
+	return (uint32_t)(v * mul);
+}
+
+static uint64_t parse_u64(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0)
+		die(EX_USAGE, "%s: '%s' is not a whole number", what, s);
+	return (uint64_t)v;
+}
+
+static void check_name(const char *name)
+{
+	size_t n = strlen(name);
+	bool ok = n >= 1 && n <= LC_NAME_BYTES_MAX;
+	for (size_t i = 0; ok && i < n; i++) {
+		char ch = name[i];
+		ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		     (ch >= '0' && ch <= '9') || strchr("._/:-", ch) != NULL;
+	}
+	if (!ok)
+		die(EX_USAGE,
+		    "'%s' is not a lease name: use 1-%u characters of "
+		    "A-Z a-z 0-9 . _ / : -",
+		    name, LC_NAME_BYTES_MAX);
+}
+
+/* One command's arguments: options (by name), positionals, and the
+ * command after "--". */
+typedef struct args {
+	const char *cmd;
+	const char *pos[4];
+	int npos;
+	const char *ttl, *wait, *value, *token, *session, *reason, *count,
+		*interval, *kill_after;
+	char **exec;
+	bool help;
+} args;
+
+static void opt_json(const char *v)
+{
+	if (strcmp(v, "json") == 0)
+		json = true;
+	else if (strcmp(v, "text") == 0)
+		json = false;
+	else
+		die(EX_USAGE, "-o '%s': the output formats are json and text",
+		    v);
+}
+
+static void parse_cmd(args *a, int argc, char **argv, int i)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} opts[] = {
+		{"--ttl", offsetof(args, ttl)},
+		{"--wait", offsetof(args, wait)},
+		{"--value", offsetof(args, value)},
+		{"--token", offsetof(args, token)},
+		{"--session", offsetof(args, session)},
+		{"--reason", offsetof(args, reason)},
+		{"--count", offsetof(args, count)},
+		{"--interval", offsetof(args, interval)},
+		{"--kill-after", offsetof(args, kill_after)},
+	};
+	for (; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "--") == 0) {
+			if (i + 1 >= argc)
+				die(EX_USAGE,
+				    "%s: '--' with no command after it",
+				    a->cmd);
+			a->exec = &argv[i + 1];
+			return;
+		}
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			a->help = true;
+			continue;
+		}
+		if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
+			if (i + 1 >= argc)
+				die(EX_USAGE, "%s needs json or text", s);
+			opt_json(argv[++i]);
+			continue;
+		}
+		if (s[0] == '-' && s[1] == '-') {
+			bool found = false;
+			for (size_t k = 0; k < sizeof opts / sizeof opts[0];
+			     k++) {
+				if (strcmp(s, opts[k].name) != 0)
+					continue;
+				if (i + 1 >= argc)
+					die(EX_USAGE, "%s %s needs a value",
+					    a->cmd, s);
+				*(const char **)((char *)a + opts[k].off) =
+					argv[++i];
+				found = true;
+			}
+			if (!found)
+				die(EX_USAGE, "%s: unknown option '%s'", a->cmd,
+				    s);
+			continue;
+		}
+		if (a->npos == 4)
+			die(EX_USAGE, "%s: too many arguments ('%s')", a->cmd,
+			    s);
+		a->pos[a->npos++] = s;
+	}
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void json_str(const char *s, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+/* Text: printable ASCII as is, the rest as \xNN. */
+static void text_value(const uint8_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] > 0x20 && v[i] < 0x7f && v[i] != '\\')
+			putchar(v[i]);
+		else
+			printf("\\x%02x", v[i]);
+	}
+}
+
+static void print_info(const lc_lease_info *l)
+{
+	if (json) {
+		printf("{\"name\":");
+		json_str(l->name, strlen(l->name));
+		printf(",\"holder\":%" PRIu64 ",\"value\":", l->holder);
+		json_str((const char *)l->value, l->value_len);
+		printf(",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
+		       ",\"ttl_ms_left\":",
+		       l->token, l->ttl_ms);
+		if (l->ttl_ms_left < 0)
+			printf("null");
+		else
+			printf("%" PRId64, l->ttl_ms_left);
+		printf(",\"in_grace\":%s,\"revoked\":%s,\"waiters\":%" PRIu32
+		       "}\n",
+		       l->in_grace ? "true" : "false",
+		       l->revoked ? "true" : "false", l->waiters);
+		return;
+	}
+	printf("name=%s holder=%" PRIu64 " token=%" PRIu64 " ttl_ms=%" PRIu32
+	       " ttl_ms_left=",
+	       l->name, l->holder, l->token, l->ttl_ms);
+	if (l->ttl_ms_left < 0)
+		printf("unknown");
+	else
+		printf("%" PRId64, l->ttl_ms_left);
+	printf(" in_grace=%d revoked=%d waiters=%" PRIu32 " value=",
+	       l->in_grace, l->revoked, l->waiters);
+	text_value(l->value, l->value_len);
+	putchar('\n');
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static lc_client *open_client(const char *endpoints, uint64_t session)
+{
+	lc_options o;
+	lc_options_init(&o);
+	o.session = session;
+	o.attempt_timeout_ms = 1000;
+	o.call_timeout_ms = 5000;
+	/* Above every seq an earlier lockctl of the same session used. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o.seq_base =
+		(uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	lc_client *c;
+	int rv = lc_open(endpoints, &o, &c);
+	if (rv == LC_EINVAL)
+		die(EX_USAGE, "bad endpoints '%s': %s", endpoints,
+		    lc_last_error());
+	if (rv != LC_OK)
+		lc_die(rv, "cannot open a client");
+	return c;
+}
+
+static int cmd_status(lc_client *c)
+{
+	uint32_t n = lc_endpoint_count(c);
+	lc_replica_status *st = calloc(n, sizeof *st);
+	bool *ok = calloc(n, sizeof *ok);
+	if (st == NULL || ok == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	uint64_t lead_applied = 0;
+	bool have_lead = false;
+	int answered = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		ok[i] = lc_status(c, i, &st[i]) == LC_OK;
+		if (!ok[i]) {
+			fprintf(stderr, "%s: %s did not answer: %s\n", prog,
+				lc_endpoint_url(c, i), lc_last_error());
+			continue;
+		}
+		answered++;
+		if (strcmp(st[i].role, "leader") == 0 &&
+		    st[i].applied >= lead_applied) {
+			lead_applied = st[i].applied;
+			have_lead = true;
+		}
+	}
+	if (json)
+		printf("[");
+	else
+		printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %s\n", "ID",
+		       "ROLE", "LEADER", "BALLOT", "COMMIT", "APPLIED", "LAG",
+		       "ENDPOINT");
+	bool first = true;
+	for (uint32_t i = 0; i < n; i++) {
+		const lc_replica_status *s = &st[i];
+		const char *url = lc_endpoint_url(c, i);
+		if (json) {
+			printf("%s{\"endpoint\":", first ? "" : ",");
+			first = false;
+			json_str(url, strlen(url));
+			if (!ok[i]) {
+				printf(",\"up\":false}");
+				continue;
+			}
+			printf(",\"up\":true,\"id\":%" PRIu32
+			       ",\"role\":\"%s\",\"leader\":%" PRId32
+			       ",\"ballot\":\"%" PRIu64 ".%" PRIu32
+			       "\",\"commit\":%" PRIu64 ",\"applied\":%" PRIu64
+			       ",\"lag\":",
+			       s->id, s->role, s->leader, s->ballot_round,
+			       s->ballot_id, s->commit, s->applied);
+			if (have_lead)
+				printf("%" PRId64,
+				       (int64_t)(lead_applied - s->applied));
+			else
+				printf("null");
+			printf(",\"leases\":%" PRIu64 "}", s->leases);
+			continue;
+		}
+		if (!ok[i]) {
+			printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %s\n",
+			       "-", "down", "-", "-", "-", "-", "-", url);
+			continue;
+		}
+		char ballot[48], lag[24], lead[12];
+		snprintf(ballot, sizeof ballot, "%" PRIu64 ".%" PRIu32,
+			 s->ballot_round, s->ballot_id);
+		if (have_lead)
+			snprintf(lag, sizeof lag, "%" PRId64,
+				 (int64_t)(lead_applied - s->applied));
+		else
+			snprintf(lag, sizeof lag, "?");
+		if (s->leader >= 0)
+			snprintf(lead, sizeof lead, "%" PRId32, s->leader);
+		else
+			snprintf(lead, sizeof lead, "none");
+		printf("%-4" PRIu32 " %-10s %-6s %-12s %-10" PRIu64
+		       " %-10" PRIu64 " %-6s %s\n",
+		       s->id, s->role, lead, ballot, s->commit, s->applied, lag,
+		       url);
+	}
+	if (json)
+		printf("]\n");
+	free(st);
+	free(ok);
+	if (answered == 0) {
+		fprintf(stderr,
+			"%s: no replica answered: is the cell up, and "
+			"are the endpoints right?\n",
+			prog);
+		return EX_UNAVAIL;
+	}
+	return have_lead ? EX_OK : EX_NOTFOUND;
+}
+
+static bool ls_one(const lc_lease_info *info, void *arg)
+{
+	int *n = arg;
+	if (json && (*n)++ > 0)
+		printf(",");
+	print_info(info);
+	return true;
+}
+
+static int cmd_ls(lc_client *c, const char *prefix)
+{
+	int n = 0;
+	if (json)
+		printf("[");
+	int rv = lc_list(c, prefix, ls_one, &n, NULL);
+	if (json)
+		printf("]\n");
+	if (rv != LC_OK)
+		lc_die(rv, "cannot list leases");
+	return EX_OK;
+}
+
+static int cmd_get(lc_client *c, const char *name)
+{
+	lc_lease_info info;
+	int rv = lc_get(c, name, &info);
+	if (rv == LC_ENOSUCH) {
+		if (json) {
+			printf("{\"name\":");
+			json_str(name, strlen(name));
+			printf(",\"holder\":null,\"value\":null,\"token\":null,"
+			       "\"ttl_ms_left\":null,\"waiters\":0}\n");
+		} else {
+			printf("name=%s free\n", name);
+		}
+		return EX_NOTFOUND;
+	}
+	if (rv != LC_OK)
+		lc_die(rv, "cannot read the lease");
+	print_info(&info);
+	return EX_OK;
+}
+
+static int cmd_leader(lc_client *c, const char *group)
+{
+	lc_lease_info info;
+	int rv = lc_get(c, group, &info);
+	if (rv == LC_ENOSUCH) {
+		fprintf(stderr, "%s: group %s has no leader\n", prog, group);
+		return EX_NOTFOUND;
+	}
+	if (rv != LC_OK)
+		lc_die(rv, "cannot read the group");
+	if (json) {
+		printf("{\"group\":");
+		json_str(group, strlen(group));
+		printf(",\"value\":");
+		json_str((const char *)info.value, info.value_len);
+		printf(",\"token\":%" PRIu64 ",\"holder\":%" PRIu64 "}\n",
+		       info.token, info.holder);
+	} else {
+		printf("value=");
+		text_value(info.value, info.value_len);
+		printf(" token=%" PRIu64 "\n", info.token);
+	}
+	return EX_OK;
+}
+
+static int cmd_check(lc_client *c, const char *name, uint64_t token)
+{
+	bool cur;
+	int rv = lc_check(c, name, token, &cur);
+	if (rv != LC_OK)
+		lc_die(rv, "cannot check the token");
+	if (json)
+		printf("{\"name\":\"%s\",\"token\":%" PRIu64
+		       ",\"current\":%s}\n",
+		       name, token, cur ? "true" : "false");
+	else
+		printf("%s\n", cur ? "current" : "not current");
+	return cur ? EX_OK : EX_NOTHELD;
+}
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void sleep_ms(uint32_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000u),
+			      (long)(ms % 1000u) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static int cmd_watch(lc_client *c, const char *name, uint64_t count,
+		     uint32_t interval_ms)
+{
+	uint64_t changes = 0, holder = 0, token = 0;
+	bool first = true, err_said = false;
+	while (!got_signal) {
+		lc_lease_info info;
+		int rv = lc_get(c, name, &info);
+		if (rv != LC_OK && rv != LC_ENOSUCH) {
+			if (!err_said)
+				fprintf(stderr,
+					"%s: watch %s: %s (%s); still "
+					"trying\n",
+					prog, name, lc_strerror(rv),
+					lc_last_error());
+			err_said = true;
+			sleep_ms(interval_ms);
+			continue;
+		}
+		err_said = false;
+		if (rv == LC_ENOSUCH)
+			info.holder = info.token = 0;
+		if (first || info.holder != holder || info.token != token) {
+			if (!first)
+				changes++;
+			first = false;
+			holder = info.holder;
+			token = info.token;
+			if (rv == LC_ENOSUCH && json)
+				printf("{\"name\":\"%s\",\"holder\":null,"
+				       "\"token\":null}\n",
+				       name);
+			else if (rv == LC_ENOSUCH)
+				printf("name=%s free\n", name);
+			else
+				print_info(&info);
+			fflush(stdout);
+			if (count > 0 && changes >= count)
+				return EX_OK;
+		}
+		sleep_ms(interval_ms);
+	}
+	return EX_OK;
+}
+
+static volatile sig_atomic_t lease_state;
+
+static void on_lease(lc_lease_state st, const char *name, uint64_t token,
+		     void *arg)
+{
+	(void)arg;
+	if (st == LC_LEASE_JEOPARDY)
+		fprintf(stderr,
+			"%s: lease %s (token %" PRIu64 ") in jeopardy: "
+			"renewals are failing\n",
+			prog, name, token);
+	else if (st == LC_LEASE_HELD && lease_state == LC_LEASE_JEOPARDY)
+		fprintf(stderr, "%s: lease %s renewed again\n", prog, name);
+	lease_state = st;
+}
+
+/* Holds s's lease on name while argv runs (or, argv NULL, until a signal).
+ */
+static int hold(lc_sess *s, uint64_t session, const char *name,
+		const lc_lease *l, char **argv, uint32_t kill_after_ms)
+{
+	pid_t child = -1;
+	if (argv != NULL) {
+		char tok[32], sess[32];
+		snprintf(tok, sizeof tok, "%" PRIu64, l->token);
+		snprintf(sess, sizeof sess, "%" PRIu64, session);
+		pid_t parent = getpid();
+		fflush(stdout);
+		fflush(stderr);
+		child = fork();
+		if (child < 0)
+			die(EX_NOEXEC, "cannot fork: %s", strerror(errno));
+		if (child == 0) {
+			/* The command dies with lockctl: a kill -9 of lockctl
+			 * must not leave it running without the lease. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(EX_LOST);
+			signal(SIGINT, SIG_DFL);
+			signal(SIGTERM, SIG_DFL);
+			setenv("LOCKCTL_NAME", name, 1);
+			setenv("LOCKCTL_TOKEN", tok, 1);
+			setenv("LOCKCTL_SESSION", sess, 1);
+			execvp(argv[0], argv);
+			fprintf(stderr, "%s: cannot run '%s': %s\n", prog,
+				argv[0], strerror(errno));
+			_exit(EX_NOEXEC);
+		}
+	}
+	bool lost = false, termed = false;
+	uint64_t kill_at = 0;
+	int status = 0;
+	for (;;) {
+		if (child > 0) {
+			pid_t w = waitpid(child, &status, WNOHANG);
+			if (w == child)
+				break;
+		} else if (got_signal) {
+			break;
+		}
+		if (!lost && !lc_session_held(s, name)) {
+			lost = true;
+			fprintf(stderr,
+				"%s: lost the lease on %s (token %" PRIu64
+				")%s\n",
+				prog, name, l->token,
+				child > 0 ? ": stopping the command (SIGTERM)"
+					  : "");
+			if (child <= 0)
+				break;
+			kill(child, SIGTERM);
+			kill_at = lc_now_us() + (uint64_t)kill_after_ms * 1000u;
+		}
+		if (child > 0 && got_signal && !termed && !lost) {
+			termed = true;
+			kill(child, SIGTERM);
+		}
+		if (lost && kill_at && lc_now_us() >= kill_at) {
+			fprintf(stderr,
+				"%s: the command outlived --kill-after: "
+				"SIGKILL\n",
+				prog);
+			kill(child, SIGKILL);
+			kill_at = 0;
+		}
+		sleep_ms(20);
+	}
+	lc_session_close(s); /* releases the lease if still held */
+	if (lost)
+		return EX_LOST;
+	if (child <= 0)
+		return EX_OK;
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return EX_OK;
+}
+
+static lc_sess *open_session(lc_client *c)
+{
+	lc_session_options so;
+	lc_session_options_init(&so);
+	so.callback = on_lease;
+	lc_sess *s;
+	int rv = lc_session_open(c, &so, &s);
+	if (rv != LC_OK)
+		lc_die(rv, "cannot start a session");
+	return s;
+}
+
+static int cmd_acquire(lc_client *c, const args *a)
+{
+	const char *name = a->pos[0];
+	uint32_t ttl = a->ttl ? parse_duration(a->ttl, "--ttl") : 10000;
+	uint32_t wait = a->wait ? parse_duration(a->wait, "--wait") : 0;
+	uint32_t kill_after =
+		a->kill_after ? parse_duration(a->kill_after, "--kill-after")
+			      : 5000;
+	const char *v = a->value ? a->value : "";
+	lc_lease l;
+	if (a->exec == NULL) {
+		int rv = lc_acquire(c, name, ttl, wait, v, strlen(v), &l);
+		if (rv == LC_EHELD || rv == LC_ETIMEOUT) {
+			fprintf(stderr,
+				"%s: %s is held by session %" PRIu64 "%s\n",
+				prog, name, l.holder,
+				rv == LC_ETIMEOUT ? " (the wait ran out)" : "");
+			return EX_NOTHELD;
+		}
+		if (rv != LC_OK)
+			lc_die(rv, "cannot acquire the lease");
+		if (json)
+			printf("{\"name\":\"%s\",\"session\":%" PRIu64
+			       ",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
+			       "}\n",
+			       name, lc_session(c), l.token, ttl);
+		else
+			printf("session=%" PRIu64 " token=%" PRIu64 "\n",
+			       lc_session(c), l.token);
+		return EX_OK;
+	}
+	lc_sess *s = open_session(c);
+	int rv = lc_session_acquire(s, name, ttl, wait, v, strlen(v), &l);
+	if (rv == LC_EHELD || rv == LC_ETIMEOUT) {
+		fprintf(stderr, "%s: %s is held by session %" PRIu64 "%s\n",
+			prog, name, l.holder,
+			rv == LC_ETIMEOUT ? " (the wait ran out)" : "");
+		lc_session_close(s);
+		return EX_NOTHELD;
+	}
+	if (rv != LC_OK) {
+		lc_session_close(s);
+		lc_die(rv, "cannot acquire the lease");
+	}
+	fprintf(stderr,
+		"%s: holding %s session=%" PRIu64 " token=%" PRIu64 "\n", prog,
+		name, lc_session(c), l.token);
+	return hold(s, lc_session(c), name, &l, a->exec, kill_after);
+}
+
+static int cmd_elect(lc_client *c, const args *a)
+{
+	const char *group = a->pos[0];
+	uint32_t ttl = a->ttl ? parse_duration(a->ttl, "--ttl") : 10000;
+	uint32_t kill_after =
+		a->kill_after ? parse_duration(a->kill_after, "--kill-after")
+			      : 5000;
+	lc_sess *s = open_session(c);
+	lc_lease l;
+	bool said = false;
+	for (;;) {
+		if (got_signal) {
+			lc_session_close(s);
+			return EX_NOTHELD;
+		}
+		int rv = lc_session_acquire(s, group, ttl, 5000, a->value,
+					    strlen(a->value), &l);
+		if (rv == LC_OK)
+			break;
+		if (rv == LC_ETIMEOUT || rv == LC_EHELD) {
+			if (!said)
+				fprintf(stderr,
+					"%s: campaigning for %s (held by "
+					"session %" PRIu64 ")\n",
+					prog, group, l.holder);
+			said = true;
+			continue;
+		}
+		if (rv == LC_EINVAL || rv == LC_ELIMIT) {
+			lc_session_close(s);
+			lc_die(rv, "cannot campaign");
+		}
+		fprintf(stderr, "%s: campaign for %s: %s (%s); retrying\n",
+			prog, group, lc_strerror(rv), lc_last_error());
+		sleep_ms(500);
+	}
+	if (json)
+		printf("{\"elected\":true,\"group\":\"%s\",\"token\":%" PRIu64
+		       ",\"session\":%" PRIu64 "}\n",
+		       group, l.token, lc_session(c));
+	else
+		printf("elected token=%" PRIu64 " session=%" PRIu64 "\n",
+		       l.token, lc_session(c));
+	fflush(stdout);
+	return hold(s, lc_session(c), group, &l, a->exec, kill_after);
+}
+
+static void help_for(const char *cmd)
+{
+	/* The usage text lists every command; print its lines for cmd. */
+	const char *p = strstr(usage_text, "commands:\n");
+	size_t n = strlen(cmd);
+	bool on = false;
+	printf("usage: lockctl [-e ENDPOINTS] [-o json] ");
+	for (const char *line = p; line && *line;) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		if (len > 2 && line[0] == ' ' && line[2] != ' ')
+			on = strncmp(line + 2, cmd, n) == 0 &&
+			     (line[2 + n] == ' ' || line[2 + n] == '\n');
+		if (len == 0)
+			on = false;
+		if (on)
+			printf("%.*s\n", (int)len,
+			       line + (line[0] == ' ' ? 2 : 0));
+		line = end ? end + 1 : NULL;
+	}
+	printf("\nexit status: see lockctl --help.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *endpoints = getenv("LOCKD_ENDPOINTS");
+	int i = 1;
+	for (; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+			fputs(usage_text, stdout);
+			return EX_OK;
+		}
+		if (strcmp(s, "-e") == 0 || strcmp(s, "--endpoints") == 0) {
+			if (i + 1 >= argc)
+				die(EX_USAGE, "%s needs a list of URLs", s);
+			endpoints = argv[++i];
+		} else if (strncmp(s, "--endpoints=", 12) == 0) {
+			endpoints = s + 12;
+		} else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
+			if (i + 1 >= argc)
+				die(EX_USAGE, "%s needs json or text", s);
+			opt_json(argv[++i]);
+		} else if (s[0] == '-') {
+			die(EX_USAGE, "unknown option '%s'", s);
+		} else {
+			break;
+		}
+	}
+	if (i >= argc)
+		die(EX_USAGE, "no command given");
+	args a;
+	memset(&a, 0, sizeof a);
+	a.cmd = argv[i];
+	static const struct {
+		const char *name;
+		int min, max;
+		bool exec;
+	} cmds[] = {
+		{"status", 0, 0, false},  {"ls", 0, 1, false},
+		{"get", 1, 1, false},     {"acquire", 1, 1, true},
+		{"release", 1, 1, false}, {"revoke", 1, 1, false},
+		{"elect", 1, 1, true},    {"leader", 1, 1, false},
+		{"watch", 1, 1, false},   {"check-token", 2, 2, false},
+	};
+	size_t k = 0;
+	for (; k < sizeof cmds / sizeof cmds[0]; k++)
+		if (strcmp(cmds[k].name, a.cmd) == 0)
+			break;
+	if (k == sizeof cmds / sizeof cmds[0])
+		die(EX_USAGE,
+		    "unknown command '%s': the commands are status, ls, get, "
+		    "acquire, release, revoke, elect, leader, watch and "
+		    "check-token",
+		    a.cmd);
+	parse_cmd(&a, argc, argv, i + 1);
+	if (a.help) {
+		help_for(a.cmd);
+		return EX_OK;
+	}
+	if (a.npos < cmds[k].min || a.npos > cmds[k].max)
+		die(EX_USAGE, "%s takes %d%s argument%s, not %d", a.cmd,
+		    cmds[k].min, cmds[k].max > cmds[k].min ? " or 1" : "",
+		    cmds[k].max == 1 ? "" : "s", a.npos);
+	if (a.exec != NULL && !cmds[k].exec)
+		die(EX_USAGE, "%s does not run a command after '--'", a.cmd);
+	/* Check everything the user typed before touching the cell. */
+	const char *cmd = a.cmd;
+	if (strcmp(cmd, "ls") != 0 && strcmp(cmd, "status") != 0)
+		check_name(a.pos[0]);
+	if (a.ttl)
+		parse_duration(a.ttl, "--ttl");
+	if (a.wait)
+		parse_duration(a.wait, "--wait");
+	if (a.interval)
+		parse_duration(a.interval, "--interval");
+	if (a.kill_after)
+		parse_duration(a.kill_after, "--kill-after");
+	if (a.value && strlen(a.value) > LC_VALUE_BYTES_MAX)
+		die(EX_USAGE, "--value is over %u bytes", LC_VALUE_BYTES_MAX);
+	uint64_t token = 0, session = 0;
+	if (strcmp(cmd, "release") == 0) {
+		if (a.token == NULL || a.session == NULL)
+			die(EX_USAGE,
+			    "release needs --token T and --session S, as "
+			    "'lockctl acquire' printed them: a lease belongs "
+			    "to the session that acquired it");
+		token = parse_u64(a.token, "--token");
+		session = parse_u64(a.session, "--session");
+		if (session == 0 || session > LC_SESSION_MAX)
+			die(EX_USAGE, "--session %s is out of range",
+			    a.session);
+	}
+	if (strcmp(cmd, "check-token") == 0)
+		token = parse_u64(a.pos[1], "TOKEN");
+	if (strcmp(cmd, "revoke") == 0 && a.reason == NULL)
+		die(EX_USAGE, "revoke needs --reason TEXT: say why, it is "
+			      "kept with the lease");
+	if (strcmp(cmd, "elect") == 0 && a.value == NULL)
+		die(EX_USAGE, "elect needs --value V: what 'leader' prints "
+			      "for the winner (e.g. its address)");
+	uint64_t count = a.count ? parse_u64(a.count, "--count") : 0;
+	if (endpoints == NULL || endpoints[0] == '\0')
+		die(EX_USAGE, "no endpoints: give -e tcp://HOST:PORT,... or "
+			      "set LOCKD_ENDPOINTS");
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	lc_client *c = open_client(endpoints, session);
+	int rc = EX_OK;
+	if (strcmp(cmd, "status") == 0) {
+		rc = cmd_status(c);
+	} else if (strcmp(cmd, "ls") == 0) {
+		rc = cmd_ls(c, a.npos ? a.pos[0] : "");
+	} else if (strcmp(cmd, "get") == 0) {
+		rc = cmd_get(c, a.pos[0]);
+	} else if (strcmp(cmd, "leader") == 0) {
+		rc = cmd_leader(c, a.pos[0]);
+	} else if (strcmp(cmd, "check-token") == 0) {
+		rc = cmd_check(c, a.pos[0], token);
+	} else if (strcmp(cmd, "watch") == 0) {
+		rc = cmd_watch(
+			c, a.pos[0], count,
+			a.interval ? parse_duration(a.interval, "--interval")
+				   : 100);
+	} else if (strcmp(cmd, "acquire") == 0) {
+		rc = cmd_acquire(c, &a);
+	} else if (strcmp(cmd, "elect") == 0) {
+		rc = cmd_elect(c, &a);
+	} else if (strcmp(cmd, "release") == 0) {
+		int rv = lc_release(c, a.pos[0], token);
+		if (rv != LC_OK) {
+			lc_close(c);
+			lc_die(rv, "cannot release the lease");
+		}
+		printf("released\n");
+	} else if (strcmp(cmd, "revoke") == 0) {
+		int rv = lc_revoke(c, a.pos[0], a.reason);
+		if (rv != LC_OK) {
+			lc_close(c);
+			lc_die(rv, "cannot revoke the lease");
+		}
+		printf("revoked\n");
+	}
+	lc_close(c);
+	return rc;
+}
