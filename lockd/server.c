@@ -503,6 +503,8 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 		.token = r->token,
 		.reason = r->reason,
 		.reason_len = (uint32_t)(rl > UINT16_MAX ? UINT16_MAX : rl),
+		.linearizable =
+			r->consistency == LOCKD__CONSISTENCY__LINEARIZABLE,
 	};
 	sl->state = SLOT_NODE;
 	uint64_t wait_us =
@@ -528,7 +530,8 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 	sl->c = c;
 	sl->gen++;
 	const Lockd__Request *r = ld_cctx_request(c);
-	if (is_read(r->op) && r->known_position > applied) {
+	if (is_read(r->op) && r->known_position > applied &&
+	    r->consistency != LOCKD__CONSISTENCY__STALE) {
 		/* Read-your-writes and monotonic reads: hold it until this
 		 * replica has applied as far as the client has seen. */
 		sl->state = SLOT_PARKED;

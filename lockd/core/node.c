@@ -58,6 +58,13 @@ typedef struct wait_timer {
 	uint32_t name_len;
 } wait_timer;
 
+/* A linearizable read waiting for its barrier decree. */
+typedef struct lin_read {
+	uint64_t barrier_seq;
+	ln_request req; /* name points into name[] when answered */
+	char name[LS_NAME_BYTES_MAX];
+} lin_read;
+
 struct ln_node {
 	ln_config cfg;
 	ls_table *table;
@@ -68,6 +75,8 @@ struct ln_node {
 
 	outstanding *outs;
 	uint32_t nouts, outs_cap;
+	lin_read *lins;
+	uint32_t nlins, lins_cap;
 
 	/* leader only */
 	deadline *dls; /* open addressing by token, power-of-two capacity */
@@ -240,6 +249,7 @@ void ln_node_free(ln_node *n)
 	ld_replica_free(n->rep);
 	ls_table_free(n->table);
 	free(n->outs);
+	free(n->lins);
 	free(n->dls);
 	free(n->heap);
 	free(n->waits);
@@ -678,10 +688,39 @@ static int64_t queued_index(ln_node *n, const outstanding *o, uint64_t slot)
 	return last;
 }
 
+static void on_read(ln_node *n, const ln_request *q, ln_actions *out);
+
+/* The barrier behind some linearizable reads was chosen (ok), or this node
+ * stopped leading (!ok): answer them from the table, which has applied at
+ * least that far, or send them to the new leader. */
+static void answer_linearizable(ln_node *n, ln_actions *out, uint64_t seq,
+				bool ok)
+{
+	for (uint32_t i = 0; i < n->nlins;) {
+		lin_read *l = &n->lins[i];
+		if (ok && l->barrier_seq != seq) {
+			i++;
+			continue;
+		}
+		if (ok) {
+			l->req.linearizable = false;
+			l->req.name = l->name;
+			on_read(n, &l->req, out);
+		} else {
+			reply_new(n, out, l->req.req_id, l->req.type,
+				  l->req.session, l->req.seq, LN_NOT_LEADER);
+		}
+		n->lins[i] = n->lins[--n->nlins];
+	}
+}
+
 static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 {
-	if (r->client_id & INTERNAL_CLIENT)
+	if (r->client_id & INTERNAL_CLIENT) {
+		if (r->status == LD_REPLY_OK && n->nlins > 0)
+			answer_linearizable(n, out, r->seq, true);
 		return;
+	}
 	for (uint32_t i = 0; i < n->nouts;) {
 		outstanding *o = &n->outs[i];
 		if (o->queued || o->session != r->client_id ||
@@ -848,6 +887,24 @@ static void on_journal(ln_node *n, ln_actions *out)
 
 static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 {
+	if (q->linearizable && ls_name_valid(q->name, q->name_len)) {
+		if (!n->leading) {
+			reply_new(n, out, q->req_id, q->type, q->session,
+				  q->seq, LN_NOT_LEADER);
+			return;
+		}
+		/* A zero TICK is the barrier: it is chosen only while a quorum
+		 * still follows this leader's ballot. */
+		n->lins = grow(n->lins, &n->lins_cap, n->nlins + 1,
+			       sizeof *n->lins);
+		lin_read *l = &n->lins[n->nlins++];
+		l->req = *q;
+		memcpy(l->name, q->name, q->name_len);
+		ls_cmd c = {.op = LS_OP_TICK, .elapsed_ms = 0};
+		submit_internal(n, out, &c);
+		l->barrier_seq = (n->leading_round << 32) | n->internal_seq;
+		return;
+	}
 	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
 				 LN_OK);
 	if (!ls_name_valid(q->name, q->name_len)) {
@@ -1057,6 +1114,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 	} else if (!leading && n->leading) {
 		n->leading = false;
 		leader_clear(n);
+		answer_linearizable(n, out, 0, false);
 	}
 
 	/* Replies from the ledger first (a QUEUED answer becomes a wait), then

@@ -504,3 +504,55 @@ Test(node, mass_expiry_takes_a_handful_of_decrees, .init = setup,
 	cr_assert_leq(total - ticks, 10, "%llu non-TICK decrees",
 		      (unsigned long long)(total - ticks));
 }
+
+/* Linearizable reads: at the leader, after a barrier decree at its ballot is
+ * chosen; elsewhere NOT_LEADER; and a leader cut off from the others never
+ * answers one, so it cannot serve a stale view as current. */
+Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(7, "lin", 2000, 0);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+	int l = leader();
+	ln_request q = {.type = LN_REQ_GET,
+			.name = "lin",
+			.name_len = 3,
+			.linearizable = true};
+	uint64_t d0 = decrees;
+	q.req_id = req_ids++;
+	ln_event e = {.type = LN_EV_REQUEST, .req = &q};
+	run((uint32_t)l, &e);
+	cr_assert_null(find_reply(q.req_id), "answered before any quorum: %d",
+		       find_reply(q.req_id) ? (int)find_reply(q.req_id)->status
+					    : -1);
+	ln_reply *g = await(q.req_id, 20);
+	cr_assert_not_null(g);
+	cr_assert_eq(g->status, LN_OK);
+	cr_assert(g->found);
+	cr_assert_eq(g->holder, 7);
+	cr_assert_geq(decrees, d0 + 1, "no barrier decree");
+
+	q.req_id = req_ids++;
+	run((uint32_t)((l + 1) % N), &e);
+	cr_assert_eq(find_reply(q.req_id)->status, LN_NOT_LEADER);
+
+	/* Cut the leader off; its read must not come back OK. */
+	q.req_id = req_ids++;
+	run((uint32_t)l, &e);
+	for (int k = 0; k < 500; k++) {
+		now_us += 1000;
+		ln_event t = {.type = LN_EV_TICK};
+		for (uint32_t i = 0; i < N; i++)
+			run(i, &t);
+		while (qhead != qtail) {
+			ld_msg *m = queue[qhead++ % QMAX];
+			if ((int)m->to != l && (int)m->from != l) {
+				ln_event me = {.type = LN_EV_MSG, .msg = m};
+				run(m->to, &me);
+			}
+			ld_msg_free(m);
+		}
+	}
+	ln_reply *x = find_reply(q.req_id);
+	cr_assert(x == NULL || x->status == LN_NOT_LEADER,
+		  "an isolated leader answered a linearizable read");
+}
