@@ -891,10 +891,11 @@ static void fill_info(lc_lease_info *info, const Lockd__Lease *l)
 		memcpy(info->value, l->value.data, info->value_len);
 }
 
-int lc_get(lc_client *c, const char *name, lc_lease_info *out)
+/* lc_get, and *position (may be NULL) gets the answering replica's ledger
+ * position whenever a replica answered (LC_ENOSUCH included). */
+static int get_at(lc_client *c, const char *name, lc_lease_info *out,
+		  uint64_t *position)
 {
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_get: client or out is NULL");
 	memset(out, 0, sizeof *out);
 	int rv = check_name(name);
 	if (rv != LC_OK)
@@ -902,15 +903,96 @@ int lc_get(lc_client *c, const char *name, lc_lease_info *out)
 	Lockd__Request req = LOCKD__REQUEST__INIT;
 	req.op = LOCKD__OP__OP_GET;
 	req.name = (char *)name;
+	req.consistency = (Lockd__Consistency)c->o.read_consistency;
 	call_result res;
 	if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
 		return rv;
+	if (position != NULL)
+		*position = res.rep->position;
 	rv = reply_code(res.rep);
 	if (rv == LC_OK && res.rep->lease == NULL)
 		rv = fail(LC_ENOSUCH, "%s", lc_strerror(LC_ENOSUCH));
 	if (rv == LC_OK)
 		fill_info(out, res.rep->lease);
 	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_get(lc_client *c, const char *name, lc_lease_info *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_get: client or out is NULL");
+	return get_at(c, name, out, NULL);
+}
+
+/* ---- elections: reads ---------------------------------------------------- */
+
+int lc_leader(lc_client *c, const char *group, lc_leader_info *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_leader: client or out is NULL");
+	out->position = 0;
+	out->elected = false;
+	int rv = get_at(c, group, &out->lease, &out->position);
+	if (rv == LC_ENOSUCH)
+		memset(&out->lease, 0, sizeof out->lease);
+	out->elected = rv == LC_OK;
+	return rv;
+}
+
+void lc_observe_options_init(lc_observe_options *o)
+{
+	memset(o, 0, sizeof *o);
+}
+
+#define OBSERVE_INTERVAL_MS_DEFAULT 100u
+
+int lc_observe(lc_client *c, const char *group, uint64_t after_position,
+	       uint64_t after_token, const lc_observe_options *opt,
+	       lc_leader_info *out)
+{
+	if (c == NULL || out == NULL)
+		return fail(LC_EINVAL, "lc_observe: client or out is NULL");
+	int rv = check_name(group);
+	if (rv != LC_OK)
+		return rv;
+	lc_observe_options o;
+	lc_observe_options_init(&o);
+	if (opt != NULL)
+		o = *opt;
+	if (o.interval_ms == 0)
+		o.interval_ms = OBSERVE_INTERVAL_MS_DEFAULT;
+	uint64_t end = o.timeout_ms ? lc_now_us() + o.timeout_ms * 1000ull
+				    : UINT64_MAX;
+	lc_leader_info *r = malloc(sizeof *r);
+	if (r == NULL)
+		return fail(LC_ENOMEM, "out of memory");
+	for (;;) {
+		if (o.cancelled != NULL && o.cancelled(o.arg)) {
+			rv = fail(LC_ECANCELED, "lc_observe: cancelled");
+			break;
+		}
+		rv = lc_leader(c, group, r);
+		if (rv != LC_OK && rv != LC_ENOSUCH)
+			break;
+		/* A replica behind the caller's position shows an older
+		 * state: not a change. */
+		if (r->position > after_position &&
+		    r->lease.token != after_token) {
+			*out = *r;
+			break;
+		}
+		uint64_t now = lc_now_us();
+		if (now >= end) {
+			rv = fail(LC_ETIMEOUT,
+				  "lc_observe: no change of %s within %u ms",
+				  group, o.timeout_ms);
+			break;
+		}
+		uint64_t us = o.interval_ms * 1000ull;
+		sleep_us(now + us > end ? end - now : us);
+	}
+	free(r);
 	return rv;
 }
 
@@ -924,6 +1006,7 @@ int lc_check(lc_client *c, const char *name, uint64_t token, bool *current)
 		return rv;
 	Lockd__Request req = LOCKD__REQUEST__INIT;
 	req.op = LOCKD__OP__OP_CHECK;
+	req.consistency = (Lockd__Consistency)c->o.read_consistency;
 	req.name = (char *)name;
 	req.token = token;
 	call_result res;

@@ -82,7 +82,9 @@ extern "C" {
 	X(LC_ENOSUCH, "no such lease: the name is free")                       \
 	X(LC_ELIMIT, "over a limit of the cell: too many leases held by this " \
 		     "session, or too many waiters on this name")              \
-	X(LC_EPROTO, "a replica sent a reply that is not a valid lockd reply")
+	X(LC_EPROTO, "a replica sent a reply that is not a valid lockd reply") \
+	X(LC_ECANCELED, "the caller cancelled the call (its cancelled "        \
+			"callback said so)")
 
 /* clang-format off */
 enum {
@@ -108,6 +110,20 @@ const char *lc_last_error(void);
 
 typedef struct lc_client lc_client;
 
+/* How fresh a read (lc_get, lc_check, and what builds on them) must be. */
+typedef enum lc_consistency {
+	/* The default: a replica answers once it has applied the highest
+	 * ledger position this client has seen, so a read never goes back in
+	 * time, on any replica and across failover. */
+	LC_READ_YOUR_WRITES = 0,
+	/* The leader answers after a barrier decree at its ballot is chosen:
+	 * the read reflects every write acknowledged before it was sent. Costs
+	 * one decree; the client follows leader hints to get there. */
+	LC_LINEARIZABLE = 1,
+	/* Whatever the replica asked has applied, at once. */
+	LC_STALE = 2,
+} lc_consistency;
+
 typedef struct lc_options {
 	/* The session id, 1 .. LC_SESSION_MAX; 0 picks a random one
 	 * (getrandom). Two clients must never share a session. */
@@ -132,6 +148,8 @@ typedef struct lc_options {
 	 * above every seq that one used: for example at the wall clock in
 	 * microseconds. */
 	uint64_t seq_base;
+	/* Reads' consistency (0: LC_READ_YOUR_WRITES). */
+	lc_consistency read_consistency;
 } lc_options;
 
 /* Fills o with the defaults (all zero: see above). */
@@ -378,6 +396,109 @@ bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out);
  * stops the threads and frees s (NULL is fine). Does not close the client.
  */
 void lc_session_close(lc_sess *s);
+
+/* ---- elections: a group is a lease name ----------------------------------
+ *
+ * A group's leader is the session holding the lease named after the group;
+ * the lease's value says who the leader is (an address, for example), and
+ * its token fences the leader's writes downstream. A candidate campaigns
+ * with lc_campaign (blocks until elected, through an lc_sess so that the
+ * lease is renewed and reported), serves while lc_session_held(s, group),
+ * and steps down with lc_resign. Anyone reads the leader with lc_leader and
+ * follows changes with lc_observe (polling reads; no daemon-side watch). */
+
+/* Called (when not NULL) between tries by the blocking calls below: true
+ * stops the call with LC_ECANCELED. Runs on the caller's thread; setting a
+ * volatile sig_atomic_t from a signal handler and returning it here is the
+ * usual use. */
+typedef bool (*lc_cancel_fn)(void *arg);
+
+/* Called (when not NULL) by lc_campaign after each try that did not elect:
+ * rv is LC_EHELD / LC_ETIMEOUT (holder is the leader's session) or a
+ * transient error (LC_EUNAVAILABLE, LC_ENOLEADER, LC_EBUSY, LC_EBEHIND,
+ * LC_EPROTO: lc_last_error() says more) that lc_campaign retries. */
+typedef void (*lc_campaign_fn)(int rv, uint64_t holder, void *arg);
+
+typedef struct lc_campaign_options {
+	/* Give up with LC_ETIMEOUT after this long, ms (0: never). Checked
+	 * between tries, and each try's wait is cut to what is left, so the
+	 * call may run past it by up to one try's network time (the client's
+	 * call_timeout_ms at worst). */
+	uint32_t timeout_ms;
+	/* Each try waits in the cell's queue up to this long, ms (0: 1000).
+	 * A waiting acquire holds up the client's other writes, renewals of
+	 * the session's other leases included (see sessions): keep it well
+	 * under their TTLs. Cancellation is noticed between tries, so within
+	 * about this long. */
+	uint32_t wait_ms;
+	/* Pause after a transient error, ms (0: 500). */
+	uint32_t retry_ms;
+	lc_cancel_fn cancelled;  /* may be NULL */
+	lc_campaign_fn progress; /* may be NULL */
+	void *arg;               /* passed to both */
+} lc_campaign_options;
+
+/* Fills o with the defaults (all zero). */
+void lc_campaign_options_init(lc_campaign_options *o);
+
+/* What a read saw of a group (or of any lease name). Plain data, owned by
+ * the caller. */
+typedef struct lc_leader_info {
+	/* The ledger position of the replica that answered: the state below
+	 * is the group's state at that position. Pass it to lc_observe. */
+	uint64_t position;
+	bool elected;        /* false: the group is free (lease zeroed) */
+	lc_lease_info lease; /* holder (session), token, value, ... */
+} lc_leader_info;
+
+/* Campaigns for group: lc_session_acquire(s, group, ttl_ms, wait, value)
+ * again and again (first come first served in the cell's queue) until it is
+ * granted, then returns LC_OK with the lease in *out (caller's), registered
+ * with s: renewed in the background and reported through s's callback (HELD
+ * first). The caller is the leader while lc_session_held(s, group); it
+ * steps down with lc_resign (or lc_session_close). Blocks the calling
+ * thread; opt may be NULL (defaults: no timeout, no cancellation). Retries
+ * transient errors; returns LC_ETIMEOUT (out->holder: the leader) when
+ * opt->timeout_ms ran out, LC_ECANCELED when opt->cancelled said so, and
+ * LC_EINVAL / LC_ELIMIT / LC_ENOMEM at once. value is copied. */
+int lc_campaign(lc_sess *s, const char *group, const void *value,
+		size_t value_len, uint32_t ttl_ms,
+		const lc_campaign_options *opt, lc_lease *out);
+
+/* Steps down: lc_session_release(s, group) (reported RELEASED; the next
+ * candidate in the queue is elected at once). */
+int lc_resign(lc_sess *s, const char *group);
+
+/* Reads group's leader into *out (caller's): LC_OK when it has one,
+ * LC_ENOSUCH when it is free (out->elected false, out->position still set,
+ * so that lc_observe can start from it); other errors as lc_get. */
+int lc_leader(lc_client *c, const char *group, lc_leader_info *out);
+
+typedef struct lc_observe_options {
+	uint32_t interval_ms;   /* between reads, ms (0: 100) */
+	uint32_t timeout_ms;    /* LC_ETIMEOUT after this long (0: never) */
+	lc_cancel_fn cancelled; /* may be NULL: checked between reads */
+	void *arg;
+} lc_observe_options;
+
+/* Fills o with the defaults (all zero). */
+void lc_observe_options_init(lc_observe_options *o);
+
+/* Waits for the next change of group's leader: polls lc_leader every
+ * interval_ms and returns LC_OK (or LC_ENOSUCH: the group became free) with
+ * the first state read at a ledger position > after_position whose token is
+ * not after_token (0: free). Pass the position and token of the last state
+ * the caller knows (from lc_leader or the previous lc_observe) to resume
+ * from it: a change still visible at a later position is never missed. It
+ * reports states, not every transition: leaders that came and went between
+ * two reads are not seen (the ledger is not replayed). Returns a read's
+ * error (LC_EUNAVAILABLE, ...) at once, *out untouched, so the caller may
+ * report it and call again with the same position; LC_ETIMEOUT and
+ * LC_ECANCELED as opt says (opt may be NULL: defaults). Blocks the calling
+ * thread; reads run concurrently with the client's writes. */
+int lc_observe(lc_client *c, const char *group, uint64_t after_position,
+	       uint64_t after_token, const lc_observe_options *opt,
+	       lc_leader_info *out);
 
 #ifdef __cplusplus
 }

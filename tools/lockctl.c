@@ -492,26 +492,31 @@ static int cmd_get(lc_client *c, const char *name)
 
 static int cmd_leader(lc_client *c, const char *group)
 {
-	lc_lease_info info;
-	int rv = lc_get(c, group, &info);
+	lc_leader_info *li = malloc(sizeof *li);
+	if (li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	int rv = lc_leader(c, group, li);
 	if (rv == LC_ENOSUCH) {
 		fprintf(stderr, "%s: group %s has no leader\n", prog, group);
+		free(li);
 		return EX_NOTFOUND;
 	}
 	if (rv != LC_OK)
 		lc_die(rv, "cannot read the group");
+	const lc_lease_info *info = &li->lease;
 	if (json) {
 		printf("{\"group\":");
 		json_str(group, strlen(group));
 		printf(",\"value\":");
-		json_str((const char *)info.value, info.value_len);
+		json_str((const char *)info->value, info->value_len);
 		printf(",\"token\":%" PRIu64 ",\"holder\":%" PRIu64 "}\n",
-		       info.token, info.holder);
+		       info->token, info->holder);
 	} else {
 		printf("value=");
-		text_value(info.value, info.value_len);
-		printf(" token=%" PRIu64 "\n", info.token);
+		text_value(info->value, info->value_len);
+		printf(" token=%" PRIu64 "\n", info->token);
 	}
+	free(li);
 	return EX_OK;
 }
 
@@ -544,14 +549,43 @@ static void sleep_ms(uint32_t ms)
 	nanosleep(&ts, NULL);
 }
 
+static bool signalled(void *arg)
+{
+	(void)arg;
+	return got_signal != 0;
+}
+
+static void print_state(const char *name, const lc_leader_info *li)
+{
+	if (!li->elected && json)
+		printf("{\"name\":\"%s\",\"holder\":null,\"token\":null}\n",
+		       name);
+	else if (!li->elected)
+		printf("name=%s free\n", name);
+	else
+		print_info(&li->lease);
+	fflush(stdout);
+}
+
+/* The first state read, then each change (lc_observe), resuming from the
+ * last state printed. */
 static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 		     uint32_t interval_ms)
 {
-	uint64_t changes = 0, holder = 0, token = 0;
+	lc_observe_options oo;
+	lc_observe_options_init(&oo);
+	oo.interval_ms = interval_ms;
+	oo.cancelled = signalled;
+	lc_leader_info *li = malloc(sizeof *li);
+	if (li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	uint64_t changes = 0, position = 0, token = 0;
 	bool first = true, err_said = false;
 	while (!got_signal) {
-		lc_lease_info info;
-		int rv = lc_get(c, name, &info);
+		int rv = first ? lc_leader(c, name, li)
+			       : lc_observe(c, name, position, token, &oo, li);
+		if (rv == LC_ECANCELED)
+			break;
 		if (rv != LC_OK && rv != LC_ENOSUCH) {
 			if (!err_said)
 				fprintf(stderr,
@@ -564,28 +598,16 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 			continue;
 		}
 		err_said = false;
-		if (rv == LC_ENOSUCH)
-			info.holder = info.token = 0;
-		if (first || info.holder != holder || info.token != token) {
-			if (!first)
-				changes++;
-			first = false;
-			holder = info.holder;
-			token = info.token;
-			if (rv == LC_ENOSUCH && json)
-				printf("{\"name\":\"%s\",\"holder\":null,"
-				       "\"token\":null}\n",
-				       name);
-			else if (rv == LC_ENOSUCH)
-				printf("name=%s free\n", name);
-			else
-				print_info(&info);
-			fflush(stdout);
-			if (count > 0 && changes >= count)
-				return EX_OK;
-		}
-		sleep_ms(interval_ms);
+		if (!first)
+			changes++;
+		first = false;
+		position = li->position;
+		token = li->lease.token;
+		print_state(name, li);
+		if (count > 0 && changes >= count)
+			break;
 	}
+	free(li);
 	return EX_OK;
 }
 
@@ -750,6 +772,27 @@ static int cmd_acquire(lc_client *c, const args *a)
 	return hold(s, lc_session(c), name, &l, a->exec, kill_after);
 }
 
+typedef struct campaign_report {
+	const char *group;
+	bool said;
+} campaign_report;
+
+static void on_campaign(int rv, uint64_t holder, void *arg)
+{
+	campaign_report *r = arg;
+	if (rv == LC_ETIMEOUT || rv == LC_EHELD) {
+		if (!r->said)
+			fprintf(stderr,
+				"%s: campaigning for %s (held by session "
+				"%" PRIu64 ")\n",
+				prog, r->group, holder);
+		r->said = true;
+		return;
+	}
+	fprintf(stderr, "%s: campaign for %s: %s (%s); retrying\n", prog,
+		r->group, lc_strerror(rv), lc_last_error());
+}
+
 static int cmd_elect(lc_client *c, const args *a)
 {
 	const char *group = a->pos[0];
@@ -759,32 +802,22 @@ static int cmd_elect(lc_client *c, const args *a)
 			      : 5000;
 	lc_sess *s = open_session(c);
 	lc_lease l;
-	bool said = false;
-	for (;;) {
-		if (got_signal) {
-			lc_session_close(s);
-			return EX_NOTHELD;
-		}
-		int rv = lc_session_acquire(s, group, ttl, 5000, a->value,
-					    strlen(a->value), &l);
-		if (rv == LC_OK)
-			break;
-		if (rv == LC_ETIMEOUT || rv == LC_EHELD) {
-			if (!said)
-				fprintf(stderr,
-					"%s: campaigning for %s (held by "
-					"session %" PRIu64 ")\n",
-					prog, group, l.holder);
-			said = true;
-			continue;
-		}
-		if (rv == LC_EINVAL || rv == LC_ELIMIT) {
-			lc_session_close(s);
-			lc_die(rv, "cannot campaign");
-		}
-		fprintf(stderr, "%s: campaign for %s: %s (%s); retrying\n",
-			prog, group, lc_strerror(rv), lc_last_error());
-		sleep_ms(500);
+	campaign_report rep = {group, false};
+	lc_campaign_options co;
+	lc_campaign_options_init(&co);
+	co.wait_ms = 5000;
+	co.cancelled = signalled;
+	co.progress = on_campaign;
+	co.arg = &rep;
+	int rv =
+		lc_campaign(s, group, a->value, strlen(a->value), ttl, &co, &l);
+	if (rv == LC_ECANCELED) {
+		lc_session_close(s);
+		return EX_NOTHELD;
+	}
+	if (rv != LC_OK) {
+		lc_session_close(s);
+		lc_die(rv, "cannot campaign");
 	}
 	if (json)
 		printf("{\"elected\":true,\"group\":\"%s\",\"token\":%" PRIu64

@@ -25,6 +25,7 @@ typedef struct fake_req {
 	Lockd__Op op;
 	uint64_t session, seq, known_position, token;
 	uint32_t ttl_ms, wait_ms;
+	Lockd__Consistency consistency;
 	char name[64];
 } fake_req;
 
@@ -70,6 +71,7 @@ static void *fake_run(void *arg)
 			r->session = req->session;
 			r->seq = req->seq;
 			r->known_position = req->known_position;
+			r->consistency = req->consistency;
 			r->token = req->token;
 			r->ttl_ms = req->ttl_ms;
 			r->wait_ms = req->wait_ms;
@@ -841,5 +843,33 @@ Test(client, status_asks_one_replica, .timeout = 20)
 	cr_assert_eq(lc_known_position(c), 16);
 	lc_close(c);
 	fake_stop(&a);
+	fake_stop(&b);
+}
+
+/* Reads carry the consistency the client was opened with; the default is
+ * read-your-writes. */
+Test(client, reads_carry_their_consistency, .timeout = 20)
+{
+	fake b;
+	fake_start(&b, ans_leader);
+	lc_options o = quick();
+	lc_client *c;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	lc_lease_info info;
+	cr_assert_eq(lc_get(c, "a/b", &info), LC_OK, "%s", lc_last_error());
+	lc_close(c);
+	o.read_consistency = LC_LINEARIZABLE;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	cr_assert_eq(lc_get(c, "a/b", &info), LC_OK, "%s", lc_last_error());
+	lc_close(c);
+	o.read_consistency = LC_STALE;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	cr_assert_eq(lc_get(c, "a/b", &info), LC_OK, "%s", lc_last_error());
+	lc_close(c);
+	cr_assert_eq(fake_count(&b), 3);
+	cr_assert_eq(b.reqs[0].consistency,
+		     LOCKD__CONSISTENCY__READ_YOUR_WRITES);
+	cr_assert_eq(b.reqs[1].consistency, LOCKD__CONSISTENCY__LINEARIZABLE);
+	cr_assert_eq(b.reqs[2].consistency, LOCKD__CONSISTENCY__STALE);
 	fake_stop(&b);
 }

@@ -1,0 +1,560 @@
+/* liblockclient sessions and elections without a daemon: a fake replica
+ * (nng REP in a thread, as in client_test.c) grants leases and answers
+ * renewals as the test says (listing the tokens, leaving one out, or not
+ * answering at all), and the tests check what the session reports and
+ * when, against the conservative deadline (lc_time.h). Also lc_campaign,
+ * lc_leader and lc_observe. Criterion forks per test, so every socket and
+ * global is per test. TTLs are a few hundred ms. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "client.pb-c.h"
+#include "lockclient.h"
+
+/* ---- a fake replica ------------------------------------------------------ */
+
+#define FAKE_REQS_MAX 512
+
+typedef struct fake_req {
+	Lockd__Op op;
+	uint64_t token, at_us; /* at_us: when it arrived (lc_now_us) */
+	char name[64];
+} fake_req;
+
+typedef enum renew_mode {
+	RENEW_LIST,   /* renewals list every token granted */
+	RENEW_OMIT,   /* renewals list none */
+	RENEW_SILENT, /* nothing is answered any more */
+} renew_mode;
+
+typedef struct fake fake;
+
+/* Fills rep (status unset) for the k-th request. false sends nothing. */
+typedef bool (*fake_answer)(fake *f, const Lockd__Request *req,
+			    Lockd__Reply *rep, unsigned k);
+
+struct fake {
+	nng_socket sock;
+	pthread_t thread;
+	atomic_bool stop;
+	atomic_int mode; /* renew_mode */
+	char url[64];
+	fake_answer answer;
+	pthread_mutex_t mu;
+	unsigned nreqs;
+	fake_req reqs[FAKE_REQS_MAX];
+	uint64_t granted[16]; /* tokens granted, for RENEW_LIST */
+	size_t ngranted;
+};
+
+static void *fake_run(void *arg)
+{
+	fake *f = arg;
+	while (!atomic_load(&f->stop)) {
+		void *buf;
+		size_t len;
+		int rv = nng_recv(f->sock, &buf, &len, NNG_FLAG_ALLOC);
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0)
+			break;
+		Lockd__Request *req = lockd__request__unpack(NULL, len, buf);
+		nng_free(buf, len);
+		if (req == NULL)
+			continue;
+		pthread_mutex_lock(&f->mu);
+		unsigned k = f->nreqs;
+		if (k < FAKE_REQS_MAX) {
+			fake_req *r = &f->reqs[k];
+			r->op = req->op;
+			r->token = req->token;
+			r->at_us = lc_now_us();
+			snprintf(r->name, sizeof r->name, "%s", req->name);
+			f->nreqs++;
+		}
+		Lockd__Reply rep = LOCKD__REPLY__INIT;
+		rep.leader_hint = -1;
+		bool send = atomic_load(&f->mode) != RENEW_SILENT &&
+			    f->answer(f, req, &rep, k);
+		if (send) {
+			size_t n = lockd__reply__get_packed_size(&rep);
+			uint8_t *out = malloc(n ? n : 1);
+			lockd__reply__pack(&rep, out);
+			nng_send(f->sock, out, n, 0);
+			free(out);
+		}
+		pthread_mutex_unlock(&f->mu);
+		lockd__request__free_unpacked(req, NULL);
+	}
+	return NULL;
+}
+
+static void fake_start(fake *f, fake_answer answer)
+{
+	memset(f, 0, sizeof *f);
+	f->answer = answer;
+	pthread_mutex_init(&f->mu, NULL);
+	cr_assert_eq(nng_rep0_open(&f->sock), 0);
+	nng_socket_set_ms(f->sock, NNG_OPT_RECVTIMEO, 20);
+	nng_listener l;
+	cr_assert_eq(nng_listener_create(&l, f->sock, "tcp://127.0.0.1:0"), 0);
+	cr_assert_eq(nng_listener_start(l, 0), 0);
+	int port = 0;
+	cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
+	snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", port);
+	cr_assert_eq(pthread_create(&f->thread, NULL, fake_run, f), 0);
+}
+
+static void fake_stop(fake *f)
+{
+	atomic_store(&f->stop, true);
+	pthread_join(f->thread, NULL);
+	nng_close(f->sock);
+	pthread_mutex_destroy(&f->mu);
+}
+
+/* How many requests of op arrived, and when the first did (0: none). */
+static unsigned fake_ops(fake *f, Lockd__Op op, uint64_t *first_at)
+{
+	unsigned n = 0;
+	if (first_at != NULL)
+		*first_at = 0;
+	pthread_mutex_lock(&f->mu);
+	for (unsigned i = 0; i < f->nreqs; i++) {
+		if (f->reqs[i].op != op)
+			continue;
+		if (n++ == 0 && first_at != NULL)
+			*first_at = f->reqs[i].at_us;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+/* A leader: grants tokens 100, 101, ...; renewals as f->mode says;
+ * releases are accepted. Called with f->mu held. */
+static bool ans_leader(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
+		       unsigned k)
+{
+	(void)k;
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	rep->position = 10 + k;
+	switch (req->op) {
+	case LOCKD__OP__OP_ACQUIRE:
+		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_GRANTED;
+		rep->token = 100 + f->ngranted;
+		if (f->ngranted < 16)
+			f->granted[f->ngranted++] = rep->token;
+		break;
+	case LOCKD__OP__OP_RENEW:
+		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+		if (atomic_load(&f->mode) == RENEW_LIST) {
+			rep->n_renewed = f->ngranted;
+			rep->renewed = f->granted;
+		}
+		break;
+	default:
+		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+		break;
+	}
+	return true;
+}
+
+/* ---- what the session reported ------------------------------------------ */
+
+#define EVENTS_MAX 64
+
+typedef struct event {
+	lc_lease_state st;
+	uint64_t token, at_us;
+	char name[64];
+} event;
+
+static pthread_mutex_t ev_mu = PTHREAD_MUTEX_INITIALIZER;
+static event events[EVENTS_MAX];
+static unsigned nevents;
+
+static void on_event(lc_lease_state st, const char *name, uint64_t token,
+		     void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ev_mu);
+	if (nevents < EVENTS_MAX) {
+		event *e = &events[nevents++];
+		e->st = st;
+		e->token = token;
+		e->at_us = lc_now_us();
+		snprintf(e->name, sizeof e->name, "%s", name);
+	}
+	pthread_mutex_unlock(&ev_mu);
+}
+
+/* The first event st for token (its copy in *out), waiting up to ms. */
+static bool wait_event(lc_lease_state st, uint64_t token, unsigned ms,
+		       event *out)
+{
+	uint64_t end = lc_now_us() + ms * 1000ull;
+	for (;;) {
+		pthread_mutex_lock(&ev_mu);
+		for (unsigned i = 0; i < nevents; i++) {
+			if (events[i].st == st && events[i].token == token) {
+				*out = events[i];
+				pthread_mutex_unlock(&ev_mu);
+				return true;
+			}
+		}
+		pthread_mutex_unlock(&ev_mu);
+		if (lc_now_us() >= end)
+			return false;
+		struct timespec ts = {0, 2000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static unsigned count_events(lc_lease_state st)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&ev_mu);
+	for (unsigned i = 0; i < nevents; i++)
+		n += events[i].st == st;
+	pthread_mutex_unlock(&ev_mu);
+	return n;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* A client of f with short timeouts (a silent replica fails a renewal
+ * within 600 ms), but long enough for a loaded machine to connect. */
+static lc_client *client_of(fake *f)
+{
+	lc_options o;
+	lc_options_init(&o);
+	o.attempt_timeout_ms = 300;
+	o.call_timeout_ms = 600;
+	lc_client *c;
+	cr_assert_eq(lc_open(f->url, &o, &c), LC_OK);
+	return c;
+}
+
+static lc_sess *session_of(lc_client *c)
+{
+	lc_session_options so;
+	lc_session_options_init(&so);
+	so.callback = on_event;
+	so.retry_ms = 20;
+	lc_sess *s;
+	cr_assert_eq(lc_session_open(c, &so, &s), LC_OK);
+	return s;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+Test(session, renews_before_the_deadline, .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_leader);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_lease l;
+	cr_assert_eq(lc_session_acquire(s, "a", 300, 0, "v", 1, &l), LC_OK,
+		     "%s", lc_last_error());
+	cr_assert_eq(l.token, 100);
+	cr_assert(lc_session_held(s, "a"));
+	event e;
+	cr_assert(wait_event(LC_LEASE_HELD, 100, 500, &e));
+
+	/* Three TTLs: held throughout, renewed several times, the first
+	 * renewal sent before the grant's deadline. */
+	uint64_t end = lc_now_us() + 900000u;
+	while (lc_now_us() < end) {
+		cr_assert(lc_session_held(s, "a"));
+		sleep_ms(10);
+	}
+	uint64_t first;
+	unsigned renews = fake_ops(&f, LOCKD__OP__OP_RENEW, &first);
+	cr_assert_geq(renews, 3, "%u renewals", renews);
+	cr_assert_lt(first, l.deadline_us);
+	lc_lease now;
+	cr_assert(lc_session_lease(s, "a", &now));
+	cr_assert_gt(now.deadline_us, l.deadline_us);
+	cr_assert_eq(now.token, 100);
+	cr_assert_eq(count_events(LC_LEASE_JEOPARDY), 0);
+	cr_assert_eq(count_events(LC_LEASE_LOST), 0);
+	lc_session_close(s);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+Test(session, a_renewal_without_the_token_loses_the_lease, .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_leader);
+	atomic_store(&f.mode, RENEW_OMIT);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_lease l;
+	cr_assert_eq(lc_session_acquire(s, "a", 400, 0, NULL, 0, &l), LC_OK,
+		     "%s", lc_last_error());
+	event e;
+	cr_assert(wait_event(LC_LEASE_LOST, l.token, 1000, &e));
+	/* Lost by the renewal's answer, before the deadline. */
+	cr_assert_lt(e.at_us, l.deadline_us);
+	cr_assert_geq(fake_ops(&f, LOCKD__OP__OP_RENEW, NULL), 1);
+	cr_assert_not(lc_session_held(s, "a"));
+	cr_assert_eq(lc_session_release(s, "a"), LC_ENOSUCH);
+	lc_session_close(s);
+	cr_assert_eq(count_events(LC_LEASE_RELEASED), 0);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+Test(session, a_silent_cell_means_jeopardy_then_lost_at_the_deadline,
+     .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_leader);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_lease l;
+	const uint32_t ttl = 600;
+	cr_assert_eq(lc_session_acquire(s, "a", ttl, 0, NULL, 0, &l), LC_OK,
+		     "%s", lc_last_error());
+	atomic_store(&f.mode, RENEW_SILENT);
+
+	/* Held (locally) right up to the deadline, never after. */
+	uint64_t last_held = 0, first_not = 0;
+	while (first_not == 0) {
+		uint64_t before = lc_now_us();
+		bool held = lc_session_held(s, "a");
+		uint64_t after = lc_now_us();
+		if (held) {
+			cr_assert_lt(before, l.deadline_us);
+			last_held = after;
+		} else {
+			first_not = after;
+		}
+		cr_assert_lt(after, l.deadline_us + 1000000u);
+		sleep_ms(1);
+	}
+	cr_assert_geq(first_not, l.deadline_us);
+	cr_assert_gt(last_held + 50000u, l.deadline_us, "held ended early");
+
+	event jeop, lost;
+	cr_assert(wait_event(LC_LEASE_LOST, l.token, 1000, &lost));
+	cr_assert(wait_event(LC_LEASE_JEOPARDY, l.token, 0, &jeop));
+	/* JEOPARDY once less than a sixth of the TTL is left (the default:
+	 * half of the renew third), LOST at the deadline, not before. */
+	uint64_t jeop_at = l.deadline_us - (uint64_t)ttl * (333u / 2);
+	cr_assert_geq(jeop.at_us, jeop_at);
+	cr_assert_lt(jeop.at_us, l.deadline_us);
+	cr_assert_geq(lost.at_us, l.deadline_us);
+	cr_assert_lt(lost.at_us, l.deadline_us + 200000u);
+	cr_assert_geq(fake_ops(&f, LOCKD__OP__OP_RENEW, NULL), 1);
+	cr_assert_eq(count_events(LC_LEASE_HELD), 1);
+	lc_session_close(s);
+	cr_assert_eq(count_events(LC_LEASE_RELEASED), 0);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+Test(session, close_releases_and_reports_released, .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_leader);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_lease a, b;
+	cr_assert_eq(lc_session_acquire(s, "a", 5000, 0, NULL, 0, &a), LC_OK);
+	cr_assert_eq(lc_session_acquire(s, "b", 5000, 0, NULL, 0, &b), LC_OK);
+	lc_session_close(s);
+	event e;
+	cr_assert(wait_event(LC_LEASE_RELEASED, a.token, 0, &e));
+	cr_assert_str_eq(e.name, "a");
+	cr_assert(wait_event(LC_LEASE_RELEASED, b.token, 0, &e));
+	cr_assert_str_eq(e.name, "b");
+	cr_assert_eq(fake_ops(&f, LOCKD__OP__OP_RELEASE, NULL), 2);
+	cr_assert_eq(count_events(LC_LEASE_LOST), 0);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+/* ---- elections ----------------------------------------------------------- */
+
+/* The group is held by session 77 for the first `busy_tries` acquires
+ * (each a wait that runs out), then granted. GET: positions 10, 11, ...;
+ * held by 77 (token 5, value "old") for the first 3 reads, then free. */
+static atomic_uint busy_tries;
+
+static bool ans_group(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
+		      unsigned k)
+{
+	static Lockd__Lease lease = LOCKD__LEASE__INIT;
+	static unsigned acquires, gets;
+	(void)f;
+	(void)k;
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	switch (req->op) {
+	case LOCKD__OP__OP_ACQUIRE:
+		if (acquires++ < atomic_load(&busy_tries)) {
+			rep->status = LOCKD__STATUS__STATUS_TIMEOUT;
+			rep->holder = 77;
+			rep->error = (char *)"the wait ran out";
+		} else {
+			rep->lease_status = LOCKD__LEASE_STATUS__LEASE_GRANTED;
+			rep->token = 9;
+		}
+		break;
+	case LOCKD__OP__OP_GET:
+		rep->position = 10 + gets;
+		if (gets++ < 3) {
+			lease.name = (char *)"grp";
+			lease.holder = 77;
+			lease.token = 5;
+			lease.ttl_ms = 1000;
+			lease.value.data = (uint8_t *)"old";
+			lease.value.len = 3;
+			rep->lease = &lease;
+			rep->lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+		} else {
+			rep->lease_status =
+				LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE;
+		}
+		break;
+	default:
+		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+		break;
+	}
+	return true;
+}
+
+static unsigned progress_calls;
+static uint64_t progress_holder;
+
+static void on_progress(int rv, uint64_t holder, void *arg)
+{
+	(void)arg;
+	cr_assert_eq(rv, LC_ETIMEOUT);
+	progress_calls++;
+	progress_holder = holder;
+}
+
+static unsigned cancel_polls;
+
+static bool cancel_third(void *arg)
+{
+	(void)arg;
+	return ++cancel_polls >= 3;
+}
+
+Test(election, campaign_waits_until_elected_then_resigns, .timeout = 20)
+{
+	atomic_store(&busy_tries, 2);
+	fake f;
+	fake_start(&f, ans_group);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_campaign_options co;
+	lc_campaign_options_init(&co);
+	co.wait_ms = 20;
+	co.progress = on_progress;
+	lc_lease l;
+	cr_assert_eq(lc_campaign(s, "grp", "me", 2, 5000, &co, &l), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(l.token, 9);
+	cr_assert_eq(progress_calls, 2);
+	cr_assert_eq(progress_holder, 77);
+	cr_assert(lc_session_held(s, "grp"));
+	event e;
+	cr_assert(wait_event(LC_LEASE_HELD, 9, 500, &e));
+	cr_assert_eq(lc_resign(s, "grp"), LC_OK);
+	cr_assert_not(lc_session_held(s, "grp"));
+	cr_assert(wait_event(LC_LEASE_RELEASED, 9, 500, &e));
+	lc_session_close(s);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+Test(election, campaign_stops_on_timeout_and_on_cancel, .timeout = 20)
+{
+	atomic_store(&busy_tries, 1000000);
+	fake f;
+	fake_start(&f, ans_group);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_campaign_options co;
+	lc_campaign_options_init(&co);
+	co.wait_ms = 20;
+	co.timeout_ms = 400;
+	lc_lease l;
+	uint64_t t0 = lc_now_us();
+	cr_assert_eq(lc_campaign(s, "grp", NULL, 0, 5000, &co, &l),
+		     LC_ETIMEOUT);
+	/* The timeout is checked between tries: a try in progress may run
+	 * past it by up to the client's call timeout. */
+	uint64_t took = lc_now_us() - t0;
+	cr_assert(took >= 400000u && took < 3000000u, "%llu us",
+		  (unsigned long long)took);
+	cr_assert_eq(l.holder, 77);
+	cr_assert_eq(l.token, 0);
+
+	co.timeout_ms = 0;
+	co.cancelled = cancel_third;
+	cr_assert_eq(lc_campaign(s, "grp", NULL, 0, 5000, &co, &l),
+		     LC_ECANCELED);
+	cr_assert_eq(cancel_polls, 3);
+	cr_assert_not(lc_session_held(s, "grp"));
+	cr_assert_eq(lc_campaign(s, "", NULL, 0, 5000, &co, &l), LC_EINVAL);
+	lc_session_close(s);
+	lc_close(c);
+	fake_stop(&f);
+}
+
+Test(election, leader_and_observe_follow_positions, .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_group);
+	lc_client *c = client_of(&f);
+	lc_leader_info li;
+	cr_assert_eq(lc_leader(c, "grp", &li), LC_OK, "%s", lc_last_error());
+	cr_assert(li.elected);
+	cr_assert_eq(li.position, 10);
+	cr_assert_eq(li.lease.holder, 77);
+	cr_assert_eq(li.lease.token, 5);
+	cr_assert_eq(li.lease.value_len, 3);
+	cr_assert_eq(memcmp(li.lease.value, "old", 3), 0);
+
+	/* Reads at 11 and 12 still show token 5; 13 shows the group free. */
+	lc_observe_options oo;
+	lc_observe_options_init(&oo);
+	oo.interval_ms = 5;
+	oo.timeout_ms = 2000;
+	lc_leader_info ch;
+	cr_assert_eq(
+		lc_observe(c, "grp", li.position, li.lease.token, &oo, &ch),
+		LC_ENOSUCH, "%s", lc_last_error());
+	cr_assert_not(ch.elected);
+	cr_assert_eq(ch.position, 13);
+	cr_assert_eq(ch.lease.token, 0);
+
+	/* A state at a position not past the caller's is not a change. */
+	oo.timeout_ms = 100;
+	cr_assert_eq(lc_observe(c, "grp", 1000, 5, &oo, &ch), LC_ETIMEOUT);
+	cr_assert_eq(ch.position, 13); /* untouched */
+	oo.cancelled = cancel_third;
+	oo.timeout_ms = 0;
+	cr_assert_eq(lc_observe(c, "grp", ch.position, 0, &oo, &ch),
+		     LC_ECANCELED);
+	lc_close(c);
+	fake_stop(&f);
+}
