@@ -278,7 +278,7 @@ static void chk_validity_lease(sim_check *c, uint32_t replica, uint64_t slot,
 		chk_fail(c, "validity",
 			 "r%u learned slot %" PRIu64 " chosen with c%" PRIu64
 			 ":%" PRIu64 " as %s, which differs from the %s the "
-				     "client submitted",
+			 "client submitted",
 			 replica, slot, cmd->client_id, cmd->seq,
 			 chk_op_name(lc.op), chk_op_name(sc.op));
 }
@@ -798,7 +798,7 @@ void chk_leader(sim_check *c, uint32_t replica, uint64_t life, ld_ballot b)
 /* ---- leases: replies, beliefs and the fenced resources ---------------------
  */
 
-static const char *chk_req_name(ln_req_type t)
+const char *chk_req_name(ln_req_type t)
 {
 	switch (t) {
 	case LN_REQ_ACQUIRE:
@@ -817,7 +817,7 @@ static const char *chk_req_name(ln_req_type t)
 	return "?";
 }
 
-static const char *chk_ln_status(ln_status st)
+const char *chk_status_name(ln_status st)
 {
 	switch (st) {
 	case LN_OK:
@@ -889,8 +889,8 @@ void chk_lease_reply(sim_check *c, uint32_t replica, const ln_reply *rp)
 		chk_fail(c, "ack",
 			 "r%u answered %s %s c%" PRIu64 ":%" PRIu64
 			 " (result %s) but no replica has applied it",
-			 replica, chk_ln_status(rp->status), what, rp->session,
-			 rp->seq, ls_strerror(rp->result.status));
+			 replica, chk_status_name(rp->status), what,
+			 rp->session, rp->seq, ls_strerror(rp->result.status));
 		return;
 	}
 	if (rp->position < sub->applied_slot) {

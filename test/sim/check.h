@@ -229,4 +229,8 @@ bool chk_lease_write(sim_check *c, uint32_t idx, uint32_t name, uint64_t token,
 /* Leases granted by the ledger so far (as the oracle replayed it). */
 uint64_t chk_lease_grants(const sim_check *c);
 
+/* Names of lease request types and reply statuses, for traces and reports. */
+const char *chk_req_name(ln_req_type t);
+const char *chk_status_name(ln_status st);
+
 #endif

@@ -33,42 +33,6 @@
 #define LC_REVOKE_P 0.03
 #define LC_WAIT_P 0.35
 
-const char *lc_req_name(ln_req_type t)
-{
-	switch (t) {
-	case LN_REQ_ACQUIRE:
-		return "ACQUIRE";
-	case LN_REQ_RENEW:
-		return "RENEW";
-	case LN_REQ_RELEASE:
-		return "RELEASE";
-	case LN_REQ_REVOKE:
-		return "REVOKE";
-	case LN_REQ_GET:
-		return "GET";
-	case LN_REQ_CHECK:
-		return "CHECK";
-	}
-	return "?";
-}
-
-const char *lc_status_name(ln_status st)
-{
-	switch (st) {
-	case LN_OK:
-		return "OK";
-	case LN_NOT_LEADER:
-		return "NOT_LEADER";
-	case LN_BUSY:
-		return "BUSY";
-	case LN_INVALID:
-		return "INVALID";
-	case LN_TIMEOUT:
-		return "TIMEOUT";
-	}
-	return "?";
-}
-
 static uint64_t lc_now(const sim *s, const sim_lclient *c)
 {
 	return sim_clock_local(&c->clk, s->now);
@@ -144,13 +108,13 @@ static void lc_send(sim *s, sim_lclient *c)
 				   : chk_name_str(&s->chk, op->name);
 	if (!nd->up) {
 		sim_trace(s, "DROP(down) %s c%u:%" PRIu64 " ->r%u",
-			  lc_req_name(op->type), c->idx + 1, op->seq,
+			  chk_req_name(op->type), c->idx + 1, op->seq,
 			  op->target);
 		return;
 	}
 	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
 		sim_trace(s, "DROP(loss) %s c%u:%" PRIu64 " ->r%u",
-			  lc_req_name(op->type), c->idx + 1, op->seq,
+			  chk_req_name(op->type), c->idx + 1, op->seq,
 			  op->target);
 		return;
 	}
@@ -158,7 +122,7 @@ static void lc_send(sim *s, sim_lclient *c)
 	sim_trace(s,
 		  "c%u SEND %s %s seq=%" PRIu64 " ttl=%" PRIu32 " wait=%" PRIu32
 		  " token=%" PRIu64 " ->r%u attempt=%" PRIu64 " req=%" PRIx64,
-		  c->idx + 1, lc_req_name(op->type), name, op->seq, op->ttl_ms,
+		  c->idx + 1, chk_req_name(op->type), name, op->seq, op->ttl_ms,
 		  op->wait_ms, op->token, op->target, op->attempt, req_id);
 	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
 	for (int i = 0; i < copies; i++) {
@@ -380,7 +344,7 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 		sim_trace(s,
 			  "c%u ignores a stale %s reply seq=%" PRIu64
 			  " from r%u",
-			  c->idx + 1, lc_req_name(rp->type), rp->seq, from);
+			  c->idx + 1, chk_req_name(rp->type), rp->seq, from);
 		return;
 	}
 	switch (rp->status) {
@@ -731,7 +695,7 @@ void lc_dispatch(sim *s, sim_ev *ev)
 			return;
 		}
 		sim_trace(s, "c%u TIMEOUT %s seq=%" PRIu64 " at r%u",
-			  c->idx + 1, lc_req_name(c->op.type), c->op.seq,
+			  c->idx + 1, chk_req_name(c->op.type), c->op.seq,
 			  c->op.target);
 		c->op.target = sim_other(s, c->op.target);
 		c->guess = -1;
@@ -789,7 +753,7 @@ void lc_liveness_detail(const sim *s, char *buf, size_t cap)
 				 i + 1, c->paused_until ? " paused" : "",
 				 c->final_step, lc_nholds(c),
 				 c->op.busy ? "busy " : "idle",
-				 c->op.busy ? lc_req_name(c->op.type) : "",
+				 c->op.busy ? chk_req_name(c->op.type) : "",
 				 c->op.seq, c->op.attempt, c->op.target);
 		if (k < 0)
 			break;

@@ -635,8 +635,8 @@ static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 			  " %s %s token=%" PRIu64 " holder=%" PRIu64
 			  " count=%" PRIu32 " ntokens=%" PRIu32 " hint=%" PRId32
 			  " pos=%" PRIu64,
-			  nd->id, rp->session, lc_req_name(rp->type), rp->seq,
-			  lc_status_name(rp->status),
+			  nd->id, rp->session, chk_req_name(rp->type), rp->seq,
+			  chk_status_name(rp->status),
 			  ls_strerror(rp->result.status), rp->result.token,
 			  rp->result.holder, rp->result.count, rp->ntokens,
 			  rp->leader_hint, rp->position);
@@ -1248,11 +1248,11 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x) {
 			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u",
-				  lc_req_name(lr->req.type), ev->b + 1,
+				  chk_req_name(lr->req.type), ev->b + 1,
 				  lr->req.seq, ev->a);
 		} else {
 			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64,
-				  ev->a, lc_req_name(lr->req.type), ev->b + 1,
+				  ev->a, chk_req_name(lr->req.type), ev->b + 1,
 				  lr->req.seq, lr->req.req_id);
 			node_request(s, nd, &lr->req);
 		}

@@ -206,7 +206,5 @@ void lc_heal(sim *s);                 /* no more faults: finish up */
 bool lc_done(const sim *s);           /* every client finished or vanished */
 void lc_liveness_detail(const sim *s, char *buf, size_t cap);
 void lc_free_event(sim_ev *ev); /* frees a payload left in the queue */
-const char *lc_req_name(ln_req_type t);
-const char *lc_status_name(ln_status st);
 
 #endif
