@@ -1,5 +1,5 @@
 /* liblockclient sessions and elections without a daemon: a fake replica
- * (nng REP in a thread, as in client_test.c) grants leases and answers
+ * (test/unit/fake_replica.c) grants leases and answers
  * renewals as the test says (listing the tokens, leaving one out, or not
  * answering at all), and the tests check what the session reports and
  * when, against the conservative deadline (lc_time.h). Also lc_campaign,
@@ -17,126 +17,14 @@
 #include <nng/protocol/reqrep0/rep.h>
 
 #include "client.pb-c.h"
+#include "fake_replica.h"
 #include "lockclient.h"
 
-/* ---- a fake replica ------------------------------------------------------ */
-
-#define FAKE_REQS_MAX 512
-
-typedef struct fake_req {
-	Lockd__Op op;
-	uint64_t token, at_us; /* at_us: when it arrived (lc_now_us) */
-	char name[64];
-} fake_req;
-
+/* How renewals are answered: the test's f->mode. */
 typedef enum renew_mode {
-	RENEW_LIST,   /* renewals list every token granted */
-	RENEW_OMIT,   /* renewals list none */
-	RENEW_SILENT, /* nothing is answered any more */
+	RENEW_LIST, /* renewals list every token granted */
+	RENEW_OMIT, /* renewals list none */
 } renew_mode;
-
-typedef struct fake fake;
-
-/* Fills rep (status unset) for the k-th request. false sends nothing. */
-typedef bool (*fake_answer)(fake *f, const Lockd__Request *req,
-			    Lockd__Reply *rep, unsigned k);
-
-struct fake {
-	nng_socket sock;
-	pthread_t thread;
-	atomic_bool stop;
-	atomic_int mode; /* renew_mode */
-	char url[64];
-	fake_answer answer;
-	pthread_mutex_t mu;
-	unsigned nreqs;
-	fake_req reqs[FAKE_REQS_MAX];
-	uint64_t granted[16]; /* tokens granted, for RENEW_LIST */
-	size_t ngranted;
-};
-
-static void *fake_run(void *arg)
-{
-	fake *f = arg;
-	while (!atomic_load(&f->stop)) {
-		void *buf;
-		size_t len;
-		int rv = nng_recv(f->sock, &buf, &len, NNG_FLAG_ALLOC);
-		if (rv == NNG_ETIMEDOUT)
-			continue;
-		if (rv != 0)
-			break;
-		Lockd__Request *req = lockd__request__unpack(NULL, len, buf);
-		nng_free(buf, len);
-		if (req == NULL)
-			continue;
-		pthread_mutex_lock(&f->mu);
-		unsigned k = f->nreqs;
-		if (k < FAKE_REQS_MAX) {
-			fake_req *r = &f->reqs[k];
-			r->op = req->op;
-			r->token = req->token;
-			r->at_us = lc_now_us();
-			snprintf(r->name, sizeof r->name, "%s", req->name);
-			f->nreqs++;
-		}
-		Lockd__Reply rep = LOCKD__REPLY__INIT;
-		rep.leader_hint = -1;
-		bool send = atomic_load(&f->mode) != RENEW_SILENT &&
-			    f->answer(f, req, &rep, k);
-		if (send) {
-			size_t n = lockd__reply__get_packed_size(&rep);
-			uint8_t *out = malloc(n ? n : 1);
-			lockd__reply__pack(&rep, out);
-			nng_send(f->sock, out, n, 0);
-			free(out);
-		}
-		pthread_mutex_unlock(&f->mu);
-		lockd__request__free_unpacked(req, NULL);
-	}
-	return NULL;
-}
-
-static void fake_start(fake *f, fake_answer answer)
-{
-	memset(f, 0, sizeof *f);
-	f->answer = answer;
-	pthread_mutex_init(&f->mu, NULL);
-	cr_assert_eq(nng_rep0_open(&f->sock), 0);
-	nng_socket_set_ms(f->sock, NNG_OPT_RECVTIMEO, 20);
-	nng_listener l;
-	cr_assert_eq(nng_listener_create(&l, f->sock, "tcp://127.0.0.1:0"), 0);
-	cr_assert_eq(nng_listener_start(l, 0), 0);
-	int port = 0;
-	cr_assert_eq(nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port), 0);
-	snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", port);
-	cr_assert_eq(pthread_create(&f->thread, NULL, fake_run, f), 0);
-}
-
-static void fake_stop(fake *f)
-{
-	atomic_store(&f->stop, true);
-	pthread_join(f->thread, NULL);
-	nng_close(f->sock);
-	pthread_mutex_destroy(&f->mu);
-}
-
-/* How many requests of op arrived, and when the first did (0: none). */
-static unsigned fake_ops(fake *f, Lockd__Op op, uint64_t *first_at)
-{
-	unsigned n = 0;
-	if (first_at != NULL)
-		*first_at = 0;
-	pthread_mutex_lock(&f->mu);
-	for (unsigned i = 0; i < f->nreqs; i++) {
-		if (f->reqs[i].op != op)
-			continue;
-		if (n++ == 0 && first_at != NULL)
-			*first_at = f->reqs[i].at_us;
-	}
-	pthread_mutex_unlock(&f->mu);
-	return n;
-}
 
 /* A leader: grants tokens 100, 101, ...; renewals as f->mode says;
  * releases are accepted. Called with f->mu held. */
@@ -330,7 +218,7 @@ Test(session, a_silent_cell_means_jeopardy_then_lost_at_the_deadline,
 	const uint32_t ttl = 600;
 	cr_assert_eq(lc_session_acquire(s, "a", ttl, 0, NULL, 0, &l), LC_OK,
 		     "%s", lc_last_error());
-	atomic_store(&f.mode, RENEW_SILENT);
+	atomic_store(&f.silent, true); /* nothing is answered any more */
 
 	/* Held (locally) right up to the deadline, never after. */
 	uint64_t last_held = 0, first_not = 0;
