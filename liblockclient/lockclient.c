@@ -933,6 +933,7 @@ int lc_leader(lc_client *c, const char *group, lc_leader_info *out)
 		return fail(LC_EINVAL, "lc_leader: client or out is NULL");
 	out->position = 0;
 	out->elected = false;
+	out->history_lost = false;
 	int rv = get_at(c, group, &out->lease, &out->position);
 	if (rv == LC_ENOSUCH)
 		memset(&out->lease, 0, sizeof out->lease);
@@ -945,7 +946,45 @@ void lc_observe_options_init(lc_observe_options *o)
 	memset(o, 0, sizeof *o);
 }
 
-#define OBSERVE_INTERVAL_MS_DEFAULT 100u
+#define OBSERVE_SLICE_MS_DEFAULT 1000u
+
+/* One WATCH: the first change of group after *after, within slice_ms.
+ * LC_OK / LC_ENOSUCH with *r filled; LC_ETIMEOUT when nothing changed (then
+ * *after moves up to where the replica looked); else a call's error. */
+static int watch_once(lc_client *c, const char *group, uint64_t *after,
+		      uint32_t slice_ms, lc_leader_info *r)
+{
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_WATCH;
+	req.name = (char *)group;
+	req.after_position = *after;
+	req.wait_ms = slice_ms;
+	req.consistency = (Lockd__Consistency)c->o.read_consistency;
+	call_result res;
+	int rv = call(c, &req, false, slice_ms, &res);
+	if (rv != LC_OK)
+		return rv;
+	const Lockd__Reply *rep = res.rep;
+	if (rep->status == LOCKD__STATUS__STATUS_TIMEOUT) {
+		if (rep->position > *after)
+			*after = rep->position;
+		lockd__reply__free_unpacked(res.rep, NULL);
+		return LC_ETIMEOUT;
+	}
+	rv = reply_code(rep);
+	if (rv == LC_OK && rep->lease == NULL)
+		rv = fail(LC_ENOSUCH, "%s", lc_strerror(LC_ENOSUCH));
+	if (rv == LC_OK || rv == LC_ENOSUCH) {
+		memset(r, 0, sizeof *r);
+		r->position = rep->position;
+		r->elected = rv == LC_OK;
+		r->history_lost = rep->history_lost;
+		if (rv == LC_OK)
+			fill_info(&r->lease, rep->lease);
+	}
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
 
 int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 	       uint64_t after_token, const lc_observe_options *opt,
@@ -961,25 +1000,16 @@ int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 	if (opt != NULL)
 		o = *opt;
 	if (o.interval_ms == 0)
-		o.interval_ms = OBSERVE_INTERVAL_MS_DEFAULT;
+		o.interval_ms = OBSERVE_SLICE_MS_DEFAULT;
 	uint64_t end = o.timeout_ms ? lc_now_us() + o.timeout_ms * 1000ull
 				    : UINT64_MAX;
 	lc_leader_info *r = malloc(sizeof *r);
 	if (r == NULL)
 		return fail(LC_ENOMEM, "out of memory");
+	uint64_t after = after_position;
 	for (;;) {
 		if (o.cancelled != NULL && o.cancelled(o.arg)) {
 			rv = fail(LC_ECANCELED, "lc_observe: cancelled");
-			break;
-		}
-		rv = lc_leader(c, group, r);
-		if (rv != LC_OK && rv != LC_ENOSUCH)
-			break;
-		/* A replica behind the caller's position shows an older
-		 * state: not a change. */
-		if (r->position > after_position &&
-		    r->lease.token != after_token) {
-			*out = *r;
 			break;
 		}
 		uint64_t now = lc_now_us();
@@ -989,8 +1019,25 @@ int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 				  group, o.timeout_ms);
 			break;
 		}
-		uint64_t us = o.interval_ms * 1000ull;
-		sleep_us(now + us > end ? end - now : us);
+		uint64_t slice_ms = o.interval_ms;
+		if (end != UINT64_MAX && (end - now) / 1000u < slice_ms)
+			slice_ms =
+				(end - now) / 1000u ? (end - now) / 1000u : 1;
+		rv = watch_once(c, group, &after, (uint32_t)slice_ms, r);
+		if (rv == LC_ETIMEOUT)
+			continue;
+		if (rv != LC_OK && rv != LC_ENOSUCH)
+			break;
+		/* The feed gives changes, but a replica that lost its history
+		 * gives the current state, which may be what the caller knows:
+		 * not a change. */
+		uint64_t token = r->elected ? r->lease.token : 0;
+		if (token != after_token) {
+			*out = *r;
+			break;
+		}
+		if (r->position > after)
+			after = r->position;
 	}
 	free(r);
 	return rv;

@@ -405,7 +405,7 @@ void lc_session_close(lc_sess *s);
  * with lc_campaign (blocks until elected, through an lc_sess so that the
  * lease is renewed and reported), serves while lc_session_held(s, group),
  * and steps down with lc_resign. Anyone reads the leader with lc_leader and
- * follows changes with lc_observe (polling reads; no daemon-side watch). */
+ * follows every change with lc_observe (the cell's WATCH). */
 
 /* Called (when not NULL) between tries by the blocking calls below: true
  * stops the call with LC_ECANCELED. Runs on the caller's thread; setting a
@@ -449,6 +449,9 @@ typedef struct lc_leader_info {
 	uint64_t position;
 	bool elected;        /* false: the group is free (lease zeroed) */
 	lc_lease_info lease; /* holder (session), token, value, ... */
+	/* lc_observe: the replica could not replay the changes after the
+	 * caller's position; this is the current state (see lc_observe). */
+	bool history_lost;
 } lc_leader_info;
 
 /* Campaigns for group: lc_session_acquire(s, group, ttl_ms, wait, value)
@@ -475,27 +478,38 @@ int lc_resign(lc_sess *s, const char *group);
 int lc_leader(lc_client *c, const char *group, lc_leader_info *out);
 
 typedef struct lc_observe_options {
-	uint32_t interval_ms;   /* between reads, ms (0: 100) */
+	/* Each WATCH waits on the cell at most this long before it is asked
+	 * again, ms (0: 1000): cancellation and timeout_ms are noticed within
+	 * about this long. */
+	uint32_t interval_ms;
 	uint32_t timeout_ms;    /* LC_ETIMEOUT after this long (0: never) */
-	lc_cancel_fn cancelled; /* may be NULL: checked between reads */
+	lc_cancel_fn cancelled; /* may be NULL: checked between WATCHes */
 	void *arg;
 } lc_observe_options;
 
 /* Fills o with the defaults (all zero). */
 void lc_observe_options_init(lc_observe_options *o);
 
-/* Waits for the next change of group's leader: polls lc_leader every
- * interval_ms and returns LC_OK (or LC_ENOSUCH: the group became free) with
- * the first state read at a ledger position > after_position whose token is
- * not after_token (0: free). Pass the position and token of the last state
- * the caller knows (from lc_leader or the previous lc_observe) to resume
- * from it: a change still visible at a later position is never missed. It
- * reports states, not every transition: leaders that came and went between
- * two reads are not seen (the ledger is not replayed). Returns a read's
- * error (LC_EUNAVAILABLE, ...) at once, *out untouched, so the caller may
- * report it and call again with the same position; LC_ETIMEOUT and
- * LC_ECANCELED as opt says (opt may be NULL: defaults). Blocks the calling
- * thread; reads run concurrently with the client's writes. */
+/* Waits for the next change of group's holder after a ledger position and
+ * returns it: LC_OK (a holder; out->elected) or LC_ENOSUCH (the group
+ * became free), with out->position the ledger position of that change.
+ * Pass the position and token of the last state the caller knows (from
+ * lc_leader, or the previous lc_observe, with token 0 when free), and call
+ * again with what it returns: every change is reported once, in ledger
+ * order, none skipped, across replicas and failover. A release that hands
+ * the group to a waiter is one change (to the waiter); renewals are none.
+ *
+ * The cell keeps each replica's recent changes in memory (WATCH in
+ * client.proto). A replica that cannot replay from after_position (it
+ * restarted, installed a snapshot, or more than 65,536 changes happened
+ * since) answers with the current state instead and sets
+ * out->history_lost: changes between may have been missed; a state with
+ * after_token is then not reported as a change.
+ *
+ * Returns a call's error (LC_EUNAVAILABLE, ...) at once, *out untouched,
+ * so the caller may report it and call again with the same position;
+ * LC_ETIMEOUT and LC_ECANCELED as opt says (opt may be NULL: defaults).
+ * Blocks the calling thread; runs concurrently with the client's writes. */
 int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 	       uint64_t after_token, const lc_observe_options *opt,
 	       lc_leader_info *out);

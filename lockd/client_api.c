@@ -143,9 +143,9 @@ static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
 static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
 				   size_t len)
 {
-	if (r->op <= LOCKD__OP__OP_UNSPECIFIED || r->op > LOCKD__OP__OP_STATUS)
+	if (r->op <= LOCKD__OP__OP_UNSPECIFIED || r->op > LOCKD__OP__OP_WATCH)
 		return "unknown op: expected ACQUIRE, RENEW, RELEASE, REVOKE, "
-		       "GET, CHECK, LIST or STATUS";
+		       "GET, CHECK, LIST, STATUS or WATCH";
 	size_t name_len = 0, reason_len = 0;
 	wire_string_lens(buf, len, &name_len, &reason_len);
 	if (strlen(r->name) != name_len)

@@ -13,6 +13,7 @@
 #include "node.h"
 #include "storage.h"
 #include "transport.h"
+#include "watch.h"
 
 /* A read waiting for known_position waits this long, then gets
  * STATUS_BEHIND (the client asks another replica). */
@@ -22,6 +23,13 @@
  * STATUS_BUSY, so a context is never lost; the node's late answer, if
  * any, is dropped (the client retries with the same seq: exactly once). */
 #define WRITE_ANSWER_US 30000000u
+
+/* The watch feed keeps this many holder changes (watch.h). */
+#define WATCH_FEED_CAP 65536u
+
+/* A WATCH waits at most this long before its TIMEOUT reply (the client
+ * asks again from the position that reply gives). */
+#define WATCH_WAIT_MS_MAX 60000u
 
 /* A round longer than this is logged: the loop is late for its timers. */
 #define SLOW_ROUND_US 100000u
@@ -45,12 +53,14 @@ typedef enum slot_state {
 	SLOT_NODE,   /* the node has the request; its reply answers it */
 	SLOT_PARKED, /* a read waiting for known_position */
 	SLOT_LATER,  /* STATUS or LIST answered at the end of this round */
+	SLOT_WATCH,  /* a WATCH waiting for a change of its name */
 } slot_state;
 
 typedef struct slot {
 	slot_state state;
 	uint64_t gen;
 	uint64_t deadline_us;
+	uint64_t mark; /* WATCH: the feed's `added` when it last looked */
 	ld_cctx *c;
 } slot;
 
@@ -73,6 +83,8 @@ struct ld_server {
 	Lockd__Lease *list_leases;
 	Lockd__Lease **list_ptrs;
 	char (*list_names)[LS_NAME_BYTES_MAX + 1];
+
+	ld_watch_feed feed;
 
 	/* what was last logged */
 	ld_role role;
@@ -183,6 +195,13 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	       (unsigned long long)st.promised.round, st.promised.id,
 	       (unsigned long long)ls_table_count(ln_node_table(s->node)));
 
+	/* The feed starts here: what was applied before is not in it. */
+	if (ld_watch_feed_init(&s->feed, WATCH_FEED_CAP, st.applied) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	ln_node_set_tap(s->node, ld_watch_feed_tap, &s->feed);
+
 	/* Sockets last: nothing arrives before the node knows its past. */
 	if (ld_peers_open(o, &s->q, &s->peers, err, errlen) != 0)
 		goto fail;
@@ -215,6 +234,7 @@ void ld_server_close(ld_server *s)
 		ld_evq_destroy(&s->q);
 	ln_actions_free(&s->act);
 	ln_node_free(s->node);
+	ld_watch_feed_free(&s->feed);
 	free(s->items);
 	free(s->list_leases);
 	free(s->list_ptrs);
@@ -452,6 +472,124 @@ static void answer_unanswered(ld_server *s, uint32_t idx)
 	slot_done(s, idx, &rep);
 }
 
+/* ---- watches --------------------------------------------------------------
+ */
+
+static void answer_watch_invalid(ld_server *s, uint32_t idx, ls_status ls)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_INVALID;
+	rep.lease_status = (Lockd__LeaseStatus)ls;
+	rep.error = (char *)ls_strerror(ls);
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
+/* The change e, or (e NULL) the name's current state because the feed no
+ * longer reaches back to the watcher's position. */
+static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
+{
+	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	Lockd__Lease lease = LOCKD__LEASE__INIT;
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	set_leader(s, &rep, st.leader);
+	ls_view v;
+	bool held;
+	if (e != NULL) {
+		rep.position = e->slot;
+		held = e->held;
+		v = (ls_view){.holder = e->holder,
+			      .token = e->token,
+			      .ttl_ms = e->ttl_ms,
+			      .value = e->value,
+			      .value_len = e->value_len};
+	} else {
+		rep.position = st.applied;
+		rep.history_lost = true;
+		held = ls_get(ln_node_table(s->node), req->name,
+			      (uint32_t)strlen(req->name), &v) == LS_OK;
+	}
+	if (held) {
+		lease.name = req->name;
+		lease.holder = v.holder;
+		lease.token = v.token;
+		lease.ttl_ms = v.ttl_ms;
+		lease.ttl_ms_left = -1;
+		lease.revoked = e == NULL && v.revoked;
+		lease.waiters = e == NULL ? v.nwaiters : 0;
+		lease.value.data = (uint8_t *)v.value;
+		lease.value.len = v.value_len;
+		rep.lease = &lease;
+		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	} else {
+		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE;
+	}
+	slot_done(s, idx, &rep);
+}
+
+static void answer_watch_timeout(ld_server *s, uint32_t idx)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_TIMEOUT;
+	rep.error = (char *)"no change within the wait: watch again from this "
+			    "position";
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
+/* Answers the watch if the feed has its change (or has lost it); else
+ * leaves it waiting. true when answered. */
+static bool watch_look(ld_server *s, uint32_t idx)
+{
+	slot *sl = &s->slots[idx];
+	const Lockd__Request *r = ld_cctx_request(sl->c);
+	const ld_watch_entry *e;
+	ld_watch_find_rv rv =
+		ld_watch_find(&s->feed, r->name, (uint32_t)strlen(r->name),
+			      r->after_position, sl->mark, &e);
+	sl->mark = s->feed.added;
+	if (rv == LD_WATCH_NONE)
+		return false;
+	answer_watch(s, idx, rv == LD_WATCH_FOUND ? e : NULL);
+	return true;
+}
+
+static void watch_start(ld_server *s, uint32_t idx)
+{
+	slot *sl = &s->slots[idx];
+	const Lockd__Request *r = ld_cctx_request(sl->c);
+	size_t nl = strlen(r->name);
+	if (!ls_name_valid(r->name,
+			   nl > UINT16_MAX ? UINT16_MAX : (uint32_t)nl)) {
+		answer_watch_invalid(s, idx, LS_E_NAME);
+		return;
+	}
+	if (r->wait_ms > LS_WAIT_MS_MAX) {
+		answer_watch_invalid(s, idx, LS_E_WAIT);
+		return;
+	}
+	sl->mark = 0;
+	if (watch_look(s, idx))
+		return;
+	if (r->wait_ms == 0) {
+		answer_watch_timeout(s, idx);
+		return;
+	}
+	uint32_t wait_ms =
+		r->wait_ms < WATCH_WAIT_MS_MAX ? r->wait_ms : WATCH_WAIT_MS_MAX;
+	sl->state = SLOT_WATCH;
+	sl->deadline_us = ld_mono_us() + (uint64_t)wait_ms * 1000u;
+}
+
 /* ---- admitting requests -------------------------------------------------- */
 
 static ln_req_type req_type(Lockd__Op op)
@@ -477,7 +615,7 @@ static ln_req_type req_type(Lockd__Op op)
 static bool is_read(Lockd__Op op)
 {
 	return op == LOCKD__OP__OP_GET || op == LOCKD__OP__OP_CHECK ||
-	       op == LOCKD__OP__OP_LIST;
+	       op == LOCKD__OP__OP_LIST || op == LOCKD__OP__OP_WATCH;
 }
 
 static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
@@ -513,12 +651,14 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 }
 
 /* Routes a read that may now be served: LIST and STATUS at the end of the
- * round, GET and CHECK through the node. */
+ * round, WATCH from the feed, GET and CHECK through the node. */
 static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 {
 	const Lockd__Request *r = ld_cctx_request(s->slots[idx].c);
 	if (r->op == LOCKD__OP__OP_LIST || r->op == LOCKD__OP__OP_STATUS)
 		s->slots[idx].state = SLOT_LATER;
+	else if (r->op == LOCKD__OP__OP_WATCH)
+		watch_start(s, idx);
 	else
 		to_node(s, idx, nreq);
 }
@@ -679,10 +819,22 @@ static int round_run(ld_server *s, size_t nitems)
 	for (size_t i = 0; i < s->act.nreplies; i++)
 		answer_node(s, &s->act.replies[i]);
 
+	/* A snapshot replaced the table without applying its history: the
+	 * feed knows nothing up to here. */
+	if (s->act.ld.installed_snapshot) {
+		node_status(s, &st);
+		ld_watch_feed_reset(&s->feed, st.applied);
+	}
+
 	uint64_t now = ld_mono_us();
 	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
 		slot *sl = &s->slots[i];
-		if (sl->state == SLOT_LATER) {
+		if (sl->state == SLOT_WATCH) {
+			if (sl->mark != s->feed.added && watch_look(s, i))
+				continue;
+			if (now >= sl->deadline_us)
+				answer_watch_timeout(s, i);
+		} else if (sl->state == SLOT_LATER) {
 			if (ld_cctx_request(sl->c)->op == LOCKD__OP__OP_STATUS)
 				answer_status(s, i);
 			else

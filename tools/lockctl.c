@@ -73,10 +73,13 @@ static const char usage_text[] =
 	"or\n"
 	"                         until SIGINT/SIGTERM without CMD\n"
 	"  leader GROUP           the holder's value and token (exit 3: none)\n"
-	"  watch NAME [--count N] [--interval 100ms]\n"
+	"  watch NAME [--count N] [--interval 1s]\n"
 	"                         print a line at the start and on every "
 	"change\n"
-	"                         of holder or token; stop after N changes\n"
+	"                         of holder or token, each one, in order;\n"
+	"                         stop after N changes (--interval: each\n"
+	"                         long-poll's wait, and the pause after an\n"
+	"                         error)\n"
 	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
 	"else 1\n"
 	"\n"
@@ -567,8 +570,8 @@ static void print_state(const char *name, const lc_leader_info *li)
 	fflush(stdout);
 }
 
-/* The first state read, then each change (lc_observe), resuming from the
- * last state printed. */
+/* The first state read, then each change (lc_observe: the cell's WATCH, so
+ * none is skipped), resuming from the last state printed. */
 static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 		     uint32_t interval_ms)
 {
@@ -598,6 +601,13 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 			continue;
 		}
 		err_said = false;
+		if (li->history_lost)
+			fprintf(stderr,
+				"%s: watch %s: the replica could not replay "
+				"the changes since position %" PRIu64
+				"; this is the current state, and changes "
+				"in between may have been missed\n",
+				prog, name, position);
 		if (!first)
 			changes++;
 		first = false;
@@ -978,7 +988,7 @@ int main(int argc, char **argv)
 		rc = cmd_watch(
 			c, a.pos[0], count,
 			a.interval ? parse_duration(a.interval, "--interval")
-				   : 100);
+				   : 1000);
 	} else if (strcmp(cmd, "acquire") == 0) {
 		rc = cmd_acquire(c, &a);
 	} else if (strcmp(cmd, "elect") == 0) {

@@ -561,6 +561,8 @@ struct ls_table {
 	ls_change *journal;
 	size_t njournal, journal_cap;
 	lease_chunk *arena; /* the journal's names, freed on clear */
+	ls_tap_fn tap;      /* see ls_table_set_tap */
+	void *tap_arg;
 };
 
 /* Out of memory inside apply: the one place that may not fail, and where
@@ -797,6 +799,12 @@ const ls_change *ls_table_journal(const ls_table *t, size_t *n)
 	return t->journal;
 }
 
+void ls_table_set_tap(ls_table *t, ls_tap_fn fn, void *arg)
+{
+	t->tap = fn;
+	t->tap_arg = arg;
+}
+
 void ls_table_journal_clear(ls_table *t)
 {
 	t->njournal = 0;
@@ -830,6 +838,8 @@ static uint64_t lease_now(const ls_table *t, const lease_ctx *x)
 	return lease_sat_add(t->st.clock_ms, x->since_tick_ms);
 }
 
+static void lease_view(const lease_rec *l, ls_view *v);
+
 /* A new grant takes the next token; its clock reading is clock +
  * since_tick_ms, never earlier than the truth (see lease.h). */
 static void lease_grant(ls_table *t, const lease_ctx *x, lease_rec *l,
@@ -845,6 +855,11 @@ static void lease_grant(ls_table *t, const lease_ctx *x, lease_rec *l,
 	l->stamp_ms = x->stamp_ms;
 	lease_attach(&t->st, l, ss);
 	lease_journal(t, LS_CH_GRANTED, x->slot, l, l->token, l->holder);
+	if (t->tap != NULL) {
+		ls_view v;
+		lease_view(l, &v);
+		t->tap(t->tap_arg, x->slot, l->name, l->name_len, &v);
+	}
 }
 
 /* Ends l's current holding and hands the name to the first waiter at once;
@@ -852,6 +867,8 @@ static void lease_grant(ls_table *t, const lease_ctx *x, lease_rec *l,
 static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 {
 	lease_journal(t, LS_CH_ENDED, x->slot, l, l->token, l->holder);
+	if (t->tap != NULL)
+		t->tap(t->tap_arg, x->slot, l->name, l->name_len, NULL);
 	lease_detach(&t->st, l);
 	free(l->value);
 	l->value = NULL;

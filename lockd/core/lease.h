@@ -245,6 +245,18 @@ typedef struct ls_change {
 	uint32_t name_len;
 } ls_change;
 
+/* A sink for holder changes, for the daemon's watch feed. It is not state:
+ * the table never reads anything back from it, so replicas stay identical
+ * whoever listens. Called inside apply with the ledger position applied and
+ * the lease as it now is (v borrowed for the call), or v NULL when the name
+ * became free. A release that hands the name to a waiter calls it twice at
+ * the same position: free, then the new holder. */
+typedef void (*ls_tap_fn)(void *arg, uint64_t slot, const char *name,
+			  uint32_t name_len, const ls_view *v);
+
+/* fn NULL: no tap (the default). */
+void ls_table_set_tap(ls_table *t, ls_tap_fn fn, void *arg);
+
 /* The changes made by every apply since the last clear (borrowed). */
 const ls_change *ls_table_journal(const ls_table *t, size_t *n);
 void ls_table_journal_clear(ls_table *t);

@@ -269,6 +269,11 @@ const ld_replica *ln_node_replica(const ln_node *n)
 	return n->rep;
 }
 
+void ln_node_set_tap(ln_node *n, ls_tap_fn fn, void *arg)
+{
+	ls_table_set_tap(n->table, fn, arg);
+}
+
 const ls_table *ln_node_table(const ln_node *n)
 {
 	return n->table;

@@ -159,6 +159,9 @@ int ln_node_restore(ln_node *n, const ld_record *rec);
  * Returns 0, or -1 if the event was malformed and ignored. */
 int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out);
 
+/* Sets the lease table's tap (ls_table_set_tap): the daemon's watch feed. */
+void ln_node_set_tap(ln_node *n, ls_tap_fn fn, void *arg);
+
 /* Borrowed views for status and the simulator's checks. */
 const ld_replica *ln_node_replica(const ln_node *n);
 const ls_table *ln_node_table(const ln_node *n);

@@ -116,6 +116,27 @@ timeout 5 tail --pid "$w" -f /dev/null || rc=$?
 wait "$w" || fail "watch: $(cat "$T/watch.out")"
 [[ $(wc -l <"$T/watch.out") -eq 3 ]] || fail "watch: $(cat "$T/watch.out")"
 
+say "watch sees every change in order, even ones closer than a poll"
+"$LOCKCTL" -e "$CLIENTS" watch app/q --count 4 -o json >"$T/wq.out" 2>&1 &
+w=$!
+sleep 0.5
+toks=()
+for _ in 1 2; do
+	expect_rc 0 lc acquire app/q --ttl 30s
+	s=$(kv "$(cat "$T/out")" session)
+	toks+=("$(kv "$(cat "$T/out")" token)")
+	expect_rc 0 lc release app/q --token "${toks[-1]}" --session "$s"
+done
+rc=0
+timeout 5 tail --pid "$w" -f /dev/null || rc=$?
+wait "$w" || fail "watch app/q: $(cat "$T/wq.out")"
+mapfile -t wl <"$T/wq.out"
+[[ ${#wl[@]} -eq 5 ]] || fail "watch app/q printed ${#wl[@]} lines: $(cat "$T/wq.out")"
+[[ ${wl[0]} == *'"holder":null'* && ${wl[2]} == *'"holder":null'* &&
+	${wl[4]} == *'"holder":null'* ]] || fail "watch app/q frees: $(cat "$T/wq.out")"
+[[ ${wl[1]} == *"\"token\":${toks[0]},"* && ${wl[3]} == *"\"token\":${toks[1]},"* ]] ||
+	fail "watch app/q tokens ${toks[*]}: $(cat "$T/wq.out")"
+
 say "elect + leader: two instances; the second takes over after the first"
 expect_rc 3 lc leader grp
 "$LOCKCTL" -e "$CLIENTS" elect grp --value one --ttl 2s -- sleep 2 \

@@ -291,7 +291,7 @@ static uint8_t *garbage_request(unsigned kind, size_t *len)
 		fill_random(b, *len);
 		return b;
 	case 1: /* an unknown op */
-		r.op = (Lockd__Op)(9 + rnd() % 1000);
+		r.op = (Lockd__Op)(10 + rnd() % 1000);
 		r.session = rnd();
 		r.seq = rnd();
 		r.name = (char *)"fuzz";

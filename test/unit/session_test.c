@@ -319,6 +319,33 @@ static bool ans_group(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
 				LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE;
 		}
 		break;
+	case LOCKD__OP__OP_WATCH:
+		/* The feed: free at 12, holder 88 (token 6) at 14, nothing
+		 * more up to 20. From 3 it has lost the history. */
+		lease.name = (char *)"grp";
+		lease.holder = 88;
+		lease.token = 6;
+		lease.ttl_ms = 1000;
+		lease.value.data = (uint8_t *)"new";
+		lease.value.len = 3;
+		if (req->after_position == 3) {
+			rep->position = 20;
+			rep->history_lost = true;
+			rep->lease = &lease;
+		} else if (req->after_position < 12) {
+			rep->position = 12;
+			rep->lease_status =
+				LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE;
+		} else if (req->after_position < 14) {
+			rep->position = 14;
+			rep->lease = &lease;
+		} else {
+			struct timespec ts = {0, 2000000};
+			nanosleep(&ts, NULL);
+			rep->status = LOCKD__STATUS__STATUS_TIMEOUT;
+			rep->position = 20;
+		}
+		break;
 	default:
 		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
 		break;
@@ -421,27 +448,52 @@ Test(election, leader_and_observe_follow_positions, .timeout = 20)
 	cr_assert_eq(li.lease.token, 5);
 	cr_assert_eq(li.lease.value_len, 3);
 	cr_assert_eq(memcmp(li.lease.value, "old", 3), 0);
+	cr_assert_not(li.history_lost);
 
-	/* Reads at 11 and 12 still show token 5; 13 shows the group free. */
+	/* Each change after the caller's position, in order: free at 12,
+	 * then 88 at 14. */
 	lc_observe_options oo;
 	lc_observe_options_init(&oo);
-	oo.interval_ms = 5;
+	oo.interval_ms = 50;
 	oo.timeout_ms = 2000;
 	lc_leader_info ch;
+	unsigned before = fake_count(&f);
 	cr_assert_eq(
 		lc_observe(c, "grp", li.position, li.lease.token, &oo, &ch),
 		LC_ENOSUCH, "%s", lc_last_error());
 	cr_assert_not(ch.elected);
-	cr_assert_eq(ch.position, 13);
+	cr_assert_not(ch.history_lost);
+	cr_assert_eq(ch.position, 12);
 	cr_assert_eq(ch.lease.token, 0);
+	cr_assert_eq(f.reqs[before].op, LOCKD__OP__OP_WATCH);
+	cr_assert_str_eq(f.reqs[before].name, "grp");
+	cr_assert_eq(f.reqs[before].wait_ms, 50);
 
-	/* A state at a position not past the caller's is not a change. */
-	oo.timeout_ms = 100;
-	cr_assert_eq(lc_observe(c, "grp", 1000, 5, &oo, &ch), LC_ETIMEOUT);
-	cr_assert_eq(ch.position, 13); /* untouched */
+	cr_assert_eq(lc_observe(c, "grp", ch.position, 0, &oo, &ch), LC_OK,
+		     "%s", lc_last_error());
+	cr_assert(ch.elected);
+	cr_assert_eq(ch.position, 14);
+	cr_assert_eq(ch.lease.holder, 88);
+	cr_assert_eq(ch.lease.token, 6);
+	cr_assert_eq(memcmp(ch.lease.value, "new", 3), 0);
+
+	/* Nothing after 14: the WATCHes time out and it gives up at
+	 * timeout_ms; *out untouched. */
+	oo.timeout_ms = 150;
+	cr_assert_eq(lc_observe(c, "grp", 14, 6, &oo, &ch), LC_ETIMEOUT);
+	cr_assert_eq(ch.position, 14);
+
+	/* A replica that lost the history answers the current state: not a
+	 * change when the caller knows it, reported (and flagged) when not. */
+	cr_assert_eq(lc_observe(c, "grp", 3, 6, &oo, &ch), LC_ETIMEOUT);
+	cr_assert_eq(lc_observe(c, "grp", 3, 5, &oo, &ch), LC_OK);
+	cr_assert(ch.history_lost);
+	cr_assert_eq(ch.position, 20);
+	cr_assert_eq(ch.lease.token, 6);
+
 	oo.cancelled = cancel_third;
 	oo.timeout_ms = 0;
-	cr_assert_eq(lc_observe(c, "grp", ch.position, 0, &oo, &ch),
+	cr_assert_eq(lc_observe(c, "grp", ch.position, 6, &oo, &ch),
 		     LC_ECANCELED);
 	lc_close(c);
 	fake_stop(&f);
