@@ -1080,30 +1080,41 @@ int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
 	if (strlen(prefix) > LC_NAME_BYTES_MAX)
 		return fail(LC_EINVAL, "a prefix is at most %u bytes",
 			    LC_NAME_BYTES_MAX);
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_LIST;
-	req.name = (char *)prefix;
-	call_result res;
-	int rv = call(c, &req, false, 0, &res);
-	if (rv != LC_OK)
-		return rv;
-	rv = reply_code(res.rep);
-	if (rv == LC_OK) {
-		lc_lease_info *info = malloc(sizeof *info);
-		if (info == NULL) {
-			rv = fail(LC_ENOMEM, "out of memory");
-		} else {
-			if (count != NULL)
-				*count = res.rep->n_leases;
-			for (size_t i = 0; i < res.rep->n_leases; i++) {
-				fill_info(info, res.rep->leases[i]);
-				if (!fn(info, arg))
-					break;
-			}
-			free(info);
-		}
+	lc_lease_info *info = malloc(sizeof *info);
+	char *after = calloc(1, LC_NAME_BYTES_MAX + 1);
+	int rv = LC_OK;
+	if (info == NULL || after == NULL) {
+		rv = fail(LC_ENOMEM, "out of memory");
+		goto out;
 	}
-	lockd__reply__free_unpacked(res.rep, NULL);
+	/* Page by page, each from where the last ended: a page is the
+	 * table at one position, so a long listing spans several. */
+	for (bool more = true, go = true; more && go;) {
+		Lockd__Request req = LOCKD__REQUEST__INIT;
+		req.op = LOCKD__OP__OP_LIST;
+		req.name = (char *)prefix;
+		req.after_name = after;
+		req.consistency = (Lockd__Consistency)c->o.read_consistency;
+		call_result res;
+		if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+			break;
+		rv = reply_code(res.rep);
+		more = rv == LC_OK && res.rep->more && res.rep->n_leases > 0;
+		for (size_t i = 0; rv == LC_OK && go && i < res.rep->n_leases;
+		     i++) {
+			fill_info(info, res.rep->leases[i]);
+			if (count != NULL)
+				(*count)++;
+			go = fn(info, arg);
+		}
+		if (more)
+			snprintf(after, LC_NAME_BYTES_MAX + 1, "%s",
+				 res.rep->leases[res.rep->n_leases - 1]->name);
+		lockd__reply__free_unpacked(res.rep, NULL);
+	}
+out:
+	free(info);
+	free(after);
 	return rv;
 }
 

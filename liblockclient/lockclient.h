@@ -272,9 +272,12 @@ int lc_check(lc_client *c, const char *name, uint64_t token, bool *current);
 typedef bool (*lc_list_fn)(const lc_lease_info *info, void *arg);
 
 /* Calls fn for every lease whose name starts with prefix (NULL or "": all),
- * in name order; *count (may be NULL) gets the number of leases the replica
- * listed. A replica lists at most 1000 leases (and about 768 KiB): narrow
- * the prefix for more. */
+ * in name order; *count (may be NULL) gets how many fn was called for. The
+ * cell answers in pages of at most 1000 leases (and about 768 KiB), each
+ * the table at one ledger position; lc_list asks for the next page from the
+ * last name seen until none is left, so a long listing is not one snapshot:
+ * a name may come and go between pages. On an error after some pages, fn
+ * has seen those pages. */
 int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
 	    size_t *count);
 

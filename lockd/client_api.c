@@ -83,11 +83,12 @@ static void cctx_send(ld_cctx *c, const Lockd__Reply *rep)
 }
 
 /* Walks the top level of a Request for the wire length of its last name
- * (field 5) and reason (field 10) strings: protobuf-c hands them over
- * NUL-terminated, so one with a NUL inside would silently be cut short.
- * The buffer already unpacked, so it is well-formed. */
+ * (field 5), reason (field 10) and after_name (field 13) strings:
+ * protobuf-c hands them over NUL-terminated, so one with a NUL inside would
+ * silently be cut short. The buffer already unpacked, so it is well-formed.
+ */
 static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
-			     size_t *reason_len)
+			     size_t *reason_len, size_t *after_len)
 {
 	size_t pos = 0;
 	while (pos < len) {
@@ -131,6 +132,8 @@ static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
 				*name_len = (size_t)v;
 			else if ((key >> 3) == 10)
 				*reason_len = (size_t)v;
+			else if ((key >> 3) == 13)
+				*after_len = (size_t)v;
 			pos += (size_t)v;
 			break;
 		default:
@@ -146,12 +149,14 @@ static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
 	if (r->op <= LOCKD__OP__OP_UNSPECIFIED || r->op > LOCKD__OP__OP_WATCH)
 		return "unknown op: expected ACQUIRE, RENEW, RELEASE, REVOKE, "
 		       "GET, CHECK, LIST, STATUS or WATCH";
-	size_t name_len = 0, reason_len = 0;
-	wire_string_lens(buf, len, &name_len, &reason_len);
+	size_t name_len = 0, reason_len = 0, after_len = 0;
+	wire_string_lens(buf, len, &name_len, &reason_len, &after_len);
 	if (strlen(r->name) != name_len)
 		return "the name contains a NUL byte";
 	if (strlen(r->reason) != reason_len)
 		return "the reason contains a NUL byte";
+	if (strlen(r->after_name) != after_len)
+		return "after_name contains a NUL byte";
 	return NULL;
 }
 

@@ -37,8 +37,8 @@
 /* The loop wakes at least this often. */
 #define WAKE_US_MAX 1000000u
 
-/* LIST answers at most this many leases, and about this many bytes (a REQ
- * client accepts 1 MiB by default). */
+/* A LIST page holds at most this many leases, and about this many bytes (a
+ * REQ client accepts 1 MiB by default); `more` says that another follows. */
 #define LIST_LEASES_MAX 1000u
 #define LIST_BYTES_MAX (768u * 1024u)
 
@@ -384,6 +384,7 @@ static void answer_status(ld_server *s, uint32_t idx)
 struct list_ctx {
 	ld_server *s;
 	size_t n, bytes;
+	bool more; /* a lease did not fit */
 };
 
 static bool list_one(const ls_view *v, void *arg)
@@ -391,8 +392,10 @@ static bool list_one(const ls_view *v, void *arg)
 	struct list_ctx *lc = arg;
 	ld_server *s = lc->s;
 	size_t cost = 64 + v->name_len + v->value_len;
-	if (lc->n == LIST_LEASES_MAX || lc->bytes + cost > LIST_BYTES_MAX)
+	if (lc->n == LIST_LEASES_MAX || lc->bytes + cost > LIST_BYTES_MAX) {
+		lc->more = true;
 		return false;
+	}
 	Lockd__Lease *l = &s->list_leases[lc->n];
 	lockd__lease__init(l);
 	char *name = s->list_names[lc->n];
@@ -423,18 +426,19 @@ static void answer_list(ld_server *s, uint32_t idx)
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	rep.position = st.applied;
 	set_leader(s, &rep, st.leader);
-	size_t plen = strlen(req->name);
-	if (plen > LS_NAME_BYTES_MAX) {
+	size_t plen = strlen(req->name), alen = strlen(req->after_name);
+	if (plen > LS_NAME_BYTES_MAX || alen > LS_NAME_BYTES_MAX) {
 		rep.status = LOCKD__STATUS__STATUS_INVALID;
 		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_E_NAME;
 		rep.error = (char *)ls_strerror(LS_E_NAME);
 		slot_done(s, idx, &rep);
 		return;
 	}
-	struct list_ctx lc = {s, 0, 0};
-	ls_list(ln_node_table(s->node), req->name, (uint32_t)plen, list_one,
-		&lc);
+	struct list_ctx lc = {s, 0, 0, false};
+	ls_list_after(ln_node_table(s->node), req->name, (uint32_t)plen,
+		      req->after_name, (uint32_t)alen, list_one, &lc);
 	rep.status = LOCKD__STATUS__STATUS_OK;
+	rep.more = lc.more;
 	rep.n_leases = lc.n;
 	rep.leases = s->list_ptrs;
 	slot_done(s, idx, &rep);

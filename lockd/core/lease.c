@@ -1599,15 +1599,27 @@ static bool lease_has_prefix(const lease_rec *l, const char *prefix,
 }
 
 /* The smallest name with the prefix above last (any, if last is NULL). */
+/* Is l's name after (a, alen) in name order? a NULL: everything is. */
+static bool lease_after(const lease_rec *l, const char *a, uint32_t alen)
+{
+	if (a == NULL)
+		return true;
+	uint32_t n = l->name_len < alen ? l->name_len : alen;
+	int c = memcmp(l->name, a, n);
+	return c > 0 || (c == 0 && l->name_len > alen);
+}
+
 static const lease_rec *lease_next_name(const lease_state *s,
 					const char *prefix, uint32_t len,
-					const lease_rec *last)
+					const lease_rec *last, const char *a,
+					uint32_t alen)
 {
 	const lease_rec *best = NULL;
 	for (size_t i = 0; i < s->by_name.nb; i++)
 		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next) {
 			const lease_rec *l = LEASE_OF(e, lease_rec, by_name);
 			if (lease_has_prefix(l, prefix, len) &&
+			    lease_after(l, a, alen) &&
 			    (last == NULL || lease_name_cmp(l, last) > 0) &&
 			    (best == NULL || lease_name_cmp(l, best) < 0))
 				best = l;
@@ -1615,20 +1627,24 @@ static const lease_rec *lease_next_name(const lease_state *s,
 	return best;
 }
 
-void ls_list(const ls_table *t, const char *prefix, uint32_t len,
-	     bool (*fn)(const ls_view *v, void *arg), void *arg)
+void ls_list_after(const ls_table *t, const char *prefix, uint32_t len,
+		   const char *after, uint32_t after_len,
+		   bool (*fn)(const ls_view *v, void *arg), void *arg)
 {
 	const lease_state *s = &t->st;
 	ls_view view;
 	if (prefix == NULL && len > 0)
 		return;
+	if (after != NULL && after_len == 0)
+		after = NULL;
 	size_t cap = s->by_name.n, n = 0;
 	lease_rec **v = cap > 0 ? malloc(cap * sizeof *v) : NULL;
 	if (v == NULL && cap > 0) {
 		/* No memory to sort: take the next name each time (quadratic,
 		 * but a read must not fail). */
 		const lease_rec *l = NULL;
-		while ((l = lease_next_name(s, prefix, len, l)) != NULL) {
+		while ((l = lease_next_name(s, prefix, len, l, after,
+					    after_len)) != NULL) {
 			lease_view(l, &view);
 			if (!fn(&view, arg))
 				return;
@@ -1638,7 +1654,8 @@ void ls_list(const ls_table *t, const char *prefix, uint32_t len,
 	for (size_t i = 0; i < s->by_name.nb; i++)
 		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next) {
 			lease_rec *l = LEASE_OF(e, lease_rec, by_name);
-			if (lease_has_prefix(l, prefix, len))
+			if (lease_has_prefix(l, prefix, len) &&
+			    lease_after(l, after, after_len))
 				v[n++] = l;
 		}
 	if (n > 1)
@@ -1649,6 +1666,12 @@ void ls_list(const ls_table *t, const char *prefix, uint32_t len,
 			break;
 	}
 	free(v);
+}
+
+void ls_list(const ls_table *t, const char *prefix, uint32_t len,
+	     bool (*fn)(const ls_view *v, void *arg), void *arg)
+{
+	ls_list_after(t, prefix, len, NULL, 0, fn, arg);
 }
 
 void ls_for_each(const ls_table *t, bool (*fn)(const ls_view *v, void *arg),

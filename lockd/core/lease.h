@@ -203,6 +203,12 @@ ls_status ls_get(const ls_table *t, const char *name, uint32_t len,
 ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
 			uint32_t i, ls_waiter_view *out);
 
+/* As ls_list, for names after `after` (strictly; NULL or empty: from the
+ * first): the next page of a listing. */
+void ls_list_after(const ls_table *t, const char *prefix, uint32_t len,
+		   const char *after, uint32_t after_len,
+		   bool (*fn)(const ls_view *v, void *arg), void *arg);
+
 /* Calls fn for every lease whose name starts with prefix, in name order.
  * fn returns false to stop. */
 void ls_list(const ls_table *t, const char *prefix, uint32_t len,

@@ -137,6 +137,16 @@ mapfile -t wl <"$T/wq.out"
 [[ ${wl[1]} == *"\"token\":${toks[0]},"* && ${wl[3]} == *"\"token\":${toks[1]},"* ]] ||
 	fail "watch app/q tokens ${toks[*]}: $(cat "$T/wq.out")"
 
+say "ls pages: 1,200 leases (two pages) come back whole, in order"
+line=$("$PROBE" "$CLIENTS" fill big 1200) || fail "fill: $line"
+lc ls big- >"$T/ls.out" 2>"$T/ls.err" || fail "ls big-: $(cat "$T/ls.err")"
+[[ $(wc -l <"$T/ls.out") -eq 1200 ]] ||
+	fail "ls big- printed $(wc -l <"$T/ls.out") lines"
+[[ $(kv "$(head -n 1 "$T/ls.out")" name) == big-00000 &&
+	$(kv "$(tail -n 1 "$T/ls.out")" name) == big-01199 ]] ||
+	fail "ls big- order: $(head -n 1 "$T/ls.out") ... $(tail -n 1 "$T/ls.out")"
+sort -c "$T/ls.out" || fail "ls big- is not in name order"
+
 say "elect + leader: two instances; the second takes over after the first"
 expect_rc 3 lc leader grp
 "$LOCKCTL" -e "$CLIENTS" elect grp --value one --ttl 2s -- sleep 2 \

@@ -671,6 +671,48 @@ static int bench(unsigned count)
 /* ---- main
  * ----------------------------------------------------------------------- */
 
+/* Acquires PREFIX-00000 .. PREFIX-<count-1> (TTL 60 s) on the leader, a
+ * session per 1000 (a session holds at most 1024): enough leases for
+ * several LIST pages. Prints granted=N. */
+static int fill(const char *prefix, unsigned count)
+{
+	const char *leader = NULL;
+	Lockd__Request st = LOCKD__REQUEST__INIT;
+	st.op = LOCKD__OP__OP_STATUS;
+	for (int i = 0; i < nurls && leader == NULL; i++) {
+		Lockd__Reply *rep = call(urls[i], &st, 2000);
+		if (rep != NULL && rep->replica != NULL &&
+		    strcmp(rep->replica->role, "leader") == 0)
+			leader = urls[i];
+		if (rep != NULL)
+			lockd__reply__free_unpacked(rep, NULL);
+	}
+	if (leader == NULL) {
+		printf("status=NO_LEADER\n");
+		return 3;
+	}
+	uint64_t session = 2000000 + (mono_us() % 1000000);
+	unsigned granted = 0;
+	char name[96];
+	for (unsigned i = 0; i < count; i++) {
+		Lockd__Request r = LOCKD__REQUEST__INIT;
+		snprintf(name, sizeof name, "%s-%05u", prefix, i);
+		r.op = LOCKD__OP__OP_ACQUIRE;
+		r.name = name;
+		r.session = session + i / 1000;
+		r.seq = i + 1;
+		r.ttl_ms = 60000;
+		Lockd__Reply *rep = call(leader, &r, 5000);
+		if (rep != NULL &&
+		    rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED)
+			granted++;
+		if (rep != NULL)
+			lockd__reply__free_unpacked(rep, NULL);
+	}
+	printf("granted=%u\n", granted);
+	return granted == count ? 0 : 1;
+}
+
 static void usage(void)
 {
 	fputs("usage: lockd-probe ENDPOINTS acquire NAME SESSION SEQ TTL_MS "
@@ -683,6 +725,7 @@ static void usage(void)
 	      "       lockd-probe ENDPOINTS list [PREFIX]\n"
 	      "       lockd-probe ENDPOINTS status\n"
 	      "       lockd-probe ENDPOINTS bench COUNT\n"
+	      "       lockd-probe ENDPOINTS fill PREFIX COUNT\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
 	      "       lockd-probe URL fuzz-peer COUNT SEED ID N\n",
 	      stderr);
@@ -754,6 +797,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "bench") == 0 && na == 1)
 		return bench((unsigned)num(a[0]));
+	if (strcmp(cmd, "fill") == 0 && na == 2)
+		return fill(a[0], (unsigned)num(a[1]));
 	if (strcmp(cmd, "fuzz-client") == 0 && na == 2)
 		return fuzz_client(urls[0], (unsigned)num(a[0]), num(a[1]));
 	if (strcmp(cmd, "fuzz-peer") == 0 && na == 4)

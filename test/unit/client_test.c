@@ -767,3 +767,81 @@ Test(client, reads_carry_their_consistency, .timeout = 20)
 	cr_assert_eq(b.reqs[2].consistency, LOCKD__CONSISTENCY__STALE);
 	fake_stop(&b);
 }
+
+/* LIST pages of two from p/0 .. p/4: each page starts after the name the
+ * request carries, and `more` says another follows. */
+static bool ans_pages(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
+		      unsigned k)
+{
+	static char names[5][8];
+	static Lockd__Lease leases[5];
+	static Lockd__Lease *ptrs[5];
+	(void)f;
+	(void)k;
+	cr_assert_eq(req->op, LOCKD__OP__OP_LIST);
+	cr_assert_str_eq(req->name, "p/");
+	size_t from = req->after_name[0] == '\0'
+			      ? 0
+			      : (size_t)atoi(req->after_name + 2) + 1;
+	size_t n = 0;
+	for (size_t i = from; i < 5 && n < 2; i++, n++) {
+		snprintf(names[i], sizeof names[i], "p/%zu", i);
+		lockd__lease__init(&leases[i]);
+		leases[i].name = names[i];
+		leases[i].holder = 100 + i;
+		leases[i].token = 1 + i;
+		ptrs[n] = &leases[i];
+	}
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	rep->position = 9;
+	rep->n_leases = n;
+	rep->leases = ptrs;
+	rep->more = from + n < 5;
+	return true;
+}
+
+static bool list_keep(const lc_lease_info *info, void *arg)
+{
+	int *n = arg;
+	char want[8];
+	snprintf(want, sizeof want, "p/%d", *n);
+	cr_assert_str_eq(info->name, want);
+	cr_assert_eq(info->token, (uint64_t)*n + 1);
+	return ++*n != 3;
+}
+
+static bool list_all(const lc_lease_info *info, void *arg)
+{
+	int *n = arg;
+	char want[8];
+	snprintf(want, sizeof want, "p/%d", *n);
+	cr_assert_str_eq(info->name, want);
+	++*n;
+	return true;
+}
+
+Test(client, list_reads_every_page, .timeout = 20)
+{
+	fake b;
+	fake_start(&b, ans_pages);
+	lc_options o = quick();
+	lc_client *c;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	/* p/0..p/4 in three pages. */
+	int n = 0;
+	size_t count = 0;
+	cr_assert_eq(lc_list(c, "p/", list_all, &n, &count), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(n, 5);
+	cr_assert_eq(count, 5);
+	cr_assert_eq(fake_count(&b), 3);
+
+	/* fn returning false stops at once: no further page is asked for. */
+	n = 0;
+	cr_assert_eq(lc_list(c, "p/", list_keep, &n, &count), LC_OK);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(count, 3);
+	cr_assert_eq(fake_count(&b), 5);
+	lc_close(c);
+	fake_stop(&b);
+}

@@ -900,6 +900,23 @@ Test(lease, list_by_prefix_in_name_order)
 	ls_list(T, "zzz", 3, collect_name, &s);
 	cr_assert_eq(s.n, 0);
 
+	/* Pages: names strictly after the last one seen, even one that is
+	 * gone or was never there. */
+	s = (names_seen){.stop_after = -1};
+	ls_list_after(T, "svc/", 4, "svc/a/10", 8, collect_name, &s);
+	cr_assert_eq(s.n, 3);
+	cr_assert_str_eq(s.names[0], "svc/a/2");
+	s = (names_seen){.stop_after = -1};
+	ls_list_after(T, "svc/", 4, "svc/a/1", 7, collect_name, &s);
+	cr_assert_eq(s.n, 4, "svc/a/10 sorts after svc/a/1");
+	s = (names_seen){.stop_after = -1};
+	ls_list_after(T, "", 0, "svc/c", 5, collect_name, &s);
+	cr_assert_eq(s.n, 1);
+	cr_assert_str_eq(s.names[0], "svd");
+	s = (names_seen){.stop_after = -1};
+	ls_list_after(T, "", 0, "", 0, collect_name, &s);
+	cr_assert_eq(s.n, 8, "an empty after starts at the first");
+
 	s = (names_seen){.stop_after = -1};
 	ls_for_each(T, collect_name, &s);
 	cr_assert_eq(s.n, 8);
