@@ -16,8 +16,14 @@
 #include "client.pb-c.h"
 #include "evq.h"
 
-/* Client contexts per replica: requests that can wait at once. */
-#define LD_CLIENT_CTX_MAX 256u
+/* Client contexts per replica: requests in progress at once. A context is
+ * held while its request waits (an acquire with a wait, a WATCH), and nng
+ * reads no new request while none is free, so the server keeps
+ * LD_CLIENT_CTX_RESERVE of them for requests that do not wait: past
+ * LD_CLIENT_CTX_MAX - LD_CLIENT_CTX_RESERVE waiters, a new one is told
+ * BUSY, and renewals, releases and reads still get through. */
+#define LD_CLIENT_CTX_MAX 1024u
+#define LD_CLIENT_CTX_RESERVE 64u
 
 /* The largest request accepted (client.proto Request; the biggest valid one
  * is well under 2 KiB). Larger ones are dropped by nng. */

@@ -61,6 +61,7 @@ typedef struct slot {
 	uint64_t gen;
 	uint64_t deadline_us;
 	uint64_t mark; /* WATCH: the feed's `added` when it last looked */
+	bool waiting;  /* counted in nwaiting (see LD_CLIENT_CTX_RESERVE) */
 	ld_cctx *c;
 } slot;
 
@@ -76,6 +77,7 @@ struct ld_server {
 	uint64_t timer_at_us;
 
 	slot slots[LD_CLIENT_CTX_MAX];
+	uint32_t nwaiting; /* slots holding a request that waits */
 	ln_request reqs[LD_CLIENT_CTX_MAX];
 	ld_evq_item *items;
 
@@ -259,6 +261,10 @@ static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
 	ld_cctx_reply(sl->c, rep);
 	sl->state = SLOT_FREE;
 	sl->c = NULL;
+	if (sl->waiting) {
+		sl->waiting = false;
+		s->nwaiting--;
+	}
 }
 
 static Lockd__Status wire_status(ln_status st)
@@ -594,6 +600,23 @@ static void watch_start(ld_server *s, uint32_t idx)
 	sl->deadline_us = ld_mono_us() + (uint64_t)wait_ms * 1000u;
 }
 
+static void answer_too_many_waiting(ld_server *s, uint32_t idx)
+{
+	ld_status st;
+	node_status(s, &st);
+	char sentence[256];
+	snprintf(sentence, sizeof sentence,
+		 "this replica already holds %u waiting requests (acquires "
+		 "with a wait, watches): retry later",
+		 s->nwaiting);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_BUSY;
+	rep.error = sentence;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
 /* ---- admitting requests -------------------------------------------------- */
 
 static ln_req_type req_type(Lockd__Op op)
@@ -674,6 +697,16 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 	sl->c = c;
 	sl->gen++;
 	const Lockd__Request *r = ld_cctx_request(c);
+	if ((r->op == LOCKD__OP__OP_ACQUIRE || r->op == LOCKD__OP__OP_WATCH) &&
+	    r->wait_ms > 0) {
+		/* It may hold its context for long: keep the reserve. */
+		if (s->nwaiting >= LD_CLIENT_CTX_MAX - LD_CLIENT_CTX_RESERVE) {
+			answer_too_many_waiting(s, idx);
+			return;
+		}
+		sl->waiting = true;
+		s->nwaiting++;
+	}
 	if (is_read(r->op) && r->known_position > applied &&
 	    r->consistency != LOCKD__CONSISTENCY__STALE) {
 		/* Read-your-writes and monotonic reads: hold it until this

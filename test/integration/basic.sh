@@ -105,6 +105,15 @@ line=$(probe "${CLIENT_URLS[$lead]}" status) || fail "$line"
 say "latency (this machine, this build)"
 probe "$CLIENTS" bench 300 || fail "bench"
 
+say "1000 waiting watches: the replica keeps contexts for everyone else"
+line=$(probe "${CLIENT_URLS[$lead]}" flood 1000) || fail "flood: $line"
+echo "$line"
+[[ $(kv "$line" sent) == 1000 && $(kv "$line" get) == OK &&
+	$(kv "$line" extra_watch) == BUSY ]] || fail "flood: $line"
+# all but the reserve wait; the rest are told BUSY at once
+[[ $(kv "$line" answered_early) -ge 40 && $(kv "$line" answered_early) -le 100 ]] ||
+	fail "flood: $line"
+
 say "SIGTERM: every replica exits 0"
 stop_all TERM
 [[ $STOP_RC -eq 0 ]] || fail "a replica exited $STOP_RC after SIGTERM"

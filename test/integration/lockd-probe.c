@@ -12,6 +12,9 @@
  *   lockd-probe ENDPOINTS list [PREFIX]
  *   lockd-probe ENDPOINTS status
  *   lockd-probe ENDPOINTS bench COUNT           acquire/get latency
+ *   lockd-probe ENDPOINTS fill PREFIX COUNT     COUNT leases (TTL 60 s)
+ *   lockd-probe URL flood COUNT                 COUNT waiting WATCHes, then
+ *                                                a GET and one WATCH more
  *   lockd-probe URL fuzz-client COUNT SEED      garbage to a client port
  *   lockd-probe URL fuzz-peer COUNT SEED ID N   garbage to replica ID's
  *                                                peer port (cell of N)
@@ -20,6 +23,7 @@
  * first and follow leader hints; reads ask the endpoints in order until one
  * answers. LOCKD_PROBE_TIMEOUT_MS bounds the whole run (default 10000). */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -713,6 +717,89 @@ static int fill(const char *prefix, unsigned count)
 	return granted == count ? 0 : 1;
 }
 
+/* Holds n WATCHes (wait 30 s) open on url at once, over one socket's REQ
+ * contexts, then asks url for a quick GET and for one more WATCH, and
+ * prints how those were answered: a replica whose contexts all wait would
+ * answer neither. */
+static atomic_uint flood_answered;
+
+static void flood_cb(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&flood_answered, 1);
+}
+
+static int flood(const char *url, unsigned n)
+{
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 600000);
+	nng_ctx *ctx = calloc(n, sizeof *ctx);
+	nng_aio **aio = calloc(n, sizeof *aio);
+	nng_aio *send_aio;
+	if (ctx == NULL || aio == NULL ||
+	    nng_aio_alloc(&send_aio, NULL, NULL) != 0)
+		return 3;
+	Lockd__Request w = LOCKD__REQUEST__INIT;
+	w.op = LOCKD__OP__OP_WATCH;
+	w.name = (char *)"flood";
+	w.wait_ms = 30000;
+	size_t len = lockd__request__get_packed_size(&w);
+	unsigned sent = 0;
+	for (unsigned i = 0; i < n; i++) {
+		nng_msg *m;
+		if (nng_ctx_open(&ctx[i], s) != 0 ||
+		    nng_aio_alloc(&aio[i], flood_cb, NULL) != 0 ||
+		    nng_msg_alloc(&m, len) != 0)
+			return 3;
+		lockd__request__pack(&w, nng_msg_body(m));
+		nng_aio_set_msg(send_aio, m);
+		nng_ctx_send(ctx[i], send_aio);
+		nng_aio_wait(send_aio);
+		if (nng_aio_result(send_aio) != 0) {
+			nng_msg_free(m);
+			continue;
+		}
+		sent++;
+		nng_ctx_recv(ctx[i], aio[i]); /* the answer, when it comes */
+	}
+	struct timespec ts = {1, 0};
+	nanosleep(&ts, NULL);
+	unsigned early = atomic_load(&flood_answered);
+
+	Lockd__Request g = LOCKD__REQUEST__INIT;
+	g.op = LOCKD__OP__OP_GET;
+	g.name = (char *)"flood";
+	uint64_t t0 = mono_ms();
+	Lockd__Reply *rep = call(url, &g, 3000);
+	uint64_t get_ms = mono_ms() - t0;
+	const char *get_st = rep ? status_name(rep->status) : "NONE";
+	Lockd__Reply *rep2 = call(url, &w, 3000);
+	const char *watch_st = rep2 ? status_name(rep2->status) : "NONE";
+	printf("sent=%u answered_early=%u get=%s get_ms=%" PRIu64
+	       " extra_watch=%s\n",
+	       sent, early, get_st, get_ms, watch_st);
+	if (rep)
+		lockd__reply__free_unpacked(rep, NULL);
+	if (rep2)
+		lockd__reply__free_unpacked(rep2, NULL);
+	fflush(stdout);
+	nng_close(s); /* ends the waits that were never answered */
+	for (unsigned i = 0; i < n; i++) {
+		if (aio[i] == NULL)
+			continue;
+		nng_aio_wait(aio[i]);
+		if (nng_aio_result(aio[i]) == 0)
+			nng_msg_free(nng_aio_get_msg(aio[i]));
+		nng_aio_free(aio[i]);
+	}
+	nng_aio_free(send_aio);
+	free(ctx);
+	free(aio);
+	return 0;
+}
+
 static void usage(void)
 {
 	fputs("usage: lockd-probe ENDPOINTS acquire NAME SESSION SEQ TTL_MS "
@@ -726,6 +813,7 @@ static void usage(void)
 	      "       lockd-probe ENDPOINTS status\n"
 	      "       lockd-probe ENDPOINTS bench COUNT\n"
 	      "       lockd-probe ENDPOINTS fill PREFIX COUNT\n"
+	      "       lockd-probe URL flood COUNT\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
 	      "       lockd-probe URL fuzz-peer COUNT SEED ID N\n",
 	      stderr);
@@ -797,6 +885,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "bench") == 0 && na == 1)
 		return bench((unsigned)num(a[0]));
+	if (strcmp(cmd, "flood") == 0 && na == 1)
+		return flood(urls[0], (unsigned)num(a[0]));
 	if (strcmp(cmd, "fill") == 0 && na == 2)
 		return fill(a[0], (unsigned)num(a[1]));
 	if (strcmp(cmd, "fuzz-client") == 0 && na == 2)
