@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 
 #include <stdbool.h>
@@ -62,6 +63,7 @@ typedef struct slot {
 	uint64_t deadline_us;
 	uint64_t mark; /* WATCH: the feed's `added` when it last looked */
 	bool waiting;  /* counted in nwaiting (see LD_CLIENT_CTX_RESERVE) */
+	uint32_t apos; /* where it is in ld_server.active, while in use */
 	ld_cctx *c;
 } slot;
 
@@ -78,6 +80,10 @@ struct ld_server {
 
 	slot slots[LD_CLIENT_CTX_MAX];
 	uint32_t nwaiting; /* slots holding a request that waits */
+	/* The slots in use, in no order: the loop's passes over requests
+	 * cost what is in progress, not LD_CLIENT_CTX_MAX. */
+	uint32_t active[LD_CLIENT_CTX_MAX];
+	uint32_t nactive;
 	ln_request reqs[LD_CLIENT_CTX_MAX];
 	ld_evq_item *items;
 
@@ -261,6 +267,9 @@ static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
 	ld_cctx_reply(sl->c, rep);
 	sl->state = SLOT_FREE;
 	sl->c = NULL;
+	uint32_t last = s->active[--s->nactive];
+	s->active[sl->apos] = last;
+	s->slots[last].apos = sl->apos;
 	if (sl->waiting) {
 		sl->waiting = false;
 		s->nwaiting--;
@@ -694,8 +703,12 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 {
 	uint32_t idx = ld_cctx_index(c);
 	slot *sl = &s->slots[idx];
+	/* A context brings a new request only after its reply left. */
+	assert(sl->state == SLOT_FREE && sl->c == NULL);
 	sl->c = c;
 	sl->gen++;
+	sl->apos = s->nactive;
+	s->active[s->nactive++] = idx;
 	const Lockd__Request *r = ld_cctx_request(c);
 	if ((r->op == LOCKD__OP__OP_ACQUIRE || r->op == LOCKD__OP__OP_WATCH) &&
 	    r->wait_ms > 0) {
@@ -816,7 +829,10 @@ static int round_run(ld_server *s, size_t nitems)
 	ld_status st;
 	node_status(s, &st);
 	uint32_t nreq = 0;
-	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+	/* Backwards: answering a slot moves the last one (seen) into its
+	 * place. */
+	for (uint32_t k = s->nactive; k-- > 0;) {
+		uint32_t i = s->active[k];
 		slot *sl = &s->slots[i];
 		if (sl->state == SLOT_PARKED &&
 		    ld_cctx_request(sl->c)->known_position <= st.applied)
@@ -864,7 +880,8 @@ static int round_run(ld_server *s, size_t nitems)
 	}
 
 	uint64_t now = ld_mono_us();
-	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+	for (uint32_t k = s->nactive; k-- > 0;) {
+		uint32_t i = s->active[k];
 		slot *sl = &s->slots[i];
 		if (sl->state == SLOT_WATCH) {
 			if (sl->mark != s->feed.added && watch_look(s, i))
@@ -899,10 +916,8 @@ static uint64_t wake_at(ld_server *s)
 		t = now + WAKE_US_MAX;
 	ld_status st;
 	node_status(s, &st);
-	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
-		slot *sl = &s->slots[i];
-		if (sl->state == SLOT_FREE)
-			continue;
+	for (uint32_t k = 0; k < s->nactive; k++) {
+		slot *sl = &s->slots[s->active[k]];
 		if (sl->state == SLOT_PARKED &&
 		    ld_cctx_request(sl->c)->known_position <= st.applied)
 			return now;
