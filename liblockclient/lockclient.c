@@ -12,7 +12,9 @@
  * of costing a whole attempt timeout per call.
  */
 #include "lockclient.h"
+#include "lc_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -77,9 +79,24 @@ struct lc_client {
 	_Atomic uint64_t known;
 	/* One write at a time, so that seq order is send order: the cell
 	 * treats a retry of a command older than the session's latest as
-	 * settled. seq is only touched under it. */
+	 * settled. The turn is `writing`, not write_mu itself, so that a
+	 * wait for it can be stopped (lci_stop_now wakes write_cv); seq is
+	 * only touched by the write that has the turn. */
 	pthread_mutex_t write_mu;
+	pthread_cond_t write_cv; /* CLOCK_MONOTONIC */
+	bool writing;
 	uint64_t seq;
+};
+
+struct lci_stop {
+	lc_client *c;
+	atomic_bool stopped;
+	_Atomic uint64_t end_us;
+	/* The try in flight. It is set (with its operation started) and
+	 * cleared under mu, which lci_stop_now holds to abort it: so that it
+	 * never aborts a freed aio, and a try about to start sees stopped. */
+	pthread_mutex_t mu;
+	nng_aio *aio;
 };
 
 /* ---- errors -------------------------------------------------------------- */
@@ -302,6 +319,11 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 		c->o.refresh_remaining_permille = LC_RENEW_REMAINING_PERMILLE;
 	pthread_mutex_init(&c->add_mu, NULL);
 	pthread_mutex_init(&c->write_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->write_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	atomic_init(&c->nep, 0);
 	atomic_init(&c->leader, 0);
 	atomic_init(&c->known, 0);
@@ -367,6 +389,7 @@ void lc_close(lc_client *c)
 		ep_close(&c->ep[i]);
 	pthread_mutex_destroy(&c->add_mu);
 	pthread_mutex_destroy(&c->write_mu);
+	pthread_cond_destroy(&c->write_cv);
 	free(c);
 }
 
@@ -397,6 +420,107 @@ static void see_position(lc_client *c, uint64_t pos)
 		;
 }
 
+/* ---- stops and the write turn -------------------------------------------- */
+
+int lci_stop_new(lc_client *c, lci_stop **out)
+{
+	*out = NULL;
+	lci_stop *st = calloc(1, sizeof *st);
+	if (st == NULL)
+		return LC_ENOMEM;
+	st->c = c;
+	atomic_init(&st->stopped, false);
+	atomic_init(&st->end_us, UINT64_MAX);
+	pthread_mutex_init(&st->mu, NULL);
+	*out = st;
+	return LC_OK;
+}
+
+void lci_stop_free(lci_stop *st)
+{
+	if (st == NULL)
+		return;
+	assert(st->aio == NULL);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}
+
+void lci_stop_now(lci_stop *st)
+{
+	atomic_store(&st->stopped, true);
+	pthread_mutex_lock(&st->mu);
+	if (st->aio != NULL)
+		nng_aio_abort(st->aio, NNG_ECANCELED);
+	pthread_mutex_unlock(&st->mu);
+	/* A wait for the write turn looks at stopped (under write_mu) before
+	 * it sleeps: this wakes it if it was already asleep. */
+	pthread_mutex_lock(&st->c->write_mu);
+	pthread_cond_broadcast(&st->c->write_cv);
+	pthread_mutex_unlock(&st->c->write_mu);
+}
+
+void lci_stop_until(lci_stop *st, uint64_t end_us)
+{
+	atomic_store(&st->end_us, end_us);
+	atomic_store(&st->stopped, false);
+}
+
+static bool is_stopped(lci_stop *st)
+{
+	return st != NULL && atomic_load(&st->stopped);
+}
+
+static uint64_t stop_end_us(lci_stop *st)
+{
+	return st != NULL ? atomic_load(&st->end_us) : UINT64_MAX;
+}
+
+/* Takes c's write turn, waiting for the write that has it. Only with a stop:
+ * LC_ECANCELED when st is stopped meanwhile, LC_EUNAVAILABLE when st's end
+ * comes first (a write of the client's other threads may be waiting out a
+ * dark cell). */
+static int write_lock(lc_client *c, lci_stop *st)
+{
+	uint64_t end = stop_end_us(st);
+	int rv = LC_OK;
+	pthread_mutex_lock(&c->write_mu);
+	while (c->writing) {
+		if (is_stopped(st)) {
+			rv = fail(LC_ECANCELED,
+				  "stopped while waiting for the client's "
+				  "write turn");
+			break;
+		}
+		if (end == UINT64_MAX) {
+			pthread_cond_wait(&c->write_cv, &c->write_mu);
+			continue;
+		}
+		if (lc_now_us() >= end) {
+			rv = fail(LC_EUNAVAILABLE,
+				  "out of time waiting for the client's other "
+				  "write");
+			break;
+		}
+		struct timespec ts = {(time_t)(end / 1000000u),
+				      (long)(end % 1000000u) * 1000L};
+		pthread_cond_timedwait(&c->write_cv, &c->write_mu, &ts);
+	}
+	if (rv == LC_OK)
+		c->writing = true;
+	pthread_mutex_unlock(&c->write_mu);
+	return rv;
+}
+
+static void write_unlock(lc_client *c)
+{
+	pthread_mutex_lock(&c->write_mu);
+	c->writing = false;
+	/* All of them: a waiter that was stopped leaves without passing a
+	 * signal on. */
+	pthread_cond_broadcast(&c->write_cv);
+	pthread_mutex_unlock(&c->write_mu);
+}
+
 /* ---- one try ------------------------------------------------------------- */
 
 static nng_duration to_duration(uint64_t ms)
@@ -406,13 +530,43 @@ static nng_duration to_duration(uint64_t ms)
 	return ms > INT32_MAX ? INT32_MAX : (nng_duration)ms;
 }
 
+/* Starts a send (or a receive) of ctx on aio and waits for it; NNG_ECANCELED
+ * without starting it when st is stopped. Meanwhile aio is st's try in
+ * flight, for lci_stop_now to abort. */
+static int run_aio(nng_ctx ctx, nng_aio *aio, bool send, lci_stop *st)
+{
+	if (st != NULL) {
+		pthread_mutex_lock(&st->mu);
+		if (atomic_load(&st->stopped)) {
+			pthread_mutex_unlock(&st->mu);
+			return NNG_ECANCELED;
+		}
+		st->aio = aio;
+	}
+	if (send)
+		nng_ctx_send(ctx, aio);
+	else
+		nng_ctx_recv(ctx, aio);
+	if (st != NULL)
+		pthread_mutex_unlock(&st->mu);
+	nng_aio_wait(aio);
+	if (st != NULL) {
+		pthread_mutex_lock(&st->mu);
+		st->aio = NULL;
+		pthread_mutex_unlock(&st->mu);
+	}
+	return nng_aio_result(aio);
+}
+
 /* Sends req to endpoint i and waits up to timeout_ms for its answer.
  * *sent_us is when it was handed to nng. On LC_OK *out is the reply, which
  * the caller frees (lockd__reply__free_unpacked). LC_EUNAVAILABLE when no
  * answer came in time (or the transport failed), LC_EPROTO when the answer
- * does not decode, LC_ENOMEM. */
+ * does not decode, LC_ENOMEM, LC_ECANCELED when st (may be NULL) was
+ * stopped. */
 static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
-		   uint64_t timeout_ms, uint64_t *sent_us, Lockd__Reply **out)
+		   uint64_t timeout_ms, lci_stop *st, uint64_t *sent_us,
+		   Lockd__Reply **out)
 {
 	*out = NULL;
 	*sent_us = lc_now_us();
@@ -440,10 +594,8 @@ static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 	nng_aio_set_timeout(aio, to_duration(timeout_ms));
 	nng_aio_set_msg(aio, m);
 	*sent_us = lc_now_us();
-	nng_ctx_send(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
-		/* A failed send leaves the message ours. */
+	if ((rv = run_aio(ctx, aio, true, st)) != 0) {
+		/* A failed (or unstarted) send leaves the message ours. */
 		nng_msg *back = nng_aio_get_msg(aio);
 		if (back != NULL)
 			nng_msg_free(back);
@@ -455,9 +607,7 @@ static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 		goto done;
 	}
 	nng_aio_set_timeout(aio, to_duration((deadline - now + 999) / 1000));
-	nng_ctx_recv(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0)
+	if ((rv = run_aio(ctx, aio, false, st)) != 0)
 		goto done;
 	nng_msg *r = nng_aio_get_msg(aio);
 	Lockd__Reply *rep =
@@ -470,7 +620,10 @@ static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 done:
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
-	if (rv != 0)
+	if (rv == NNG_ECANCELED) /* only lci_stop_now aborts */
+		code = fail(LC_ECANCELED, "%s: the try was stopped",
+			    c->ep[i].url);
+	else if (rv != 0)
 		code = fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
 			    "%s: %s", c->ep[i].url, nng_strerror(rv));
 	return code;
@@ -499,22 +652,31 @@ typedef struct call_result {
 } call_result;
 
 /* Sends req until a replica answers it for good (anything but NOT_LEADER,
- * BUSY, BEHIND), within call_timeout_ms + wait_ms. Writes follow leader
- * hints; every try carries the highest position seen. req's session and seq
- * stay as the caller set them: every try is the same command. */
+ * BUSY, BEHIND), within call_timeout_ms + wait_ms, and within st's end.
+ * Writes follow leader hints; every try carries the highest position seen.
+ * req's session and seq stay as the caller set them: every try is the same
+ * command. LC_ECANCELED as soon as st (may be NULL) is stopped. */
 static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
-		call_result *res)
+		lci_stop *st, call_result *res)
 {
 	memset(res, 0, sizeof *res);
 	uint64_t start = lc_now_us();
 	uint64_t deadline =
 		start + ((uint64_t)c->o.call_timeout_ms + wait_ms) * 1000u;
+	if (deadline > stop_end_us(st))
+		deadline = stop_end_us(st);
 	uint64_t per_try_ms = (uint64_t)c->o.attempt_timeout_ms + wait_ms;
 	uint32_t i = atomic_load(&c->leader);
 	uint32_t pause_ms = 0, hops = 0;
 	int last = LC_EUNAVAILABLE;
 	char last_sentence[LC_ERROR_BYTES_MAX] = "";
 	for (;;) {
+		if (is_stopped(st))
+			return fail(LC_ECANCELED,
+				    "stopped after %u tries in %llu ms",
+				    res->sends,
+				    (unsigned long long)((lc_now_us() - start) /
+							 1000));
 		uint64_t now = lc_now_us();
 		if (now >= deadline)
 			break;
@@ -526,8 +688,8 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 		Lockd__Reply *rep;
 		int rv = attempt(c, i, req,
 				 per_try_ms < left_ms ? per_try_ms : left_ms,
-				 &sent, &rep);
-		if (rv == LC_ENOMEM)
+				 st, &sent, &rep);
+		if (rv == LC_ENOMEM || rv == LC_ECANCELED)
 			return rv;
 		if (res->sends++ == 0)
 			res->first_sent_us = sent;
@@ -654,13 +816,13 @@ static int check_name(const char *name)
 	return LC_OK;
 }
 
-/* One write command with a new seq. Call with write_mu held. */
+/* One write command with a new seq. Call with the write turn. */
 static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
-		      call_result *res)
+		      lci_stop *st, call_result *res)
 {
 	req->session = c->session;
 	req->seq = ++c->seq;
-	return call(c, req, true, wait_ms, res);
+	return call(c, req, true, wait_ms, st, res);
 }
 
 int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
@@ -686,7 +848,7 @@ int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
 	req.value.data = (uint8_t *)value;
 	req.value.len = value_len;
 
-	pthread_mutex_lock(&c->write_mu);
+	write_lock(c, NULL);
 	uint64_t wait_end_us = lc_now_us() + (uint64_t)wait_ms * 1000u;
 	call_result res;
 	for (int settled = 0;; settled++) {
@@ -696,7 +858,7 @@ int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
 				      : 0;
 		if (wait_ms > 0 && req.wait_ms == 0)
 			req.wait_ms = 1;
-		rv = write_call(c, &req, req.wait_ms, &res);
+		rv = write_call(c, &req, req.wait_ms, NULL, &res);
 		if (rv != LC_OK)
 			goto out;
 		if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
@@ -735,7 +897,7 @@ int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
 		    lc_lease_renew_at_us(out->sent_us, ttl_ms, c->o.drift_ppm,
 					 c->o.refresh_remaining_permille)) {
 		req.wait_ms = 0;
-		if (write_call(c, &req, 0, &res) == LC_OK) {
+		if (write_call(c, &req, 0, NULL, &res) == LC_OK) {
 			if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
 			    res.rep->lease_status ==
 				    LOCKD__LEASE_STATUS__LEASE_GRANTED &&
@@ -748,11 +910,16 @@ int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
 		}
 	}
 out:
-	pthread_mutex_unlock(&c->write_mu);
+	write_unlock(c);
 	return rv;
 }
 
 int lc_release(lc_client *c, const char *name, uint64_t token)
+{
+	return lci_release(c, name, token, NULL);
+}
+
+int lci_release(lc_client *c, const char *name, uint64_t token, lci_stop *st)
 {
 	if (c == NULL)
 		return fail(LC_EINVAL, "lc_release: client is NULL");
@@ -764,9 +931,10 @@ int lc_release(lc_client *c, const char *name, uint64_t token)
 	req.name = (char *)name;
 	req.token = token;
 	call_result res;
-	pthread_mutex_lock(&c->write_mu);
-	rv = write_call(c, &req, 0, &res);
-	pthread_mutex_unlock(&c->write_mu);
+	if ((rv = write_lock(c, st)) != LC_OK)
+		return rv;
+	rv = write_call(c, &req, 0, st, &res);
+	write_unlock(c);
 	if (rv != LC_OK)
 		return rv;
 	rv = reply_code(res.rep);
@@ -789,9 +957,9 @@ int lc_revoke(lc_client *c, const char *name, const char *reason)
 	req.name = (char *)name;
 	req.reason = (char *)(reason != NULL ? reason : "");
 	call_result res;
-	pthread_mutex_lock(&c->write_mu);
-	rv = write_call(c, &req, 0, &res);
-	pthread_mutex_unlock(&c->write_mu);
+	write_lock(c, NULL);
+	rv = write_call(c, &req, 0, NULL, &res);
+	write_unlock(c);
 	if (rv != LC_OK)
 		return rv;
 	rv = reply_code(res.rep);
@@ -807,6 +975,11 @@ static int cmp_u64(const void *a, const void *b)
 
 int lc_renew(lc_client *c, lc_renewal *out)
 {
+	return lci_renew(c, out, NULL);
+}
+
+int lci_renew(lc_client *c, lc_renewal *out, lci_stop *st)
+{
 	if (c == NULL || out == NULL)
 		return fail(LC_EINVAL, "lc_renew: client or out is NULL");
 	out->sent_us = 0;
@@ -815,9 +988,10 @@ int lc_renew(lc_client *c, lc_renewal *out)
 	req.op = LOCKD__OP__OP_RENEW;
 	call_result res;
 	int rv;
-	pthread_mutex_lock(&c->write_mu);
+	if ((rv = write_lock(c, st)) != LC_OK)
+		return rv;
 	for (int again = 0;; again++) {
-		rv = write_call(c, &req, 0, &res);
+		rv = write_call(c, &req, 0, st, &res);
 		if (rv != LC_OK)
 			break;
 		/* A retried RENEW whose answer names no token may be one the
@@ -829,7 +1003,7 @@ int lc_renew(lc_client *c, lc_renewal *out)
 		}
 		break;
 	}
-	pthread_mutex_unlock(&c->write_mu);
+	write_unlock(c);
 	if (rv != LC_OK)
 		return rv;
 	rv = reply_code(res.rep);
@@ -905,7 +1079,7 @@ static int get_at(lc_client *c, const char *name, lc_lease_info *out,
 	req.name = (char *)name;
 	req.consistency = (Lockd__Consistency)c->o.read_consistency;
 	call_result res;
-	if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+	if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
 		return rv;
 	if (position != NULL)
 		*position = res.rep->position;
@@ -961,7 +1135,7 @@ static int watch_once(lc_client *c, const char *group, uint64_t *after,
 	req.wait_ms = slice_ms;
 	req.consistency = (Lockd__Consistency)c->o.read_consistency;
 	call_result res;
-	int rv = call(c, &req, false, slice_ms, &res);
+	int rv = call(c, &req, false, slice_ms, NULL, &res);
 	if (rv != LC_OK)
 		return rv;
 	const Lockd__Reply *rep = res.rep;
@@ -1057,7 +1231,7 @@ int lc_check(lc_client *c, const char *name, uint64_t token, bool *current)
 	req.name = (char *)name;
 	req.token = token;
 	call_result res;
-	if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+	if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
 		return rv;
 	rv = reply_code(res.rep);
 	if (rv == LC_OK)
@@ -1096,7 +1270,7 @@ int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
 		req.after_name = after;
 		req.consistency = (Lockd__Consistency)c->o.read_consistency;
 		call_result res;
-		if ((rv = call(c, &req, false, 0, &res)) != LC_OK)
+		if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
 			break;
 		rv = reply_code(res.rep);
 		more = rv == LC_OK && res.rep->more && res.rep->n_leases > 0;
@@ -1131,7 +1305,8 @@ int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
 	req.known_position = atomic_load(&c->known);
 	uint64_t sent;
 	Lockd__Reply *rep;
-	int rv = attempt(c, i, &req, c->o.attempt_timeout_ms, &sent, &rep);
+	int rv =
+		attempt(c, i, &req, c->o.attempt_timeout_ms, NULL, &sent, &rep);
 	if (rv != LC_OK)
 		return rv;
 	see_position(c, rep->position);

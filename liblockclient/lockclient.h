@@ -317,10 +317,12 @@ int lc_status(lc_client *c, uint32_t i, lc_replica_status *out);
  *                      side effects;
  *   LC_LEASE_LOST      the deadline passed, or a renewal sent after the
  *                      grant did not list the lease (expired, revoked,
- *                      released elsewhere): final, the lease leaves the
+ *                      released elsewhere), or lc_session_close could not
+ *                      get the cell to answer its release (the lease
+ *                      expires there): final, the lease leaves the
  *                      session;
- *   LC_LEASE_RELEASED  released by lc_session_release or lc_session_close:
- *                      final.
+ *   LC_LEASE_RELEASED  released by lc_session_release or lc_session_close,
+ *                      and the cell answered the release: final.
  *
  * Callbacks run on the session's monitor thread, one at a time and in order;
  * name is borrowed for the call. A callback may call lc_session_held (and
@@ -383,8 +385,10 @@ int lc_session_acquire(lc_sess *s, const char *name, uint32_t ttl_ms,
 /* Releases the session's lease on name (its token is the session's) and
  * reports RELEASED. LC_ENOSUCH when the session has no such lease (never
  * had it, or it was LOST); else what lc_release says (the lease leaves the
- * session and is reported RELEASED whatever the cell said, unless the
- * cell was unreachable: then it is kept and renewed). */
+ * session and is reported RELEASED whatever the cell answered, unless no
+ * valid answer came: LC_EUNAVAILABLE, LC_ENOLEADER, LC_EBUSY, LC_EBEHIND,
+ * LC_EPROTO, LC_ENOMEM; then it is kept and renewed). Blocks up to the
+ * client's call_timeout_ms. */
 int lc_session_release(lc_sess *s, const char *name);
 
 /* True while the session may believe it holds name: registered, not lost,
@@ -395,9 +399,17 @@ bool lc_session_held(lc_sess *s, const char *name);
  * session does not hold name (as lc_session_held). */
 bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out);
 
-/* Stops renewing, releases every lease still held (reported RELEASED),
- * stops the threads and frees s (NULL is fine). Does not close the client.
- */
+/* Stops renewing, releases every lease still held, stops the threads and
+ * frees s (NULL is fine). Does not close the client. A renewal under way is
+ * abandoned, not waited for (its answer, if the cell sends one, is never
+ * believed). Each release the cell answers is reported RELEASED; once the
+ * cell has given no answer for about a second (from the start of close, or
+ * its last answer), and for a lease already past its deadline, close stops
+ * trying and reports the rest LOST: they expire at the cell. So close
+ * returns at once when the session holds nothing (its leases were LOST, for
+ * example), and within about a second when the cell is unreachable, even
+ * while another thread's write on the client is waiting for the cell; the
+ * client's other calls are not disturbed. */
 void lc_session_close(lc_sess *s);
 
 /* ---- elections: a group is a lease name ----------------------------------

@@ -8,7 +8,15 @@
  * alone. The monitor sleeps until the next deadline or jeopardy point,
  * compares each lease's state with the one it last reported, and calls the
  * callback without the mutex. All times are lc_now_us (CLOCK_MONOTONIC).
+ *
+ * Close must not wait for a renewal talking to a dark cell (up to the
+ * client's call_timeout_ms): the renewer's calls go through a stop
+ * (lc_internal.h) that close pulls, which abandons the try in flight. The
+ * same stop then bounds close's releases. A lease whose release the cell
+ * did not acknowledge is reported LOST, never RELEASED: it ends at the cell
+ * by expiring, which is safe.
  */
+#include "lc_internal.h"
 #include "lockclient.h"
 
 #include <errno.h>
@@ -20,6 +28,10 @@
 #define RETRY_MS_DEFAULT 100u
 /* Never renew twice within this long, whatever the deadlines say. */
 #define RENEW_GAP_US 10000u
+/* Close releases leases only while the cell keeps answering: it gives up
+ * once the cell has said nothing for this long (from the start of close, or
+ * its last answer). */
+#define CLOSE_QUIET_US 1000000u
 
 typedef struct s_lease {
 	lc_lease l;
@@ -29,6 +41,7 @@ typedef struct s_lease {
 
 struct lc_session {
 	lc_client *c;
+	lci_stop *calls; /* the renewer's calls, then close's releases */
 	lc_session_options o;
 	pthread_mutex_t mu;
 	pthread_cond_t renew_cv, mon_cv;
@@ -121,12 +134,14 @@ static void *renewer_main(void *arg)
 		}
 		s->in_flight = true;
 		pthread_mutex_unlock(&s->mu);
-		int rv = lc_renew(s->c, r);
+		int rv = lci_renew(s->c, r, s->calls);
 		pthread_mutex_lock(&s->mu);
 		s->in_flight = false;
 		now = lc_now_us();
 		s->renew_gap_at = now + RENEW_GAP_US;
-		if (rv == LC_OK) {
+		if (rv == LC_ECANCELED) {
+			/* Close stopped it: it says nothing of the cell. */
+		} else if (rv == LC_OK) {
 			s->failing = false;
 			for (size_t i = 0; i < s->n; i++) {
 				s_lease *e = &s->v[i];
@@ -247,6 +262,10 @@ int lc_session_open(lc_client *c, const lc_session_options *opt, lc_sess **out)
 		free(s);
 		return LC_EINVAL;
 	}
+	if (lci_stop_new(c, &s->calls) != LC_OK) {
+		free(s);
+		return LC_ENOMEM;
+	}
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -255,6 +274,7 @@ int lc_session_open(lc_client *c, const lc_session_options *opt, lc_sess **out)
 	pthread_cond_init(&s->mon_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	if (pthread_create(&s->renewer, NULL, renewer_main, s) != 0) {
+		lci_stop_free(s->calls);
 		free(s);
 		return LC_ENOMEM;
 	}
@@ -264,6 +284,7 @@ int lc_session_open(lc_client *c, const lc_session_options *opt, lc_sess **out)
 		pthread_cond_broadcast(&s->renew_cv);
 		pthread_mutex_unlock(&s->mu);
 		pthread_join(s->renewer, NULL);
+		lci_stop_free(s->calls);
 		free(s);
 		return LC_ENOMEM;
 	}
@@ -304,10 +325,20 @@ int lc_session_acquire(lc_sess *s, const char *name, uint32_t ttl_ms,
 	return LC_OK;
 }
 
-int lc_session_release(lc_sess *s, const char *name)
+/* Whether the cell gave a release its final answer: released, or the lease
+ * was already not the session's (expired, revoked). Anything else (no
+ * answer, a stopped call, a reply that does not decode) may have left it
+ * held. */
+static bool release_answered(int rv)
 {
-	if (s == NULL || name == NULL)
-		return LC_EINVAL;
+	return rv != LC_EUNAVAILABLE && rv != LC_ENOLEADER && rv != LC_EBUSY &&
+	       rv != LC_EBEHIND && rv != LC_ENOMEM && rv != LC_EPROTO &&
+	       rv != LC_ECANCELED;
+}
+
+/* lc_session_release, its call stopped and bounded by st (may be NULL). */
+static int release_with(lc_sess *s, const char *name, lci_stop *st)
+{
 	pthread_mutex_lock(&s->mu);
 	s_lease *e = find_active(s, name);
 	if (e == NULL || e->releasing) {
@@ -318,7 +349,7 @@ int lc_session_release(lc_sess *s, const char *name)
 	uint64_t token = e->l.token;
 	pthread_mutex_unlock(&s->mu);
 
-	int rv = lc_release(s->c, name, token);
+	int rv = lci_release(s->c, name, token, st);
 
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < s->n; i++) {
@@ -326,14 +357,20 @@ int lc_session_release(lc_sess *s, const char *name)
 		if (!e->releasing || e->l.token != token)
 			continue;
 		e->releasing = false;
-		if (rv != LC_EUNAVAILABLE && rv != LC_ENOLEADER &&
-		    rv != LC_EBUSY && rv != LC_EBEHIND && rv != LC_ENOMEM)
+		if (release_answered(rv))
 			e->released = true;
 	}
 	pthread_cond_broadcast(&s->mon_cv);
 	pthread_cond_broadcast(&s->renew_cv);
 	pthread_mutex_unlock(&s->mu);
 	return rv;
+}
+
+int lc_session_release(lc_sess *s, const char *name)
+{
+	if (s == NULL || name == NULL)
+		return LC_EINVAL;
+	return release_with(s, name, NULL);
 }
 
 bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out)
@@ -362,28 +399,43 @@ void lc_session_close(lc_sess *s)
 	s->stop_renew = true;
 	pthread_cond_broadcast(&s->renew_cv);
 	pthread_mutex_unlock(&s->mu);
+	/* The renewal under way may be waiting out a dark cell. */
+	lci_stop_now(s->calls);
 	pthread_join(s->renewer, NULL);
 
+	uint64_t quiet_end = lc_now_us() + CLOSE_QUIET_US;
 	for (;;) {
 		char name[LC_NAME_BYTES_MAX + 1] = "";
 		pthread_mutex_lock(&s->mu);
+		uint64_t now = lc_now_us();
 		for (size_t i = 0; i < s->n; i++) {
 			s_lease *e = &s->v[i];
-			if (active(e) && !e->releasing) {
-				memcpy(name, e->l.name, sizeof name);
-				break;
+			if (!active(e) || e->releasing)
+				continue;
+			if (now >= e->l.deadline_us || now >= quiet_end) {
+				/* Past its deadline the belief is over
+				 * anyway; past quiet_end the cell is not
+				 * answering. Either way it ends at the cell
+				 * by expiring. */
+				e->lost = true;
+				continue;
 			}
+			memcpy(name, e->l.name, sizeof name);
+			break;
 		}
 		pthread_mutex_unlock(&s->mu);
 		if (name[0] == '\0')
 			break;
-		lc_session_release(s, name);
-		/* Unreachable cell: the lease stays; give up on it (it
-		 * expires), but never loop forever. */
+		lci_stop_until(s->calls, quiet_end);
+		if (release_answered(release_with(s, name, s->calls)))
+			quiet_end = lc_now_us() + CLOSE_QUIET_US;
+		/* Unanswered: the lease may still be held at the cell until
+		 * it expires, so it is LOST, not RELEASED; and close never
+		 * loops forever on it. */
 		pthread_mutex_lock(&s->mu);
 		s_lease *e = find_active(s, name);
 		if (e != NULL)
-			e->released = true;
+			e->lost = true;
 		pthread_mutex_unlock(&s->mu);
 	}
 
@@ -395,6 +447,7 @@ void lc_session_close(lc_sess *s)
 	pthread_cond_destroy(&s->renew_cv);
 	pthread_cond_destroy(&s->mon_cv);
 	pthread_mutex_destroy(&s->mu);
+	lci_stop_free(s->calls);
 	free(s->v);
 	free(s);
 }
