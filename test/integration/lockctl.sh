@@ -102,24 +102,37 @@ wait "$rev" || rc=$?
 grep -q "lost the lease" "$T/rev.err" || fail "no lost message: $(cat "$T/rev.err")"
 expect_rc 3 lc revoke nothing/here --reason x
 
+# watch_started FILE: waits (up to 5 s) for a watch's first line, its
+# starting state, so that the changes made next come after it.
+watch_started() {
+	for _ in $(seq 50); do [[ -s $1 ]] && return 0; sleep 0.1; done
+	fail "watch printed no starting state: $(cat "$1")"
+}
+# watch_done PID FILE: the watch must exit 0 within 5 s (else it is killed).
+watch_done() {
+	if ! timeout 5 tail --pid "$1" -f /dev/null; then
+		kill "$1" 2>/dev/null
+		fail "watch still running after 5 s: $(cat "$2")"
+	fi
+	wait "$1" || fail "watch exited $?: $(cat "$2")"
+}
+
 say "watch --count"
-"$LOCKCTL" -e "$CLIENTS" watch app/w --count 2 >"$T/watch.out" 2>&1 &
+"$LOCKCTL" -e "$CLIENTS" watch app/w --count 2 >"$T/watch.out" 2>"$T/watch.err" &
 w=$!
-sleep 0.5
+watch_started "$T/watch.out"
 expect_rc 0 lc acquire app/w --ttl 30s
 s2=$(kv "$(cat "$T/out")" session)
 t2=$(kv "$(cat "$T/out")" token)
 sleep 0.4
 expect_rc 0 lc release app/w --token "$t2" --session "$s2"
-rc=0
-timeout 5 tail --pid "$w" -f /dev/null || rc=$?
-wait "$w" || fail "watch: $(cat "$T/watch.out")"
+watch_done "$w" "$T/watch.out"
 [[ $(wc -l <"$T/watch.out") -eq 3 ]] || fail "watch: $(cat "$T/watch.out")"
 
 say "watch sees every change in order, even ones closer than a poll"
-"$LOCKCTL" -e "$CLIENTS" watch app/q --count 4 -o json >"$T/wq.out" 2>&1 &
+"$LOCKCTL" -e "$CLIENTS" watch app/q --count 4 -o json >"$T/wq.out" 2>"$T/wq.err" &
 w=$!
-sleep 0.5
+watch_started "$T/wq.out"
 toks=()
 for _ in 1 2; do
 	expect_rc 0 lc acquire app/q --ttl 30s
@@ -127,9 +140,7 @@ for _ in 1 2; do
 	toks+=("$(kv "$(cat "$T/out")" token)")
 	expect_rc 0 lc release app/q --token "${toks[-1]}" --session "$s"
 done
-rc=0
-timeout 5 tail --pid "$w" -f /dev/null || rc=$?
-wait "$w" || fail "watch app/q: $(cat "$T/wq.out")"
+watch_done "$w" "$T/wq.out"
 mapfile -t wl <"$T/wq.out"
 [[ ${#wl[@]} -eq 5 ]] || fail "watch app/q printed ${#wl[@]} lines: $(cat "$T/wq.out")"
 [[ ${wl[0]} == *'"holder":null'* && ${wl[2]} == *'"holder":null'* &&
