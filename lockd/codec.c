@@ -18,7 +18,9 @@ _Static_assert((int)LOCKD__MSG_TYPE__MSG_PREPARE == (int)LD_MSG_PREPARE &&
 _Static_assert((int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)LD_REC_PROMISE &&
 		       (int)LOCKD__RECORD_TYPE__REC_VOTE == (int)LD_REC_VOTE &&
 		       (int)LOCKD__RECORD_TYPE__REC_SNAPSHOT ==
-			       (int)LD_REC_SNAPSHOT,
+			       (int)LD_REC_SNAPSHOT &&
+		       (int)LOCKD__RECORD_TYPE__REC_CHOSEN ==
+			       (int)LD_REC_CHOSEN,
 	       "RecordType in ledger.proto must number like ld_rec_type");
 _Static_assert(LD_SNAPSHOT_BYTES_MAX <= UINT32_MAX, "snap_len is a uint32_t");
 
@@ -555,7 +557,7 @@ int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
  * own fields, so nothing written can fail to read back. */
 static int codec_record_check(const ld_record *rec)
 {
-	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_SNAPSHOT)
+	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_CHOSEN)
 		return LD_CODEC_ETYPE;
 	if (rec->ballot.id >= LD_REPLICAS_MAX)
 		return LD_CODEC_EREPLICA;
@@ -617,7 +619,7 @@ int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
 		return rv;
 	const Lockd__Record *pr = (const Lockd__Record *)pm;
 	if ((int)pr->type < (int)LD_REC_PROMISE ||
-	    (int)pr->type > (int)LD_REC_SNAPSHOT) {
+	    (int)pr->type > (int)LD_REC_CHOSEN) {
 		rv = LD_CODEC_ETYPE;
 		goto out;
 	}

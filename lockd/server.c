@@ -748,8 +748,20 @@ static void step(ld_server *s, ln_event *ev)
 	}
 }
 
+/* Only LD_REC_CHOSEN hints: nothing waits for them to be durable. */
+static bool only_hints(const ld_record *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (recs[i].type != LD_REC_CHOSEN)
+			return false;
+	return true;
+}
+
 /* Makes every record of the round durable, in one synced batch per pass,
- * and tells the node. Returns -1 when storage failed. */
+ * and tells the node. A pass of hints alone is written without a sync (the
+ * next synced write carries it to the disk): a round that only learned
+ * what was chosen answers its clients without waiting for the disk. Returns
+ * -1 when storage failed. */
 static int persist(ld_server *s)
 {
 	size_t written = 0;
@@ -757,7 +769,8 @@ static int persist(ld_server *s)
 	while (s->act.ld.nrecs > written) {
 		const ld_record *recs = s->act.ld.recs + written;
 		size_t n = s->act.ld.nrecs - written;
-		if (ld_store_write(s->store, recs, n, true, err, sizeof err) !=
+		bool sync = !only_hints(recs, n);
+		if (ld_store_write(s->store, recs, n, sync, err, sizeof err) !=
 		    0) {
 			ld_log("error", "storage_failed", "error=\"%s\"", err);
 			return -1;

@@ -3,7 +3,10 @@
  * On-disk format, version 1 (STORE_FORMAT):
  *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
  *   acceptor  "promise": an encoded LD_REC_PROMISE record
- *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it
+ *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it;
+ *             the slot and 'c': an encoded LD_REC_CHOSEN record for it
+ *             (sorted right after the slot's vote, so that a load meets
+ *             the vote first)
  *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
  *
  * Every promise and vote is answered only after a synced write, so losing
@@ -97,6 +100,9 @@ store_fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Fails with "<prefix>: <RocksDB's own words>" and frees rerr. */
+/* The ledger key of a slot's LD_REC_CHOSEN: the slot, then this byte. */
+#define STORE_CHOSEN_SUFFIX 'c'
+
 static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 			    char *rerr)
 {
@@ -131,6 +137,8 @@ static const char *store_rec_name(ld_rec_type t)
 		return "vote";
 	case LD_REC_SNAPSHOT:
 		return "snapshot";
+	case LD_REC_CHOSEN:
+		return "chosen";
 	}
 	return "unknown";
 }
@@ -565,7 +573,7 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 				  ": %s",
 				  store_rec_name(rec->type), rec->slot,
 				  ld_codec_strerror(crv));
-	uint8_t key[8];
+	uint8_t key[9];
 	switch (rec->type) {
 	case LD_REC_PROMISE:
 		rocksdb_writebatch_put_cf(
@@ -575,7 +583,14 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 	case LD_REC_VOTE:
 		store_be64_put(key, rec->slot);
 		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
-					  (const char *)key, sizeof key,
+					  (const char *)key, 8,
+					  (const char *)buf, len);
+		break;
+	case LD_REC_CHOSEN:
+		store_be64_put(key, rec->slot);
+		key[8] = STORE_CHOSEN_SUFFIX;
+		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
+					  (const char *)key, 9,
 					  (const char *)buf, len);
 		break;
 	case LD_REC_SNAPSHOT: {
@@ -721,7 +736,8 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen);
 		const char *v = rocksdb_iter_value(it, &vlen);
-		if (klen != 8) {
+		bool chosen = klen == 9 && k[8] == STORE_CHOSEN_SUFFIX;
+		if (klen != 8 && !chosen) {
 			rv = store_fail(err, errlen,
 					"the ledger in %s is damaged: it holds "
 					"a key of %zu bytes, not a slot",
@@ -733,14 +749,15 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 		snprintf(what, sizeof what, "ledger record at slot %" PRIu64,
 			 slot);
 		ld_record rec;
-		rv = store_decode(s, v, vlen, LD_REC_VOTE, what, &rec, err,
-				  errlen);
+		rv = store_decode(s, v, vlen,
+				  chosen ? LD_REC_CHOSEN : LD_REC_VOTE, what,
+				  &rec, err, errlen);
 		if (rv != 0)
 			break;
 		if (rec.slot != slot) {
 			rv = store_fail(err, errlen,
 					"%s in %s is damaged: it holds the "
-					"vote for slot %" PRIu64,
+					"record for slot %" PRIu64,
 					what, s->dir, rec.slot);
 		} else {
 			rv = fn(&rec, arg);
@@ -773,8 +790,11 @@ void ld_store_stats_get(ld_store *s, ld_store_stats *st)
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
 		s->db, s->ro, s->cf[STORE_CF_LEDGER]);
 	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it))
-		st->votes++;
+	     rocksdb_iter_next(it)) {
+		size_t klen;
+		rocksdb_iter_key(it, &klen);
+		st->votes += klen == 8;
+	}
 	rocksdb_iter_destroy(it);
 	st->snapshot_base = s->snapshot_base;
 	st->snapshot_bytes = s->snapshot_bytes;

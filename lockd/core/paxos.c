@@ -820,6 +820,27 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 
 /* ---- restore ------------------------------------------------------------ */
 
+static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
+			ld_value *v);
+
+/* Applies what the restored hints say is chosen, in order. Nothing is sent
+ * or written: the actions are thrown away (no client waits yet). */
+static void restore_apply(ld_replica *r)
+{
+	ld_actions scratch;
+	ld_actions_init(&scratch);
+	for (;;) {
+		entry *e = entry_at(r, r->commit + 1);
+		if (e == NULL || e->chosen == NULL)
+			break;
+		r->commit++;
+		apply_value(r, &scratch, r->commit, e->chosen);
+	}
+	if (r->commit > r->known_commit)
+		r->known_commit = r->commit;
+	ld_actions_free(&scratch);
+}
+
 int ld_replica_restore(ld_replica *r, const ld_record *rec)
 {
 	switch (rec->type) {
@@ -850,11 +871,34 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 		break;
 	}
 	case LD_REC_SNAPSHOT:
-		if (rec->slot <= r->commit)
+		if (rec->slot <= r->snap_base)
 			return 0;
+		/* Hints replayed before it (a disk that keeps write order)
+		 * may have applied past it: start again from the snapshot,
+		 * then apply the chosen slots after it once more. */
+		r->commit = r->snap_base;
 		if (install_snapshot(r, rec->snap, rec->snap_len, rec->slot))
 			return -1;
+		restore_apply(r);
 		break;
+	case LD_REC_CHOSEN: {
+		if (rec->slot == 0 || rec->value != NULL)
+			return -1;
+		if (rec->slot <= r->commit)
+			return 0;
+		entry *e = entry_at(r, rec->slot);
+		/* Only the very vote the hint names: a later vote in another
+		 * ballot (restored before it, from the same key) may hold a
+		 * value from a ballot below the one that chose, so a hint
+		 * whose ballot differs says nothing. One proposal per
+		 * (slot, ballot) makes the ballot name the value. */
+		if (e == NULL || e->chosen != NULL || e->vvalue == NULL ||
+		    ld_ballot_cmp(e->vballot, rec->ballot) != 0)
+			return 0;
+		e->chosen = ld_value_ref(e->vvalue);
+		restore_apply(r);
+		return 0;
+	}
 	default:
 		return -1;
 	}
@@ -934,6 +978,16 @@ static void advance(ld_replica *r, ld_actions *out)
 			break;
 		r->commit++;
 		apply_value(r, out, r->commit, e->chosen);
+		/* A hint for restore: our own vote holds the chosen value, so
+		 * after a restart this slot can be applied from the disk at
+		 * once. It goes after the vote it names, so no prefix of the
+		 * writes holds the hint without the vote. */
+		if (e->vvalue != NULL && e->vvalue == e->chosen &&
+		    !ballot_zero(e->vballot))
+			persist(r, out,
+				(ld_record){.type = LD_REC_CHOSEN,
+					    .slot = r->commit,
+					    .ballot = e->vballot});
 		/* The proposer's bookkeeping for this slot is finished. */
 		ld_value_unref(e->pvalue);
 		e->pvalue = NULL;

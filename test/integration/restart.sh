@@ -32,7 +32,21 @@ done
 say "SIGTERM all three"
 stop_all TERM
 [[ $STOP_RC -eq 0 ]] || fail "exit status $STOP_RC after SIGTERM"
-start_all
+
+say "one replica alone (no quorum, no leader) reads its grants from its disk"
+start_replica 0
+line=""
+for _ in $(seq 50); do
+	line=$(LOCKD_PROBE_TIMEOUT_MS=1000 probe "${CLIENT_URLS[0]}" status 2>/dev/null) && break
+	sleep 0.1
+done
+[[ $(kv "$line" applied) -ge 30 && $(kv "$line" leases) -eq 30 ]] ||
+	fail "r0 restored: $line"
+tok=$(awk '$1 == "lease-7" {print $2}' "$T/granted")
+line=$(probe "${CLIENT_URLS[0]}" get lease-7) || fail "get alone: $line"
+[[ $(kv "$line" token) == "$tok" ]] || fail "lease-7 had token $tok, alone r0 says: $line"
+start_replica 1
+start_replica 2
 wait_leader >/dev/null
 check_all "$T/granted"
 

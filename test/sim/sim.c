@@ -366,7 +366,7 @@ static void node_compact(sim *s, sim_node *nd)
 			keep = i == snap_i;
 		else if (r->type == LD_REC_PROMISE)
 			keep = i == prom_i;
-		else if (r->type == LD_REC_VOTE)
+		else if (r->type == LD_REC_VOTE || r->type == LD_REC_CHOSEN)
 			keep = r->slot > base;
 		if (keep)
 			nd->durable[w++] = *r;

@@ -359,19 +359,22 @@ Test(codec, msg_roundtrip_many_votes)
 
 Test(codec, record_roundtrip)
 {
-	ld_record recs[3] = {
+	ld_record recs[4] = {
 		{.type = LD_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
+		{.type = LD_REC_CHOSEN,
+		 .ballot = {.round = 9, .id = 1},
+		 .slot = 78},
 		{.type = LD_REC_VOTE,
 		 .ballot = {.round = 9, .id = 2},
 		 .slot = 77,
 		 .value = mkvalue(5, 100, 1)},
 		{.type = LD_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
 	};
-	recs[2].snap = malloc(recs[2].snap_len);
-	cr_assert_not_null(recs[2].snap);
-	memset(recs[2].snap, 0xab, recs[2].snap_len);
+	recs[3].snap = malloc(recs[3].snap_len);
+	cr_assert_not_null(recs[3].snap);
+	memset(recs[3].snap, 0xab, recs[3].snap_len);
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 4; i++) {
 		uint8_t *buf, *buf2;
 		size_t len, len2;
 		ld_record d;
@@ -811,7 +814,7 @@ Test(codec, unknown_types)
 	}
 
 	Lockd__Record pr = LOCKD__RECORD__INIT;
-	int badrec[] = {0, LD_REC_SNAPSHOT + 1, -5};
+	int badrec[] = {0, LD_REC_CHOSEN + 1, -5};
 	for (size_t i = 0; i < sizeof badrec / sizeof badrec[0]; i++) {
 		pr.type = (Lockd__RecordType)badrec[i];
 		cr_assert_eq(decode_pr(&pr), LD_CODEC_ETYPE);

@@ -438,6 +438,45 @@ Test(storage, revote_replaces_the_slot)
 	ld_record_clear(&b);
 }
 
+/* A chosen hint sits right after its slot's vote, survives a revote (the
+ * core then ignores it: its ballot no longer names the vote), and goes with
+ * the votes a snapshot covers. It is not counted as a vote. */
+Test(storage, chosen_hints_load_after_their_vote)
+{
+	ld_store *s = open_ok(data, &ID);
+	ld_record v3 = mkvote(3, 2), v4 = mkvote(4, 2);
+	ld_record c3 = {.type = LD_REC_CHOSEN,
+			.slot = 3,
+			.ballot = {.round = 2, .id = 2}};
+	ld_record c4 = c3;
+	c4.slot = 4;
+	ld_record batch[4] = {v3, v4, c4, c3};
+	write_ok(s, batch, 4, false); /* hints need no sync */
+	loaded l = load_ok(s);
+	cr_assert_eq(l.n, 4);
+	expect_same(&l.recs[0], &v3);
+	expect_same(&l.recs[1], &c3);
+	expect_same(&l.recs[2], &v4);
+	expect_same(&l.recs[3], &c4);
+	loaded_free(&l);
+	ld_store_stats st;
+	ld_store_stats_get(s, &st);
+	cr_assert_eq(st.votes, 2);
+
+	ld_record snap = mksnap(3, 16);
+	write_ok(s, &snap, 1, true);
+	l = load_ok(s);
+	cr_assert_eq(l.n, 3, "the snapshot, vote 4 and its hint");
+	expect_same(&l.recs[0], &snap);
+	expect_same(&l.recs[1], &v4);
+	expect_same(&l.recs[2], &c4);
+	loaded_free(&l);
+	ld_store_close(s);
+	ld_record_clear(&v3);
+	ld_record_clear(&v4);
+	ld_record_clear(&snap);
+}
+
 Test(storage, snapshot_drops_covered_votes_in_the_same_write)
 {
 	ld_store *s = open_ok(data, &ID);
