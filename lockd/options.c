@@ -20,7 +20,7 @@ static const char *const opt_names[] = {
 	"config",         "id",          "peers",      "clients",
 	"data",           "grace-ms",    "ttl-max-ms", "drift-ppm",
 	"heartbeat-ms",   "election-ms", "tick-ms",    "cell-id",
-	"snapshot-every", "retry-ms",
+	"snapshot-every", "retry-ms",    "http",
 };
 
 void ld_options_usage(FILE *f)
@@ -47,6 +47,8 @@ void ld_options_usage(FILE *f)
 	      "  --retry-ms N         Paxos resend interval (default 100)\n"
 	      "  --snapshot-every N   applied slots between snapshots "
 	      "(default 256)\n"
+	      "  --http URL           serve GET /health and /metrics on "
+	      "http://HOST:PORT\n"
 	      "  --free-ports N       print N free loopback TCP ports and "
 	      "exit\n",
 	      f);
@@ -146,6 +148,16 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		}
 		strcpy(o->data, v);
 		st->have_data = true;
+	} else if (strcmp(name, "http") == 0) {
+		if (strncmp(v, "http://", 7) != 0 ||
+		    strlen(v) >= sizeof o->http) {
+			snprintf(err, errlen,
+				 "--http wants http://HOST:PORT (under %zu "
+				 "bytes), not '%s'",
+				 sizeof o->http, v);
+			return -1;
+		}
+		strcpy(o->http, v);
 	} else if (strcmp(name, "cell-id") == 0) {
 		if (parse_u64(name, v, UINT64_MAX, &o->cell_id, err, errlen))
 			return -1;

@@ -23,6 +23,7 @@ typedef struct ld_options {
 	char clients[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
 	char data[LD_PATH_BYTES_MAX];
 	uint64_t cell_id;
+	char http[LD_URL_BYTES_MAX]; /* /health and /metrics; "" = none */
 	/* The node's configuration, filled from the flags over its defaults
 	 * (ln_config_default); validated by ld_options_parse. */
 	ln_config node;

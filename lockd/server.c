@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.pb-c.h"
 #include "client_api.h"
+#include "http.h"
 #include "ldlog.h"
 #include "node.h"
 #include "storage.h"
@@ -94,6 +96,11 @@ struct ld_server {
 
 	ld_watch_feed feed;
 
+	ld_metrics metrics; /* what /metrics and /health show */
+	bool metrics_init;
+	ld_http *http;
+	uint64_t started_unix_s;
+
 	/* what was last logged */
 	ld_role role;
 	int32_t leader;
@@ -126,6 +133,54 @@ static void node_status(const ld_server *s, ld_status *st)
 
 /* ---- start-up ---------------------------------------------------------- */
 
+/* Publishes the loop's figures for the HTTP threads (http.h). */
+static void publish_metrics(ld_server *s)
+{
+	ld_status st;
+	node_status(s, &st);
+	ld_peers_stats ps = {0};
+	if (s->peers != NULL)
+		ld_peers_stats_get(s->peers, &ps);
+	ld_clients_stats cs = {0};
+	if (s->clients != NULL)
+		ld_clients_stats_get(s->clients, &cs);
+	ln_stats ns;
+	ln_node_stats(s->node, &ns);
+	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
+	ld_metrics_snap m = {
+		.id = s->o.id,
+		.nreplicas = s->o.nreplicas,
+		.role = role_name(st.role),
+		.leader = st.leader,
+		.ballot_round = b.round,
+		.ballot_id = b.id,
+		.commit = st.commit,
+		.applied = st.applied,
+		.snapshot_base = st.base,
+		.leases = ls_table_count(ln_node_table(s->node)),
+		.rounds = s->round,
+		.client_requests = cs.requests,
+		.client_malformed = cs.malformed,
+		.client_replies = cs.replies,
+		.peer_sent = ps.sent,
+		.peer_dropped = ps.send_dropped,
+		.peer_received = ps.received,
+		.peer_refused = ps.refused,
+		.grants = ns.grants,
+		.ends = ns.expiries,
+		.renewals = ns.renewals,
+		.revokes = ns.revokes,
+		.expire_decrees = ns.expire_decrees,
+		.tick_decrees = ns.tick_decrees,
+		.requests_active = s->nactive,
+		.requests_waiting = s->nwaiting,
+		.watch_feed_entries = s->feed.n,
+		.watch_feed_lo = s->feed.lo,
+		.started_unix_s = s->started_unix_s,
+	};
+	ld_metrics_set(&s->metrics, &m);
+}
+
 struct restore_ctx {
 	ln_node *node;
 	uint64_t n;
@@ -152,6 +207,9 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	s->leader = -1;
 	s->core_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	ln_actions_init(&s->act);
+	ld_metrics_init(&s->metrics);
+	s->metrics_init = true;
+	s->started_unix_s = (uint64_t)time(NULL);
 
 	s->list_leases = calloc(LIST_LEASES_MAX, sizeof *s->list_leases);
 	s->list_ptrs = calloc(LIST_LEASES_MAX, sizeof *s->list_ptrs);
@@ -216,6 +274,10 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	if (ld_clients_open(o->clients[o->id], &s->q, &s->clients, err,
 			    errlen) != 0)
 		goto fail;
+	publish_metrics(s);
+	if (o->http[0] != '\0' &&
+	    ld_http_open(o->http, &s->metrics, &s->http, err, errlen) != 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -229,6 +291,8 @@ void ld_server_close(ld_server *s)
 {
 	if (s == NULL)
 		return;
+	ld_http_close(s->http);
+	s->http = NULL;
 	/* The loop has stopped, so every acknowledged write is synced: close
 	 * the store first, then say so, in case nng's close hangs below. */
 	if (s->store != NULL)
@@ -243,6 +307,8 @@ void ld_server_close(ld_server *s)
 	ln_actions_free(&s->act);
 	ln_node_free(s->node);
 	ld_watch_feed_free(&s->feed);
+	if (s->metrics_init)
+		ld_metrics_destroy(&s->metrics);
 	free(s->items);
 	free(s->list_leases);
 	free(s->list_ptrs);
@@ -916,6 +982,7 @@ static int round_run(ld_server *s, size_t nitems)
 	if (s->act.ld.timer_at_us != 0)
 		s->timer_at_us = s->act.ld.timer_at_us;
 	log_changes(s);
+	publish_metrics(s);
 	return 0;
 }
 

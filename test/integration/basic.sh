@@ -4,8 +4,13 @@
 # hands the name on at release, renews, lists, and shuts down cleanly.
 . "$(dirname "$0")/lib.sh"
 
-say "start 3 replicas"
-start_all
+say "start 3 replicas (with /health and /metrics)"
+mapfile -t HP < <("$LOCKD" --free-ports 3)
+HTTP_URLS=()
+for i in 0 1 2; do
+	HTTP_URLS+=("http://127.0.0.1:${HP[$i]}")
+	start_replica "$i" --http "${HTTP_URLS[$i]}"
+done
 lead=$(wait_leader)
 say "leader is r$lead"
 
@@ -104,6 +109,28 @@ line=$(probe "${CLIENT_URLS[$lead]}" status) || fail "$line"
 
 say "latency (this machine, this build)"
 probe "$CLIENTS" bench 300 || fail "bench"
+
+say "/health and /metrics on every replica; garbage on the HTTP port"
+for i in 0 1 2; do
+	page=$(http_get "${HTTP_URLS[$i]}" /health) || fail "r$i /health: $page"
+	[[ $page == "HTTP/1.1 200"* && $page == *'"health":true'* &&
+		$page == *"\"leader\":$lead,"* ]] || fail "r$i /health: $page"
+done
+page=$(http_get "${HTTP_URLS[$lead]}" /metrics) || fail "/metrics: $page"
+grep -q '^lockd_role{role="leader"} 1' <<<"$page" || fail "/metrics role: $page"
+grep -Eq '^lockd_leases [1-9]' <<<"$page" || fail "/metrics leases: $page"
+grep -Eq '^lockd_grants_total [1-9]' <<<"$page" || fail "/metrics grants: $page"
+grep -Eq '^lockd_client_requests_total [1-9]' <<<"$page" || fail "/metrics: $page"
+page=$(http_get "${HTTP_URLS[0]}" /nothing) || true
+[[ $page == "HTTP/1.1 404"* ]] || fail "/nothing: $page"
+hp=${HTTP_URLS[0]#http://}
+for _ in $(seq 20); do
+	head -c 3000 /dev/urandom >"/dev/tcp/${hp%:*}/${hp##*:}" 2>/dev/null || true
+done
+printf 'GET /%s HTTP/1.1\r\n\r\n' "$(head -c 9000 /dev/zero | tr '\0' a)" \
+	>"/dev/tcp/${hp%:*}/${hp##*:}" 2>/dev/null || true
+page=$(http_get "${HTTP_URLS[0]}" /health) || fail "r0 /health after garbage: $page"
+[[ $page == "HTTP/1.1 200"* ]] || fail "r0 /health after garbage: $page"
 
 say "1000 waiting watches: the replica keeps contexts for everyone else"
 line=$(probe "${CLIENT_URLS[$lead]}" flood 1000) || fail "flood: $line"

@@ -107,6 +107,16 @@ stop_all() { # [signal]
 	rm -f "$T"/r*.pid
 }
 
+# http_get http://HOST:PORT PATH: the whole response (status line, headers,
+# body) on stdout, over bash's /dev/tcp (no curl needed).
+http_get() {
+	local hp=${1#http://}
+	exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}" || return 1
+	printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$hp" >&3
+	timeout 5 cat <&3
+	exec 3<&-
+}
+
 # probe ENDPOINTS args...: one request, its key=value line on stdout.
 probe() {
 	"$PROBE" "$@"

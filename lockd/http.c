@@ -1,0 +1,278 @@
+#include "http.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+/* Either page fits in this (about 40 lines of metrics). */
+#define HTTP_PAGE_BYTES_MAX 8192u
+
+void ld_metrics_init(ld_metrics *m)
+{
+	memset(m, 0, sizeof *m);
+	pthread_mutex_init(&m->mu, NULL);
+	m->s.role = "follower";
+	m->s.leader = -1;
+}
+
+void ld_metrics_destroy(ld_metrics *m)
+{
+	pthread_mutex_destroy(&m->mu);
+}
+
+void ld_metrics_set(ld_metrics *m, const ld_metrics_snap *s)
+{
+	pthread_mutex_lock(&m->mu);
+	m->s = *s;
+	pthread_mutex_unlock(&m->mu);
+}
+
+void ld_metrics_get(ld_metrics *m, ld_metrics_snap *out)
+{
+	pthread_mutex_lock(&m->mu);
+	*out = m->s;
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Appends to buf at *len, never past cap (the page is then cut short). */
+__attribute__((format(printf, 4, 5))) static void
+http_put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+	if (*len + 1 >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
+}
+
+size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
+			 uint16_t *status)
+{
+	size_t len = 0;
+	bool ok = s->leader >= 0;
+	*status = ok ? 200 : 503;
+	http_put(buf, cap, &len,
+		 "{\"health\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\","
+		 "\"leader\":%" PRId32 ",\"commit\":%" PRIu64
+		 ",\"applied\":%" PRIu64,
+		 ok ? "true" : "false", s->id, s->role, s->leader, s->commit,
+		 s->applied);
+	if (!ok)
+		http_put(buf, cap, &len,
+			 ",\"reason\":\"this replica knows no leader: fewer "
+			 "than a majority can talk, or an election is under "
+			 "way\"");
+	http_put(buf, cap, &len, "}\n");
+	return len;
+}
+
+size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
+{
+	size_t len = 0;
+#define GAUGE(name, help, fmt, v)                                     \
+	http_put(buf, cap, &len,                                      \
+		 "# HELP lockd_" name " " help "\n# TYPE lockd_" name \
+		 " gauge\nlockd_" name " %" fmt "\n",                 \
+		 v)
+#define COUNTER(name, help, v)                                              \
+	http_put(buf, cap, &len,                                            \
+		 "# HELP lockd_" name "_total " help "\n# TYPE lockd_" name \
+		 "_total counter\nlockd_" name "_total %" PRIu64 "\n",      \
+		 v)
+	http_put(buf, cap, &len,
+		 "# HELP lockd_info This replica: its id and the cell's size.\n"
+		 "# TYPE lockd_info gauge\n"
+		 "lockd_info{id=\"%" PRIu32 "\",replicas=\"%" PRIu32 "\"} 1\n",
+		 s->id, s->nreplicas);
+	http_put(buf, cap, &len,
+		 "# HELP lockd_role 1 for the role this replica is in.\n"
+		 "# TYPE lockd_role gauge\n"
+		 "lockd_role{role=\"leader\"} %d\n"
+		 "lockd_role{role=\"candidate\"} %d\n"
+		 "lockd_role{role=\"follower\"} %d\n",
+		 strcmp(s->role, "leader") == 0,
+		 strcmp(s->role, "candidate") == 0,
+		 strcmp(s->role, "follower") == 0);
+	GAUGE("leader",
+	      "The leader's replica id as this replica knows it "
+	      "(-1: none).",
+	      PRId32, s->leader);
+	GAUGE("ballot_round", "The round of the ballot it leads or follows.",
+	      PRIu64, s->ballot_round);
+	GAUGE("commit_position", "Every ledger slot up to it is chosen here.",
+	      PRIu64, s->commit);
+	GAUGE("applied_position", "The ledger position reads are served at.",
+	      PRIu64, s->applied);
+	GAUGE("snapshot_position", "The ledger position of the last snapshot.",
+	      PRIu64, s->snapshot_base);
+	GAUGE("leases", "Leases held in the table.", PRIu64, s->leases);
+	GAUGE("requests_active", "Client requests in progress.", PRIu32,
+	      s->requests_active);
+	GAUGE("requests_waiting",
+	      "Client requests that wait (acquires with a wait, watches).",
+	      PRIu32, s->requests_waiting);
+	GAUGE("watch_feed_entries", "Holder changes kept for watches.", PRIu64,
+	      s->watch_feed_entries);
+	GAUGE("watch_feed_from_position",
+	      "Watches from before this position get the current state.",
+	      PRIu64, s->watch_feed_lo);
+	GAUGE("start_time_seconds", "When this process started (Unix time).",
+	      PRIu64, s->started_unix_s);
+	COUNTER("rounds", "Rounds of the event loop.", s->rounds);
+	COUNTER("client_requests", "Client requests received.",
+		s->client_requests);
+	COUNTER("client_malformed", "Client requests refused as malformed.",
+		s->client_malformed);
+	COUNTER("client_replies", "Replies sent to clients.",
+		s->client_replies);
+	COUNTER("peer_sent", "Messages sent to peers.", s->peer_sent);
+	COUNTER("peer_dropped", "Messages to peers dropped (queue full).",
+		s->peer_dropped);
+	COUNTER("peer_received", "Messages received from peers.",
+		s->peer_received);
+	COUNTER("peer_refused", "Peer messages refused as malformed.",
+		s->peer_refused);
+	COUNTER("grants", "Leases granted, as applied here.", s->grants);
+	COUNTER("lease_ends",
+		"Leases ended (release, expiry), as applied here.", s->ends);
+	COUNTER("renewals", "Lease renewals applied here.", s->renewals);
+	COUNTER("revokes", "Leases revoked by an operator.", s->revokes);
+	COUNTER("expire_decrees", "EXPIRE commands this replica proposed.",
+		s->expire_decrees);
+	COUNTER("tick_decrees", "TICK commands this replica proposed.",
+		s->tick_decrees);
+#undef GAUGE
+#undef COUNTER
+	return len;
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+struct ld_http {
+	nng_http_server *srv;
+	nng_url *url;
+	nng_http_handler *health, *metrics;
+	ld_metrics *m;
+};
+
+static void http_reply(nng_aio *aio, uint16_t status, const char *type,
+		       const char *body, size_t len)
+{
+	nng_http_res *res = NULL;
+	int rv = nng_http_res_alloc(&res);
+	if (rv == 0)
+		rv = nng_http_res_set_status(res, status);
+	if (rv == 0)
+		rv = nng_http_res_set_header(res, "Content-Type", type);
+	if (rv == 0)
+		rv = nng_http_res_copy_data(res, body, len);
+	if (rv != 0) {
+		if (res != NULL)
+			nng_http_res_free(res);
+		nng_aio_finish(aio, rv);
+		return;
+	}
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+static ld_metrics *http_metrics_of(nng_aio *aio)
+{
+	nng_http_handler *h = nng_aio_get_input(aio, 1);
+	return nng_http_handler_get_data(h);
+}
+
+static void http_health(nng_aio *aio)
+{
+	ld_metrics_snap s;
+	ld_metrics_get(http_metrics_of(aio), &s);
+	char buf[HTTP_PAGE_BYTES_MAX];
+	uint16_t status;
+	size_t len = ld_metrics_health(&s, buf, sizeof buf, &status);
+	http_reply(aio, status, "application/json", buf, len);
+}
+
+static void http_prometheus(nng_aio *aio)
+{
+	ld_metrics_snap s;
+	ld_metrics_get(http_metrics_of(aio), &s);
+	char buf[HTTP_PAGE_BYTES_MAX];
+	size_t len = ld_metrics_prometheus(&s, buf, sizeof buf);
+	http_reply(aio, 200, "text/plain; version=0.0.4", buf, len);
+}
+
+static int http_handler(ld_http *h, const char *path, void (*fn)(nng_aio *),
+			nng_http_handler **out)
+{
+	int rv = nng_http_handler_alloc(out, path, fn);
+	if (rv != 0)
+		return rv;
+	if ((rv = nng_http_handler_set_data(*out, h->m, NULL)) != 0 ||
+	    (rv = nng_http_server_add_handler(h->srv, *out)) != 0) {
+		nng_http_handler_free(*out);
+		*out = NULL;
+	}
+	return rv;
+}
+
+int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
+		 size_t errlen)
+{
+	*out = NULL;
+	if (strncmp(url, "http://", 7) != 0) {
+		snprintf(err, errlen, "--http wants http://HOST:PORT, not '%s'",
+			 url);
+		return -1;
+	}
+	ld_http *h = calloc(1, sizeof *h);
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	h->m = m;
+	int rv = nng_url_parse(&h->url, url);
+	const char *what = "parse";
+	if (rv == 0 && (rv = nng_http_server_hold(&h->srv, h->url)) != 0)
+		what = "make a server for";
+	if (rv == 0 &&
+	    ((rv = http_handler(h, "/health", http_health, &h->health)) != 0 ||
+	     (rv = http_handler(h, "/metrics", http_prometheus, &h->metrics)) !=
+		     0))
+		what = "add handlers to";
+	if (rv == 0 && (rv = nng_http_server_start(h->srv)) != 0)
+		what = "listen on";
+	if (rv != 0) {
+		snprintf(err, errlen, "cannot %s %s: %s", what, url,
+			 nng_strerror(rv));
+		ld_http_close(h);
+		return -1;
+	}
+	*out = h;
+	return 0;
+}
+
+void ld_http_close(ld_http *h)
+{
+	if (h == NULL)
+		return;
+	if (h->srv != NULL) {
+		nng_http_server_stop(h->srv);
+		/* The server frees the handlers it holds. */
+		nng_http_server_release(h->srv);
+	} else {
+		nng_http_handler_free(h->health);
+		nng_http_handler_free(h->metrics);
+	}
+	if (h->url != NULL)
+		nng_url_free(h->url);
+	free(h);
+}

@@ -1,0 +1,62 @@
+/* The replica's operator endpoint, on nng's HTTP server (lockd --http URL):
+ *
+ *   GET /health   200 {"health":true,...} while this replica knows a leader
+ *                 (it is part of a cell that can serve), else 503 with a
+ *                 reason; etcd's /health answers the same shape.
+ *   GET /metrics  Prometheus text: role, ballot, positions, leases, request
+ *                 and peer counters.
+ *
+ * The loop publishes a copy of its figures after each round (ld_metrics_set);
+ * the HTTP threads only read that copy, under its mutex, so they never touch
+ * the node. */
+#ifndef LD_HTTP_H
+#define LD_HTTP_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ld_metrics_snap {
+	uint32_t id, nreplicas;
+	const char *role; /* a string literal */
+	int32_t leader;   /* -1: none known */
+	uint64_t ballot_round;
+	uint32_t ballot_id;
+	uint64_t commit, applied, snapshot_base, leases;
+	uint64_t rounds;
+	uint64_t client_requests, client_malformed, client_replies;
+	uint64_t peer_sent, peer_dropped, peer_received, peer_refused;
+	uint64_t grants, ends, renewals, revokes;
+	uint64_t expire_decrees, tick_decrees;
+	uint32_t requests_active, requests_waiting;
+	uint64_t watch_feed_entries, watch_feed_lo;
+	uint64_t started_unix_s;
+} ld_metrics_snap;
+
+typedef struct ld_metrics {
+	pthread_mutex_t mu;
+	ld_metrics_snap s;
+} ld_metrics;
+
+void ld_metrics_init(ld_metrics *m);
+void ld_metrics_destroy(ld_metrics *m);
+void ld_metrics_set(ld_metrics *m, const ld_metrics_snap *s);
+void ld_metrics_get(ld_metrics *m, ld_metrics_snap *out);
+
+/* Renders the two pages into buf (NUL-terminated; cut at cap). Return the
+ * length written. /health's status code goes to *status. */
+size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
+			 uint16_t *status);
+size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap);
+
+typedef struct ld_http ld_http;
+
+/* Serves /health and /metrics on url (http://HOST:PORT) from m (borrowed:
+ * it must outlive the server). 0, or -1 with a sentence in err. */
+int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
+		 size_t errlen);
+
+/* Stops serving and frees h (NULL is fine). */
+void ld_http_close(ld_http *h);
+
+#endif

@@ -1,0 +1,125 @@
+/* The operator pages (lockd/http.h): /health says whether this replica is
+ * part of a cell that can serve, /metrics is Prometheus text, and a real
+ * nng HTTP server answers both and 404s the rest. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include "http.h"
+
+static ld_metrics_snap follower(int32_t leader)
+{
+	return (ld_metrics_snap){.id = 1,
+				 .nreplicas = 3,
+				 .role = "follower",
+				 .leader = leader,
+				 .commit = 42,
+				 .applied = 41,
+				 .leases = 7,
+				 .grants = 9};
+}
+
+Test(http, health_is_200_only_with_a_leader)
+{
+	char buf[1024];
+	uint16_t status;
+	ld_metrics_snap s = follower(2);
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 200);
+	cr_assert(strstr(buf, "\"health\":true") != NULL, "%s", buf);
+	cr_assert(strstr(buf, "\"leader\":2,") != NULL, "%s", buf);
+	s = follower(-1);
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "\"health\":false") != NULL, "%s", buf);
+	cr_assert(strstr(buf, "\"reason\":") != NULL, "%s", buf);
+}
+
+Test(http, metrics_are_prometheus_text)
+{
+	char buf[8192];
+	ld_metrics_snap s = follower(2);
+	size_t n = ld_metrics_prometheus(&s, buf, sizeof buf);
+	cr_assert_eq(n, strlen(buf));
+	cr_assert(strstr(buf, "\nlockd_role{role=\"follower\"} 1\n") != NULL);
+	cr_assert(strstr(buf, "\nlockd_leases 7\n") != NULL);
+	cr_assert(strstr(buf, "\n# TYPE lockd_grants_total counter\n"
+			      "lockd_grants_total 9\n") != NULL);
+	/* A page cut at its buffer stays a terminated string. */
+	char small[100];
+	n = ld_metrics_prometheus(&s, small, sizeof small);
+	cr_assert_lt(n, sizeof small);
+	cr_assert_eq(n, strlen(small));
+}
+
+/* GET url+path with nng's HTTP client: the status code and the body. */
+static uint16_t get(const char *base, const char *path, char *body, size_t cap)
+{
+	char u[128];
+	snprintf(u, sizeof u, "%s%s", base, path);
+	nng_url *url;
+	nng_http_client *cli;
+	nng_http_req *req;
+	nng_http_res *res;
+	nng_aio *aio;
+	cr_assert_eq(nng_url_parse(&url, u), 0);
+	cr_assert_eq(nng_http_client_alloc(&cli, url), 0);
+	cr_assert_eq(nng_http_req_alloc(&req, url), 0);
+	cr_assert_eq(nng_http_res_alloc(&res), 0);
+	cr_assert_eq(nng_aio_alloc(&aio, NULL, NULL), 0);
+	nng_aio_set_timeout(aio, 5000);
+	nng_http_client_transact(cli, req, res, aio);
+	nng_aio_wait(aio);
+	cr_assert_eq(nng_aio_result(aio), 0);
+	uint16_t status = nng_http_res_get_status(res);
+	void *data;
+	size_t len;
+	nng_http_res_get_data(res, &data, &len);
+	len = len < cap - 1 ? len : cap - 1;
+	memcpy(body, data, len);
+	body[len] = '\0';
+	nng_aio_free(aio);
+	nng_http_res_free(res);
+	nng_http_req_free(req);
+	nng_http_client_free(cli);
+	nng_url_free(url);
+	return status;
+}
+
+Test(http, a_server_answers_health_and_metrics)
+{
+	ld_metrics m;
+	ld_metrics_init(&m);
+	ld_metrics_snap s = follower(-1);
+	ld_metrics_set(&m, &s);
+	/* Ports picked at random until one is free. */
+	char base[64], err[256];
+	ld_http *h = NULL;
+	srand((unsigned)getpid());
+	for (int port = 0, tries = 0; h == NULL && tries < 20; tries++) {
+		port = 20000 + rand() % 30000;
+		snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+		if (ld_http_open(base, &m, &h, err, sizeof err) != 0)
+			h = NULL;
+	}
+	cr_assert_not_null(h, "%s", err);
+	char body[8192];
+	cr_assert_eq(get(base, "/health", body, sizeof body), 503, "%s", body);
+	s.leader = 0;
+	ld_metrics_set(&m, &s);
+	cr_assert_eq(get(base, "/health", body, sizeof body), 200, "%s", body);
+	cr_assert_eq(get(base, "/metrics", body, sizeof body), 200);
+	cr_assert(strstr(body, "lockd_leader 0\n") != NULL, "%s", body);
+	cr_assert_eq(get(base, "/elsewhere", body, sizeof body), 404);
+	ld_http_close(h);
+
+	cr_assert_neq(
+		ld_http_open("tcp://127.0.0.1:1", &m, &h, err, sizeof err), 0);
+	cr_assert(strstr(err, "http://HOST:PORT") != NULL, "%s", err);
+	ld_metrics_destroy(&m);
+}
