@@ -168,9 +168,44 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	}
 }
 
+/* Starts dialling e->url in the background, with TLS when it is a
+ * tls+tcp:// URL: the replica is verified against the CA and the URL's host,
+ * and the client's certificate is presented when it has one. */
+static int ep_dial(const lc_client *c, endpoint *e)
+{
+	nng_dialer d;
+	int rv = nng_dialer_create(&d, e->sock, e->url);
+	if (rv != 0)
+		return rv;
+	if (strncmp(e->url, "tls+tcp", 7) == 0) {
+		nng_url *u = NULL;
+		if (c->o.tls_ca_file[0] == '\0')
+			rv = NNG_EINVAL;
+		if (rv == 0)
+			rv = nng_url_parse(&u, e->url);
+		if (rv == 0)
+			rv = nng_dialer_set_string(d, NNG_OPT_TLS_CA_FILE,
+						   c->o.tls_ca_file);
+		if (rv == 0)
+			rv = nng_dialer_set_string(d, NNG_OPT_TLS_SERVER_NAME,
+						   u->u_hostname);
+		if (rv == 0 && c->o.tls_cert_key_file[0] != '\0')
+			rv = nng_dialer_set_string(d, NNG_OPT_TLS_CERT_KEY_FILE,
+						   c->o.tls_cert_key_file);
+		if (u != NULL)
+			nng_url_free(u);
+	}
+	if (rv == 0)
+		rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		nng_dialer_close(d);
+	return rv;
+}
+
 /* Opens e's socket and starts dialling url in the background. LC_EINVAL
- * when nng refuses the URL (bad syntax, unknown transport, no port). */
-static int ep_open(endpoint *e, const char *url, size_t len)
+ * when nng refuses the URL (bad syntax, unknown transport, no port) or its
+ * TLS files. */
+static int ep_open(const lc_client *c, endpoint *e, const char *url, size_t len)
 {
 	if (len == 0 || len > LC_URL_BYTES_MAX)
 		return fail(LC_EINVAL, "endpoint URL of %zu bytes: want 1-%u",
@@ -194,7 +229,14 @@ static int ep_open(endpoint *e, const char *url, size_t len)
 	nng_socket_set_size(e->sock, NNG_OPT_RECVMAXSZ, REPLY_BYTES_MAX);
 	nng_pipe_notify(e->sock, NNG_PIPE_EV_ADD_POST, pipe_event, e);
 	nng_pipe_notify(e->sock, NNG_PIPE_EV_REM_POST, pipe_event, e);
-	rv = nng_dial(e->sock, e->url, NULL, NNG_FLAG_NONBLOCK);
+	rv = ep_dial(c, e);
+	if (rv != 0 && strncmp(e->url, "tls+tcp", 7) == 0)
+		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
+			    "cannot dial %s with TLS (%s): it needs a CA file "
+			    "that can be read (lc_options.tls_ca_file, "
+			    "lockctl --tls-ca), and a readable certificate "
+			    "and key if one is given",
+			    e->url, nng_strerror(rv));
 	if (rv != 0)
 		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
 			    "endpoint '%s' is not a URL nng can dial: %s",
@@ -255,7 +297,7 @@ static int ep_find_or_add(lc_client *c, const char *url)
 		 * that follows the hint. */
 		char saved[LC_ERROR_BYTES_MAX];
 		memcpy(saved, last_error, sizeof saved);
-		if (ep_open(&c->ep[n], url, strlen(url)) == LC_OK) {
+		if (ep_open(c, &c->ep[n], url, strlen(url)) == LC_OK) {
 			atomic_store_explicit(&c->nep, n + 1,
 					      memory_order_release);
 			found = (int)n;
@@ -365,7 +407,7 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 				  LC_ENDPOINTS_MAX);
 			break;
 		}
-		rv = ep_open(&c->ep[n], s, len);
+		rv = ep_open(c, &c->ep[n], s, len);
 		n++;
 		if (end == NULL)
 			break;

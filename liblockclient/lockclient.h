@@ -124,6 +124,9 @@ typedef enum lc_consistency {
 	LC_STALE = 2,
 } lc_consistency;
 
+/* The longest file path lc_options holds, NUL included. */
+#define LC_PATH_BYTES_MAX 1024u
+
 typedef struct lc_options {
 	/* The session id, 1 .. LC_SESSION_MAX; 0 picks a random one
 	 * (getrandom). Two clients must never share a session. */
@@ -150,6 +153,12 @@ typedef struct lc_options {
 	uint64_t seq_base;
 	/* Reads' consistency (0: LC_READ_YOUR_WRITES). */
 	lc_consistency read_consistency;
+	/* For tls+tcp:// endpoints: the CA file (PEM) that verifies the
+	 * replicas (required for them), and this client's certificate and key
+	 * in one PEM file, for a cell that asks for client certificates
+	 * (lockd --tls-client-auth 1). "" = none. */
+	char tls_ca_file[LC_PATH_BYTES_MAX];
+	char tls_cert_key_file[LC_PATH_BYTES_MAX];
 } lc_options;
 
 /* Fills o with the defaults (all zero: see above). */

@@ -1,4 +1,5 @@
 #include "client_api.h"
+#include "tls.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -231,8 +232,9 @@ void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep)
 	cctx_send(c, rep);
 }
 
-int ld_clients_open(const char *url, ld_evq *q, ld_clients **out, char *err,
-		    size_t errlen)
+int ld_clients_open(const char *url, const ld_tls *tls,
+		    bool require_client_cert, ld_evq *q, ld_clients **out,
+		    char *err, size_t errlen)
 {
 	ld_clients *cl = calloc(1, sizeof *cl);
 	if (cl == NULL) {
@@ -264,11 +266,9 @@ int ld_clients_open(const char *url, ld_evq *q, ld_clients **out, char *err,
 		}
 		cl->nctx = i + 1;
 	}
-	if ((rv = nng_listen(cl->sock, url, NULL, 0)) != 0) {
-		snprintf(err, errlen, "cannot listen for clients on %s: %s",
-			 url, nng_strerror(rv));
+	if (ld_tls_listen(cl->sock, url, tls, require_client_cert, err,
+			  errlen) != 0)
 		return -1;
-	}
 	for (uint32_t i = 0; i < cl->nctx; i++)
 		cctx_recv(&cl->ctxs[i]);
 	return 0;

@@ -10,11 +10,13 @@
 #ifndef LD_CLIENT_API_H
 #define LD_CLIENT_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "client.pb-c.h"
 #include "evq.h"
+#include "tls.h"
 
 /* Client contexts per replica: requests in progress at once. A context is
  * held while its request waits (an acquire with a wait, a WATCH), and nng
@@ -34,8 +36,9 @@ typedef struct ld_cctx ld_cctx;
 
 /* Listens on url; requests go to q. Returns 0, or -1 with a sentence. *out
  * is the caller's to ld_clients_close. */
-int ld_clients_open(const char *url, ld_evq *q, ld_clients **out, char *err,
-		    size_t errlen);
+int ld_clients_open(const char *url, const ld_tls *tls,
+		    bool require_client_cert, ld_evq *q, ld_clients **out,
+		    char *err, size_t errlen);
 
 /* The context's index (0..LD_CLIENT_CTX_MAX) and its decoded request
  * (borrowed; valid until ld_cctx_reply). */

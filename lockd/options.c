@@ -17,10 +17,12 @@ typedef struct opt_state {
 } opt_state;
 
 static const char *const opt_names[] = {
-	"config",         "id",          "peers",      "clients",
-	"data",           "grace-ms",    "ttl-max-ms", "drift-ppm",
-	"heartbeat-ms",   "election-ms", "tick-ms",    "cell-id",
-	"snapshot-every", "retry-ms",    "http",
+	"config",         "id",        "peers",
+	"clients",        "data",      "grace-ms",
+	"ttl-max-ms",     "drift-ppm", "heartbeat-ms",
+	"election-ms",    "tick-ms",   "cell-id",
+	"snapshot-every", "retry-ms",  "http",
+	"tls-cert",       "tls-ca",    "tls-client-auth",
 };
 
 void ld_options_usage(FILE *f)
@@ -49,6 +51,15 @@ void ld_options_usage(FILE *f)
 	      "(default 256)\n"
 	      "  --http URL           serve GET /health and /metrics on "
 	      "http://HOST:PORT\n"
+	      "  --tls-cert FILE      this replica's certificate and key "
+	      "(one PEM file),\n"
+	      "                       for tls+tcp:// peer and client URLs\n"
+	      "  --tls-ca FILE        the CA that signs the cell's "
+	      "certificates; replicas\n"
+	      "                       accept only peers it signed (mutual "
+	      "TLS)\n"
+	      "  --tls-client-auth 1  clients must present a certificate the "
+	      "CA signed\n"
 	      "  --free-ports N       print N free loopback TCP ports and "
 	      "exit\n",
 	      f);
@@ -158,6 +169,21 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 			return -1;
 		}
 		strcpy(o->http, v);
+	} else if (strcmp(name, "tls-cert") == 0 ||
+		   strcmp(name, "tls-ca") == 0) {
+		char *dst = name[4] == 'c' && name[5] == 'e' ? o->tls_cert
+							     : o->tls_ca;
+		if (*v == '\0' || strlen(v) >= LD_PATH_BYTES_MAX) {
+			snprintf(err, errlen,
+				 "--%s wants a file path of 1-%u bytes", name,
+				 LD_PATH_BYTES_MAX - 1);
+			return -1;
+		}
+		strcpy(dst, v);
+	} else if (strcmp(name, "tls-client-auth") == 0) {
+		if (parse_u64(name, v, 1, &x, err, errlen))
+			return -1;
+		o->tls_client_auth = x == 1;
 	} else if (strcmp(name, "cell-id") == 0) {
 		if (parse_u64(name, v, UINT64_MAX, &o->cell_id, err, errlen))
 			return -1;

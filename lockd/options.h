@@ -6,6 +6,7 @@
 #ifndef LD_OPTIONS_H
 #define LD_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +25,12 @@ typedef struct ld_options {
 	char data[LD_PATH_BYTES_MAX];
 	uint64_t cell_id;
 	char http[LD_URL_BYTES_MAX]; /* /health and /metrics; "" = none */
+	/* TLS for tls+tcp:// URLs (tls.h): this replica's certificate and
+	 * key in one PEM file, the CA that signs the cell's certificates, and
+	 * whether clients must present one too. "" = none. */
+	char tls_cert[LD_PATH_BYTES_MAX];
+	char tls_ca[LD_PATH_BYTES_MAX];
+	bool tls_client_auth;
 	/* The node's configuration, filled from the flags over its defaults
 	 * (ln_config_default); validated by ld_options_parse. */
 	ln_config node;

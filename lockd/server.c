@@ -271,8 +271,9 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	/* Sockets last: nothing arrives before the node knows its past. */
 	if (ld_peers_open(o, &s->q, &s->peers, err, errlen) != 0)
 		goto fail;
-	if (ld_clients_open(o->clients[o->id], &s->q, &s->clients, err,
-			    errlen) != 0)
+	ld_tls tls = {o->tls_cert, o->tls_ca};
+	if (ld_clients_open(o->clients[o->id], &tls, o->tls_client_auth, &s->q,
+			    &s->clients, err, errlen) != 0)
 		goto fail;
 	publish_metrics(s);
 	if (o->http[0] != '\0' &&

@@ -11,6 +11,7 @@
 
 #include "codec.h"
 #include "ldlog.h"
+#include "tls.h"
 
 /* The largest peer message: the codec refuses to encode or decode more, so
  * nng may drop anything larger before it is even buffered. */
@@ -118,9 +119,9 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 	nng_socket_set_size(p->pull, NNG_OPT_RECVMAXSZ, PEER_RECV_BYTES_MAX);
 	if ((rv = nng_aio_alloc(&p->rx, peers_rx_cb, p)) != 0)
 		return peers_fail(err, errlen, "cannot receive on", url, rv);
-	if ((rv = nng_listen(p->pull, url, NULL, 0)) != 0)
-		return peers_fail(err, errlen, "cannot listen for peers on",
-				  url, rv);
+	ld_tls tls = {o->tls_cert, o->tls_ca};
+	if (ld_tls_listen(p->pull, url, &tls, true, err, errlen) != 0)
+		return -1;
 	for (uint32_t j = 0; j < p->n; j++) {
 		if (j == p->id)
 			continue;
@@ -135,10 +136,8 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 		/* A restarted peer is reachable again within ~100 ms. */
 		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMINT, 50);
 		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMAXT, 500);
-		if ((rv = nng_dial(p->push[j], url, NULL, NNG_FLAG_NONBLOCK)) !=
-		    0)
-			return peers_fail(err, errlen, "cannot dial peer", url,
-					  rv);
+		if (ld_tls_dial(p->push[j], url, &tls, err, errlen) != 0)
+			return -1;
 	}
 	nng_recv_aio(p->pull, p->rx);
 	return 0;

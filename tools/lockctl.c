@@ -28,12 +28,16 @@ enum {
 };
 
 static const char usage_text[] =
-	"usage: lockctl [-e ENDPOINTS] [-o json] COMMAND [ARGS...]\n"
+	"usage: lockctl [-e ENDPOINTS] [--tls-ca FILE] [--tls-cert FILE]\n"
+	"               [-o json] COMMAND [ARGS...]\n"
 	"\n"
 	"Talks to a lockd cell. ENDPOINTS is a comma-separated list of the\n"
 	"replicas' client URLs (tcp://HOST:PORT,...), from -e/--endpoints or\n"
 	"the LOCKD_ENDPOINTS environment variable. -o json (before or after\n"
-	"the command) prints reads as JSON.\n"
+	"the command) prints reads as JSON. For tls+tcp:// URLs, --tls-ca\n"
+	"(or LOCKD_TLS_CA) names the CA file that verifies the replicas, and\n"
+	"--tls-cert (or LOCKD_TLS_CERT) this client's certificate and key in\n"
+	"one PEM file, for a cell that asks for one.\n"
 	"\n"
 	"commands:\n"
 	"  status                 every replica: id, role, leader, ballot,\n"
@@ -335,10 +339,25 @@ static void print_info(const lc_lease_info *l)
 
 /* ---- commands ------------------------------------------------------------ */
 
+static const char *tls_ca, *tls_cert;
+
+static void copy_path(char *dst, size_t cap, const char *src, const char *what)
+{
+	if (src == NULL)
+		return;
+	if (strlen(src) >= cap)
+		die(EX_USAGE, "%s: a path of at most %zu bytes, please", what,
+		    cap - 1);
+	strcpy(dst, src);
+}
+
 static lc_client *open_client(const char *endpoints, uint64_t session)
 {
 	lc_options o;
 	lc_options_init(&o);
+	copy_path(o.tls_ca_file, sizeof o.tls_ca_file, tls_ca, "--tls-ca");
+	copy_path(o.tls_cert_key_file, sizeof o.tls_cert_key_file, tls_cert,
+		  "--tls-cert");
 	o.session = session;
 	o.attempt_timeout_ms = 1000;
 	o.call_timeout_ms = 5000;
@@ -866,6 +885,8 @@ static void help_for(const char *cmd)
 int main(int argc, char **argv)
 {
 	const char *endpoints = getenv("LOCKD_ENDPOINTS");
+	tls_ca = getenv("LOCKD_TLS_CA");
+	tls_cert = getenv("LOCKD_TLS_CERT");
 	int i = 1;
 	for (; i < argc; i++) {
 		const char *s = argv[i];
@@ -879,6 +900,11 @@ int main(int argc, char **argv)
 			endpoints = argv[++i];
 		} else if (strncmp(s, "--endpoints=", 12) == 0) {
 			endpoints = s + 12;
+		} else if (strcmp(s, "--tls-ca") == 0 ||
+			   strcmp(s, "--tls-cert") == 0) {
+			if (i + 1 >= argc)
+				die(EX_USAGE, "%s needs a file", s);
+			*(s[7] == 'a' ? &tls_ca : &tls_cert) = argv[++i];
 		} else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
 			if (i + 1 >= argc)
 				die(EX_USAGE, "%s needs json or text", s);
