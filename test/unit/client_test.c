@@ -424,11 +424,15 @@ Test(client, behind_everywhere_is_ebehind, .timeout = 20)
 	fake a;
 	fake_start(&a, ans_behind);
 	lc_options o = quick();
-	o.call_timeout_ms = 300;
+	/* Long enough for the first connection on a loaded machine: with
+	 * no answer at all the call would end LC_EUNAVAILABLE instead. */
+	o.call_timeout_ms = 1500;
 	lc_client *c;
 	cr_assert_eq(lc_open(a.url, &o, &c), LC_OK);
 	lc_lease_info info;
-	cr_assert_eq(lc_get(c, "a/b", &info), LC_EBEHIND);
+	int rv = lc_get(c, "a/b", &info);
+	cr_assert_eq(rv, LC_EBEHIND, "%s: %s", lc_strerror(rv),
+		     lc_last_error());
 	lc_close(c);
 	fake_stop(&a);
 }
@@ -446,16 +450,16 @@ Test(client, no_leader_anywhere_is_enoleader, .timeout = 20)
 	fake a;
 	fake_start(&a, ans_no_leader);
 	lc_options o = quick();
-	o.call_timeout_ms = 300;
+	o.call_timeout_ms = 1000; /* a loaded machine's first connect fits */
 	lc_client *c;
 	cr_assert_eq(lc_open(a.url, &o, &c), LC_OK);
 	lc_lease l;
 	uint64_t t0 = lc_now_us();
 	cr_assert_eq(lc_acquire(c, "n", 1000, 0, NULL, 0, &l), LC_ENOLEADER);
-	cr_assert_lt(ms_since(t0), 1500);
+	cr_assert_lt(ms_since(t0), 3000);
 	/* Paused between tries, but tried more than once. */
 	cr_assert_gt(fake_count(&a), 2);
-	cr_assert_lt(fake_count(&a), 40);
+	cr_assert_lt(fake_count(&a), 100);
 	cr_assert(strstr(lc_last_error(), "no leader yet") != NULL, "'%s'",
 		  lc_last_error());
 	lc_close(c);
