@@ -526,6 +526,22 @@ static void answer_list(ld_server *s, uint32_t idx)
 	slot_done(s, idx, &rep);
 }
 
+/* Answers the slot with only a status and a sentence, at this replica's
+ * position and with its leader hint. */
+static void answer_plain(ld_server *s, uint32_t idx, Lockd__Status status,
+			 Lockd__LeaseStatus ls, const char *sentence)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = status;
+	rep.lease_status = ls;
+	rep.error = (char *)sentence;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	slot_done(s, idx, &rep);
+}
+
 static void answer_behind(ld_server *s, uint32_t idx)
 {
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
@@ -537,25 +553,16 @@ static void answer_behind(ld_server *s, uint32_t idx)
 		 "yet %llu: ask another replica or retry",
 		 (unsigned long long)st.applied,
 		 (unsigned long long)req->known_position);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_BEHIND;
-	rep.error = sentence;
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader);
-	slot_done(s, idx, &rep);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_BEHIND,
+		     LOCKD__LEASE_STATUS__LEASE_OK, sentence);
 }
 
 static void answer_unanswered(ld_server *s, uint32_t idx)
 {
-	ld_status st;
-	node_status(s, &st);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_BUSY;
-	rep.error = (char *)"the cell did not decide in time: retry with the "
-			    "same session and seq";
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader);
-	slot_done(s, idx, &rep);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_BUSY,
+		     LOCKD__LEASE_STATUS__LEASE_OK,
+		     "the cell did not decide in time: retry with the same "
+		     "session and seq");
 }
 
 /* ---- watches --------------------------------------------------------------
@@ -563,15 +570,8 @@ static void answer_unanswered(ld_server *s, uint32_t idx)
 
 static void answer_watch_invalid(ld_server *s, uint32_t idx, ls_status ls)
 {
-	ld_status st;
-	node_status(s, &st);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_INVALID;
-	rep.lease_status = (Lockd__LeaseStatus)ls;
-	rep.error = (char *)ls_strerror(ls);
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader);
-	slot_done(s, idx, &rep);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_INVALID,
+		     (Lockd__LeaseStatus)ls, ls_strerror(ls));
 }
 
 /* The change e, or (e NULL) the name's current state because the feed no
@@ -621,15 +621,10 @@ static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
 
 static void answer_watch_timeout(ld_server *s, uint32_t idx)
 {
-	ld_status st;
-	node_status(s, &st);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_TIMEOUT;
-	rep.error = (char *)"no change within the wait: watch again from this "
-			    "position";
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader);
-	slot_done(s, idx, &rep);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_TIMEOUT,
+		     LOCKD__LEASE_STATUS__LEASE_OK,
+		     "no change within the wait: watch again from this "
+		     "position");
 }
 
 /* Answers the watch if the feed has its change (or has lost it); else
@@ -678,19 +673,13 @@ static void watch_start(ld_server *s, uint32_t idx)
 
 static void answer_too_many_waiting(ld_server *s, uint32_t idx)
 {
-	ld_status st;
-	node_status(s, &st);
 	char sentence[256];
 	snprintf(sentence, sizeof sentence,
 		 "this replica already holds %u waiting requests (acquires "
 		 "with a wait, watches): retry later",
 		 s->nwaiting);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_BUSY;
-	rep.error = sentence;
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader);
-	slot_done(s, idx, &rep);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_BUSY,
+		     LOCKD__LEASE_STATUS__LEASE_OK, sentence);
 }
 
 /* ---- admitting requests -------------------------------------------------- */

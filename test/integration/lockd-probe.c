@@ -588,13 +588,9 @@ static void print_pcts(const char *what, uint64_t *v, unsigned n)
 	       what, v[n / 2], what, v[(n * 99) / 100], what, v[n - 1]);
 }
 
-/* COUNT acquires of distinct names, then COUNT reads, on one connection to
- * the leader: round-trip latency as a client of the library would see it
- * (durable decree included for the acquires). */
-static int bench(unsigned count)
+/* The URL of the replica that says it leads, or NULL. */
+static const char *find_leader(void)
 {
-	if (count == 0)
-		count = 1;
 	const char *leader = NULL;
 	Lockd__Request st = LOCKD__REQUEST__INIT;
 	st.op = LOCKD__OP__OP_STATUS;
@@ -606,6 +602,17 @@ static int bench(unsigned count)
 		if (rep != NULL)
 			lockd__reply__free_unpacked(rep, NULL);
 	}
+	return leader;
+}
+
+/* COUNT acquires of distinct names, then COUNT reads, on one connection to
+ * the leader: round-trip latency as a client of the library would see it
+ * (durable decree included for the acquires). */
+static int bench(unsigned count)
+{
+	if (count == 0)
+		count = 1;
+	const char *leader = find_leader();
 	if (leader == NULL) {
 		printf("status=NO_LEADER\n");
 		return 3;
@@ -680,17 +687,7 @@ static int bench(unsigned count)
  * several LIST pages. Prints granted=N. */
 static int fill(const char *prefix, unsigned count)
 {
-	const char *leader = NULL;
-	Lockd__Request st = LOCKD__REQUEST__INIT;
-	st.op = LOCKD__OP__OP_STATUS;
-	for (int i = 0; i < nurls && leader == NULL; i++) {
-		Lockd__Reply *rep = call(urls[i], &st, 2000);
-		if (rep != NULL && rep->replica != NULL &&
-		    strcmp(rep->replica->role, "leader") == 0)
-			leader = urls[i];
-		if (rep != NULL)
-			lockd__reply__free_unpacked(rep, NULL);
-	}
+	const char *leader = find_leader();
 	if (leader == NULL) {
 		printf("status=NO_LEADER\n");
 		return 3;
