@@ -29,7 +29,7 @@ enum {
 
 static const char usage_text[] =
 	"usage: lockctl [-e ENDPOINTS] [--tls-ca FILE] [--tls-cert FILE]\n"
-	"               [-o json] COMMAND [ARGS...]\n"
+	"               [--consistency MODE] [-o json] COMMAND [ARGS...]\n"
 	"\n"
 	"Talks to a lockd cell. ENDPOINTS is a comma-separated list of the\n"
 	"replicas' client URLs (tcp://HOST:PORT,...), from -e/--endpoints or\n"
@@ -37,7 +37,10 @@ static const char usage_text[] =
 	"the command) prints reads as JSON. For tls+tcp:// URLs, --tls-ca\n"
 	"(or LOCKD_TLS_CA) names the CA file that verifies the replicas, and\n"
 	"--tls-cert (or LOCKD_TLS_CERT) this client's certificate and key in\n"
-	"one PEM file, for a cell that asks for one.\n"
+	"one PEM file, for a cell that asks for one. Reads are linearizable\n"
+	"(the leader answers after a quorum round) unless --consistency says\n"
+	"read-your-writes or stale (stale: any replica, even without a\n"
+	"leader).\n"
 	"\n"
 	"commands:\n"
 	"  status                 every replica: id, role, leader, ballot,\n"
@@ -340,6 +343,7 @@ static void print_info(const lc_lease_info *l)
 /* ---- commands ------------------------------------------------------------ */
 
 static const char *tls_ca, *tls_cert;
+static lc_consistency consistency = LC_LINEARIZABLE;
 
 static void copy_path(char *dst, size_t cap, const char *src, const char *what)
 {
@@ -359,6 +363,7 @@ static lc_client *open_client(const char *endpoints, uint64_t session)
 	copy_path(o.tls_cert_key_file, sizeof o.tls_cert_key_file, tls_cert,
 		  "--tls-cert");
 	o.session = session;
+	o.read_consistency = consistency;
 	o.attempt_timeout_ms = 1000;
 	o.call_timeout_ms = 5000;
 	/* Above every seq an earlier lockctl of the same session used. */
@@ -900,6 +905,19 @@ int main(int argc, char **argv)
 			endpoints = argv[++i];
 		} else if (strncmp(s, "--endpoints=", 12) == 0) {
 			endpoints = s + 12;
+		} else if (strcmp(s, "--consistency") == 0) {
+			const char *m = i + 1 < argc ? argv[++i] : "";
+			if (strcmp(m, "linearizable") == 0)
+				consistency = LC_LINEARIZABLE;
+			else if (strcmp(m, "read-your-writes") == 0)
+				consistency = LC_READ_YOUR_WRITES;
+			else if (strcmp(m, "stale") == 0)
+				consistency = LC_STALE;
+			else
+				die(EX_USAGE,
+				    "--consistency wants linearizable, "
+				    "read-your-writes or stale, not '%s'",
+				    m);
 		} else if (strcmp(s, "--tls-ca") == 0 ||
 			   strcmp(s, "--tls-cert") == 0) {
 			if (i + 1 >= argc)

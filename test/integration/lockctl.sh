@@ -65,6 +65,10 @@ expect_rc 0 lc ls app/
 expect_rc 0 lc ls -o json
 grep -q '"name":"app/one"' "$T/out" || fail "ls json: $(cat "$T/out")"
 
+expect_rc 0 lc --consistency read-your-writes get app/one
+expect_rc 0 lc --consistency stale get app/one -o json
+[[ $(cat "$T/out") == *"\"token\":$tok,"* ]] || fail "stale get: $(cat "$T/out")"
+
 say "check-token current and stale"
 expect_rc 0 lc check-token app/one "$tok"
 expect_rc 1 lc check-token app/one $((tok + 1000))
@@ -192,12 +196,21 @@ expect_rc 2 lc acquire x --ttl 5parsecs
 grep -q "not a duration" "$T/err" || fail "$(cat "$T/err")"
 expect_rc 2 lc get 'bad name'
 grep -q "not a lease name" "$T/err" || fail "$(cat "$T/err")"
+expect_rc 2 lc --consistency sometimes get x
+grep -q "read-your-writes or stale" "$T/err" || fail "$(cat "$T/err")"
 rc=0
 env -u LOCKD_ENDPOINTS "$LOCKCTL" get x >"$T/out" 2>"$T/err" || rc=$?
 [[ $rc -eq 2 ]] && grep -q "no endpoints" "$T/err" || fail "no endpoints: rc=$rc $(cat "$T/err")"
 expect_rc 0 "$LOCKCTL" --help
 expect_rc 0 "$LOCKCTL" acquire --help
 grep -q -- "--ttl" "$T/out" || fail "acquire --help: $(cat "$T/out")"
+
+say "two replicas stopped: reads are linearizable unless asked otherwise"
+kill -STOP "$(cat "$T/r1.pid")" "$(cat "$T/r2.pid")"
+expect_rc 4 "$LOCKCTL" -e "${CLIENT_URLS[0]}" get app/one
+# A stale read is answered by r0 alone (app/one is free by now: exit 3).
+expect_rc 3 "$LOCKCTL" -e "${CLIENT_URLS[0]}" --consistency stale get app/one
+kill -CONT "$(cat "$T/r1.pid")" "$(cat "$T/r2.pid")"
 
 say "the cell down: exit 4"
 stop_all KILL
