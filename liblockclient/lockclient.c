@@ -1303,6 +1303,17 @@ int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
 		rv = fail(LC_ENOMEM, "out of memory");
 		goto out;
 	}
+	if (c->o.read_consistency == LC_LINEARIZABLE) {
+		/* A replica lists its own table, so a linearizable listing
+		 * starts with a linearizable read: its reply raises the
+		 * client's known position past every write that finished
+		 * before this call, and each page then waits for a replica
+		 * that has applied that far. */
+		rv = get_at(c, "lockd/list-barrier", info, NULL);
+		if (rv != LC_OK && rv != LC_ENOSUCH)
+			goto out;
+		rv = LC_OK;
+	}
 	/* Page by page, each from where the last ended: a page is the
 	 * table at one position, so a long listing spans several. */
 	for (bool more = true, go = true; more && go;) {

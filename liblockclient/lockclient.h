@@ -281,7 +281,9 @@ int lc_check(lc_client *c, const char *name, uint64_t token, bool *current);
 typedef bool (*lc_list_fn)(const lc_lease_info *info, void *arg);
 
 /* Calls fn for every lease whose name starts with prefix (NULL or "": all),
- * in name order; *count (may be NULL) gets how many fn was called for. The
+ * in name order; *count (may be NULL) gets how many fn was called for.
+ * Linearizable (lc_options.read_consistency) costs one more read first: a
+ * linearizable GET whose position every page then waits for. The
  * cell answers in pages of at most 1000 leases (and about 768 KiB), each
  * the table at one ledger position; lc_list asks for the next page from the
  * last name seen until none is left, so a long listing is not one snapshot:

@@ -782,6 +782,12 @@ static bool ans_pages(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
 	static Lockd__Lease *ptrs[5];
 	(void)f;
 	(void)k;
+	if (req->op == LOCKD__OP__OP_GET) { /* a linearizable list's barrier */
+		rep->status = LOCKD__STATUS__STATUS_OK;
+		rep->lease_status = LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE;
+		rep->position = 50;
+		return true;
+	}
 	cr_assert_eq(req->op, LOCKD__OP__OP_LIST);
 	cr_assert_str_eq(req->name, "p/");
 	size_t from = req->after_name[0] == '\0'
@@ -846,6 +852,23 @@ Test(client, list_reads_every_page, .timeout = 20)
 	cr_assert_eq(n, 3);
 	cr_assert_eq(count, 3);
 	cr_assert_eq(fake_count(&b), 5);
+	lc_close(c);
+
+	/* Linearizable: a linearizable read first, and every page carries
+	 * the position it returned. */
+	o.read_consistency = LC_LINEARIZABLE;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	n = 0;
+	cr_assert_eq(lc_list(c, "p/", list_all, &n, &count), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(n, 5);
+	cr_assert_eq(fake_count(&b), 9);
+	cr_assert_eq(b.reqs[5].op, LOCKD__OP__OP_GET);
+	cr_assert_eq(b.reqs[5].consistency, LOCKD__CONSISTENCY__LINEARIZABLE);
+	for (unsigned i = 6; i < 9; i++) {
+		cr_assert_eq(b.reqs[i].op, LOCKD__OP__OP_LIST);
+		cr_assert_geq(b.reqs[i].known_position, 50);
+	}
 	lc_close(c);
 	fake_stop(&b);
 }
