@@ -34,6 +34,9 @@
  * asks again from the position that reply gives). */
 #define WATCH_WAIT_MS_MAX 60000u
 
+/* /metrics and /health lag the loop by at most this. */
+#define METRICS_EVERY_US 100000u
+
 /* A round longer than this is logged: the loop is late for its timers. */
 #define SLOW_ROUND_US 100000u
 
@@ -100,6 +103,8 @@ struct ld_server {
 	bool metrics_init;
 	ld_http *http;
 	uint64_t started_unix_s;
+	uint64_t
+		metrics_next_us; /* the next publish_metrics, at the earliest */
 
 	/* what was last logged */
 	ld_role role;
@@ -133,9 +138,15 @@ static void node_status(const ld_server *s, ld_status *st)
 
 /* ---- start-up ---------------------------------------------------------- */
 
-/* Publishes the loop's figures for the HTTP threads (http.h). */
-static void publish_metrics(ld_server *s)
+/* Publishes the loop's figures for the HTTP threads (http.h): only when
+ * --http serves them, and at most every METRICS_EVERY_US unless forced, so
+ * the loop's hot path does not gather them for nobody every round. */
+static void publish_metrics(ld_server *s, bool force)
 {
+	uint64_t now = ld_mono_us();
+	if (!force && (s->http == NULL || now < s->metrics_next_us))
+		return;
+	s->metrics_next_us = now + METRICS_EVERY_US;
 	ld_status st;
 	node_status(s, &st);
 	ld_peers_stats ps = {0};
@@ -275,7 +286,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	if (ld_clients_open(o->clients[o->id], &tls, o->tls_client_auth, &s->q,
 			    &s->clients, err, errlen) != 0)
 		goto fail;
-	publish_metrics(s);
+	publish_metrics(s, true);
 	if (o->http[0] != '\0' &&
 	    ld_http_open(o->http, &s->metrics, &s->http, err, errlen) != 0)
 		goto fail;
@@ -469,6 +480,22 @@ struct list_ctx {
 	bool more; /* a lease did not fit */
 };
 
+/* A lease as the table shows it (name borrowed, a NUL-terminated copy);
+ * ttl_ms_left is the leader's to say: -1 here. */
+static void wire_lease(Lockd__Lease *l, char *name, const ls_view *v)
+{
+	lockd__lease__init(l);
+	l->name = name;
+	l->holder = v->holder;
+	l->token = v->token;
+	l->ttl_ms = v->ttl_ms;
+	l->ttl_ms_left = -1;
+	l->revoked = v->revoked;
+	l->waiters = v->nwaiters;
+	l->value.data = (uint8_t *)v->value;
+	l->value.len = v->value_len;
+}
+
 static bool list_one(const ls_view *v, void *arg)
 {
 	struct list_ctx *lc = arg;
@@ -479,21 +506,12 @@ static bool list_one(const ls_view *v, void *arg)
 		return false;
 	}
 	Lockd__Lease *l = &s->list_leases[lc->n];
-	lockd__lease__init(l);
 	char *name = s->list_names[lc->n];
 	uint32_t nl = v->name_len <= LS_NAME_BYTES_MAX ? v->name_len
 						       : LS_NAME_BYTES_MAX;
 	memcpy(name, v->name, nl);
 	name[nl] = '\0';
-	l->name = name;
-	l->holder = v->holder;
-	l->token = v->token;
-	l->ttl_ms = v->ttl_ms;
-	l->ttl_ms_left = -1;
-	l->revoked = v->revoked;
-	l->waiters = v->nwaiters;
-	l->value.data = (uint8_t *)v->value;
-	l->value.len = v->value_len;
+	wire_lease(l, name, v);
 	s->list_ptrs[lc->n] = l;
 	lc->n++;
 	lc->bytes += cost;
@@ -582,7 +600,7 @@ static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
 	ld_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	Lockd__Lease lease = LOCKD__LEASE__INIT;
+	Lockd__Lease lease;
 	rep.status = LOCKD__STATUS__STATUS_OK;
 	set_leader(s, &rep, st.leader);
 	ls_view v;
@@ -602,15 +620,8 @@ static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
 			      (uint32_t)strlen(req->name), &v) == LS_OK;
 	}
 	if (held) {
-		lease.name = req->name;
-		lease.holder = v.holder;
-		lease.token = v.token;
-		lease.ttl_ms = v.ttl_ms;
-		lease.ttl_ms_left = -1;
-		lease.revoked = e == NULL && v.revoked;
-		lease.waiters = e == NULL ? v.nwaiters : 0;
-		lease.value.data = (uint8_t *)v.value;
-		lease.value.len = v.value_len;
+		/* (a feed entry's view: not revoked, waiters unknown, 0) */
+		wire_lease(&lease, req->name, &v);
 		rep.lease = &lease;
 		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
 	} else {
@@ -981,7 +992,7 @@ static int round_run(ld_server *s, size_t nitems)
 	if (s->act.ld.timer_at_us != 0)
 		s->timer_at_us = s->act.ld.timer_at_us;
 	log_changes(s);
-	publish_metrics(s);
+	publish_metrics(s, false);
 	return 0;
 }
 
