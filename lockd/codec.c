@@ -561,7 +561,10 @@ static int codec_record_check(const ld_record *rec)
 		return LD_CODEC_ETYPE;
 	if (rec->ballot.id >= LD_REPLICAS_MAX)
 		return LD_CODEC_EREPLICA;
-	if ((rec->value != NULL) != (rec->type == LD_REC_VOTE))
+	/* A VOTE carries a value, a CHOSEN hint may, the others never. */
+	if (rec->type == LD_REC_VOTE
+		    ? rec->value == NULL
+		    : rec->value != NULL && rec->type != LD_REC_CHOSEN)
 		return LD_CODEC_EFIELDS;
 	if (rec->value != NULL) {
 		int rv = codec_value_check(rec->value);

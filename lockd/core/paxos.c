@@ -882,10 +882,20 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 		restore_apply(r);
 		break;
 	case LD_REC_CHOSEN: {
-		if (rec->slot == 0 || rec->value != NULL)
+		if (rec->slot == 0)
 			return -1;
 		if (rec->slot <= r->commit)
 			return 0;
+		if (rec->value != NULL) {
+			/* The chosen value itself: a fact, whatever we voted.
+			 */
+			entry *e = entry_get(r, rec->slot);
+			if (e != NULL && e->chosen == NULL) {
+				e->chosen = ld_value_ref(rec->value);
+				restore_apply(r);
+			}
+			return 0;
+		}
 		entry *e = entry_at(r, rec->slot);
 		/* Only the very vote the hint names: a later vote in another
 		 * ballot (restored before it, from the same key) may hold a
@@ -978,16 +988,23 @@ static void advance(ld_replica *r, ld_actions *out)
 			break;
 		r->commit++;
 		apply_value(r, out, r->commit, e->chosen);
-		/* A hint for restore: our own vote holds the chosen value, so
-		 * after a restart this slot can be applied from the disk at
-		 * once. It goes after the vote it names, so no prefix of the
-		 * writes holds the hint without the vote. */
-		if (e->vvalue != NULL && e->vvalue == e->chosen &&
-		    !ballot_zero(e->vballot))
+		/* A hint for restore, so that after a restart this slot is
+		 * applied from the disk at once: the ballot of our own vote
+		 * when it holds the chosen value (the hint goes after the
+		 * vote, so no prefix of the writes holds it without the
+		 * vote), else the value itself (learned by catch-up). */
+		if (e->vvalue != NULL && !ballot_zero(e->vballot) &&
+		    (e->vvalue == e->chosen ||
+		     ld_value_equal(e->vvalue, e->chosen)))
 			persist(r, out,
 				(ld_record){.type = LD_REC_CHOSEN,
 					    .slot = r->commit,
 					    .ballot = e->vballot});
+		else
+			persist(r, out,
+				(ld_record){.type = LD_REC_CHOSEN,
+					    .slot = r->commit,
+					    .value = ld_value_ref(e->chosen)});
 		/* The proposer's bookkeeping for this slot is finished. */
 		ld_value_unref(e->pvalue);
 		e->pvalue = NULL;

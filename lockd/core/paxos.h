@@ -98,12 +98,14 @@ typedef enum ld_rec_type {
 	LD_REC_VOTE,        /* slot, ballot, value: the acceptor voted (P2b) */
 	LD_REC_SNAPSHOT,    /* slot = base, snap: applied state at base; votes
 			       for slots <= base may be dropped */
-	LD_REC_CHOSEN,      /* slot, ballot: this replica's vote in ballot at
-			       slot holds the chosen value. A hint for restore
-			       (the replica applies it at once instead of
-			       waiting for the next leader to choose it
-			       again): nothing waits for it to be durable, and
-			       losing it loses nothing. */
+	LD_REC_CHOSEN,      /* slot, and either ballot (this replica's vote
+			       in ballot at slot holds the chosen value) or
+			       value (the chosen value itself, when no vote
+			       of this replica holds it: learned by catch-up).
+			       A hint for restore (the replica applies it at
+			       once instead of waiting for the next leader to
+			       choose it again): nothing waits for it to be
+			       durable, and losing it loses nothing. */
 } ld_rec_type;
 
 typedef struct ld_record {

@@ -359,22 +359,23 @@ Test(codec, msg_roundtrip_many_votes)
 
 Test(codec, record_roundtrip)
 {
-	ld_record recs[4] = {
+	ld_record recs[5] = {
 		{.type = LD_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
 		{.type = LD_REC_CHOSEN,
 		 .ballot = {.round = 9, .id = 1},
 		 .slot = 78},
+		{.type = LD_REC_CHOSEN, .slot = 79, .value = mkvalue(3, 50, 2)},
 		{.type = LD_REC_VOTE,
 		 .ballot = {.round = 9, .id = 2},
 		 .slot = 77,
 		 .value = mkvalue(5, 100, 1)},
 		{.type = LD_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
 	};
-	recs[3].snap = malloc(recs[3].snap_len);
-	cr_assert_not_null(recs[3].snap);
-	memset(recs[3].snap, 0xab, recs[3].snap_len);
+	recs[4].snap = malloc(recs[4].snap_len);
+	cr_assert_not_null(recs[4].snap);
+	memset(recs[4].snap, 0xab, recs[4].snap_len);
 
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 5; i++) {
 		uint8_t *buf, *buf2;
 		size_t len, len2;
 		ld_record d;
@@ -854,6 +855,8 @@ Test(codec, record_shapes)
 	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
 	cr_assert_null(buf);
 	r = (ld_record){.type = LD_REC_PROMISE, .value = ld_value_noop()};
+	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
+	r.type = LD_REC_SNAPSHOT;
 	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
 	r = (ld_record){.type = LD_REC_SNAPSHOT, .snap_len = 1, .snap = &byte};
 	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), 0);

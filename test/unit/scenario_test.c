@@ -815,7 +815,8 @@ static ld_record chosen_rec(uint64_t slot, ld_ballot b)
  * vote is what the disk holds for the slot, in slot order, and ignored when
  * a later vote in another ballot replaced it: an acceptor that voted v at
  * b1, saw v chosen, and then voted w at a ballot between b1 and the one
- * that chose v would otherwise apply w. */
+ * that chose v would otherwise apply w. A hint that carries the value is
+ * applied as it is. */
 Test(learn, a_chosen_hint_names_one_vote)
 {
 	ld_ballot b1 = {1, 0}, b2 = {2, 1};
@@ -830,6 +831,16 @@ Test(learn, a_chosen_hint_names_one_vote)
 
 	ld_record none[] = {chosen_rec(1, b1)};
 	cr_assert_eq(restored_commit(none, 1), 0, "a hint without its vote");
+
+	/* A hint with the value (learned by catch-up, no vote of ours holds
+	 * it) is applied whatever we voted. */
+	ld_record learned[] = {vote_rec(1, b1, a),
+			       chosen_rec(1, b1),
+			       vote_rec(2, b2, w),
+			       {.type = LD_REC_CHOSEN, .slot = 2, .value = a}};
+	cr_assert_eq(restored_commit(learned, 4), 2);
+	ld_record bare[] = {{.type = LD_REC_CHOSEN, .slot = 1, .value = w}};
+	cr_assert_eq(restored_commit(bare, 1), 1);
 
 	/* A gap waits; the slot before it fills it. */
 	ld_record gap[] = {vote_rec(1, b1, a), vote_rec(2, b1, a),
