@@ -13,15 +13,17 @@
 _Static_assert((int)LOCKD__MSG_TYPE__MSG_PREPARE == (int)LD_MSG_PREPARE &&
 		       (int)LOCKD__MSG_TYPE__MSG_SNAPSHOT ==
 			       (int)LD_MSG_SNAPSHOT &&
-		       LD_MSG_TYPE_MAX == LD_MSG_SNAPSHOT,
+		       (int)LOCKD__MSG_TYPE__MSG_PROBE_ACK ==
+			       (int)LD_MSG_PROBE_ACK &&
+		       LD_MSG_TYPE_MAX == LD_MSG_PROBE_ACK,
 	       "MsgType in peer.proto must number like ld_msg_type");
-_Static_assert((int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)LD_REC_PROMISE &&
-		       (int)LOCKD__RECORD_TYPE__REC_VOTE == (int)LD_REC_VOTE &&
-		       (int)LOCKD__RECORD_TYPE__REC_SNAPSHOT ==
-			       (int)LD_REC_SNAPSHOT &&
-		       (int)LOCKD__RECORD_TYPE__REC_CHOSEN ==
-			       (int)LD_REC_CHOSEN,
-	       "RecordType in ledger.proto must number like ld_rec_type");
+_Static_assert(
+	(int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)LD_REC_PROMISE &&
+		(int)LOCKD__RECORD_TYPE__REC_VOTE == (int)LD_REC_VOTE &&
+		(int)LOCKD__RECORD_TYPE__REC_SNAPSHOT == (int)LD_REC_SNAPSHOT &&
+		(int)LOCKD__RECORD_TYPE__REC_CHOSEN == (int)LD_REC_CHOSEN &&
+		(int)LOCKD__RECORD_TYPE__REC_JOINED == (int)LD_REC_JOINED,
+	"RecordType in ledger.proto must number like ld_rec_type");
 _Static_assert(LD_SNAPSHOT_BYTES_MAX <= UINT32_MAX, "snap_len is a uint32_t");
 
 #define CODEC_STRING(name, text) [name] = text,
@@ -436,6 +438,7 @@ int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
 	pm.slot = m->slot;
 	pm.commit = m->commit;
 	pm.snapshot_base = m->base;
+	pm.flags = m->flags;
 	if (m->value != NULL) {
 		rv = codec_enc_value(&e, m->value, &value);
 		if (rv != 0)
@@ -448,6 +451,7 @@ int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
 		Lockd__Vote *v = &e.votes[i];
 		lockd__vote__init(v);
 		v->slot = m->votes[i].slot;
+		v->chosen = m->votes[i].chosen;
 		v->ballot = codec_ballot_to_pb(m->votes[i].ballot,
 					       &e.vote_ballots[i]);
 		rv = codec_enc_value(&e, m->votes[i].value, &e.vote_decrees[i]);
@@ -482,6 +486,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	m->slot = pm->slot;
 	m->commit = pm->commit;
 	m->base = pm->snapshot_base;
+	m->flags = pm->flags;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
 		return LD_CODEC_ECOUNT;
 	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)
@@ -502,6 +507,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 		if (pv->value == NULL)
 			return LD_CODEC_EFIELDS;
 		v->slot = pv->slot;
+		v->chosen = pv->chosen;
 		v->ballot = codec_ballot_from_pb(pv->ballot);
 		if (v->ballot.id >= nreplicas)
 			return LD_CODEC_EREPLICA;
@@ -557,7 +563,7 @@ int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
  * own fields, so nothing written can fail to read back. */
 static int codec_record_check(const ld_record *rec)
 {
-	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_CHOSEN)
+	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_JOINED)
 		return LD_CODEC_ETYPE;
 	if (rec->ballot.id >= LD_REPLICAS_MAX)
 		return LD_CODEC_EREPLICA;
@@ -622,7 +628,7 @@ int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
 		return rv;
 	const Lockd__Record *pr = (const Lockd__Record *)pm;
 	if ((int)pr->type < (int)LD_REC_PROMISE ||
-	    (int)pr->type > (int)LD_REC_CHOSEN) {
+	    (int)pr->type > (int)LD_REC_JOINED) {
 		rv = LD_CODEC_ETYPE;
 		goto out;
 	}

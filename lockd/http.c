@@ -58,7 +58,8 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 			 uint16_t *status)
 {
 	size_t len = 0;
-	bool ok = s->leader >= 0;
+	bool recovering = strcmp(s->role, "recovering") == 0;
+	bool ok = s->leader >= 0 && !recovering;
 	*status = ok ? 200 : 503;
 	http_put(buf, cap, &len,
 		 "{\"health\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\","
@@ -66,7 +67,13 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 		 ",\"applied\":%" PRIu64,
 		 ok ? "true" : "false", s->id, s->role, s->leader, s->commit,
 		 s->applied);
-	if (!ok)
+	if (recovering)
+		http_put(
+			buf, cap, &len,
+			",\"reason\":\"this replica is recovering: it started "
+			"without a voter's records (a new cell, or a lost "
+			"disk) and learns from the others until it may vote\"");
+	else if (!ok)
 		http_put(buf, cap, &len,
 			 ",\"reason\":\"this replica knows no leader: fewer "
 			 "than a majority can talk, or an election is under "
@@ -98,10 +105,12 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 		 "# TYPE lockd_role gauge\n"
 		 "lockd_role{role=\"leader\"} %d\n"
 		 "lockd_role{role=\"candidate\"} %d\n"
-		 "lockd_role{role=\"follower\"} %d\n",
+		 "lockd_role{role=\"follower\"} %d\n"
+		 "lockd_role{role=\"recovering\"} %d\n",
 		 strcmp(s->role, "leader") == 0,
 		 strcmp(s->role, "candidate") == 0,
-		 strcmp(s->role, "follower") == 0);
+		 strcmp(s->role, "follower") == 0,
+		 strcmp(s->role, "recovering") == 0);
 	GAUGE("leader",
 	      "The leader's replica id as this replica knows it "
 	      "(-1: none).",

@@ -107,6 +107,7 @@ struct ld_server {
 		metrics_next_us; /* the next publish_metrics, at the earliest */
 
 	/* what was last logged */
+	bool voter; /* last logged: ld_status.voter */
 	ld_role role;
 	int32_t leader;
 	uint64_t round;
@@ -129,6 +130,13 @@ static const char *role_name(ld_role r)
 		return "follower";
 	}
 	return "?";
+}
+
+/* What STATUS, /health and /metrics call the replica: "recovering" while
+ * it learns without voting (lockd/core/paxos.h, Recovery). */
+static const char *status_role(const ld_status *st)
+{
+	return st->voter ? role_name(st->role) : "recovering";
 }
 
 static void node_status(const ld_server *s, ld_status *st)
@@ -161,7 +169,7 @@ static void publish_metrics(ld_server *s, bool force)
 	ld_metrics_snap m = {
 		.id = s->o.id,
 		.nreplicas = s->o.nreplicas,
-		.role = role_name(st.role),
+		.role = status_role(&st),
 		.leader = st.leader,
 		.ballot_round = b.round,
 		.ballot_id = b.id,
@@ -271,6 +279,14 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	       (unsigned long long)st.applied,
 	       (unsigned long long)st.promised.round, st.promised.id,
 	       (unsigned long long)ls_table_count(ln_node_table(s->node)));
+	s->voter = st.voter;
+	if (!st.voter)
+		ld_log("warn", "recovering",
+		       "reason=\"the data directory holds no record that this "
+		       "replica votes (a new cell, or a lost or wiped disk): "
+		       "it learns from the others and votes once that is "
+		       "safe\" records=%llu",
+		       (unsigned long long)rc.n);
 
 	/* The feed starts here: what was applied before is not in it. */
 	if (ld_watch_feed_init(&s->feed, WATCH_FEED_CAP, st.applied) != 0) {
@@ -461,7 +477,7 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rep.position = st.applied;
 	set_leader(s, &rep, st.leader);
 	rs.id = s->o.id;
-	rs.role = (char *)role_name(st.role);
+	rs.role = (char *)status_role(&st);
 	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
 	rs.ballot_round = b.round;
 	rs.ballot_id = b.id;
@@ -880,6 +896,15 @@ static void log_changes(ld_server *s)
 			       (unsigned long long)st.promised.round,
 			       st.promised.id);
 		s->role = st.role;
+	}
+	if (st.voter != s->voter) {
+		ld_log("info", "joined",
+		       "promised=%llu.%u applied=%llu recovered_above=%llu.%u",
+		       (unsigned long long)st.promised.round, st.promised.id,
+		       (unsigned long long)st.applied,
+		       (unsigned long long)st.recover_above.round,
+		       st.recover_above.id);
+		s->voter = st.voter;
 	}
 	if (st.leader != s->leader) {
 		ld_log("info", "leader_change",

@@ -2,7 +2,8 @@
  *
  * On-disk format, version 1 (STORE_FORMAT):
  *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
- *   acceptor  "promise": an encoded LD_REC_PROMISE record
+ *   acceptor  "promise": an encoded LD_REC_PROMISE record; "joined": an
+ *             encoded LD_REC_JOINED record once the replica votes
  *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it;
  *             the slot and 'c': an encoded LD_REC_CHOSEN record for it
  *             (sorted right after the slot's vote, so that a load meets
@@ -71,6 +72,9 @@ static const char *const store_meta_keys[STORE_META_COUNT] = {
 	"format", "cell_id", "replica_id", "nreplicas"};
 
 static const char store_promise_key[] = "promise";
+/* Present once the replica votes (LD_REC_JOINED). A store without it (an
+ * empty directory, or one that lost it) makes the replica recover first. */
+static const char store_joined_key[] = "joined";
 static const char store_snapshot_key[] = "snapshot";
 
 struct ld_store {
@@ -139,6 +143,8 @@ static const char *store_rec_name(ld_rec_type t)
 		return "snapshot";
 	case LD_REC_CHOSEN:
 		return "chosen";
+	case LD_REC_JOINED:
+		return "joined";
 	}
 	return "unknown";
 }
@@ -580,6 +586,11 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 			s->wb, s->cf[STORE_CF_ACCEPTOR], store_promise_key,
 			sizeof store_promise_key - 1, (const char *)buf, len);
 		break;
+	case LD_REC_JOINED:
+		rocksdb_writebatch_put_cf(
+			s->wb, s->cf[STORE_CF_ACCEPTOR], store_joined_key,
+			sizeof store_joined_key - 1, (const char *)buf, len);
+		break;
 	case LD_REC_VOTE:
 		store_be64_put(key, rec->slot);
 		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
@@ -726,6 +737,9 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 	if (rv == 0)
 		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_promise_key,
 				    LD_REC_PROMISE, fn, arg, err, errlen);
+	if (rv == 0)
+		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_joined_key,
+				    LD_REC_JOINED, fn, arg, err, errlen);
 	if (rv != 0)
 		return rv;
 

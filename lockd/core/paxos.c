@@ -61,6 +61,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_REPLY_CLOCK] = "reply-clock",
 	[LD_MUTANT_TRUST_STAMPS] = "trust-stamps",
 	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
+	[LD_MUTANT_WIPED_VOTES] = "wiped-votes",
 };
 
 const char *ld_mutant_name(ld_mutant m)
@@ -130,7 +131,7 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 		return -1;
 	if (m->from >= nreplicas || m->to >= nreplicas || m->from == m->to)
 		return -1;
-	if (m->ballot.id >= nreplicas)
+	if (m->ballot.id >= nreplicas || m->ballot.round > LD_ROUND_MAX)
 		return -1;
 	if (m->nvotes > LD_LOG_SLOTS_MAX || (m->nvotes > 0 && !m->votes))
 		return -1;
@@ -138,7 +139,8 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 		return -1;
 	for (uint32_t i = 0; i < m->nvotes; i++)
 		if (m->votes[i].value == NULL || m->votes[i].slot == 0 ||
-		    m->votes[i].ballot.id >= nreplicas)
+		    m->votes[i].ballot.id >= nreplicas ||
+		    m->votes[i].ballot.round > LD_ROUND_MAX)
 			return -1;
 	switch (m->type) {
 	case LD_MSG_PREPARE:
@@ -264,6 +266,22 @@ struct ld_replica {
 
 	/* acceptor */
 	ld_ballot promised;
+
+	/* recovery (paxos.h): a replica without a JOINED record learns but
+	 * neither promises nor votes until it is safe to */
+	bool joined;              /* a JOINED record was restored or written */
+	bool recover_known;       /* recover_above (M) is known */
+	ld_ballot recover_above;  /* M: vote only under a leader above it */
+	ld_ballot recover_ballot; /* the leader above M seen, or zero */
+	uint64_t recover_horizon; /* its highest proposed slot (H) */
+	uint64_t started_us;      /* first step */
+	uint64_t probe_round, probe_at_us, probe_eligible_round;
+	uint64_t nudge_at_us;
+	struct {
+		uint64_t round; /* the probe round it answered; 0: none */
+		ld_ballot promised;
+		bool voter, empty;
+	} probe_acks[LD_REPLICAS_MAX];
 
 	/* log: slots [log_start, log_start + LD_LOG_SLOTS_MAX) */
 	entry log[LD_LOG_SLOTS_MAX];
@@ -881,6 +899,9 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 			return -1;
 		restore_apply(r);
 		break;
+	case LD_REC_JOINED:
+		r->joined = true;
+		return 0;
 	case LD_REC_CHOSEN: {
 		if (rec->slot == 0)
 			return -1;
@@ -1138,6 +1159,9 @@ static void send_commits(ld_replica *r, ld_actions *out)
 			continue;
 		ld_msg *m = msg_new(r, LD_MSG_COMMIT, j);
 		m->ballot = r->ballot;
+		/* The highest slot this leader has proposed: a recovering
+		 * replica learns up to it before it votes (paxos.h). */
+		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
 		emit(r, out, m);
 	}
 	r->heartbeat_at_us = r->now_us + r->cfg.heartbeat_us;
@@ -1181,6 +1205,8 @@ static void become_leader(ld_replica *r, ld_actions *out)
 	r->leader_ballot = r->ballot;
 	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
 		r->peer_heard_us[j] = r->now_us;
+	/* Slots phase 1 reported chosen are applied before anything new. */
+	advance(r, out);
 	uint64_t from = r->p1_from, to = r->p1_max;
 	if (r->commit + 1 > from)
 		from = r->commit + 1;
@@ -1273,8 +1299,156 @@ static void maybe_catchup(ld_replica *r, ld_actions *out)
 	emit(r, out, m);
 }
 
+static void requeue_proposals(ld_replica *r, ld_actions *out);
+
+/* ---- recovery from an empty disk (paxos.h) ------------------------------ */
+
+static bool replica_empty(const ld_replica *r)
+{
+	return ballot_zero(r->promised) && r->commit == 0 && r->snap_base == 0;
+}
+
+/* From now on this replica promises and votes. b: the ballot it promises
+ * at once (zero for a new cell). PROMISE before JOINED: a disk that keeps
+ * a prefix of the writes never holds JOINED without the promise. */
+static void join(ld_replica *r, ld_actions *out, ld_ballot b)
+{
+	r->joined = true;
+	if (ld_ballot_cmp(b, r->promised) > 0) {
+		r->promised = b;
+		persist_promise(r, out);
+	}
+	note_ballot(r, b);
+	persist(r, out, (ld_record){.type = LD_REC_JOINED});
+	r->election_at_us = r->now_us + election_delay(r);
+}
+
+static void send_probes(ld_replica *r, ld_actions *out)
+{
+	r->probe_round++;
+	/* Only answers to probes sent once every candidacy that could still
+	 * count a promise this replica gave before it lost its disk has run
+	 * out (one election timeout; twice that covers any drift we allow)
+	 * bound what it promised (paxos.h). */
+	if (r->probe_eligible_round == 0 &&
+	    r->now_us >= r->started_us + 2 * r->cfg.election_timeout_us)
+		r->probe_eligible_round = r->probe_round;
+	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
+		if (j == r->cfg.id)
+			continue;
+		ld_msg *m = msg_new(r, LD_MSG_PROBE, j);
+		m->slot = r->probe_round;
+		emit(r, out, m);
+	}
+	r->probe_at_us = r->now_us + r->cfg.retry_us;
+}
+
+static void on_probe(ld_replica *r, const ld_msg *m, ld_actions *out)
+{
+	ld_msg *a = msg_new(r, LD_MSG_PROBE_ACK, m->from);
+	a->ballot = r->promised;
+	a->slot = m->slot;
+	a->flags = r->joined ? LD_FLAG_VOTER : 0;
+	emit(r, out, a);
+	/* A recovering replica asks for a leader above M: run phase 1 again
+	 * above it, as the current leader (the others still follow us). */
+	if (r->role == LD_LEADER && !ballot_zero(m->ballot) &&
+	    ld_ballot_cmp(m->ballot, r->ballot) >= 0) {
+		requeue_proposals(r, out);
+		start_candidacy(r, out);
+	}
+}
+
+static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
+{
+	(void)out;
+	if (r->joined || m->slot == 0 || m->slot > r->probe_round ||
+	    m->slot <= r->probe_acks[m->from].round)
+		return;
+	r->probe_acks[m->from].round = m->slot;
+	r->probe_acks[m->from].promised = m->ballot;
+	r->probe_acks[m->from].voter = (m->flags & LD_FLAG_VOTER) != 0;
+	r->probe_acks[m->from].empty =
+		ballot_zero(m->ballot) && m->commit == 0 && m->base == 0;
+}
+
+/* A COMMIT from a leader while recovering: a leader above M ran its phase 1
+ * without us (we answer none), so once we have learned what it proposed
+ * then, we may vote. A leader at or below M is asked to go above it. */
+static void recover_heard_leader(ld_replica *r, const ld_msg *m,
+				 ld_actions *out)
+{
+	if (!r->recover_known)
+		return;
+	if (ld_ballot_cmp(m->ballot, r->recover_above) > 0) {
+		if (ld_ballot_cmp(m->ballot, r->recover_ballot) > 0) {
+			r->recover_ballot = m->ballot;
+			r->recover_horizon = m->slot;
+		}
+		return;
+	}
+	if (r->now_us < r->nudge_at_us)
+		return;
+	ld_msg *p = msg_new(r, LD_MSG_PROBE, m->from);
+	p->ballot = r->recover_above;
+	emit(r, out, p);
+	r->nudge_at_us = r->now_us + r->cfg.election_timeout_us;
+}
+
+/* Decides, after each step, whether a replica without JOINED may vote. */
+static void recovery_step(ld_replica *r, ld_actions *out)
+{
+	if (r->joined)
+		return;
+	uint32_t n = r->cfg.nreplicas;
+	if (n == 1 || MUTANT(r, LD_MUTANT_WIPED_VOTES)) {
+		join(r, out, (ld_ballot){0, 0});
+		return;
+	}
+	/* A new cell: nobody holds a promise or has applied anything. Any
+	 * ballot that ever reached phase 2 left promises on a majority, at
+	 * least one of which kept its disk and would have said so. */
+	if (replica_empty(r)) {
+		bool all = true;
+		for (uint32_t j = 0; j < n; j++)
+			if (j != r->cfg.id && (r->probe_acks[j].round == 0 ||
+					       !r->probe_acks[j].empty))
+				all = false;
+		if (all) {
+			join(r, out, (ld_ballot){0, 0});
+			return;
+		}
+	}
+	if (!r->recover_known && r->probe_eligible_round != 0) {
+		uint32_t cnt = 0;
+		ld_ballot mx = {0, 0};
+		for (uint32_t j = 0; j < n; j++) {
+			if (j == r->cfg.id || !r->probe_acks[j].voter ||
+			    r->probe_acks[j].round < r->probe_eligible_round)
+				continue;
+			cnt++;
+			if (ld_ballot_cmp(r->probe_acks[j].promised, mx) > 0)
+				mx = r->probe_acks[j].promised;
+		}
+		/* n - q + 1 voters meet the q - 1 others that promised any
+		 * ballot we promised and that reached a quorum. */
+		if (cnt >= n - r->quorum + 1) {
+			r->recover_known = true;
+			r->recover_above = mx;
+			note_ballot(r, mx);
+		}
+	}
+	if (r->recover_known && !ballot_zero(r->recover_ballot) &&
+	    r->commit >= r->recover_horizon)
+		join(r, out, r->recover_ballot);
+}
+
 static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
+	/* Recovery: a replica that may have lost its promises and votes
+	 * answers no phase 1 (paxos.h). Not answering is always safe. */
+	if (!r->joined)
+		return;
 	int c = ld_ballot_cmp(m->ballot, r->promised);
 	if (c < 0) {
 		reject(r, out, m);
@@ -1292,7 +1466,10 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 			become_follower(r, out, r->now_us);
 	}
 	/* The promise carries every vote from the asked slot on (P3), and
-	 * leaves once the promise and those votes are durable. */
+	 * what this replica knows chosen there: a replica that recovered from
+	 * an empty disk holds no vote for the slots its lost votes helped
+	 * choose, only the knowledge that they were chosen. It leaves once
+	 * the promise and those votes are durable. */
 	ld_msg *p = msg_new(r, LD_MSG_PROMISE, m->from);
 	p->ballot = m->ballot;
 	p->slot = m->slot;
@@ -1300,7 +1477,8 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	uint32_t n = 0;
 	for (uint64_t s = lo; s < r->log_start + LD_LOG_SLOTS_MAX; s++) {
 		const entry *e = entry_at(r, s);
-		if (e != NULL && !ballot_zero(e->vballot))
+		if (e != NULL &&
+		    (e->chosen != NULL || !ballot_zero(e->vballot)))
 			n++;
 	}
 	if (n > 0) {
@@ -1310,13 +1488,20 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 		for (uint64_t s = lo; s < r->log_start + LD_LOG_SLOTS_MAX;
 		     s++) {
 			const entry *e = entry_at(r, s);
-			if (e == NULL || ballot_zero(e->vballot))
+			if (e == NULL)
 				continue;
-			p->votes[p->nvotes++] = (ld_vote){
-				.slot = s,
-				.ballot = e->vballot,
-				.value = ld_value_ref(e->vvalue),
-			};
+			if (e->chosen != NULL)
+				p->votes[p->nvotes++] = (ld_vote){
+					.slot = s,
+					.value = ld_value_ref(e->chosen),
+					.chosen = true,
+				};
+			else if (!ballot_zero(e->vballot))
+				p->votes[p->nvotes++] = (ld_vote){
+					.slot = s,
+					.ballot = e->vballot,
+					.value = ld_value_ref(e->vvalue),
+				};
 		}
 	}
 	emit_after_sync(r, out, p);
@@ -1325,6 +1510,11 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	if (r->role != LD_CANDIDATE || ld_ballot_cmp(m->ballot, r->ballot) != 0)
+		return;
+	/* A candidacy ends after an election timeout, even if the tick that
+	 * ends it has not run yet (a paused process): recovery (paxos.h)
+	 * counts on no promise being counted after that. */
+	if (r->now_us >= r->cand_started_us + r->cfg.election_timeout_us)
 		return;
 	if (m->from != r->cfg.id)
 		r->peer_heard_us[m->from] = r->now_us;
@@ -1346,6 +1536,13 @@ static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 			maybe_catchup(r, out);
 			return;
 		}
+		if (v->chosen) {
+			/* A fact, whatever anyone voted: no proposal needed. */
+			learn(r, v->slot, v->value);
+			if (v->slot > r->p1_max)
+				r->p1_max = v->slot;
+			continue;
+		}
 		if (ballot_zero(e->p1ballot) ||
 		    ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
 			ld_value_unref(e->p1value);
@@ -1362,6 +1559,13 @@ static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 
 static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
+	if (!r->joined) {
+		/* Recovering: no vote, but a leader worth catching up from. */
+		heard_leader(r, out, m);
+		note_commit(r, m);
+		maybe_catchup(r, out);
+		return;
+	}
 	if (ld_ballot_cmp(m->ballot, r->promised) < 0) {
 		reject(r, out, m);
 		return;
@@ -1516,6 +1720,12 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 	advance(r, out);
 	maybe_catchup(r, out);
+	if (!r->joined) {
+		recover_heard_leader(r, m, out);
+		/* No answer: a leader must not count a replica that cannot
+		 * vote as live. */
+		return;
+	}
 	ld_msg *a = msg_new(r, LD_MSG_COMMIT_ACK, m->from);
 	a->ballot = m->ballot;
 	emit(r, out, a);
@@ -1645,6 +1855,12 @@ static void handle_msg(ld_replica *r, const ld_msg *m, ld_actions *out)
 	case LD_MSG_SNAPSHOT:
 		on_snapshot(r, m, out);
 		break;
+	case LD_MSG_PROBE:
+		on_probe(r, m, out);
+		break;
+	case LD_MSG_PROBE_ACK:
+		on_probe_ack(r, m, out);
+		break;
 	}
 }
 
@@ -1699,8 +1915,12 @@ static void on_tick(ld_replica *r, ld_actions *out)
 	uint64_t now = r->now_us;
 	switch (r->role) {
 	case LD_FOLLOWER:
-		if (now >= r->election_at_us)
+		if (!r->joined) {
+			if (now >= r->probe_at_us)
+				send_probes(r, out);
+		} else if (now >= r->election_at_us) {
 			start_candidacy(r, out);
+		}
 		break;
 	case LD_CANDIDATE:
 		if (now >= r->cand_started_us + r->cfg.election_timeout_us)
@@ -1746,7 +1966,7 @@ static uint64_t next_timer(const ld_replica *r)
 	uint64_t t = UINT64_MAX;
 	switch (r->role) {
 	case LD_FOLLOWER:
-		t = r->election_at_us;
+		t = r->joined ? r->election_at_us : r->probe_at_us;
 		break;
 	case LD_CANDIDATE:
 		t = r->cand_started_us + r->cfg.election_timeout_us;
@@ -1807,8 +2027,11 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 	/* The local clock is monotonic; never let it run backwards. */
 	if (ev->now_us > r->now_us)
 		r->now_us = ev->now_us;
-	if (r->election_at_us == UINT64_MAX)
+	if (r->election_at_us == UINT64_MAX) {
 		r->election_at_us = r->now_us + election_delay(r);
+		r->started_us = r->now_us;
+		r->probe_at_us = r->now_us;
+	}
 	switch (ev->type) {
 	case LD_EV_MSG:
 		if (ev->msg == NULL ||
@@ -1845,6 +2068,7 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 	default:
 		rc = -1;
 	}
+	recovery_step(r, out);
 	out->timer_at_us = next_timer(r);
 	return rc;
 }
@@ -1863,6 +2087,8 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->base = r->snap_base;
 	st->next_slot = r->next_slot;
 	st->pending = r->pending_n;
+	st->voter = r->joined;
+	st->recover_above = r->recover_above;
 }
 
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)

@@ -19,6 +19,29 @@
  *  - On restart, the caller builds a fresh replica with ld_replica_new and
  *    feeds it every durable record with ld_replica_restore: the newest
  *    SNAPSHOT first (if any), then the rest oldest first.
+ *
+ * Recovery (Paxos Made Live, 5.1). A replica whose disk holds no JOINED
+ * record may have lost promises and votes it once gave, so it must not
+ * promise or vote until that is safe. It starts as a learner and PROBEs
+ * every other replica:
+ *  - if every other replica answers that it holds no promise and has
+ *    applied nothing, and so does this one, no ballot ever reached phase 2
+ *    anywhere (that needs a majority of promises, and at most a minority
+ *    of disks is ever lost): it is the first start of a new cell, and the
+ *    replica joins at once;
+ *  - otherwise, once n - q + 1 voters answered (q the quorum), every ballot
+ *    the replica promised before it lost its disk was promised by q - 1
+ *    others, one of whom answered: M, the highest promise reported, is at
+ *    least every ballot it ever promised. It waits for a leader with a
+ *    ballot B > M (asking the current leader to run phase 1 again above M
+ *    if need be). B's phase 1 was answered by a quorum without it, so B's
+ *    leader proposes, for every slot, what could have been chosen before.
+ *    The leader's COMMIT names the highest slot it has proposed, H; once
+ *    this replica has learned every slot up to H it knows every value
+ *    that its lost votes could have helped choose, promises B, writes
+ *    JOINED and votes from then on. Its promises carry what it knows
+ *    chosen (ld_vote.chosen), so a later phase 1 that counts it still
+ *    learns those values.
  */
 #ifndef LD_PAXOS_H
 #define LD_PAXOS_H
@@ -56,14 +79,30 @@ typedef enum ld_msg_type {
 	LD_MSG_CATCHUP,     /* votes[] = chosen decrees (ballot unused),
 			       commit = sender's commit */
 	LD_MSG_SNAPSHOT,    /* base, snap bytes, commit */
+	LD_MSG_PROBE,       /* from a replica that is not (yet) a voter:
+			       "what do you hold?"; ballot = the ballot a
+			       new leader must exceed before the prober can
+			       vote (0: none known yet) */
+	LD_MSG_PROBE_ACK,   /* ballot = sender's promise, commit, base,
+			       flags & LD_FLAG_VOTER when the sender votes */
 } ld_msg_type;
 
-#define LD_MSG_TYPE_MAX LD_MSG_SNAPSHOT
+#define LD_MSG_TYPE_MAX LD_MSG_PROBE_ACK
+
+/* ld_msg.flags */
+#define LD_FLAG_VOTER 1u
+
+/* Ballot rounds above this are refused from the wire: a round can then never
+ * wrap, however many elections a cell holds (2^62 at a million a second is
+ * longer than the sun will shine). */
+#define LD_ROUND_MAX (UINT64_C(1) << 62)
 
 typedef struct ld_vote {
 	uint64_t slot;
 	ld_ballot ballot;
 	ld_value *value; /* one reference, owned by the message */
+	bool chosen;     /* PROMISE: the sender knows value chosen at slot
+			    (ballot unused); CATCHUP: always */
 } ld_vote;
 
 typedef struct ld_msg {
@@ -74,6 +113,7 @@ typedef struct ld_msg {
 	uint64_t
 		commit; /* sender's chosen prefix: slots <= commit are chosen */
 	uint64_t base;  /* sender's snapshot base */
+	uint32_t flags; /* LD_FLAG_* */
 	ld_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
 	ld_vote *votes; /* malloc'd, owned by the message */
@@ -106,6 +146,11 @@ typedef enum ld_rec_type {
 			       once instead of waiting for the next leader to
 			       choose it again): nothing waits for it to be
 			       durable, and losing it loses nothing. */
+	LD_REC_JOINED,      /* this replica is a voter: it formed a new cell
+			       (every replica answered that it held nothing)
+			       or it recovered from an empty disk. Without
+			       it a replica only learns: see "Recovery"
+			       below. */
 } ld_rec_type;
 
 typedef struct ld_record {
@@ -220,6 +265,8 @@ typedef enum ld_mutant {
 					stamps as deadlines in its own clock */
 	LD_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
 				       name has, whatever token they carry */
+	LD_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
+					votes at once, as if the cell were new */
 	LD_MUTANT_COUNT
 } ld_mutant;
 
@@ -262,14 +309,16 @@ typedef enum ld_role { LD_FOLLOWER, LD_CANDIDATE, LD_LEADER } ld_role;
 
 typedef struct ld_status {
 	ld_role role;
-	ld_ballot ballot;   /* proposer ballot (leader/candidate) */
-	ld_ballot promised; /* acceptor's promise */
-	int32_t leader;     /* who this replica believes leads, or -1 */
-	uint64_t commit;    /* chosen prefix */
-	uint64_t applied;   /* == commit after each step */
-	uint64_t base;      /* snapshot base */
-	uint64_t next_slot; /* leader: next slot to propose */
-	uint32_t pending;   /* leader: commands waiting for a slot */
+	ld_ballot ballot;        /* proposer ballot (leader/candidate) */
+	ld_ballot promised;      /* acceptor's promise */
+	int32_t leader;          /* who this replica believes leads, or -1 */
+	uint64_t commit;         /* chosen prefix */
+	uint64_t applied;        /* == commit after each step */
+	uint64_t base;           /* snapshot base */
+	uint64_t next_slot;      /* leader: next slot to propose */
+	uint32_t pending;        /* leader: commands waiting for a slot */
+	bool voter;              /* false while recovering (see Recovery) */
+	ld_ballot recover_above; /* recovering: M, once known */
 } ld_status;
 
 void ld_replica_status(const ld_replica *r, ld_status *st);

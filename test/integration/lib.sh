@@ -171,6 +171,18 @@ wait_applied() { # id pos [timeout_s]
 }
 
 # acquire name session seq ttl: asserts GRANTED; prints the token.
+wait_voter() { # id [timeout_s]: until r<id> no longer says role=recovering
+	local deadline=$((SECONDS + ${2:-20})) line r
+	while ((SECONDS < deadline)); do
+		line=$(LOCKD_PROBE_TIMEOUT_MS=1000 probe "${CLIENT_URLS[$1]}" status 2>/dev/null) || true
+		r=$(kv "$line" role)
+		if [[ -n $r && $r != recovering ]]; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	fail "r$1 is still recovering (${line:-no answer})"
+}
 acquire_ok() {
 	local line
 	line=$(probe "$CLIENTS" acquire "$1" "$2" "$3" "$4") ||

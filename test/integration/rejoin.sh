@@ -23,11 +23,15 @@ base=$(kv "$line" snapshot_base)
 [[ $base -gt 80 ]] || fail "the leader has not compacted enough: $line"
 say "leader commit $commit, snapshot base $base"
 
-say "restart r$wiped on an empty directory"
+say "restart r$wiped on an empty directory: it recovers before it votes"
 start_replica "$wiped"
 wait_applied "$wiped" "$commit" 20
 grep -q 'event=snapshot_installed' "$T/r$wiped.log" ||
 	fail "r$wiped caught up without installing a snapshot"
+grep -q 'event=recovering' "$T/r$wiped.log" ||
+	fail "r$wiped did not say it was recovering"
+wait_voter "$wiped" 20
+grep -q 'event=joined' "$T/r$wiped.log" || fail "r$wiped did not log joined"
 for name in early-1 early-10 late-1 late-130; do
 	line=$(probe "${CLIENT_URLS[$wiped]}" get "$name" "$commit") || fail "$line"
 	[[ $(kv "$line" found) == 1 ]] || fail "r$wiped lacks $name: $line"

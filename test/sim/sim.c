@@ -55,6 +55,7 @@ static const sim_profile sim_profiles[] = {
 			.restart_min_us = 100000,
 			.restart_max_us = 2000000,
 			.crash_leader_p = 0.3,
+			.wipe_p = 0.15,
 			.drift_ppm_max = 200,
 			.fault_min_us = 10000000,
 			.fault_max_us = 20000000,
@@ -86,6 +87,7 @@ static const sim_profile sim_profiles[] = {
 			.max_down = LD_REPLICAS_MAX,
 			.crash_leader_p = 0.5,
 			.power_loss_p = 0.2,
+			.wipe_p = 0.25,
 			.drift_ppm_max = 200,
 			.fault_min_us = 10000000,
 			.fault_max_us = 20000000,
@@ -157,6 +159,8 @@ static const char *sim_msg_name(ld_msg_type t)
 		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
 		[LD_MSG_CATCHUP] = "CATCHUP",
 		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
+		[LD_MSG_PROBE] = "PROBE",
+		[LD_MSG_PROBE_ACK] = "PROBE_ACK",
 	};
 	if ((unsigned)t < sizeof names / sizeof names[0] && names[t])
 		return names[t];
@@ -397,6 +401,15 @@ static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
 	nd->npending -= k;
 	if (snap)
 		node_compact(s, nd);
+}
+
+/* Whether the replica's disk says it votes (paxos.h, recovery). */
+static bool node_has_joined(const sim_node *nd)
+{
+	for (size_t i = 0; i < nd->ndurable; i++)
+		if (nd->durable[i].type == LD_REC_JOINED)
+			return true;
+	return false;
 }
 
 static void node_disk_free(sim_node *nd)
@@ -676,6 +689,15 @@ static void node_check(sim *s, sim_node *nd)
 			 " but its chosen decrees reached %" PRIu64,
 			 nd->id, st.applied, nd->applied);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
+	if (nd->wiped && st.voter) {
+		nd->wiped = false;
+		sim_trace(s,
+			  "r%u REJOINED promised=%" PRIu64 ".%" PRIu32
+			  " above=%" PRIu64 ".%" PRIu32 " applied=%" PRIu64,
+			  nd->id, st.promised.round, st.promised.id,
+			  st.recover_above.round, st.recover_above.id,
+			  st.applied);
+	}
 	if (st.role == LD_LEADER && ld_ballot_cmp(st.ballot, nd->led) != 0) {
 		nd->led = st.ballot;
 		sim_trace(s,
@@ -1022,6 +1044,18 @@ static void sim_crash_fault(sim *s)
 	}
 	sim_node *nd = &s->nodes[v];
 	node_crash(s, nd);
+	/* The disk goes too, while fewer than a minority are without a
+	 * voter's disk (wiped, or never made their JOINED record durable):
+	 * the recovery rule (paxos.h) assumes a majority kept theirs. */
+	uint32_t without = 0;
+	for (uint32_t i = 0; i < s->n; i++)
+		without += i != v && !node_has_joined(&s->nodes[i]);
+	if (without < (s->n - 1) / 2 && sim_rng_chance(&s->rng, s->p.wipe_p)) {
+		node_disk_free(nd);
+		nd->wiped = true;
+		s->res->wipes++;
+		sim_trace(s, "r%u WIPED: its disk is lost", nd->id);
+	}
 	sim_push(s,
 		 s->now + sim_rng_range(&s->rng, s->p.restart_min_us,
 					s->p.restart_max_us),

@@ -37,6 +37,8 @@ typedef struct sim_profile {
 	uint32_t max_down;     /* 0: a minority (n/2) */
 	double crash_leader_p; /* a crash picks the leader */
 	double power_loss_p;   /* a crash takes down every replica at once */
+	double wipe_p;         /* a crashed replica also loses its disk (never
+				  more than a minority without one at once) */
 	int32_t drift_ppm_max;
 	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
 	double extra_tick_p; /* per event: an unasked-for tick somewhere */
@@ -82,6 +84,7 @@ typedef struct sim_node {
 	uint64_t sync_last_us; /* fsyncs complete in order */
 	uint64_t applied;      /* where its stream of chosen decrees got to */
 	ld_ballot led;         /* last leader ballot reported to the checker */
+	bool wiped;            /* lost its disk, not a voter again yet */
 	ld_record *durable;
 	size_t ndurable, durable_cap;
 	sim_write *pending;

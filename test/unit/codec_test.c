@@ -72,9 +72,13 @@ static ld_msg *mkmsg(ld_msg_type t)
 			if (t == LD_MSG_PROMISE)
 				m->votes[i].ballot =
 					(ld_ballot){.round = 5 + i, .id = i};
+			m->votes[i].chosen = t == LD_MSG_CATCHUP || i == 2;
 			m->votes[i].value =
 				i == 1 ? ld_value_noop() : mkvalue(i + 1, 9, i);
 		}
+		break;
+	case LD_MSG_PROBE_ACK:
+		m->flags = LD_FLAG_VOTER;
 		break;
 	case LD_MSG_SNAPSHOT:
 		m->snap_len = 1000;
@@ -98,6 +102,7 @@ static void assert_msg_equal(const ld_msg *a, const ld_msg *b)
 	cr_assert_eq(a->slot, b->slot);
 	cr_assert_eq(a->commit, b->commit);
 	cr_assert_eq(a->base, b->base);
+	cr_assert_eq(a->flags, b->flags);
 	cr_assert(ld_value_equal(a->value, b->value));
 	cr_assert_eq(a->nvotes, b->nvotes);
 	for (uint32_t i = 0; i < a->nvotes; i++) {
@@ -106,6 +111,7 @@ static void assert_msg_equal(const ld_msg *a, const ld_msg *b)
 			ld_ballot_cmp(a->votes[i].ballot, b->votes[i].ballot),
 			0);
 		cr_assert(ld_value_equal(a->votes[i].value, b->votes[i].value));
+		cr_assert_eq(a->votes[i].chosen, b->votes[i].chosen);
 	}
 	cr_assert_eq(a->snap_len, b->snap_len);
 	if (a->snap_len > 0)
@@ -323,8 +329,14 @@ Test(codec, msg_roundtrip_extremes)
 	ld_value_unref(m->value);
 	m->value = ld_value_noop();
 	uint8_t *buf;
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
 	ld_msg *d;
+	/* A round past LD_ROUND_MAX is refused: rounds never wrap. */
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, LD_REPLICAS_MAX, &d),
+		     LD_CODEC_EINVALID);
+	free(buf);
+	m->ballot.round = LD_ROUND_MAX;
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
 	cr_assert_eq(ld_codec_msg_decode(buf, len, LD_REPLICAS_MAX, &d), 0);
 	assert_msg_equal(m, d);
 	cr_assert_eq(d->value, ld_value_noop());
@@ -359,7 +371,7 @@ Test(codec, msg_roundtrip_many_votes)
 
 Test(codec, record_roundtrip)
 {
-	ld_record recs[5] = {
+	ld_record recs[6] = {
 		{.type = LD_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
 		{.type = LD_REC_CHOSEN,
 		 .ballot = {.round = 9, .id = 1},
@@ -370,12 +382,13 @@ Test(codec, record_roundtrip)
 		 .slot = 77,
 		 .value = mkvalue(5, 100, 1)},
 		{.type = LD_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
+		{.type = LD_REC_JOINED},
 	};
 	recs[4].snap = malloc(recs[4].snap_len);
 	cr_assert_not_null(recs[4].snap);
 	memset(recs[4].snap, 0xab, recs[4].snap_len);
 
-	for (size_t i = 0; i < 5; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		uint8_t *buf, *buf2;
 		size_t len, len2;
 		ld_record d;
@@ -815,7 +828,7 @@ Test(codec, unknown_types)
 	}
 
 	Lockd__Record pr = LOCKD__RECORD__INIT;
-	int badrec[] = {0, LD_REC_CHOSEN + 1, -5};
+	int badrec[] = {0, LD_REC_JOINED + 1, -5};
 	for (size_t i = 0; i < sizeof badrec / sizeof badrec[0]; i++) {
 		pr.type = (Lockd__RecordType)badrec[i];
 		cr_assert_eq(decode_pr(&pr), LD_CODEC_ETYPE);

@@ -218,9 +218,14 @@ harness *h_new(uint32_t n)
 	h->n = n;
 	h->ok = true;
 	ld_actions_init(&h->act);
+	/* Every replica starts as a voter of a cell that has formed (the
+	 * JOINED record the probe round writes); h_wipe starts one without. */
+	ld_record joined = {.type = LD_REC_JOINED};
 	for (uint32_t i = 0; i < n; i++) {
 		h_node_defaults(&h->nodes[i], i, n);
 		h_node_boot(h, i);
+		h_disk_append(h, i, &joined);
+		ld_replica_restore(h->nodes[i].r, &joined);
 		h_tick(h, i, h->now);
 	}
 	return h;
@@ -632,6 +637,17 @@ int h_restart(harness *h, uint32_t id)
 	return rc;
 }
 
+void h_wipe(harness *h, uint32_t id)
+{
+	assert(id < h->n);
+	h_node *nd = &h->nodes[id];
+	if (nd->r != NULL)
+		h_crash(h, id);
+	for (size_t j = 0; j < nd->ndisk; j++)
+		ld_record_clear(&nd->disk[j]);
+	nd->ndisk = 0;
+}
+
 bool h_up(const harness *h, uint32_t id)
 {
 	return h->nodes[id].r != NULL;
@@ -771,6 +787,8 @@ static const char *h_type_name(ld_msg_type t)
 		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
 		[LD_MSG_CATCHUP] = "CATCHUP",
 		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
+		[LD_MSG_PROBE] = "PROBE",
+		[LD_MSG_PROBE_ACK] = "PROBE_ACK",
 	};
 	if ((unsigned)t > LD_MSG_TYPE_MAX || names[t] == NULL)
 		return "?";

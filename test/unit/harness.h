@@ -157,6 +157,10 @@ void h_crash(harness *h, uint32_t id);
  * h_now. Returns 0, or -1 when a record was refused. */
 int h_restart(harness *h, uint32_t id);
 
+/* Replica id crashes and its disk is lost: h_restart then starts it on an
+ * empty disk, as a replica whose data directory was wiped. */
+void h_wipe(harness *h, uint32_t id);
+
 bool h_up(const harness *h, uint32_t id);
 
 /* ---- running ---------------------------------------------------------- */
