@@ -116,9 +116,10 @@ typedef enum lc_consistency {
 	 * ledger position this client has seen, so a read never goes back in
 	 * time, on any replica and across failover. */
 	LC_READ_YOUR_WRITES = 0,
-	/* The leader answers after a barrier decree at its ballot is chosen:
-	 * the read reflects every write acknowledged before it was sent. Costs
-	 * one decree; the client follows leader hints to get there. */
+	/* The leader answers once a quorum confirmed it still leads (one
+	 * heartbeat round, no decree, no disk write): the read reflects every
+	 * write acknowledged before it was sent. The client follows leader
+	 * hints to get there. */
 	LC_LINEARIZABLE = 1,
 	/* Whatever the replica asked has applied, at once. */
 	LC_STALE = 2,

@@ -439,6 +439,7 @@ int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
 	pm.commit = m->commit;
 	pm.snapshot_base = m->base;
 	pm.flags = m->flags;
+	pm.heartbeat = m->hb;
 	if (m->value != NULL) {
 		rv = codec_enc_value(&e, m->value, &value);
 		if (rv != 0)
@@ -487,6 +488,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	m->commit = pm->commit;
 	m->base = pm->snapshot_base;
 	m->flags = pm->flags;
+	m->hb = pm->heartbeat;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
 		return LD_CODEC_ECOUNT;
 	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)

@@ -58,9 +58,10 @@ typedef struct wait_timer {
 	uint32_t name_len;
 } wait_timer;
 
-/* A linearizable read waiting for its barrier decree. */
+/* A linearizable read waiting for its ReadIndex confirmation (paxos.h,
+ * LD_EV_READ). */
 typedef struct lin_read {
-	uint64_t barrier_seq;
+	uint64_t read_id;
 	ln_request req; /* name points into name[] when answered */
 	char name[LS_NAME_BYTES_MAX];
 } lin_read;
@@ -77,6 +78,7 @@ struct ln_node {
 	uint32_t nouts, outs_cap;
 	lin_read *lins;
 	uint32_t nlins, lins_cap;
+	uint64_t read_seq; /* the last LD_EV_READ id */
 
 	/* leader only */
 	deadline *dls; /* open addressing by token, power-of-two capacity */
@@ -695,15 +697,15 @@ static int64_t queued_index(ln_node *n, const outstanding *o, uint64_t slot)
 
 static void on_read(ln_node *n, const ln_request *q, ln_actions *out);
 
-/* The barrier behind some linearizable reads was chosen (ok), or this node
- * stopped leading (!ok): answer them from the table, which has applied at
- * least that far, or send them to the new leader. */
-static void answer_linearizable(ln_node *n, ln_actions *out, uint64_t seq,
+/* The replica confirmed a linearizable read (ok), or could not (!ok: it
+ * does not lead; id 0: every read): answer it from the table, which has
+ * applied far enough, or send it to the new leader. */
+static void answer_linearizable(ln_node *n, ln_actions *out, uint64_t id,
 				bool ok)
 {
 	for (uint32_t i = 0; i < n->nlins;) {
 		lin_read *l = &n->lins[i];
-		if (ok && l->barrier_seq != seq) {
+		if (id != 0 && l->read_id != id) {
 			i++;
 			continue;
 		}
@@ -719,13 +721,20 @@ static void answer_linearizable(ln_node *n, ln_actions *out, uint64_t seq,
 	}
 }
 
+/* Answers the reads the replica decided, and takes them out of its
+ * actions (they are the node's, not the caller's). */
+static void take_reads(ln_node *n, ln_actions *out, size_t first)
+{
+	for (size_t i = first; i < out->ld.nreads; i++)
+		answer_linearizable(n, out, out->ld.reads[i].read_id,
+				    out->ld.reads[i].ok);
+	out->ld.nreads = first;
+}
+
 static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 {
-	if (r->client_id & INTERNAL_CLIENT) {
-		if (r->status == LD_REPLY_OK && n->nlins > 0)
-			answer_linearizable(n, out, r->seq, true);
+	if (r->client_id & INTERNAL_CLIENT)
 		return;
-	}
 	for (uint32_t i = 0; i < n->nouts;) {
 		outstanding *o = &n->outs[i];
 		if (o->queued || o->session != r->client_id ||
@@ -898,16 +907,19 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 				  q->seq, LN_NOT_LEADER);
 			return;
 		}
-		/* A zero TICK is the barrier: it is chosen only while a quorum
-		 * still follows this leader's ballot. */
+		/* ReadIndex: the replica answers once a quorum confirmed a
+		 * heartbeat sent after now and it applied all it proposed
+		 * before; no decree, nothing written. */
 		n->lins = grow(n->lins, &n->lins_cap, n->nlins + 1,
 			       sizeof *n->lins);
 		lin_read *l = &n->lins[n->nlins++];
 		l->req = *q;
 		memcpy(l->name, q->name, q->name_len);
-		ls_cmd c = {.op = LS_OP_TICK, .elapsed_ms = 0};
-		submit_internal(n, out, &c);
-		l->barrier_seq = (n->leading_round << 32) | n->internal_seq;
+		l->read_id = ++n->read_seq;
+		ld_event ev = {.type = LD_EV_READ,
+			       .now_us = n->now_us,
+			       .read_id = l->read_id};
+		ld_replica_step(n->rep, &ev, &out->ld);
 		return;
 	}
 	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
@@ -1091,6 +1103,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		n->now_us = ev->now_us;
 	int rc = 0;
 	size_t first_reply = out->ld.nreplies;
+	size_t first_read = out->ld.nreads;
 	if (ev->type == LN_EV_REQUEST) {
 		if (ev->req == NULL)
 			return -1;
@@ -1121,6 +1134,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		leader_clear(n);
 		answer_linearizable(n, out, 0, false);
 	}
+	take_reads(n, out, first_read);
 
 	/* Replies from the ledger first (a QUEUED answer becomes a wait), then
 	 * what the applied decrees changed (a grant answers that wait). */
@@ -1143,6 +1157,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		for (size_t i = first_reply; i < out->ld.nreplies; i++)
 			on_ld_reply(n, out, &out->ld.replies[i]);
 		out->ld.nreplies = first_reply;
+		take_reads(n, out, first_read);
 		uint64_t t = leader_timer(n);
 		if (t <= n->now_us)
 			t = n->now_us + 1;

@@ -74,9 +74,10 @@ typedef struct ln_request {
 	uint64_t token;
 	const char *reason;
 	uint32_t reason_len;
-	/* GET/CHECK: answer at the leader only, after a barrier decree at its
-	 * ballot is chosen (a quorum confirmed it still leads); elsewhere
-	 * LN_NOT_LEADER. Otherwise reads are served from the applied table. */
+	/* GET/CHECK: answer at the leader only, once its replica confirmed the
+	 * read (LD_EV_READ: a quorum answered a heartbeat sent after it);
+	 * elsewhere LN_NOT_LEADER. Otherwise reads are served from the applied
+	 * table. */
 	bool linearizable;
 } ln_request;
 

@@ -188,7 +188,7 @@ void ld_actions_reset(ld_actions *a)
 		ld_msg_free(a->msgs[i]);
 	for (size_t i = 0; i < a->nchosen; i++)
 		ld_value_unref(a->chosen[i].value);
-	a->nrecs = a->nmsgs = a->nchosen = a->nreplies = 0;
+	a->nrecs = a->nmsgs = a->nchosen = a->nreplies = a->nreads = 0;
 	a->write_id = 0;
 	a->installed_snapshot = false;
 	a->snapshot_base = 0;
@@ -202,6 +202,7 @@ void ld_actions_free(ld_actions *a)
 	free(a->msgs);
 	free(a->chosen);
 	free(a->replies);
+	free(a->reads);
 	memset(a, 0, sizeof *a);
 }
 
@@ -309,6 +310,16 @@ struct ld_replica {
 	/* leader */
 	uint64_t next_slot;
 	uint64_t heartbeat_at_us;
+	/* linearizable reads (ReadIndex): a read waits for a heartbeat round
+	 * sent after it arrived to be answered by a quorum at our ballot, and
+	 * for commit to reach the highest slot proposed when it arrived. */
+	uint64_t hb_seq;                    /* rounds sent */
+	uint64_t hb_acked[LD_REPLICAS_MAX]; /* highest round each answered */
+	bool hb_wanted;                     /* a read waits for a round */
+	struct pending_read {
+		uint64_t id, need, index;
+	} * preads;
+	uint32_t npreads, preads_cap;
 	uint64_t peer_heard_us[LD_REPLICAS_MAX];
 	pending_cmd *pending; /* ring */
 	uint32_t pending_head, pending_n;
@@ -319,6 +330,11 @@ struct ld_replica {
 
 	/* follower catch-up */
 	uint64_t catchup_sent_us;
+	/* Catch-up answers are taken only from the replica last asked, for a
+	 * while after asking: a stray or forged CATCHUP or SNAPSHOT that
+	 * nobody asked for is dropped. */
+	int32_t catchup_to;
+	uint64_t catchup_asked_us;
 	uint64_t known_commit; /* highest commit anyone told us */
 	int32_t known_commit_from;
 
@@ -660,6 +676,7 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	r->role = LD_FOLLOWER;
 	r->leader = -1;
 	r->known_commit_from = -1;
+	r->catchup_to = -1;
 	r->election_at_us = UINT64_MAX; /* set at the first step */
 	return r;
 }
@@ -679,6 +696,7 @@ void ld_replica_free(ld_replica *r)
 	}
 	free(r->pending);
 	free(r->held);
+	free(r->preads);
 	free(r->waiters);
 	free(r->clients);
 	free(r->snap);
@@ -1061,8 +1079,11 @@ static void clear_proposer_state(ld_replica *r)
 	}
 }
 
+static void reads_fail_all(ld_replica *r, ld_actions *out);
+
 static void become_follower(ld_replica *r, ld_actions *out, uint64_t now)
 {
+	reads_fail_all(r, out);
 	if (r->role != LD_FOLLOWER) {
 		clear_proposer_state(r);
 		pending_drop_all(r, out);
@@ -1091,11 +1112,19 @@ static void send_prepares(ld_replica *r, ld_actions *out)
 
 static void start_candidacy(ld_replica *r, ld_actions *out)
 {
+	reads_fail_all(r, out);
 	clear_proposer_state(r);
-	r->role = LD_CANDIDATE;
 	uint64_t round = r->max_round;
 	if (r->promised.round > round)
 		round = r->promised.round;
+	if (round >= LD_ROUND_MAX) {
+		/* Rounds above LD_ROUND_MAX are refused from the wire; a cell
+		 * that got here (2^62 elections, or a forged ballot) cannot
+		 * campaign, and must not wrap to round 0. */
+		become_follower(r, out, r->now_us);
+		return;
+	}
+	r->role = LD_CANDIDATE;
 	r->max_round = round + 1;
 	/* P1: the replica id makes this ballot unique. */
 	r->ballot = (ld_ballot){round + 1, r->cfg.id};
@@ -1154,6 +1183,8 @@ static void propose(ld_replica *r, ld_actions *out, uint64_t slot, ld_value *v)
 
 static void send_commits(ld_replica *r, ld_actions *out)
 {
+	r->hb_seq++;
+	r->hb_wanted = false;
 	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
 		if (j == r->cfg.id)
 			continue;
@@ -1162,6 +1193,7 @@ static void send_commits(ld_replica *r, ld_actions *out)
 		/* The highest slot this leader has proposed: a recovering
 		 * replica learns up to it before it votes (paxos.h). */
 		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
+		m->hb = r->hb_seq;
 		emit(r, out, m);
 	}
 	r->heartbeat_at_us = r->now_us + r->cfg.heartbeat_us;
@@ -1203,8 +1235,10 @@ static void become_leader(ld_replica *r, ld_actions *out)
 	r->role = LD_LEADER;
 	r->leader = (int32_t)r->cfg.id;
 	r->leader_ballot = r->ballot;
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
 		r->peer_heard_us[j] = r->now_us;
+		r->hb_acked[j] = 0;
+	}
 	/* Slots phase 1 reported chosen are applied before anything new. */
 	advance(r, out);
 	uint64_t from = r->p1_from, to = r->p1_max;
@@ -1296,6 +1330,8 @@ static void maybe_catchup(ld_replica *r, ld_actions *out)
 		msg_new(r, LD_MSG_CATCHUP_REQ, (uint32_t)r->known_commit_from);
 	m->slot = r->commit + 1;
 	r->catchup_sent_us = r->now_us;
+	r->catchup_to = r->known_commit_from;
+	r->catchup_asked_us = r->now_us;
 	emit(r, out, m);
 }
 
@@ -1571,6 +1607,13 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 		return;
 	}
 	if (ld_ballot_cmp(m->ballot, r->promised) > 0) {
+		/* Leader stability, as for a 1a: while we hear a live leader,
+		 * a 2a from anyone else at a higher ballot goes unanswered
+		 * (not answering is always safe), so one stray or forged
+		 * ballot cannot raise our promise past the leader's. A leader
+		 * does take it: someone above it leads, and it steps down. */
+		if (r->role != LD_LEADER && live_leader_other_than(r, m->from))
+			return;
 		r->promised = m->ballot;
 		persist_promise(r, out);
 	}
@@ -1728,14 +1771,18 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 	ld_msg *a = msg_new(r, LD_MSG_COMMIT_ACK, m->from);
 	a->ballot = m->ballot;
+	a->hb = m->hb;
 	emit(r, out, a);
 }
 
 static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	(void)out;
-	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0)
+	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0) {
 		r->peer_heard_us[m->from] = r->now_us;
+		if (m->hb > r->hb_acked[m->from] && m->hb <= r->hb_seq)
+			r->hb_acked[m->from] = m->hb;
+	}
 }
 
 static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
@@ -1783,10 +1830,17 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 	emit(r, out, c);
 }
 
+/* Whether m answers the catch-up request this replica made last. */
+static bool catchup_asked(const ld_replica *r, const ld_msg *m)
+{
+	return r->catchup_to == (int32_t)m->from &&
+	       r->now_us < r->catchup_asked_us + r->cfg.election_timeout_us;
+}
+
 static void on_catchup(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	/* A leader learns only from its own quorums (see the top). */
-	if (r->role == LD_LEADER)
+	if (r->role == LD_LEADER || !catchup_asked(r, m))
 		return;
 	note_commit(r, m);
 	for (uint32_t i = 0; i < m->nvotes; i++)
@@ -1798,7 +1852,8 @@ static void on_catchup(ld_replica *r, const ld_msg *m, ld_actions *out)
 
 static void on_snapshot(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
-	if (r->role == LD_LEADER || m->base <= r->commit)
+	if (r->role == LD_LEADER || m->base <= r->commit ||
+	    !catchup_asked(r, m))
 		return;
 	note_commit(r, m);
 	if (install_snapshot(r, m->snap, m->snap_len, m->base) != 0)
@@ -1906,6 +1961,92 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 	p->cmd.data = data;
 	r->pending_n++;
 	waiter_add(r, cmd->client_id, cmd->seq);
+}
+
+/* ---- linearizable reads (ReadIndex) -------------------------------------- */
+
+static void read_done(ld_actions *out, uint64_t id, bool ok)
+{
+	out->reads = grow(out->reads, &out->reads_cap, out->nreads + 1,
+			  sizeof *out->reads);
+	out->reads[out->nreads++] = (ld_read_done){id, ok};
+}
+
+static void reads_fail_all(ld_replica *r, ld_actions *out)
+{
+	for (uint32_t i = 0; i < r->npreads; i++)
+		read_done(out, r->preads[i].id, false);
+	r->npreads = 0;
+	r->hb_wanted = false;
+}
+
+/* The newest heartbeat round a quorum has answered at our ballot (we answer
+ * our own at once). */
+static uint64_t hb_confirmed(const ld_replica *r)
+{
+	if (r->quorum <= 1)
+		return r->hb_seq;
+	/* The (q-1)-th highest answer among the others, with ours. */
+	uint64_t a[LD_REPLICAS_MAX];
+	uint32_t n = 0;
+	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+		if (j != r->cfg.id)
+			a[n++] = r->hb_acked[j];
+	for (uint32_t i = 1; i < n; i++)
+		for (uint32_t k = i; k > 0 && a[k] > a[k - 1]; k--) {
+			uint64_t t = a[k];
+			a[k] = a[k - 1];
+			a[k - 1] = t;
+		}
+	return a[r->quorum - 2];
+}
+
+/* A read that arrives now is answered once a round sent after now is
+ * confirmed (no newer ballot had a quorum then) and commit reaches every
+ * slot proposed before now: every write acknowledged before the read was
+ * chosen in one of those slots (P2 for those a former leader chose: our
+ * phase 1 saw them). */
+static void on_read(ld_replica *r, uint64_t id, ld_actions *out)
+{
+	if (r->role != LD_LEADER || !r->joined) {
+		read_done(out, id, false);
+		return;
+	}
+	if (r->npreads == r->preads_cap) {
+		uint32_t cap = r->preads_cap ? r->preads_cap * 2 : 16;
+		struct pending_read *p = realloc(r->preads, cap * sizeof *p);
+		if (p == NULL)
+			abort();
+		r->preads = p;
+		r->preads_cap = cap;
+	}
+	r->preads[r->npreads++] = (struct pending_read){
+		.id = id,
+		.need = r->hb_seq + 1,
+		.index = r->next_slot > 0 ? r->next_slot - 1 : 0,
+	};
+	r->hb_wanted = true;
+}
+
+static void reads_check(ld_replica *r, ld_actions *out)
+{
+	if (r->npreads == 0 || r->role != LD_LEADER)
+		return;
+	uint64_t conf = hb_confirmed(r);
+	/* One round in flight at a time: reads that arrive meanwhile share
+	 * the next one, so a burst of reads costs a few round trips. */
+	if (r->hb_wanted && conf >= r->hb_seq)
+		send_commits(r, out);
+	conf = hb_confirmed(r);
+	for (uint32_t i = 0; i < r->npreads;) {
+		struct pending_read *p = &r->preads[i];
+		if (p->need <= conf && r->commit >= p->index) {
+			read_done(out, p->id, true);
+			r->preads[i] = r->preads[--r->npreads];
+		} else {
+			i++;
+		}
+	}
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -2054,6 +2195,13 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 			r->durable_id = ev->write_id;
 		release_held(r, out);
 		break;
+	case LD_EV_READ:
+		if (ev->read_id == 0) {
+			rc = -1;
+			break;
+		}
+		on_read(r, ev->read_id, out);
+		break;
 	case LD_EV_SUBMIT:
 		if (ev->cmd == NULL) {
 			rc = -1;
@@ -2069,6 +2217,7 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		rc = -1;
 	}
 	recovery_step(r, out);
+	reads_check(r, out);
 	out->timer_at_us = next_timer(r);
 	return rc;
 }

@@ -114,6 +114,8 @@ typedef struct ld_msg {
 		commit; /* sender's chosen prefix: slots <= commit are chosen */
 	uint64_t base;  /* sender's snapshot base */
 	uint32_t flags; /* LD_FLAG_* */
+	uint64_t hb;    /* COMMIT: the leader's heartbeat round; COMMIT_ACK:
+			   the round it answers (linearizable reads) */
 	ld_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
 	ld_vote *votes; /* malloc'd, owned by the message */
@@ -195,6 +197,11 @@ typedef enum ld_event_type {
 	LD_EV_DURABLE, /* every write with id <= write_id is durable */
 	LD_EV_SUBMIT,  /* client commands cmd[0..ncmds) (data copied by the
 			  core); proposed together, many per decree */
+	LD_EV_READ,    /* a linearizable read, read_id (the caller's, never
+			  0): answered in actions.reads once this leader
+			  has applied every slot it has proposed and a
+			  quorum answered a heartbeat sent after the read
+			  arrived (ReadIndex: no decree, no disk write) */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -204,7 +211,15 @@ typedef struct ld_event {
 	uint64_t write_id;
 	const ld_cmd *cmd;
 	uint32_t ncmds; /* LD_EV_SUBMIT: 0 is taken as 1 */
+	uint64_t read_id;
 } ld_event;
+
+/* A linearizable read's outcome: ok, the replica's applied state answers
+ * it now; !ok, this replica does not lead (ask the leader). */
+typedef struct ld_read_done {
+	uint64_t read_id;
+	bool ok;
+} ld_read_done;
 
 typedef struct ld_chosen {
 	uint64_t slot;
@@ -230,6 +245,9 @@ typedef struct ld_actions {
 	/* Replies to clients who submitted at this replica. */
 	ld_reply *replies;
 	size_t nreplies, replies_cap;
+	/* Linearizable reads (LD_EV_READ) decided in this step. */
+	ld_read_done *reads;
+	size_t nreads, reads_cap;
 	/* Call LD_EV_TICK no later than this (local clock). */
 	uint64_t timer_at_us;
 } ld_actions;

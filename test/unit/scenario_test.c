@@ -1228,3 +1228,91 @@ Test(recovery, new_cell_forms_only_when_everyone_is_empty, .init = setup3,
 		     LD_REPLY_OK);
 	SAFE();
 }
+
+/* ---- stray and forged peer messages (issue 14) ------------------------ */
+
+static ld_msg *forged(ld_msg_type t, uint32_t from, uint32_t to)
+{
+	ld_msg *m = calloc(1, sizeof *m);
+	cr_assert_not_null(m);
+	m->type = t;
+	m->from = from;
+	m->to = to;
+	return m;
+}
+
+/* A 2a at a ballot far above the leader's, from a replica that is not the
+ * leader, reaches a follower that hears the leader: it is not answered, and
+ * the promise stays where the leader put it. */
+Test(forged, accept_above_a_live_leader_is_ignored, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	cr_assert_eq(submit_wait(0, 61, 1, "a").status, LD_REPLY_OK);
+	ld_ballot b = h_status(h, 1).promised;
+	ld_msg *m = forged(LD_MSG_ACCEPT, 2, 1);
+	m->ballot = (ld_ballot){LD_ROUND_MAX, 2};
+	m->slot = h_status(h, 1).commit + 1;
+	m->value = value_of("forged", 62, 1);
+	h_inject(h, m);
+	h_run_until_quiet(h);
+	BALLOT_EQ(h_status(h, 1).promised, b);
+	cr_assert_eq(submit_wait(0, 61, 2, "b").status, LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	cr_assert_eq(h_sm_count(h, 1, 62, 1), 0);
+	SAFE();
+}
+
+/* A replica whose promise sits at LD_ROUND_MAX (a forged ballot, before
+ * peers authenticated) neither campaigns with round 0 nor aborts. */
+Test(forged, rounds_never_wrap, .init = setup3, .fini = teardown)
+{
+	ld_record p = promise_rec((ld_ballot){LD_ROUND_MAX, 2});
+	h_crash(h, 1);
+	cr_assert_eq(h_disk_append(h, 1, &p), 0);
+	cr_assert_eq(h_restart(h, 1), 0);
+	time_out(1);
+	h_run_until_quiet(h);
+	ld_status s = h_status(h, 1);
+	cr_assert_neq(s.role, LD_CANDIDATE);
+	cr_assert_neq(s.role, LD_LEADER);
+	BALLOT_EQ(s.promised, ((ld_ballot){LD_ROUND_MAX, 2}));
+	SAFE();
+}
+
+/* SNAPSHOT and CATCHUP that nobody asked for change nothing: a follower
+ * takes them only from the replica it asked, shortly after asking. */
+Test(forged, unsolicited_snapshot_and_catchup_are_dropped, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	cr_assert_eq(submit_wait(0, 71, 1, "a").status, LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	ld_status before = h_status(h, 1);
+
+	ld_msg *c = forged(LD_MSG_CATCHUP, 2, 1);
+	c->commit = before.commit + 29;
+	c->nvotes = 29;
+	c->votes = calloc(c->nvotes, sizeof *c->votes);
+	cr_assert_not_null(c->votes);
+	for (uint32_t i = 0; i < c->nvotes; i++)
+		c->votes[i] =
+			(ld_vote){.slot = before.commit + 1 + i,
+				  .value = value_of("never chosen", 72, i + 1),
+				  .chosen = true};
+	h_inject(h, c);
+	ld_msg *s = forged(LD_MSG_SNAPSHOT, 0, 1);
+	s->base = before.commit + 1000;
+	s->commit = s->base;
+	s->snap_len = 16;
+	s->snap = calloc(1, 16);
+	cr_assert_not_null(s->snap);
+	h_inject(h, s);
+	h_run_until_quiet(h);
+	ld_status after = h_status(h, 1);
+	cr_assert_eq(after.commit, before.commit);
+	cr_assert_eq(after.base, before.base);
+	cr_assert_eq(h_snapshots_installed(h, 1), 0);
+	cr_assert_eq(h_sm_count(h, 1, 72, 1), 0);
+	SAFE();
+}
