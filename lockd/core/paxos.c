@@ -62,6 +62,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_TRUST_STAMPS] = "trust-stamps",
 	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
 	[LD_MUTANT_WIPED_VOTES] = "wiped-votes",
+	[LD_MUTANT_OPEN_PEERS] = "open-peers",
 };
 
 const char *ld_mutant_name(ld_mutant m)

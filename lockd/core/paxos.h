@@ -285,6 +285,9 @@ typedef enum ld_mutant {
 				       name has, whatever token they carry */
 	LD_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
 					votes at once, as if the cell were new */
+	LD_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
+					hostile peer's forged messages, as a
+					cell without --peer-key or TLS would */
 	LD_MUTANT_COUNT
 } ld_mutant;
 

@@ -183,18 +183,18 @@ int main(int argc, char **argv)
 			       " fenced=%" PRIu64 " drift=%" PRIu32
 			       "ppm closest=%.3fms"
 			       " crashes=%" PRIu64 " wipes=%" PRIu64
-			       " partitions=%" PRIu64 " msgs=%" PRIu64
-			       " lost=%" PRIu64 " events=%" PRIu64
-			       " heal=%.3fs end=%.3fs\n",
+			       " forged=%" PRIu64 " partitions=%" PRIu64
+			       " msgs=%" PRIu64 " lost=%" PRIu64
+			       " events=%" PRIu64 " heal=%.3fs end=%.3fs\n",
 			       seed, r.decrees, r.commands, r.acks, r.grants,
 			       r.expiries, r.releases, r.revokes, r.writes,
 			       r.stale_writes, r.fenced, r.drift_ppm,
 			       r.closest_us == INT64_MAX
 				       ? 0.0
 				       : (double)r.closest_us / 1000.0,
-			       r.crashes, r.wipes, r.partitions, r.msgs_sent,
-			       r.msgs_lost, r.events, (double)r.heal_us / 1e6,
-			       (double)r.end_us / 1e6);
+			       r.crashes, r.wipes, r.forged, r.partitions,
+			       r.msgs_sent, r.msgs_lost, r.events,
+			       (double)r.heal_us / 1e6, (double)r.end_us / 1e6);
 		if (r.violated) {
 			violations++;
 			if (!any)

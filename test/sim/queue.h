@@ -25,6 +25,7 @@ typedef enum sim_ev_type {
 	SIM_EV_PART_END,       /* x: partition generation */
 	SIM_EV_HEAL,           /* end of the fault phase */
 	SIM_EV_DEADLINE,       /* the liveness bound after heal */
+	SIM_EV_HOSTILE,        /* a hostile peer forges its next message */
 	/* lease workload */
 	SIM_EV_LREQ,   /* a: replica, b: client, x: epoch, p: sim_lreq * (owned)
 			*/

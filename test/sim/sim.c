@@ -56,6 +56,8 @@ static const sim_profile sim_profiles[] = {
 			.restart_max_us = 2000000,
 			.crash_leader_p = 0.3,
 			.wipe_p = 0.15,
+			.hostile_every_min_us = 500000,
+			.hostile_every_max_us = 3000000,
 			.drift_ppm_max = 200,
 			.fault_min_us = 10000000,
 			.fault_max_us = 20000000,
@@ -88,6 +90,8 @@ static const sim_profile sim_profiles[] = {
 			.crash_leader_p = 0.5,
 			.power_loss_p = 0.2,
 			.wipe_p = 0.25,
+			.hostile_every_min_us = 100000,
+			.hostile_every_max_us = 1000000,
 			.drift_ppm_max = 200,
 			.fault_min_us = 10000000,
 			.fault_max_us = 20000000,
@@ -954,6 +958,101 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 
 /* ---- faults ------------------------------------------------------------- */
 
+/* ev.y of a SIM_EV_MSG that a hostile peer forged. */
+#define SIM_FORGED 1u
+
+static ld_value *sim_forged_value(sim *s)
+{
+	static const char junk[] = "forged by a hostile peer";
+	ld_cmd c = {.client_id = 0x7ff0000000000000ull +
+				 sim_rng_below(&s->rng, 1000),
+		    .seq = 1 + sim_rng_below(&s->rng, 1000),
+		    .len = (uint32_t)(sizeof junk - 1),
+		    .data = (const uint8_t *)junk};
+	ld_value *v = ld_value_new(&c, 1);
+	if (v == NULL)
+		abort();
+	return v;
+}
+
+/* Someone who can reach the peer ports sends a well-formed message in a
+ * replica's name: a higher ballot, a vote, a decree that was never chosen,
+ * a commit that never happened, an acknowledgement nobody sent. The cell
+ * key drops it in the transport; the open-peers mutant lets it through, and
+ * the oracle must then see the damage. */
+static void sim_hostile(sim *s)
+{
+	uint32_t to = (uint32_t)sim_rng_below(&s->rng, s->n);
+	sim_node *nd = &s->nodes[to];
+	if (!nd->up)
+		return;
+	ld_status st;
+	ld_replica_status(node_rep(nd), &st);
+	ld_msg *m = calloc(1, sizeof *m);
+	if (m == NULL)
+		abort();
+	m->to = to;
+	m->from = (to + 1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n;
+	uint64_t top = st.promised.round > st.ballot.round ? st.promised.round
+							   : st.ballot.round;
+	switch (sim_rng_below(&s->rng, 5)) {
+	case 0: /* a vote for a decree nobody proposed, above every ballot */
+		m->type = LD_MSG_ACCEPT;
+		m->ballot = (ld_ballot){top + 1 + sim_rng_below(&s->rng, 3),
+					m->from};
+		m->slot = st.commit + 1 + sim_rng_below(&s->rng, 3);
+		m->commit = st.commit;
+		m->value = sim_forged_value(s);
+		break;
+	case 1: /* decrees that were never chosen, as catch-up */
+		m->type = LD_MSG_CATCHUP;
+		m->nvotes = 1 + (uint32_t)sim_rng_below(&s->rng, 4);
+		m->votes = calloc(m->nvotes, sizeof *m->votes);
+		if (m->votes == NULL)
+			abort();
+		for (uint32_t i = 0; i < m->nvotes; i++)
+			m->votes[i] = (ld_vote){.slot = st.commit + 1 + i,
+						.value = sim_forged_value(s),
+						.chosen = true};
+		m->commit = st.commit + m->nvotes;
+		m->slot = st.commit + 1;
+		break;
+	case 2: /* a leader's acknowledgement of a vote never cast */
+		m->type = LD_MSG_ACCEPTED;
+		m->ballot = st.ballot.round ? st.ballot : (ld_ballot){1, to};
+		m->slot = st.next_slot > st.commit + 1
+				  ? st.commit + 1 +
+					    sim_rng_below(&s->rng,
+							  st.next_slot -
+								  st.commit - 1)
+				  : st.commit + 1;
+		break;
+	case 3: /* a promise nobody gave, with a vote nobody cast */
+		m->type = LD_MSG_PROMISE;
+		m->ballot = st.ballot.round ? st.ballot : (ld_ballot){1, to};
+		m->slot = st.commit + 1;
+		m->nvotes = 1;
+		m->votes = calloc(1, sizeof *m->votes);
+		if (m->votes == NULL)
+			abort();
+		m->votes[0] = (ld_vote){.slot = st.commit + 1,
+					.ballot = {top, m->from},
+					.value = sim_forged_value(s)};
+		break;
+	default: /* a 1a far above the leader's ballot */
+		m->type = LD_MSG_PREPARE;
+		m->ballot = (ld_ballot){top + 1 + sim_rng_below(&s->rng, 100),
+					m->from};
+		m->slot = st.commit + 1;
+		break;
+	}
+	s->res->forged++;
+	char buf[256];
+	sim_trace(s, "FORGE %s", sim_fmt_msg(m, buf, sizeof buf));
+	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, nd->epoch,
+		 SIM_FORGED, m);
+}
+
 static void sim_partition(sim *s)
 {
 	memset(s->blocked, 0, sizeof s->blocked);
@@ -1179,7 +1278,14 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_MSG: {
 		ld_msg *m = ev->p;
 		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x) {
+		if (ev->y == SIM_FORGED &&
+		    s->o->mutant != LD_MUTANT_OPEN_PEERS) {
+			/* The cell key (or TLS with replica certificates):
+			 * a message without a valid MAC never reaches the
+			 * core. */
+			sim_trace(s, "DROP(forged: bad MAC) %s",
+				  sim_fmt_msg(m, buf, sizeof buf));
+		} else if (!nd->up || nd->epoch != ev->x) {
 			sim_trace(s, "DROP(crashed) %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
 		} else if (s->blocked[m->from][m->to]) {
@@ -1256,6 +1362,16 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		node_start(s, nd);
 		return;
 	}
+	case SIM_EV_HOSTILE:
+		if (s->healed)
+			return;
+		sim_push(s,
+			 s->now + sim_rng_range(&s->rng,
+						s->p.hostile_every_min_us,
+						s->p.hostile_every_max_us),
+			 SIM_EV_HOSTILE, 0, 0, 0, 0, NULL);
+		sim_hostile(s);
+		return;
 	case SIM_EV_PART_START:
 		if (s->healed)
 			return;
@@ -1435,6 +1551,11 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 			 sim_rng_range(&s->rng, s->p.crash_every_min_us,
 				       s->p.crash_every_max_us),
 			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
+	if (s->p.hostile_every_max_us)
+		sim_push(s,
+			 sim_rng_range(&s->rng, s->p.hostile_every_min_us,
+				       s->p.hostile_every_max_us),
+			 SIM_EV_HOSTILE, 0, 0, 0, 0, NULL);
 	if (s->p.part_every_max_us)
 		sim_push(s,
 			 sim_rng_range(&s->rng, s->p.part_every_min_us,

@@ -39,6 +39,7 @@ typedef struct sim_profile {
 	double power_loss_p;   /* a crash takes down every replica at once */
 	double wipe_p;         /* a crashed replica also loses its disk (never
 				  more than a minority without one at once) */
+	uint64_t hostile_every_min_us, hostile_every_max_us; /* 0: none */
 	int32_t drift_ppm_max;
 	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
 	double extra_tick_p; /* per event: an unasked-for tick somewhere */
