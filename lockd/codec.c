@@ -440,6 +440,10 @@ int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
 	pm.snapshot_base = m->base;
 	pm.flags = m->flags;
 	pm.heartbeat = m->hb;
+	pm.digest_slot = m->dslot;
+	pm.digest = m->digest;
+	pm.verified_slot = m->vslot;
+	pm.verified_digest = m->vdigest;
 	if (m->value != NULL) {
 		rv = codec_enc_value(&e, m->value, &value);
 		if (rv != 0)
@@ -489,6 +493,10 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	m->base = pm->snapshot_base;
 	m->flags = pm->flags;
 	m->hb = pm->heartbeat;
+	m->dslot = pm->digest_slot;
+	m->digest = pm->digest;
+	m->vslot = pm->verified_slot;
+	m->vdigest = pm->verified_digest;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
 		return LD_CODEC_ECOUNT;
 	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)

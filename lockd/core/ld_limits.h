@@ -16,6 +16,13 @@
 #define LD_SNAPSHOT_EVERY_SLOTS 256u
 #define LD_LOG_TAIL_SLOTS 64u
 
+/* Replicas compare state digests at every slot that is a multiple of this
+ * (ld_config.digest_every_slots; the leader's heartbeat carries its latest,
+ * the answer the follower's at the same slot), and keep the last
+ * LD_DIGEST_KEEP of their own. */
+#define LD_DIGEST_EVERY_SLOTS 64u
+#define LD_DIGEST_KEEP 8u
+
 /* Leader pipeline: slots proposed but not yet chosen. */
 #define LD_WINDOW_SLOTS_MAX 64u
 

@@ -62,6 +62,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_TRUST_STAMPS] = "trust-stamps",
 	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
 	[LD_MUTANT_WIPED_VOTES] = "wiped-votes",
+	[LD_MUTANT_IGNORE_DIGEST] = "ignore-digest",
 	[LD_MUTANT_OPEN_PEERS] = "open-peers",
 };
 
@@ -132,7 +133,7 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 		return -1;
 	if (m->from >= nreplicas || m->to >= nreplicas || m->from == m->to)
 		return -1;
-	if (m->ballot.id >= nreplicas || m->ballot.round > LD_ROUND_MAX)
+	if (m->ballot.id >= nreplicas || m->ballot.round >= LD_ROUND_MAX)
 		return -1;
 	if (m->nvotes > LD_LOG_SLOTS_MAX || (m->nvotes > 0 && !m->votes))
 		return -1;
@@ -141,7 +142,7 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 	for (uint32_t i = 0; i < m->nvotes; i++)
 		if (m->votes[i].value == NULL || m->votes[i].slot == 0 ||
 		    m->votes[i].ballot.id >= nreplicas ||
-		    m->votes[i].ballot.round > LD_ROUND_MAX)
+		    m->votes[i].ballot.round >= LD_ROUND_MAX)
 			return -1;
 	switch (m->type) {
 	case LD_MSG_PREPARE:
@@ -328,6 +329,15 @@ struct ld_replica {
 	/* commands submitted here, waiting to be applied */
 	waiter *waiters;
 	uint32_t nwaiters, waiters_cap;
+
+	/* state digests at every LD_DIGEST_EVERY_SLOTS-th slot (a ring), and
+	 * what comparing them found */
+	struct ckpt {
+		uint64_t slot, digest;
+	} ckpts[LD_DIGEST_KEEP], peer_ckpt[LD_REPLICAS_MAX];
+	uint32_t ckpt_next;
+	struct ckpt verified; /* leader: the latest a quorum shares with us */
+	ld_digest_alarm digest_alarm;
 
 	/* follower catch-up */
 	uint64_t catchup_sent_us;
@@ -637,6 +647,7 @@ void ld_config_default(ld_config *cfg, uint32_t id, uint32_t nreplicas)
 	cfg->window_slots = 16;
 	cfg->batch_cmds = LD_BATCH_CMDS_MAX;
 	cfg->snapshot_every_slots = LD_SNAPSHOT_EVERY_SLOTS;
+	cfg->digest_every_slots = LD_DIGEST_EVERY_SLOTS;
 	cfg->mutant = LD_MUTANT_NONE;
 }
 
@@ -654,6 +665,7 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	    cfg->batch_cmds == 0 || cfg->batch_cmds > LD_BATCH_CMDS_MAX ||
 	    cfg->election_timeout_us == 0 || cfg->heartbeat_us == 0 ||
 	    cfg->retry_us == 0 || cfg->snapshot_every_slots == 0 ||
+	    cfg->digest_every_slots == 0 ||
 	    cfg->snapshot_every_slots + LD_LOG_TAIL_SLOTS +
 			    LD_WINDOW_SLOTS_MAX >=
 		    LD_LOG_SLOTS_MAX)
@@ -834,6 +846,8 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	return 0;
 }
 
+static void ckpt_note(ld_replica *r, uint64_t slot, uint64_t digest);
+
 /* Installs a snapshot at base (> commit). Returns 0 or -1 (malformed). */
 static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 			    uint64_t base)
@@ -852,7 +866,87 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 	r->snap_base = base;
 	r->commit = base;
 	log_truncate(r, base + 1);
+	ckpt_note(r, base, r->sm->ops->digest(r->sm));
 	return 0;
+}
+
+/* ---- state digests (corruption caught) ---------------------------------- */
+
+/* Remembers the state digest right after slot, if slot is a checkpoint. */
+static void ckpt_note(ld_replica *r, uint64_t slot, uint64_t digest)
+{
+	if (slot == 0 || slot % r->cfg.digest_every_slots != 0)
+		return;
+	r->ckpts[r->ckpt_next] = (struct ckpt){slot, digest};
+	r->ckpt_next = (r->ckpt_next + 1) % LD_DIGEST_KEEP;
+}
+
+static const struct ckpt *ckpt_find(const ld_replica *r, uint64_t slot)
+{
+	if (slot == 0)
+		return NULL;
+	for (uint32_t i = 0; i < LD_DIGEST_KEEP; i++)
+		if (r->ckpts[i].slot == slot)
+			return &r->ckpts[i];
+	return NULL;
+}
+
+static const struct ckpt *ckpt_latest(const ld_replica *r)
+{
+	const struct ckpt *best = NULL;
+	for (uint32_t i = 0; i < LD_DIGEST_KEEP; i++)
+		if (r->ckpts[i].slot != 0 &&
+		    (best == NULL || r->ckpts[i].slot > best->slot))
+			best = &r->ckpts[i];
+	return best;
+}
+
+static void digest_alarm_raise(ld_replica *r, ld_digest_alarm a)
+{
+	if (a > r->digest_alarm)
+		r->digest_alarm = a;
+}
+
+/* Leader: the digests reported at slot, ours among them. A digest that a
+ * quorum shares is the cell's state there (Paxos Made Live compares the
+ * replicas' databases); a replica with another one is outvoted. */
+static void digest_compare(ld_replica *r, uint64_t slot)
+{
+	if (MUTANT(r, LD_MUTANT_IGNORE_DIGEST))
+		return;
+	const struct ckpt *own = ckpt_find(r, slot);
+	if (own == NULL)
+		return;
+	uint64_t d[LD_REPLICAS_MAX] = {0};
+	bool have[LD_REPLICAS_MAX] = {false};
+	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
+		if (j == r->cfg.id) {
+			d[j] = own->digest;
+			have[j] = true;
+		} else if (r->peer_ckpt[j].slot == slot) {
+			d[j] = r->peer_ckpt[j].digest;
+			have[j] = true;
+		}
+	}
+	for (uint32_t i = 0; i < r->cfg.nreplicas; i++) {
+		if (!have[i])
+			continue;
+		uint32_t same = 0;
+		for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+			same += have[j] && d[j] == d[i];
+		if (same < r->quorum)
+			continue;
+		/* d[i] is the quorum's: the cell's state at slot. Followers
+		 * compare theirs with it (the verified digest we announce). */
+		if (d[r->cfg.id] != d[i])
+			digest_alarm_raise(r, LD_DIGEST_DIVERGED);
+		else if (slot > r->verified.slot)
+			r->verified = (struct ckpt){slot, d[i]};
+		return;
+	}
+	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+		if (have[j] && d[j] != own->digest)
+			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
 }
 
 /* ---- restore ------------------------------------------------------------ */
@@ -1012,11 +1106,13 @@ static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 	}
 	out->chosen = grow(out->chosen, &out->chosen_cap, out->nchosen + 1,
 			   sizeof *out->chosen);
+	uint64_t d = r->sm->ops->digest(r->sm);
 	out->chosen[out->nchosen++] = (ld_chosen){
 		.slot = slot,
 		.value = ld_value_ref(v),
-		.sm_digest = r->sm->ops->digest(r->sm),
+		.sm_digest = d,
 	};
+	ckpt_note(r, slot, d);
 }
 
 /* Applies every chosen slot after commit, in order. */
@@ -1118,7 +1214,7 @@ static void start_candidacy(ld_replica *r, ld_actions *out)
 	uint64_t round = r->max_round;
 	if (r->promised.round > round)
 		round = r->promised.round;
-	if (round >= LD_ROUND_MAX) {
+	if (round + 1 >= LD_ROUND_MAX) {
 		/* Rounds above LD_ROUND_MAX are refused from the wire; a cell
 		 * that got here (2^62 elections, or a forged ballot) cannot
 		 * campaign, and must not wrap to round 0. */
@@ -1195,6 +1291,13 @@ static void send_commits(ld_replica *r, ld_actions *out)
 		 * replica learns up to it before it votes (paxos.h). */
 		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
 		m->hb = r->hb_seq;
+		const struct ckpt *c = ckpt_latest(r);
+		if (c != NULL) {
+			m->dslot = c->slot;
+			m->digest = c->digest;
+		}
+		m->vslot = r->verified.slot;
+		m->vdigest = r->verified.digest;
 		emit(r, out, m);
 	}
 	r->heartbeat_at_us = r->now_us + r->cfg.heartbeat_us;
@@ -1309,8 +1412,11 @@ static void heard_leader(ld_replica *r, ld_actions *out, const ld_msg *m)
 
 static void note_commit(ld_replica *r, const ld_msg *m)
 {
-	/* Prefer the current leader as the source of catch-up. */
+	/* Prefer the current leader as the source of catch-up; otherwise the
+	 * latest replica to claim the most (one that claimed it earlier may
+	 * have lost its disk since, and can no longer answer). */
 	if (m->commit > r->known_commit ||
+	    (m->commit > r->commit && m->commit == r->known_commit) ||
 	    (m->commit > r->commit && (int32_t)m->from == r->leader)) {
 		if (m->commit > r->known_commit)
 			r->known_commit = m->commit;
@@ -1764,6 +1870,18 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 	advance(r, out);
 	maybe_catchup(r, out);
+	if (!MUTANT(r, LD_MUTANT_IGNORE_DIGEST)) {
+		/* A digest a quorum shares is the cell's state there: ours
+		 * differing from it means our state is not the cell's. One
+		 * that differs from the leader's alone may be the leader's
+		 * fault: an alarm, not a verdict. */
+		const struct ckpt *v = ckpt_find(r, m->vslot);
+		if (v != NULL && v->digest != m->vdigest)
+			digest_alarm_raise(r, LD_DIGEST_DIVERGED);
+		const struct ckpt *own = ckpt_find(r, m->dslot);
+		if (own != NULL && own->digest != m->digest)
+			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
+	}
 	if (!r->joined) {
 		recover_heard_leader(r, m, out);
 		/* No answer: a leader must not count a replica that cannot
@@ -1773,6 +1891,11 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	ld_msg *a = msg_new(r, LD_MSG_COMMIT_ACK, m->from);
 	a->ballot = m->ballot;
 	a->hb = m->hb;
+	const struct ckpt *c = ckpt_find(r, m->dslot);
+	if (c != NULL) {
+		a->dslot = c->slot;
+		a->digest = c->digest;
+	}
 	emit(r, out, a);
 }
 
@@ -1783,6 +1906,18 @@ static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 		r->peer_heard_us[m->from] = r->now_us;
 		if (m->hb > r->hb_acked[m->from] && m->hb <= r->hb_seq)
 			r->hb_acked[m->from] = m->hb;
+		if (m->dslot != 0) {
+			r->peer_ckpt[m->from] =
+				(struct ckpt){m->dslot, m->digest};
+			digest_compare(r, m->dslot);
+			if (r->digest_alarm == LD_DIGEST_DIVERGED) {
+				/* Outvoted: our table is not the cell's, so
+				 * neither our lease timing nor our reads may
+				 * be trusted. Let another lead. */
+				r->leader = -1;
+				become_follower(r, out, r->now_us);
+			}
+		}
 	}
 }
 
@@ -1870,6 +2005,11 @@ static void on_snapshot(ld_replica *r, const ld_msg *m, ld_actions *out)
 			    .snap = copy});
 	out->installed_snapshot = true;
 	out->snapshot_base = m->base;
+	/* The state our digests described is gone: so are they, and what
+	 * comparing them found. */
+	memset(r->ckpts, 0, sizeof r->ckpts);
+	r->digest_alarm = LD_DIGEST_OK;
+	ckpt_note(r, m->base, r->sm->ops->digest(r->sm));
 	if (r->role == LD_CANDIDATE)
 		become_follower(r, out, r->now_us);
 	advance(r, out);
@@ -2061,7 +2201,10 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			if (now >= r->probe_at_us)
 				send_probes(r, out);
 		} else if (now >= r->election_at_us) {
-			start_candidacy(r, out);
+			if (r->digest_alarm == LD_DIGEST_DIVERGED)
+				r->election_at_us = now + election_delay(r);
+			else
+				start_candidacy(r, out);
 		}
 		break;
 	case LD_CANDIDATE:
@@ -2238,6 +2381,7 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->next_slot = r->next_slot;
 	st->pending = r->pending_n;
 	st->voter = r->joined;
+	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
 }
 

@@ -92,7 +92,7 @@ typedef enum ld_msg_type {
 /* ld_msg.flags */
 #define LD_FLAG_VOTER 1u
 
-/* Ballot rounds above this are refused from the wire: a round can then never
+/* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
  * longer than the sun will shine). */
 #define LD_ROUND_MAX (UINT64_C(1) << 62)
@@ -116,6 +116,11 @@ typedef struct ld_msg {
 	uint32_t flags; /* LD_FLAG_* */
 	uint64_t hb;    /* COMMIT: the leader's heartbeat round; COMMIT_ACK:
 			   the round it answers (linearizable reads) */
+	/* COMMIT: the leader's latest state digest, at dslot (a multiple of
+	 * digest_every_slots; 0: none yet), and the latest one a quorum has
+	 * confirmed, at vslot; COMMIT_ACK: the sender's digest at the dslot
+	 * it answers (0: it has none). */
+	uint64_t dslot, digest, vslot, vdigest;
 	ld_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
 	ld_vote *votes; /* malloc'd, owned by the message */
@@ -285,6 +290,7 @@ typedef enum ld_mutant {
 				       name has, whatever token they carry */
 	LD_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
 					votes at once, as if the cell were new */
+	LD_MUTANT_IGNORE_DIGEST,     /* replicas never compare state digests */
 	LD_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
 					hostile peer's forged messages, as a
 					cell without --peer-key or TLS would */
@@ -304,6 +310,7 @@ typedef struct ld_config {
 	uint32_t window_slots;        /* <= LD_WINDOW_SLOTS_MAX */
 	uint32_t batch_cmds;          /* <= LD_BATCH_CMDS_MAX */
 	uint32_t snapshot_every_slots;
+	uint32_t digest_every_slots; /* state digests compared at multiples */
 	ld_mutant mutant;
 } ld_config;
 
@@ -326,19 +333,33 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec);
 int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out);
 
 /* Read-only views, for the daemon's status and the simulator's checks. */
+
+/* What comparing state digests with the others found (sticky until the
+ * replica restarts: an operator wipes a diverged replica's data directory,
+ * and it recovers the cell's state by snapshot). */
+typedef enum ld_digest_alarm {
+	LD_DIGEST_OK = 0,
+	LD_DIGEST_MISMATCH, /* some replica's digest differed, no quorum said
+			       which is right */
+	LD_DIGEST_DIVERGED, /* this replica's state differs from a quorum's at
+			       the same position: it serves no reads and
+			       does not lead */
+} ld_digest_alarm;
+
 typedef enum ld_role { LD_FOLLOWER, LD_CANDIDATE, LD_LEADER } ld_role;
 
 typedef struct ld_status {
 	ld_role role;
-	ld_ballot ballot;        /* proposer ballot (leader/candidate) */
-	ld_ballot promised;      /* acceptor's promise */
-	int32_t leader;          /* who this replica believes leads, or -1 */
-	uint64_t commit;         /* chosen prefix */
-	uint64_t applied;        /* == commit after each step */
-	uint64_t base;           /* snapshot base */
-	uint64_t next_slot;      /* leader: next slot to propose */
-	uint32_t pending;        /* leader: commands waiting for a slot */
-	bool voter;              /* false while recovering (see Recovery) */
+	ld_ballot ballot;   /* proposer ballot (leader/candidate) */
+	ld_ballot promised; /* acceptor's promise */
+	int32_t leader;     /* who this replica believes leads, or -1 */
+	uint64_t commit;    /* chosen prefix */
+	uint64_t applied;   /* == commit after each step */
+	uint64_t base;      /* snapshot base */
+	uint64_t next_slot; /* leader: next slot to propose */
+	uint32_t pending;   /* leader: commands waiting for a slot */
+	bool voter;         /* false while recovering (see Recovery) */
+	ld_digest_alarm digest_alarm;
 	ld_ballot recover_above; /* recovering: M, once known */
 } ld_status;
 

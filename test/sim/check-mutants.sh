@@ -24,6 +24,7 @@ for m in $mutants; do
 	reply-clock)       opts="--faults default" ;;
 	trust-stamps)      opts="--faults default --drift-ppm 50000" ;;
 	unchecked-regrant) opts="--faults default" ;;
+	ignore-digest)     opts="--faults default --workload counter" ;;
 	*)                 opts="--faults heavy" ;;
 	esac
 	# shellcheck disable=SC2086 # opts is a word list on purpose

@@ -581,6 +581,10 @@ static void chk_advance(sim_check *c)
 			chk_lease_journal(c, slot, i, cmd, sub);
 		}
 		uint64_t d = c->oracle->ops->digest(c->oracle);
+		if (!c->slots[slot].digest_known) {
+			c->slots[slot].digest = d;
+			c->slots[slot].digest_known = true;
+		}
 		if (!c->violated && d != c->slots[slot].digest)
 			chk_fail(c, "state",
 				 "after slot %" PRIu64
@@ -627,18 +631,26 @@ void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
 				 chk_fmt_value(value, b, sizeof b));
 			return;
 		}
-		if (s->digest != digest)
+		if (c->corrupted_mask & (1u << replica))
+			return;
+		if (!s->digest_known) {
+			s->digest = digest;
+			s->digest_known = true;
+			s->first_replica = replica;
+		} else if (s->digest != digest) {
 			chk_fail(c, "state",
 				 "after slot %" PRIu64
 				 " r%u has state digest %016" PRIx64
 				 " but r%u had %016" PRIx64,
 				 slot, replica, digest, s->first_replica,
 				 s->digest);
+		}
 		return;
 	}
 	chk_validity(c, replica, slot, value);
 	s->value = ld_value_ref(value);
 	s->digest = digest;
+	s->digest_known = !(c->corrupted_mask & (1u << replica));
 	s->first_replica = replica;
 	c->decrees++;
 	if (slot > c->max_slot)
@@ -658,7 +670,10 @@ void chk_state(sim_check *c, uint32_t replica, uint64_t applied,
 			 replica, applied);
 		return;
 	}
-	if (c->slots[applied].digest != digest)
+	if (c->corrupted_mask & (1u << replica))
+		return;
+	if (c->slots[applied].digest_known &&
+	    c->slots[applied].digest != digest)
 		chk_fail(c, "state",
 			 "r%u at applied=%" PRIu64
 			 " has state digest %016" PRIx64

@@ -88,6 +88,7 @@ typedef struct chk_slot {
 	ld_value *value; /* one reference; NULL: not known chosen yet */
 	uint64_t digest; /* state digest after it, as first reported */
 	uint32_t first_replica;
+	bool digest_known; /* false: only a corrupted replica reported it */
 } chk_slot;
 
 typedef struct chk_leader_rec {
@@ -143,6 +144,10 @@ typedef struct sim_check {
 	chk_internal *internal;
 	uint32_t ninternal, internal_cap;
 	uint32_t nreplicas;
+	/* Replicas whose state the simulator corrupted on purpose: their
+	 * digests are not the ledger's, and the core must notice (see
+	 * sim.c, the corrupt fault). */
+	uint32_t corrupted_mask;
 	uint64_t max_ack_slot;
 	chk_leader_rec *leaders;
 	uint64_t nleaders, leaders_cap;

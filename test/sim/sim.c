@@ -56,6 +56,7 @@ static const sim_profile sim_profiles[] = {
 			.restart_max_us = 2000000,
 			.crash_leader_p = 0.3,
 			.wipe_p = 0.15,
+			.corrupt_p = 0.2,
 			.hostile_every_min_us = 500000,
 			.hostile_every_max_us = 3000000,
 			.drift_ppm_max = 200,
@@ -90,6 +91,7 @@ static const sim_profile sim_profiles[] = {
 			.crash_leader_p = 0.5,
 			.power_loss_p = 0.2,
 			.wipe_p = 0.25,
+			.corrupt_p = 0.2,
 			.hostile_every_min_us = 100000,
 			.hostile_every_max_us = 1000000,
 			.drift_ppm_max = 200,
@@ -576,6 +578,24 @@ static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
 static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
 {
 	uint64_t start = nd->applied;
+	/* A snapshot from a corrupted replica carries its corruption; one
+	 * from a sound replica replaces it. */
+	if (a->installed_snapshot && s->msg_from >= 0) {
+		bool bad = s->nodes[s->msg_from].corrupted;
+		if (bad && !nd->corrupted) {
+			nd->corrupted = true;
+			nd->corrupted_at = a->snapshot_base;
+			nd->corrupted_us = s->now;
+			s->chk.corrupted_mask |= 1u << nd->id;
+			sim_trace(s, "r%u CORRUPT: installed r%d's snapshot",
+				  nd->id, s->msg_from);
+		} else if (!bad && nd->corrupted) {
+			nd->corrupted = false;
+			s->chk.corrupted_mask &= ~(1u << nd->id);
+			sim_trace(s, "r%u HEALED: installed r%d's snapshot",
+				  nd->id, s->msg_from);
+		}
+	}
 	if (a->installed_snapshot && a->snapshot_base < start)
 		chk_fail(&s->chk, "order",
 			 "r%u installed a snapshot at base %" PRIu64
@@ -676,6 +696,9 @@ static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 	}
 }
 
+static bool sim_corrupt_majority(sim *s);
+static void sim_check_corruption_found(sim *s);
+
 /* After every step: the replica's own view agrees with what it said and
  * with the oracle. */
 static void node_check(sim *s, sim_node *nd)
@@ -693,6 +716,18 @@ static void node_check(sim *s, sim_node *nd)
 			 " but its chosen decrees reached %" PRIu64,
 			 nd->id, st.applied, nd->applied);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
+	/* A healthy replica is never outvoted on its digest (a false alarm
+	 * would stop it serving), and sees no mismatch unless the simulator
+	 * corrupted someone. */
+	if (!nd->corrupted && !sim_corrupt_majority(s) &&
+	    (st.digest_alarm == LD_DIGEST_DIVERGED ||
+	     (st.digest_alarm != LD_DIGEST_OK && s->res->corruptions == 0)))
+		chk_fail(&s->chk, "digest",
+			 "r%u raised a state digest alarm (%d) on a healthy "
+			 "replica",
+			 nd->id, (int)st.digest_alarm);
+	if (nd->corrupted)
+		sim_check_corruption_found(s);
 	if (nd->wiped && st.voter) {
 		nd->wiped = false;
 		sim_trace(s,
@@ -763,6 +798,17 @@ static void node_tick(sim *s, sim_node *nd)
 
 /* ---- crash and restart -------------------------------------------------- */
 
+static void node_uncorrupt_if_healed(sim *s, sim_node *nd);
+
+/* Once corruption spread (by snapshot) to a majority, a quorum shares the
+ * corrupt state, and no digest comparison can tell which is right. */
+static bool sim_corrupt_majority(sim *s)
+{
+	if ((uint32_t)__builtin_popcount(s->chk.corrupted_mask) > s->n / 2)
+		s->corrupt_majority = true;
+	return s->corrupt_majority;
+}
+
 static void node_start(sim *s, sim_node *nd)
 {
 	nd->life++;
@@ -824,12 +870,25 @@ static void node_start(sim *s, sim_node *nd)
 		  " drift=%" PRId64 "ppm",
 		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
 		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
+	node_uncorrupt_if_healed(s, nd);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	node_tick(s, nd);
 }
 
+/* A comparison needs a quorum of sound replicas that can talk: after any
+ * crash or partition, a corrupted replica's detection window starts again.
+ */
+static void sim_corrupt_window_restart(sim *s)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->nodes[i].corrupted)
+			s->nodes[i].corrupted_at = s->nodes[i].applied,
+			s->nodes[i].corrupted_us = s->now;
+}
+
 static void node_crash(sim *s, sim_node *nd)
 {
+	sim_corrupt_window_restart(s);
 	/* Writes the replica issued but never heard back about may or may not
 	 * have reached the disk: a random prefix (whole writes) survives. */
 	uint64_t keep = 0;
@@ -1102,14 +1161,108 @@ static void sim_partition(sim *s)
 	}
 	s->part_gen++;
 	s->res->partitions++;
+	sim_corrupt_window_restart(s);
 	uint64_t dur =
 		sim_rng_range(&s->rng, s->p.part_min_us, s->p.part_max_us);
 	sim_push(s, s->now + dur, SIM_EV_PART_END, 0, 0, s->part_gen, 0, NULL);
 	sim_trace(s, "PARTITION %s for %" PRIu64 " ms", desc, dur / 1000);
 }
 
+/* Corrupts one live replica's state machine in memory (counter workload):
+ * its digests no longer match the ledger's, and the digest comparison must
+ * find it outvoted. */
+static bool sim_corrupt_fault(sim *s)
+{
+	if (s->o->workload != SIM_WORKLOAD_COUNTER || s->chk.corrupted_mask ||
+	    !sim_rng_chance(&s->rng, s->p.corrupt_p))
+		return false;
+	uint32_t v = (uint32_t)sim_rng_below(&s->rng, s->n);
+	sim_node *nd = &s->nodes[v];
+	if (!nd->up)
+		return false;
+	((counter_sm *)nd->sm)->hash ^= 0x0badd1e5ull;
+	nd->corrupted = true;
+	nd->corrupted_at = nd->applied;
+	nd->corrupted_us = s->now;
+	s->chk.corrupted_mask |= 1u << v;
+	s->res->corruptions++;
+	sim_trace(s,
+		  "r%u CORRUPT: its state changed under it at applied=%" PRIu64,
+		  v, nd->applied);
+	return true;
+}
+
+/* After a restart, a corrupted replica whose disk held the state from
+ * before the corruption is healthy again. */
+static void node_uncorrupt_if_healed(sim *s, sim_node *nd)
+{
+	if (!nd->corrupted)
+		return;
+	const chk_slot *cs =
+		nd->applied < s->chk.nslots ? &s->chk.slots[nd->applied] : NULL;
+	if (nd->ndurable == 0 ||
+	    (cs != NULL && cs->digest_known && cs->digest == node_digest(nd))) {
+		nd->corrupted = false;
+		s->chk.corrupted_mask &= ~(1u << nd->id);
+		sim_trace(s, "r%u HEALED: restarted from a sound disk", nd->id);
+	} else {
+		nd->corrupted_at = nd->applied;
+		nd->corrupted_us = s->now;
+	}
+}
+
+/* A corrupted replica that applied several checkpoints past the corruption
+ * while the cell ran without a crash or partition must have found itself
+ * outvoted. */
+static void sim_check_corruption_found(sim *s)
+{
+	if (s->corrupt_majority)
+		return; /* the quorum's state is the corrupt one: nothing
+			   can tell */
+	/* Only a cell whose replicas are all up and can all talk can tell
+	 * (with one down, a sound replica and a corrupt one just disagree). */
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (!s->nodes[i].up)
+			return;
+		ld_status vs;
+		ld_replica_status(node_rep(&s->nodes[i]), &vs);
+		if (!vs.voter) {
+			/* a recovering replica answers no heartbeat */
+			sim_corrupt_window_restart(s);
+			return;
+		}
+		for (uint32_t j = 0; j < s->n; j++)
+			if (s->blocked[i][j])
+				return;
+	}
+	for (uint32_t i = 0; i < s->n && !s->chk.violated; i++) {
+		sim_node *nd = &s->nodes[i];
+		if (!nd->corrupted || !nd->up)
+			continue;
+		ld_status st;
+		ld_replica_status(node_rep(nd), &st);
+		/* Four checkpoints, and a second of heartbeats, with no
+		 * crash or partition anywhere. */
+		if (st.applied <
+			    nd->corrupted_at + 4 * nd->cfg.digest_every_slots ||
+		    s->now < nd->corrupted_us + 1000000)
+			continue;
+		if (st.digest_alarm != LD_DIGEST_DIVERGED)
+			chk_fail(&s->chk, "digest",
+				 "r%u's state was corrupted at applied=%" PRIu64
+				 "; at %" PRIu64
+				 " (digests every %u slots) it has not found "
+				 "itself outvoted (alarm %d)",
+				 i, nd->corrupted_at, st.applied,
+				 nd->cfg.digest_every_slots,
+				 (int)st.digest_alarm);
+	}
+}
+
 static void sim_crash_fault(sim *s)
 {
+	if (sim_corrupt_fault(s))
+		return;
 	uint32_t down = 0;
 	for (uint32_t i = 0; i < s->n; i++)
 		down += !s->nodes[i].up;
@@ -1163,6 +1316,7 @@ static void sim_crash_fault(sim *s)
 
 static void sim_heal(sim *s)
 {
+	sim_corrupt_window_restart(s);
 	s->healed = true;
 	s->p.loss_p = s->p.dup_p = s->p.tail_p = 0;
 	memset(s->blocked, 0, sizeof s->blocked);
@@ -1296,7 +1450,9 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			sim_trace(s, "RECV %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
 			ld_event e = {.type = LD_EV_MSG, .msg = m};
+			s->msg_from = (int32_t)m->from;
 			node_step(s, nd, &e);
+			s->msg_from = -1;
 		}
 		ld_msg_free(m);
 		return;
@@ -1385,6 +1541,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		if (ev->x != s->part_gen)
 			return;
 		memset(s->blocked, 0, sizeof s->blocked);
+		sim_corrupt_window_restart(s);
 		sim_trace(s, "PARTITION ends");
 		return;
 	case SIM_EV_HEAL:
@@ -1437,6 +1594,8 @@ static void sim_config(sim *s, ld_config *cfg, uint32_t id)
 	static const uint32_t windows[] = {4, 16, LD_WINDOW_SLOTS_MAX};
 	static const uint32_t batches[] = {1, 8, LD_BATCH_CMDS_MAX};
 	cfg->snapshot_every_slots = snaps[sim_rng_below(&s->rng, 4)];
+	static const uint32_t digests[] = {4, 16, LD_DIGEST_EVERY_SLOTS};
+	cfg->digest_every_slots = digests[sim_rng_below(&s->rng, 3)];
 	cfg->window_slots = windows[sim_rng_below(&s->rng, 3)];
 	cfg->batch_cmds = batches[sim_rng_below(&s->rng, 3)];
 }
@@ -1475,6 +1634,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	memset(s, 0, sizeof *s);
 	memset(res, 0, sizeof *res);
 	s->o = o;
+	s->msg_from = -1;
 	s->seed = seed;
 	s->res = res;
 	s->tr = o->trace;
@@ -1572,6 +1732,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 			break;
 		if (s->healed && sim_done(s)) {
 			done = true;
+			sim_check_corruption_found(s);
 			break;
 		}
 		if (!s->healed && sim_rng_chance(&s->rng, s->p.extra_tick_p))

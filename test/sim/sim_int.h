@@ -40,6 +40,9 @@ typedef struct sim_profile {
 	double wipe_p;         /* a crashed replica also loses its disk (never
 				  more than a minority without one at once) */
 	uint64_t hostile_every_min_us, hostile_every_max_us; /* 0: none */
+	double corrupt_p; /* counter workload: a crash fault corrupts a
+			     replica's state in memory instead (one at a
+			     time), as a bug or a bad DIMM would */
 	int32_t drift_ppm_max;
 	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
 	double extra_tick_p; /* per event: an unasked-for tick somewhere */
@@ -86,6 +89,10 @@ typedef struct sim_node {
 	uint64_t applied;      /* where its stream of chosen decrees got to */
 	ld_ballot led;         /* last leader ballot reported to the checker */
 	bool wiped;            /* lost its disk, not a voter again yet */
+	bool corrupted;        /* its state was corrupted on purpose */
+	uint64_t corrupted_at; /* its applied position then */
+	uint64_t corrupted_us; /* and the time (both restart with a crash or a
+				  partition anywhere) */
 	ld_record *durable;
 	size_t ndurable, durable_cap;
 	sim_write *pending;
@@ -170,6 +177,8 @@ typedef struct sim_lclient {
 
 typedef struct sim {
 	const sim_opts *o;
+	int32_t msg_from; /* the sender of the message being stepped, or -1 */
+	bool corrupt_majority; /* corruption reached a majority this run */
 	uint64_t seed;
 	sim_rng rng;
 	sim_profile p;

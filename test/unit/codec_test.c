@@ -337,6 +337,11 @@ Test(codec, msg_roundtrip_extremes)
 	free(buf);
 	m->ballot.round = LD_ROUND_MAX;
 	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(ld_codec_msg_decode(buf, len, LD_REPLICAS_MAX, &d),
+		     LD_CODEC_EINVALID);
+	free(buf);
+	m->ballot.round = LD_ROUND_MAX - 1;
+	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
 	cr_assert_eq(ld_codec_msg_decode(buf, len, LD_REPLICAS_MAX, &d), 0);
 	assert_msg_equal(m, d);
 	cr_assert_eq(d->value, ld_value_noop());

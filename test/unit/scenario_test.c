@@ -1251,7 +1251,7 @@ Test(forged, accept_above_a_live_leader_is_ignored, .init = setup3,
 	cr_assert_eq(submit_wait(0, 61, 1, "a").status, LD_REPLY_OK);
 	ld_ballot b = h_status(h, 1).promised;
 	ld_msg *m = forged(LD_MSG_ACCEPT, 2, 1);
-	m->ballot = (ld_ballot){LD_ROUND_MAX, 2};
+	m->ballot = (ld_ballot){LD_ROUND_MAX - 1, 2};
 	m->slot = h_status(h, 1).commit + 1;
 	m->value = value_of("forged", 62, 1);
 	h_inject(h, m);
@@ -1267,7 +1267,7 @@ Test(forged, accept_above_a_live_leader_is_ignored, .init = setup3,
  * peers authenticated) neither campaigns with round 0 nor aborts. */
 Test(forged, rounds_never_wrap, .init = setup3, .fini = teardown)
 {
-	ld_record p = promise_rec((ld_ballot){LD_ROUND_MAX, 2});
+	ld_record p = promise_rec((ld_ballot){LD_ROUND_MAX - 1, 2});
 	h_crash(h, 1);
 	cr_assert_eq(h_disk_append(h, 1, &p), 0);
 	cr_assert_eq(h_restart(h, 1), 0);
@@ -1276,7 +1276,7 @@ Test(forged, rounds_never_wrap, .init = setup3, .fini = teardown)
 	ld_status s = h_status(h, 1);
 	cr_assert_neq(s.role, LD_CANDIDATE);
 	cr_assert_neq(s.role, LD_LEADER);
-	BALLOT_EQ(s.promised, ((ld_ballot){LD_ROUND_MAX, 2}));
+	BALLOT_EQ(s.promised, ((ld_ballot){LD_ROUND_MAX - 1, 2}));
 	SAFE();
 }
 
