@@ -1,6 +1,6 @@
 /* Durable storage on RocksDB (see storage.h for the layout and contract).
  *
- * On-disk format, version 1 (STORE_FORMAT):
+ * On-disk format, version 2 (STORE_FORMAT):
  *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
  *   acceptor  "promise": an encoded LD_REC_PROMISE record
  *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it;
@@ -8,6 +8,13 @@
  *             (sorted right after the slot's vote, so that a load meets
  *             the vote first)
  *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
+ * Every value, meta included, is framed: the bytes above, then a
+ * big-endian CRC32C over the column family's name, the key and those bytes
+ * (store_frame). RocksDB's own block and WAL checksums catch damage to its
+ * files; this one also catches a value that a bug, a tool or a bad sector
+ * remap put under another key or column family, and damage RocksDB cannot
+ * see (a bit that flipped in memory before the write was checksummed is
+ * still lost; that is out of reach here). Version 1 had no frame.
  *
  * Every promise and vote is answered only after a synced write, so losing
  * one that was synced would let this acceptor break P1b/P2b after a restart.
@@ -39,7 +46,10 @@
 
 #include "codec.h"
 
-#define STORE_FORMAT 1u
+#define STORE_FORMAT 2u
+
+/* The frame's trailer: a CRC32C. */
+#define STORE_CRC_BYTES 4u
 
 /* A write batch that grew past this (a snapshot) is freed after the write
  * rather than cleared, so one snapshot does not pin its size in memory. */
@@ -83,6 +93,7 @@ struct ld_store {
 	rocksdb_writebatch_t *wb;
 	uint64_t snapshot_base, snapshot_bytes;
 	uint64_t writes, synced_writes;
+	bool broken; /* a write failed: reopen before the next (store_reopen) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -99,17 +110,35 @@ store_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* Fails with "<prefix>: <RocksDB's own words>" and frees rerr. */
+/* As store_fail, for a record or file that fails its checks. */
+__attribute__((format(printf, 3, 4))) static int
+store_corrupt(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return LD_STORE_CORRUPT;
+}
+
 /* The ledger key of a slot's LD_REC_CHOSEN: the slot, then this byte. */
 #define STORE_CHOSEN_SUFFIX 'c'
 
+/* Fails with "<prefix>: <RocksDB's own words>" and frees rerr: with
+ * LD_STORE_CORRUPT when RocksDB's status is Corruption (a checksum of its
+ * own failed, a file is cut short), else -1. */
 static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 			    char *rerr)
 {
+	static const char corruption[] = "Corruption:";
+	bool corrupt = rerr != NULL &&
+		       strncmp(rerr, corruption, sizeof corruption - 1) == 0;
 	store_fail(err, errlen, "%s: %s", prefix,
 		   rerr != NULL ? rerr : "unknown RocksDB error");
 	rocksdb_free(rerr);
-	return -1;
+	return corrupt ? LD_STORE_CORRUPT : -1;
 }
 
 static void store_be64_put(uint8_t *p, uint64_t v)
@@ -126,6 +155,72 @@ static uint64_t store_be64_get(const uint8_t *p)
 	for (int i = 0; i < 8; i++)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* CRC32C (Castagnoli, reflected 0x82f63b78), table-driven. The table is
+ * built on first use; an ld_store is used by one thread at a time, and two
+ * threads building it at once write the same bytes. */
+static uint32_t store_crc_table[256];
+static bool store_crc_ready;
+
+static void store_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		store_crc_table[i] = c;
+	}
+	store_crc_ready = true;
+}
+
+/* Extends crc (start with 0) by len bytes. */
+static uint32_t store_crc(uint32_t crc, const void *p, size_t len)
+{
+	if (!store_crc_ready)
+		store_crc_init();
+	const uint8_t *b = p;
+	crc = ~crc;
+	for (size_t i = 0; i < len; i++)
+		crc = store_crc_table[(crc ^ b[i]) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* The checksum of value v (without its trailer) stored under key in column
+ * family cf: a value copied under another key or family does not match. */
+static uint32_t store_frame_crc(int cf, const void *key, size_t keylen,
+				const void *v, size_t vlen)
+{
+	const char *name = store_cf_names[cf];
+	uint8_t klen[4] = {(uint8_t)(keylen >> 24), (uint8_t)(keylen >> 16),
+			   (uint8_t)(keylen >> 8), (uint8_t)keylen};
+	uint32_t crc = store_crc(0, name, strlen(name) + 1);
+	crc = store_crc(crc, klen, sizeof klen);
+	crc = store_crc(crc, key, keylen);
+	return store_crc(crc, v, vlen);
+}
+
+static void store_be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Checks the frame of the value v (len bytes, trailer included) stored
+ * under key in cf; *plen is then the length without the trailer. */
+static bool store_unframe(int cf, const void *key, size_t keylen, const char *v,
+			  size_t len, size_t *plen)
+{
+	if (len < STORE_CRC_BYTES)
+		return false;
+	size_t n = len - STORE_CRC_BYTES;
+	const uint8_t *t = (const uint8_t *)v + n;
+	uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 |
+			(uint32_t)t[2] << 8 | t[3];
+	*plen = n;
+	return store_frame_crc(cf, key, keylen, v, n) == want;
 }
 
 static const char *store_rec_name(ld_rec_type t)
@@ -327,22 +422,33 @@ static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
 {
 	rocksdb_pinnableslice_t *ps;
 	const char *key = store_meta_keys[k];
-	if (store_get(s->db, s->ro, s->cf[STORE_CF_META], key, strlen(key), &ps,
-		      s->dir, err, errlen) != 0)
-		return -1;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_META], key, strlen(key),
+			   &ps, s->dir, err, errlen);
+	if (rv != 0)
+		return rv;
 	*found = ps != NULL;
 	if (ps == NULL)
 		return 0;
-	size_t len;
+	size_t len, plen;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
-	int rv = 0;
-	if (len != 8)
-		rv = store_fail(err, errlen,
-				"%s is damaged: its meta key '%s' holds %zu "
-				"bytes, not 8",
-				s->dir, key, len);
-	else
+	if (k == STORE_META_FORMAT && len == 8 &&
+	    store_be64_get((const uint8_t *)p) != STORE_FORMAT) {
+		/* Another version's unframed format key: say which. */
 		*v = store_be64_get((const uint8_t *)p);
+	} else if (len != 8 + STORE_CRC_BYTES) {
+		rv = store_corrupt(err, errlen,
+				   "%s is damaged: its meta key '%s' holds %zu "
+				   "bytes, not %u",
+				   s->dir, key, len, 8 + STORE_CRC_BYTES);
+	} else if (!store_unframe(STORE_CF_META, key, strlen(key), p, len,
+				  &plen)) {
+		rv = store_corrupt(err, errlen,
+				   "%s is damaged: its meta key '%s' fails its "
+				   "checksum",
+				   s->dir, key);
+	} else {
+		*v = store_be64_get((const uint8_t *)p);
+	}
 	rocksdb_pinnableslice_destroy(ps);
 	return rv;
 }
@@ -352,15 +458,19 @@ static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
 {
 	const uint64_t v[STORE_META_COUNT] = {STORE_FORMAT, id->cell_id,
 					      id->replica_id, id->nreplicas};
-	uint8_t buf[STORE_META_COUNT][8];
+	uint8_t buf[STORE_META_COUNT][8 + STORE_CRC_BYTES];
 	char *rerr = NULL;
 
 	rocksdb_writebatch_clear(s->wb);
 	for (int k = 0; k < STORE_META_COUNT; k++) {
+		const char *key = store_meta_keys[k];
 		store_be64_put(buf[k], v[k]);
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_META], store_meta_keys[k],
-			strlen(store_meta_keys[k]), (const char *)buf[k], 8);
+		store_be32_put(buf[k] + 8,
+			       store_frame_crc(STORE_CF_META, key, strlen(key),
+					       buf[k], 8));
+		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], key,
+					  strlen(key), (const char *)buf[k],
+					  sizeof buf[k]);
 	}
 	rocksdb_write(s->db, s->wo_sync, s->wb, &rerr);
 	rocksdb_writebatch_clear(s->wb);
@@ -380,14 +490,17 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 	uint64_t v[STORE_META_COUNT] = {0};
 	bool found[STORE_META_COUNT];
 
-	for (int k = 0; k < STORE_META_COUNT; k++)
-		if (store_meta_get(s, k, &v[k], &found[k], err, errlen) != 0)
-			return -1;
+	for (int k = 0; k < STORE_META_COUNT; k++) {
+		int rv = store_meta_get(s, k, &v[k], &found[k], err, errlen);
+		if (rv != 0)
+			return rv;
+	}
 	if (!found[STORE_META_FORMAT]) {
 		bool empty;
-		if (store_all_empty(s->db, s->ro, s->cf, STORE_CF_COUNT, &empty,
-				    s->dir, err, errlen) != 0)
-			return -1;
+		int rv = store_all_empty(s->db, s->ro, s->cf, STORE_CF_COUNT,
+					 &empty, s->dir, err, errlen);
+		if (rv != 0)
+			return rv;
 		if (!empty)
 			return store_fail(err, errlen,
 					  "%s is not a lockd data directory "
@@ -433,27 +546,33 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 static int store_snapshot_scan(ld_store *s, char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
-	if (store_get(s->db, s->ro, s->cf[STORE_CF_STATE], store_snapshot_key,
-		      sizeof store_snapshot_key - 1, &ps, s->dir, err,
-		      errlen) != 0)
-		return -1;
-	if (ps == NULL)
-		return 0;
-	size_t len;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
+			   store_snapshot_key, sizeof store_snapshot_key - 1,
+			   &ps, s->dir, err, errlen);
+	if (rv != 0 || ps == NULL)
+		return rv;
+	size_t len, plen;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	if (!store_unframe(STORE_CF_STATE, store_snapshot_key,
+			   sizeof store_snapshot_key - 1, p, len, &plen)) {
+		rocksdb_pinnableslice_destroy(ps);
+		return store_corrupt(err, errlen,
+				     "the snapshot record in %s is damaged: "
+				     "it fails its checksum (key '%s')",
+				     s->dir, store_snapshot_key);
+	}
 	ld_record rec;
-	int crv = ld_codec_record_decode((const uint8_t *)p, len, &rec);
+	int crv = ld_codec_record_decode((const uint8_t *)p, plen, &rec);
 	rocksdb_pinnableslice_destroy(ps);
 	if (crv != 0)
-		return store_fail(err, errlen,
-				  "the snapshot record in %s is damaged: %s",
-				  s->dir, ld_codec_strerror(crv));
-	int rv = 0;
+		return store_corrupt(err, errlen,
+				     "the snapshot record in %s is damaged: %s",
+				     s->dir, ld_codec_strerror(crv));
 	if (rec.type != LD_REC_SNAPSHOT)
-		rv = store_fail(err, errlen,
-				"the snapshot record in %s is damaged: it "
-				"holds a %s record",
-				s->dir, store_rec_name(rec.type));
+		rv = store_corrupt(err, errlen,
+				   "the snapshot record in %s is damaged: it "
+				   "holds a %s record",
+				   s->dir, store_rec_name(rec.type));
 	s->snapshot_base = rec.slot;
 	s->snapshot_bytes = rec.snap_len;
 	ld_record_clear(&rec);
@@ -469,7 +588,48 @@ static rocksdb_options_t *store_options(void)
 	rocksdb_options_set_wal_recovery_mode(
 		o, rocksdb_tolerate_corrupted_tail_records_recovery);
 	rocksdb_options_set_keep_log_file_num(o, 4);
+	/* RocksDB 7.8 (Debian's build keeps its assertions) aborts the
+	 * process when its info LOG, which lives in the data directory, is
+	 * written again after one write to it failed: on a full disk that is
+	 * the next line it logs, often from a background thread, before
+	 * lockd can say anything ("Assertion `sync_without_flush_called_'
+	 * failed" in WritableFileWriter). At FATAL it writes nothing there in
+	 * practice, so a full disk reaches lockd as a failed write instead.
+	 * lockd's own log says what went wrong. */
+	rocksdb_options_set_info_log_level(o, 4 /* FATAL_LEVEL */);
 	return o;
+}
+
+/* Opens the database in s->dir with every column family of ours. */
+static int store_db_open(ld_store *s, char *err, size_t errlen)
+{
+	/* Every existing column family is one of ours (checked by
+	 * store_check_existing), so naming all of ours names every existing
+	 * one, as RocksDB requires. */
+	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		cfopts[i] = s->opts;
+	char *rerr = NULL;
+	s->db = rocksdb_open_column_families(s->opts, s->dir, STORE_CF_COUNT,
+					     store_cf_names, cfopts, s->cf,
+					     &rerr);
+	if (s->db != NULL)
+		return 0;
+	memset(s->cf, 0, sizeof s->cf);
+	char prefix[512];
+	snprintf(prefix, sizeof prefix, "cannot open %s", s->dir);
+	return store_fail_rocks(err, errlen, prefix, rerr);
+}
+
+static void store_db_close(ld_store *s)
+{
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (s->cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(s->cf[i]);
+	memset(s->cf, 0, sizeof s->cf);
+	if (s->db != NULL)
+		rocksdb_close(s->db);
+	s->db = NULL;
 }
 
 int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
@@ -490,6 +650,7 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	enum store_dir_kind kind = STORE_DIR_FRESH;
 	if (store_classify(dir, &kind, err, errlen) != 0)
 		return -1;
+	int rv;
 
 	ld_store *s = calloc(1, sizeof *s);
 	if (s == NULL || (s->dir = strdup(dir)) == NULL) {
@@ -504,45 +665,23 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	s->ro = rocksdb_readoptions_create();
 	s->wb = rocksdb_writebatch_create();
 
-	if (kind == STORE_DIR_ROCKSDB &&
-	    store_check_existing(dir, s->opts, err, errlen) != 0)
-		goto fail;
-
-	/* Every existing column family is one of ours (checked above), so
-	 * naming all of ours names every existing one, as RocksDB requires. */
-	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
-	for (int i = 0; i < STORE_CF_COUNT; i++)
-		cfopts[i] = s->opts;
-	char *rerr = NULL;
-	s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF_COUNT,
-					     store_cf_names, cfopts, s->cf,
-					     &rerr);
-	if (s->db == NULL) {
-		memset(s->cf, 0, sizeof s->cf);
-		char prefix[512];
-		snprintf(prefix, sizeof prefix, "cannot open %s", dir);
-		store_fail_rocks(err, errlen, prefix, rerr);
-		goto fail;
+	if ((kind == STORE_DIR_ROCKSDB &&
+	     (rv = store_check_existing(dir, s->opts, err, errlen)) != 0) ||
+	    (rv = store_db_open(s, err, errlen)) != 0 ||
+	    (rv = store_meta_check(s, id, err, errlen)) != 0 ||
+	    (rv = store_snapshot_scan(s, err, errlen)) != 0) {
+		ld_store_close(s);
+		return rv;
 	}
-	if (store_meta_check(s, id, err, errlen) != 0 ||
-	    store_snapshot_scan(s, err, errlen) != 0)
-		goto fail;
 	*out = s;
 	return 0;
-fail:
-	ld_store_close(s);
-	return -1;
 }
 
 void ld_store_close(ld_store *s)
 {
 	if (s == NULL)
 		return;
-	for (int i = 0; i < STORE_CF_COUNT; i++)
-		if (s->cf[i] != NULL)
-			rocksdb_column_family_handle_destroy(s->cf[i]);
-	if (s->db != NULL)
-		rocksdb_close(s->db);
+	store_db_close(s);
 	if (s->wb != NULL)
 		rocksdb_writebatch_destroy(s->wb);
 	if (s->ro != NULL)
@@ -558,6 +697,20 @@ void ld_store_close(ld_store *s)
 }
 
 /* ---- writing ------------------------------------------------------------ */
+
+/* Puts the framed value v under key in cf: v, then its checksum (two
+ * slices, so a large snapshot is not copied once more). */
+static void store_put_framed(ld_store *s, int cf, const void *key,
+			     size_t keylen, const uint8_t *v, size_t vlen)
+{
+	uint8_t crc[STORE_CRC_BYTES];
+	store_be32_put(crc, store_frame_crc(cf, key, keylen, v, vlen));
+	const char *k = key;
+	const char *parts[2] = {(const char *)v, (const char *)crc};
+	size_t sizes[2] = {vlen, sizeof crc};
+	rocksdb_writebatch_putv_cf(s->wb, s->cf[cf], 1, &k, &keylen, 2, parts,
+				   sizes);
+}
 
 /* Adds rec to the batch. The batch copies the bytes, so the encoding is
  * freed at once. */
@@ -576,22 +729,17 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 	uint8_t key[9];
 	switch (rec->type) {
 	case LD_REC_PROMISE:
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_ACCEPTOR], store_promise_key,
-			sizeof store_promise_key - 1, (const char *)buf, len);
+		store_put_framed(s, STORE_CF_ACCEPTOR, store_promise_key,
+				 sizeof store_promise_key - 1, buf, len);
 		break;
 	case LD_REC_VOTE:
 		store_be64_put(key, rec->slot);
-		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
-					  (const char *)key, 8,
-					  (const char *)buf, len);
+		store_put_framed(s, STORE_CF_LEDGER, key, 8, buf, len);
 		break;
 	case LD_REC_CHOSEN:
 		store_be64_put(key, rec->slot);
 		key[8] = STORE_CHOSEN_SUFFIX;
-		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
-					  (const char *)key, 9,
-					  (const char *)buf, len);
+		store_put_framed(s, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
 	case LD_REC_SNAPSHOT: {
 		/* The snapshot and the end of the votes it covers are one
@@ -606,9 +754,8 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 		} else {
 			store_be64_put(hi, rec->slot + 1);
 		}
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_STATE], store_snapshot_key,
-			sizeof store_snapshot_key - 1, (const char *)buf, len);
+		store_put_framed(s, STORE_CF_STATE, store_snapshot_key,
+				 sizeof store_snapshot_key - 1, buf, len);
 		rocksdb_writebatch_delete_range_cf(
 			s->wb, s->cf[STORE_CF_LEDGER], (const char *)lo,
 			sizeof lo, (const char *)hi, hilen);
@@ -620,6 +767,21 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 	return 0;
 }
 
+/* After a failed write RocksDB keeps refusing writes (its background error
+ * stays set, and the C API of 7.8 has no rocksdb_resume): a fresh handle
+ * recovers from what reached the WAL and takes writes again once the
+ * cause is gone. The failed batch may or may not be in the recovered
+ * state; the caller writes it again, which is harmless: every record
+ * overwrites its key with the same value. */
+static int store_reopen(ld_store *s, char *err, size_t errlen)
+{
+	store_db_close(s);
+	int rv = store_db_open(s, err, errlen);
+	if (rv == 0)
+		s->broken = false;
+	return rv;
+}
+
 int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 		   char *err, size_t errlen)
 {
@@ -627,6 +789,8 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 	int rv = 0;
 	const ld_record *snap = NULL;
 
+	if (s->broken && store_reopen(s, err, errlen) != 0)
+		return -1;
 	rocksdb_writebatch_clear(s->wb);
 	for (size_t i = 0; i < n && rv == 0; i++) {
 		rv = store_batch_add(s, &recs[i], &bytes, err, errlen);
@@ -638,11 +802,13 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 		rocksdb_write(s->db, sync ? s->wo_sync : s->wo, s->wb, &rerr);
 		if (rerr != NULL) {
 			/* RocksDB then refuses further writes (a background
-			 * error): the caller must stop, not retry. */
+			 * error) until the database is reopened. */
 			char prefix[512];
 			snprintf(prefix, sizeof prefix, "cannot write to %s",
 				 s->dir);
-			rv = store_fail_rocks(err, errlen, prefix, rerr);
+			store_fail_rocks(err, errlen, prefix, rerr);
+			rv = -1;
+			s->broken = true;
 		}
 	}
 	if (bytes > STORE_BATCH_KEEP_BYTES) {
@@ -665,22 +831,32 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 
 /* ---- loading ------------------------------------------------------------ */
 
-/* Decodes one stored record of type want into *rec (the caller clears it).
- * what names it in errors ("the promise record", "ledger record at slot 3"). */
-static int store_decode(ld_store *s, const char *p, size_t len,
+/* Checks the frame of the value p (len bytes) stored under key in cf and
+ * decodes the record of type want in it into *rec (the caller clears it).
+ * what names it in errors ("the promise record", "ledger record at slot
+ * 3"); keyname is the key as a person reads it. */
+static int store_decode(ld_store *s, int cf, const void *key, size_t keylen,
+			const char *keyname, const char *p, size_t len,
 			ld_rec_type want, const char *what, ld_record *rec,
 			char *err, size_t errlen)
 {
-	int crv = ld_codec_record_decode((const uint8_t *)p, len, rec);
+	size_t plen;
+	if (!store_unframe(cf, key, keylen, p, len, &plen))
+		return store_corrupt(err, errlen,
+				     "%s in %s is damaged: the value under key "
+				     "%s in column family '%s' fails its "
+				     "checksum",
+				     what, s->dir, keyname, store_cf_names[cf]);
+	int crv = ld_codec_record_decode((const uint8_t *)p, plen, rec);
 	if (crv != 0)
-		return store_fail(err, errlen, "%s in %s is damaged: %s", what,
-				  s->dir, ld_codec_strerror(crv));
+		return store_corrupt(err, errlen, "%s in %s is damaged: %s",
+				     what, s->dir, ld_codec_strerror(crv));
 	if (rec->type != want) {
-		store_fail(err, errlen,
-			   "%s in %s is damaged: it holds a %s record", what,
-			   s->dir, store_rec_name(rec->type));
+		store_corrupt(err, errlen,
+			      "%s in %s is damaged: it holds a %s record", what,
+			      s->dir, store_rec_name(rec->type));
 		ld_record_clear(rec);
-		return -1;
+		return LD_STORE_CORRUPT;
 	}
 	return 0;
 }
@@ -699,17 +875,18 @@ static int store_load_one(ld_store *s, int cf, const char *key,
 			  char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
-	if (store_get(s->db, s->ro, s->cf[cf], key, strlen(key), &ps, s->dir,
-		      err, errlen) != 0)
-		return -1;
-	if (ps == NULL)
-		return 0;
-	char what[64];
+	int rv = store_get(s->db, s->ro, s->cf[cf], key, strlen(key), &ps,
+			   s->dir, err, errlen);
+	if (rv != 0 || ps == NULL)
+		return rv;
+	char what[64], keyname[64];
 	snprintf(what, sizeof what, "the %s record", store_rec_name(want));
+	snprintf(keyname, sizeof keyname, "'%s'", key);
 	size_t len;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
 	ld_record rec;
-	int rv = store_decode(s, p, len, want, what, &rec, err, errlen);
+	rv = store_decode(s, cf, key, strlen(key), keyname, p, len, want, what,
+			  &rec, err, errlen);
 	rocksdb_pinnableslice_destroy(ps);
 	if (rv != 0)
 		return rv;
@@ -738,27 +915,30 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 		const char *v = rocksdb_iter_value(it, &vlen);
 		bool chosen = klen == 9 && k[8] == STORE_CHOSEN_SUFFIX;
 		if (klen != 8 && !chosen) {
-			rv = store_fail(err, errlen,
-					"the ledger in %s is damaged: it holds "
-					"a key of %zu bytes, not a slot",
-					s->dir, klen);
+			rv = store_corrupt(
+				err, errlen,
+				"the ledger in %s is damaged: it holds "
+				"a key of %zu bytes, not a slot",
+				s->dir, klen);
 			break;
 		}
 		uint64_t slot = store_be64_get((const uint8_t *)k);
-		char what[64];
-		snprintf(what, sizeof what, "ledger record at slot %" PRIu64,
-			 slot);
+		char what[64], keyname[64];
+		snprintf(what, sizeof what, "%s record at slot %" PRIu64,
+			 chosen ? "chosen" : "ledger", slot);
+		snprintf(keyname, sizeof keyname, "%" PRIu64 "%s", slot,
+			 chosen ? "+'c'" : "");
 		ld_record rec;
-		rv = store_decode(s, v, vlen,
+		rv = store_decode(s, STORE_CF_LEDGER, k, klen, keyname, v, vlen,
 				  chosen ? LD_REC_CHOSEN : LD_REC_VOTE, what,
 				  &rec, err, errlen);
 		if (rv != 0)
 			break;
 		if (rec.slot != slot) {
-			rv = store_fail(err, errlen,
-					"%s in %s is damaged: it holds the "
-					"record for slot %" PRIu64,
-					what, s->dir, rec.slot);
+			rv = store_corrupt(err, errlen,
+					   "%s in %s is damaged: it holds the "
+					   "record for slot %" PRIu64,
+					   what, s->dir, rec.slot);
 		} else {
 			rv = fn(&rec, arg);
 			if (rv != 0)
@@ -784,6 +964,12 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 void ld_store_stats_get(ld_store *s, ld_store_stats *st)
 {
 	memset(st, 0, sizeof *st);
+	st->snapshot_base = s->snapshot_base;
+	st->snapshot_bytes = s->snapshot_bytes;
+	st->writes = s->writes;
+	st->synced_writes = s->synced_writes;
+	if (s->db == NULL) /* a reopen failed: nothing to count */
+		return;
 	/* Counted, not tracked: a vote may overwrite one already stored and a
 	 * snapshot drops an unknown number, so only the ledger itself knows.
 	 * It holds at most about LD_LOG_SLOTS_MAX keys. */
@@ -796,8 +982,4 @@ void ld_store_stats_get(ld_store *s, ld_store_stats *st)
 		st->votes += klen == 8;
 	}
 	rocksdb_iter_destroy(it);
-	st->snapshot_base = s->snapshot_base;
-	st->snapshot_bytes = s->snapshot_bytes;
-	st->writes = s->writes;
-	st->synced_writes = s->synced_writes;
 }
