@@ -416,6 +416,45 @@ static int store_check_existing(const char *dir, rocksdb_options_t *opts,
 	return rv;
 }
 
+/* Whether dir, whose database RocksDB reports damaged before lockd could
+ * read its meta column family, was a lockd store: RocksDB's OPTIONS-*
+ * files (text) name its column families. Only then is the damage this
+ * replica's lost memory (LD_STORE_CORRUPT, which the daemon answers by
+ * moving the directory aside); anything else is refused as not ours. */
+static bool store_was_ours(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return false;
+	bool ours = false;
+	struct dirent *e;
+	while (!ours && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "OPTIONS-", 8) != 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		char line[256];
+		int seen = 0;
+		while (fgets(line, sizeof line, f) != NULL)
+			for (int i = STORE_CF_META; i < STORE_CF_COUNT; i++) {
+				char want[64];
+				snprintf(want, sizeof want,
+					 "[CFOptions \"%s\"]",
+					 store_cf_names[i]);
+				if (strncmp(line, want, strlen(want)) == 0)
+					seen |= 1 << i;
+			}
+		fclose(f);
+		ours = seen ==
+		       (((1 << STORE_CF_COUNT) - 1) & ~(1 << STORE_CF_DEFAULT));
+	}
+	closedir(d);
+	return ours;
+}
+
 /* Reads meta key k into *v. *found = false when absent. */
 static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
 			  char *err, size_t errlen)
@@ -667,8 +706,20 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 
 	if ((kind == STORE_DIR_ROCKSDB &&
 	     (rv = store_check_existing(dir, s->opts, err, errlen)) != 0) ||
-	    (rv = store_db_open(s, err, errlen)) != 0 ||
-	    (rv = store_meta_check(s, id, err, errlen)) != 0 ||
+	    (rv = store_db_open(s, err, errlen)) != 0) {
+		if (rv == LD_STORE_CORRUPT && !store_was_ours(dir)) {
+			size_t n = err != NULL ? strnlen(err, errlen) : 0;
+			if (n + 1 < errlen)
+				snprintf(err + n, errlen - n,
+					 "; it does not look like a lockd "
+					 "data directory either: refusing to "
+					 "use it");
+			rv = -1;
+		}
+		ld_store_close(s);
+		return rv;
+	}
+	if ((rv = store_meta_check(s, id, err, errlen)) != 0 ||
 	    (rv = store_snapshot_scan(s, err, errlen)) != 0) {
 		ld_store_close(s);
 		return rv;

@@ -802,6 +802,18 @@ Test(storage, damaged_current_file)
 	open_corrupt(data, &ID, "damaged or unreadable");
 }
 
+/* A damaged database that never was a lockd store (no OPTIONS file naming
+ * lockd's column families) is refused, not reported as lockd's corrupt
+ * records (which the daemon would move aside). */
+Test(storage, a_damaged_database_that_was_never_ours_is_refused)
+{
+	char path[256];
+	cr_assert_eq(mkdir(data, 0700), 0);
+	snprintf(path, sizeof path, "%s/CURRENT", data);
+	write_file(path, "x\n");
+	open_refused(data, &ID, "does not look like a lockd data directory");
+}
+
 Test(storage, truncated_manifest)
 {
 	fill_votes(5);
