@@ -29,24 +29,43 @@
  * which is the common case it exists for. paranoid_checks makes RocksDB
  * refuse damaged files at open.
  *
+ * RocksDB's WAL cannot tell a log cut short at a record boundary (or
+ * mid-record, in tolerate mode) from one that simply ended: a WAL cut to
+ * half its length while the replica was stopped came back as an older
+ * state, silently. So the store also keeps, beside RocksDB's files, the
+ * sequence number up to which it knows everything was synced
+ * (STORE_SYNCED_FILE: written at a clean close and at most every
+ * STORE_SYNCED_EVERY_S after a synced write, atomically by rename). An
+ * open that recovers less than that reports LD_STORE_CORRUPT: records that
+ * were synced, and may have been acknowledged, are gone. It is a lower
+ * bound: a crash after it leaves it behind, never ahead.
+ *
  * An ld_store is used by one thread at a time: the write batch and the
  * counters are reused without locks. */
 #include "storage.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
 #include "codec.h"
 
 #define STORE_FORMAT 2u
+
+/* The synced-sequence file (see above): 8 bytes big-endian, then their
+ * CRC32C. RocksDB leaves files it does not name alone. */
+#define STORE_SYNCED_FILE "LOCKD-SYNCED"
+#define STORE_SYNCED_EVERY_S 5
 
 /* The frame's trailer: a CRC32C. */
 #define STORE_CRC_BYTES 4u
@@ -94,6 +113,9 @@ struct ld_store {
 	uint64_t snapshot_base, snapshot_bytes;
 	uint64_t writes, synced_writes;
 	bool broken; /* a write failed: reopen before the next (store_reopen) */
+	uint64_t synced_seq;  /* everything up to it is synced */
+	uint64_t marked_seq;  /* what STORE_SYNCED_FILE says */
+	uint64_t marked_at_s; /* when it was written (monotonic) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -288,6 +310,85 @@ static int store_cf_index(const char *name)
 		if (strcmp(name, store_cf_names[i]) == 0)
 			return i;
 	return -1;
+}
+
+/* ---- the synced-sequence file ------------------------------------------- */
+
+static uint64_t store_mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* Records that everything up to seq is synced. Best effort: a failure
+ * (a full disk) leaves the previous file, still a true lower bound. */
+static void store_mark_synced(ld_store *s, uint64_t seq)
+{
+	if (seq <= s->marked_seq)
+		return;
+	char path[4096], tmp[4096];
+	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
+	snprintf(tmp, sizeof tmp, "%s/" STORE_SYNCED_FILE ".tmp", s->dir);
+	uint8_t buf[8 + STORE_CRC_BYTES];
+	store_be64_put(buf, seq);
+	store_be32_put(buf + 8, store_crc(0, buf, 8));
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	bool ok = write(fd, buf, sizeof buf) == (ssize_t)sizeof buf &&
+		  fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return;
+	}
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	s->marked_seq = seq;
+	s->marked_at_s = store_mono_s();
+}
+
+/* Compares what RocksDB recovered with the synced-sequence file. */
+static int store_check_synced(ld_store *s, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0; /* a store that never closed cleanly yet */
+		return store_fail(err, errlen, "cannot read %s: %s", path,
+				  strerror(errno));
+	}
+	uint8_t buf[8 + STORE_CRC_BYTES + 1];
+	ssize_t n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n != 8 + STORE_CRC_BYTES ||
+	    store_crc(0, buf, 8) !=
+		    ((uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 |
+		     (uint32_t)buf[10] << 8 | buf[11]))
+		return store_corrupt(err, errlen,
+				     "%s is damaged: its file %s fails its "
+				     "checksum",
+				     s->dir, STORE_SYNCED_FILE);
+	uint64_t want = store_be64_get(buf);
+	uint64_t have = rocksdb_get_latest_sequence_number(s->db);
+	if (have < want)
+		return store_corrupt(
+			err, errlen,
+			"%s lost records that were synced: its database "
+			"recovered up to sequence number %" PRIu64
+			", but it had synced up to %" PRIu64
+			" (a write-ahead log cut short or a disk that lied "
+			"about a sync)",
+			s->dir, have, want);
+	s->marked_seq = want;
+	s->synced_seq = have;
+	return 0;
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -719,7 +820,8 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 		ld_store_close(s);
 		return rv;
 	}
-	if ((rv = store_meta_check(s, id, err, errlen)) != 0 ||
+	if ((rv = store_check_synced(s, err, errlen)) != 0 ||
+	    (rv = store_meta_check(s, id, err, errlen)) != 0 ||
 	    (rv = store_snapshot_scan(s, err, errlen)) != 0) {
 		ld_store_close(s);
 		return rv;
@@ -732,6 +834,16 @@ void ld_store_close(ld_store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->db != NULL && !s->broken) {
+		/* A clean close: sync what the last writes left unsynced, and
+		 * say how far that is. */
+		char *rerr = NULL;
+		rocksdb_flush_wal(s->db, 1, &rerr);
+		if (rerr == NULL)
+			store_mark_synced(
+				s, rocksdb_get_latest_sequence_number(s->db));
+		rocksdb_free(rerr);
+	}
 	store_db_close(s);
 	if (s->wb != NULL)
 		rocksdb_writebatch_destroy(s->wb);
@@ -871,8 +983,14 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 	if (rv != 0)
 		return rv;
 	s->writes++;
-	if (sync)
+	if (sync) {
+		/* One thread: the latest sequence number is this write's,
+		 * and the WAL sync covered everything before it. */
 		s->synced_writes++;
+		s->synced_seq = rocksdb_get_latest_sequence_number(s->db);
+		if (store_mono_s() >= s->marked_at_s + STORE_SYNCED_EVERY_S)
+			store_mark_synced(s, s->synced_seq);
+	}
 	if (snap != NULL) {
 		s->snapshot_base = snap->slot;
 		s->snapshot_bytes = snap->snap_len;

@@ -877,7 +877,11 @@ Test(storage, torn_last_wal_record_is_dropped)
 	/* A write cut short by a crash never returned, so nobody was told it
 	 * was durable: recovery drops it and keeps everything before it. */
 	fill_votes(20);
+	/* A crash, not the clean close fill_votes made: no record of how
+	 * far the close synced. */
 	char path[512];
+	snprintf(path, sizeof path, "%s/LOCKD-SYNCED", data);
+	cr_assert_eq(unlink(path), 0);
 	long size = find_file(data, "", ".log", path, sizeof path);
 	cr_assert_gt(size, 0);
 	cr_assert_eq(truncate(path, size - 10), 0);
@@ -891,6 +895,44 @@ Test(storage, torn_last_wal_record_is_dropped)
 	}
 	loaded_free(&l);
 	ld_store_close(s);
+}
+
+/* The replica stopped cleanly, so every vote was synced; a WAL cut to half
+ * its length afterwards must not come back as an older state. */
+Test(storage, a_wal_cut_short_after_a_clean_stop_is_caught)
+{
+	fill_votes(60);
+	char path[512];
+	long size = find_file(data, "", ".log", path, sizeof path);
+	cr_assert_gt(size, 1000);
+	cr_assert_eq(truncate(path, size / 2), 0);
+	open_corrupt(data, &ID, "lost records that were synced");
+}
+
+/* The same cut, after a crash: the store still knows how far it had
+ * synced a while ago (at its first synced write, here), so a cut that
+ * reaches below that is caught too. */
+Test(storage, a_wal_cut_below_what_was_synced_before_a_crash_is_caught)
+{
+	ld_store *s = open_ok(data, &ID);
+	for (uint64_t slot = 1; slot <= 60; slot++) {
+		ld_record r = mkvote(slot, 4);
+		write_ok(s, &r, 1, true);
+		ld_record_clear(&r);
+	}
+	/* No close: copy the directory as a crash leaves it (RocksDB's
+	 * files, the WAL and the synced-sequence file as they are now). */
+	char crashed[128], cmd[512];
+	snprintf(crashed, sizeof crashed, "%s/crashed", tmp);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s && rm -f %s/LOCK", data, crashed,
+		 crashed);
+	cr_assert_eq(system(cmd), 0);
+	ld_store_close(s);
+	char path[512];
+	long size = find_file(crashed, "", ".log", path, sizeof path);
+	cr_assert_gt(size, 1000);
+	cr_assert_eq(truncate(path, 200), 0); /* below the first vote or so */
+	open_corrupt(crashed, &ID, "lost records that were synced");
 }
 
 Test(storage, garbled_sst)
