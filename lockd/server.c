@@ -980,6 +980,35 @@ static void log_changes(ld_server *s)
 static void round_finish(ld_server *s);
 static void answer_due(ld_server *s);
 
+static const char *stall_sentence(const ld_server *s, char *buf, size_t len)
+{
+	snprintf(buf, len,
+		 "replica %u cannot write to its data directory, so it "
+		 "serves nothing until it can: ask another replica",
+		 s->o.id);
+	return buf;
+}
+
+/* The answer to any client of a stalled replica: NOT_LEADER, so that the
+ * client asks another replica at once (BUSY would have it retry this one),
+ * with the leader as a hint when that is someone else. A write the node
+ * had taken may still be chosen through another leader: the client's retry
+ * there, with the same session and seq, is applied once. */
+static void answer_stalled(ld_server *s, uint32_t idx)
+{
+	s->stall_refused++;
+	ld_status st;
+	node_status(s, &st);
+	char sentence[256];
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	rep.error = (char *)stall_sentence(s, sentence, sizeof sentence);
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader == (int32_t)s->o.id ? -1 : st.leader);
+	slot_done(s, idx, &rep);
+}
+
 /* A write failed: the replica stops promising, voting and acknowledging
  * until the same batch is written (stalled_round). */
 static void stall_begin(ld_server *s)
@@ -999,13 +1028,22 @@ static void stall_begin(ld_server *s)
 	       "writing the same batch again every %u ms\"",
 	       s->stall_error, s->act.ld.nrecs - s->persisted,
 	       STALL_RETRY_US / 1000);
+	/* What waits on the node or on this replica's progress is sent
+	 * elsewhere now rather than at its deadline; the node's late answers
+	 * to these slots are dropped (answer_node). Watches stay: the feed
+	 * still answers them truly. */
+	for (uint32_t k = s->nactive; k-- > 0;) {
+		uint32_t i = s->active[k];
+		slot_state st = s->slots[i].state;
+		if (st == SLOT_NODE || st == SLOT_PARKED)
+			answer_stalled(s, i);
+	}
 	publish_metrics(s, true);
 }
 
 /* Answers a client while stalled: STATUS as usual (it reads only this
  * replica's state, and tells an operator where it stands), anything else
- * with NOT_LEADER and a sentence, so the client asks another replica at
- * once (BUSY would have it retry this one). */
+ * as answer_stalled. */
 static void admit_stalled(ld_server *s, ld_cctx *c)
 {
 	uint32_t idx = ld_cctx_index(c);
@@ -1015,25 +1053,10 @@ static void admit_stalled(ld_server *s, ld_cctx *c)
 	sl->gen++;
 	sl->apos = s->nactive;
 	s->active[s->nactive++] = idx;
-	if (ld_cctx_request(c)->op == LOCKD__OP__OP_STATUS) {
+	if (ld_cctx_request(c)->op == LOCKD__OP__OP_STATUS)
 		answer_status(s, idx);
-		return;
-	}
-	s->stall_refused++;
-	ld_status st;
-	node_status(s, &st);
-	char sentence[256];
-	snprintf(sentence, sizeof sentence,
-		 "replica %u cannot write to its data directory, so it "
-		 "serves nothing until it can: ask another replica",
-		 s->o.id);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
-	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
-	rep.error = sentence;
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader == (int32_t)s->o.id ? -1 : st.leader);
-	slot_done(s, idx, &rep);
+	else
+		answer_stalled(s, idx);
 }
 
 /* One round while stalled: drop, refuse, and every STALL_RETRY_US write
