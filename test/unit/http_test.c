@@ -74,6 +74,9 @@ Test(http, metrics_are_prometheus_text)
 	ld_metrics_snap s = follower(2);
 	size_t n = ld_metrics_prometheus(&s, buf, sizeof buf);
 	cr_assert_eq(n, strlen(buf));
+	/* The server's page is this size too: nothing may be cut off. */
+	cr_assert_lt(n + 1, sizeof buf, "the page (%zu bytes) does not fit", n);
+	cr_log_info("metrics page: %zu bytes", n);
 	cr_assert(strstr(buf, "\nlockd_role{role=\"follower\"} 1\n") != NULL);
 	cr_assert(strstr(buf, "\nlockd_leases 7\n") != NULL);
 	cr_assert(strstr(buf, "\n# TYPE lockd_grants_total counter\n"
