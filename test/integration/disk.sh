@@ -3,7 +3,8 @@
 #  1. A byte flipped in a stopped replica's records (lockd-tamper, its 4th
 #     argument): the replica notices at start, says so in exactly one
 #     store_corrupt line, moves the directory aside, starts empty (never
-#     from the damaged state), and catches up from the others.
+#     from the damaged state), and catches up from the others. The same
+#     for its write-ahead log cut to half its length after a clean stop.
 #  2. A replica's data directory on an 8 MiB tmpfs, filled up: it logs a
 #     storage_stalled line naming the cause, /health says 503 and why,
 #     /metrics says lockd_storage_stalled 1, and the other two keep
@@ -102,6 +103,21 @@ wait_applied "$v" "$(leader_applied)" 20
 tok=$(awk '$1 == "lease-7" {print $2}' "$T/granted")
 line=$(probe "${CLIENT_URLS[$v]}" get lease-7 "$(leader_applied)") || fail "get: $line"
 [[ $(kv "$line" token) == "$tok" ]] || fail "lease-7 had token $tok, r$v says: $line"
+
+say "part 1b: stop r$v cleanly, cut its write-ahead log to half its length"
+stop_replica "$v" TERM
+[[ $STOP_RC -eq 0 ]] || fail "r$v exit status $STOP_RC"
+wal=$(ls -S "$T/r$v"/*.log | head -n 1)
+size=$(stat -c %s "$wal")
+((size > 100)) || fail "r$v's WAL is only $size bytes"
+truncate -s $((size / 2)) "$wal"
+start_victim
+wait_log "event=start " 15
+line=$(since | grep "event=store_corrupt") || fail "the cut WAL went unnoticed: $(since | grep restored)"
+say "logged: $line"
+[[ $line == *"lost records that were synced"* ]] || fail "store_corrupt line: $line"
+since | grep "event=restored" | grep -q "records=0 " || fail "r$v restored from the cut WAL"
+wait_applied "$v" "$(leader_applied)" 20
 
 say "part 2: r$v's data directory on an 8 MiB tmpfs"
 stop_replica "$v" TERM
