@@ -113,6 +113,7 @@ struct ld_store {
 	uint64_t snapshot_base, snapshot_bytes;
 	uint64_t writes, synced_writes;
 	bool broken; /* a write failed: reopen before the next (store_reopen) */
+	bool opened; /* ld_store_open succeeded */
 	uint64_t synced_seq;  /* everything up to it is synced */
 	uint64_t marked_seq;  /* what STORE_SYNCED_FILE says */
 	uint64_t marked_at_s; /* when it was written (monotonic) */
@@ -826,6 +827,7 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 		ld_store_close(s);
 		return rv;
 	}
+	s->opened = true;
 	*out = s;
 	return 0;
 }
@@ -834,7 +836,7 @@ void ld_store_close(ld_store *s)
 {
 	if (s == NULL)
 		return;
-	if (s->db != NULL && !s->broken) {
+	if (s->db != NULL && s->opened && !s->broken) {
 		/* A clean close: sync what the last writes left unsynced, and
 		 * say how far that is. */
 		char *rerr = NULL;
