@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,11 +181,10 @@ static uint64_t store_be64_get(const uint8_t *p)
 	return v;
 }
 
-/* CRC32C (Castagnoli, reflected 0x82f63b78), table-driven. The table is
- * built on first use; an ld_store is used by one thread at a time, and two
- * threads building it at once write the same bytes. */
+/* CRC32C (Castagnoli, reflected 0x82f63b78), table-driven; the table is
+ * built once, on first use by any store. */
 static uint32_t store_crc_table[256];
-static bool store_crc_ready;
+static pthread_once_t store_crc_once = PTHREAD_ONCE_INIT;
 
 static void store_crc_init(void)
 {
@@ -194,14 +194,12 @@ static void store_crc_init(void)
 			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
 		store_crc_table[i] = c;
 	}
-	store_crc_ready = true;
 }
 
 /* Extends crc (start with 0) by len bytes. */
 static uint32_t store_crc(uint32_t crc, const void *p, size_t len)
 {
-	if (!store_crc_ready)
-		store_crc_init();
+	pthread_once(&store_crc_once, store_crc_init);
 	const uint8_t *b = p;
 	crc = ~crc;
 	for (size_t i = 0; i < len; i++)
