@@ -21,7 +21,9 @@ disk_cleanup() {
 	local rc=$? i
 	if [[ -n $MNT ]]; then
 		for i in 0 1 2; do
-			[[ -f "$T/r$i.pid" ]] && kill -KILL "$(cat "$T/r$i.pid")" 2>/dev/null
+			if [[ -f "$T/r$i.pid" ]]; then
+				kill -KILL "$(cat "$T/r$i.pid")" 2>/dev/null || true
+			fi
 		done
 		wait 2>/dev/null || true
 		umount -l "$MNT" 2>/dev/null || true
