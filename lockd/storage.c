@@ -10,11 +10,12 @@
  *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
  * Every value, meta included, is framed: the bytes above, then a
  * big-endian CRC32C over the column family's name, the key and those bytes
- * (store_frame). RocksDB's own block and WAL checksums catch damage to its
- * files; this one also catches a value that a bug, a tool or a bad sector
- * remap put under another key or column family, and damage RocksDB cannot
- * see (a bit that flipped in memory before the write was checksummed is
- * still lost; that is out of reach here). Version 1 had no frame.
+ * (store_put_framed, store_unframe). RocksDB's own block and WAL checksums
+ * catch damage to its files; this one also catches a value that a bug, a tool
+ * or a bad sector remap put under another key or column family, and damage
+ * RocksDB cannot see (a bit that flipped in memory before the write was
+ * checksummed is still lost; that is out of reach here). Version 1 had no
+ * frame.
  *
  * Every promise and vote is answered only after a synced write, so losing
  * one that was synced would let this acceptor break P1b/P2b after a restart.
@@ -30,11 +31,11 @@
  * refuse damaged files at open.
  *
  * RocksDB's WAL cannot tell a log cut short at a record boundary (or
- * mid-record, in tolerate mode) from one that simply ended: a WAL cut to
- * half its length while the replica was stopped came back as an older
- * state, silently. So the store also keeps, beside RocksDB's files, the
- * sequence number up to which it knows everything was synced
- * (STORE_SYNCED_FILE: written at a clean close and at most every
+ * mid-record, in tolerate mode, which is also the gap above) from one that
+ * simply ended: a WAL cut to half its length while the replica was stopped
+ * came back as an older state, silently. So the store also keeps, beside
+ * RocksDB's files, the sequence number up to which it knows everything was
+ * synced (STORE_SYNCED_FILE: written at a clean close and at most every
  * STORE_SYNCED_EVERY_S after a synced write, atomically by rename). An
  * open that recovers less than that reports LD_STORE_CORRUPT: records that
  * were synced, and may have been acknowledged, are gone. It is a lower
