@@ -157,6 +157,7 @@ say "logged: $line"
 [[ $line == *"level=error"* && $line == *"No space left on device"* ]] ||
 	fail "storage_stalled line: $line"
 page=$(http_get "${HTTP_URLS[$v]}" /health) || true
+say "/health: $(head -n 1 <<<"$page" | tr -d '\r') $(tail -n 1 <<<"$page")"
 [[ $page == "HTTP/1.1 503"* && $page == *'"storage_stalled":true'* &&
 	$page == *"No space left on device"* ]] || fail "/health while stalled: $page"
 page=$(http_get "${HTTP_URLS[$v]}" /metrics) || true
