@@ -59,7 +59,9 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 {
 	size_t len = 0;
 	bool recovering = strcmp(s->role, "recovering") == 0;
-	bool ok = s->leader >= 0 && !recovering;
+	bool diverged = s->digest_alarm == 2;
+	bool ok = s->leader >= 0 && !s->storage_stalled && !recovering &&
+		  !diverged;
 	*status = ok ? 200 : 503;
 	http_put(buf, cap, &len,
 		 "{\"health\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\","
@@ -67,17 +69,42 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 		 ",\"applied\":%" PRIu64,
 		 ok ? "true" : "false", s->id, s->role, s->leader, s->commit,
 		 s->applied);
-	if (recovering)
+	if (s->storage_stalled) {
+		/* The sentence names paths and RocksDB's words: escaped. */
+		char esc[2 * sizeof s->storage_error];
+		size_t n = 0;
+		for (const char *p = s->storage_error;
+		     *p != '\0' && n + 2 < sizeof esc; p++) {
+			unsigned char c = (unsigned char)*p;
+			if (c == '"' || c == '\\')
+				esc[n++] = '\\';
+			esc[n++] = c < 0x20 ? ' ' : (char)c;
+		}
+		esc[n] = '\0';
+		http_put(buf, cap, &len,
+			 ",\"storage_stalled\":true,\"reason\":\"this "
+			 "replica cannot write to its disk, so it neither "
+			 "votes nor serves: %s\"",
+			 esc);
+	} else if (recovering) {
 		http_put(
 			buf, cap, &len,
 			",\"reason\":\"this replica is recovering: it started "
 			"without a voter's records (a new cell, or a lost "
 			"disk) and learns from the others until it may vote\"");
-	else if (!ok)
+	} else if (diverged) {
+		http_put(buf, cap, &len,
+			 ",\"digest_alarm\":\"diverged\",\"reason\":\"this "
+			 "replica's state digest differs from a quorum's at "
+			 "the same ledger position: it serves no reads and "
+			 "does not lead; wipe its data directory so that it "
+			 "recovers the cell's state\"");
+	} else if (!ok) {
 		http_put(buf, cap, &len,
 			 ",\"reason\":\"this replica knows no leader: fewer "
 			 "than a majority can talk, or an election is under "
 			 "way\"");
+	}
 	http_put(buf, cap, &len, "}\n");
 	return len;
 }
@@ -134,6 +161,18 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 	GAUGE("watch_feed_from_position",
 	      "Watches from before this position get the current state.",
 	      PRIu64, s->watch_feed_lo);
+	GAUGE("digest_alarm",
+	      "1: a replica's state digest differed from the leader's; 2: "
+	      "this replica's differs from a quorum's (it serves no reads).",
+	      "d", s->digest_alarm);
+	GAUGE("storage_stalled",
+	      "1 while a write to the data directory fails (the replica "
+	      "then neither votes nor serves).",
+	      "d", s->storage_stalled ? 1 : 0);
+	COUNTER("storage_stalls",
+		"Times writes to the data directory began "
+		"failing.",
+		s->storage_stalls);
 	GAUGE("start_time_seconds", "When this process started (Unix time).",
 	      PRIu64, s->started_unix_s);
 	COUNTER("rounds", "Rounds of the event loop.", s->rounds);

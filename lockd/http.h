@@ -1,8 +1,9 @@
 /* The replica's operator endpoint, on nng's HTTP server (lockd --http URL):
  *
  *   GET /health   200 {"health":true,...} while this replica knows a leader
- *                 (it is part of a cell that can serve), else 503 with a
- *                 reason; etcd's /health answers the same shape.
+ *                 (it is part of a cell that can serve) and can write to
+ *                 its disk, else 503 with a reason; etcd's /health answers
+ *                 the same shape.
  *   GET /metrics  Prometheus text: role, ballot, positions, leases, request
  *                 and peer counters.
  *
@@ -13,6 +14,7 @@
 #define LD_HTTP_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +33,10 @@ typedef struct ld_metrics_snap {
 	uint32_t requests_active, requests_waiting;
 	uint64_t watch_feed_entries, watch_feed_lo;
 	uint64_t started_unix_s;
+	bool storage_stalled; /* a write failed and has not succeeded since */
+	int digest_alarm; /* ld_digest_alarm: 0 ok, 1 mismatch, 2 diverged */
+	uint64_t storage_stalls; /* times writes started failing */
+	char storage_error[512]; /* why, while stalled */
 } ld_metrics_snap;
 
 typedef struct ld_metrics {

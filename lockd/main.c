@@ -1,6 +1,7 @@
 /* lockd: one replica of a lease cell. See server.h for the event loop and
  * options.h for the flags. Exit codes: 0 after SIGTERM/SIGINT, 1 when the
- * replica cannot start or its storage fails, 2 for a bad configuration. */
+ * replica cannot start, 2 for a bad configuration. Failing writes stall
+ * the replica rather than end it (server.h). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>

@@ -3,11 +3,13 @@
 #include <assert.h>
 #include <stdatomic.h>
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client.pb-c.h"
 #include "client_api.h"
@@ -36,6 +38,11 @@
 
 /* /metrics and /health lag the loop by at most this. */
 #define METRICS_EVERY_US 100000u
+
+/* While writes fail, the same batch is written again this often, and the
+ * replica says it is still stalled at most this often. */
+#define STALL_RETRY_US 500000u
+#define STALL_LOG_US 10000000u
 
 /* A round longer than this is logged: the loop is late for its timers. */
 #define SLOW_ROUND_US 100000u
@@ -106,6 +113,23 @@ struct ld_server {
 	uint64_t
 		metrics_next_us; /* the next publish_metrics, at the earliest */
 
+	/* Records of act already durable (persist); act is kept across
+	 * rounds while stalled. The messages and replies of act before these
+	 * indices have left. */
+	size_t persisted, pend_sent, pend_answered;
+
+	/* A write failed: until the same batch is written, the node is not
+	 * stepped at all, so it neither promises, votes nor acknowledges
+	 * (what it would send waits for LN_EV_DURABLE, which is not stepped);
+	 * peer messages are dropped (Paxos tolerates lost messages) and
+	 * clients are sent elsewhere. */
+	bool stalled;
+	char stall_error[512];
+	uint64_t stall_since_us, stall_retry_at_us, stall_retries;
+	uint64_t stall_dropped, stall_refused; /* since the stall began */
+	uint64_t stalls;                       /* times it stalled */
+	ld_ratelimit stall_rl;
+
 	/* what was last logged */
 	bool voter; /* last logged: ld_status.voter */
 	ld_role role;
@@ -136,6 +160,8 @@ static const char *role_name(ld_role r)
  * it learns without voting (lockd/core/paxos.h, Recovery). */
 static const char *status_role(const ld_status *st)
 {
+	if (st->digest_alarm == LD_DIGEST_DIVERGED)
+		return "diverged";
 	return st->voter ? role_name(st->role) : "recovering";
 }
 
@@ -196,7 +222,13 @@ static void publish_metrics(ld_server *s, bool force)
 		.watch_feed_entries = s->feed.n,
 		.watch_feed_lo = s->feed.lo,
 		.started_unix_s = s->started_unix_s,
+		.storage_stalled = s->stalled,
+		.digest_alarm = (int)st.digest_alarm,
+		.storage_stalls = s->stalls,
 	};
+	if (s->stalled)
+		snprintf(m.storage_error, sizeof m.storage_error, "%s",
+			 s->stall_error);
 	ld_metrics_set(&s->metrics, &m);
 }
 
@@ -212,6 +244,52 @@ static int restore_one(const ld_record *rec, void *arg)
 	return ln_node_restore(rc->node, rec) == 0 ? 0 : 1;
 }
 
+/* Moves the damaged data directory aside (DIR.corrupt-<unix seconds>,
+ * for an operator to inspect), logs the one store_corrupt line, and opens
+ * a fresh empty store of the same identity in DIR with a fresh node. The
+ * core treats a replica without durable records as one that lost its disk.
+ * why is the store's sentence, in err on entry. */
+static int store_set_aside(ld_server *s, const ld_store_identity *id, char *err,
+			   size_t errlen)
+{
+	char why[512], aside[LD_PATH_BYTES_MAX + 64];
+	snprintf(why, sizeof why, "%s", err);
+	uint64_t now_s = (uint64_t)time(NULL);
+	snprintf(aside, sizeof aside, "%s.corrupt-%llu", s->o.data,
+		 (unsigned long long)now_s);
+	/* Never over an earlier one (two corruptions within a second). */
+	for (unsigned i = 1; access(aside, F_OK) == 0 && i < 100; i++)
+		snprintf(aside, sizeof aside, "%s.corrupt-%llu.%u", s->o.data,
+			 (unsigned long long)now_s, i);
+	if (rename(s->o.data, aside) != 0) {
+		int e = errno;
+		ld_log("error", "store_corrupt",
+		       "data=%s moved_to=none error=\"%s\" action=\"cannot "
+		       "move it aside (%s): not starting\"",
+		       s->o.data, why, strerror(e));
+		snprintf(err, errlen,
+			 "%s; and it cannot be moved aside to %s (%s): move "
+			 "or remove it, and the replica starts empty",
+			 why, aside, strerror(e));
+		return -1;
+	}
+	ld_log("error", "store_corrupt",
+	       "data=%s moved_to=%s error=\"%s\" action=\"starting with an "
+	       "empty store, as a replica that lost its disk\"",
+	       s->o.data, aside, why);
+	ln_node_free(s->node);
+	s->node = ln_node_new(&s->o.node);
+	if (s->node == NULL) {
+		snprintf(err, errlen, "cannot make the node: out of memory");
+		return -1;
+	}
+	if (ld_store_open(s->o.data, id, &s->store, err, errlen) != 0) {
+		s->store = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		   size_t errlen)
 {
@@ -225,6 +303,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	s->role = LD_FOLLOWER;
 	s->leader = -1;
 	s->core_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	s->stall_rl = (ld_ratelimit)LD_RATELIMIT_INIT(STALL_LOG_US);
 	ln_actions_init(&s->act);
 	ld_metrics_init(&s->metrics);
 	s->metrics_init = true;
@@ -255,12 +334,25 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	ld_store_identity id = {.cell_id = o->cell_id,
 				.replica_id = o->id,
 				.nreplicas = o->nreplicas};
-	if (ld_store_open(o->data, &id, &s->store, err, errlen) != 0) {
+	struct restore_ctx rc = {s->node, 0};
+	int orv = ld_store_open(o->data, &id, &s->store, err, errlen);
+	int lrv = orv == 0 ? ld_store_load(s->store, restore_one, &rc, err,
+					   errlen)
+			   : 0;
+	if (orv == LD_STORE_CORRUPT || lrv == LD_STORE_CORRUPT) {
+		/* The records fail their checks: this replica has lost its
+		 * durable memory, as if its disk were gone, and starts from
+		 * nothing rather than from whatever part of it still reads. */
+		ld_store_close(s->store);
+		s->store = NULL;
+		if (store_set_aside(s, &id, err, errlen) != 0)
+			goto fail;
+		rc = (struct restore_ctx){s->node, 0};
+		lrv = 0;
+	} else if (orv != 0) {
 		s->store = NULL;
 		goto fail;
 	}
-	struct restore_ctx rc = {s->node, 0};
-	int lrv = ld_store_load(s->store, restore_one, &rc, err, errlen);
 	if (lrv < 0)
 		goto fail;
 	if (lrv > 0) {
@@ -771,9 +863,35 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 
 /* Routes a read that may now be served: LIST and STATUS at the end of the
  * round, WATCH from the feed, GET and CHECK through the node. */
+/* A replica whose state a quorum outvoted (lockd/core/paxos.h,
+ * LD_DIGEST_DIVERGED) serves no reads: NOT_LEADER sends the client on. */
+static void answer_diverged(ld_server *s, uint32_t idx, const ld_status *st)
+{
+	char sentence[256];
+	snprintf(sentence, sizeof sentence,
+		 "replica %u's state differs from the cell's (its state digest "
+		 "was outvoted), so it serves no reads: ask another replica",
+		 s->o.id);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	rep.error = sentence;
+	rep.position = st->applied;
+	set_leader(s, &rep, st->leader == (int32_t)s->o.id ? -1 : st->leader);
+	slot_done(s, idx, &rep);
+}
+
 static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 {
 	const Lockd__Request *r = ld_cctx_request(s->slots[idx].c);
+	if (is_read(r->op) || r->op == LOCKD__OP__OP_WATCH) {
+		ld_status st;
+		node_status(s, &st);
+		if (st.digest_alarm == LD_DIGEST_DIVERGED) {
+			answer_diverged(s, idx, &st);
+			return;
+		}
+	}
 	if (r->op == LOCKD__OP__OP_LIST || r->op == LOCKD__OP__OP_STATUS)
 		s->slots[idx].state = SLOT_LATER;
 	else if (r->op == LOCKD__OP__OP_WATCH)
@@ -844,27 +962,24 @@ static bool only_hints(const ld_record *recs, size_t n)
  * and tells the node. A pass of hints alone is written without a sync (the
  * next synced write carries it to the disk): a round that only learned
  * what was chosen answers its clients without waiting for the disk. Returns
- * -1 when storage failed. */
+ * -1 when a write failed (the sentence in s->stall_error): the node was
+ * not told, and the next call writes the same batch again. */
 static int persist(ld_server *s)
 {
-	size_t written = 0;
-	char err[512];
-	while (s->act.ld.nrecs > written) {
-		const ld_record *recs = s->act.ld.recs + written;
-		size_t n = s->act.ld.nrecs - written;
+	while (s->act.ld.nrecs > s->persisted) {
+		const ld_record *recs = s->act.ld.recs + s->persisted;
+		size_t n = s->act.ld.nrecs - s->persisted;
 		bool sync = !only_hints(recs, n);
-		if (ld_store_write(s->store, recs, n, sync, err, sizeof err) !=
-		    0) {
-			ld_log("error", "storage_failed", "error=\"%s\"", err);
+		if (ld_store_write(s->store, recs, n, sync, s->stall_error,
+				   sizeof s->stall_error) != 0)
 			return -1;
-		}
 		for (size_t i = 0; i < n; i++)
 			if (recs[i].type == LD_REC_SNAPSHOT)
 				ld_log("info", "snapshot_saved",
 				       "base=%llu bytes=%u",
 				       (unsigned long long)recs[i].slot,
 				       recs[i].snap_len);
-		written = s->act.ld.nrecs;
+		s->persisted = s->act.ld.nrecs;
 		ln_event ev = {.type = LN_EV_DURABLE,
 			       .write_id = s->act.ld.write_id};
 		step(s, &ev);
@@ -916,10 +1031,150 @@ static void log_changes(ld_server *s)
 	}
 }
 
-/* One round over the events taken from the queue. -1: storage failed. */
-static int round_run(ld_server *s, size_t nitems)
+static void round_finish(ld_server *s);
+static void answer_due(ld_server *s);
+
+static const char *stall_sentence(const ld_server *s, char *buf, size_t len)
 {
+	snprintf(buf, len,
+		 "replica %u cannot write to its data directory, so it "
+		 "serves nothing until it can: ask another replica",
+		 s->o.id);
+	return buf;
+}
+
+/* The answer to any client of a stalled replica: NOT_LEADER, so that the
+ * client asks another replica at once (BUSY would have it retry this one),
+ * with the leader as a hint when that is someone else. A write the node
+ * had taken may still be chosen through another leader: the client's retry
+ * there, with the same session and seq, is applied once. */
+static void answer_stalled(ld_server *s, uint32_t idx)
+{
+	s->stall_refused++;
+	ld_status st;
+	node_status(s, &st);
+	char sentence[256];
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	rep.error = (char *)stall_sentence(s, sentence, sizeof sentence);
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader == (int32_t)s->o.id ? -1 : st.leader);
+	slot_done(s, idx, &rep);
+}
+
+/* A write failed: the replica stops promising, voting and acknowledging
+ * until the same batch is written (stalled_round). */
+static void stall_begin(ld_server *s)
+{
+	s->stalled = true;
+	s->stalls++;
+	s->stall_since_us = ld_mono_us();
+	s->stall_retry_at_us = s->stall_since_us + STALL_RETRY_US;
+	s->stall_retries = 0;
+	s->stall_dropped = 0;
+	s->stall_refused = 0;
+	s->stall_rl.last_us = s->stall_since_us; /* the next line in 10 s */
+	s->stall_rl.suppressed = 0;
+	ld_log("error", "storage_stalled",
+	       "error=\"%s\" records=%zu action=\"not promising, voting or "
+	       "acknowledging; peer messages dropped, clients sent elsewhere; "
+	       "writing the same batch again every %u ms\"",
+	       s->stall_error, s->act.ld.nrecs - s->persisted,
+	       STALL_RETRY_US / 1000);
+	/* What waits on the node or on this replica's progress is sent
+	 * elsewhere now rather than at its deadline; the node's late answers
+	 * to these slots are dropped (answer_node). Watches stay: the feed
+	 * still answers them truly. */
+	for (uint32_t k = s->nactive; k-- > 0;) {
+		uint32_t i = s->active[k];
+		slot_state st = s->slots[i].state;
+		if (st == SLOT_NODE || st == SLOT_PARKED)
+			answer_stalled(s, i);
+	}
+	publish_metrics(s, true);
+}
+
+/* Answers a client while stalled: STATUS as usual (it reads only this
+ * replica's state, and tells an operator where it stands), anything else
+ * as answer_stalled. */
+static void admit_stalled(ld_server *s, ld_cctx *c)
+{
+	uint32_t idx = ld_cctx_index(c);
+	slot *sl = &s->slots[idx];
+	assert(sl->state == SLOT_FREE && sl->c == NULL);
+	sl->c = c;
+	sl->gen++;
+	sl->apos = s->nactive;
+	s->active[s->nactive++] = idx;
+	if (ld_cctx_request(c)->op == LOCKD__OP__OP_STATUS)
+		answer_status(s, idx);
+	else
+		answer_stalled(s, idx);
+}
+
+/* One round while stalled: drop, refuse, and every STALL_RETRY_US write
+ * the failed batch again; once it is written, tell the node and finish
+ * the round that failed. */
+static void stalled_round(ld_server *s, size_t nitems)
+{
+	s->round++;
+	for (size_t i = 0; i < nitems; i++) {
+		if (s->items[i].type == LD_EVQ_PEER) {
+			ld_msg_free(s->items[i].msg);
+			s->items[i].msg = NULL;
+			s->stall_dropped++;
+		} else if (s->items[i].type == LD_EVQ_CLIENT) {
+			admit_stalled(s, s->items[i].client);
+		}
+	}
+	uint64_t now = ld_mono_us();
+	if (now >= s->stall_retry_at_us) {
+		s->stall_retries++;
+		if (persist(s) == 0) {
+			s->stalled = false;
+			ld_log("info", "storage_recovered",
+			       "stalled_ms=%llu retries=%llu "
+			       "peer_messages_dropped=%llu "
+			       "client_requests_refused=%llu",
+			       (unsigned long long)((ld_mono_us() -
+						     s->stall_since_us) /
+						    1000),
+			       (unsigned long long)s->stall_retries,
+			       (unsigned long long)s->stall_dropped,
+			       (unsigned long long)s->stall_refused);
+			round_finish(s);
+			publish_metrics(s, true);
+			return;
+		}
+		s->stall_retry_at_us = ld_mono_us() + STALL_RETRY_US;
+		uint64_t suppressed;
+		if (ld_ratelimit_pass(&s->stall_rl, &suppressed))
+			ld_log("warn", "storage_stalled",
+			       "error=\"%s\" stalled_ms=%llu retries=%llu "
+			       "peer_messages_dropped=%llu "
+			       "client_requests_refused=%llu",
+			       s->stall_error,
+			       (unsigned long long)((ld_mono_us() -
+						     s->stall_since_us) /
+						    1000),
+			       (unsigned long long)s->stall_retries,
+			       (unsigned long long)s->stall_dropped,
+			       (unsigned long long)s->stall_refused);
+	}
+	answer_due(s);
+	publish_metrics(s, false);
+}
+
+/* One round over the events taken from the queue. */
+static void round_run(ld_server *s, size_t nitems)
+{
+	if (s->stalled) {
+		stalled_round(s, nitems);
+		return;
+	}
 	ln_actions_reset(&s->act);
+	s->persisted = 0;
 	s->round++;
 
 	for (size_t i = 0; i < nitems; i++) {
@@ -975,24 +1230,47 @@ static int round_run(ld_server *s, size_t nitems)
 	size_t answered = s->act.nreplies;
 	for (size_t i = 0; i < answered; i++)
 		answer_node(s, &s->act.replies[i]);
+	s->pend_sent = sent;
+	s->pend_answered = answered;
 
-	if (persist(s) != 0)
-		return -1;
+	if (persist(s) != 0) {
+		stall_begin(s);
+		answer_due(s);
+		return;
+	}
+	round_finish(s);
+}
 
-	/* What the durable write released: messages, and the replies of
-	 * decrees that this replica's own vote completed. */
-	for (size_t i = sent; i < s->act.ld.nmsgs; i++)
+/* The rest of a round once its records are durable: what the durable
+ * write released (messages, and the replies of decrees that this
+ * replica's own vote completed), then the requests that are due. */
+static void round_finish(ld_server *s)
+{
+	for (size_t i = s->pend_sent; i < s->act.ld.nmsgs; i++)
 		ld_peers_send(s->peers, s->act.ld.msgs[i]);
-	for (size_t i = answered; i < s->act.nreplies; i++)
+	for (size_t i = s->pend_answered; i < s->act.nreplies; i++)
 		answer_node(s, &s->act.replies[i]);
+	s->pend_sent = s->act.ld.nmsgs;
+	s->pend_answered = s->act.nreplies;
 
 	/* A snapshot replaced the table without applying its history: the
 	 * feed knows nothing up to here. */
 	if (s->act.ld.installed_snapshot) {
+		ld_status st;
 		node_status(s, &st);
 		ld_watch_feed_reset(&s->feed, st.applied);
 	}
+	answer_due(s);
+	if (s->act.ld.timer_at_us != 0)
+		s->timer_at_us = s->act.ld.timer_at_us;
+	log_changes(s);
+	publish_metrics(s, false);
+}
 
+/* Answers what is due: watches that changed or ran out, STATUS and LIST,
+ * reads that waited too long, requests the node never answered. */
+static void answer_due(ld_server *s)
+{
 	uint64_t now = ld_mono_us();
 	for (uint32_t k = s->nactive; k-- > 0;) {
 		uint32_t i = s->active[k];
@@ -1013,12 +1291,6 @@ static int round_run(ld_server *s, size_t nitems)
 			answer_unanswered(s, i);
 		}
 	}
-
-	if (s->act.ld.timer_at_us != 0)
-		s->timer_at_us = s->act.ld.timer_at_us;
-	log_changes(s);
-	publish_metrics(s, false);
-	return 0;
 }
 
 /* When the loop must wake without an event: the node's timer, a parked
@@ -1026,14 +1298,16 @@ static int round_run(ld_server *s, size_t nitems)
 static uint64_t wake_at(ld_server *s)
 {
 	uint64_t now = ld_mono_us();
-	uint64_t t = s->timer_at_us;
+	/* While stalled the node is not stepped: its timer and the reads it
+	 * could serve wait for the retry. */
+	uint64_t t = s->stalled ? s->stall_retry_at_us : s->timer_at_us;
 	if (t > now + WAKE_US_MAX)
 		t = now + WAKE_US_MAX;
 	ld_status st;
 	node_status(s, &st);
 	for (uint32_t k = 0; k < s->nactive; k++) {
 		slot *sl = &s->slots[s->active[k]];
-		if (sl->state == SLOT_PARKED &&
+		if (sl->state == SLOT_PARKED && !s->stalled &&
 		    ld_cctx_request(sl->c)->known_position <= st.applied)
 			return now;
 		if (sl->deadline_us < t)
@@ -1062,25 +1336,24 @@ int ld_server_run(ld_server *s)
 			break;
 		}
 		uint64_t t0 = ld_mono_us();
-		int rrv = round_run(s, n);
+		round_run(s, n);
 		uint64_t dt = ld_mono_us() - t0;
 		if (dt >= SLOW_ROUND_US)
 			ld_log("warn", "slow_round",
 			       "ms=%llu events=%zu records=%zu messages=%zu",
 			       (unsigned long long)(dt / 1000), n,
 			       s->act.ld.nrecs, s->act.ld.nmsgs);
-		if (rrv != 0) {
-			ld_log("error", "stop",
-			       "reason=\"storage failed: no vote or promise of "
-			       "the last round was sent\"");
-			return 1;
-		}
 	}
 	ld_peers_stats ps;
 	ld_peers_stats_get(s->peers, &ps);
 	ld_clients_stats cs;
 	ld_clients_stats_get(s->clients, &cs);
 	node_status(s, &st);
+	if (s->stalled)
+		ld_log("warn", "storage_stalled",
+		       "error=\"%s\" action=\"stopping while stalled: the "
+		       "batch that failed was never acknowledged\"",
+		       s->stall_error);
 	ld_log("info", "stop",
 	       "reason=signal applied=%llu rounds=%llu peer_sent=%llu "
 	       "peer_dropped=%llu peer_received=%llu peer_refused=%llu "

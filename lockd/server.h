@@ -13,7 +13,7 @@
  *     is durable (paxos.h), so these may overlap this replica's sync;
  *  4. write every record of the round in one synced ld_store_write and step
  *     LN_EV_DURABLE with the highest write id (repeating while that step
- *     makes new records);
+ *     makes new records); if the write fails, stall (ld_server_run);
  *  5. only then send the messages that released and the client replies.
  * No promise, vote or client reply leaves before the records behind it are
  * durable, so a SIGKILL at any instant loses nothing acknowledged. */
@@ -37,8 +37,18 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 /* The queue a signal-handling thread stops (ld_evq_stop) to end the loop. */
 ld_evq *ld_server_queue(ld_server *s);
 
-/* Runs the loop until the queue is stopped (returns 0) or storage fails
- * (returns 1: nothing of that round was sent). */
+/* Runs the loop until the queue is stopped; returns 0. A write that fails
+ * (a full disk, EIO, a read-only directory) does not end it: the replica
+ * stalls (it neither promises, votes nor acknowledges, drops peer
+ * messages, sends clients elsewhere, and says why in its log, /health and
+ * /metrics), writes the same batch again every 500 ms, and carries on from
+ * where it stopped once that succeeds. Nothing it did not sync is ever
+ * acknowledged.
+ *
+ * At open, a store whose records fail their checks (LD_STORE_CORRUPT) is
+ * moved aside to DIR.corrupt-<unix seconds> with one store_corrupt log
+ * line, and the replica starts with an empty store of the same identity,
+ * as one that lost its disk. */
 int ld_server_run(ld_server *s);
 
 /* Closes the sockets (no new requests; pending ones are dropped), then the

@@ -1,6 +1,6 @@
 /* Durable storage on RocksDB (see storage.h for the layout and contract).
  *
- * On-disk format, version 1 (STORE_FORMAT):
+ * On-disk format, version 2 (STORE_FORMAT):
  *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
  *   acceptor  "promise": an encoded LD_REC_PROMISE record; "joined": an
  *             encoded LD_REC_JOINED record once the replica votes
@@ -9,6 +9,14 @@
  *             (sorted right after the slot's vote, so that a load meets
  *             the vote first)
  *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
+ * Every value, meta included, is framed: the bytes above, then a
+ * big-endian CRC32C over the column family's name, the key and those bytes
+ * (store_put_framed, store_unframe). RocksDB's own block and WAL checksums
+ * catch damage to its files; this one also catches a value that a bug, a tool
+ * or a bad sector remap put under another key or column family, and damage
+ * RocksDB cannot see (a bit that flipped in memory before the write was
+ * checksummed is still lost; that is out of reach here). Version 1 had no
+ * frame.
  *
  * Every promise and vote is answered only after a synced write, so losing
  * one that was synced would let this acceptor break P1b/P2b after a restart.
@@ -23,24 +31,47 @@
  * which is the common case it exists for. paranoid_checks makes RocksDB
  * refuse damaged files at open.
  *
+ * RocksDB's WAL cannot tell a log cut short at a record boundary (or
+ * mid-record, in tolerate mode, which is also the gap above) from one that
+ * simply ended: a WAL cut to half its length while the replica was stopped
+ * came back as an older state, silently. So the store also keeps, beside
+ * RocksDB's files, the sequence number up to which it knows everything was
+ * synced (STORE_SYNCED_FILE: written at a clean close and at most every
+ * STORE_SYNCED_EVERY_S after a synced write, atomically by rename). An
+ * open that recovers less than that reports LD_STORE_CORRUPT: records that
+ * were synced, and may have been acknowledged, are gone. It is a lower
+ * bound: a crash after it leaves it behind, never ahead.
+ *
  * An ld_store is used by one thread at a time: the write batch and the
  * counters are reused without locks. */
 #include "storage.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <rocksdb/c.h>
 
 #include "codec.h"
 
-#define STORE_FORMAT 1u
+#define STORE_FORMAT 2u
+
+/* The synced-sequence file (see above): 8 bytes big-endian, then their
+ * CRC32C. RocksDB leaves files it does not name alone. */
+#define STORE_SYNCED_FILE "LOCKD-SYNCED"
+#define STORE_SYNCED_EVERY_S 5
+
+/* The frame's trailer: a CRC32C. */
+#define STORE_CRC_BYTES 4u
 
 /* A write batch that grew past this (a snapshot) is freed after the write
  * rather than cleared, so one snapshot does not pin its size in memory. */
@@ -87,6 +118,11 @@ struct ld_store {
 	rocksdb_writebatch_t *wb;
 	uint64_t snapshot_base, snapshot_bytes;
 	uint64_t writes, synced_writes;
+	bool broken; /* a write failed: reopen before the next (store_reopen) */
+	bool opened; /* ld_store_open succeeded */
+	uint64_t synced_seq;  /* everything up to it is synced */
+	uint64_t marked_seq;  /* what STORE_SYNCED_FILE says */
+	uint64_t marked_at_s; /* when it was written (monotonic) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -103,17 +139,35 @@ store_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* Fails with "<prefix>: <RocksDB's own words>" and frees rerr. */
+/* As store_fail, for a record or file that fails its checks. */
+__attribute__((format(printf, 3, 4))) static int
+store_corrupt(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return LD_STORE_CORRUPT;
+}
+
 /* The ledger key of a slot's LD_REC_CHOSEN: the slot, then this byte. */
 #define STORE_CHOSEN_SUFFIX 'c'
 
+/* Fails with "<prefix>: <RocksDB's own words>" and frees rerr: with
+ * LD_STORE_CORRUPT when RocksDB's status is Corruption (a checksum of its
+ * own failed, a file is cut short), else -1. */
 static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 			    char *rerr)
 {
+	static const char corruption[] = "Corruption:";
+	bool corrupt = rerr != NULL &&
+		       strncmp(rerr, corruption, sizeof corruption - 1) == 0;
 	store_fail(err, errlen, "%s: %s", prefix,
 		   rerr != NULL ? rerr : "unknown RocksDB error");
 	rocksdb_free(rerr);
-	return -1;
+	return corrupt ? LD_STORE_CORRUPT : -1;
 }
 
 static void store_be64_put(uint8_t *p, uint64_t v)
@@ -130,6 +184,69 @@ static uint64_t store_be64_get(const uint8_t *p)
 	for (int i = 0; i < 8; i++)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* CRC32C (Castagnoli, reflected 0x82f63b78), table-driven; the table is
+ * built once, on first use by any store. */
+static uint32_t store_crc_table[256];
+static pthread_once_t store_crc_once = PTHREAD_ONCE_INIT;
+
+static void store_crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		store_crc_table[i] = c;
+	}
+}
+
+/* Extends crc (start with 0) by len bytes. */
+static uint32_t store_crc(uint32_t crc, const void *p, size_t len)
+{
+	pthread_once(&store_crc_once, store_crc_init);
+	const uint8_t *b = p;
+	crc = ~crc;
+	for (size_t i = 0; i < len; i++)
+		crc = store_crc_table[(crc ^ b[i]) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* The checksum of value v (without its trailer) stored under key in column
+ * family cf: a value copied under another key or family does not match. */
+static uint32_t store_frame_crc(int cf, const void *key, size_t keylen,
+				const void *v, size_t vlen)
+{
+	const char *name = store_cf_names[cf];
+	uint8_t klen[4] = {(uint8_t)(keylen >> 24), (uint8_t)(keylen >> 16),
+			   (uint8_t)(keylen >> 8), (uint8_t)keylen};
+	uint32_t crc = store_crc(0, name, strlen(name) + 1);
+	crc = store_crc(crc, klen, sizeof klen);
+	crc = store_crc(crc, key, keylen);
+	return store_crc(crc, v, vlen);
+}
+
+static void store_be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Checks the frame of the value v (len bytes, trailer included) stored
+ * under key in cf; *plen is then the length without the trailer. */
+static bool store_unframe(int cf, const void *key, size_t keylen, const char *v,
+			  size_t len, size_t *plen)
+{
+	if (len < STORE_CRC_BYTES)
+		return false;
+	size_t n = len - STORE_CRC_BYTES;
+	const uint8_t *t = (const uint8_t *)v + n;
+	uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 |
+			(uint32_t)t[2] << 8 | t[3];
+	*plen = n;
+	return store_frame_crc(cf, key, keylen, v, n) == want;
 }
 
 static const char *store_rec_name(ld_rec_type t)
@@ -199,6 +316,85 @@ static int store_cf_index(const char *name)
 		if (strcmp(name, store_cf_names[i]) == 0)
 			return i;
 	return -1;
+}
+
+/* ---- the synced-sequence file ------------------------------------------- */
+
+static uint64_t store_mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* Records that everything up to seq is synced. Best effort: a failure
+ * (a full disk) leaves the previous file, still a true lower bound. */
+static void store_mark_synced(ld_store *s, uint64_t seq)
+{
+	if (seq <= s->marked_seq)
+		return;
+	char path[4096], tmp[4096];
+	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
+	snprintf(tmp, sizeof tmp, "%s/" STORE_SYNCED_FILE ".tmp", s->dir);
+	uint8_t buf[8 + STORE_CRC_BYTES];
+	store_be64_put(buf, seq);
+	store_be32_put(buf + 8, store_crc(0, buf, 8));
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	bool ok = write(fd, buf, sizeof buf) == (ssize_t)sizeof buf &&
+		  fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return;
+	}
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	s->marked_seq = seq;
+	s->marked_at_s = store_mono_s();
+}
+
+/* Compares what RocksDB recovered with the synced-sequence file. */
+static int store_check_synced(ld_store *s, char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0; /* a store that never closed cleanly yet */
+		return store_fail(err, errlen, "cannot read %s: %s", path,
+				  strerror(errno));
+	}
+	uint8_t buf[8 + STORE_CRC_BYTES + 1];
+	ssize_t n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n != 8 + STORE_CRC_BYTES ||
+	    store_crc(0, buf, 8) !=
+		    ((uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 |
+		     (uint32_t)buf[10] << 8 | buf[11]))
+		return store_corrupt(err, errlen,
+				     "%s is damaged: its file %s fails its "
+				     "checksum",
+				     s->dir, STORE_SYNCED_FILE);
+	uint64_t want = store_be64_get(buf);
+	uint64_t have = rocksdb_get_latest_sequence_number(s->db);
+	if (have < want)
+		return store_corrupt(
+			err, errlen,
+			"%s lost records that were synced: its database "
+			"recovered up to sequence number %" PRIu64
+			", but it had synced up to %" PRIu64
+			" (a write-ahead log cut short or a disk that lied "
+			"about a sync)",
+			s->dir, have, want);
+	s->marked_seq = want;
+	s->synced_seq = have;
+	return 0;
 }
 
 /* ---- opening ------------------------------------------------------------ */
@@ -327,28 +523,78 @@ static int store_check_existing(const char *dir, rocksdb_options_t *opts,
 	return rv;
 }
 
+/* Whether dir, whose database RocksDB reports damaged before lockd could
+ * read its meta column family, was a lockd store: RocksDB's OPTIONS-*
+ * files (text) name its column families. Only then is the damage this
+ * replica's lost memory (LD_STORE_CORRUPT, which the daemon answers by
+ * moving the directory aside); anything else is refused as not ours. */
+static bool store_was_ours(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return false;
+	bool ours = false;
+	struct dirent *e;
+	while (!ours && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "OPTIONS-", 8) != 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		char line[256];
+		int seen = 0;
+		while (fgets(line, sizeof line, f) != NULL)
+			for (int i = STORE_CF_META; i < STORE_CF_COUNT; i++) {
+				char want[64];
+				snprintf(want, sizeof want,
+					 "[CFOptions \"%s\"]",
+					 store_cf_names[i]);
+				if (strncmp(line, want, strlen(want)) == 0)
+					seen |= 1 << i;
+			}
+		fclose(f);
+		ours = seen ==
+		       (((1 << STORE_CF_COUNT) - 1) & ~(1 << STORE_CF_DEFAULT));
+	}
+	closedir(d);
+	return ours;
+}
+
 /* Reads meta key k into *v. *found = false when absent. */
 static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
 			  char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
 	const char *key = store_meta_keys[k];
-	if (store_get(s->db, s->ro, s->cf[STORE_CF_META], key, strlen(key), &ps,
-		      s->dir, err, errlen) != 0)
-		return -1;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_META], key, strlen(key),
+			   &ps, s->dir, err, errlen);
+	if (rv != 0)
+		return rv;
 	*found = ps != NULL;
 	if (ps == NULL)
 		return 0;
-	size_t len;
+	size_t len, plen;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
-	int rv = 0;
-	if (len != 8)
-		rv = store_fail(err, errlen,
-				"%s is damaged: its meta key '%s' holds %zu "
-				"bytes, not 8",
-				s->dir, key, len);
-	else
+	if (k == STORE_META_FORMAT && len == 8 &&
+	    store_be64_get((const uint8_t *)p) != STORE_FORMAT) {
+		/* Another version's unframed format key: say which. */
 		*v = store_be64_get((const uint8_t *)p);
+	} else if (len != 8 + STORE_CRC_BYTES) {
+		rv = store_corrupt(err, errlen,
+				   "%s is damaged: its meta key '%s' holds %zu "
+				   "bytes, not %u",
+				   s->dir, key, len, 8 + STORE_CRC_BYTES);
+	} else if (!store_unframe(STORE_CF_META, key, strlen(key), p, len,
+				  &plen)) {
+		rv = store_corrupt(err, errlen,
+				   "%s is damaged: its meta key '%s' fails its "
+				   "checksum",
+				   s->dir, key);
+	} else {
+		*v = store_be64_get((const uint8_t *)p);
+	}
 	rocksdb_pinnableslice_destroy(ps);
 	return rv;
 }
@@ -358,15 +604,19 @@ static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
 {
 	const uint64_t v[STORE_META_COUNT] = {STORE_FORMAT, id->cell_id,
 					      id->replica_id, id->nreplicas};
-	uint8_t buf[STORE_META_COUNT][8];
+	uint8_t buf[STORE_META_COUNT][8 + STORE_CRC_BYTES];
 	char *rerr = NULL;
 
 	rocksdb_writebatch_clear(s->wb);
 	for (int k = 0; k < STORE_META_COUNT; k++) {
+		const char *key = store_meta_keys[k];
 		store_be64_put(buf[k], v[k]);
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_META], store_meta_keys[k],
-			strlen(store_meta_keys[k]), (const char *)buf[k], 8);
+		store_be32_put(buf[k] + 8,
+			       store_frame_crc(STORE_CF_META, key, strlen(key),
+					       buf[k], 8));
+		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], key,
+					  strlen(key), (const char *)buf[k],
+					  sizeof buf[k]);
 	}
 	rocksdb_write(s->db, s->wo_sync, s->wb, &rerr);
 	rocksdb_writebatch_clear(s->wb);
@@ -386,14 +636,17 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 	uint64_t v[STORE_META_COUNT] = {0};
 	bool found[STORE_META_COUNT];
 
-	for (int k = 0; k < STORE_META_COUNT; k++)
-		if (store_meta_get(s, k, &v[k], &found[k], err, errlen) != 0)
-			return -1;
+	for (int k = 0; k < STORE_META_COUNT; k++) {
+		int rv = store_meta_get(s, k, &v[k], &found[k], err, errlen);
+		if (rv != 0)
+			return rv;
+	}
 	if (!found[STORE_META_FORMAT]) {
 		bool empty;
-		if (store_all_empty(s->db, s->ro, s->cf, STORE_CF_COUNT, &empty,
-				    s->dir, err, errlen) != 0)
-			return -1;
+		int rv = store_all_empty(s->db, s->ro, s->cf, STORE_CF_COUNT,
+					 &empty, s->dir, err, errlen);
+		if (rv != 0)
+			return rv;
 		if (!empty)
 			return store_fail(err, errlen,
 					  "%s is not a lockd data directory "
@@ -439,27 +692,33 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 static int store_snapshot_scan(ld_store *s, char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
-	if (store_get(s->db, s->ro, s->cf[STORE_CF_STATE], store_snapshot_key,
-		      sizeof store_snapshot_key - 1, &ps, s->dir, err,
-		      errlen) != 0)
-		return -1;
-	if (ps == NULL)
-		return 0;
-	size_t len;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
+			   store_snapshot_key, sizeof store_snapshot_key - 1,
+			   &ps, s->dir, err, errlen);
+	if (rv != 0 || ps == NULL)
+		return rv;
+	size_t len, plen;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	if (!store_unframe(STORE_CF_STATE, store_snapshot_key,
+			   sizeof store_snapshot_key - 1, p, len, &plen)) {
+		rocksdb_pinnableslice_destroy(ps);
+		return store_corrupt(err, errlen,
+				     "the snapshot record in %s is damaged: "
+				     "it fails its checksum (key '%s')",
+				     s->dir, store_snapshot_key);
+	}
 	ld_record rec;
-	int crv = ld_codec_record_decode((const uint8_t *)p, len, &rec);
+	int crv = ld_codec_record_decode((const uint8_t *)p, plen, &rec);
 	rocksdb_pinnableslice_destroy(ps);
 	if (crv != 0)
-		return store_fail(err, errlen,
-				  "the snapshot record in %s is damaged: %s",
-				  s->dir, ld_codec_strerror(crv));
-	int rv = 0;
+		return store_corrupt(err, errlen,
+				     "the snapshot record in %s is damaged: %s",
+				     s->dir, ld_codec_strerror(crv));
 	if (rec.type != LD_REC_SNAPSHOT)
-		rv = store_fail(err, errlen,
-				"the snapshot record in %s is damaged: it "
-				"holds a %s record",
-				s->dir, store_rec_name(rec.type));
+		rv = store_corrupt(err, errlen,
+				   "the snapshot record in %s is damaged: it "
+				   "holds a %s record",
+				   s->dir, store_rec_name(rec.type));
 	s->snapshot_base = rec.slot;
 	s->snapshot_bytes = rec.snap_len;
 	ld_record_clear(&rec);
@@ -475,7 +734,48 @@ static rocksdb_options_t *store_options(void)
 	rocksdb_options_set_wal_recovery_mode(
 		o, rocksdb_tolerate_corrupted_tail_records_recovery);
 	rocksdb_options_set_keep_log_file_num(o, 4);
+	/* RocksDB 7.8 (Debian's build keeps its assertions) aborts the
+	 * process when its info LOG, which lives in the data directory, is
+	 * written again after one write to it failed: on a full disk that is
+	 * the next line it logs, often from a background thread, before
+	 * lockd can say anything ("Assertion `sync_without_flush_called_'
+	 * failed" in WritableFileWriter). At FATAL it writes nothing there in
+	 * practice, so a full disk reaches lockd as a failed write instead.
+	 * lockd's own log says what went wrong. */
+	rocksdb_options_set_info_log_level(o, 4 /* FATAL_LEVEL */);
 	return o;
+}
+
+/* Opens the database in s->dir with every column family of ours. */
+static int store_db_open(ld_store *s, char *err, size_t errlen)
+{
+	/* Every existing column family is one of ours (checked by
+	 * store_check_existing), so naming all of ours names every existing
+	 * one, as RocksDB requires. */
+	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		cfopts[i] = s->opts;
+	char *rerr = NULL;
+	s->db = rocksdb_open_column_families(s->opts, s->dir, STORE_CF_COUNT,
+					     store_cf_names, cfopts, s->cf,
+					     &rerr);
+	if (s->db != NULL)
+		return 0;
+	memset(s->cf, 0, sizeof s->cf);
+	char prefix[512];
+	snprintf(prefix, sizeof prefix, "cannot open %s", s->dir);
+	return store_fail_rocks(err, errlen, prefix, rerr);
+}
+
+static void store_db_close(ld_store *s)
+{
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (s->cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(s->cf[i]);
+	memset(s->cf, 0, sizeof s->cf);
+	if (s->db != NULL)
+		rocksdb_close(s->db);
+	s->db = NULL;
 }
 
 int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
@@ -496,6 +796,7 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	enum store_dir_kind kind = STORE_DIR_FRESH;
 	if (store_classify(dir, &kind, err, errlen) != 0)
 		return -1;
+	int rv;
 
 	ld_store *s = calloc(1, sizeof *s);
 	if (s == NULL || (s->dir = strdup(dir)) == NULL) {
@@ -510,45 +811,47 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	s->ro = rocksdb_readoptions_create();
 	s->wb = rocksdb_writebatch_create();
 
-	if (kind == STORE_DIR_ROCKSDB &&
-	    store_check_existing(dir, s->opts, err, errlen) != 0)
-		goto fail;
-
-	/* Every existing column family is one of ours (checked above), so
-	 * naming all of ours names every existing one, as RocksDB requires. */
-	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
-	for (int i = 0; i < STORE_CF_COUNT; i++)
-		cfopts[i] = s->opts;
-	char *rerr = NULL;
-	s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF_COUNT,
-					     store_cf_names, cfopts, s->cf,
-					     &rerr);
-	if (s->db == NULL) {
-		memset(s->cf, 0, sizeof s->cf);
-		char prefix[512];
-		snprintf(prefix, sizeof prefix, "cannot open %s", dir);
-		store_fail_rocks(err, errlen, prefix, rerr);
-		goto fail;
+	if ((kind == STORE_DIR_ROCKSDB &&
+	     (rv = store_check_existing(dir, s->opts, err, errlen)) != 0) ||
+	    (rv = store_db_open(s, err, errlen)) != 0) {
+		if (rv == LD_STORE_CORRUPT && !store_was_ours(dir)) {
+			size_t n = err != NULL ? strnlen(err, errlen) : 0;
+			if (n + 1 < errlen)
+				snprintf(err + n, errlen - n,
+					 "; it does not look like a lockd "
+					 "data directory either: refusing to "
+					 "use it");
+			rv = -1;
+		}
+		ld_store_close(s);
+		return rv;
 	}
-	if (store_meta_check(s, id, err, errlen) != 0 ||
-	    store_snapshot_scan(s, err, errlen) != 0)
-		goto fail;
+	if ((rv = store_check_synced(s, err, errlen)) != 0 ||
+	    (rv = store_meta_check(s, id, err, errlen)) != 0 ||
+	    (rv = store_snapshot_scan(s, err, errlen)) != 0) {
+		ld_store_close(s);
+		return rv;
+	}
+	s->opened = true;
 	*out = s;
 	return 0;
-fail:
-	ld_store_close(s);
-	return -1;
 }
 
 void ld_store_close(ld_store *s)
 {
 	if (s == NULL)
 		return;
-	for (int i = 0; i < STORE_CF_COUNT; i++)
-		if (s->cf[i] != NULL)
-			rocksdb_column_family_handle_destroy(s->cf[i]);
-	if (s->db != NULL)
-		rocksdb_close(s->db);
+	if (s->db != NULL && s->opened && !s->broken) {
+		/* A clean close: sync what the last writes left unsynced, and
+		 * say how far that is. */
+		char *rerr = NULL;
+		rocksdb_flush_wal(s->db, 1, &rerr);
+		if (rerr == NULL)
+			store_mark_synced(
+				s, rocksdb_get_latest_sequence_number(s->db));
+		rocksdb_free(rerr);
+	}
+	store_db_close(s);
 	if (s->wb != NULL)
 		rocksdb_writebatch_destroy(s->wb);
 	if (s->ro != NULL)
@@ -564,6 +867,20 @@ void ld_store_close(ld_store *s)
 }
 
 /* ---- writing ------------------------------------------------------------ */
+
+/* Puts the framed value v under key in cf: v, then its checksum (two
+ * slices, so a large snapshot is not copied once more). */
+static void store_put_framed(ld_store *s, int cf, const void *key,
+			     size_t keylen, const uint8_t *v, size_t vlen)
+{
+	uint8_t crc[STORE_CRC_BYTES];
+	store_be32_put(crc, store_frame_crc(cf, key, keylen, v, vlen));
+	const char *k = key;
+	const char *parts[2] = {(const char *)v, (const char *)crc};
+	size_t sizes[2] = {vlen, sizeof crc};
+	rocksdb_writebatch_putv_cf(s->wb, s->cf[cf], 1, &k, &keylen, 2, parts,
+				   sizes);
+}
 
 /* Adds rec to the batch. The batch copies the bytes, so the encoding is
  * freed at once. */
@@ -582,9 +899,8 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 	uint8_t key[9];
 	switch (rec->type) {
 	case LD_REC_PROMISE:
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_ACCEPTOR], store_promise_key,
-			sizeof store_promise_key - 1, (const char *)buf, len);
+		store_put_framed(s, STORE_CF_ACCEPTOR, store_promise_key,
+				 sizeof store_promise_key - 1, buf, len);
 		break;
 	case LD_REC_JOINED:
 		rocksdb_writebatch_put_cf(
@@ -593,16 +909,12 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 		break;
 	case LD_REC_VOTE:
 		store_be64_put(key, rec->slot);
-		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
-					  (const char *)key, 8,
-					  (const char *)buf, len);
+		store_put_framed(s, STORE_CF_LEDGER, key, 8, buf, len);
 		break;
 	case LD_REC_CHOSEN:
 		store_be64_put(key, rec->slot);
 		key[8] = STORE_CHOSEN_SUFFIX;
-		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_LEDGER],
-					  (const char *)key, 9,
-					  (const char *)buf, len);
+		store_put_framed(s, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
 	case LD_REC_SNAPSHOT: {
 		/* The snapshot and the end of the votes it covers are one
@@ -617,9 +929,8 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 		} else {
 			store_be64_put(hi, rec->slot + 1);
 		}
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_STATE], store_snapshot_key,
-			sizeof store_snapshot_key - 1, (const char *)buf, len);
+		store_put_framed(s, STORE_CF_STATE, store_snapshot_key,
+				 sizeof store_snapshot_key - 1, buf, len);
 		rocksdb_writebatch_delete_range_cf(
 			s->wb, s->cf[STORE_CF_LEDGER], (const char *)lo,
 			sizeof lo, (const char *)hi, hilen);
@@ -631,6 +942,21 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 	return 0;
 }
 
+/* After a failed write RocksDB keeps refusing writes (its background error
+ * stays set, and the C API of 7.8 has no rocksdb_resume): a fresh handle
+ * recovers from what reached the WAL and takes writes again once the
+ * cause is gone. The failed batch may or may not be in the recovered
+ * state; the caller writes it again, which is harmless: every record
+ * overwrites its key with the same value. */
+static int store_reopen(ld_store *s, char *err, size_t errlen)
+{
+	store_db_close(s);
+	int rv = store_db_open(s, err, errlen);
+	if (rv == 0)
+		s->broken = false;
+	return rv;
+}
+
 int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 		   char *err, size_t errlen)
 {
@@ -638,6 +964,8 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 	int rv = 0;
 	const ld_record *snap = NULL;
 
+	if (s->broken && store_reopen(s, err, errlen) != 0)
+		return -1;
 	rocksdb_writebatch_clear(s->wb);
 	for (size_t i = 0; i < n && rv == 0; i++) {
 		rv = store_batch_add(s, &recs[i], &bytes, err, errlen);
@@ -649,11 +977,13 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 		rocksdb_write(s->db, sync ? s->wo_sync : s->wo, s->wb, &rerr);
 		if (rerr != NULL) {
 			/* RocksDB then refuses further writes (a background
-			 * error): the caller must stop, not retry. */
+			 * error) until the database is reopened. */
 			char prefix[512];
 			snprintf(prefix, sizeof prefix, "cannot write to %s",
 				 s->dir);
-			rv = store_fail_rocks(err, errlen, prefix, rerr);
+			store_fail_rocks(err, errlen, prefix, rerr);
+			rv = -1;
+			s->broken = true;
 		}
 	}
 	if (bytes > STORE_BATCH_KEEP_BYTES) {
@@ -665,8 +995,14 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 	if (rv != 0)
 		return rv;
 	s->writes++;
-	if (sync)
+	if (sync) {
+		/* One thread: the latest sequence number is this write's,
+		 * and the WAL sync covered everything before it. */
 		s->synced_writes++;
+		s->synced_seq = rocksdb_get_latest_sequence_number(s->db);
+		if (store_mono_s() >= s->marked_at_s + STORE_SYNCED_EVERY_S)
+			store_mark_synced(s, s->synced_seq);
+	}
 	if (snap != NULL) {
 		s->snapshot_base = snap->slot;
 		s->snapshot_bytes = snap->snap_len;
@@ -676,22 +1012,32 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 
 /* ---- loading ------------------------------------------------------------ */
 
-/* Decodes one stored record of type want into *rec (the caller clears it).
- * what names it in errors ("the promise record", "ledger record at slot 3"). */
-static int store_decode(ld_store *s, const char *p, size_t len,
+/* Checks the frame of the value p (len bytes) stored under key in cf and
+ * decodes the record of type want in it into *rec (the caller clears it).
+ * what names it in errors ("the promise record", "ledger record at slot
+ * 3"); keyname is the key as a person reads it. */
+static int store_decode(ld_store *s, int cf, const void *key, size_t keylen,
+			const char *keyname, const char *p, size_t len,
 			ld_rec_type want, const char *what, ld_record *rec,
 			char *err, size_t errlen)
 {
-	int crv = ld_codec_record_decode((const uint8_t *)p, len, rec);
+	size_t plen;
+	if (!store_unframe(cf, key, keylen, p, len, &plen))
+		return store_corrupt(err, errlen,
+				     "%s in %s is damaged: the value under key "
+				     "%s in column family '%s' fails its "
+				     "checksum",
+				     what, s->dir, keyname, store_cf_names[cf]);
+	int crv = ld_codec_record_decode((const uint8_t *)p, plen, rec);
 	if (crv != 0)
-		return store_fail(err, errlen, "%s in %s is damaged: %s", what,
-				  s->dir, ld_codec_strerror(crv));
+		return store_corrupt(err, errlen, "%s in %s is damaged: %s",
+				     what, s->dir, ld_codec_strerror(crv));
 	if (rec->type != want) {
-		store_fail(err, errlen,
-			   "%s in %s is damaged: it holds a %s record", what,
-			   s->dir, store_rec_name(rec->type));
+		store_corrupt(err, errlen,
+			      "%s in %s is damaged: it holds a %s record", what,
+			      s->dir, store_rec_name(rec->type));
 		ld_record_clear(rec);
-		return -1;
+		return LD_STORE_CORRUPT;
 	}
 	return 0;
 }
@@ -710,17 +1056,18 @@ static int store_load_one(ld_store *s, int cf, const char *key,
 			  char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
-	if (store_get(s->db, s->ro, s->cf[cf], key, strlen(key), &ps, s->dir,
-		      err, errlen) != 0)
-		return -1;
-	if (ps == NULL)
-		return 0;
-	char what[64];
+	int rv = store_get(s->db, s->ro, s->cf[cf], key, strlen(key), &ps,
+			   s->dir, err, errlen);
+	if (rv != 0 || ps == NULL)
+		return rv;
+	char what[64], keyname[64];
 	snprintf(what, sizeof what, "the %s record", store_rec_name(want));
+	snprintf(keyname, sizeof keyname, "'%s'", key);
 	size_t len;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
 	ld_record rec;
-	int rv = store_decode(s, p, len, want, what, &rec, err, errlen);
+	rv = store_decode(s, cf, key, strlen(key), keyname, p, len, want, what,
+			  &rec, err, errlen);
 	rocksdb_pinnableslice_destroy(ps);
 	if (rv != 0)
 		return rv;
@@ -752,27 +1099,30 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 		const char *v = rocksdb_iter_value(it, &vlen);
 		bool chosen = klen == 9 && k[8] == STORE_CHOSEN_SUFFIX;
 		if (klen != 8 && !chosen) {
-			rv = store_fail(err, errlen,
-					"the ledger in %s is damaged: it holds "
-					"a key of %zu bytes, not a slot",
-					s->dir, klen);
+			rv = store_corrupt(
+				err, errlen,
+				"the ledger in %s is damaged: it holds "
+				"a key of %zu bytes, not a slot",
+				s->dir, klen);
 			break;
 		}
 		uint64_t slot = store_be64_get((const uint8_t *)k);
-		char what[64];
-		snprintf(what, sizeof what, "ledger record at slot %" PRIu64,
-			 slot);
+		char what[64], keyname[64];
+		snprintf(what, sizeof what, "%s record at slot %" PRIu64,
+			 chosen ? "chosen" : "ledger", slot);
+		snprintf(keyname, sizeof keyname, "%" PRIu64 "%s", slot,
+			 chosen ? "+'c'" : "");
 		ld_record rec;
-		rv = store_decode(s, v, vlen,
+		rv = store_decode(s, STORE_CF_LEDGER, k, klen, keyname, v, vlen,
 				  chosen ? LD_REC_CHOSEN : LD_REC_VOTE, what,
 				  &rec, err, errlen);
 		if (rv != 0)
 			break;
 		if (rec.slot != slot) {
-			rv = store_fail(err, errlen,
-					"%s in %s is damaged: it holds the "
-					"record for slot %" PRIu64,
-					what, s->dir, rec.slot);
+			rv = store_corrupt(err, errlen,
+					   "%s in %s is damaged: it holds the "
+					   "record for slot %" PRIu64,
+					   what, s->dir, rec.slot);
 		} else {
 			rv = fn(&rec, arg);
 			if (rv != 0)
@@ -798,6 +1148,12 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 void ld_store_stats_get(ld_store *s, ld_store_stats *st)
 {
 	memset(st, 0, sizeof *st);
+	st->snapshot_base = s->snapshot_base;
+	st->snapshot_bytes = s->snapshot_bytes;
+	st->writes = s->writes;
+	st->synced_writes = s->synced_writes;
+	if (s->db == NULL) /* a reopen failed: nothing to count */
+		return;
 	/* Counted, not tracked: a vote may overwrite one already stored and a
 	 * snapshot drops an unknown number, so only the ledger itself knows.
 	 * It holds at most about LD_LOG_SLOTS_MAX keys. */
@@ -810,8 +1166,4 @@ void ld_store_stats_get(ld_store *s, ld_store_stats *st)
 		st->votes += klen == 8;
 	}
 	rocksdb_iter_destroy(it);
-	st->snapshot_base = s->snapshot_base;
-	st->snapshot_bytes = s->snapshot_bytes;
-	st->writes = s->writes;
-	st->synced_writes = s->synced_writes;
 }

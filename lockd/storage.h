@@ -17,8 +17,12 @@
  * before the call returns: the core's promises and votes are answered only
  * after that (LD_EV_DURABLE).
  *
- * Records are encoded with lockd/codec.h (ld_record_encode/decode).
- * Functions return 0 or -1 with a sentence in err (errlen bytes). */
+ * Records are encoded with lockd/codec.h (ld_record_encode/decode), and
+ * every stored value carries a CRC32C over its column family, its key and
+ * its bytes (storage.c), checked when it is read.
+ * Functions return 0 or -1 with a sentence in err (errlen bytes); open and
+ * load return LD_STORE_CORRUPT instead when what is stored fails its
+ * checks. */
 #ifndef LD_STORAGE_H
 #define LD_STORAGE_H
 
@@ -30,6 +34,13 @@
 
 typedef struct ld_store ld_store;
 
+/* The records in the directory fail their checks: a lockd checksum, a
+ * record that does not decode or sits under the wrong key, or RocksDB's
+ * own Corruption status (a file's checksum, a cut-short file). The
+ * directory can no longer be trusted as this replica's durable memory; the
+ * sentence names the directory and, for a record, its key. */
+#define LD_STORE_CORRUPT (-2)
+
 typedef struct ld_store_identity {
 	uint64_t cell_id; /* chosen by whoever starts the cell; 0 = any */
 	uint32_t replica_id;
@@ -39,20 +50,27 @@ typedef struct ld_store_identity {
 /* Opens (creating if the directory is missing or empty) the store in dir.
  * Refuses, with a sentence naming what is wrong, a directory that is not a
  * lockd store, is damaged, has another format version, or whose identity
- * differs from id. *out is the caller's to ld_store_close. */
+ * differs from id; LD_STORE_CORRUPT when it is damaged (see above). *out
+ * is the caller's to ld_store_close. */
 int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 		  char *err, size_t errlen);
 
 void ld_store_close(ld_store *s);
 
-/* Writes recs[0..n) in one atomic batch; with sync, durable on return. */
+/* Writes recs[0..n) in one atomic batch; with sync, durable on return.
+ * On -1 nothing of the batch may be counted as durable (part of it may
+ * have reached the disk); the caller may call again with the same batch:
+ * the first write after a failed one reopens the database, which is how
+ * RocksDB recovers once the cause (a full disk, say) has gone. */
 int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
 		   char *err, size_t errlen);
 
 /* Calls fn with every stored record in the order ld_replica_restore needs:
  * the snapshot (if any), the promise (if any), then votes in slot order.
  * The record is borrowed for the call. fn returns 0 to go on, or non-zero
- * to stop (ld_store_load then returns that value). */
+ * to stop (ld_store_load then returns that value). -1 or LD_STORE_CORRUPT
+ * when reading fails; records already passed to fn are then not the
+ * whole store. */
 int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 		  void *arg, char *err, size_t errlen);
 

@@ -40,12 +40,43 @@ Test(http, health_is_200_only_with_a_leader)
 	cr_assert(strstr(buf, "\"reason\":") != NULL, "%s", buf);
 }
 
+/* A replica that cannot write to its disk is not healthy, whoever leads,
+ * and says why; the sentence is JSON-escaped. */
+Test(http, health_is_503_while_storage_is_stalled)
+{
+	char buf[2048];
+	uint16_t status;
+	ld_metrics_snap s = follower(2);
+	s.storage_stalled = true;
+	snprintf(s.storage_error, sizeof s.storage_error,
+		 "cannot write to /d/\"x\\y\": IO error: No space left on "
+		 "device");
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "\"health\":false") != NULL, "%s", buf);
+	cr_assert(strstr(buf, "\"storage_stalled\":true") != NULL, "%s", buf);
+	cr_assert(strstr(buf, "/d/\\\"x\\\\y\\\": IO error: No space left on "
+			      "device\"}") != NULL,
+		  "%s", buf);
+	char page[8192];
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "\nlockd_storage_stalled 1\n") != NULL);
+	s.storage_stalled = false;
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 200);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "\nlockd_storage_stalled 0\n") != NULL);
+}
+
 Test(http, metrics_are_prometheus_text)
 {
 	char buf[8192];
 	ld_metrics_snap s = follower(2);
 	size_t n = ld_metrics_prometheus(&s, buf, sizeof buf);
 	cr_assert_eq(n, strlen(buf));
+	/* The server's page is this size too: nothing may be cut off. */
+	cr_assert_lt(n + 1, sizeof buf, "the page (%zu bytes) does not fit", n);
+	cr_log_info("metrics page: %zu bytes", n);
 	cr_assert(strstr(buf, "\nlockd_role{role=\"follower\"} 1\n") != NULL);
 	cr_assert(strstr(buf, "\nlockd_leases 7\n") != NULL);
 	cr_assert(strstr(buf, "\n# TYPE lockd_grants_total counter\n"

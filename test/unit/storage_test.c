@@ -7,11 +7,13 @@
 #define _GNU_SOURCE /* nftw */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -169,17 +171,32 @@ static ld_store *open_ok(const char *dir, const ld_store_identity *id)
 	return s;
 }
 
-static void open_refused(const char *dir, const ld_store_identity *id,
-			 const char *needle)
+/* An open that fails with want (-1: refused; LD_STORE_CORRUPT: damaged)
+ * and a sentence holding needle. */
+static void open_fails(const char *dir, const ld_store_identity *id, int want,
+		       const char *needle)
 {
 	ld_store *s = (ld_store *)1;
 	err[0] = '\0';
 	int rv = ld_store_open(dir, id, &s, err, sizeof err);
-	cr_assert_eq(rv, -1, "open %s succeeded; expected '%s'", dir, needle);
+	cr_assert_eq(rv, want, "open %s returned %d (%s); expected %d and '%s'",
+		     dir, rv, err, want, needle);
 	cr_assert_null(s);
 	cr_assert(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err,
 		  needle);
 	cr_log_info("refused as expected: %s", err);
+}
+
+static void open_refused(const char *dir, const ld_store_identity *id,
+			 const char *needle)
+{
+	open_fails(dir, id, -1, needle);
+}
+
+static void open_corrupt(const char *dir, const ld_store_identity *id,
+			 const char *needle)
+{
+	open_fails(dir, id, LD_STORE_CORRUPT, needle);
 }
 
 static void write_ok(ld_store *s, ld_record *recs, size_t n, bool sync)
@@ -293,22 +310,26 @@ static void fill_votes(uint64_t n)
 	ld_store_close(s);
 }
 
-/* An open that fails, or a load that fails: never a crash or wrong data. */
+/* An open that fails, or a load that fails, as corrupt: never a crash or
+ * wrong data. */
 static void expect_damage_noticed(void)
 {
 	ld_store *s = NULL;
-	if (ld_store_open(data, &ID, &s, err, sizeof err) != 0) {
+	int rv = ld_store_open(data, &ID, &s, err, sizeof err);
+	if (rv != 0) {
 		cr_assert_null(s);
+		cr_assert_eq(rv, LD_STORE_CORRUPT, "open: %s", err);
 		cr_assert(strstr(err, data) != NULL, "error '%s' lacks the dir",
 			  err);
 		cr_log_info("open refused: %s", err);
 		return;
 	}
 	loaded l = {0};
-	int rv = ld_store_load(s, collect, &l, err, sizeof err);
+	rv = ld_store_load(s, collect, &l, err, sizeof err);
 	loaded_free(&l);
 	ld_store_close(s);
-	cr_assert_eq(rv, -1, "damage went unnoticed");
+	cr_assert_eq(rv, LD_STORE_CORRUPT, "damage went unnoticed: %d %s", rv,
+		     err);
 	cr_log_info("load refused: %s", err);
 }
 
@@ -741,10 +762,10 @@ Test(storage, refuses_another_format_version)
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
 	uint8_t v[8];
-	be64(v, 2);
+	be64(v, 1); /* version 1 had no checksums */
 	raw_put(db, cf[1], "format", 6, v, 8);
 	raw_close(db, cf, 5);
-	open_refused(data, &ID, "format version 2; this lockd reads version 1");
+	open_refused(data, &ID, "format version 1; this lockd reads version 2");
 }
 
 Test(storage, refuses_a_missing_or_malformed_meta_key)
@@ -756,7 +777,7 @@ Test(storage, refuses_a_missing_or_malformed_meta_key)
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
 	raw_put(db, cf[1], "replica_id", 10, "\x01", 1);
 	raw_close(db, cf, 5);
-	open_refused(data, &ID, "meta key 'replica_id' holds 1 bytes, not 8");
+	open_corrupt(data, &ID, "meta key 'replica_id' holds 1 bytes, not 12");
 
 	db = raw_open(data, LOCKD_CFS, 5, cf);
 	char *rerr = NULL;
@@ -776,9 +797,21 @@ Test(storage, damaged_current_file)
 	char path[256];
 	snprintf(path, sizeof path, "%s/CURRENT", data);
 	write_file(path, "\x01garbage\xff\n");
-	open_refused(data, &ID, "damaged or unreadable");
+	open_corrupt(data, &ID, "damaged or unreadable");
 	cr_assert_eq(truncate(path, 0), 0);
-	open_refused(data, &ID, "damaged or unreadable");
+	open_corrupt(data, &ID, "damaged or unreadable");
+}
+
+/* A damaged database that never was a lockd store (no OPTIONS file naming
+ * lockd's column families) is refused, not reported as lockd's corrupt
+ * records (which the daemon would move aside). */
+Test(storage, a_damaged_database_that_was_never_ours_is_refused)
+{
+	char path[256];
+	cr_assert_eq(mkdir(data, 0700), 0);
+	snprintf(path, sizeof path, "%s/CURRENT", data);
+	write_file(path, "x\n");
+	open_refused(data, &ID, "does not look like a lockd data directory");
 }
 
 Test(storage, truncated_manifest)
@@ -787,7 +820,7 @@ Test(storage, truncated_manifest)
 	char path[512];
 	cr_assert_gt(find_file(data, "MANIFEST-", "", path, sizeof path), 0);
 	cr_assert_eq(truncate(path, 0), 0);
-	open_refused(data, &ID, data);
+	open_corrupt(data, &ID, data);
 }
 
 Test(storage, garbled_manifest)
@@ -797,7 +830,7 @@ Test(storage, garbled_manifest)
 	long size = find_file(data, "MANIFEST-", "", path, sizeof path);
 	cr_assert_gt(size, 0);
 	garble(path, 0, (size_t)size);
-	open_refused(data, &ID, data);
+	open_corrupt(data, &ID, data);
 }
 
 Test(storage, garbled_vote_in_the_middle_of_the_wal)
@@ -835,8 +868,8 @@ Test(storage, garbled_vote_in_the_middle_of_the_wal)
 	long off = at - buf;
 	free(buf);
 	garble(path, off + 3, 4);
-	open_refused(data, &ID, "Corruption");
-	open_refused(data, &ID, data);
+	open_corrupt(data, &ID, "Corruption");
+	open_corrupt(data, &ID, data);
 }
 
 Test(storage, torn_last_wal_record_is_dropped)
@@ -844,7 +877,11 @@ Test(storage, torn_last_wal_record_is_dropped)
 	/* A write cut short by a crash never returned, so nobody was told it
 	 * was durable: recovery drops it and keeps everything before it. */
 	fill_votes(20);
+	/* A crash, not the clean close fill_votes made: no record of how
+	 * far the close synced. */
 	char path[512];
+	snprintf(path, sizeof path, "%s/LOCKD-SYNCED", data);
+	cr_assert_eq(unlink(path), 0);
 	long size = find_file(data, "", ".log", path, sizeof path);
 	cr_assert_gt(size, 0);
 	cr_assert_eq(truncate(path, size - 10), 0);
@@ -858,6 +895,44 @@ Test(storage, torn_last_wal_record_is_dropped)
 	}
 	loaded_free(&l);
 	ld_store_close(s);
+}
+
+/* The replica stopped cleanly, so every vote was synced; a WAL cut to half
+ * its length afterwards must not come back as an older state. */
+Test(storage, a_wal_cut_short_after_a_clean_stop_is_caught)
+{
+	fill_votes(60);
+	char path[512];
+	long size = find_file(data, "", ".log", path, sizeof path);
+	cr_assert_gt(size, 1000);
+	cr_assert_eq(truncate(path, size / 2), 0);
+	open_corrupt(data, &ID, "lost records that were synced");
+}
+
+/* The same cut, after a crash: the store still knows how far it had
+ * synced a while ago (at its first synced write, here), so a cut that
+ * reaches below that is caught too. */
+Test(storage, a_wal_cut_below_what_was_synced_before_a_crash_is_caught)
+{
+	ld_store *s = open_ok(data, &ID);
+	for (uint64_t slot = 1; slot <= 60; slot++) {
+		ld_record r = mkvote(slot, 4);
+		write_ok(s, &r, 1, true);
+		ld_record_clear(&r);
+	}
+	/* No close: copy the directory as a crash leaves it (RocksDB's
+	 * files, the WAL and the synced-sequence file as they are now). */
+	char crashed[128], cmd[512];
+	snprintf(crashed, sizeof crashed, "%s/crashed", tmp);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s && rm -f %s/LOCK", data, crashed,
+		 crashed);
+	cr_assert_eq(system(cmd), 0);
+	ld_store_close(s);
+	char path[512];
+	long size = find_file(crashed, "", ".log", path, sizeof path);
+	cr_assert_gt(size, 1000);
+	cr_assert_eq(truncate(path, 200), 0); /* below the first vote or so */
+	open_corrupt(crashed, &ID, "lost records that were synced");
 }
 
 Test(storage, garbled_sst)
@@ -895,9 +970,10 @@ Test(storage, damaged_ledger_record)
 	ld_store *s = open_ok(data, &ID);
 	loaded l = {0};
 	int rv = ld_store_load(s, collect, &l, err, sizeof err);
-	cr_assert_eq(rv, -1);
+	cr_assert_eq(rv, LD_STORE_CORRUPT, "%d %s", rv, err);
 	cr_assert(strstr(err, "ledger record at slot 3") != NULL, "%s", err);
 	cr_assert(strstr(err, "is damaged") != NULL, "%s", err);
+	cr_assert(strstr(err, "checksum") != NULL, "%s", err);
 	cr_assert_eq(l.n, 2); /* slots 1 and 2 came first */
 	loaded_free(&l);
 	ld_store_close(s);
@@ -927,10 +1003,15 @@ Test(storage, vote_under_the_wrong_slot)
 	rocksdb_readoptions_destroy(ro);
 	raw_close(db, cf, 5);
 
+	/* The checksum covers the key: the copy fails it. */
 	s = open_ok(data, &ID);
 	loaded l = {0};
-	cr_assert_eq(ld_store_load(s, collect, &l, err, sizeof err), -1);
-	cr_assert(strstr(err, "slot 4") && strstr(err, "slot 9"), "%s", err);
+	cr_assert_eq(ld_store_load(s, collect, &l, err, sizeof err),
+		     LD_STORE_CORRUPT, "%s", err);
+	cr_assert(strstr(err, "ledger record at slot 4") &&
+			  strstr(err, "checksum") && strstr(err, data),
+		  "%s", err);
+	cr_assert_eq(l.n, 0, "nothing before slot 4");
 	loaded_free(&l);
 	ld_store_close(s);
 }
@@ -943,7 +1024,233 @@ Test(storage, damaged_snapshot_record)
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
 	raw_put(db, cf[4], "snapshot", 8, "\x08\x09\x0a", 3);
 	raw_close(db, cf, 5);
-	open_refused(data, &ID, "snapshot record in");
+	open_corrupt(data, &ID, "snapshot record in");
+}
+
+/* ---- checksums ---------------------------------------------------------- */
+
+/* Reads the raw value under key in column family cf (index in LOCKD_CFS),
+ * lets edit change it, and writes it back under key2 in cf2 (the same key
+ * and family when key2 is NULL). */
+static void tamper(int cf, const void *key, size_t klen, int cf2,
+		   const void *key2, size_t klen2,
+		   void (*edit)(char *v, size_t len))
+{
+	rocksdb_column_family_handle_t *h[5];
+	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, h);
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	char *rerr = NULL;
+	size_t len;
+	char *v = rocksdb_get_cf(db, ro, h[cf], key, klen, &len, &rerr);
+	cr_assert_null(rerr);
+	cr_assert_not_null(v, "nothing stored under that key");
+	if (edit != NULL)
+		edit(v, len);
+	if (key2 == NULL) {
+		key2 = key;
+		klen2 = klen;
+	}
+	raw_put(db, h[cf2], key2, klen2, v, len);
+	rocksdb_free(v);
+	rocksdb_readoptions_destroy(ro);
+	raw_close(db, h, 5);
+}
+
+static void flip_middle(char *v, size_t len)
+{
+	v[len / 2] ^= 0x10;
+}
+
+static void flip_last(char *v, size_t len)
+{
+	v[len - 1] ^= 0x01; /* the checksum itself */
+}
+
+/* A store with a promise, votes 1..4 and a chosen hint for slot 2. */
+static void fill_all_kinds(void)
+{
+	ld_store *s = open_ok(data, &ID);
+	ld_record recs[6] = {mkpromise(8),
+			     mkvote(1, 3),
+			     mkvote(2, 3),
+			     mkvote(3, 3),
+			     mkvote(4, 3),
+			     {.type = LD_REC_CHOSEN,
+			      .slot = 2,
+			      .ballot = {.round = 3, .id = 2}}};
+	write_ok(s, recs, 6, true);
+	ld_store_close(s);
+	clear_all(recs, 6);
+}
+
+/* The load reports corruption naming needle and the directory, and passes
+ * on at most max_before records first: never the damaged one. */
+static void expect_load_corrupt(const char *needle, size_t max_before)
+{
+	ld_store *s = open_ok(data, &ID);
+	loaded l = {0};
+	int rv = ld_store_load(s, collect, &l, err, sizeof err);
+	ld_store_close(s);
+	cr_assert_eq(rv, LD_STORE_CORRUPT, "load returned %d: %s", rv, err);
+	cr_assert(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err,
+		  needle);
+	cr_assert(strstr(err, data) != NULL, "error '%s' lacks the dir", err);
+	cr_assert_leq(l.n, max_before, "%zu records came before the damage",
+		      l.n);
+	loaded_free(&l);
+	cr_log_info("corrupt as expected: %s", err);
+}
+
+Test(storage, a_flipped_byte_in_the_promise_is_caught)
+{
+	fill_all_kinds();
+	tamper(2, "promise", 7, 2, NULL, 0, flip_middle);
+	expect_load_corrupt("the promise record", 0);
+	cr_assert(strstr(err, "key 'promise'") != NULL, "%s", err);
+}
+
+Test(storage, a_flipped_byte_in_a_vote_is_caught)
+{
+	fill_all_kinds();
+	uint8_t k[8];
+	be64(k, 3);
+	tamper(3, k, 8, 3, NULL, 0, flip_middle);
+	/* the promise, vote 1, vote 2 and its hint came first */
+	expect_load_corrupt("ledger record at slot 3", 4);
+	cr_assert(strstr(err, "checksum") != NULL, "%s", err);
+}
+
+Test(storage, a_flipped_checksum_is_caught)
+{
+	fill_all_kinds();
+	uint8_t k[8];
+	be64(k, 1);
+	tamper(3, k, 8, 3, NULL, 0, flip_last);
+	expect_load_corrupt("ledger record at slot 1", 1);
+}
+
+Test(storage, a_flipped_byte_in_a_chosen_hint_is_caught)
+{
+	fill_all_kinds();
+	uint8_t k[9];
+	be64(k, 2);
+	k[8] = 'c';
+	tamper(3, k, 9, 3, NULL, 0, flip_middle);
+	expect_load_corrupt("chosen record at slot 2", 3);
+}
+
+Test(storage, a_value_in_the_wrong_column_family_is_caught)
+{
+	/* A well-formed promise record, but stored as the ledger's slot 9:
+	 * its checksum names the acceptor family and the key "promise". */
+	fill_all_kinds();
+	uint8_t k[8];
+	be64(k, 9);
+	tamper(2, "promise", 7, 3, k, 8, NULL);
+	expect_load_corrupt("ledger record at slot 9", 6);
+}
+
+Test(storage, a_flipped_byte_in_the_snapshot_is_caught_at_open)
+{
+	ld_store *s = open_ok(data, &ID);
+	ld_record snap = mksnap(7, 300);
+	write_ok(s, &snap, 1, true);
+	ld_store_close(s);
+	ld_record_clear(&snap);
+	tamper(4, "snapshot", 8, 4, NULL, 0, flip_middle);
+	open_corrupt(data, &ID, "the snapshot record in");
+	open_corrupt(data, &ID, "checksum");
+}
+
+Test(storage, a_flipped_byte_in_a_meta_key_is_caught_at_open)
+{
+	ld_store_close(open_ok(data, &ID));
+	tamper(1, "replica_id", 10, 1, NULL, 0, flip_middle);
+	open_corrupt(data, &ID, "meta key 'replica_id' fails its checksum");
+	/* Another replica's identity, intact, is still a refusal. */
+	ld_store_identity other = ID;
+	other.replica_id = 2;
+	char other_dir[128];
+	snprintf(other_dir, sizeof other_dir, "%s/other", tmp);
+	ld_store_close(open_ok(other_dir, &ID));
+	open_refused(other_dir, &other, "belongs to replica 1");
+}
+
+/* ---- failing writes ----------------------------------------------------- */
+
+static char mnt[128]; /* a tmpfs under tmp, when the test mounts one */
+
+static void unmount(void)
+{
+	if (mnt[0] != '\0')
+		umount2(mnt, MNT_DETACH);
+	teardown();
+}
+
+/* On a full filesystem a write fails with RocksDB's sentence; nothing of
+ * it counts. Once space is back, the same batch written again succeeds
+ * (the store reopens RocksDB, which otherwise refuses every later write),
+ * and everything acknowledged before is still there. Needs root (tmpfs). */
+Test(storage, a_write_on_a_full_disk_fails_then_succeeds_when_space_returns,
+     .fini = unmount, .timeout = 60)
+{
+	snprintf(mnt, sizeof mnt, "%s/mnt", tmp);
+	cr_assert_eq(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0) {
+		mnt[0] = '\0';
+		cr_skip_test("cannot mount a tmpfs (%s): not root?",
+			     strerror(errno));
+	}
+	char dir[160], filler[160];
+	snprintf(dir, sizeof dir, "%s/data", mnt);
+	snprintf(filler, sizeof filler, "%s/filler", mnt);
+	FILE *f = fopen(filler, "wb");
+	cr_assert_not_null(f);
+	static char block[64 * 1024];
+	memset(block, 0x5a, sizeof block);
+	for (int i = 0; i < 40; i++) /* 2.5 MiB of the 4 */
+		cr_assert_eq(fwrite(block, 1, sizeof block, f), sizeof block);
+	cr_assert_eq(fclose(f), 0);
+
+	ld_store *s = open_ok(dir, &ID);
+	ld_record big = mksnap(0, 0);
+	uint64_t slot = 1;
+	int rv = 0;
+	for (; slot < 100000; slot++) {
+		ld_record v = mkvote(slot, 2);
+		ld_cmd c = {.client_id = 1,
+			    .seq = slot,
+			    .len = 4000,
+			    .data = (const uint8_t *)block};
+		ld_value_unref(v.value);
+		v.value = ld_value_new(&c, 1);
+		big = v;
+		rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+		if (rv != 0)
+			break;
+		ld_record_clear(&big);
+	}
+	cr_assert_eq(rv, -1, "the disk never filled");
+	cr_assert(strstr(err, "No space left on device") != NULL, "%s", err);
+	cr_log_info("full after %" PRIu64 " votes: %s", slot - 1, err);
+
+	/* Still full: the retry fails again, without crashing. */
+	rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+	cr_assert_eq(rv, -1);
+
+	cr_assert_eq(unlink(filler), 0);
+	rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+	cr_assert_eq(rv, 0, "after freeing space: %s", err);
+	ld_record_clear(&big);
+	ld_store_close(s);
+
+	s = open_ok(dir, &ID);
+	loaded l = load_ok(s);
+	cr_assert_eq(l.n, slot, "votes 1..%" PRIu64 " are all there", slot);
+	for (uint64_t i = 0; i < l.n; i++)
+		cr_assert_eq(l.recs[i].slot, i + 1);
+	loaded_free(&l);
+	ld_store_close(s);
 }
 
 /* ---- speed (printed, not asserted) -------------------------------------- */
