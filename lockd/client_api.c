@@ -10,6 +10,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "codec.h"
 #include "ldlog.h"
 
 typedef enum cctx_state {
@@ -215,6 +216,10 @@ static void cctx_cb(void *arg)
 		return;
 	}
 	const char *problem = request_problem(r, body, len);
+	char why[160];
+	if (problem == NULL &&
+	    ld_codec_request_check(body, len, why, sizeof why) != 0)
+		problem = why;
 	nng_msg_free(m);
 	if (problem != NULL) {
 		lockd__request__free_unpacked(r, NULL);
