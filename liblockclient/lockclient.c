@@ -833,7 +833,11 @@ static int reply_code(const Lockd__Reply *r)
 		break;
 	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_LEASES:
 	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_WAITERS:
+	case LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL:
 		code = LC_ELIMIT;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_SUPERSEDED:
+		code = LC_EBUSY; /* the cell did not apply it */
 		break;
 	default:
 		code = LC_EINVAL;

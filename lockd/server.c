@@ -375,7 +375,12 @@ _Static_assert((int)LOCKD__LEASE_STATUS__LEASE_E_MALFORMED ==
 			       (int)LS_E_MALFORMED &&
 		       (int)LOCKD__LEASE_STATUS__LEASE_GRANTED ==
 			       (int)LS_GRANTED &&
-		       LS_STATUS_COUNT == LS_E_MALFORMED + 1,
+		       (int)LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL ==
+			       (int)LS_E_TABLE_FULL &&
+		       (int)LOCKD__LEASE_STATUS__LEASE_SUPERSEDED ==
+			       (int)LS_SUPERSEDED &&
+		       (int)LOCKD__LEASE_STATUS__LEASE_E_SEQ == (int)LS_E_SEQ &&
+		       LS_STATUS_COUNT == LS_E_SEQ + 1,
 	       "LeaseStatus in client.proto must number like ls_status");
 
 static void answer_node(ld_server *s, const ln_reply *rp)
@@ -403,7 +408,12 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 	rep.renewed = rp->tokens;
 	switch (rp->status) {
 	case LN_OK:
-		if (ls != LS_OK && ls != LS_GRANTED)
+		if (ls == LS_E_TTL)
+			snprintf(sentence, sizeof sentence,
+				 "invalid TTL: it must be between %u and %u "
+				 "ms (this cell's --ttl-max-ms)",
+				 LS_TTL_MS_MIN, s->o.node.ttl_ms_max);
+		else if (ls != LS_OK && ls != LS_GRANTED)
 			snprintf(sentence, sizeof sentence, "%s",
 				 ls_strerror(ls));
 		break;
@@ -425,7 +435,14 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 			 "the leader's queue is full: retry later");
 		break;
 	case LN_INVALID:
-		snprintf(sentence, sizeof sentence, "%s", ls_strerror(ls));
+		if (ls == LS_E_TTL)
+			snprintf(sentence, sizeof sentence,
+				 "invalid TTL: it must be between %u and %u "
+				 "ms (this cell's --ttl-max-ms)",
+				 LS_TTL_MS_MIN, s->o.node.ttl_ms_max);
+		else
+			snprintf(sentence, sizeof sentence, "%s",
+				 ls_strerror(ls));
 		break;
 	case LN_TIMEOUT:
 		snprintf(sentence, sizeof sentence,

@@ -232,6 +232,7 @@ ln_node *ln_node_new(const ln_config *cfg)
 	}
 	if (MUTANT(n, LD_MUTANT_UNCHECKED_REGRANT))
 		ls_table_set_mutant(n->table, LS_MUTANT_UNCHECKED_REGRANT);
+	ls_table_set_ttl_ms_max(n->table, cfg->ttl_ms_max);
 	n->rep = ld_replica_new(&cfg->paxos, ls_table_sm(n->table));
 	if (n->rep == NULL) {
 		ls_table_free(n->table);

@@ -196,6 +196,8 @@ static const char *chk_op_name(ls_op op)
 		return "TICK";
 	case LS_OP_CANCEL_WAIT:
 		return "CANCEL_WAIT";
+	case LS_OP_ABANDON:
+		return "ABANDON";
 	}
 	return "?";
 }
@@ -236,7 +238,7 @@ static void chk_validity_lease(sim_check *c, uint32_t replica, uint64_t slot,
 		return;
 	}
 	bool leader_op = lc.op == LS_OP_EXPIRE || lc.op == LS_OP_TICK ||
-			 lc.op == LS_OP_CANCEL_WAIT;
+			 lc.op == LS_OP_CANCEL_WAIT || lc.op == LS_OP_ABANDON;
 	if (chk_is_internal(cmd->client_id)) {
 		if ((cmd->client_id & ~CHK_INTERNAL_CLIENT) >= c->nreplicas ||
 		    !leader_op)

@@ -556,3 +556,29 @@ Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
 	cr_assert(x == NULL || x->status == LN_NOT_LEADER,
 		  "an isolated leader answered a linearizable read");
 }
+
+/* ---- issue 14: one ordinary client --------------------------------------- */
+
+/* Item 10: the TTL maximum is the table's, so it holds at apply too. */
+Test(node, the_ttl_maximum_is_the_tables, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(6, "t", cfg.ttl_ms_max + 1, 0);
+	cr_assert_eq(r->status, LN_INVALID);
+	cr_assert_eq(r->result.status, LS_E_TTL);
+	/* The leader's table refuses such a decree at apply as well (this
+	 * test ends here: that apply was the leader's alone). */
+	ls_table *t = (ls_table *)ln_node_table(nodes[leader()]);
+	ld_sm *sm = ls_table_sm(t);
+	uint8_t b[LD_CMD_BYTES_MAX], out[LD_RESULT_BYTES_MAX];
+	ls_cmd c = {.op = LS_OP_ACQUIRE,
+		    .session = 6,
+		    .name = "t",
+		    .name_len = 1,
+		    .ttl_ms = cfg.ttl_ms_max + 1};
+	size_t n = ls_cmd_encode(&c, b, sizeof b);
+	ld_cmd cmd = {.client_id = 6, .seq = 1, .len = (uint32_t)n, .data = b};
+	ls_result res;
+	size_t k = sm->ops->apply(sm, 1000000, &cmd, out, sizeof out);
+	cr_assert_eq(ls_result_decode(out, k, &res), LS_OK);
+	cr_assert_eq(res.status, LS_E_TTL);
+}
