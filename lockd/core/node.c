@@ -646,11 +646,15 @@ static void outs_remove(ln_node *n, uint32_t i)
 	n->outs[i] = n->outs[--n->nouts];
 }
 
+/* The core answers OK with no result for a command whose seq is not above
+ * the session's latest applied one: a retry whose answer is gone, or a
+ * command that reached the ledger after a later one of its session and was
+ * skipped. Either way the client must not take it as done. */
 static void fill_result(ln_reply *rp, const ld_reply *r)
 {
 	if (r->result_len == 0 ||
 	    ls_result_decode(r->result, r->result_len, &rp->result) != LS_OK)
-		rp->result.status = LS_OK; /* applied; its answer is gone */
+		rp->result.status = LS_SUPERSEDED;
 }
 
 /* RENEW's reply lists what that decree renewed: the journal entries of the
@@ -1043,6 +1047,8 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 		bad = LS_E_TTL;
 	if (bad == LS_OK && q->seq == 0)
 		bad = LS_E_MALFORMED;
+	if (bad == LS_OK && q->seq > LN_SEQ_MAX)
+		bad = LS_E_SEQ;
 	if (bad != LS_OK) {
 		ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
 					 q->seq, LN_INVALID);
@@ -1083,6 +1089,67 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 	}
 }
 
+/* A write's place in one LN_EV_REQUEST: sessions in the order their first
+ * write arrived, each session's writes by seq, then arrival. */
+typedef struct req_order {
+	uint64_t session, seq;
+	uint32_t idx, first;
+} req_order;
+
+static int req_by_session(const void *a, const void *b)
+{
+	const req_order *x = a, *y = b;
+	if (x->session != y->session)
+		return x->session < y->session ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int req_by_place(const void *a, const void *b)
+{
+	const req_order *x = a, *y = b;
+	if (x->first != y->first)
+		return x->first < y->first ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static bool is_write(ln_req_type t)
+{
+	return t == LN_REQ_ACQUIRE || t == LN_REQ_RENEW ||
+	       t == LN_REQ_RELEASE || t == LN_REQ_REVOKE;
+}
+
+/* Reads at once; then writes, each session's in seq order: pipelined
+ * writes of one session that arrive together (say over several client
+ * contexts, in whatever order their threads ran) reach the ledger in the
+ * order the session numbered them, so none is skipped as stale. */
+static void on_requests(ln_node *n, const ln_request *req, uint32_t nreqs,
+			ln_actions *out)
+{
+	req_order *ord = malloc((size_t)nreqs * sizeof *ord);
+	if (ord == NULL)
+		abort();
+	uint32_t nw = 0;
+	for (uint32_t i = 0; i < nreqs; i++) {
+		if (is_write(req[i].type))
+			ord[nw++] =
+				(req_order){req[i].session, req[i].seq, i, i};
+		else
+			on_request(n, &req[i], out);
+	}
+	if (nw > 1) {
+		qsort(ord, nw, sizeof *ord, req_by_session);
+		for (uint32_t k = 1; k < nw; k++)
+			if (ord[k].session == ord[k - 1].session)
+				ord[k].first = ord[k - 1].first;
+		qsort(ord, nw, sizeof *ord, req_by_place);
+	}
+	for (uint32_t k = 0; k < nw; k++)
+		on_request(n, &req[ord[k].idx], out);
+	free(ord);
+}
+
 /* ---- the step function
  * -------------------------------------------------------- */
 
@@ -1095,8 +1162,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 	if (ev->type == LN_EV_REQUEST) {
 		if (ev->req == NULL)
 			return -1;
-		for (uint32_t i = 0; i < (ev->nreqs ? ev->nreqs : 1); i++)
-			on_request(n, &ev->req[i], out);
+		on_requests(n, ev->req, ev->nreqs ? ev->nreqs : 1, out);
 		flush_internal(n, out);
 	} else {
 		ld_event lev = {.type = (ld_event_type)ev->type,

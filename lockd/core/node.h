@@ -65,7 +65,8 @@ typedef struct ln_request {
 	ln_req_type type;
 	uint64_t session; /* writes: the client's session (its client id):
 			     1 .. 2^63-1 (the top bit is the cell's own) */
-	uint64_t seq;     /* writes: per-session command id; retries reuse it */
+	uint64_t seq;     /* writes: per-session command id; retries reuse it;
+			     1 .. LN_SEQ_MAX */
 	const char *name; /* borrowed for the call */
 	uint32_t name_len;
 	uint32_t ttl_ms, wait_ms;
@@ -79,6 +80,13 @@ typedef struct ln_request {
 	 * LN_NOT_LEADER. Otherwise reads are served from the applied table. */
 	bool linearizable;
 } ln_request;
+
+/* The largest seq a write may carry: a session that reached UINT64_MAX
+ * would have no seq left above it, and the cell answers a seq at or below
+ * the session's latest as settled (LS_SUPERSEDED), so every later write of
+ * that session would do nothing. 2^62 leaves room for a microsecond clock
+ * (lockctl's seq_base) for 146,000 years. */
+#define LN_SEQ_MAX ((1ULL << 62) - 1)
 
 typedef enum ln_status {
 	LN_OK = 0,     /* done; result (and for GET, view) say what */
@@ -121,7 +129,8 @@ typedef enum ln_event_type {
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the
-				next decree (group commit) */
+				next decree (group commit); a session's writes
+				in one event go in seq order */
 } ln_event_type;
 
 typedef struct ln_event {

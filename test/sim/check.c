@@ -877,11 +877,13 @@ void chk_lease_reply(sim_check *c, uint32_t replica, const ln_reply *rp)
 	const ls_result *want = &sub->lres;
 	ls_status got = rp->result.status;
 	/* A command older than the session's latest applied one is settled:
-	 * the core answers OK with no result (its answer is gone, paxos.h).
-	 * It may also never have been applied: a client that gave up waiting
-	 * moved on to its next seq, and the core will never apply the older
-	 * one now. Either way nothing was done for this reply. */
-	if (rp->status == LN_OK && got == LS_OK &&
+	 * the core answers OK with no result (its answer is gone, paxos.h),
+	 * which the node turns into LS_SUPERSEDED, so that a client does not
+	 * take it for done. It may also never have been applied: a client
+	 * that gave up waiting moved on to its next seq, and the core will
+	 * never apply the older one now. Either way nothing was done for this
+	 * reply. */
+	if (rp->status == LN_OK && got == LS_SUPERSEDED &&
 	    rp->seq < c->clients[idx].last_applied_seq && rp->ntokens == 0 &&
 	    rp->result.count == 0 && rp->result.token == 0)
 		return;

@@ -559,6 +559,56 @@ Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
 
 /* ---- issue 14: one ordinary client --------------------------------------- */
 
+/* Item 8: a seq with no room above it is refused, so a session cannot be
+ * stuck answering every later write as settled. */
+Test(node, a_seq_without_room_is_refused, .init = setup, .fini = teardown)
+{
+	ln_request q = acquire_req(4, "s", 1000, 0);
+	q.seq = UINT64_MAX;
+	ln_reply *r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->status, LN_INVALID);
+	cr_assert_eq(r->result.status, LS_E_SEQ);
+	q.seq = LN_SEQ_MAX + 1;
+	r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->result.status, LS_E_SEQ);
+	/* The session still works. */
+	q.seq = 5;
+	r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+}
+
+/* Item 8: writes of one session that arrive together out of order (say
+ * over several contexts) go to the ledger in seq order, so none is skipped;
+ * one that does come after a later seq is answered SUPERSEDED, never OK. */
+Test(node, pipelined_writes_apply_in_seq_order, .init = setup, .fini = teardown)
+{
+	ln_request q[3] = {acquire_req(5, "p3", 1000, 0),
+			   acquire_req(5, "p1", 1000, 0),
+			   acquire_req(5, "p2", 1000, 0)};
+	q[0].seq = 13;
+	q[1].seq = 11;
+	q[2].seq = 12;
+	for (int i = 0; i < 3; i++)
+		q[i].req_id = req_ids++;
+	ln_event e = {.type = LN_EV_REQUEST, .req = q, .nreqs = 3};
+	run((uint32_t)leader(), &e);
+	deliver_all();
+	for (int i = 0; i < 3; i++) {
+		ln_reply *r = await(q[i].req_id, 50);
+		cr_assert_not_null(r);
+		cr_assert_eq(r->result.status, LS_GRANTED, "seq %llu: %d",
+			     (unsigned long long)q[i].seq, r->result.status);
+	}
+	/* A write that arrives after a later one of its session applied. */
+	ln_request late = acquire_req(5, "p0", 1000, 0);
+	late.seq = 10;
+	ln_reply *r = await(send_to(leader(), late), 50);
+	cr_assert_eq(r->status, LN_OK);
+	cr_assert_eq(r->result.status, LS_SUPERSEDED,
+		     "a skipped write was answered %d", r->result.status);
+	cr_assert_eq(do_get(leader(), "p0")->found, false);
+}
+
 /* Item 10: the TTL maximum is the table's, so it holds at apply too. */
 Test(node, the_ttl_maximum_is_the_tables, .init = setup, .fini = teardown)
 {
