@@ -1698,6 +1698,13 @@ ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
 	return LS_OK;
 }
 
+bool ls_waiting(const ls_table *t, const char *name, uint32_t len,
+		uint64_t session)
+{
+	lease_rec *l = lease_find(&t->st, name, len);
+	return l != NULL && lease_queue_pos(l, session, NULL) > 0;
+}
+
 /* Byte order, a prefix before its extensions. */
 static int lease_name_cmp(const lease_rec *a, const lease_rec *b)
 {

@@ -232,6 +232,10 @@ ls_status ls_get(const ls_table *t, const char *name, uint32_t len,
 ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
 			uint32_t i, ls_waiter_view *out);
 
+/* Does session wait for name (is it in the name's queue)? */
+bool ls_waiting(const ls_table *t, const char *name, uint32_t len,
+		uint64_t session);
+
 /* As ls_list, for names after `after` (strictly; NULL or empty: from the
  * first): the next page of a listing. */
 void ls_list_after(const ls_table *t, const char *prefix, uint32_t len,

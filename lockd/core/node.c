@@ -26,6 +26,7 @@ typedef struct outstanding {
 	ln_req_type type;
 	uint32_t wait_ms;
 	bool queued; /* ACQUIRE that got QUEUED: waits for GRANTED */
+	bool gone;   /* its client went away (LN_EV_GONE): nobody to answer */
 	/* In the step that queued it: the journal index of its QUEUED entry.
 	 * Only later entries may answer it (a catch-up can apply an older
 	 * grant to the same session in the same step). -1 afterwards. */
@@ -724,6 +725,102 @@ static void answer_linearizable(ln_node *n, ln_actions *out, uint64_t seq,
 	}
 }
 
+/* The leader's own CANCEL_WAIT for a gone client's wait. */
+static void gone_cancel(ln_node *n, ln_actions *out, const outstanding *o)
+{
+	if (!n->leading || o->name_len == 0)
+		return;
+	ls_cmd c = {.op = LS_OP_CANCEL_WAIT,
+		    .session = o->session,
+		    .name = o->name,
+		    .name_len = o->name_len};
+	submit_internal(n, out, &c);
+	n->stats.abandoned++;
+}
+
+/* The leader's own ABANDON of a grant whose client is gone. */
+static void gone_revoke(ln_node *n, ln_actions *out, const outstanding *o,
+			uint64_t token)
+{
+	if (!n->leading || o->name_len == 0 || token == 0)
+		return;
+	ls_cmd c = {.op = LS_OP_ABANDON,
+		    .name = o->name,
+		    .name_len = o->name_len,
+		    .token = token};
+	submit_internal(n, out, &c);
+	n->stats.abandoned++;
+}
+
+/* Did the journal grant token to o's session at slot (a new grant, not the
+ * holder's own re-acquire, which renews a lease it already had)? */
+static bool granted_at(ln_node *n, const outstanding *o, uint64_t slot,
+		       uint64_t token)
+{
+	size_t nj;
+	const ls_change *j = ls_table_journal(n->table, &nj);
+	for (size_t i = 0; i < nj; i++)
+		if (j[i].kind == LS_CH_GRANTED && j[i].slot == slot &&
+		    j[i].token == token && j[i].session == o->session)
+			return true;
+	return false;
+}
+
+/* The decree of a gone client's ACQUIRE applied: undo what it started. true
+ * when o is settled (remove it), false while it waits in the queue. */
+static bool gone_applied(ln_node *n, ln_actions *out, outstanding *o,
+			 const ld_reply *r)
+{
+	ls_result res = {0};
+	if (r->status != LD_REPLY_OK || r->result_len == 0 ||
+	    ls_result_decode(r->result, r->result_len, &res) != LS_OK)
+		return true;
+	if (res.status == LS_QUEUED && o->wait_ms > 0) {
+		ls_view v;
+		if (!ls_waiting(n->table, o->name, o->name_len, o->session)) {
+			/* Granted since, in this step: revoke that. */
+			if (ls_get(n->table, o->name, o->name_len, &v) ==
+				    LS_OK &&
+			    v.holder == o->session && !v.revoked)
+				gone_revoke(n, out, o, v.token);
+			return true;
+		}
+		o->queued = true;
+		o->queued_idx = queued_index(n, o, r->slot);
+		gone_cancel(n, out, o);
+		return false;
+	}
+	if (res.status == LS_GRANTED && granted_at(n, o, r->slot, res.token))
+		gone_revoke(n, out, o, res.token);
+	return true;
+}
+
+/* A QUEUED answer to an ACQUIRE whose session no longer waits on the name
+ * (a retry answered from the exactly-once table after its wait ended, say
+ * by a cancel when its first connection closed, or a grant later in this
+ * same step): no grant or cancel will come for it, so answer now from the
+ * table. */
+static bool answer_unqueued(ln_node *n, ln_actions *out, const outstanding *o)
+{
+	if (ls_waiting(n->table, o->name, o->name_len, o->session))
+		return false;
+	ls_view v;
+	bool held = ls_get(n->table, o->name, o->name_len, &v) == LS_OK;
+	ln_reply *rp;
+	if (held && v.holder == o->session) {
+		rp = reply_new(n, out, o->req_id, o->type, o->session, o->seq,
+			       LN_OK);
+		rp->result.status = LS_GRANTED;
+		rp->result.token = v.token;
+	} else {
+		rp = reply_new(n, out, o->req_id, o->type, o->session, o->seq,
+			       LN_TIMEOUT);
+		rp->result.status = LS_HELD;
+		rp->result.holder = held ? v.holder : 0;
+	}
+	return true;
+}
+
 static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 {
 	if (r->client_id & INTERNAL_CLIENT) {
@@ -736,6 +833,13 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 		if (o->queued || o->session != r->client_id ||
 		    o->seq != r->seq) {
 			i++;
+			continue;
+		}
+		if (o->gone) {
+			if (gone_applied(n, out, o, r))
+				outs_remove(n, i);
+			else
+				i++;
 			continue;
 		}
 		ln_status st = LN_OK;
@@ -759,6 +863,10 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 			    ls_result_decode(r->result, r->result_len, &res) ==
 				    LS_OK &&
 			    res.status == LS_QUEUED && o->wait_ms > 0) {
+				if (answer_unqueued(n, out, o)) {
+					outs_remove(n, i);
+					continue;
+				}
 				/* The answer comes with the grant, or when
 				 * the wait runs out. */
 				o->queued = true;
@@ -794,6 +902,13 @@ static void answer_queued(ln_node *n, ln_actions *out, const ls_change *c,
 			continue;
 		}
 		ln_reply *rp;
+		if (o->gone) {
+			/* Its grant has nobody to go to: revoke it. */
+			if (c->kind == LS_CH_GRANTED)
+				gone_revoke(n, out, o, c->token);
+			outs_remove(n, i);
+			continue;
+		}
 		if (c->kind == LS_CH_GRANTED) {
 			rp = reply_new(n, out, o->req_id, o->type, o->session,
 				       o->seq, LN_OK);
@@ -1089,6 +1204,27 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 	}
 }
 
+/* Clients went away: their waiting ACQUIREs stop waiting, and a grant that
+ * comes anyway is revoked (see LN_EV_GONE). Other writes finish as usual,
+ * unanswered. */
+static void on_gone(ln_node *n, const uint64_t *ids, uint32_t nids,
+		    ln_actions *out)
+{
+	for (uint32_t k = 0; k < nids; k++) {
+		for (uint32_t i = 0; i < n->nouts; i++) {
+			outstanding *o = &n->outs[i];
+			if (o->req_id != ids[k] || o->gone)
+				continue;
+			if (o->type != LN_REQ_ACQUIRE || o->wait_ms == 0)
+				break;
+			o->gone = true;
+			if (o->queued)
+				gone_cancel(n, out, o);
+			break;
+		}
+	}
+}
+
 /* A write's place in one LN_EV_REQUEST: sessions in the order their first
  * write arrived, each session's writes by seq, then arrival. */
 typedef struct req_order {
@@ -1163,6 +1299,11 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		if (ev->req == NULL)
 			return -1;
 		on_requests(n, ev->req, ev->nreqs ? ev->nreqs : 1, out);
+		flush_internal(n, out);
+	} else if (ev->type == LN_EV_GONE) {
+		if (ev->gone == NULL && ev->ngone > 0)
+			return -1;
+		on_gone(n, ev->gone, ev->ngone, out);
 		flush_internal(n, out);
 	} else {
 		ld_event lev = {.type = (ld_event_type)ev->type,

@@ -131,6 +131,15 @@ typedef enum ln_event_type {
 				that arrive during one durable write share the
 				next decree (group commit); a session's writes
 				in one event go in seq order */
+	LN_EV_GONE,          /* gone[0..ngone): the req_ids of requests whose
+				client went away (its connection closed). No
+				reply comes for them. A waiting ACQUIRE stops
+				waiting (CANCEL_WAIT); one that is granted
+				anyway, its answer lost, is revoked at once
+				(ABANDON): nobody renews it and it passes on
+				at its expiry, so a client that does learn of
+				the grant (a retry) cannot overlap the next
+				holder. */
 } ln_event_type;
 
 typedef struct ln_event {
@@ -140,6 +149,8 @@ typedef struct ln_event {
 	uint64_t write_id;
 	const ln_request *req;
 	uint32_t nreqs; /* LN_EV_REQUEST: 0 is taken as 1 */
+	const uint64_t *gone;
+	uint32_t ngone;
 } ln_event;
 
 typedef struct ln_actions {
@@ -179,6 +190,7 @@ const ls_table *ln_node_table(const ln_node *n);
 typedef struct ln_stats {
 	uint64_t grants, expiries, renewals, releases, revokes;
 	uint64_t expire_decrees, tick_decrees;
+	uint64_t abandoned; /* waits cancelled and grants revoked: LN_EV_GONE */
 } ln_stats;
 
 void ln_node_stats(const ln_node *n, ln_stats *st);
