@@ -1326,6 +1326,9 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 #define LEASE_SNAP_MAGIC 0x504e534cu
 #define LEASE_SNAP_VERSION 1u
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
+/* The largest token counter a snapshot may hold: 2^62 grants is 146,000
+ * years at a million a second. */
+#define LEASE_COUNTER_MAX (1ULL << 62)
 
 static int lease_cmp_token(const void *a, const void *b)
 {
@@ -1548,10 +1551,13 @@ static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	uint64_t clock_ms = lease_rd_u64(&r);
 	uint64_t digest = lease_rd_u64(&r);
 	uint64_t n = lease_rd_u64(&r);
-	/* Bound the count by the bytes before trusting it with memory. */
+	/* Bound the count by the bytes before trusting it with memory. A
+	 * token counter must leave room for grants: applies add one per
+	 * grant, so from here it can never reach the end (lease_grant). */
 	if (!r.ok || magic != LEASE_SNAP_MAGIC ||
 	    version != LEASE_SNAP_VERSION ||
-	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN)
+	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN ||
+	    counter > LEASE_COUNTER_MAX)
 		return -1;
 	lease_state s;
 	if (lease_state_init(&s, (size_t)n) != 0)

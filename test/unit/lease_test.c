@@ -2084,3 +2084,36 @@ Test(lease, sessions_are_bounded)
 	ls_table_usage_get(T, &u);
 	cr_assert_eq(u.sessions, LD_LEASE_SESSIONS_MAX);
 }
+
+/* A snapshot whose token counter leaves no room for grants is refused, so
+ * the next grant cannot hit the end of the counter (issue 14, item 1's
+ * second half: an assertion reachable from outside). */
+Test(lease, restore_refuses_a_counter_without_room)
+{
+	cr_assert_eq(acquire(1, "c", 0).status, LS_GRANTED);
+	ld_sm *sm = ls_table_sm(T);
+	uint8_t *snap;
+	size_t len;
+	cr_assert_eq(sm->ops->snapshot(sm, &snap, &len), 0);
+	uint64_t counters[] = {UINT64_MAX, (1ULL << 62) + 1, 1ULL << 62};
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < 8; i++) /* after magic and version */
+			snap[8 + i] = (uint8_t)(counters[k] >> (8 * i));
+		uint64_t sum = ld_hash(LD_HASH_SEED, snap, len - 8);
+		for (int i = 0; i < 8; i++)
+			snap[len - 8 + i] = (uint8_t)(sum >> (8 * i));
+		ls_table *u = ls_table_new();
+		int rc =
+			ls_table_sm(u)->ops->restore(ls_table_sm(u), snap, len);
+		cr_assert_eq(rc, k < 2 ? -1 : 0, "counter %llu",
+			     (unsigned long long)counters[k]);
+		if (rc == 0) {
+			uint8_t b[LD_CMD_BYTES_MAX];
+			size_t n = enc(acquire_cmd(2, "d", 1000, 0, NULL), b,
+				       sizeof b);
+			cr_assert_eq(apply_to(u, 2, b, n).status, LS_GRANTED);
+		}
+		ls_table_free(u);
+	}
+	free(snap);
+}
