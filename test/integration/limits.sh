@@ -5,11 +5,13 @@
 #    waiting acquires and watches are not told BUSY, and the name does not
 #    pass to a client that is gone;
 #  - a ttl_ms sent as a 64-bit varint is refused, not cut to 32 bits;
-#  - a seq with no room above it is refused, and the session still works.
+#  - a seq with no room above it is refused, and the session still works;
+#  - a table full of sessions refuses the next one with a sentence, and
+#    every replica still snapshots it and restarts with it.
 . "$(dirname "$0")/lib.sh"
 
-say "start 3 replicas"
-start_all
+say "start 3 replicas (a snapshot every 64 slots)"
+for i in 0 1 2; do start_replica "$i" --snapshot-every 64; done
 lead=$(wait_leader)
 say "leader is r$lead"
 
@@ -57,5 +59,29 @@ line=$(probe "$CLIENTS" acquire seqs3 602 4 5000) || fail "$line"
 [[ $(kv "$line" lease_status) == SUPERSEDED ]] || fail "a stale seq: $line"
 line=$(probe "$CLIENTS" get seqs3) || fail "get: $line"
 [[ $(kv "$line" found) == 0 ]] || fail "a stale seq was applied: $line"
+
+say "a table full of sessions refuses the next with a sentence"
+line=$(probe "$CLIENTS" status) || fail "status: $line"
+have=$(kv "$line" leases)
+line=$(LOCKD_PROBE_TIMEOUT_MS=120000 probe "$CLIENTS" sessions full 4200) ||
+	fail "sessions: $line"
+echo "$line"
+# the sessions above already hold or wait: 4096 in all
+[[ $(kv "$line" table_full) -ge 100 && $(kv "$line" other) == 0 ]] ||
+	fail "sessions: $line"
+[[ $line == *"the cell's lease table is full"* ]] || fail "sessions: $line"
+for i in 0 1 2; do alive "$i" || fail "r$i died with a full table"; done
+line=$(probe "${CLIENT_URLS[$lead]}" status) || fail "status: $line"
+full=$(kv "$line" leases)
+(( full > have )) || fail "status: $line"
+say "a replica restarts from its snapshot of the full table"
+other=$(((lead + 1) % 3))
+stop_replica "$other" KILL
+start_replica "$other" --snapshot-every 64
+for _ in $(seq 100); do
+	line=$(probe "${CLIENT_URLS[$other]}" status) && [[ $(kv "$line" leases) == "$full" ]] && break
+	sleep 0.1
+done
+[[ $(kv "$line" leases) == "$full" ]] || fail "r$other after restart: $line"
 
 say "ok"

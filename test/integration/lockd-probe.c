@@ -20,6 +20,8 @@
  *                                                connection, closed; then
  *                                                one waiting acquire and
  *                                                one WATCH more
+ *   lockd-probe ENDPOINTS sessions PREFIX COUNT  COUNT leases, each of
+ *                                                its own session
  *   lockd-probe ENDPOINTS overlong NAME SESSION SEQ
  *                                              an acquire whose ttl_ms is
  *                                                the varint 2^40 + 1000
@@ -722,6 +724,64 @@ static int fill(const char *prefix, unsigned count)
 	return granted == count ? 0 : 1;
 }
 
+/* count acquires, each of a new session, on one connection to the leader:
+ * how many were granted and how many refused because the table is full. */
+static int sessions(const char *prefix, unsigned count)
+{
+	const char *leader = find_leader();
+	if (leader == NULL) {
+		printf("status=NO_LEADER\n");
+		return 3;
+	}
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, leader, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	uint64_t base = 3000000 + (mono_us() % 1000000) * 10000;
+	unsigned granted = 0, full = 0, other = 0;
+	char name[96], last_error[256] = "";
+	for (unsigned i = 0; i < count; i++) {
+		Lockd__Request r = LOCKD__REQUEST__INIT;
+		snprintf(name, sizeof name, "%s-%05u", prefix, i);
+		r.op = LOCKD__OP__OP_ACQUIRE;
+		r.name = name;
+		r.session = base + i;
+		r.seq = 1;
+		r.ttl_ms = 60000;
+		size_t len = lockd__request__get_packed_size(&r);
+		uint8_t buf[512];
+		lockd__request__pack(&r, buf);
+		void *in;
+		size_t inlen;
+		if (nng_send(s, buf, len, 0) != 0 ||
+		    nng_recv(s, &in, &inlen, NNG_FLAG_ALLOC) != 0) {
+			other++;
+			continue;
+		}
+		Lockd__Reply *rep = lockd__reply__unpack(NULL, inlen, in);
+		nng_free(in, inlen);
+		if (rep == NULL) {
+			other++;
+			continue;
+		}
+		if (rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED)
+			granted++;
+		else if (rep->lease_status ==
+			 LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL)
+			full++;
+		else
+			other++;
+		if (rep->error[0] != '\0')
+			snprintf(last_error, sizeof last_error, "%s",
+				 rep->error);
+		lockd__reply__free_unpacked(rep, NULL);
+	}
+	nng_close(s);
+	printf("granted=%u table_full=%u other=%u error=\"%s\"\n", granted,
+	       full, other, last_error);
+	return 0;
+}
+
 /* Holds n WATCHes (wait 30 s) open on url at once, over one socket's REQ
  * contexts, then asks url for a quick GET and for one more WATCH, and
  * prints how those were answered: a replica whose contexts all wait would
@@ -945,6 +1005,7 @@ static void usage(void)
 	      "       lockd-probe ENDPOINTS fill PREFIX COUNT\n"
 	      "       lockd-probe URL flood COUNT\n"
 	      "       lockd-probe URL abandon COUNT NAME\n"
+	      "       lockd-probe ENDPOINTS sessions PREFIX COUNT\n"
 	      "       lockd-probe ENDPOINTS overlong NAME SESSION SEQ\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
 	      "       lockd-probe URL fuzz-peer COUNT SEED ID N\n",
@@ -1021,6 +1082,8 @@ int main(int argc, char **argv)
 		return flood(urls[0], (unsigned)num(a[0]));
 	if (strcmp(cmd, "abandon") == 0 && na == 2)
 		return abandon(urls[0], (unsigned)num(a[0]), a[1]);
+	if (strcmp(cmd, "sessions") == 0 && na == 2)
+		return sessions(a[0], (unsigned)num(a[1]));
 	if (strcmp(cmd, "overlong") == 0 && na == 3)
 		return overlong(a[0], num(a[1]), num(a[2]));
 	if (strcmp(cmd, "fill") == 0 && na == 2)
