@@ -833,7 +833,11 @@ static int reply_code(const Lockd__Reply *r)
 		break;
 	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_LEASES:
 	case LOCKD__LEASE_STATUS__LEASE_E_TOO_MANY_WAITERS:
+	case LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL:
 		code = LC_ELIMIT;
+		break;
+	case LOCKD__LEASE_STATUS__LEASE_SUPERSEDED:
+		code = LC_EBUSY; /* write_call's new tries all came too late */
 		break;
 	default:
 		code = LC_EINVAL;
@@ -863,8 +867,21 @@ static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
 		      lci_stop *st, call_result *res)
 {
 	req->session = c->session;
-	req->seq = ++c->seq;
-	return call(c, req, true, wait_ms, st, res);
+	for (int i = 0;; i++) {
+		req->seq = ++c->seq;
+		int rv = call(c, req, true, wait_ms, st, res);
+		/* SUPERSEDED: a later command of this session (another
+		 * process using it) reached the ledger first and this one
+		 * was skipped, or its answer is gone: ask again as a new
+		 * command. */
+		if (rv != LC_OK || i >= SETTLED_RETRIES_MAX ||
+		    res->rep->status != LOCKD__STATUS__STATUS_OK ||
+		    res->rep->lease_status !=
+			    LOCKD__LEASE_STATUS__LEASE_SUPERSEDED)
+			return rv;
+		lockd__reply__free_unpacked(res->rep, NULL);
+		res->rep = NULL;
+	}
 }
 
 int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,

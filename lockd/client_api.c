@@ -1,6 +1,7 @@
 #include "client_api.h"
 #include "tls.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "codec.h"
 #include "ldlog.h"
 
 typedef enum cctx_state {
@@ -27,6 +29,7 @@ struct ld_cctx {
 	cctx_state state;
 	Lockd__Request *req;
 	uint64_t arrived_us;
+	uint32_t pipe_id; /* the connection the request came on */
 };
 
 struct ld_clients {
@@ -37,6 +40,12 @@ struct ld_clients {
 	uint32_t nctx;
 	atomic_uint_fast64_t requests, malformed, replies;
 	ld_ratelimit bad_rl;
+	/* Connections closed since the loop last asked (pipe_gone), oldest
+	 * first; past LD_CLIENT_GONE_MAX the oldest are forgotten. */
+	pthread_mutex_t gone_mu;
+	uint32_t gone[LD_CLIENT_GONE_MAX];
+	size_t gone_head, gone_n;
+	atomic_uint_fast64_t gone_dropped, pipes_closed;
 };
 
 uint32_t ld_cctx_index(const ld_cctx *c)
@@ -52,6 +61,42 @@ const Lockd__Request *ld_cctx_request(const ld_cctx *c)
 uint64_t ld_cctx_arrived_us(const ld_cctx *c)
 {
 	return c->arrived_us;
+}
+
+uint32_t ld_cctx_pipe(const ld_cctx *c)
+{
+	return c->pipe_id;
+}
+
+/* nng calls this (on one of its threads) after a connection is gone. */
+static void pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	ld_clients *cl = arg;
+	if (ev != NNG_PIPE_EV_REM_POST)
+		return;
+	atomic_fetch_add(&cl->pipes_closed, 1);
+	pthread_mutex_lock(&cl->gone_mu);
+	if (cl->gone_n == LD_CLIENT_GONE_MAX) {
+		cl->gone_head = (cl->gone_head + 1) % LD_CLIENT_GONE_MAX;
+		cl->gone_n--;
+		atomic_fetch_add(&cl->gone_dropped, 1);
+	}
+	cl->gone[(cl->gone_head + cl->gone_n++) % LD_CLIENT_GONE_MAX] =
+		(uint32_t)nng_pipe_id(p);
+	pthread_mutex_unlock(&cl->gone_mu);
+	ld_evq_kick(cl->q);
+}
+
+size_t ld_clients_take_gone(ld_clients *cl, uint32_t *out, size_t max)
+{
+	pthread_mutex_lock(&cl->gone_mu);
+	size_t n = cl->gone_n < max ? cl->gone_n : max;
+	for (size_t i = 0; i < n; i++)
+		out[i] = cl->gone[(cl->gone_head + i) % LD_CLIENT_GONE_MAX];
+	cl->gone_head = (cl->gone_head + n) % LD_CLIENT_GONE_MAX;
+	cl->gone_n -= n;
+	pthread_mutex_unlock(&cl->gone_mu);
+	return n;
 }
 
 static void cctx_recv(ld_cctx *c)
@@ -215,6 +260,11 @@ static void cctx_cb(void *arg)
 		return;
 	}
 	const char *problem = request_problem(r, body, len);
+	char why[160];
+	if (problem == NULL &&
+	    ld_codec_request_check(body, len, why, sizeof why) != 0)
+		problem = why;
+	c->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
 	nng_msg_free(m);
 	if (problem != NULL) {
 		lockd__request__free_unpacked(r, NULL);
@@ -244,6 +294,7 @@ int ld_clients_open(const char *url, const ld_tls *tls,
 	*out = cl;
 	cl->q = q;
 	cl->bad_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	pthread_mutex_init(&cl->gone_mu, NULL);
 	int rv;
 	if ((rv = nng_rep0_open(&cl->sock)) != 0) {
 		snprintf(err, errlen, "cannot open a client socket: %s",
@@ -251,6 +302,12 @@ int ld_clients_open(const char *url, const ld_tls *tls,
 		return -1;
 	}
 	cl->sock_open = true;
+	if ((rv = nng_pipe_notify(cl->sock, NNG_PIPE_EV_REM_POST, pipe_gone,
+				  cl)) != 0) {
+		snprintf(err, errlen, "cannot watch client connections: %s",
+			 nng_strerror(rv));
+		return -1;
+	}
 	nng_socket_set_size(cl->sock, NNG_OPT_RECVMAXSZ,
 			    LD_CLIENT_REQUEST_BYTES_MAX);
 	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
@@ -279,6 +336,7 @@ void ld_clients_stats_get(ld_clients *cl, ld_clients_stats *st)
 	st->requests = atomic_load(&cl->requests);
 	st->malformed = atomic_load(&cl->malformed);
 	st->replies = atomic_load(&cl->replies);
+	st->pipes_closed = atomic_load(&cl->pipes_closed);
 }
 
 void ld_clients_close(ld_clients *cl)
@@ -294,5 +352,6 @@ void ld_clients_close(ld_clients *cl)
 		if (c->req != NULL)
 			lockd__request__free_unpacked(c->req, NULL);
 	}
+	pthread_mutex_destroy(&cl->gone_mu);
 	free(cl);
 }

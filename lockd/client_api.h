@@ -27,6 +27,9 @@
 #define LD_CLIENT_CTX_MAX 1024u
 #define LD_CLIENT_CTX_RESERVE 64u
 
+/* Closed connections remembered between two rounds of the loop. */
+#define LD_CLIENT_GONE_MAX 4096u
+
 /* The largest request accepted (client.proto Request; the biggest valid one
  * is well under 2 KiB). Larger ones are dropped by nng. */
 #define LD_CLIENT_REQUEST_BYTES_MAX (64u * 1024u)
@@ -46,6 +49,14 @@ uint32_t ld_cctx_index(const ld_cctx *c);
 const Lockd__Request *ld_cctx_request(const ld_cctx *c);
 /* When the request arrived (local monotonic µs). */
 uint64_t ld_cctx_arrived_us(const ld_cctx *c);
+/* The connection (nng pipe id) the request came on. */
+uint32_t ld_cctx_pipe(const ld_cctx *c);
+
+/* Moves up to max ids of connections closed since the last call to out
+ * (oldest first) and returns how many. nng reports each closed connection
+ * once, after it is gone (NNG_PIPE_EV_REM_POST), and kicks the loop; a
+ * request that came on it may still be in the queue behind the report. */
+size_t ld_clients_take_gone(ld_clients *cl, uint32_t *out, size_t max);
 
 /* Sends rep (only read) and frees the request; the context then receives
  * the next one. Called by the loop on a context it owns. */
@@ -53,6 +64,7 @@ void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep);
 
 typedef struct ld_clients_stats {
 	uint64_t requests, malformed, replies;
+	uint64_t pipes_closed; /* client connections closed */
 } ld_clients_stats;
 
 void ld_clients_stats_get(ld_clients *cl, ld_clients_stats *st);

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#include "client.pb-c.h"
 #include "ledger.pb-c.h"
 #include "peer.pb-c.h"
 
@@ -671,5 +674,67 @@ out:
 		return rv;
 	}
 	*rec = r;
+	return 0;
+}
+
+/* ---- client requests ------------------------------------------------------
+ */
+
+static bool codec_is_32bit(ProtobufCType t)
+{
+	return t == PROTOBUF_C_TYPE_UINT32 || t == PROTOBUF_C_TYPE_INT32 ||
+	       t == PROTOBUF_C_TYPE_SINT32 || t == PROTOBUF_C_TYPE_ENUM;
+}
+
+int ld_codec_request_check(const uint8_t *buf, size_t len, char *err,
+			   size_t errlen)
+{
+	const ProtobufCMessageDescriptor *desc = &lockd__request__descriptor;
+	size_t pos = 0;
+	while (pos < len) {
+		uint64_t key, v;
+		if (!codec_varint(buf, len, &pos, &key))
+			return 0;
+		switch (key & 7) {
+		case WIRE_VARINT: {
+			if (!codec_varint(buf, len, &pos, &v))
+				return 0;
+			if (key >> 3 > UINT32_MAX)
+				return 0;
+			const ProtobufCFieldDescriptor *f =
+				protobuf_c_message_descriptor_get_field(
+					desc, (unsigned)(key >> 3));
+			/* (The enums here have no negative values, which
+			 * would take ten bytes.) */
+			if (f != NULL && codec_is_32bit(f->type) &&
+			    v > UINT32_MAX) {
+				snprintf(err, errlen,
+					 "%s does not fit in 32 bits: %llu is "
+					 "over %u",
+					 f->name, (unsigned long long)v,
+					 UINT32_MAX);
+				return LD_CODEC_EMALFORMED;
+			}
+			break;
+		}
+		case WIRE_FIXED64:
+			if (len - pos < 8)
+				return 0;
+			pos += 8;
+			break;
+		case WIRE_FIXED32:
+			if (len - pos < 4)
+				return 0;
+			pos += 4;
+			break;
+		case WIRE_LEN:
+			if (!codec_varint(buf, len, &pos, &v) || v > len - pos)
+				return 0;
+			pos += (size_t)v;
+			break;
+		default:
+			return 0;
+		}
+	}
 	return 0;
 }

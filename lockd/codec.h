@@ -90,4 +90,15 @@ int ld_codec_value_encode(const ld_value *v, uint8_t **buf, size_t *len);
  * error *out is NULL. */
 int ld_codec_value_decode(const uint8_t *buf, size_t len, ld_value **out);
 
+/* ---- client requests ---------------------------------------------------- */
+
+/* protobuf-c 1.4.1 keeps only the low 32 bits of a varint sent for a 32-bit
+ * field (uint32, int32, sint32, enum): ttl_ms = 2^40 + 1000 unpacks as 1000.
+ * Walks the top level of a client.proto Request (buf, len) and returns 0,
+ * or LD_CODEC_EMALFORMED with a sentence in err naming the first such field
+ * whose varint does not fit in 32 bits. Anything else malformed is left to
+ * the unpacker (this only reads as far as it can). */
+int ld_codec_request_check(const uint8_t *buf, size_t len, char *err,
+			   size_t errlen);
+
 #endif

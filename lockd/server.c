@@ -55,6 +55,10 @@
 #define LIST_LEASES_MAX 1000u
 #define LIST_BYTES_MAX (768u * 1024u)
 
+/* Closed connections remembered for requests that come in after the news
+ * (nng's callbacks race): a request from one of them is not started. */
+#define GONE_RECENT 256u
+
 /* req_id = generation << 16 | context index: a late answer to a context
  * that has since moved on is recognised and dropped. */
 #define REQ_INDEX_BITS 16
@@ -105,6 +109,13 @@ struct ld_server {
 	char (*list_names)[LS_NAME_BYTES_MAX + 1];
 
 	ld_watch_feed feed;
+
+	/* closed client connections (see clients_gone) */
+	uint32_t gone_buf[LD_CLIENT_GONE_MAX];
+	uint64_t gone_reqs[LD_CLIENT_CTX_MAX];
+	uint32_t gone_recent[GONE_RECENT];
+	uint32_t gone_recent_next;
+	uint64_t gone_freed; /* waiting requests freed by a closed connection */
 
 	ld_metrics metrics; /* what /metrics and /health show */
 	bool metrics_init;
@@ -483,7 +494,12 @@ _Static_assert((int)LOCKD__LEASE_STATUS__LEASE_E_MALFORMED ==
 			       (int)LS_E_MALFORMED &&
 		       (int)LOCKD__LEASE_STATUS__LEASE_GRANTED ==
 			       (int)LS_GRANTED &&
-		       LS_STATUS_COUNT == LS_E_MALFORMED + 1,
+		       (int)LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL ==
+			       (int)LS_E_TABLE_FULL &&
+		       (int)LOCKD__LEASE_STATUS__LEASE_SUPERSEDED ==
+			       (int)LS_SUPERSEDED &&
+		       (int)LOCKD__LEASE_STATUS__LEASE_E_SEQ == (int)LS_E_SEQ &&
+		       LS_STATUS_COUNT == LS_E_SEQ + 1,
 	       "LeaseStatus in client.proto must number like ls_status");
 
 static void answer_node(ld_server *s, const ln_reply *rp)
@@ -511,7 +527,12 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 	rep.renewed = rp->tokens;
 	switch (rp->status) {
 	case LN_OK:
-		if (ls != LS_OK && ls != LS_GRANTED)
+		if (ls == LS_E_TTL)
+			snprintf(sentence, sizeof sentence,
+				 "invalid TTL: it must be between %u and %u "
+				 "ms (this cell's --ttl-max-ms)",
+				 LS_TTL_MS_MIN, s->o.node.ttl_ms_max);
+		else if (ls != LS_OK && ls != LS_GRANTED)
 			snprintf(sentence, sizeof sentence, "%s",
 				 ls_strerror(ls));
 		break;
@@ -533,7 +554,14 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 			 "the leader's queue is full: retry later");
 		break;
 	case LN_INVALID:
-		snprintf(sentence, sizeof sentence, "%s", ls_strerror(ls));
+		if (ls == LS_E_TTL)
+			snprintf(sentence, sizeof sentence,
+				 "invalid TTL: it must be between %u and %u "
+				 "ms (this cell's --ttl-max-ms)",
+				 LS_TTL_MS_MIN, s->o.node.ttl_ms_max);
+		else
+			snprintf(sentence, sizeof sentence, "%s",
+				 ls_strerror(ls));
 		break;
 	case LN_TIMEOUT:
 		snprintf(sentence, sizeof sentence,
@@ -900,6 +928,65 @@ static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 		to_node(s, idx, nreq);
 }
 
+static void step(ld_server *s, ln_event *ev);
+
+static bool pipe_recently_gone(const ld_server *s, uint32_t pipe)
+{
+	for (uint32_t i = 0; i < GONE_RECENT; i++)
+		if (s->gone_recent[i] == pipe && pipe != 0)
+			return true;
+	return false;
+}
+
+static void answer_gone(ld_server *s, uint32_t idx)
+{
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_BUSY,
+		     LOCKD__LEASE_STATUS__LEASE_OK,
+		     "the connection this request came on closed");
+}
+
+/* Client connections closed: what waits for them stops waiting, so that
+ * its context is free for others. Watches and parked reads end here; a
+ * waiting acquire ends here and the node cancels its wait (and revokes a
+ * grant that comes anyway: LN_EV_GONE). Requests that do not wait finish
+ * as usual, their answers going nowhere. */
+static void clients_gone(ld_server *s)
+{
+	size_t ng = ld_clients_take_gone(s->clients, s->gone_buf,
+					 LD_CLIENT_GONE_MAX);
+	if (ng == 0)
+		return;
+	uint32_t nreq = 0;
+	for (size_t g = 0; g < ng; g++) {
+		uint32_t pipe = s->gone_buf[g];
+		s->gone_recent[s->gone_recent_next++ % GONE_RECENT] = pipe;
+		for (uint32_t k = s->nactive; k-- > 0;) {
+			uint32_t i = s->active[k];
+			slot *sl = &s->slots[i];
+			if (ld_cctx_pipe(sl->c) != pipe)
+				continue;
+			const Lockd__Request *r = ld_cctx_request(sl->c);
+			if (sl->state == SLOT_NODE &&
+			    r->op == LOCKD__OP__OP_ACQUIRE && r->wait_ms > 0)
+				s->gone_reqs[nreq++] =
+					(sl->gen << REQ_INDEX_BITS) | i;
+			else if (sl->state != SLOT_WATCH &&
+				 sl->state != SLOT_PARKED)
+				continue;
+			s->gone_freed++;
+			answer_gone(s, i);
+		}
+	}
+	if (nreq > 0) {
+		ld_log("info", "clients_gone",
+		       "connections=%zu waiting_acquires=%u", ng, nreq);
+		ln_event ev = {.type = LN_EV_GONE,
+			       .gone = s->gone_reqs,
+			       .ngone = nreq};
+		step(s, &ev);
+	}
+}
+
 static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 {
 	uint32_t idx = ld_cctx_index(c);
@@ -911,6 +998,10 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 	sl->apos = s->nactive;
 	s->active[s->nactive++] = idx;
 	const Lockd__Request *r = ld_cctx_request(c);
+	if (pipe_recently_gone(s, ld_cctx_pipe(c))) {
+		answer_gone(s, idx);
+		return;
+	}
 	if ((r->op == LOCKD__OP__OP_ACQUIRE || r->op == LOCKD__OP__OP_WATCH) &&
 	    r->wait_ms > 0) {
 		/* It may hold its context for long: keep the reserve. */
@@ -1185,6 +1276,7 @@ static void round_run(ld_server *s, size_t nitems)
 		ld_msg_free(s->items[i].msg);
 		s->items[i].msg = NULL;
 	}
+	clients_gone(s);
 
 	ld_status st;
 	node_status(s, &st);

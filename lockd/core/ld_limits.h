@@ -43,6 +43,18 @@
 /* Chosen decrees sent in one catch-up message. */
 #define LD_CATCHUP_SLOTS_MAX 64u
 
+/* The lease table as a whole (checked at apply, so that every replica
+ * refuses the same command): leases, waiting acquires, sessions (a session
+ * exists while it holds or waits; no more of them than the exactly-once
+ * table remembers), and the bytes of every name and value, waiters' values
+ * included. A full table's snapshot is about 16 MiB + 56 B x leases + 26 B
+ * x waiters, plus the client table: about 25 MiB, under half the snapshot
+ * limit below (lease.c asserts it at compile time). */
+#define LD_LEASES_MAX 131072u
+#define LD_LEASE_WAITERS_MAX 4096u
+#define LD_LEASE_SESSIONS_MAX 4096u
+#define LD_LEASE_DATA_BYTES_MAX (16u * 1024u * 1024u)
+
 /* Snapshot bytes (state machine + client table). */
 #define LD_SNAPSHOT_BYTES_MAX (64u * 1024u * 1024u)
 

@@ -16,8 +16,11 @@
  * Memory: a lease, waiter or session record is allocated in apply, which must
  * not fail; running out of memory there aborts (a replica that skipped the
  * command would diverge). Everything else reports failure. Growth is bounded
- * per session (LS_LEASES_PER_SESSION_MAX holds + waits) and per name
- * (LS_WAITERS_PER_NAME_MAX). */
+ * per session (LS_LEASES_PER_SESSION_MAX holds + waits), per name
+ * (LS_WAITERS_PER_NAME_MAX), and for the whole table (LD_LEASES_MAX,
+ * LD_LEASE_WAITERS_MAX, LD_LEASE_SESSIONS_MAX, LD_LEASE_DATA_BYTES_MAX): no
+ * sequence of client commands can grow the table, or its snapshot, past what
+ * a replica can hold and write. */
 #include "lease.h"
 
 #include <assert.h>
@@ -184,6 +187,7 @@ static uint32_t lease_le32(const uint8_t *b)
  *   EXPIRE       u16 ntokens, ntokens x (u64 token, u32 renewals)
  *   TICK         u64 elapsed_ms
  *   CANCEL_WAIT  u64 session, str name
+ *   ABANDON      u64 token, str name
  * where str is a u16 length and the bytes. Nothing may follow. */
 #define LEASE_CMD_VERSION 1u
 #define LEASE_PAIR_BYTES 12u
@@ -247,6 +251,10 @@ ls_status ls_cmd_check(const ls_cmd *c)
 		return LS_OK;
 	case LS_OP_TICK:
 		return LS_OK;
+	case LS_OP_ABANDON:
+		if (!ls_name_valid(c->name, c->name_len))
+			return LS_E_NAME;
+		return c->token == 0 ? LS_E_MALFORMED : LS_OK;
 	}
 	return LS_E_MALFORMED;
 }
@@ -290,6 +298,10 @@ size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
 		break;
 	case LS_OP_CANCEL_WAIT:
 		lease_wr_u64(&w, c->session);
+		lease_wr_str(&w, c->name, c->name_len);
+		break;
+	case LS_OP_ABANDON:
+		lease_wr_u64(&w, c->token);
 		lease_wr_str(&w, c->name, c->name_len);
 		break;
 	}
@@ -355,6 +367,12 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 		break;
 	case LS_OP_CANCEL_WAIT:
 		c->session = lease_rd_u64(&r);
+		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
+		c->name_len = n;
+		named = true;
+		break;
+	case LS_OP_ABANDON:
+		c->token = lease_rd_u64(&r);
 		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
 		c->name_len = n;
 		named = true;
@@ -546,6 +564,9 @@ typedef struct lease_state {
 	uint64_t counter;  /* the last token granted */
 	uint64_t clock_ms; /* the ledger clock */
 	uint64_t digest;   /* hash chain over every apply */
+	/* For the table's limits (derived: restore recounts them). */
+	uint64_t nwaiters;   /* waiters on every name */
+	uint64_t data_bytes; /* names, values and waiters' values */
 } lease_state;
 
 typedef struct lease_chunk {
@@ -563,7 +584,21 @@ struct ls_table {
 	lease_chunk *arena; /* the journal's names, freed on clear */
 	ls_tap_fn tap;      /* see ls_table_set_tap */
 	void *tap_arg;
+	uint32_t ttl_ms_max; /* configuration: see ls_table_set_ttl_ms_max */
 };
+
+/* A full table's snapshot, in the format below, with the exactly-once
+ * client table beside it (about 28 bytes and one result per client), must
+ * stay far inside the snapshot limit: a snapshot over it stops the replica,
+ * and one that a client could push there would stop every replica. */
+#define LEASE_SNAP_FULL_BYTES                                             \
+	(64ull + (uint64_t)LD_LEASES_MAX * 56u +                          \
+	 (uint64_t)LD_LEASE_WAITERS_MAX * 26u + LD_LEASE_DATA_BYTES_MAX + \
+	 (uint64_t)LD_CLIENTS_MAX * (32u + LD_RESULT_BYTES_MAX))
+_Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
+	       "a full lease table's snapshot must stay under half the limit");
+_Static_assert(LD_LEASE_SESSIONS_MAX <= LD_CLIENTS_MAX,
+	       "every session that holds or waits fits the client table");
 
 /* Out of memory inside apply: the one place that may not fail, and where
  * skipping the command would make this replica diverge from the others. */
@@ -870,11 +905,15 @@ static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 	if (t->tap != NULL)
 		t->tap(t->tap_arg, x->slot, l->name, l->name_len, NULL);
 	lease_detach(&t->st, l);
+	assert(t->st.data_bytes >= l->value_len);
+	t->st.data_bytes -= l->value_len;
 	free(l->value);
 	l->value = NULL;
 	l->value_len = 0;
 	lease_waiter *w = l->whead;
 	if (w == NULL) {
+		assert(t->st.data_bytes >= l->name_len);
+		t->st.data_bytes -= l->name_len;
 		lease_htab_remove(&t->st.by_name, &l->by_name);
 		lease_rec_free(l);
 		return;
@@ -883,6 +922,8 @@ static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 	if (l->whead == NULL)
 		l->wtail = NULL;
 	l->nwaiters--;
+	assert(t->st.nwaiters > 0);
+	t->st.nwaiters--; /* its value's bytes pass to the lease */
 	lease_session *ss = lease_session_find(&t->st, w->session);
 	assert(ss != NULL && ss->nwait > 0);
 	ss->nwait--; /* the wait becomes a hold: the session's total stays */
@@ -918,10 +959,29 @@ static uint8_t *lease_dup(const uint8_t *b, uint32_t n)
 	return p;
 }
 
+/* Would the table stay within its limits with `leases` and `waiters` more
+ * records, `bytes` more data, and (if new) the command's session? */
+static bool lease_fits(const lease_state *s, const ls_cmd *c, uint32_t leases,
+		       uint32_t waiters, uint64_t bytes)
+{
+	if (s->by_name.n + leases > LD_LEASES_MAX ||
+	    s->nwaiters + waiters > LD_LEASE_WAITERS_MAX ||
+	    s->data_bytes + bytes > LD_LEASE_DATA_BYTES_MAX)
+		return false;
+	return lease_session_find(s, c->session) != NULL ||
+	       s->sessions.n < LD_LEASE_SESSIONS_MAX;
+}
+
 static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			  ls_result *r)
 {
 	lease_state *s = &t->st;
+	/* The cell's maximum, enforced where every replica decides alike (the
+	 * leader's admission checks it too, to answer early). */
+	if (c->ttl_ms > t->ttl_ms_max) {
+		r->status = LS_E_TTL;
+		return;
+	}
 	lease_rec *l = lease_find(s, c->name, c->name_len);
 	if (l == NULL) {
 		if (lease_session_total(s, c->session) >=
@@ -929,6 +989,12 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			r->status = LS_E_TOO_MANY_LEASES;
 			return;
 		}
+		if (!lease_fits(s, c, 1, 0,
+				(uint64_t)c->name_len + c->value_len)) {
+			r->status = LS_E_TABLE_FULL;
+			return;
+		}
+		s->data_bytes += (uint64_t)c->name_len + c->value_len;
 		l = lease_must(calloc(1, sizeof *l + c->name_len));
 		memcpy(l->name, c->name, c->name_len);
 		l->name_len = c->name_len;
@@ -973,6 +1039,12 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		 * and value are what its client will count with when granted;
 		 * a new wait (not a try-once) restarts the wait. */
 		lease_waiter *w = *link;
+		if (c->value_len > w->value_len &&
+		    !lease_fits(s, c, 0, 0, c->value_len - w->value_len)) {
+			r->status = LS_E_TABLE_FULL;
+			return;
+		}
+		s->data_bytes = s->data_bytes - w->value_len + c->value_len;
 		w->ttl_ms = c->ttl_ms;
 		free(w->value);
 		w->value = lease_dup(c->value, c->value_len);
@@ -999,6 +1071,12 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		r->status = LS_E_TOO_MANY_LEASES;
 		return;
 	}
+	if (!lease_fits(s, c, 0, 1, c->value_len)) {
+		r->status = LS_E_TABLE_FULL;
+		return;
+	}
+	s->nwaiters++;
+	s->data_bytes += c->value_len;
 	lease_waiter *w = lease_must(calloc(1, sizeof *w));
 	w->session = c->session;
 	w->ttl_ms = c->ttl_ms;
@@ -1082,6 +1160,19 @@ static void lease_revoke(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 	lease_journal(t, LS_CH_REVOKED, x->slot, l, l->token, l->holder);
 }
 
+/* The leader's revoke of one grant whose client is gone: only while that
+ * grant is still the name's lease (a later holder's is not touched). */
+static void lease_abandon(ls_table *t, const lease_ctx *x, const ls_cmd *c,
+			  ls_result *r)
+{
+	lease_rec *l = lease_find(&t->st, c->name, c->name_len);
+	if (l == NULL || l->token != c->token) {
+		r->status = LS_NO_SUCH_LEASE;
+		return;
+	}
+	lease_revoke(t, x, c, r);
+}
+
 static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			 ls_result *r)
 {
@@ -1121,6 +1212,9 @@ static void lease_cancel_wait(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 				   ? NULL
 				   : LEASE_OF(link, lease_waiter, next);
 	l->nwaiters--;
+	assert(t->st.nwaiters > 0 && t->st.data_bytes >= w->value_len);
+	t->st.nwaiters--;
+	t->st.data_bytes -= w->value_len;
 	lease_session *ss = lease_session_find(&t->st, w->session);
 	assert(ss != NULL && ss->nwait > 0);
 	ss->nwait--;
@@ -1160,6 +1254,9 @@ static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 	case LS_OP_CANCEL_WAIT:
 		lease_cancel_wait(t, &x, c, r);
 		return;
+	case LS_OP_ABANDON:
+		lease_abandon(t, &x, c, r);
+		return;
 	}
 	r->status = LS_E_MALFORMED;
 }
@@ -1181,6 +1278,14 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 		/* A command that reached the ledger unchecked gets the error a
 		 * client would have got, and changes nothing. */
 		r.status = ls_cmd_check(&c);
+		/* A session's commands are its own: one that names another
+		 * session than the client that sent it acts for nobody. */
+		bool by_session = c.op == LS_OP_ACQUIRE ||
+				  c.op == LS_OP_RENEW || c.op == LS_OP_RELEASE;
+		if (r.status == LS_OK && by_session &&
+		    c.session != cmd->client_id)
+			r.status = c.op == LS_OP_RELEASE ? LS_NOT_HOLDER
+							 : LS_E_SESSION;
 		if (r.status == LS_OK)
 			lease_apply_cmd(t, slot, &c, &r);
 	}
@@ -1221,6 +1326,9 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 #define LEASE_SNAP_MAGIC 0x504e534cu
 #define LEASE_SNAP_VERSION 1u
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
+/* The largest token counter a snapshot may hold: 2^62 grants is 146,000
+ * years at a million a second. */
+#define LEASE_COUNTER_MAX (1ULL << 62)
 
 static int lease_cmp_token(const void *a, const void *b)
 {
@@ -1339,6 +1447,8 @@ static int lease_restore_waiter(lease_state *s, lease_rd *r, lease_rec *l,
 		free(w);
 		return -1;
 	}
+	s->nwaiters++;
+	s->data_bytes += n;
 	if (n > 0)
 		memcpy(w->value, value, n);
 	if (l->wtail != NULL)
@@ -1379,6 +1489,7 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last)
 	l->name_len = name_len;
 	l->by_name.hash = lease_name_hash(name, name_len);
 	lease_htab_insert(&s->by_name, &l->by_name);
+	s->data_bytes += (uint64_t)name_len + value_len;
 	l->value_len = value_len;
 	if (value_len > 0) {
 		l->value = malloc(value_len);
@@ -1440,10 +1551,13 @@ static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	uint64_t clock_ms = lease_rd_u64(&r);
 	uint64_t digest = lease_rd_u64(&r);
 	uint64_t n = lease_rd_u64(&r);
-	/* Bound the count by the bytes before trusting it with memory. */
+	/* Bound the count by the bytes before trusting it with memory. A
+	 * token counter must leave room for grants: applies add one per
+	 * grant, so from here it can never reach the end (lease_grant). */
 	if (!r.ok || magic != LEASE_SNAP_MAGIC ||
 	    version != LEASE_SNAP_VERSION ||
-	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN)
+	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN ||
+	    counter > LEASE_COUNTER_MAX)
 		return -1;
 	lease_state s;
 	if (lease_state_init(&s, (size_t)n) != 0)
@@ -1493,7 +1607,14 @@ ls_table *ls_table_new(void)
 	}
 	t->sm.ops = &lease_sm_ops;
 	t->mutant = LS_MUTANT_NONE;
+	t->ttl_ms_max = LS_TTL_MS_MAX;
 	return t;
+}
+
+void ls_table_set_ttl_ms_max(ls_table *t, uint32_t ttl_ms_max)
+{
+	if (ttl_ms_max >= LS_TTL_MS_MIN && ttl_ms_max <= LS_TTL_MS_MAX)
+		t->ttl_ms_max = ttl_ms_max;
 }
 
 void ls_table_free(ls_table *t)
@@ -1524,6 +1645,14 @@ uint64_t ls_table_clock_ms(const ls_table *t)
 uint64_t ls_table_count(const ls_table *t)
 {
 	return t->st.by_name.n;
+}
+
+void ls_table_usage_get(const ls_table *t, ls_table_usage *u)
+{
+	*u = (ls_table_usage){.leases = t->st.by_name.n,
+			      .waiters = t->st.nwaiters,
+			      .sessions = t->st.sessions.n,
+			      .data_bytes = t->st.data_bytes};
 }
 
 /* ---- reads ------------------------------------------------------------- */
@@ -1573,6 +1702,13 @@ ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
 					.wait_ms = w->wait_ms,
 					.queued_slot = w->queued_slot};
 	return LS_OK;
+}
+
+bool ls_waiting(const ls_table *t, const char *name, uint32_t len,
+		uint64_t session)
+{
+	lease_rec *l = lease_find(&t->st, name, len);
+	return l != NULL && lease_queue_pos(l, session, NULL) > 0;
 }
 
 /* Byte order, a prefix before its extensions. */

@@ -14,13 +14,25 @@
  *    their TTL plus the grace delay; each ends (and its name passes to the
  *    next waiter) only if it is still the lease the leader saw: same token,
  *    same number of renewals. A renewal ordered first cancels the expiry.
- *  - CANCEL_WAIT(name, session): a waiter's wait_ms ran out at the leader.
+ *  - CANCEL_WAIT(name, session): a waiter's wait_ms ran out at the leader,
+ *    or the connection its acquire came on closed.
+ *  - ABANDON(name, token): a grant's answer had nowhere to go (its client's
+ *    connection closed first): the lease is revoked, so nobody renews it and
+ *    it passes on at its expiry, which a client that did learn of the grant
+ *    (a retry on a new connection) believes in no longer.
  * The client commands are ACQUIRE, RENEW, RELEASE and REVOKE.
  *
  * Fencing tokens come from one counter over the whole table, so they increase
  * strictly per name (and are unique across names).
  *
  * A session is a client's identity: the ld_cmd.client_id of its commands.
+ * ACQUIRE, RENEW and RELEASE act for the session that sent them: one whose
+ * session field is not its ld_cmd.client_id is refused at apply.
+ *
+ * The whole table is bounded (LD_LEASES_MAX, LD_LEASE_WAITERS_MAX,
+ * LD_LEASE_SESSIONS_MAX, LD_LEASE_DATA_BYTES_MAX in ld_limits.h), at apply,
+ * so every replica refuses the same command (LS_E_TABLE_FULL) and a full
+ * table's snapshot stays well inside LD_SNAPSHOT_BYTES_MAX.
  */
 #ifndef LD_LEASE_H
 #define LD_LEASE_H
@@ -56,9 +68,10 @@ typedef enum ls_op {
 	LS_OP_EXPIRE,      /* leader: (token, renewals)[] */
 	LS_OP_TICK,        /* leader: elapsed_ms */
 	LS_OP_CANCEL_WAIT, /* leader: name, session */
+	LS_OP_ABANDON,     /* leader: name, token: revoke it if still current */
 } ls_op;
 
-#define LS_OP_MAX LS_OP_CANCEL_WAIT
+#define LS_OP_MAX LS_OP_ABANDON
 
 typedef struct ls_cmd {
 	ls_op op;
@@ -71,7 +84,7 @@ typedef struct ls_cmd {
 	uint32_t wait_ms;     /* ACQUIRE: 0 = try once */
 	const uint8_t *value; /* ACQUIRE: the holder's value (elections) */
 	uint32_t value_len;
-	uint64_t token;     /* RELEASE */
+	uint64_t token;     /* RELEASE, ABANDON */
 	const char *reason; /* REVOKE */
 	uint32_t reason_len;
 	uint64_t elapsed_ms;    /* TICK */
@@ -93,14 +106,24 @@ typedef struct ls_cmd {
 	X(LS_NOT_HOLDER, "the session or token is not the current holder's") \
 	X(LS_NO_SUCH_LEASE, "no such lease")                                 \
 	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")        \
-	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and 1 h")        \
+	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and the cell's " \
+		    "maximum (lockd --ttl-max-ms, at most 1 h)")             \
 	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                 \
 	X(LS_E_VALUE, "value too large: at most 1024 bytes")                 \
 	X(LS_E_REASON, "reason too large: at most 256 bytes")                \
 	X(LS_E_SESSION, "invalid session id (0)")                            \
 	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")  \
 	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")     \
-	X(LS_E_MALFORMED, "malformed command")
+	X(LS_E_MALFORMED, "malformed command")                               \
+	X(LS_E_TABLE_FULL,                                                   \
+	  "the cell's lease table is full (at most 131072 leases, 4096 "     \
+	  "waiters, 4096 sessions and 16 MiB of names and values): release " \
+	  "leases or retry later")                                           \
+	X(LS_SUPERSEDED,                                                     \
+	  "not applied, or its answer is gone: the session's later command " \
+	  "(a higher seq) reached the ledger first; send it again with a "   \
+	  "new seq")                                                         \
+	X(LS_E_SEQ, "invalid seq: it must be between 1 and 2^62 - 1")
 
 typedef enum ls_status {
 #define LS_X(code, text) code,
@@ -156,8 +179,14 @@ typedef enum ls_mutant {
 } ls_mutant;
 /* (The node maps the cell-wide ld_mutant to this.) */
 
-/* NULL when out of memory. */
+/* NULL when out of memory. The TTL maximum starts at LS_TTL_MS_MAX. */
 ls_table *ls_table_new(void);
+/* The longest TTL an ACQUIRE may ask for (LS_TTL_MS_MIN..LS_TTL_MS_MAX;
+ * others are ignored): part of the table's configuration, which must be the
+ * same on every replica, since apply refuses longer ones (LS_E_TTL). A
+ * snapshot may still hold longer leases (granted under an earlier maximum):
+ * they restore and run out as they are. */
+void ls_table_set_ttl_ms_max(ls_table *t, uint32_t ttl_ms_max);
 void ls_table_free(ls_table *t);
 /* Honoured in every build (the unit test exercises it); the node sets it
  * only in the LD_MUTANTS build. */
@@ -202,6 +231,10 @@ ls_status ls_get(const ls_table *t, const char *name, uint32_t len,
 /* The i-th waiter (0 = next) on a held name. LS_OK or LS_NO_SUCH_LEASE. */
 ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
 			uint32_t i, ls_waiter_view *out);
+
+/* Does session wait for name (is it in the name's queue)? */
+bool ls_waiting(const ls_table *t, const char *name, uint32_t len,
+		uint64_t session);
 
 /* As ls_list, for names after `after` (strictly; NULL or empty: from the
  * first): the next page of a listing. */
@@ -269,5 +302,12 @@ void ls_table_journal_clear(ls_table *t);
 
 /* Counts, for tests and status. */
 uint64_t ls_table_count(const ls_table *t);
+
+typedef struct ls_table_usage {
+	uint64_t leases, waiters, sessions;
+	uint64_t data_bytes; /* names and values, waiters' values included */
+} ls_table_usage;
+
+void ls_table_usage_get(const ls_table *t, ls_table_usage *u);
 
 #endif

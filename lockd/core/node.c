@@ -26,6 +26,7 @@ typedef struct outstanding {
 	ln_req_type type;
 	uint32_t wait_ms;
 	bool queued; /* ACQUIRE that got QUEUED: waits for GRANTED */
+	bool gone;   /* its client went away (LN_EV_GONE): nobody to answer */
 	/* In the step that queued it: the journal index of its QUEUED entry.
 	 * Only later entries may answer it (a catch-up can apply an older
 	 * grant to the same session in the same step). -1 afterwards. */
@@ -234,6 +235,7 @@ ln_node *ln_node_new(const ln_config *cfg)
 	}
 	if (MUTANT(n, LD_MUTANT_UNCHECKED_REGRANT))
 		ls_table_set_mutant(n->table, LS_MUTANT_UNCHECKED_REGRANT);
+	ls_table_set_ttl_ms_max(n->table, cfg->ttl_ms_max);
 	n->rep = ld_replica_new(&cfg->paxos, ls_table_sm(n->table));
 	if (n->rep == NULL) {
 		ls_table_free(n->table);
@@ -647,11 +649,15 @@ static void outs_remove(ln_node *n, uint32_t i)
 	n->outs[i] = n->outs[--n->nouts];
 }
 
+/* The core answers OK with no result for a command whose seq is not above
+ * the session's latest applied one: a retry whose answer is gone, or a
+ * command that reached the ledger after a later one of its session and was
+ * skipped. Either way the client must not take it as done. */
 static void fill_result(ln_reply *rp, const ld_reply *r)
 {
 	if (r->result_len == 0 ||
 	    ls_result_decode(r->result, r->result_len, &rp->result) != LS_OK)
-		rp->result.status = LS_OK; /* applied; its answer is gone */
+		rp->result.status = LS_SUPERSEDED;
 }
 
 /* RENEW's reply lists what that decree renewed: the journal entries of the
@@ -731,6 +737,102 @@ static void take_reads(ln_node *n, ln_actions *out, size_t first)
 	out->ld.nreads = first;
 }
 
+/* The leader's own CANCEL_WAIT for a gone client's wait. */
+static void gone_cancel(ln_node *n, ln_actions *out, const outstanding *o)
+{
+	if (!n->leading || o->name_len == 0)
+		return;
+	ls_cmd c = {.op = LS_OP_CANCEL_WAIT,
+		    .session = o->session,
+		    .name = o->name,
+		    .name_len = o->name_len};
+	submit_internal(n, out, &c);
+	n->stats.abandoned++;
+}
+
+/* The leader's own ABANDON of a grant whose client is gone. */
+static void gone_revoke(ln_node *n, ln_actions *out, const outstanding *o,
+			uint64_t token)
+{
+	if (!n->leading || o->name_len == 0 || token == 0)
+		return;
+	ls_cmd c = {.op = LS_OP_ABANDON,
+		    .name = o->name,
+		    .name_len = o->name_len,
+		    .token = token};
+	submit_internal(n, out, &c);
+	n->stats.abandoned++;
+}
+
+/* Did the journal grant token to o's session at slot (a new grant, not the
+ * holder's own re-acquire, which renews a lease it already had)? */
+static bool granted_at(ln_node *n, const outstanding *o, uint64_t slot,
+		       uint64_t token)
+{
+	size_t nj;
+	const ls_change *j = ls_table_journal(n->table, &nj);
+	for (size_t i = 0; i < nj; i++)
+		if (j[i].kind == LS_CH_GRANTED && j[i].slot == slot &&
+		    j[i].token == token && j[i].session == o->session)
+			return true;
+	return false;
+}
+
+/* The decree of a gone client's ACQUIRE applied: undo what it started. true
+ * when o is settled (remove it), false while it waits in the queue. */
+static bool gone_applied(ln_node *n, ln_actions *out, outstanding *o,
+			 const ld_reply *r)
+{
+	ls_result res = {0};
+	if (r->status != LD_REPLY_OK || r->result_len == 0 ||
+	    ls_result_decode(r->result, r->result_len, &res) != LS_OK)
+		return true;
+	if (res.status == LS_QUEUED && o->wait_ms > 0) {
+		ls_view v;
+		if (!ls_waiting(n->table, o->name, o->name_len, o->session)) {
+			/* Granted since, in this step: revoke that. */
+			if (ls_get(n->table, o->name, o->name_len, &v) ==
+				    LS_OK &&
+			    v.holder == o->session && !v.revoked)
+				gone_revoke(n, out, o, v.token);
+			return true;
+		}
+		o->queued = true;
+		o->queued_idx = queued_index(n, o, r->slot);
+		gone_cancel(n, out, o);
+		return false;
+	}
+	if (res.status == LS_GRANTED && granted_at(n, o, r->slot, res.token))
+		gone_revoke(n, out, o, res.token);
+	return true;
+}
+
+/* A QUEUED answer to an ACQUIRE whose session no longer waits on the name
+ * (a retry answered from the exactly-once table after its wait ended, say
+ * by a cancel when its first connection closed, or a grant later in this
+ * same step): no grant or cancel will come for it, so answer now from the
+ * table. */
+static bool answer_unqueued(ln_node *n, ln_actions *out, const outstanding *o)
+{
+	if (ls_waiting(n->table, o->name, o->name_len, o->session))
+		return false;
+	ls_view v;
+	bool held = ls_get(n->table, o->name, o->name_len, &v) == LS_OK;
+	ln_reply *rp;
+	if (held && v.holder == o->session) {
+		rp = reply_new(n, out, o->req_id, o->type, o->session, o->seq,
+			       LN_OK);
+		rp->result.status = LS_GRANTED;
+		rp->result.token = v.token;
+	} else {
+		rp = reply_new(n, out, o->req_id, o->type, o->session, o->seq,
+			       LN_TIMEOUT);
+		rp->result.status = LS_HELD;
+		rp->result.holder = held ? v.holder : 0;
+	}
+	return true;
+}
+
 static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 {
 	if (r->client_id & INTERNAL_CLIENT)
@@ -740,6 +842,13 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 		if (o->queued || o->session != r->client_id ||
 		    o->seq != r->seq) {
 			i++;
+			continue;
+		}
+		if (o->gone) {
+			if (gone_applied(n, out, o, r))
+				outs_remove(n, i);
+			else
+				i++;
 			continue;
 		}
 		ln_status st = LN_OK;
@@ -763,6 +872,10 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 			    ls_result_decode(r->result, r->result_len, &res) ==
 				    LS_OK &&
 			    res.status == LS_QUEUED && o->wait_ms > 0) {
+				if (answer_unqueued(n, out, o)) {
+					outs_remove(n, i);
+					continue;
+				}
 				/* The answer comes with the grant, or when
 				 * the wait runs out. */
 				o->queued = true;
@@ -798,6 +911,13 @@ static void answer_queued(ln_node *n, ln_actions *out, const ls_change *c,
 			continue;
 		}
 		ln_reply *rp;
+		if (o->gone) {
+			/* Its grant has nobody to go to: revoke it. */
+			if (c->kind == LS_CH_GRANTED)
+				gone_revoke(n, out, o, c->token);
+			outs_remove(n, i);
+			continue;
+		}
 		if (c->kind == LS_CH_GRANTED) {
 			rp = reply_new(n, out, o->req_id, o->type, o->session,
 				       o->seq, LN_OK);
@@ -1054,6 +1174,8 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 		bad = LS_E_TTL;
 	if (bad == LS_OK && q->seq == 0)
 		bad = LS_E_MALFORMED;
+	if (bad == LS_OK && q->seq > LN_SEQ_MAX)
+		bad = LS_E_SEQ;
 	if (bad != LS_OK) {
 		ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
 					 q->seq, LN_INVALID);
@@ -1094,6 +1216,88 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 	}
 }
 
+/* Clients went away: their waiting ACQUIREs stop waiting, and a grant that
+ * comes anyway is revoked (see LN_EV_GONE). Other writes finish as usual,
+ * unanswered. */
+static void on_gone(ln_node *n, const uint64_t *ids, uint32_t nids,
+		    ln_actions *out)
+{
+	for (uint32_t k = 0; k < nids; k++) {
+		for (uint32_t i = 0; i < n->nouts; i++) {
+			outstanding *o = &n->outs[i];
+			if (o->req_id != ids[k] || o->gone)
+				continue;
+			if (o->type != LN_REQ_ACQUIRE || o->wait_ms == 0)
+				break;
+			o->gone = true;
+			if (o->queued)
+				gone_cancel(n, out, o);
+			break;
+		}
+	}
+}
+
+/* A write's place in one LN_EV_REQUEST: sessions in the order their first
+ * write arrived, each session's writes by seq, then arrival. */
+typedef struct req_order {
+	uint64_t session, seq;
+	uint32_t idx, first;
+} req_order;
+
+static int req_by_session(const void *a, const void *b)
+{
+	const req_order *x = a, *y = b;
+	if (x->session != y->session)
+		return x->session < y->session ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int req_by_place(const void *a, const void *b)
+{
+	const req_order *x = a, *y = b;
+	if (x->first != y->first)
+		return x->first < y->first ? -1 : 1;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static bool is_write(ln_req_type t)
+{
+	return t == LN_REQ_ACQUIRE || t == LN_REQ_RENEW ||
+	       t == LN_REQ_RELEASE || t == LN_REQ_REVOKE;
+}
+
+/* Reads at once; then writes, each session's in seq order: pipelined
+ * writes of one session that arrive together (say over several client
+ * contexts, in whatever order their threads ran) reach the ledger in the
+ * order the session numbered them, so none is skipped as stale. */
+static void on_requests(ln_node *n, const ln_request *req, uint32_t nreqs,
+			ln_actions *out)
+{
+	req_order *ord = malloc((size_t)nreqs * sizeof *ord);
+	if (ord == NULL)
+		abort();
+	uint32_t nw = 0;
+	for (uint32_t i = 0; i < nreqs; i++) {
+		if (is_write(req[i].type))
+			ord[nw++] =
+				(req_order){req[i].session, req[i].seq, i, i};
+		else
+			on_request(n, &req[i], out);
+	}
+	if (nw > 1) {
+		qsort(ord, nw, sizeof *ord, req_by_session);
+		for (uint32_t k = 1; k < nw; k++)
+			if (ord[k].session == ord[k - 1].session)
+				ord[k].first = ord[k - 1].first;
+		qsort(ord, nw, sizeof *ord, req_by_place);
+	}
+	for (uint32_t k = 0; k < nw; k++)
+		on_request(n, &req[ord[k].idx], out);
+	free(ord);
+}
+
 /* ---- the step function
  * -------------------------------------------------------- */
 
@@ -1107,8 +1311,12 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 	if (ev->type == LN_EV_REQUEST) {
 		if (ev->req == NULL)
 			return -1;
-		for (uint32_t i = 0; i < (ev->nreqs ? ev->nreqs : 1); i++)
-			on_request(n, &ev->req[i], out);
+		on_requests(n, ev->req, ev->nreqs ? ev->nreqs : 1, out);
+		flush_internal(n, out);
+	} else if (ev->type == LN_EV_GONE) {
+		if (ev->gone == NULL && ev->ngone > 0)
+			return -1;
+		on_gone(n, ev->gone, ev->ngone, out);
 		flush_internal(n, out);
 	} else {
 		ld_event lev = {.type = (ld_event_type)ev->type,

@@ -65,7 +65,8 @@ typedef struct ln_request {
 	ln_req_type type;
 	uint64_t session; /* writes: the client's session (its client id):
 			     1 .. 2^63-1 (the top bit is the cell's own) */
-	uint64_t seq;     /* writes: per-session command id; retries reuse it */
+	uint64_t seq;     /* writes: per-session command id; retries reuse it;
+			     1 .. LN_SEQ_MAX */
 	const char *name; /* borrowed for the call */
 	uint32_t name_len;
 	uint32_t ttl_ms, wait_ms;
@@ -80,6 +81,13 @@ typedef struct ln_request {
 	 * table. */
 	bool linearizable;
 } ln_request;
+
+/* The largest seq a write may carry: a session that reached UINT64_MAX
+ * would have no seq left above it, and the cell answers a seq at or below
+ * the session's latest as settled (LS_SUPERSEDED), so every later write of
+ * that session would do nothing. 2^62 leaves room for a microsecond clock
+ * (lockctl's seq_base) for 146,000 years. */
+#define LN_SEQ_MAX ((1ULL << 62) - 1)
 
 typedef enum ln_status {
 	LN_OK = 0,     /* done; result (and for GET, view) say what */
@@ -122,7 +130,17 @@ typedef enum ln_event_type {
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the
-				next decree (group commit) */
+				next decree (group commit); a session's writes
+				in one event go in seq order */
+	LN_EV_GONE,          /* gone[0..ngone): the req_ids of requests whose
+				client went away (its connection closed). No
+				reply comes for them. A waiting ACQUIRE stops
+				waiting (CANCEL_WAIT); one that is granted
+				anyway, its answer lost, is revoked at once
+				(ABANDON): nobody renews it and it passes on
+				at its expiry, so a client that does learn of
+				the grant (a retry) cannot overlap the next
+				holder. */
 } ln_event_type;
 
 typedef struct ln_event {
@@ -132,6 +150,8 @@ typedef struct ln_event {
 	uint64_t write_id;
 	const ln_request *req;
 	uint32_t nreqs; /* LN_EV_REQUEST: 0 is taken as 1 */
+	const uint64_t *gone;
+	uint32_t ngone;
 } ln_event;
 
 typedef struct ln_actions {
@@ -171,6 +191,7 @@ const ls_table *ln_node_table(const ln_node *n);
 typedef struct ln_stats {
 	uint64_t grants, expiries, renewals, releases, revokes;
 	uint64_t expire_decrees, tick_decrees;
+	uint64_t abandoned; /* waits cancelled and grants revoked: LN_EV_GONE */
 } ln_stats;
 
 void ln_node_stats(const ln_node *n, ln_stats *st);

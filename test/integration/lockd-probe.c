@@ -15,6 +15,16 @@
  *   lockd-probe ENDPOINTS fill PREFIX COUNT     COUNT leases (TTL 60 s)
  *   lockd-probe URL flood COUNT                 COUNT waiting WATCHes, then
  *                                                a GET and one WATCH more
+ *   lockd-probe URL abandon COUNT NAME          COUNT acquires of NAME
+ *                                                waiting 1 h on one
+ *                                                connection, closed; then
+ *                                                one waiting acquire and
+ *                                                one WATCH more
+ *   lockd-probe ENDPOINTS sessions PREFIX COUNT  COUNT leases, each of
+ *                                                its own session
+ *   lockd-probe ENDPOINTS overlong NAME SESSION SEQ
+ *                                              an acquire whose ttl_ms is
+ *                                                the varint 2^40 + 1000
  *   lockd-probe URL fuzz-client COUNT SEED      garbage to a client port
  *   lockd-probe URL fuzz-peer COUNT SEED ID N   garbage to replica ID's
  *                                                peer port (cell of N)
@@ -714,6 +724,64 @@ static int fill(const char *prefix, unsigned count)
 	return granted == count ? 0 : 1;
 }
 
+/* count acquires, each of a new session, on one connection to the leader:
+ * how many were granted and how many refused because the table is full. */
+static int sessions(const char *prefix, unsigned count)
+{
+	const char *leader = find_leader();
+	if (leader == NULL) {
+		printf("status=NO_LEADER\n");
+		return 3;
+	}
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, leader, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	uint64_t base = 3000000 + (mono_us() % 1000000) * 10000;
+	unsigned granted = 0, full = 0, other = 0;
+	char name[96], last_error[256] = "";
+	for (unsigned i = 0; i < count; i++) {
+		Lockd__Request r = LOCKD__REQUEST__INIT;
+		snprintf(name, sizeof name, "%s-%05u", prefix, i);
+		r.op = LOCKD__OP__OP_ACQUIRE;
+		r.name = name;
+		r.session = base + i;
+		r.seq = 1;
+		r.ttl_ms = 60000;
+		size_t len = lockd__request__get_packed_size(&r);
+		uint8_t buf[512];
+		lockd__request__pack(&r, buf);
+		void *in;
+		size_t inlen;
+		if (nng_send(s, buf, len, 0) != 0 ||
+		    nng_recv(s, &in, &inlen, NNG_FLAG_ALLOC) != 0) {
+			other++;
+			continue;
+		}
+		Lockd__Reply *rep = lockd__reply__unpack(NULL, inlen, in);
+		nng_free(in, inlen);
+		if (rep == NULL) {
+			other++;
+			continue;
+		}
+		if (rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED)
+			granted++;
+		else if (rep->lease_status ==
+			 LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL)
+			full++;
+		else
+			other++;
+		if (rep->error[0] != '\0')
+			snprintf(last_error, sizeof last_error, "%s",
+				 rep->error);
+		lockd__reply__free_unpacked(rep, NULL);
+	}
+	nng_close(s);
+	printf("granted=%u table_full=%u other=%u error=\"%s\"\n", granted,
+	       full, other, last_error);
+	return 0;
+}
+
 /* Holds n WATCHes (wait 30 s) open on url at once, over one socket's REQ
  * contexts, then asks url for a quick GET and for one more WATCH, and
  * prints how those were answered: a replica whose contexts all wait would
@@ -797,6 +865,131 @@ static int flood(const char *url, unsigned n)
 	return 0;
 }
 
+/* Sends n acquires of name, each of its own session and waiting an hour,
+ * over one socket's REQ contexts to url (the leader), waits a second, and
+ * closes the socket without reading an answer: a client that went away.
+ * Then, on new connections, one more waiting acquire (500 ms) and one more
+ * WATCH (500 ms), and prints how they were answered: a replica that still
+ * held the gone client's waits would answer both BUSY. */
+static int abandon(const char *url, unsigned n, const char *name)
+{
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 600000);
+	nng_ctx *ctx = calloc(n, sizeof *ctx);
+	nng_aio **aio = calloc(n, sizeof *aio);
+	nng_aio *send_aio;
+	if (ctx == NULL || aio == NULL ||
+	    nng_aio_alloc(&send_aio, NULL, NULL) != 0)
+		return 3;
+	unsigned sent = 0;
+	for (unsigned i = 0; i < n; i++) {
+		Lockd__Request a = LOCKD__REQUEST__INIT;
+		a.op = LOCKD__OP__OP_ACQUIRE;
+		a.name = (char *)name;
+		a.session = 700000 + i;
+		a.seq = 1;
+		a.ttl_ms = 5000;
+		a.wait_ms = 3600000;
+		size_t len = lockd__request__get_packed_size(&a);
+		nng_msg *m;
+		if (nng_ctx_open(&ctx[i], s) != 0 ||
+		    nng_aio_alloc(&aio[i], NULL, NULL) != 0 ||
+		    nng_msg_alloc(&m, len) != 0)
+			return 3;
+		lockd__request__pack(&a, nng_msg_body(m));
+		nng_aio_set_msg(send_aio, m);
+		nng_ctx_send(ctx[i], send_aio);
+		nng_aio_wait(send_aio);
+		if (nng_aio_result(send_aio) != 0) {
+			nng_msg_free(m);
+			continue;
+		}
+		sent++;
+		nng_ctx_recv(ctx[i], aio[i]);
+	}
+	sleep_ms(1000);
+	nng_close(s); /* gone, with every wait still pending */
+	for (unsigned i = 0; i < n; i++) {
+		if (aio[i] == NULL)
+			continue;
+		nng_aio_wait(aio[i]);
+		if (nng_aio_result(aio[i]) == 0)
+			nng_msg_free(nng_aio_get_msg(aio[i]));
+		nng_aio_free(aio[i]);
+	}
+	nng_aio_free(send_aio);
+	free(ctx);
+	free(aio);
+	sleep_ms(500);
+
+	Lockd__Request a = LOCKD__REQUEST__INIT;
+	a.op = LOCKD__OP__OP_ACQUIRE;
+	a.name = (char *)name;
+	a.session = 699999;
+	a.seq = 1;
+	a.ttl_ms = 5000;
+	a.wait_ms = 500;
+	Lockd__Reply *rep = call(url, &a, 5000);
+	Lockd__Request w = LOCKD__REQUEST__INIT;
+	w.op = LOCKD__OP__OP_WATCH;
+	w.name = (char *)name;
+	w.after_position = rep ? rep->position : 0;
+	w.wait_ms = 500;
+	Lockd__Reply *rep2 = call(url, &w, 5000);
+	printf("sent=%u extra_acquire=%s extra_watch=%s\n", sent,
+	       rep ? status_name(rep->status) : "NONE",
+	       rep2 ? status_name(rep2->status) : "NONE");
+	if (rep)
+		lockd__reply__free_unpacked(rep, NULL);
+	if (rep2)
+		lockd__reply__free_unpacked(rep2, NULL);
+	return 0;
+}
+
+/* An ACQUIRE whose ttl_ms is sent as the varint 2^40 + 1000 (appended to a
+ * packed request, so it is the value protobuf-c keeps): what protobuf-c
+ * would cut to 1000 ms. Prints the reply as run() does. */
+static int overlong(const char *name, uint64_t session, uint64_t seq)
+{
+	Lockd__Request r = LOCKD__REQUEST__INIT;
+	r.op = LOCKD__OP__OP_ACQUIRE;
+	r.name = (char *)name;
+	r.session = session;
+	r.seq = seq;
+	uint8_t buf[512];
+	size_t n = lockd__request__pack(&r, buf);
+	buf[n++] = 6 << 3; /* field 6 (ttl_ms), varint */
+	uint64_t v = (1ULL << 40) + 1000;
+	while (v >= 0x80) {
+		buf[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	buf[n++] = (uint8_t)v;
+	const char *url = find_leader();
+	if (url == NULL)
+		return 3;
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	void *in;
+	size_t inlen;
+	if (nng_send(s, buf, n, 0) != 0 ||
+	    nng_recv(s, &in, &inlen, NNG_FLAG_ALLOC) != 0)
+		return 3;
+	Lockd__Reply *rep = lockd__reply__unpack(NULL, inlen, in);
+	nng_free(in, inlen);
+	nng_close(s);
+	if (rep == NULL)
+		return 3;
+	print_reply(rep, url, 0, 1);
+	int rc = rep->status == LOCKD__STATUS__STATUS_OK ? 0 : 1;
+	lockd__reply__free_unpacked(rep, NULL);
+	return rc;
+}
+
 static void usage(void)
 {
 	fputs("usage: lockd-probe ENDPOINTS acquire NAME SESSION SEQ TTL_MS "
@@ -811,6 +1004,9 @@ static void usage(void)
 	      "       lockd-probe ENDPOINTS bench COUNT\n"
 	      "       lockd-probe ENDPOINTS fill PREFIX COUNT\n"
 	      "       lockd-probe URL flood COUNT\n"
+	      "       lockd-probe URL abandon COUNT NAME\n"
+	      "       lockd-probe ENDPOINTS sessions PREFIX COUNT\n"
+	      "       lockd-probe ENDPOINTS overlong NAME SESSION SEQ\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
 	      "       lockd-probe URL fuzz-peer COUNT SEED ID N\n",
 	      stderr);
@@ -884,6 +1080,12 @@ int main(int argc, char **argv)
 		return bench((unsigned)num(a[0]));
 	if (strcmp(cmd, "flood") == 0 && na == 1)
 		return flood(urls[0], (unsigned)num(a[0]));
+	if (strcmp(cmd, "abandon") == 0 && na == 2)
+		return abandon(urls[0], (unsigned)num(a[0]), a[1]);
+	if (strcmp(cmd, "sessions") == 0 && na == 2)
+		return sessions(a[0], (unsigned)num(a[1]));
+	if (strcmp(cmd, "overlong") == 0 && na == 3)
+		return overlong(a[0], num(a[1]), num(a[2]));
 	if (strcmp(cmd, "fill") == 0 && na == 2)
 		return fill(a[0], (unsigned)num(a[1]));
 	if (strcmp(cmd, "fuzz-client") == 0 && na == 2)

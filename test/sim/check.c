@@ -196,6 +196,8 @@ static const char *chk_op_name(ls_op op)
 		return "TICK";
 	case LS_OP_CANCEL_WAIT:
 		return "CANCEL_WAIT";
+	case LS_OP_ABANDON:
+		return "ABANDON";
 	}
 	return "?";
 }
@@ -236,7 +238,7 @@ static void chk_validity_lease(sim_check *c, uint32_t replica, uint64_t slot,
 		return;
 	}
 	bool leader_op = lc.op == LS_OP_EXPIRE || lc.op == LS_OP_TICK ||
-			 lc.op == LS_OP_CANCEL_WAIT;
+			 lc.op == LS_OP_CANCEL_WAIT || lc.op == LS_OP_ABANDON;
 	if (chk_is_internal(cmd->client_id)) {
 		if ((cmd->client_id & ~CHK_INTERNAL_CLIENT) >= c->nreplicas ||
 		    !leader_op)
@@ -890,11 +892,13 @@ void chk_lease_reply(sim_check *c, uint32_t replica, const ln_reply *rp)
 	const ls_result *want = &sub->lres;
 	ls_status got = rp->result.status;
 	/* A command older than the session's latest applied one is settled:
-	 * the core answers OK with no result (its answer is gone, paxos.h).
-	 * It may also never have been applied: a client that gave up waiting
-	 * moved on to its next seq, and the core will never apply the older
-	 * one now. Either way nothing was done for this reply. */
-	if (rp->status == LN_OK && got == LS_OK &&
+	 * the core answers OK with no result (its answer is gone, paxos.h),
+	 * which the node turns into LS_SUPERSEDED, so that a client does not
+	 * take it for done. It may also never have been applied: a client
+	 * that gave up waiting moved on to its next seq, and the core will
+	 * never apply the older one now. Either way nothing was done for this
+	 * reply. */
+	if (rp->status == LN_OK && got == LS_SUPERSEDED &&
 	    rp->seq < c->clients[idx].last_applied_seq && rp->ntokens == 0 &&
 	    rp->result.count == 0 && rp->result.token == 0)
 		return;

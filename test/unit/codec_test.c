@@ -9,6 +9,7 @@
 
 #include "codec.h"
 
+#include "client.pb-c.h"
 #include "ledger.pb-c.h"
 #include "peer.pb-c.h"
 
@@ -1001,4 +1002,72 @@ Test(codec, strerror)
 	cr_assert_str_eq(ld_codec_strerror(-1), "unknown codec error");
 	cr_assert_str_eq(ld_codec_strerror(LD_CODEC_EINVALID + 1),
 			 "unknown codec error");
+}
+
+/* ---- client requests (issue 14, item 10) ----------------------------------
+ */
+
+/* An ACQUIRE Request with field `field` set to the varint v (appended after
+ * the packed fields, so it is the one protobuf-c keeps). */
+static size_t request_with(uint8_t *buf, uint32_t field, uint64_t v)
+{
+	Lockd__Request r = LOCKD__REQUEST__INIT;
+	r.op = LOCKD__OP__OP_ACQUIRE;
+	r.session = 7;
+	r.seq = 1;
+	r.name = (char *)"db";
+	r.ttl_ms = 5000;
+	size_t n = lockd__request__pack(&r, buf);
+	cr_assert(put_varint(buf, 256, &n, (uint64_t)field << 3));
+	cr_assert(put_varint(buf, 256, &n, v));
+	return n;
+}
+
+Test(codec, a_32_bit_field_sent_as_a_64_bit_varint_is_refused)
+{
+	uint8_t buf[256];
+	char err[160];
+	/* What protobuf-c 1.4.1 does with it: keeps the low 32 bits. */
+	size_t n = request_with(buf, 6, (1ULL << 40) + 1000);
+	Lockd__Request *r = lockd__request__unpack(NULL, n, buf);
+	cr_assert_not_null(r);
+	cr_assert_eq(r->ttl_ms, 1000, "protobuf-c no longer truncates");
+	lockd__request__free_unpacked(r, NULL);
+
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
+		     LD_CODEC_EMALFORMED);
+	cr_assert_str_eq(err, "ttl_ms does not fit in 32 bits: 1099511628776 "
+			      "is over 4294967295");
+	n = request_with(buf, 7, 1ULL << 32);
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
+		     LD_CODEC_EMALFORMED);
+	cr_assert_str_eq(err, "wait_ms does not fit in 32 bits: 4294967296 is "
+			      "over 4294967295");
+	/* An enum too: op 2^32 + 1 would unpack as ACQUIRE. */
+	n = request_with(buf, 1, (1ULL << 32) + 1);
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
+		     LD_CODEC_EMALFORMED);
+	n = request_with(buf, 11, UINT64_MAX);
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
+		     LD_CODEC_EMALFORMED);
+
+	/* In range, even at the edge or with a needlessly long encoding of
+	 * a small value, and 64-bit fields at their widest, it passes. */
+	n = request_with(buf, 6, UINT32_MAX);
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	n = request_with(buf, 3, UINT64_MAX); /* seq is a uint64 */
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	n = request_with(buf, 6, 0);
+	buf[n - 1] = 0x80 | 5; /* 5 in two bytes: 0x85 0x00 */
+	buf[n++] = 0;
+	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	/* Garbage is the unpacker's to refuse; the walk does not crash. */
+	uint64_t seed = 14;
+	for (int i = 0; i < 10000; i++) {
+		uint8_t g[64];
+		size_t len = rnd_next(&seed) % sizeof g;
+		for (size_t k = 0; k < len; k++)
+			g[k] = (uint8_t)rnd_next(&seed);
+		(void)ld_codec_request_check(g, len, err, sizeof err);
+	}
 }

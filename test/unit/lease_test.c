@@ -45,18 +45,40 @@ static uint64_t rnd_next(uint64_t *s)
 	return *s * 0x2545F4914F6CDD1DULL;
 }
 
-/* Applies raw command bytes to t at the next slot; returns the result. */
-static ls_result apply_to(ls_table *t, uint64_t slot, const uint8_t *b,
-			  size_t n)
+/* The client that sends b: the session it names (a session's commands
+ * come from that session), else the cell's own. */
+static uint64_t sender_of(const uint8_t *b, size_t n)
+{
+	ls_cmd c;
+	if (ls_cmd_decode(b, n, &c) == LS_OK && c.session != 0 &&
+	    c.op != LS_OP_CANCEL_WAIT)
+		return c.session;
+	return 1ULL << 63;
+}
+
+/* Applies raw command bytes to t at the next slot, from client; returns the
+ * result. */
+static ls_result apply_from(ls_table *t, uint64_t slot, uint64_t client,
+			    const uint8_t *b, size_t n)
 {
 	ld_sm *sm = ls_table_sm(t);
-	ld_cmd c = {.client_id = 1, .seq = slot, .len = (uint32_t)n, .data = b};
+	ld_cmd c = {.client_id = client,
+		    .seq = slot,
+		    .len = (uint32_t)n,
+		    .data = b};
 	uint8_t out[LD_RESULT_BYTES_MAX];
 	size_t k = sm->ops->apply(sm, slot, &c, out, sizeof out);
 	cr_assert_eq(k, LS_RESULT_BYTES);
 	ls_result r;
 	cr_assert_eq(ls_result_decode(out, k, &r), LS_OK);
 	return r;
+}
+
+/* As apply_from, from the session the command names. */
+static ls_result apply_to(ls_table *t, uint64_t slot, const uint8_t *b,
+			  size_t n)
+{
+	return apply_from(t, slot, sender_of(b, n), b, n);
 }
 
 static ls_result apply_bytes(const uint8_t *b, size_t n)
@@ -1283,8 +1305,10 @@ Test(lease, every_status_has_a_sentence)
 		for (int k = 0; k < i; k++)
 			cr_assert_str_neq(s, ls_strerror((ls_status)k));
 	}
-	cr_assert_str_eq(ls_strerror(LS_E_TTL),
-			 "invalid TTL: it must be between 100 ms and 1 h");
+	cr_assert_str_eq(
+		ls_strerror(LS_E_TTL),
+		"invalid TTL: it must be between 100 ms and the cell's "
+		"maximum (lockd --ttl-max-ms, at most 1 h)");
 	cr_assert_not_null(ls_strerror(LS_STATUS_COUNT));
 	cr_assert_not_null(ls_strerror((ls_status)-1));
 }
@@ -1875,4 +1899,221 @@ Test(lease, a_hundred_thousand_leases_expire_in_a_few_decrees)
 	cr_assert_lt(expire_s, 1.0, "expiring took %.3f s", expire_s);
 	free(p.tok);
 	free(p.ren);
+}
+
+/* ---- issue 14: what one ordinary client could do to the table ------------ */
+
+/* Item 10: the cell's TTL maximum holds at apply, not only at the leader's
+ * admission: a decree with a longer TTL is refused the same everywhere. */
+Test(lease, apply_refuses_a_ttl_over_the_cells_maximum)
+{
+	ls_table_set_ttl_ms_max(T, 60000);
+	cr_assert_eq(acquire_v(1, "a", 60001, 0, NULL).status, LS_E_TTL);
+	cr_assert(!held("a"));
+	cr_assert_eq(acquire_v(1, "a", 60000, 0, NULL).status, LS_GRANTED);
+	/* Not by a waiter, nor by the holder's own re-acquire either. */
+	cr_assert_eq(acquire_v(2, "a", 60001, 1000, NULL).status, LS_E_TTL);
+	cr_assert_eq(acquire_v(1, "a", LS_TTL_MS_MAX, 0, NULL).status,
+		     LS_E_TTL);
+	cr_assert_eq(get("a").ttl_ms, 60000);
+	/* Out-of-range maxima are ignored. */
+	ls_table_set_ttl_ms_max(T, LS_TTL_MS_MAX + 1);
+	cr_assert_eq(acquire_v(3, "b", 60001, 0, NULL).status, LS_E_TTL);
+}
+
+/* Item 8: a session's commands are its own. A RELEASE (or ACQUIRE, RENEW)
+ * naming the holder's session but sent by another client ends nothing. */
+Test(lease, release_from_another_client_is_not_the_holders)
+{
+	ls_result g = acquire(7, "owned", 0);
+	cr_assert_eq(g.status, LS_GRANTED);
+	uint8_t b[LD_CMD_BYTES_MAX];
+	size_t n = enc((ls_cmd){.op = LS_OP_RELEASE,
+				.session = 7,
+				.name = "owned",
+				.name_len = 5,
+				.token = g.token},
+		       b, sizeof b);
+	ls_result r = apply_from(T, ++SLOT, 8, b, n);
+	cr_assert_eq(r.status, LS_NOT_HOLDER);
+	cr_assert_eq(get("owned").token, g.token);
+	n = enc(acquire_cmd(7, "other", 1000, 0, NULL), b, sizeof b);
+	cr_assert_eq(apply_from(T, ++SLOT, 8, b, n).status, LS_E_SESSION);
+	cr_assert(!held("other"));
+	n = enc((ls_cmd){.op = LS_OP_RENEW, .session = 7}, b, sizeof b);
+	cr_assert_eq(apply_from(T, ++SLOT, 8, b, n).status, LS_E_SESSION);
+	cr_assert_eq(get("owned").renewals, 0);
+	/* The holder itself still can. */
+	cr_assert_eq(release(7, "owned", g.token).status, LS_OK);
+	cr_assert(!held("owned"));
+}
+
+/* Item 7: ABANDON revokes one grant while it is still the name's lease. */
+Test(lease, abandon_revokes_only_that_grant)
+{
+	ls_result g = acquire(1, "x", 0);
+	cr_assert_eq(g.status, LS_GRANTED);
+	ls_cmd ab = {.op = LS_OP_ABANDON,
+		     .name = "x",
+		     .name_len = 1,
+		     .token = g.token + 1};
+	cr_assert_eq(run(ab).status, LS_NO_SUCH_LEASE);
+	cr_assert(!get("x").revoked);
+	ab.token = g.token;
+	cr_assert_eq(run(ab).status, LS_OK);
+	cr_assert(get("x").revoked);
+	/* Never renewed again. */
+	cr_assert_eq(renew(1).count, 0);
+	ab.token = 0;
+	uint8_t b[LD_CMD_BYTES_MAX];
+	cr_assert_eq(ls_cmd_encode(&ab, b, sizeof b), 0);
+}
+
+static void name_of(char *buf, size_t cap, const char *prefix, uint32_t i,
+		    size_t len)
+{
+	snprintf(buf, cap, "%s%08u", prefix, i);
+	size_t n = strlen(buf);
+	memset(buf + n, 'n', len > n ? len - n : 0);
+	buf[len > n ? len : n] = '\0';
+}
+
+static void check_snapshot_fits(void)
+{
+	ld_sm *sm = ls_table_sm(T);
+	uint8_t *snap;
+	size_t len;
+	cr_assert_eq(sm->ops->snapshot(sm, &snap, &len), 0);
+	cr_assert_lt(len, LD_SNAPSHOT_BYTES_MAX / 2, "snapshot of %zu bytes",
+		     len);
+	ls_table *u = ls_table_new();
+	cr_assert_eq(ls_table_sm(u)->ops->restore(ls_table_sm(u), snap, len),
+		     0);
+	ls_table_usage a, b;
+	ls_table_usage_get(T, &a);
+	ls_table_usage_get(u, &b);
+	cr_assert(a.leases == b.leases && a.waiters == b.waiters &&
+		  a.sessions == b.sessions && a.data_bytes == b.data_bytes);
+	ls_table_free(u);
+	free(snap);
+}
+
+/* Item 5: names and values of the largest size fill the table's bytes; the
+ * next acquire is refused with LS_E_TABLE_FULL, everywhere alike, and the
+ * full table's snapshot stays far under the snapshot limit. */
+Test(lease, table_bytes_are_bounded_and_a_full_snapshot_fits, .timeout = 120)
+{
+	static char value[LS_VALUE_BYTES_MAX + 1];
+	memset(value, 'v', LS_VALUE_BYTES_MAX);
+	char name[LS_NAME_BYTES_MAX + 1];
+	uint32_t i = 0;
+	ls_result r;
+	for (;; i++) {
+		name_of(name, sizeof name, "big/", i, LS_NAME_BYTES_MAX);
+		r = acquire_v(1 + i / LS_LEASES_PER_SESSION_MAX, name, 1000, 0,
+			      value);
+		if (r.status != LS_GRANTED)
+			break;
+	}
+	cr_assert_eq(r.status, LS_E_TABLE_FULL, "status %d after %u", r.status,
+		     i);
+	cr_assert_eq(i, LD_LEASE_DATA_BYTES_MAX /
+				(LS_NAME_BYTES_MAX + LS_VALUE_BYTES_MAX));
+	cr_assert(!held(name));
+	cr_assert_str_eq(ls_strerror(LS_E_TABLE_FULL),
+			 "the cell's lease table is full (at most 131072 "
+			 "leases, 4096 waiters, 4096 sessions and 16 MiB of "
+			 "names and values): release leases or retry later");
+	/* A waiter's value counts too. */
+	name_of(name, sizeof name, "big/", 0, LS_NAME_BYTES_MAX);
+	cr_assert_eq(acquire_v(4000, name, 1000, 1000, value).status,
+		     LS_E_TABLE_FULL);
+	ls_table_usage u;
+	ls_table_usage_get(T, &u);
+	cr_assert_leq(u.data_bytes, LD_LEASE_DATA_BYTES_MAX);
+	check_snapshot_fits();
+	/* Releasing makes room again. */
+	ls_view v = get(name);
+	cr_assert_eq(release(v.holder, name, v.token).status, LS_OK);
+	name_of(name, sizeof name, "big/", i, LS_NAME_BYTES_MAX);
+	cr_assert_eq(acquire_v(4000, name, 1000, 0, value).status, LS_GRANTED);
+}
+
+/* Item 5: many small leases hit the count, waiters theirs, sessions theirs. */
+Test(lease, lease_waiter_and_session_counts_are_bounded, .timeout = 120)
+{
+	char name[64];
+	for (uint32_t i = 0; i < LD_LEASES_MAX; i++) {
+		name_of(name, sizeof name, "n", i, 0);
+		cr_assert_eq(acquire(1 + i / LS_LEASES_PER_SESSION_MAX, name, 0)
+				     .status,
+			     LS_GRANTED);
+	}
+	cr_assert_eq(acquire(5000, "one-more", 0).status, LS_E_TABLE_FULL);
+	check_snapshot_fits();
+	/* Waiters: up to LD_LEASE_WAITERS_MAX in all, over many names. */
+	uint32_t w = 0;
+	ls_result r;
+	for (;; w++) {
+		name_of(name, sizeof name, "n", w % LD_LEASES_MAX, 0);
+		r = acquire(1000 + w / 8, name, 1000);
+		if (r.status != LS_QUEUED)
+			break;
+	}
+	cr_assert_eq(r.status, LS_E_TABLE_FULL);
+	cr_assert_eq(w, LD_LEASE_WAITERS_MAX);
+	check_snapshot_fits();
+}
+
+Test(lease, sessions_are_bounded)
+{
+	char name[64];
+	uint32_t i = 0;
+	ls_result r;
+	for (;; i++) {
+		name_of(name, sizeof name, "s", i, 0);
+		r = acquire(1 + i, name, 0);
+		if (r.status != LS_GRANTED)
+			break;
+	}
+	cr_assert_eq(r.status, LS_E_TABLE_FULL);
+	cr_assert_eq(i, LD_LEASE_SESSIONS_MAX);
+	/* A session the table knows still acquires. */
+	cr_assert_eq(acquire(1, "s-again", 0).status, LS_GRANTED);
+	ls_table_usage u;
+	ls_table_usage_get(T, &u);
+	cr_assert_eq(u.sessions, LD_LEASE_SESSIONS_MAX);
+}
+
+/* A snapshot whose token counter leaves no room for grants is refused, so
+ * the next grant cannot hit the end of the counter (issue 14, item 1's
+ * second half: an assertion reachable from outside). */
+Test(lease, restore_refuses_a_counter_without_room)
+{
+	cr_assert_eq(acquire(1, "c", 0).status, LS_GRANTED);
+	ld_sm *sm = ls_table_sm(T);
+	uint8_t *snap;
+	size_t len;
+	cr_assert_eq(sm->ops->snapshot(sm, &snap, &len), 0);
+	uint64_t counters[] = {UINT64_MAX, (1ULL << 62) + 1, 1ULL << 62};
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < 8; i++) /* after magic and version */
+			snap[8 + i] = (uint8_t)(counters[k] >> (8 * i));
+		uint64_t sum = ld_hash(LD_HASH_SEED, snap, len - 8);
+		for (int i = 0; i < 8; i++)
+			snap[len - 8 + i] = (uint8_t)(sum >> (8 * i));
+		ls_table *u = ls_table_new();
+		int rc =
+			ls_table_sm(u)->ops->restore(ls_table_sm(u), snap, len);
+		cr_assert_eq(rc, k < 2 ? -1 : 0, "counter %llu",
+			     (unsigned long long)counters[k]);
+		if (rc == 0) {
+			uint8_t b[LD_CMD_BYTES_MAX];
+			size_t n = enc(acquire_cmd(2, "d", 1000, 0, NULL), b,
+				       sizeof b);
+			cr_assert_eq(apply_to(u, 2, b, n).status, LS_GRANTED);
+		}
+		ls_table_free(u);
+	}
+	free(snap);
 }

@@ -575,3 +575,151 @@ Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
 	cr_assert(x == NULL || x->status == LN_NOT_LEADER,
 		  "an isolated leader answered a linearizable read");
 }
+
+/* ---- issue 14: one ordinary client --------------------------------------- */
+
+static void gone(int at, uint64_t req_id)
+{
+	ln_event e = {.type = LN_EV_GONE, .gone = &req_id, .ngone = 1};
+	run((uint32_t)at, &e);
+	deliver_all();
+}
+
+/* Item 7: a waiting acquire whose client went away stops waiting: its wait
+ * is cancelled in the ledger at once (not after its hour), so the name does
+ * not pass to a session nobody renews, and no reply is made for it. */
+Test(node, a_gone_waiter_stops_waiting, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(1, "g", 5000, 0);
+	uint64_t t1 = r->result.token;
+	uint64_t w = send_to(leader(), acquire_req(2, "g", 5000, 3600000));
+	advance(20);
+	cr_assert_eq(do_get(leader(), "g")->nwaiters, 1);
+	gone(leader(), w);
+	advance(20);
+	cr_assert_eq(do_get(leader(), "g")->nwaiters, 0,
+		     "the gone client still waits in the table");
+	cr_assert_eq(do_simple(LN_REQ_RELEASE, 1, "g", t1)->result.status,
+		     LS_OK);
+	advance(20);
+	cr_assert_eq(do_get(leader(), "g")->found, false,
+		     "the name went to a gone client");
+	cr_assert_null(find_reply(w));
+	ln_stats st;
+	ln_node_stats(nodes[leader()], &st);
+	cr_assert_eq(st.abandoned, 1);
+}
+
+/* Item 7: an acquire whose client went away before its decree applied: a
+ * grant that comes anyway is revoked at once (never renewed, and it passes
+ * on at its expiry: a retry that learns of it cannot overlap the next). */
+Test(node, a_gone_clients_grant_is_revoked, .init = setup, .fini = teardown)
+{
+	ln_request q = acquire_req(3, "h", 1000, 60000);
+	q.req_id = req_ids++;
+	ln_event e = {.type = LN_EV_REQUEST, .req = &q};
+	run((uint32_t)leader(), &e);
+	gone(leader(), q.req_id); /* before the decree is chosen */
+	advance(20);
+	ln_reply *g = do_get(leader(), "h");
+	cr_assert(g->found);
+	cr_assert(g->revoked, "a grant nobody will hear of stays renewable");
+	cr_assert_null(find_reply(q.req_id));
+	ln_reply *r = do_simple(LN_REQ_RENEW, 3, NULL, 0);
+	cr_assert_eq(r->result.count, 0);
+	advance(1300); /* TTL 1000 + grace 200 */
+	cr_assert_eq(do_get(leader(), "h")->found, false);
+}
+
+/* Item 7: the gone client was only reconnecting, and retries its acquire
+ * (same seq) after the wait was cancelled: the exactly-once table answers
+ * QUEUED, and no grant or cancel will follow, so it is answered at once. */
+Test(node, a_retry_after_the_cancel_is_answered, .init = setup,
+     .fini = teardown)
+{
+	do_acquire(1, "r", 5000, 0);
+	ln_request q = acquire_req(2, "r", 5000, 60000);
+	uint64_t first = send_to(leader(), q);
+	advance(20);
+	gone(leader(), first);
+	advance(20);
+	cr_assert_eq(do_get(leader(), "r")->nwaiters, 0);
+	ln_reply *r = await(send_to(leader(), q), 50);
+	cr_assert_not_null(r, "a retry after the cancel waits forever");
+	cr_assert_eq(r->status, LN_TIMEOUT);
+	cr_assert_eq(r->result.holder, 1);
+}
+
+/* Item 8: a seq with no room above it is refused, so a session cannot be
+ * stuck answering every later write as settled. */
+Test(node, a_seq_without_room_is_refused, .init = setup, .fini = teardown)
+{
+	ln_request q = acquire_req(4, "s", 1000, 0);
+	q.seq = UINT64_MAX;
+	ln_reply *r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->status, LN_INVALID);
+	cr_assert_eq(r->result.status, LS_E_SEQ);
+	q.seq = LN_SEQ_MAX + 1;
+	r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->result.status, LS_E_SEQ);
+	/* The session still works. */
+	q.seq = 5;
+	r = await(send_to(leader(), q), 50);
+	cr_assert_eq(r->result.status, LS_GRANTED);
+}
+
+/* Item 8: writes of one session that arrive together out of order (say
+ * over several contexts) go to the ledger in seq order, so none is skipped;
+ * one that does come after a later seq is answered SUPERSEDED, never OK. */
+Test(node, pipelined_writes_apply_in_seq_order, .init = setup, .fini = teardown)
+{
+	ln_request q[3] = {acquire_req(5, "p3", 1000, 0),
+			   acquire_req(5, "p1", 1000, 0),
+			   acquire_req(5, "p2", 1000, 0)};
+	q[0].seq = 13;
+	q[1].seq = 11;
+	q[2].seq = 12;
+	for (int i = 0; i < 3; i++)
+		q[i].req_id = req_ids++;
+	ln_event e = {.type = LN_EV_REQUEST, .req = q, .nreqs = 3};
+	run((uint32_t)leader(), &e);
+	deliver_all();
+	for (int i = 0; i < 3; i++) {
+		ln_reply *r = await(q[i].req_id, 50);
+		cr_assert_not_null(r);
+		cr_assert_eq(r->result.status, LS_GRANTED, "seq %llu: %d",
+			     (unsigned long long)q[i].seq, r->result.status);
+	}
+	/* A write that arrives after a later one of its session applied. */
+	ln_request late = acquire_req(5, "p0", 1000, 0);
+	late.seq = 10;
+	ln_reply *r = await(send_to(leader(), late), 50);
+	cr_assert_eq(r->status, LN_OK);
+	cr_assert_eq(r->result.status, LS_SUPERSEDED,
+		     "a skipped write was answered %d", r->result.status);
+	cr_assert_eq(do_get(leader(), "p0")->found, false);
+}
+
+/* Item 10: the TTL maximum is the table's, so it holds at apply too. */
+Test(node, the_ttl_maximum_is_the_tables, .init = setup, .fini = teardown)
+{
+	ln_reply *r = do_acquire(6, "t", cfg.ttl_ms_max + 1, 0);
+	cr_assert_eq(r->status, LN_INVALID);
+	cr_assert_eq(r->result.status, LS_E_TTL);
+	/* The leader's table refuses such a decree at apply as well (this
+	 * test ends here: that apply was the leader's alone). */
+	ls_table *t = (ls_table *)ln_node_table(nodes[leader()]);
+	ld_sm *sm = ls_table_sm(t);
+	uint8_t b[LD_CMD_BYTES_MAX], out[LD_RESULT_BYTES_MAX];
+	ls_cmd c = {.op = LS_OP_ACQUIRE,
+		    .session = 6,
+		    .name = "t",
+		    .name_len = 1,
+		    .ttl_ms = cfg.ttl_ms_max + 1};
+	size_t n = ls_cmd_encode(&c, b, sizeof b);
+	ld_cmd cmd = {.client_id = 6, .seq = 1, .len = (uint32_t)n, .data = b};
+	ls_result res;
+	size_t k = sm->ops->apply(sm, 1000000, &cmd, out, sizeof out);
+	cr_assert_eq(ls_result_decode(out, k, &res), LS_OK);
+	cr_assert_eq(res.status, LS_E_TTL);
+}

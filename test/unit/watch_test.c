@@ -37,8 +37,14 @@ static ls_status run(ls_cmd c)
 	uint8_t b[LD_CMD_BYTES_MAX], out[LD_RESULT_BYTES_MAX];
 	size_t n = ls_cmd_encode(&c, b, sizeof b);
 	cr_assert_gt(n, 0);
-	ld_cmd cmd = {
-		.client_id = 1, .seq = SLOT + 1, .len = (uint32_t)n, .data = b};
+	/* A session's commands come from that session. */
+	uint64_t client = c.session != 0 && c.op != LS_OP_CANCEL_WAIT
+				  ? c.session
+				  : 1ULL << 63;
+	ld_cmd cmd = {.client_id = client,
+		      .seq = SLOT + 1,
+		      .len = (uint32_t)n,
+		      .data = b};
 	ld_sm *sm = ls_table_sm(T);
 	size_t k = sm->ops->apply(sm, ++SLOT, &cmd, out, sizeof out);
 	ls_result r;
