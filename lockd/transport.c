@@ -36,9 +36,9 @@ struct ld_peers {
 static const char *msg_type_name(ld_msg_type t)
 {
 	static const char *const names[] = {
-		"?",           "prepare", "promise",  "accept",
-		"accepted",    "reject",  "commit",   "commit_ack",
-		"catchup_req", "catchup", "snapshot",
+		"?",        "prepare", "promise",    "accept",      "accepted",
+		"reject",   "commit",  "commit_ack", "catchup_req", "catchup",
+		"snapshot", "probe",   "probe_ack",
 	};
 	return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
