@@ -11,17 +11,22 @@
 
 #include "codec.h"
 #include "ldlog.h"
+#include "peer_auth.h"
 #include "tls.h"
 
 /* The largest peer message: the codec refuses to encode or decode more, so
- * nng may drop anything larger before it is even buffered. */
-#define PEER_RECV_BYTES_MAX ((size_t)LD_MESSAGE_BYTES_MAX)
+ * nng may drop anything larger (with its MAC trailer) before it is even
+ * buffered. */
+#define PEER_RECV_BYTES_MAX \
+	((size_t)LD_MESSAGE_BYTES_MAX + LD_PEER_TRAILER_BYTES)
 
 /* Messages queued per peer while its connection is busy. */
 #define PEER_SENDBUF_MSGS 256
 
 struct ld_peers {
 	uint32_t id, n;
+	uint64_t cell_id;
+	ld_peer_key key; /* key.len == 0: no MAC (TLS, or insecure) */
 	ld_evq *q;
 	nng_socket pull;
 	bool pull_open;
@@ -61,13 +66,31 @@ static void peers_rx_cb(void *arg)
 		return;
 	if (rv == 0) {
 		nng_msg *nm = nng_aio_get_msg(p->rx);
-		size_t len = nng_msg_len(nm);
+		size_t len = nng_msg_len(nm), body_len = len;
+		const uint8_t *body = nng_msg_body(nm);
+		uint32_t mac_from = 0;
+		const char *why = NULL;
 		ld_msg *m = NULL;
-		int crv = ld_codec_msg_decode(nng_msg_body(nm), len, p->n, &m);
+		int crv = 0;
+		/* The cell key first: the codec sees only what a key holder
+		 * sent, to this replica. */
+		if (p->key.len > 0)
+			why = ld_peer_mac_open(&p->key, p->cell_id, p->id, body,
+					       len, &body_len, &mac_from);
+		if (why == NULL)
+			crv = ld_codec_msg_decode(body, body_len, p->n, &m);
 		nng_msg_free(nm);
 		atomic_fetch_add(&p->received, 1);
-		if (crv != 0) {
+		if (why != NULL) {
+			peers_refuse(p, why, len);
+		} else if (crv != 0) {
 			peers_refuse(p, ld_codec_strerror(crv), len);
+		} else if (p->key.len > 0 && m->from != mac_from) {
+			peers_refuse(p,
+				     "from differs from the sender the MAC "
+				     "names",
+				     len);
+			ld_msg_free(m);
 		} else if (m->to != p->id) {
 			peers_refuse(p, "addressed to another replica", len);
 			ld_msg_free(m);
@@ -104,6 +127,8 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 	}
 	p->id = o->id;
 	p->n = o->nreplicas;
+	p->cell_id = o->cell_id;
+	p->key = o->peer_key;
 	p->q = q;
 	p->refuse_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	p->drop_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
@@ -160,6 +185,18 @@ void ld_peers_send(ld_peers *p, const ld_msg *m)
 			       ld_codec_strerror(crv),
 			       (unsigned long long)suppressed);
 		return;
+	}
+	if (p->key.len > 0) {
+		uint8_t *sealed = realloc(buf, len + LD_PEER_TRAILER_BYTES);
+		if (sealed == NULL ||
+		    ld_peer_mac_seal(&p->key, p->cell_id, p->id, m->to, sealed,
+				     len, sealed + len) != 0) {
+			free(sealed != NULL ? sealed : buf);
+			atomic_fetch_add(&p->encode_failed, 1);
+			return;
+		}
+		buf = sealed;
+		len += LD_PEER_TRAILER_BYTES;
 	}
 	int rv = nng_send(p->push[m->to], buf, len, NNG_FLAG_NONBLOCK);
 	free(buf);
