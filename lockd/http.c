@@ -149,8 +149,8 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 	COUNTER("peer_received", "Messages received from peers.",
 		s->peer_received);
 	COUNTER("peer_refused",
-		"Peer messages refused: unauthenticated (cell key or "
-		"certificate), malformed, or misaddressed.",
+		"Peer messages (or TLS connections) refused: unauthenticated "
+		"(cell key or certificate), malformed, or misaddressed.",
 		s->peer_refused);
 	COUNTER("grants", "Leases granted, as applied here.", s->grants);
 	COUNTER("lease_ends",
