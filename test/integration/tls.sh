@@ -137,12 +137,33 @@ grep -q "event=peer_refused.*the sender's certificate names" "$T/r$v.log" ||
 	fail "r$v took r$as's word for r$lead's: $(tail -n 3 "$T/r$v.log")"
 [[ $(lc_leader) == "$lead" ]] || fail "the leader changed after a posing replica's PREPARE"
 
-say "a replica with a certificate from another CA cannot join or disrupt"
 ballot_of() { # the leader's ballot, from lc status
 	lc status 2>/dev/null | awk '$2 == "leader" {print $4}'
 }
 b0=$(ballot_of)
 [[ -n $b0 ]] || fail "no ballot: $(lc status 2>&1)"
+
+say "a replica started with another replica's certificate is cut off"
+f=$(( (lead + 1) % 3 )) o=$(( (lead + 2) % 3 ))
+stop_replica "$f" KILL
+sleep 1.2 # refusals are logged at most once a second
+start_replica "$f" --tls-cert "$C/replica$o.pem"
+# The leader dials it and finds replica o's name, and what it sends as f
+# arrives over a connection that names o.
+for _ in $(seq 50); do
+	grep -qE "event=peer_refused.*(dialed peer's certificate names another|the sender's certificate names)" \
+		"$T/r$lead.log" && break
+	sleep 0.1
+done
+grep -qE "event=peer_refused.*(dialed peer's certificate names another|the sender's certificate names)" \
+	"$T/r$lead.log" || fail "r$lead took r$o's certificate for r$f's: $(tail -n 3 "$T/r$lead.log")"
+out=$(lc acquire tls/c --ttl 30s) || fail "the two honest replicas: $out"
+[[ $(ballot_of) == "$b0" ]] || fail "the ballot moved from $b0 to $(ballot_of)"
+stop_replica "$f" KILL
+start_replica "$f"
+lc_leader >/dev/null
+
+say "a replica with a certificate from another CA cannot join or disrupt"
 f=$(( (lead + 1) % 3 ))
 stop_replica "$f" KILL
 # It knows the cell's CA (it can check the others) but its own certificate
@@ -157,9 +178,9 @@ grep -q "event=election" "$T/r$f.log" ||
 	fail "the rogue replica never campaigned: $(tail -n 5 "$T/r$f.log")"
 [[ $(ballot_of) == "$b0" ]] ||
 	fail "the leader's ballot moved from $b0 to $(ballot_of): the rogue got in"
-# Since its restart, the rogue replica has heard no leader it could verify,
+# Since its last start, the rogue replica has heard no leader it could verify,
 # and a verifying client cannot talk to it.
-awk '/event=start/ {n++} n == 2 && /event=leader_change leader=[0-9]/ {bad=1}
+awk '/event=start/ {bad=0} /event=leader_change leader=[0-9]/ {bad=1}
 	END {exit bad}' "$T/r$f.log" ||
 	fail "the rogue replica followed the cell: $(tail -n 5 "$T/r$f.log")"
 out=$(lc status 2>/dev/null || true)
