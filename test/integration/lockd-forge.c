@@ -7,8 +7,9 @@
  *   lockd-forge URL KIND --to ID --from ID [options]
  *
  * KIND (the attacks of issue 14):
- *   snapshot  base and commit --slot (default 2^40), a lease table holding
- *             forged/lease for session 666 with a TTL of 1 h
+ *   snapshot  base and commit --slot (default 2^40), framed as a replica's
+ *             snapshot, of a lease table holding forged/lease for session
+ *             666 with a TTL of 1 h
  *   accept    ballot (--round, default 2^64-1; --ballot-id, default the
  *             receiver's id) at --slot (default 1), a decree acquiring
  *             forged/accept
@@ -100,7 +101,19 @@ static ld_value *acquire_value(const char *name, uint64_t seq)
 	return v;
 }
 
-/* A lease table holding forged/lease, applied at slot, as snapshot bytes. */
+/* The replica's snapshot framing (paxos.c's snapshot_encode, little-endian):
+ * "LDSN", the client table's count, the base, then the state machine's
+ * bytes. A forged snapshot must carry it, or the core drops it unread. */
+#define FORGE_SNAP_MAGIC 0x4c44534eu
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A lease table holding forged/lease, applied at slot, framed as a replica
+ * snapshot at base slot (no client entries). */
 static void table_snapshot(uint64_t slot, uint8_t **out, size_t *len)
 {
 	ls_table *t = ls_table_new();
@@ -110,10 +123,21 @@ static void table_snapshot(uint64_t slot, uint8_t **out, size_t *len)
 	if (t == NULL)
 		exit(1);
 	sm->ops->apply(sm, slot, &v->cmds[0], res, sizeof res);
-	if (sm->ops->snapshot(sm, out, len) != 0) {
+	uint8_t *table;
+	size_t tlen;
+	if (sm->ops->snapshot(sm, &table, &tlen) != 0) {
 		fprintf(stderr, "lockd-forge: cannot snapshot the table\n");
 		exit(1);
 	}
+	*len = 16 + tlen;
+	*out = malloc(*len);
+	if (*out == NULL)
+		exit(1);
+	put_le(*out, FORGE_SNAP_MAGIC, 4);
+	put_le(*out + 4, 0, 4);
+	put_le(*out + 8, slot, 8);
+	memcpy(*out + 16, table, tlen);
+	free(table);
 	ld_value_unref(v);
 	ls_table_free(t);
 }
