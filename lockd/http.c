@@ -187,7 +187,9 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 		s->peer_dropped);
 	COUNTER("peer_received", "Messages received from peers.",
 		s->peer_received);
-	COUNTER("peer_refused", "Peer messages refused as malformed.",
+	COUNTER("peer_refused",
+		"Peer messages (or TLS connections) refused: unauthenticated "
+		"(cell key or certificate), malformed, or misaddressed.",
 		s->peer_refused);
 	COUNTER("grants", "Leases granted, as applied here.", s->grants);
 	COUNTER("lease_ends",

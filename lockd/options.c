@@ -17,13 +17,24 @@ typedef struct opt_state {
 } opt_state;
 
 static const char *const opt_names[] = {
-	"config",         "id",        "peers",
-	"clients",        "data",      "grace-ms",
-	"ttl-max-ms",     "drift-ppm", "heartbeat-ms",
-	"election-ms",    "tick-ms",   "cell-id",
-	"snapshot-every", "retry-ms",  "http",
-	"tls-cert",       "tls-ca",    "tls-client-auth",
+	"config",         "id",
+	"peers",          "clients",
+	"data",           "grace-ms",
+	"ttl-max-ms",     "drift-ppm",
+	"heartbeat-ms",   "election-ms",
+	"tick-ms",        "cell-id",
+	"snapshot-every", "retry-ms",
+	"http",           "tls-cert",
+	"tls-ca",         "tls-client-auth",
+	"peer-key",       "insecure-peers",
 };
+
+/* Flags that may stand alone on the command line (`--insecure-peers`):
+ * they mean 1 then. */
+static bool opt_boolean(const char *name)
+{
+	return strcmp(name, "insecure-peers") == 0;
+}
 
 void ld_options_usage(FILE *f)
 {
@@ -60,6 +71,16 @@ void ld_options_usage(FILE *f)
 	      "TLS)\n"
 	      "  --tls-client-auth 1  clients must present a certificate the "
 	      "CA signed\n"
+	      "  --peer-key FILE      the cell key: 32+ secret bytes, the same "
+	      "file on every\n"
+	      "                       replica (mode 600); every peer message "
+	      "carries its\n"
+	      "                       HMAC-SHA256, and others are dropped\n"
+	      "  --insecure-peers     allow plain tcp:// peer URLs without "
+	      "--peer-key\n"
+	      "                       (anyone who reaches a peer port can "
+	      "then forge\n"
+	      "                       Paxos messages: for a laptop only)\n"
 	      "  --free-ports N       print N free loopback TCP ports and "
 	      "exit\n",
 	      f);
@@ -180,6 +201,18 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 			return -1;
 		}
 		strcpy(dst, v);
+	} else if (strcmp(name, "peer-key") == 0) {
+		if (*v == '\0' || strlen(v) >= sizeof o->peer_key_file) {
+			snprintf(err, errlen,
+				 "--peer-key wants a file path of 1-%zu bytes",
+				 sizeof o->peer_key_file - 1);
+			return -1;
+		}
+		strcpy(o->peer_key_file, v);
+	} else if (strcmp(name, "insecure-peers") == 0) {
+		if (parse_u64(name, v, 1, &x, err, errlen))
+			return -1;
+		o->insecure_peers = x == 1;
 	} else if (strcmp(name, "tls-client-auth") == 0) {
 		if (parse_u64(name, v, 1, &x, err, errlen))
 			return -1;
@@ -341,6 +374,13 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t namelen,
 		(*i)++;
 		return 1;
 	}
+	if (opt_boolean(name) &&
+	    (*i + 1 >= argc || (strcmp(argv[*i + 1], "0") != 0 &&
+				strcmp(argv[*i + 1], "1") != 0))) {
+		*value = "1";
+		(*i)++;
+		return 1;
+	}
 	if (*i + 1 >= argc) {
 		snprintf(err, errlen, "--%s needs a value", name);
 		return -1;
@@ -348,6 +388,32 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t namelen,
 	*value = argv[*i + 1];
 	*i += 2;
 	return 1;
+}
+
+/* Peers must authenticate: by TLS certificates (tls+tcp:// URLs), or by the
+ * cell key. A plain URL without a key is refused unless --insecure-peers. */
+static int opt_peer_auth(ld_options *o, char *err, size_t errlen)
+{
+	if (o->peer_key_file[0] != '\0')
+		return ld_peer_key_load(o->peer_key_file, &o->peer_key, err,
+					errlen);
+	if (o->insecure_peers)
+		return 0;
+	for (uint32_t j = 0; j < o->nreplicas; j++) {
+		if (strncmp(o->peers[j], "tls+", 4) == 0)
+			continue;
+		snprintf(err, errlen,
+			 "peer URL %s is not TLS, and without a cell key "
+			 "anyone who can reach a peer port can forge Paxos "
+			 "messages and change or stop the cell: give every "
+			 "replica the same --peer-key FILE (head -c 32 "
+			 "/dev/urandom > FILE; chmod 600 FILE), or use "
+			 "tls+tcp:// peer URLs with --tls-cert and --tls-ca; "
+			 "--insecure-peers starts anyway (a laptop only)",
+			 o->peers[j]);
+		return -1;
+	}
+	return 0;
 }
 
 int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
@@ -441,5 +507,7 @@ int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
 	o->node.paxos.nreplicas = o->nreplicas;
 	o->node.paxos.heartbeat_us = st.heartbeat_ms * 1000;
 	o->node.paxos.election_timeout_us = st.election_ms * 1000;
-	return ln_config_check(&o->node, err, errlen);
+	if (ln_config_check(&o->node, err, errlen) != 0)
+		return -1;
+	return opt_peer_auth(o, err, errlen);
 }

@@ -13,6 +13,7 @@
 
 #include "ld_limits.h"
 #include "node.h"
+#include "peer_auth.h"
 
 #define LD_URL_BYTES_MAX 256u
 #define LD_PATH_BYTES_MAX 1024u
@@ -31,6 +32,12 @@ typedef struct ld_options {
 	char tls_cert[LD_PATH_BYTES_MAX];
 	char tls_ca[LD_PATH_BYTES_MAX];
 	bool tls_client_auth;
+	/* The cell key (peer_auth.h): --peer-key FILE, read by
+	 * ld_options_parse; key.len == 0 without one. Plain (non-TLS) peer URLs
+	 * need it unless insecure_peers (--insecure-peers) says otherwise. */
+	char peer_key_file[LD_PATH_BYTES_MAX];
+	ld_peer_key peer_key;
+	bool insecure_peers;
 	/* The node's configuration, filled from the flags over its defaults
 	 * (ln_config_default); validated by ld_options_parse. */
 	ln_config node;

@@ -26,7 +26,10 @@ int ld_tls_listen(nng_socket s, const char *url, const ld_tls *t,
 		  bool require_peer_cert, char *err, size_t errlen)
 {
 	nng_listener l;
-	int rv = nng_listener_create(&l, s, url);
+	int rv;
+	if (ld_tls_url(url) && (rv = ld_tls_engine_use(err, errlen)) != 0)
+		return rv;
+	rv = nng_listener_create(&l, s, url);
 	if (rv != 0)
 		return tls_fail(rv, "cannot listen on", url, err, errlen);
 	if (ld_tls_url(url)) {
@@ -73,7 +76,10 @@ int ld_tls_dial(nng_socket s, const char *url, const ld_tls *t, char *err,
 		size_t errlen)
 {
 	nng_dialer d;
-	int rv = nng_dialer_create(&d, s, url);
+	int rv;
+	if (ld_tls_url(url) && (rv = ld_tls_engine_use(err, errlen)) != 0)
+		return rv;
+	rv = nng_dialer_create(&d, s, url);
 	if (rv != 0)
 		return tls_fail(rv, "cannot dial", url, err, errlen);
 	if (ld_tls_url(url)) {

@@ -11,23 +11,38 @@
 
 #include "codec.h"
 #include "ldlog.h"
+#include "peer_auth.h"
 #include "tls.h"
 
 /* The largest peer message: the codec refuses to encode or decode more, so
- * nng may drop anything larger before it is even buffered. */
-#define PEER_RECV_BYTES_MAX ((size_t)LD_MESSAGE_BYTES_MAX)
+ * nng may drop anything larger (with its MAC trailer) before it is even
+ * buffered. */
+#define PEER_RECV_BYTES_MAX \
+	((size_t)LD_MESSAGE_BYTES_MAX + LD_PEER_TRAILER_BYTES)
 
 /* Messages queued per peer while its connection is busy. */
 #define PEER_SENDBUF_MSGS 256
 
+/* The argument of a push socket's pipe callback: whom it dials. */
+struct peers_dest {
+	ld_peers *p;
+	uint32_t id;
+};
+
 struct ld_peers {
 	uint32_t id, n;
+	uint64_t cell_id;
+	ld_peer_key key; /* key.len == 0: no MAC (TLS, or insecure) */
+	/* The peer port is TLS: every message's from must be the replica the
+	 * connection's certificate names (tls.h). */
+	bool tls_ids;
 	ld_evq *q;
 	nng_socket pull;
 	bool pull_open;
 	nng_aio *rx;
 	nng_socket push[LD_REPLICAS_MAX];
 	bool push_open[LD_REPLICAS_MAX];
+	struct peers_dest dest[LD_REPLICAS_MAX];
 	atomic_uint_fast64_t sent, send_dropped, encode_failed;
 	atomic_uint_fast64_t received, refused;
 	ld_ratelimit refuse_rl, drop_rl, encode_rl;
@@ -36,9 +51,9 @@ struct ld_peers {
 static const char *msg_type_name(ld_msg_type t)
 {
 	static const char *const names[] = {
-		"?",           "prepare", "promise",  "accept",
-		"accepted",    "reject",  "commit",   "commit_ack",
-		"catchup_req", "catchup", "snapshot",
+		"?",        "prepare", "promise",    "accept",      "accepted",
+		"reject",   "commit",  "commit_ack", "catchup_req", "catchup",
+		"snapshot", "probe",   "probe_ack",
 	};
 	return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
@@ -53,6 +68,67 @@ static void peers_refuse(ld_peers *p, const char *why, size_t len)
 		       (unsigned long long)suppressed);
 }
 
+/* The far end of a pipe, for a log line: "IP:port", or "?". */
+static void peers_pipe_addr(nng_pipe pipe, char *buf, size_t cap)
+{
+	nng_sockaddr sa;
+	snprintf(buf, cap, "?");
+	if (nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &sa) != 0 ||
+	    sa.s_family != NNG_AF_INET)
+		return;
+	const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+	const uint8_t *port = (const uint8_t *)&sa.s_in.sa_port;
+	snprintf(buf, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+		 (unsigned)port[0] << 8 | port[1]);
+}
+
+/* A TLS connection whose certificate does not name the replica it must be
+ * is closed before any message crosses it: on the peer port (pull), any
+ * other replica of this cell (a client's certificate names none); on a
+ * dialed connection (push), the replica whose URL was dialed. */
+static void peers_pipe_check(ld_peers *p, nng_pipe pipe, int32_t want)
+{
+	int32_t id = ld_tls_pipe_replica(pipe);
+	bool ok = want >= 0 ? id == want
+			    : id >= 0 && (uint32_t)id < p->n &&
+				      (uint32_t)id != p->id;
+	if (ok)
+		return;
+	atomic_fetch_add(&p->refused, 1);
+	uint64_t suppressed;
+	if (!ld_ratelimit_pass(&p->refuse_rl, &suppressed)) {
+		nng_pipe_close(pipe);
+		return;
+	}
+	char addr[64];
+	peers_pipe_addr(pipe, addr, sizeof addr);
+	nng_pipe_close(pipe);
+	const char *why =
+		want >= 0 ? "the dialed peer's certificate names another "
+			    "replica, or none"
+		: id < 0  ? "a connection whose certificate names no replica "
+			    "(CN lockd-replica-N): a client's?"
+			  : "a connection whose certificate names no other "
+			    "replica of this cell";
+	ld_log("warn", "peer_refused",
+	       "reason=\"%s\" remote=%s cert_replica=%d want=%d "
+	       "suppressed=%llu",
+	       why, addr, (int)id, (int)want, (unsigned long long)suppressed);
+}
+
+static void peers_pull_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	if (ev == NNG_PIPE_EV_ADD_PRE)
+		peers_pipe_check(arg, pipe, -1);
+}
+
+static void peers_push_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	const struct peers_dest *d = arg;
+	if (ev == NNG_PIPE_EV_ADD_PRE)
+		peers_pipe_check(d->p, pipe, (int32_t)d->id);
+}
+
 static void peers_rx_cb(void *arg)
 {
 	ld_peers *p = arg;
@@ -61,13 +137,41 @@ static void peers_rx_cb(void *arg)
 		return;
 	if (rv == 0) {
 		nng_msg *nm = nng_aio_get_msg(p->rx);
-		size_t len = nng_msg_len(nm);
+		size_t len = nng_msg_len(nm), body_len = len;
+		const uint8_t *body = nng_msg_body(nm);
+		int32_t cert_id =
+			p->tls_ids ? ld_tls_pipe_replica(nng_msg_get_pipe(nm))
+				   : -1;
+		uint32_t mac_from = 0;
+		const char *why = NULL;
 		ld_msg *m = NULL;
-		int crv = ld_codec_msg_decode(nng_msg_body(nm), len, p->n, &m);
+		int crv = 0;
+		/* The cell key first: the codec sees only what a key holder
+		 * sent, to this replica. */
+		if (p->key.len > 0)
+			why = ld_peer_mac_open(&p->key, p->cell_id, p->id, body,
+					       len, &body_len, &mac_from);
+		if (why == NULL)
+			crv = ld_codec_msg_decode(body, body_len, p->n, &m);
 		nng_msg_free(nm);
 		atomic_fetch_add(&p->received, 1);
-		if (crv != 0) {
+		if (why != NULL) {
+			peers_refuse(p, why, len);
+		} else if (crv != 0) {
 			peers_refuse(p, ld_codec_strerror(crv), len);
+		} else if (p->key.len > 0 && m->from != mac_from) {
+			peers_refuse(p,
+				     "from differs from the sender the MAC "
+				     "names",
+				     len);
+			ld_msg_free(m);
+		} else if (p->tls_ids &&
+			   (cert_id < 0 || (uint32_t)cert_id != m->from)) {
+			peers_refuse(p,
+				     "from is not the replica the sender's "
+				     "certificate names",
+				     len);
+			ld_msg_free(m);
 		} else if (m->to != p->id) {
 			peers_refuse(p, "addressed to another replica", len);
 			ld_msg_free(m);
@@ -104,6 +208,8 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 	}
 	p->id = o->id;
 	p->n = o->nreplicas;
+	p->cell_id = o->cell_id;
+	p->key = o->peer_key;
 	p->q = q;
 	p->refuse_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	p->drop_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
@@ -120,6 +226,11 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 	if ((rv = nng_aio_alloc(&p->rx, peers_rx_cb, p)) != 0)
 		return peers_fail(err, errlen, "cannot receive on", url, rv);
 	ld_tls tls = {o->tls_cert, o->tls_ca};
+	p->tls_ids = ld_tls_url(url);
+	if (p->tls_ids && (rv = nng_pipe_notify(p->pull, NNG_PIPE_EV_ADD_PRE,
+						peers_pull_pipe_cb, p)) != 0)
+		return peers_fail(err, errlen, "cannot watch connections to",
+				  url, rv);
 	if (ld_tls_listen(p->pull, url, &tls, true, err, errlen) != 0)
 		return -1;
 	for (uint32_t j = 0; j < p->n; j++) {
@@ -136,6 +247,14 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 		/* A restarted peer is reachable again within ~100 ms. */
 		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMINT, 50);
 		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMAXT, 500);
+		p->dest[j] = (struct peers_dest){p, j};
+		if (ld_tls_url(url) &&
+		    (rv = nng_pipe_notify(p->push[j], NNG_PIPE_EV_ADD_PRE,
+					  peers_push_pipe_cb, &p->dest[j])) !=
+			    0)
+			return peers_fail(err, errlen,
+					  "cannot watch connections to", url,
+					  rv);
 		if (ld_tls_dial(p->push[j], url, &tls, err, errlen) != 0)
 			return -1;
 	}
@@ -160,6 +279,18 @@ void ld_peers_send(ld_peers *p, const ld_msg *m)
 			       ld_codec_strerror(crv),
 			       (unsigned long long)suppressed);
 		return;
+	}
+	if (p->key.len > 0) {
+		uint8_t *sealed = realloc(buf, len + LD_PEER_TRAILER_BYTES);
+		if (sealed == NULL ||
+		    ld_peer_mac_seal(&p->key, p->cell_id, p->id, m->to, sealed,
+				     len, sealed + len) != 0) {
+			free(sealed != NULL ? sealed : buf);
+			atomic_fetch_add(&p->encode_failed, 1);
+			return;
+		}
+		buf = sealed;
+		len += LD_PEER_TRAILER_BYTES;
 	}
 	int rv = nng_send(p->push[m->to], buf, len, NNG_FLAG_NONBLOCK);
 	free(buf);

@@ -2,7 +2,8 @@
  * URL and dials a PUSH socket to every other replica. Sends never block: a
  * message that cannot be queued is dropped, which Paxos tolerates (the core
  * resends what matters on its timers). Received bytes are decoded on nng's
- * callback thread and pushed onto the event queue; anything malformed, not
+ * callback thread and pushed onto the event queue; anything unauthenticated
+ * (a MAC that fails under the cell key), malformed, not
  * addressed to this replica, or from an id out of range is logged
  * (rate-limited) and dropped. */
 #ifndef LD_TRANSPORT_H
@@ -24,6 +25,9 @@ typedef struct ld_peers_stats {
 
 /* Listens on o->peers[o->id] and dials the others (in the background: a
  * replica that is down does not delay start-up). Decoded messages go to q.
+ * With a cell key (o->peer_key, copied), every
+ * message sent carries its MAC and every message received must (see
+ * peer_auth.h); a message that fails is refused before it is decoded.
  * Returns 0, or -1 with a sentence in err. *out is the caller's to
  * ld_peers_close. */
 int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,

@@ -28,7 +28,7 @@ expect_refusal() {
 	echo "    refused ($rc): $(grep '^lockd:' "$T/out" | head -n 1)"
 }
 
-base=(--peers "$PEERS" --clients "$CLIENTS")
+base=(--peers "$PEERS" --clients "$CLIENTS" --peer-key "$PEER_KEY")
 
 say "make r0's data directory (cell 42), stop it"
 start_replica 0 --cell-id 42
@@ -40,7 +40,8 @@ say "another replica id, another cell, another cell size on it"
 expect_refusal 1 "replica" --id 1 "${base[@]}" --data "$T/r0" --cell-id 42
 expect_refusal 1 "cell" --id 0 "${base[@]}" --data "$T/r0" --cell-id 43
 expect_refusal 1 "replica" --id 0 --peers "${PEER_URLS[0]},${PEER_URLS[1]}" \
-	--clients "${CLIENT_URLS[0]},${CLIENT_URLS[1]}" --data "$T/r0"
+	--clients "${CLIENT_URLS[0]},${CLIENT_URLS[1]}" --data "$T/r0" \
+	--peer-key "$PEER_KEY"
 echo "not a store" >"$T/file"
 mkdir -p "$T/junk" && echo x >"$T/junk/CURRENT"
 expect_refusal 1 "" --id 0 "${base[@]}" --data "$T/junk"
@@ -59,6 +60,15 @@ expect_refusal 2 "whole number" --id 0 "${base[@]}" --data "$T/x" --tick-ms -5
 printf 'id = 0\nbogus line\n' >"$T/bad.conf"
 expect_refusal 2 "bad.conf:2" --config "$T/bad.conf"
 
+say "plain peers without a cell key, or with a weak one: exit 2 with a sentence"
+nokey=(--id 0 --peers "$PEERS" --clients "$CLIENTS" --data "$T/x")
+expect_refusal 2 "peer-key" "${nokey[@]}"
+head -c 16 /dev/urandom >"$T/short.key" && chmod 600 "$T/short.key"
+expect_refusal 2 "32 to" "${nokey[@]}" --peer-key "$T/short.key"
+head -c 32 /dev/urandom >"$T/open.key" && chmod 644 "$T/open.key"
+expect_refusal 2 "chmod 600" "${nokey[@]}" --peer-key "$T/open.key"
+expect_refusal 2 "cannot read" "${nokey[@]}" --peer-key "$T/missing.key"
+
 say "a port already taken"
 start_replica 1
 sleep 0.5
@@ -74,6 +84,7 @@ id = $i
 peers = $PEERS
 clients = $CLIENTS
 data = $T/r$i
+peer_key = $PEER_KEY
 cell_id = 7
 grace-ms = 1500
 ttl-max-ms = 30000

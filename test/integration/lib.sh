@@ -58,11 +58,25 @@ done
 PEERS=$(IFS=,; echo "${PEER_URLS[*]}")
 CLIENTS=$(IFS=,; echo "${CLIENT_URLS[*]}")
 
+# The cell key: every replica this file starts authenticates its peer
+# messages with it (lockd refuses plain tcp:// peers without one). A test
+# that wants none sets PEER_KEY_FLAGS=() (and passes --insecure-peers).
+PEER_KEY=$T/peer.key
+head -c 32 /dev/urandom >"$PEER_KEY"
+chmod 600 "$PEER_KEY"
+PEER_KEY_FLAGS=(--peer-key "$PEER_KEY")
+
+# Flags for one replica only, one per line (none here; tls.sh gives each
+# replica its own certificate).
+replica_flags() { :; }
+
 start_replica() { # id [flags...]
-	local i=$1
+	local i=$1 own
 	shift
+	mapfile -t own < <(replica_flags "$i")
 	"$LOCKD" --id "$i" --peers "$PEERS" --clients "$CLIENTS" \
-		--data "$T/r$i" "${EXTRA[@]}" "$@" >>"$T/r$i.log" 2>&1 &
+		--data "$T/r$i" "${PEER_KEY_FLAGS[@]}" "${EXTRA[@]}" "${own[@]}" \
+		"$@" >>"$T/r$i.log" 2>&1 &
 	echo $! >"$T/r$i.pid"
 }
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # A cell on tls+tcp:// URLs: replicas accept only peers whose certificate
-# the cell's CA signed (mutual TLS), and with --tls-client-auth 1 only such
-# clients. A client without a certificate, one with a certificate from
-# another CA, and a replica with one are all kept out; plaintext garbage on
-# the TLS ports changes nothing.
+# the cell's CA signed (mutual TLS) and names their replica id
+# (CN=lockd-replica-N), and with --tls-client-auth 1 only such clients. A
+# client without a certificate, one with a certificate from another CA, and
+# a replica with one are all kept out; a client certificate from the cell's
+# own CA gets no message accepted on a peer port, and one replica's
+# certificate cannot speak for another; plaintext garbage on the TLS ports
+# changes nothing. Args: lockd lockd-probe lockctl lockd-forge.
 . "$(dirname "$0")/lib.sh"
 LOCKCTL=$(realpath "$3")
+FORGE=$(realpath "$4")
 command -v openssl >/dev/null || fail "openssl is needed (tools/install-deps)"
 
-say "certificates: the cell's CA, a replica, a client; a rogue CA and its cert"
+say "certificates: the cell's CA, one per replica, a client; a rogue CA and its cert"
 C=$T/certs
 mkdir -p "$C"
 ca() { # name
@@ -16,9 +20,9 @@ ca() { # name
 		-keyout "$C/$1.key" -out "$C/$1.pem" -days 2 -subj "/CN=lockd-test-$1" \
 		2>"$C/openssl.err" || fail "openssl: $(cat "$C/openssl.err")"
 }
-cert() { # name ca: a PEM with the certificate and its key, for 127.0.0.1
+cert() { # name ca cn: a PEM with the certificate and its key, for 127.0.0.1
 	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$C/$1.key" -out "$C/$1.csr" -subj /CN=127.0.0.1 \
+		-keyout "$C/$1.key" -out "$C/$1.csr" -subj "/CN=$3" \
 		2>"$C/openssl.err" || fail "openssl: $(cat "$C/openssl.err")"
 	printf 'subjectAltName=DNS:127.0.0.1,IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' \
 		>"$C/ext"
@@ -29,15 +33,18 @@ cert() { # name ca: a PEM with the certificate and its key, for 127.0.0.1
 }
 ca ca
 ca rogue
-cert replica ca
-cert client ca
-cert evil rogue
+for i in 0 1 2; do cert "replica$i" ca "lockd-replica-$i"; done
+cert client ca lockd-client
+cert evil rogue lockd-replica-1
 
 # The same ports as lib.sh chose, with TLS.
 PEERS=${PEERS//tcp:\/\//tls+tcp:\/\/}
 CLIENTS=${CLIENTS//tcp:\/\//tls+tcp:\/\/}
 IFS=, read -ra CLIENT_URLS <<<"$CLIENTS"
-EXTRA=(--tls-cert "$C/replica.pem" --tls-ca "$C/ca.pem" --tls-client-auth 1)
+# Peers authenticate by certificate here: no cell key.
+PEER_KEY_FLAGS=()
+EXTRA=(--tls-ca "$C/ca.pem" --tls-client-auth 1)
+replica_flags() { printf '%s\n' --tls-cert "$C/replica$1.pem"; }
 
 lc() { "$LOCKCTL" -e "$CLIENTS" --tls-ca "$C/ca.pem" --tls-cert "$C/client.pem" "$@"; }
 lc_leader() { # the leader's id, once one leads
@@ -97,12 +104,76 @@ for i in 0 1 2; do
 done
 [[ $(lc_leader) == "$lead" ]] || fail "the leader changed after garbage"
 
-say "a replica with a certificate from another CA cannot join or disrupt"
+say "a client certificate from the cell's CA gets nothing accepted on a peer port"
+IFS=, read -ra PEER_URLS_TLS <<<"$PEERS"
+for i in 0 1 2; do
+	# The peer port closes the connection as soon as TLS says whose it is
+	# (the forger's send may still have looked as if it left).
+	"$FORGE" "${PEER_URLS_TLS[$i]}" accept --to "$i" --from $(((i + 1) % 3)) \
+		--copies 1 --tls-ca "$C/ca.pem" --tls-cert "$C/client.pem" \
+		>"$T/forge$i.out" 2>&1 || true
+	for _ in $(seq 30); do
+		grep -q 'event=peer_refused.*names no replica' "$T/r$i.log" && break
+		sleep 0.1
+	done
+	grep -q 'event=peer_refused.*names no replica' "$T/r$i.log" ||
+		fail "r$i did not refuse the client certificate: $(tail -n 3 "$T/r$i.log")"
+done
+[[ $(lc_leader) == "$lead" ]] || fail "the leader changed after a client's forged ACCEPT"
+
+say "one replica's certificate cannot speak for another"
+v=$(( (lead + 1) % 3 )) as=$(( (lead + 2) % 3 ))
+# Replica as's certificate, a PREPARE that claims to come from the leader.
+# (After a pause: refusals are logged at most once a second.)
+sleep 1.2
+"$FORGE" "${PEER_URLS_TLS[$v]}" prepare --to "$v" --from "$lead" --copies 1 \
+	--tls-ca "$C/ca.pem" --tls-cert "$C/replica$as.pem" >/dev/null ||
+	fail "forge as r$as"
+for _ in $(seq 30); do
+	grep -q "event=peer_refused.*the sender's certificate names" "$T/r$v.log" && break
+	sleep 0.1
+done
+grep -q "event=peer_refused.*the sender's certificate names" "$T/r$v.log" ||
+	fail "r$v took r$as's word for r$lead's: $(tail -n 3 "$T/r$v.log")"
+[[ $(lc_leader) == "$lead" ]] || fail "the leader changed after a posing replica's PREPARE"
+
 ballot_of() { # the leader's ballot, from lc status
 	lc status 2>/dev/null | awk '$2 == "leader" {print $4}'
 }
 b0=$(ballot_of)
 [[ -n $b0 ]] || fail "no ballot: $(lc status 2>&1)"
+
+say "a replica started with another replica's certificate is cut off"
+f=$(( (lead + 1) % 3 )) o=$(( (lead + 2) % 3 ))
+stop_replica "$f" KILL
+sleep 1.2 # refusals are logged at most once a second
+start_replica "$f" --tls-cert "$C/replica$o.pem"
+# The leader dials it and finds replica o's name, and what it sends as f
+# arrives over a connection that names o.
+for _ in $(seq 50); do
+	grep -qE "event=peer_refused.*(dialed peer's certificate names another|the sender's certificate names)" \
+		"$T/r$lead.log" && break
+	sleep 0.1
+done
+grep -qE "event=peer_refused.*(dialed peer's certificate names another|the sender's certificate names)" \
+	"$T/r$lead.log" || fail "r$lead took r$o's certificate for r$f's: $(tail -n 3 "$T/r$lead.log")"
+out=$(lc acquire tls/c --ttl 30s) || fail "the two honest replicas: $out"
+[[ $(ballot_of) == "$b0" ]] || fail "the ballot moved from $b0 to $(ballot_of)"
+stop_replica "$f" KILL
+start_replica "$f"
+lc_leader >/dev/null
+# Its honest return may move the ballot once; the next step starts from
+# the ballot the cell settles on.
+b0=$(ballot_of)
+for _ in $(seq 20); do
+	sleep 0.5
+	b=$(ballot_of)
+	[[ -n $b && $b == "$b0" ]] && break
+	b0=$b
+done
+[[ -n $b0 ]] || fail "no ballot: $(lc status 2>&1)"
+
+say "a replica with a certificate from another CA cannot join or disrupt"
 f=$(( (lead + 1) % 3 ))
 stop_replica "$f" KILL
 # It knows the cell's CA (it can check the others) but its own certificate
@@ -117,9 +188,9 @@ grep -q "event=election" "$T/r$f.log" ||
 	fail "the rogue replica never campaigned: $(tail -n 5 "$T/r$f.log")"
 [[ $(ballot_of) == "$b0" ]] ||
 	fail "the leader's ballot moved from $b0 to $(ballot_of): the rogue got in"
-# Since its restart, the rogue replica has heard no leader it could verify,
+# Since its last start, the rogue replica has heard no leader it could verify,
 # and a verifying client cannot talk to it.
-awk '/event=start/ {n++} n == 2 && /event=leader_change leader=[0-9]/ {bad=1}
+awk '/event=start/ {bad=0} /event=leader_change leader=[0-9]/ {bad=1}
 	END {exit bad}' "$T/r$f.log" ||
 	fail "the rogue replica followed the cell: $(tail -n 5 "$T/r$f.log")"
 out=$(lc status 2>/dev/null || true)
