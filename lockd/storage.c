@@ -903,9 +903,8 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
 				 sizeof store_promise_key - 1, buf, len);
 		break;
 	case LD_REC_JOINED:
-		rocksdb_writebatch_put_cf(
-			s->wb, s->cf[STORE_CF_ACCEPTOR], store_joined_key,
-			sizeof store_joined_key - 1, (const char *)buf, len);
+		store_put_framed(s, STORE_CF_ACCEPTOR, store_joined_key,
+				 sizeof store_joined_key - 1, buf, len);
 		break;
 	case LD_REC_VOTE:
 		store_be64_put(key, rec->slot);

@@ -16,9 +16,10 @@
  *   catchup   --count (default 29) decrees marked chosen from --slot
  *             (default 1), each acquiring forged/catchup-N, commit at the
  *             last of them
- *   prepare   ballot --round (default 2^62) for slots from --slot
+ *   prepare   ballot --round (default 2^62 - 1, the highest a replica
+ *             takes) for slots from --slot
  *   probe     a recovering replica's probe, asking for a leader above
- *             --round (default 2^62)
+ *             --round (default 2^62 - 1)
  * Options:
  *   --n N          cell size (default 3): ballot ids must be below it
  *   --key FILE     sign with this key (peer_auth.h): the cell's, or a wrong
@@ -229,11 +230,11 @@ int main(int argc, char **argv)
 		m->commit = first + count - 1;
 	} else if (strcmp(kind, "prepare") == 0) {
 		m->type = LD_MSG_PREPARE;
-		m->ballot.round = have_round ? round : LD_ROUND_MAX;
+		m->ballot.round = have_round ? round : LD_ROUND_MAX - 1;
 		m->slot = have_slot ? slot : 1;
 	} else if (strcmp(kind, "probe") == 0) {
 		m->type = LD_MSG_PROBE;
-		m->ballot.round = have_round ? round : LD_ROUND_MAX;
+		m->ballot.round = have_round ? round : LD_ROUND_MAX - 1;
 		m->slot = have_slot ? slot : 1;
 	} else {
 		usage();

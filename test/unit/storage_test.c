@@ -442,6 +442,26 @@ Test(storage, load_order_and_contents)
 	ld_record_clear(&snap);
 }
 
+/* The record that makes a replica a voter (lockd/core/paxos.h, Recovery)
+ * survives a reopen, after the promise, checksum and all: losing it would
+ * only make the replica recover, but reading it as damaged moved the whole
+ * store aside at every restart. */
+Test(storage, joined_record_survives_a_reopen)
+{
+	ld_store *s = open_ok(data, &ID);
+	ld_record recs[2] = {mkpromise(4), {.type = LD_REC_JOINED}};
+	write_ok(s, recs, 2, true);
+	ld_store_close(s);
+	s = open_ok(data, &ID);
+	loaded l = load_ok(s);
+	cr_assert_eq(l.n, 2);
+	expect_same(&l.recs[0], &recs[0]);
+	cr_assert_eq(l.recs[1].type, LD_REC_JOINED);
+	loaded_free(&l);
+	ld_store_close(s);
+	clear_all(recs, 2);
+}
+
 Test(storage, revote_replaces_the_slot)
 {
 	ld_store *s = open_ok(data, &ID);
