@@ -19,7 +19,7 @@ probe "${CLIENT_URLS[$lead]}" churn 10 >/dev/null || fail "churn before"
 fd0=$(fds)
 say "leader has $fd0 open files"
 
-for hold in 700 300 500 100 900 200; do
+for hold in 700 300 500 100 900 200 600 400 800 150 50 250; do
 	line=$(timeout 15 "$PROBE" "${CLIENT_URLS[$lead]}" parkclose 2000 \
 		"$hold") || fail "parkclose held ${hold} ms: ${line:-no end}"
 	line=$(timeout 15 "$PROBE" "${CLIENT_URLS[$lead]}" churn 10) ||
