@@ -22,8 +22,11 @@
  * held while its request waits (an acquire with a wait, a WATCH), and nng
  * reads no new request while none is free, so the server keeps
  * LD_CLIENT_CTX_RESERVE of them for requests that do not wait: past
- * LD_CLIENT_CTX_MAX - LD_CLIENT_CTX_RESERVE waiters, a new one is told
- * BUSY, and renewals, releases and reads still get through. */
+ * LD_CLIENT_CTX_MAX - LD_CLIENT_CTX_RESERVE waiters (reads waiting for
+ * known_position included), a new one is told BUSY (such a read BEHIND),
+ * and renewals, releases and reads still get through. nng 1.5.2 can wedge
+ * its reap thread when a connection closes while every context is held
+ * (server.c, PARKED_PER_CONN_MAX). */
 #define LD_CLIENT_CTX_MAX 1024u
 #define LD_CLIENT_CTX_RESERVE 64u
 

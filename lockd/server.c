@@ -3,11 +3,13 @@
 #include <assert.h>
 #include <stdatomic.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +25,22 @@
 /* A read waiting for known_position waits this long, then gets
  * STATUS_BEHIND (the client asks another replica). */
 #define READ_WAIT_US 1000000u
+
+/* Reads waiting for known_position that one connection may hold; more are
+ * told STATUS_BEHIND at once. They also count as waiting requests (see
+ * LD_CLIENT_CTX_RESERVE): nng 1.5.2 can wedge its reap thread when a
+ * connection closes while every context is held and its next requests wait
+ * in the REP socket (issue 14 item 9), so no connection, and no number of
+ * parked reads, may hold them all. */
+#define PARKED_PER_CONN_MAX 128u
+
+/* The loop counts its open file descriptors this often. At the soft
+ * RLIMIT_NOFILE minus a margin (an eighth, 16 to 256) the replica can no
+ * longer serve: it stops stepping the node, as when stalled (so a leader
+ * stops leading: its followers elect another), refuses clients with a
+ * sentence, and logs why; it serves again below the limit minus twice the
+ * margin. */
+#define FD_CHECK_US 1000000u
 
 /* A write the node has not answered after its wait plus this gets
  * STATUS_BUSY, so a context is never lost; the node's late answer, if
@@ -140,6 +158,13 @@ struct ld_server {
 	uint64_t stall_dropped, stall_refused; /* since the stall began */
 	uint64_t stalls;                       /* times it stalled */
 	ld_ratelimit stall_rl;
+
+	/* Out of file descriptors (fd_check): stepped like stalled, without
+	 * a batch to write again. */
+	bool unfit;
+	char unfit_reason[96];
+	uint64_t fd_check_at_us, unfit_since_us;
+	uint64_t fds_open, fds_limit;
 
 	/* what was last logged */
 	bool voter; /* last logged: ld_status.voter */
@@ -823,7 +848,8 @@ static void answer_too_many_waiting(ld_server *s, uint32_t idx)
 	char sentence[256];
 	snprintf(sentence, sizeof sentence,
 		 "this replica already holds %u waiting requests (acquires "
-		 "with a wait, watches): retry later",
+		 "with a wait, watches, reads waiting for the ledger): retry "
+		 "later",
 		 s->nwaiting);
 	answer_plain(s, idx, LOCKD__STATUS__STATUS_BUSY,
 		     LOCKD__LEASE_STATUS__LEASE_OK, sentence);
@@ -987,6 +1013,45 @@ static void clients_gone(ld_server *s)
 	}
 }
 
+/* Whether the read in slot idx may park (see PARKED_PER_CONN_MAX); if
+ * not it is answered STATUS_BEHIND. One that may is counted as waiting. */
+static bool park_room(ld_server *s, uint32_t idx, uint64_t applied)
+{
+	slot *sl = &s->slots[idx];
+	uint32_t pipe = ld_cctx_pipe(sl->c);
+	uint32_t same = 0;
+	for (uint32_t k = 0; k < s->nactive; k++) {
+		const slot *o = &s->slots[s->active[k]];
+		if (o->state == SLOT_PARKED && ld_cctx_pipe(o->c) == pipe)
+			same++;
+	}
+	if (sl->waiting)
+		return true; /* a WATCH: already counted */
+	const char *why = NULL;
+	uint32_t held = same;
+	if (same >= PARKED_PER_CONN_MAX) {
+		why = "reads on this connection already wait for it";
+	} else if (s->nwaiting >= LD_CLIENT_CTX_MAX - LD_CLIENT_CTX_RESERVE) {
+		why = "requests already wait on this replica";
+		held = s->nwaiting;
+	}
+	if (why == NULL) {
+		sl->waiting = true;
+		s->nwaiting++;
+		return true;
+	}
+	char sentence[256];
+	snprintf(sentence, sizeof sentence,
+		 "this replica has applied the ledger to position %llu, not "
+		 "yet %llu, and %u %s: ask another replica or retry",
+		 (unsigned long long)applied,
+		 (unsigned long long)ld_cctx_request(sl->c)->known_position,
+		 held, why);
+	answer_plain(s, idx, LOCKD__STATUS__STATUS_BEHIND,
+		     LOCKD__LEASE_STATUS__LEASE_OK, sentence);
+	return false;
+}
+
 static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 {
 	uint32_t idx = ld_cctx_index(c);
@@ -1016,6 +1081,8 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 	    r->consistency != LOCKD__CONSISTENCY__STALE) {
 		/* Read-your-writes and monotonic reads: hold it until this
 		 * replica has applied as far as the client has seen. */
+		if (!park_room(s, idx, applied))
+			return;
 		sl->state = SLOT_PARKED;
 		sl->deadline_us = ld_cctx_arrived_us(c) + READ_WAIT_US;
 		return;
@@ -1127,6 +1194,13 @@ static void answer_due(ld_server *s);
 
 static const char *stall_sentence(const ld_server *s, char *buf, size_t len)
 {
+	if (s->unfit && !s->stalled) {
+		snprintf(buf, len,
+			 "replica %u %s, so it serves nothing until it "
+			 "has fewer: ask another replica",
+			 s->o.id, s->unfit_reason);
+		return buf;
+	}
 	snprintf(buf, len,
 		 "replica %u cannot write to its data directory, so it "
 		 "serves nothing until it can: ask another replica",
@@ -1220,7 +1294,7 @@ static void stalled_round(ld_server *s, size_t nitems)
 		}
 	}
 	uint64_t now = ld_mono_us();
-	if (now >= s->stall_retry_at_us) {
+	if (s->stalled && now >= s->stall_retry_at_us) {
 		s->stall_retries++;
 		if (persist(s) == 0) {
 			s->stalled = false;
@@ -1257,10 +1331,80 @@ static void stalled_round(ld_server *s, size_t nitems)
 	publish_metrics(s, false);
 }
 
+/* Open file descriptors, or -1 (none left to look with: EMFILE). */
+static long fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return -1;
+	long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+/* Every FD_CHECK_US: near the fd limit the replica can no longer accept a
+ * connection (nng's accept loop then spins on EMFILE) nor open a file, so
+ * it stops serving and says why (see FD_CHECK_US). */
+static void fd_check(ld_server *s)
+{
+	uint64_t now = ld_mono_us();
+	if (now < s->fd_check_at_us)
+		return;
+	s->fd_check_at_us = now + FD_CHECK_US;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	uint64_t limit = (uint64_t)rl.rlim_cur;
+	uint64_t margin = limit / 8;
+	if (margin < 16)
+		margin = 16;
+	if (margin > 256)
+		margin = 256;
+	long n = fds_open();
+	uint64_t open = n < 0 ? limit : (uint64_t)n;
+	s->fds_open = open;
+	s->fds_limit = limit;
+	if (!s->unfit && open + margin >= limit) {
+		s->unfit = true;
+		s->unfit_since_us = now;
+		snprintf(s->unfit_reason, sizeof s->unfit_reason,
+			 "has %llu of its %llu file descriptors open",
+			 (unsigned long long)open, (unsigned long long)limit);
+		ld_status st;
+		node_status(s, &st);
+		ld_log("error", "fds_exhausted",
+		       "open=%llu limit=%llu was_leader=%d action=\"cannot "
+		       "accept connections or open files: not promising, "
+		       "voting, acknowledging or leading (peers elect another "
+		       "leader); clients sent elsewhere\"",
+		       (unsigned long long)open, (unsigned long long)limit,
+		       st.leader == (int32_t)s->o.id);
+		for (uint32_t k = s->nactive; k-- > 0;) {
+			uint32_t i = s->active[k];
+			slot_state ss = s->slots[i].state;
+			if (ss == SLOT_NODE || ss == SLOT_PARKED)
+				answer_stalled(s, i);
+		}
+		publish_metrics(s, true);
+	} else if (s->unfit && open + 2 * margin < limit) {
+		s->unfit = false;
+		ld_log("info", "fds_recovered",
+		       "open=%llu limit=%llu unfit_ms=%llu",
+		       (unsigned long long)open, (unsigned long long)limit,
+		       (unsigned long long)((now - s->unfit_since_us) / 1000));
+		publish_metrics(s, true);
+	}
+}
+
 /* One round over the events taken from the queue. */
 static void round_run(ld_server *s, size_t nitems)
 {
-	if (s->stalled) {
+	fd_check(s);
+	if (s->stalled || s->unfit) {
 		stalled_round(s, nitems);
 		return;
 	}
@@ -1392,14 +1536,16 @@ static uint64_t wake_at(ld_server *s)
 	uint64_t now = ld_mono_us();
 	/* While stalled the node is not stepped: its timer and the reads it
 	 * could serve wait for the retry. */
-	uint64_t t = s->stalled ? s->stall_retry_at_us : s->timer_at_us;
+	uint64_t t = s->stalled ? s->stall_retry_at_us
+		     : s->unfit ? s->fd_check_at_us
+				: s->timer_at_us;
 	if (t > now + WAKE_US_MAX)
 		t = now + WAKE_US_MAX;
 	ld_status st;
 	node_status(s, &st);
 	for (uint32_t k = 0; k < s->nactive; k++) {
 		slot *sl = &s->slots[s->active[k]];
-		if (sl->state == SLOT_PARKED && !s->stalled &&
+		if (sl->state == SLOT_PARKED && !s->stalled && !s->unfit &&
 		    ld_cctx_request(sl->c)->known_position <= st.applied)
 			return now;
 		if (sl->deadline_us < t)

@@ -20,6 +20,14 @@
  *                                                connection, closed; then
  *                                                one waiting acquire and
  *                                                one WATCH more
+ *   lockd-probe URL parkclose COUNT HOLD_MS      COUNT GETs with
+ *                                                known_position 2^64-1 on
+ *                                                one connection, held
+ *                                                HOLD_MS, then closed
+ *   lockd-probe URL churn COUNT                 COUNT connections, one
+ *                                                STATUS each
+ *   lockd-probe URL hold COUNT HOLD_MS          COUNT connections held
+ *                                                open HOLD_MS
  *   lockd-probe ENDPOINTS sessions PREFIX COUNT  COUNT leases, each of
  *                                                its own session
  *   lockd-probe ENDPOINTS overlong NAME SESSION SEQ
@@ -948,6 +956,107 @@ static int abandon(const char *url, unsigned n, const char *name)
 	return 0;
 }
 
+/* COUNT GETs with known_position 2^64-1 on one connection (each parks on
+ * the server, which is never that far), kept in flight for HOLD_MS, then
+ * the connection closed with every one pending (issue 14 item 9). Sends
+ * without waiting, as a client with many contexts does. */
+static int parkclose(const char *url, unsigned n, unsigned hold_ms)
+{
+	nng_socket s;
+	if (nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+		return 3;
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, 600000);
+	nng_ctx *ctx = calloc(n, sizeof *ctx);
+	nng_aio **aio = calloc(n, sizeof *aio);
+	if (ctx == NULL || aio == NULL)
+		return 3;
+	unsigned sent = 0;
+	for (unsigned i = 0; i < n; i++) {
+		Lockd__Request g = LOCKD__REQUEST__INIT;
+		g.op = LOCKD__OP__OP_GET;
+		g.name = (char *)"parked";
+		g.known_position = UINT64_MAX;
+		size_t len = lockd__request__get_packed_size(&g);
+		nng_msg *m;
+		if (nng_ctx_open(&ctx[i], s) != 0 ||
+		    nng_aio_alloc(&aio[i], NULL, NULL) != 0 ||
+		    nng_msg_alloc(&m, len) != 0)
+			return 3;
+		lockd__request__pack(&g, nng_msg_body(m));
+		nng_aio_set_msg(aio[i], m);
+		nng_ctx_send(ctx[i], aio[i]);
+		nng_aio_wait(aio[i]);
+		if (nng_aio_result(aio[i]) != 0) {
+			nng_msg_free(m);
+			continue;
+		}
+		sent++;
+		nng_ctx_recv(ctx[i], aio[i]);
+	}
+	sleep_ms(hold_ms);
+	nng_close(s); /* gone, with what is still parked */
+	unsigned answered = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (aio[i] == NULL)
+			continue;
+		nng_aio_wait(aio[i]);
+		if (nng_aio_result(aio[i]) == 0) {
+			answered++;
+			nng_msg_free(nng_aio_get_msg(aio[i]));
+		}
+		nng_aio_free(aio[i]);
+	}
+	free(ctx);
+	free(aio);
+	printf("sent=%u answered=%u\n", sent, answered);
+	return 0;
+}
+
+/* COUNT connections, each opened, asked STATUS once and closed. Prints how
+ * many were answered. */
+static int churn(const char *url, unsigned n)
+{
+	unsigned ok = 0;
+	for (unsigned i = 0; i < n; i++) {
+		Lockd__Request r = LOCKD__REQUEST__INIT;
+		r.op = LOCKD__OP__OP_STATUS;
+		Lockd__Reply *rep = call(url, &r, 2000);
+		if (rep != NULL) {
+			ok++;
+			lockd__reply__free_unpacked(rep, NULL);
+		}
+	}
+	printf("connections=%u answered=%u\n", n, ok);
+	return ok == n ? 0 : 1;
+}
+
+/* COUNT connections opened and held HOLD_MS, then
+ * closed: file descriptors on the replica. Prints how many answered. */
+static int hold(const char *url, unsigned n, unsigned hold_ms)
+{
+	nng_socket *s = calloc(n, sizeof *s);
+	if (s == NULL)
+		return 3;
+	unsigned open = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (nng_req0_open(&s[open]) != 0)
+			break;
+		nng_socket_set_ms(s[open], NNG_OPT_SENDTIMEO, 2000);
+		nng_socket_set_ms(s[open], NNG_OPT_RECVTIMEO, 2000);
+		if (nng_dial(s[open], url, NULL, 0) != 0) {
+			nng_close(s[open]);
+			continue;
+		}
+		open++;
+	}
+	sleep_ms(hold_ms);
+	for (unsigned i = 0; i < open; i++)
+		nng_close(s[i]);
+	free(s);
+	printf("connections=%u held=%u\n", n, open);
+	return 0;
+}
+
 /* An ACQUIRE whose ttl_ms is sent as the varint 2^40 + 1000 (appended to a
  * packed request, so it is the value protobuf-c keeps): what protobuf-c
  * would cut to 1000 ms. Prints the reply as run() does. */
@@ -1005,6 +1114,9 @@ static void usage(void)
 	      "       lockd-probe ENDPOINTS fill PREFIX COUNT\n"
 	      "       lockd-probe URL flood COUNT\n"
 	      "       lockd-probe URL abandon COUNT NAME\n"
+	      "       lockd-probe URL parkclose COUNT HOLD_MS\n"
+	      "       lockd-probe URL churn COUNT\n"
+	      "       lockd-probe URL hold COUNT HOLD_MS\n"
 	      "       lockd-probe ENDPOINTS sessions PREFIX COUNT\n"
 	      "       lockd-probe ENDPOINTS overlong NAME SESSION SEQ\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
@@ -1082,6 +1194,13 @@ int main(int argc, char **argv)
 		return flood(urls[0], (unsigned)num(a[0]));
 	if (strcmp(cmd, "abandon") == 0 && na == 2)
 		return abandon(urls[0], (unsigned)num(a[0]), a[1]);
+	if (strcmp(cmd, "parkclose") == 0 && na == 2)
+		return parkclose(urls[0], (unsigned)num(a[0]),
+				 (unsigned)num(a[1]));
+	if (strcmp(cmd, "hold") == 0 && na == 2)
+		return hold(urls[0], (unsigned)num(a[0]), (unsigned)num(a[1]));
+	if (strcmp(cmd, "churn") == 0 && na == 1)
+		return churn(urls[0], (unsigned)num(a[0]));
 	if (strcmp(cmd, "sessions") == 0 && na == 2)
 		return sessions(a[0], (unsigned)num(a[1]));
 	if (strcmp(cmd, "overlong") == 0 && na == 3)
