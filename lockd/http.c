@@ -61,7 +61,7 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 	bool recovering = strcmp(s->role, "recovering") == 0;
 	bool diverged = s->digest_alarm == 2;
 	bool ok = s->leader >= 0 && !s->storage_stalled && !recovering &&
-		  !diverged;
+		  !diverged && !s->fds_exhausted;
 	*status = ok ? 200 : 503;
 	http_put(buf, cap, &len,
 		 "{\"health\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\","
@@ -86,6 +86,13 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 			 "replica cannot write to its disk, so it neither "
 			 "votes nor serves: %s\"",
 			 esc);
+	} else if (s->fds_exhausted) {
+		http_put(buf, cap, &len,
+			 ",\"fds_exhausted\":true,\"reason\":\"this replica "
+			 "has %" PRIu64 " of its %" PRIu64
+			 " file descriptors open, so it serves nothing until "
+			 "it has fewer\"",
+			 s->fds_open, s->fds_limit);
 	} else if (recovering) {
 		http_put(
 			buf, cap, &len,
@@ -161,6 +168,12 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 	GAUGE("watch_feed_from_position",
 	      "Watches from before this position get the current state.",
 	      PRIu64, s->watch_feed_lo);
+	GAUGE("fds_open", "File descriptors this replica has open.", PRIu64,
+	      s->fds_open);
+	GAUGE("fds_exhausted",
+	      "1 while it is so near its file descriptor limit that it "
+	      "serves nothing.",
+	      "d", s->fds_exhausted ? 1 : 0);
 	GAUGE("digest_alarm",
 	      "1: a replica's state digest differed from the leader's; 2: "
 	      "this replica's differs from a quorum's (it serves no reads).",

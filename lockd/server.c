@@ -260,6 +260,9 @@ static void publish_metrics(ld_server *s, bool force)
 		.started_unix_s = s->started_unix_s,
 		.storage_stalled = s->stalled,
 		.digest_alarm = (int)st.digest_alarm,
+		.fds_exhausted = s->unfit,
+		.fds_open = s->fds_open,
+		.fds_limit = s->fds_limit,
 		.storage_stalls = s->stalls,
 	};
 	if (s->stalled)

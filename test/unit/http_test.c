@@ -68,6 +68,44 @@ Test(http, health_is_503_while_storage_is_stalled)
 	cr_assert(strstr(page, "\nlockd_storage_stalled 0\n") != NULL);
 }
 
+/* Recovering, diverged and out-of-fds replicas are unhealthy, and say why. */
+Test(http, health_names_recovery_divergence_and_fds)
+{
+	ld_metrics_snap s = follower(2);
+	char buf[1024];
+	uint16_t status;
+	char page[8192];
+
+	s.role = "recovering";
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "is recovering") != NULL, "%s", buf);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "lockd_role{role=\"recovering\"} 1\n") != NULL);
+
+	s.role = "diverged";
+	s.digest_alarm = 2;
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "\"digest_alarm\":\"diverged\"") != NULL, "%s",
+		  buf);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "\nlockd_digest_alarm 2\n") != NULL);
+
+	s.role = "follower";
+	s.digest_alarm = 0;
+	s.fds_exhausted = true;
+	s.fds_open = 150;
+	s.fds_limit = 160;
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "has 150 of its 160 file descriptors") != NULL,
+		  "%s", buf);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "\nlockd_fds_exhausted 1\n") != NULL);
+	cr_assert(strstr(page, "\nlockd_fds_open 150\n") != NULL);
+}
+
 Test(http, metrics_are_prometheus_text)
 {
 	char buf[8192];
