@@ -63,6 +63,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
 	[LD_MUTANT_WIPED_VOTES] = "wiped-votes",
 	[LD_MUTANT_IGNORE_DIGEST] = "ignore-digest",
+	[LD_MUTANT_READ_LOCAL] = "read-local",
 	[LD_MUTANT_OPEN_PEERS] = "open-peers",
 };
 
@@ -1446,9 +1447,19 @@ static void requeue_proposals(ld_replica *r, ld_actions *out);
 
 /* ---- recovery from an empty disk (paxos.h) ------------------------------ */
 
+static bool holds_votes(const ld_replica *r)
+{
+	for (uint32_t i = 0; i < LD_LOG_SLOTS_MAX; i++)
+		if (r->log[i].slot != 0 && !ballot_zero(r->log[i].vballot))
+			return true;
+	return false;
+}
+
+/* Nothing chosen here, as far as this replica's disk knows: no vote, nothing
+ * applied. (A promise alone chose nothing.) */
 static bool replica_empty(const ld_replica *r)
 {
-	return ballot_zero(r->promised) && r->commit == 0 && r->snap_base == 0;
+	return r->commit == 0 && r->snap_base == 0 && !holds_votes(r);
 }
 
 /* From now on this replica promises and votes. b: the ballot it promises
@@ -1491,7 +1502,8 @@ static void on_probe(ld_replica *r, const ld_msg *m, ld_actions *out)
 	ld_msg *a = msg_new(r, LD_MSG_PROBE_ACK, m->from);
 	a->ballot = r->promised;
 	a->slot = m->slot;
-	a->flags = r->joined ? LD_FLAG_VOTER : 0;
+	a->flags = (r->joined ? LD_FLAG_VOTER : 0) |
+		   (holds_votes(r) ? LD_FLAG_HAS_VOTES : 0);
 	emit(r, out, a);
 	/* A recovering replica asks for a leader above M: run phase 1 again
 	 * above it, as the current leader (the others still follow us). */
@@ -1511,8 +1523,8 @@ static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 	r->probe_acks[m->from].round = m->slot;
 	r->probe_acks[m->from].promised = m->ballot;
 	r->probe_acks[m->from].voter = (m->flags & LD_FLAG_VOTER) != 0;
-	r->probe_acks[m->from].empty =
-		ballot_zero(m->ballot) && m->commit == 0 && m->base == 0;
+	r->probe_acks[m->from].empty = !(m->flags & LD_FLAG_HAS_VOTES) &&
+				       m->commit == 0 && m->base == 0;
 }
 
 /* A COMMIT from a leader while recovering: a leader above M ran its phase 1
@@ -1548,17 +1560,27 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 		join(r, out, (ld_ballot){0, 0});
 		return;
 	}
-	/* A new cell: nobody holds a promise or has applied anything. Any
-	 * ballot that ever reached phase 2 left promises on a majority, at
-	 * least one of which kept its disk and would have said so. */
+	/* A new cell, or one that never chose anything: nobody holds a vote
+	 * or has applied anything. A chosen value left votes on a majority,
+	 * at least one of which kept its disk and would have said so. We
+	 * join at the highest promise anyone reports: every ballot we may
+	 * have promised in a life we forgot was promised by its proposer
+	 * first, and that proposer answered (all did). */
 	if (replica_empty(r)) {
 		bool all = true;
-		for (uint32_t j = 0; j < n; j++)
-			if (j != r->cfg.id && (r->probe_acks[j].round == 0 ||
-					       !r->probe_acks[j].empty))
+		ld_ballot mx = r->promised;
+		for (uint32_t j = 0; j < n; j++) {
+			if (j == r->cfg.id)
+				continue;
+			if (r->probe_acks[j].round == 0 ||
+			    !r->probe_acks[j].empty)
 				all = false;
+			else if (ld_ballot_cmp(r->probe_acks[j].promised, mx) >
+				 0)
+				mx = r->probe_acks[j].promised;
+		}
 		if (all) {
-			join(r, out, (ld_ballot){0, 0});
+			join(r, out, mx);
 			return;
 		}
 	}
@@ -2125,7 +2147,7 @@ static void reads_fail_all(ld_replica *r, ld_actions *out)
  * our own at once). */
 static uint64_t hb_confirmed(const ld_replica *r)
 {
-	if (r->quorum <= 1)
+	if (r->quorum <= 1 || MUTANT(r, LD_MUTANT_READ_LOCAL))
 		return r->hb_seq;
 	/* The (q-1)-th highest answer among the others, with ours. */
 	uint64_t a[LD_REPLICAS_MAX];
@@ -2181,7 +2203,8 @@ static void reads_check(ld_replica *r, ld_actions *out)
 	conf = hb_confirmed(r);
 	for (uint32_t i = 0; i < r->npreads;) {
 		struct pending_read *p = &r->preads[i];
-		if (p->need <= conf && r->commit >= p->index) {
+		if (p->need <= conf && (r->commit >= p->index ||
+					MUTANT(r, LD_MUTANT_READ_LOCAL))) {
 			read_done(out, p->id, true);
 			r->preads[i] = r->preads[--r->npreads];
 		} else {

@@ -24,11 +24,13 @@
  * record may have lost promises and votes it once gave, so it must not
  * promise or vote until that is safe. It starts as a learner and PROBEs
  * every other replica:
- *  - if every other replica answers that it holds no promise and has
- *    applied nothing, and so does this one, no ballot ever reached phase 2
- *    anywhere (that needs a majority of promises, and at most a minority
- *    of disks is ever lost): it is the first start of a new cell, and the
- *    replica joins at once;
+ *  - if every other replica answers that it holds no vote and has applied
+ *    nothing, and so does this one, nothing was ever chosen (that needs
+ *    votes on a majority, and at most a minority of disks is ever lost):
+ *    it is the first start of a new cell (or one that never chose
+ *    anything), and the replica joins at once, promising the highest
+ *    promise any of them reported, which is at least every ballot it may
+ *    have promised before (that ballot's proposer promised it first);
  *  - otherwise, once n - q + 1 voters answered (q the quorum), every ballot
  *    the replica promised before it lost its disk was promised by q - 1
  *    others, one of whom answered: M, the highest promise reported, is at
@@ -84,13 +86,15 @@ typedef enum ld_msg_type {
 			       new leader must exceed before the prober can
 			       vote (0: none known yet) */
 	LD_MSG_PROBE_ACK,   /* ballot = sender's promise, commit, base,
-			       flags & LD_FLAG_VOTER when the sender votes */
+			       flags: LD_FLAG_VOTER when the sender votes,
+			       LD_FLAG_HAS_VOTES when it holds a vote */
 } ld_msg_type;
 
 #define LD_MSG_TYPE_MAX LD_MSG_PROBE_ACK
 
 /* ld_msg.flags */
 #define LD_FLAG_VOTER 1u
+#define LD_FLAG_HAS_VOTES 2u /* PROBE_ACK: the sender holds a vote */
 
 /* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
@@ -291,6 +295,10 @@ typedef enum ld_mutant {
 	LD_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
 					votes at once, as if the cell were new */
 	LD_MUTANT_IGNORE_DIGEST,     /* replicas never compare state digests */
+	LD_MUTANT_READ_LOCAL,        /* a leader answers a linearizable read
+					at once from its own table: no quorum
+					heartbeat, no wait for what it
+					proposed to be applied */
 	LD_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
 					hostile peer's forged messages, as a
 					cell without --peer-key or TLS would */

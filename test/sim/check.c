@@ -921,6 +921,8 @@ void chk_lease_reply(sim_check *c, uint32_t replica, const ln_reply *rp)
 			 sub->applied_slot);
 		return;
 	}
+	if (sub->applied_slot > c->max_lease_ack_slot)
+		c->max_lease_ack_slot = sub->applied_slot;
 	if (rp->status == LN_TIMEOUT) {
 		if (rp->type != LN_REQ_ACQUIRE || want->status != LS_QUEUED)
 			chk_fail(c, "exactly-once",

@@ -149,6 +149,9 @@ typedef struct sim_check {
 	 * sim.c, the corrupt fault). */
 	uint32_t corrupted_mask;
 	uint64_t max_ack_slot;
+	/* Lease workload: the highest slot of a write a replica acknowledged
+	 * (a linearizable read sent after it must reflect it). */
+	uint64_t max_lease_ack_slot;
 	chk_leader_rec *leaders;
 	uint64_t nleaders, leaders_cap;
 	/* leases */

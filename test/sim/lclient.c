@@ -31,6 +31,7 @@
 #define LC_PROBE_TTL_MS 1000u
 #define LC_VANISH_P 0.12
 #define LC_REVOKE_P 0.03
+#define LC_READ_P 0.15 /* a linearizable GET instead of the next acquire */
 #define LC_WAIT_P 0.35
 
 static uint64_t lc_now(const sim *s, const sim_lclient *c)
@@ -144,6 +145,7 @@ static void lc_send(sim *s, sim_lclient *c)
 		q->value = op->value_len ? lr->value : NULL;
 		q->value_len = op->value_len;
 		q->token = op->token;
+		q->linearizable = op->type == LN_REQ_GET;
 		if (op->type == LN_REQ_REVOKE) {
 			snprintf(lr->reason, sizeof lr->reason, "sim");
 			q->reason = lr->reason;
@@ -407,12 +409,44 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 	case LN_REQ_RENEW:
 		lc_renewed(s, c, rp);
 		return;
+	case LN_REQ_GET:
+		/* Linearizable: it reflects every write acknowledged before
+		 * it was sent (ReadIndex, paxos.h LD_EV_READ). */
+		if (rp->position < op->read_floor)
+			chk_fail(&s->chk, "linearizable",
+				 "r%u answered c%u's linearizable GET at "
+				 "position %" PRIu64 ", behind slot %" PRIu64
+				 " of a write acknowledged before it was sent",
+				 from, c->idx + 1, rp->position,
+				 op->read_floor);
+		c->next_acquire_local = now_l + lc_think(s);
+		return;
 	case LN_REQ_RELEASE:
 	case LN_REQ_REVOKE:
-	case LN_REQ_GET:
 	case LN_REQ_CHECK:
 		return;
 	}
+}
+
+/* A linearizable GET of a name: not a command (no seq, nothing for the
+ * oracle's ledger), answered at the leader. */
+static void lc_start_read(sim *s, sim_lclient *c, uint32_t name)
+{
+	lc_op *op = &c->op;
+	uint64_t attempt = op->attempt; /* stale timeouts must never match */
+	memset(op, 0, sizeof *op);
+	op->attempt = attempt;
+	op->busy = true;
+	op->type = LN_REQ_GET;
+	/* Not a command's seq: only to tell this read's replies from a late
+	 * one to an earlier read. */
+	op->seq = (UINT64_C(1) << 40) | ++c->reads;
+	op->name = name;
+	op->first_sent_local = lc_now(s, c);
+	op->read_floor = s->chk.max_lease_ack_slot;
+	op->target = c->guess >= 0 ? (uint32_t)c->guess
+				   : (uint32_t)sim_rng_below(&s->rng, s->n);
+	lc_send(s, c);
 }
 
 /* ---- the script -------------------------------------------------------------
@@ -468,6 +502,11 @@ static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
 		return;
 	}
 	uint32_t name = s->names[sim_rng_below(&s->rng, s->nnames)];
+	if (sim_rng_chance(&s->rng, LC_READ_P)) {
+		c->next_acquire_local = now_l + lc_think(s);
+		lc_start_read(s, c, name);
+		return;
+	}
 	if (sim_rng_chance(&s->rng, LC_REVOKE_P)) {
 		/* An operator's forced end, from any session. */
 		c->next_acquire_local = now_l + lc_think(s);

@@ -146,7 +146,9 @@ typedef struct lc_op {
 	uint64_t seq;
 	uint32_t name, ttl_ms, wait_ms;
 	uint64_t token;
-	bool probe; /* the final acquire of a private name */
+	bool probe;          /* the final acquire of a private name */
+	uint64_t read_floor; /* GET: the highest acknowledged write when it
+				was first sent */
 	uint64_t
 		first_sent_local; /* retries keep it: deadlines count from it */
 	uint64_t give_up_local;   /* waiting ACQUIRE: stop waiting; 0: never */
@@ -162,6 +164,7 @@ typedef struct sim_lclient {
 	bool vanished, done;
 	uint64_t paused_until; /* real; 0: running */
 	uint64_t seq, reqs;
+	uint64_t reads; /* linearizable GETs started: their replies' seq */
 	int32_t guess;
 	lc_op op;
 	lc_hold holds[LC_HOLDS_MAX];
