@@ -18,8 +18,25 @@
 #include "options.h"
 #include "server.h"
 
-/* Binds n loopback TCP sockets to port 0 at once (so the ports differ),
- * prints the ports the kernel chose, one per line, and closes them. */
+/* The lowest port the kernel hands out as a connection's source port. A
+ * port it chose for bind(0) is one of those, so an outgoing connection of
+ * another test could take it between our pick and lockd's listen (seen in
+ * CI as "Address in use"): free_ports picks below this range instead. */
+static unsigned ephemeral_low(void)
+{
+	unsigned lo = 32768, hi = 60999;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f != NULL) {
+		if (fscanf(f, "%u %u", &lo, &hi) != 2)
+			lo = 32768;
+		fclose(f);
+	}
+	return lo;
+}
+
+/* Binds n loopback TCP sockets at once (so the ports differ) on random
+ * ports below the ephemeral range (or port 0 if that range starts too
+ * low), prints the ports, one per line, and closes them. */
 static int free_ports(const char *arg)
 {
 	char *end;
@@ -32,14 +49,31 @@ static int free_ports(const char *arg)
 	unsigned ports[64];
 	int rc = 0;
 	long i;
+	unsigned lo = ephemeral_low();
+	unsigned base = lo > 12000 + 1024 ? lo - 12000 : 0;
+	uint64_t seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
+			(uint64_t)time(NULL);
 	for (i = 0; i < n; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in sa = {.sin_family = AF_INET,
 					 .sin_addr.s_addr =
 						 htonl(INADDR_LOOPBACK)};
 		socklen_t len = sizeof sa;
-		if (fds[i] < 0 ||
-		    bind(fds[i], (struct sockaddr *)&sa, sizeof sa) != 0 ||
+		int b = -1;
+		for (int tries = 0;
+		     fds[i] >= 0 && base != 0 && tries < 200 && b != 0;
+		     tries++) {
+			seed = seed * 6364136223846793005ull +
+			       1442695040888963407ull;
+			sa.sin_port = htons(
+				(uint16_t)(base + (seed >> 33) % (lo - base)));
+			b = bind(fds[i], (struct sockaddr *)&sa, sizeof sa);
+		}
+		if (b != 0 && fds[i] >= 0) {
+			sa.sin_port = 0;
+			b = bind(fds[i], (struct sockaddr *)&sa, sizeof sa);
+		}
+		if (fds[i] < 0 || b != 0 ||
 		    getsockname(fds[i], (struct sockaddr *)&sa, &len) != 0) {
 			fprintf(stderr, "lockd: cannot find a free port: %s\n",
 				strerror(errno));
