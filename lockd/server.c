@@ -922,20 +922,30 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
  * round, WATCH from the feed, GET and CHECK through the node. */
 /* A replica whose state a quorum outvoted (lockd/core/paxos.h,
  * LD_DIGEST_DIVERGED) serves no reads: NOT_LEADER sends the client on. */
-static void answer_diverged(ld_server *s, uint32_t idx, const ld_status *st)
+/* NOT_LEADER with a sentence, so that the client asks another replica at
+ * once (BUSY would have it retry this one), with the leader as a hint when
+ * that is someone else. */
+static void answer_elsewhere(ld_server *s, uint32_t idx, const char *sentence)
+{
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	rep.error = (char *)sentence;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader == (int32_t)s->o.id ? -1 : st.leader);
+	slot_done(s, idx, &rep);
+}
+
+static void answer_diverged(ld_server *s, uint32_t idx)
 {
 	char sentence[256];
 	snprintf(sentence, sizeof sentence,
 		 "replica %u's state differs from the cell's (its state digest "
 		 "was outvoted), so it serves no reads: ask another replica",
 		 s->o.id);
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
-	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
-	rep.error = sentence;
-	rep.position = st->applied;
-	set_leader(s, &rep, st->leader == (int32_t)s->o.id ? -1 : st->leader);
-	slot_done(s, idx, &rep);
+	answer_elsewhere(s, idx, sentence);
 }
 
 static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
@@ -945,7 +955,7 @@ static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 		ld_status st;
 		node_status(s, &st);
 		if (st.digest_alarm == LD_DIGEST_DIVERGED) {
-			answer_diverged(s, idx, &st);
+			answer_diverged(s, idx);
 			return;
 		}
 	}
@@ -1211,24 +1221,14 @@ static const char *stall_sentence(const ld_server *s, char *buf, size_t len)
 	return buf;
 }
 
-/* The answer to any client of a stalled replica: NOT_LEADER, so that the
- * client asks another replica at once (BUSY would have it retry this one),
- * with the leader as a hint when that is someone else. A write the node
- * had taken may still be chosen through another leader: the client's retry
- * there, with the same session and seq, is applied once. */
+/* The answer to any client of a stalled replica (answer_elsewhere). A write
+ * the node had taken may still be chosen through another leader: the
+ * client's retry there, with the same session and seq, is applied once. */
 static void answer_stalled(ld_server *s, uint32_t idx)
 {
 	s->stall_refused++;
-	ld_status st;
-	node_status(s, &st);
 	char sentence[256];
-	Lockd__Reply rep = LOCKD__REPLY__INIT;
-	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
-	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
-	rep.error = (char *)stall_sentence(s, sentence, sizeof sentence);
-	rep.position = st.applied;
-	set_leader(s, &rep, st.leader == (int32_t)s->o.id ? -1 : st.leader);
-	slot_done(s, idx, &rep);
+	answer_elsewhere(s, idx, stall_sentence(s, sentence, sizeof sentence));
 }
 
 /* A write failed: the replica stops promising, voting and acknowledging

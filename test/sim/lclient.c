@@ -156,11 +156,8 @@ static void lc_send(sim *s, sim_lclient *c)
 	}
 }
 
-/* A new write: the next seq, recorded with the oracle exactly as the node
- * will put it in the ledger (less the leader's clock readings). */
-static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
-		     uint32_t ttl_ms, uint32_t wait_ms, uint64_t token,
-		     bool probe)
+/* The client's one request, cleared for a new one of type. */
+static lc_op *lc_op_begin(sim_lclient *c, ln_req_type type)
 {
 	lc_op *op = &c->op;
 	uint64_t attempt = op->attempt; /* stale timeouts must never match */
@@ -168,6 +165,16 @@ static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
 	op->attempt = attempt;
 	op->busy = true;
 	op->type = type;
+	return op;
+}
+
+/* A new write: the next seq, recorded with the oracle exactly as the node
+ * will put it in the ledger (less the leader's clock readings). */
+static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
+		     uint32_t ttl_ms, uint32_t wait_ms, uint64_t token,
+		     bool probe)
+{
+	lc_op *op = lc_op_begin(c, type);
 	op->seq = ++c->seq;
 	op->name = name;
 	op->ttl_ms = ttl_ms;
@@ -432,12 +439,7 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
  * oracle's ledger), answered at the leader. */
 static void lc_start_read(sim *s, sim_lclient *c, uint32_t name)
 {
-	lc_op *op = &c->op;
-	uint64_t attempt = op->attempt; /* stale timeouts must never match */
-	memset(op, 0, sizeof *op);
-	op->attempt = attempt;
-	op->busy = true;
-	op->type = LN_REQ_GET;
+	lc_op *op = lc_op_begin(c, LN_REQ_GET);
 	/* Not a command's seq: only to tell this read's replies from a late
 	 * one to an earlier read. */
 	op->seq = (UINT64_C(1) << 40) | ++c->reads;
