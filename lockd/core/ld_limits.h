@@ -7,6 +7,15 @@
  * accepts 1..LD_REPLICAS_MAX. */
 #define LD_REPLICAS_MAX 7
 
+/* Replica ids are 0..LD_REPLICA_IDS-1, and each is used once in a cell's
+ * life: a removed replica's id is never a member again (its old votes and
+ * ballots must never be counted for a newcomer). 64 ids are 61 replacements
+ * of a 3-replica cell. */
+#define LD_REPLICA_IDS 64u
+
+/* A replica's peer or client URL, as kept in the ledger's membership. */
+#define LD_URL_BYTES_MAX 256u
+
 /* Ledger slots held in memory (and in the log's durable tail). A replica does
  * not vote for a slot it cannot hold; it asks to catch up instead. */
 #define LD_LOG_SLOTS_MAX 1024u

@@ -1322,7 +1322,9 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		ld_event lev = {.type = (ld_event_type)ev->type,
 				.now_us = n->now_us,
 				.msg = ev->msg,
-				.write_id = ev->write_id};
+				.write_id = ev->write_id,
+				.change = ev->change,
+				.change_id = ev->change_id};
 		rc = ld_replica_step(n->rep, &lev, &out->ld);
 	}
 

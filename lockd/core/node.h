@@ -127,6 +127,8 @@ typedef enum ln_event_type {
 	LN_EV_MSG = LD_EV_MSG,
 	LN_EV_TICK = LD_EV_TICK,
 	LN_EV_DURABLE = LD_EV_DURABLE,
+	LN_EV_CHANGE = LD_EV_CHANGE, /* membership: change, change_id (answered
+					in actions.ld.changes) */
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the
@@ -152,6 +154,8 @@ typedef struct ln_event {
 	uint32_t nreqs; /* LN_EV_REQUEST: 0 is taken as 1 */
 	const uint64_t *gone;
 	uint32_t ngone;
+	const ld_change *change;
+	uint64_t change_id;
 } ln_event;
 
 typedef struct ln_actions {

@@ -51,6 +51,8 @@ static uint32_t popcount32(uint32_t x)
 static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_NONE] = "none",
 	[LD_MUTANT_FORGET_PROMISE] = "forget-promise",
+	[LD_MUTANT_ALPHA_ZERO] = "alpha-zero",
+	[LD_MUTANT_COUNT_REMOVED] = "count-removed",
 	[LD_MUTANT_IGNORE_VOTES] = "ignore-votes",
 	[LD_MUTANT_MINORITY_QUORUM] = "minority-quorum",
 	[LD_MUTANT_SHARED_BALLOTS] = "shared-ballots",
@@ -192,6 +194,8 @@ void ld_actions_reset(ld_actions *a)
 	for (size_t i = 0; i < a->nchosen; i++)
 		ld_value_unref(a->chosen[i].value);
 	a->nrecs = a->nmsgs = a->nchosen = a->nreplies = a->nreads = 0;
+	a->nchanges = 0;
+	a->members_changed = false;
 	a->write_id = 0;
 	a->installed_snapshot = false;
 	a->snapshot_base = 0;
@@ -206,6 +210,7 @@ void ld_actions_free(ld_actions *a)
 	free(a->chosen);
 	free(a->replies);
 	free(a->reads);
+	free(a->changes);
 	memset(a, 0, sizeof *a);
 }
 
@@ -2369,6 +2374,19 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		}
 		on_read(r, ev->read_id, out);
 		break;
+	case LD_EV_CHANGE:
+		if (ev->change == NULL) {
+			rc = -1;
+			break;
+		}
+		out->changes = grow(out->changes, &out->changes_cap,
+				    out->nchanges + 1, sizeof *out->changes);
+		out->changes[out->nchanges++] = (ld_change_done){
+			.change_id = ev->change_id,
+			.status = LD_CHANGE_REFUSED,
+			.leader_hint = -1,
+			.why = "membership changes are not built yet"};
+		break;
 	case LD_EV_SUBMIT:
 		if (ev->cmd == NULL) {
 			rc = -1;
@@ -2406,6 +2424,27 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->voter = r->joined;
 	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
+}
+
+const ld_member *ld_members_find(const ld_members *m, uint32_t id)
+{
+	for (uint32_t i = 0; i < m->n; i++)
+		if (m->m[i].id == id)
+			return &m->m[i];
+	return NULL;
+}
+
+void ld_replica_members(const ld_replica *r, ld_members *out,
+			uint64_t *from_slot)
+{
+	memset(out, 0, sizeof *out);
+	out->n = r->cfg.nreplicas;
+	for (uint32_t i = 0; i < out->n; i++) {
+		out->m[i].id = i;
+		out->m[i].voting = true;
+	}
+	if (from_slot != NULL)
+		*from_slot = 1;
 }
 
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)

@@ -87,7 +87,9 @@ typedef enum ld_msg_type {
 			       vote (0: none known yet) */
 	LD_MSG_PROBE_ACK,   /* ballot = sender's promise, commit, base,
 			       flags: LD_FLAG_VOTER when the sender votes,
-			       LD_FLAG_HAS_VOTES when it holds a vote */
+			       LD_FLAG_HAS_VOTES when it holds a vote,
+			       LD_FLAG_REMOVED when the prober's id was
+			       removed from the cell */
 } ld_msg_type;
 
 #define LD_MSG_TYPE_MAX LD_MSG_PROBE_ACK
@@ -95,6 +97,10 @@ typedef enum ld_msg_type {
 /* ld_msg.flags */
 #define LD_FLAG_VOTER 1u
 #define LD_FLAG_HAS_VOTES 2u /* PROBE_ACK: the sender holds a vote */
+#define LD_FLAG_REMOVED 4u   /* PROBE_ACK: your id left the cell */
+#define LD_FLAG_HANDOVER 8u  /* COMMIT: the leader leaves the cell: stop
+				waiting for it */
+#define LD_FLAG_CAMPAIGN 16u /* COMMIT with HANDOVER: campaign at once */
 
 /* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
@@ -125,6 +131,8 @@ typedef struct ld_msg {
 	 * confirmed, at vslot; COMMIT_ACK: the sender's digest at the dslot
 	 * it answers (0: it has none). */
 	uint64_t dslot, digest, vslot, vdigest;
+	/* COMMIT_ACK, PROBE: the sender's disk incarnation (ld_config) */
+	uint64_t incarnation;
 	ld_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
 	ld_vote *votes; /* malloc'd, owned by the message */
@@ -141,6 +149,81 @@ ld_msg *ld_msg_dup(const ld_msg *m);
 /* Checks a decoded message's shape before it reaches the core (ids in range,
  * sizes within limits, required fields present). 0 if well-formed. */
 int ld_msg_validate(const ld_msg *m, uint32_t nreplicas);
+
+/* ---- membership ---------------------------------------------------------
+ *
+ * The set of replicas is part of the replicated state: a membership decree
+ * chosen at slot s changes the configuration used for slots s + LD_ALPHA on
+ * (the Part-Time Parliament's alpha; the leader never proposes beyond
+ * commit + window_slots <= LD_ALPHA, so it always knows the configuration of
+ * every slot it proposes in). Each slot's synod runs with that one fixed
+ * configuration: its quorums (both phases) are majorities of the voting
+ * members of config(slot). A leader whose phase-1 promises do not hold a
+ * majority of config(slot) asks the missing voters (PREPARE, same ballot)
+ * before it proposes there.
+ *
+ * Changes, one at a time (the leader refuses a second while one is not yet
+ * in effect): ADD an id as a non-voting learner (it catches up, by snapshot
+ * if need be); PROMOTE it to voter, which the leader proposes by itself once
+ * the learner has caught up, naming the learner's disk incarnation (a
+ * learner that applies its own promotion with its own incarnation has never
+ * voted with this disk and joins at once; any other replica without JOINED
+ * recovers as paxos.h's Recovery says); REMOVE an id (a leader that removes
+ * itself hands over). Applying a change is idempotent (ADD of a member, or of
+ * a removed id, changes nothing), so a replica that replays decrees onto a
+ * configuration it was given ends where the others do. */
+
+#define LD_ALPHA LD_WINDOW_SLOTS_MAX
+
+/* Membership decrees are commands of this client id (the cell's own: the
+ * lease node's sessions never have the top bit). */
+#define LD_MEMBERS_CLIENT UINT64_MAX
+
+typedef struct ld_member {
+	uint32_t id; /* < LD_REPLICA_IDS */
+	bool voting;
+	uint64_t incarnation; /* PROMOTE named it; 0 for the first members */
+	char peer[LD_URL_BYTES_MAX];   /* NUL-terminated; may be empty */
+	char client[LD_URL_BYTES_MAX]; /* NUL-terminated; may be empty */
+} ld_member;
+
+typedef struct ld_members {
+	uint32_t n;
+	ld_member m[LD_REPLICAS_MAX]; /* by increasing id */
+	uint64_t removed;             /* bit i: id i left the cell for good */
+} ld_members;
+
+typedef enum ld_change_op {
+	LD_CHANGE_ADD = 1, /* id, peer, client: a new learner */
+	LD_CHANGE_REMOVE,  /* id */
+	LD_CHANGE_PROMOTE, /* id, incarnation: the learner votes */
+} ld_change_op;
+
+typedef struct ld_change {
+	ld_change_op op;
+	uint32_t id;
+	uint64_t incarnation;
+	const char *peer, *client; /* ADD; borrowed; < LD_URL_BYTES_MAX */
+} ld_change;
+
+typedef enum ld_change_status {
+	LD_CHANGE_DONE = 0,   /* applied at slot; in effect from slot+LD_ALPHA
+			       (the learner of an ADD votes only once the
+			       leader promotes it) */
+	LD_CHANGE_NOT_LEADER, /* leader_hint */
+	LD_CHANGE_REFUSED,    /* why says it */
+} ld_change_status;
+
+typedef struct ld_change_done {
+	uint64_t change_id;
+	ld_change_status status;
+	int32_t leader_hint;
+	uint64_t slot;
+	char why[160];
+} ld_change_done;
+
+/* The member entry for id in m, or NULL. */
+const ld_member *ld_members_find(const ld_members *m, uint32_t id);
 
 /* ---- durable records -------------------------------------------------- */
 
@@ -211,6 +294,8 @@ typedef enum ld_event_type {
 			  has applied every slot it has proposed and a
 			  quorum answered a heartbeat sent after the read
 			  arrived (ReadIndex: no decree, no disk write) */
+	LD_EV_CHANGE,  /* a membership change, change (copied), with the
+			  caller's change_id: answered in actions.changes */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -221,6 +306,8 @@ typedef struct ld_event {
 	const ld_cmd *cmd;
 	uint32_t ncmds; /* LD_EV_SUBMIT: 0 is taken as 1 */
 	uint64_t read_id;
+	const ld_change *change;
+	uint64_t change_id;
 } ld_event;
 
 /* A linearizable read's outcome: ok, the replica's applied state answers
@@ -257,6 +344,11 @@ typedef struct ld_actions {
 	/* Linearizable reads (LD_EV_READ) decided in this step. */
 	ld_read_done *reads;
 	size_t nreads, reads_cap;
+	/* Membership changes (LD_EV_CHANGE) answered in this step. */
+	ld_change_done *changes;
+	size_t nchanges, changes_cap;
+	/* The applied membership changed in this step (ld_replica_members). */
+	bool members_changed;
 	/* Call LD_EV_TICK no later than this (local clock). */
 	uint64_t timer_at_us;
 } ld_actions;
@@ -302,6 +394,12 @@ typedef enum ld_mutant {
 	LD_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
 					hostile peer's forged messages, as a
 					cell without --peer-key or TLS would */
+	LD_MUTANT_ALPHA_ZERO,        /* a membership change is in effect from
+					the very next slot (alpha = 0), while
+					decrees proposed under the old one are
+					in flight */
+	LD_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
+					that were removed from the cell */
 	LD_MUTANT_COUNT
 } ld_mutant;
 
@@ -309,8 +407,15 @@ const char *ld_mutant_name(ld_mutant m);
 ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
 
 typedef struct ld_config {
-	uint32_t id;                  /* 0..nreplicas-1 */
-	uint32_t nreplicas;           /* 1..LD_REPLICAS_MAX */
+	uint32_t id;        /* < LD_REPLICA_IDS */
+	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX: the first members are ids
+			       0..nreplicas-1, all voting; or 0, and members
+			       says who they are */
+	ld_members members; /* when nreplicas is 0: the configuration to
+			       start from (a replica that joins a running
+			       cell: what a member reported) */
+	uint64_t incarnation; /* this disk's: random, fixed when the store
+				 was made (0: unknown, never promoted) */
 	uint64_t seed;                /* randomises election timeouts */
 	uint64_t heartbeat_us;        /* leader's COMMIT interval */
 	uint64_t election_timeout_us; /* base; the actual is in [t, 2t) */
@@ -366,12 +471,21 @@ typedef struct ld_status {
 	uint64_t base;      /* snapshot base */
 	uint64_t next_slot; /* leader: next slot to propose */
 	uint32_t pending;   /* leader: commands waiting for a slot */
-	bool voter;         /* false while recovering (see Recovery) */
+	bool voter;         /* false while recovering (see Recovery) or a
+			       learner */
+	bool member;        /* in the latest applied configuration */
+	bool removed;       /* removed from the cell, and no longer needed by
+			       it: the daemon stops (and refuses to start) */
 	ld_digest_alarm digest_alarm;
 	ld_ballot recover_above; /* recovering: M, once known */
 } ld_status;
 
 void ld_replica_status(const ld_replica *r, ld_status *st);
+
+/* The latest configuration this replica has applied (perhaps not yet in
+ * effect: *from_slot says from which slot on it is). */
+void ld_replica_members(const ld_replica *r, ld_members *out,
+			uint64_t *from_slot);
 
 /* The value this replica knows chosen at slot, or NULL (borrowed). */
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot);
