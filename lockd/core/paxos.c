@@ -18,6 +18,8 @@
 #include "paxos.h"
 
 #include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +39,21 @@ static bool ballot_zero(ld_ballot b)
 	return b.round == 0;
 }
 
-static uint32_t popcount32(uint32_t x)
+static uint32_t popcount64(uint64_t x)
 {
-	return (uint32_t)__builtin_popcount(x);
+	return (uint32_t)__builtin_popcountll(x);
 }
+
+static uint64_t id_bit(uint32_t id)
+{
+	return UINT64_C(1) << id;
+}
+
+/* for (FOR_IDS(j, mask)) visits the ids in a mask, lowest first. */
+#define FOR_IDS(j, mask)                                                      \
+	uint64_t ids_##j = (mask), j = 0;                                     \
+	ids_##j != 0 && ((j = (uint64_t)__builtin_ctzll(ids_##j)), 1);       \
+	ids_##j &= ids_##j - 1
 
 #ifdef LD_MUTANTS
 #define MUTANT(r, m) ((r)->cfg.mutant == (m))
@@ -134,6 +147,8 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 {
 	if (m == NULL || m->type < LD_MSG_PREPARE || m->type > LD_MSG_TYPE_MAX)
 		return -1;
+	if (nreplicas > LD_REPLICA_IDS)
+		nreplicas = LD_REPLICA_IDS;
 	if (m->from >= nreplicas || m->to >= nreplicas || m->from == m->to)
 		return -1;
 	if (m->ballot.id >= nreplicas || m->ballot.round >= LD_ROUND_MAX)
@@ -240,7 +255,7 @@ typedef struct entry {
 	/* proposer, valid while pballot equals the leader's ballot */
 	ld_ballot pballot;
 	ld_value *pvalue;
-	uint32_t acks; /* replicas that voted pvalue in pballot */
+	uint64_t acks; /* replicas (bit per id) that voted pvalue in pballot */
 	uint64_t sent_us;
 	/* candidate: highest-ballot vote reported in phase 1 (P3) */
 	ld_ballot p1ballot;
@@ -267,11 +282,37 @@ typedef struct client_ent {
 	uint8_t result[LD_RESULT_BYTES_MAX];
 } client_ent;
 
+/* A configuration and the first slot it governs (paxos.h: membership). */
+typedef struct conf {
+	uint64_t from;
+	ld_members m;
+	uint64_t voters; /* ids that vote */
+	uint64_t all;    /* ids that are members, voting or learning */
+	uint32_t quorum; /* a majority of voters */
+} conf;
+
+/* A membership change submitted here, waiting to be applied. */
+typedef struct change_req {
+	uint64_t change_id, tag; /* tag: the decree command's seq */
+} change_req;
+
 struct ld_replica {
 	ld_config cfg;
 	ld_sm *sm;
-	uint32_t quorum;
 	uint64_t rng;
+
+	/* membership: the configurations that govern slots after commit,
+	 * oldest first; confs[0].from <= commit + 1 */
+	conf *confs;
+	uint32_t nconfs;
+	size_t confs_cap;
+	bool leaving;      /* applied its own removal */
+	bool told_removed; /* a member said our id left the cell */
+	change_req *chreqs;
+	uint32_t nchreqs;
+	size_t chreqs_cap;
+	uint64_t change_tag;
+	uint64_t peer_commit[LD_REPLICA_IDS], peer_inc[LD_REPLICA_IDS];
 
 	/* acceptor */
 	ld_ballot promised;
@@ -286,11 +327,11 @@ struct ld_replica {
 	uint64_t started_us;      /* first step */
 	uint64_t probe_round, probe_at_us, probe_eligible_round;
 	uint64_t nudge_at_us;
-	struct {
+	struct probe_ack {
 		uint64_t round; /* the probe round it answered; 0: none */
 		ld_ballot promised;
 		bool voter, empty;
-	} probe_acks[LD_REPLICAS_MAX];
+	} probe_acks[LD_REPLICA_IDS];
 
 	/* log: slots [log_start, log_start + LD_LOG_SLOTS_MAX) */
 	entry log[LD_LOG_SLOTS_MAX];
@@ -312,7 +353,8 @@ struct ld_replica {
 
 	/* candidate */
 	uint64_t p1_from, p1_max;
-	uint32_t promises;
+	uint64_t promises;    /* ids that promised our ballot */
+	uint64_t p1_ext_from; /* leader: phase 1 asked of more voters */
 	uint64_t cand_started_us, p1_sent_us;
 
 	/* leader */
@@ -322,13 +364,13 @@ struct ld_replica {
 	 * sent after it arrived to be answered by a quorum at our ballot, and
 	 * for commit to reach the highest slot proposed when it arrived. */
 	uint64_t hb_seq;                    /* rounds sent */
-	uint64_t hb_acked[LD_REPLICAS_MAX]; /* highest round each answered */
+	uint64_t hb_acked[LD_REPLICA_IDS]; /* highest round each answered */
 	bool hb_wanted;                     /* a read waits for a round */
 	struct pending_read {
 		uint64_t id, need, index;
 	} * preads;
 	uint32_t npreads, preads_cap;
-	uint64_t peer_heard_us[LD_REPLICAS_MAX];
+	uint64_t peer_heard_us[LD_REPLICA_IDS];
 	pending_cmd *pending; /* ring */
 	uint32_t pending_head, pending_n;
 
@@ -340,7 +382,7 @@ struct ld_replica {
 	 * what comparing them found */
 	struct ckpt {
 		uint64_t slot, digest;
-	} ckpts[LD_DIGEST_KEEP], peer_ckpt[LD_REPLICAS_MAX];
+	} ckpts[LD_DIGEST_KEEP], peer_ckpt[LD_REPLICA_IDS];
 	uint32_t ckpt_next;
 	struct ckpt verified; /* leader: the latest a quorum shares with us */
 	ld_digest_alarm digest_alarm;
@@ -514,6 +556,97 @@ static client_ent *client_upsert(ld_replica *r, uint64_t id)
 	return c2;
 }
 
+/* ---- configurations ----------------------------------------------------- */
+
+static void conf_fill(conf *c, const ld_members *m, uint64_t from,
+		      bool minority)
+{
+	memset(c, 0, sizeof *c);
+	c->from = from;
+	c->m = *m;
+	for (uint32_t i = 0; i < m->n; i++) {
+		c->all |= id_bit(m->m[i].id);
+		if (m->m[i].voting)
+			c->voters |= id_bit(m->m[i].id);
+	}
+	/* P2: any two majorities of one configuration share an acceptor. */
+	c->quorum = popcount64(c->voters) / 2 + 1;
+	if (minority)
+		c->quorum = popcount64(c->voters) / 2;
+}
+
+static conf *conf_push(ld_replica *r)
+{
+	r->confs = grow(r->confs, &r->confs_cap, r->nconfs + 1,
+			sizeof *r->confs);
+	return &r->confs[r->nconfs++];
+}
+
+/* The configuration that governs slot (its quorums, both phases). */
+static const conf *conf_at(const ld_replica *r, uint64_t slot)
+{
+	uint32_t i = r->nconfs - 1;
+	while (i > 0 && r->confs[i].from > slot)
+		i--;
+	return &r->confs[i];
+}
+
+static const conf *conf_latest(const ld_replica *r)
+{
+	return &r->confs[r->nconfs - 1];
+}
+
+/* Forgets configurations that no slot after commit uses. */
+static void conf_prune(ld_replica *r)
+{
+	uint32_t k = 0;
+	while (k + 1 < r->nconfs && r->confs[k + 1].from <= r->commit + 1)
+		k++;
+	if (k > 0) {
+		memmove(r->confs, r->confs + k,
+			(r->nconfs - k) * sizeof *r->confs);
+		r->nconfs -= k;
+	}
+}
+
+/* Everyone a message about slots after commit may concern. */
+static uint64_t peers_mask(const ld_replica *r)
+{
+	uint64_t m = 0;
+	for (uint32_t i = 0; i < r->nconfs; i++)
+		m |= r->confs[i].all;
+	return m & ~id_bit(r->cfg.id);
+}
+
+static uint64_t voters_mask(const ld_replica *r)
+{
+	uint64_t m = 0;
+	for (uint32_t i = 0; i < r->nconfs; i++)
+		m |= r->confs[i].voters;
+	return m;
+}
+
+static bool quorum_in(const conf *c, uint64_t mask)
+{
+	return c->voters != 0 && popcount64(mask & c->voters) >= c->quorum;
+}
+
+/* mask holds a quorum of every configuration of a slot after commit. */
+static bool quorum_all(const ld_replica *r, uint64_t mask)
+{
+	for (uint32_t i = 0; i < r->nconfs; i++)
+		if (!quorum_in(&r->confs[i], mask))
+			return false;
+	return true;
+}
+
+/* This replica votes in the configuration of the next slot to choose. */
+static bool votes_now(const ld_replica *r)
+{
+	return r->joined && !r->leaving &&
+	       (conf_at(r, r->commit + 1)->voters & id_bit(r->cfg.id));
+}
+
 /* ---- output helpers ----------------------------------------------------- */
 
 static ld_msg *msg_new(ld_replica *r, ld_msg_type type, uint32_t to)
@@ -665,8 +798,11 @@ static uint64_t election_delay(ld_replica *r)
 
 ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 {
-	if (cfg->nreplicas == 0 || cfg->nreplicas > LD_REPLICAS_MAX ||
-	    cfg->id >= cfg->nreplicas || sm == NULL || sm->ops == NULL ||
+	if (cfg->nreplicas > LD_REPLICAS_MAX || cfg->id >= LD_REPLICA_IDS ||
+	    (cfg->nreplicas > 0 && cfg->id >= cfg->nreplicas) ||
+	    (cfg->nreplicas == 0 &&
+	     (cfg->members.n == 0 || cfg->members.n > LD_REPLICAS_MAX)) ||
+	    sm == NULL || sm->ops == NULL ||
 	    cfg->window_slots == 0 || cfg->window_slots > LD_WINDOW_SLOTS_MAX ||
 	    cfg->batch_cmds == 0 || cfg->batch_cmds > LD_BATCH_CMDS_MAX ||
 	    cfg->election_timeout_us == 0 || cfg->heartbeat_us == 0 ||
@@ -686,10 +822,26 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	}
 	r->cfg = *cfg;
 	r->sm = sm;
-	/* P2: any two majorities share an acceptor. */
-	r->quorum = cfg->nreplicas / 2 + 1;
-	if (MUTANT(r, LD_MUTANT_MINORITY_QUORUM))
-		r->quorum = cfg->nreplicas / 2;
+	ld_members first = cfg->members;
+	if (cfg->nreplicas > 0) {
+		memset(&first, 0, sizeof first);
+		first.n = cfg->nreplicas;
+		for (uint32_t i = 0; i < first.n; i++)
+			first.m[i] = (ld_member){.id = i, .voting = true};
+	}
+	for (uint32_t i = 0; i < first.n; i++) {
+		first.m[i].peer[LD_URL_BYTES_MAX - 1] = 0;
+		first.m[i].client[LD_URL_BYTES_MAX - 1] = 0;
+	}
+	for (uint32_t i = 0; i < first.n; i++)
+		if (first.m[i].id >= LD_REPLICA_IDS ||
+		    (i > 0 && first.m[i].id <= first.m[i - 1].id)) {
+			free(r->pending);
+			free(r);
+			return NULL;
+		}
+	conf_fill(conf_push(r), &first, 1,
+		  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
 	r->rng = cfg->seed ^ ((uint64_t)cfg->id << 32);
 	r->log_start = 1;
 	r->role = LD_FOLLOWER;
@@ -714,6 +866,8 @@ void ld_replica_free(ld_replica *r)
 		r->pending_n--;
 	}
 	free(r->pending);
+	free(r->confs);
+	free(r->chreqs);
 	free(r->held);
 	free(r->preads);
 	free(r->waiters);
@@ -724,7 +878,8 @@ void ld_replica_free(ld_replica *r)
 
 /* ---- snapshots: client table + state machine ---------------------------- */
 
-#define SNAP_MAGIC 0x4c44534eu /* "LDSN" */
+#define SNAP_MAGIC 0x4c44534eu  /* "LDSN": no configurations */
+#define SNAP_MAGIC2 0x4c445332u /* "LDS2": configurations after clients */
 
 static void put_u32(uint8_t **p, uint32_t v)
 {
@@ -758,6 +913,72 @@ static int get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return 0;
 }
 
+static void put_str(uint8_t **p, const char *s)
+{
+	size_t n = strlen(s);
+	*(*p)++ = (uint8_t)n;
+	*(*p)++ = (uint8_t)(n >> 8);
+	memcpy(*p, s, n);
+	*p += n;
+}
+
+static int get_str(const uint8_t **p, const uint8_t *end, char *s)
+{
+	if (end - *p < 2)
+		return -1;
+	size_t n = (size_t)(*p)[0] | (size_t)(*p)[1] << 8;
+	*p += 2;
+	if (n >= LD_URL_BYTES_MAX || (size_t)(end - *p) < n ||
+	    memchr(*p, 0, n) != NULL)
+		return -1;
+	memcpy(s, *p, n);
+	s[n] = 0;
+	*p += n;
+	return 0;
+}
+
+static size_t members_size(const ld_members *m)
+{
+	size_t n = 8 + 4;
+	for (uint32_t i = 0; i < m->n; i++)
+		n += 4 + 1 + 8 + 2 + strlen(m->m[i].peer) + 2 +
+		     strlen(m->m[i].client);
+	return n;
+}
+
+static void put_members(uint8_t **p, const ld_members *m)
+{
+	put_u64(p, m->removed);
+	put_u32(p, m->n);
+	for (uint32_t i = 0; i < m->n; i++) {
+		put_u32(p, m->m[i].id);
+		*(*p)++ = m->m[i].voting ? 1 : 0;
+		put_u64(p, m->m[i].incarnation);
+		put_str(p, m->m[i].peer);
+		put_str(p, m->m[i].client);
+	}
+}
+
+static int get_members(const uint8_t **p, const uint8_t *end, ld_members *m)
+{
+	memset(m, 0, sizeof *m);
+	if (get_u64(p, end, &m->removed) || get_u32(p, end, &m->n) ||
+	    m->n == 0 || m->n > LD_REPLICAS_MAX)
+		return -1;
+	for (uint32_t i = 0; i < m->n; i++) {
+		ld_member *x = &m->m[i];
+		if (get_u32(p, end, &x->id) || x->id >= LD_REPLICA_IDS ||
+		    (i > 0 && x->id <= m->m[i - 1].id) || end - *p < 1 ||
+		    **p > 1)
+			return -1;
+		x->voting = *(*p)++ == 1;
+		if (get_u64(p, end, &x->incarnation) ||
+		    get_str(p, end, x->peer) || get_str(p, end, x->client))
+			return -1;
+	}
+	return 0;
+}
+
 /* Encodes the applied state at r->commit. 0, or -1 when out of memory. */
 static int snapshot_encode(ld_replica *r, uint8_t **out, size_t *len)
 {
@@ -769,13 +990,16 @@ static int snapshot_encode(ld_replica *r, uint8_t **out, size_t *len)
 	for (uint32_t i = 0; i < r->clients_cap; i++)
 		if (r->clients[i].client_id != 0)
 			n += 8 + 8 + 8 + 4 + r->clients[i].result_len;
+	n += 4;
+	for (uint32_t i = 0; i < r->nconfs; i++)
+		n += 8 + members_size(&r->confs[i].m);
 	n += smlen;
 	uint8_t *buf = malloc(n), *p = buf;
 	if (buf == NULL) {
 		free(smb);
 		return -1;
 	}
-	put_u32(&p, SNAP_MAGIC);
+	put_u32(&p, SNAP_MAGIC2);
 	put_u32(&p, r->nclients);
 	put_u64(&p, r->commit);
 	for (uint32_t i = 0; i < r->clients_cap; i++) {
@@ -788,6 +1012,11 @@ static int snapshot_encode(ld_replica *r, uint8_t **out, size_t *len)
 		put_u32(&p, c->result_len);
 		memcpy(p, c->result, c->result_len);
 		p += c->result_len;
+	}
+	put_u32(&p, r->nconfs);
+	for (uint32_t i = 0; i < r->nconfs; i++) {
+		put_u64(&p, r->confs[i].from);
+		put_members(&p, &r->confs[i].m);
 	}
 	if (smlen > 0)
 		memcpy(p, smb, smlen);
@@ -807,7 +1036,8 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	const uint8_t *p = buf, *end = buf + len;
 	uint32_t magic, n;
 	uint64_t at;
-	if (get_u32(&p, end, &magic) || magic != SNAP_MAGIC ||
+	if (get_u32(&p, end, &magic) ||
+	    (magic != SNAP_MAGIC && magic != SNAP_MAGIC2) ||
 	    get_u32(&p, end, &n) || n > LD_CLIENTS_MAX ||
 	    get_u64(&p, end, &at) || at != base)
 		return -1;
@@ -822,8 +1052,41 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 			return -1;
 		p += rl;
 	}
-	if (r->sm->ops->restore(r->sm, p, (size_t)(end - p)) != 0)
+	/* Configurations: from slots increasing, the first one governing
+	 * base + 1. A snapshot without them (written before membership
+	 * changes existed) keeps the one we started with. */
+	conf *confs = NULL;
+	uint32_t nc = 0;
+	if (magic == SNAP_MAGIC2) {
+		if (get_u32(&p, end, &nc) || nc == 0 || nc > LD_ALPHA + 1)
+			return -1;
+		confs = calloc(nc, sizeof *confs);
+		if (confs == NULL)
+			return -1;
+		for (uint32_t i = 0; i < nc; i++) {
+			uint64_t from;
+			ld_members m;
+			if (get_u64(&p, end, &from) ||
+			    get_members(&p, end, &m) ||
+			    (i == 0 && from > base + 1) ||
+			    (i > 0 && from <= confs[i - 1].from)) {
+				free(confs);
+				return -1;
+			}
+			conf_fill(&confs[i], &m, from,
+				  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
+		}
+	}
+	if (r->sm->ops->restore(r->sm, p, (size_t)(end - p)) != 0) {
+		free(confs);
 		return -1;
+	}
+	if (nc > 0) {
+		r->nconfs = 0;
+		for (uint32_t i = 0; i < nc; i++)
+			*conf_push(r) = confs[i];
+		free(confs);
+	}
 	uint32_t cap = 64;
 	while (cap < 2 * (n + 1))
 		cap *= 2;
@@ -872,6 +1135,8 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 	r->snap_base = base;
 	r->commit = base;
 	log_truncate(r, base + 1);
+	conf_prune(r);
+	r->leaving = (conf_latest(r)->m.removed & id_bit(r->cfg.id)) != 0;
 	ckpt_note(r, base, r->sm->ops->digest(r->sm));
 	return 0;
 }
@@ -923,9 +1188,10 @@ static void digest_compare(ld_replica *r, uint64_t slot)
 	const struct ckpt *own = ckpt_find(r, slot);
 	if (own == NULL)
 		return;
-	uint64_t d[LD_REPLICAS_MAX] = {0};
-	bool have[LD_REPLICAS_MAX] = {false};
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
+	const conf *cf = conf_at(r, r->commit + 1);
+	uint64_t d[LD_REPLICA_IDS] = {0};
+	bool have[LD_REPLICA_IDS] = {false};
+	for (FOR_IDS(j, cf->voters | id_bit(r->cfg.id))) {
 		if (j == r->cfg.id) {
 			d[j] = own->digest;
 			have[j] = true;
@@ -934,13 +1200,13 @@ static void digest_compare(ld_replica *r, uint64_t slot)
 			have[j] = true;
 		}
 	}
-	for (uint32_t i = 0; i < r->cfg.nreplicas; i++) {
+	for (FOR_IDS(i, cf->voters)) {
 		if (!have[i])
 			continue;
 		uint32_t same = 0;
-		for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+		for (FOR_IDS(j, cf->voters))
 			same += have[j] && d[j] == d[i];
-		if (same < r->quorum)
+		if (same < cf->quorum)
 			continue;
 		/* d[i] is the quorum's: the cell's state at slot. Followers
 		 * compare theirs with it (the verified digest we announce). */
@@ -950,7 +1216,7 @@ static void digest_compare(ld_replica *r, uint64_t slot)
 			r->verified = (struct ckpt){slot, d[i]};
 		return;
 	}
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
+	for (FOR_IDS(j, cf->voters))
 		if (have[j] && d[j] != own->digest)
 			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
 }
@@ -975,6 +1241,7 @@ static void restore_apply(ld_replica *r)
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
+	conf_prune(r);
 	ld_actions_free(&scratch);
 }
 
@@ -1086,11 +1353,168 @@ static void maybe_snapshot(ld_replica *r, ld_actions *out)
 		log_truncate(r, r->snap_base + 1 - LD_LOG_TAIL_SLOTS);
 }
 
+/* ---- membership decrees --------------------------------------------------
+ * A command of LD_MEMBERS_CLIENT: version 1, op, id, incarnation, peer,
+ * client (paxos.h). */
+
+#define CHANGE_BYTES_MAX (2 + 4 + 8 + 2 * (2 + LD_URL_BYTES_MAX))
+
+static size_t change_encode(const ld_change *c, uint8_t *buf)
+{
+	uint8_t *p = buf;
+	*p++ = 1;
+	*p++ = (uint8_t)c->op;
+	put_u32(&p, c->id);
+	put_u64(&p, c->incarnation);
+	put_str(&p, c->peer != NULL ? c->peer : "");
+	put_str(&p, c->client != NULL ? c->client : "");
+	return (size_t)(p - buf);
+}
+
+typedef struct change_dec {
+	ld_change_op op;
+	uint32_t id;
+	uint64_t incarnation;
+	char peer[LD_URL_BYTES_MAX], client[LD_URL_BYTES_MAX];
+} change_dec;
+
+static int change_decode(const ld_cmd *cmd, change_dec *c)
+{
+	const uint8_t *p = cmd->data, *end = cmd->data + cmd->len;
+	if (cmd->len < 2 || p[0] != 1 || p[1] < LD_CHANGE_ADD ||
+	    p[1] > LD_CHANGE_PROMOTE)
+		return -1;
+	c->op = (ld_change_op)p[1];
+	p += 2;
+	if (get_u32(&p, end, &c->id) || c->id >= LD_REPLICA_IDS ||
+	    get_u64(&p, end, &c->incarnation) || get_str(&p, end, c->peer) ||
+	    get_str(&p, end, c->client) || p != end)
+		return -1;
+	return 0;
+}
+
+static void change_done(ld_actions *out, uint64_t change_id,
+			ld_change_status st, int32_t hint, uint64_t slot,
+			const char *why)
+{
+	out->changes = grow(out->changes, &out->changes_cap,
+			    out->nchanges + 1, sizeof *out->changes);
+	ld_change_done *d = &out->changes[out->nchanges++];
+	memset(d, 0, sizeof *d);
+	d->change_id = change_id;
+	d->status = st;
+	d->leader_hint = hint;
+	d->slot = slot;
+	if (why != NULL)
+		snprintf(d->why, sizeof d->why, "%s", why);
+}
+
+static void join(ld_replica *r, ld_actions *out, ld_ballot b);
+
+/* Applies a membership decree chosen at slot: a new configuration from
+ * slot + LD_ALPHA. Deterministic and idempotent; why says what it did not
+ * do (NULL: done). */
+static const char *apply_change(ld_replica *r, ld_actions *out,
+				uint64_t slot, const ld_cmd *cmd)
+{
+	change_dec c;
+	if (change_decode(cmd, &c) != 0)
+		return "malformed membership decree";
+	ld_members m = conf_latest(r)->m;
+	ld_member *x = NULL;
+	uint32_t at = 0;
+	for (at = 0; at < m.n; at++)
+		if (m.m[at].id >= c.id)
+			break;
+	if (at < m.n && m.m[at].id == c.id)
+		x = &m.m[at];
+	switch (c.op) {
+	case LD_CHANGE_ADD:
+		if (m.removed & id_bit(c.id))
+			return "that id left the cell; ids are never reused";
+		if (x != NULL)
+			return strcmp(x->peer, c.peer) == 0 &&
+					       strcmp(x->client, c.client) == 0
+				       ? NULL
+				       : "that id is a member at other URLs";
+		if (m.n >= LD_REPLICAS_MAX)
+			return "the cell has as many members as it can hold";
+		memmove(&m.m[at + 1], &m.m[at], (m.n - at) * sizeof m.m[0]);
+		m.n++;
+		x = &m.m[at];
+		memset(x, 0, sizeof *x);
+		x->id = c.id;
+		memcpy(x->peer, c.peer, sizeof x->peer);
+		memcpy(x->client, c.client, sizeof x->client);
+		break;
+	case LD_CHANGE_PROMOTE:
+		if (x == NULL)
+			return "no such member";
+		if (x->voting)
+			return NULL;
+		x->voting = true;
+		x->incarnation = c.incarnation;
+		break;
+	case LD_CHANGE_REMOVE:
+		if (x == NULL) {
+			if (m.removed & id_bit(c.id))
+				return NULL;
+			m.removed |= id_bit(c.id);
+			break;
+		}
+		if (x->voting) {
+			uint32_t v = 0;
+			for (uint32_t i = 0; i < m.n; i++)
+				v += m.m[i].voting;
+			if (v <= 1)
+				return "the cell's last voter cannot leave";
+		}
+		memmove(&m.m[at], &m.m[at + 1], (m.n - at - 1) * sizeof m.m[0]);
+		m.n--;
+		m.removed |= id_bit(c.id);
+		break;
+	}
+	uint64_t from = slot + (MUTANT(r, LD_MUTANT_ALPHA_ZERO) ? 1 : LD_ALPHA);
+	/* One that a later decree made stale cannot be in effect before it:
+	 * configurations take effect in ledger order. */
+	if (from <= conf_latest(r)->from)
+		from = conf_latest(r)->from + 1;
+	conf_fill(conf_push(r), &m, from,
+		  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
+	out->members_changed = true;
+	if (c.id == r->cfg.id) {
+		if (c.op == LD_CHANGE_REMOVE)
+			r->leaving = true;
+		/* A learner's own promotion, naming this very disk: it has
+		 * never voted with it (a learner does not), so it votes from
+		 * now on. A disk that was wiped since has another
+		 * incarnation and recovers (paxos.h). */
+		if (c.op == LD_CHANGE_PROMOTE && !r->joined &&
+		    c.incarnation != 0 && c.incarnation == r->cfg.incarnation)
+			join(r, out, (ld_ballot){0, 0});
+	}
+	return NULL;
+}
+
 static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 			ld_value *v)
 {
 	for (uint32_t i = 0; i < v->ncmds; i++) {
 		const ld_cmd *cmd = &v->cmds[i];
+		if (cmd->client_id == LD_MEMBERS_CLIENT) {
+			const char *why = apply_change(r, out, slot, cmd);
+			for (uint32_t k = 0; k < r->nchreqs; k++) {
+				if (r->chreqs[k].tag != cmd->seq)
+					continue;
+				change_done(out, r->chreqs[k].change_id,
+					    why ? LD_CHANGE_REFUSED
+						: LD_CHANGE_DONE,
+					    -1, slot, why);
+				r->chreqs[k] = r->chreqs[--r->nchreqs];
+				break;
+			}
+			continue;
+		}
 		client_ent *c = client_upsert(r, cmd->client_id);
 		if (cmd->seq > c->seq) {
 			/* First time this command reaches the ledger. */
@@ -1155,6 +1579,7 @@ static void advance(ld_replica *r, ld_actions *out)
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
+	conf_prune(r);
 	maybe_snapshot(r, out);
 }
 
@@ -1184,9 +1609,12 @@ static void clear_proposer_state(ld_replica *r)
 
 static void reads_fail_all(ld_replica *r, ld_actions *out);
 
+static void changes_fail_all(ld_replica *r, ld_actions *out);
+
 static void become_follower(ld_replica *r, ld_actions *out, uint64_t now)
 {
 	reads_fail_all(r, out);
+	changes_fail_all(r, out);
 	if (r->role != LD_FOLLOWER) {
 		clear_proposer_state(r);
 		pending_drop_all(r, out);
@@ -1195,14 +1623,15 @@ static void become_follower(ld_replica *r, ld_actions *out, uint64_t now)
 	r->election_at_us = now + election_delay(r);
 }
 
-static void send_prepares(ld_replica *r, ld_actions *out)
+/* Phase 1a to every voter of a slot after from that has not promised. */
+static void send_prepares_from(ld_replica *r, ld_actions *out, uint64_t from)
 {
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
-		if (j == r->cfg.id || (r->promises & (1u << j)))
+	for (FOR_IDS(j, voters_mask(r) & ~r->promises)) {
+		if (j == r->cfg.id)
 			continue;
-		ld_msg *m = msg_new(r, LD_MSG_PREPARE, j);
+		ld_msg *m = msg_new(r, LD_MSG_PREPARE, (uint32_t)j);
 		m->ballot = r->ballot;
-		m->slot = r->p1_from;
+		m->slot = from;
 		/* P1 across restarts: nobody sees a ballot before our own
 		 * promise of it is durable (the Part-Time Parliament's priest
 		 * writes lastTried first). Otherwise a crash could make us
@@ -1213,9 +1642,25 @@ static void send_prepares(ld_replica *r, ld_actions *out)
 	r->p1_sent_us = r->now_us;
 }
 
+static void send_prepares(ld_replica *r, ld_actions *out)
+{
+	send_prepares_from(r, out, r->p1_from);
+}
+
+static void changes_fail_all(ld_replica *r, ld_actions *out)
+{
+	for (uint32_t k = 0; k < r->nchreqs; k++)
+		change_done(out, r->chreqs[k].change_id, LD_CHANGE_NOT_LEADER,
+			    r->leader, 0,
+			    "leadership changed before the change was applied "
+			    "(it may still be): list the members and retry");
+	r->nchreqs = 0;
+}
+
 static void start_candidacy(ld_replica *r, ld_actions *out)
 {
 	reads_fail_all(r, out);
+	changes_fail_all(r, out);
 	clear_proposer_state(r);
 	uint64_t round = r->max_round;
 	if (r->promised.round > round)
@@ -1260,10 +1705,12 @@ static void check_chosen(ld_replica *r, entry *e)
 {
 	if (e->chosen != NULL)
 		return;
-	uint32_t need = r->quorum;
-	if (popcount32(e->acks) >= need) {
+	const conf *c = conf_at(r, e->slot);
+	/* A majority of the voters of this slot's configuration. */
+	if (quorum_in(c, e->acks) ||
+	    (MUTANT(r, LD_MUTANT_COUNT_REMOVED) &&
+	     popcount64(e->acks) >= c->quorum))
 		e->chosen = ld_value_ref(e->pvalue);
-	}
 }
 
 /* Phase 2a for one slot: our own acceptor votes first (durably), then the
@@ -1280,22 +1727,24 @@ static void propose(ld_replica *r, ld_actions *out, uint64_t slot, ld_value *v)
 	e->sent_us = r->now_us;
 	if (MUTANT(r, LD_MUTANT_EARLY_CHOSEN))
 		e->chosen = ld_value_ref(v);
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
-		send_accept(r, out, e, j);
+	send_accept(r, out, e, r->cfg.id);
+	for (FOR_IDS(j, peers_mask(r)))
+		send_accept(r, out, e, (uint32_t)j);
 }
 
 static void send_commits(ld_replica *r, ld_actions *out)
 {
 	r->hb_seq++;
 	r->hb_wanted = false;
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
-		if (j == r->cfg.id)
-			continue;
-		ld_msg *m = msg_new(r, LD_MSG_COMMIT, j);
+	for (FOR_IDS(j, peers_mask(r))) {
+		ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
 		m->ballot = r->ballot;
-		/* The highest slot this leader has proposed: a recovering
-		 * replica learns up to it before it votes (paxos.h). */
+		/* The highest slot this leader has proposed or will
+		 * re-propose from its phase 1: a recovering replica learns up
+		 * to it before it votes (paxos.h). */
 		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
+		if (r->p1_max > m->slot)
+			m->slot = r->p1_max;
 		m->hb = r->hb_seq;
 		const struct ckpt *c = ckpt_latest(r);
 		if (c != NULL) {
@@ -1309,12 +1758,53 @@ static void send_commits(ld_replica *r, ld_actions *out)
 	r->heartbeat_at_us = r->now_us + r->cfg.heartbeat_us;
 }
 
-/* Fills the pipeline from the pending queue, many commands per decree. */
+/* Whether our phase 1 covers slot: its configuration's voters promised our
+ * ballot (a majority of them). If not, asks the ones missing (same ballot,
+ * from slot on) and answers false: we propose there once they promise. */
+static bool p1_covers(ld_replica *r, ld_actions *out, uint64_t slot)
+{
+	const conf *c = conf_at(r, slot);
+	if (quorum_in(c, r->promises))
+		return true;
+	if (r->now_us >= r->p1_sent_us + r->cfg.retry_us ||
+	    r->p1_ext_from != slot) {
+		r->p1_ext_from = slot;
+		send_prepares_from(r, out, slot);
+	}
+	return false;
+}
+
+/* Fills the pipeline: first what phase 1 found (P3, no-ops in the gaps),
+ * then the pending queue, many commands per decree, then no-ops while a
+ * membership change waits for its slot to come. */
 static void flush_pending(ld_replica *r, ld_actions *out)
 {
-	while (r->role == LD_LEADER && r->pending_n > 0 &&
+	while (r->role == LD_LEADER &&
 	       r->next_slot - 1 - r->commit < r->cfg.window_slots &&
 	       entry_get(r, r->next_slot) != NULL) {
+		entry *e = entry_get(r, r->next_slot);
+		if (r->next_slot <= r->p1_max && e->chosen != NULL) {
+			r->next_slot++;
+			continue;
+		}
+		bool refill = r->next_slot <= r->p1_max;
+		bool settle = !refill && r->pending_n == 0 &&
+			      conf_latest(r)->from > r->next_slot;
+		if (!refill && !settle && r->pending_n == 0)
+			break;
+		if (!p1_covers(r, out, r->next_slot))
+			break;
+		if (refill || settle) {
+			ld_value *v = ld_value_noop();
+			/* P3: the value of the highest-ballot vote, if any. */
+			if (refill && e->p1value != NULL &&
+			    !MUTANT(r, LD_MUTANT_IGNORE_VOTES))
+				v = e->p1value;
+			ld_value_ref(v);
+			propose(r, out, r->next_slot++, v);
+			ld_value_unref(v);
+			continue;
+		}
 		uint32_t n = r->pending_n;
 		if (n > r->cfg.batch_cmds)
 			n = r->cfg.batch_cmds;
@@ -1345,35 +1835,22 @@ static void become_leader(ld_replica *r, ld_actions *out)
 	r->role = LD_LEADER;
 	r->leader = (int32_t)r->cfg.id;
 	r->leader_ballot = r->ballot;
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
+	for (uint32_t j = 0; j < LD_REPLICA_IDS; j++) {
 		r->peer_heard_us[j] = r->now_us;
 		r->hb_acked[j] = 0;
 	}
 	/* Slots phase 1 reported chosen are applied before anything new. */
 	advance(r, out);
-	uint64_t from = r->p1_from, to = r->p1_max;
-	if (r->commit + 1 > from)
-		from = r->commit + 1;
-	r->next_slot = (to > r->commit ? to : r->commit) + 1;
-	/* Re-propose every slot the quorum reported, and fill the gaps
-	 * between them with no-ops, before any new command. */
-	for (uint64_t s = from; s <= to && r->role == LD_LEADER; s++) {
-		entry *e = entry_get(r, s);
-		assert(e != NULL);
-		if (e->chosen != NULL)
-			continue;
-		ld_value *v = ld_value_noop();
-		/* P3: the value of the highest-ballot vote, if any. */
-		if (e->p1value != NULL && !MUTANT(r, LD_MUTANT_IGNORE_VOTES))
-			v = e->p1value;
-		ld_value_ref(v);
-		propose(r, out, s, v);
-		ld_value_unref(v);
-	}
+	/* Every slot the quorum reported is proposed again (flush_pending),
+	 * the gaps between them filled with no-ops, before any new command;
+	 * within the window, so that the configuration of every slot we
+	 * propose in is known (paxos.h: membership). */
+	r->next_slot = r->commit + 1 > r->p1_from ? r->commit + 1 : r->p1_from;
+	r->p1_ext_from = 0;
+	flush_pending(r, out);
 	if (r->role != LD_LEADER)
 		return;
 	send_commits(r, out);
-	flush_pending(r, out);
 }
 
 /* ---- message handlers --------------------------------------------------- */
@@ -1492,11 +1969,10 @@ static void send_probes(ld_replica *r, ld_actions *out)
 	if (r->probe_eligible_round == 0 &&
 	    r->now_us >= r->started_us + 2 * r->cfg.election_timeout_us)
 		r->probe_eligible_round = r->probe_round;
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++) {
-		if (j == r->cfg.id)
-			continue;
-		ld_msg *m = msg_new(r, LD_MSG_PROBE, j);
+	for (FOR_IDS(j, peers_mask(r))) {
+		ld_msg *m = msg_new(r, LD_MSG_PROBE, (uint32_t)j);
 		m->slot = r->probe_round;
+		m->incarnation = r->cfg.incarnation;
 		emit(r, out, m);
 	}
 	r->probe_at_us = r->now_us + r->cfg.retry_us;
@@ -1508,7 +1984,9 @@ static void on_probe(ld_replica *r, const ld_msg *m, ld_actions *out)
 	a->ballot = r->promised;
 	a->slot = m->slot;
 	a->flags = (r->joined ? LD_FLAG_VOTER : 0) |
-		   (holds_votes(r) ? LD_FLAG_HAS_VOTES : 0);
+		   (holds_votes(r) ? LD_FLAG_HAS_VOTES : 0) |
+		   (conf_latest(r)->m.removed & id_bit(m->from) ? LD_FLAG_REMOVED
+								 : 0);
 	emit(r, out, a);
 	/* A recovering replica asks for a leader above M: run phase 1 again
 	 * above it, as the current leader (the others still follow us). */
@@ -1525,6 +2003,8 @@ static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 	if (r->joined || m->slot == 0 || m->slot > r->probe_round ||
 	    m->slot <= r->probe_acks[m->from].round)
 		return;
+	if (m->flags & LD_FLAG_REMOVED)
+		r->told_removed = true;
 	r->probe_acks[m->from].round = m->slot;
 	r->probe_acks[m->from].promised = m->ballot;
 	r->probe_acks[m->from].voter = (m->flags & LD_FLAG_VOTER) != 0;
@@ -1558,9 +2038,14 @@ static void recover_heard_leader(ld_replica *r, const ld_msg *m,
 /* Decides, after each step, whether a replica without JOINED may vote. */
 static void recovery_step(ld_replica *r, ld_actions *out)
 {
-	if (r->joined)
+	if (r->joined || r->leaving || r->told_removed)
 		return;
-	uint32_t n = r->cfg.nreplicas;
+	/* Only a voter recovers its vote; a learner waits for its
+	 * promotion (apply_change), a newcomer for being added. */
+	const conf *cf = conf_at(r, r->commit + 1);
+	if (!(cf->voters & id_bit(r->cfg.id)))
+		return;
+	uint32_t n = popcount64(cf->voters);
 	if (n == 1 || MUTANT(r, LD_MUTANT_WIPED_VOTES)) {
 		join(r, out, (ld_ballot){0, 0});
 		return;
@@ -1574,7 +2059,7 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 	if (replica_empty(r)) {
 		bool all = true;
 		ld_ballot mx = r->promised;
-		for (uint32_t j = 0; j < n; j++) {
+		for (FOR_IDS(j, cf->voters)) {
 			if (j == r->cfg.id)
 				continue;
 			if (r->probe_acks[j].round == 0 ||
@@ -1589,20 +2074,33 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 			return;
 		}
 	}
-	if (!r->recover_known && r->probe_eligible_round != 0) {
-		uint32_t cnt = 0;
+	/* The configuration must be the cell's: one that changed since the
+	 * one we know could have other voters. We know the configuration of
+	 * every slot up to commit + LD_ALPHA. */
+	if (!r->recover_known && r->probe_eligible_round != 0 &&
+	    r->commit + LD_ALPHA > r->known_commit) {
+		/* In every configuration of a slot after commit: n - q + 1
+		 * voters meet the q - 1 others that promised any ballot we
+		 * promised and that reached a quorum. */
+		bool enough = true;
 		ld_ballot mx = {0, 0};
-		for (uint32_t j = 0; j < n; j++) {
-			if (j == r->cfg.id || !r->probe_acks[j].voter ||
-			    r->probe_acks[j].round < r->probe_eligible_round)
-				continue;
-			cnt++;
-			if (ld_ballot_cmp(r->probe_acks[j].promised, mx) > 0)
-				mx = r->probe_acks[j].promised;
+		for (uint32_t c = 0; c < r->nconfs; c++) {
+			const conf *k = &r->confs[c];
+			uint32_t cnt = 0;
+			for (FOR_IDS(j, k->voters)) {
+				const struct probe_ack *pa = &r->probe_acks[j];
+				if (j == r->cfg.id || !pa->voter ||
+				    pa->round < r->probe_eligible_round)
+					continue;
+				cnt++;
+				if (ld_ballot_cmp(pa->promised, mx) > 0)
+					mx = pa->promised;
+			}
+			uint32_t kn = popcount64(k->voters);
+			if (cnt + k->quorum < kn + 1)
+				enough = false;
 		}
-		/* n - q + 1 voters meet the q - 1 others that promised any
-		 * ballot we promised and that reached a quorum. */
-		if (cnt >= n - r->quorum + 1) {
+		if (enough) {
 			r->recover_known = true;
 			r->recover_above = mx;
 			note_ballot(r, mx);
@@ -1618,6 +2116,10 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	/* Recovery: a replica that may have lost its promises and votes
 	 * answers no phase 1 (paxos.h). Not answering is always safe. */
 	if (!r->joined)
+		return;
+	/* Only a voter of a configuration we know may lead: a removed
+	 * replica that does not know it yet cannot disrupt the cell. */
+	if (!(voters_mask(r) & id_bit(m->from)))
 		return;
 	int c = ld_ballot_cmp(m->ballot, r->promised);
 	if (c < 0) {
@@ -1677,8 +2179,54 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	emit_after_sync(r, out, p);
 }
 
+/* A leader's phase 1 reaching voters of a configuration that its first
+ * quorum did not cover (p1_covers): their votes constrain the slots we have
+ * not proposed in yet, as any promise does. */
+static void on_promise_leading(ld_replica *r, const ld_msg *m,
+			       ld_actions *out)
+{
+	if (m->base >= r->next_slot) {
+		/* It applied slots we are proposing: we are behind. */
+		note_commit(r, m);
+		become_follower(r, out, r->now_us);
+		maybe_catchup(r, out);
+		return;
+	}
+	for (uint32_t i = 0; i < m->nvotes; i++) {
+		const ld_vote *v = &m->votes[i];
+		if (v->slot < r->next_slot)
+			continue;
+		entry *e = entry_get(r, v->slot);
+		if (e == NULL) {
+			/* A vote beyond what we can hold: we are behind. */
+			note_commit(r, m);
+			become_follower(r, out, r->now_us);
+			maybe_catchup(r, out);
+			return;
+		}
+		if (v->chosen)
+			learn(r, v->slot, v->value);
+		else if (ballot_zero(e->p1ballot) ||
+			 ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
+			ld_value_unref(e->p1value);
+			e->p1ballot = v->ballot;
+			e->p1value = ld_value_ref(v->value);
+		}
+		if (v->slot > r->p1_max)
+			r->p1_max = v->slot;
+	}
+	r->promises |= id_bit(m->from);
+	r->peer_heard_us[m->from] = r->now_us;
+	flush_pending(r, out);
+}
+
 static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
+	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0 &&
+	    !(r->promises & id_bit(m->from))) {
+		on_promise_leading(r, m, out);
+		return;
+	}
 	if (r->role != LD_CANDIDATE || ld_ballot_cmp(m->ballot, r->ballot) != 0)
 		return;
 	/* A candidacy ends after an election timeout, even if the tick that
@@ -1722,8 +2270,10 @@ static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 		if (v->slot > r->p1_max)
 			r->p1_max = v->slot;
 	}
-	r->promises |= 1u << m->from;
-	if (popcount32(r->promises) >= r->quorum)
+	r->promises |= id_bit(m->from);
+	/* A majority of every configuration of a slot after commit (those
+	 * that later decrees add are asked for when we get there). */
+	if (quorum_all(r, r->promises))
 		become_leader(r, out);
 }
 
@@ -1804,7 +2354,7 @@ static void on_accepted(ld_replica *r, const ld_msg *m, ld_actions *out)
 	if (e == NULL || e->pvalue == NULL ||
 	    ld_ballot_cmp(e->pballot, r->ballot) != 0)
 		return;
-	e->acks |= 1u << m->from;
+	e->acks |= id_bit(m->from);
 	check_chosen(r, e);
 	advance(r, out);
 	flush_pending(r, out);
@@ -1887,6 +2437,15 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	heard_leader(r, out, m);
 	if (r->role == LD_LEADER)
 		return;
+	if (m->flags & LD_FLAG_HANDOVER) {
+		/* The leader leaves the cell: do not wait for it to fall
+		 * silent; the one it names campaigns now. */
+		r->leader = -1;
+		r->heard_us = 0;
+		if ((m->flags & LD_FLAG_CAMPAIGN) && votes_now(r) &&
+		    r->digest_alarm != LD_DIGEST_DIVERGED)
+			r->election_at_us = r->now_us;
+	}
 	note_commit(r, m);
 	for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
 		entry *x = entry_at(r, s);
@@ -1909,14 +2468,19 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 		if (own != NULL && own->digest != m->digest)
 			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
 	}
-	if (!r->joined) {
+	if (!r->joined)
 		recover_heard_leader(r, m, out);
-		/* No answer: a leader must not count a replica that cannot
-		 * vote as live. */
-		return;
-	}
+	/* A replica that cannot vote answers without LD_FLAG_VOTER: the
+	 * leader learns how far it got (to promote a learner), but does not
+	 * count it as live. */
 	ld_msg *a = msg_new(r, LD_MSG_COMMIT_ACK, m->from);
 	a->ballot = m->ballot;
+	a->incarnation = r->cfg.incarnation;
+	a->flags = r->joined ? LD_FLAG_VOTER : 0;
+	if (!r->joined) {
+		emit(r, out, a);
+		return;
+	}
 	a->hb = m->hb;
 	const struct ckpt *c = ckpt_find(r, m->dslot);
 	if (c != NULL) {
@@ -1930,6 +2494,10 @@ static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	(void)out;
 	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0) {
+		r->peer_commit[m->from] = m->commit;
+		r->peer_inc[m->from] = m->incarnation;
+		if (!(m->flags & LD_FLAG_VOTER))
+			return;
 		r->peer_heard_us[m->from] = r->now_us;
 		if (m->hb > r->hb_acked[m->from] && m->hb <= r->hb_seq)
 			r->hb_acked[m->from] = m->hb;
@@ -2131,6 +2699,239 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 	waiter_add(r, cmd->client_id, cmd->seq);
 }
 
+/* ---- membership changes at the leader ------------------------------------ */
+
+static bool value_has_change(const ld_value *v)
+{
+	for (uint32_t i = 0; v != NULL && i < v->ncmds; i++)
+		if (v->cmds[i].client_id == LD_MEMBERS_CLIENT)
+			return true;
+	return false;
+}
+
+/* A change is in flight from its proposal until it is in effect: one at a
+ * time, so that every slot's configuration is one step from its
+ * neighbours' and a refused change never waits behind another. */
+static bool change_in_flight(const ld_replica *r, uint64_t *until)
+{
+	*until = 0;
+	if (conf_latest(r)->from > r->commit + 1) {
+		*until = conf_latest(r)->from;
+		return true;
+	}
+	for (uint32_t i = 0; i < r->pending_n; i++)
+		if (r->pending[(r->pending_head + i) % LD_PENDING_CMDS_MAX]
+			    .cmd.client_id == LD_MEMBERS_CLIENT)
+			return true;
+	for (uint64_t s = r->commit + 1; s < r->next_slot || s <= r->p1_max;
+	     s++) {
+		const entry *e = entry_at_c(r, s);
+		if (e == NULL)
+			break;
+		if (value_has_change(e->pvalue) || value_has_change(e->p1value))
+			return true;
+	}
+	return false;
+}
+
+static uint64_t live_mask(const ld_replica *r)
+{
+	uint64_t live = id_bit(r->cfg.id);
+	for (FOR_IDS(j, peers_mask(r)))
+		if (r->now_us < r->peer_heard_us[j] + r->cfg.election_timeout_us)
+			live |= id_bit((uint32_t)j);
+	return live;
+}
+
+/* Queues a membership decree; 0, or -1 with the queue full. */
+static int queue_change(ld_replica *r, const ld_change *c, uint64_t *tag)
+{
+	if (r->pending_n >= LD_PENDING_CMDS_MAX)
+		return -1;
+	uint8_t *data = malloc(CHANGE_BYTES_MAX);
+	if (data == NULL)
+		return -1;
+	size_t len = change_encode(c, data);
+	/* Matched only by the replica that proposed it (change_req): a tag
+	 * that no other proposal shares. */
+	*tag = (rng_next(r) ^ r->now_us ^ ((uint64_t)r->cfg.id << 56)) | 1;
+	pending_cmd *p = &r->pending[(r->pending_head + r->pending_n) %
+				     LD_PENDING_CMDS_MAX];
+	p->cmd = (ld_cmd){.client_id = LD_MEMBERS_CLIENT,
+			  .seq = *tag,
+			  .len = (uint32_t)len,
+			  .data = data};
+	r->pending_n++;
+	return 0;
+}
+
+static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
+		      ld_actions *out)
+{
+	char why[160];
+	if (r->role != LD_LEADER) {
+		change_done(out, id, LD_CHANGE_NOT_LEADER, r->leader, 0,
+			    "this replica does not lead");
+		return;
+	}
+	const ld_members *m = &conf_latest(r)->m;
+	const ld_member *x = c->id < LD_REPLICA_IDS ? ld_members_find(m, c->id)
+						     : NULL;
+	uint64_t until;
+	if (c->id >= LD_REPLICA_IDS) {
+		snprintf(why, sizeof why, "replica id %u is over the largest, %u",
+			 c->id, LD_REPLICA_IDS - 1);
+		goto refuse;
+	}
+	if (c->op == LD_CHANGE_ADD) {
+		size_t pl = c->peer ? strlen(c->peer) : 0;
+		size_t cl = c->client ? strlen(c->client) : 0;
+		if (m->removed & id_bit(c->id)) {
+			snprintf(why, sizeof why,
+				 "replica id %u left the cell, and ids are "
+				 "never used twice: add it with a new id",
+				 c->id);
+			goto refuse;
+		}
+		if (x != NULL) {
+			if (strcmp(x->peer, c->peer ? c->peer : "") == 0 &&
+			    strcmp(x->client, c->client ? c->client : "") == 0) {
+				change_done(out, id, LD_CHANGE_DONE, -1, 0,
+					    NULL);
+				return;
+			}
+			snprintf(why, sizeof why,
+				 "replica id %u is already a member, at peer "
+				 "URL %.60s",
+				 c->id, x->peer);
+			goto refuse;
+		}
+		if (pl == 0 || pl >= LD_URL_BYTES_MAX || cl == 0 ||
+		    cl >= LD_URL_BYTES_MAX) {
+			snprintf(why, sizeof why,
+				 "a new member needs a peer URL and a client "
+				 "URL, each under %u bytes",
+				 LD_URL_BYTES_MAX);
+			goto refuse;
+		}
+		if (m->n >= LD_REPLICAS_MAX) {
+			snprintf(why, sizeof why,
+				 "the cell has %u members, the most it can "
+				 "hold",
+				 m->n);
+			goto refuse;
+		}
+	} else if (c->op == LD_CHANGE_REMOVE) {
+		if (x == NULL) {
+			if (m->removed & id_bit(c->id)) {
+				change_done(out, id, LD_CHANGE_DONE, -1, 0,
+					    NULL);
+				return;
+			}
+			snprintf(why, sizeof why, "replica id %u is not a member",
+				 c->id);
+			goto refuse;
+		}
+		/* Without it, both the configuration in effect now (for the
+		 * slots before the change takes effect) and the new one
+		 * must still have a quorum that answers us. */
+		uint64_t live = live_mask(r) & ~id_bit(c->id);
+		const conf *now = conf_at(r, r->commit + 1);
+		uint64_t nv = now->voters & ~id_bit(c->id);
+		uint32_t nq = popcount64(nv) / 2 + 1;
+		if (x->voting && (nv == 0 || popcount64(live & nv) < nq ||
+				  popcount64(live & now->voters) < now->quorum)) {
+			snprintf(why, sizeof why,
+				 "without replica %u the cell would have %u "
+				 "voters of which %u answer now; a quorum is "
+				 "%u",
+				 c->id, popcount64(nv), popcount64(live & nv),
+				 nq);
+			goto refuse;
+		}
+	} else if (c->op == LD_CHANGE_PROMOTE) {
+		if (x == NULL || x->voting) {
+			snprintf(why, sizeof why,
+				 "replica id %u is not a learner", c->id);
+			goto refuse;
+		}
+	} else {
+		snprintf(why, sizeof why, "unknown membership change");
+		goto refuse;
+	}
+	if (change_in_flight(r, &until)) {
+		if (until != 0)
+			snprintf(why, sizeof why,
+				 "a membership change is in flight (in effect "
+				 "from ledger position %" PRIu64 "): retry then",
+				 until);
+		else
+			snprintf(why, sizeof why,
+				 "a membership change is in flight: retry once "
+				 "it is in effect");
+		goto refuse;
+	}
+	uint64_t tag;
+	if (queue_change(r, c, &tag) != 0) {
+		snprintf(why, sizeof why, "the leader's queue is full");
+		goto refuse;
+	}
+	r->chreqs = grow(r->chreqs, &r->chreqs_cap, r->nchreqs + 1,
+			 sizeof *r->chreqs);
+	r->chreqs[r->nchreqs++] = (change_req){id, tag};
+	flush_pending(r, out);
+	return;
+refuse:
+	change_done(out, id, LD_CHANGE_REFUSED, -1, 0, why);
+}
+
+/* A learner that has caught up (it answered our heartbeat with a commit
+ * close to ours, and its disk's incarnation) is promoted to voter. */
+static void maybe_promote(ld_replica *r, ld_actions *out)
+{
+	const ld_members *m = &conf_latest(r)->m;
+	uint64_t until;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const ld_member *x = &m->m[i];
+		if (x->voting || x->id == r->cfg.id || r->peer_inc[x->id] == 0 ||
+		    r->peer_commit[x->id] + LD_CATCHUP_SLOTS_MAX < r->commit)
+			continue;
+		if (change_in_flight(r, &until))
+			return;
+		ld_change c = {.op = LD_CHANGE_PROMOTE,
+			       .id = x->id,
+			       .incarnation = r->peer_inc[x->id]};
+		uint64_t tag;
+		if (queue_change(r, &c, &tag) == 0)
+			flush_pending(r, out);
+		return;
+	}
+}
+
+/* A leader that applied its own removal hands over to the voter of the new
+ * configuration that has come furthest, and steps down. */
+static void maybe_hand_over(ld_replica *r, ld_actions *out)
+{
+	if (r->role != LD_LEADER || !r->leaving)
+		return;
+	const conf *nc = conf_latest(r);
+	int32_t best = -1;
+	for (FOR_IDS(j, nc->voters & live_mask(r) & ~id_bit(r->cfg.id)))
+		if (best < 0 || r->peer_commit[j] > r->peer_commit[best])
+			best = (int32_t)j;
+	for (FOR_IDS(j, peers_mask(r))) {
+		ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
+		m->ballot = r->ballot;
+		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
+		m->flags = LD_FLAG_HANDOVER |
+			   ((int32_t)j == best ? LD_FLAG_CAMPAIGN : 0);
+		emit(r, out, m);
+	}
+	changes_fail_all(r, out);
+	r->leader = -1;
+	become_follower(r, out, r->now_us);
+}
+
 /* ---- linearizable reads (ReadIndex) -------------------------------------- */
 
 static void read_done(ld_actions *out, uint64_t id, bool ok)
@@ -2152,21 +2953,30 @@ static void reads_fail_all(ld_replica *r, ld_actions *out)
  * our own at once). */
 static uint64_t hb_confirmed(const ld_replica *r)
 {
-	if (r->quorum <= 1 || MUTANT(r, LD_MUTANT_READ_LOCAL))
+	if (MUTANT(r, LD_MUTANT_READ_LOCAL))
 		return r->hb_seq;
-	/* The (q-1)-th highest answer among the others, with ours. */
-	uint64_t a[LD_REPLICAS_MAX];
-	uint32_t n = 0;
-	for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
-		if (j != r->cfg.id)
-			a[n++] = r->hb_acked[j];
-	for (uint32_t i = 1; i < n; i++)
-		for (uint32_t k = i; k > 0 && a[k] > a[k - 1]; k--) {
-			uint64_t t = a[k];
-			a[k] = a[k - 1];
-			a[k - 1] = t;
-		}
-	return a[r->quorum - 2];
+	/* In every configuration of a slot after commit, the q-th highest
+	 * answer among its voters (ours is the latest round). */
+	uint64_t best = r->hb_seq;
+	for (uint32_t c = 0; c < r->nconfs; c++) {
+		const conf *cf = &r->confs[c];
+		uint64_t a[LD_REPLICAS_MAX];
+		uint32_t n = 0;
+		for (FOR_IDS(j, cf->voters))
+			a[n++] = j == r->cfg.id ? r->hb_seq : r->hb_acked[j];
+		for (uint32_t i = 1; i < n; i++)
+			for (uint32_t k = i; k > 0 && a[k] > a[k - 1]; k--) {
+				uint64_t t = a[k];
+				a[k] = a[k - 1];
+				a[k - 1] = t;
+			}
+		uint64_t got = cf->quorum >= 1 && cf->quorum <= n
+				       ? a[cf->quorum - 1]
+				       : 0;
+		if (got < best)
+			best = got;
+	}
+	return best;
 }
 
 /* A read that arrives now is answered once a round sent after now is
@@ -2200,15 +3010,15 @@ static void reads_check(ld_replica *r, ld_actions *out)
 {
 	if (r->npreads == 0 || r->role != LD_LEADER)
 		return;
-	uint64_t conf = hb_confirmed(r);
+	uint64_t hb_ok = hb_confirmed(r);
 	/* One round in flight at a time: reads that arrive meanwhile share
 	 * the next one, so a burst of reads costs a few round trips. */
-	if (r->hb_wanted && conf >= r->hb_seq)
+	if (r->hb_wanted && hb_ok >= r->hb_seq)
 		send_commits(r, out);
-	conf = hb_confirmed(r);
+	hb_ok = hb_confirmed(r);
 	for (uint32_t i = 0; i < r->npreads;) {
 		struct pending_read *p = &r->preads[i];
-		if (p->need <= conf && (r->commit >= p->index ||
+		if (p->need <= hb_ok && (r->commit >= p->index ||
 					MUTANT(r, LD_MUTANT_READ_LOCAL))) {
 			read_done(out, p->id, true);
 			r->preads[i] = r->preads[--r->npreads];
@@ -2229,7 +3039,10 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			if (now >= r->probe_at_us)
 				send_probes(r, out);
 		} else if (now >= r->election_at_us) {
-			if (r->digest_alarm == LD_DIGEST_DIVERGED)
+			/* Only a voter of the next slot's configuration
+			 * campaigns; not one that is leaving the cell. */
+			if (r->digest_alarm == LD_DIGEST_DIVERGED ||
+			    !votes_now(r))
 				r->election_at_us = now + election_delay(r);
 			else
 				start_candidacy(r, out);
@@ -2244,17 +3057,17 @@ static void on_tick(ld_replica *r, ld_actions *out)
 	case LD_LEADER: {
 		/* Check quorum: a leader that has not heard a majority for an
 		 * election timeout steps down rather than block the cell. */
-		uint32_t live = 1;
-		for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
-			if (j != r->cfg.id &&
-			    now < r->peer_heard_us[j] +
-					    r->cfg.election_timeout_us)
-				live++;
-		if (live < r->quorum) {
+		uint64_t live = id_bit(r->cfg.id);
+		for (FOR_IDS(j, peers_mask(r)))
+			if (now < r->peer_heard_us[j] +
+					  r->cfg.election_timeout_us)
+				live |= id_bit((uint32_t)j);
+		if (!quorum_all(r, live)) {
 			r->leader = -1;
 			become_follower(r, out, now);
 			break;
 		}
+		maybe_promote(r, out);
 		if (now >= r->heartbeat_at_us)
 			send_commits(r, out);
 		for (uint64_t s = r->commit + 1; s < r->next_slot; s++) {
@@ -2264,9 +3077,8 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			    now < e->sent_us + r->cfg.retry_us)
 				continue;
 			e->sent_us = now;
-			for (uint32_t j = 0; j < r->cfg.nreplicas; j++)
-				if (j != r->cfg.id && !(e->acks & (1u << j)))
-					send_accept(r, out, e, j);
+			for (FOR_IDS(j, peers_mask(r) & ~e->acks))
+				send_accept(r, out, e, (uint32_t)j);
 		}
 		break;
 	}
@@ -2348,7 +3160,7 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 	switch (ev->type) {
 	case LD_EV_MSG:
 		if (ev->msg == NULL ||
-		    ld_msg_validate(ev->msg, r->cfg.nreplicas) != 0 ||
+		    ld_msg_validate(ev->msg, LD_REPLICA_IDS) != 0 ||
 		    ev->msg->to != r->cfg.id) {
 			rc = -1;
 			break;
@@ -2379,13 +3191,7 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 			rc = -1;
 			break;
 		}
-		out->changes = grow(out->changes, &out->changes_cap,
-				    out->nchanges + 1, sizeof *out->changes);
-		out->changes[out->nchanges++] = (ld_change_done){
-			.change_id = ev->change_id,
-			.status = LD_CHANGE_REFUSED,
-			.leader_hint = -1,
-			.why = "membership changes are not built yet"};
+		on_change(r, ev->change_id, ev->change, out);
 		break;
 	case LD_EV_SUBMIT:
 		if (ev->cmd == NULL) {
@@ -2402,6 +3208,7 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		rc = -1;
 	}
 	recovery_step(r, out);
+	maybe_hand_over(r, out);
 	reads_check(r, out);
 	out->timer_at_us = next_timer(r);
 	return rc;
@@ -2421,7 +3228,10 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->base = r->snap_base;
 	st->next_slot = r->next_slot;
 	st->pending = r->pending_n;
-	st->voter = r->joined;
+	st->voter = r->joined && !r->leaving &&
+		    (voters_mask(r) & id_bit(r->cfg.id)) != 0;
+	st->member = (conf_latest(r)->all & id_bit(r->cfg.id)) != 0;
+	st->removed = (r->leaving && r->role != LD_LEADER) || r->told_removed;
 	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
 }
@@ -2437,14 +3247,9 @@ const ld_member *ld_members_find(const ld_members *m, uint32_t id)
 void ld_replica_members(const ld_replica *r, ld_members *out,
 			uint64_t *from_slot)
 {
-	memset(out, 0, sizeof *out);
-	out->n = r->cfg.nreplicas;
-	for (uint32_t i = 0; i < out->n; i++) {
-		out->m[i].id = i;
-		out->m[i].voting = true;
-	}
+	*out = conf_latest(r)->m;
 	if (from_slot != NULL)
-		*from_slot = 1;
+		*from_slot = conf_latest(r)->from;
 }
 
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)

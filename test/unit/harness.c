@@ -139,6 +139,8 @@ typedef struct h_node {
 	size_t npend, pend_cap;
 	ld_reply *replies;
 	size_t nreplies, replies_cap;
+	ld_change_done *changes;
+	size_t nchanges, changes_cap;
 	uint64_t timer_at;
 	uint64_t applied;   /* the last slot this replica reported chosen */
 	uint32_t snapshots; /* snapshots installed since h_new */
@@ -240,6 +242,7 @@ static void h_node_down(harness *h, uint32_t id)
 		ld_record_clear(&nd->pend[i].rec);
 	nd->npend = 0;
 	nd->nreplies = 0;
+	nd->nchanges = 0;
 	hsm_reset(&nd->sm);
 	nd->timer_at = UINT64_MAX;
 }
@@ -256,6 +259,7 @@ void h_free(harness *h)
 		free(nd->disk);
 		free(nd->pend);
 		free(nd->replies);
+		free(nd->changes);
 		free(nd->sm.log);
 	}
 	for (size_t i = 0; i < h->npool; i++)
@@ -355,6 +359,10 @@ static void h_absorb(harness *h, uint32_t id, ld_actions *a)
 		H_GROW(nd->replies, nd->nreplies, nd->replies_cap);
 		nd->replies[nd->nreplies++] = a->replies[i];
 	}
+	for (size_t i = 0; i < a->nchanges; i++) {
+		H_GROW(nd->changes, nd->nchanges, nd->changes_cap);
+		nd->changes[nd->nchanges++] = a->changes[i];
+	}
 	nd->timer_at = a->timer_at_us ? a->timer_at_us : UINT64_MAX;
 }
 
@@ -418,6 +426,26 @@ int h_submit(harness *h, uint32_t id, uint64_t client, uint64_t seq,
 		      .data = (const uint8_t *)data};
 	ld_event ev = {.type = LD_EV_SUBMIT, .cmd = &cmd};
 	return h_step(h, id, &ev);
+}
+
+int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id)
+{
+	assert(id < h->n);
+	if (h->nodes[id].r == NULL)
+		return -1;
+	ld_event ev = {
+		.type = LD_EV_CHANGE, .change = c, .change_id = change_id};
+	return h_step(h, id, &ev);
+}
+
+const ld_change_done *h_change_done(const harness *h, uint32_t id,
+				    uint64_t change_id)
+{
+	const h_node *nd = &h->nodes[id];
+	for (size_t i = nd->nchanges; i-- > 0;)
+		if (nd->changes[i].change_id == change_id)
+			return &nd->changes[i];
+	return NULL;
 }
 
 const ld_reply *h_replies(const harness *h, uint32_t id, size_t *n)
@@ -688,6 +716,11 @@ void h_run_for(harness *h, uint64_t dur_us, uint64_t step_us)
 }
 
 /* ---- views ------------------------------------------------------------ */
+
+const ld_replica *h_replica(const harness *h, uint32_t id)
+{
+	return h->nodes[id].r;
+}
 
 ld_status h_status(const harness *h, uint32_t id)
 {

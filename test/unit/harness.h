@@ -89,6 +89,12 @@ uint64_t h_timer_at(const harness *h, uint32_t id);
 int h_submit(harness *h, uint32_t id, uint64_t client, uint64_t seq,
 	     const char *data);
 
+/* Asks replica id for a membership change (LD_EV_CHANGE); the answer, when
+ * one came, is h_change_done's. */
+int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id);
+const ld_change_done *h_change_done(const harness *h, uint32_t id,
+				    uint64_t change_id);
+
 /* Replies replica id produced since it last (re)started, in order. */
 const ld_reply *h_replies(const harness *h, uint32_t id, size_t *n);
 
@@ -177,6 +183,9 @@ void h_run_for(harness *h, uint64_t dur_us, uint64_t step_us);
 /* ---- views ------------------------------------------------------------ */
 
 ld_status h_status(const harness *h, uint32_t id);
+
+/* Replica id itself (borrowed; NULL when down). */
+const ld_replica *h_replica(const harness *h, uint32_t id);
 
 /* Replica id's own view of slot (borrowed), or NULL. */
 const ld_value *h_chosen(const harness *h, uint32_t id, uint64_t slot);

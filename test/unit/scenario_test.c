@@ -1316,3 +1316,158 @@ Test(forged, unsolicited_snapshot_and_catchup_are_dropped, .init = setup3,
 	cr_assert_eq(h_sm_count(h, 1, 72, 1), 0);
 	SAFE();
 }
+
+/* ---- membership by decree --------------------------------------------- */
+
+/* A cell of 0..2 with replica 3 started as a newcomer (it knows the cell's
+ * members, and is not one), on empty disks. */
+static void setup_grow(void)
+{
+	h = h_new(4);
+	cr_assert_not_null(h);
+	for (uint32_t i = 0; i < 4; i++)
+		h_wipe(h, i);
+	h_drop(h, H_ALL);
+	for (uint32_t i = 0; i < 3; i++) {
+		h_config(h, i)->nreplicas = 3;
+		h_config(h, i)->incarnation = 100 + i;
+	}
+	ld_config *c3 = h_config(h, 3);
+	c3->nreplicas = 0;
+	c3->incarnation = 103;
+	memset(&c3->members, 0, sizeof c3->members);
+	c3->members.n = 3;
+	for (uint32_t i = 0; i < 3; i++)
+		c3->members.m[i] = (ld_member){.id = i, .voting = true};
+	for (uint32_t i = 0; i < 4; i++)
+		cr_assert_eq(h_restart(h, i), 0);
+	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
+	cr_assert_geq(h_leader(h), 0, "no cell formed");
+}
+
+static ld_change_done change_wait(uint32_t id, ld_change c, uint64_t cid)
+{
+	cr_assert_eq(h_change(h, id, &c, cid), 0);
+	const ld_change_done *d = h_change_done(h, id, cid);
+	for (int i = 0; d == NULL && i < 40; i++) {
+		h_run_for(h, H_HEARTBEAT_US, H_HEARTBEAT_US);
+		d = h_change_done(h, id, cid);
+	}
+	cr_assert_not_null(d, "no answer to change %llu",
+			   (unsigned long long)cid);
+	return *d;
+}
+
+static bool is_voting(uint32_t at, uint32_t id)
+{
+	ld_members m;
+	ld_replica_members(h_replica(h, at), &m, NULL);
+	const ld_member *x = ld_members_find(&m, id);
+	return x != NULL && x->voting;
+}
+
+Test(members, add_promote_remove_the_leader, .init = setup_grow,
+     .fini = teardown)
+{
+	uint32_t L = (uint32_t)h_leader(h);
+	for (uint64_t k = 1; k <= 5; k++)
+		cr_assert_eq(submit_wait(L, 81, k, "w").status, LD_REPLY_OK);
+	cr_assert_not(h_status(h, 3).member);
+
+	ld_change_done d = change_wait(
+		L,
+		(ld_change){.op = LD_CHANGE_ADD,
+			    .id = 3,
+			    .peer = "tcp://p3",
+			    .client = "tcp://c3"},
+		1);
+	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+	cr_assert_gt(d.slot, 0);
+	/* A learner first; promoted by the leader once it caught up. */
+	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
+	cr_assert(h_status(h, 3).member);
+	cr_assert(is_voting(L, 3), "replica 3 was not promoted");
+	cr_assert(h_status(h, 3).voter, "replica 3 does not vote");
+	cr_assert_geq(h_status(h, 3).applied, 5);
+
+	/* The leader removes itself: it hands over and stops. */
+	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = L}, 2);
+	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
+	cr_assert(h_status(h, L).removed, "the removed leader goes on");
+	int L2 = h_leader(h);
+	cr_assert_geq(L2, 0);
+	cr_assert_neq((uint32_t)L2, L);
+	h_crash(h, L);
+	cr_assert_eq(submit_wait((uint32_t)L2, 81, 6, "w").status,
+		     LD_REPLY_OK);
+
+	/* {the other two, 3}: one more can fail. */
+	uint32_t other = 0;
+	while (other == L || other == (uint32_t)L2 || other == 3)
+		other++;
+	h_crash(h, other);
+	h_run_for(h, 3 * H_ELECTION_US, H_HEARTBEAT_US);
+	int L3 = h_leader(h);
+	cr_assert_geq(L3, 0);
+	cr_assert_eq(submit_wait((uint32_t)L3, 81, 7, "w").status,
+		     LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	for (uint64_t k = 1; k <= 7; k++)
+		cr_assert_eq(h_sm_count(h, 3, 81, k), 1);
+	SAFE();
+}
+
+Test(members, changes_refused_with_a_reason, .init = setup_grow,
+     .fini = teardown)
+{
+	uint32_t L = (uint32_t)h_leader(h);
+	uint32_t F = (L + 1) % 3;
+	ld_change add3 = {.op = LD_CHANGE_ADD,
+			  .id = 3,
+			  .peer = "tcp://p3",
+			  .client = "tcp://c3"};
+	ld_change_done d = change_wait(F, add3, 1);
+	cr_assert_eq(d.status, LD_CHANGE_NOT_LEADER);
+
+	cr_assert_eq(h_change(h, L, &add3, 2), 0);
+	/* A second change while the first is in flight. */
+	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = F}, 3);
+	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert(strstr(d.why, "in flight") != NULL, "%s", d.why);
+	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
+	cr_assert(is_voting(L, 3));
+
+	/* With two of four down, removing a third live one leaves no
+	 * quorum. */
+	uint32_t G;
+	for (G = 0; G == L || G == F; G++)
+		;
+	h_crash(h, G);
+	h_run_for(h, 3 * H_ELECTION_US, H_HEARTBEAT_US);
+	int l = h_leader(h);
+	cr_assert_geq(l, 0);
+	d = change_wait((uint32_t)l,
+			(ld_change){.op = LD_CHANGE_REMOVE,
+				    .id = (uint32_t)l == F ? L : F},
+			4);
+	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert(strstr(d.why, "quorum") != NULL, "%s", d.why);
+
+	/* A removed id never comes back. */
+	d = change_wait((uint32_t)l,
+			(ld_change){.op = LD_CHANGE_REMOVE, .id = G}, 5);
+	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
+	l = h_leader(h);
+	cr_assert_geq(l, 0);
+	d = change_wait((uint32_t)l,
+			(ld_change){.op = LD_CHANGE_ADD,
+				    .id = G,
+				    .peer = "tcp://again",
+				    .client = "tcp://again"},
+			6);
+	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert(strstr(d.why, "never") != NULL, "%s", d.why);
+	SAFE();
+}
