@@ -138,8 +138,8 @@ static int lc_die(int rv, const char *what)
 		break;
 	}
 	const char *detail = lc_last_error();
-	fprintf(stderr, "%s: %s: %s%s%s\n", prog, what, lc_strerror(rv),
-		detail[0] ? " (" : "", detail[0] ? ")" : "");
+	fprintf(stderr, "%s: %s: %s%s%s%s\n", prog, what, lc_strerror(rv),
+		detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
 	exit(code);
 }
 
