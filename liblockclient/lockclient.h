@@ -84,7 +84,9 @@ extern "C" {
 		     "session, or too many waiters on this name")              \
 	X(LC_EPROTO, "a replica sent a reply that is not a valid lockd reply") \
 	X(LC_ECANCELED, "the caller cancelled the call (its cancelled "        \
-			"callback said so)")
+			"callback said so)")                                   \
+	X(LC_EREFUSED, "the cell refused the membership change "               \
+		       "(lc_last_error() says why)")
 
 /* clang-format off */
 enum {
@@ -297,18 +299,83 @@ int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
 
 typedef struct lc_replica_status {
 	uint32_t id;
-	char role[16]; /* "leader", "candidate" or "follower" */
+	/* "leader", "candidate", "follower"; "recovering" (it learns before it
+	 * may vote again), "learner" (a member not yet promoted), "joining"
+	 * (not a member: it waits to be added, or it was removed),
+	 * "diverged" */
+	char role[16];
 	uint64_t ballot_round;
 	uint32_t ballot_id;
 	int32_t leader; /* the leader's id as this replica knows it, or -1 */
 	uint64_t commit, applied, snapshot_base;
 	uint64_t leases;                        /* leases in its table */
 	char leader_addr[LC_URL_BYTES_MAX + 1]; /* the leader's URL, or "" */
+	bool voter;                             /* it votes */
+	bool member; /* it is in the configuration it has applied */
+	uint32_t members, voters; /* that configuration's size, and voters */
 } lc_replica_status;
 
 /* Asks endpoint i (0 .. lc_endpoint_count - 1) alone for its view of the
  * cell, one try within attempt_timeout_ms. *out is the caller's. */
 int lc_status(lc_client *c, uint32_t i, lc_replica_status *out);
+
+/* ---- membership -----------------------------------------------------------
+ *
+ * The cell's replicas are part of its replicated state: they change by
+ * decree, one change at a time (README, Membership). lc_member_add makes a
+ * new replica a learner: it catches up without voting, and the leader
+ * promotes it to voter by itself once it has (lc_members_list shows when:
+ * voting). lc_member_remove takes one out for good; its id is never used
+ * again. Both go to the leader (following hints, as writes do) and return
+ * once the change is chosen and applied there; one that is already made
+ * returns LC_OK again, so a retry is safe. While another change is still
+ * taking effect the cell answers "retry", and the call retries within its
+ * call_timeout_ms. */
+
+#define LC_MEMBERS_MAX 16u /* members listed (the cell holds at most 7) */
+#define LC_REPLICA_IDS 64u /* replica ids are 0 .. 63 */
+
+typedef struct lc_member {
+	uint32_t id;
+	bool voting;          /* false: a learner, not promoted yet */
+	uint64_t incarnation; /* its disk's, as its promotion named it (0:
+				 one of the cell's first replicas) */
+	char peer[LC_URL_BYTES_MAX + 1];   /* "" when the replica knows none */
+	char client[LC_URL_BYTES_MAX + 1]; /* "" when the replica knows none */
+} lc_member;
+
+/* A configuration as one replica has applied it. Plain data (about 8 KiB),
+ * owned by the caller. */
+typedef struct lc_members {
+	uint32_t n;
+	lc_member m[LC_MEMBERS_MAX]; /* by increasing id */
+	uint64_t removed;       /* bit i: replica id i left the cell for good */
+	uint64_t from_position; /* in effect from this ledger position on */
+	int32_t leader; /* the leader as the answering replica knows it, -1 */
+	char leader_addr[LC_URL_BYTES_MAX + 1];
+	uint64_t change_position; /* add/remove: where the change was chosen
+				     (0: it was already made) */
+} lc_members;
+
+/* The member with this id in m, or NULL. */
+const lc_member *lc_members_find(const lc_members *m, uint32_t id);
+
+/* The cell's members as one replica (any; read-your-writes, as lc_get)
+ * has applied them, into *out (the caller's). */
+int lc_members_list(lc_client *c, lc_members *out);
+
+/* Adds replica id (0 .. 63, never a member before) with its peer and
+ * client URLs (copied) as a learner. *out (may be NULL) gets the
+ * configuration right after. LC_EREFUSED with the cell's sentence in
+ * lc_last_error() when the cell will not (an id used before, a cell at its
+ * size limit, another id at those URLs). */
+int lc_member_add(lc_client *c, uint32_t id, const char *peer_url,
+		  const char *client_url, lc_members *out);
+
+/* Removes replica id from the cell (a leader that removes itself hands
+ * over first). LC_EREFUSED when the cell would be left without a quorum
+ * that answers, or id is not a member. *out may be NULL. */
+int lc_member_remove(lc_client *c, uint32_t id, lc_members *out);
 
 /* ---- sessions: leases kept alive in the background ----------------------
  *

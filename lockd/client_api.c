@@ -129,12 +129,14 @@ static void cctx_send(ld_cctx *c, const Lockd__Reply *rep)
 }
 
 /* Walks the top level of a Request for the wire length of its last name
- * (field 5), reason (field 10) and after_name (field 13) strings:
+ * (field 5), reason (field 10), after_name (field 13), member_peer (16) and
+ * member_client (17) strings:
  * protobuf-c hands them over NUL-terminated, so one with a NUL inside would
  * silently be cut short. The buffer already unpacked, so it is well-formed.
  */
 static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
-			     size_t *reason_len, size_t *after_len)
+			     size_t *reason_len, size_t *after_len,
+			     size_t *peer_len, size_t *client_len)
 {
 	size_t pos = 0;
 	while (pos < len) {
@@ -180,6 +182,10 @@ static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
 				*reason_len = (size_t)v;
 			else if ((key >> 3) == 13)
 				*after_len = (size_t)v;
+			else if ((key >> 3) == 16)
+				*peer_len = (size_t)v;
+			else if ((key >> 3) == 17)
+				*client_len = (size_t)v;
 			pos += (size_t)v;
 			break;
 		default:
@@ -192,11 +198,18 @@ static void wire_string_lens(const uint8_t *p, size_t len, size_t *name_len,
 static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
 				   size_t len)
 {
-	if (r->op <= LOCKD__OP__OP_UNSPECIFIED || r->op > LOCKD__OP__OP_WATCH)
+	if (r->op <= LOCKD__OP__OP_UNSPECIFIED ||
+	    r->op > LOCKD__OP__OP_MEMBER_CHANGE)
 		return "unknown op: expected ACQUIRE, RENEW, RELEASE, REVOKE, "
-		       "GET, CHECK, LIST, STATUS or WATCH";
+		       "GET, CHECK, LIST, STATUS, WATCH, MEMBERS or "
+		       "MEMBER_CHANGE";
 	size_t name_len = 0, reason_len = 0, after_len = 0;
-	wire_string_lens(buf, len, &name_len, &reason_len, &after_len);
+	size_t peer_len = 0, client_len = 0;
+	wire_string_lens(buf, len, &name_len, &reason_len, &after_len,
+			 &peer_len, &client_len);
+	if (strlen(r->member_peer) != peer_len ||
+	    strlen(r->member_client) != client_len)
+		return "a member's URL contains a NUL byte";
 	if (strlen(r->name) != name_len)
 		return "the name contains a NUL byte";
 	if (strlen(r->reason) != reason_len)

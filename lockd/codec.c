@@ -66,6 +66,8 @@ static uint32_t codec_repeated_max(const ProtobufCMessageDescriptor *desc,
 		return LD_BATCH_CMDS_MAX;
 	if (desc == &lockd__peer_msg__descriptor && f->id == 9 /* votes */)
 		return LD_LOG_SLOTS_MAX;
+	if (desc == &lockd__members__descriptor && f->id == 1 /* members */)
+		return LD_REPLICAS_MAX;
 	return 0;
 }
 
@@ -447,6 +449,7 @@ int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
 	pm.digest = m->digest;
 	pm.verified_slot = m->vslot;
 	pm.verified_digest = m->vdigest;
+	pm.incarnation = m->incarnation;
 	if (m->value != NULL) {
 		rv = codec_enc_value(&e, m->value, &value);
 		if (rv != 0)
@@ -478,8 +481,7 @@ out:
 
 /* Fills m (zeroed, owned by the caller) from pm; on error m holds whatever
  * was built so far, for ld_msg_free. */
-static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
-			     ld_msg *m)
+static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
 {
 	if ((int)pm->type < (int)LD_MSG_PREPARE ||
 	    (int)pm->type > (int)LD_MSG_TYPE_MAX)
@@ -488,8 +490,11 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	m->from = pm->from;
 	m->to = pm->to;
 	m->ballot = codec_ballot_from_pb(pm->ballot);
-	if (m->from >= nreplicas || m->to >= nreplicas ||
-	    m->ballot.id >= nreplicas)
+	/* Ids are the cell's whole id space, not its current size: members
+	 * come and go (paxos.h, membership), and the core refuses a message
+	 * from an id that is not a member. */
+	if (m->from >= LD_REPLICA_IDS || m->to >= LD_REPLICA_IDS ||
+	    m->ballot.id >= LD_REPLICA_IDS)
 		return LD_CODEC_EREPLICA;
 	m->slot = pm->slot;
 	m->commit = pm->commit;
@@ -500,6 +505,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	m->digest = pm->digest;
 	m->vslot = pm->verified_slot;
 	m->vdigest = pm->verified_digest;
+	m->incarnation = pm->incarnation;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
 		return LD_CODEC_ECOUNT;
 	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)
@@ -522,7 +528,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 		v->slot = pv->slot;
 		v->chosen = pv->chosen;
 		v->ballot = codec_ballot_from_pb(pv->ballot);
-		if (v->ballot.id >= nreplicas)
+		if (v->ballot.id >= LD_REPLICA_IDS)
 			return LD_CODEC_EREPLICA;
 		int rv = codec_value_from_pb(pv->value, &v->value);
 		if (rv != 0)
@@ -539,13 +545,11 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, uint32_t nreplicas,
 	return 0;
 }
 
-int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
-			ld_msg **out)
+int ld_codec_msg_decode(const uint8_t *buf, size_t len, ld_msg **out)
 {
 	ProtobufCMessage *pm;
 
 	*out = NULL;
-	assert(nreplicas >= 1 && nreplicas <= LD_REPLICAS_MAX);
 	int rv = codec_unpack(&lockd__peer_msg__descriptor, buf, len,
 			      LD_MESSAGE_BYTES_MAX, &pm);
 	if (rv != 0)
@@ -554,11 +558,10 @@ int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
 	if (m == NULL) {
 		rv = LD_CODEC_ENOMEM;
 	} else {
-		rv = codec_msg_from_pb((const Lockd__PeerMsg *)pm, nreplicas,
-				       m);
+		rv = codec_msg_from_pb((const Lockd__PeerMsg *)pm, m);
 		if (rv == 0)
 			rv = codec_msg_check(m);
-		if (rv == 0 && ld_msg_validate(m, nreplicas) != 0)
+		if (rv == 0 && ld_msg_validate(m, LD_REPLICA_IDS) != 0)
 			rv = LD_CODEC_EINVALID;
 	}
 	protobuf_c_message_free_unpacked(pm, NULL);
@@ -578,7 +581,7 @@ static int codec_record_check(const ld_record *rec)
 {
 	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_JOINED)
 		return LD_CODEC_ETYPE;
-	if (rec->ballot.id >= LD_REPLICAS_MAX)
+	if (rec->ballot.id >= LD_REPLICA_IDS)
 		return LD_CODEC_EREPLICA;
 	/* A VOTE carries a value, a CHOSEN hint may, the others never. */
 	if (rec->type == LD_REC_VOTE
@@ -675,6 +678,91 @@ out:
 	}
 	*rec = r;
 	return 0;
+}
+
+/* ---- membership ----------------------------------------------------------
+ */
+
+/* What a configuration must be, both ways: at most LD_REPLICAS_MAX members,
+ * by increasing id below LD_REPLICA_IDS, none of them removed, URLs
+ * NUL-terminated within LD_URL_BYTES_MAX. */
+static int codec_members_check(const ld_members *m)
+{
+	if (m->n > LD_REPLICAS_MAX)
+		return LD_CODEC_ECOUNT;
+	for (uint32_t i = 0; i < m->n; i++) {
+		const ld_member *e = &m->m[i];
+		if (e->id >= LD_REPLICA_IDS ||
+		    (i > 0 && e->id <= m->m[i - 1].id) ||
+		    (m->removed >> e->id & 1u))
+			return LD_CODEC_EREPLICA;
+		if (memchr(e->peer, '\0', sizeof e->peer) == NULL ||
+		    memchr(e->client, '\0', sizeof e->client) == NULL)
+			return LD_CODEC_EFIELDS;
+	}
+	return 0;
+}
+
+int ld_codec_members_encode(const ld_members *m, uint8_t **buf, size_t *len)
+{
+	*buf = NULL;
+	int rv = codec_members_check(m);
+	if (rv != 0)
+		return rv;
+	Lockd__Members pm;
+	Lockd__Member em[LD_REPLICAS_MAX];
+	Lockd__Member *ptrs[LD_REPLICAS_MAX];
+	lockd__members__init(&pm);
+	for (uint32_t i = 0; i < m->n; i++) {
+		lockd__member__init(&em[i]);
+		em[i].id = m->m[i].id;
+		em[i].voting = m->m[i].voting;
+		em[i].incarnation = m->m[i].incarnation;
+		em[i].peer = (char *)m->m[i].peer;
+		em[i].client = (char *)m->m[i].client;
+		ptrs[i] = &em[i];
+	}
+	pm.n_members = m->n;
+	pm.members = m->n > 0 ? ptrs : NULL;
+	pm.removed = m->removed;
+	return codec_pack(&pm.base, LD_CODEC_MEMBERS_BYTES_MAX, buf, len);
+}
+
+int ld_codec_members_decode(const uint8_t *buf, size_t len, ld_members *out)
+{
+	ProtobufCMessage *pm;
+	memset(out, 0, sizeof *out);
+	int rv = codec_unpack(&lockd__members__descriptor, buf, len,
+			      LD_CODEC_MEMBERS_BYTES_MAX, &pm);
+	if (rv != 0)
+		return rv;
+	const Lockd__Members *p = (const Lockd__Members *)pm;
+	ld_members m = {0};
+	if (p->n_members > LD_REPLICAS_MAX) {
+		rv = LD_CODEC_ECOUNT;
+		goto out;
+	}
+	m.n = (uint32_t)p->n_members;
+	m.removed = p->removed;
+	for (uint32_t i = 0; i < m.n; i++) {
+		const Lockd__Member *e = p->members[i];
+		if (strlen(e->peer) >= LD_URL_BYTES_MAX ||
+		    strlen(e->client) >= LD_URL_BYTES_MAX) {
+			rv = LD_CODEC_EFIELDS;
+			goto out;
+		}
+		m.m[i].id = e->id;
+		m.m[i].voting = e->voting;
+		m.m[i].incarnation = e->incarnation;
+		strcpy(m.m[i].peer, e->peer);
+		strcpy(m.m[i].client, e->client);
+	}
+	rv = codec_members_check(&m);
+	if (rv == 0)
+		*out = m;
+out:
+	protobuf_c_message_free_unpacked(pm, NULL);
+	return rv;
 }
 
 /* ---- client requests ------------------------------------------------------

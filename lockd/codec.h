@@ -62,11 +62,11 @@ const char *ld_codec_strerror(int rv);
  * *len is its size; on error *buf is NULL. m is only read. */
 int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len);
 
-/* Decodes a message from a cell of nreplicas (1..LD_REPLICAS_MAX) replicas.
- * buf is only read. On success *out is a new message the caller frees with
- * ld_msg_free; on error *out is NULL. */
-int ld_codec_msg_decode(const uint8_t *buf, size_t len, uint32_t nreplicas,
-			ld_msg **out);
+/* Decodes a message. Replica ids (from, to, ballots) must be below
+ * LD_REPLICA_IDS: whether the sender is a member is the core's to judge, as
+ * membership changes by decree. buf is only read. On success *out is a new
+ * message the caller frees with ld_msg_free; on error *out is NULL. */
+int ld_codec_msg_decode(const uint8_t *buf, size_t len, ld_msg **out);
 
 /* ---- durable records (at most LD_CODEC_RECORD_BYTES_MAX encoded) ------- */
 
@@ -89,6 +89,21 @@ int ld_codec_value_encode(const ld_value *v, uint8_t **buf, size_t *len);
  * with ld_value_unref (an empty decree decodes to ld_value_noop()); on
  * error *out is NULL. */
 int ld_codec_value_decode(const uint8_t *buf, size_t len, ld_value **out);
+
+/* ---- membership (at most LD_CODEC_MEMBERS_BYTES_MAX encoded) ----------- */
+
+/* A configuration as ledger.proto Members: what a replica that joined a
+ * running cell keeps in its store's meta (storage.h). */
+#define LD_CODEC_MEMBERS_BYTES_MAX \
+	(LD_REPLICAS_MAX * (2u * LD_URL_BYTES_MAX + 64u) + 64u)
+
+/* Encodes m (at most LD_REPLICAS_MAX members, by increasing id below
+ * LD_REPLICA_IDS, none of them removed). On success *buf is malloc'd (the
+ * caller frees it) and *len is its size; on error *buf is NULL. */
+int ld_codec_members_encode(const ld_members *m, uint8_t **buf, size_t *len);
+
+/* Decodes into *out (the caller's; zeroed on error). */
+int ld_codec_members_decode(const uint8_t *buf, size_t len, ld_members *out);
 
 /* ---- client requests ---------------------------------------------------- */
 

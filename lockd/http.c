@@ -59,16 +59,20 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 {
 	size_t len = 0;
 	bool recovering = strcmp(s->role, "recovering") == 0;
+	bool learner = strcmp(s->role, "learner") == 0;
+	bool joining = strcmp(s->role, "joining") == 0;
 	bool diverged = s->digest_alarm == 2;
 	bool ok = s->leader >= 0 && !s->storage_stalled && !recovering &&
-		  !diverged && !s->fds_exhausted;
+		  !learner && !joining && !diverged && !s->fds_exhausted;
 	*status = ok ? 200 : 503;
 	http_put(buf, cap, &len,
 		 "{\"health\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\","
 		 "\"leader\":%" PRId32 ",\"commit\":%" PRIu64
-		 ",\"applied\":%" PRIu64,
+		 ",\"applied\":%" PRIu64 ",\"members\":%" PRIu32
+		 ",\"voters\":%" PRIu32 ",\"voter\":%s",
 		 ok ? "true" : "false", s->id, s->role, s->leader, s->commit,
-		 s->applied);
+		 s->applied, s->nreplicas, s->voters,
+		 s->voter ? "true" : "false");
 	if (s->storage_stalled) {
 		/* The sentence names paths and RocksDB's words: escaped. */
 		char esc[2 * sizeof s->storage_error];
@@ -93,6 +97,16 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 			 " file descriptors open, so it serves nothing until "
 			 "it has fewer\"",
 			 s->fds_open, s->fds_limit);
+	} else if (learner) {
+		http_put(buf, cap, &len,
+			 ",\"reason\":\"this replica is a learner: a member "
+			 "that catches up without voting until the leader "
+			 "promotes it\"");
+	} else if (joining) {
+		http_put(buf, cap, &len,
+			 ",\"reason\":\"this replica is not a member of the "
+			 "configuration it has applied: it waits to be added "
+			 "(lockctl member add), or it was removed\"");
 	} else if (recovering) {
 		http_put(
 			buf, cap, &len,
@@ -130,7 +144,8 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 		 "_total counter\nlockd_" name "_total %" PRIu64 "\n",      \
 		 v)
 	http_put(buf, cap, &len,
-		 "# HELP lockd_info This replica: its id and the cell's size.\n"
+		 "# HELP lockd_info This replica: its id and the cell's size "
+		 "(members).\n"
 		 "# TYPE lockd_info gauge\n"
 		 "lockd_info{id=\"%" PRIu32 "\",replicas=\"%" PRIu32 "\"} 1\n",
 		 s->id, s->nreplicas);
@@ -140,11 +155,20 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 		 "lockd_role{role=\"leader\"} %d\n"
 		 "lockd_role{role=\"candidate\"} %d\n"
 		 "lockd_role{role=\"follower\"} %d\n"
-		 "lockd_role{role=\"recovering\"} %d\n",
+		 "lockd_role{role=\"recovering\"} %d\n"
+		 "lockd_role{role=\"learner\"} %d\n"
+		 "lockd_role{role=\"joining\"} %d\n",
 		 strcmp(s->role, "leader") == 0,
 		 strcmp(s->role, "candidate") == 0,
 		 strcmp(s->role, "follower") == 0,
-		 strcmp(s->role, "recovering") == 0);
+		 strcmp(s->role, "recovering") == 0,
+		 strcmp(s->role, "learner") == 0,
+		 strcmp(s->role, "joining") == 0);
+	GAUGE("members",
+	      "Members of the configuration this replica has applied.", PRIu32,
+	      s->nreplicas);
+	GAUGE("voters", "Of those, the ones that vote.", PRIu32, s->voters);
+	GAUGE("voter", "1 while this replica votes.", "d", s->voter ? 1 : 0);
 	GAUGE("leader",
 	      "The leader's replica id as this replica knows it "
 	      "(-1: none).",

@@ -19,9 +19,13 @@
 #include <stdint.h>
 
 typedef struct ld_metrics_snap {
-	uint32_t id, nreplicas;
-	const char *role; /* a string literal */
-	int32_t leader;   /* -1: none known */
+	uint32_t id;
+	uint32_t nreplicas; /* members of the applied configuration */
+	uint32_t voters;    /* of which voting */
+	bool voter;         /* this replica votes */
+	bool member;        /* this replica is a member */
+	const char *role;   /* a string literal */
+	int32_t leader;     /* -1: none known */
 	uint64_t ballot_round;
 	uint32_t ballot_id;
 	uint64_t commit, applied, snapshot_base, leases;

@@ -1,6 +1,9 @@
 /* lockd: one replica of a lease cell. See server.h for the event loop and
- * options.h for the flags. Exit codes: 0 after SIGTERM/SIGINT, 1 when the
- * replica cannot start, 2 for a bad configuration. Failing writes stall
+ * options.h for the flags. Exit codes: 0 after SIGTERM/SIGINT, or once the
+ * replica was removed from the cell and has handed over; 1 when the
+ * replica cannot start, 2 for a bad configuration, 3 when it was removed
+ * from the cell before this start (its ledger says so, or --join found its
+ * id among the removed): its id is never used again. Failing writes stall
  * the replica rather than end it (server.h). */
 #include <errno.h>
 #include <netinet/in.h>
@@ -180,7 +183,13 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	ld_server *s;
-	if (ld_server_open(&opt, &s, err, sizeof err) != 0) {
+	int orv = ld_server_open(&opt, &s, err, sizeof err);
+	if (orv == LD_SERVER_REMOVED) {
+		fprintf(stderr, "lockd: %s\n", err);
+		ld_log("warn", "stop", "reason=removed");
+		return 3;
+	}
+	if (orv != 0) {
 		fprintf(stderr, "lockd: %s\n", err);
 		ld_log("error", "stop", "reason=\"cannot start\"");
 		return 1;

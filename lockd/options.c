@@ -12,6 +12,7 @@
 typedef struct opt_state {
 	ld_options *o;
 	bool have_id, have_peers, have_clients, have_data;
+	bool have_join, have_listen_peer, have_listen_client;
 	uint32_t nclients;
 	uint64_t heartbeat_ms, election_ms;
 } opt_state;
@@ -27,6 +28,8 @@ static const char *const opt_names[] = {
 	"http",           "tls-cert",
 	"tls-ca",         "tls-client-auth",
 	"peer-key",       "insecure-peers",
+	"join",           "listen-peer",
+	"listen-client",
 };
 
 /* Flags that may stand alone on the command line (`--insecure-peers`):
@@ -40,14 +43,27 @@ void ld_options_usage(FILE *f)
 {
 	fputs("usage: lockd --id N --peers URL,URL,URL --clients URL,URL,URL "
 	      "--data DIR [options]\n"
+	      "       lockd --id N --join URLS --listen-peer URL "
+	      "--listen-client URL\n"
+	      "             --data DIR [options]\n"
 	      "       lockd --free-ports N\n"
 	      "\n"
 	      "  --config FILE        `name = value` lines with the names "
 	      "below\n"
-	      "  --id N               this replica's id (0-based index in "
-	      "--peers)\n"
-	      "  --peers URLS         peer (Paxos) URLs by replica id\n"
-	      "  --clients URLS       client URLs by replica id\n"
+	      "  --id N               this replica's id: its index in --peers, "
+	      "or with --join\n"
+	      "                       an id (0-63) the cell never used\n"
+	      "  --peers URLS         a new cell: peer (Paxos) URLs by replica "
+	      "id\n"
+	      "  --clients URLS       a new cell: client URLs by replica id\n"
+	      "  --join URLS          a running cell: client URLs of some "
+	      "members, asked\n"
+	      "                       for its members when DIR is new; add "
+	      "the replica with\n"
+	      "                       `lockctl member add` (README, "
+	      "Membership)\n"
+	      "  --listen-peer URL    with --join: this replica's peer URL\n"
+	      "  --listen-client URL  with --join: this replica's client URL\n"
 	      "  --data DIR           the replica's RocksDB directory\n"
 	      "  --cell-id N          the cell's identity (0 = any)\n"
 	      "  --grace-ms N         wait after an unclean end (default "
@@ -155,7 +171,7 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 	if (strcmp(name, "config") == 0)
 		return 0; /* read before everything else */
 	if (strcmp(name, "id") == 0) {
-		if (parse_u64(name, v, LD_REPLICAS_MAX - 1, &x, err, errlen))
+		if (parse_u64(name, v, LD_REPLICA_IDS - 1, &x, err, errlen))
 			return -1;
 		o->id = (uint32_t)x;
 		st->have_id = true;
@@ -171,6 +187,28 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 			return -1;
 		st->nclients = (uint32_t)n;
 		st->have_clients = true;
+	} else if (strcmp(name, "join") == 0) {
+		int n = parse_urls(name, v, o->join, err, errlen);
+		if (n < 0)
+			return -1;
+		o->njoin = (uint32_t)n;
+		st->have_join = true;
+	} else if (strcmp(name, "listen-peer") == 0 ||
+		   strcmp(name, "listen-client") == 0) {
+		bool peer = name[7] == 'p';
+		char *dst = peer ? o->listen_peer : o->listen_client;
+		if (*v == '\0' || strlen(v) >= LD_URL_BYTES_MAX ||
+		    strchr(v, ',') != NULL) {
+			snprintf(err, errlen,
+				 "--%s wants one URL of 1-%u bytes, not '%s'",
+				 name, LD_URL_BYTES_MAX - 1, v);
+			return -1;
+		}
+		strcpy(dst, v);
+		if (peer)
+			st->have_listen_peer = true;
+		else
+			st->have_listen_client = true;
 	} else if (strcmp(name, "data") == 0) {
 		if (*v == '\0' || strlen(v) >= sizeof o->data) {
 			snprintf(err, errlen,
@@ -399,8 +437,11 @@ static int opt_peer_auth(ld_options *o, char *err, size_t errlen)
 					errlen);
 	if (o->insecure_peers)
 		return 0;
-	for (uint32_t j = 0; j < o->nreplicas; j++) {
-		if (strncmp(o->peers[j], "tls+", 4) == 0)
+	for (uint32_t j = 0; j <= o->nreplicas; j++) {
+		/* --peers, or a joiner's own --listen-peer */
+		const char *url =
+			j < o->nreplicas ? o->peers[j] : o->listen_peer;
+		if (url[0] == '\0' || strncmp(url, "tls+", 4) == 0)
 			continue;
 		snprintf(err, errlen,
 			 "peer URL %s is not TLS, and without a cell key "
@@ -410,7 +451,7 @@ static int opt_peer_auth(ld_options *o, char *err, size_t errlen)
 			 "/dev/urandom > FILE; chmod 600 FILE), or use "
 			 "tls+tcp:// peer URLs with --tls-cert and --tls-ca; "
 			 "--insecure-peers starts anyway (a laptop only)",
-			 o->peers[j]);
+			 url);
 		return -1;
 	}
 	return 0;
@@ -445,19 +486,40 @@ int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
 	if (rc < 0)
 		return -1;
 
-	if (!st.have_peers) {
+	if (st.have_join && (st.have_peers || st.have_clients)) {
 		snprintf(err, errlen,
-			 "--peers is required: the peer URLs of "
-			 "every replica, by id");
+			 "--join is for a replica that joins a running cell, "
+			 "--peers and --clients for the first replicas of a "
+			 "new one: give one or the other");
 		return -1;
 	}
-	if (!st.have_clients) {
+	if (!st.have_join && (st.have_listen_peer || st.have_listen_client)) {
+		snprintf(err, errlen,
+			 "--listen-peer and --listen-client go with --join; "
+			 "with --peers and --clients a replica listens on its "
+			 "own entries there");
+		return -1;
+	}
+	if (!st.have_peers && !st.have_join) {
+		snprintf(err, errlen,
+			 "--peers is required: the peer URLs of "
+			 "every replica, by id (or --join to join a running "
+			 "cell)");
+		return -1;
+	}
+	if (st.have_join && (!st.have_listen_peer || !st.have_listen_client)) {
+		snprintf(err, errlen,
+			 "--join needs this replica's own --listen-peer URL "
+			 "and --listen-client URL");
+		return -1;
+	}
+	if (st.have_peers && !st.have_clients) {
 		snprintf(err, errlen,
 			 "--clients is required: the client URLs "
 			 "of every replica, by id");
 		return -1;
 	}
-	if (st.nclients != o->nreplicas) {
+	if (st.have_peers && st.nclients != o->nreplicas) {
 		snprintf(err, errlen,
 			 "--clients lists %u URLs but --peers lists %u: one of "
 			 "each per replica",
@@ -468,12 +530,32 @@ int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
 		snprintf(err, errlen, "--id is required");
 		return -1;
 	}
-	if (o->id >= o->nreplicas) {
+	if (st.have_peers && o->id >= o->nreplicas) {
 		snprintf(err, errlen,
 			 "--id %u is out of range: --peers names replicas 0-%u",
 			 o->id, o->nreplicas - 1);
 		return -1;
 	}
+	if (st.have_peers) {
+		strcpy(o->listen_peer, o->peers[o->id]);
+		strcpy(o->listen_client, o->clients[o->id]);
+	}
+	if (strcmp(o->listen_peer, o->listen_client) == 0) {
+		snprintf(err, errlen,
+			 "the peer URL and the client URL are both %s: "
+			 "give each its own port",
+			 o->listen_peer);
+		return -1;
+	}
+	for (uint32_t j = 0; j < o->njoin; j++)
+		if (strcmp(o->join[j], o->listen_client) == 0 ||
+		    strcmp(o->join[j], o->listen_peer) == 0) {
+			snprintf(err, errlen,
+				 "--join names %s, this replica's own URL: "
+				 "give the client URLs of running members",
+				 o->join[j]);
+			return -1;
+		}
 	if (!st.have_data) {
 		snprintf(err, errlen, "--data is required");
 		return -1;

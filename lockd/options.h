@@ -15,14 +15,24 @@
 #include "node.h"
 #include "peer_auth.h"
 
-#define LD_URL_BYTES_MAX 256u
 #define LD_PATH_BYTES_MAX 1024u
 
 typedef struct ld_options {
-	uint32_t id;
-	uint32_t nreplicas; /* from --peers */
+	uint32_t id; /* < LD_REPLICA_IDS */
+	/* A cell's first replicas: --peers and --clients, by id 0..n-1 (n is
+	 * nreplicas); 0 with --join. */
+	uint32_t nreplicas;
 	char peers[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
 	char clients[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
+	/* --join: client URLs of running members, asked for the cell's
+	 * configuration when the data directory is new; this replica then
+	 * listens on --listen-peer and --listen-client. */
+	uint32_t njoin;
+	char join[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
+	/* This replica's own URLs: peers[id] and clients[id], or the
+	 * --listen-peer and --listen-client of a replica that joins. */
+	char listen_peer[LD_URL_BYTES_MAX];
+	char listen_client[LD_URL_BYTES_MAX];
 	char data[LD_PATH_BYTES_MAX];
 	uint64_t cell_id;
 	char http[LD_URL_BYTES_MAX]; /* /health and /metrics; "" = none */

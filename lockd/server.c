@@ -16,6 +16,7 @@
 #include "client.pb-c.h"
 #include "client_api.h"
 #include "http.h"
+#include "join.h"
 #include "ldlog.h"
 #include "node.h"
 #include "storage.h"
@@ -67,6 +68,14 @@
 
 /* The loop wakes at least this often. */
 #define WAKE_US_MAX 1000000u
+
+/* A replica removed from the cell keeps running this long, so that its last
+ * messages (a leaving leader's handover) leave, then stops. */
+#define REMOVED_LINGER_US 1000000u
+
+/* A new data directory with --join waits this long for a member to list
+ * the cell's configuration. */
+#define JOIN_FETCH_MS 30000u
 
 /* A LIST page holds at most this many leases, and about this many bytes (a
  * REQ client accepts 1 MiB by default); `more` says that another follows. */
@@ -166,6 +175,22 @@ struct ld_server {
 	uint64_t fd_check_at_us, unfit_since_us;
 	uint64_t fds_open, fds_limit;
 
+	/* Peer and client URLs by replica id, from everything that names
+	 * them: --peers and --clients, the configuration a joined store
+	 * started from, the members' entries in the ledger (the core keeps
+	 * none for a cell's first members, which --peers named). */
+	char url_peer[LD_REPLICA_IDS][LD_URL_BYTES_MAX];
+	char url_client[LD_REPLICA_IDS][LD_URL_BYTES_MAX];
+	/* The applied configuration as last synced (members_sync). */
+	ld_members members;
+	uint64_t members_from;
+	uint32_t nvoters;
+	/* This replica left the cell (ld_status.removed): the loop stops at
+	 * removed_at_us + REMOVED_LINGER_US. */
+	bool removed;
+	uint64_t removed_at_us;
+	size_t pend_changed; /* act.ld.changes answered (as pend_answered) */
+
 	/* what was last logged */
 	bool voter; /* last logged: ld_status.voter */
 	ld_role role;
@@ -193,12 +218,20 @@ static const char *role_name(ld_role r)
 }
 
 /* What STATUS, /health and /metrics call the replica: "recovering" while
- * it learns without voting (lockd/core/paxos.h, Recovery). */
-static const char *status_role(const ld_status *st)
+ * it learns without voting (lockd/core/paxos.h, Recovery); "learner" while
+ * it is a member the leader has not promoted to voter yet, "joining" while
+ * it is not a member at all (it started with --join and waits to be
+ * added, or it was removed). */
+static const char *status_role(const ld_server *s, const ld_status *st)
 {
 	if (st->digest_alarm == LD_DIGEST_DIVERGED)
 		return "diverged";
-	return st->voter ? role_name(st->role) : "recovering";
+	if (st->voter)
+		return role_name(st->role);
+	if (!st->member)
+		return "joining";
+	const ld_member *me = ld_members_find(&s->members, s->o.id);
+	return me != NULL && !me->voting ? "learner" : "recovering";
 }
 
 static void node_status(const ld_server *s, ld_status *st)
@@ -230,8 +263,11 @@ static void publish_metrics(ld_server *s, bool force)
 	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
 	ld_metrics_snap m = {
 		.id = s->o.id,
-		.nreplicas = s->o.nreplicas,
-		.role = status_role(&st),
+		.nreplicas = s->members.n,
+		.voters = s->nvoters,
+		.voter = st.voter,
+		.member = st.member,
+		.role = status_role(s, &st),
 		.leader = st.leader,
 		.ballot_round = b.round,
 		.ballot_id = b.id,
@@ -283,11 +319,179 @@ static int restore_one(const ld_record *rec, void *arg)
 	return ln_node_restore(rc->node, rec) == 0 ? 0 : 1;
 }
 
+/* ---- membership: URLs, dialing ------------------------------------------ */
+
+/* Notes the URLs m names (non-empty ones only: the core keeps none for a
+ * cell's first members). */
+static void urls_note(ld_server *s, const ld_members *m)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		const ld_member *x = &m->m[i];
+		if (x->peer[0] != '\0')
+			snprintf(s->url_peer[x->id], LD_URL_BYTES_MAX, "%s",
+				 x->peer);
+		if (x->client[0] != '\0')
+			snprintf(s->url_client[x->id], LD_URL_BYTES_MAX, "%s",
+				 x->client);
+	}
+}
+
+/* Replica id's client URL, or NULL when unknown. */
+static const char *client_url(const ld_server *s, int32_t id)
+{
+	if (id < 0 || (uint32_t)id >= LD_REPLICA_IDS ||
+	    s->url_client[id][0] == '\0')
+		return NULL;
+	return s->url_client[id];
+}
+
+/* The applied configuration with every URL this replica knows filled in. */
+static void members_view(const ld_server *s, ld_members *m, uint64_t *from)
+{
+	ld_replica_members(ln_node_replica(s->node), m, from);
+	for (uint32_t i = 0; i < m->n; i++) {
+		ld_member *x = &m->m[i];
+		if (x->peer[0] == '\0')
+			snprintf(x->peer, sizeof x->peer, "%s",
+				 s->url_peer[x->id]);
+		if (x->client[0] == '\0')
+			snprintf(x->client, sizeof x->client, "%s",
+				 s->url_client[x->id]);
+	}
+}
+
+static void members_ids(const ld_members *m, bool voting, char *buf, size_t len)
+{
+	size_t n = 0;
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < m->n && n < len; i++)
+		if (!voting || m->m[i].voting)
+			n += (size_t)snprintf(buf + n, len - n, "%s%u",
+					      n > 0 ? "," : "", m->m[i].id);
+}
+
+/* Dials every other member of the applied configuration and nobody else
+ * (paxos.h: the configuration is part of the replicated state), at the
+ * start and whenever a step says it changed. */
+static void members_sync(ld_server *s)
+{
+	ld_members m;
+	uint64_t from;
+	members_view(s, &m, &from);
+	urls_note(s, &m);
+	uint64_t want = 0;
+	for (uint32_t i = 0; i < m.n; i++) {
+		const ld_member *x = &m.m[i];
+		if (x->id == s->o.id)
+			continue;
+		want |= UINT64_C(1) << x->id;
+		if (x->peer[0] == '\0') {
+			ld_log("warn", "member_unreachable",
+			       "id=%u reason=\"no peer URL is known for it: "
+			       "restart with --peers naming it, or --join\"",
+			       x->id);
+			continue;
+		}
+		char err[512];
+		if (ld_peers_dial(s->peers, x->id, x->peer, err, sizeof err) !=
+		    0)
+			ld_log("error", "member_dial", "id=%u error=\"%s\"",
+			       x->id, err);
+	}
+	for (uint32_t id = 0; id < LD_REPLICA_IDS; id++)
+		if (!(want >> id & 1u) && ld_peers_dialed(s->peers, id) != NULL)
+			ld_peers_undial(s->peers, id);
+	uint32_t nv = 0;
+	for (uint32_t i = 0; i < m.n; i++)
+		nv += m.m[i].voting;
+	if (memcmp(&m, &s->members, sizeof m) != 0 || from != s->members_from) {
+		char ids[256], voters[256];
+		members_ids(&m, false, ids, sizeof ids);
+		members_ids(&m, true, voters, sizeof voters);
+		ld_log("info", "members",
+		       "ids=%s voters=%s removed=0x%llx from_slot=%llu", ids,
+		       voters, (unsigned long long)m.removed,
+		       (unsigned long long)from);
+	}
+	s->members = m;
+	s->members_from = from;
+	s->nvoters = nv;
+}
+
+/* ---- start-up: the store, the node ------------------------------------- */
+
+/* For a new data directory started with --join: asks a member for the
+ * cell's configuration, checks that this replica may join it, and makes
+ * it the store's origin. 1 when this id left the cell. */
+static int store_join(ld_server *s, char *err, size_t errlen)
+{
+	if (s->o.njoin == 0) {
+		snprintf(err, errlen,
+			 "%s is a new data directory and no --peers or --join "
+			 "says which cell it belongs to",
+			 s->o.data);
+		return -1;
+	}
+	ld_members m;
+	const char *from;
+	if (ld_join_fetch(&s->o, JOIN_FETCH_MS, &m, &from, err, errlen) != 0)
+		return -1;
+	if (ld_join_check(&s->o, &m, err, errlen) != 0)
+		return m.removed >> s->o.id & 1u ? 1 : -1;
+	char ids[256];
+	members_ids(&m, false, ids, sizeof ids);
+	ld_log("info", "join", "from=%s members=%s removed=0x%llx", from, ids,
+	       (unsigned long long)m.removed);
+	ld_store_identity id = {
+		.cell_id = s->o.cell_id, .replica_id = s->o.id, .members = &m};
+	return ld_store_adopt(s->store, &id, err, errlen);
+}
+
+/* Once the store has an origin: the node's configuration from it (a cell's
+ * first replicas, or the configuration a joined store started from, and
+ * the disk's incarnation), and a new node. 1 when this id left the cell
+ * (store_join). */
+static int store_ready(ld_server *s, char *err, size_t errlen)
+{
+	if (ld_store_unborn(s->store)) {
+		int rv = store_join(s, err, errlen);
+		if (rv != 0)
+			return rv;
+	}
+	ld_config *pc = &s->o.node.paxos;
+	ld_store_origin(s->store, &pc->nreplicas, &pc->members,
+			&pc->incarnation);
+	if (s->o.nreplicas > 0 && pc->nreplicas > 0 &&
+	    s->o.nreplicas != pc->nreplicas) {
+		/* --peers names a cell's first replicas: the same list for
+		 * the cell's whole life (members come and go by decree). */
+		snprintf(err, errlen,
+			 "%s belongs to a cell that began with %u replicas, "
+			 "but --peers lists %u: --peers always names the "
+			 "cell's first replicas (change members with lockctl "
+			 "member add and remove); refusing to use it",
+			 s->o.data, pc->nreplicas, s->o.nreplicas);
+		return -1;
+	}
+	if (pc->nreplicas == 0)
+		urls_note(s, &pc->members);
+	ln_node_free(s->node);
+	s->node = ln_node_new(&s->o.node);
+	if (s->node == NULL) {
+		snprintf(err, errlen,
+			 "cannot make the node: out of memory or a Paxos "
+			 "setting out of range");
+		return -1;
+	}
+	return 0;
+}
+
 /* Moves the damaged data directory aside (DIR.corrupt-<unix seconds>,
  * for an operator to inspect), logs the one store_corrupt line, and opens
- * a fresh empty store of the same identity in DIR with a fresh node. The
- * core treats a replica without durable records as one that lost its disk.
- * why is the store's sentence, in err on entry. */
+ * a fresh empty store of the same identity in DIR (a new incarnation; with
+ * --join it asks the cell again) with a fresh node. The core treats a
+ * replica without durable records as one that lost its disk. why is the
+ * store's sentence, in err on entry. */
 static int store_set_aside(ld_server *s, const ld_store_identity *id, char *err,
 			   size_t errlen)
 {
@@ -316,17 +520,21 @@ static int store_set_aside(ld_server *s, const ld_store_identity *id, char *err,
 	       "data=%s moved_to=%s error=\"%s\" action=\"starting with an "
 	       "empty store, as a replica that lost its disk\"",
 	       s->o.data, aside, why);
-	ln_node_free(s->node);
-	s->node = ln_node_new(&s->o.node);
-	if (s->node == NULL) {
-		snprintf(err, errlen, "cannot make the node: out of memory");
-		return -1;
-	}
 	if (ld_store_open(s->o.data, id, &s->store, err, errlen) != 0) {
 		s->store = NULL;
 		return -1;
 	}
-	return 0;
+	return store_ready(s, err, errlen);
+}
+
+/* This replica left the cell: the one line an operator sees, at start or
+ * while running. */
+static void log_removed(const ld_server *s, const char *action)
+{
+	ld_log("warn", "removed",
+	       "id=%u reason=\"removed id=%u: this replica left the cell; its "
+	       "id is never used again\" action=\"%s\"",
+	       s->o.id, s->o.id, action);
 }
 
 int ld_server_open(const ld_options *o, ld_server **out, char *err,
@@ -338,6 +546,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	int result = -1;
 	s->o = *o;
 	s->role = LD_FOLLOWER;
 	s->leader = -1;
@@ -347,6 +556,11 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	ld_metrics_init(&s->metrics);
 	s->metrics_init = true;
 	s->started_unix_s = (uint64_t)time(NULL);
+	for (uint32_t j = 0; j < o->nreplicas; j++) {
+		snprintf(s->url_peer[j], LD_URL_BYTES_MAX, "%s", o->peers[j]);
+		snprintf(s->url_client[j], LD_URL_BYTES_MAX, "%s",
+			 o->clients[j]);
+	}
 
 	s->list_leases = calloc(LIST_LEASES_MAX, sizeof *s->list_leases);
 	s->list_ptrs = calloc(LIST_LEASES_MAX, sizeof *s->list_ptrs);
@@ -363,34 +577,47 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		goto fail;
 	}
 
-	s->node = ln_node_new(&o->node);
-	if (s->node == NULL) {
-		snprintf(err, errlen,
-			 "cannot make the node: out of memory or a Paxos "
-			 "setting out of range");
-		goto fail;
-	}
+	/* A new store takes its origin from --peers, or (unborn) from the
+	 * cell --join names; an existing one has its own. */
 	ld_store_identity id = {.cell_id = o->cell_id,
 				.replica_id = o->id,
 				.nreplicas = o->nreplicas};
-	struct restore_ctx rc = {s->node, 0};
+	int rrv = 0;
 	int orv = ld_store_open(o->data, &id, &s->store, err, errlen);
-	int lrv = orv == 0 ? ld_store_load(s->store, restore_one, &rc, err,
-					   errlen)
-			   : 0;
-	if (orv == LD_STORE_CORRUPT || lrv == LD_STORE_CORRUPT) {
+	if (orv == LD_STORE_CORRUPT) {
+		s->store = NULL;
+		rrv = store_set_aside(s, &id, err, errlen);
+	} else if (orv != 0) {
+		s->store = NULL;
+		goto fail;
+	} else {
+		rrv = store_ready(s, err, errlen);
+	}
+	if (rrv != 0) {
+		if (rrv > 0) {
+			log_removed(s, "not starting");
+			result = LD_SERVER_REMOVED;
+		}
+		goto fail;
+	}
+	struct restore_ctx rc = {s->node, 0};
+	int lrv = ld_store_load(s->store, restore_one, &rc, err, errlen);
+	if (lrv == LD_STORE_CORRUPT) {
 		/* The records fail their checks: this replica has lost its
 		 * durable memory, as if its disk were gone, and starts from
 		 * nothing rather than from whatever part of it still reads. */
 		ld_store_close(s->store);
 		s->store = NULL;
-		if (store_set_aside(s, &id, err, errlen) != 0)
+		rrv = store_set_aside(s, &id, err, errlen);
+		if (rrv != 0) {
+			if (rrv > 0) {
+				log_removed(s, "not starting");
+				result = LD_SERVER_REMOVED;
+			}
 			goto fail;
+		}
 		rc = (struct restore_ctx){s->node, 0};
 		lrv = 0;
-	} else if (orv != 0) {
-		s->store = NULL;
-		goto fail;
 	}
 	if (lrv < 0)
 		goto fail;
@@ -403,20 +630,33 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	}
 	ld_status st;
 	node_status(s, &st);
+	ld_members now;
+	ld_replica_members(ln_node_replica(s->node), &now, NULL);
+	if (st.removed || (now.removed >> o->id & 1u)) {
+		/* Its ledger says it left: nobody needs it any more. */
+		log_removed(s, "not starting");
+		snprintf(err, errlen,
+			 "removed id=%u: this replica left the cell; its id is "
+			 "never used again (its data directory %s can go)",
+			 o->id, o->data);
+		result = LD_SERVER_REMOVED;
+		goto fail;
+	}
 	ld_log("info", "restored",
 	       "records=%llu snapshot_base=%llu applied=%llu promised=%llu.%u "
-	       "leases=%llu",
+	       "leases=%llu incarnation=%016llx",
 	       (unsigned long long)rc.n, (unsigned long long)st.base,
 	       (unsigned long long)st.applied,
 	       (unsigned long long)st.promised.round, st.promised.id,
-	       (unsigned long long)ls_table_count(ln_node_table(s->node)));
+	       (unsigned long long)ls_table_count(ln_node_table(s->node)),
+	       (unsigned long long)s->o.node.paxos.incarnation);
 	s->voter = st.voter;
 	if (!st.voter)
 		ld_log("warn", "recovering",
 		       "reason=\"the data directory holds no record that this "
-		       "replica votes (a new cell, or a lost or wiped disk): "
-		       "it learns from the others and votes once that is "
-		       "safe\" records=%llu",
+		       "replica votes (a new cell, a replica that joins one, "
+		       "or a lost or wiped disk): it learns from the others "
+		       "and votes once that is safe\" records=%llu",
 		       (unsigned long long)rc.n);
 
 	/* The feed starts here: what was applied before is not in it. */
@@ -426,11 +666,32 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	}
 	ln_node_set_tap(s->node, ld_watch_feed_tap, &s->feed);
 
+	/* A store that joined long ago may know members its ledger gives no
+	 * URL for (a cell's first replicas): the cell names them. */
+	snprintf(s->url_peer[o->id], LD_URL_BYTES_MAX, "%s", o->listen_peer);
+	snprintf(s->url_client[o->id], LD_URL_BYTES_MAX, "%s",
+		 o->listen_client);
+	members_view(s, &now, NULL);
+	bool unknown = false;
+	for (uint32_t i = 0; i < now.n; i++)
+		unknown |= now.m[i].peer[0] == '\0';
+	if (unknown && o->njoin > 0) {
+		ld_members m;
+		const char *from;
+		char why[512];
+		if (ld_join_fetch(o, 3000, &m, &from, why, sizeof why) == 0)
+			urls_note(s, &m);
+		else
+			ld_log("warn", "member_urls", "error=\"%s\"", why);
+	}
+
 	/* Sockets last: nothing arrives before the node knows its past. */
-	if (ld_peers_open(o, &s->q, &s->peers, err, errlen) != 0)
+	if (ld_peers_open(&s->o, o->listen_peer, &s->q, &s->peers, err,
+			  errlen) != 0)
 		goto fail;
+	members_sync(s);
 	ld_tls tls = {o->tls_cert, o->tls_ca};
-	if (ld_clients_open(o->clients[o->id], &tls, o->tls_client_auth, &s->q,
+	if (ld_clients_open(o->listen_client, &tls, o->tls_client_auth, &s->q,
 			    &s->clients, err, errlen) != 0)
 		goto fail;
 	publish_metrics(s, true);
@@ -441,7 +702,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	return 0;
 fail:
 	ld_server_close(s);
-	return -1;
+	return result;
 }
 
 atomic_int ld_server_store_closed;
@@ -480,10 +741,8 @@ void ld_server_close(ld_server *s)
 static void set_leader(const ld_server *s, Lockd__Reply *rep, int32_t hint)
 {
 	rep->leader_hint = hint;
-	if (hint >= 0 && (uint32_t)hint < s->o.nreplicas)
-		rep->leader_addr = (char *)s->o.clients[hint];
-	else
-		rep->leader_addr = (char *)"";
+	const char *url = client_url(s, hint);
+	rep->leader_addr = (char *)(url != NULL ? url : "");
 }
 
 static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
@@ -565,13 +824,12 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 				 ls_strerror(ls));
 		break;
 	case LN_NOT_LEADER:
-		if (rp->leader_hint >= 0 &&
-		    (uint32_t)rp->leader_hint < s->o.nreplicas)
+		if (client_url(s, rp->leader_hint) != NULL)
 			snprintf(sentence, sizeof sentence,
 				 "this replica is not the leader: ask replica "
 				 "%d at %s",
 				 rp->leader_hint,
-				 s->o.clients[rp->leader_hint]);
+				 client_url(s, rp->leader_hint));
 		else
 			snprintf(sentence, sizeof sentence,
 				 "this replica is not the leader and knows no "
@@ -625,7 +883,7 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rep.position = st.applied;
 	set_leader(s, &rep, st.leader);
 	rs.id = s->o.id;
-	rs.role = (char *)status_role(&st);
+	rs.role = (char *)status_role(s, &st);
 	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
 	rs.ballot_round = b.round;
 	rs.ballot_id = b.id;
@@ -634,8 +892,170 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rs.applied = st.applied;
 	rs.snapshot_base = st.base;
 	rs.leases = ls_table_count(ln_node_table(s->node));
+	rs.voter = st.voter;
+	rs.member = st.member;
+	rs.members = s->members.n;
+	rs.voters = s->nvoters;
 	rep.replica = &rs;
 	slot_done(s, idx, &rep);
+}
+
+/* ---- membership requests ------------------------------------------------- */
+
+static void answer_plain(ld_server *s, uint32_t idx, Lockd__Status status,
+			 Lockd__LeaseStatus ls, const char *sentence);
+static void step(ld_server *s, ln_event *ev);
+
+/* Fills rep's members (the applied configuration, URLs as this replica
+ * knows them) from m; wire, ptrs and removed are the caller's buffers. */
+static void wire_members(const ld_members *m, uint64_t from, Lockd__Reply *rep,
+			 Lockd__CellMember *wire, Lockd__CellMember **ptrs,
+			 uint32_t *removed)
+{
+	for (uint32_t i = 0; i < m->n; i++) {
+		lockd__cell_member__init(&wire[i]);
+		wire[i].id = m->m[i].id;
+		wire[i].peer = (char *)m->m[i].peer;
+		wire[i].client = (char *)m->m[i].client;
+		wire[i].voting = m->m[i].voting;
+		wire[i].incarnation = m->m[i].incarnation;
+		ptrs[i] = &wire[i];
+	}
+	rep->n_members = m->n;
+	rep->members = ptrs;
+	rep->members_from = from;
+	size_t nr = 0;
+	for (uint32_t id = 0; id < LD_REPLICA_IDS; id++)
+		if (m->removed >> id & 1u)
+			removed[nr++] = id;
+	rep->n_removed = nr;
+	rep->removed = removed;
+}
+
+static void answer_members(ld_server *s, uint32_t idx)
+{
+	ld_status st;
+	node_status(s, &st);
+	ld_members m;
+	uint64_t from;
+	members_view(s, &m, &from);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	Lockd__CellMember wire[LD_REPLICAS_MAX];
+	Lockd__CellMember *ptrs[LD_REPLICAS_MAX];
+	uint32_t removed[LD_REPLICA_IDS];
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	wire_members(&m, from, &rep, wire, ptrs, removed);
+	slot_done(s, idx, &rep);
+}
+
+/* The core's sentence for a change refused only because another is still
+ * under way (paxos.c, on_change): the client retries such a refusal as it
+ * retries BUSY. */
+static bool change_in_flight(const char *why)
+{
+	static const char prefix[] = "a membership change is in flight";
+	return strncmp(why, prefix, sizeof prefix - 1) == 0;
+}
+
+static void answer_change(ld_server *s, const ld_change_done *d)
+{
+	uint32_t idx = (uint32_t)(d->change_id & ((1u << REQ_INDEX_BITS) - 1));
+	uint64_t gen = d->change_id >> REQ_INDEX_BITS;
+	if (idx >= LD_CLIENT_CTX_MAX || s->slots[idx].state != SLOT_NODE ||
+	    s->slots[idx].gen != gen)
+		return; /* that context gave up on it (WRITE_ANSWER_US) */
+	ld_status st;
+	node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	Lockd__CellMember wire[LD_REPLICAS_MAX];
+	Lockd__CellMember *ptrs[LD_REPLICAS_MAX];
+	uint32_t removed[LD_REPLICA_IDS];
+	ld_members m; /* wire's URLs point into it */
+	uint64_t from;
+	char sentence[256] = "";
+	rep.position = st.applied;
+	set_leader(s, &rep, st.leader);
+	rep.error = sentence;
+	switch (d->status) {
+	case LD_CHANGE_DONE:
+		members_view(s, &m, &from);
+		rep.status = LOCKD__STATUS__STATUS_OK;
+		rep.change_slot = d->slot;
+		wire_members(&m, from, &rep, wire, ptrs, removed);
+		break;
+	case LD_CHANGE_NOT_LEADER:
+		rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+		set_leader(s, &rep,
+			   d->leader_hint == (int32_t)s->o.id ? -1
+							      : d->leader_hint);
+		if (client_url(s, rep.leader_hint) != NULL)
+			snprintf(sentence, sizeof sentence,
+				 "this replica is not the leader: ask replica "
+				 "%d at %s",
+				 rep.leader_hint,
+				 client_url(s, rep.leader_hint));
+		else
+			snprintf(sentence, sizeof sentence,
+				 "this replica is not the leader and knows no "
+				 "leader yet: retry shortly");
+		break;
+	case LD_CHANGE_REFUSED:
+		rep.status = change_in_flight(d->why)
+				     ? LOCKD__STATUS__STATUS_BUSY
+				     : LOCKD__STATUS__STATUS_REFUSED;
+		snprintf(sentence, sizeof sentence, "%s", d->why);
+		break;
+	}
+	slot_done(s, idx, &rep);
+}
+
+/* A MEMBER_CHANGE: checked here for what the wire can get wrong, then the
+ * node's (LN_EV_CHANGE), answered from actions.ld.changes. */
+static void change_start(ld_server *s, uint32_t idx)
+{
+	slot *sl = &s->slots[idx];
+	const Lockd__Request *r = ld_cctx_request(sl->c);
+	const char *bad = NULL;
+	char sentence[256];
+	ld_change ch = {.id = r->member_id};
+	if (r->member_op == LOCKD__MEMBER_OP__MEMBER_ADD) {
+		ch.op = LD_CHANGE_ADD;
+		ch.peer = r->member_peer;
+		ch.client = r->member_client;
+		if (r->member_peer[0] == '\0' || r->member_client[0] == '\0')
+			bad = "adding a member needs its peer URL and its "
+			      "client URL";
+		else if (strlen(r->member_peer) >= LD_URL_BYTES_MAX ||
+			 strlen(r->member_client) >= LD_URL_BYTES_MAX)
+			bad = "a member's URL is at most 255 bytes";
+	} else if (r->member_op == LOCKD__MEMBER_OP__MEMBER_REMOVE) {
+		ch.op = LD_CHANGE_REMOVE;
+	} else {
+		bad = "a membership change is MEMBER_ADD or MEMBER_REMOVE";
+	}
+	if (bad == NULL && r->member_id >= LD_REPLICA_IDS) {
+		snprintf(sentence, sizeof sentence,
+			 "replica ids are 0 to %u, not %u", LD_REPLICA_IDS - 1,
+			 r->member_id);
+		bad = sentence;
+	}
+	if (bad != NULL) {
+		answer_plain(s, idx, LOCKD__STATUS__STATUS_INVALID,
+			     LOCKD__LEASE_STATUS__LEASE_E_MALFORMED, bad);
+		return;
+	}
+	sl->state = SLOT_NODE;
+	sl->deadline_us = ld_cctx_arrived_us(sl->c) + WRITE_ANSWER_US;
+	ld_log("info", "member_change", "op=%s id=%u peer=%s client=%s",
+	       ch.op == LD_CHANGE_ADD ? "add" : "remove", ch.id,
+	       ch.op == LD_CHANGE_ADD ? ch.peer : "-",
+	       ch.op == LD_CHANGE_ADD ? ch.client : "-");
+	ln_event ev = {.type = LN_EV_CHANGE,
+		       .change = &ch,
+		       .change_id = (sl->gen << REQ_INDEX_BITS) | idx};
+	step(s, &ev);
 }
 
 struct list_ctx {
@@ -741,10 +1161,15 @@ static void answer_behind(ld_server *s, uint32_t idx)
 
 static void answer_unanswered(ld_server *s, uint32_t idx)
 {
+	bool change = ld_cctx_request(s->slots[idx].c)->op ==
+		      LOCKD__OP__OP_MEMBER_CHANGE;
 	answer_plain(s, idx, LOCKD__STATUS__STATUS_BUSY,
 		     LOCKD__LEASE_STATUS__LEASE_OK,
-		     "the cell did not decide in time: retry with the same "
-		     "session and seq");
+		     change ? "the cell did not decide the membership change "
+			      "in time: ask again (a change already made is "
+			      "not made twice)"
+			    : "the cell did not decide in time: retry with the "
+			      "same session and seq");
 }
 
 /* ---- watches --------------------------------------------------------------
@@ -883,7 +1308,8 @@ static ln_req_type req_type(Lockd__Op op)
 static bool is_read(Lockd__Op op)
 {
 	return op == LOCKD__OP__OP_GET || op == LOCKD__OP__OP_CHECK ||
-	       op == LOCKD__OP__OP_LIST || op == LOCKD__OP__OP_WATCH;
+	       op == LOCKD__OP__OP_LIST || op == LOCKD__OP__OP_WATCH ||
+	       op == LOCKD__OP__OP_MEMBERS;
 }
 
 static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
@@ -959,10 +1385,13 @@ static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 			return;
 		}
 	}
-	if (r->op == LOCKD__OP__OP_LIST || r->op == LOCKD__OP__OP_STATUS)
+	if (r->op == LOCKD__OP__OP_LIST || r->op == LOCKD__OP__OP_STATUS ||
+	    r->op == LOCKD__OP__OP_MEMBERS)
 		s->slots[idx].state = SLOT_LATER;
 	else if (r->op == LOCKD__OP__OP_WATCH)
 		watch_start(s, idx);
+	else if (r->op == LOCKD__OP__OP_MEMBER_CHANGE)
+		change_start(s, idx);
 	else
 		to_node(s, idx, nreq);
 }
@@ -1183,7 +1612,14 @@ static void log_changes(ld_server *s)
 			       st.promised.id);
 		s->role = st.role;
 	}
-	if (st.voter != s->voter) {
+	if (st.voter != s->voter && !st.voter) {
+		ld_log("info", "not_voting",
+		       "member=%d removed=%d promised=%llu.%u applied=%llu",
+		       st.member, st.removed,
+		       (unsigned long long)st.promised.round, st.promised.id,
+		       (unsigned long long)st.applied);
+		s->voter = st.voter;
+	} else if (st.voter != s->voter) {
 		ld_log("info", "joined",
 		       "promised=%llu.%u applied=%llu recovered_above=%llu.%u",
 		       (unsigned long long)st.promised.round, st.promised.id,
@@ -1191,6 +1627,11 @@ static void log_changes(ld_server *s)
 		       (unsigned long long)st.recover_above.round,
 		       st.recover_above.id);
 		s->voter = st.voter;
+	}
+	if (st.removed && !s->removed) {
+		s->removed = true;
+		s->removed_at_us = ld_mono_us();
+		log_removed(s, "stopping once its last messages left");
 	}
 	if (st.leader != s->leader) {
 		ld_log("info", "leader_change",
@@ -1275,8 +1716,11 @@ static void admit_stalled(ld_server *s, ld_cctx *c)
 	sl->gen++;
 	sl->apos = s->nactive;
 	s->active[s->nactive++] = idx;
-	if (ld_cctx_request(c)->op == LOCKD__OP__OP_STATUS)
+	Lockd__Op op = ld_cctx_request(c)->op;
+	if (op == LOCKD__OP__OP_STATUS)
 		answer_status(s, idx);
+	else if (op == LOCKD__OP__OP_MEMBERS)
+		answer_members(s, idx);
 	else
 		answer_stalled(s, idx);
 }
@@ -1469,8 +1913,14 @@ static void round_run(ld_server *s, size_t nitems)
 	size_t answered = s->act.nreplies;
 	for (size_t i = 0; i < answered; i++)
 		answer_node(s, &s->act.replies[i]);
+	/* Membership changes likewise: DONE answers a decree chosen and
+	 * applied, the others a refusal. */
+	size_t changed = s->act.ld.nchanges;
+	for (size_t i = 0; i < changed; i++)
+		answer_change(s, &s->act.ld.changes[i]);
 	s->pend_sent = sent;
 	s->pend_answered = answered;
+	s->pend_changed = changed;
 
 	if (persist(s) != 0) {
 		stall_begin(s);
@@ -1489,8 +1939,13 @@ static void round_finish(ld_server *s)
 		ld_peers_send(s->peers, s->act.ld.msgs[i]);
 	for (size_t i = s->pend_answered; i < s->act.nreplies; i++)
 		answer_node(s, &s->act.replies[i]);
+	for (size_t i = s->pend_changed; i < s->act.ld.nchanges; i++)
+		answer_change(s, &s->act.ld.changes[i]);
 	s->pend_sent = s->act.ld.nmsgs;
 	s->pend_answered = s->act.nreplies;
+	s->pend_changed = s->act.ld.nchanges;
+	if (s->act.ld.members_changed)
+		members_sync(s);
 
 	/* A snapshot replaced the table without applying its history: the
 	 * feed knows nothing up to here. */
@@ -1520,8 +1975,11 @@ static void answer_due(ld_server *s)
 			if (now >= sl->deadline_us)
 				answer_watch_timeout(s, i);
 		} else if (sl->state == SLOT_LATER) {
-			if (ld_cctx_request(sl->c)->op == LOCKD__OP__OP_STATUS)
+			Lockd__Op op = ld_cctx_request(sl->c)->op;
+			if (op == LOCKD__OP__OP_STATUS)
 				answer_status(s, i);
+			else if (op == LOCKD__OP__OP_MEMBERS)
+				answer_members(s, i);
 			else
 				answer_list(s, i);
 		} else if (sl->state == SLOT_PARKED && now >= sl->deadline_us) {
@@ -1544,6 +2002,8 @@ static uint64_t wake_at(ld_server *s)
 				: s->timer_at_us;
 	if (t > now + WAKE_US_MAX)
 		t = now + WAKE_US_MAX;
+	if (s->removed && s->removed_at_us + REMOVED_LINGER_US < t)
+		t = s->removed_at_us + REMOVED_LINGER_US;
 	ld_status st;
 	node_status(s, &st);
 	for (uint32_t k = 0; k < s->nactive; k++) {
@@ -1562,9 +2022,9 @@ int ld_server_run(ld_server *s)
 	ld_status st;
 	node_status(s, &st);
 	ld_log("info", "start",
-	       "peer_url=%s client_url=%s replicas=%u data=%s applied=%llu",
-	       s->o.peers[s->o.id], s->o.clients[s->o.id], s->o.nreplicas,
-	       s->o.data, (unsigned long long)st.applied);
+	       "peer_url=%s client_url=%s members=%u data=%s applied=%llu",
+	       s->o.listen_peer, s->o.listen_client, s->members.n, s->o.data,
+	       (unsigned long long)st.applied);
 	s->timer_at_us = 0; /* the first round ticks at once */
 	for (;;) {
 		bool stopping;
@@ -1577,6 +2037,12 @@ int ld_server_run(ld_server *s)
 			break;
 		}
 		uint64_t t0 = ld_mono_us();
+		if (s->removed && t0 >= s->removed_at_us + REMOVED_LINGER_US) {
+			for (size_t i = 0; i < n; i++)
+				if (s->items[i].type == LD_EVQ_PEER)
+					ld_msg_free(s->items[i].msg);
+			break;
+		}
 		round_run(s, n);
 		uint64_t dt = ld_mono_us() - t0;
 		if (dt >= SLOW_ROUND_US)
@@ -1596,9 +2062,10 @@ int ld_server_run(ld_server *s)
 		       "batch that failed was never acknowledged\"",
 		       s->stall_error);
 	ld_log("info", "stop",
-	       "reason=signal applied=%llu rounds=%llu peer_sent=%llu "
+	       "reason=%s applied=%llu rounds=%llu peer_sent=%llu "
 	       "peer_dropped=%llu peer_received=%llu peer_refused=%llu "
 	       "client_requests=%llu client_malformed=%llu",
+	       s->removed ? "removed" : "signal",
 	       (unsigned long long)st.applied, (unsigned long long)s->round,
 	       (unsigned long long)ps.sent, (unsigned long long)ps.send_dropped,
 	       (unsigned long long)ps.received, (unsigned long long)ps.refused,

@@ -28,16 +28,26 @@
 
 typedef struct ld_server ld_server;
 
-/* Opens the store in o->data (refusing one of another replica or cell),
- * replays it into a new node, and opens the peer and client sockets.
- * Returns 0, or -1 with a sentence in err (and *out NULL). */
+/* ld_server_open: this replica left the cell (its ledger says it was
+ * removed, or --join found its id among the removed): it must not start
+ * (lockd exits 3). */
+#define LD_SERVER_REMOVED (-3)
+
+/* Opens the store in o->data (refusing one of another replica or cell; a
+ * new one started with --join first asks the cell for its configuration),
+ * replays it into a new node, and opens the peer and client sockets, then
+ * dials the other members of the configuration the node has applied.
+ * Returns 0, or -1 with a sentence in err (and *out NULL), or
+ * LD_SERVER_REMOVED. */
 int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		   size_t errlen);
 
 /* The queue a signal-handling thread stops (ld_evq_stop) to end the loop. */
 ld_evq *ld_server_queue(ld_server *s);
 
-/* Runs the loop until the queue is stopped; returns 0. A write that fails
+/* Runs the loop until the queue is stopped, or until a second after this
+ * replica learns that it left the cell (its last messages leave first);
+ * returns 0. A write that fails
  * (a full disk, EIO, a read-only directory) does not end it: the replica
  * stalls (it neither promises, votes nor acknowledges, drops peer
  * messages, sends clients elsewhere, and says why in its log, /health and

@@ -1,7 +1,12 @@
 /* Durable storage on RocksDB (see storage.h for the layout and contract).
  *
  * On-disk format, version 2 (STORE_FORMAT):
- *   meta      "format", "cell_id", "replica_id", "nreplicas": big-endian u64
+ *   meta      "format", "cell_id", "replica_id", "nreplicas", "incarnation":
+ *             big-endian u64 ("nreplicas" is the cell the store was made
+ *             for, ids 0..n-1, or 0 for a replica that joined a running
+ *             cell, whose "members" then holds the encoded configuration it
+ *             joined; "incarnation" is random and nonzero, drawn when the
+ *             store is made, and added to a store made before it existed)
  *   acceptor  "promise": an encoded LD_REC_PROMISE record; "joined": an
  *             encoded LD_REC_JOINED record once the replica votes
  *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it;
@@ -55,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,11 +102,15 @@ enum {
 	STORE_META_CELL,
 	STORE_META_REPLICA,
 	STORE_META_NREPLICAS,
+	STORE_META_INCARNATION, /* optional: added when missing */
 	STORE_META_COUNT
 };
 
 static const char *const store_meta_keys[STORE_META_COUNT] = {
-	"format", "cell_id", "replica_id", "nreplicas"};
+	"format", "cell_id", "replica_id", "nreplicas", "incarnation"};
+
+/* The configuration a store that joined a running cell started from. */
+static const char store_members_key[] = "members";
 
 static const char store_promise_key[] = "promise";
 /* Present once the replica votes (LD_REC_JOINED). A store without it (an
@@ -123,6 +133,11 @@ struct ld_store {
 	uint64_t synced_seq;  /* everything up to it is synced */
 	uint64_t marked_seq;  /* what STORE_SYNCED_FILE says */
 	uint64_t marked_at_s; /* when it was written (monotonic) */
+	/* Its origin (storage.h, ld_store_origin). */
+	bool unborn; /* empty, and opened without an identity to give it */
+	uint32_t nreplicas;
+	uint64_t incarnation;
+	ld_members members;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -599,33 +614,126 @@ static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
 	return rv;
 }
 
-static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
-			   size_t errlen)
-{
-	const uint64_t v[STORE_META_COUNT] = {STORE_FORMAT, id->cell_id,
-					      id->replica_id, id->nreplicas};
-	uint8_t buf[STORE_META_COUNT][8 + STORE_CRC_BYTES];
-	char *rerr = NULL;
+static void store_put_framed(ld_store *s, int cf, const void *key,
+			     size_t keylen, const uint8_t *v, size_t vlen);
 
-	rocksdb_writebatch_clear(s->wb);
-	for (int k = 0; k < STORE_META_COUNT; k++) {
-		const char *key = store_meta_keys[k];
-		store_be64_put(buf[k], v[k]);
-		store_be32_put(buf[k] + 8,
-			       store_frame_crc(STORE_CF_META, key, strlen(key),
-					       buf[k], 8));
-		rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], key,
-					  strlen(key), (const char *)buf[k],
-					  sizeof buf[k]);
+/* A random nonzero 64-bit incarnation (getrandom). */
+static int store_draw_incarnation(uint64_t *out, const char *dir, char *err,
+				  size_t errlen)
+{
+	uint64_t v = 0;
+	while (v == 0) {
+		ssize_t n = getrandom(&v, sizeof v, 0);
+		if (n != (ssize_t)sizeof v)
+			return store_fail(err, errlen,
+					  "cannot draw an incarnation for %s: "
+					  "getrandom failed (%s)",
+					  dir, strerror(errno));
 	}
+	*out = v;
+	return 0;
+}
+
+static void store_meta_put(ld_store *s, int k, uint64_t v, uint8_t *buf)
+{
+	const char *key = store_meta_keys[k];
+	store_be64_put(buf, v);
+	store_be32_put(buf + 8, store_frame_crc(STORE_CF_META, key, strlen(key),
+						buf, 8));
+	rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], key, strlen(key),
+				  (const char *)buf, 8 + STORE_CRC_BYTES);
+}
+
+static int store_meta_write(ld_store *s, const char *what, char *err,
+			    size_t errlen)
+{
+	char *rerr = NULL;
 	rocksdb_write(s->db, s->wo_sync, s->wb, &rerr);
 	rocksdb_writebatch_clear(s->wb);
 	if (rerr != NULL) {
 		char prefix[512];
-		snprintf(prefix, sizeof prefix, "cannot initialise %s", s->dir);
+		snprintf(prefix, sizeof prefix, "cannot %s %s", what, s->dir);
 		return store_fail_rocks(err, errlen, prefix, rerr);
 	}
 	return 0;
+}
+
+/* Writes a new store's identity in one synced batch: its meta keys, a
+ * fresh incarnation and, for a store that joins a running cell, the
+ * configuration it joins. */
+static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
+			   size_t errlen)
+{
+	uint64_t inc;
+	if (store_draw_incarnation(&inc, s->dir, err, errlen) != 0)
+		return -1;
+	const uint64_t v[STORE_META_COUNT] = {
+		STORE_FORMAT, id->cell_id, id->replica_id, id->nreplicas, inc};
+	uint8_t buf[STORE_META_COUNT][8 + STORE_CRC_BYTES];
+	uint8_t *mbuf = NULL;
+	size_t mlen = 0;
+	if (id->nreplicas == 0) {
+		int crv = ld_codec_members_encode(id->members, &mbuf, &mlen);
+		if (crv != 0)
+			return store_fail(err, errlen,
+					  "cannot store the configuration "
+					  "replica %" PRIu32 " joins in %s: %s",
+					  id->replica_id, s->dir,
+					  ld_codec_strerror(crv));
+	}
+	rocksdb_writebatch_clear(s->wb);
+	for (int k = 0; k < STORE_META_COUNT; k++)
+		store_meta_put(s, k, v[k], buf[k]);
+	if (mbuf != NULL)
+		store_put_framed(s, STORE_CF_META, store_members_key,
+				 sizeof store_members_key - 1, mbuf, mlen);
+	free(mbuf);
+	int rv = store_meta_write(s, "initialise", err, errlen);
+	if (rv != 0)
+		return rv;
+	s->unborn = false;
+	s->nreplicas = id->nreplicas;
+	s->incarnation = inc;
+	if (id->nreplicas == 0)
+		s->members = *id->members;
+	return 0;
+}
+
+/* Reads the configuration a joined store started from. */
+static int store_members_load(ld_store *s, char *err, size_t errlen)
+{
+	rocksdb_pinnableslice_t *ps;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_META],
+			   store_members_key, sizeof store_members_key - 1, &ps,
+			   s->dir, err, errlen);
+	if (rv != 0)
+		return rv;
+	if (ps == NULL)
+		return store_corrupt(err, errlen,
+				     "%s is damaged: it joined a running cell "
+				     "but holds no configuration (meta key "
+				     "'%s')",
+				     s->dir, store_members_key);
+	size_t len, plen;
+	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	if (!store_unframe(STORE_CF_META, store_members_key,
+			   sizeof store_members_key - 1, p, len, &plen)) {
+		rv = store_corrupt(err, errlen,
+				   "%s is damaged: its meta key '%s' fails its "
+				   "checksum",
+				   s->dir, store_members_key);
+	} else {
+		int crv = ld_codec_members_decode((const uint8_t *)p, plen,
+						  &s->members);
+		if (crv != 0)
+			rv = store_corrupt(err, errlen,
+					   "%s is damaged: its meta key '%s' "
+					   "does not decode: %s",
+					   s->dir, store_members_key,
+					   ld_codec_strerror(crv));
+	}
+	rocksdb_pinnableslice_destroy(ps);
+	return rv;
 }
 
 /* Takes a new store over (meta empty and nothing else stored) or checks that
@@ -653,6 +761,11 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 					  "(no format version in its meta "
 					  "column family); refusing to use it",
 					  s->dir);
+		if (id->nreplicas == 0 && id->members == NULL) {
+			/* ld_store_adopt gives it one later. */
+			s->unborn = true;
+			return 0;
+		}
 		return store_meta_init(s, id, err, errlen);
 	}
 	if (v[STORE_META_FORMAT] != STORE_FORMAT)
@@ -661,7 +774,7 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 				  "; this lockd reads version %u only; "
 				  "refusing to use it",
 				  s->dir, v[STORE_META_FORMAT], STORE_FORMAT);
-	for (int k = STORE_META_CELL; k < STORE_META_COUNT; k++)
+	for (int k = STORE_META_CELL; k < STORE_META_INCARNATION; k++)
 		if (!found[k])
 			return store_fail(err, errlen,
 					  "%s is not a lockd data directory "
@@ -678,12 +791,38 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 			" of cell 0x%016" PRIx64 "; refusing to use it",
 			s->dir, v[STORE_META_REPLICA], cell, id->replica_id,
 			want_cell);
-	if (v[STORE_META_NREPLICAS] != id->nreplicas)
-		return store_fail(
+	/* Not compared with id->nreplicas: the cell's membership changes by
+	 * decree (paxos.h), so the store's origin, not the flags, says where
+	 * its ledger starts. */
+	if (v[STORE_META_NREPLICAS] > LD_REPLICAS_MAX ||
+	    (v[STORE_META_NREPLICAS] > 0 &&
+	     v[STORE_META_REPLICA] >= v[STORE_META_NREPLICAS]))
+		return store_corrupt(
 			err, errlen,
-			"%s belongs to a cell of %" PRIu64
-			" replicas, not %" PRIu32 "; refusing to use it",
-			s->dir, v[STORE_META_NREPLICAS], id->nreplicas);
+			"%s is damaged: its meta says replica "
+			"%" PRIu64 " of a cell of %" PRIu64 " replicas",
+			s->dir, v[STORE_META_REPLICA], v[STORE_META_NREPLICAS]);
+	s->nreplicas = (uint32_t)v[STORE_META_NREPLICAS];
+	if (s->nreplicas == 0) {
+		int rv = store_members_load(s, err, errlen);
+		if (rv != 0)
+			return rv;
+	}
+	if (found[STORE_META_INCARNATION] && v[STORE_META_INCARNATION] != 0) {
+		s->incarnation = v[STORE_META_INCARNATION];
+	} else {
+		/* A store made before incarnations: it gets one now, once. */
+		uint8_t buf[8 + STORE_CRC_BYTES];
+		if (store_draw_incarnation(&s->incarnation, s->dir, err,
+					   errlen) != 0)
+			return -1;
+		rocksdb_writebatch_clear(s->wb);
+		store_meta_put(s, STORE_META_INCARNATION, s->incarnation, buf);
+		int rv = store_meta_write(s, "give an incarnation to", err,
+					  errlen);
+		if (rv != 0)
+			return rv;
+	}
 	return 0;
 }
 
@@ -784,14 +923,16 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	*out = NULL;
 	if (dir == NULL || dir[0] == '\0')
 		return store_fail(err, errlen, "no data directory given");
-	if (id->nreplicas < 1 || id->nreplicas > LD_REPLICAS_MAX ||
-	    id->replica_id >= id->nreplicas)
+	if (id->nreplicas > LD_REPLICAS_MAX ||
+	    id->replica_id >= LD_REPLICA_IDS ||
+	    (id->nreplicas > 0 && id->replica_id >= id->nreplicas))
 		return store_fail(
 			err, errlen,
 			"cannot open %s for replica %" PRIu32 " of %" PRIu32
-			": a cell has 1 to %d replicas, numbered "
-			"from 0",
-			dir, id->replica_id, id->nreplicas, LD_REPLICAS_MAX);
+			": a cell starts with 1 to %d replicas, numbered "
+			"from 0, and ids stay below %u",
+			dir, id->replica_id, id->nreplicas, LD_REPLICAS_MAX,
+			LD_REPLICA_IDS);
 
 	enum store_dir_kind kind = STORE_DIR_FRESH;
 	if (store_classify(dir, &kind, err, errlen) != 0)
@@ -835,6 +976,40 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	s->opened = true;
 	*out = s;
 	return 0;
+}
+
+bool ld_store_unborn(const ld_store *s)
+{
+	return s->unborn;
+}
+
+int ld_store_adopt(ld_store *s, const ld_store_identity *id, char *err,
+		   size_t errlen)
+{
+	if (!s->unborn)
+		return store_fail(err, errlen,
+				  "%s already has an identity: it cannot take "
+				  "another",
+				  s->dir);
+	if (id->nreplicas == 0 && id->members == NULL)
+		return store_fail(err, errlen,
+				  "%s needs a cell size or a configuration to "
+				  "start from",
+				  s->dir);
+	return store_meta_init(s, id, err, errlen);
+}
+
+void ld_store_origin(const ld_store *s, uint32_t *nreplicas,
+		     ld_members *members, uint64_t *incarnation)
+{
+	*nreplicas = s->nreplicas;
+	if (members != NULL) {
+		if (s->nreplicas == 0)
+			*members = s->members;
+		else
+			memset(members, 0, sizeof *members);
+	}
+	*incarnation = s->incarnation;
 }
 
 void ld_store_close(ld_store *s)

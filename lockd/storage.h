@@ -2,8 +2,10 @@
  *
  * Column families:
  *   meta      identity of the data directory: format version, cell id,
- *             replica id, cell size. A directory that belongs to another
- *             replica or cell, or to another format, is refused.
+ *             replica id, its origin (the cell size it was made for, or
+ *             the configuration it joined a running cell with) and its
+ *             incarnation. A directory that belongs to another replica or
+ *             cell, or to another format, is refused.
  *   acceptor  the acceptor's promise (LD_REC_PROMISE): one key.
  *   ledger    votes (LD_REC_VOTE), keyed by slot (big-endian u64), so they
  *             iterate in ledger order.
@@ -42,18 +44,41 @@ typedef struct ld_store ld_store;
 #define LD_STORE_CORRUPT (-2)
 
 typedef struct ld_store_identity {
-	uint64_t cell_id; /* chosen by whoever starts the cell; 0 = any */
-	uint32_t replica_id;
+	uint64_t cell_id;    /* chosen by whoever starts the cell; 0 = any */
+	uint32_t replica_id; /* < LD_REPLICA_IDS */
+	/* For a new store, its origin: a cell of nreplicas (ids
+	 * 0..nreplicas-1, replica_id among them), or 0 and the configuration
+	 * it joins a running cell with (borrowed for the call). Both 0/NULL:
+	 * a new store is left without an identity (ld_store_unborn) until
+	 * ld_store_adopt. An existing store's origin is its own: these are
+	 * not compared with it (membership changes by decree). */
 	uint32_t nreplicas;
+	const ld_members *members;
 } ld_store_identity;
 
 /* Opens (creating if the directory is missing or empty) the store in dir.
  * Refuses, with a sentence naming what is wrong, a directory that is not a
- * lockd store, is damaged, has another format version, or whose identity
- * differs from id; LD_STORE_CORRUPT when it is damaged (see above). *out
- * is the caller's to ld_store_close. */
+ * lockd store, is damaged, has another format version, or whose cell or
+ * replica id differs from id's; LD_STORE_CORRUPT when it is damaged (see
+ * above). A new store gets a random nonzero incarnation. *out is the
+ * caller's to ld_store_close. */
 int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 		  char *err, size_t errlen);
+
+/* True for a new store opened without an origin (see ld_store_identity):
+ * nothing may be written to it before ld_store_adopt. */
+bool ld_store_unborn(const ld_store *s);
+
+/* Gives an unborn store its identity (id->nreplicas or id->members must
+ * say its origin), in one synced write. 0, or -1 with a sentence. */
+int ld_store_adopt(ld_store *s, const ld_store_identity *id, char *err,
+		   size_t errlen);
+
+/* The store's origin: *nreplicas (0 when it joined a running cell: then
+ * *members, if not NULL, is the configuration it joined; else zeroed) and
+ * its incarnation (0 while unborn). */
+void ld_store_origin(const ld_store *s, uint32_t *nreplicas,
+		     ld_members *members, uint64_t *incarnation);
 
 void ld_store_close(ld_store *s);
 

@@ -67,7 +67,7 @@ static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
 /* What the last NNG_OPT_TLS_VERIFIED query on this thread found. */
 static _Thread_local int32_t engine_last_replica = LD_TLS_PIPE_PLAIN;
 
-/* "lockd-replica-N" with N a decimal replica id below LD_REPLICAS_MAX. */
+/* "lockd-replica-N" with N a decimal replica id below LD_REPLICA_IDS. */
 static int32_t engine_replica_name(const unsigned char *p, size_t len)
 {
 	const size_t plen = sizeof LD_TLS_REPLICA_NAME_PREFIX - 1;
@@ -80,7 +80,7 @@ static int32_t engine_replica_name(const unsigned char *p, size_t len)
 			return -1; /* digits only, no leading zero */
 		id = id * 10 + (uint32_t)(p[i] - '0');
 	}
-	return id < LD_REPLICAS_MAX ? (int32_t)id : -1;
+	return id < LD_REPLICA_IDS ? (int32_t)id : -1;
 }
 
 /* The replica id a verified certificate names in its CN or a dNSName SAN;

@@ -30,7 +30,7 @@ struct peers_dest {
 };
 
 struct ld_peers {
-	uint32_t id, n;
+	uint32_t id;
 	uint64_t cell_id;
 	ld_peer_key key; /* key.len == 0: no MAC (TLS, or insecure) */
 	/* The peer port is TLS: every message's from must be the replica the
@@ -40,9 +40,12 @@ struct ld_peers {
 	nng_socket pull;
 	bool pull_open;
 	nng_aio *rx;
-	nng_socket push[LD_REPLICAS_MAX];
-	bool push_open[LD_REPLICAS_MAX];
-	struct peers_dest dest[LD_REPLICAS_MAX];
+	/* By replica id: who this replica dials (ld_peers_dial), and where. */
+	nng_socket push[LD_REPLICA_IDS];
+	bool push_open[LD_REPLICA_IDS];
+	char push_url[LD_REPLICA_IDS][LD_URL_BYTES_MAX];
+	struct peers_dest dest[LD_REPLICA_IDS];
+	ld_tls tls;
 	atomic_uint_fast64_t sent, send_dropped, encode_failed;
 	atomic_uint_fast64_t received, refused;
 	ld_ratelimit refuse_rl, drop_rl, encode_rl;
@@ -90,7 +93,7 @@ static void peers_pipe_check(ld_peers *p, nng_pipe pipe, int32_t want)
 {
 	int32_t id = ld_tls_pipe_replica(pipe);
 	bool ok = want >= 0 ? id == want
-			    : id >= 0 && (uint32_t)id < p->n &&
+			    : id >= 0 && (uint32_t)id < LD_REPLICA_IDS &&
 				      (uint32_t)id != p->id;
 	if (ok)
 		return;
@@ -152,7 +155,7 @@ static void peers_rx_cb(void *arg)
 			why = ld_peer_mac_open(&p->key, p->cell_id, p->id, body,
 					       len, &body_len, &mac_from);
 		if (why == NULL)
-			crv = ld_codec_msg_decode(body, body_len, p->n, &m);
+			crv = ld_codec_msg_decode(body, body_len, &m);
 		nng_msg_free(nm);
 		atomic_fetch_add(&p->received, 1);
 		if (why != NULL) {
@@ -198,8 +201,8 @@ static int peers_fail(char *err, size_t errlen, const char *what,
 	return -1;
 }
 
-int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
-		  size_t errlen)
+int ld_peers_open(const ld_options *o, const char *url, ld_evq *q,
+		  ld_peers **out, char *err, size_t errlen)
 {
 	ld_peers *p = calloc(1, sizeof *p);
 	if (p == NULL) {
@@ -207,17 +210,16 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 		return -1;
 	}
 	p->id = o->id;
-	p->n = o->nreplicas;
 	p->cell_id = o->cell_id;
 	p->key = o->peer_key;
 	p->q = q;
 	p->refuse_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	p->drop_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	p->encode_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
+	p->tls = (ld_tls){o->tls_cert, o->tls_ca};
 	*out = p;
 
 	int rv;
-	const char *url = o->peers[o->id];
 	if ((rv = nng_pull0_open(&p->pull)) != 0)
 		return peers_fail(err, errlen, "cannot open a socket for", url,
 				  rv);
@@ -225,46 +227,74 @@ int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
 	nng_socket_set_size(p->pull, NNG_OPT_RECVMAXSZ, PEER_RECV_BYTES_MAX);
 	if ((rv = nng_aio_alloc(&p->rx, peers_rx_cb, p)) != 0)
 		return peers_fail(err, errlen, "cannot receive on", url, rv);
-	ld_tls tls = {o->tls_cert, o->tls_ca};
 	p->tls_ids = ld_tls_url(url);
 	if (p->tls_ids && (rv = nng_pipe_notify(p->pull, NNG_PIPE_EV_ADD_PRE,
 						peers_pull_pipe_cb, p)) != 0)
 		return peers_fail(err, errlen, "cannot watch connections to",
 				  url, rv);
-	if (ld_tls_listen(p->pull, url, &tls, true, err, errlen) != 0)
+	if (ld_tls_listen(p->pull, url, &p->tls, true, err, errlen) != 0)
 		return -1;
-	for (uint32_t j = 0; j < p->n; j++) {
-		if (j == p->id)
-			continue;
-		url = o->peers[j];
-		if ((rv = nng_push0_open(&p->push[j])) != 0)
-			return peers_fail(err, errlen,
-					  "cannot open a socket for", url, rv);
-		p->push_open[j] = true;
-		/* A burst (a leader's pipeline) queues rather than drops. */
-		nng_socket_set_int(p->push[j], NNG_OPT_SENDBUF,
-				   PEER_SENDBUF_MSGS);
-		/* A restarted peer is reachable again within ~100 ms. */
-		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMINT, 50);
-		nng_socket_set_ms(p->push[j], NNG_OPT_RECONNMAXT, 500);
-		p->dest[j] = (struct peers_dest){p, j};
-		if (ld_tls_url(url) &&
-		    (rv = nng_pipe_notify(p->push[j], NNG_PIPE_EV_ADD_PRE,
-					  peers_push_pipe_cb, &p->dest[j])) !=
-			    0)
-			return peers_fail(err, errlen,
-					  "cannot watch connections to", url,
-					  rv);
-		if (ld_tls_dial(p->push[j], url, &tls, err, errlen) != 0)
-			return -1;
-	}
 	nng_recv_aio(p->pull, p->rx);
 	return 0;
 }
 
+int ld_peers_dial(ld_peers *p, uint32_t id, const char *url, char *err,
+		  size_t errlen)
+{
+	if (id >= LD_REPLICA_IDS || id == p->id || url == NULL ||
+	    url[0] == '\0' || strlen(url) >= LD_URL_BYTES_MAX) {
+		snprintf(err, errlen,
+			 "cannot dial replica %u at '%s': not another "
+			 "replica's id below %u with a URL",
+			 id, url != NULL ? url : "", LD_REPLICA_IDS);
+		return -1;
+	}
+	if (p->push_open[id] && strcmp(p->push_url[id], url) == 0)
+		return 0;
+	ld_peers_undial(p, id);
+	int rv;
+	if ((rv = nng_push0_open(&p->push[id])) != 0)
+		return peers_fail(err, errlen, "cannot open a socket for", url,
+				  rv);
+	p->push_open[id] = true;
+	snprintf(p->push_url[id], sizeof p->push_url[id], "%s", url);
+	/* A burst (a leader's pipeline) queues rather than drops. */
+	nng_socket_set_int(p->push[id], NNG_OPT_SENDBUF, PEER_SENDBUF_MSGS);
+	/* A restarted peer is reachable again within ~100 ms. */
+	nng_socket_set_ms(p->push[id], NNG_OPT_RECONNMINT, 50);
+	nng_socket_set_ms(p->push[id], NNG_OPT_RECONNMAXT, 500);
+	p->dest[id] = (struct peers_dest){p, id};
+	if (ld_tls_url(url) &&
+	    (rv = nng_pipe_notify(p->push[id], NNG_PIPE_EV_ADD_PRE,
+				  peers_push_pipe_cb, &p->dest[id])) != 0) {
+		ld_peers_undial(p, id);
+		return peers_fail(err, errlen, "cannot watch connections to",
+				  url, rv);
+	}
+	if (ld_tls_dial(p->push[id], url, &p->tls, err, errlen) != 0) {
+		ld_peers_undial(p, id);
+		return -1;
+	}
+	return 0;
+}
+
+void ld_peers_undial(ld_peers *p, uint32_t id)
+{
+	if (id >= LD_REPLICA_IDS || !p->push_open[id])
+		return;
+	nng_close(p->push[id]);
+	p->push_open[id] = false;
+	p->push_url[id][0] = '\0';
+}
+
+const char *ld_peers_dialed(const ld_peers *p, uint32_t id)
+{
+	return id < LD_REPLICA_IDS && p->push_open[id] ? p->push_url[id] : NULL;
+}
+
 void ld_peers_send(ld_peers *p, const ld_msg *m)
 {
-	if (m->to >= p->n || m->to == p->id || !p->push_open[m->to])
+	if (m->to >= LD_REPLICA_IDS || m->to == p->id || !p->push_open[m->to])
 		return;
 	uint8_t *buf;
 	size_t len;
@@ -315,7 +345,7 @@ void ld_peers_close(ld_peers *p)
 		return;
 	if (p->pull_open)
 		nng_close(p->pull);
-	for (uint32_t j = 0; j < p->n; j++)
+	for (uint32_t j = 0; j < LD_REPLICA_IDS; j++)
 		if (p->push_open[j])
 			nng_close(p->push[j]);
 	/* Waits for a callback still running. */

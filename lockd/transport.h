@@ -23,15 +23,28 @@ typedef struct ld_peers_stats {
 	uint64_t received, refused;
 } ld_peers_stats;
 
-/* Listens on o->peers[o->id] and dials the others (in the background: a
- * replica that is down does not delay start-up). Decoded messages go to q.
- * With a cell key (o->peer_key, copied), every
+/* Listens on url (this replica's peer URL); decoded messages go to q. It
+ * dials nobody until told (ld_peers_dial): whom to dial follows the cell's
+ * membership. With a cell key (o->peer_key, copied), every
  * message sent carries its MAC and every message received must (see
  * peer_auth.h); a message that fails is refused before it is decoded.
  * Returns 0, or -1 with a sentence in err. *out is the caller's to
- * ld_peers_close. */
-int ld_peers_open(const ld_options *o, ld_evq *q, ld_peers **out, char *err,
+ * ld_peers_close (also after -1). */
+int ld_peers_open(const ld_options *o, const char *url, ld_evq *q,
+		  ld_peers **out, char *err, size_t errlen);
+
+/* Dials replica id (< LD_REPLICA_IDS, not this one) at url, in the
+ * background (a replica that is down delays nothing), replacing an earlier
+ * dial of that id to another URL; nothing when it already dials url there.
+ * 0, or -1 with a sentence. Loop thread only, as ld_peers_send. */
+int ld_peers_dial(ld_peers *p, uint32_t id, const char *url, char *err,
 		  size_t errlen);
+
+/* Stops dialing id (messages to it are dropped from now on). */
+void ld_peers_undial(ld_peers *p, uint32_t id);
+
+/* The URL id is dialed at, or NULL (borrowed until the next dial/undial). */
+const char *ld_peers_dialed(const ld_peers *p, uint32_t id);
 
 /* Encodes m and queues it for m->to without blocking. m is only read. */
 void ld_peers_send(ld_peers *p, const ld_msg *m);

@@ -89,11 +89,20 @@ static const char usage_text[] =
 	"                         error)\n"
 	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
 	"else 1\n"
+	"  member list            members: id, voter or learner, URLs\n"
+	"  member add --id N --peer URL --client URL [--timeout 60s]\n"
+	"                         add replica N (lockd --join) as a learner, "
+	"then\n"
+	"                         wait until it votes (exit 4 past "
+	"--timeout)\n"
+	"  member remove N        take replica N out; its id is never used "
+	"again\n"
 	"\n"
 	"Durations: 500ms, 5s, 2m. Names: 1-256 of [A-Za-z0-9._/:-].\n"
 	"\n"
 	"exit status: 0 ok; 1 not held / held by another session / token not\n"
-	"current; 2 usage error; 3 no such lease / no leader; 4 the cell is\n"
+	"current / the cell refused the membership change; 2 usage error; 3 no "
+	"such lease / no leader; 4 the cell is\n"
 	"unavailable (no replica or no leader answered in time); 5 lost the\n"
 	"lease while running CMD; 127 CMD could not be run. With CMD and the\n"
 	"lease kept, lockctl exits with CMD's status (128+N if a signal N\n"
@@ -132,6 +141,9 @@ static int lc_die(int rv, const char *what)
 		break;
 	case LC_EINVAL:
 		code = EX_USAGE;
+		break;
+	case LC_EREFUSED:
+		code = EX_NOTHELD;
 		break;
 	default:
 		code = EX_UNAVAIL;
@@ -203,6 +215,7 @@ typedef struct args {
 	int npos;
 	const char *ttl, *wait, *value, *token, *session, *reason, *count,
 		*interval, *kill_after;
+	const char *id, *peer, *client, *timeout; /* member */
 	char **exec;
 	bool help;
 } args;
@@ -233,6 +246,10 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 		{"--count", offsetof(args, count)},
 		{"--interval", offsetof(args, interval)},
 		{"--kill-after", offsetof(args, kill_after)},
+		{"--id", offsetof(args, id)},
+		{"--peer", offsetof(args, peer)},
+		{"--client", offsetof(args, client)},
+		{"--timeout", offsetof(args, timeout)},
 	};
 	for (; i < argc; i++) {
 		const char *s = argv[i];
@@ -355,7 +372,8 @@ static void copy_path(char *dst, size_t cap, const char *src, const char *what)
 	strcpy(dst, src);
 }
 
-static lc_client *open_client(const char *endpoints, uint64_t session)
+static lc_client *open_client(const char *endpoints, uint64_t session,
+			      uint32_t call_timeout_ms)
 {
 	lc_options o;
 	lc_options_init(&o);
@@ -365,7 +383,7 @@ static lc_client *open_client(const char *endpoints, uint64_t session)
 	o.session = session;
 	o.read_consistency = consistency;
 	o.attempt_timeout_ms = 1000;
-	o.call_timeout_ms = 5000;
+	o.call_timeout_ms = call_timeout_ms;
 	/* Above every seq an earlier lockctl of the same session used. */
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -408,9 +426,9 @@ static int cmd_status(lc_client *c)
 	if (json)
 		printf("[");
 	else
-		printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %s\n", "ID",
+		printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %-7s %s\n", "ID",
 		       "ROLE", "LEADER", "BALLOT", "COMMIT", "APPLIED", "LAG",
-		       "ENDPOINT");
+		       "VOTERS", "ENDPOINT");
 	bool first = true;
 	for (uint32_t i = 0; i < n; i++) {
 		const lc_replica_status *s = &st[i];
@@ -435,12 +453,19 @@ static int cmd_status(lc_client *c)
 				       (int64_t)(lead_applied - s->applied));
 			else
 				printf("null");
-			printf(",\"leases\":%" PRIu64 "}", s->leases);
+			printf(",\"leases\":%" PRIu64
+			       ",\"voter\":%s,\"member\":%s"
+			       ",\"members\":%" PRIu32 ",\"voters\":%" PRIu32
+			       "}",
+			       s->leases, s->voter ? "true" : "false",
+			       s->member ? "true" : "false", s->members,
+			       s->voters);
 			continue;
 		}
 		if (!ok[i]) {
-			printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %s\n",
-			       "-", "down", "-", "-", "-", "-", "-", url);
+			printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %-7s "
+			       "%s\n",
+			       "-", "down", "-", "-", "-", "-", "-", "-", url);
 			continue;
 		}
 		char ballot[48], lag[24], lead[12];
@@ -455,10 +480,13 @@ static int cmd_status(lc_client *c)
 			snprintf(lead, sizeof lead, "%" PRId32, s->leader);
 		else
 			snprintf(lead, sizeof lead, "none");
+		char voters[24];
+		snprintf(voters, sizeof voters, "%" PRIu32 "/%" PRIu32,
+			 s->voters, s->members);
 		printf("%-4" PRIu32 " %-10s %-6s %-12s %-10" PRIu64
-		       " %-10" PRIu64 " %-6s %s\n",
+		       " %-10" PRIu64 " %-6s %-7s %s\n",
 		       s->id, s->role, lead, ballot, s->commit, s->applied, lag,
-		       url);
+		       voters, url);
 	}
 	if (json)
 		printf("]\n");
@@ -864,6 +892,187 @@ static int cmd_elect(lc_client *c, const args *a)
 	return hold(s, lc_session(c), group, &l, a->exec, kill_after);
 }
 
+/* ---- membership ------------------------------------------------------------
+ */
+
+/* Checks `member list|add|remove` before the cell is asked. */
+static void member_args(const args *a, uint32_t *timeout_ms, uint32_t *id)
+{
+	const char *sub = a->pos[0];
+	bool add = strcmp(sub, "add") == 0, rm = strcmp(sub, "remove") == 0;
+	if (!add && !rm && strcmp(sub, "list") != 0)
+		die(EX_USAGE,
+		    "member %s: the member commands are list, add and remove",
+		    sub);
+	if (a->npos != (rm ? 2 : 1))
+		die(EX_USAGE, "member %s takes %s", sub,
+		    rm ? "the replica id to remove" : "no more arguments");
+	if (!add && (a->id || a->peer || a->client))
+		die(EX_USAGE,
+		    "member %s: --id, --peer and --client are for "
+		    "member add",
+		    sub);
+	if (!add && !rm && a->timeout)
+		die(EX_USAGE, "member list takes no --timeout");
+	if (a->ttl || a->wait || a->value || a->token || a->session ||
+	    a->reason || a->count || a->interval || a->kill_after)
+		die(EX_USAGE, "member %s takes no lease options", sub);
+	if (a->timeout)
+		*timeout_ms = parse_duration(a->timeout, "--timeout");
+	if (*timeout_ms == 0)
+		die(EX_USAGE, "--timeout must be more than 0");
+	const char *ids = add ? a->id : rm ? a->pos[1] : NULL;
+	if (add && (a->id == NULL || a->peer == NULL || a->client == NULL))
+		die(EX_USAGE,
+		    "member add needs --id N --peer URL --client URL: the "
+		    "new replica's id (one the cell never used) and the "
+		    "URLs it was started with (lockd --join --listen-peer "
+		    "URL --listen-client URL)");
+	if (ids != NULL) {
+		uint64_t v = parse_u64(ids, "replica id");
+		if (v >= LC_REPLICA_IDS)
+			die(EX_USAGE, "replica ids are 0 to %u, not %s",
+			    LC_REPLICA_IDS - 1, ids);
+		*id = (uint32_t)v;
+	}
+	if (add && (strlen(a->peer) >= LC_URL_BYTES_MAX ||
+		    strlen(a->client) >= LC_URL_BYTES_MAX ||
+		    strcmp(a->peer, a->client) == 0 ||
+		    strstr(a->peer, "://") == NULL ||
+		    strstr(a->client, "://") == NULL))
+		die(EX_USAGE,
+		    "--peer and --client want two different URLs "
+		    "(tcp://HOST:PORT) under %u bytes",
+		    LC_URL_BYTES_MAX);
+}
+
+static void member_print(const lc_members *m)
+{
+	if (json) {
+		printf("[");
+		for (uint32_t i = 0; i < m->n; i++) {
+			const lc_member *x = &m->m[i];
+			printf("%s{\"id\":%" PRIu32 ",\"peer\":", i ? "," : "",
+			       x->id);
+			json_str(x->peer, strlen(x->peer));
+			printf(",\"client\":");
+			json_str(x->client, strlen(x->client));
+			printf(",\"voting\":%s,\"leader\":%s}",
+			       x->voting ? "true" : "false",
+			       (int32_t)x->id == m->leader ? "true" : "false");
+		}
+		printf("]\n");
+		return;
+	}
+	printf("%-4s %-8s %-6s %-32s %s\n", "ID", "ROLE", "LEADER", "PEER",
+	       "CLIENT");
+	for (uint32_t i = 0; i < m->n; i++) {
+		const lc_member *x = &m->m[i];
+		printf("%-4" PRIu32 " %-8s %-6s %-32s %s\n", x->id,
+		       x->voting ? "voter" : "learner",
+		       (int32_t)x->id == m->leader ? "yes" : "", x->peer,
+		       x->client);
+	}
+	if (m->removed != 0) {
+		printf("removed:");
+		for (uint32_t id = 0; id < LC_REPLICA_IDS; id++)
+			if (m->removed >> id & 1u)
+				printf(" %" PRIu32, id);
+		printf("\n");
+	}
+}
+
+static uint64_t now_ms(void)
+{
+	return lc_now_us() / 1000u;
+}
+
+/* member add: the change, then a wait until the learner votes. */
+static int member_add(lc_client *c, const args *a, uint32_t id,
+		      uint32_t timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	lc_members *m = calloc(1, sizeof *m);
+	if (m == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	int rv = lc_member_add(c, id, a->peer, a->client, m);
+	if (rv != LC_OK) {
+		free(m);
+		lc_close(c);
+		lc_die(rv, "cannot add the member");
+	}
+	fprintf(stderr,
+		"%s: replica %" PRIu32 " is a member%s; waiting (up to %" PRIu32
+		" s) for the leader to promote it to voter once it has "
+		"caught up\n",
+		prog, id, m->change_position ? "" : " (it already was)",
+		timeout_ms / 1000);
+	for (;;) {
+		const lc_member *x = lc_members_find(m, id);
+		if (x != NULL && x->voting) {
+			printf("added %" PRIu32 ": voting\n", id);
+			free(m);
+			return EX_OK;
+		}
+		if (got_signal || now_ms() >= end)
+			break;
+		sleep_ms(200);
+		rv = lc_members_list(c, m);
+		if (rv != LC_OK)
+			fprintf(stderr,
+				"%s: member list: %s (%s); asking again\n",
+				prog, lc_strerror(rv), lc_last_error());
+		if (rv == LC_OK && lc_members_find(m, id) == NULL) {
+			free(m);
+			fprintf(stderr,
+				"%s: replica %" PRIu32 " is no longer a member "
+				"(removed meanwhile?)\n",
+				prog, id);
+			return EX_NOTHELD;
+		}
+	}
+	free(m);
+	fprintf(stderr,
+		"%s: replica %" PRIu32 " is a member but not yet a voter "
+		"after %" PRIu32 " s: is it running (lockd --id %" PRIu32
+		" --join ...) and can it reach the others at its peer URL %s? "
+		"The leader promotes it once it has caught up; 'lockctl member "
+		"list' shows when\n",
+		prog, id, timeout_ms / 1000, id, a->peer);
+	return EX_UNAVAIL;
+}
+
+static int cmd_member(lc_client *c, const args *a, uint32_t id,
+		      uint32_t timeout_ms)
+{
+	const char *sub = a->pos[0];
+	if (strcmp(sub, "add") == 0)
+		return member_add(c, a, id, timeout_ms);
+	lc_members *m = calloc(1, sizeof *m);
+	if (m == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	int rv;
+	if (strcmp(sub, "list") == 0) {
+		rv = lc_members_list(c, m);
+		if (rv != LC_OK) {
+			free(m);
+			lc_close(c);
+			lc_die(rv, "cannot list the members");
+		}
+		member_print(m);
+		free(m);
+		return EX_OK;
+	}
+	rv = lc_member_remove(c, id, m);
+	free(m);
+	if (rv != LC_OK) {
+		lc_close(c);
+		lc_die(rv, "cannot remove the member");
+	}
+	printf("removed %" PRIu32 "\n", id);
+	return EX_OK;
+}
+
 static void help_for(const char *cmd)
 {
 	/* The usage text lists every command; print its lines for cmd. */
@@ -948,6 +1157,7 @@ int main(int argc, char **argv)
 		{"release", 1, 1, false}, {"revoke", 1, 1, false},
 		{"elect", 1, 1, true},    {"leader", 1, 1, false},
 		{"watch", 1, 1, false},   {"check-token", 2, 2, false},
+		{"member", 1, 2, false},
 	};
 	size_t k = 0;
 	for (; k < sizeof cmds / sizeof cmds[0]; k++)
@@ -956,8 +1166,8 @@ int main(int argc, char **argv)
 	if (k == sizeof cmds / sizeof cmds[0])
 		die(EX_USAGE,
 		    "unknown command '%s': the commands are status, ls, get, "
-		    "acquire, release, revoke, elect, leader, watch and "
-		    "check-token",
+		    "acquire, release, revoke, elect, leader, watch, "
+		    "check-token and member",
 		    a.cmd);
 	parse_cmd(&a, argc, argv, i + 1);
 	if (a.help) {
@@ -966,13 +1176,20 @@ int main(int argc, char **argv)
 	}
 	if (a.npos < cmds[k].min || a.npos > cmds[k].max)
 		die(EX_USAGE, "%s takes %d%s argument%s, not %d", a.cmd,
-		    cmds[k].min, cmds[k].max > cmds[k].min ? " or 1" : "",
+		    cmds[k].min,
+		    cmds[k].max > cmds[k].min
+			    ? (cmds[k].max == 2 ? " or 2" : " or 1")
+			    : "",
 		    cmds[k].max == 1 ? "" : "s", a.npos);
 	if (a.exec != NULL && !cmds[k].exec)
 		die(EX_USAGE, "%s does not run a command after '--'", a.cmd);
 	/* Check everything the user typed before touching the cell. */
 	const char *cmd = a.cmd;
-	if (strcmp(cmd, "ls") != 0 && strcmp(cmd, "status") != 0)
+	bool member = strcmp(cmd, "member") == 0;
+	uint32_t member_timeout_ms = 60000, member_id = 0;
+	if (member)
+		member_args(&a, &member_timeout_ms, &member_id);
+	else if (strcmp(cmd, "ls") != 0 && strcmp(cmd, "status") != 0)
 		check_name(a.pos[0]);
 	if (a.ttl)
 		parse_duration(a.ttl, "--ttl");
@@ -1016,7 +1233,8 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	lc_client *c = open_client(endpoints, session);
+	lc_client *c = open_client(endpoints, session,
+				   member ? member_timeout_ms : 5000);
 	int rc = EX_OK;
 	if (strcmp(cmd, "status") == 0) {
 		rc = cmd_status(c);
@@ -1037,6 +1255,8 @@ int main(int argc, char **argv)
 		rc = cmd_acquire(c, &a);
 	} else if (strcmp(cmd, "elect") == 0) {
 		rc = cmd_elect(c, &a);
+	} else if (member) {
+		rc = cmd_member(c, &a, member_id, member_timeout_ms);
 	} else if (strcmp(cmd, "release") == 0) {
 		int rv = lc_release(c, a.pos[0], token);
 		if (rv != LC_OK) {

@@ -373,8 +373,8 @@ Test(storage, invalid_identity)
 	ld_store_identity bad = {
 		.cell_id = CELL, .replica_id = 3, .nreplicas = 3};
 	open_refused(data, &bad, "1 to 7 replicas");
-	bad = (ld_store_identity){.replica_id = 0, .nreplicas = 0};
-	open_refused(data, &bad, "1 to 7 replicas");
+	bad = (ld_store_identity){.replica_id = 64, .nreplicas = 0};
+	open_refused(data, &bad, "ids stay below 64");
 	bad = (ld_store_identity){.replica_id = 0, .nreplicas = 8};
 	open_refused(data, &bad, "1 to 7 replicas");
 }
@@ -682,9 +682,16 @@ Test(storage, refuses_another_replicas_directory)
 	open_refused(data, &other,
 		     "belongs to replica 1 of cell 0x0000000000000abc, not "
 		     "replica 1 of cell 0x0000000000000def");
+	/* The cell's size is not the store's to check: membership changes
+	 * by decree. The store keeps its origin, whatever the flags say. */
 	other = ID;
 	other.nreplicas = 5;
-	open_refused(data, &other, "belongs to a cell of 3 replicas, not 5");
+	s = open_ok(data, &other);
+	uint32_t n;
+	uint64_t inc;
+	ld_store_origin(s, &n, NULL, &inc);
+	cr_assert_eq(n, 3);
+	ld_store_close(s);
 
 	/* Cell 0 accepts whatever cell is stored. */
 	other = ID;
@@ -807,6 +814,107 @@ Test(storage, refuses_a_missing_or_malformed_meta_key)
 	rocksdb_writeoptions_destroy(wo);
 	raw_close(db, cf, 5);
 	open_refused(data, &ID, "(no replica_id in its meta column family)");
+}
+
+/* ---- origin and incarnation ---------------------------------------------- */
+
+Test(storage, a_new_store_draws_an_incarnation_that_stays)
+{
+	ld_store *s = open_ok(data, &ID);
+	uint32_t n;
+	uint64_t inc, again;
+	ld_store_origin(s, &n, NULL, &inc);
+	cr_assert_eq(n, 3);
+	cr_assert_neq(inc, 0);
+	ld_store_close(s);
+	s = open_ok(data, &ID);
+	ld_store_origin(s, &n, NULL, &again);
+	cr_assert_eq(again, inc, "the incarnation changed across a reopen");
+	ld_store_close(s);
+
+	/* Wiped and made again: another disk, another incarnation. */
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", data);
+	cr_assert_eq(system(cmd), 0);
+	s = open_ok(data, &ID);
+	ld_store_origin(s, &n, NULL, &again);
+	cr_assert_neq(again, 0);
+	cr_assert_neq(again, inc);
+	ld_store_close(s);
+}
+
+Test(storage, a_store_made_before_incarnations_gets_one_once)
+{
+	ld_store *s = open_ok(data, &ID);
+	ld_store_close(s);
+	rocksdb_column_family_handle_t *cf[5];
+	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
+	char *rerr = NULL;
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_delete_cf(db, wo, cf[1], "incarnation", 11, &rerr);
+	cr_assert_null(rerr);
+	rocksdb_writeoptions_destroy(wo);
+	raw_close(db, cf, 5);
+
+	uint32_t n;
+	uint64_t inc, again;
+	s = open_ok(data, &ID);
+	ld_store_origin(s, &n, NULL, &inc);
+	cr_assert_neq(inc, 0);
+	ld_store_close(s);
+	s = open_ok(data, &ID);
+	ld_store_origin(s, &n, NULL, &again);
+	cr_assert_eq(again, inc);
+	ld_store_close(s);
+}
+
+/* A replica that joins a running cell (lockd --join): its new store waits
+ * unborn until the daemon has the cell's configuration, then keeps it. */
+Test(storage, a_joined_store_keeps_the_configuration_it_joined)
+{
+	ld_store_identity join = {.cell_id = CELL, .replica_id = 9};
+	ld_store *s = open_ok(data, &join);
+	cr_assert(ld_store_unborn(s));
+	uint32_t n;
+	uint64_t inc;
+	ld_members m;
+	ld_store_origin(s, &n, &m, &inc);
+	cr_assert_eq(inc, 0);
+	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), -1);
+	cr_assert(strstr(err, "a cell size or a configuration") != NULL, "%s",
+		  err);
+
+	ld_members cfg = {.n = 2, .removed = 1};
+	cfg.m[0] = (ld_member){.id = 1, .voting = true};
+	cfg.m[1] = (ld_member){.id = 2, .voting = true, .incarnation = 5};
+	snprintf(cfg.m[0].peer, sizeof cfg.m[0].peer, "tcp://h1:1");
+	snprintf(cfg.m[0].client, sizeof cfg.m[0].client, "tcp://h1:2");
+	snprintf(cfg.m[1].peer, sizeof cfg.m[1].peer, "tcp://h2:1");
+	snprintf(cfg.m[1].client, sizeof cfg.m[1].client, "tcp://h2:2");
+	join.members = &cfg;
+	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), 0, "%s", err);
+	cr_assert(!ld_store_unborn(s));
+	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), -1);
+	ld_store_close(s);
+
+	/* Reopened without a configuration (a restart with --join asks
+	 * nobody): the stored one. */
+	join.members = NULL;
+	s = open_ok(data, &join);
+	cr_assert(!ld_store_unborn(s));
+	ld_store_origin(s, &n, &m, &inc);
+	cr_assert_eq(n, 0);
+	cr_assert_neq(inc, 0);
+	cr_assert_eq(m.n, 2);
+	cr_assert_eq(m.removed, 1);
+	cr_assert_eq(m.m[1].id, 2);
+	cr_assert_eq(m.m[1].incarnation, 5);
+	cr_assert_str_eq(m.m[1].client, "tcp://h2:2");
+	ld_store_close(s);
+
+	/* Another replica id is still refused. */
+	join.replica_id = 8;
+	open_refused(data, &join, "belongs to replica 9");
 }
 
 /* ---- damage ------------------------------------------------------------- */
