@@ -358,6 +358,7 @@ struct ld_replica {
 	uint64_t cand_started_us, p1_sent_us;
 
 	/* leader */
+	uint64_t lead_since_us;
 	uint64_t next_slot;
 	uint64_t heartbeat_at_us;
 	/* linearizable reads (ReadIndex): a read waits for a heartbeat round
@@ -638,6 +639,16 @@ static bool quorum_all(const ld_replica *r, uint64_t mask)
 		if (!quorum_in(&r->confs[i], mask))
 			return false;
 	return true;
+}
+
+/* Removed from the cell, and no longer needed: no slot after commit is
+ * governed by a configuration that has us (until then a removed replica
+ * still answers as an acceptor, so that the configuration still in effect
+ * keeps its quorum). */
+static bool gone(const ld_replica *r)
+{
+	return r->leaving && r->role != LD_LEADER &&
+	       !(conf_at(r, r->commit + 1)->all & id_bit(r->cfg.id));
 }
 
 /* This replica votes in the configuration of the next slot to choose. */
@@ -1579,7 +1590,18 @@ static void advance(ld_replica *r, ld_actions *out)
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
+	uint64_t before = peers_mask(r);
 	conf_prune(r);
+	if (r->role == LD_LEADER) {
+		/* Replicas no configuration in effect holds any more hear that
+		 * their part is over: our commit is past their last slot. */
+		for (FOR_IDS(j, before & ~peers_mask(r))) {
+			ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
+			m->ballot = r->ballot;
+			m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
+			emit(r, out, m);
+		}
+	}
 	maybe_snapshot(r, out);
 }
 
@@ -1835,6 +1857,7 @@ static void become_leader(ld_replica *r, ld_actions *out)
 	r->role = LD_LEADER;
 	r->leader = (int32_t)r->cfg.id;
 	r->leader_ballot = r->ballot;
+	r->lead_since_us = r->now_us;
 	for (uint32_t j = 0; j < LD_REPLICA_IDS; j++) {
 		r->peer_heard_us[j] = r->now_us;
 		r->hb_acked[j] = 0;
@@ -2118,9 +2141,17 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	if (!r->joined)
 		return;
 	/* Only a voter of a configuration we know may lead: a removed
-	 * replica that does not know it yet cannot disrupt the cell. */
-	if (!(voters_mask(r) & id_bit(m->from)))
+	 * replica that does not know it yet cannot disrupt the cell. It is
+	 * told how far the ledger got instead (a REJECT carries our commit),
+	 * so it catches up and learns that it left. */
+	if (!(voters_mask(r) & id_bit(m->from))) {
+		if (r->commit > m->commit) {
+			ld_msg *x = msg_new(r, LD_MSG_REJECT, m->from);
+			x->slot = m->slot;
+			emit(r, out, x);
+		}
 		return;
+	}
 	int c = ld_ballot_cmp(m->ballot, r->promised);
 	if (c < 0) {
 		reject(r, out, m);
@@ -2397,6 +2428,15 @@ static void requeue_proposals(ld_replica *r, ld_actions *out)
 static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
 	note_ballot(r, m->ballot);
+	if (ballot_zero(m->ballot)) {
+		/* From a replica that does not count us as a voter: we may
+		 * have been removed while away. Catch up to find out. */
+		if (r->role == LD_CANDIDATE)
+			become_follower(r, out, r->now_us);
+		note_commit(r, m);
+		maybe_catchup(r, out);
+		return;
+	}
 	if (r->role == LD_FOLLOWER)
 		return;
 	if (ld_ballot_cmp(m->ballot, r->ballot) > 0) {
@@ -2734,11 +2774,15 @@ static bool change_in_flight(const ld_replica *r, uint64_t *until)
 	return false;
 }
 
+/* The voters that answered us as voters lately (and ourselves): not the
+ * benefit of the doubt a new leader gives everyone for its first election
+ * timeout. */
 static uint64_t live_mask(const ld_replica *r)
 {
 	uint64_t live = id_bit(r->cfg.id);
 	for (FOR_IDS(j, peers_mask(r)))
-		if (r->now_us < r->peer_heard_us[j] + r->cfg.election_timeout_us)
+		if (r->peer_heard_us[j] > r->lead_since_us &&
+		    r->now_us < r->peer_heard_us[j] + r->cfg.election_timeout_us)
 			live |= id_bit((uint32_t)j);
 	return live;
 }
@@ -3035,6 +3079,25 @@ static void on_tick(ld_replica *r, ld_actions *out)
 	uint64_t now = r->now_us;
 	switch (r->role) {
 	case LD_FOLLOWER:
+		if (r->leaving && !gone(r) && r->known_commit <= r->commit &&
+		    now >= r->catchup_sent_us + r->cfg.retry_us) {
+			/* Removed, and waiting for the ledger to pass the
+			 * slots that still count us: ask how far it got
+			 * (the leader stops writing to us once it has). */
+			uint64_t v = conf_latest(r)->voters;
+			if (r->leader >= 0)
+				v = id_bit((uint32_t)r->leader);
+			uint32_t to = (uint32_t)__builtin_ctzll(
+				v ? v : id_bit(r->cfg.id));
+			if (to != r->cfg.id) {
+				ld_msg *m = msg_new(r, LD_MSG_CATCHUP_REQ, to);
+				m->slot = r->commit + 1;
+				r->catchup_sent_us = now;
+				r->catchup_to = (int32_t)to;
+				r->catchup_asked_us = now;
+				emit(r, out, m);
+			}
+		}
 		if (!r->joined) {
 			if (now >= r->probe_at_us)
 				send_probes(r, out);
@@ -3231,7 +3294,7 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->voter = r->joined && !r->leaving &&
 		    (voters_mask(r) & id_bit(r->cfg.id)) != 0;
 	st->member = (conf_latest(r)->all & id_bit(r->cfg.id)) != 0;
-	st->removed = (r->leaving && r->role != LD_LEADER) || r->told_removed;
+	st->removed = gone(r) || r->told_removed;
 	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
 }

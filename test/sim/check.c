@@ -292,6 +292,8 @@ static void chk_validity(sim_check *c, uint32_t replica, uint64_t slot,
 {
 	for (uint32_t i = 0; i < v->ncmds && !c->violated; i++) {
 		const ld_cmd *cmd = &v->cmds[i];
+		if (cmd->client_id == LD_MEMBERS_CLIENT)
+			continue; /* the core's own: membership */
 		if (c->workload == SIM_WORKLOAD_LEASE &&
 		    chk_is_internal(cmd->client_id)) {
 			chk_validity_lease(c, replica, slot, cmd);
@@ -551,6 +553,8 @@ static void chk_advance(sim_check *c)
 		for (uint32_t i = 0; i < v->ncmds && !c->violated; i++) {
 			const ld_cmd *cmd = &v->cmds[i];
 			chk_cmd *sub = NULL;
+			if (cmd->client_id == LD_MEMBERS_CLIENT)
+				continue; /* no state machine command */
 			if (chk_is_internal(cmd->client_id)) {
 				chk_internal *in =
 					chk_internal_get(c, cmd->client_id);

@@ -17,6 +17,7 @@ static void usage(FILE *f)
 		"                 [--workload lease|counter] [--mutant NAME]\n"
 		"                 [--until-violation] [--quiet] [--verbose] "
 		"[--drift-ppm N]\n"
+		"                 [--members]\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -119,6 +120,8 @@ int main(int argc, char **argv)
 				goto bad;
 			o.drift_ppm_max = (int32_t)u;
 			i++;
+		} else if (!strcmp(a, "--members")) {
+			o.members = true;
 		} else if (!strcmp(a, "--trace")) {
 			trace = true;
 		} else if (!strcmp(a, "--until-violation")) {

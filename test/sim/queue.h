@@ -26,6 +26,9 @@ typedef enum sim_ev_type {
 	SIM_EV_HEAL,           /* end of the fault phase */
 	SIM_EV_DEADLINE,       /* the liveness bound after heal */
 	SIM_EV_HOSTILE,        /* a hostile peer forges its next message */
+	SIM_EV_MEMBER,         /* the next membership change (--members) */
+	SIM_EV_LEAVE,          /* a: replica, x: epoch: it was removed; it
+				  stops (or stays on, a zombie) */
 	/* lease workload */
 	SIM_EV_LREQ,   /* a: replica, b: client, x: epoch, p: sim_lreq * (owned)
 			*/

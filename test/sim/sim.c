@@ -296,6 +296,8 @@ static const ld_replica *node_rep(const sim_node *nd)
 	return nd->ln ? ln_node_replica(nd->ln) : nd->r;
 }
 
+static bool sim_counts_at_end(const sim_node *nd);
+
 /* The state digest of the node's state machine. The lease table's digest
  * only reads (ln_node_table lends it const; ld_sm's ops take it mutable). */
 static uint64_t node_digest(const sim_node *nd)
@@ -758,9 +760,42 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 	node_take_chosen(s, nd, &a->ld);
 	node_take_replies(s, nd, &a->ld);
 	node_take_lreplies(s, nd, a);
+	for (size_t i = 0; i < a->ld.nchanges; i++)
+		sim_trace(s, "r%u CHANGE %" PRIu64 " %s slot=%" PRIu64 " %s",
+			  nd->id, a->ld.changes[i].change_id,
+			  a->ld.changes[i].status == LD_CHANGE_DONE ? "done"
+			  : a->ld.changes[i].status == LD_CHANGE_REFUSED
+				  ? "refused"
+				  : "not-leader",
+			  a->ld.changes[i].slot, a->ld.changes[i].why);
+	if (a->ld.members_changed) {
+		s->res->changes++;
+		if (s->tr) {
+			ld_members m;
+			uint64_t from;
+			ld_replica_members(node_rep(nd), &m, &from);
+			char buf[128];
+			int k = 0;
+			for (uint32_t i = 0; i < m.n && k < 100; i++)
+				k += snprintf(buf + k, sizeof buf - (size_t)k,
+					      " %u%s", m.m[i].id,
+					      m.m[i].voting ? "" : "(learner)");
+			sim_trace(s, "r%u MEMBERS from=%" PRIu64 ":%s", nd->id,
+				  from, k ? buf : "");
+		}
+	}
 	node_arm_timer(s, nd, a->ld.timer_at_us);
 	ln_actions_reset(a);
 	node_check(s, nd);
+	if (!nd->leaving && !nd->zombie) {
+		ld_status st;
+		ld_replica_status(node_rep(nd), &st);
+		if (st.removed) {
+			nd->leaving = true;
+			sim_push(s, s->now, SIM_EV_LEAVE, nd->id, 0, nd->epoch,
+				 0, NULL);
+		}
+	}
 }
 
 /* A replica event (tick, durable, message, counter submit) for either kind
@@ -779,6 +814,26 @@ static void node_step(sim *s, sim_node *nd, ld_event *ev)
 		rc = ld_replica_step(nd->r, ev, &s->act.ld);
 	}
 	node_after_step(s, nd, rc, (int)ev->type);
+}
+
+static void node_change(sim *s, sim_node *nd, const ld_change *c,
+			uint64_t change_id)
+{
+	ld_event ev = {.type = LD_EV_CHANGE,
+		       .now_us = node_local(nd, s->now),
+		       .change = c,
+		       .change_id = change_id};
+	int rc;
+	if (nd->ln) {
+		ln_event e = {.type = LN_EV_CHANGE,
+			      .now_us = ev.now_us,
+			      .change = c,
+			      .change_id = change_id};
+		rc = ln_node_step(nd->ln, &e, &s->act);
+	} else {
+		rc = ld_replica_step(nd->r, &ev, &s->act.ld);
+	}
+	node_after_step(s, nd, rc, (int)ev.type);
 }
 
 static void node_request(sim *s, sim_node *nd, const ln_request *req)
@@ -1222,6 +1277,8 @@ static void sim_check_corruption_found(sim *s)
 	/* Only a cell whose replicas are all up and can all talk can tell
 	 * (with one down, a sound replica and a corrupt one just disagree). */
 	for (uint32_t i = 0; i < s->n; i++) {
+		if (!sim_counts_at_end(&s->nodes[i]))
+			continue;
 		if (!s->nodes[i].up)
 			return;
 		ld_status vs;
@@ -1259,13 +1316,94 @@ static void sim_check_corruption_found(sim *s)
 	}
 }
 
+/* A replica that is part of the run: started, not removed. */
+static bool node_active(const sim_node *nd)
+{
+	return !nd->absent && !nd->gone && !nd->zombie && !nd->leaving;
+}
+
+/* How many replicas the fault budget is counted against: the active ones,
+ * and never more than the voters of any configuration a replica knows (a
+ * minority of the smallest is a minority of every one). */
+static uint32_t sim_cell_size(sim *s)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->n; i++)
+		n += node_active(&s->nodes[i]);
+	for (uint32_t i = 0; i < s->n; i++) {
+		if (!s->nodes[i].up)
+			continue;
+		ld_members m;
+		ld_replica_members(node_rep(&s->nodes[i]), &m, NULL);
+		uint32_t v = 0;
+		for (uint32_t k = 0; k < m.n; k++)
+			v += m.m[k].voting;
+		if (v < n)
+			n = v;
+	}
+	return n;
+}
+
+/* --members: the leader is asked to add a newcomer, remove a member (the
+ * leader itself at times), which with an add later replaces it. The core
+ * refuses what it must (one change at a time, no quorum left): the driver
+ * asks blindly. */
+static void sim_member(sim *s)
+{
+	int32_t l = sim_leader(s);
+	if (l < 0)
+		return;
+	sim_node *ld = &s->nodes[l];
+	ld_members m;
+	ld_replica_members(node_rep(ld), &m, NULL);
+	uint32_t voters = 0, learners = 0;
+	for (uint32_t k = 0; k < m.n; k++) {
+		voters += m.m[k].voting;
+		learners += !m.m[k].voting;
+	}
+	int32_t fresh = -1;
+	for (uint32_t i = 0; i < s->n && fresh < 0; i++)
+		if (s->nodes[i].absent)
+			fresh = (int32_t)i;
+	static uint64_t change_ids;
+	ld_change c = {0};
+	bool add = fresh >= 0 && learners == 0 && m.n < LD_REPLICAS_MAX &&
+		   (voters < 3 || (voters < 5 && sim_rng_chance(&s->rng, 0.5)));
+	if (add) {
+		sim_node *nd = &s->nodes[fresh];
+		nd->absent = false;
+		/* A newcomer starts from what a member told it. */
+		nd->cfg.nreplicas = 0;
+		nd->cfg.members = m;
+		nd->lcfg.paxos.nreplicas = 0;
+		nd->lcfg.paxos.members = m;
+		node_start(s, nd);
+		c = (ld_change){.op = LD_CHANGE_ADD,
+				.id = (uint32_t)fresh,
+				.peer = "sim",
+				.client = "sim"};
+	} else if (voters >= 3 && learners == 0) {
+		uint32_t k = (uint32_t)sim_rng_below(&s->rng, m.n);
+		if (sim_rng_chance(&s->rng, 0.3))
+			for (k = 0; m.m[k].id != (uint32_t)l; k++)
+				;
+		c = (ld_change){.op = LD_CHANGE_REMOVE, .id = m.m[k].id};
+	} else {
+		return;
+	}
+	sim_trace(s, "MEMBER ask r%d: %s r%u", l,
+		  c.op == LD_CHANGE_ADD ? "add" : "remove", c.id);
+	node_change(s, ld, &c, ++change_ids);
+}
+
 static void sim_crash_fault(sim *s)
 {
 	if (sim_corrupt_fault(s))
 		return;
 	uint32_t down = 0;
 	for (uint32_t i = 0; i < s->n; i++)
-		down += !s->nodes[i].up;
+		down += node_active(&s->nodes[i]) && !s->nodes[i].up;
+	uint32_t size = sim_cell_size(s);
 	if (down == 0 && sim_rng_chance(&s->rng, s->p.power_loss_p)) {
 		/* The whole cell loses power: every unsynced write is at risk
 		 * at once, on every replica. */
@@ -1281,17 +1419,22 @@ static void sim_crash_fault(sim *s)
 		}
 		return;
 	}
-	uint32_t max_down = s->p.max_down ? s->p.max_down : s->n / 2;
-	if (down >= max_down || down >= s->n)
+	uint32_t max_down = s->p.max_down ? s->p.max_down : size / 2;
+	if (down >= max_down || down >= size)
 		return;
 	int32_t leader = sim_leader(s);
 	uint32_t v;
 	if (leader >= 0 && sim_rng_chance(&s->rng, s->p.crash_leader_p)) {
 		v = (uint32_t)leader;
 	} else {
-		uint32_t k = (uint32_t)sim_rng_below(&s->rng, s->n - down);
+		uint32_t up = 0;
+		for (uint32_t i = 0; i < s->n; i++)
+			up += s->nodes[i].up && !s->nodes[i].leaving;
+		if (up == 0)
+			return;
+		uint32_t k = (uint32_t)sim_rng_below(&s->rng, up);
 		for (v = 0;; v++)
-			if (s->nodes[v].up && k-- == 0)
+			if (s->nodes[v].up && !s->nodes[v].leaving && k-- == 0)
 				break;
 	}
 	sim_node *nd = &s->nodes[v];
@@ -1301,10 +1444,22 @@ static void sim_crash_fault(sim *s)
 	 * the recovery rule (paxos.h) assumes a majority kept theirs. */
 	uint32_t without = 0;
 	for (uint32_t i = 0; i < s->n; i++)
-		without += i != v && !node_has_joined(&s->nodes[i]);
-	if (without < (s->n - 1) / 2 && sim_rng_chance(&s->rng, s->p.wipe_p)) {
+		without += i != v && node_active(&s->nodes[i]) &&
+			   !node_has_joined(&s->nodes[i]);
+	if (node_active(nd) && without < (size - 1) / 2 &&
+	    sim_rng_chance(&s->rng, s->p.wipe_p)) {
 		node_disk_free(nd);
 		nd->wiped = true;
+		nd->cfg.incarnation = sim_rng_next(&s->rng) | 1;
+		/* Its first configuration may be long gone: it starts from
+		 * what a member tells it (lockd --join). */
+		for (uint32_t i = 0; s->o->members && i < s->n; i++)
+			if (s->nodes[i].up && node_active(&s->nodes[i])) {
+				ld_replica_members(node_rep(&s->nodes[i]),
+						   &nd->cfg.members, NULL);
+				nd->cfg.nreplicas = 0;
+				break;
+			}
 		s->res->wipes++;
 		sim_trace(s, "r%u WIPED: its disk is lost", nd->id);
 	}
@@ -1324,12 +1479,26 @@ static void sim_heal(sim *s)
 	sim_trace(s, "HEAL: no more faults, no new commands; %u outstanding",
 		  s->outstanding);
 	for (uint32_t i = 0; i < s->n; i++)
-		if (!s->nodes[i].up)
+		if (!s->nodes[i].up && !s->nodes[i].absent &&
+		    !s->nodes[i].gone)
 			node_start(s, &s->nodes[i]);
 	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0,
 		 NULL);
 	if (s->o->workload == SIM_WORKLOAD_LEASE)
 		lc_heal(s);
+}
+
+/* Whether the end of a run waits for this replica: a member of the cell
+ * (a newcomer whose addition was refused is not, nor a removed one). */
+static bool sim_counts_at_end(const sim_node *nd)
+{
+	if (!node_active(nd))
+		return false;
+	if (!nd->up)
+		return true;
+	ld_status st;
+	ld_replica_status(node_rep(nd), &st);
+	return st.member && !st.removed;
 }
 
 /* Lease workload: every client has finished (or vanished), every lease has
@@ -1341,6 +1510,8 @@ static bool sim_done_lease(sim *s)
 		return false;
 	for (uint32_t i = 0; i < s->n; i++) {
 		const sim_node *nd = &s->nodes[i];
+		if (!sim_counts_at_end(nd))
+			continue;
 		if (!nd->up || nd->applied < s->chk.max_slot ||
 		    ls_table_count(ln_node_table(nd->ln)) != 0)
 			return false;
@@ -1355,8 +1526,9 @@ static bool sim_done(sim *s)
 	if (s->outstanding)
 		return false;
 	for (uint32_t i = 0; i < s->n; i++)
-		if (!s->nodes[i].up ||
-		    s->nodes[i].applied < s->chk.max_ack_slot)
+		if (sim_counts_at_end(&s->nodes[i]) &&
+		    (!s->nodes[i].up ||
+		     s->nodes[i].applied < s->chk.max_ack_slot))
 			return false;
 	return true;
 }
@@ -1518,6 +1690,32 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		node_start(s, nd);
 		return;
 	}
+	case SIM_EV_MEMBER:
+		if (s->healed)
+			return;
+		sim_push(s, s->now + sim_rng_range(&s->rng, 100000, 1500000),
+			 SIM_EV_MEMBER, 0, 0, 0, 0, NULL);
+		sim_member(s);
+		return;
+	case SIM_EV_LEAVE: {
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x) {
+			nd->leaving = false;
+			return;
+		}
+		/* Half of them stop, as lockd does; the others stay on and
+		 * answer whoever asks, as a replica that missed the news. */
+		if (sim_rng_chance(&s->rng, 0.5)) {
+			sim_trace(s, "r%u LEAVES the cell (stops)", nd->id);
+			node_crash(s, nd);
+			nd->gone = true;
+		} else {
+			sim_trace(s, "r%u LEAVES the cell (stays on)", nd->id);
+			nd->zombie = true;
+		}
+		nd->leaving = false;
+		return;
+	}
 	case SIM_EV_HOSTILE:
 		if (s->healed)
 			return;
@@ -1650,6 +1848,10 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	s->drift_ppm = (uint32_t)s->p.drift_ppm_max;
 	res->drift_ppm = s->drift_ppm;
 	s->n = o->nreplicas;
+	/* --members: spare ids for newcomers (each id is used once). */
+	if (o->members)
+		s->n = o->nreplicas + 3 < LD_REPLICAS_MAX ? o->nreplicas + 3
+							  : LD_REPLICAS_MAX;
 	if (lease)
 		s->nclients = (uint32_t)sim_rng_range(
 			&s->rng, SIM_LEASE_CLIENTS_MIN, SIM_CLIENTS_MAX);
@@ -1668,6 +1870,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	ld_config cfg;
 	ln_config lcfg;
 	sim_config(s, &cfg, 0);
+	cfg.nreplicas = o->nreplicas;
 	if (lease) {
 		s->ttl_ms_max = SIM_TTL_MS_MAX;
 		sim_config_lease(s, &lcfg, &cfg);
@@ -1688,9 +1891,14 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		nd->id = i;
 		nd->cfg = cfg;
 		nd->cfg.id = i;
+		nd->cfg.incarnation = sim_rng_next(&s->rng) | 1;
 		if (lease) {
 			nd->lcfg = lcfg;
 			nd->lcfg.paxos.id = i;
+		}
+		if (i >= o->nreplicas) {
+			nd->absent = true;
+			continue;
 		}
 		node_start(s, nd);
 	}
@@ -1716,6 +1924,9 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 			 sim_rng_range(&s->rng, s->p.hostile_every_min_us,
 				       s->p.hostile_every_max_us),
 			 SIM_EV_HOSTILE, 0, 0, 0, 0, NULL);
+	if (o->members)
+		sim_push(s, sim_rng_range(&s->rng, 200000, 1000000),
+			 SIM_EV_MEMBER, 0, 0, 0, 0, NULL);
 	if (s->p.part_every_max_us)
 		sim_push(s,
 			 sim_rng_range(&s->rng, s->p.part_every_min_us,

@@ -89,6 +89,11 @@ typedef struct sim_node {
 	uint64_t applied;      /* where its stream of chosen decrees got to */
 	ld_ballot led;         /* last leader ballot reported to the checker */
 	bool wiped;            /* lost its disk, not a voter again yet */
+	bool absent;           /* --members: an id not started yet */
+	bool gone;             /* removed from the cell, and stopped */
+	bool zombie;           /* removed, and left running: it still answers
+				  whoever asks (a leader must not count it) */
+	bool leaving;          /* its SIM_EV_LEAVE is queued */
 	bool corrupted;        /* its state was corrupted on purpose */
 	uint64_t corrupted_at; /* its applied position then */
 	uint64_t corrupted_us; /* and the time (both restart with a crash or a
