@@ -3337,6 +3337,23 @@ void ld_replica_members(const ld_replica *r, ld_members *out,
 		*from_slot = conf_latest(r)->from;
 }
 
+uint64_t ld_replica_peer_ids(const ld_replica *r)
+{
+	return peers_mask(r);
+}
+
+bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out)
+{
+	for (uint32_t i = r->nconfs; i-- > 0;) {
+		const ld_member *x = ld_members_find(&r->confs[i].m, id);
+		if (x != NULL) {
+			*out = *x;
+			return true;
+		}
+	}
+	return false;
+}
+
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)
 {
 	const entry *e = entry_at_c(r, slot);
