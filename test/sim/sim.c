@@ -700,6 +700,7 @@ static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 
 static bool sim_corrupt_majority(sim *s);
 static uint32_t sim_cell_size(sim *s);
+static void sim_corrupt_window_restart(sim *s);
 static void sim_check_corruption_found(sim *s);
 
 /* After every step: the replica's own view agrees with what it said and
@@ -776,6 +777,8 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 		if (from > s->last_change_from) {
 			s->last_change_from = from; /* a new one */
 			s->res->changes++;
+			/* Whose digests are compared changes with it. */
+			sim_corrupt_window_restart(s);
 		}
 		if (s->tr) {
 			char buf[128];
@@ -937,6 +940,9 @@ static void node_start(sim *s, sim_node *nd)
 		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
 		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
 	node_uncorrupt_if_healed(s, nd);
+	/* A replica that comes back has to catch up before its digests
+	 * count: detection windows start again. */
+	sim_corrupt_window_restart(s);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	node_tick(s, nd);
 }
@@ -1721,6 +1727,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			nd->leaving = false;
 			return;
 		}
+		sim_corrupt_window_restart(s);
 		/* Half of them stop, as lockd does; the others stay on and
 		 * answer whoever asks, as a replica that missed the news. */
 		if (sim_rng_chance(&s->rng, 0.5)) {
