@@ -616,6 +616,8 @@ static uint64_t peers_mask(const ld_replica *r)
 	uint64_t m = 0;
 	for (uint32_t i = 0; i < r->nconfs; i++)
 		m |= r->confs[i].all;
+	if (MUTANT(r, LD_MUTANT_COUNT_REMOVED))
+		m |= conf_latest(r)->m.removed;
 	return m & ~id_bit(r->cfg.id);
 }
 
@@ -1731,7 +1733,8 @@ static void check_chosen(ld_replica *r, entry *e)
 	/* A majority of the voters of this slot's configuration. */
 	if (quorum_in(c, e->acks) ||
 	    (MUTANT(r, LD_MUTANT_COUNT_REMOVED) &&
-	     popcount64(e->acks) >= c->quorum))
+	     popcount64(e->acks & (c->voters | conf_latest(r)->m.removed)) >=
+		     c->quorum))
 		e->chosen = ld_value_ref(e->pvalue);
 }
 
@@ -2022,12 +2025,15 @@ static void on_probe(ld_replica *r, const ld_msg *m, ld_actions *out)
 
 static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 {
-	(void)out;
+	if (m->flags & LD_FLAG_REMOVED)
+		r->told_removed = true;
+	if (r->role != LD_LEADER) {
+		note_commit(r, m);
+		maybe_catchup(r, out);
+	}
 	if (r->joined || m->slot == 0 || m->slot > r->probe_round ||
 	    m->slot <= r->probe_acks[m->from].round)
 		return;
-	if (m->flags & LD_FLAG_REMOVED)
-		r->told_removed = true;
 	r->probe_acks[m->from].round = m->slot;
 	r->probe_acks[m->from].promised = m->ballot;
 	r->probe_acks[m->from].voter = (m->flags & LD_FLAG_VOTER) != 0;
@@ -2068,6 +2074,15 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 	const conf *cf = conf_at(r, r->commit + 1);
 	if (!(cf->voters & id_bit(r->cfg.id)))
 		return;
+	/* Promoted while a learner, naming this very disk (we may have
+	 * learned it from a snapshot rather than the decree): this disk
+	 * never voted, so it votes from now on (apply_change). */
+	const ld_member *me = ld_members_find(&cf->m, r->cfg.id);
+	if (me != NULL && me->incarnation != 0 &&
+	    me->incarnation == r->cfg.incarnation) {
+		join(r, out, (ld_ballot){0, 0});
+		return;
+	}
 	uint32_t n = popcount64(cf->voters);
 	if (n == 1 || MUTANT(r, LD_MUTANT_WIPED_VOTES)) {
 		join(r, out, (ld_ballot){0, 0});
@@ -3105,10 +3120,17 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			/* Only a voter of the next slot's configuration
 			 * campaigns; not one that is leaving the cell. */
 			if (r->digest_alarm == LD_DIGEST_DIVERGED ||
-			    !votes_now(r))
+			    !votes_now(r)) {
 				r->election_at_us = now + election_delay(r);
-			else
+				/* One that may not vote and hears no leader
+				 * asks the members how far the ledger got
+				 * (it may have been added, promoted or
+				 * removed while it was away). */
+				if (!r->leaving && r->role == LD_FOLLOWER)
+					send_probes(r, out);
+			} else {
 				start_candidacy(r, out);
+			}
 		}
 		break;
 	case LD_CANDIDATE:
@@ -3313,6 +3335,23 @@ void ld_replica_members(const ld_replica *r, ld_members *out,
 	*out = conf_latest(r)->m;
 	if (from_slot != NULL)
 		*from_slot = conf_latest(r)->from;
+}
+
+uint64_t ld_replica_peer_ids(const ld_replica *r)
+{
+	return peers_mask(r);
+}
+
+bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out)
+{
+	for (uint32_t i = r->nconfs; i-- > 0;) {
+		const ld_member *x = ld_members_find(&r->confs[i].m, id);
+		if (x != NULL) {
+			*out = *x;
+			return true;
+		}
+	}
+	return false;
 }
 
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)

@@ -487,6 +487,16 @@ void ld_replica_status(const ld_replica *r, ld_status *st);
 void ld_replica_members(const ld_replica *r, ld_members *out,
 			uint64_t *from_slot);
 
+/* The ids this replica may send to now (itself excluded): the members of
+ * every configuration that governs a slot after its commit. A removed
+ * replica stays among them until no such slot counts it, so a transport
+ * keeps dialing it until then. */
+uint64_t ld_replica_peer_ids(const ld_replica *r);
+
+/* Copies the entry for id from the newest of those configurations that has
+ * it. Returns false when none has. */
+bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out);
+
 /* The value this replica knows chosen at slot, or NULL (borrowed). */
 const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot);
 

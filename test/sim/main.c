@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 
 	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0,
 		 events = 0;
-	uint64_t grants = 0, expiries = 0, fenced = 0;
+	uint64_t grants = 0, expiries = 0, fenced = 0, changes = 0, wipes = 0;
 	int64_t closest = INT64_MAX;
 	bool any = false;
 	double t0 = wall_seconds();
@@ -175,6 +175,8 @@ int main(int argc, char **argv)
 		grants += r.grants;
 		expiries += r.expiries;
 		fenced += r.fenced;
+		changes += r.changes;
+		wipes += r.wipes;
 		if (r.closest_us < closest)
 			closest = r.closest_us;
 		if (verbose)
@@ -214,9 +216,10 @@ int main(int argc, char **argv)
 				printf("seed %" PRIu64
 				       ": replay: lockd-sim --replay %" PRIu64
 				       " --replicas %" PRIu32
-				       " --faults %s%s%s%s%s --trace\n",
+				       " --faults %s%s%s%s%s%s --trace\n",
 				       seed, seed, o.nreplicas,
 				       sim_faults_name(o.faults),
+				       o.members ? " --members" : "",
 				       o.workload == SIM_WORKLOAD_COUNTER
 					       ? " --workload counter"
 					       : "",
@@ -239,14 +242,15 @@ int main(int argc, char **argv)
 	       " events=%" PRIu64 " replicas=%" PRIu32
 	       " faults=%s workload=%s mutant=%s"
 	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64
-	       " closest_ms=%.3f"
+	       " closest_ms=%.3f wipes=%" PRIu64 " member_changes=%" PRIu64
 	       " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs,
 	       (double)decrees / secs, (double)decrees / (double)seeds, events,
 	       o.nreplicas, sim_faults_name(o.faults),
 	       sim_workload_name(o.workload), mutant ? mutant : "none", grants,
 	       expiries, fenced,
-	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0);
+	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0, wipes,
+	       changes);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);
 	else

@@ -699,6 +699,8 @@ static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 }
 
 static bool sim_corrupt_majority(sim *s);
+static uint32_t sim_cell_size(sim *s);
+static void sim_corrupt_window_restart(sim *s);
 static void sim_check_corruption_found(sim *s);
 
 /* After every step: the replica's own view agrees with what it said and
@@ -769,11 +771,16 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 				  : "not-leader",
 			  a->ld.changes[i].slot, a->ld.changes[i].why);
 	if (a->ld.members_changed) {
-		s->res->changes++;
+		ld_members m;
+		uint64_t from;
+		ld_replica_members(node_rep(nd), &m, &from);
+		if (from > s->last_change_from) {
+			s->last_change_from = from; /* a new one */
+			s->res->changes++;
+			/* Whose digests are compared changes with it. */
+			sim_corrupt_window_restart(s);
+		}
 		if (s->tr) {
-			ld_members m;
-			uint64_t from;
-			ld_replica_members(node_rep(nd), &m, &from);
 			char buf[128];
 			int k = 0;
 			for (uint32_t i = 0; i < m.n && k < 100; i++)
@@ -859,7 +866,10 @@ static void node_uncorrupt_if_healed(sim *s, sim_node *nd);
  * corrupt state, and no digest comparison can tell which is right. */
 static bool sim_corrupt_majority(sim *s)
 {
-	if ((uint32_t)__builtin_popcount(s->chk.corrupted_mask) > s->n / 2)
+	/* (Of the smallest configuration anyone knows: with membership
+	 * changes the cell is not all the ids.) */
+	if ((uint32_t)__builtin_popcount(s->chk.corrupted_mask) >
+	    (s->o->members ? sim_cell_size(s) : s->n) / 2)
 		s->corrupt_majority = true;
 	return s->corrupt_majority;
 }
@@ -877,7 +887,11 @@ static void node_start(sim *s, sim_node *nd)
 		nd->lcfg.paxos = nd->cfg;
 		nd->ln = ln_node_new(&nd->lcfg);
 		if (!nd->ln) {
-			fprintf(stderr, "lockd-sim: ln_node_new failed\n");
+			fprintf(stderr,
+				"lockd-sim: ln_node_new failed for r%u "
+				"(nreplicas %u, members %u)\n",
+				nd->id, nd->lcfg.paxos.nreplicas,
+				nd->lcfg.paxos.members.n);
 			abort();
 		}
 	} else {
@@ -926,6 +940,9 @@ static void node_start(sim *s, sim_node *nd)
 		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
 		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
 	node_uncorrupt_if_healed(s, nd);
+	/* A replica that comes back has to catch up before its digests
+	 * count: detection windows start again. */
+	sim_corrupt_window_restart(s);
 	chk_state(&s->chk, nd->id, st.applied, node_digest(nd));
 	node_tick(s, nd);
 }
@@ -1294,7 +1311,8 @@ static void sim_check_corruption_found(sim *s)
 	}
 	for (uint32_t i = 0; i < s->n && !s->chk.violated; i++) {
 		sim_node *nd = &s->nodes[i];
-		if (!nd->corrupted || !nd->up)
+		/* (A replica outside the cell is compared with nobody.) */
+		if (!nd->corrupted || !nd->up || !sim_counts_at_end(nd))
 			continue;
 		ld_status st;
 		ld_replica_status(node_rep(nd), &st);
@@ -1382,7 +1400,8 @@ static void sim_member(sim *s)
 				.id = (uint32_t)fresh,
 				.peer = "sim",
 				.client = "sim"};
-	} else if (voters >= 3 && learners == 0) {
+	} else if (voters > 3 && learners == 0) {
+		/* Never below three voters: a replacement adds first. */
 		uint32_t k = (uint32_t)sim_rng_below(&s->rng, m.n);
 		if (sim_rng_chance(&s->rng, 0.3))
 			for (k = 0; m.m[k].id != (uint32_t)l; k++)
@@ -1410,6 +1429,8 @@ static void sim_crash_fault(sim *s)
 		sim_trace(s, "POWER LOSS");
 		for (uint32_t i = 0; i < s->n; i++) {
 			sim_node *nd = &s->nodes[i];
+			if (!nd->up)
+				continue; /* not started, or gone */
 			node_crash(s, nd);
 			sim_push(s,
 				 s->now + sim_rng_range(&s->rng,
@@ -1446,7 +1467,10 @@ static void sim_crash_fault(sim *s)
 	for (uint32_t i = 0; i < s->n; i++)
 		without += i != v && node_active(&s->nodes[i]) &&
 			   !node_has_joined(&s->nodes[i]);
-	if (node_active(nd) && without < (size - 1) / 2 &&
+	/* A removal may be chosen and not yet applied anywhere: count one
+	 * voter fewer than anyone knows of. */
+	uint32_t wsize = s->o->members && size > 0 ? size - 1 : size;
+	if (node_active(nd) && wsize > 0 && without < (wsize - 1) / 2 &&
 	    sim_rng_chance(&s->rng, s->p.wipe_p)) {
 		node_disk_free(nd);
 		nd->wiped = true;
@@ -1703,6 +1727,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			nd->leaving = false;
 			return;
 		}
+		sim_corrupt_window_restart(s);
 		/* Half of them stop, as lockd does; the others stay on and
 		 * answer whoever asks, as a replica that missed the news. */
 		if (sim_rng_chance(&s->rng, 0.5)) {
@@ -1746,6 +1771,16 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_heal(s);
 		return;
 	case SIM_EV_DEADLINE:
+		if (sim_corrupt_majority(s)) {
+			/* A quorum shares a corrupt state: digests cannot
+			 * tell who is right, and replicas that were outvoted
+			 * earlier stop serving. An operator acts; the cell
+			 * must not fork meanwhile, but need not go on. */
+			sim_trace(s, "END: corruption reached a majority; "
+				     "the cell waits for an operator");
+			s->gave_up = true;
+			return;
+		}
 		sim_liveness_failure(s);
 		return;
 	case SIM_EV_LREQ: {
@@ -1944,6 +1979,10 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		if (s->healed && sim_done(s)) {
 			done = true;
 			sim_check_corruption_found(s);
+			break;
+		}
+		if (s->gave_up) {
+			done = true;
 			break;
 		}
 		if (!s->healed && sim_rng_chance(&s->rng, s->p.extra_tick_p))

@@ -187,6 +187,7 @@ typedef struct sim {
 	const sim_opts *o;
 	int32_t msg_from; /* the sender of the message being stepped, or -1 */
 	bool corrupt_majority; /* corruption reached a majority this run */
+	bool gave_up;          /* ... and the cell stopped: an operator's case */
 	uint64_t seed;
 	sim_rng rng;
 	sim_profile p;
@@ -200,6 +201,7 @@ typedef struct sim {
 	uint32_t outstanding;
 	bool blocked[LD_REPLICAS_MAX][LD_REPLICAS_MAX]; /* [from][to] */
 	uint64_t part_gen;
+	uint64_t last_change_from; /* the newest configuration's first slot */
 	bool healed;
 	ln_actions act;
 	sim_check chk;

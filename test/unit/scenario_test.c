@@ -1471,3 +1471,181 @@ Test(members, changes_refused_with_a_reason, .init = setup_grow,
 	cr_assert(strstr(d.why, "never") != NULL, "%s", d.why);
 	SAFE();
 }
+
+/* ---- alpha: a change takes effect LD_ALPHA slots on ------------------- */
+
+/* What the scenario below does with a message in flight. */
+enum { PASS = 0, DROP, HOLD };
+static int (*hold_fn)(const ld_msg *m);
+static uint64_t hold_s1; /* the slot the deliveries treat specially */
+
+/* Delivers and syncs until quiet, dropping and holding back what hold_fn
+ * says. */
+static void run_filtered(void)
+{
+	for (int guard = 0; guard < 100000; guard++) {
+		bool any = false;
+		for (size_t i = 0; i < h_count(h, H_ALL) && !any; i++) {
+			const ld_msg *m = h_peek(h, H_ALL, i);
+			int what = hold_fn != NULL ? hold_fn(m) : PASS;
+			h_filter f = h_fs((int)m->from, (int)m->to,
+					  (int)m->type, (int64_t)m->slot);
+			if (what == DROP)
+				any = h_drop(h, f) > 0;
+			else if (what == PASS)
+				any = h_deliver_one(h, f);
+		}
+		if (!any && h_sync_all(h) == 0)
+			return;
+	}
+}
+
+/* Ticks whoever is due, every heartbeat, for dur_us. */
+static void run_filtered_for(uint64_t dur_us)
+{
+	uint64_t end = h_now(h) + dur_us;
+	while (h_now(h) < end) {
+		uint64_t t = h_now(h) + H_HEARTBEAT_US;
+		h_set_time(h, t);
+		for (uint32_t i = 0; i < 5; i++)
+			if (h_up(h, i) && h_timer_at(h, i) <= t)
+				h_tick(h, i, t);
+		run_filtered();
+	}
+}
+
+/* r2 hears heartbeats (and answers them) but no decree; r3 and r4 hear no
+ * commit announcement (they never learn what they voted for was chosen). */
+static int hold_phase1(const ld_msg *m)
+{
+	if (m->to == 2 && (m->type == LD_MSG_ACCEPT ||
+			   m->type == LD_MSG_CATCHUP ||
+			   m->type == LD_MSG_SNAPSHOT))
+		return DROP;
+	if (m->from == 2 && m->type == LD_MSG_CATCHUP_REQ)
+		return DROP;
+	if ((m->to == 3 || m->to == 4) &&
+	    (m->type == LD_MSG_COMMIT || m->type == LD_MSG_CATCHUP ||
+	     m->type == LD_MSG_SNAPSHOT || m->type == LD_MSG_PROBE_ACK))
+		return DROP;
+	/* The first removal's decree is voted by 0, 1 and 4 alone. */
+	if (m->to == 3 && m->type == LD_MSG_ACCEPT && m->slot == hold_s1)
+		return DROP;
+	return PASS;
+}
+
+/* Five voters; r0 leads. r0 removes r4 and then r3 while r2, which answers
+ * heartbeats, learns neither; r0 then has X chosen by r0 and r1, a
+ * majority of {0, 1, 2}. Returns the slot of X (0 when the second removal
+ * was refused). Later, r2 campaigns with r3 and r4, a majority of the five
+ * it still knows. */
+static uint64_t remove_two_quickly(ld_mutant mutant)
+{
+	h = h_new(5);
+	cr_assert_not_null(h);
+	for (uint32_t i = 0; i < 5; i++) {
+		h_wipe(h, i);
+		h_config(h, i)->mutant = mutant;
+	}
+	h_drop(h, H_ALL);
+	for (uint32_t i = 0; i < 5; i++)
+		cr_assert_eq(h_restart(h, i), 0);
+	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
+	int l = h_leader(h);
+	cr_assert_geq(l, 0);
+	if (l != 0) {
+		/* r0 leads the scenario. */
+		time_out(0);
+		h_run_until_quiet(h);
+	}
+	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(submit_wait(0, 91, 1, "before").status, LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+
+	hold_fn = hold_phase1;
+	hold_s1 = h_status(h, 0).next_slot;
+	run_filtered_for(3 * H_HEARTBEAT_US);
+	ld_change rm4 = {.op = LD_CHANGE_REMOVE, .id = 4};
+	cr_assert_eq(h_change(h, 0, &rm4, 1), 0);
+	run_filtered_for(3 * H_HEARTBEAT_US);
+	const ld_change_done *d = h_change_done(h, 0, 1);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->status, LD_CHANGE_DONE, "%s", d->why);
+	cr_assert_eq(d->slot, hold_s1);
+
+	ld_change rm3 = {.op = LD_CHANGE_REMOVE, .id = 3};
+	cr_assert_eq(h_change(h, 0, &rm3, 2), 0);
+	run_filtered_for(3 * H_HEARTBEAT_US);
+	d = h_change_done(h, 0, 2);
+	cr_assert_not_null(d);
+	if (d->status != LD_CHANGE_DONE)
+		return 0;
+	cr_assert_eq(h_submit(h, 0, 91, 2, "X"), 0);
+	run_filtered_for(3 * H_HEARTBEAT_US);
+	const ld_reply *x = h_reply_for(h, 0, 91, 2);
+	cr_assert_not_null(x);
+	cr_assert_eq(x->status, LD_REPLY_OK);
+	return x->slot;
+}
+
+/* The second phase: r2 with r3 and r4 only; the 2b answers for the first
+ * removal's slot reach r2 last. */
+static int hold_phase2(const ld_msg *m)
+{
+	if ((m->to == 3 || m->to == 4) && m->from != 2)
+		return DROP; /* r3 and r4 learn nothing from r0 and r1 */
+	if ((m->from == 3 || m->from == 4) && m->to != 2)
+		return DROP;
+	if (m->to == 2 && m->type == LD_MSG_ACCEPTED && m->slot == hold_s1 &&
+	    m->from != 2)
+		return HOLD;
+	return PASS;
+}
+
+static void stale_leader_chooses(void)
+{
+	for (uint32_t i = 0; i < 2; i++) {
+		h_cut(h, 2, i, true);
+		h_cut(h, i, 2, true);
+	}
+	hold_fn = hold_phase2;
+	time_out(2);
+	run_filtered();
+	cr_assert_eq(h_status(h, 2).role, LD_LEADER, "r2 did not win");
+	cr_assert_eq(h_submit(h, 2, 92, 1, "Y"), 0);
+	run_filtered();
+	/* Now the held answers. */
+	hold_fn = NULL;
+	run_filtered();
+	run_filtered_for(5 * H_ELECTION_US);
+}
+
+/* With alpha, the same run: the second removal waits until the first is in
+ * effect (the leader fills the slots up to it with no-ops), and the stale
+ * r2's majority of five governs only slots that every leader counted with
+ * the five. */
+Test(alpha, a_stale_majority_governs_only_its_slots)
+{
+	uint64_t xslot = remove_two_quickly(LD_MUTANT_NONE);
+	cr_assert_gt(xslot, hold_s1 + LD_ALPHA, "X at %llu",
+		     (unsigned long long)xslot);
+	SAFE();
+	stale_leader_chooses();
+	SAFE();
+	cr_assert_lt(h_status(h, 2).commit, xslot);
+	h_free(h);
+	h = NULL;
+}
+
+Test(alpha, changes_in_effect_at_once_fork_the_ledger)
+{
+	uint64_t xslot = remove_two_quickly(LD_MUTANT_ALPHA_ZERO);
+	cr_assert_eq(xslot, hold_s1 + 2, "X at %llu",
+		     (unsigned long long)xslot);
+	SAFE();
+	cr_assert_eq(h_status(h, 2).commit, hold_s1 - 1, "r2 is not stale");
+	stale_leader_chooses();
+	cr_assert(!h_ok(h), "the mutant went unnoticed");
+	h_free(h);
+	h = NULL;
+}
