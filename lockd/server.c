@@ -73,6 +73,14 @@
  * messages (a leaving leader's handover) leave, then stops. */
 #define REMOVED_LINGER_US 1000000u
 
+/* A replica the node no longer sends to stays dialed this long: the last
+ * messages the core sends it (a leader's final COMMIT: its part is over)
+ * are still queued when it leaves the peer set, and closing the socket at
+ * once would drop them. A removed replica heard from again (it was down
+ * when it was removed, and asks) is dialed back for as long, so that the
+ * answer telling it that it left can reach it. */
+#define UNDIAL_GRACE_US 30000000u
+
 /* A new data directory with --join waits this long for a member to list
  * the cell's configuration. */
 #define JOIN_FETCH_MS 30000u
@@ -185,6 +193,9 @@ struct ld_server {
 	ld_members members;
 	uint64_t members_from;
 	uint32_t nvoters;
+	uint64_t dialed; /* ids the node may send to, dialed (members_sync) */
+	/* Ids dialed outside that set, until this time (UNDIAL_GRACE_US). */
+	uint64_t undial_at_us[LD_REPLICA_IDS];
 	/* This replica left the cell (ld_status.removed): the loop stops at
 	 * removed_at_us + REMOVED_LINGER_US. */
 	bool removed;
@@ -370,37 +381,54 @@ static void members_ids(const ld_members *m, bool voting, char *buf, size_t len)
 					      n > 0 ? "," : "", m->m[i].id);
 }
 
-/* Dials every other member of the applied configuration and nobody else
- * (paxos.h: the configuration is part of the replicated state), at the
- * start and whenever a step says it changed. */
+/* Dials the replicas the node may send to (ld_replica_peer_ids: the
+ * members of every configuration that still governs a slot after its
+ * commit, so a removed replica is dialed until the cell no longer counts
+ * it and it has heard so) and nobody else (paxos.h: the configuration is
+ * part of the replicated state). Called at the start and after every
+ * round; it logs the applied configuration when that changed. */
 static void members_sync(ld_server *s)
 {
+	const ld_replica *r = ln_node_replica(s->node);
 	ld_members m;
 	uint64_t from;
 	members_view(s, &m, &from);
 	urls_note(s, &m);
-	uint64_t want = 0;
-	for (uint32_t i = 0; i < m.n; i++) {
-		const ld_member *x = &m.m[i];
-		if (x->id == s->o.id)
+	uint64_t want = ld_replica_peer_ids(r) & ~(UINT64_C(1) << s->o.id);
+	uint64_t now = ld_mono_us();
+	for (uint32_t id = 0; id < LD_REPLICA_IDS; id++) {
+		bool in = want >> id & 1u;
+		if (in) {
+			s->undial_at_us[id] = 0;
+		} else if (s->dialed >> id & 1u) {
+			/* It just left the set: its last messages first. */
+			s->undial_at_us[id] = now + UNDIAL_GRACE_US;
+		} else if (s->undial_at_us[id] != 0 &&
+			   now >= s->undial_at_us[id]) {
+			s->undial_at_us[id] = 0;
+			ld_peers_undial(s->peers, id);
+		}
+		if (!in || (s->dialed >> id & 1u &&
+			    memcmp(&m, &s->members, sizeof m) == 0))
 			continue;
-		want |= UINT64_C(1) << x->id;
-		if (x->peer[0] == '\0') {
+		ld_member x;
+		if (ld_replica_member(r, id, &x) && x.peer[0] != '\0')
+			snprintf(s->url_peer[id], LD_URL_BYTES_MAX, "%s",
+				 x.peer);
+		if (s->url_peer[id][0] == '\0') {
 			ld_log("warn", "member_unreachable",
 			       "id=%u reason=\"no peer URL is known for it: "
 			       "restart with --peers naming it, or --join\"",
-			       x->id);
+			       id);
 			continue;
 		}
 		char err[512];
-		if (ld_peers_dial(s->peers, x->id, x->peer, err, sizeof err) !=
-		    0)
-			ld_log("error", "member_dial", "id=%u error=\"%s\"",
-			       x->id, err);
+		if (ld_peers_dial(s->peers, id, s->url_peer[id], err,
+				  sizeof err) != 0)
+			ld_log("error", "member_dial", "id=%u error=\"%s\"", id,
+			       err);
 	}
-	for (uint32_t id = 0; id < LD_REPLICA_IDS; id++)
-		if (!(want >> id & 1u) && ld_peers_dialed(s->peers, id) != NULL)
-			ld_peers_undial(s->peers, id);
+	s->dialed = want;
 	uint32_t nv = 0;
 	for (uint32_t i = 0; i < m.n; i++)
 		nv += m.m[i].voting;
@@ -409,13 +437,35 @@ static void members_sync(ld_server *s)
 		members_ids(&m, false, ids, sizeof ids);
 		members_ids(&m, true, voters, sizeof voters);
 		ld_log("info", "members",
-		       "ids=%s voters=%s removed=0x%llx from_slot=%llu", ids,
-		       voters, (unsigned long long)m.removed,
-		       (unsigned long long)from);
+		       "ids=%s voters=%s removed=0x%llx from_slot=%llu "
+		       "dialed=0x%llx",
+		       ids, voters, (unsigned long long)m.removed,
+		       (unsigned long long)from, (unsigned long long)s->dialed);
 	}
 	s->members = m;
 	s->members_from = from;
 	s->nvoters = nv;
+}
+
+/* A message came from `from`: if that is a removed replica nobody dials
+ * any more (it was away when it was removed), dial it for a while, so that
+ * the answer telling it so can reach it (UNDIAL_GRACE_US). */
+static void redial_removed(ld_server *s, uint32_t from)
+{
+	if (from >= LD_REPLICA_IDS || (s->dialed >> from & 1u) ||
+	    !(s->members.removed >> from & 1u) || s->url_peer[from][0] == '\0')
+		return;
+	if (ld_peers_dialed(s->peers, from) == NULL) {
+		char err[512];
+		if (ld_peers_dial(s->peers, from, s->url_peer[from], err,
+				  sizeof err) != 0)
+			return;
+		ld_log("info", "removed_heard",
+		       "id=%u action=\"dialing it back for %u s, so that it "
+		       "learns that it left the cell\"",
+		       from, UNDIAL_GRACE_US / 1000000u);
+	}
+	s->undial_at_us[from] = ld_mono_us() + UNDIAL_GRACE_US;
 }
 
 /* ---- start-up: the store, the node ------------------------------------- */
@@ -1862,6 +1912,7 @@ static void round_run(ld_server *s, size_t nitems)
 	for (size_t i = 0; i < nitems; i++) {
 		if (s->items[i].type != LD_EVQ_PEER)
 			continue;
+		redial_removed(s, s->items[i].msg->from);
 		ln_event ev = {.type = LN_EV_MSG, .msg = s->items[i].msg};
 		step(s, &ev);
 		ld_msg_free(s->items[i].msg);
@@ -1944,8 +1995,9 @@ static void round_finish(ld_server *s)
 	s->pend_sent = s->act.ld.nmsgs;
 	s->pend_answered = s->act.nreplies;
 	s->pend_changed = s->act.ld.nchanges;
-	if (s->act.ld.members_changed)
-		members_sync(s);
+	/* Whom to dial changes with the configuration, and again once the
+	 * ledger passes the last slot an old one governs. */
+	members_sync(s);
 
 	/* A snapshot replaced the table without applying its history: the
 	 * feed knows nothing up to here. */

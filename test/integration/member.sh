@@ -123,9 +123,35 @@ lc member add --id 1 --peer tcp://127.0.0.1:1 --client tcp://127.0.0.1:2 \
 [[ $rc -eq 1 ]] && grep -q "already a member" "$T/out" ||
 	fail "adding a member twice: exit $rc: $(cat "$T/out")"
 
-say "replica 3 joins (--join), member add waits until it votes"
+say "--join refuses what cannot join"
+expect_exit() { # code pattern args...: lockd exits with code, saying pattern
+	local want=$1 pat=$2 rc=0
+	shift 2
+	timeout 20 "$LOCKD" "$@" >"$T/refused.log" 2>&1 || rc=$?
+	[[ $rc -eq $want ]] && grep -q -- "$pat" "$T/refused.log" ||
+		fail "lockd $* exited $rc, want $want and '$pat': $(tail -n 2 "$T/refused.log")"
+}
+expect_exit 2 "one or the other" --id 3 --join "$CLIENTS" --peers "$PEERS" \
+	--clients "$CLIENTS" --data "$T/x" "${PEER_KEY_FLAGS[@]}"
+expect_exit 2 "listen-peer" --id 3 --join "$CLIENTS" --data "$T/x" \
+	"${PEER_KEY_FLAGS[@]}"
+expect_exit 1 "already a member" --id 2 --join "$CLIENTS" \
+	--listen-peer "${PEER_URLS[3]}" --listen-client "${CLIENT_URLS[3]}" \
+	--data "$T/x" "${PEER_KEY_FLAGS[@]}"
+rm -rf "$T/x"
+
+say "replica 3 joins (--join): role joining until member add, which waits until it votes"
 start_joiner 3
+for k in $(seq 50); do
+	out=$("$LOCKCTL" -e "${CLIENT_URLS[3]}" status -o json 2>/dev/null) || true
+	grep -q '"role":"joining"' <<<"$out" && break
+	sleep 0.2
+done
+grep -q '"role":"joining"' <<<"$out" || fail "r3 before member add: $out"
 add_member 3
+out=$(lc status -o json 2>/dev/null) || true
+[[ $(grep -o '"voters":4' <<<"$out" | wc -l) -eq 4 ]] ||
+	fail "status does not show four voters everywhere: $out"
 write_ok j/after-add
 
 # The leader goes, so that it must hand over (unless replica 3 won an
@@ -164,6 +190,11 @@ timeout 20 "$LOCKD" --id "$gone" --peers "$PEERS" --clients "$CLIENTS" \
 [[ $rc -eq 3 ]] || fail "r$gone restarted: exit $rc: $(tail -n 3 "$T/again.log")"
 grep -q "removed id=$gone: this replica left the cell" "$T/again.log" ||
 	fail "r$gone's restart did not say why: $(tail -n 3 "$T/again.log")"
+say "nor does --join take its id again"
+expect_exit 3 "never used twice" --id "$gone" --join "$CLIENTS" \
+	--listen-peer "${PEER_URLS[4]}" --listen-client "${CLIENT_URLS[4]}" \
+	--data "$T/x" "${PEER_KEY_FLAGS[@]}"
+rm -rf "$T/x"
 
 say "3 -> 5 -> 3 under lockbench"
 "$LOCKBENCH" --endpoints "$ALL" --mode cycle -c 2 -k 50 -d 20 --ttl-ms 5000 \
