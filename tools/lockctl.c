@@ -1088,9 +1088,10 @@ static void help_for(const char *cmd)
 			     (line[2 + n] == ' ' || line[2 + n] == '\n');
 		if (len == 0)
 			on = false;
-		if (on)
-			printf("%.*s\n", (int)len,
-			       line + (line[0] == ' ' ? 2 : 0));
+		if (on) {
+			size_t skip = len >= 2 && line[0] == ' ' ? 2 : 0;
+			printf("%.*s\n", (int)(len - skip), line + skip);
+		}
 		line = end ? end + 1 : NULL;
 	}
 	printf("\nexit status: see lockctl --help.\n");
