@@ -876,3 +876,110 @@ Test(client, list_reads_every_page, .timeout = 20)
 	lc_close(c);
 	fake_stop(&b);
 }
+
+/* ---- membership ------------------------------------------------------------
+ */
+
+/* A leader for membership: the first change is refused as "in flight"
+ * (BUSY: retry), the next add is done, a remove is refused with a
+ * sentence; MEMBERS lists 0-2 voting, 3 learning, 4 removed. */
+static bool ans_members(fake *f, const Lockd__Request *req, Lockd__Reply *rep,
+			unsigned k)
+{
+	static Lockd__CellMember m[4];
+	static Lockd__CellMember *ptrs[4];
+	static uint32_t removed[] = {4};
+	static const char *const urls[4][2] = {{"tcp://p0", "tcp://c0"},
+					       {"tcp://p1", "tcp://c1"},
+					       {"tcp://p2", "tcp://c2"},
+					       {"tcp://p3", "tcp://c3"}};
+	rep->position = 20 + k;
+	if (req->op == LOCKD__OP__OP_MEMBER_CHANGE &&
+	    req->member_op == LOCKD__MEMBER_OP__MEMBER_REMOVE) {
+		rep->status = LOCKD__STATUS__STATUS_REFUSED;
+		rep->error =
+			(char *)"without replica 1 the cell would have 2 "
+				"voters of which 1 answer now; a quorum is "
+				"2";
+		return true;
+	}
+	if (req->op == LOCKD__OP__OP_MEMBER_CHANGE && k == 0) {
+		rep->status = LOCKD__STATUS__STATUS_BUSY;
+		rep->error = (char *)"a membership change is in flight: retry "
+				     "once it is in effect";
+		return true;
+	}
+	if (req->op == LOCKD__OP__OP_MEMBER_CHANGE &&
+	    (req->member_id != 3 || strcmp(req->member_peer, "tcp://p3") != 0 ||
+	     strcmp(req->member_client, "tcp://c3") != 0)) {
+		rep->status = LOCKD__STATUS__STATUS_INVALID;
+		rep->error = (char *)"not what the test sent";
+		return true;
+	}
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	for (int i = 0; i < 4; i++) {
+		lockd__cell_member__init(&m[i]);
+		m[i].id = (uint32_t)i;
+		m[i].peer = (char *)urls[i][0];
+		m[i].client = (char *)urls[i][1];
+		m[i].voting = i < 3;
+		ptrs[i] = &m[i];
+	}
+	rep->n_members = 4;
+	rep->members = ptrs;
+	rep->members_from = 99;
+	rep->n_removed = 1;
+	rep->removed = removed;
+	rep->leader_hint = 1;
+	rep->leader_addr = (char *)urls[1][1];
+	rep->change_slot = req->op == LOCKD__OP__OP_MEMBER_CHANGE ? 35 : 0;
+	return true;
+}
+
+Test(client, member_changes_go_to_the_leader_retry_busy_and_say_refused,
+     .timeout = 20)
+{
+	fake a, b;
+	fake_start(&b, ans_members);
+	fake_start(&a, ans_not_leader);
+	a.hint_url = b.url;
+	lc_options o = quick();
+	lc_client *c;
+	cr_assert_eq(lc_open(a.url, &o, &c), LC_OK);
+
+	cr_assert_eq(lc_member_add(c, 64, "tcp://p", "tcp://c", NULL),
+		     LC_EINVAL);
+	cr_assert_eq(lc_member_add(c, 3, "", "tcp://c", NULL), LC_EINVAL);
+	cr_assert_eq(fake_count(&a), 0);
+
+	lc_members m;
+	cr_assert_eq(lc_member_add(c, 3, "tcp://p3", "tcp://c3", &m), LC_OK,
+		     "%s", lc_last_error());
+	/* The follower sent it on; BUSY was asked again at the leader. */
+	cr_assert_eq(fake_count(&a), 1);
+	cr_assert_eq(fake_ops(&b, LOCKD__OP__OP_MEMBER_CHANGE, NULL), 2);
+	cr_assert_eq(m.n, 4);
+	cr_assert_eq(m.change_position, 35);
+	cr_assert_eq(m.from_position, 99);
+	cr_assert_eq(m.removed, UINT64_C(1) << 4);
+	cr_assert_eq(m.leader, 1);
+	const lc_member *x = lc_members_find(&m, 3);
+	cr_assert_not_null(x);
+	cr_assert(!x->voting);
+	cr_assert_str_eq(x->peer, "tcp://p3");
+	cr_assert_str_eq(x->client, "tcp://c3");
+	cr_assert(lc_members_find(&m, 2)->voting);
+	cr_assert_null(lc_members_find(&m, 4));
+
+	cr_assert_eq(lc_member_remove(c, 1, NULL), LC_EREFUSED);
+	cr_assert(strstr(lc_last_error(), "a quorum is 2") != NULL, "%s",
+		  lc_last_error());
+
+	cr_assert_eq(lc_members_list(c, &m), LC_OK, "%s", lc_last_error());
+	cr_assert_eq(m.n, 4);
+	cr_assert_eq(m.change_position, 0);
+	cr_assert(lc_known_position(c) >= 20);
+	lc_close(c);
+	fake_stop(&a);
+	fake_stop(&b);
+}

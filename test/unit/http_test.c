@@ -106,6 +106,46 @@ Test(http, health_names_recovery_divergence_and_fds)
 	cr_assert(strstr(page, "\nlockd_fds_open 150\n") != NULL);
 }
 
+/* Membership: every page says how many members and voters this replica's
+ * configuration has and whether it votes; a learner (a member not yet
+ * promoted) and a replica that is not a member are not healthy, and say
+ * why. */
+Test(http, health_and_metrics_show_membership)
+{
+	ld_metrics_snap s = follower(2);
+	s.nreplicas = 4;
+	s.voters = 3;
+	s.voter = true;
+	s.member = true;
+	char buf[1024];
+	uint16_t status;
+	char page[8192];
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 200);
+	cr_assert(strstr(buf, "\"members\":4,\"voters\":3,\"voter\":true") !=
+			  NULL,
+		  "%s", buf);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "\nlockd_members 4\n") != NULL, "%s", page);
+	cr_assert(strstr(page, "\nlockd_voters 3\n") != NULL, "%s", page);
+	cr_assert(strstr(page, "\nlockd_voter 1\n") != NULL, "%s", page);
+
+	s.role = "learner";
+	s.voter = false;
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "is a learner") != NULL, "%s", buf);
+	ld_metrics_prometheus(&s, page, sizeof page);
+	cr_assert(strstr(page, "lockd_role{role=\"learner\"} 1\n") != NULL);
+	cr_assert(strstr(page, "\nlockd_voter 0\n") != NULL, "%s", page);
+
+	s.role = "joining";
+	s.member = false;
+	ld_metrics_health(&s, buf, sizeof buf, &status);
+	cr_assert_eq(status, 503);
+	cr_assert(strstr(buf, "lockctl member add") != NULL, "%s", buf);
+}
+
 Test(http, metrics_are_prometheus_text)
 {
 	char buf[8192];
