@@ -41,9 +41,9 @@ member_cleanup() {
 }
 trap member_cleanup EXIT
 
-start_joiner() { # id: a replica that joins the running cell
+start_joiner() { # id [join URLs]: a replica that joins the running cell
 	local i=$1
-	"$LOCKD" --id "$i" --join "$CLIENTS" --listen-peer "${PEER_URLS[$i]}" \
+	"$LOCKD" --id "$i" --join "${2:-$CLIENTS}" --listen-peer "${PEER_URLS[$i]}" \
 		--listen-client "${CLIENT_URLS[$i]}" --data "$T/r$i" \
 		"${PEER_KEY_FLAGS[@]}" "${EXTRA[@]}" >>"$T/r$i.log" 2>&1 &
 	echo $! >"$T/r$i.pid"
@@ -190,6 +190,20 @@ timeout 20 "$LOCKD" --id "$gone" --peers "$PEERS" --clients "$CLIENTS" \
 [[ $rc -eq 3 ]] || fail "r$gone restarted: exit $rc: $(tail -n 3 "$T/again.log")"
 grep -q "removed id=$gone: this replica left the cell" "$T/again.log" ||
 	fail "r$gone's restart did not say why: $(tail -n 3 "$T/again.log")"
+say "a joined replica restarts from its own directory, asking nobody"
+stop_replica 3 TERM
+[[ $STOP_RC -eq 0 ]] || fail "r3 exited $STOP_RC"
+start_joiner 3 tcp://127.0.0.1:1
+for k in $(seq 50); do
+	out=$("$LOCKCTL" -e "${CLIENT_URLS[3]}" status -o json 2>/dev/null) || true
+	grep -q '"role":"\(follower\|leader\)"' <<<"$out" && break
+	sleep 0.2
+done
+grep -q '"role":"\(follower\|leader\)"' <<<"$out" || fail "r3 after its restart: $out"
+grep -q "event=join " "$T/r3.log" && [[ $(grep -c "event=join " "$T/r3.log") -eq 1 ]] ||
+	fail "r3 asked the cell again at its restart"
+write_ok j/after-r3-restart
+
 say "nor does --join take its id again"
 expect_exit 3 "never used twice" --id "$gone" --join "$CLIENTS" \
 	--listen-peer "${PEER_URLS[4]}" --listen-client "${CLIENT_URLS[4]}" \
