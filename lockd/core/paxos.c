@@ -66,6 +66,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_FORGET_PROMISE] = "forget-promise",
 	[LD_MUTANT_ALPHA_ZERO] = "alpha-zero",
 	[LD_MUTANT_COUNT_REMOVED] = "count-removed",
+	[LD_MUTANT_ACK_FAILED_SYNC] = "ack-failed-sync",
 	[LD_MUTANT_IGNORE_VOTES] = "ignore-votes",
 	[LD_MUTANT_MINORITY_QUORUM] = "minority-quorum",
 	[LD_MUTANT_SHARED_BALLOTS] = "shared-ballots",

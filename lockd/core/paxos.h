@@ -400,6 +400,10 @@ typedef enum ld_mutant {
 					in flight */
 	LD_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
 					that were removed from the cell */
+	LD_MUTANT_ACK_FAILED_SYNC,   /* the simulator's disk reports a write
+					durable although its sync failed (a
+					full disk, EIO), as a storage layer
+					that ignores fsync's error would */
 	LD_MUTANT_COUNT
 } ld_mutant;
 
