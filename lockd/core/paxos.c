@@ -341,6 +341,7 @@ struct ld_replica {
 	uint64_t snap_base;
 	uint8_t *snap; /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
+	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
 
 	/* roles */
 	ld_role role;
@@ -1148,6 +1149,7 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 	r->snap_len = len;
 	r->snap_base = base;
 	r->commit = base;
+	r->bytes_since_snap = 0;
 	log_truncate(r, base + 1);
 	conf_prune(r);
 	r->leaving = (conf_latest(r)->m.removed & id_bit(r->cfg.id)) != 0;
@@ -1340,10 +1342,24 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 
 /* ---- learning and applying ---------------------------------------------- */
 
+/* A snapshot is taken every snapshot_every_slots applied slots at the
+ * earliest, and then once the decrees applied since the last one add up to
+ * its own size (so that a large table under small decrees, ticks say, is
+ * not rewritten whole every few hundred slots: snapshots cost at most about
+ * as many bytes as the ledger itself), or at the latest when the in-memory
+ * log would run out of room for the next interval. */
+#define SNAP_SLOTS_LATEST                                                     \
+	(LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS - LD_WINDOW_SLOTS_MAX - 1)
+
 static void maybe_snapshot(ld_replica *r, ld_actions *out)
 {
-	if (r->commit - r->snap_base < r->cfg.snapshot_every_slots)
+	uint64_t slots = r->commit - r->snap_base;
+	if (slots < r->cfg.snapshot_every_slots)
 		return;
+	if (slots < SNAP_SLOTS_LATEST && r->snap != NULL &&
+	    r->bytes_since_snap < r->snap_len)
+		return;
+	r->bytes_since_snap = 0;
 	uint8_t *buf;
 	size_t len;
 	if (snapshot_encode(r, &buf, &len) != 0)
@@ -1513,8 +1529,10 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 			ld_value *v)
 {
+	r->bytes_since_snap += 16;
 	for (uint32_t i = 0; i < v->ncmds; i++) {
 		const ld_cmd *cmd = &v->cmds[i];
+		r->bytes_since_snap += 24 + cmd->len;
 		if (cmd->client_id == LD_MEMBERS_CLIENT) {
 			const char *why = apply_change(r, out, slot, cmd);
 			for (uint32_t k = 0; k < r->nchreqs; k++) {

@@ -1649,3 +1649,38 @@ Test(alpha, changes_in_effect_at_once_fork_the_ledger)
 	h_free(h);
 	h = NULL;
 }
+
+/* ---- snapshots follow the ledger's bytes ------------------------------ */
+
+/* A table that grows with every command (the harness's machine keeps them
+ * all) under one small command per decree: a snapshot whenever
+ * snapshot_every_slots slots were applied would rewrite the whole table
+ * every 16 slots (12 times in 200); by bytes, each snapshot waits until
+ * the ledger since the last one is as large as it, so they thin out. */
+Test(snapshot, taken_by_the_bytes_of_the_ledger_not_every_n_slots)
+{
+	h = h_new(3);
+	cr_assert_not_null(h);
+	for (uint32_t i = 0; i < 3; i++) {
+		h_wipe(h, i);
+		h_config(h, i)->snapshot_every_slots = 16;
+	}
+	h_drop(h, H_ALL);
+	for (uint32_t i = 0; i < 3; i++)
+		cr_assert_eq(h_restart(h, i), 0);
+	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
+	int l = h_leader(h);
+	cr_assert_geq(l, 0);
+	for (uint64_t k = 1; k <= 200; k++)
+		cr_assert_eq(submit_wait((uint32_t)l, 95, k, "x").status,
+			     LD_REPLY_OK);
+	size_t n, snaps = 0;
+	const ld_record *d = h_disk(h, (uint32_t)l, &n);
+	for (size_t i = 0; i < n; i++)
+		snaps += d[i].type == LD_REC_SNAPSHOT;
+	cr_assert_geq(snaps, 1);
+	cr_assert_leq(snaps, 6, "%zu snapshots in 200 slots", snaps);
+	SAFE();
+	h_free(h);
+	h = NULL;
+}
