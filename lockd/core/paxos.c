@@ -308,6 +308,7 @@ struct ld_replica {
 	uint32_t nconfs;
 	size_t confs_cap;
 	bool leaving;      /* applied its own removal */
+	uint64_t resign_until_us; /* LD_EV_RESIGN: no candidacy before */
 	bool told_removed; /* a member said our id left the cell */
 	change_req *chreqs;
 	uint32_t nchreqs;
@@ -2517,8 +2518,12 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 		r->leader = -1;
 		r->heard_us = 0;
 		if ((m->flags & LD_FLAG_CAMPAIGN) && votes_now(r) &&
-		    r->digest_alarm != LD_DIGEST_DIVERGED)
-			r->election_at_us = r->now_us;
+		    r->digest_alarm != LD_DIGEST_DIVERGED &&
+		    r->now_us >= r->resign_until_us) {
+			note_commit(r, m);
+			start_candidacy(r, out);
+			return;
+		}
 	}
 	note_commit(r, m);
 	for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
@@ -2988,10 +2993,8 @@ static void maybe_promote(ld_replica *r, ld_actions *out)
 
 /* A leader that applied its own removal hands over to the voter of the new
  * configuration that has come furthest, and steps down. */
-static void maybe_hand_over(ld_replica *r, ld_actions *out)
+static void hand_over(ld_replica *r, ld_actions *out)
 {
-	if (r->role != LD_LEADER || !r->leaving)
-		return;
 	const conf *nc = conf_latest(r);
 	int32_t best = -1;
 	for (FOR_IDS(j, nc->voters & live_mask(r) & ~id_bit(r->cfg.id)))
@@ -3008,6 +3011,24 @@ static void maybe_hand_over(ld_replica *r, ld_actions *out)
 	changes_fail_all(r, out);
 	r->leader = -1;
 	become_follower(r, out, r->now_us);
+}
+
+static void maybe_hand_over(ld_replica *r, ld_actions *out)
+{
+	if (r->role == LD_LEADER && r->leaving)
+		hand_over(r, out);
+}
+
+/* LD_EV_RESIGN: the caller cannot serve (no file descriptors left, a disk
+ * that takes no writes). A leader hands over; nobody campaigns until an
+ * election timeout after the last such event. */
+static void on_resign(ld_replica *r, ld_actions *out)
+{
+	r->resign_until_us = r->now_us + 2 * r->cfg.election_timeout_us;
+	if (r->role == LD_LEADER)
+		hand_over(r, out);
+	else if (r->role == LD_CANDIDATE)
+		become_follower(r, out, r->now_us);
 }
 
 /* ---- linearizable reads (ReadIndex) -------------------------------------- */
@@ -3139,7 +3160,7 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			/* Only a voter of the next slot's configuration
 			 * campaigns; not one that is leaving the cell. */
 			if (r->digest_alarm == LD_DIGEST_DIVERGED ||
-			    !votes_now(r)) {
+			    !votes_now(r) || now < r->resign_until_us) {
 				r->election_at_us = now + election_delay(r);
 				/* One that may not vote and hears no leader
 				 * asks the members how far the ledger got
@@ -3290,6 +3311,9 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		}
 		on_read(r, ev->read_id, out);
 		break;
+	case LD_EV_RESIGN:
+		on_resign(r, out);
+		break;
 	case LD_EV_CHANGE:
 		if (ev->change == NULL) {
 			rc = -1;
@@ -3336,6 +3360,7 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 		    (voters_mask(r) & id_bit(r->cfg.id)) != 0;
 	st->member = (conf_latest(r)->all & id_bit(r->cfg.id)) != 0;
 	st->removed = gone(r) || r->told_removed;
+	st->resigned = r->now_us < r->resign_until_us;
 	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
 }

@@ -296,6 +296,11 @@ typedef enum ld_event_type {
 			  arrived (ReadIndex: no decree, no disk write) */
 	LD_EV_CHANGE,  /* a membership change, change (copied), with the
 			  caller's change_id: answered in actions.changes */
+	LD_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
+			  a disk that takes no writes): a leader hands over
+			  to the most caught-up voter, and this replica does
+			  not campaign until two election timeouts after the
+			  last LD_EV_RESIGN */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -480,6 +485,7 @@ typedef struct ld_status {
 	bool member;        /* in the latest applied configuration */
 	bool removed;       /* removed from the cell, and no longer needed by
 			       it: the daemon stops (and refuses to start) */
+	bool resigned;      /* an LD_EV_RESIGN holds it back from leading */
 	ld_digest_alarm digest_alarm;
 	ld_ballot recover_above; /* recovering: M, once known */
 } ld_status;

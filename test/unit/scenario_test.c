@@ -1684,3 +1684,33 @@ Test(snapshot, taken_by_the_bytes_of_the_ledger_not_every_n_slots)
 	h_free(h);
 	h = NULL;
 }
+
+/* ---- a replica that cannot serve steps down --------------------------- */
+
+/* A leader out of file descriptors (or with a disk that takes no writes)
+ * hands over at once, to a replica that campaigns without waiting for an
+ * election timeout, and does not come back while it still cannot serve. */
+Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	cr_assert_eq(submit_wait(0, 97, 1, "a").status, LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	uint64_t t0 = h_now(h);
+	cr_assert_eq(h_resign(h, 0), 0);
+	cr_assert_neq(h_status(h, 0).role, LD_LEADER);
+	h_run_until_quiet(h);
+	int l = h_leader(h);
+	cr_assert(l == 1 || l == 2, "no handover (leader %d)", l);
+	cr_assert_eq(h_now(h), t0, "the handover waited for a timeout");
+	/* While it still cannot serve, it does not campaign. */
+	for (int i = 0; i < 10; i++) {
+		h_resign(h, 0);
+		h_run_for(h, H_ELECTION_US / 2, H_HEARTBEAT_US);
+		cr_assert_neq(h_status(h, 0).role, LD_LEADER);
+		cr_assert_neq(h_status(h, 0).role, LD_CANDIDATE);
+	}
+	cr_assert_eq(submit_wait((uint32_t)h_leader(h), 97, 2, "b").status,
+		     LD_REPLY_OK);
+	SAFE();
+}
