@@ -842,8 +842,19 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	if (cfg->nreplicas > 0) {
 		memset(&first, 0, sizeof first);
 		first.n = cfg->nreplicas;
-		for (uint32_t i = 0; i < first.n; i++)
+		for (uint32_t i = 0; i < first.n; i++) {
 			first.m[i] = (ld_member){.id = i, .voting = true};
+			/* The first members' URLs, when the caller gave
+			 * them (every replica must give the same). */
+			if (cfg->members.n == cfg->nreplicas &&
+			    cfg->members.m[i].id == i) {
+				memcpy(first.m[i].peer, cfg->members.m[i].peer,
+				       LD_URL_BYTES_MAX);
+				memcpy(first.m[i].client,
+				       cfg->members.m[i].client,
+				       LD_URL_BYTES_MAX);
+			}
+		}
 	}
 	for (uint32_t i = 0; i < first.n; i++) {
 		first.m[i].peer[LD_URL_BYTES_MAX - 1] = 0;
@@ -2952,7 +2963,8 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 			snprintf(why, sizeof why,
 				 "a membership change is in flight: retry once "
 				 "it is in effect");
-		goto refuse;
+		change_done(out, id, LD_CHANGE_BUSY, -1, 0, why);
+		return;
 	}
 	uint64_t tag;
 	if (queue_change(r, c, &tag) != 0) {

@@ -212,6 +212,8 @@ typedef enum ld_change_status {
 			       leader promotes it) */
 	LD_CHANGE_NOT_LEADER, /* leader_hint */
 	LD_CHANGE_REFUSED,    /* why says it */
+	LD_CHANGE_BUSY,       /* another change is in flight: retry once it is
+			       in effect (why says from which position) */
 } ld_change_status;
 
 typedef struct ld_change_done {
@@ -418,8 +420,9 @@ ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
 typedef struct ld_config {
 	uint32_t id;        /* < LD_REPLICA_IDS */
 	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX: the first members are ids
-			       0..nreplicas-1, all voting; or 0, and members
-			       says who they are */
+			       0..nreplicas-1, all voting (their URLs taken
+			       from members when it lists exactly those ids);
+			       or 0, and members says who they are */
 	ld_members members; /* when nreplicas is 0: the configuration to
 			       start from (a replica that joins a running
 			       cell: what a member reported) */

@@ -774,6 +774,8 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 			  a->ld.changes[i].status == LD_CHANGE_DONE ? "done"
 			  : a->ld.changes[i].status == LD_CHANGE_REFUSED
 				  ? "refused"
+			  : a->ld.changes[i].status == LD_CHANGE_BUSY
+				  ? "busy"
 				  : "not-leader",
 			  a->ld.changes[i].slot, a->ld.changes[i].why);
 	if (a->ld.members_changed) {

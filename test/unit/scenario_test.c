@@ -1433,7 +1433,7 @@ Test(members, changes_refused_with_a_reason, .init = setup_grow,
 	cr_assert_eq(h_change(h, L, &add3, 2), 0);
 	/* A second change while the first is in flight. */
 	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = F}, 3);
-	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert_eq(d.status, LD_CHANGE_BUSY);
 	cr_assert(strstr(d.why, "in flight") != NULL, "%s", d.why);
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	cr_assert(is_voting(L, 3));
