@@ -129,6 +129,7 @@ typedef enum ln_event_type {
 	LN_EV_DURABLE = LD_EV_DURABLE,
 	LN_EV_CHANGE = LD_EV_CHANGE, /* membership: change, change_id (answered
 					in actions.ld.changes) */
+	LN_EV_RESIGN = LD_EV_RESIGN, /* as LD_EV_RESIGN */
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the

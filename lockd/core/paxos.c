@@ -66,6 +66,7 @@ static const char *const mutant_names[LD_MUTANT_COUNT] = {
 	[LD_MUTANT_FORGET_PROMISE] = "forget-promise",
 	[LD_MUTANT_ALPHA_ZERO] = "alpha-zero",
 	[LD_MUTANT_COUNT_REMOVED] = "count-removed",
+	[LD_MUTANT_ACK_FAILED_SYNC] = "ack-failed-sync",
 	[LD_MUTANT_IGNORE_VOTES] = "ignore-votes",
 	[LD_MUTANT_MINORITY_QUORUM] = "minority-quorum",
 	[LD_MUTANT_SHARED_BALLOTS] = "shared-ballots",
@@ -307,6 +308,7 @@ struct ld_replica {
 	uint32_t nconfs;
 	size_t confs_cap;
 	bool leaving;      /* applied its own removal */
+	uint64_t resign_until_us; /* LD_EV_RESIGN: no candidacy before */
 	bool told_removed; /* a member said our id left the cell */
 	change_req *chreqs;
 	uint32_t nchreqs;
@@ -340,6 +342,7 @@ struct ld_replica {
 	uint64_t snap_base;
 	uint8_t *snap; /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
+	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
 
 	/* roles */
 	ld_role role;
@@ -839,8 +842,19 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	if (cfg->nreplicas > 0) {
 		memset(&first, 0, sizeof first);
 		first.n = cfg->nreplicas;
-		for (uint32_t i = 0; i < first.n; i++)
+		for (uint32_t i = 0; i < first.n; i++) {
 			first.m[i] = (ld_member){.id = i, .voting = true};
+			/* The first members' URLs, when the caller gave
+			 * them (every replica must give the same). */
+			if (cfg->members.n == cfg->nreplicas &&
+			    cfg->members.m[i].id == i) {
+				memcpy(first.m[i].peer, cfg->members.m[i].peer,
+				       LD_URL_BYTES_MAX);
+				memcpy(first.m[i].client,
+				       cfg->members.m[i].client,
+				       LD_URL_BYTES_MAX);
+			}
+		}
 	}
 	for (uint32_t i = 0; i < first.n; i++) {
 		first.m[i].peer[LD_URL_BYTES_MAX - 1] = 0;
@@ -1147,6 +1161,7 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 	r->snap_len = len;
 	r->snap_base = base;
 	r->commit = base;
+	r->bytes_since_snap = 0;
 	log_truncate(r, base + 1);
 	conf_prune(r);
 	r->leaving = (conf_latest(r)->m.removed & id_bit(r->cfg.id)) != 0;
@@ -1339,10 +1354,24 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 
 /* ---- learning and applying ---------------------------------------------- */
 
+/* A snapshot is taken every snapshot_every_slots applied slots at the
+ * earliest, and then once the decrees applied since the last one add up to
+ * its own size (so that a large table under small decrees, ticks say, is
+ * not rewritten whole every few hundred slots: snapshots cost at most about
+ * as many bytes as the ledger itself), or at the latest when the in-memory
+ * log would run out of room for the next interval. */
+#define SNAP_SLOTS_LATEST                                                     \
+	(LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS - LD_WINDOW_SLOTS_MAX - 1)
+
 static void maybe_snapshot(ld_replica *r, ld_actions *out)
 {
-	if (r->commit - r->snap_base < r->cfg.snapshot_every_slots)
+	uint64_t slots = r->commit - r->snap_base;
+	if (slots < r->cfg.snapshot_every_slots)
 		return;
+	if (slots < SNAP_SLOTS_LATEST && r->snap != NULL &&
+	    r->bytes_since_snap < r->snap_len)
+		return;
+	r->bytes_since_snap = 0;
 	uint8_t *buf;
 	size_t len;
 	if (snapshot_encode(r, &buf, &len) != 0)
@@ -1512,8 +1541,10 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 			ld_value *v)
 {
+	r->bytes_since_snap += 16;
 	for (uint32_t i = 0; i < v->ncmds; i++) {
 		const ld_cmd *cmd = &v->cmds[i];
+		r->bytes_since_snap += 24 + cmd->len;
 		if (cmd->client_id == LD_MEMBERS_CLIENT) {
 			const char *why = apply_change(r, out, slot, cmd);
 			for (uint32_t k = 0; k < r->nchreqs; k++) {
@@ -2498,8 +2529,12 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 		r->leader = -1;
 		r->heard_us = 0;
 		if ((m->flags & LD_FLAG_CAMPAIGN) && votes_now(r) &&
-		    r->digest_alarm != LD_DIGEST_DIVERGED)
-			r->election_at_us = r->now_us;
+		    r->digest_alarm != LD_DIGEST_DIVERGED &&
+		    r->now_us >= r->resign_until_us) {
+			note_commit(r, m);
+			start_candidacy(r, out);
+			return;
+		}
 	}
 	note_commit(r, m);
 	for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
@@ -2928,7 +2963,8 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 			snprintf(why, sizeof why,
 				 "a membership change is in flight: retry once "
 				 "it is in effect");
-		goto refuse;
+		change_done(out, id, LD_CHANGE_BUSY, -1, 0, why);
+		return;
 	}
 	uint64_t tag;
 	if (queue_change(r, c, &tag) != 0) {
@@ -2969,10 +3005,8 @@ static void maybe_promote(ld_replica *r, ld_actions *out)
 
 /* A leader that applied its own removal hands over to the voter of the new
  * configuration that has come furthest, and steps down. */
-static void maybe_hand_over(ld_replica *r, ld_actions *out)
+static void hand_over(ld_replica *r, ld_actions *out)
 {
-	if (r->role != LD_LEADER || !r->leaving)
-		return;
 	const conf *nc = conf_latest(r);
 	int32_t best = -1;
 	for (FOR_IDS(j, nc->voters & live_mask(r) & ~id_bit(r->cfg.id)))
@@ -2989,6 +3023,24 @@ static void maybe_hand_over(ld_replica *r, ld_actions *out)
 	changes_fail_all(r, out);
 	r->leader = -1;
 	become_follower(r, out, r->now_us);
+}
+
+static void maybe_hand_over(ld_replica *r, ld_actions *out)
+{
+	if (r->role == LD_LEADER && r->leaving)
+		hand_over(r, out);
+}
+
+/* LD_EV_RESIGN: the caller cannot serve (no file descriptors left, a disk
+ * that takes no writes). A leader hands over; nobody campaigns until an
+ * election timeout after the last such event. */
+static void on_resign(ld_replica *r, ld_actions *out)
+{
+	r->resign_until_us = r->now_us + 2 * r->cfg.election_timeout_us;
+	if (r->role == LD_LEADER)
+		hand_over(r, out);
+	else if (r->role == LD_CANDIDATE)
+		become_follower(r, out, r->now_us);
 }
 
 /* ---- linearizable reads (ReadIndex) -------------------------------------- */
@@ -3120,7 +3172,7 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			/* Only a voter of the next slot's configuration
 			 * campaigns; not one that is leaving the cell. */
 			if (r->digest_alarm == LD_DIGEST_DIVERGED ||
-			    !votes_now(r)) {
+			    !votes_now(r) || now < r->resign_until_us) {
 				r->election_at_us = now + election_delay(r);
 				/* One that may not vote and hears no leader
 				 * asks the members how far the ledger got
@@ -3271,6 +3323,9 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		}
 		on_read(r, ev->read_id, out);
 		break;
+	case LD_EV_RESIGN:
+		on_resign(r, out);
+		break;
 	case LD_EV_CHANGE:
 		if (ev->change == NULL) {
 			rc = -1;
@@ -3317,6 +3372,7 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 		    (voters_mask(r) & id_bit(r->cfg.id)) != 0;
 	st->member = (conf_latest(r)->all & id_bit(r->cfg.id)) != 0;
 	st->removed = gone(r) || r->told_removed;
+	st->resigned = r->now_us < r->resign_until_us;
 	st->digest_alarm = r->digest_alarm;
 	st->recover_above = r->recover_above;
 }

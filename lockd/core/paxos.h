@@ -212,6 +212,8 @@ typedef enum ld_change_status {
 			       leader promotes it) */
 	LD_CHANGE_NOT_LEADER, /* leader_hint */
 	LD_CHANGE_REFUSED,    /* why says it */
+	LD_CHANGE_BUSY,       /* another change is in flight: retry once it is
+			       in effect (why says from which position) */
 } ld_change_status;
 
 typedef struct ld_change_done {
@@ -296,6 +298,11 @@ typedef enum ld_event_type {
 			  arrived (ReadIndex: no decree, no disk write) */
 	LD_EV_CHANGE,  /* a membership change, change (copied), with the
 			  caller's change_id: answered in actions.changes */
+	LD_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
+			  a disk that takes no writes): a leader hands over
+			  to the most caught-up voter, and this replica does
+			  not campaign until two election timeouts after the
+			  last LD_EV_RESIGN */
 } ld_event_type;
 
 typedef struct ld_event {
@@ -400,6 +407,10 @@ typedef enum ld_mutant {
 					in flight */
 	LD_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
 					that were removed from the cell */
+	LD_MUTANT_ACK_FAILED_SYNC,   /* the simulator's disk reports a write
+					durable although its sync failed (a
+					full disk, EIO), as a storage layer
+					that ignores fsync's error would */
 	LD_MUTANT_COUNT
 } ld_mutant;
 
@@ -409,8 +420,9 @@ ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
 typedef struct ld_config {
 	uint32_t id;        /* < LD_REPLICA_IDS */
 	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX: the first members are ids
-			       0..nreplicas-1, all voting; or 0, and members
-			       says who they are */
+			       0..nreplicas-1, all voting (their URLs taken
+			       from members when it lists exactly those ids);
+			       or 0, and members says who they are */
 	ld_members members; /* when nreplicas is 0: the configuration to
 			       start from (a replica that joins a running
 			       cell: what a member reported) */
@@ -476,6 +488,7 @@ typedef struct ld_status {
 	bool member;        /* in the latest applied configuration */
 	bool removed;       /* removed from the cell, and no longer needed by
 			       it: the daemon stops (and refuses to start) */
+	bool resigned;      /* an LD_EV_RESIGN holds it back from leading */
 	ld_digest_alarm digest_alarm;
 	ld_ballot recover_above; /* recovering: M, once known */
 } ld_status;

@@ -162,7 +162,8 @@ int main(int argc, char **argv)
 
 	uint64_t seeds = 0, decrees = 0, violations = 0, first_violation = 0,
 		 events = 0;
-	uint64_t grants = 0, expiries = 0, fenced = 0, changes = 0, wipes = 0;
+	uint64_t grants = 0, expiries = 0, fenced = 0, changes = 0, wipes = 0,
+		 disk_faults = 0;
 	int64_t closest = INT64_MAX;
 	bool any = false;
 	double t0 = wall_seconds();
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
 		fenced += r.fenced;
 		changes += r.changes;
 		wipes += r.wipes;
+		disk_faults += r.disk_faults;
 		if (r.closest_us < closest)
 			closest = r.closest_us;
 		if (verbose)
@@ -242,7 +244,8 @@ int main(int argc, char **argv)
 	       " events=%" PRIu64 " replicas=%" PRIu32
 	       " faults=%s workload=%s mutant=%s"
 	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64
-	       " closest_ms=%.3f wipes=%" PRIu64 " member_changes=%" PRIu64
+	       " closest_ms=%.3f wipes=%" PRIu64 " disk_faults=%" PRIu64
+	       " member_changes=%" PRIu64
 	       " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs,
 	       (double)decrees / secs, (double)decrees / (double)seeds, events,
@@ -250,7 +253,7 @@ int main(int argc, char **argv)
 	       sim_workload_name(o.workload), mutant ? mutant : "none", grants,
 	       expiries, fenced,
 	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0, wipes,
-	       changes);
+	       disk_faults, changes);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);
 	else

@@ -56,6 +56,9 @@ static const sim_profile sim_profiles[] = {
 			.restart_max_us = 2000000,
 			.crash_leader_p = 0.3,
 			.wipe_p = 0.15,
+			.disk_fail_p = 0.15,
+			.disk_fail_min_us = 100000,
+			.disk_fail_max_us = 3000000,
 			.corrupt_p = 0.2,
 			.hostile_every_min_us = 500000,
 			.hostile_every_max_us = 3000000,
@@ -91,6 +94,9 @@ static const sim_profile sim_profiles[] = {
 			.crash_leader_p = 0.5,
 			.power_loss_p = 0.2,
 			.wipe_p = 0.25,
+			.disk_fail_p = 0.2,
+			.disk_fail_min_us = 100000,
+			.disk_fail_max_us = 2000000,
 			.corrupt_p = 0.2,
 			.hostile_every_min_us = 100000,
 			.hostile_every_max_us = 1000000,
@@ -768,6 +774,8 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 			  a->ld.changes[i].status == LD_CHANGE_DONE ? "done"
 			  : a->ld.changes[i].status == LD_CHANGE_REFUSED
 				  ? "refused"
+			  : a->ld.changes[i].status == LD_CHANGE_BUSY
+				  ? "busy"
 				  : "not-leader",
 			  a->ld.changes[i].slot, a->ld.changes[i].why);
 	if (a->ld.members_changed) {
@@ -1415,9 +1423,27 @@ static void sim_member(sim *s)
 	node_change(s, ld, &c, ++change_ids);
 }
 
+/* One live replica's disk stops taking writes (full, EIO) for a while. */
+static bool sim_disk_fault(sim *s)
+{
+	if (!sim_rng_chance(&s->rng, s->p.disk_fail_p))
+		return false;
+	uint32_t v = (uint32_t)sim_rng_below(&s->rng, s->n);
+	sim_node *nd = &s->nodes[v];
+	if (!nd->up || nd->disk_fail_until > s->now)
+		return false;
+	nd->disk_fail_until =
+		s->now + sim_rng_range(&s->rng, s->p.disk_fail_min_us,
+				       s->p.disk_fail_max_us);
+	s->res->disk_faults++;
+	sim_trace(s, "r%u DISK FAILS for %" PRIu64 " ms", v,
+		  (nd->disk_fail_until - s->now) / 1000);
+	return true;
+}
+
 static void sim_crash_fault(sim *s)
 {
-	if (sim_corrupt_fault(s))
+	if (sim_corrupt_fault(s) || sim_disk_fault(s))
 		return;
 	uint32_t down = 0;
 	for (uint32_t i = 0; i < s->n; i++)
@@ -1619,6 +1645,38 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x)
 			return;
+		if (s->now < nd->disk_fail_until) {
+			if (s->o->mutant == LD_MUTANT_ACK_FAILED_SYNC) {
+				/* The broken storage: the sync failed, the
+				 * writes are gone, and it says durable. */
+				size_t k = 0;
+				while (k < nd->npending &&
+				       nd->pending[k].write_id <= ev->y)
+					ld_record_clear(&nd->pending[k++].rec);
+				memmove(nd->pending, nd->pending + k,
+					(nd->npending - k) *
+						sizeof *nd->pending);
+				nd->npending -= k;
+				sim_trace(s,
+					  "r%u SYNC FAILED id=%" PRIu64
+					  " (acknowledged anyway)",
+					  nd->id, ev->y);
+				ld_event e = {.type = LD_EV_DURABLE,
+					      .write_id = ev->y};
+				node_step(s, nd, &e);
+				return;
+			}
+			/* lockd's storage: the write waits and is tried
+			 * again (every 500 ms) until the disk takes it. */
+			sim_trace(s, "r%u SYNC FAILED id=%" PRIu64 ": retried",
+				  nd->id, ev->y);
+			sim_push(s,
+				 nd->disk_fail_until +
+					 sim_rng_range(&s->rng, 0, 500000),
+				 SIM_EV_SYNC, nd->id, 0, nd->epoch, ev->y,
+				 NULL);
+			return;
+		}
 		node_make_durable(s, nd, ev->y);
 		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
 		ld_event e = {.type = LD_EV_DURABLE, .write_id = ev->y};

@@ -47,6 +47,7 @@ typedef struct sim_result {
 	uint64_t crashes, partitions, wipes;
 	uint64_t forged; /* messages a hostile peer forged */
 	uint64_t corruptions;
+	uint64_t disk_faults; /* periods of failing syncs */
 	uint64_t changes; /* membership changes applied (at any replica) */
 	uint64_t msgs_sent, msgs_lost;
 	uint64_t heal_us, end_us; /* simulated real time */

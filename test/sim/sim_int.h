@@ -39,6 +39,10 @@ typedef struct sim_profile {
 	double power_loss_p;   /* a crash takes down every replica at once */
 	double wipe_p;         /* a crashed replica also loses its disk (never
 				  more than a minority without one at once) */
+	double disk_fail_p;    /* a crash fault is instead a disk whose syncs
+				  fail (full, EIO) for a while: the writes
+				  wait, as lockd's storage retries them */
+	uint64_t disk_fail_min_us, disk_fail_max_us;
 	uint64_t hostile_every_min_us, hostile_every_max_us; /* 0: none */
 	double corrupt_p; /* counter workload: a crash fault corrupts a
 			     replica's state in memory instead (one at a
@@ -94,6 +98,7 @@ typedef struct sim_node {
 	bool zombie;           /* removed, and left running: it still answers
 				  whoever asks (a leader must not count it) */
 	bool leaving;          /* its SIM_EV_LEAVE is queued */
+	uint64_t disk_fail_until; /* real time: its syncs fail until then */
 	bool corrupted;        /* its state was corrupted on purpose */
 	uint64_t corrupted_at; /* its applied position then */
 	uint64_t corrupted_us; /* and the time (both restart with a crash or a

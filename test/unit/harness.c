@@ -438,6 +438,15 @@ int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id)
 	return h_step(h, id, &ev);
 }
 
+int h_resign(harness *h, uint32_t id)
+{
+	assert(id < h->n);
+	if (h->nodes[id].r == NULL)
+		return -1;
+	ld_event ev = {.type = LD_EV_RESIGN};
+	return h_step(h, id, &ev);
+}
+
 const ld_change_done *h_change_done(const harness *h, uint32_t id,
 				    uint64_t change_id)
 {

@@ -95,6 +95,9 @@ int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id);
 const ld_change_done *h_change_done(const harness *h, uint32_t id,
 				    uint64_t change_id);
 
+/* Replica id cannot serve (LD_EV_RESIGN). */
+int h_resign(harness *h, uint32_t id);
+
 /* Replies replica id produced since it last (re)started, in order. */
 const ld_reply *h_replies(const harness *h, uint32_t id, size_t *n);
 

@@ -1433,7 +1433,7 @@ Test(members, changes_refused_with_a_reason, .init = setup_grow,
 	cr_assert_eq(h_change(h, L, &add3, 2), 0);
 	/* A second change while the first is in flight. */
 	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = F}, 3);
-	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert_eq(d.status, LD_CHANGE_BUSY);
 	cr_assert(strstr(d.why, "in flight") != NULL, "%s", d.why);
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	cr_assert(is_voting(L, 3));
@@ -1648,4 +1648,69 @@ Test(alpha, changes_in_effect_at_once_fork_the_ledger)
 	cr_assert(!h_ok(h), "the mutant went unnoticed");
 	h_free(h);
 	h = NULL;
+}
+
+/* ---- snapshots follow the ledger's bytes ------------------------------ */
+
+/* A table that grows with every command (the harness's machine keeps them
+ * all) under one small command per decree: a snapshot whenever
+ * snapshot_every_slots slots were applied would rewrite the whole table
+ * every 16 slots (12 times in 200); by bytes, each snapshot waits until
+ * the ledger since the last one is as large as it, so they thin out. */
+Test(snapshot, taken_by_the_bytes_of_the_ledger_not_every_n_slots)
+{
+	h = h_new(3);
+	cr_assert_not_null(h);
+	for (uint32_t i = 0; i < 3; i++) {
+		h_wipe(h, i);
+		h_config(h, i)->snapshot_every_slots = 16;
+	}
+	h_drop(h, H_ALL);
+	for (uint32_t i = 0; i < 3; i++)
+		cr_assert_eq(h_restart(h, i), 0);
+	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
+	int l = h_leader(h);
+	cr_assert_geq(l, 0);
+	for (uint64_t k = 1; k <= 200; k++)
+		cr_assert_eq(submit_wait((uint32_t)l, 95, k, "x").status,
+			     LD_REPLY_OK);
+	size_t n, snaps = 0;
+	const ld_record *d = h_disk(h, (uint32_t)l, &n);
+	for (size_t i = 0; i < n; i++)
+		snaps += d[i].type == LD_REC_SNAPSHOT;
+	cr_assert_geq(snaps, 1);
+	cr_assert_leq(snaps, 6, "%zu snapshots in 200 slots", snaps);
+	SAFE();
+	h_free(h);
+	h = NULL;
+}
+
+/* ---- a replica that cannot serve steps down --------------------------- */
+
+/* A leader out of file descriptors (or with a disk that takes no writes)
+ * hands over at once, to a replica that campaigns without waiting for an
+ * election timeout, and does not come back while it still cannot serve. */
+Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	cr_assert_eq(submit_wait(0, 97, 1, "a").status, LD_REPLY_OK);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	uint64_t t0 = h_now(h);
+	cr_assert_eq(h_resign(h, 0), 0);
+	cr_assert_neq(h_status(h, 0).role, LD_LEADER);
+	h_run_until_quiet(h);
+	int l = h_leader(h);
+	cr_assert(l == 1 || l == 2, "no handover (leader %d)", l);
+	cr_assert_eq(h_now(h), t0, "the handover waited for a timeout");
+	/* While it still cannot serve, it does not campaign. */
+	for (int i = 0; i < 10; i++) {
+		h_resign(h, 0);
+		h_run_for(h, H_ELECTION_US / 2, H_HEARTBEAT_US);
+		cr_assert_neq(h_status(h, 0).role, LD_LEADER);
+		cr_assert_neq(h_status(h, 0).role, LD_CANDIDATE);
+	}
+	cr_assert_eq(submit_wait((uint32_t)h_leader(h), 97, 2, "b").status,
+		     LD_REPLY_OK);
+	SAFE();
 }
