@@ -523,8 +523,23 @@ static int store_ready(ld_server *s, char *err, size_t errlen)
 			 s->o.data, pc->nreplicas, s->o.nreplicas);
 		return -1;
 	}
-	if (pc->nreplicas == 0)
+	if (pc->nreplicas == 0) {
 		urls_note(s, &pc->members);
+	} else {
+		/* The core takes the first replicas' URLs from members when
+		 * it lists exactly ids 0..n-1: then every replica's member
+		 * list, and its snapshots, name them. */
+		memset(&pc->members, 0, sizeof pc->members);
+		pc->members.n = pc->nreplicas;
+		for (uint32_t j = 0; j < pc->nreplicas; j++) {
+			ld_member *x = &pc->members.m[j];
+			x->id = j;
+			x->voting = true;
+			/* (both NUL-terminated within LD_URL_BYTES_MAX) */
+			memcpy(x->peer, s->url_peer[j], sizeof x->peer);
+			memcpy(x->client, s->url_client[j], sizeof x->client);
+		}
+	}
 	ln_node_free(s->node);
 	s->node = ln_node_new(&s->o.node);
 	if (s->node == NULL) {
@@ -1000,15 +1015,6 @@ static void answer_members(ld_server *s, uint32_t idx)
 	slot_done(s, idx, &rep);
 }
 
-/* The core's sentence for a change refused only because another is still
- * under way (paxos.c, on_change): the client retries such a refusal as it
- * retries BUSY. */
-static bool change_in_flight(const char *why)
-{
-	static const char prefix[] = "a membership change is in flight";
-	return strncmp(why, prefix, sizeof prefix - 1) == 0;
-}
-
 static void answer_change(ld_server *s, const ld_change_done *d)
 {
 	uint32_t idx = (uint32_t)(d->change_id & ((1u << REQ_INDEX_BITS) - 1));
@@ -1051,10 +1057,14 @@ static void answer_change(ld_server *s, const ld_change_done *d)
 				 "this replica is not the leader and knows no "
 				 "leader yet: retry shortly");
 		break;
+	case LD_CHANGE_BUSY:
+		/* Another change is still taking effect: the client retries
+		 * it as it retries a busy leader. */
+		rep.status = LOCKD__STATUS__STATUS_BUSY;
+		snprintf(sentence, sizeof sentence, "%s", d->why);
+		break;
 	case LD_CHANGE_REFUSED:
-		rep.status = change_in_flight(d->why)
-				     ? LOCKD__STATUS__STATUS_BUSY
-				     : LOCKD__STATUS__STATUS_REFUSED;
+		rep.status = LOCKD__STATUS__STATUS_REFUSED;
 		snprintf(sentence, sizeof sentence, "%s", d->why);
 		break;
 	}
