@@ -9,12 +9,14 @@
 # 3. the removed replica's data directory refuses to start again (exit 3,
 #    the same line);
 # 4. the cell grows to five (4 and 5 join) and shrinks back to three while
-#    lockbench cycles leases on it: no errors.
+#    lockbench cycles leases on it: no errors;
+# 5. a dead replica is replaced as README says: removed, then a new one
+#    (id 6) added.
 # Arguments: lockd, lockd-probe, lockctl, lockbench.
 . "$(dirname "$0")/lib.sh"
 LOCKCTL=$(realpath "$3")
 LOCKBENCH=$(realpath "$4")
-N=6 # lib.sh's cleanup kills r0..r5
+N=7 # lib.sh's cleanup kills r0..r6
 
 mapfile -t MORE < <("$LOCKD" --free-ports 12)
 [[ ${#MORE[@]} -eq 12 ]] || fail "no free ports"
@@ -23,8 +25,8 @@ NEW=()
 for p in "${MORE[@]}"; do
 	[[ " ${PORTS[*]} " == *" $p "* ]] || NEW+=("$p")
 done
-[[ ${#NEW[@]} -ge 6 ]] || fail "not enough distinct free ports"
-for i in 3 4 5; do
+[[ ${#NEW[@]} -ge 8 ]] || fail "not enough distinct free ports"
+for i in 3 4 5 6; do
 	PEER_URLS[$i]="tcp://127.0.0.1:${NEW[$(((i - 3) * 2))]}"
 	CLIENT_URLS[$i]="tcp://127.0.0.1:${NEW[$(((i - 3) * 2 + 1))]}"
 done
@@ -235,4 +237,15 @@ wait "$bench" || rc=$?
 [[ $rc -eq 0 ]] || fail "lockbench exited $rc: $(cat "$T/bench.out" "$T/bench.err")"
 grep -q '"errors":0' "$T/bench.out" || fail "lockbench: $(cat "$T/bench.out")"
 write_ok j/end
+
+say "replace a dead replica: kill -9 r3, remove it, add r6"
+stop_replica 3 KILL
+lc member remove 3 >"$T/out" 2>&1 || fail "member remove 3 (dead): $(cat "$T/out")"
+start_joiner 6
+add_member 6
+out=$(members_json) || fail "member list: $(cat "$T/err")"
+[[ $(grep -o '"voting":true' <<<"$out" | wc -l) -eq 3 ]] &&
+	grep -q '"id":6,' <<<"$out" && ! grep -q '"id":3,' <<<"$out" ||
+	fail "not the three voters with 6 for 3: $out"
+write_ok j/replaced
 say "ok"
