@@ -1,5 +1,7 @@
 /* Peer transport on nng: each replica listens with a PULL socket on its peer
- * URL and dials a PUSH socket to every other replica. Sends never block: a
+ * URL and dials a PUSH socket to each replica its node may send to (the
+ * server keeps that set with the cell's membership: ld_peers_dial and
+ * ld_peers_undial). Sends never block: a
  * message that cannot be queued is dropped, which Paxos tolerates (the core
  * resends what matters on its timers). Received bytes are decoded on nng's
  * callback thread and pushed onto the event queue; anything unauthenticated
