@@ -664,7 +664,7 @@ static int store_meta_write(ld_store *s, const char *what, char *err,
 static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
 			   size_t errlen)
 {
-	uint64_t inc;
+	uint64_t inc = 0;
 	if (store_draw_incarnation(&inc, s->dir, err, errlen) != 0)
 		return -1;
 	const uint64_t v[STORE_META_COUNT] = {
