@@ -1853,6 +1853,26 @@ static long fds_open(void)
 	return n - 1; /* the directory's own */
 }
 
+/* A replica that can no longer serve tells its node (LD_EV_RESIGN): a
+ * leader hands over at once, to a voter that campaigns without waiting
+ * for an election timeout, and says it no longer leads. A resignation
+ * writes nothing; its messages go now, over connections already open. */
+static void resign(ld_server *s)
+{
+	ln_actions_reset(&s->act);
+	s->persisted = s->pend_sent = s->pend_answered = s->pend_changed = 0;
+	ln_event ev = {.type = LN_EV_RESIGN};
+	step(s, &ev);
+	for (size_t i = 0; i < s->act.ld.nmsgs; i++)
+		ld_peers_send(s->peers, s->act.ld.msgs[i]);
+	for (size_t i = 0; i < s->act.nreplies; i++)
+		answer_node(s, &s->act.replies[i]);
+	for (size_t i = 0; i < s->act.ld.nchanges; i++)
+		answer_change(s, &s->act.ld.changes[i]);
+	ln_actions_reset(&s->act);
+	log_changes(s);
+}
+
 /* Every FD_CHECK_US: near the fd limit the replica can no longer accept a
  * connection (nng's accept loop then spins on EMFILE) nor open a file, so
  * it stops serving and says why (see FD_CHECK_US). */
@@ -1896,6 +1916,8 @@ static void fd_check(ld_server *s)
 			if (ss == SLOT_NODE || ss == SLOT_PARKED)
 				answer_stalled(s, i);
 		}
+		if (!s->stalled)
+			resign(s);
 		publish_metrics(s, true);
 	} else if (s->unfit && open + 2 * margin < limit) {
 		s->unfit = false;
