@@ -66,7 +66,7 @@ typedef struct endpoint {
 
 struct lc_client {
 	lc_options o;
-	uint64_t session;
+	uint64_t session, session_key;
 	/* Adding an endpoint (a hint to an unknown leader). Entries [0, nep)
 	 * are complete and never change until lc_close. */
 	pthread_mutex_t add_mu;
@@ -379,8 +379,14 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 			  "bit for its own commands",
 			  (unsigned long long)c->session,
 			  (unsigned long long)LC_SESSION_MAX);
-	else if (c->session == 0)
+	else if (c->session == 0) {
 		rv = random_session(&c->session);
+		c->session_key = c->o.session_key;
+		while (rv == LC_OK && c->session_key == 0)
+			rv = random_session(&c->session_key);
+	} else {
+		c->session_key = c->o.session_key;
+	}
 
 	/* Split on commas; spaces around a URL are ignored. */
 	const char *p = endpoints;
@@ -438,6 +444,11 @@ void lc_close(lc_client *c)
 uint64_t lc_session(const lc_client *c)
 {
 	return c->session;
+}
+
+uint64_t lc_session_key(const lc_client *c)
+{
+	return c->session_key;
 }
 
 uint64_t lc_known_position(const lc_client *c)
@@ -826,6 +837,7 @@ static int reply_code(const Lockd__Reply *r)
 		code = LC_EHELD;
 		break;
 	case LOCKD__LEASE_STATUS__LEASE_NOT_HOLDER:
+	case LOCKD__LEASE_STATUS__LEASE_E_NOT_OWNER: /* the sentence says so */
 		code = LC_ENOTHOLDER;
 		break;
 	case LOCKD__LEASE_STATUS__LEASE_NO_SUCH_LEASE:
@@ -867,6 +879,7 @@ static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
 		      lci_stop *st, call_result *res)
 {
 	req->session = c->session;
+	req->session_key = c->session_key;
 	for (int i = 0;; i++) {
 		req->seq = ++c->seq;
 		int rv = call(c, req, true, wait_ms, st, res);

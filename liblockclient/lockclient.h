@@ -134,6 +134,14 @@ typedef struct lc_options {
 	/* The session id, 1 .. LC_SESSION_MAX; 0 picks a random one
 	 * (getrandom). Two clients must never share a session. */
 	uint64_t session;
+	/* The session's key, its secret: the session's first acquire sets it
+	 * in the cell, and the cell refuses (LC_ENOTHOLDER, "belongs to
+	 * another client") writes of the session with another key, so that
+	 * a session's id, which GET shows to everyone, is not enough to
+	 * release or renew its leases. 0 with session 0: a random key; 0
+	 * with a given session: no key (one that another process made
+	 * without one). lc_session_key() tells it, to pass on with the id. */
+	uint64_t session_key;
 	/* One try at one replica, ms (0: 2000). A waiting acquire adds its
 	 * wait_ms. */
 	uint32_t attempt_timeout_ms;
@@ -182,6 +190,9 @@ void lc_close(lc_client *c);
 
 /* This client's session id. */
 uint64_t lc_session(const lc_client *c);
+
+/* This client's session key (lc_options.session_key). */
+uint64_t lc_session_key(const lc_client *c);
 
 /* The highest ledger position seen in any reply so far. */
 uint64_t lc_known_position(const lc_client *c);

@@ -851,7 +851,9 @@ _Static_assert((int)LOCKD__LEASE_STATUS__LEASE_E_MALFORMED ==
 		       (int)LOCKD__LEASE_STATUS__LEASE_SUPERSEDED ==
 			       (int)LS_SUPERSEDED &&
 		       (int)LOCKD__LEASE_STATUS__LEASE_E_SEQ == (int)LS_E_SEQ &&
-		       LS_STATUS_COUNT == LS_E_SEQ + 1,
+		       (int)LOCKD__LEASE_STATUS__LEASE_E_NOT_OWNER ==
+			       (int)LS_E_NOT_OWNER &&
+		       LS_STATUS_COUNT == LS_E_NOT_OWNER + 1,
 	       "LeaseStatus in client.proto must number like ls_status");
 
 static void answer_node(ld_server *s, const ln_reply *rp)
@@ -1386,6 +1388,7 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 		.type = req_type(r->op),
 		.session = r->session,
 		.seq = r->seq,
+		.session_key = r->session_key,
 		.name = r->name,
 		.name_len = (uint32_t)(nl > UINT16_MAX ? UINT16_MAX : nl),
 		.ttl_ms = r->ttl_ms,

@@ -50,13 +50,13 @@ static const char usage_text[] =
 	"waiters\n"
 	"  acquire NAME [--ttl 10s] [--wait 0s] [--value V] [--kill-after 5s]\n"
 	"          [-- CMD ARGS...]\n"
-	"                         without CMD: acquire, print session=S "
+	"                         without CMD: acquire, print session=S:K "
 	"token=T\n"
 	"                         and exit; the lease is NOT renewed: it ends\n"
 	"                         after TTL + the cell's grace unless "
 	"released\n"
 	"                         (lockctl release NAME --token T --session "
-	"S).\n"
+	"S:K).\n"
 	"                         with CMD: hold the lease while CMD runs\n"
 	"                         (renewed in the background; LOCKCTL_NAME,\n"
 	"                         LOCKCTL_TOKEN, LOCKCTL_SESSION in its\n"
@@ -65,10 +65,14 @@ static const char usage_text[] =
 	"lost\n"
 	"                         CMD gets SIGTERM, then SIGKILL after\n"
 	"                         --kill-after, and lockctl exits 5\n"
-	"  release NAME --token T --session S\n"
+	"  release NAME --token T --session S:K\n"
 	"                         a lease belongs to the session that "
 	"acquired\n"
-	"                         it: give both, as acquire printed them\n"
+	"                         it: give both, as acquire printed them "
+	"(K,\n"
+	"                         the session's key, keeps others from "
+	"acting\n"
+	"                         for it with the id GET shows)\n"
 	"  revoke NAME --reason TEXT\n"
 	"                         force the lease to end (it passes on when "
 	"it\n"
@@ -373,10 +377,11 @@ static void copy_path(char *dst, size_t cap, const char *src, const char *what)
 }
 
 static lc_client *open_client(const char *endpoints, uint64_t session,
-			      uint32_t call_timeout_ms)
+			      uint64_t session_key, uint32_t call_timeout_ms)
 {
 	lc_options o;
 	lc_options_init(&o);
+	o.session_key = session_key;
 	copy_path(o.tls_ca_file, sizeof o.tls_ca_file, tls_ca, "--tls-ca");
 	copy_path(o.tls_cert_key_file, sizeof o.tls_cert_key_file, tls_cert,
 		  "--tls-cert");
@@ -805,14 +810,20 @@ static int cmd_acquire(lc_client *c, const args *a)
 		}
 		if (rv != LC_OK)
 			lc_die(rv, "cannot acquire the lease");
+		/* The session with its key (S:K): what release needs to
+		 * act for it (a session's id alone is not enough). */
 		if (json)
 			printf("{\"name\":\"%s\",\"session\":%" PRIu64
-			       ",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
+			       ",\"session_key\":\"%" PRIu64
+			       "\",\"credential\":\"%" PRIu64 ":%" PRIu64
+			       "\",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
 			       "}\n",
-			       name, lc_session(c), l.token, ttl);
+			       name, lc_session(c), lc_session_key(c),
+			       lc_session(c), lc_session_key(c), l.token, ttl);
 		else
-			printf("session=%" PRIu64 " token=%" PRIu64 "\n",
-			       lc_session(c), l.token);
+			printf("session=%" PRIu64 ":%" PRIu64
+			       " token=%" PRIu64 "\n",
+			       lc_session(c), lc_session_key(c), l.token);
 		return EX_OK;
 	}
 	lc_sess *s = open_session(c);
@@ -1202,15 +1213,24 @@ int main(int argc, char **argv)
 		parse_duration(a.kill_after, "--kill-after");
 	if (a.value && strlen(a.value) > LC_VALUE_BYTES_MAX)
 		die(EX_USAGE, "--value is over %u bytes", LC_VALUE_BYTES_MAX);
-	uint64_t token = 0, session = 0;
+	uint64_t token = 0, session = 0, session_key = 0;
 	if (strcmp(cmd, "release") == 0) {
 		if (a.token == NULL || a.session == NULL)
 			die(EX_USAGE,
-			    "release needs --token T and --session S, as "
+			    "release needs --token T and --session S:K, as "
 			    "'lockctl acquire' printed them: a lease belongs "
 			    "to the session that acquired it");
 		token = parse_u64(a.token, "--token");
-		session = parse_u64(a.session, "--session");
+		/* S:K, the session and its key (a session made without a
+		 * key is S alone). */
+		char sbuf[64];
+		snprintf(sbuf, sizeof sbuf, "%s", a.session);
+		char *colon = strchr(sbuf, ':');
+		if (colon != NULL) {
+			*colon = '\0';
+			session_key = parse_u64(colon + 1, "--session's key");
+		}
+		session = parse_u64(sbuf, "--session");
 		if (session == 0 || session > LC_SESSION_MAX)
 			die(EX_USAGE, "--session %s is out of range",
 			    a.session);
@@ -1234,7 +1254,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	lc_client *c = open_client(endpoints, session,
+	lc_client *c = open_client(endpoints, session, session_key,
 				   member ? member_timeout_ms : 5000);
 	int rc = EX_OK;
 	if (strcmp(cmd, "status") == 0) {

@@ -189,7 +189,7 @@ static uint32_t lease_le32(const uint8_t *b)
  *   CANCEL_WAIT  u64 session, str name
  *   ABANDON      u64 token, str name
  * where str is a u16 length and the bytes. Nothing may follow. */
-#define LEASE_CMD_VERSION 1u
+#define LEASE_CMD_VERSION 2u /* 2: session_key after session */
 #define LEASE_PAIR_BYTES 12u
 
 bool ls_name_valid(const char *name, uint32_t len)
@@ -271,6 +271,7 @@ size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
 	switch (c->op) {
 	case LS_OP_ACQUIRE:
 		lease_wr_u64(&w, c->session);
+		lease_wr_u64(&w, c->session_key);
 		lease_wr_str(&w, c->name, c->name_len);
 		lease_wr_u32(&w, c->ttl_ms);
 		lease_wr_u32(&w, c->wait_ms);
@@ -278,9 +279,11 @@ size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
 		break;
 	case LS_OP_RENEW:
 		lease_wr_u64(&w, c->session);
+		lease_wr_u64(&w, c->session_key);
 		break;
 	case LS_OP_RELEASE:
 		lease_wr_u64(&w, c->session);
+		lease_wr_u64(&w, c->session_key);
 		lease_wr_str(&w, c->name, c->name_len);
 		lease_wr_u64(&w, c->token);
 		break;
@@ -320,8 +323,11 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 		return LS_E_MALFORMED;
 	lease_rd r = {.p = buf, .len = len, .ok = true};
 	uint32_t n;
-	if (lease_rd_u8(&r) != LEASE_CMD_VERSION)
+	/* Version 1 (before session keys) is still read: old ledgers. */
+	uint8_t version = lease_rd_u8(&r);
+	if (version != 1 && version != LEASE_CMD_VERSION)
 		return LS_E_MALFORMED;
+	bool keyed = version >= 2;
 	uint8_t op = lease_rd_u8(&r);
 	c->since_tick_ms = lease_rd_u64(&r);
 	c->stamp_ms = lease_rd_u64(&r);
@@ -329,6 +335,7 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 	switch (op) {
 	case LS_OP_ACQUIRE:
 		c->session = lease_rd_u64(&r);
+		c->session_key = keyed ? lease_rd_u64(&r) : 0;
 		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
 		c->name_len = n;
 		c->ttl_ms = lease_rd_u32(&r);
@@ -339,9 +346,11 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 		break;
 	case LS_OP_RENEW:
 		c->session = lease_rd_u64(&r);
+		c->session_key = keyed ? lease_rd_u64(&r) : 0;
 		break;
 	case LS_OP_RELEASE:
 		c->session = lease_rd_u64(&r);
+		c->session_key = keyed ? lease_rd_u64(&r) : 0;
 		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
 		c->name_len = n;
 		c->token = lease_rd_u64(&r);
@@ -554,6 +563,7 @@ typedef struct lease_rec {
 typedef struct lease_session {
 	lease_hnode node;
 	uint64_t id;
+	uint64_t key; /* set by the ACQUIRE that made it (ls_cmd) */
 	uint32_t nheld, nwait;  /* together <= LS_LEASES_PER_SESSION_MAX */
 	lease_rec *head, *tail; /* held leases, in token order */
 } lease_session;
@@ -594,6 +604,7 @@ struct ls_table {
 #define LEASE_SNAP_FULL_BYTES                                             \
 	(64ull + (uint64_t)LD_LEASES_MAX * 56u +                          \
 	 (uint64_t)LD_LEASE_WAITERS_MAX * 26u + LD_LEASE_DATA_BYTES_MAX + \
+	 4u + (uint64_t)LD_LEASE_SESSIONS_MAX * 16u +                     \
 	 (uint64_t)LD_CLIENTS_MAX * (32u + LD_RESULT_BYTES_MAX))
 _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
 	       "a full lease table's snapshot must stay under half the limit");
@@ -1004,6 +1015,7 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		lease_htab_insert(&s->by_name, &l->by_name);
 		lease_session *ss =
 			lease_must(lease_session_get(s, c->session));
+		ss->key = c->session_key; /* (checked equal if it existed) */
 		lease_grant(t, x, l, ss, c->ttl_ms);
 		r->status = LS_GRANTED;
 		r->token = l->token;
@@ -1091,6 +1103,7 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 	l->wtail = w;
 	l->nwaiters++;
 	lease_session *ss = lease_must(lease_session_get(s, c->session));
+	ss->key = c->session_key; /* (checked equal if it existed) */
 	ss->nwait++;
 	lease_journal(t, LS_CH_QUEUED, x->slot, l, 0, c->session);
 	t->journal[t->njournal - 1].wait_ms = c->wait_ms;
@@ -1286,6 +1299,14 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 		    c.session != cmd->client_id)
 			r.status = c.op == LS_OP_RELEASE ? LS_NOT_HOLDER
 							 : LS_E_SESSION;
+		/* ... and a session's id alone is not the session: its key
+		 * must be the one its first ACQUIRE set. */
+		if (r.status == LS_OK && by_session) {
+			const lease_session *ss =
+				lease_session_find(&t->st, c.session);
+			if (ss != NULL && ss->key != c.session_key)
+				r.status = LS_E_NOT_OWNER;
+		}
 		if (r.status == LS_OK)
 			lease_apply_cmd(t, slot, &c, &r);
 	}
@@ -1324,7 +1345,7 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
  * Token order makes the bytes a function of the history alone, and lets
  * restore rebuild each session's list in the same (token) order. */
 #define LEASE_SNAP_MAGIC 0x504e534cu
-#define LEASE_SNAP_VERSION 1u
+#define LEASE_SNAP_VERSION 2u /* 2: session keys after the leases */
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
 /* The largest token counter a snapshot may hold: 2^62 grants is 146,000
  * years at a million a second. */
@@ -1384,6 +1405,23 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 			lease_wr_str(w, q->value, q->value_len);
 		}
 	}
+	/* Session keys, for the sessions that have one, in id order is not
+	 * needed: restore looks each up. */
+	uint32_t nk = 0;
+	for (size_t i = 0; i < s->sessions.nb; i++)
+		for (lease_hnode *e = s->sessions.b[i]; e != NULL; e = e->next)
+			nk += LEASE_OF(e, lease_session, node)->key != 0;
+	lease_wr_u32(w, nk);
+	for (size_t i = 0; i < s->sessions.nb; i++)
+		for (lease_hnode *e = s->sessions.b[i]; e != NULL;
+		     e = e->next) {
+			const lease_session *ss =
+				LEASE_OF(e, lease_session, node);
+			if (ss->key == 0)
+				continue;
+			lease_wr_u64(w, ss->id);
+			lease_wr_u64(w, ss->key);
+		}
 	if (w->p != NULL && w->ok)
 		lease_wr_u64(w, ld_hash(LD_HASH_SEED, w->p, w->len));
 	else
@@ -1555,7 +1593,7 @@ static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	 * token counter must leave room for grants: applies add one per
 	 * grant, so from here it can never reach the end (lease_grant). */
 	if (!r.ok || magic != LEASE_SNAP_MAGIC ||
-	    version != LEASE_SNAP_VERSION ||
+	    (version != 1 && version != LEASE_SNAP_VERSION) ||
 	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN ||
 	    counter > LEASE_COUNTER_MAX)
 		return -1;
@@ -1571,6 +1609,17 @@ static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 			lease_state_free(&s);
 			return -1;
 		}
+	}
+	uint32_t nk = version >= 2 ? lease_rd_u32(&r) : 0;
+	if (nk > s.sessions.n)
+		r.ok = false;
+	for (uint32_t i = 0; i < nk && r.ok; i++) {
+		uint64_t id = lease_rd_u64(&r), key = lease_rd_u64(&r);
+		lease_session *ss = lease_session_find(&s, id);
+		if (ss == NULL || key == 0 || ss->key != 0)
+			r.ok = false; /* unknown, empty or twice */
+		else
+			ss->key = key;
 	}
 	if (!r.ok || r.off != r.len || !lease_sessions_within_limits(&s)) {
 		lease_state_free(&s);

@@ -77,6 +77,11 @@ typedef struct ls_cmd {
 	ls_op op;
 	uint64_t session; /* ACQUIRE/RENEW/RELEASE: the caller's session;
 			     CANCEL_WAIT: the waiter's session. Never 0 then. */
+	uint64_t session_key; /* ACQUIRE/RENEW/RELEASE: the session's secret
+				 (0: none). A session's first ACQUIRE sets
+				 it; its later commands must carry the same,
+				 so that knowing a session's id (GET shows
+				 holders) is not enough to act for it. */
 	const char *name; /* ACQUIRE/RELEASE/REVOKE/CANCEL_WAIT; not
 			     NUL-terminated; borrowed */
 	uint32_t name_len;
@@ -123,7 +128,10 @@ typedef struct ls_cmd {
 	  "not applied, or its answer is gone: the session's later command " \
 	  "(a higher seq) reached the ledger first; send it again with a "   \
 	  "new seq")                                                         \
-	X(LS_E_SEQ, "invalid seq: it must be between 1 and 2^62 - 1")
+	X(LS_E_SEQ, "invalid seq: it must be between 1 and 2^62 - 1")      \
+	X(LS_E_NOT_OWNER,                                                    \
+	  "the session belongs to another client: its key differs (a "     \
+	  "session's id is not enough to act for it)")
 
 typedef enum ls_status {
 #define LS_X(code, text) code,

@@ -1153,6 +1153,7 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 	ls_cmd c = {
 		.op = op_of(q->type),
 		.session = q->session,
+		.session_key = q->session_key,
 		.name = q->name,
 		.name_len = q->name_len,
 		.ttl_ms = q->ttl_ms,

@@ -67,6 +67,7 @@ typedef struct ln_request {
 			     1 .. 2^63-1 (the top bit is the cell's own) */
 	uint64_t seq;     /* writes: per-session command id; retries reuse it;
 			     1 .. LN_SEQ_MAX */
+	uint64_t session_key; /* writes: the session's secret (ls_cmd) */
 	const char *name; /* borrowed for the call */
 	uint32_t name_len;
 	uint32_t ttl_ms, wait_ms;

@@ -42,20 +42,21 @@ grep -q '"role":"leader"' "$T/out" || fail "status json: $(cat "$T/out")"
 say "acquire without CMD prints session and token; release needs both"
 expect_rc 0 lc acquire app/one --ttl 30s --value hello
 line=$(cat "$T/out")
-sess=$(kv "$line" session)
+sess=$(kv "$line" session) # S:K, the session and its key
+sid=${sess%%:*}            # what GET shows as the holder
 tok=$(kv "$line" token)
 [[ -n $sess && -n $tok ]] || fail "acquire: $line"
 expect_rc 1 lc acquire app/one --wait 0s
-grep -q "held by session $sess" "$T/err" || fail "held: $(cat "$T/err")"
+grep -q "held by session $sid" "$T/err" || fail "held: $(cat "$T/err")"
 
 say "get, get -o json, ls"
 expect_rc 0 lc get app/one
-[[ $(kv "$(cat "$T/out")" holder) == "$sess" && $(kv "$(cat "$T/out")" value) == hello ]] ||
+[[ $(kv "$(cat "$T/out")" holder) == "$sid" && $(kv "$(cat "$T/out")" value) == hello ]] ||
 	fail "get: $(cat "$T/out")"
 expect_rc 0 lc -o json get app/one
 j=$(cat "$T/out")
 [[ $(wc -l <<<"$j") -eq 1 && $j == \{*\} && $j == *"\"name\":\"app/one\""* &&
-	$j == *"\"holder\":$sess"* && $j == *"\"token\":$tok"* &&
+	$j == *"\"holder\":$sid"* && $j == *"\"token\":$tok"* &&
 	$j == *'"value":"hello"'* && $j == *'"ttl_ms_left":'* && $j == *'"waiters":0'* ]] ||
 	fail "get json: $j"
 expect_rc 3 lc get nothing/here -o json
@@ -73,8 +74,15 @@ say "check-token current and stale"
 expect_rc 0 lc check-token app/one "$tok"
 expect_rc 1 lc check-token app/one $((tok + 1000))
 
-say "release with the wrong session fails, with the right one works"
-expect_rc 1 lc release app/one --token "$tok" --session $((sess ^ 1))
+say "release with the wrong session or key fails, with the right one works"
+[[ $sess == *:* ]] || fail "acquire printed no session key: $sess"
+expect_rc 1 lc release app/one --token "$tok" --session $((${sess%%:*} ^ 1)):${sess#*:}
+# The id GET shows is not enough: without the key, or with another, the
+# cell says the session is another client's.
+expect_rc 1 lc release app/one --token "$tok" --session "${sess%%:*}"
+grep -q "belongs to another client" "$T/err" || fail "no owner sentence: $(cat "$T/err")"
+expect_rc 1 lc release app/one --token "$tok" --session "${sess%%:*}:12345"
+expect_rc 0 lc get app/one
 expect_rc 0 lc release app/one --token "$tok" --session "$sess"
 eventually_rc 3 lc get app/one
 eventually_rc 1 lc check-token app/one "$tok"

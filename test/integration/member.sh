@@ -94,7 +94,7 @@ write_ok() { # name: a lease is granted (and released), through the leader
 	out=$(lc acquire "$1" --ttl 20s 2>&1) || fail "acquire $1: $out"
 	local tok sess
 	tok=$(sed -n 's/.*token=\([0-9]*\).*/\1/p' <<<"$out")
-	sess=$(sed -n 's/.*session=\([0-9]*\).*/\1/p' <<<"$out")
+	sess=$(sed -n 's/.*session=\([0-9:]*\).*/\1/p' <<<"$out")
 	[[ -n $tok && -n $sess ]] || fail "acquire $1: $out"
 	lc release "$1" --token "$tok" --session "$sess" >/dev/null 2>&1 ||
 		fail "release $1"

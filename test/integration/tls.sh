@@ -72,7 +72,7 @@ say "leader is r$lead"
 say "a client with the CA's certificate acquires, reads and releases"
 out=$(lc acquire tls/a --ttl 30s) || fail "acquire: $out"
 tok=$(sed -n 's/.*token=\([0-9]*\).*/\1/p' <<<"$out")
-sess=$(sed -n 's/.*session=\([0-9]*\).*/\1/p' <<<"$out")
+sess=$(sed -n 's/.*session=\([0-9:]*\).*/\1/p' <<<"$out")
 [[ -n $tok && -n $sess ]] || fail "acquire said: $out"
 out=$(lc get tls/a -o json) || fail "get: $out"
 [[ $out == *"\"token\":$tok,"* ]] || fail "get: $out"

@@ -457,10 +457,11 @@ Test(lease, check_gives_the_precise_error)
 	cr_assert_eq(ls_cmd_encode(&ok, b, 5), 0, "too small a buffer");
 }
 
-/* Offsets into the version-1 ACQUIRE encoding of a one-byte name (see
- * lease.c): 18 header bytes, session, u16 name length, name, ttl, wait. */
+/* Offsets into the version-2 ACQUIRE encoding of a one-byte name (see
+ * lease.c): 18 header bytes, session, session key, u16 name length, name,
+ * ttl, wait. */
 #define ACQ_SESSION 18
-#define ACQ_TTL (18 + 8 + 2 + 1)
+#define ACQ_TTL (18 + 8 + 8 + 2 + 1)
 #define ACQ_WAIT (ACQ_TTL + 4)
 
 static void put32(uint8_t *p, uint32_t v)
@@ -1117,7 +1118,7 @@ Test(lease, bad_fields_are_malformed)
 
 	uint8_t t[LD_CMD_BYTES_MAX];
 	memcpy(t, b, len);
-	t[0] = 2; /* version */
+	t[0] = 3; /* version */
 	cr_assert_eq(ls_cmd_decode(t, len, &d), LS_E_MALFORMED);
 	uint8_t ops[] = {0, LS_OP_MAX + 1, 0xff};
 	for (size_t i = 0; i < sizeof ops; i++) {
@@ -1126,12 +1127,12 @@ Test(lease, bad_fields_are_malformed)
 		cr_assert_eq(ls_cmd_decode(t, len, &d), LS_E_MALFORMED);
 		cr_assert_eq(apply_bytes(t, len).status, LS_E_MALFORMED);
 	}
-	/* An invalid character in the name (offset 28: after session and
-	 * the length). */
+	/* An invalid character in the name (offset 36: after session, key
+	 * and the length). */
 	memcpy(t, b, len);
-	t[28] = ' ';
+	t[36] = ' ';
 	cr_assert_eq(ls_cmd_decode(t, len, &d), LS_E_MALFORMED);
-	t[28] = 0;
+	t[36] = 0;
 	cr_assert_eq(ls_cmd_decode(t, len, &d), LS_E_MALFORMED);
 
 	/* Names, values and reasons over their limits, made by hand. */
@@ -1198,7 +1199,7 @@ Test(lease, random_bytes_never_crash_and_never_decode_loosely)
 		if (i % 2 == 0 && len >= 2) {
 			/* Give half of them a chance to get past the
 			 * header. */
-			b[0] = 1;
+			b[0] = 2; /* the current version: canonical */
 			b[1] = (uint8_t)(1 + rnd_next(&seed) % (LS_OP_MAX + 1));
 		}
 		ls_status st = ls_cmd_decode(b, len, &d);
@@ -1629,9 +1630,9 @@ Test(lease, malformed_snapshots_are_refused)
 	reseal(t, len + 1);
 	expect_restore_refused(t, len + 1, "a trailing byte");
 	memcpy(t, snap, len);
-	t[4] = 2;
+	t[4] = 3;
 	reseal(t, len);
-	expect_restore_refused(t, len, "version 2");
+	expect_restore_refused(t, len, "version 3");
 	memcpy(t, snap, len);
 	memset(t + 8, 0, 8);
 	reseal(t, len);
@@ -2116,4 +2117,57 @@ Test(lease, restore_refuses_a_counter_without_room)
 		ls_table_free(u);
 	}
 	free(snap);
+}
+
+/* Issue 14, item 8: a session's id is shown to everyone (GET's holder), so
+ * it cannot be what lets a client act for the session. Its key, set by the
+ * session's first acquire, must come with every later write; a snapshot
+ * keeps it. */
+Test(lease, a_session_is_its_key_not_its_id)
+{
+	ls_cmd a = acquire_cmd(7, "owned", 1000, 0, NULL);
+	a.session_key = 0xfeed;
+	ls_result r = run(a);
+	cr_assert_eq(r.status, LS_GRANTED);
+	uint64_t tok = r.token;
+	cr_assert_eq(get("owned").holder, 7);
+
+	/* Another client with the id from GET, without the key or with
+	 * another: refused, the lease untouched. */
+	ls_cmd rel = {.op = LS_OP_RELEASE,
+		      .session = 7,
+		      .name = "owned",
+		      .name_len = 5,
+		      .token = tok};
+	cr_assert_eq(run(rel).status, LS_E_NOT_OWNER);
+	rel.session_key = 0xbad;
+	cr_assert_eq(run(rel).status, LS_E_NOT_OWNER);
+	ls_cmd ren = {.op = LS_OP_RENEW, .session = 7, .session_key = 1};
+	cr_assert_eq(run(ren).status, LS_E_NOT_OWNER);
+	ls_cmd other = acquire_cmd(7, "another", 1000, 0, NULL);
+	cr_assert_eq(run(other).status, LS_E_NOT_OWNER);
+	cr_assert(held("owned"));
+
+	/* The key survives a snapshot. */
+	uint8_t *snap;
+	size_t len;
+	snapshot(T, &snap, &len);
+	ls_table *u = ls_table_new();
+	cr_assert_not_null(u);
+	cr_assert_eq(restore(u, snap, len), 0);
+	uint8_t cmd[LD_CMD_BYTES_MAX];
+	rel.session_key = 0;
+	size_t n = enc(rel, cmd, sizeof cmd);
+	cr_assert_eq(apply_to(u, ++SLOT, cmd, n).status, LS_E_NOT_OWNER);
+	rel.session_key = 0xfeed;
+	n = enc(rel, cmd, sizeof cmd);
+	cr_assert_eq(apply_to(u, ++SLOT, cmd, n).status, LS_OK);
+	ls_table_free(u);
+	free(snap);
+
+	/* The owner, with its key, releases; a session that has nothing
+	 * left is gone, and its id may be used afresh. */
+	cr_assert_eq(run(rel).status, LS_OK);
+	cr_assert_not(held("owned"));
+	cr_assert_eq(acquire(7, "owned", 0).status, LS_GRANTED);
 }
