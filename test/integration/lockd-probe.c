@@ -759,15 +759,34 @@ static int sessions(const char *prefix, unsigned count)
 		size_t len = lockd__request__get_packed_size(&r);
 		uint8_t buf[512];
 		lockd__request__pack(&r, buf);
-		void *in;
-		size_t inlen;
-		if (nng_send(s, buf, len, 0) != 0 ||
-		    nng_recv(s, &in, &inlen, NNG_FLAG_ALLOC) != 0) {
-			other++;
-			continue;
+		/* A leader change (a loaded CI machine starves heartbeats) or
+		 * a busy leader is no answer: ask the leader again, with the
+		 * same session and seq (applied once). */
+		Lockd__Reply *rep = NULL;
+		for (int attempt = 0; attempt < 20 && rep == NULL; attempt++) {
+			void *in;
+			size_t inlen;
+			if (nng_send(s, buf, len, 0) == 0 &&
+			    nng_recv(s, &in, &inlen, NNG_FLAG_ALLOC) == 0) {
+				rep = lockd__reply__unpack(NULL, inlen, in);
+				nng_free(in, inlen);
+			}
+			if (rep != NULL &&
+			    (rep->status == LOCKD__STATUS__STATUS_NOT_LEADER ||
+			     rep->status == LOCKD__STATUS__STATUS_BUSY)) {
+				lockd__reply__free_unpacked(rep, NULL);
+				rep = NULL;
+			}
+			if (rep != NULL)
+				break;
+			nng_close(s);
+			nanosleep(&(struct timespec){0, 200000000}, NULL);
+			leader = find_leader();
+			if (leader == NULL || nng_req0_open(&s) != 0 ||
+			    nng_dial(s, leader, NULL, 0) != 0)
+				return 3;
+			nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
 		}
-		Lockd__Reply *rep = lockd__reply__unpack(NULL, inlen, in);
-		nng_free(in, inlen);
 		if (rep == NULL) {
 			other++;
 			continue;
