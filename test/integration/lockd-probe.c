@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
@@ -1014,21 +1015,13 @@ static int parkclose(const char *url, unsigned n, unsigned hold_ms)
 	}
 	sleep_ms(hold_ms);
 	nng_close(s); /* gone, with what is still parked */
-	unsigned answered = 0;
-	for (unsigned i = 0; i < n; i++) {
-		if (aio[i] == NULL)
-			continue;
-		nng_aio_wait(aio[i]);
-		if (nng_aio_result(aio[i]) == 0) {
-			answered++;
-			nng_msg_free(nng_aio_get_msg(aio[i]));
-		}
-		nng_aio_free(aio[i]);
-	}
-	free(ctx);
-	free(aio);
-	printf("sent=%u answered=%u\n", sent, answered);
-	return 0;
+	printf("sent=%u\n", sent);
+	fflush(stdout);
+	/* Not nng's teardown: with this many contexts pending at close,
+	 * nng 1.5.2 can wedge its reap thread in this process too (the bug
+	 * the test provokes in lockd), and the replica's side is what the
+	 * test measures. The process ends, and with it the connection. */
+	_exit(0);
 }
 
 /* COUNT connections, each opened, asked STATUS once and closed. Prints how
