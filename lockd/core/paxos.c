@@ -2872,6 +2872,10 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 	const ld_member *x = c->id < LD_REPLICA_IDS ? ld_members_find(m, c->id)
 						     : NULL;
 	uint64_t until;
+	/* One change at a time (paxos.h): a change behind one that is not in
+	 * effect yet waits for it (BUSY, the client retries), whatever else
+	 * would be said of it then, except that it is done already. */
+	bool busy = change_in_flight(r, &until);
 	if (c->id >= LD_REPLICA_IDS) {
 		snprintf(why, sizeof why, "replica id %u is over the largest, %u",
 			 c->id, LD_REPLICA_IDS - 1);
@@ -2900,6 +2904,8 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 				 c->id, x->peer);
 			goto refuse;
 		}
+		if (busy)
+			goto in_flight;
 		if (pl == 0 || pl >= LD_URL_BYTES_MAX || cl == 0 ||
 		    cl >= LD_URL_BYTES_MAX) {
 			snprintf(why, sizeof why,
@@ -2926,6 +2932,8 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 				 c->id);
 			goto refuse;
 		}
+		if (busy)
+			goto in_flight;
 		/* Without it, both the configuration in effect now (for the
 		 * slots before the change takes effect) and the new one
 		 * must still have a quorum that answers us. */
@@ -2941,6 +2949,15 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 				 "%u",
 				 c->id, popcount64(nv), popcount64(live & nv),
 				 nq);
+			/* A leader that took office within an election
+			 * timeout has not heard from everyone yet: ask
+			 * again shortly, rather than refuse. */
+			if (r->now_us <
+			    r->lead_since_us + r->cfg.election_timeout_us) {
+				change_done(out, id, LD_CHANGE_BUSY, -1, 0,
+					    why);
+				return;
+			}
 			goto refuse;
 		}
 	} else if (c->op == LD_CHANGE_PROMOTE) {
@@ -2953,7 +2970,8 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 		snprintf(why, sizeof why, "unknown membership change");
 		goto refuse;
 	}
-	if (change_in_flight(r, &until)) {
+	if (busy) {
+	in_flight:
 		if (until != 0)
 			snprintf(why, sizeof why,
 				 "a membership change is in flight (in effect "
