@@ -1714,3 +1714,22 @@ Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
 		     LD_REPLY_OK);
 	SAFE();
 }
+
+/* A leader that has just taken office has heard no voter yet: a removal
+ * it cannot judge is a wait (BUSY), not a refusal; once the voters
+ * answered, it is done. */
+Test(members, a_new_leader_asks_to_wait_before_it_judges, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	ld_change rm = {.op = LD_CHANGE_REMOVE, .id = 2};
+	cr_assert_eq(h_change(h, 0, &rm, 1), 0);
+	const ld_change_done *d = h_change_done(h, 0, 1);
+	cr_assert_not_null(d);
+	cr_assert_eq(d->status, LD_CHANGE_BUSY, "%d: %s", (int)d->status,
+		     d->why);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	ld_change_done e = change_wait(0, rm, 2);
+	cr_assert_eq(e.status, LD_CHANGE_DONE, "%s", e.why);
+	SAFE();
+}
