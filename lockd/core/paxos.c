@@ -2256,6 +2256,34 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	emit_after_sync(r, out, p);
 }
 
+/* Takes a promise's votes for slots from `from` on into phase 1's state:
+ * the chosen ones are learned, the others kept when of the highest ballot
+ * so far (P3). false when a vote lies beyond what the log can hold: we are
+ * far behind, and the caller catches up instead. */
+static bool p1_take_votes(ld_replica *r, const ld_msg *m, uint64_t from)
+{
+	for (uint32_t i = 0; i < m->nvotes; i++) {
+		const ld_vote *v = &m->votes[i];
+		if (v->slot < from)
+			continue;
+		entry *e = entry_get(r, v->slot);
+		if (e == NULL)
+			return false;
+		if (v->chosen) {
+			/* A fact, whatever anyone voted: no proposal needed. */
+			learn(r, v->slot, v->value);
+		} else if (ballot_zero(e->p1ballot) ||
+			   ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
+			ld_value_unref(e->p1value);
+			e->p1ballot = v->ballot;
+			e->p1value = ld_value_ref(v->value);
+		}
+		if (v->slot > r->p1_max)
+			r->p1_max = v->slot;
+	}
+	return true;
+}
+
 /* A leader's phase 1 reaching voters of a configuration that its first
  * quorum did not cover (p1_covers): their votes constrain the slots we have
  * not proposed in yet, as any promise does. */
@@ -2269,28 +2297,11 @@ static void on_promise_leading(ld_replica *r, const ld_msg *m,
 		maybe_catchup(r, out);
 		return;
 	}
-	for (uint32_t i = 0; i < m->nvotes; i++) {
-		const ld_vote *v = &m->votes[i];
-		if (v->slot < r->next_slot)
-			continue;
-		entry *e = entry_get(r, v->slot);
-		if (e == NULL) {
-			/* A vote beyond what we can hold: we are behind. */
-			note_commit(r, m);
-			become_follower(r, out, r->now_us);
-			maybe_catchup(r, out);
-			return;
-		}
-		if (v->chosen)
-			learn(r, v->slot, v->value);
-		else if (ballot_zero(e->p1ballot) ||
-			 ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
-			ld_value_unref(e->p1value);
-			e->p1ballot = v->ballot;
-			e->p1value = ld_value_ref(v->value);
-		}
-		if (v->slot > r->p1_max)
-			r->p1_max = v->slot;
+	if (!p1_take_votes(r, m, r->next_slot)) {
+		note_commit(r, m);
+		become_follower(r, out, r->now_us);
+		maybe_catchup(r, out);
+		return;
 	}
 	r->promises |= id_bit(m->from);
 	r->peer_heard_us[m->from] = r->now_us;
@@ -2320,32 +2331,10 @@ static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 		maybe_catchup(r, out);
 		return;
 	}
-	for (uint32_t i = 0; i < m->nvotes; i++) {
-		const ld_vote *v = &m->votes[i];
-		if (v->slot < r->p1_from)
-			continue;
-		entry *e = entry_get(r, v->slot);
-		if (e == NULL) {
-			/* A vote beyond what we can hold: we are far behind. */
-			note_commit(r, m);
-			maybe_catchup(r, out);
-			return;
-		}
-		if (v->chosen) {
-			/* A fact, whatever anyone voted: no proposal needed. */
-			learn(r, v->slot, v->value);
-			if (v->slot > r->p1_max)
-				r->p1_max = v->slot;
-			continue;
-		}
-		if (ballot_zero(e->p1ballot) ||
-		    ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
-			ld_value_unref(e->p1value);
-			e->p1ballot = v->ballot;
-			e->p1value = ld_value_ref(v->value);
-		}
-		if (v->slot > r->p1_max)
-			r->p1_max = v->slot;
+	if (!p1_take_votes(r, m, r->p1_from)) {
+		note_commit(r, m);
+		maybe_catchup(r, out);
+		return;
 	}
 	r->promises |= id_bit(m->from);
 	/* A majority of every configuration of a slot after commit (those
