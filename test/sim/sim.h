@@ -35,7 +35,7 @@ typedef struct sim_opts {
 	int32_t drift_ppm_max; /* -1: counter: 200 ppm; lease: drawn per seed */
 	bool members; /* random membership changes: add, remove, replace
 			 (the leader too), up to LD_REPLICAS_MAX ids */
-	FILE *trace;           /* non-NULL: one line per event */
+	FILE *trace;  /* non-NULL: one line per event */
 } sim_opts;
 
 typedef struct sim_result {
@@ -48,7 +48,7 @@ typedef struct sim_result {
 	uint64_t forged; /* messages a hostile peer forged */
 	uint64_t corruptions;
 	uint64_t disk_faults; /* periods of failing syncs */
-	uint64_t changes; /* membership changes applied (at any replica) */
+	uint64_t changes;     /* membership changes applied (at any replica) */
 	uint64_t msgs_sent, msgs_lost;
 	uint64_t heal_us, end_us; /* simulated real time */
 	/* lease workload (counted by the oracle from the chosen ledger) */
