@@ -19,6 +19,7 @@
 #include "join.h"
 #include "ldlog.h"
 #include "node.h"
+#include "round.h"
 #include "storage.h"
 #include "transport.h"
 #include "watch.h"
@@ -159,10 +160,9 @@ struct ld_server {
 	uint64_t
 		metrics_next_us; /* the next publish_metrics, at the earliest */
 
-	/* Records of act already durable (persist); act is kept across
-	 * rounds while stalled. The messages and replies of act before these
-	 * indices have left. */
-	size_t persisted, pend_sent, pend_answered;
+	/* The round (lockd/edge/round.h): its actions are kept across
+	 * rounds while stalled. */
+	rd_round rd;
 
 	/* A write failed: until the same batch is written, the node is not
 	 * stepped at all, so it neither promises, votes nor acknowledges
@@ -170,7 +170,6 @@ struct ld_server {
 	 * peer messages are dropped (Paxos tolerates lost messages) and
 	 * clients are sent elsewhere. */
 	bool stalled;
-	char stall_error[512];
 	uint64_t stall_since_us, stall_retry_at_us, stall_retries;
 	uint64_t stall_dropped, stall_refused; /* since the stall began */
 	uint64_t stalls;                       /* times it stalled */
@@ -200,7 +199,6 @@ struct ld_server {
 	 * removed_at_us + REMOVED_LINGER_US. */
 	bool removed;
 	uint64_t removed_at_us;
-	size_t pend_changed; /* act.ld.changes answered (as pend_answered) */
 
 	/* what was last logged */
 	bool voter; /* last logged: px_status.voter */
@@ -314,7 +312,7 @@ static void publish_metrics(ld_server *s, bool force)
 	};
 	if (s->stalled)
 		snprintf(m.storage_error, sizeof m.storage_error, "%s",
-			 s->stall_error);
+			 s->rd.error);
 	ld_metrics_set(&s->metrics, &m);
 }
 
@@ -541,6 +539,7 @@ static int store_ready(ld_server *s, char *err, size_t errlen)
 	}
 	ln_node_free(s->node);
 	s->node = ln_node_new(&s->o.node);
+	s->rd.node = s->node;
 	if (s->node == NULL) {
 		snprintf(err, errlen,
 			 "cannot make the node: out of memory or a Paxos "
@@ -601,6 +600,47 @@ static void log_removed(const ld_server *s, const char *action)
 	       s->o.id, s->o.id, action);
 }
 
+/* ---- the round's world (round.h): the monotonic clock, RocksDB, nng ---- */
+
+static void answer_node(ld_server *s, const ln_reply *rp);
+static void answer_change(ld_server *s, const px_change_done *d);
+
+static uint64_t io_now_us(void *ctx)
+{
+	(void)ctx;
+	return ld_mono_us();
+}
+
+static void io_send(void *ctx, const px_msg *m)
+{
+	ld_server *s = ctx;
+	ld_peers_send(s->peers, m);
+}
+
+static void io_reply(void *ctx, const ln_reply *rp)
+{
+	answer_node(ctx, rp);
+}
+
+static void io_change(void *ctx, const px_change_done *d)
+{
+	answer_change(ctx, d);
+}
+
+static int io_write(void *ctx, const px_record *recs, size_t n, bool sync,
+		    char *err, size_t errlen)
+{
+	ld_server *s = ctx;
+	if (ds_write(s->store, recs, n, sync, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (recs[i].type == PX_REC_SNAPSHOT)
+			ld_log("info", "snapshot_saved", "base=%llu bytes=%u",
+			       (unsigned long long)recs[i].slot,
+			       recs[i].snap_len);
+	return 0;
+}
+
 int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		   size_t errlen)
 {
@@ -616,7 +656,13 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	s->leader = -1;
 	s->core_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	s->stall_rl = (ld_ratelimit)LD_RATELIMIT_INIT(STALL_LOG_US);
-	ln_actions_init(&s->act);
+	rd_init(&s->rd, NULL,
+		&(rd_io){.ctx = s,
+			 .now_us = io_now_us,
+			 .send = io_send,
+			 .reply = io_reply,
+			 .change = io_change,
+			 .write = io_write});
 	ld_metrics_init(&s->metrics);
 	s->metrics_init = true;
 	s->started_unix_s = (uint64_t)time(NULL);
@@ -788,7 +834,7 @@ void ld_server_close(ld_server *s)
 	ld_peers_close(s->peers);
 	if (s->q_init)
 		ld_evq_destroy(&s->q);
-	ln_actions_free(&s->act);
+	rd_free(&s->rd);
 	ln_node_free(s->node);
 	ld_watch_feed_free(&s->feed);
 	if (s->metrics_init)
@@ -1599,8 +1645,7 @@ static void admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 
 static void step(ld_server *s, ln_event *ev)
 {
-	ev->now_us = ld_mono_us();
-	if (ln_node_step(s->node, ev, &s->act) != 0 && ev->type == LN_EV_MSG) {
+	if (rd_step(&s->rd, ev) != 0 && ev->type == LN_EV_MSG) {
 		uint64_t suppressed;
 		if (ld_ratelimit_pass(&s->core_rl, &suppressed))
 			ld_log("warn", "peer_refused",
@@ -1611,51 +1656,13 @@ static void step(ld_server *s, ln_event *ev)
 	}
 }
 
-/* Only PX_REC_CHOSEN hints: nothing waits for them to be durable. */
-static bool only_hints(const px_record *recs, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (recs[i].type != PX_REC_CHOSEN)
-			return false;
-	return true;
-}
-
-/* Makes every record of the round durable, in one synced batch per pass,
- * and tells the node. A pass of hints alone is written without a sync (the
- * next synced write carries it to the disk): a round that only learned
- * what was chosen answers its clients without waiting for the disk. Returns
- * -1 when a write failed (the sentence in s->stall_error): the node was
- * not told, and the next call writes the same batch again. */
-static int persist(ld_server *s)
-{
-	while (s->act.ld.nrecs > s->persisted) {
-		const px_record *recs = s->act.ld.recs + s->persisted;
-		size_t n = s->act.ld.nrecs - s->persisted;
-		bool sync = !only_hints(recs, n);
-		if (ds_write(s->store, recs, n, sync, s->stall_error,
-			     sizeof s->stall_error) != 0)
-			return -1;
-		for (size_t i = 0; i < n; i++)
-			if (recs[i].type == PX_REC_SNAPSHOT)
-				ld_log("info", "snapshot_saved",
-				       "base=%llu bytes=%u",
-				       (unsigned long long)recs[i].slot,
-				       recs[i].snap_len);
-		s->persisted = s->act.ld.nrecs;
-		ln_event ev = {.type = LN_EV_DURABLE,
-			       .write_id = s->act.ld.write_id};
-		step(s, &ev);
-	}
-	return 0;
-}
-
 static void log_changes(ld_server *s)
 {
 	px_status st;
 	node_status(s, &st);
-	if (s->act.ld.installed_snapshot)
+	if (s->rd.act.ld.installed_snapshot)
 		ld_log("info", "snapshot_installed", "base=%llu applied=%llu",
-		       (unsigned long long)s->act.ld.snapshot_base,
+		       (unsigned long long)s->rd.act.ld.snapshot_base,
 		       (unsigned long long)st.applied);
 	if (st.role != s->role) {
 		if (st.role == PX_CANDIDATE)
@@ -1751,7 +1758,7 @@ static void stall_begin(ld_server *s)
 	       "error=\"%s\" records=%zu action=\"not promising, voting or "
 	       "acknowledging; peer messages dropped, clients sent elsewhere; "
 	       "writing the same batch again every %u ms\"",
-	       s->stall_error, s->act.ld.nrecs - s->persisted,
+	       s->rd.error, s->rd.act.ld.nrecs - s->rd.persisted,
 	       STALL_RETRY_US / 1000);
 	/* What waits on the node or on this replica's progress is sent
 	 * elsewhere now rather than at its deadline; the node's late answers
@@ -1805,7 +1812,7 @@ static void stalled_round(ld_server *s, size_t nitems)
 	uint64_t now = ld_mono_us();
 	if (s->stalled && now >= s->stall_retry_at_us) {
 		s->stall_retries++;
-		if (persist(s) == 0) {
+		if (rd_flush(&s->rd) == 0) {
 			s->stalled = false;
 			ld_log("info", "storage_recovered",
 			       "stalled_ms=%llu retries=%llu "
@@ -1828,7 +1835,7 @@ static void stalled_round(ld_server *s, size_t nitems)
 			       "error=\"%s\" stalled_ms=%llu retries=%llu "
 			       "peer_messages_dropped=%llu "
 			       "client_requests_refused=%llu",
-			       s->stall_error,
+			       s->rd.error,
 			       (unsigned long long)((ld_mono_us() -
 						     s->stall_since_us) /
 						    1000),
@@ -1861,17 +1868,15 @@ static long fds_open(void)
  * writes nothing; its messages go now, over connections already open. */
 static void resign(ld_server *s)
 {
-	ln_actions_reset(&s->act);
-	s->persisted = s->pend_sent = s->pend_answered = s->pend_changed = 0;
+	if (s->rd.writing)
+		return; /* stalled: the node is not stepped */
+	rd_begin(&s->rd);
 	ln_event ev = {.type = LN_EV_RESIGN};
 	step(s, &ev);
-	for (size_t i = 0; i < s->act.ld.nmsgs; i++)
-		ld_peers_send(s->peers, s->act.ld.msgs[i]);
-	for (size_t i = 0; i < s->act.nreplies; i++)
-		answer_node(s, &s->act.replies[i]);
-	for (size_t i = 0; i < s->act.ld.nchanges; i++)
-		answer_change(s, &s->act.ld.changes[i]);
-	ln_actions_reset(&s->act);
+	if (rd_flush(&s->rd) != 0) {
+		stall_begin(s);
+		return;
+	}
 	log_changes(s);
 }
 
@@ -1939,8 +1944,7 @@ static void round_run(ld_server *s, size_t nitems)
 		stalled_round(s, nitems);
 		return;
 	}
-	ln_actions_reset(&s->act);
-	s->persisted = 0;
+	rd_begin(&s->rd);
 	s->round++;
 
 	for (size_t i = 0; i < nitems; i++) {
@@ -1982,32 +1986,10 @@ static void round_run(ld_server *s, size_t nitems)
 		step(s, &ev);
 	}
 
-	/* paxos.h: the core holds every message that depends on a record
-	 * until that record is durable, so what is in msgs may leave now,
-	 * while this replica syncs: followers write their votes in parallel
-	 * with the leader's own (the simulator checks this contract). */
-	size_t sent = s->act.ld.nmsgs;
-	for (size_t i = 0; i < sent; i++)
-		ld_peers_send(s->peers, s->act.ld.msgs[i]);
-	/* So may the replies: each answers a decree already chosen, which a
-	 * majority made durable before voting (this replica's own vote counts
-	 * only after its DURABLE), or a read, or a refusal. None waits for
-	 * this round's records, which are votes for later slots. The
-	 * simulator delivers replies before the step's records are durable
-	 * and checks that nothing acknowledged is lost. */
-	size_t answered = s->act.nreplies;
-	for (size_t i = 0; i < answered; i++)
-		answer_node(s, &s->act.replies[i]);
-	/* Membership changes likewise: DONE answers a decree chosen and
-	 * applied, the others a refusal. */
-	size_t changed = s->act.ld.nchanges;
-	for (size_t i = 0; i < changed; i++)
-		answer_change(s, &s->act.ld.changes[i]);
-	s->pend_sent = sent;
-	s->pend_answered = answered;
-	s->pend_changed = changed;
-
-	if (persist(s) != 0) {
+	/* round.h: what left before the write may overlap this replica's
+	 * sync (followers write their votes in parallel with the leader's
+	 * own); what the write released leaves after it. */
+	if (rd_flush(&s->rd) != 0) {
 		stall_begin(s);
 		answer_due(s);
 		return;
@@ -2015,34 +1997,24 @@ static void round_run(ld_server *s, size_t nitems)
 	round_finish(s);
 }
 
-/* The rest of a round once its records are durable: what the durable
- * write released (messages, and the replies of decrees that this
- * replica's own vote completed), then the requests that are due. */
+/* The rest of a round once its records are durable and what they
+ * released has left: the requests that are due. */
 static void round_finish(ld_server *s)
 {
-	for (size_t i = s->pend_sent; i < s->act.ld.nmsgs; i++)
-		ld_peers_send(s->peers, s->act.ld.msgs[i]);
-	for (size_t i = s->pend_answered; i < s->act.nreplies; i++)
-		answer_node(s, &s->act.replies[i]);
-	for (size_t i = s->pend_changed; i < s->act.ld.nchanges; i++)
-		answer_change(s, &s->act.ld.changes[i]);
-	s->pend_sent = s->act.ld.nmsgs;
-	s->pend_answered = s->act.nreplies;
-	s->pend_changed = s->act.ld.nchanges;
 	/* Whom to dial changes with the configuration, and again once the
 	 * ledger passes the last slot an old one governs. */
 	members_sync(s);
 
 	/* A snapshot replaced the table without applying its history: the
 	 * feed knows nothing up to here. */
-	if (s->act.ld.installed_snapshot) {
+	if (s->rd.act.ld.installed_snapshot) {
 		px_status st;
 		node_status(s, &st);
 		ld_watch_feed_reset(&s->feed, st.applied);
 	}
 	answer_due(s);
-	if (s->act.ld.timer_at_us != 0)
-		s->timer_at_us = s->act.ld.timer_at_us;
+	if (s->rd.act.ld.timer_at_us != 0)
+		s->timer_at_us = s->rd.act.ld.timer_at_us;
 	log_changes(s);
 	publish_metrics(s, false);
 }
@@ -2135,7 +2107,7 @@ int ld_server_run(ld_server *s)
 			ld_log("warn", "slow_round",
 			       "ms=%llu events=%zu records=%zu messages=%zu",
 			       (unsigned long long)(dt / 1000), n,
-			       s->act.ld.nrecs, s->act.ld.nmsgs);
+			       s->rd.act.ld.nrecs, s->rd.act.ld.nmsgs);
 	}
 	ld_peers_stats ps;
 	ld_peers_stats_get(s->peers, &ps);
@@ -2146,7 +2118,7 @@ int ld_server_run(ld_server *s)
 		ld_log("warn", "storage_stalled",
 		       "error=\"%s\" action=\"stopping while stalled: the "
 		       "batch that failed was never acknowledged\"",
-		       s->stall_error);
+		       s->rd.error);
 	ld_log("info", "stop",
 	       "reason=%s applied=%llu rounds=%llu peer_sent=%llu "
 	       "peer_dropped=%llu peer_received=%llu peer_refused=%llu "

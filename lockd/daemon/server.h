@@ -8,15 +8,18 @@
  *     once for ALL the client requests taken together (LN_EV_REQUEST with
  *     nreqs = that many: writes among them share decrees - group commit),
  *     then a TICK if the timer is due;
- *  3. send the messages the steps produced: the core holds back every
- *     message that depends on a record (promises, votes) until that record
- *     is durable (paxos.h), so these may overlap this replica's sync;
- *  4. write every record of the round in one synced ds_write and step
- *     LN_EV_DURABLE with the highest write id (repeating while that step
- *     makes new records); if the write fails, stall (ld_server_run);
- *  5. only then send the messages that released and the client replies.
- * No promise, vote or client reply leaves before the records behind it are
- * durable, so a SIGKILL at any instant loses nothing acknowledged. */
+ *  3. flush the round (lockd/edge/round.h, the same code the simulator
+ *     runs): send the messages, replies and membership answers the steps
+ *     produced (the core holds back every promise and vote until its
+ *     record is durable, and a reply answers only a decree a majority
+ *     made durable, a read or a refusal), then write every record of the
+ *     round in one synced ds_write and step LN_EV_DURABLE (repeating while
+ *     that step makes new records), then send what the write released;
+ *     if the write fails, stall (ld_server_run);
+ *  4. answer what is due (watches, STATUS, LIST, reads out of time).
+ * No promise or vote leaves before the record behind it is durable, and no
+ * reply waits on a record not yet durable, so a SIGKILL at any instant
+ * loses nothing acknowledged. */
 #ifndef LD_SERVER_H
 #define LD_SERVER_H
 
