@@ -67,6 +67,7 @@ static const char *const mutant_names[PX_MUTANT_COUNT] = {
 	[PX_MUTANT_ALPHA_ZERO] = "alpha-zero",
 	[PX_MUTANT_COUNT_REMOVED] = "count-removed",
 	[PX_MUTANT_ACK_FAILED_SYNC] = "ack-failed-sync",
+	[PX_MUTANT_ROUND_SEND_EARLY] = "round-send-early",
 	[PX_MUTANT_IGNORE_VOTES] = "ignore-votes",
 	[PX_MUTANT_MINORITY_QUORUM] = "minority-quorum",
 	[PX_MUTANT_SHARED_BALLOTS] = "shared-ballots",
@@ -710,9 +711,13 @@ static void emit_after_sync(px_replica *r, px_actions *out, px_msg *m)
 	r->held[r->nheld++] = (held_msg){m, r->last_write_id};
 }
 
+/* Records made in one step share a write id; one made after its write
+ * was reported durable (a round that steps DURABLE and goes on with the
+ * same actions, round.h) starts a new write. */
 static void persist(px_replica *r, px_actions *out, px_record rec)
 {
-	if (out->write_id == 0 || out->write_id != r->last_write_id)
+	if (out->write_id == 0 || out->write_id != r->last_write_id ||
+	    out->write_id <= r->durable_id)
 		out->write_id = ++r->last_write_id;
 	out->recs = grow(out->recs, &out->recs_cap, out->nrecs + 1,
 			 sizeof *out->recs);

@@ -412,6 +412,10 @@ typedef enum ld_mutant {
 					durable although its sync failed (a
 					full disk, EIO), as a storage layer
 					that ignores fsync's error would */
+	PX_MUTANT_ROUND_SEND_EARLY,  /* the daemon's round (lockd/edge/round.c)
+					tells the node its records are durable
+					before it writes them, so promises and
+					votes leave first */
 	PX_MUTANT_COUNT
 } ld_mutant;
 

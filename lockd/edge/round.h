@@ -67,11 +67,11 @@ typedef struct rd_round {
 	size_t sent, answered, changed, persisted;
 	uint64_t rounds; /* rounds begun */
 	bool writing;    /* a write failed: rd_flush must be called again */
-#ifdef LD_MUTANTS
 	/* PX_MUTANT_ROUND_SEND_EARLY: tells the node its records are durable
-	 * before writing them, and sends everything at once. */
+	 * before writing them, and sends everything at once. Only the
+	 * simulator's build (LD_MUTANTS) looks at it; the field is in every
+	 * build so that the struct is the same in both. */
 	bool mutant_send_early;
-#endif
 	char error[512]; /* the failed write's sentence */
 } rd_round;
 

@@ -17,7 +17,7 @@ static void usage(FILE *f)
 		"                 [--workload lease|counter] [--mutant NAME]\n"
 		"                 [--until-violation] [--quiet] [--verbose] "
 		"[--drift-ppm N]\n"
-		"                 [--members]\n"
+		"                 [--members] [--driver round|core]\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 	bool have_seeds = false, trace = false, until = false, quiet = false,
 	     verbose = false;
 	const char *mutant = NULL;
+	const char *driver = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -120,6 +121,11 @@ int main(int argc, char **argv)
 				goto bad;
 			o.drift_ppm_max = (int32_t)u;
 			i++;
+		} else if (!strcmp(a, "--driver")) {
+			if (!v || (strcmp(v, "round") && strcmp(v, "core")))
+				goto bad;
+			driver = v;
+			i++;
 		} else if (!strcmp(a, "--members")) {
 			o.members = true;
 		} else if (!strcmp(a, "--trace")) {
@@ -156,6 +162,18 @@ int main(int argc, char **argv)
 				mutant);
 			return 2;
 		}
+	}
+	/* The round runs lease nodes; the counter workload has bare
+	 * replicas, stepped by the core alone. */
+	o.driver = o.workload == SIM_WORKLOAD_LEASE ? SIM_DRIVER_ROUND
+						    : SIM_DRIVER_CORE;
+	if (driver && !strcmp(driver, "core"))
+		o.driver = SIM_DRIVER_CORE;
+	else if (driver && o.workload == SIM_WORKLOAD_COUNTER) {
+		fprintf(stderr,
+			"lockd-sim: --driver round needs the lease "
+			"workload (the counter workload has no round)\n");
+		return 2;
 	}
 	if (trace)
 		o.trace = stdout;
@@ -218,10 +236,15 @@ int main(int argc, char **argv)
 				printf("seed %" PRIu64
 				       ": replay: lockd-sim --replay %" PRIu64
 				       " --replicas %" PRIu32
-				       " --faults %s%s%s%s%s%s --trace\n",
+				       " --faults %s%s%s%s%s%s%s --trace\n",
 				       seed, seed, o.nreplicas,
 				       sim_faults_name(o.faults),
 				       o.members ? " --members" : "",
+				       o.driver == SIM_DRIVER_CORE &&
+						       o.workload ==
+							       SIM_WORKLOAD_LEASE
+					       ? " --driver core"
+					       : "",
 				       o.workload == SIM_WORKLOAD_COUNTER
 					       ? " --workload counter"
 					       : "",
@@ -242,15 +265,15 @@ int main(int argc, char **argv)
 	       " seconds=%.2f seeds_per_s=%.1f decrees_per_s=%.0f "
 	       "decrees_per_seed=%.1f"
 	       " events=%" PRIu64 " replicas=%" PRIu32
-	       " faults=%s workload=%s mutant=%s"
+	       " faults=%s workload=%s driver=%s mutant=%s"
 	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64
 	       " closest_ms=%.3f wipes=%" PRIu64 " disk_faults=%" PRIu64
 	       " member_changes=%" PRIu64 " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs,
 	       (double)decrees / secs, (double)decrees / (double)seeds, events,
 	       o.nreplicas, sim_faults_name(o.faults),
-	       sim_workload_name(o.workload), mutant ? mutant : "none", grants,
-	       expiries, fenced,
+	       sim_workload_name(o.workload), sim_driver_name(o.driver),
+	       mutant ? mutant : "none", grants, expiries, fenced,
 	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0, wipes,
 	       disk_faults, changes);
 	if (any)

@@ -29,6 +29,10 @@ typedef enum sim_ev_type {
 	SIM_EV_MEMBER,         /* the next membership change (--members) */
 	SIM_EV_LEAVE,          /* a: replica, x: epoch: it was removed; it
 				  stops (or stays on, a zombie) */
+	SIM_EV_CHANGE,         /* a: replica, x: epoch, y: change id,
+				  p: px_change * (owned) */
+	SIM_EV_RETRY,          /* a: replica, x: epoch: a stalled round
+				  writes its batch again */
 	/* lease workload */
 	SIM_EV_LREQ,   /* a: replica, b: client, x: epoch, p: sim_lreq * (owned)
 			*/

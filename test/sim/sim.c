@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "codec.h"
 #include "counter_sm.h"
 #include "lease.h"
 #include "node.h"
@@ -121,6 +122,11 @@ const char *sim_faults_name(sim_faults f)
 const char *sim_workload_name(sim_workload w)
 {
 	return w == SIM_WORKLOAD_COUNTER ? "counter" : "lease";
+}
+
+const char *sim_driver_name(sim_driver d)
+{
+	return d == SIM_DRIVER_ROUND ? "round" : "core";
 }
 
 void *sim_xmalloc(size_t n)
@@ -583,12 +589,16 @@ static void node_take_msgs(sim *s, sim_node *nd, px_actions *a)
 	a->nmsgs = 0;
 }
 
+/* The decrees the node applied since the oracle last looked (a round's
+ * actions pile up over several steps: chosen_seen says how far it saw). */
 static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 {
 	uint64_t start = nd->applied;
+	bool snap_new = a->installed_snapshot && !nd->snap_seen;
+	nd->snap_seen |= a->installed_snapshot;
 	/* A snapshot from a corrupted replica carries its corruption; one
 	 * from a sound replica replaces it. */
-	if (a->installed_snapshot && s->msg_from >= 0) {
+	if (snap_new && s->msg_from >= 0) {
 		bool bad = s->nodes[s->msg_from].corrupted;
 		if (bad && !nd->corrupted) {
 			nd->corrupted = true;
@@ -604,12 +614,12 @@ static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 				  nd->id, s->msg_from);
 		}
 	}
-	if (a->installed_snapshot && a->snapshot_base < start)
+	if (snap_new && a->snapshot_base < start)
 		chk_fail(&s->chk, "order",
 			 "r%u installed a snapshot at base %" PRIu64
 			 " after applying up to %" PRIu64,
 			 nd->id, a->snapshot_base, start);
-	for (size_t i = 0; i < a->nchosen; i++) {
+	for (size_t i = nd->chosen_seen; i < a->nchosen; i++) {
 		const px_chosen *c = &a->chosen[i];
 		if (c->slot != nd->applied + 1) {
 			if (a->installed_snapshot &&
@@ -633,7 +643,8 @@ static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 		chk_chosen(&s->chk, nd->id, c->slot, c->value, c->sm_digest);
 		nd->applied = c->slot;
 	}
-	if (a->installed_snapshot) {
+	nd->chosen_seen = a->nchosen;
+	if (snap_new) {
 		sim_trace(s, "r%u INSTALLED snapshot base=%" PRIu64, nd->id,
 			  a->snapshot_base);
 		if (a->snapshot_base > nd->applied)
@@ -666,42 +677,42 @@ static void node_take_replies(sim *s, sim_node *nd, px_actions *a)
 	}
 }
 
-/* Lease replies: checked when the node emits them, then sent to the
+/* A lease reply: checked when it leaves the replica, then sent to the
  * client (or lost). */
+static void node_lreply(sim *s, sim_node *nd, const ln_reply *rp)
+{
+	chk_lease_reply(&s->chk, nd->id, rp);
+	if (rp->session == 0 || rp->session > s->nclients)
+		return;
+	sim_trace(s,
+		  "REPLY r%u->c%" PRIu64 " %s seq=%" PRIu64
+		  " %s %s token=%" PRIu64 " holder=%" PRIu64 " count=%" PRIu32
+		  " ntokens=%" PRIu32 " hint=%" PRId32 " pos=%" PRIu64,
+		  nd->id, rp->session, chk_req_name(rp->type), rp->seq,
+		  chk_status_name(rp->status), ls_strerror(rp->result.status),
+		  rp->result.token, rp->result.holder, rp->result.count,
+		  rp->ntokens, rp->leader_hint, rp->position);
+	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
+		sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id,
+			  rp->session);
+		return;
+	}
+	ln_reply *copy = sim_xmalloc(sizeof *copy);
+	*copy = *rp;
+	copy->tokens = NULL;
+	if (rp->ntokens) {
+		copy->tokens = sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
+		memcpy(copy->tokens, rp->tokens,
+		       rp->ntokens * sizeof *copy->tokens);
+	}
+	sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREPLY,
+		 (uint32_t)(rp->session - 1), nd->id, 0, 0, copy);
+}
+
 static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
 {
-	for (size_t i = 0; i < a->nreplies; i++) {
-		const ln_reply *rp = &a->replies[i];
-		chk_lease_reply(&s->chk, nd->id, rp);
-		if (rp->session == 0 || rp->session > s->nclients)
-			continue;
-		sim_trace(s,
-			  "REPLY r%u->c%" PRIu64 " %s seq=%" PRIu64
-			  " %s %s token=%" PRIu64 " holder=%" PRIu64
-			  " count=%" PRIu32 " ntokens=%" PRIu32 " hint=%" PRId32
-			  " pos=%" PRIu64,
-			  nd->id, rp->session, chk_req_name(rp->type), rp->seq,
-			  chk_status_name(rp->status),
-			  ls_strerror(rp->result.status), rp->result.token,
-			  rp->result.holder, rp->result.count, rp->ntokens,
-			  rp->leader_hint, rp->position);
-		if (sim_rng_chance(&s->rng, s->p.loss_p)) {
-			sim_trace(s, "DROP(loss) reply r%u->c%" PRIu64, nd->id,
-				  rp->session);
-			continue;
-		}
-		ln_reply *copy = sim_xmalloc(sizeof *copy);
-		*copy = *rp;
-		copy->tokens = NULL;
-		if (rp->ntokens) {
-			copy->tokens =
-				sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
-			memcpy(copy->tokens, rp->tokens,
-			       rp->ntokens * sizeof *copy->tokens);
-		}
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREPLY,
-			 (uint32_t)(rp->session - 1), nd->id, 0, 0, copy);
-	}
+	for (size_t i = 0; i < a->nreplies; i++)
+		node_lreply(s, nd, &a->replies[i]);
 }
 
 static bool sim_corrupt_majority(sim *s);
@@ -757,27 +768,21 @@ static void node_check(sim *s, sim_node *nd)
 	}
 }
 
-static void node_after_step(sim *s, sim_node *nd, int rc, int type)
+static void node_trace_change(sim *s, sim_node *nd, const px_change_done *d)
 {
-	ln_actions *a = &s->act;
-	if (rc != 0)
-		sim_trace(s, "r%u step(event %d) returned %d", nd->id, type,
-			  rc);
-	node_take_records(s, nd, &a->ld);
-	node_take_msgs(s, nd, &a->ld);
-	node_take_chosen(s, nd, &a->ld);
-	node_take_replies(s, nd, &a->ld);
-	node_take_lreplies(s, nd, a);
-	for (size_t i = 0; i < a->ld.nchanges; i++)
-		sim_trace(s, "r%u CHANGE %" PRIu64 " %s slot=%" PRIu64 " %s",
-			  nd->id, a->ld.changes[i].change_id,
-			  a->ld.changes[i].status == PX_CHANGE_DONE ? "done"
-			  : a->ld.changes[i].status == PX_CHANGE_REFUSED
-				  ? "refused"
-			  : a->ld.changes[i].status == PX_CHANGE_BUSY
-				  ? "busy"
-				  : "not-leader",
-			  a->ld.changes[i].slot, a->ld.changes[i].why);
+	sim_trace(s, "r%u CHANGE %" PRIu64 " %s slot=%" PRIu64 " %s", nd->id,
+		  d->change_id,
+		  d->status == PX_CHANGE_DONE      ? "done"
+		  : d->status == PX_CHANGE_REFUSED ? "refused"
+		  : d->status == PX_CHANGE_BUSY    ? "busy"
+						   : "not-leader",
+		  d->slot, d->why);
+}
+
+/* What a step (or a round) ends with: the configuration it learned, its
+ * next timer, the checks of its own view, and its leaving if removed. */
+static void node_settle(sim *s, sim_node *nd, const ln_actions *a)
+{
 	if (a->ld.members_changed) {
 		px_members m;
 		uint64_t from;
@@ -800,7 +805,6 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 		}
 	}
 	node_arm_timer(s, nd, a->ld.timer_at_us);
-	ln_actions_reset(a);
 	node_check(s, nd);
 	if (!nd->leaving && !nd->zombie) {
 		px_status st;
@@ -811,6 +815,410 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 				 0, NULL);
 		}
 	}
+}
+
+static void node_after_step(sim *s, sim_node *nd, int rc, int type)
+{
+	ln_actions *a = &s->act;
+	if (rc != 0)
+		sim_trace(s, "r%u step(event %d) returned %d", nd->id, type,
+			  rc);
+	node_take_records(s, nd, &a->ld);
+	node_take_msgs(s, nd, &a->ld);
+	node_take_chosen(s, nd, &a->ld);
+	node_take_replies(s, nd, &a->ld);
+	node_take_lreplies(s, nd, a);
+	for (size_t i = 0; i < a->ld.nchanges; i++)
+		node_trace_change(s, nd, &a->ld.changes[i]);
+	node_settle(s, nd, a);
+	ln_actions_reset(a);
+	nd->chosen_seen = 0;
+	nd->snap_seen = false;
+}
+
+/* ---- the daemon's round (SIM_DRIVER_ROUND) ------------------------------
+ *
+ * The lease nodes are stepped by lockd/edge/round.c, the daemon's own
+ * round, over this world: its messages go through the real codec (encoded
+ * and decoded again) and its records through the real record encoding, as
+ * lockd's transport and storage do. Like lockd's loop, a replica takes no
+ * event while its round's synced write is in flight: what arrives waits
+ * in its inbox and is taken in one round after the SYNC (peer messages,
+ * then membership changes, then every client request in one REQUEST
+ * step, then a tick). What the round sends or answers after its write is
+ * held until that SYNC, so the oracle sees each message leave when it
+ * really would, and checks it then against what the disk holds. */
+
+#define SIM_STALL_RETRY_US 500000u
+
+static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n);
+
+static uint64_t rio_now_us(void *ctx)
+{
+	sim_node *nd = ctx;
+	return node_local(nd, nd->rd_now);
+}
+
+/* A message the round sends: through the codec, as lockd's transport. */
+static void rio_send(void *ctx, const px_msg *m)
+{
+	sim_node *nd = ctx;
+	sim *s = nd->world;
+	char buf[256];
+	node_take_chosen(s, nd, &nd->rd.act.ld);
+	uint8_t *bytes;
+	size_t len;
+	px_msg *copy = NULL;
+	int rv = cd_msg_encode(m, &bytes, &len);
+	if (rv == 0) {
+		rv = cd_msg_decode(bytes, len, &copy);
+		free(bytes);
+	}
+	if (rv != 0) {
+		chk_fail(&s->chk, "contract",
+			 "r%u sent a message the codec refuses (%s): %s",
+			 nd->id, cd_strerror(rv),
+			 sim_fmt_msg(m, buf, sizeof buf));
+		return;
+	}
+	if (px_msg_validate(copy, s->n) != 0 || copy->from != nd->id ||
+	    copy->to >= s->n) {
+		chk_fail(&s->chk, "contract",
+			 "r%u sent a malformed message: %s", nd->id,
+			 sim_fmt_msg(copy, buf, sizeof buf));
+		px_msg_free(copy);
+		return;
+	}
+	if (nd->release_id != 0) {
+		if (nd->nheld_msgs == nd->held_msgs_cap) {
+			nd->held_msgs_cap =
+				nd->held_msgs_cap ? 2 * nd->held_msgs_cap : 16;
+			nd->held_msgs = sim_xrealloc(
+				nd->held_msgs,
+				nd->held_msgs_cap * sizeof *nd->held_msgs);
+		}
+		nd->held_msgs[nd->nheld_msgs++] = copy;
+		return;
+	}
+	sim_trace(s, "SEND %s", sim_fmt_msg(copy, buf, sizeof buf));
+	node_check_durable(s, nd, copy);
+	sim_send_msg(s, copy);
+}
+
+static void rio_reply(void *ctx, const ln_reply *rp)
+{
+	sim_node *nd = ctx;
+	sim *s = nd->world;
+	node_take_chosen(s, nd, &nd->rd.act.ld);
+	if (nd->release_id == 0) {
+		node_lreply(s, nd, rp);
+		return;
+	}
+	if (nd->nheld_replies == nd->held_replies_cap) {
+		nd->held_replies_cap =
+			nd->held_replies_cap ? 2 * nd->held_replies_cap : 16;
+		nd->held_replies = sim_xrealloc(
+			nd->held_replies,
+			nd->held_replies_cap * sizeof *nd->held_replies);
+	}
+	ln_reply *copy = &nd->held_replies[nd->nheld_replies++];
+	*copy = *rp;
+	copy->tokens = NULL;
+	if (rp->ntokens) {
+		copy->tokens = sim_xmalloc(rp->ntokens * sizeof *copy->tokens);
+		memcpy(copy->tokens, rp->tokens,
+		       rp->ntokens * sizeof *copy->tokens);
+	}
+}
+
+static void rio_change(void *ctx, const px_change_done *d)
+{
+	sim_node *nd = ctx;
+	node_trace_change(nd->world, nd, d);
+}
+
+/* A write of the round: each record through the record encoding, as
+ * lockd's storage keeps it; a synced one is durable at its SYNC. */
+static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
+		     char *err, size_t errlen)
+{
+	sim_node *nd = ctx;
+	sim *s = nd->world;
+	if (s->now < nd->disk_fail_until) {
+		if (s->o->mutant == PX_MUTANT_ACK_FAILED_SYNC) {
+			/* The broken storage: the write is gone, and it says
+			 * durable. */
+			sim_trace(s, "r%u WRITE FAILED (acknowledged anyway)",
+				  nd->id);
+			return 0;
+		}
+		snprintf(err, errlen, "the simulated disk fails its writes");
+		return -1;
+	}
+	uint64_t wid = nd->rd.act.ld.write_id;
+	if (wid <= nd->last_write_id) {
+		chk_fail(&s->chk, "contract",
+			 "r%u asked for write %" PRIu64 " after write %" PRIu64
+			 " (ids must increase)",
+			 nd->id, wid, nd->last_write_id);
+	}
+	nd->last_write_id = wid;
+	uint64_t id = ++nd->disk_seq;
+	unsigned np = 0, nv = 0, ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *bytes;
+		size_t len;
+		px_record rec;
+		int rv = cd_record_encode(&recs[i], &bytes, &len);
+		if (rv == 0) {
+			rv = cd_record_decode(bytes, len, &rec);
+			free(bytes);
+		}
+		if (rv != 0) {
+			chk_fail(&s->chk, "contract",
+				 "r%u wrote a record the codec refuses (%s): "
+				 "type %d slot %" PRIu64,
+				 nd->id, cd_strerror(rv), (int)recs[i].type,
+				 recs[i].slot);
+			return 0;
+		}
+		if (nd->npending == nd->pending_cap) {
+			nd->pending_cap =
+				nd->pending_cap ? 2 * nd->pending_cap : 64;
+			nd->pending = sim_xrealloc(nd->pending,
+						   nd->pending_cap *
+							   sizeof *nd->pending);
+		}
+		nd->pending[nd->npending++] =
+			(sim_write){.rec = rec, .write_id = id};
+		np += rec.type == PX_REC_PROMISE;
+		nv += rec.type == PX_REC_VOTE;
+		ns += rec.type == PX_REC_SNAPSHOT;
+	}
+	sim_trace(s,
+		  "r%u WRITE id=%" PRIu64 " promise=%u vote=%u snapshot=%u "
+		  "records=%zu%s",
+		  nd->id, id, np, nv, ns, n, sync ? "" : " (no sync)");
+	if (!sync)
+		return 0; /* durable with the next synced write, or lost */
+	uint64_t t = nd->rd_now + sim_rng_range(&s->rng, s->p.fsync_min_us,
+						s->p.fsync_max_us);
+	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
+		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
+	if (t < nd->sync_last_us)
+		t = nd->sync_last_us;
+	nd->sync_last_us = t;
+	nd->rd_now = t;
+	nd->release_id = id;
+	sim_push(s, t, SIM_EV_SYNC, nd->id, 0, nd->epoch, id, NULL);
+	return 0;
+}
+
+/* Frees what an event owns. */
+static void sim_ev_free(sim_ev *ev)
+{
+	switch (ev->type) {
+	case SIM_EV_MSG:
+		px_msg_free(ev->p);
+		break;
+	case SIM_EV_REPLY:
+	case SIM_EV_CHANGE:
+		free(ev->p);
+		break;
+	default:
+		slc_free_event(ev);
+	}
+	ev->p = NULL;
+}
+
+static void node_round_init(sim *s, sim_node *nd)
+{
+	nd->world = s;
+	rd_init(&nd->rd, nd->ln,
+		&(rd_io){.ctx = nd,
+			 .now_us = rio_now_us,
+			 .send = rio_send,
+			 .reply = rio_reply,
+			 .change = rio_change,
+			 .write = rio_write});
+	nd->rd.mutant_send_early = s->o->mutant == PX_MUTANT_ROUND_SEND_EARLY;
+	nd->round = true;
+	nd->rd_now = s->now;
+	nd->release_id = 0;
+	nd->stalled = false;
+}
+
+/* Forgets the round: a crash loses what it held and what waited. */
+static void node_round_free(sim_node *nd)
+{
+	if (!nd->round)
+		return;
+	for (size_t i = 0; i < nd->nheld_msgs; i++)
+		px_msg_free(nd->held_msgs[i]);
+	for (size_t i = 0; i < nd->nheld_replies; i++)
+		free(nd->held_replies[i].tokens);
+	for (size_t i = 0; i < nd->ninbox; i++)
+		sim_ev_free(&nd->inbox[i]);
+	free(nd->held_msgs);
+	free(nd->held_replies);
+	free(nd->inbox);
+	nd->held_msgs = NULL;
+	nd->held_replies = NULL;
+	nd->inbox = NULL;
+	nd->nheld_msgs = nd->held_msgs_cap = 0;
+	nd->nheld_replies = nd->held_replies_cap = 0;
+	nd->ninbox = nd->inbox_cap = 0;
+	rd_free(&nd->rd);
+	nd->round = false;
+	nd->release_id = 0;
+	nd->stalled = false;
+}
+
+/* The round is over (its writes done): what it applied, its timer, the
+ * checks. */
+static void node_round_settle(sim *s, sim_node *nd)
+{
+	node_take_chosen(s, nd, &nd->rd.act.ld);
+	node_settle(s, nd, &nd->rd.act);
+}
+
+static void node_round_flush(sim *s, sim_node *nd)
+{
+	if (rd_flush(&nd->rd) != 0) {
+		if (!nd->stalled)
+			sim_trace(s, "r%u STALL: %s", nd->id, nd->rd.error);
+		nd->stalled = true;
+		sim_push(s, s->now + SIM_STALL_RETRY_US, SIM_EV_RETRY, nd->id,
+			 0, nd->epoch, 0, NULL);
+		return;
+	}
+	if (nd->stalled)
+		sim_trace(s, "r%u RECOVERED: the batch is written", nd->id);
+	nd->stalled = false;
+	node_round_settle(s, nd);
+}
+
+/* Takes what waited in the inbox, as the daemon's next round would. */
+static void node_round_next(sim *s, sim_node *nd)
+{
+	while (nd->up && nd->round && nd->release_id == 0 && !nd->stalled &&
+	       nd->ninbox > 0) {
+		size_t n = nd->ninbox;
+		sim_ev *evs = nd->inbox;
+		nd->inbox = NULL;
+		nd->ninbox = nd->inbox_cap = 0;
+		node_round_run(s, nd, evs, n);
+		for (size_t i = 0; i < n; i++)
+			sim_ev_free(&evs[i]);
+		free(evs);
+	}
+}
+
+/* The SYNC of the round's last synced write: what it held leaves. */
+static void node_round_release(sim *s, sim_node *nd)
+{
+	char buf[256];
+	nd->release_id = 0;
+	for (size_t i = 0; i < nd->nheld_msgs; i++) {
+		px_msg *m = nd->held_msgs[i];
+		sim_trace(s, "SEND %s", sim_fmt_msg(m, buf, sizeof buf));
+		node_check_durable(s, nd, m);
+		sim_send_msg(s, m);
+	}
+	nd->nheld_msgs = 0;
+	for (size_t i = 0; i < nd->nheld_replies; i++) {
+		node_lreply(s, nd, &nd->held_replies[i]);
+		free(nd->held_replies[i].tokens);
+	}
+	nd->nheld_replies = 0;
+	node_round_next(s, nd);
+}
+
+/* One round over evs (the round takes the payloads' contents; the caller
+ * frees the events). */
+static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n)
+{
+	char buf[256];
+	rd_begin(&nd->rd);
+	nd->rd_now = s->now;
+	nd->chosen_seen = 0;
+	nd->snap_seen = false;
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].type != SIM_EV_MSG)
+			continue;
+		px_msg *m = evs[i].p;
+		sim_trace(s, "RECV %s", sim_fmt_msg(m, buf, sizeof buf));
+		ln_event e = {.type = LN_EV_MSG, .msg = m};
+		int rc = rd_step(&nd->rd, &e);
+		if (rc != 0)
+			sim_trace(s, "r%u step(message) returned %d", nd->id,
+				  rc);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].type != SIM_EV_CHANGE)
+			continue;
+		ln_event e = {.type = LN_EV_CHANGE,
+			      .change = evs[i].p,
+			      .change_id = evs[i].y};
+		rd_step(&nd->rd, &e);
+	}
+	ln_request reqs[64];
+	uint32_t nreq = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && evs[i].type == SIM_EV_LREQ) {
+			sim_lreq *lr = evs[i].p;
+			sim_trace(s,
+				  "r%u RECV %s c%" PRIu64 ":%" PRIu64
+				  " req=%" PRIx64,
+				  nd->id, chk_req_name(lr->req.type),
+				  lr->req.session, lr->req.seq, lr->req.req_id);
+			reqs[nreq++] = lr->req;
+		}
+		if (nreq == sizeof reqs / sizeof reqs[0] ||
+		    (i == n && nreq > 0)) {
+			ln_event e = {.type = LN_EV_REQUEST,
+				      .req = reqs,
+				      .nreqs = nreq};
+			rd_step(&nd->rd, &e);
+			nreq = 0;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].type == SIM_EV_TICK) {
+			ln_event e = {.type = LN_EV_TICK};
+			rd_step(&nd->rd, &e);
+			break;
+		}
+	}
+	node_round_flush(s, nd);
+}
+
+/* An event for a replica run by the round: now, or after the write in
+ * flight (a stalled replica drops peer messages and requests, as lockd
+ * does, and keeps only its timer). Takes ev's payload. */
+static void node_round_event(sim *s, sim_node *nd, sim_ev *ev)
+{
+	if (nd->stalled && ev->type != SIM_EV_TICK) {
+		sim_trace(s, "r%u DROP(stalled) event %d", nd->id,
+			  (int)ev->type);
+		sim_ev_free(ev);
+		return;
+	}
+	if (nd->release_id != 0 || nd->stalled) {
+		if (ev->type == SIM_EV_TICK)
+			for (size_t i = 0; i < nd->ninbox; i++)
+				if (nd->inbox[i].type == SIM_EV_TICK)
+					return; /* one tick is enough */
+		if (nd->ninbox == nd->inbox_cap) {
+			nd->inbox_cap = nd->inbox_cap ? 2 * nd->inbox_cap : 16;
+			nd->inbox = sim_xrealloc(
+				nd->inbox, nd->inbox_cap * sizeof *nd->inbox);
+		}
+		nd->inbox[nd->ninbox++] = *ev;
+		return;
+	}
+	node_round_run(s, nd, ev, 1);
+	sim_ev_free(ev);
 }
 
 /* A replica event (tick, durable, message, counter submit) for either kind
@@ -834,6 +1242,17 @@ static void node_step(sim *s, sim_node *nd, px_event *ev)
 static void node_change(sim *s, sim_node *nd, const px_change *c,
 			uint64_t change_id)
 {
+	if (nd->round) {
+		px_change *copy = sim_xmalloc(sizeof *copy);
+		*copy = *c;
+		sim_ev ev = {.type = SIM_EV_CHANGE,
+			     .a = nd->id,
+			     .x = nd->epoch,
+			     .y = change_id,
+			     .p = copy};
+		node_round_event(s, nd, &ev);
+		return;
+	}
 	px_event ev = {.type = PX_EV_CHANGE,
 		       .now_us = node_local(nd, s->now),
 		       .change = c,
@@ -862,6 +1281,11 @@ static void node_request(sim *s, sim_node *nd, const ln_request *req)
 
 static void node_tick(sim *s, sim_node *nd)
 {
+	if (nd->round) {
+		sim_ev e = {.type = SIM_EV_TICK, .a = nd->id, .x = nd->epoch};
+		node_round_event(s, nd, &e);
+		return;
+	}
 	px_event ev = {.type = PX_EV_TICK};
 	node_step(s, nd, &ev);
 }
@@ -902,6 +1326,8 @@ static void node_start(sim *s, sim_node *nd)
 				nd->lcfg.paxos.members.n);
 			abort();
 		}
+		if (s->o->driver == SIM_DRIVER_ROUND)
+			node_round_init(s, nd);
 	} else {
 		nd->sm = counter_sm_new();
 		nd->r = px_replica_new(&nd->cfg, nd->sm);
@@ -982,6 +1408,7 @@ static void node_crash(sim *s, sim_node *nd)
 	for (size_t i = 0; i < nd->npending; i++)
 		px_record_clear(&nd->pending[i].rec);
 	nd->npending = 0;
+	node_round_free(nd);
 	px_replica_free(nd->r);
 	counter_sm_free(nd->sm);
 	ln_node_free(nd->ln);
@@ -1644,6 +2071,13 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x)
 			return;
+		if (nd->round) {
+			node_make_durable(s, nd, ev->y);
+			sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
+			if (ev->y == nd->release_id)
+				node_round_release(s, nd);
+			return;
+		}
 		if (s->now < nd->disk_fail_until) {
 			if (s->o->mutant == PX_MUTANT_ACK_FAILED_SYNC) {
 				/* The broken storage: the sync failed, the
@@ -1699,6 +2133,9 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			s->res->msgs_lost++;
 			sim_trace(s, "DROP(partition) %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
+		} else if (nd->round) {
+			node_round_event(s, nd, ev); /* takes m */
+			return;
 		} else {
 			sim_trace(s, "RECV %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
@@ -1778,6 +2215,18 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			 SIM_EV_MEMBER, 0, 0, 0, 0, NULL);
 		sim_member(s);
 		return;
+	case SIM_EV_CHANGE:
+		sim_ev_free(ev); /* only ever in an inbox */
+		return;
+	case SIM_EV_RETRY: {
+		sim_node *nd = &s->nodes[ev->a];
+		if (!nd->up || nd->epoch != ev->x || !nd->round || !nd->stalled)
+			return;
+		nd->rd_now = s->now;
+		node_round_flush(s, nd);
+		node_round_next(s, nd);
+		return;
+	}
 	case SIM_EV_LEAVE: {
 		sim_node *nd = &s->nodes[ev->a];
 		if (!nd->up || nd->epoch != ev->x) {
@@ -1847,6 +2296,9 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u",
 				  chk_req_name(lr->req.type), ev->b + 1,
 				  lr->req.seq, ev->a);
+		} else if (nd->round) {
+			node_round_event(s, nd, ev); /* takes lr */
+			return;
 		} else {
 			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64,
 				  ev->a, chk_req_name(lr->req.type), ev->b + 1,
@@ -2077,17 +2529,12 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	snprintf(res->property, sizeof res->property, "%s", s->chk.property);
 	snprintf(res->detail, sizeof res->detail, "%s", s->chk.detail);
 
-	while (sim_queue_pop(&s->q, &ev)) {
-		if (ev.type == SIM_EV_MSG)
-			px_msg_free(ev.p);
-		else if (ev.type == SIM_EV_REPLY)
-			free(ev.p);
-		else
-			slc_free_event(&ev);
-	}
+	while (sim_queue_pop(&s->q, &ev))
+		sim_ev_free(&ev);
 	sim_queue_free(&s->q);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];
+		node_round_free(nd);
 		px_replica_free(nd->r);
 		counter_sm_free(nd->sm);
 		ln_node_free(nd->ln);

@@ -27,8 +27,21 @@ typedef enum sim_workload {
 	SIM_WORKLOAD_COUNTER,
 } sim_workload;
 
+/* What steps a lease node: the daemon's own round (lockd/edge/round.h:
+ * events batched while a write is in flight, messages and replies
+ * encoded and decoded by the real codec, records by the real storage
+ * encoding), or the core alone, one event per step, each write durable
+ * after its own fsync while the node goes on (the core's contract in
+ * paxos.h, more interleavings than the daemon makes). The counter
+ * workload has no round: always the core. */
+typedef enum sim_driver {
+	SIM_DRIVER_ROUND,
+	SIM_DRIVER_CORE,
+} sim_driver;
+
 typedef struct sim_opts {
 	sim_workload workload;
+	sim_driver driver;
 	uint32_t nreplicas;
 	sim_faults faults;
 	ld_mutant mutant;
@@ -69,5 +82,6 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res);
 
 const char *sim_faults_name(sim_faults f);
 const char *sim_workload_name(sim_workload w);
+const char *sim_driver_name(sim_driver d);
 
 #endif

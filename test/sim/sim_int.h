@@ -13,6 +13,7 @@
 #include "paxos.h"
 #include "queue.h"
 #include "rng.h"
+#include "round.h"
 #include "sim.h"
 
 #define SIM_CLIENTS_MAX 16u
@@ -107,6 +108,25 @@ typedef struct sim_node {
 	size_t ndurable, durable_cap;
 	sim_write *pending;
 	size_t npending, pending_cap;
+	/* What of the step's (or round's) chosen decrees the oracle saw. */
+	size_t chosen_seen;
+	bool snap_seen;
+	/* SIM_DRIVER_ROUND: the daemon's round over this node (sim.c). */
+	struct sim *world;
+	bool round; /* rd is in use */
+	rd_round rd;
+	uint64_t rd_now;     /* real time the round's clock reads: it moves
+				on with each synced write the round makes */
+	uint64_t disk_seq;   /* ids of the writes the round made */
+	uint64_t release_id; /* a synced write in flight: what the round sends
+				or answers after it waits for its SYNC */
+	bool stalled;        /* a write failed: retried every 500 ms */
+	px_msg **held_msgs;
+	size_t nheld_msgs, held_msgs_cap;
+	ln_reply *held_replies;
+	size_t nheld_replies, held_replies_cap;
+	sim_ev *inbox; /* events that came while a write was in flight */
+	size_t ninbox, inbox_cap;
 } sim_node;
 
 /* A counter client: one command at a time, retried until acknowledged. */
