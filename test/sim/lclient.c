@@ -36,7 +36,7 @@
 
 static uint64_t slc_now(const sim *s, const sim_lclient *c)
 {
-	return sim_clock_local(&c->clk, s->now);
+	return tw_clock_local(&c->clk, s->now);
 }
 
 static uint64_t slc_think(sim *s)
@@ -48,7 +48,7 @@ static uint64_t slc_think(sim *s)
  * the end of its belief, for the oracle. */
 static uint64_t slc_end_real(const sim_lclient *c, uint64_t deadline_local)
 {
-	return sim_clock_real(&c->clk, deadline_local);
+	return tw_clock_real(&c->clk, deadline_local);
 }
 
 static bool slc_believes(const slc_hold *h, uint64_t now_l)
@@ -81,7 +81,7 @@ static slc_hold *slc_hold_of(sim_lclient *c, uint32_t name)
 /* The client's one timer: an earlier request supersedes a later one. */
 static void slc_arm(sim *s, sim_lclient *c, uint64_t at_local)
 {
-	uint64_t real = sim_clock_real(&c->clk, at_local);
+	uint64_t real = tw_clock_real(&c->clk, at_local);
 	if (real == UINT64_MAX)
 		return;
 	if (real <= s->now)
@@ -91,7 +91,10 @@ static void slc_arm(sim *s, sim_lclient *c, uint64_t at_local)
 	c->timer_gen++;
 	c->timer_at = real;
 	c->timer_live = true;
-	sim_push(s, real, SIM_EV_LCLIENT, c->idx, 0, 0, c->timer_gen, NULL);
+	sim_at(s, real,
+	       (sim_ev){.type = SIM_EV_LCLIENT,
+			.client = c->idx,
+			.gen = c->timer_gen});
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -101,8 +104,10 @@ static void slc_send(sim *s, sim_lclient *c)
 	slc_op *op = &c->op;
 	op->attempt++;
 	uint64_t timeout = SLC_REQ_TIMEOUT_US + (uint64_t)op->wait_ms * 1000;
-	sim_push(s, s->now + timeout, SIM_EV_LTIMEOUT, c->idx, 0, 0,
-		 op->attempt, NULL);
+	sim_at(s, s->now + timeout,
+	       (sim_ev){.type = SIM_EV_LTIMEOUT,
+			.client = c->idx,
+			.gen = op->attempt});
 	sim_node *nd = &s->nodes[op->target];
 	const char *name = op->type == LN_REQ_RENEW
 				   ? "-"
@@ -151,8 +156,12 @@ static void slc_send(sim *s, sim_lclient *c)
 			q->reason = lr->reason;
 			q->reason_len = (uint32_t)strlen(lr->reason);
 		}
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREQ, op->target,
-			 c->idx, nd->epoch, 0, lr);
+		sim_at(s, s->now + sim_net_delay(s),
+		       (sim_ev){.type = SIM_EV_LREQ,
+				.node = op->target,
+				.client = c->idx,
+				.epoch = nd->epoch,
+				.lreq = lr});
 	}
 }
 
@@ -369,20 +378,24 @@ static void slc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 		else
 			op->target = sim_other(s, from);
 		c->guess = (int32_t)op->target;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, 100,
-						1000u * (op->redirects < 10
-								 ? op->redirects
-								 : 10)),
-			 SIM_EV_LRETRY, c->idx, 0, 0, op->attempt, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, 100,
+					      1000u * (op->redirects < 10
+							       ? op->redirects
+							       : 10)),
+		       (sim_ev){.type = SIM_EV_LRETRY,
+				.client = c->idx,
+				.gen = op->attempt});
 		return;
 	case LN_BUSY:
 		if (from != op->target)
 			return;
 		op->attempt++;
 		op->target = sim_other(s, from);
-		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
-			 SIM_EV_LRETRY, c->idx, 0, 0, op->attempt, NULL);
+		sim_at(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
+		       (sim_ev){.type = SIM_EV_LRETRY,
+				.client = c->idx,
+				.gen = op->attempt});
 		return;
 	case LN_INVALID: /* the oracle has flagged it */
 		op->busy = false;
@@ -606,7 +619,8 @@ static void slc_pause(sim *s, sim_lclient *c)
 	c->pauses++;
 	sim_trace(s, "c%u PAUSES for %.3f ms holding %u", c->idx + 1,
 		  (double)dur / 1000.0, slc_nholds(c));
-	sim_push(s, c->paused_until, SIM_EV_LWAKE, c->idx, 0, 0, 0, NULL);
+	sim_at(s, c->paused_until,
+	       (sim_ev){.type = SIM_EV_LWAKE, .client = c->idx});
 }
 
 static void slc_wake(sim *s, sim_lclient *c)
@@ -631,10 +645,10 @@ static void slc_wake(sim *s, sim_lclient *c)
 	}
 	sim_trace(s, "c%u WAKES and %s", c->idx + 1, how);
 	if (!s->healed)
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US,
-						SLC_PAUSE_EVERY_MAX_US),
-			 SIM_EV_LPAUSE, c->idx, 0, 0, 0, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US,
+					      SLC_PAUSE_EVERY_MAX_US),
+		       (sim_ev){.type = SIM_EV_LPAUSE, .client = c->idx});
 	slc_act(s, c);
 }
 
@@ -666,15 +680,15 @@ void slc_setup(sim *s)
 		c->probe_name = chk_name_add(&s->chk, name);
 		c->next_acquire_local = slc_now(s, c) + slc_think(s);
 		slc_arm(s, c, c->next_acquire_local);
-		sim_push(s,
-			 sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US / 2,
-				       SLC_PAUSE_EVERY_MAX_US),
-			 SIM_EV_LPAUSE, i, 0, 0, 0, NULL);
+		sim_at(s,
+		       sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US / 2,
+				     SLC_PAUSE_EVERY_MAX_US),
+		       (sim_ev){.type = SIM_EV_LPAUSE, .client = i});
 		if (sim_rng_chance(&s->rng, SLC_VANISH_P))
-			sim_push(s,
-				 sim_rng_range(&s->rng, 1000000,
-					       s->p.fault_min_us),
-				 SIM_EV_LVANISH, i, 0, 0, 0, NULL);
+			sim_at(s,
+			       sim_rng_range(&s->rng, 1000000,
+					     s->p.fault_min_us),
+			       (sim_ev){.type = SIM_EV_LVANISH, .client = i});
 		sim_trace(s,
 			  "c%u clock offset=%" PRIu64 " drift=%" PRId64
 			  "ppm holds<=%u",
@@ -686,9 +700,9 @@ void slc_setup(sim *s)
 void slc_free_event(sim_ev *ev)
 {
 	if (ev->type == SIM_EV_LREQ) {
-		free(ev->p);
+		free(ev->lreq);
 	} else if (ev->type == SIM_EV_LREPLY) {
-		ln_reply *rp = ev->p;
+		ln_reply *rp = ev->lreply;
 		free(rp->tokens);
 		free(rp);
 	}
@@ -696,7 +710,7 @@ void slc_free_event(sim_ev *ev)
 
 void slc_dispatch(sim *s, sim_ev *ev)
 {
-	sim_lclient *c = &s->lclients[ev->a];
+	sim_lclient *c = &s->lclients[ev->client];
 	if (c->vanished || c->done) {
 		if (ev->type == SIM_EV_LREPLY)
 			slc_free_event(ev);
@@ -707,30 +721,29 @@ void slc_dispatch(sim *s, sim_ev *ev)
 	if (c->paused_until &&
 	    (ev->type == SIM_EV_LREPLY || ev->type == SIM_EV_LRETRY ||
 	     ev->type == SIM_EV_LTIMEOUT)) {
-		sim_push(s, c->paused_until, ev->type, ev->a, ev->b, ev->x,
-			 ev->y, ev->p);
+		sim_at(s, c->paused_until, *ev);
 		return;
 	}
 	switch (ev->type) {
 	case SIM_EV_LREPLY: {
-		ln_reply *rp = ev->p;
-		slc_reply(s, c, ev->b, rp);
+		ln_reply *rp = ev->lreply;
+		slc_reply(s, c, ev->node, rp);
 		slc_free_event(ev);
 		slc_act(s, c);
 		return;
 	}
 	case SIM_EV_LCLIENT:
-		if (ev->y != c->timer_gen)
+		if (ev->gen != c->timer_gen)
 			return;
 		c->timer_live = false;
 		slc_act(s, c);
 		return;
 	case SIM_EV_LRETRY:
-		if (c->op.busy && ev->y == c->op.attempt)
+		if (c->op.busy && ev->gen == c->op.attempt)
 			slc_send(s, c);
 		return;
 	case SIM_EV_LTIMEOUT:
-		if (!c->op.busy || ev->y != c->op.attempt)
+		if (!c->op.busy || ev->gen != c->op.attempt)
 			return;
 		if (c->op.give_up_local &&
 		    slc_now(s, c) >= c->op.give_up_local) {

@@ -238,51 +238,23 @@ static const char *sim_fmt_msg(const px_msg *m, char *buf, size_t cap)
 	return buf;
 }
 
-/* ---- clocks ----------------------------------------------------------- */
-
-uint64_t sim_clock_local(const sim_clock *k, uint64_t real)
-{
-	int64_t r = (int64_t)real;
-	return k->offset_us + (uint64_t)(r + r * k->drift_ppm / 1000000);
-}
-
-uint64_t sim_clock_real(const sim_clock *k, uint64_t local_at)
-{
-	if (local_at <= k->offset_us)
-		return 0;
-	uint64_t d = local_at - k->offset_us;
-	if (d > SIM_TIMER_HORIZON_US)
-		return UINT64_MAX;
-	uint64_t r = d * 1000000u / (uint64_t)(1000000 + k->drift_ppm);
-	while (sim_clock_local(k, r) < local_at)
-		r++;
-	while (r > 0 && sim_clock_local(k, r - 1) >= local_at)
-		r--;
-	return r;
-}
+/* ---- clocks (test/world) ---------------------------------------------- */
 
 static uint64_t node_local(const sim_node *nd, uint64_t real)
 {
-	return sim_clock_local(&nd->clk, real);
+	return tw_clock_local(&nd->clk, real);
 }
 
 static uint64_t node_real(const sim_node *nd, uint64_t local_at)
 {
-	return sim_clock_real(&nd->clk, local_at);
+	return tw_clock_real(&nd->clk, local_at);
 }
 
 /* ---- scheduling helpers ----------------------------------------------- */
 
-void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a, uint32_t b,
-	      uint64_t x, uint64_t y, void *p)
+void sim_at(sim *s, uint64_t at_us, sim_ev ev)
 {
-	sim_ev ev = {.t_us = at_us,
-		     .type = type,
-		     .a = a,
-		     .b = b,
-		     .x = x,
-		     .y = y,
-		     .p = p};
+	ev.t_us = at_us;
 	sim_queue_push(&s->q, &ev);
 }
 
@@ -342,107 +314,19 @@ static int32_t sim_leader(sim *s)
 
 /* ---- disk ------------------------------------------------------------- */
 
-static void rec_copy(px_record *dst, const px_record *src)
+/* Writes with id <= write_id reach the platter, in order; a durable
+ * snapshot compacts the log before it. */
+static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
 {
-	*dst = *src;
-	dst->value = px_value_ref(src->value);
-	dst->snap = NULL;
-	if (src->snap_len) {
-		dst->snap = sim_xmalloc(src->snap_len);
-		memcpy(dst->snap, src->snap, src->snap_len);
-	}
-}
-
-static void node_append_durable(sim_node *nd, const px_record *rec)
-{
-	if (nd->ndurable == nd->durable_cap) {
-		nd->durable_cap = nd->durable_cap ? 2 * nd->durable_cap : 64;
-		nd->durable = sim_xrealloc(
-			nd->durable, nd->durable_cap * sizeof *nd->durable);
-	}
-	nd->durable[nd->ndurable++] = *rec; /* takes ownership */
-}
-
-/* Once a snapshot is durable, the log before it is dead weight: keep the
- * newest snapshot, votes past its base and the highest promise (promises
- * must never be lost), in their original order. */
-static void node_compact(sim *s, sim_node *nd)
-{
-	size_t snap_i = SIZE_MAX, prom_i = SIZE_MAX;
-	for (size_t i = 0; i < nd->ndurable; i++) {
-		const px_record *r = &nd->durable[i];
-		if (r->type == PX_REC_SNAPSHOT)
-			snap_i = i;
-		else if (r->type == PX_REC_PROMISE &&
-			 (prom_i == SIZE_MAX ||
-			  px_ballot_cmp(r->ballot,
-					nd->durable[prom_i].ballot) >= 0))
-			prom_i = i;
-	}
-	if (snap_i == SIZE_MAX)
+	bool snap;
+	if (tw_disk_sync(&nd->disk, write_id, &snap) == 0 || !snap)
 		return;
-	uint64_t base = nd->durable[snap_i].slot;
-	size_t w = 0, before = nd->ndurable;
-	for (size_t i = 0; i < nd->ndurable; i++) {
-		px_record *r = &nd->durable[i];
-		bool keep = true;
-		if (r->type == PX_REC_SNAPSHOT)
-			keep = i == snap_i;
-		else if (r->type == PX_REC_PROMISE)
-			keep = i == prom_i;
-		else if (r->type == PX_REC_VOTE || r->type == PX_REC_CHOSEN)
-			keep = r->slot > base;
-		if (keep)
-			nd->durable[w++] = *r;
-		else
-			px_record_clear(r);
-	}
-	nd->ndurable = w;
+	size_t before = nd->disk.ndurable;
+	uint64_t base = tw_disk_compact(&nd->disk);
 	sim_trace(s,
 		  "r%u DISK compact at snapshot base=%" PRIu64
 		  ": %zu -> %zu records",
-		  nd->id, base, before, w);
-}
-
-/* Writes with id <= write_id reach the platter, in order. */
-static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
-{
-	size_t k = 0;
-	bool snap = false;
-	while (k < nd->npending && nd->pending[k].write_id <= write_id) {
-		snap |= nd->pending[k].rec.type == PX_REC_SNAPSHOT;
-		node_append_durable(nd, &nd->pending[k].rec);
-		k++;
-	}
-	if (k == 0)
-		return;
-	memmove(nd->pending, nd->pending + k,
-		(nd->npending - k) * sizeof *nd->pending);
-	nd->npending -= k;
-	if (snap)
-		node_compact(s, nd);
-}
-
-/* Whether the replica's disk says it votes (paxos.h, recovery). */
-static bool node_has_joined(const sim_node *nd)
-{
-	for (size_t i = 0; i < nd->ndurable; i++)
-		if (nd->durable[i].type == PX_REC_JOINED)
-			return true;
-	return false;
-}
-
-static void node_disk_free(sim_node *nd)
-{
-	for (size_t i = 0; i < nd->ndurable; i++)
-		px_record_clear(&nd->durable[i]);
-	for (size_t i = 0; i < nd->npending; i++)
-		px_record_clear(&nd->pending[i].rec);
-	free(nd->durable);
-	free(nd->pending);
-	nd->durable = NULL;
-	nd->pending = NULL;
-	nd->ndurable = nd->npending = nd->durable_cap = nd->pending_cap = 0;
+		  nd->id, base, before, nd->disk.ndurable);
 }
 
 /* ---- stepping a replica ----------------------------------------------- */
@@ -463,8 +347,11 @@ static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
 	nd->tick_gen++;
 	nd->tick_at_us = real;
 	nd->tick_live = true;
-	sim_push(s, real, SIM_EV_TICK, nd->id, 0, nd->epoch, nd->tick_gen,
-		 NULL);
+	sim_at(s, real,
+	       (sim_ev){.type = SIM_EV_TICK,
+			.node = nd->id,
+			.epoch = nd->epoch,
+			.gen = nd->tick_gen});
 }
 
 static void node_take_records(sim *s, sim_node *nd, px_actions *a)
@@ -480,17 +367,8 @@ static void node_take_records(sim *s, sim_node *nd, px_actions *a)
 	}
 	nd->last_write_id = a->write_id;
 	unsigned np = 0, nv = 0, ns = 0;
+	tw_disk_write(&nd->disk, a->recs, a->nrecs, a->write_id);
 	for (size_t i = 0; i < a->nrecs; i++) {
-		if (nd->npending == nd->pending_cap) {
-			nd->pending_cap =
-				nd->pending_cap ? 2 * nd->pending_cap : 64;
-			nd->pending = sim_xrealloc(nd->pending,
-						   nd->pending_cap *
-							   sizeof *nd->pending);
-		}
-		sim_write *w = &nd->pending[nd->npending++];
-		rec_copy(&w->rec, &a->recs[i]);
-		w->write_id = a->write_id;
 		np += a->recs[i].type == PX_REC_PROMISE;
 		nv += a->recs[i].type == PX_REC_VOTE;
 		ns += a->recs[i].type == PX_REC_SNAPSHOT;
@@ -502,7 +380,11 @@ static void node_take_records(sim *s, sim_node *nd, px_actions *a)
 	if (t < nd->sync_last_us)
 		t = nd->sync_last_us;
 	nd->sync_last_us = t;
-	sim_push(s, t, SIM_EV_SYNC, nd->id, 0, nd->epoch, a->write_id, NULL);
+	sim_at(s, t,
+	       (sim_ev){.type = SIM_EV_SYNC,
+			.node = nd->id,
+			.epoch = nd->epoch,
+			.write_id = a->write_id});
 	sim_trace(s, "r%u WRITE id=%" PRIu64 " promise=%u vote=%u snapshot=%u",
 		  nd->id, a->write_id, np, nv, ns);
 }
@@ -527,12 +409,18 @@ static void sim_send_msg(sim *s, px_msg *m)
 		px_msg *d = px_msg_dup(m);
 		if (d) {
 			sim_trace(s, "DUP %s", sim_fmt_msg(m, buf, sizeof buf));
-			sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG,
-				 d->to, 0, dst->epoch, 0, d);
+			sim_at(s, s->now + sim_net_delay(s),
+			       (sim_ev){.type = SIM_EV_MSG,
+					.node = d->to,
+					.epoch = dst->epoch,
+					.msg = d});
 		}
 	}
-	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, dst->epoch,
-		 0, m);
+	sim_at(s, s->now + sim_net_delay(s),
+	       (sim_ev){.type = SIM_EV_MSG,
+			.node = m->to,
+			.epoch = dst->epoch,
+			.msg = m});
 }
 
 /* The durability contract (paxos.h): a promise or a vote leaves the
@@ -542,16 +430,16 @@ static void node_check_durable(sim *s, sim_node *nd, const px_msg *m)
 {
 	char buf[256];
 	if (m->type == PX_MSG_PROMISE) {
-		for (size_t i = nd->ndurable; i-- > 0;) {
-			const px_record *r = &nd->durable[i];
+		for (size_t i = nd->disk.ndurable; i-- > 0;) {
+			const px_record *r = &nd->disk.durable[i];
 			if ((r->type == PX_REC_PROMISE ||
 			     r->type == PX_REC_VOTE) &&
 			    px_ballot_cmp(r->ballot, m->ballot) >= 0)
 				return;
 		}
 	} else if (m->type == PX_MSG_ACCEPTED) {
-		for (size_t i = nd->ndurable; i-- > 0;) {
-			const px_record *r = &nd->durable[i];
+		for (size_t i = nd->disk.ndurable; i-- > 0;) {
+			const px_record *r = &nd->disk.durable[i];
 			if (r->type == PX_REC_VOTE && r->slot == m->slot &&
 			    px_ballot_cmp(r->ballot, m->ballot) == 0)
 				return;
@@ -672,8 +560,11 @@ static void node_take_replies(sim *s, sim_node *nd, px_actions *a)
 		}
 		px_reply *copy = sim_xmalloc(sizeof *copy);
 		*copy = *rep;
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_REPLY,
-			 (uint32_t)(rep->client_id - 1), nd->id, 0, 0, copy);
+		sim_at(s, s->now + sim_net_delay(s),
+		       (sim_ev){.type = SIM_EV_REPLY,
+				.client = (uint32_t)(rep->client_id - 1),
+				.node = nd->id,
+				.reply = copy});
 	}
 }
 
@@ -705,8 +596,11 @@ static void node_lreply(sim *s, sim_node *nd, const ln_reply *rp)
 		memcpy(copy->tokens, rp->tokens,
 		       rp->ntokens * sizeof *copy->tokens);
 	}
-	sim_push(s, s->now + sim_net_delay(s), SIM_EV_LREPLY,
-		 (uint32_t)(rp->session - 1), nd->id, 0, 0, copy);
+	sim_at(s, s->now + sim_net_delay(s),
+	       (sim_ev){.type = SIM_EV_LREPLY,
+			.client = (uint32_t)(rp->session - 1),
+			.node = nd->id,
+			.lreply = copy});
 }
 
 static void node_take_lreplies(sim *s, sim_node *nd, ln_actions *a)
@@ -811,8 +705,10 @@ static void node_settle(sim *s, sim_node *nd, const ln_actions *a)
 		px_replica_status(node_rep(nd), &st);
 		if (st.removed) {
 			nd->leaving = true;
-			sim_push(s, s->now, SIM_EV_LEAVE, nd->id, 0, nd->epoch,
-				 0, NULL);
+			sim_at(s, s->now,
+			       (sim_ev){.type = SIM_EV_LEAVE,
+					.node = nd->id,
+					.epoch = nd->epoch});
 		}
 	}
 }
@@ -982,15 +878,7 @@ static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
 				 recs[i].slot);
 			return 0;
 		}
-		if (nd->npending == nd->pending_cap) {
-			nd->pending_cap =
-				nd->pending_cap ? 2 * nd->pending_cap : 64;
-			nd->pending = sim_xrealloc(nd->pending,
-						   nd->pending_cap *
-							   sizeof *nd->pending);
-		}
-		nd->pending[nd->npending++] =
-			(sim_write){.rec = rec, .write_id = id};
+		tw_disk_write_owned(&nd->disk, rec, id);
 		np += rec.type == PX_REC_PROMISE;
 		nv += rec.type == PX_REC_VOTE;
 		ns += rec.type == PX_REC_SNAPSHOT;
@@ -1010,7 +898,11 @@ static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
 	nd->sync_last_us = t;
 	nd->rd_now = t;
 	nd->release_id = id;
-	sim_push(s, t, SIM_EV_SYNC, nd->id, 0, nd->epoch, id, NULL);
+	sim_at(s, t,
+	       (sim_ev){.type = SIM_EV_SYNC,
+			.node = nd->id,
+			.epoch = nd->epoch,
+			.write_id = id});
 	return 0;
 }
 
@@ -1019,16 +911,16 @@ static void sim_ev_free(sim_ev *ev)
 {
 	switch (ev->type) {
 	case SIM_EV_MSG:
-		px_msg_free(ev->p);
+		px_msg_free(ev->msg);
 		break;
 	case SIM_EV_REPLY:
 	case SIM_EV_CHANGE:
-		free(ev->p);
+		free(ev->change);
 		break;
 	default:
 		slc_free_event(ev);
 	}
-	ev->p = NULL;
+	ev->change = NULL;
 }
 
 static void node_round_init(sim *s, sim_node *nd)
@@ -1088,8 +980,10 @@ static void node_round_flush(sim *s, sim_node *nd)
 		if (!nd->stalled)
 			sim_trace(s, "r%u STALL: %s", nd->id, nd->rd.error);
 		nd->stalled = true;
-		sim_push(s, s->now + SIM_STALL_RETRY_US, SIM_EV_RETRY, nd->id,
-			 0, nd->epoch, 0, NULL);
+		sim_at(s, s->now + SIM_STALL_RETRY_US,
+		       (sim_ev){.type = SIM_EV_RETRY,
+				.node = nd->id,
+				.epoch = nd->epoch});
 		return;
 	}
 	if (nd->stalled)
@@ -1146,7 +1040,7 @@ static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (evs[i].type != SIM_EV_MSG)
 			continue;
-		px_msg *m = evs[i].p;
+		px_msg *m = evs[i].msg;
 		sim_trace(s, "RECV %s", sim_fmt_msg(m, buf, sizeof buf));
 		ln_event e = {.type = LN_EV_MSG, .msg = m};
 		int rc = rd_step(&nd->rd, &e);
@@ -1158,15 +1052,15 @@ static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n)
 		if (evs[i].type != SIM_EV_CHANGE)
 			continue;
 		ln_event e = {.type = LN_EV_CHANGE,
-			      .change = evs[i].p,
-			      .change_id = evs[i].y};
+			      .change = evs[i].change,
+			      .change_id = evs[i].change_id};
 		rd_step(&nd->rd, &e);
 	}
 	ln_request reqs[64];
 	uint32_t nreq = 0;
 	for (size_t i = 0; i <= n; i++) {
 		if (i < n && evs[i].type == SIM_EV_LREQ) {
-			sim_lreq *lr = evs[i].p;
+			sim_lreq *lr = evs[i].lreq;
 			sim_trace(s,
 				  "r%u RECV %s c%" PRIu64 ":%" PRIu64
 				  " req=%" PRIx64,
@@ -1246,10 +1140,10 @@ static void node_change(sim *s, sim_node *nd, const px_change *c,
 		px_change *copy = sim_xmalloc(sizeof *copy);
 		*copy = *c;
 		sim_ev ev = {.type = SIM_EV_CHANGE,
-			     .a = nd->id,
-			     .x = nd->epoch,
-			     .y = change_id,
-			     .p = copy};
+			     .node = nd->id,
+			     .epoch = nd->epoch,
+			     .change_id = change_id,
+			     .change = copy};
 		node_round_event(s, nd, &ev);
 		return;
 	}
@@ -1282,7 +1176,9 @@ static void node_request(sim *s, sim_node *nd, const ln_request *req)
 static void node_tick(sim *s, sim_node *nd)
 {
 	if (nd->round) {
-		sim_ev e = {.type = SIM_EV_TICK, .a = nd->id, .x = nd->epoch};
+		sim_ev e = {.type = SIM_EV_TICK,
+			    .node = nd->id,
+			    .epoch = nd->epoch};
 		node_round_event(s, nd, &e);
 		return;
 	}
@@ -1304,6 +1200,13 @@ static bool sim_corrupt_majority(sim *s)
 	    (s->o->members ? sim_cell_size(s) : s->n) / 2)
 		s->corrupt_majority = true;
 	return s->corrupt_majority;
+}
+
+static int node_restore_one(void *arg, const px_record *rec)
+{
+	sim_node *nd = arg;
+	return nd->ln ? ln_node_restore(nd->ln, rec)
+		      : px_replica_restore(nd->r, rec);
 }
 
 static void node_start(sim *s, sim_node *nd)
@@ -1336,29 +1239,14 @@ static void node_start(sim *s, sim_node *nd)
 			abort();
 		}
 	}
-	/* paxos.h: the newest SNAPSHOT first, then the rest oldest first (a
-	 * vote written in the same batch as a snapshot can precede it on disk,
-	 * and only the snapshot moves the log window to where the vote fits).
-	 */
-	size_t snap_i = SIZE_MAX;
-	for (size_t i = 0; i < nd->ndurable; i++)
-		if (nd->durable[i].type == PX_REC_SNAPSHOT)
-			snap_i = i;
-	for (size_t k = 0; k <= nd->ndurable; k++) {
-		size_t i = k == 0 ? snap_i : k - 1;
-		if (i == SIZE_MAX || (k > 0 && i == snap_i))
-			continue;
-		int rc = nd->ln ? ln_node_restore(nd->ln, &nd->durable[i])
-				: px_replica_restore(nd->r, &nd->durable[i]);
-		if (rc != 0) {
-			chk_fail(&s->chk, "contract",
-				 "r%u rejected its own durable record %zu "
-				 "(type %d slot %" PRIu64 ")",
-				 nd->id, i, (int)nd->durable[i].type,
-				 nd->durable[i].slot);
-			break;
-		}
-	}
+	/* In restore order (paxos.h). */
+	size_t bad;
+	if (tw_disk_replay(&nd->disk, node_restore_one, nd, &bad) != 0)
+		chk_fail(&s->chk, "contract",
+			 "r%u rejected its own durable record %zu "
+			 "(type %d slot %" PRIu64 ")",
+			 nd->id, bad, (int)nd->disk.durable[bad].type,
+			 nd->disk.durable[bad].slot);
 	nd->up = true;
 	nd->tick_live = false;
 	nd->last_write_id = 0;
@@ -1371,8 +1259,9 @@ static void node_start(sim *s, sim_node *nd)
 		  "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
 		  " promised=%" PRIu64 ".%" PRIu32 " clock offset=%" PRIu64
 		  " drift=%" PRId64 "ppm",
-		  nd->id, nd->life, nd->ndurable, st.applied, st.promised.round,
-		  st.promised.id, nd->clk.offset_us, nd->clk.drift_ppm);
+		  nd->id, nd->life, nd->disk.ndurable, st.applied,
+		  st.promised.round, st.promised.id, nd->clk.offset_us,
+		  nd->clk.drift_ppm);
 	node_uncorrupt_if_healed(s, nd);
 	/* A replica that comes back has to catch up before its digests
 	 * count: detection windows start again. */
@@ -1398,16 +1287,14 @@ static void node_crash(sim *s, sim_node *nd)
 	/* Writes the replica issued but never heard back about may or may not
 	 * have reached the disk: a random prefix (whole writes) survives. */
 	uint64_t keep = 0;
-	size_t k = (size_t)sim_rng_below(&s->rng, nd->npending + 1);
+	size_t k = (size_t)sim_rng_below(&s->rng, nd->disk.npending + 1);
 	if (k > 0)
-		keep = nd->pending[k - 1].write_id;
-	size_t npend = nd->npending;
+		keep = tw_disk_pending_at(&nd->disk, k - 1);
+	size_t npend = nd->disk.npending;
 	node_make_durable(s, nd, keep);
+	size_t lost = tw_disk_crash(&nd->disk, keep);
 	sim_trace(s, "r%u CRASH (%zu pending records, %zu lost, %zu durable)",
-		  nd->id, npend, nd->npending, nd->ndurable);
-	for (size_t i = 0; i < nd->npending; i++)
-		px_record_clear(&nd->pending[i].rec);
-	nd->npending = 0;
+		  nd->id, npend, lost, nd->disk.ndurable);
 	node_round_free(nd);
 	px_replica_free(nd->r);
 	counter_sm_free(nd->sm);
@@ -1425,8 +1312,10 @@ static void node_crash(sim *s, sim_node *nd)
 
 static void client_send(sim *s, sim_client *c)
 {
-	sim_push(s, s->now + SIM_CLIENT_TIMEOUT_US, SIM_EV_CLIENT_TIMEOUT,
-		 c->idx, 0, 0, c->attempt, NULL);
+	sim_at(s, s->now + SIM_CLIENT_TIMEOUT_US,
+	       (sim_ev){.type = SIM_EV_CLIENT_TIMEOUT,
+			.client = c->idx,
+			.gen = c->attempt});
 	sim_node *nd = &s->nodes[c->target];
 	if (!nd->up) {
 		sim_trace(s, "DROP(down) submit c%u:%" PRIu64 " ->r%u",
@@ -1442,8 +1331,12 @@ static void client_send(sim *s, sim_client *c)
 		  c->idx + 1, c->seq, c->target, c->attempt);
 	int copies = sim_rng_chance(&s->rng, s->p.dup_p) ? 2 : 1;
 	for (int i = 0; i < copies; i++)
-		sim_push(s, s->now + sim_net_delay(s), SIM_EV_SUBMIT, c->idx,
-			 c->target, nd->epoch, c->seq, NULL);
+		sim_at(s, s->now + sim_net_delay(s),
+		       (sim_ev){.type = SIM_EV_SUBMIT,
+				.client = c->idx,
+				.node = c->target,
+				.epoch = nd->epoch,
+				.seq_cmd = c->seq});
 }
 
 static void client_issue(sim *s, sim_client *c)
@@ -1485,10 +1378,10 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 		s->outstanding--;
 		s->res->acks++;
 		c->guess = (int32_t)from;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, s->p.think_min_us,
-						s->p.think_max_us),
-			 SIM_EV_CLIENT_START, c->idx, 0, 0, 0, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, s->p.think_min_us,
+					      s->p.think_max_us),
+		       (sim_ev){.type = SIM_EV_CLIENT_START, .client = c->idx});
 		return;
 	case PX_REPLY_NOT_LEADER:
 		if (from != c->target)
@@ -1502,20 +1395,24 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 		else
 			c->target = sim_other(s, from);
 		c->guess = (int32_t)c->target;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, 100,
-						1000u * (c->redirects < 10
-								 ? c->redirects
-								 : 10)),
-			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, 100,
+					      1000u * (c->redirects < 10
+							       ? c->redirects
+							       : 10)),
+		       (sim_ev){.type = SIM_EV_CLIENT_RETRY,
+				.client = c->idx,
+				.gen = c->attempt});
 		return;
 	case PX_REPLY_BUSY:
 		if (from != c->target)
 			return;
 		c->attempt++;
 		c->target = sim_other(s, from);
-		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
-			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
+		sim_at(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
+		       (sim_ev){.type = SIM_EV_CLIENT_RETRY,
+				.client = c->idx,
+				.gen = c->attempt});
 		return;
 	case PX_REPLY_INVALID:
 		return; /* the checker has flagged it */
@@ -1523,9 +1420,6 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 }
 
 /* ---- faults ------------------------------------------------------------- */
-
-/* ev.y of a SIM_EV_MSG that a hostile peer forged. */
-#define SIM_FORGED 1u
 
 static px_value *sim_forged_value(sim *s)
 {
@@ -1615,8 +1509,12 @@ static void sim_hostile(sim *s)
 	s->res->forged++;
 	char buf[256];
 	sim_trace(s, "FORGE %s", sim_fmt_msg(m, buf, sizeof buf));
-	sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG, m->to, 0, nd->epoch,
-		 SIM_FORGED, m);
+	sim_at(s, s->now + sim_net_delay(s),
+	       (sim_ev){.type = SIM_EV_MSG,
+			.node = m->to,
+			.epoch = nd->epoch,
+			.forged = true,
+			.msg = m});
 }
 
 static void sim_partition(sim *s)
@@ -1671,7 +1569,8 @@ static void sim_partition(sim *s)
 	sim_corrupt_window_restart(s);
 	uint64_t dur =
 		sim_rng_range(&s->rng, s->p.part_min_us, s->p.part_max_us);
-	sim_push(s, s->now + dur, SIM_EV_PART_END, 0, 0, s->part_gen, 0, NULL);
+	sim_at(s, s->now + dur,
+	       (sim_ev){.type = SIM_EV_PART_END, .gen = s->part_gen});
 	sim_trace(s, "PARTITION %s for %" PRIu64 " ms", desc, dur / 1000);
 }
 
@@ -1707,7 +1606,7 @@ static void node_uncorrupt_if_healed(sim *s, sim_node *nd)
 		return;
 	const chk_slot *cs =
 		nd->applied < s->chk.nslots ? &s->chk.slots[nd->applied] : NULL;
-	if (nd->ndurable == 0 ||
+	if (nd->disk.ndurable == 0 ||
 	    (cs != NULL && cs->digest_known && cs->digest == node_digest(nd))) {
 		nd->corrupted = false;
 		s->chk.corrupted_mask &= ~(1u << nd->id);
@@ -1885,11 +1784,13 @@ static void sim_crash_fault(sim *s)
 			if (!nd->up)
 				continue; /* not started, or gone */
 			node_crash(s, nd);
-			sim_push(s,
-				 s->now + sim_rng_range(&s->rng,
-							s->p.restart_min_us,
-							s->p.restart_max_us),
-				 SIM_EV_RESTART, i, 0, nd->epoch, 0, NULL);
+			sim_at(s,
+			       s->now + sim_rng_range(&s->rng,
+						      s->p.restart_min_us,
+						      s->p.restart_max_us),
+			       (sim_ev){.type = SIM_EV_RESTART,
+					.node = i,
+					.epoch = nd->epoch});
 		}
 		return;
 	}
@@ -1919,13 +1820,13 @@ static void sim_crash_fault(sim *s)
 	uint32_t without = 0;
 	for (uint32_t i = 0; i < s->n; i++)
 		without += i != v && node_active(&s->nodes[i]) &&
-			   !node_has_joined(&s->nodes[i]);
+			   !tw_disk_has(&s->nodes[i].disk, PX_REC_JOINED);
 	/* A removal may be chosen and not yet applied anywhere: count one
 	 * voter fewer than anyone knows of. */
 	uint32_t wsize = s->o->members && size > 0 ? size - 1 : size;
 	if (node_active(nd) && wsize > 0 && without < (wsize - 1) / 2 &&
 	    sim_rng_chance(&s->rng, s->p.wipe_p)) {
-		node_disk_free(nd);
+		tw_disk_free(&nd->disk);
 		nd->wiped = true;
 		nd->cfg.incarnation = sim_rng_next(&s->rng) | 1;
 		/* Its first configuration may be long gone: it starts from
@@ -1940,10 +1841,10 @@ static void sim_crash_fault(sim *s)
 		s->res->wipes++;
 		sim_trace(s, "r%u WIPED: its disk is lost", nd->id);
 	}
-	sim_push(s,
-		 s->now + sim_rng_range(&s->rng, s->p.restart_min_us,
-					s->p.restart_max_us),
-		 SIM_EV_RESTART, v, 0, nd->epoch, 0, NULL);
+	sim_at(s,
+	       s->now + sim_rng_range(&s->rng, s->p.restart_min_us,
+				      s->p.restart_max_us),
+	       (sim_ev){.type = SIM_EV_RESTART, .node = v, .epoch = nd->epoch});
 }
 
 static void sim_heal(sim *s)
@@ -1958,8 +1859,7 @@ static void sim_heal(sim *s)
 	for (uint32_t i = 0; i < s->n; i++)
 		if (!s->nodes[i].up && !s->nodes[i].absent && !s->nodes[i].gone)
 			node_start(s, &s->nodes[i]);
-	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0,
-		 NULL);
+	sim_at(s, s->now + SIM_LIVENESS_US, (sim_ev){.type = SIM_EV_DEADLINE});
 	if (s->o->workload == SIM_WORKLOAD_LEASE)
 		slc_heal(s);
 }
@@ -2056,11 +1956,11 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	char buf[256];
 	switch (ev->type) {
 	case SIM_EV_TICK: {
-		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x)
+		sim_node *nd = &s->nodes[ev->node];
+		if (!nd->up || nd->epoch != ev->epoch)
 			return;
-		if (ev->y != 0) {
-			if (ev->y != nd->tick_gen)
+		if (ev->gen != 0) {
+			if (ev->gen != nd->tick_gen)
 				return; /* superseded by an earlier tick */
 			nd->tick_live = false;
 		}
@@ -2068,13 +1968,14 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		return;
 	}
 	case SIM_EV_SYNC: {
-		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x)
+		sim_node *nd = &s->nodes[ev->node];
+		if (!nd->up || nd->epoch != ev->epoch)
 			return;
 		if (nd->round) {
-			node_make_durable(s, nd, ev->y);
-			sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
-			if (ev->y == nd->release_id)
+			node_make_durable(s, nd, ev->write_id);
+			sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id,
+				  ev->write_id);
+			if (ev->write_id == nd->release_id)
 				node_round_release(s, nd);
 			return;
 		}
@@ -2082,51 +1983,45 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			if (s->o->mutant == PX_MUTANT_ACK_FAILED_SYNC) {
 				/* The broken storage: the sync failed, the
 				 * writes are gone, and it says durable. */
-				size_t k = 0;
-				while (k < nd->npending &&
-				       nd->pending[k].write_id <= ev->y)
-					px_record_clear(&nd->pending[k++].rec);
-				memmove(nd->pending, nd->pending + k,
-					(nd->npending - k) *
-						sizeof *nd->pending);
-				nd->npending -= k;
+				tw_disk_lose(&nd->disk, ev->write_id);
 				sim_trace(s,
 					  "r%u SYNC FAILED id=%" PRIu64
 					  " (acknowledged anyway)",
-					  nd->id, ev->y);
+					  nd->id, ev->write_id);
 				px_event e = {.type = PX_EV_DURABLE,
-					      .write_id = ev->y};
+					      .write_id = ev->write_id};
 				node_step(s, nd, &e);
 				return;
 			}
 			/* lockd's storage: the write waits and is tried
 			 * again (every 500 ms) until the disk takes it. */
 			sim_trace(s, "r%u SYNC FAILED id=%" PRIu64 ": retried",
-				  nd->id, ev->y);
-			sim_push(s,
-				 nd->disk_fail_until +
-					 sim_rng_range(&s->rng, 0, 500000),
-				 SIM_EV_SYNC, nd->id, 0, nd->epoch, ev->y,
-				 NULL);
+				  nd->id, ev->write_id);
+			sim_at(s,
+			       nd->disk_fail_until +
+				       sim_rng_range(&s->rng, 0, 500000),
+			       (sim_ev){.type = SIM_EV_SYNC,
+					.node = nd->id,
+					.epoch = nd->epoch,
+					.write_id = ev->write_id});
 			return;
 		}
-		node_make_durable(s, nd, ev->y);
-		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
-		px_event e = {.type = PX_EV_DURABLE, .write_id = ev->y};
+		node_make_durable(s, nd, ev->write_id);
+		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->write_id);
+		px_event e = {.type = PX_EV_DURABLE, .write_id = ev->write_id};
 		node_step(s, nd, &e);
 		return;
 	}
 	case SIM_EV_MSG: {
-		px_msg *m = ev->p;
-		sim_node *nd = &s->nodes[ev->a];
-		if (ev->y == SIM_FORGED &&
-		    s->o->mutant != PX_MUTANT_OPEN_PEERS) {
+		px_msg *m = ev->msg;
+		sim_node *nd = &s->nodes[ev->node];
+		if (ev->forged && s->o->mutant != PX_MUTANT_OPEN_PEERS) {
 			/* The cell key (or TLS with replica certificates):
 			 * a message without a valid MAC never reaches the
 			 * core. */
 			sim_trace(s, "DROP(forged: bad MAC) %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
-		} else if (!nd->up || nd->epoch != ev->x) {
+		} else if (!nd->up || nd->epoch != ev->epoch) {
 			sim_trace(s, "DROP(crashed) %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
 		} else if (s->blocked[m->from][m->to]) {
@@ -2148,40 +2043,41 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		return;
 	}
 	case SIM_EV_SUBMIT: {
-		sim_node *nd = &s->nodes[ev->b];
-		const chk_cmd *cc = chk_cmd_get(&s->chk, ev->a, ev->y);
-		if (!nd->up || nd->epoch != ev->x || !cc) {
+		sim_node *nd = &s->nodes[ev->node];
+		const chk_cmd *cc =
+			chk_cmd_get(&s->chk, ev->client, ev->seq_cmd);
+		if (!nd->up || nd->epoch != ev->epoch || !cc) {
 			sim_trace(s,
 				  "DROP(crashed) submit c%u:%" PRIu64 " ->r%u",
-				  ev->a + 1, ev->y, ev->b);
+				  ev->client + 1, ev->seq_cmd, ev->node);
 			return;
 		}
-		px_cmd cmd = {.client_id = ev->a + 1,
-			      .seq = ev->y,
+		px_cmd cmd = {.client_id = ev->client + 1,
+			      .seq = ev->seq_cmd,
 			      .len = cc->len,
 			      .data = cc->data};
-		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->b, ev->a + 1,
-			  ev->y);
+		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->node,
+			  ev->client + 1, ev->seq_cmd);
 		px_event e = {.type = PX_EV_SUBMIT, .cmd = &cmd};
 		node_step(s, nd, &e);
 		return;
 	}
 	case SIM_EV_REPLY:
-		client_reply(s, &s->clients[ev->a], ev->b, ev->p);
-		free(ev->p);
+		client_reply(s, &s->clients[ev->client], ev->node, ev->reply);
+		free(ev->reply);
 		return;
 	case SIM_EV_CLIENT_START:
-		client_issue(s, &s->clients[ev->a]);
+		client_issue(s, &s->clients[ev->client]);
 		return;
 	case SIM_EV_CLIENT_RETRY: {
-		sim_client *c = &s->clients[ev->a];
-		if (c->outstanding && ev->y == c->attempt)
+		sim_client *c = &s->clients[ev->client];
+		if (c->outstanding && ev->gen == c->attempt)
 			client_send(s, c);
 		return;
 	}
 	case SIM_EV_CLIENT_TIMEOUT: {
-		sim_client *c = &s->clients[ev->a];
-		if (!c->outstanding || ev->y != c->attempt)
+		sim_client *c = &s->clients[ev->client];
+		if (!c->outstanding || ev->gen != c->attempt)
 			return;
 		sim_trace(s, "c%u TIMEOUT seq=%" PRIu64 " at r%u", c->idx + 1,
 			  c->seq, c->target);
@@ -2194,16 +2090,15 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_CRASH:
 		if (s->healed)
 			return;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng,
-						s->p.crash_every_min_us,
-						s->p.crash_every_max_us),
-			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, s->p.crash_every_min_us,
+					      s->p.crash_every_max_us),
+		       (sim_ev){.type = SIM_EV_CRASH});
 		sim_crash_fault(s);
 		return;
 	case SIM_EV_RESTART: {
-		sim_node *nd = &s->nodes[ev->a];
-		if (nd->up || nd->epoch != ev->x)
+		sim_node *nd = &s->nodes[ev->node];
+		if (nd->up || nd->epoch != ev->epoch)
 			return;
 		node_start(s, nd);
 		return;
@@ -2211,16 +2106,17 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_MEMBER:
 		if (s->healed)
 			return;
-		sim_push(s, s->now + sim_rng_range(&s->rng, 100000, 1500000),
-			 SIM_EV_MEMBER, 0, 0, 0, 0, NULL);
+		sim_at(s, s->now + sim_rng_range(&s->rng, 100000, 1500000),
+		       (sim_ev){.type = SIM_EV_MEMBER});
 		sim_member(s);
 		return;
 	case SIM_EV_CHANGE:
 		sim_ev_free(ev); /* only ever in an inbox */
 		return;
 	case SIM_EV_RETRY: {
-		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x || !nd->round || !nd->stalled)
+		sim_node *nd = &s->nodes[ev->node];
+		if (!nd->up || nd->epoch != ev->epoch || !nd->round ||
+		    !nd->stalled)
 			return;
 		nd->rd_now = s->now;
 		node_round_flush(s, nd);
@@ -2228,8 +2124,8 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		return;
 	}
 	case SIM_EV_LEAVE: {
-		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x) {
+		sim_node *nd = &s->nodes[ev->node];
+		if (!nd->up || nd->epoch != ev->epoch) {
 			nd->leaving = false;
 			return;
 		}
@@ -2250,24 +2146,24 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_HOSTILE:
 		if (s->healed)
 			return;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng,
-						s->p.hostile_every_min_us,
-						s->p.hostile_every_max_us),
-			 SIM_EV_HOSTILE, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng,
+					      s->p.hostile_every_min_us,
+					      s->p.hostile_every_max_us),
+		       (sim_ev){.type = SIM_EV_HOSTILE});
 		sim_hostile(s);
 		return;
 	case SIM_EV_PART_START:
 		if (s->healed)
 			return;
-		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, s->p.part_every_min_us,
-						s->p.part_every_max_us),
-			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       s->now + sim_rng_range(&s->rng, s->p.part_every_min_us,
+					      s->p.part_every_max_us),
+		       (sim_ev){.type = SIM_EV_PART_START});
 		sim_partition(s);
 		return;
 	case SIM_EV_PART_END:
-		if (ev->x != s->part_gen)
+		if (ev->gen != s->part_gen)
 			return;
 		memset(s->blocked, 0, sizeof s->blocked);
 		sim_corrupt_window_restart(s);
@@ -2290,19 +2186,19 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		sim_liveness_failure(s);
 		return;
 	case SIM_EV_LREQ: {
-		sim_lreq *lr = ev->p;
-		sim_node *nd = &s->nodes[ev->a];
-		if (!nd->up || nd->epoch != ev->x) {
+		sim_lreq *lr = ev->lreq;
+		sim_node *nd = &s->nodes[ev->node];
+		if (!nd->up || nd->epoch != ev->epoch) {
 			sim_trace(s, "DROP(crashed) %s c%u:%" PRIu64 " ->r%u",
-				  chk_req_name(lr->req.type), ev->b + 1,
-				  lr->req.seq, ev->a);
+				  chk_req_name(lr->req.type), ev->client + 1,
+				  lr->req.seq, ev->node);
 		} else if (nd->round) {
 			node_round_event(s, nd, ev); /* takes lr */
 			return;
 		} else {
 			sim_trace(s, "r%u RECV %s c%u:%" PRIu64 " req=%" PRIx64,
-				  ev->a, chk_req_name(lr->req.type), ev->b + 1,
-				  lr->req.seq, lr->req.req_id);
+				  ev->node, chk_req_name(lr->req.type),
+				  ev->client + 1, lr->req.seq, lr->req.req_id);
 			node_request(s, nd, &lr->req);
 		}
 		free(lr);
@@ -2323,8 +2219,10 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 static void sim_extra_tick(sim *s)
 {
 	uint32_t i = (uint32_t)sim_rng_below(&s->rng, s->n);
-	sim_push(s, s->now + sim_rng_range(&s->rng, 0, 50000), SIM_EV_TICK, i,
-		 0, s->nodes[i].epoch, 0, NULL);
+	sim_at(s, s->now + sim_rng_range(&s->rng, 0, 50000),
+	       (sim_ev){.type = SIM_EV_TICK,
+			.node = i,
+			.epoch = s->nodes[i].epoch});
 }
 
 static void sim_config(sim *s, px_config *cfg, uint32_t id)
@@ -2451,31 +2349,31 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	} else {
 		for (uint32_t i = 0; i < s->nclients; i++) {
 			s->clients[i] = (sim_client){.idx = i, .guess = -1};
-			sim_push(s, sim_rng_range(&s->rng, 0, 300000),
-				 SIM_EV_CLIENT_START, i, 0, 0, 0, NULL);
+			sim_at(s, sim_rng_range(&s->rng, 0, 300000),
+			       (sim_ev){.type = SIM_EV_CLIENT_START,
+					.client = i});
 		}
 	}
-	sim_push(s,
-		 sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us),
-		 SIM_EV_HEAL, 0, 0, 0, 0, NULL);
+	sim_at(s, sim_rng_range(&s->rng, s->p.fault_min_us, s->p.fault_max_us),
+	       (sim_ev){.type = SIM_EV_HEAL});
 	if (s->p.crash_every_max_us)
-		sim_push(s,
-			 sim_rng_range(&s->rng, s->p.crash_every_min_us,
-				       s->p.crash_every_max_us),
-			 SIM_EV_CRASH, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       sim_rng_range(&s->rng, s->p.crash_every_min_us,
+				     s->p.crash_every_max_us),
+		       (sim_ev){.type = SIM_EV_CRASH});
 	if (s->p.hostile_every_max_us)
-		sim_push(s,
-			 sim_rng_range(&s->rng, s->p.hostile_every_min_us,
-				       s->p.hostile_every_max_us),
-			 SIM_EV_HOSTILE, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       sim_rng_range(&s->rng, s->p.hostile_every_min_us,
+				     s->p.hostile_every_max_us),
+		       (sim_ev){.type = SIM_EV_HOSTILE});
 	if (o->members)
-		sim_push(s, sim_rng_range(&s->rng, 200000, 1000000),
-			 SIM_EV_MEMBER, 0, 0, 0, 0, NULL);
+		sim_at(s, sim_rng_range(&s->rng, 200000, 1000000),
+		       (sim_ev){.type = SIM_EV_MEMBER});
 	if (s->p.part_every_max_us)
-		sim_push(s,
-			 sim_rng_range(&s->rng, s->p.part_every_min_us,
-				       s->p.part_every_max_us),
-			 SIM_EV_PART_START, 0, 0, 0, 0, NULL);
+		sim_at(s,
+		       sim_rng_range(&s->rng, s->p.part_every_min_us,
+				     s->p.part_every_max_us),
+		       (sim_ev){.type = SIM_EV_PART_START});
 
 	sim_ev ev;
 	bool done = false;
@@ -2538,7 +2436,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		px_replica_free(nd->r);
 		counter_sm_free(nd->sm);
 		ln_node_free(nd->ln);
-		node_disk_free(nd);
+		tw_disk_free(&nd->disk);
 	}
 	ln_actions_free(&s->act);
 	chk_free(&s->chk);

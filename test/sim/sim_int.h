@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "round.h"
 #include "sim.h"
+#include "world.h"
 
 #define SIM_CLIENTS_MAX 16u
 #define SIM_LEASE_CLIENTS_MIN 8u
@@ -58,22 +59,6 @@ typedef struct sim_profile {
 	uint64_t think_min_us, think_max_us; /* client pause between commands */
 } sim_profile;
 
-/* A monotonic clock: local = offset + real + real * drift / 1e6. */
-typedef struct sim_clock {
-	uint64_t offset_us;
-	int64_t drift_ppm;
-} sim_clock;
-
-uint64_t sim_clock_local(const sim_clock *k, uint64_t real);
-/* The earliest real time at which the clock reads >= local_at;
- * UINT64_MAX when that is beyond any horizon we care about. */
-uint64_t sim_clock_real(const sim_clock *k, uint64_t local_at);
-
-typedef struct sim_write {
-	px_record rec; /* deep-owned copy */
-	uint64_t write_id;
-} sim_write;
-
 typedef struct sim_node {
 	uint32_t id;
 	bool up;
@@ -85,7 +70,7 @@ typedef struct sim_node {
 	ln_node *ln; /* lease workload: a node */
 	px_config cfg;
 	ln_config lcfg;
-	sim_clock clk;
+	tw_clock clk;
 	/* The one live tick: earlier requests supersede later ones. */
 	uint64_t tick_gen, tick_at_us;
 	bool tick_live;
@@ -104,10 +89,7 @@ typedef struct sim_node {
 	uint64_t corrupted_at;    /* its applied position then */
 	uint64_t corrupted_us; /* and the time (both restart with a crash or a
 				  partition anywhere) */
-	px_record *durable;
-	size_t ndurable, durable_cap;
-	sim_write *pending;
-	size_t npending, pending_cap;
+	tw_disk disk;          /* test/world: what survives a crash */
 	/* What of the step's (or round's) chosen decrees the oracle saw. */
 	size_t chosen_seen;
 	bool snap_seen;
@@ -190,7 +172,7 @@ typedef struct slc_op {
 
 typedef struct sim_lclient {
 	uint32_t idx; /* session = idx + 1 */
-	sim_clock clk;
+	tw_clock clk;
 	bool vanished, done;
 	uint64_t paused_until; /* real; 0: running */
 	uint64_t seq, reqs;
@@ -241,8 +223,8 @@ typedef struct sim {
 void sim_trace(sim *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void *sim_xmalloc(size_t n);
-void sim_push(sim *s, uint64_t at_us, sim_ev_type type, uint32_t a, uint32_t b,
-	      uint64_t x, uint64_t y, void *p);
+/* Queues ev to happen at real time at_us. */
+void sim_at(sim *s, uint64_t at_us, sim_ev ev);
 uint64_t sim_net_delay(sim *s);
 /* A replica other than not, at random. */
 uint32_t sim_other(sim *s, uint32_t not );

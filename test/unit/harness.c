@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "world.h"
+
 /* A bound on work in loops that should end: a scenario that runs past it
  * is livelocked, and the test fails instead of hanging. */
 #define H_EVENTS_MAX 1000000u
@@ -124,19 +126,11 @@ static void hsm_reset(h_sm *m)
 
 /* ---- the cell --------------------------------------------------------- */
 
-typedef struct h_pend {
-	uint64_t write_id;
-	px_record rec;
-} h_pend;
-
 typedef struct h_node {
 	px_config cfg;
 	px_replica *r; /* NULL while down */
 	h_sm sm;
-	px_record *disk;
-	size_t ndisk, disk_cap;
-	h_pend *pend;
-	size_t npend, pend_cap;
+	tw_disk disk; /* test/world */
 	px_reply *replies;
 	size_t nreplies, replies_cap;
 	px_change_done *changes;
@@ -155,8 +149,7 @@ struct harness {
 	uint32_t n;
 	h_node nodes[LD_REPLICAS_MAX];
 	bool cut[LD_REPLICAS_MAX][LD_REPLICAS_MAX];
-	px_msg **pool;
-	size_t npool, pool_cap;
+	tw_pool pool; /* test/world: in flight, in send order */
 	px_actions act;
 	uint64_t now;
 	uint64_t steps;
@@ -176,19 +169,6 @@ static void h_fail(harness *h, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(h->err, sizeof h->err, fmt, ap);
 	va_end(ap);
-}
-
-static void rec_copy(px_record *dst, const px_record *src)
-{
-	*dst = *src;
-	dst->value = px_value_ref(src->value);
-	dst->snap = NULL;
-	if (src->snap_len > 0) {
-		dst->snap = malloc(src->snap_len);
-		if (dst->snap == NULL)
-			abort();
-		memcpy(dst->snap, src->snap, src->snap_len);
-	}
 }
 
 static void h_node_defaults(h_node *nd, uint32_t id, uint32_t n)
@@ -238,9 +218,7 @@ static void h_node_down(harness *h, uint32_t id)
 	h_node *nd = &h->nodes[id];
 	px_replica_free(nd->r);
 	nd->r = NULL;
-	for (size_t i = 0; i < nd->npend; i++)
-		px_record_clear(&nd->pend[i].rec);
-	nd->npend = 0;
+	tw_disk_crash(&nd->disk, 0);
 	nd->nreplies = 0;
 	nd->nchanges = 0;
 	hsm_reset(&nd->sm);
@@ -254,17 +232,12 @@ void h_free(harness *h)
 	for (uint32_t i = 0; i < h->n; i++) {
 		h_node *nd = &h->nodes[i];
 		h_node_down(h, i);
-		for (size_t j = 0; j < nd->ndisk; j++)
-			px_record_clear(&nd->disk[j]);
-		free(nd->disk);
-		free(nd->pend);
+		tw_disk_free(&nd->disk);
 		free(nd->replies);
 		free(nd->changes);
 		free(nd->sm.log);
 	}
-	for (size_t i = 0; i < h->npool; i++)
-		px_msg_free(h->pool[i]);
-	free(h->pool);
+	tw_pool_free(&h->pool);
 	for (size_t s = 0; s < h->learned_cap; s++)
 		px_value_unref(h->learned[s].value);
 	free(h->learned);
@@ -331,12 +304,7 @@ static void h_absorb(harness *h, uint32_t id, px_actions *a)
 	if (a->nrecs > 0 && a->write_id == 0)
 		h_fail(h, "replica %u wrote %zu records with write id 0", id,
 		       a->nrecs);
-	for (size_t i = 0; i < a->nrecs; i++) {
-		H_GROW(nd->pend, nd->npend, nd->pend_cap);
-		h_pend *p = &nd->pend[nd->npend++];
-		p->write_id = a->write_id;
-		rec_copy(&p->rec, &a->recs[i]);
-	}
+	tw_disk_write(&nd->disk, a->recs, a->nrecs, a->write_id);
 	for (size_t i = 0; i < a->nmsgs; i++) {
 		px_msg *m = a->msgs[i];
 		a->msgs[i] = NULL; /* taken */
@@ -345,8 +313,7 @@ static void h_absorb(harness *h, uint32_t id, px_actions *a)
 		if (m->from != id)
 			h_fail(h, "replica %u sent a message from %u", id,
 			       m->from);
-		H_GROW(h->pool, h->npool, h->pool_cap);
-		h->pool[h->npool++] = m;
+		tw_pool_put(&h->pool, m);
 	}
 	a->nmsgs = 0;
 	if (a->installed_snapshot) {
@@ -479,17 +446,10 @@ const px_reply *h_reply_for(const harness *h, uint32_t id, uint64_t client,
 size_t h_sync(harness *h, uint32_t id)
 {
 	h_node *nd = &h->nodes[id];
-	if (nd->r == NULL || nd->npend == 0)
+	if (nd->r == NULL || nd->disk.npending == 0)
 		return 0;
-	size_t n = nd->npend;
-	uint64_t write_id = 0;
-	for (size_t i = 0; i < n; i++) {
-		H_GROW(nd->disk, nd->ndisk, nd->disk_cap);
-		nd->disk[nd->ndisk++] = nd->pend[i].rec; /* moved */
-		if (nd->pend[i].write_id > write_id)
-			write_id = nd->pend[i].write_id;
-	}
-	nd->npend = 0;
+	uint64_t write_id = tw_disk_pending_id(&nd->disk);
+	size_t n = tw_disk_sync(&nd->disk, write_id, NULL);
 	px_event ev = {.type = PX_EV_DURABLE, .write_id = write_id};
 	h_step(h, id, &ev);
 	return n;
@@ -505,20 +465,19 @@ size_t h_sync_all(harness *h)
 
 size_t h_pending(const harness *h, uint32_t id)
 {
-	return h->nodes[id].npend;
+	return h->nodes[id].disk.npending;
 }
 
 const px_record *h_disk(const harness *h, uint32_t id, size_t *n)
 {
-	*n = h->nodes[id].ndisk;
-	return h->nodes[id].disk;
+	*n = h->nodes[id].disk.ndurable;
+	return h->nodes[id].disk.durable;
 }
 
 int h_disk_append(harness *h, uint32_t id, const px_record *rec)
 {
 	h_node *nd = &h->nodes[id];
-	H_GROW(nd->disk, nd->ndisk, nd->disk_cap);
-	rec_copy(&nd->disk[nd->ndisk++], rec);
+	tw_disk_append(&nd->disk, rec);
 	return 0;
 }
 
@@ -535,26 +494,22 @@ static bool h_match(const px_msg *m, h_filter f)
 size_t h_count(const harness *h, h_filter f)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < h->npool; i++)
-		n += h_match(h->pool[i], f);
+	for (size_t i = 0; i < h->pool.n; i++)
+		n += h_match(h->pool.m[i], f);
 	return n;
 }
 
 const px_msg *h_peek(const harness *h, h_filter f, size_t idx)
 {
-	for (size_t i = 0; i < h->npool; i++)
-		if (h_match(h->pool[i], f) && idx-- == 0)
-			return h->pool[i];
+	for (size_t i = 0; i < h->pool.n; i++)
+		if (h_match(h->pool.m[i], f) && idx-- == 0)
+			return h->pool.m[i];
 	return NULL;
 }
 
 static px_msg *h_take(harness *h, size_t i)
 {
-	px_msg *m = h->pool[i];
-	memmove(&h->pool[i], &h->pool[i + 1],
-		(h->npool - i - 1) * sizeof *h->pool);
-	h->npool--;
-	return m;
+	return tw_pool_take(&h->pool, i);
 }
 
 static void h_deliver_msg(harness *h, px_msg *m)
@@ -569,8 +524,8 @@ static void h_deliver_msg(harness *h, px_msg *m)
 
 bool h_deliver_one(harness *h, h_filter f)
 {
-	for (size_t i = 0; i < h->npool; i++) {
-		if (h_match(h->pool[i], f)) {
+	for (size_t i = 0; i < h->pool.n; i++) {
+		if (h_match(h->pool.m[i], f)) {
 			h_deliver_msg(h, h_take(h, i));
 			return true;
 		}
@@ -584,8 +539,8 @@ size_t h_deliver(harness *h, h_filter f)
 	 * sends stay in flight. */
 	px_msg **batch = NULL;
 	size_t n = 0, cap = 0;
-	for (size_t i = 0; i < h->npool;) {
-		if (h_match(h->pool[i], f)) {
+	for (size_t i = 0; i < h->pool.n;) {
+		if (h_match(h->pool.m[i], f)) {
 			H_GROW(batch, n, cap);
 			batch[n++] = h_take(h, i);
 		} else {
@@ -601,11 +556,11 @@ size_t h_deliver(harness *h, h_filter f)
 size_t h_deliver_all(harness *h)
 {
 	size_t n = 0;
-	while (h->npool > 0 && n < H_EVENTS_MAX) {
+	while (h->pool.n > 0 && n < H_EVENTS_MAX) {
 		h_deliver_msg(h, h_take(h, 0));
 		n++;
 	}
-	if (h->npool > 0)
+	if (h->pool.n > 0)
 		h_fail(h, "messages kept flowing after %zu deliveries", n);
 	return n;
 }
@@ -613,15 +568,14 @@ size_t h_deliver_all(harness *h)
 void h_inject(harness *h, px_msg *m)
 {
 	assert(m != NULL);
-	H_GROW(h->pool, h->npool, h->pool_cap);
-	h->pool[h->npool++] = m;
+	tw_pool_put(&h->pool, m);
 }
 
 size_t h_drop(harness *h, h_filter f)
 {
 	size_t n = 0;
-	for (size_t i = 0; i < h->npool;) {
-		if (h_match(h->pool[i], f)) {
+	for (size_t i = 0; i < h->pool.n;) {
+		if (h_match(h->pool.m[i], f)) {
 			px_msg_free(h_take(h, i));
 			n++;
 		} else {
@@ -655,6 +609,11 @@ void h_crash(harness *h, uint32_t id)
 	h_node_down(h, id);
 }
 
+static int h_restore_one(void *arg, const px_record *rec)
+{
+	return px_replica_restore(arg, rec);
+}
+
 int h_restart(harness *h, uint32_t id)
 {
 	assert(id < h->n);
@@ -662,10 +621,9 @@ int h_restart(harness *h, uint32_t id)
 	if (nd->r != NULL)
 		h_crash(h, id);
 	h_node_boot(h, id);
-	int rc = 0;
-	for (size_t i = 0; i < nd->ndisk; i++)
-		if (px_replica_restore(nd->r, &nd->disk[i]) != 0)
-			rc = -1;
+	/* In restore order (paxos.h), as lockd's storage replays. */
+	int rc = tw_disk_replay(&nd->disk, h_restore_one, nd->r, NULL) != 0 ? -1
+									    : 0;
 	px_status st;
 	px_replica_status(nd->r, &st);
 	nd->applied = st.applied;
@@ -680,9 +638,7 @@ void h_wipe(harness *h, uint32_t id)
 	h_node *nd = &h->nodes[id];
 	if (nd->r != NULL)
 		h_crash(h, id);
-	for (size_t j = 0; j < nd->ndisk; j++)
-		px_record_clear(&nd->disk[j]);
-	nd->ndisk = 0;
+	tw_disk_wipe(&nd->disk);
 }
 
 bool h_up(const harness *h, uint32_t id)
@@ -696,7 +652,7 @@ size_t h_run_until_quiet(harness *h)
 {
 	uint64_t start = h->steps;
 	while (h->steps - start < H_EVENTS_MAX) {
-		if (h->npool > 0) {
+		if (h->pool.n > 0) {
 			h_deliver_msg(h, h_take(h, 0));
 			continue;
 		}
@@ -839,9 +795,9 @@ static const char *h_type_name(px_msg_type t)
 
 void h_dump(const harness *h)
 {
-	fprintf(stderr, "t=%" PRIu64 " in flight: %zu\n", h->now, h->npool);
-	for (size_t i = 0; i < h->npool; i++) {
-		const px_msg *m = h->pool[i];
+	fprintf(stderr, "t=%" PRIu64 " in flight: %zu\n", h->now, h->pool.n);
+	for (size_t i = 0; i < h->pool.n; i++) {
+		const px_msg *m = h->pool.m[i];
 		fprintf(stderr,
 			"  %u->%u %-11s b=(%" PRIu64 ",%u) slot=%" PRIu64
 			" commit=%" PRIu64 " nvotes=%u\n",
@@ -857,6 +813,6 @@ void h_dump(const harness *h)
 			i, h->nodes[i].r ? "up" : "down", st.role,
 			st.ballot.round, st.ballot.id, st.promised.round,
 			st.promised.id, st.leader, st.commit, st.next_slot,
-			h->nodes[i].npend);
+			h->nodes[i].disk.npending);
 	}
 }

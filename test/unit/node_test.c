@@ -1,19 +1,21 @@
 /* The lease node end to end through the ledger: a 3-node cell on a perfect
- * network, durable at once, with time advanced by hand. Each test names the
- * rule it checks. */
+ * network (test/world's pool, delivered in send order), each write durable
+ * at once on its test/world disk, with time advanced by hand. Each test
+ * names the rule it checks. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "node.h"
+#include "world.h"
 
 #define N 3
 #define QMAX 65536
 
 static ln_node *nodes[N];
-static px_msg *queue[QMAX];
-static uint32_t qhead, qtail;
+static tw_disk disks[N];
+static tw_pool net;
 static uint64_t now_us;
 static ln_reply replies[4096];
 static uint32_t nreplies;
@@ -27,10 +29,13 @@ static void run(uint32_t i, ln_event *ev);
 static void absorb(uint32_t i, ln_actions *a)
 {
 	for (size_t k = 0; k < a->ld.nmsgs; k++) {
-		cr_assert(qtail - qhead < QMAX);
-		queue[qtail++ % QMAX] = a->ld.msgs[k];
+		cr_assert(net.n < QMAX);
+		tw_pool_put(&net, a->ld.msgs[k]);
 	}
 	a->ld.nmsgs = 0;
+	tw_disk_write(&disks[i], a->ld.recs, a->ld.nrecs, a->ld.write_id);
+	tw_disk_sync(&disks[i], a->ld.write_id, NULL);
+	tw_disk_compact(&disks[i]);
 	if (i == 0)
 		decrees += a->ld.nchosen;
 	records += a->ld.nrecs;
@@ -64,8 +69,8 @@ static void run(uint32_t i, ln_event *ev)
 
 static void deliver_all(void)
 {
-	while (qhead != qtail) {
-		px_msg *m = queue[qhead++ % QMAX];
+	while (net.n > 0) {
+		px_msg *m = tw_pool_take(&net, 0);
 		ln_event e = {.type = LN_EV_MSG, .msg = m};
 		run(m->to, &e);
 		px_msg_free(m);
@@ -98,8 +103,7 @@ static int leader(void)
 
 static void setup_with(uint32_t grace_ms)
 {
-	memset(queue, 0, sizeof queue);
-	qhead = qtail = 0;
+	tw_pool_init(&net);
 	now_us = 1000000;
 	nreplies = 0;
 	decrees = 0;
@@ -112,6 +116,7 @@ static void setup_with(uint32_t grace_ms)
 		cfg.tick_ms = 50;
 		nodes[i] = ln_node_new(&cfg);
 		cr_assert_not_null(nodes[i]);
+		tw_disk_init(&disks[i]);
 	}
 	advance(1000);
 	cr_assert_geq(leader(), 0, "no leader elected");
@@ -125,8 +130,11 @@ static void setup(void)
 static void teardown(void)
 {
 	deliver_all();
-	for (uint32_t i = 0; i < N; i++)
+	for (uint32_t i = 0; i < N; i++) {
 		ln_node_free(nodes[i]);
+		tw_disk_free(&disks[i]);
+	}
+	tw_pool_free(&net);
 }
 
 /* Sends a request to node i and returns its req_id. */
@@ -428,8 +436,8 @@ Test(node, new_leader_keeps_leases_conservatively, .init = setup,
 			ln_event e = {.type = LN_EV_TICK};
 			run(i, &e);
 		}
-		while (qhead != qtail) {
-			px_msg *m = queue[qhead++ % QMAX];
+		while (net.n > 0) {
+			px_msg *m = tw_pool_take(&net, 0);
 			if ((int)m->to != old && (int)m->from != old) {
 				ln_event e = {.type = LN_EV_MSG, .msg = m};
 				run(m->to, &e);
@@ -562,8 +570,8 @@ Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
 		ln_event t = {.type = LN_EV_TICK};
 		for (uint32_t i = 0; i < N; i++)
 			run(i, &t);
-		while (qhead != qtail) {
-			px_msg *m = queue[qhead++ % QMAX];
+		while (net.n > 0) {
+			px_msg *m = tw_pool_take(&net, 0);
 			if ((int)m->to != l && (int)m->from != l) {
 				ln_event me = {.type = LN_EV_MSG, .msg = m};
 				run(m->to, &me);
