@@ -140,7 +140,7 @@ void srv_answer_node(ld_server *s, const ln_reply *rp)
 	slot_done(s, idx, &rep);
 }
 
-void srv_answer_status(ld_server *s, uint32_t idx)
+static void answer_status(ld_server *s, uint32_t idx)
 {
 	px_status st;
 	srv_node_status(s, &st);
@@ -198,7 +198,7 @@ static void wire_members(const px_members *m, uint64_t from, Lockd__Reply *rep,
 	rep->removed = removed;
 }
 
-void srv_answer_members(ld_server *s, uint32_t idx)
+static void answer_members(ld_server *s, uint32_t idx)
 {
 	px_status st;
 	srv_node_status(s, &st);
@@ -790,4 +790,18 @@ void srv_admit(ld_server *s, ld_cctx *c, uint64_t applied, uint32_t *nreq)
 		return;
 	}
 	srv_route_ready(s, idx, nreq);
+}
+
+/* STATUS and MEMBERS read only this replica's own state: answered even
+ * while it is stalled. Returns whether slot idx was one of them. */
+bool srv_answer_local(ld_server *s, uint32_t idx)
+{
+	Lockd__Op op = ld_cctx_request(s->slots[idx].c)->op;
+	if (op == LOCKD__OP__OP_STATUS)
+		answer_status(s, idx);
+	else if (op == LOCKD__OP__OP_MEMBERS)
+		answer_members(s, idx);
+	else
+		return false;
+	return true;
 }

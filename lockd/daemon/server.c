@@ -253,12 +253,7 @@ static void admit_stalled(ld_server *s, ld_cctx *c)
 	sl->gen++;
 	sl->apos = s->nactive;
 	s->active[s->nactive++] = idx;
-	Lockd__Op op = ld_cctx_request(c)->op;
-	if (op == LOCKD__OP__OP_STATUS)
-		srv_answer_status(s, idx);
-	else if (op == LOCKD__OP__OP_MEMBERS)
-		srv_answer_members(s, idx);
-	else
+	if (!srv_answer_local(s, idx))
 		answer_stalled(s, idx);
 }
 
@@ -501,12 +496,7 @@ static void answer_due(ld_server *s)
 			if (now >= sl->deadline_us)
 				srv_answer_watch_timeout(s, i);
 		} else if (sl->state == SLOT_LATER) {
-			Lockd__Op op = ld_cctx_request(sl->c)->op;
-			if (op == LOCKD__OP__OP_STATUS)
-				srv_answer_status(s, i);
-			else if (op == LOCKD__OP__OP_MEMBERS)
-				srv_answer_members(s, i);
-			else
+			if (!srv_answer_local(s, i))
 				srv_answer_list(s, i);
 		} else if (sl->state == SLOT_PARKED && now >= sl->deadline_us) {
 			srv_answer_behind(s, i);
