@@ -112,6 +112,22 @@
 /* req_id = generation << 16 | context index: a late answer to a context
  * that has since moved on is recognised and dropped. */
 #define REQ_INDEX_BITS 16
+/* One connection's parked reads never hold every context, and leave the
+ * reserve (LD_CLIENT_CTX_RESERVE) to requests that do not wait. */
+_Static_assert(PARKED_PER_CONN_MAX + LD_CLIENT_CTX_RESERVE < LD_CLIENT_CTX_MAX,
+	       "parked reads could hold every context");
+/* A LIST page of LIST_LEASES_MAX leases of the largest names and values
+ * is cut at LIST_BYTES_MAX, which a client's reply buffer (8 MiB in
+ * liblockclient, 1 MiB nng's default) takes. */
+_Static_assert(LIST_BYTES_MAX + LS_NAME_BYTES_MAX + LS_VALUE_BYTES_MAX +
+			       1024u <=
+		       1024u * 1024u,
+	       "a LIST page may outgrow a client's default reply buffer");
+/* Every request the cell accepts fits in one client message. */
+_Static_assert(LS_NAME_BYTES_MAX + LS_VALUE_BYTES_MAX + LS_REASON_BYTES_MAX +
+			       1024u <=
+		       LD_CLIENT_REQUEST_BYTES_MAX,
+	       "a request at the limits outgrows a client message");
 _Static_assert(LD_CLIENT_CTX_MAX <= (1u << REQ_INDEX_BITS),
 	       "context index must fit in the req_id");
 
