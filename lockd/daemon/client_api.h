@@ -26,7 +26,7 @@
  * known_position included), a new one is told BUSY (such a read BEHIND),
  * and renewals, releases and reads still get through. nng 1.5.2 can wedge
  * its reap thread when a connection closes while every context is held
- * (server.c, PARKED_PER_CONN_MAX). */
+ * (server_int.h, PARKED_PER_CONN_MAX). */
 #define LD_CLIENT_CTX_MAX 1024u
 #define LD_CLIENT_CTX_RESERVE 64u
 
