@@ -782,6 +782,14 @@ int cd_request_check(const uint8_t *buf, size_t len, char *err, size_t errlen)
 		uint64_t key, v;
 		if (!codec_varint(buf, len, &pos, &key))
 			return 0;
+		/* protobuf-c 1.4.1 keeps a field numbered 0 as an unknown
+		 * field, which it then packs into bytes it cannot unpack
+		 * (found by test/fuzz/request_fuzz.c): no such field exists. */
+		if (key >> 3 == 0) {
+			snprintf(err, errlen,
+				 "field number 0 is not a protobuf field");
+			return CD_EMALFORMED;
+		}
 		switch (key & 7) {
 		case WIRE_VARINT: {
 			if (!codec_varint(buf, len, &pos, &v))

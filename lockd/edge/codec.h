@@ -111,8 +111,9 @@ int cd_members_decode(const uint8_t *buf, size_t len, px_members *out);
  * field (uint32, int32, sint32, enum): ttl_ms = 2^40 + 1000 unpacks as 1000.
  * Walks the top level of a client.proto Request (buf, len) and returns 0,
  * or CD_EMALFORMED with a sentence in err naming the first such field
- * whose varint does not fit in 32 bits. Anything else malformed is left to
- * the unpacker (this only reads as far as it can). */
+ * whose varint does not fit in 32 bits, or a field numbered 0 (which
+ * protobuf-c keeps as an unknown field). Anything else malformed is left
+ * to the unpacker (this only reads as far as it can). */
 int cd_request_check(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
 #endif

@@ -17,7 +17,8 @@ static void usage(FILE *f)
 		"                 [--workload lease|counter] [--mutant NAME]\n"
 		"                 [--until-violation] [--quiet] [--verbose] "
 		"[--drift-ppm N]\n"
-		"                 [--members] [--driver round|core]\n"
+		"                 [--members] [--driver round|core] [--corpus "
+		"DIR]\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -120,6 +121,11 @@ int main(int argc, char **argv)
 			if (parse_u64(v, &u) || u > 100000)
 				goto bad;
 			o.drift_ppm_max = (int32_t)u;
+			i++;
+		} else if (!strcmp(a, "--corpus")) {
+			if (!v)
+				goto bad;
+			o.corpus = v;
 			i++;
 		} else if (!strcmp(a, "--driver")) {
 			if (!v || (strcmp(v, "round") && strcmp(v, "core")))

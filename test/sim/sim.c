@@ -747,6 +747,32 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 
 #define SIM_STALL_RETRY_US 500000u
 
+/* --corpus: the first encodings of each kind (sub: a message or record
+ * type) become seed files of test/fuzz's targets. */
+static void sim_corpus(sim *s, const char *target, unsigned sub,
+		       const uint8_t *b, size_t n)
+{
+	static unsigned counts[8][64];
+	static const char *const targets[] = {"peer", "record", "value",
+					      "restore", "snapshot"};
+	unsigned t = 0;
+	while (t < sizeof targets / sizeof targets[0] &&
+	       strcmp(targets[t], target))
+		t++;
+	if (!s->o->corpus || t >= sizeof targets / sizeof targets[0] ||
+	    counts[t][sub % 64] >= 3 || n > 65536)
+		return;
+	unsigned k = counts[t][sub % 64]++;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s/%s-%02u-%u.bin", s->o->corpus,
+		 target, target, sub, k);
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return;
+	fwrite(b, 1, n, f);
+	fclose(f);
+}
+
 static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n);
 
 static uint64_t rio_now_us(void *ctx)
@@ -767,6 +793,19 @@ static void rio_send(void *ctx, const px_msg *m)
 	px_msg *copy = NULL;
 	int rv = cd_msg_encode(m, &bytes, &len);
 	if (rv == 0) {
+		sim_corpus(s, "peer", (unsigned)m->type, bytes, len);
+		if (m->value != NULL && m->value->ncmds > 0) {
+			uint8_t *vb;
+			size_t vn;
+			if (cd_value_encode(m->value, &vb, &vn) == 0) {
+				sim_corpus(s, "value", m->value->ncmds, vb, vn);
+				free(vb);
+			}
+			const px_cmd *c = &m->value->cmds[0];
+			if (c->len > 0)
+				sim_corpus(s, "value", 32u + c->data[0] % 32u,
+					   c->data, c->len);
+		}
 		rv = cd_msg_decode(bytes, len, &copy);
 		free(bytes);
 	}
@@ -867,6 +906,10 @@ static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
 		px_record rec;
 		int rv = cd_record_encode(&recs[i], &bytes, &len);
 		if (rv == 0) {
+			sim_corpus(s, "record", (unsigned)recs[i].type, bytes,
+				   len);
+			sim_corpus(s, "restore", (unsigned)recs[i].type, bytes,
+				   len);
 			rv = cd_record_decode(bytes, len, &rec);
 			free(bytes);
 		}
@@ -2429,6 +2472,20 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 
 	while (sim_queue_pop(&s->q, &ev))
 		sim_ev_free(&ev);
+	for (uint32_t i = 0; o->corpus && i < s->n; i++) {
+		if (!s->nodes[i].ln)
+			continue;
+		/* (snapshot() only reads the table) */
+		px_sm *sm =
+			ls_table_sm((ls_table *)ln_node_table(s->nodes[i].ln));
+		uint8_t *snap;
+		size_t len;
+		if (sm->ops->snapshot(sm, &snap, &len) == 0) {
+			sim_corpus(s, "snapshot", (unsigned)(seed % 64), snap,
+				   len);
+			free(snap);
+		}
+	}
 	sim_queue_free(&s->q);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];

@@ -49,6 +49,9 @@ typedef struct sim_opts {
 	bool members; /* random membership changes: add, remove, replace
 			 (the leader too), up to LD_REPLICAS_MAX ids */
 	FILE *trace;  /* non-NULL: one line per event */
+	/* non-NULL: the round driver writes the first encodings it makes of
+	 * each kind into CORPUS/<target>/ (test/fuzz's seed corpora) */
+	const char *corpus;
 } sim_opts;
 
 typedef struct sim_result {

@@ -1150,3 +1150,22 @@ Test(codec, a_32_bit_field_sent_as_a_64_bit_varint_is_refused)
 		(void)cd_request_check(g, len, err, sizeof err);
 	}
 }
+
+Test(codec, a_request_with_a_field_numbered_zero_is_refused)
+{
+	uint8_t buf[256];
+	char err[160];
+	/* protobuf-c 1.4.1 refuses a key of 0 written in one byte, but keeps
+	 * one written in two (0x80 0x00) as an unknown field, and packs it
+	 * back into bytes it cannot unpack (found by
+	 * test/fuzz/request_fuzz.c). */
+	const uint8_t fuzzed[] = {0x80, 0x00, 0xff, 0x22};
+	Lockd__Request *r = lockd__request__unpack(NULL, sizeof fuzzed, fuzzed);
+	cr_assert_not_null(r, "protobuf-c now refuses it itself");
+	lockd__request__free_unpacked(r, NULL);
+	cr_assert_eq(cd_request_check(fuzzed, sizeof fuzzed, err, sizeof err),
+		     CD_EMALFORMED);
+	cr_assert_str_eq(err, "field number 0 is not a protobuf field");
+	size_t n = request_with(buf, 0, 5);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err), CD_EMALFORMED);
+}
