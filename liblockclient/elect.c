@@ -134,6 +134,14 @@ int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 
 #define CAMPAIGN_WAIT_MS_DEFAULT 1000u
 #define CAMPAIGN_RETRY_MS_DEFAULT 500u
+/* An acquire that comes back "held" well before its wait ran out was not
+ * queued: the holder is this very session (its lease was revoked: it
+ * cannot wait behind itself, and the name passes on only at the lease's
+ * expiry), or the cell refused to queue it. Asking again at once would
+ * spin (issue 16: 2,000 requests in 3 s), so such tries back off, from
+ * MIN doubling up to MAX, each pause drawn in [pause/2, pause]. */
+#define CAMPAIGN_BACKOFF_MS_MIN 50u
+#define CAMPAIGN_BACKOFF_MS_MAX 2000u
 
 void lc_campaign_options_init(lc_campaign_options *o)
 {
@@ -145,6 +153,19 @@ static void campaign_sleep_ms(uint32_t ms)
 	struct timespec ts = {(time_t)(ms / 1000u),
 			      (long)(ms % 1000u) * 1000000L};
 	nanosleep(&ts, NULL);
+}
+
+/* The next back-off pause: doubles up to the maximum, with jitter so that
+ * candidates that were refused together do not ask together again. */
+static uint32_t campaign_backoff_ms(uint32_t *backoff_ms, uint64_t *rng)
+{
+	*backoff_ms = *backoff_ms == 0 ? CAMPAIGN_BACKOFF_MS_MIN
+				       : *backoff_ms * 2;
+	if (*backoff_ms > CAMPAIGN_BACKOFF_MS_MAX)
+		*backoff_ms = CAMPAIGN_BACKOFF_MS_MAX;
+	*rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+	uint32_t half = *backoff_ms / 2;
+	return half + (uint32_t)((*rng >> 33) % (half + 1));
 }
 
 int lc_campaign(lc_sess *s, const char *group, const void *value,
@@ -165,7 +186,8 @@ int lc_campaign(lc_sess *s, const char *group, const void *value,
 		o.retry_ms = CAMPAIGN_RETRY_MS_DEFAULT;
 	uint64_t end = o.timeout_ms ? lc_now_us() + o.timeout_ms * 1000ull
 				    : UINT64_MAX;
-	uint64_t holder = 0;
+	uint64_t holder = 0, rng = lc_now_us() ^ (uintptr_t)s;
+	uint32_t backoff_ms = 0;
 	for (;;) {
 		if (o.cancelled != NULL && o.cancelled(o.arg)) {
 			memset(out, 0, sizeof *out);
@@ -183,6 +205,7 @@ int lc_campaign(lc_sess *s, const char *group, const void *value,
 			wait = (uint32_t)((end - now) / 1000u);
 		if (wait == 0)
 			wait = 1;
+		uint64_t sent = lc_now_us();
 		int rv = lc_session_acquire(s, group, ttl_ms, wait, value,
 					    value_len, out);
 		if (rv == LC_OK)
@@ -190,13 +213,30 @@ int lc_campaign(lc_sess *s, const char *group, const void *value,
 		if (rv == LC_EINVAL || rv == LC_ELIMIT || rv == LC_ENOMEM)
 			return rv;
 		bool held = rv == LC_EHELD || rv == LC_ETIMEOUT;
+		bool own = held && out->holder == lc_session(lci_sess_client(s));
 		if (held)
 			holder = out->holder;
+		if (own)
+			lci_fail(rv,
+				 "this session's own lease on %s was revoked: "
+				 "the name passes on when that lease expires "
+				 "(its TTL and the cell's grace), and this "
+				 "campaign asks again until then",
+				 group);
 		if (o.progress != NULL)
 			o.progress(rv, held ? out->holder : 0, o.arg);
+		uint32_t pause = 0;
 		if (!held) {
+			pause = o.retry_ms;
+			backoff_ms = 0;
+		} else if (own || lc_now_us() - sent < (uint64_t)wait * 500u) {
+			/* Not queued: see CAMPAIGN_BACKOFF_MS_MIN. */
+			pause = campaign_backoff_ms(&backoff_ms, &rng);
+		} else {
+			backoff_ms = 0; /* it waited its turn in the queue */
+		}
+		if (pause > 0) {
 			now = lc_now_us();
-			uint32_t pause = o.retry_ms;
 			if (end != UINT64_MAX && now < end &&
 			    (end - now) / 1000u < pause)
 				pause = (uint32_t)((end - now) / 1000u);

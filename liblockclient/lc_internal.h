@@ -63,8 +63,6 @@ struct lc_client {
 	pthread_cond_t write_cv; /* CLOCK_MONOTONIC */
 	bool writing;
 	uint64_t seq;
-	/* Requests handed to nng, every try counted (lc_requests_sent). */
-	atomic_uint_fast64_t sent;
 };
 
 /* ---- the transport (lockclient.c) ---------------------------------------- */
@@ -127,6 +125,11 @@ LCI_HIDDEN void lci_fill_info(lc_lease_info *info, const Lockd__Lease *l);
  * position whenever a replica answered (LC_ENOSUCH included). */
 LCI_HIDDEN int lci_get_at(lc_client *c, const char *name, lc_lease_info *out,
 			  uint64_t *position);
+
+/* ---- sessions (session.c) ------------------------------------------------- */
+
+/* The client s runs on (borrowed). */
+LCI_HIDDEN lc_client *lci_sess_client(lc_sess *s);
 
 /* ---- stops --------------------------------------------------------------- */
 

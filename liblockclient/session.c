@@ -386,6 +386,11 @@ bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out)
 	return held;
 }
 
+lc_client *lci_sess_client(lc_sess *s)
+{
+	return s->c;
+}
+
 bool lc_session_held(lc_sess *s, const char *name)
 {
 	return lc_session_lease(s, name, NULL);
