@@ -685,6 +685,12 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 	uint32_t pause_ms = 0, hops = 0;
 	int last = LC_EUNAVAILABLE;
 	char last_sentence[LC_ERROR_BYTES_MAX] = "";
+	/* The last answer that put the request off (NOT_LEADER, BUSY,
+	 * BEHIND): when the tries after it get no answer at all, it says
+	 * more than "no replica answered" (the replica that did answer knew
+	 * no leader, for example). */
+	int put_off = 0;
+	char put_off_sentence[LC_ERROR_BYTES_MAX] = "";
 	for (;;) {
 		if (is_stopped(st))
 			return lci_fail(
@@ -723,6 +729,9 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			last = LC_ENOLEADER;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			int h = rep->leader_addr[0] != '\0'
 					? ep_find_or_add(c, rep->leader_addr)
 					: -1;
@@ -745,6 +754,9 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			last = LC_EBUSY;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			lockd__reply__free_unpacked(rep, NULL);
 			pause_before_retry(&pause_ms, deadline);
 			continue;
@@ -753,6 +765,9 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			last = LC_EBEHIND;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			lockd__reply__free_unpacked(rep, NULL);
 			i++;
 			if (i % n == 0)
@@ -766,6 +781,14 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			return LC_OK;
 		}
 	}
+	if (last == LC_EUNAVAILABLE && put_off != 0)
+		return lci_fail(put_off,
+				"%s (%u tries in %llu ms; %s; then no answer: "
+				"%s)",
+				lc_strerror(put_off), res->sends,
+				(unsigned long long)((lc_now_us() - start) /
+						     1000),
+				put_off_sentence, last_sentence);
 	return lci_fail(last, "%s (%u tries in %llu ms; last: %s)",
 			lc_strerror(last), res->sends,
 			(unsigned long long)((lc_now_us() - start) / 1000),

@@ -156,6 +156,7 @@ struct ld_server {
 	bool metrics_init;
 	ld_http *http;
 	uint64_t started_unix_s;
+	uint64_t leader_changes; /* /metrics lockd_leader_changes_total */
 	uint64_t
 		metrics_next_us; /* the next publish_metrics, at the earliest */
 
@@ -305,6 +306,7 @@ static void publish_metrics(ld_server *s, bool force)
 		.watch_feed_entries = s->feed.n,
 		.watch_feed_lo = s->feed.lo,
 		.started_unix_s = s->started_unix_s,
+		.leader_changes = s->leader_changes,
 		.storage_stalled = s->stalled,
 		.digest_alarm = (int)st.digest_alarm,
 		.fds_exhausted = s->unfit,
@@ -924,6 +926,18 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 		break;
 	}
 	rep.error = sentence;
+	if (rp->type == LN_REQ_REVOKE && rp->status == LN_OK && ls == LS_OK) {
+		char why[260]; /* the reason, its quotes and controls as _ */
+		size_t k = 0;
+		for (const char *p = req->reason; *p && k < sizeof why - 1; p++)
+			why[k++] = *p == '"' || *p == '\\' ||
+						   (unsigned char)*p < 0x20
+					   ? '_'
+					   : *p;
+		why[k] = '\0';
+		ld_log("info", "revoke", "name=%s reason=\"%s\"", req->name,
+		       why);
+	}
 	if (rp->type == LN_REQ_GET && rp->found) {
 		lease.name = req->name;
 		lease.holder = rp->holder;
@@ -963,6 +977,11 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rs.member = st.member;
 	rs.members = s->members.n;
 	rs.voters = s->nvoters;
+	rs.version = (char *)LOCKD_VERSION;
+	rs.uptime_s = (uint64_t)time(NULL) - s->started_unix_s;
+	ld_store_stats ss;
+	ld_store_stats_get(s->store, &ss);
+	rs.snapshot_bytes = ss.snapshot_bytes;
 	rep.replica = &rs;
 	slot_done(s, idx, &rep);
 }
@@ -1703,6 +1722,7 @@ static void log_changes(ld_server *s)
 		       (unsigned long long)st.promised.round, st.promised.id,
 		       (unsigned long long)st.commit);
 		s->leader = st.leader;
+		s->leader_changes += st.leader >= 0; /* a new leader */
 	}
 }
 
