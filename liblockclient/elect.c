@@ -159,8 +159,8 @@ static void campaign_sleep_ms(uint32_t ms)
  * candidates that were refused together do not ask together again. */
 static uint32_t campaign_backoff_ms(uint32_t *backoff_ms, uint64_t *rng)
 {
-	*backoff_ms = *backoff_ms == 0 ? CAMPAIGN_BACKOFF_MS_MIN
-				       : *backoff_ms * 2;
+	*backoff_ms =
+		*backoff_ms == 0 ? CAMPAIGN_BACKOFF_MS_MIN : *backoff_ms * 2;
 	if (*backoff_ms > CAMPAIGN_BACKOFF_MS_MAX)
 		*backoff_ms = CAMPAIGN_BACKOFF_MS_MAX;
 	*rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -213,7 +213,8 @@ int lc_campaign(lc_sess *s, const char *group, const void *value,
 		if (rv == LC_EINVAL || rv == LC_ELIMIT || rv == LC_ENOMEM)
 			return rv;
 		bool held = rv == LC_EHELD || rv == LC_ETIMEOUT;
-		bool own = held && out->holder == lc_session(lci_sess_client(s));
+		bool own =
+			held && out->holder == lc_session(lci_sess_client(s));
 		if (held)
 			holder = out->holder;
 		if (own)

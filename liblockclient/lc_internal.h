@@ -126,7 +126,7 @@ LCI_HIDDEN void lci_fill_info(lc_lease_info *info, const Lockd__Lease *l);
 LCI_HIDDEN int lci_get_at(lc_client *c, const char *name, lc_lease_info *out,
 			  uint64_t *position);
 
-/* ---- sessions (session.c) ------------------------------------------------- */
+/* ---- sessions (session.c) ------------------------------------------------ */
 
 /* The client s runs on (borrowed). */
 LCI_HIDDEN lc_client *lci_sess_client(lc_sess *s);

@@ -782,13 +782,13 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 		}
 	}
 	if (last == LC_EUNAVAILABLE && put_off != 0)
-		return lci_fail(put_off,
-				"%s (%u tries in %llu ms; %s; then no answer: "
-				"%s)",
-				lc_strerror(put_off), res->sends,
-				(unsigned long long)((lc_now_us() - start) /
-						     1000),
-				put_off_sentence, last_sentence);
+		return lci_fail(
+			put_off,
+			"%s (%u tries in %llu ms; %s; then no answer: "
+			"%s)",
+			lc_strerror(put_off), res->sends,
+			(unsigned long long)((lc_now_us() - start) / 1000),
+			put_off_sentence, last_sentence);
 	return lci_fail(last, "%s (%u tries in %llu ms; last: %s)",
 			lc_strerror(last), res->sends,
 			(unsigned long long)((lc_now_us() - start) / 1000),

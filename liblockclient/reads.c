@@ -193,8 +193,7 @@ int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
 		out->member = s->member;
 		out->members = s->members;
 		out->voters = s->voters;
-		snprintf(out->version, sizeof out->version, "%s",
-			 s->version);
+		snprintf(out->version, sizeof out->version, "%s", s->version);
 		out->uptime_s = s->uptime_s;
 		out->snapshot_bytes = s->snapshot_bytes;
 	}

@@ -5,8 +5,9 @@
  *
  * ts is the wall clock (UTC, RFC 3339, microseconds), for people and log
  * tools; mono is the local monotonic clock in seconds, the only clock the
- * daemon trusts, for measuring between lines of one machine. Every function here is safe to call from any thread: nng's
- * callbacks log refused input, the event loop logs everything else. */
+ * daemon trusts, for measuring between lines of one machine. Every function
+ * here is safe to call from any thread: nng's callbacks log refused input, the
+ * event loop logs everything else. */
 #ifndef LD_LDLOG_H
 #define LD_LDLOG_H
 

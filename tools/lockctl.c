@@ -33,29 +33,40 @@ enum {
 	EX_NOEXEC = 127,
 };
 
-static const char usage_text[] =
+/* The help, in pieces (C11 compilers need only take strings of 4095
+ * bytes); help_for prints one command's lines of the commands. */
+static const char usage_head[] =
 	"usage: lockctl [-e ENDPOINTS] [--tls-ca FILE] [--tls-cert FILE]\n"
 	"               [--consistency MODE] [-o json] COMMAND [ARGS...]\n"
+	"       lockctl --version | --help | COMMAND --help\n"
 	"\n"
 	"Talks to a lockd cell. ENDPOINTS is a comma-separated list of the\n"
-	"replicas' client URLs (tcp://HOST:PORT,...), from -e/--endpoints or\n"
-	"the LOCKD_ENDPOINTS environment variable. -o json (before or after\n"
-	"the command) prints reads as JSON. For tls+tcp:// URLs, --tls-ca\n"
-	"(or LOCKD_TLS_CA) names the CA file that verifies the replicas, and\n"
-	"--tls-cert (or LOCKD_TLS_CERT) this client's certificate and key in\n"
-	"one PEM file, for a cell that asks for one. Reads are linearizable\n"
-	"(the leader answers after a quorum round) unless --consistency says\n"
-	"read-your-writes or stale (stale: any replica, even without a\n"
-	"leader).\n"
-	"\n"
+	"replicas' client URLs (tcp://HOST:PORT,...; a bare HOST:PORT means\n"
+	"tcp://HOST:PORT), from -e/--endpoints or the LOCKD_ENDPOINTS\n"
+	"environment variable. -o json (before or after the command) prints\n"
+	"JSON. For tls+tcp:// URLs, --tls-ca (or LOCKD_TLS_CA) names the CA\n"
+	"file that verifies the replicas, and --tls-cert (or LOCKD_TLS_CERT)\n"
+	"this client's certificate and key in one PEM file, for a cell that\n"
+	"asks for one. Reads are linearizable (the leader answers after a\n"
+	"quorum round) unless --consistency says read-your-writes or stale\n"
+	"(stale: any replica, even without a leader). Every option may be\n"
+	"written --name value or --name=value.\n"
+	"\n";
+static const char usage_cmds1[] =
 	"commands:\n"
-	"  status                 every replica: id, role, leader, ballot,\n"
-	"                         commit, applied, lag behind the leader\n"
+	"  status                 every replica: id, role, leader (N?: it "
+	"names\n"
+	"                         N, which did not answer as leader), ballot,\n"
+	"                         commit, applied, lag behind the leader,\n"
+	"                         voters, version, uptime, snapshot size\n"
 	"  ls [PREFIX]            leases whose name starts with PREFIX\n"
-	"  get NAME               holder, value, token, TTL left, grace, "
-	"waiters\n"
+	"  get NAME               holder, token, TTL, TTL left, grace, "
+	"revoked,\n"
+	"                         waiters, value (exit 3: the name is free)\n"
 	"  acquire NAME [--ttl 10s] [--wait 0s] [--value V] [--kill-after 5s]\n"
-	"          [-- CMD ARGS...]\n"
+	"          [--hold | -- CMD ARGS...]\n"
+	"                         --ttl: 100ms up to the cell's --ttl-max-ms\n"
+	"                         (60s unless its operator set another).\n"
 	"                         without CMD: acquire, print session=S:K "
 	"token=T\n"
 	"                         and exit; the lease is NOT renewed: it ends\n"
@@ -63,14 +74,29 @@ static const char usage_text[] =
 	"released\n"
 	"                         (lockctl release NAME --token T --session "
 	"S:K).\n"
+	"                         --hold: print the same, then keep the lease\n"
+	"                         renewed until SIGTERM or SIGINT, release it\n"
+	"                         and exit 0 (as etcdctl lock NAME); exit 5 "
+	"if\n"
+	"                         it is lost first.\n"
 	"                         with CMD: hold the lease while CMD runs\n"
 	"                         (renewed in the background; LOCKCTL_NAME,\n"
 	"                         LOCKCTL_TOKEN, LOCKCTL_SESSION in its\n"
-	"                         environment), release it when CMD exits and\n"
-	"                         exit with CMD's status; if the lease is "
-	"lost\n"
-	"                         CMD gets SIGTERM, then SIGKILL after\n"
-	"                         --kill-after, and lockctl exits 5\n"
+	"                         environment) in its own process group. When\n"
+	"                         the lease is lost, when lockctl gets "
+	"SIGTERM,\n"
+	"                         SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,\n"
+	"                         SIGPIPE or SIGALRM, and when CMD exits, the\n"
+	"                         group and every process CMD started (even\n"
+	"                         one that left the group) get SIGTERM, then\n"
+	"                         SIGKILL after --kill-after; once they are\n"
+	"                         gone lockctl releases the lease and exits:\n"
+	"                         5 after the loss, 128+N after signal N, "
+	"else\n"
+	"                         CMD's status. If lockctl is killed with\n"
+	"                         SIGKILL, CMD's group is killed with it and\n"
+	"                         the lease ends at its expiry; what left the\n"
+	"                         group survives then.\n"
 	"  release NAME --token T --session S:K\n"
 	"                         a lease belongs to the session that "
 	"acquired\n"
@@ -82,21 +108,33 @@ static const char usage_text[] =
 	"  revoke NAME --reason TEXT\n"
 	"                         force the lease to end (it passes on when "
 	"it\n"
-	"                         expires; the holder is never renewed again)\n"
-	"  elect GROUP --value V [--ttl 10s] [--kill-after 5s] [-- CMD "
-	"ARGS...]\n"
-	"                         campaign: wait for GROUP, print 'elected',\n"
-	"                         then hold it while CMD runs (as acquire), "
-	"or\n"
-	"                         until SIGINT/SIGTERM without CMD\n"
-	"  leader GROUP           the holder's value and token (exit 3: none)\n"
-	"  watch NAME [--count N] [--interval 1s]\n"
+	"                         expires; the holder is never renewed "
+	"again).\n"
+	"                         The replica that takes it logs the reason\n"
+	"                         (event=revoke); the cell does not keep it\n"
+	"                         with the lease, so get cannot show it\n";
+static const char usage_cmds2[] =
+	"  elect GROUP --value V [--ttl 10s] [--wait D] [--kill-after 5s]\n"
+	"          [-- CMD ARGS...]\n"
+	"                         campaign: wait for GROUP (at most --wait:\n"
+	"                         exit 1 if not elected by then; default: no\n"
+	"                         limit), print 'elected', then hold it while\n"
+	"                         CMD runs (as acquire), or without CMD until\n"
+	"                         SIGINT/SIGTERM (then resign, exit 0)\n"
+	"  leader GROUP           the holder's value, token and session (exit\n"
+	"                         3: none)\n"
+	"  watch NAME [--count N] [--interval 1s] [--from POSITION]\n"
 	"                         print a line at the start and on every "
 	"change\n"
-	"                         of holder or token, each one, in order;\n"
-	"                         stop after N changes (--interval: each\n"
-	"                         long-poll's wait, and the pause after an\n"
-	"                         error)\n"
+	"                         of holder or token, each one, in order: its\n"
+	"                         ledger position, its kind (start, held,\n"
+	"                         passed: to another holder, free) and the\n"
+	"                         lease as get prints it; stop after N\n"
+	"                         changes. --from: no start line, the changes\n"
+	"                         after POSITION (a position watch printed);\n"
+	"                         --interval: each long-poll's wait, and the\n"
+	"                         pause after an error. (No --prefix: the\n"
+	"                         cell's WATCH follows one name.)\n"
 	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
 	"else 1\n"
 	"  member list            members: id, voter or learner, URLs\n"
@@ -107,16 +145,41 @@ static const char usage_text[] =
 	"--timeout)\n"
 	"  member remove N        take replica N out; its id is never used "
 	"again\n"
+	"\n";
+static const char usage_tail[] =
+	"Durations: numbers with units ms, s, m, h: 500ms, 5s, 1.5s, 2m, "
+	"1m30s.\n"
+	"Names: 1-256 of [A-Za-z0-9._/:-]. TTL left (ttl_ms_left): only the\n"
+	"leader keeps deadlines, on its own clock, so only get answered by it\n"
+	"(the default, linearizable) shows it; ls, watch and stale reads "
+	"leave\n"
+	"it out (null in JSON).\n"
 	"\n"
-	"Durations: 500ms, 5s, 2m. Names: 1-256 of [A-Za-z0-9._/:-].\n"
+	"JSON: one object per lease, the same keys whether it is held or free\n"
+	"(\"held\": false and nulls); session ids, keys and tokens are "
+	"strings\n"
+	"(64-bit: JSON numbers lose them), and lockctl takes them back with "
+	"or\n"
+	"without their quotes; \"value\" is the value when it is UTF-8, else\n"
+	"null, and \"value_base64\" always has its exact bytes.\n"
 	"\n"
 	"exit status: 0 ok; 1 not held / held by another session / token not\n"
-	"current / the cell refused the membership change; 2 usage error; 3 no "
-	"such lease / no leader; 4 the cell is\n"
-	"unavailable (no replica or no leader answered in time); 5 lost the\n"
-	"lease while running CMD; 127 CMD could not be run. With CMD and the\n"
-	"lease kept, lockctl exits with CMD's status (128+N if a signal N\n"
-	"ended it).\n";
+	"current / not elected within --wait / the cell refused the\n"
+	"membership change; 2 usage error (or a request the cell refused as\n"
+	"invalid, with its sentence); 3 no such lease / no leader; 4 the cell\n"
+	"is unavailable (no replica answered, or none knew a leader, in "
+	"time);\n"
+	"5 lost the lease while holding it; 127 CMD could not be run; 128+N\n"
+	"after signal N. With CMD and the lease kept, lockctl exits with\n"
+	"CMD's status (128+N if a signal N ended it).\n";
+
+static void print_usage(void)
+{
+	fputs(usage_head, stdout);
+	fputs(usage_cmds1, stdout);
+	fputs(usage_cmds2, stdout);
+	fputs(usage_tail, stdout);
+}
 
 static bool json;
 static const char *prog = "lockctl";
@@ -1634,23 +1697,28 @@ static int cmd_member(lc_client *c, const args *a, uint32_t id,
 static void help_for(const char *cmd)
 {
 	/* The usage text lists every command; print its lines for cmd. */
-	const char *p = strstr(usage_text, "commands:\n");
 	size_t n = strlen(cmd);
 	bool on = false;
 	printf("usage: lockctl [-e ENDPOINTS] [-o json] ");
-	for (const char *line = p; line && *line;) {
-		const char *end = strchr(line, '\n');
-		size_t len = end ? (size_t)(end - line) : strlen(line);
-		if (len > 2 && line[0] == ' ' && line[2] != ' ')
-			on = strncmp(line + 2, cmd, n) == 0 &&
-			     (line[2 + n] == ' ' || line[2 + n] == '\n');
-		if (len == 0)
-			on = false;
-		if (on) {
-			size_t skip = len >= 2 && line[0] == ' ' ? 2 : 0;
-			printf("%.*s\n", (int)(len - skip), line + skip);
+	const char *parts[] = {usage_cmds1, usage_cmds2};
+	for (size_t k = 0; k < 2; k++) {
+		for (const char *line = parts[k]; line && *line;) {
+			const char *end = strchr(line, '\n');
+			size_t len = end ? (size_t)(end - line) : strlen(line);
+			if (len > 2 && line[0] == ' ' && line[2] != ' ')
+				on = strncmp(line + 2, cmd, n) == 0 &&
+				     (line[2 + n] == ' ' ||
+				      line[2 + n] == '\n');
+			if (len == 0)
+				on = false;
+			if (on) {
+				size_t skip =
+					len >= 2 && line[0] == ' ' ? 2 : 0;
+				printf("%.*s\n", (int)(len - skip),
+				       line + skip);
+			}
+			line = end ? end + 1 : NULL;
 		}
-		line = end ? end + 1 : NULL;
 	}
 	printf("\nexit status: see lockctl --help.\n");
 }
@@ -1666,7 +1734,7 @@ int main(int argc, char **argv)
 		const char *v;
 		const char *s = split_opt(argv[i], nbuf, sizeof nbuf, &v);
 		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-			fputs(usage_text, stdout);
+			print_usage();
 			return EX_OK;
 		}
 		if (strcmp(s, "--version") == 0) {
