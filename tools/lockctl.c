@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1264,22 +1265,39 @@ static void start_cmd(runner *r, char **argv, const char *name, uint64_t token,
 	/* gp[1] stays open (close-on-exec) for as long as lockctl lives. */
 }
 
-/* Says why the lease on name went, when the cell can tell. */
-static void explain_loss(lc_client *c, const char *name, uint64_t token)
+/* Why a lease went, asked of the cell on a thread of its own as soon as the
+ * loss is seen (the lease is still in the table then, revoked or not), so
+ * that stopping the command never waits for the answer. */
+typedef struct loss_query {
+	lc_client *c;
+	const char *name;
+	uint64_t token;
+	pthread_t thread;
+	bool started;
+} loss_query;
+
+static void *explain_loss(void *arg)
 {
+	const loss_query *q = arg;
 	lc_lease_info info;
-	int rv = lc_get(c, name, &info);
-	if (rv == LC_OK && info.token == token && info.revoked)
+	int rv = lc_get(q->c, q->name, &info);
+	if (rv == LC_OK && info.token == q->token && info.revoked)
 		fprintf(stderr,
 			"%s: the lease on %s was revoked by an operator "
 			"(lockctl revoke; the replicas log its reason, "
 			"event=revoke); the name passes on when it expires\n",
-			prog, name);
+			prog, q->name);
+	else if (rv == LC_OK && info.token != q->token)
+		fprintf(stderr,
+			"%s: the lease on %s ended at the cell and passed on "
+			"(token %" PRIu64 " now)\n",
+			prog, q->name, info.token);
 	else if (rv == LC_OK || rv == LC_ENOSUCH)
 		fprintf(stderr,
-			"%s: the lease on %s ended at the cell (expired: "
+			"%s: the lease on %s ended at the cell (it expired: "
 			"renewals did not reach it in time)\n",
-			prog, name);
+			prog, q->name);
+	return NULL;
 }
 
 /* Holds s's lease on name while argv runs (or, argv NULL, until a signal)
@@ -1310,14 +1328,25 @@ static int hold(lc_client *c, lc_sess *s, const char *name, const lc_lease *l,
 		}
 		sleep_ms(20);
 	}
-	if (lost)
+	loss_query q = {c, name, l->token, 0, false};
+	if (lost) {
 		fprintf(stderr,
 			"%s: lost the lease on %s (token %" PRIu64 ")%s\n",
 			prog, name, l->token,
 			argv != NULL ? ": stopping the command (SIGTERM, then "
 				       "SIGKILL after --kill-after)"
 				     : "");
-	else if (sig != 0 && argv != NULL)
+		/* After jeopardy the cell was not answering: asking it why
+		 * would only wait out the client's timeout. */
+		if (jeopardy_seen)
+			fprintf(stderr,
+				"%s: renewals did not reach the cell before "
+				"the lease's deadline\n",
+				prog);
+		else
+			q.started = pthread_create(&q.thread, NULL,
+						   explain_loss, &q) == 0;
+	} else if (sig != 0 && argv != NULL)
 		fprintf(stderr,
 			"%s: %s: stopping the command (SIGTERM, then SIGKILL "
 			"after --kill-after), then releasing %s\n",
@@ -1330,18 +1359,10 @@ static int hold(lc_client *c, lc_sess *s, const char *name, const lc_lease *l,
 		}
 	}
 	lc_session_close(s); /* releases the lease if still held */
-	if (lost) {
-		/* After jeopardy the cell was not answering: asking it why
-		 * would only wait out the client's timeout. */
-		if (jeopardy_seen)
-			fprintf(stderr,
-				"%s: renewals did not reach the cell before "
-				"the lease's deadline\n",
-				prog);
-		else
-			explain_loss(c, name, l->token);
+	if (q.started)
+		pthread_join(q.thread, NULL);
+	if (lost)
 		return EX_LOST;
-	}
 	if (sig != 0)
 		return argv == NULL && (sig == SIGTERM || sig == SIGINT)
 			       ? EX_OK

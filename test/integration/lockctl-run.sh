@@ -134,12 +134,12 @@ all_gone "$d" || fail "the command's background child outlived it"
 expect_rc 3 lc get run/left
 
 say "acquire --hold: renewed past its TTL until SIGTERM, then released"
-"$LOCKCTL" -e "$CLIENTS" acquire run/hold --ttl 1s --hold >"$T/hold.out" 2>"$T/hold.err" &
+"$LOCKCTL" -e "$CLIENTS" acquire run/hold --ttl 2s --hold >"$T/hold.out" 2>"$T/hold.err" &
 hp=$!
 for _ in $(seq 100); do grep -q token= "$T/hold.out" && break; sleep 0.1; done
 tok=$(kv "$(cat "$T/hold.out")" token)
 [[ -n $tok ]] || fail "--hold printed no token: $(cat "$T/hold.out" "$T/hold.err")"
-sleep 2.5
+sleep 3 # past the TTL: renewals keep it
 expect_rc 0 lc check-token run/hold "$tok"
 kill -TERM "$hp"
 rc=0
