@@ -275,7 +275,7 @@ static void cctx_cb(void *arg)
 	const char *problem = request_problem(r, body, len);
 	char why[160];
 	if (problem == NULL &&
-	    ld_codec_request_check(body, len, why, sizeof why) != 0)
+	    cd_request_check(body, len, why, sizeof why) != 0)
 		problem = why;
 	c->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
 	nng_msg_free(m);

@@ -13,27 +13,27 @@
 
 /* The wire enums carry the core's numbers, so a range check plus a cast
  * translates them. */
-_Static_assert((int)LOCKD__MSG_TYPE__MSG_PREPARE == (int)LD_MSG_PREPARE &&
+_Static_assert((int)LOCKD__MSG_TYPE__MSG_PREPARE == (int)PX_MSG_PREPARE &&
 		       (int)LOCKD__MSG_TYPE__MSG_SNAPSHOT ==
-			       (int)LD_MSG_SNAPSHOT &&
+			       (int)PX_MSG_SNAPSHOT &&
 		       (int)LOCKD__MSG_TYPE__MSG_PROBE_ACK ==
-			       (int)LD_MSG_PROBE_ACK &&
-		       LD_MSG_TYPE_MAX == LD_MSG_PROBE_ACK,
-	       "MsgType in peer.proto must number like ld_msg_type");
+			       (int)PX_MSG_PROBE_ACK &&
+		       PX_MSG_TYPE_MAX == PX_MSG_PROBE_ACK,
+	       "MsgType in peer.proto must number like px_msg_type");
 _Static_assert(
-	(int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)LD_REC_PROMISE &&
-		(int)LOCKD__RECORD_TYPE__REC_VOTE == (int)LD_REC_VOTE &&
-		(int)LOCKD__RECORD_TYPE__REC_SNAPSHOT == (int)LD_REC_SNAPSHOT &&
-		(int)LOCKD__RECORD_TYPE__REC_CHOSEN == (int)LD_REC_CHOSEN &&
-		(int)LOCKD__RECORD_TYPE__REC_JOINED == (int)LD_REC_JOINED,
-	"RecordType in ledger.proto must number like ld_rec_type");
+	(int)LOCKD__RECORD_TYPE__REC_PROMISE == (int)PX_REC_PROMISE &&
+		(int)LOCKD__RECORD_TYPE__REC_VOTE == (int)PX_REC_VOTE &&
+		(int)LOCKD__RECORD_TYPE__REC_SNAPSHOT == (int)PX_REC_SNAPSHOT &&
+		(int)LOCKD__RECORD_TYPE__REC_CHOSEN == (int)PX_REC_CHOSEN &&
+		(int)LOCKD__RECORD_TYPE__REC_JOINED == (int)PX_REC_JOINED,
+	"RecordType in ledger.proto must number like px_rec_type");
 _Static_assert(LD_SNAPSHOT_BYTES_MAX <= UINT32_MAX, "snap_len is a uint32_t");
 
 #define CODEC_STRING(name, text) [name] = text,
-static const char *const codec_errors[] = {LD_CODEC_ERRORS(CODEC_STRING)};
+static const char *const codec_errors[] = {CD_ERRORS(CODEC_STRING)};
 #undef CODEC_STRING
 
-const char *ld_codec_strerror(int rv)
+const char *cd_strerror(int rv)
 {
 	if (rv < 0 ||
 	    (size_t)rv >= sizeof codec_errors / sizeof codec_errors[0])
@@ -123,55 +123,55 @@ static int codec_walk_msg(codec_walk *w, const ProtobufCMessageDescriptor *desc,
 
 	assert(desc->n_fields <= 64);
 	if (depth > CODEC_DEPTH_MAX)
-		return LD_CODEC_EMALFORMED;
+		return CD_EMALFORMED;
 	while (pos < len) {
 		uint64_t key, n = 0;
 		if (!codec_varint(p, len, &pos, &key))
-			return LD_CODEC_EMALFORMED;
+			return CD_EMALFORMED;
 		uint64_t id = key >> 3;
 		int wt = (int)(key & 7);
 		if (id == 0 || id > 0x1fffffff)
-			return LD_CODEC_EMALFORMED;
+			return CD_EMALFORMED;
 		size_t start = pos;
 		switch (wt) {
 		case WIRE_VARINT:
 			if (!codec_varint(p, len, &pos, &n))
-				return LD_CODEC_EMALFORMED;
+				return CD_EMALFORMED;
 			break;
 		case WIRE_FIXED64:
 		case WIRE_FIXED32:
 			n = wt == WIRE_FIXED64 ? 8 : 4;
 			if (len - pos < n)
-				return LD_CODEC_EMALFORMED;
+				return CD_EMALFORMED;
 			pos += n;
 			break;
 		case WIRE_LEN:
 			if (!codec_varint(p, len, &pos, &n) || n > len - pos)
-				return LD_CODEC_EMALFORMED;
+				return CD_EMALFORMED;
 			start = pos;
 			pos += n;
 			break;
 		default: /* groups (3, 4) are not used; 6, 7 do not exist */
-			return LD_CODEC_EMALFORMED;
+			return CD_EMALFORMED;
 		}
 
 		const ProtobufCFieldDescriptor *f =
 			protobuf_c_message_descriptor_get_field(desc,
 								(unsigned)id);
 		if (f == NULL) {
-			if (++w->unknown > LD_CODEC_UNKNOWN_FIELDS_MAX)
-				return LD_CODEC_EMALFORMED;
+			if (++w->unknown > CD_UNKNOWN_FIELDS_MAX)
+				return CD_EMALFORMED;
 			continue;
 		}
 		if (wt != codec_wire_type(f->type))
-			return LD_CODEC_EMALFORMED;
+			return CD_EMALFORMED;
 		size_t idx = (size_t)(f - desc->fields);
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			if (++counts[idx] > codec_repeated_max(desc, f))
-				return LD_CODEC_ECOUNT;
+				return CD_ECOUNT;
 		} else {
 			if (seen & (UINT64_C(1) << idx))
-				return LD_CODEC_EMALFORMED;
+				return CD_EMALFORMED;
 			seen |= UINT64_C(1) << idx;
 		}
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -193,7 +193,7 @@ static int codec_unpack(const ProtobufCMessageDescriptor *desc,
 	*out = NULL;
 	assert(buf != NULL || len == 0);
 	if (len > max)
-		return LD_CODEC_ETOOBIG;
+		return CD_ETOOBIG;
 	codec_walk w = {0};
 	int rv = codec_walk_msg(&w, desc, buf, len, 0);
 	if (rv != 0)
@@ -201,7 +201,7 @@ static int codec_unpack(const ProtobufCMessageDescriptor *desc,
 	/* The walk passed, so a failure here is an allocation failure or a
 	 * check protobuf-c makes and the walk does not. */
 	*out = protobuf_c_message_unpack(desc, NULL, len, buf);
-	return *out == NULL ? LD_CODEC_EMALFORMED : 0;
+	return *out == NULL ? CD_EMALFORMED : 0;
 }
 
 static int codec_pack(const ProtobufCMessage *pm, size_t max, uint8_t **buf,
@@ -209,10 +209,10 @@ static int codec_pack(const ProtobufCMessage *pm, size_t max, uint8_t **buf,
 {
 	size_t n = protobuf_c_message_get_packed_size(pm);
 	if (n > max)
-		return LD_CODEC_ETOOBIG;
+		return CD_ETOOBIG;
 	*buf = malloc(n > 0 ? n : 1);
 	if (*buf == NULL)
-		return LD_CODEC_ENOMEM;
+		return CD_ENOMEM;
 	size_t packed = protobuf_c_message_pack(pm, *buf);
 	assert(packed == n);
 	*len = packed;
@@ -225,14 +225,14 @@ static int codec_pack(const ProtobufCMessage *pm, size_t max, uint8_t **buf,
 static int codec_cmd_check(uint64_t client_id, size_t len)
 {
 	if (client_id == 0 || len > LD_CMD_BYTES_MAX)
-		return LD_CODEC_ECMD;
+		return CD_ECMD;
 	return 0;
 }
 
-static int codec_value_check(const ld_value *v)
+static int codec_value_check(const px_value *v)
 {
 	if (v->ncmds > LD_BATCH_CMDS_MAX)
-		return LD_CODEC_ECOUNT;
+		return CD_ECOUNT;
 	for (uint32_t i = 0; i < v->ncmds; i++) {
 		int rv = codec_cmd_check(v->cmds[i].client_id, v->cmds[i].len);
 		if (rv != 0)
@@ -242,26 +242,26 @@ static int codec_value_check(const ld_value *v)
 }
 
 /* Builds a value from a decoded decree; *out holds one reference. */
-static int codec_value_from_pb(const Lockd__Decree *d, ld_value **out)
+static int codec_value_from_pb(const Lockd__Decree *d, px_value **out)
 {
-	ld_cmd cmds[LD_BATCH_CMDS_MAX];
+	px_cmd cmds[LD_BATCH_CMDS_MAX];
 
 	*out = NULL;
 	if (d->n_cmds > LD_BATCH_CMDS_MAX)
-		return LD_CODEC_ECOUNT;
+		return CD_ECOUNT;
 	for (size_t i = 0; i < d->n_cmds; i++) {
 		const Lockd__Command *c = d->cmds[i];
 		int rv = codec_cmd_check(c->client_id, c->data.len);
 		if (rv != 0)
 			return rv;
-		cmds[i] = (ld_cmd){.client_id = c->client_id,
+		cmds[i] = (px_cmd){.client_id = c->client_id,
 				   .seq = c->seq,
 				   .len = (uint32_t)c->data.len,
 				   .data = c->data.data};
 	}
-	*out = ld_value_new(cmds, (uint32_t)d->n_cmds);
+	*out = px_value_new(cmds, (uint32_t)d->n_cmds);
 	/* The limits were checked above, so NULL can only mean no memory. */
-	return *out == NULL ? LD_CODEC_ENOMEM : 0;
+	return *out == NULL ? CD_ENOMEM : 0;
 }
 
 /* Protobuf views of core structs for packing. They point at the core's
@@ -309,11 +309,11 @@ static int codec_enc_init(codec_enc *e, size_t cmds_cap, size_t nvotes)
 	return 0;
 nomem:
 	codec_enc_free(e);
-	return LD_CODEC_ENOMEM;
+	return CD_ENOMEM;
 }
 
 /* Points d at v's commands, taking v->ncmds slots of the command pool. */
-static int codec_enc_value(codec_enc *e, const ld_value *v, Lockd__Decree *d)
+static int codec_enc_value(codec_enc *e, const px_value *v, Lockd__Decree *d)
 {
 	int rv = codec_value_check(v);
 	if (rv != 0)
@@ -334,17 +334,17 @@ static int codec_enc_value(codec_enc *e, const ld_value *v, Lockd__Decree *d)
 	return 0;
 }
 
-static ld_ballot codec_ballot_from_pb(const Lockd__Ballot *b)
+static px_ballot codec_ballot_from_pb(const Lockd__Ballot *b)
 {
 	if (b == NULL)
-		return (ld_ballot){0, 0};
-	return (ld_ballot){.round = b->round, .id = b->id};
+		return (px_ballot){0, 0};
+	return (px_ballot){.round = b->round, .id = b->id};
 }
 
 /* Fills pb from b; returns pb, or NULL for the zero ballot, which is left
  * out like every other default value, so that the encoding stays canonical
  * (decoding then encoding gives the same bytes). */
-static Lockd__Ballot *codec_ballot_to_pb(ld_ballot b, Lockd__Ballot *pb)
+static Lockd__Ballot *codec_ballot_to_pb(px_ballot b, Lockd__Ballot *pb)
 {
 	if (b.round == 0 && b.id == 0)
 		return NULL;
@@ -354,7 +354,7 @@ static Lockd__Ballot *codec_ballot_to_pb(ld_ballot b, Lockd__Ballot *pb)
 	return pb;
 }
 
-int ld_codec_value_encode(const ld_value *v, uint8_t **buf, size_t *len)
+int cd_value_encode(const px_value *v, uint8_t **buf, size_t *len)
 {
 	Lockd__Decree d;
 	codec_enc e;
@@ -366,18 +366,18 @@ int ld_codec_value_encode(const ld_value *v, uint8_t **buf, size_t *len)
 		return rv;
 	rv = codec_enc_value(&e, v, &d);
 	if (rv == 0)
-		rv = codec_pack(&d.base, LD_CODEC_VALUE_BYTES_MAX, buf, len);
+		rv = codec_pack(&d.base, CD_VALUE_BYTES_MAX, buf, len);
 	codec_enc_free(&e);
 	return rv;
 }
 
-int ld_codec_value_decode(const uint8_t *buf, size_t len, ld_value **out)
+int cd_value_decode(const uint8_t *buf, size_t len, px_value **out)
 {
 	ProtobufCMessage *pm;
 
 	*out = NULL;
 	int rv = codec_unpack(&lockd__decree__descriptor, buf, len,
-			      LD_CODEC_VALUE_BYTES_MAX, &pm);
+			      CD_VALUE_BYTES_MAX, &pm);
 	if (rv != 0)
 		return rv;
 	rv = codec_value_from_pb((const Lockd__Decree *)pm, out);
@@ -388,15 +388,15 @@ int ld_codec_value_decode(const uint8_t *buf, size_t len, ld_value **out)
 /* ---- peer messages ------------------------------------------------------ */
 
 /* What the codec checks about a message in both directions; replica ids and
- * the per-type rules are checked on decode (ld_msg_validate). */
-static int codec_msg_check(const ld_msg *m)
+ * the per-type rules are checked on decode (px_msg_validate). */
+static int codec_msg_check(const px_msg *m)
 {
-	if (m->type < LD_MSG_PREPARE || m->type > LD_MSG_TYPE_MAX)
-		return LD_CODEC_ETYPE;
+	if (m->type < PX_MSG_PREPARE || m->type > PX_MSG_TYPE_MAX)
+		return CD_ETYPE;
 	if (m->nvotes > LD_LOG_SLOTS_MAX)
-		return LD_CODEC_ECOUNT;
+		return CD_ECOUNT;
 	if (m->nvotes > 0 && m->votes == NULL)
-		return LD_CODEC_EFIELDS;
+		return CD_EFIELDS;
 	if (m->value != NULL) {
 		int rv = codec_value_check(m->value);
 		if (rv != 0)
@@ -404,19 +404,19 @@ static int codec_msg_check(const ld_msg *m)
 	}
 	for (uint32_t i = 0; i < m->nvotes; i++) {
 		if (m->votes[i].value == NULL)
-			return LD_CODEC_EFIELDS;
+			return CD_EFIELDS;
 		int rv = codec_value_check(m->votes[i].value);
 		if (rv != 0)
 			return rv;
 	}
 	if (m->snap_len > LD_SNAPSHOT_BYTES_MAX)
-		return LD_CODEC_ESNAPSHOT;
+		return CD_ESNAPSHOT;
 	if (m->snap_len > 0 && m->snap == NULL)
-		return LD_CODEC_EFIELDS;
+		return CD_EFIELDS;
 	return 0;
 }
 
-int ld_codec_msg_encode(const ld_msg *m, uint8_t **buf, size_t *len)
+int cd_msg_encode(const px_msg *m, uint8_t **buf, size_t *len)
 {
 	Lockd__PeerMsg pm;
 	Lockd__Ballot ballot;
@@ -480,13 +480,13 @@ out:
 }
 
 /* Fills m (zeroed, owned by the caller) from pm; on error m holds whatever
- * was built so far, for ld_msg_free. */
-static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
+ * was built so far, for px_msg_free. */
+static int codec_msg_from_pb(const Lockd__PeerMsg *pm, px_msg *m)
 {
-	if ((int)pm->type < (int)LD_MSG_PREPARE ||
-	    (int)pm->type > (int)LD_MSG_TYPE_MAX)
-		return LD_CODEC_ETYPE;
-	m->type = (ld_msg_type)pm->type;
+	if ((int)pm->type < (int)PX_MSG_PREPARE ||
+	    (int)pm->type > (int)PX_MSG_TYPE_MAX)
+		return CD_ETYPE;
+	m->type = (px_msg_type)pm->type;
 	m->from = pm->from;
 	m->to = pm->to;
 	m->ballot = codec_ballot_from_pb(pm->ballot);
@@ -495,7 +495,7 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
 	 * from an id that is not a member. */
 	if (m->from >= LD_REPLICA_IDS || m->to >= LD_REPLICA_IDS ||
 	    m->ballot.id >= LD_REPLICA_IDS)
-		return LD_CODEC_EREPLICA;
+		return CD_EREPLICA;
 	m->slot = pm->slot;
 	m->commit = pm->commit;
 	m->base = pm->snapshot_base;
@@ -507,9 +507,9 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
 	m->vdigest = pm->verified_digest;
 	m->incarnation = pm->incarnation;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
-		return LD_CODEC_ECOUNT;
+		return CD_ECOUNT;
 	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)
-		return LD_CODEC_ESNAPSHOT;
+		return CD_ESNAPSHOT;
 	if (pm->value != NULL) {
 		int rv = codec_value_from_pb(pm->value, &m->value);
 		if (rv != 0)
@@ -518,18 +518,18 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
 	if (pm->n_votes > 0) {
 		m->votes = calloc(pm->n_votes, sizeof *m->votes);
 		if (m->votes == NULL)
-			return LD_CODEC_ENOMEM;
+			return CD_ENOMEM;
 	}
 	for (size_t i = 0; i < pm->n_votes; i++) {
 		const Lockd__Vote *pv = pm->votes[i];
-		ld_vote *v = &m->votes[i];
+		px_vote *v = &m->votes[i];
 		if (pv->value == NULL)
-			return LD_CODEC_EFIELDS;
+			return CD_EFIELDS;
 		v->slot = pv->slot;
 		v->chosen = pv->chosen;
 		v->ballot = codec_ballot_from_pb(pv->ballot);
 		if (v->ballot.id >= LD_REPLICA_IDS)
-			return LD_CODEC_EREPLICA;
+			return CD_EREPLICA;
 		int rv = codec_value_from_pb(pv->value, &v->value);
 		if (rv != 0)
 			return rv;
@@ -538,14 +538,14 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, ld_msg *m)
 	if (pm->snap.len > 0) {
 		m->snap = malloc(pm->snap.len);
 		if (m->snap == NULL)
-			return LD_CODEC_ENOMEM;
+			return CD_ENOMEM;
 		memcpy(m->snap, pm->snap.data, pm->snap.len);
 		m->snap_len = (uint32_t)pm->snap.len;
 	}
 	return 0;
 }
 
-int ld_codec_msg_decode(const uint8_t *buf, size_t len, ld_msg **out)
+int cd_msg_decode(const uint8_t *buf, size_t len, px_msg **out)
 {
 	ProtobufCMessage *pm;
 
@@ -554,19 +554,19 @@ int ld_codec_msg_decode(const uint8_t *buf, size_t len, ld_msg **out)
 			      LD_MESSAGE_BYTES_MAX, &pm);
 	if (rv != 0)
 		return rv;
-	ld_msg *m = calloc(1, sizeof *m);
+	px_msg *m = calloc(1, sizeof *m);
 	if (m == NULL) {
-		rv = LD_CODEC_ENOMEM;
+		rv = CD_ENOMEM;
 	} else {
 		rv = codec_msg_from_pb((const Lockd__PeerMsg *)pm, m);
 		if (rv == 0)
 			rv = codec_msg_check(m);
-		if (rv == 0 && ld_msg_validate(m, LD_REPLICA_IDS) != 0)
-			rv = LD_CODEC_EINVALID;
+		if (rv == 0 && px_msg_validate(m, LD_REPLICA_IDS) != 0)
+			rv = CD_EINVALID;
 	}
 	protobuf_c_message_free_unpacked(pm, NULL);
 	if (rv != 0) {
-		ld_msg_free(m);
+		px_msg_free(m);
 		return rv;
 	}
 	*out = m;
@@ -577,31 +577,31 @@ int ld_codec_msg_decode(const uint8_t *buf, size_t len, ld_msg **out)
 
 /* The shape of a record, in both directions: each type carries exactly its
  * own fields, so nothing written can fail to read back. */
-static int codec_record_check(const ld_record *rec)
+static int codec_record_check(const px_record *rec)
 {
-	if (rec->type < LD_REC_PROMISE || rec->type > LD_REC_JOINED)
-		return LD_CODEC_ETYPE;
+	if (rec->type < PX_REC_PROMISE || rec->type > PX_REC_JOINED)
+		return CD_ETYPE;
 	if (rec->ballot.id >= LD_REPLICA_IDS)
-		return LD_CODEC_EREPLICA;
+		return CD_EREPLICA;
 	/* A VOTE carries a value, a CHOSEN hint may, the others never. */
-	if (rec->type == LD_REC_VOTE
+	if (rec->type == PX_REC_VOTE
 		    ? rec->value == NULL
-		    : rec->value != NULL && rec->type != LD_REC_CHOSEN)
-		return LD_CODEC_EFIELDS;
+		    : rec->value != NULL && rec->type != PX_REC_CHOSEN)
+		return CD_EFIELDS;
 	if (rec->value != NULL) {
 		int rv = codec_value_check(rec->value);
 		if (rv != 0)
 			return rv;
 	}
 	if (rec->snap_len > LD_SNAPSHOT_BYTES_MAX)
-		return LD_CODEC_ESNAPSHOT;
+		return CD_ESNAPSHOT;
 	if (rec->snap_len > 0 &&
-	    (rec->type != LD_REC_SNAPSHOT || rec->snap == NULL))
-		return LD_CODEC_EFIELDS;
+	    (rec->type != PX_REC_SNAPSHOT || rec->snap == NULL))
+		return CD_EFIELDS;
 	return 0;
 }
 
-int ld_codec_record_encode(const ld_record *rec, uint8_t **buf, size_t *len)
+int cd_record_encode(const px_record *rec, uint8_t **buf, size_t *len)
 {
 	Lockd__Record pr;
 	Lockd__Ballot ballot;
@@ -627,32 +627,32 @@ int ld_codec_record_encode(const ld_record *rec, uint8_t **buf, size_t *len)
 	}
 	pr.snap.len = rec->snap_len;
 	pr.snap.data = rec->snap;
-	rv = codec_pack(&pr.base, LD_CODEC_RECORD_BYTES_MAX, buf, len);
+	rv = codec_pack(&pr.base, CD_RECORD_BYTES_MAX, buf, len);
 	codec_enc_free(&e);
 	return rv;
 }
 
-int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
+int cd_record_decode(const uint8_t *buf, size_t len, px_record *rec)
 {
 	ProtobufCMessage *pm;
-	ld_record r = {0};
+	px_record r = {0};
 
 	memset(rec, 0, sizeof *rec);
 	int rv = codec_unpack(&lockd__record__descriptor, buf, len,
-			      LD_CODEC_RECORD_BYTES_MAX, &pm);
+			      CD_RECORD_BYTES_MAX, &pm);
 	if (rv != 0)
 		return rv;
 	const Lockd__Record *pr = (const Lockd__Record *)pm;
-	if ((int)pr->type < (int)LD_REC_PROMISE ||
-	    (int)pr->type > (int)LD_REC_JOINED) {
-		rv = LD_CODEC_ETYPE;
+	if ((int)pr->type < (int)PX_REC_PROMISE ||
+	    (int)pr->type > (int)PX_REC_JOINED) {
+		rv = CD_ETYPE;
 		goto out;
 	}
-	r.type = (ld_rec_type)pr->type;
+	r.type = (px_rec_type)pr->type;
 	r.ballot = codec_ballot_from_pb(pr->ballot);
 	r.slot = pr->slot;
 	if (pr->snap.len > LD_SNAPSHOT_BYTES_MAX) {
-		rv = LD_CODEC_ESNAPSHOT;
+		rv = CD_ESNAPSHOT;
 		goto out;
 	}
 	if (pr->value != NULL) {
@@ -663,7 +663,7 @@ int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
 	if (pr->snap.len > 0) {
 		r.snap = malloc(pr->snap.len);
 		if (r.snap == NULL) {
-			rv = LD_CODEC_ENOMEM;
+			rv = CD_ENOMEM;
 			goto out;
 		}
 		memcpy(r.snap, pr->snap.data, pr->snap.len);
@@ -673,7 +673,7 @@ int ld_codec_record_decode(const uint8_t *buf, size_t len, ld_record *rec)
 out:
 	protobuf_c_message_free_unpacked(pm, NULL);
 	if (rv != 0) {
-		ld_record_clear(&r);
+		px_record_clear(&r);
 		return rv;
 	}
 	*rec = r;
@@ -686,24 +686,24 @@ out:
 /* What a configuration must be, both ways: at most LD_REPLICAS_MAX members,
  * by increasing id below LD_REPLICA_IDS, none of them removed, URLs
  * NUL-terminated within LD_URL_BYTES_MAX. */
-static int codec_members_check(const ld_members *m)
+static int codec_members_check(const px_members *m)
 {
 	if (m->n > LD_REPLICAS_MAX)
-		return LD_CODEC_ECOUNT;
+		return CD_ECOUNT;
 	for (uint32_t i = 0; i < m->n; i++) {
-		const ld_member *e = &m->m[i];
+		const px_member *e = &m->m[i];
 		if (e->id >= LD_REPLICA_IDS ||
 		    (i > 0 && e->id <= m->m[i - 1].id) ||
 		    (m->removed >> e->id & 1u))
-			return LD_CODEC_EREPLICA;
+			return CD_EREPLICA;
 		if (memchr(e->peer, '\0', sizeof e->peer) == NULL ||
 		    memchr(e->client, '\0', sizeof e->client) == NULL)
-			return LD_CODEC_EFIELDS;
+			return CD_EFIELDS;
 	}
 	return 0;
 }
 
-int ld_codec_members_encode(const ld_members *m, uint8_t **buf, size_t *len)
+int cd_members_encode(const px_members *m, uint8_t **buf, size_t *len)
 {
 	*buf = NULL;
 	int rv = codec_members_check(m);
@@ -725,21 +725,21 @@ int ld_codec_members_encode(const ld_members *m, uint8_t **buf, size_t *len)
 	pm.n_members = m->n;
 	pm.members = m->n > 0 ? ptrs : NULL;
 	pm.removed = m->removed;
-	return codec_pack(&pm.base, LD_CODEC_MEMBERS_BYTES_MAX, buf, len);
+	return codec_pack(&pm.base, CD_MEMBERS_BYTES_MAX, buf, len);
 }
 
-int ld_codec_members_decode(const uint8_t *buf, size_t len, ld_members *out)
+int cd_members_decode(const uint8_t *buf, size_t len, px_members *out)
 {
 	ProtobufCMessage *pm;
 	memset(out, 0, sizeof *out);
 	int rv = codec_unpack(&lockd__members__descriptor, buf, len,
-			      LD_CODEC_MEMBERS_BYTES_MAX, &pm);
+			      CD_MEMBERS_BYTES_MAX, &pm);
 	if (rv != 0)
 		return rv;
 	const Lockd__Members *p = (const Lockd__Members *)pm;
-	ld_members m = {0};
+	px_members m = {0};
 	if (p->n_members > LD_REPLICAS_MAX) {
-		rv = LD_CODEC_ECOUNT;
+		rv = CD_ECOUNT;
 		goto out;
 	}
 	m.n = (uint32_t)p->n_members;
@@ -748,7 +748,7 @@ int ld_codec_members_decode(const uint8_t *buf, size_t len, ld_members *out)
 		const Lockd__Member *e = p->members[i];
 		if (strlen(e->peer) >= LD_URL_BYTES_MAX ||
 		    strlen(e->client) >= LD_URL_BYTES_MAX) {
-			rv = LD_CODEC_EFIELDS;
+			rv = CD_EFIELDS;
 			goto out;
 		}
 		m.m[i].id = e->id;
@@ -774,7 +774,7 @@ static bool codec_is_32bit(ProtobufCType t)
 	       t == PROTOBUF_C_TYPE_SINT32 || t == PROTOBUF_C_TYPE_ENUM;
 }
 
-int ld_codec_request_check(const uint8_t *buf, size_t len, char *err,
+int cd_request_check(const uint8_t *buf, size_t len, char *err,
 			   size_t errlen)
 {
 	const ProtobufCMessageDescriptor *desc = &lockd__request__descriptor;
@@ -801,7 +801,7 @@ int ld_codec_request_check(const uint8_t *buf, size_t len, char *err,
 					 "over %u",
 					 f->name, (unsigned long long)v,
 					 UINT32_MAX);
-				return LD_CODEC_EMALFORMED;
+				return CD_EMALFORMED;
 			}
 			break;
 		}

@@ -30,7 +30,7 @@ void ld_evq_destroy(ld_evq *q)
 	for (size_t i = 0; i < q->n; i++) {
 		ld_evq_item *it = &q->items[(q->head + i) % q->cap];
 		if (it->type == LD_EVQ_PEER)
-			ld_msg_free(it->msg);
+			px_msg_free(it->msg);
 	}
 	free(q->items);
 	pthread_cond_destroy(&q->cond);
@@ -45,7 +45,7 @@ static void evq_put(ld_evq *q, ld_evq_item it)
 		pthread_cond_signal(&q->cond);
 }
 
-bool ld_evq_push_peer(ld_evq *q, ld_msg *m)
+bool ld_evq_push_peer(ld_evq *q, px_msg *m)
 {
 	pthread_mutex_lock(&q->lock);
 	bool ok = q->npeer < LD_EVQ_PEER_MAX && q->n < q->cap;

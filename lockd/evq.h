@@ -19,7 +19,7 @@ typedef enum ld_evq_type {
 
 typedef struct ld_evq_item {
 	ld_evq_type type;
-	ld_msg *msg;
+	px_msg *msg;
 	void *client;
 } ld_evq_item;
 
@@ -42,7 +42,7 @@ int ld_evq_init(ld_evq *q, size_t cap_clients);
 void ld_evq_destroy(ld_evq *q);
 
 /* Takes m on success; returns false (m still the caller's) when full. */
-bool ld_evq_push_peer(ld_evq *q, ld_msg *m);
+bool ld_evq_push_peer(ld_evq *q, px_msg *m);
 void ld_evq_push_client(ld_evq *q, void *client);
 
 /* Wakes the loop for good: ld_evq_wait returns at once from now on. Safe to

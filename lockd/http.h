@@ -39,7 +39,7 @@ typedef struct ld_metrics_snap {
 	uint64_t started_unix_s;
 	uint64_t leader_changes; /* times it learnt of a new leader */
 	bool storage_stalled; /* a write failed and has not succeeded since */
-	int digest_alarm;   /* ld_digest_alarm: 0 ok, 1 mismatch, 2 diverged */
+	int digest_alarm;   /* px_digest_alarm: 0 ok, 1 mismatch, 2 diverged */
 	bool fds_exhausted; /* near its file descriptor limit: serves nothing */
 	uint64_t fds_open, fds_limit;
 	uint64_t storage_stalls; /* times writes started failing */

@@ -16,7 +16,7 @@
 
 /* Fills *out from a MEMBERS reply; -1 with a sentence when it is not one. */
 static int join_from_reply(const Lockd__Reply *rep, const char *url,
-			   ld_members *out, char *err, size_t errlen)
+			   px_members *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	if (rep->status != LOCKD__STATUS__STATUS_OK) {
@@ -42,7 +42,7 @@ static int join_from_reply(const Lockd__Reply *rep, const char *url,
 	}
 	for (size_t i = 0; i < rep->n_members; i++) {
 		const Lockd__CellMember *cm = rep->members[i];
-		ld_member *m = &out->m[i];
+		px_member *m = &out->m[i];
 		if (cm->id >= LD_REPLICA_IDS ||
 		    (i > 0 && cm->id <= out->m[i - 1].id) ||
 		    strlen(cm->peer) >= LD_URL_BYTES_MAX ||
@@ -72,7 +72,7 @@ static int join_from_reply(const Lockd__Reply *rep, const char *url,
 }
 
 /* One request to url within JOIN_ASK_MS. */
-static int join_ask(const ld_options *o, const char *url, ld_members *out,
+static int join_ask(const ld_options *o, const char *url, px_members *out,
 		    char *err, size_t errlen)
 {
 	nng_socket sock;
@@ -123,7 +123,7 @@ out:
 	return result;
 }
 
-int ld_join_fetch(const ld_options *o, uint32_t timeout_ms, ld_members *out,
+int ld_join_fetch(const ld_options *o, uint32_t timeout_ms, px_members *out,
 		  const char **from_url, char *err, size_t errlen)
 {
 	uint64_t end = ld_mono_us() + (uint64_t)timeout_ms * 1000u;
@@ -147,7 +147,7 @@ int ld_join_fetch(const ld_options *o, uint32_t timeout_ms, ld_members *out,
 	return -1;
 }
 
-int ld_join_check(const ld_options *o, const ld_members *m, char *err,
+int ld_join_check(const ld_options *o, const px_members *m, char *err,
 		  size_t errlen)
 {
 	if (m->removed >> o->id & 1u) {
@@ -158,7 +158,7 @@ int ld_join_check(const ld_options *o, const ld_members *m, char *err,
 			 o->id);
 		return -1;
 	}
-	const ld_member *me = ld_members_find(m, o->id);
+	const px_member *me = px_members_find(m, o->id);
 	if (me != NULL && (strcmp(me->peer, o->listen_peer) != 0 ||
 			   strcmp(me->client, o->listen_client) != 0)) {
 		snprintf(err, errlen,
@@ -170,7 +170,7 @@ int ld_join_check(const ld_options *o, const ld_members *m, char *err,
 		return -1;
 	}
 	for (uint32_t i = 0; i < m->n; i++) {
-		const ld_member *x = &m->m[i];
+		const px_member *x = &m->m[i];
 		if (x->id != o->id &&
 		    (strcmp(x->peer, o->listen_peer) == 0 ||
 		     strcmp(x->client, o->listen_client) == 0)) {

@@ -293,7 +293,7 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		o->node.paxos.retry_us = x * 1000;
 	} else if (strcmp(name, "snapshot-every") == 0) {
 		/* The log must hold a snapshot interval, the tail kept before
-		 * the snapshot and a full pipeline window (ld_replica_new). */
+		 * the snapshot and a full pipeline window (px_replica_new). */
 		uint64_t max = LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS -
 			       LD_WINDOW_SLOTS_MAX - 1;
 		if (parse_u64(name, v, max, &x, err, errlen))
@@ -434,7 +434,7 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t namelen,
 static int opt_peer_auth(ld_options *o, char *err, size_t errlen)
 {
 	if (o->peer_key_file[0] != '\0')
-		return ld_peer_key_load(o->peer_key_file, &o->peer_key, err,
+		return pa_key_load(o->peer_key_file, &o->peer_key, err,
 					errlen);
 	if (o->insecure_peers)
 		return 0;

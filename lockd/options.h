@@ -46,7 +46,7 @@ typedef struct ld_options {
 	 * ld_options_parse; key.len == 0 without one. Plain (non-TLS) peer URLs
 	 * need it unless insecure_peers (--insecure-peers) says otherwise. */
 	char peer_key_file[LD_PATH_BYTES_MAX];
-	ld_peer_key peer_key;
+	pa_key peer_key;
 	bool insecure_peers;
 	/* The node's configuration, filled from the flags over its defaults
 	 * (ln_config_default); validated by ld_options_parse. */

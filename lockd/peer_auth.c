@@ -13,7 +13,7 @@ static const uint8_t auth_magic[4] = {'L', 'D', 'M', '1'};
 /* Keeps this MAC apart from any other use of the same key. */
 static const char auth_domain[] = "lockd peer message v1";
 
-int ld_peer_key_load(const char *path, ld_peer_key *k, char *err, size_t errlen)
+int pa_key_load(const char *path, pa_key *k, char *err, size_t errlen)
 {
 	memset(k, 0, sizeof *k);
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -38,14 +38,14 @@ int ld_peer_key_load(const char *path, ld_peer_key *k, char *err, size_t errlen)
 			 "(mode %04o), so anyone here could forge peer "
 			 "messages: chmod 600 %s",
 			 path, (unsigned)(st.st_mode & 07777), path);
-	} else if (st.st_size < (off_t)LD_PEER_KEY_BYTES_MIN ||
-		   st.st_size > (off_t)LD_PEER_KEY_BYTES_MAX) {
+	} else if (st.st_size < (off_t)PA_KEY_BYTES_MIN ||
+		   st.st_size > (off_t)PA_KEY_BYTES_MAX) {
 		snprintf(err, errlen,
 			 "--peer-key %s holds %lld bytes; the cell key must "
 			 "be %u to %u bytes of secret (make one with: head -c "
 			 "32 /dev/urandom > %s; chmod 600 %s)",
-			 path, (long long)st.st_size, LD_PEER_KEY_BYTES_MIN,
-			 LD_PEER_KEY_BYTES_MAX, path, path);
+			 path, (long long)st.st_size, PA_KEY_BYTES_MIN,
+			 PA_KEY_BYTES_MAX, path, path);
 	} else {
 		size_t want = (size_t)st.st_size, got = 0;
 		while (got < want) {
@@ -86,9 +86,9 @@ static uint32_t get_u32(const uint8_t *p)
 }
 
 /* HMAC-SHA256(key, domain | cell_id | from | to | body). */
-static int auth_mac(const ld_peer_key *k, uint64_t cell_id, uint32_t from,
+static int auth_mac(const pa_key *k, uint64_t cell_id, uint32_t from,
 		    uint32_t to, const uint8_t *body, size_t len,
-		    uint8_t mac[LD_PEER_MAC_BYTES])
+		    uint8_t mac[PA_MAC_BYTES])
 {
 	uint8_t hdr[16];
 	put_u32(hdr, (uint32_t)(cell_id >> 32));
@@ -114,33 +114,33 @@ static int auth_mac(const ld_peer_key *k, uint64_t cell_id, uint32_t from,
 	return rv == 0 ? 0 : -1;
 }
 
-int ld_peer_mac_seal(const ld_peer_key *k, uint64_t cell_id, uint32_t from,
+int pa_mac_seal(const pa_key *k, uint64_t cell_id, uint32_t from,
 		     uint32_t to, const uint8_t *body, size_t len,
-		     uint8_t trailer[LD_PEER_TRAILER_BYTES])
+		     uint8_t trailer[PA_TRAILER_BYTES])
 {
 	memcpy(trailer, auth_magic, sizeof auth_magic);
 	put_u32(trailer + 4, from);
 	return auth_mac(k, cell_id, from, to, body, len, trailer + 8);
 }
 
-const char *ld_peer_mac_open(const ld_peer_key *k, uint64_t cell_id,
+const char *pa_mac_open(const pa_key *k, uint64_t cell_id,
 			     uint32_t to, const uint8_t *buf, size_t len,
 			     size_t *body_len, uint32_t *from)
 {
-	if (len < LD_PEER_TRAILER_BYTES ||
-	    memcmp(buf + len - LD_PEER_TRAILER_BYTES, auth_magic,
+	if (len < PA_TRAILER_BYTES ||
+	    memcmp(buf + len - PA_TRAILER_BYTES, auth_magic,
 		   sizeof auth_magic) != 0)
 		return "no MAC trailer (does the sender have this cell's "
 		       "--peer-key?)";
-	const uint8_t *t = buf + len - LD_PEER_TRAILER_BYTES;
-	size_t n = len - LD_PEER_TRAILER_BYTES;
+	const uint8_t *t = buf + len - PA_TRAILER_BYTES;
+	size_t n = len - PA_TRAILER_BYTES;
 	uint32_t f = get_u32(t + 4);
-	uint8_t mac[LD_PEER_MAC_BYTES];
+	uint8_t mac[PA_MAC_BYTES];
 	if (auth_mac(k, cell_id, f, to, buf, n, mac) != 0)
 		return "cannot compute the MAC (out of memory)";
 	/* Constant time: a forger learns nothing from how long it took. */
 	uint8_t diff = 0;
-	for (size_t i = 0; i < LD_PEER_MAC_BYTES; i++)
+	for (size_t i = 0; i < PA_MAC_BYTES; i++)
 		diff |= (uint8_t)(mac[i] ^ t[8 + i]);
 	if (diff != 0)
 		return "MAC does not match (another key or cell, or a forged, "

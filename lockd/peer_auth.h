@@ -14,42 +14,42 @@
  * not prevented: Paxos tolerates duplicates and old messages (they are part
  * of its fault model), and a replayed message carries only what its sender
  * once said. */
-#ifndef LD_PEER_AUTH_H
-#define LD_PEER_AUTH_H
+#ifndef PA_PEER_AUTH_H
+#define PA_PEER_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define LD_PEER_KEY_BYTES_MIN 32u
-#define LD_PEER_KEY_BYTES_MAX 1024u
-#define LD_PEER_MAC_BYTES 32u
+#define PA_KEY_BYTES_MIN 32u
+#define PA_KEY_BYTES_MAX 1024u
+#define PA_MAC_BYTES 32u
 /* magic (4) + from (4) + MAC */
-#define LD_PEER_TRAILER_BYTES (8u + LD_PEER_MAC_BYTES)
+#define PA_TRAILER_BYTES (8u + PA_MAC_BYTES)
 
-typedef struct ld_peer_key {
+typedef struct pa_key {
 	size_t len; /* 0: no key */
-	uint8_t bytes[LD_PEER_KEY_BYTES_MAX];
-} ld_peer_key;
+	uint8_t bytes[PA_KEY_BYTES_MAX];
+} pa_key;
 
-/* Reads the key file at path: a regular file of LD_PEER_KEY_BYTES_MIN to
- * LD_PEER_KEY_BYTES_MAX bytes (all of it is the key), not readable or
+/* Reads the key file at path: a regular file of PA_KEY_BYTES_MIN to
+ * PA_KEY_BYTES_MAX bytes (all of it is the key), not readable or
  * writable by others. Returns 0, or -1 with a sentence in err (the file
  * is then not used). */
-int ld_peer_key_load(const char *path, ld_peer_key *k, char *err,
+int pa_key_load(const char *path, pa_key *k, char *err,
 		     size_t errlen);
 
 /* Writes the trailer for a message of len bytes at body from `from` to
  * `to` in cell cell_id. Returns 0, or -1 if the HMAC could not be
  * computed (mbedTLS out of memory). */
-int ld_peer_mac_seal(const ld_peer_key *k, uint64_t cell_id, uint32_t from,
+int pa_mac_seal(const pa_key *k, uint64_t cell_id, uint32_t from,
 		     uint32_t to, const uint8_t *body, size_t len,
-		     uint8_t trailer[LD_PEER_TRAILER_BYTES]);
+		     uint8_t trailer[PA_TRAILER_BYTES]);
 
 /* Checks the trailer at the end of buf (len bytes) for a message to `to`.
  * Returns NULL with *body_len (the bytes before the trailer) and *from
  * set, or a sentence saying why the message is refused. */
-const char *ld_peer_mac_open(const ld_peer_key *k, uint64_t cell_id,
+const char *pa_mac_open(const pa_key *k, uint64_t cell_id,
 			     uint32_t to, const uint8_t *buf, size_t len,
 			     size_t *body_len, uint32_t *from);
 

@@ -121,7 +121,7 @@ typedef struct slot {
 struct ld_server {
 	ld_options o;
 	ln_node *node;
-	ld_store *store;
+	ds_store *store;
 	ld_peers *peers;
 	ld_clients *clients;
 	ld_evq q;
@@ -191,21 +191,21 @@ struct ld_server {
 	char url_peer[LD_REPLICA_IDS][LD_URL_BYTES_MAX];
 	char url_client[LD_REPLICA_IDS][LD_URL_BYTES_MAX];
 	/* The applied configuration as last synced (members_sync). */
-	ld_members members;
+	px_members members;
 	uint64_t members_from;
 	uint32_t nvoters;
 	uint64_t dialed; /* ids the node may send to, dialed (members_sync) */
 	/* Ids dialed outside that set, until this time (UNDIAL_GRACE_US). */
 	uint64_t undial_at_us[LD_REPLICA_IDS];
-	/* This replica left the cell (ld_status.removed): the loop stops at
+	/* This replica left the cell (px_status.removed): the loop stops at
 	 * removed_at_us + REMOVED_LINGER_US. */
 	bool removed;
 	uint64_t removed_at_us;
 	size_t pend_changed; /* act.ld.changes answered (as pend_answered) */
 
 	/* what was last logged */
-	bool voter; /* last logged: ld_status.voter */
-	ld_role role;
+	bool voter; /* last logged: px_status.voter */
+	px_role role;
 	int32_t leader;
 	uint64_t round;
 	ld_ratelimit core_rl;
@@ -216,14 +216,14 @@ ld_evq *ld_server_queue(ld_server *s)
 	return &s->q;
 }
 
-static const char *role_name(ld_role r)
+static const char *role_name(px_role r)
 {
 	switch (r) {
-	case LD_LEADER:
+	case PX_LEADER:
 		return "leader";
-	case LD_CANDIDATE:
+	case PX_CANDIDATE:
 		return "candidate";
-	case LD_FOLLOWER:
+	case PX_FOLLOWER:
 		return "follower";
 	}
 	return "?";
@@ -234,21 +234,21 @@ static const char *role_name(ld_role r)
  * it is a member the leader has not promoted to voter yet, "joining" while
  * it is not a member at all (it started with --join and waits to be
  * added, or it was removed). */
-static const char *status_role(const ld_server *s, const ld_status *st)
+static const char *status_role(const ld_server *s, const px_status *st)
 {
-	if (st->digest_alarm == LD_DIGEST_DIVERGED)
+	if (st->digest_alarm == PX_DIGEST_DIVERGED)
 		return "diverged";
 	if (st->voter)
 		return role_name(st->role);
 	if (!st->member)
 		return "joining";
-	const ld_member *me = ld_members_find(&s->members, s->o.id);
+	const px_member *me = px_members_find(&s->members, s->o.id);
 	return me != NULL && !me->voting ? "learner" : "recovering";
 }
 
-static void node_status(const ld_server *s, ld_status *st)
+static void node_status(const ld_server *s, px_status *st)
 {
-	ld_replica_status(ln_node_replica(s->node), st);
+	px_replica_status(ln_node_replica(s->node), st);
 }
 
 /* ---- start-up ---------------------------------------------------------- */
@@ -262,7 +262,7 @@ static void publish_metrics(ld_server *s, bool force)
 	if (!force && (s->http == NULL || now < s->metrics_next_us))
 		return;
 	s->metrics_next_us = now + METRICS_EVERY_US;
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	ld_peers_stats ps = {0};
 	if (s->peers != NULL)
@@ -272,7 +272,7 @@ static void publish_metrics(ld_server *s, bool force)
 		ld_clients_stats_get(s->clients, &cs);
 	ln_stats ns;
 	ln_node_stats(s->node, &ns);
-	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
+	px_ballot b = st.role == PX_FOLLOWER ? st.promised : st.ballot;
 	ld_metrics_snap m = {
 		.id = s->o.id,
 		.nreplicas = s->members.n,
@@ -325,7 +325,7 @@ struct restore_ctx {
 	uint64_t n;
 };
 
-static int restore_one(const ld_record *rec, void *arg)
+static int restore_one(const px_record *rec, void *arg)
 {
 	struct restore_ctx *rc = arg;
 	rc->n++;
@@ -336,10 +336,10 @@ static int restore_one(const ld_record *rec, void *arg)
 
 /* Notes the URLs m names (non-empty ones only: the core keeps none for a
  * cell's first members). */
-static void urls_note(ld_server *s, const ld_members *m)
+static void urls_note(ld_server *s, const px_members *m)
 {
 	for (uint32_t i = 0; i < m->n; i++) {
-		const ld_member *x = &m->m[i];
+		const px_member *x = &m->m[i];
 		if (x->peer[0] != '\0')
 			snprintf(s->url_peer[x->id], LD_URL_BYTES_MAX, "%s",
 				 x->peer);
@@ -359,11 +359,11 @@ static const char *client_url(const ld_server *s, int32_t id)
 }
 
 /* The applied configuration with every URL this replica knows filled in. */
-static void members_view(const ld_server *s, ld_members *m, uint64_t *from)
+static void members_view(const ld_server *s, px_members *m, uint64_t *from)
 {
-	ld_replica_members(ln_node_replica(s->node), m, from);
+	px_replica_members(ln_node_replica(s->node), m, from);
 	for (uint32_t i = 0; i < m->n; i++) {
-		ld_member *x = &m->m[i];
+		px_member *x = &m->m[i];
 		if (x->peer[0] == '\0')
 			snprintf(x->peer, sizeof x->peer, "%s",
 				 s->url_peer[x->id]);
@@ -373,7 +373,7 @@ static void members_view(const ld_server *s, ld_members *m, uint64_t *from)
 	}
 }
 
-static void members_ids(const ld_members *m, bool voting, char *buf, size_t len)
+static void members_ids(const px_members *m, bool voting, char *buf, size_t len)
 {
 	size_t n = 0;
 	buf[0] = '\0';
@@ -383,7 +383,7 @@ static void members_ids(const ld_members *m, bool voting, char *buf, size_t len)
 					      n > 0 ? "," : "", m->m[i].id);
 }
 
-/* Dials the replicas the node may send to (ld_replica_peer_ids: the
+/* Dials the replicas the node may send to (px_replica_peer_ids: the
  * members of every configuration that still governs a slot after its
  * commit, so a removed replica is dialed until the cell no longer counts
  * it and it has heard so) and nobody else (paxos.h: the configuration is
@@ -391,12 +391,12 @@ static void members_ids(const ld_members *m, bool voting, char *buf, size_t len)
  * round; it logs the applied configuration when that changed. */
 static void members_sync(ld_server *s)
 {
-	const ld_replica *r = ln_node_replica(s->node);
-	ld_members m;
+	const px_replica *r = ln_node_replica(s->node);
+	px_members m;
 	uint64_t from;
 	members_view(s, &m, &from);
 	urls_note(s, &m);
-	uint64_t want = ld_replica_peer_ids(r) & ~(UINT64_C(1) << s->o.id);
+	uint64_t want = px_replica_peer_ids(r) & ~(UINT64_C(1) << s->o.id);
 	uint64_t now = ld_mono_us();
 	for (uint32_t id = 0; id < LD_REPLICA_IDS; id++) {
 		bool in = want >> id & 1u;
@@ -413,8 +413,8 @@ static void members_sync(ld_server *s)
 		if (!in || (s->dialed >> id & 1u &&
 			    memcmp(&m, &s->members, sizeof m) == 0))
 			continue;
-		ld_member x;
-		if (ld_replica_member(r, id, &x) && x.peer[0] != '\0')
+		px_member x;
+		if (px_replica_member(r, id, &x) && x.peer[0] != '\0')
 			snprintf(s->url_peer[id], LD_URL_BYTES_MAX, "%s",
 				 x.peer);
 		if (s->url_peer[id][0] == '\0') {
@@ -484,7 +484,7 @@ static int store_join(ld_server *s, char *err, size_t errlen)
 			 s->o.data);
 		return -1;
 	}
-	ld_members m;
+	px_members m;
 	const char *from;
 	if (ld_join_fetch(&s->o, JOIN_FETCH_MS, &m, &from, err, errlen) != 0)
 		return -1;
@@ -494,9 +494,9 @@ static int store_join(ld_server *s, char *err, size_t errlen)
 	members_ids(&m, false, ids, sizeof ids);
 	ld_log("info", "join", "from=%s members=%s removed=0x%llx", from, ids,
 	       (unsigned long long)m.removed);
-	ld_store_identity id = {
+	ds_identity id = {
 		.cell_id = s->o.cell_id, .replica_id = s->o.id, .members = &m};
-	return ld_store_adopt(s->store, &id, err, errlen);
+	return ds_adopt(s->store, &id, err, errlen);
 }
 
 /* Once the store has an origin: the node's configuration from it (a cell's
@@ -505,13 +505,13 @@ static int store_join(ld_server *s, char *err, size_t errlen)
  * (store_join). */
 static int store_ready(ld_server *s, char *err, size_t errlen)
 {
-	if (ld_store_unborn(s->store)) {
+	if (ds_unborn(s->store)) {
 		int rv = store_join(s, err, errlen);
 		if (rv != 0)
 			return rv;
 	}
-	ld_config *pc = &s->o.node.paxos;
-	ld_store_origin(s->store, &pc->nreplicas, &pc->members,
+	px_config *pc = &s->o.node.paxos;
+	ds_origin(s->store, &pc->nreplicas, &pc->members,
 			&pc->incarnation);
 	if (s->o.nreplicas > 0 && pc->nreplicas > 0 &&
 	    s->o.nreplicas != pc->nreplicas) {
@@ -534,7 +534,7 @@ static int store_ready(ld_server *s, char *err, size_t errlen)
 		memset(&pc->members, 0, sizeof pc->members);
 		pc->members.n = pc->nreplicas;
 		for (uint32_t j = 0; j < pc->nreplicas; j++) {
-			ld_member *x = &pc->members.m[j];
+			px_member *x = &pc->members.m[j];
 			x->id = j;
 			x->voting = true;
 			/* (both NUL-terminated within LD_URL_BYTES_MAX) */
@@ -559,7 +559,7 @@ static int store_ready(ld_server *s, char *err, size_t errlen)
  * --join it asks the cell again) with a fresh node. The core treats a
  * replica without durable records as one that lost its disk. why is the
  * store's sentence, in err on entry. */
-static int store_set_aside(ld_server *s, const ld_store_identity *id, char *err,
+static int store_set_aside(ld_server *s, const ds_identity *id, char *err,
 			   size_t errlen)
 {
 	char why[512], aside[LD_PATH_BYTES_MAX + 64];
@@ -587,7 +587,7 @@ static int store_set_aside(ld_server *s, const ld_store_identity *id, char *err,
 	       "data=%s moved_to=%s error=\"%s\" action=\"starting with an "
 	       "empty store, as a replica that lost its disk\"",
 	       s->o.data, aside, why);
-	if (ld_store_open(s->o.data, id, &s->store, err, errlen) != 0) {
+	if (ds_open(s->o.data, id, &s->store, err, errlen) != 0) {
 		s->store = NULL;
 		return -1;
 	}
@@ -615,7 +615,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	}
 	int result = -1;
 	s->o = *o;
-	s->role = LD_FOLLOWER;
+	s->role = PX_FOLLOWER;
 	s->leader = -1;
 	s->core_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	s->stall_rl = (ld_ratelimit)LD_RATELIMIT_INIT(STALL_LOG_US);
@@ -646,12 +646,12 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 
 	/* A new store takes its origin from --peers, or (unborn) from the
 	 * cell --join names; an existing one has its own. */
-	ld_store_identity id = {.cell_id = o->cell_id,
+	ds_identity id = {.cell_id = o->cell_id,
 				.replica_id = o->id,
 				.nreplicas = o->nreplicas};
 	int rrv = 0;
-	int orv = ld_store_open(o->data, &id, &s->store, err, errlen);
-	if (orv == LD_STORE_CORRUPT) {
+	int orv = ds_open(o->data, &id, &s->store, err, errlen);
+	if (orv == DS_CORRUPT) {
 		s->store = NULL;
 		rrv = store_set_aside(s, &id, err, errlen);
 	} else if (orv != 0) {
@@ -668,12 +668,12 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		goto fail;
 	}
 	struct restore_ctx rc = {s->node, 0};
-	int lrv = ld_store_load(s->store, restore_one, &rc, err, errlen);
-	if (lrv == LD_STORE_CORRUPT) {
+	int lrv = ds_load(s->store, restore_one, &rc, err, errlen);
+	if (lrv == DS_CORRUPT) {
 		/* The records fail their checks: this replica has lost its
 		 * durable memory, as if its disk were gone, and starts from
 		 * nothing rather than from whatever part of it still reads. */
-		ld_store_close(s->store);
+		ds_close(s->store);
 		s->store = NULL;
 		rrv = store_set_aside(s, &id, err, errlen);
 		if (rrv != 0) {
@@ -695,10 +695,10 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 			 (unsigned long long)rc.n, o->data);
 		goto fail;
 	}
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
-	ld_members now;
-	ld_replica_members(ln_node_replica(s->node), &now, NULL);
+	px_members now;
+	px_replica_members(ln_node_replica(s->node), &now, NULL);
 	if (st.removed || (now.removed >> o->id & 1u)) {
 		/* Its ledger says it left: nobody needs it any more. */
 		log_removed(s, "not starting");
@@ -743,7 +743,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	for (uint32_t i = 0; i < now.n; i++)
 		unknown |= now.m[i].peer[0] == '\0';
 	if (unknown && o->njoin > 0) {
-		ld_members m;
+		px_members m;
 		const char *from;
 		char why[512];
 		if (ld_join_fetch(o, 3000, &m, &from, why, sizeof why) == 0)
@@ -783,7 +783,7 @@ void ld_server_close(ld_server *s)
 	/* The loop has stopped, so every acknowledged write is synced: close
 	 * the store first, then say so, in case nng's close hangs below. */
 	if (s->store != NULL)
-		ld_store_close(s->store);
+		ds_close(s->store);
 	s->store = NULL;
 	atomic_store(&ld_server_store_closed, 1);
 	/* Stop the inflow: after these, no callback runs. */
@@ -956,7 +956,7 @@ static void answer_node(ld_server *s, const ln_reply *rp)
 
 static void answer_status(ld_server *s, uint32_t idx)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	Lockd__ReplicaStatus rs = LOCKD__REPLICA_STATUS__INIT;
@@ -965,7 +965,7 @@ static void answer_status(ld_server *s, uint32_t idx)
 	set_leader(s, &rep, st.leader);
 	rs.id = s->o.id;
 	rs.role = (char *)status_role(s, &st);
-	ld_ballot b = st.role == LD_FOLLOWER ? st.promised : st.ballot;
+	px_ballot b = st.role == PX_FOLLOWER ? st.promised : st.ballot;
 	rs.ballot_round = b.round;
 	rs.ballot_id = b.id;
 	rs.leader = st.leader;
@@ -979,8 +979,8 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rs.voters = s->nvoters;
 	rs.version = (char *)LOCKD_VERSION;
 	rs.uptime_s = (uint64_t)time(NULL) - s->started_unix_s;
-	ld_store_stats ss;
-	ld_store_stats_get(s->store, &ss);
+	ds_stats ss;
+	ds_stats_get(s->store, &ss);
 	rs.snapshot_bytes = ss.snapshot_bytes;
 	rep.replica = &rs;
 	slot_done(s, idx, &rep);
@@ -994,7 +994,7 @@ static void step(ld_server *s, ln_event *ev);
 
 /* Fills rep's members (the applied configuration, URLs as this replica
  * knows them) from m; wire, ptrs and removed are the caller's buffers. */
-static void wire_members(const ld_members *m, uint64_t from, Lockd__Reply *rep,
+static void wire_members(const px_members *m, uint64_t from, Lockd__Reply *rep,
 			 Lockd__CellMember *wire, Lockd__CellMember **ptrs,
 			 uint32_t *removed)
 {
@@ -1020,9 +1020,9 @@ static void wire_members(const ld_members *m, uint64_t from, Lockd__Reply *rep,
 
 static void answer_members(ld_server *s, uint32_t idx)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
-	ld_members m;
+	px_members m;
 	uint64_t from;
 	members_view(s, &m, &from);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
@@ -1036,33 +1036,33 @@ static void answer_members(ld_server *s, uint32_t idx)
 	slot_done(s, idx, &rep);
 }
 
-static void answer_change(ld_server *s, const ld_change_done *d)
+static void answer_change(ld_server *s, const px_change_done *d)
 {
 	uint32_t idx = (uint32_t)(d->change_id & ((1u << REQ_INDEX_BITS) - 1));
 	uint64_t gen = d->change_id >> REQ_INDEX_BITS;
 	if (idx >= LD_CLIENT_CTX_MAX || s->slots[idx].state != SLOT_NODE ||
 	    s->slots[idx].gen != gen)
 		return; /* that context gave up on it (WRITE_ANSWER_US) */
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	Lockd__CellMember wire[LD_REPLICAS_MAX];
 	Lockd__CellMember *ptrs[LD_REPLICAS_MAX];
 	uint32_t removed[LD_REPLICA_IDS];
-	ld_members m; /* wire's URLs point into it */
+	px_members m; /* wire's URLs point into it */
 	uint64_t from;
 	char sentence[256] = "";
 	rep.position = st.applied;
 	set_leader(s, &rep, st.leader);
 	rep.error = sentence;
 	switch (d->status) {
-	case LD_CHANGE_DONE:
+	case PX_CHANGE_DONE:
 		members_view(s, &m, &from);
 		rep.status = LOCKD__STATUS__STATUS_OK;
 		rep.change_slot = d->slot;
 		wire_members(&m, from, &rep, wire, ptrs, removed);
 		break;
-	case LD_CHANGE_NOT_LEADER:
+	case PX_CHANGE_NOT_LEADER:
 		rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
 		set_leader(s, &rep,
 			   d->leader_hint == (int32_t)s->o.id ? -1
@@ -1078,13 +1078,13 @@ static void answer_change(ld_server *s, const ld_change_done *d)
 				 "this replica is not the leader and knows no "
 				 "leader yet: retry shortly");
 		break;
-	case LD_CHANGE_BUSY:
+	case PX_CHANGE_BUSY:
 		/* Another change is still taking effect: the client retries
 		 * it as it retries a busy leader. */
 		rep.status = LOCKD__STATUS__STATUS_BUSY;
 		snprintf(sentence, sizeof sentence, "%s", d->why);
 		break;
-	case LD_CHANGE_REFUSED:
+	case PX_CHANGE_REFUSED:
 		rep.status = LOCKD__STATUS__STATUS_REFUSED;
 		snprintf(sentence, sizeof sentence, "%s", d->why);
 		break;
@@ -1100,9 +1100,9 @@ static void change_start(ld_server *s, uint32_t idx)
 	const Lockd__Request *r = ld_cctx_request(sl->c);
 	const char *bad = NULL;
 	char sentence[256];
-	ld_change ch = {.id = r->member_id};
+	px_change ch = {.id = r->member_id};
 	if (r->member_op == LOCKD__MEMBER_OP__MEMBER_ADD) {
-		ch.op = LD_CHANGE_ADD;
+		ch.op = PX_CHANGE_ADD;
 		ch.peer = r->member_peer;
 		ch.client = r->member_client;
 		if (r->member_peer[0] == '\0' || r->member_client[0] == '\0')
@@ -1112,7 +1112,7 @@ static void change_start(ld_server *s, uint32_t idx)
 			 strlen(r->member_client) >= LD_URL_BYTES_MAX)
 			bad = "a member's URL is at most 255 bytes";
 	} else if (r->member_op == LOCKD__MEMBER_OP__MEMBER_REMOVE) {
-		ch.op = LD_CHANGE_REMOVE;
+		ch.op = PX_CHANGE_REMOVE;
 	} else {
 		bad = "a membership change is MEMBER_ADD or MEMBER_REMOVE";
 	}
@@ -1130,9 +1130,9 @@ static void change_start(ld_server *s, uint32_t idx)
 	sl->state = SLOT_NODE;
 	sl->deadline_us = ld_cctx_arrived_us(sl->c) + WRITE_ANSWER_US;
 	ld_log("info", "member_change", "op=%s id=%u peer=%s client=%s",
-	       ch.op == LD_CHANGE_ADD ? "add" : "remove", ch.id,
-	       ch.op == LD_CHANGE_ADD ? ch.peer : "-",
-	       ch.op == LD_CHANGE_ADD ? ch.client : "-");
+	       ch.op == PX_CHANGE_ADD ? "add" : "remove", ch.id,
+	       ch.op == PX_CHANGE_ADD ? ch.peer : "-",
+	       ch.op == PX_CHANGE_ADD ? ch.client : "-");
 	ln_event ev = {.type = LN_EV_CHANGE,
 		       .change = &ch,
 		       .change_id = (sl->gen << REQ_INDEX_BITS) | idx};
@@ -1186,7 +1186,7 @@ static bool list_one(const ls_view *v, void *arg)
 static void answer_list(ld_server *s, uint32_t idx)
 {
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	rep.position = st.applied;
@@ -1214,7 +1214,7 @@ static void answer_list(ld_server *s, uint32_t idx)
 static void answer_plain(ld_server *s, uint32_t idx, Lockd__Status status,
 			 Lockd__LeaseStatus ls, const char *sentence)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	rep.status = status;
@@ -1228,7 +1228,7 @@ static void answer_plain(ld_server *s, uint32_t idx, Lockd__Status status,
 static void answer_behind(ld_server *s, uint32_t idx)
 {
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	char sentence[256];
 	snprintf(sentence, sizeof sentence,
@@ -1267,7 +1267,7 @@ static void answer_watch_invalid(ld_server *s, uint32_t idx, ls_status ls)
 static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
 {
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	Lockd__Lease lease;
@@ -1429,13 +1429,13 @@ static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 /* Routes a read that may now be served: LIST and STATUS at the end of the
  * round, WATCH from the feed, GET and CHECK through the node. */
 /* A replica whose state a quorum outvoted (lockd/core/paxos.h,
- * LD_DIGEST_DIVERGED) serves no reads: NOT_LEADER sends the client on. */
+ * PX_DIGEST_DIVERGED) serves no reads: NOT_LEADER sends the client on. */
 /* NOT_LEADER with a sentence, so that the client asks another replica at
  * once (BUSY would have it retry this one), with the leader as a hint when
  * that is someone else. */
 static void answer_elsewhere(ld_server *s, uint32_t idx, const char *sentence)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
 	rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
@@ -1460,9 +1460,9 @@ static void route_ready(ld_server *s, uint32_t idx, uint32_t *nreq)
 {
 	const Lockd__Request *r = ld_cctx_request(s->slots[idx].c);
 	if (is_read(r->op) || r->op == LOCKD__OP__OP_WATCH) {
-		ld_status st;
+		px_status st;
 		node_status(s, &st);
-		if (st.digest_alarm == LD_DIGEST_DIVERGED) {
+		if (st.digest_alarm == PX_DIGEST_DIVERGED) {
 			answer_diverged(s, idx);
 			return;
 		}
@@ -1631,11 +1631,11 @@ static void step(ld_server *s, ln_event *ev)
 	}
 }
 
-/* Only LD_REC_CHOSEN hints: nothing waits for them to be durable. */
-static bool only_hints(const ld_record *recs, size_t n)
+/* Only PX_REC_CHOSEN hints: nothing waits for them to be durable. */
+static bool only_hints(const px_record *recs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (recs[i].type != LD_REC_CHOSEN)
+		if (recs[i].type != PX_REC_CHOSEN)
 			return false;
 	return true;
 }
@@ -1649,14 +1649,14 @@ static bool only_hints(const ld_record *recs, size_t n)
 static int persist(ld_server *s)
 {
 	while (s->act.ld.nrecs > s->persisted) {
-		const ld_record *recs = s->act.ld.recs + s->persisted;
+		const px_record *recs = s->act.ld.recs + s->persisted;
 		size_t n = s->act.ld.nrecs - s->persisted;
 		bool sync = !only_hints(recs, n);
-		if (ld_store_write(s->store, recs, n, sync, s->stall_error,
+		if (ds_write(s->store, recs, n, sync, s->stall_error,
 				   sizeof s->stall_error) != 0)
 			return -1;
 		for (size_t i = 0; i < n; i++)
-			if (recs[i].type == LD_REC_SNAPSHOT)
+			if (recs[i].type == PX_REC_SNAPSHOT)
 				ld_log("info", "snapshot_saved",
 				       "base=%llu bytes=%u",
 				       (unsigned long long)recs[i].slot,
@@ -1671,18 +1671,18 @@ static int persist(ld_server *s)
 
 static void log_changes(ld_server *s)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	if (s->act.ld.installed_snapshot)
 		ld_log("info", "snapshot_installed", "base=%llu applied=%llu",
 		       (unsigned long long)s->act.ld.snapshot_base,
 		       (unsigned long long)st.applied);
 	if (st.role != s->role) {
-		if (st.role == LD_CANDIDATE)
+		if (st.role == PX_CANDIDATE)
 			ld_log("info", "election", "ballot=%llu.%u commit=%llu",
 			       (unsigned long long)st.ballot.round,
 			       st.ballot.id, (unsigned long long)st.commit);
-		else if (st.role == LD_LEADER)
+		else if (st.role == PX_LEADER)
 			ld_log("info", "became_leader",
 			       "ballot=%llu.%u commit=%llu",
 			       (unsigned long long)st.ballot.round,
@@ -1816,7 +1816,7 @@ static void stalled_round(ld_server *s, size_t nitems)
 	s->round++;
 	for (size_t i = 0; i < nitems; i++) {
 		if (s->items[i].type == LD_EVQ_PEER) {
-			ld_msg_free(s->items[i].msg);
+			px_msg_free(s->items[i].msg);
 			s->items[i].msg = NULL;
 			s->stall_dropped++;
 		} else if (s->items[i].type == LD_EVQ_CLIENT) {
@@ -1876,7 +1876,7 @@ static long fds_open(void)
 	return n - 1; /* the directory's own */
 }
 
-/* A replica that can no longer serve tells its node (LD_EV_RESIGN): a
+/* A replica that can no longer serve tells its node (PX_EV_RESIGN): a
  * leader hands over at once, to a voter that campaigns without waiting
  * for an election timeout, and says it no longer leads. A resignation
  * writes nothing; its messages go now, over connections already open. */
@@ -1924,7 +1924,7 @@ static void fd_check(ld_server *s)
 		snprintf(s->unfit_reason, sizeof s->unfit_reason,
 			 "has %llu of its %llu file descriptors open",
 			 (unsigned long long)open, (unsigned long long)limit);
-		ld_status st;
+		px_status st;
 		node_status(s, &st);
 		ld_log("error", "fds_exhausted",
 		       "open=%llu limit=%llu was_leader=%d action=\"cannot "
@@ -1970,12 +1970,12 @@ static void round_run(ld_server *s, size_t nitems)
 		redial_removed(s, s->items[i].msg->from);
 		ln_event ev = {.type = LN_EV_MSG, .msg = s->items[i].msg};
 		step(s, &ev);
-		ld_msg_free(s->items[i].msg);
+		px_msg_free(s->items[i].msg);
 		s->items[i].msg = NULL;
 	}
 	clients_gone(s);
 
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	uint32_t nreq = 0;
 	/* Backwards: answering a slot moves the last one (seen) into its
@@ -2057,7 +2057,7 @@ static void round_finish(ld_server *s)
 	/* A snapshot replaced the table without applying its history: the
 	 * feed knows nothing up to here. */
 	if (s->act.ld.installed_snapshot) {
-		ld_status st;
+		px_status st;
 		node_status(s, &st);
 		ld_watch_feed_reset(&s->feed, st.applied);
 	}
@@ -2111,7 +2111,7 @@ static uint64_t wake_at(ld_server *s)
 		t = now + WAKE_US_MAX;
 	if (s->removed && s->removed_at_us + REMOVED_LINGER_US < t)
 		t = s->removed_at_us + REMOVED_LINGER_US;
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	for (uint32_t k = 0; k < s->nactive; k++) {
 		slot *sl = &s->slots[s->active[k]];
@@ -2126,7 +2126,7 @@ static uint64_t wake_at(ld_server *s)
 
 int ld_server_run(ld_server *s)
 {
-	ld_status st;
+	px_status st;
 	node_status(s, &st);
 	ld_log("info", "start",
 	       "peer_url=%s client_url=%s members=%u data=%s applied=%llu",
@@ -2140,14 +2140,14 @@ int ld_server_run(ld_server *s)
 		if (stopping) {
 			for (size_t i = 0; i < n; i++)
 				if (s->items[i].type == LD_EVQ_PEER)
-					ld_msg_free(s->items[i].msg);
+					px_msg_free(s->items[i].msg);
 			break;
 		}
 		uint64_t t0 = ld_mono_us();
 		if (s->removed && t0 >= s->removed_at_us + REMOVED_LINGER_US) {
 			for (size_t i = 0; i < n; i++)
 				if (s->items[i].type == LD_EVQ_PEER)
-					ld_msg_free(s->items[i].msg);
+					px_msg_free(s->items[i].msg);
 			break;
 		}
 		round_run(s, n);

@@ -11,7 +11,7 @@
  *  3. send the messages the steps produced: the core holds back every
  *     message that depends on a record (promises, votes) until that record
  *     is durable (paxos.h), so these may overlap this replica's sync;
- *  4. write every record of the round in one synced ld_store_write and step
+ *  4. write every record of the round in one synced ds_write and step
  *     LN_EV_DURABLE with the highest write id (repeating while that step
  *     makes new records); if the write fails, stall (ld_server_run);
  *  5. only then send the messages that released and the client replies.
@@ -55,7 +55,7 @@ ld_evq *ld_server_queue(ld_server *s);
  * where it stopped once that succeeds. Nothing it did not sync is ever
  * acknowledged.
  *
- * At open, a store whose records fail their checks (LD_STORE_CORRUPT) is
+ * At open, a store whose records fail their checks (DS_CORRUPT) is
  * moved aside to DIR.corrupt-<unix seconds> with one store_corrupt log
  * line, and the replica starts with an empty store of the same identity,
  * as one that lost its disk. */

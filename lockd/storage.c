@@ -7,13 +7,13 @@
  *             cell, whose "members" then holds the encoded configuration it
  *             joined; "incarnation" is random and nonzero, drawn when the
  *             store is made, and added to a store made before it existed)
- *   acceptor  "promise": an encoded LD_REC_PROMISE record; "joined": an
- *             encoded LD_REC_JOINED record once the replica votes
- *   ledger    big-endian u64 slot: an encoded LD_REC_VOTE record for it;
- *             the slot and 'c': an encoded LD_REC_CHOSEN record for it
+ *   acceptor  "promise": an encoded PX_REC_PROMISE record; "joined": an
+ *             encoded PX_REC_JOINED record once the replica votes
+ *   ledger    big-endian u64 slot: an encoded PX_REC_VOTE record for it;
+ *             the slot and 'c': an encoded PX_REC_CHOSEN record for it
  *             (sorted right after the slot's vote, so that a load meets
  *             the vote first)
- *   state     "snapshot": an encoded LD_REC_SNAPSHOT record
+ *   state     "snapshot": an encoded PX_REC_SNAPSHOT record
  * Every value, meta included, is framed: the bytes above, then a
  * big-endian CRC32C over the column family's name, the key and those bytes
  * (store_put_framed, store_unframe). RocksDB's own block and WAL checksums
@@ -43,11 +43,11 @@
  * RocksDB's files, the sequence number up to which it knows everything was
  * synced (STORE_SYNCED_FILE: written at a clean close and at most every
  * STORE_SYNCED_EVERY_S after a synced write, atomically by rename). An
- * open that recovers less than that reports LD_STORE_CORRUPT: records that
+ * open that recovers less than that reports DS_CORRUPT: records that
  * were synced, and may have been acknowledged, are gone. It is a lower
  * bound: a crash after it leaves it behind, never ahead.
  *
- * An ld_store is used by one thread at a time: the write batch and the
+ * An ds_store is used by one thread at a time: the write batch and the
  * counters are reused without locks. */
 #include "storage.h"
 
@@ -113,12 +113,12 @@ static const char *const store_meta_keys[STORE_META_COUNT] = {
 static const char store_members_key[] = "members";
 
 static const char store_promise_key[] = "promise";
-/* Present once the replica votes (LD_REC_JOINED). A store without it (an
+/* Present once the replica votes (PX_REC_JOINED). A store without it (an
  * empty directory, or one that lost it) makes the replica recover first. */
 static const char store_joined_key[] = "joined";
 static const char store_snapshot_key[] = "snapshot";
 
-struct ld_store {
+struct ds_store {
 	char *dir;
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
@@ -129,15 +129,15 @@ struct ld_store {
 	uint64_t snapshot_base, snapshot_bytes;
 	uint64_t writes, synced_writes;
 	bool broken; /* a write failed: reopen before the next (store_reopen) */
-	bool opened; /* ld_store_open succeeded */
+	bool opened; /* ds_open succeeded */
 	uint64_t synced_seq;  /* everything up to it is synced */
 	uint64_t marked_seq;  /* what STORE_SYNCED_FILE says */
 	uint64_t marked_at_s; /* when it was written (monotonic) */
-	/* Its origin (storage.h, ld_store_origin). */
+	/* Its origin (storage.h, ds_origin). */
 	bool unborn; /* empty, and opened without an identity to give it */
 	uint32_t nreplicas;
 	uint64_t incarnation;
-	ld_members members;
+	px_members members;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -164,14 +164,14 @@ store_corrupt(char *err, size_t errlen, const char *fmt, ...)
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
 	}
-	return LD_STORE_CORRUPT;
+	return DS_CORRUPT;
 }
 
-/* The ledger key of a slot's LD_REC_CHOSEN: the slot, then this byte. */
+/* The ledger key of a slot's PX_REC_CHOSEN: the slot, then this byte. */
 #define STORE_CHOSEN_SUFFIX 'c'
 
 /* Fails with "<prefix>: <RocksDB's own words>" and frees rerr: with
- * LD_STORE_CORRUPT when RocksDB's status is Corruption (a checksum of its
+ * DS_CORRUPT when RocksDB's status is Corruption (a checksum of its
  * own failed, a file is cut short), else -1. */
 static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 			    char *rerr)
@@ -182,7 +182,7 @@ static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 	store_fail(err, errlen, "%s: %s", prefix,
 		   rerr != NULL ? rerr : "unknown RocksDB error");
 	rocksdb_free(rerr);
-	return corrupt ? LD_STORE_CORRUPT : -1;
+	return corrupt ? DS_CORRUPT : -1;
 }
 
 static void store_be64_put(uint8_t *p, uint64_t v)
@@ -264,18 +264,18 @@ static bool store_unframe(int cf, const void *key, size_t keylen, const char *v,
 	return store_frame_crc(cf, key, keylen, v, n) == want;
 }
 
-static const char *store_rec_name(ld_rec_type t)
+static const char *store_rec_name(px_rec_type t)
 {
 	switch (t) {
-	case LD_REC_PROMISE:
+	case PX_REC_PROMISE:
 		return "promise";
-	case LD_REC_VOTE:
+	case PX_REC_VOTE:
 		return "vote";
-	case LD_REC_SNAPSHOT:
+	case PX_REC_SNAPSHOT:
 		return "snapshot";
-	case LD_REC_CHOSEN:
+	case PX_REC_CHOSEN:
 		return "chosen";
-	case LD_REC_JOINED:
+	case PX_REC_JOINED:
 		return "joined";
 	}
 	return "unknown";
@@ -344,7 +344,7 @@ static uint64_t store_mono_s(void)
 
 /* Records that everything up to seq is synced. Best effort: a failure
  * (a full disk) leaves the previous file, still a true lower bound. */
-static void store_mark_synced(ld_store *s, uint64_t seq)
+static void store_mark_synced(ds_store *s, uint64_t seq)
 {
 	if (seq <= s->marked_seq)
 		return;
@@ -374,7 +374,7 @@ static void store_mark_synced(ld_store *s, uint64_t seq)
 }
 
 /* Compares what RocksDB recovered with the synced-sequence file. */
-static int store_check_synced(ld_store *s, char *err, size_t errlen)
+static int store_check_synced(ds_store *s, char *err, size_t errlen)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
@@ -541,7 +541,7 @@ static int store_check_existing(const char *dir, rocksdb_options_t *opts,
 /* Whether dir, whose database RocksDB reports damaged before lockd could
  * read its meta column family, was a lockd store: RocksDB's OPTIONS-*
  * files (text) name its column families. Only then is the damage this
- * replica's lost memory (LD_STORE_CORRUPT, which the daemon answers by
+ * replica's lost memory (DS_CORRUPT, which the daemon answers by
  * moving the directory aside); anything else is refused as not ours. */
 static bool store_was_ours(const char *dir)
 {
@@ -578,7 +578,7 @@ static bool store_was_ours(const char *dir)
 }
 
 /* Reads meta key k into *v. *found = false when absent. */
-static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
+static int store_meta_get(ds_store *s, int k, uint64_t *v, bool *found,
 			  char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
@@ -614,7 +614,7 @@ static int store_meta_get(ld_store *s, int k, uint64_t *v, bool *found,
 	return rv;
 }
 
-static void store_put_framed(ld_store *s, int cf, const void *key,
+static void store_put_framed(ds_store *s, int cf, const void *key,
 			     size_t keylen, const uint8_t *v, size_t vlen);
 
 /* A random nonzero 64-bit incarnation (getrandom). */
@@ -634,7 +634,7 @@ static int store_draw_incarnation(uint64_t *out, const char *dir, char *err,
 	return 0;
 }
 
-static void store_meta_put(ld_store *s, int k, uint64_t v, uint8_t *buf)
+static void store_meta_put(ds_store *s, int k, uint64_t v, uint8_t *buf)
 {
 	const char *key = store_meta_keys[k];
 	store_be64_put(buf, v);
@@ -644,7 +644,7 @@ static void store_meta_put(ld_store *s, int k, uint64_t v, uint8_t *buf)
 				  (const char *)buf, 8 + STORE_CRC_BYTES);
 }
 
-static int store_meta_write(ld_store *s, const char *what, char *err,
+static int store_meta_write(ds_store *s, const char *what, char *err,
 			    size_t errlen)
 {
 	char *rerr = NULL;
@@ -661,7 +661,7 @@ static int store_meta_write(ld_store *s, const char *what, char *err,
 /* Writes a new store's identity in one synced batch: its meta keys, a
  * fresh incarnation and, for a store that joins a running cell, the
  * configuration it joins. */
-static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
+static int store_meta_init(ds_store *s, const ds_identity *id, char *err,
 			   size_t errlen)
 {
 	uint64_t inc = 0;
@@ -673,13 +673,13 @@ static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
 	uint8_t *mbuf = NULL;
 	size_t mlen = 0;
 	if (id->nreplicas == 0) {
-		int crv = ld_codec_members_encode(id->members, &mbuf, &mlen);
+		int crv = cd_members_encode(id->members, &mbuf, &mlen);
 		if (crv != 0)
 			return store_fail(err, errlen,
 					  "cannot store the configuration "
 					  "replica %" PRIu32 " joins in %s: %s",
 					  id->replica_id, s->dir,
-					  ld_codec_strerror(crv));
+					  cd_strerror(crv));
 	}
 	rocksdb_writebatch_clear(s->wb);
 	for (int k = 0; k < STORE_META_COUNT; k++)
@@ -700,7 +700,7 @@ static int store_meta_init(ld_store *s, const ld_store_identity *id, char *err,
 }
 
 /* Reads the configuration a joined store started from. */
-static int store_members_load(ld_store *s, char *err, size_t errlen)
+static int store_members_load(ds_store *s, char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
 	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_META],
@@ -723,14 +723,14 @@ static int store_members_load(ld_store *s, char *err, size_t errlen)
 				   "checksum",
 				   s->dir, store_members_key);
 	} else {
-		int crv = ld_codec_members_decode((const uint8_t *)p, plen,
+		int crv = cd_members_decode((const uint8_t *)p, plen,
 						  &s->members);
 		if (crv != 0)
 			rv = store_corrupt(err, errlen,
 					   "%s is damaged: its meta key '%s' "
 					   "does not decode: %s",
 					   s->dir, store_members_key,
-					   ld_codec_strerror(crv));
+					   cd_strerror(crv));
 	}
 	rocksdb_pinnableslice_destroy(ps);
 	return rv;
@@ -738,7 +738,7 @@ static int store_members_load(ld_store *s, char *err, size_t errlen)
 
 /* Takes a new store over (meta empty and nothing else stored) or checks that
  * the stored identity is id's. */
-static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
+static int store_meta_check(ds_store *s, const ds_identity *id, char *err,
 			    size_t errlen)
 {
 	uint64_t v[STORE_META_COUNT] = {0};
@@ -762,7 +762,7 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 					  "column family); refusing to use it",
 					  s->dir);
 		if (id->nreplicas == 0 && id->members == NULL) {
-			/* ld_store_adopt gives it one later. */
+			/* ds_adopt gives it one later. */
 			s->unborn = true;
 			return 0;
 		}
@@ -828,7 +828,7 @@ static int store_meta_check(ld_store *s, const ld_store_identity *id, char *err,
 
 /* Learns the stored snapshot's base and size for the stats, and refuses a
  * damaged one now rather than at load. */
-static int store_snapshot_scan(ld_store *s, char *err, size_t errlen)
+static int store_snapshot_scan(ds_store *s, char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
 	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
@@ -846,21 +846,21 @@ static int store_snapshot_scan(ld_store *s, char *err, size_t errlen)
 				     "it fails its checksum (key '%s')",
 				     s->dir, store_snapshot_key);
 	}
-	ld_record rec;
-	int crv = ld_codec_record_decode((const uint8_t *)p, plen, &rec);
+	px_record rec;
+	int crv = cd_record_decode((const uint8_t *)p, plen, &rec);
 	rocksdb_pinnableslice_destroy(ps);
 	if (crv != 0)
 		return store_corrupt(err, errlen,
 				     "the snapshot record in %s is damaged: %s",
-				     s->dir, ld_codec_strerror(crv));
-	if (rec.type != LD_REC_SNAPSHOT)
+				     s->dir, cd_strerror(crv));
+	if (rec.type != PX_REC_SNAPSHOT)
 		rv = store_corrupt(err, errlen,
 				   "the snapshot record in %s is damaged: it "
 				   "holds a %s record",
 				   s->dir, store_rec_name(rec.type));
 	s->snapshot_base = rec.slot;
 	s->snapshot_bytes = rec.snap_len;
-	ld_record_clear(&rec);
+	px_record_clear(&rec);
 	return rv;
 }
 
@@ -886,7 +886,7 @@ static rocksdb_options_t *store_options(void)
 }
 
 /* Opens the database in s->dir with every column family of ours. */
-static int store_db_open(ld_store *s, char *err, size_t errlen)
+static int store_db_open(ds_store *s, char *err, size_t errlen)
 {
 	/* Every existing column family is one of ours (checked by
 	 * store_check_existing), so naming all of ours names every existing
@@ -906,7 +906,7 @@ static int store_db_open(ld_store *s, char *err, size_t errlen)
 	return store_fail_rocks(err, errlen, prefix, rerr);
 }
 
-static void store_db_close(ld_store *s)
+static void store_db_close(ds_store *s)
 {
 	for (int i = 0; i < STORE_CF_COUNT; i++)
 		if (s->cf[i] != NULL)
@@ -917,7 +917,7 @@ static void store_db_close(ld_store *s)
 	s->db = NULL;
 }
 
-int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
+int ds_open(const char *dir, const ds_identity *id, ds_store **out,
 		  char *err, size_t errlen)
 {
 	*out = NULL;
@@ -939,7 +939,7 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 		return -1;
 	int rv;
 
-	ld_store *s = calloc(1, sizeof *s);
+	ds_store *s = calloc(1, sizeof *s);
 	if (s == NULL || (s->dir = strdup(dir)) == NULL) {
 		free(s);
 		return store_fail(err, errlen, "cannot open %s: out of memory",
@@ -955,7 +955,7 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	if ((kind == STORE_DIR_ROCKSDB &&
 	     (rv = store_check_existing(dir, s->opts, err, errlen)) != 0) ||
 	    (rv = store_db_open(s, err, errlen)) != 0) {
-		if (rv == LD_STORE_CORRUPT && !store_was_ours(dir)) {
+		if (rv == DS_CORRUPT && !store_was_ours(dir)) {
 			size_t n = err != NULL ? strnlen(err, errlen) : 0;
 			if (n + 1 < errlen)
 				snprintf(err + n, errlen - n,
@@ -964,13 +964,13 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 					 "use it");
 			rv = -1;
 		}
-		ld_store_close(s);
+		ds_close(s);
 		return rv;
 	}
 	if ((rv = store_check_synced(s, err, errlen)) != 0 ||
 	    (rv = store_meta_check(s, id, err, errlen)) != 0 ||
 	    (rv = store_snapshot_scan(s, err, errlen)) != 0) {
-		ld_store_close(s);
+		ds_close(s);
 		return rv;
 	}
 	s->opened = true;
@@ -978,12 +978,12 @@ int ld_store_open(const char *dir, const ld_store_identity *id, ld_store **out,
 	return 0;
 }
 
-bool ld_store_unborn(const ld_store *s)
+bool ds_unborn(const ds_store *s)
 {
 	return s->unborn;
 }
 
-int ld_store_adopt(ld_store *s, const ld_store_identity *id, char *err,
+int ds_adopt(ds_store *s, const ds_identity *id, char *err,
 		   size_t errlen)
 {
 	if (!s->unborn)
@@ -999,8 +999,8 @@ int ld_store_adopt(ld_store *s, const ld_store_identity *id, char *err,
 	return store_meta_init(s, id, err, errlen);
 }
 
-void ld_store_origin(const ld_store *s, uint32_t *nreplicas,
-		     ld_members *members, uint64_t *incarnation)
+void ds_origin(const ds_store *s, uint32_t *nreplicas,
+		     px_members *members, uint64_t *incarnation)
 {
 	*nreplicas = s->nreplicas;
 	if (members != NULL) {
@@ -1012,7 +1012,7 @@ void ld_store_origin(const ld_store *s, uint32_t *nreplicas,
 	*incarnation = s->incarnation;
 }
 
-void ld_store_close(ld_store *s)
+void ds_close(ds_store *s)
 {
 	if (s == NULL)
 		return;
@@ -1045,7 +1045,7 @@ void ld_store_close(ld_store *s)
 
 /* Puts the framed value v under key in cf: v, then its checksum (two
  * slices, so a large snapshot is not copied once more). */
-static void store_put_framed(ld_store *s, int cf, const void *key,
+static void store_put_framed(ds_store *s, int cf, const void *key,
 			     size_t keylen, const uint8_t *v, size_t vlen)
 {
 	uint8_t crc[STORE_CRC_BYTES];
@@ -1059,38 +1059,38 @@ static void store_put_framed(ld_store *s, int cf, const void *key,
 
 /* Adds rec to the batch. The batch copies the bytes, so the encoding is
  * freed at once. */
-static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
+static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
 			   char *err, size_t errlen)
 {
 	uint8_t *buf;
 	size_t len;
-	int crv = ld_codec_record_encode(rec, &buf, &len);
+	int crv = cd_record_encode(rec, &buf, &len);
 	if (crv != 0)
 		return store_fail(err, errlen,
 				  "cannot store the %s record for slot %" PRIu64
 				  ": %s",
 				  store_rec_name(rec->type), rec->slot,
-				  ld_codec_strerror(crv));
+				  cd_strerror(crv));
 	uint8_t key[9];
 	switch (rec->type) {
-	case LD_REC_PROMISE:
+	case PX_REC_PROMISE:
 		store_put_framed(s, STORE_CF_ACCEPTOR, store_promise_key,
 				 sizeof store_promise_key - 1, buf, len);
 		break;
-	case LD_REC_JOINED:
+	case PX_REC_JOINED:
 		store_put_framed(s, STORE_CF_ACCEPTOR, store_joined_key,
 				 sizeof store_joined_key - 1, buf, len);
 		break;
-	case LD_REC_VOTE:
+	case PX_REC_VOTE:
 		store_be64_put(key, rec->slot);
 		store_put_framed(s, STORE_CF_LEDGER, key, 8, buf, len);
 		break;
-	case LD_REC_CHOSEN:
+	case PX_REC_CHOSEN:
 		store_be64_put(key, rec->slot);
 		key[8] = STORE_CHOSEN_SUFFIX;
 		store_put_framed(s, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
-	case LD_REC_SNAPSHOT: {
+	case PX_REC_SNAPSHOT: {
 		/* The snapshot and the end of the votes it covers are one
 		 * atomic write: state and applied position never disagree on
 		 * disk. Votes <= base go: [0, base + 1). For base = 2^64 - 1
@@ -1122,7 +1122,7 @@ static int store_batch_add(ld_store *s, const ld_record *rec, size_t *bytes,
  * cause is gone. The failed batch may or may not be in the recovered
  * state; the caller writes it again, which is harmless: every record
  * overwrites its key with the same value. */
-static int store_reopen(ld_store *s, char *err, size_t errlen)
+static int store_reopen(ds_store *s, char *err, size_t errlen)
 {
 	store_db_close(s);
 	int rv = store_db_open(s, err, errlen);
@@ -1131,19 +1131,19 @@ static int store_reopen(ld_store *s, char *err, size_t errlen)
 	return rv;
 }
 
-int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
+int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync,
 		   char *err, size_t errlen)
 {
 	size_t bytes = 0;
 	int rv = 0;
-	const ld_record *snap = NULL;
+	const px_record *snap = NULL;
 
 	if (s->broken && store_reopen(s, err, errlen) != 0)
 		return -1;
 	rocksdb_writebatch_clear(s->wb);
 	for (size_t i = 0; i < n && rv == 0; i++) {
 		rv = store_batch_add(s, &recs[i], &bytes, err, errlen);
-		if (recs[i].type == LD_REC_SNAPSHOT)
+		if (recs[i].type == PX_REC_SNAPSHOT)
 			snap = &recs[i];
 	}
 	if (rv == 0) {
@@ -1190,9 +1190,9 @@ int ld_store_write(ld_store *s, const ld_record *recs, size_t n, bool sync,
  * decodes the record of type want in it into *rec (the caller clears it).
  * what names it in errors ("the promise record", "ledger record at slot
  * 3"); keyname is the key as a person reads it. */
-static int store_decode(ld_store *s, int cf, const void *key, size_t keylen,
+static int store_decode(ds_store *s, int cf, const void *key, size_t keylen,
 			const char *keyname, const char *p, size_t len,
-			ld_rec_type want, const char *what, ld_record *rec,
+			px_rec_type want, const char *what, px_record *rec,
 			char *err, size_t errlen)
 {
 	size_t plen;
@@ -1202,16 +1202,16 @@ static int store_decode(ld_store *s, int cf, const void *key, size_t keylen,
 				     "%s in column family '%s' fails its "
 				     "checksum",
 				     what, s->dir, keyname, store_cf_names[cf]);
-	int crv = ld_codec_record_decode((const uint8_t *)p, plen, rec);
+	int crv = cd_record_decode((const uint8_t *)p, plen, rec);
 	if (crv != 0)
 		return store_corrupt(err, errlen, "%s in %s is damaged: %s",
-				     what, s->dir, ld_codec_strerror(crv));
+				     what, s->dir, cd_strerror(crv));
 	if (rec->type != want) {
 		store_corrupt(err, errlen,
 			      "%s in %s is damaged: it holds a %s record", what,
 			      s->dir, store_rec_name(rec->type));
-		ld_record_clear(rec);
-		return LD_STORE_CORRUPT;
+		px_record_clear(rec);
+		return DS_CORRUPT;
 	}
 	return 0;
 }
@@ -1224,9 +1224,9 @@ static int store_stopped(int rv, char *err, size_t errlen)
 }
 
 /* Loads the single record under key in cf, if there is one. */
-static int store_load_one(ld_store *s, int cf, const char *key,
-			  ld_rec_type want,
-			  int (*fn)(const ld_record *rec, void *arg), void *arg,
+static int store_load_one(ds_store *s, int cf, const char *key,
+			  px_rec_type want,
+			  int (*fn)(const px_record *rec, void *arg), void *arg,
 			  char *err, size_t errlen)
 {
 	rocksdb_pinnableslice_t *ps;
@@ -1239,28 +1239,28 @@ static int store_load_one(ld_store *s, int cf, const char *key,
 	snprintf(keyname, sizeof keyname, "'%s'", key);
 	size_t len;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
-	ld_record rec;
+	px_record rec;
 	rv = store_decode(s, cf, key, strlen(key), keyname, p, len, want, what,
 			  &rec, err, errlen);
 	rocksdb_pinnableslice_destroy(ps);
 	if (rv != 0)
 		return rv;
 	rv = fn(&rec, arg);
-	ld_record_clear(&rec);
+	px_record_clear(&rec);
 	return rv != 0 ? store_stopped(rv, err, errlen) : 0;
 }
 
-int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
+int ds_load(ds_store *s, int (*fn)(const px_record *rec, void *arg),
 		  void *arg, char *err, size_t errlen)
 {
 	int rv = store_load_one(s, STORE_CF_STATE, store_snapshot_key,
-				LD_REC_SNAPSHOT, fn, arg, err, errlen);
+				PX_REC_SNAPSHOT, fn, arg, err, errlen);
 	if (rv == 0)
 		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_promise_key,
-				    LD_REC_PROMISE, fn, arg, err, errlen);
+				    PX_REC_PROMISE, fn, arg, err, errlen);
 	if (rv == 0)
 		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_joined_key,
-				    LD_REC_JOINED, fn, arg, err, errlen);
+				    PX_REC_JOINED, fn, arg, err, errlen);
 	if (rv != 0)
 		return rv;
 
@@ -1286,9 +1286,9 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 			 chosen ? "chosen" : "ledger", slot);
 		snprintf(keyname, sizeof keyname, "%" PRIu64 "%s", slot,
 			 chosen ? "+'c'" : "");
-		ld_record rec;
+		px_record rec;
 		rv = store_decode(s, STORE_CF_LEDGER, k, klen, keyname, v, vlen,
-				  chosen ? LD_REC_CHOSEN : LD_REC_VOTE, what,
+				  chosen ? PX_REC_CHOSEN : PX_REC_VOTE, what,
 				  &rec, err, errlen);
 		if (rv != 0)
 			break;
@@ -1302,7 +1302,7 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 			if (rv != 0)
 				store_stopped(rv, err, errlen);
 		}
-		ld_record_clear(&rec);
+		px_record_clear(&rec);
 	}
 	char *rerr = NULL;
 	rocksdb_iter_get_error(it, &rerr);
@@ -1319,7 +1319,7 @@ int ld_store_load(ld_store *s, int (*fn)(const ld_record *rec, void *arg),
 
 /* ---- stats -------------------------------------------------------------- */
 
-void ld_store_stats_get(ld_store *s, ld_store_stats *st)
+void ds_stats_get(ds_store *s, ds_stats *st)
 {
 	memset(st, 0, sizeof *st);
 	st->snapshot_base = s->snapshot_base;

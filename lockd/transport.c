@@ -18,7 +18,7 @@
  * nng may drop anything larger (with its MAC trailer) before it is even
  * buffered. */
 #define PEER_RECV_BYTES_MAX \
-	((size_t)LD_MESSAGE_BYTES_MAX + LD_PEER_TRAILER_BYTES)
+	((size_t)LD_MESSAGE_BYTES_MAX + PA_TRAILER_BYTES)
 
 /* Messages queued per peer while its connection is busy. */
 #define PEER_SENDBUF_MSGS 256
@@ -32,7 +32,7 @@ struct peers_dest {
 struct ld_peers {
 	uint32_t id;
 	uint64_t cell_id;
-	ld_peer_key key; /* key.len == 0: no MAC (TLS, or insecure) */
+	pa_key key; /* key.len == 0: no MAC (TLS, or insecure) */
 	/* The peer port is TLS: every message's from must be the replica the
 	 * connection's certificate names (tls.h). */
 	bool tls_ids;
@@ -51,7 +51,7 @@ struct ld_peers {
 	ld_ratelimit refuse_rl, drop_rl, encode_rl;
 };
 
-static const char *msg_type_name(ld_msg_type t)
+static const char *msg_type_name(px_msg_type t)
 {
 	static const char *const names[] = {
 		"?",        "prepare", "promise",    "accept",      "accepted",
@@ -147,48 +147,48 @@ static void peers_rx_cb(void *arg)
 				   : -1;
 		uint32_t mac_from = 0;
 		const char *why = NULL;
-		ld_msg *m = NULL;
+		px_msg *m = NULL;
 		int crv = 0;
 		/* The cell key first: the codec sees only what a key holder
 		 * sent, to this replica. */
 		if (p->key.len > 0)
-			why = ld_peer_mac_open(&p->key, p->cell_id, p->id, body,
+			why = pa_mac_open(&p->key, p->cell_id, p->id, body,
 					       len, &body_len, &mac_from);
 		if (why == NULL)
-			crv = ld_codec_msg_decode(body, body_len, &m);
+			crv = cd_msg_decode(body, body_len, &m);
 		nng_msg_free(nm);
 		atomic_fetch_add(&p->received, 1);
 		if (why != NULL) {
 			peers_refuse(p, why, len);
 		} else if (crv != 0) {
-			peers_refuse(p, ld_codec_strerror(crv), len);
+			peers_refuse(p, cd_strerror(crv), len);
 		} else if (p->key.len > 0 && m->from != mac_from) {
 			peers_refuse(p,
 				     "from differs from the sender the MAC "
 				     "names",
 				     len);
-			ld_msg_free(m);
+			px_msg_free(m);
 		} else if (p->tls_ids &&
 			   (cert_id < 0 || (uint32_t)cert_id != m->from)) {
 			peers_refuse(p,
 				     "from is not the replica the sender's "
 				     "certificate names",
 				     len);
-			ld_msg_free(m);
+			px_msg_free(m);
 		} else if (m->to != p->id) {
 			peers_refuse(p, "addressed to another replica", len);
-			ld_msg_free(m);
+			px_msg_free(m);
 		} else if (m->from == p->id) {
 			peers_refuse(p, "claims to come from this replica",
 				     len);
-			ld_msg_free(m);
+			px_msg_free(m);
 		} else if (!ld_evq_push_peer(p->q, m)) {
 			uint64_t suppressed;
 			if (ld_ratelimit_pass(&p->drop_rl, &suppressed))
 				ld_log("warn", "peer_queue_full",
 				       "suppressed=%llu",
 				       (unsigned long long)suppressed);
-			ld_msg_free(m);
+			px_msg_free(m);
 		}
 	}
 	nng_recv_aio(p->pull, p->rx);
@@ -292,13 +292,13 @@ const char *ld_peers_dialed(const ld_peers *p, uint32_t id)
 	return id < LD_REPLICA_IDS && p->push_open[id] ? p->push_url[id] : NULL;
 }
 
-void ld_peers_send(ld_peers *p, const ld_msg *m)
+void ld_peers_send(ld_peers *p, const px_msg *m)
 {
 	if (m->to >= LD_REPLICA_IDS || m->to == p->id || !p->push_open[m->to])
 		return;
 	uint8_t *buf;
 	size_t len;
-	int crv = ld_codec_msg_encode(m, &buf, &len);
+	int crv = cd_msg_encode(m, &buf, &len);
 	if (crv != 0) {
 		atomic_fetch_add(&p->encode_failed, 1);
 		uint64_t suppressed;
@@ -306,21 +306,21 @@ void ld_peers_send(ld_peers *p, const ld_msg *m)
 			ld_log("error", "peer_encode_failed",
 			       "type=%s to=%u reason=\"%s\" suppressed=%llu",
 			       msg_type_name(m->type), m->to,
-			       ld_codec_strerror(crv),
+			       cd_strerror(crv),
 			       (unsigned long long)suppressed);
 		return;
 	}
 	if (p->key.len > 0) {
-		uint8_t *sealed = realloc(buf, len + LD_PEER_TRAILER_BYTES);
+		uint8_t *sealed = realloc(buf, len + PA_TRAILER_BYTES);
 		if (sealed == NULL ||
-		    ld_peer_mac_seal(&p->key, p->cell_id, p->id, m->to, sealed,
+		    pa_mac_seal(&p->key, p->cell_id, p->id, m->to, sealed,
 				     len, sealed + len) != 0) {
 			free(sealed != NULL ? sealed : buf);
 			atomic_fetch_add(&p->encode_failed, 1);
 			return;
 		}
 		buf = sealed;
-		len += LD_PEER_TRAILER_BYTES;
+		len += PA_TRAILER_BYTES;
 	}
 	int rv = nng_send(p->push[m->to], buf, len, NNG_FLAG_NONBLOCK);
 	free(buf);

@@ -49,7 +49,7 @@ void ld_peers_undial(ld_peers *p, uint32_t id);
 const char *ld_peers_dialed(const ld_peers *p, uint32_t id);
 
 /* Encodes m and queues it for m->to without blocking. m is only read. */
-void ld_peers_send(ld_peers *p, const ld_msg *m);
+void ld_peers_send(ld_peers *p, const px_msg *m);
 
 void ld_peers_stats_get(ld_peers *p, ld_peers_stats *st);
 

@@ -26,7 +26,7 @@
 #define LD_LOG_TAIL_SLOTS 64u
 
 /* Replicas compare state digests at every slot that is a multiple of this
- * (ld_config.digest_every_slots; the leader's heartbeat carries its latest,
+ * (px_config.digest_every_slots; the leader's heartbeat carries its latest,
  * the answer the follower's at the same slot), and keep the last
  * LD_DIGEST_KEEP of their own. */
 #define LD_DIGEST_EVERY_SLOTS 64u
@@ -38,7 +38,7 @@
 /* Commands batched into one decree. */
 #define LD_BATCH_CMDS_MAX 64u
 
-/* Client commands waiting for a slot at the leader. Past this: LD_REPLY_BUSY.
+/* Client commands waiting for a slot at the leader. Past this: PX_REPLY_BUSY.
  */
 #define LD_PENDING_CMDS_MAX 4096u
 

@@ -586,7 +586,7 @@ typedef struct lease_chunk {
 } lease_chunk;
 
 struct ls_table {
-	ld_sm sm;
+	px_sm sm;
 	lease_state st;
 	ls_mutant mutant;
 	ls_change *journal;
@@ -627,7 +627,7 @@ static uint64_t lease_sat_add(uint64_t a, uint64_t b)
 
 static uint64_t lease_name_hash(const char *name, uint32_t len)
 {
-	return ld_hash(LD_HASH_SEED, name, len);
+	return px_hash(PX_HASH_SEED, name, len);
 }
 
 static lease_rec *lease_find(const lease_state *s, const char *name,
@@ -648,7 +648,7 @@ static lease_rec *lease_find(const lease_state *s, const char *name,
 
 static lease_rec *lease_find_token(const lease_state *s, uint64_t token)
 {
-	uint64_t h = ld_mix64(token);
+	uint64_t h = px_mix64(token);
 	for (lease_hnode *e = lease_htab_bucket(&s->by_token, h); e != NULL;
 	     e = e->next) {
 		lease_rec *l = LEASE_OF(e, lease_rec, by_token);
@@ -660,7 +660,7 @@ static lease_rec *lease_find_token(const lease_state *s, uint64_t token)
 
 static lease_session *lease_session_find(const lease_state *s, uint64_t id)
 {
-	uint64_t h = ld_mix64(id);
+	uint64_t h = px_mix64(id);
 	for (lease_hnode *e = lease_htab_bucket(&s->sessions, h); e != NULL;
 	     e = e->next) {
 		lease_session *ss = LEASE_OF(e, lease_session, node);
@@ -680,7 +680,7 @@ static lease_session *lease_session_get(lease_state *s, uint64_t id)
 	if (ss == NULL)
 		return NULL;
 	ss->id = id;
-	ss->node.hash = ld_mix64(id);
+	ss->node.hash = px_mix64(id);
 	lease_htab_insert(&s->sessions, &ss->node);
 	return ss;
 }
@@ -715,7 +715,7 @@ static void lease_attach(lease_state *s, lease_rec *l, lease_session *ss)
 		ss->head = l;
 	ss->tail = l;
 	ss->nheld++;
-	l->by_token.hash = ld_mix64(l->token);
+	l->by_token.hash = px_mix64(l->token);
 	lease_htab_insert(&s->by_token, &l->by_token);
 }
 
@@ -783,7 +783,7 @@ static void lease_state_free(lease_state *s)
 static int lease_state_init(lease_state *s, size_t nleases)
 {
 	memset(s, 0, sizeof *s);
-	s->digest = LD_HASH_SEED;
+	s->digest = PX_HASH_SEED;
 	if (lease_htab_init(&s->by_name, nleases) != 0 ||
 	    lease_htab_init(&s->by_token, nleases) != 0 ||
 	    lease_htab_init(&s->sessions, LEASE_HTAB_MIN) != 0) {
@@ -1274,12 +1274,12 @@ static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 	r->status = LS_E_MALFORMED;
 }
 
-static ls_table *lease_table_of(ld_sm *sm)
+static ls_table *lease_table_of(px_sm *sm)
 {
 	return LEASE_OF(sm, ls_table, sm);
 }
 
-static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
+static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 			     uint8_t *out, size_t cap)
 {
 	ls_table *t = lease_table_of(sm);
@@ -1321,10 +1321,10 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 		hdr[i] = (uint8_t)(slot >> (8 * i));
 	for (int i = 0; i < 4; i++)
 		hdr[8 + i] = (uint8_t)(len >> (8 * i));
-	t->st.digest = ld_hash(t->st.digest, hdr, sizeof hdr);
+	t->st.digest = px_hash(t->st.digest, hdr, sizeof hdr);
 	if (data != NULL)
-		t->st.digest = ld_hash(t->st.digest, data, len);
-	t->st.digest = ld_hash(t->st.digest, res, n);
+		t->st.digest = px_hash(t->st.digest, data, len);
+	t->st.digest = px_hash(t->st.digest, res, n);
 
 	if (out == NULL || cap < n)
 		return 0;
@@ -1341,7 +1341,7 @@ static size_t lease_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
  *     u64 renewed_clock_ms, u32 renewals, u64 granted_slot, u64 stamp_ms,
  *     u16 nwaiters, then the waiters in queue order:
  *       u64 session, u32 ttl_ms, u32 wait_ms, u64 queued_slot, str value
- *   u64 checksum: ld_hash of every byte before it.
+ *   u64 checksum: px_hash of every byte before it.
  * Token order makes the bytes a function of the history alone, and lets
  * restore rebuild each session's list in the same (token) order. */
 #define LEASE_SNAP_MAGIC 0x504e534cu
@@ -1423,12 +1423,12 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 			lease_wr_u64(w, ss->key);
 		}
 	if (w->p != NULL && w->ok)
-		lease_wr_u64(w, ld_hash(LD_HASH_SEED, w->p, w->len));
+		lease_wr_u64(w, px_hash(PX_HASH_SEED, w->p, w->len));
 	else
 		lease_wr_u64(w, 0);
 }
 
-static int lease_sm_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
+static int lease_sm_snapshot(px_sm *sm, uint8_t **out, size_t *len)
 {
 	const ls_table *t = lease_table_of(sm);
 	size_t n;
@@ -1574,13 +1574,13 @@ static bool lease_sessions_within_limits(const lease_state *s)
 	return true;
 }
 
-static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
+static int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 {
 	ls_table *t = lease_table_of(sm);
 	if (buf == NULL || len < 8)
 		return -1;
 	uint64_t sum = lease_le64(buf + len - 8);
-	if (ld_hash(LD_HASH_SEED, buf, len - 8) != sum)
+	if (px_hash(PX_HASH_SEED, buf, len - 8) != sum)
 		return -1;
 	lease_rd r = {.p = buf, .len = len - 8, .ok = true};
 	uint32_t magic = lease_rd_u32(&r);
@@ -1631,12 +1631,12 @@ static int lease_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-static uint64_t lease_sm_digest(ld_sm *sm)
+static uint64_t lease_sm_digest(px_sm *sm)
 {
 	return lease_table_of(sm)->st.digest;
 }
 
-static const ld_sm_ops lease_sm_ops = {
+static const px_sm_ops lease_sm_ops = {
 	.apply = lease_sm_apply,
 	.snapshot = lease_sm_snapshot,
 	.restore = lease_sm_restore,
@@ -1681,7 +1681,7 @@ void ls_table_set_mutant(ls_table *t, ls_mutant m)
 	t->mutant = m;
 }
 
-ld_sm *ls_table_sm(ls_table *t)
+px_sm *ls_table_sm(ls_table *t)
 {
 	return &t->sm;
 }

@@ -25,17 +25,17 @@
  * Fencing tokens come from one counter over the whole table, so they increase
  * strictly per name (and are unique across names).
  *
- * A session is a client's identity: the ld_cmd.client_id of its commands.
+ * A session is a client's identity: the px_cmd.client_id of its commands.
  * ACQUIRE, RENEW and RELEASE act for the session that sent them: one whose
- * session field is not its ld_cmd.client_id is refused at apply.
+ * session field is not its px_cmd.client_id is refused at apply.
  *
  * The whole table is bounded (LD_LEASES_MAX, LD_LEASE_WAITERS_MAX,
  * LD_LEASE_SESSIONS_MAX, LD_LEASE_DATA_BYTES_MAX in ld_limits.h), at apply,
  * so every replica refuses the same command (LS_E_TABLE_FULL) and a full
  * table's snapshot stays well inside LD_SNAPSHOT_BYTES_MAX.
  */
-#ifndef LD_LEASE_H
-#define LD_LEASE_H
+#ifndef LS_LEASE_H
+#define LS_LEASE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,7 +58,7 @@
  * command (12 bytes each). */
 #define LS_EXPIRE_TOKENS_MAX ((LD_CMD_BYTES_MAX - 64u) / 12u)
 
-/* ---- commands (the bytes of an ld_cmd) ----------------------------------- */
+/* ---- commands (the bytes of an px_cmd) ----------------------------------- */
 
 typedef enum ls_op {
 	LS_OP_ACQUIRE = 1, /* name, ttl_ms, wait_ms, value */
@@ -158,7 +158,7 @@ ls_status ls_cmd_check(const ls_cmd *c);
 /* Name rule: 1..LS_NAME_BYTES_MAX bytes of [A-Za-z0-9._/:-]. */
 bool ls_name_valid(const char *name, uint32_t len);
 
-/* ---- results (the bytes of an ld_reply's result) ------------------------- */
+/* ---- results (the bytes of an px_reply's result) ------------------------- */
 
 typedef struct ls_result {
 	ls_status status;
@@ -200,9 +200,9 @@ void ls_table_free(ls_table *t);
  * only in the LD_MUTANTS build. */
 void ls_table_set_mutant(ls_table *t, ls_mutant m);
 
-/* The table as an ld_sm for ld_replica_new (borrowed; lives as long as t).
+/* The table as an px_sm for px_replica_new (borrowed; lives as long as t).
  * apply() decodes the command, applies it, and writes an encoded ls_result. */
-ld_sm *ls_table_sm(ls_table *t);
+px_sm *ls_table_sm(ls_table *t);
 
 /* The ledger clock: the sum of all applied TICKs, in ms. */
 uint64_t ls_table_clock_ms(const ls_table *t);

@@ -60,7 +60,7 @@ typedef struct wait_timer {
 } wait_timer;
 
 /* A linearizable read waiting for its ReadIndex confirmation (paxos.h,
- * LD_EV_READ). */
+ * PX_EV_READ). */
 typedef struct lin_read {
 	uint64_t read_id;
 	ln_request req; /* name points into name[] when answered */
@@ -70,7 +70,7 @@ typedef struct lin_read {
 struct ln_node {
 	ln_config cfg;
 	ls_table *table;
-	ld_replica *rep;
+	px_replica *rep;
 	uint64_t now_us;
 	bool leading;
 	uint64_t leading_round;
@@ -79,7 +79,7 @@ struct ln_node {
 	uint32_t nouts, outs_cap;
 	lin_read *lins;
 	uint32_t nlins, lins_cap;
-	uint64_t read_seq; /* the last LD_EV_READ id */
+	uint64_t read_seq; /* the last PX_EV_READ id */
 
 	/* leader only */
 	deadline *dls; /* open addressing by token, power-of-two capacity */
@@ -92,7 +92,7 @@ struct ln_node {
 	uint64_t internal_seq;
 	/* the leader's own commands of this step, submitted together */
 	uint8_t *batch; /* LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX */
-	ld_cmd batch_cmds[LD_BATCH_CMDS_MAX];
+	px_cmd batch_cmds[LD_BATCH_CMDS_MAX];
 	uint32_t nbatch;
 
 	ln_stats stats;
@@ -104,7 +104,7 @@ struct ln_node {
 void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas)
 {
 	memset(cfg, 0, sizeof *cfg);
-	ld_config_default(&cfg->paxos, id, nreplicas);
+	px_config_default(&cfg->paxos, id, nreplicas);
 	cfg->grace_ms = 1000;
 	cfg->drift_ppm = 1000;
 	cfg->tick_ms = 100;
@@ -150,12 +150,12 @@ int ln_config_check(const ln_config *cfg, char *err, size_t errlen)
 void ln_actions_init(ln_actions *a)
 {
 	memset(a, 0, sizeof *a);
-	ld_actions_init(&a->ld);
+	px_actions_init(&a->ld);
 }
 
 void ln_actions_reset(ln_actions *a)
 {
-	ld_actions_reset(&a->ld);
+	px_actions_reset(&a->ld);
 	for (size_t i = 0; i < a->nreplies; i++)
 		free(a->replies[i].tokens);
 	a->nreplies = 0;
@@ -164,7 +164,7 @@ void ln_actions_reset(ln_actions *a)
 void ln_actions_free(ln_actions *a)
 {
 	ln_actions_reset(a);
-	ld_actions_free(&a->ld);
+	px_actions_free(&a->ld);
 	free(a->replies);
 	memset(a, 0, sizeof *a);
 }
@@ -203,8 +203,8 @@ static ln_reply *reply_new(ln_node *n, ln_actions *out, uint64_t req_id,
 	rp->seq = seq;
 	rp->status = st;
 	rp->ttl_ms_left = -1;
-	ld_status s;
-	ld_replica_status(n->rep, &s);
+	px_status s;
+	px_replica_status(n->rep, &s);
 	rp->leader_hint = s.leader;
 	rp->position = s.applied;
 	return rp;
@@ -233,10 +233,10 @@ ln_node *ln_node_new(const ln_config *cfg)
 		free(n);
 		return NULL;
 	}
-	if (MUTANT(n, LD_MUTANT_UNCHECKED_REGRANT))
+	if (MUTANT(n, PX_MUTANT_UNCHECKED_REGRANT))
 		ls_table_set_mutant(n->table, LS_MUTANT_UNCHECKED_REGRANT);
 	ls_table_set_ttl_ms_max(n->table, cfg->ttl_ms_max);
-	n->rep = ld_replica_new(&cfg->paxos, ls_table_sm(n->table));
+	n->rep = px_replica_new(&cfg->paxos, ls_table_sm(n->table));
 	if (n->rep == NULL) {
 		ls_table_free(n->table);
 		free(n->batch);
@@ -250,7 +250,7 @@ void ln_node_free(ln_node *n)
 {
 	if (n == NULL)
 		return;
-	ld_replica_free(n->rep);
+	px_replica_free(n->rep);
 	ls_table_free(n->table);
 	free(n->outs);
 	free(n->lins);
@@ -261,14 +261,14 @@ void ln_node_free(ln_node *n)
 	free(n);
 }
 
-int ln_node_restore(ln_node *n, const ld_record *rec)
+int ln_node_restore(ln_node *n, const px_record *rec)
 {
-	int rc = ld_replica_restore(n->rep, rec);
+	int rc = px_replica_restore(n->rep, rec);
 	ls_table_journal_clear(n->table);
 	return rc;
 }
 
-const ld_replica *ln_node_replica(const ln_node *n)
+const px_replica *ln_node_replica(const ln_node *n)
 {
 	return n->rep;
 }
@@ -296,7 +296,7 @@ static deadline *dl_find(ln_node *n, uint64_t token)
 	if (n->dls_cap == 0)
 		return NULL;
 	uint32_t mask = n->dls_cap - 1;
-	for (uint32_t i = (uint32_t)ld_mix64(token) & mask;;
+	for (uint32_t i = (uint32_t)px_mix64(token) & mask;;
 	     i = (i + 1) & mask) {
 		if (n->dls[i].token == token)
 			return &n->dls[i];
@@ -317,7 +317,7 @@ static void dl_rehash(ln_node *n, uint32_t cap)
 	for (uint32_t j = 0; j < old_cap; j++) {
 		if (old[j].token == 0)
 			continue;
-		uint32_t i = (uint32_t)ld_mix64(old[j].token) & mask;
+		uint32_t i = (uint32_t)px_mix64(old[j].token) & mask;
 		while (n->dls[i].token != 0)
 			i = (i + 1) & mask;
 		n->dls[i] = old[j];
@@ -333,7 +333,7 @@ static deadline *dl_upsert(ln_node *n, uint64_t token)
 	if ((n->ndls + 1) * 2 > n->dls_cap)
 		dl_rehash(n, n->dls_cap ? n->dls_cap * 2 : 64);
 	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)ld_mix64(token) & mask;
+	uint32_t i = (uint32_t)px_mix64(token) & mask;
 	while (n->dls[i].token != 0)
 		i = (i + 1) & mask;
 	memset(&n->dls[i], 0, sizeof n->dls[i]);
@@ -352,7 +352,7 @@ static void dl_remove(ln_node *n, uint64_t token)
 	uint32_t i = (uint32_t)(d - n->dls);
 	for (uint32_t j = (i + 1) & mask; n->dls[j].token != 0;
 	     j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)ld_mix64(n->dls[j].token) & mask;
+		uint32_t home = (uint32_t)px_mix64(n->dls[j].token) & mask;
 		/* Move j into the hole at i if its home is not in (i, j]. */
 		if (((j - home) & mask) >= ((j - i) & mask)) {
 			n->dls[i] = n->dls[j];
@@ -399,7 +399,7 @@ static void heap_pop(ln_node *n)
 
 static uint64_t grace_us(const ln_node *n)
 {
-	if (MUTANT(n, LD_MUTANT_GRACE_ZERO))
+	if (MUTANT(n, PX_MUTANT_GRACE_ZERO))
 		return 0;
 	return (uint64_t)n->cfg.grace_ms * 1000;
 }
@@ -471,7 +471,7 @@ static bool takeover_lease(const ls_view *v, void *arg)
 	uint64_t left_ms =
 		v->ttl_ms > unrenewed_ms ? v->ttl_ms - unrenewed_ms : 0;
 	uint64_t at = n->now_us + left_ms * 1000;
-	if (MUTANT(n, LD_MUTANT_TRUST_STAMPS))
+	if (MUTANT(n, PX_MUTANT_TRUST_STAMPS))
 		at = (v->stamp_ms + v->ttl_ms) * 1000;
 	dl_arm(n, d, at);
 	for (uint32_t i = 0; i < v->nwaiters; i++) {
@@ -508,11 +508,11 @@ static void flush_internal(ln_node *n, ln_actions *out)
 {
 	if (n->nbatch == 0)
 		return;
-	ld_event ev = {.type = LD_EV_SUBMIT,
+	px_event ev = {.type = PX_EV_SUBMIT,
 		       .now_us = n->now_us,
 		       .cmd = n->batch_cmds,
 		       .ncmds = n->nbatch};
-	ld_replica_step(n->rep, &ev, &out->ld);
+	px_replica_step(n->rep, &ev, &out->ld);
 	n->nbatch = 0;
 }
 
@@ -531,7 +531,7 @@ static bool queue_cmd(ln_node *n, ln_actions *out, uint64_t client_id,
 	size_t len = ls_cmd_encode(c, buf, LD_CMD_BYTES_MAX);
 	if (len == 0)
 		return false;
-	n->batch_cmds[n->nbatch++] = (ld_cmd){
+	n->batch_cmds[n->nbatch++] = (px_cmd){
 		.client_id = client_id,
 		.seq = seq,
 		.len = (uint32_t)len,
@@ -653,7 +653,7 @@ static void outs_remove(ln_node *n, uint32_t i)
  * the session's latest applied one: a retry whose answer is gone, or a
  * command that reached the ledger after a later one of its session and was
  * skipped. Either way the client must not take it as done. */
-static void fill_result(ln_reply *rp, const ld_reply *r)
+static void fill_result(ln_reply *rp, const px_reply *r)
 {
 	if (r->result_len == 0 ||
 	    ls_result_decode(r->result, r->result_len, &rp->result) != LS_OK)
@@ -781,10 +781,10 @@ static bool granted_at(ln_node *n, const outstanding *o, uint64_t slot,
 /* The decree of a gone client's ACQUIRE applied: undo what it started. true
  * when o is settled (remove it), false while it waits in the queue. */
 static bool gone_applied(ln_node *n, ln_actions *out, outstanding *o,
-			 const ld_reply *r)
+			 const px_reply *r)
 {
 	ls_result res = {0};
-	if (r->status != LD_REPLY_OK || r->result_len == 0 ||
+	if (r->status != PX_REPLY_OK || r->result_len == 0 ||
 	    ls_result_decode(r->result, r->result_len, &res) != LS_OK)
 		return true;
 	if (res.status == LS_QUEUED && o->wait_ms > 0) {
@@ -833,7 +833,7 @@ static bool answer_unqueued(ln_node *n, ln_actions *out, const outstanding *o)
 	return true;
 }
 
-static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
+static void on_ld_reply(ln_node *n, ln_actions *out, const px_reply *r)
 {
 	if (r->client_id & INTERNAL_CLIENT)
 		return;
@@ -853,16 +853,16 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const ld_reply *r)
 		}
 		ln_status st = LN_OK;
 		switch (r->status) {
-		case LD_REPLY_OK:
+		case PX_REPLY_OK:
 			st = LN_OK;
 			break;
-		case LD_REPLY_NOT_LEADER:
+		case PX_REPLY_NOT_LEADER:
 			st = LN_NOT_LEADER;
 			break;
-		case LD_REPLY_BUSY:
+		case PX_REPLY_BUSY:
 			st = LN_BUSY;
 			break;
-		case LD_REPLY_INVALID:
+		case PX_REPLY_INVALID:
 			st = LN_INVALID;
 			break;
 		}
@@ -1036,10 +1036,10 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 		l->req = *q;
 		memcpy(l->name, q->name, q->name_len);
 		l->read_id = ++n->read_seq;
-		ld_event ev = {.type = LD_EV_READ,
+		px_event ev = {.type = PX_EV_READ,
 			       .now_us = n->now_us,
 			       .read_id = l->read_id};
-		ld_replica_step(n->rep, &ev, &out->ld);
+		px_replica_step(n->rep, &ev, &out->ld);
 		return;
 	}
 	ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session, q->seq,
@@ -1188,7 +1188,7 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 			  LN_NOT_LEADER);
 		return;
 	}
-	if (q->type == LN_REQ_RENEW && MUTANT(n, LD_MUTANT_DEPOSED_RENEW)) {
+	if (q->type == LN_REQ_RENEW && MUTANT(n, PX_MUTANT_DEPOSED_RENEW)) {
 		deposed_renew(n, q, out);
 		return;
 	}
@@ -1320,20 +1320,20 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		on_gone(n, ev->gone, ev->ngone, out);
 		flush_internal(n, out);
 	} else {
-		ld_event lev = {.type = (ld_event_type)ev->type,
+		px_event lev = {.type = (px_event_type)ev->type,
 				.now_us = n->now_us,
 				.msg = ev->msg,
 				.write_id = ev->write_id,
 				.change = ev->change,
 				.change_id = ev->change_id};
-		rc = ld_replica_step(n->rep, &lev, &out->ld);
+		rc = px_replica_step(n->rep, &lev, &out->ld);
 	}
 
 	/* Leadership changes: a new leader rebuilds its deadlines from the
 	 * ledger; a former one forgets them and sends its waiters on. */
-	ld_status st;
-	ld_replica_status(n->rep, &st);
-	bool leading = st.role == LD_LEADER;
+	px_status st;
+	px_replica_status(n->rep, &st);
+	bool leading = st.role == PX_LEADER;
 	if (leading && (!n->leading || st.ballot.round != n->leading_round)) {
 		n->leading = true;
 		n->leading_round = st.ballot.round;

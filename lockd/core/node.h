@@ -24,8 +24,8 @@
  * lease, and no renewal costs a durable write of its own.
  *
  * Safety needs grace_ms >= drift bound x the longest TTL (ln_config_check). */
-#ifndef LD_NODE_H
-#define LD_NODE_H
+#ifndef LN_NODE_H
+#define LN_NODE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,7 +35,7 @@
 #include "paxos.h"
 
 typedef struct ln_config {
-	ld_config paxos;   /* id, nreplicas, timings, seed, mutant */
+	px_config paxos;   /* id, nreplicas, timings, seed, mutant */
 	uint32_t grace_ms; /* wait after an unclean end before re-granting */
 	uint32_t
 		drift_ppm; /* the clock-rate bound the cell is configured for */
@@ -77,7 +77,7 @@ typedef struct ln_request {
 	const char *reason;
 	uint32_t reason_len;
 	/* GET/CHECK: answer at the leader only, once its replica confirmed the
-	 * read (LD_EV_READ: a quorum answered a heartbeat sent after it);
+	 * read (PX_EV_READ: a quorum answered a heartbeat sent after it);
 	 * elsewhere LN_NOT_LEADER. Otherwise reads are served from the applied
 	 * table. */
 	bool linearizable;
@@ -125,12 +125,12 @@ typedef struct ln_reply {
  */
 
 typedef enum ln_event_type {
-	LN_EV_MSG = LD_EV_MSG,
-	LN_EV_TICK = LD_EV_TICK,
-	LN_EV_DURABLE = LD_EV_DURABLE,
-	LN_EV_CHANGE = LD_EV_CHANGE, /* membership: change, change_id (answered
+	LN_EV_MSG = PX_EV_MSG,
+	LN_EV_TICK = PX_EV_TICK,
+	LN_EV_DURABLE = PX_EV_DURABLE,
+	LN_EV_CHANGE = PX_EV_CHANGE, /* membership: change, change_id (answered
 					in actions.ld.changes) */
-	LN_EV_RESIGN = LD_EV_RESIGN, /* as LD_EV_RESIGN */
+	LN_EV_RESIGN = PX_EV_RESIGN, /* as PX_EV_RESIGN */
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the
@@ -150,18 +150,18 @@ typedef enum ln_event_type {
 typedef struct ln_event {
 	ln_event_type type;
 	uint64_t now_us;
-	const ld_msg *msg;
+	const px_msg *msg;
 	uint64_t write_id;
 	const ln_request *req;
 	uint32_t nreqs; /* LN_EV_REQUEST: 0 is taken as 1 */
 	const uint64_t *gone;
 	uint32_t ngone;
-	const ld_change *change;
+	const px_change *change;
 	uint64_t change_id;
 } ln_event;
 
 typedef struct ln_actions {
-	ld_actions ld; /* records, messages, chosen, timer: as paxos.h says */
+	px_actions ld; /* records, messages, chosen, timer: as paxos.h says */
 	ln_reply *replies;
 	size_t nreplies, replies_cap;
 } ln_actions;
@@ -179,8 +179,8 @@ typedef struct ln_node ln_node;
 ln_node *ln_node_new(const ln_config *cfg);
 void ln_node_free(ln_node *n);
 
-/* As ld_replica_restore. */
-int ln_node_restore(ln_node *n, const ld_record *rec);
+/* As px_replica_restore. */
+int ln_node_restore(ln_node *n, const px_record *rec);
 
 /* Handles one event, appending to out (reset by the caller between steps).
  * Returns 0, or -1 if the event was malformed and ignored. */
@@ -190,7 +190,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out);
 void ln_node_set_tap(ln_node *n, ls_tap_fn fn, void *arg);
 
 /* Borrowed views for status and the simulator's checks. */
-const ld_replica *ln_node_replica(const ln_node *n);
+const px_replica *ln_node_replica(const ln_node *n);
 const ls_table *ln_node_table(const ln_node *n);
 
 /* Counters since the node was made. */

@@ -25,7 +25,7 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-int ld_ballot_cmp(ld_ballot a, ld_ballot b)
+int px_ballot_cmp(px_ballot a, px_ballot b)
 {
 	if (a.round != b.round)
 		return a.round < b.round ? -1 : 1;
@@ -34,7 +34,7 @@ int ld_ballot_cmp(ld_ballot a, ld_ballot b)
 	return 0;
 }
 
-static bool ballot_zero(ld_ballot b)
+static bool ballot_zero(px_ballot b)
 {
 	return b.round == 0;
 }
@@ -61,58 +61,58 @@ static uint64_t id_bit(uint32_t id)
 #define MUTANT(r, m) 0
 #endif
 
-static const char *const mutant_names[LD_MUTANT_COUNT] = {
-	[LD_MUTANT_NONE] = "none",
-	[LD_MUTANT_FORGET_PROMISE] = "forget-promise",
-	[LD_MUTANT_ALPHA_ZERO] = "alpha-zero",
-	[LD_MUTANT_COUNT_REMOVED] = "count-removed",
-	[LD_MUTANT_ACK_FAILED_SYNC] = "ack-failed-sync",
-	[LD_MUTANT_IGNORE_VOTES] = "ignore-votes",
-	[LD_MUTANT_MINORITY_QUORUM] = "minority-quorum",
-	[LD_MUTANT_SHARED_BALLOTS] = "shared-ballots",
-	[LD_MUTANT_EARLY_CHOSEN] = "early-chosen",
-	[LD_MUTANT_VOTE_BEFORE_SYNC] = "vote-before-sync",
-	[LD_MUTANT_GRACE_ZERO] = "grace-zero",
-	[LD_MUTANT_DEPOSED_RENEW] = "deposed-renew",
-	[LD_MUTANT_REPLY_CLOCK] = "reply-clock",
-	[LD_MUTANT_TRUST_STAMPS] = "trust-stamps",
-	[LD_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
-	[LD_MUTANT_WIPED_VOTES] = "wiped-votes",
-	[LD_MUTANT_IGNORE_DIGEST] = "ignore-digest",
-	[LD_MUTANT_READ_LOCAL] = "read-local",
-	[LD_MUTANT_OPEN_PEERS] = "open-peers",
+static const char *const mutant_names[PX_MUTANT_COUNT] = {
+	[PX_MUTANT_NONE] = "none",
+	[PX_MUTANT_FORGET_PROMISE] = "forget-promise",
+	[PX_MUTANT_ALPHA_ZERO] = "alpha-zero",
+	[PX_MUTANT_COUNT_REMOVED] = "count-removed",
+	[PX_MUTANT_ACK_FAILED_SYNC] = "ack-failed-sync",
+	[PX_MUTANT_IGNORE_VOTES] = "ignore-votes",
+	[PX_MUTANT_MINORITY_QUORUM] = "minority-quorum",
+	[PX_MUTANT_SHARED_BALLOTS] = "shared-ballots",
+	[PX_MUTANT_EARLY_CHOSEN] = "early-chosen",
+	[PX_MUTANT_VOTE_BEFORE_SYNC] = "vote-before-sync",
+	[PX_MUTANT_GRACE_ZERO] = "grace-zero",
+	[PX_MUTANT_DEPOSED_RENEW] = "deposed-renew",
+	[PX_MUTANT_REPLY_CLOCK] = "reply-clock",
+	[PX_MUTANT_TRUST_STAMPS] = "trust-stamps",
+	[PX_MUTANT_UNCHECKED_REGRANT] = "unchecked-regrant",
+	[PX_MUTANT_WIPED_VOTES] = "wiped-votes",
+	[PX_MUTANT_IGNORE_DIGEST] = "ignore-digest",
+	[PX_MUTANT_READ_LOCAL] = "read-local",
+	[PX_MUTANT_OPEN_PEERS] = "open-peers",
 };
 
-const char *ld_mutant_name(ld_mutant m)
+const char *px_mutant_name(ld_mutant m)
 {
-	return (unsigned)m < LD_MUTANT_COUNT ? mutant_names[m] : "?";
+	return (unsigned)m < PX_MUTANT_COUNT ? mutant_names[m] : "?";
 }
 
-ld_mutant ld_mutant_parse(const char *name)
+ld_mutant px_mutant_parse(const char *name)
 {
-	for (int m = 0; m < LD_MUTANT_COUNT; m++)
+	for (int m = 0; m < PX_MUTANT_COUNT; m++)
 		if (strcmp(name, mutant_names[m]) == 0)
 			return (ld_mutant)m;
-	return LD_MUTANT_COUNT;
+	return PX_MUTANT_COUNT;
 }
 
 /* ---- messages, records, actions ----------------------------------------- */
 
-void ld_msg_free(ld_msg *m)
+void px_msg_free(px_msg *m)
 {
 	if (m == NULL)
 		return;
-	ld_value_unref(m->value);
+	px_value_unref(m->value);
 	for (uint32_t i = 0; i < m->nvotes; i++)
-		ld_value_unref(m->votes[i].value);
+		px_value_unref(m->votes[i].value);
 	free(m->votes);
 	free(m->snap);
 	free(m);
 }
 
-ld_msg *ld_msg_dup(const ld_msg *m)
+px_msg *px_msg_dup(const px_msg *m)
 {
-	ld_msg *d = malloc(sizeof *d);
+	px_msg *d = malloc(sizeof *d);
 	if (d == NULL)
 		return NULL;
 	*d = *m;
@@ -120,14 +120,14 @@ ld_msg *ld_msg_dup(const ld_msg *m)
 	d->snap = NULL;
 	d->nvotes = 0;
 	d->snap_len = 0;
-	d->value = ld_value_ref(m->value);
+	d->value = px_value_ref(m->value);
 	if (m->nvotes > 0) {
 		d->votes = malloc(m->nvotes * sizeof *d->votes);
 		if (d->votes == NULL)
 			goto fail;
 		for (uint32_t i = 0; i < m->nvotes; i++) {
 			d->votes[i] = m->votes[i];
-			ld_value_ref(d->votes[i].value);
+			px_value_ref(d->votes[i].value);
 		}
 		d->nvotes = m->nvotes;
 	}
@@ -140,19 +140,19 @@ ld_msg *ld_msg_dup(const ld_msg *m)
 	}
 	return d;
 fail:
-	ld_msg_free(d);
+	px_msg_free(d);
 	return NULL;
 }
 
-int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
+int px_msg_validate(const px_msg *m, uint32_t nreplicas)
 {
-	if (m == NULL || m->type < LD_MSG_PREPARE || m->type > LD_MSG_TYPE_MAX)
+	if (m == NULL || m->type < PX_MSG_PREPARE || m->type > PX_MSG_TYPE_MAX)
 		return -1;
 	if (nreplicas > LD_REPLICA_IDS)
 		nreplicas = LD_REPLICA_IDS;
 	if (m->from >= nreplicas || m->to >= nreplicas || m->from == m->to)
 		return -1;
-	if (m->ballot.id >= nreplicas || m->ballot.round >= LD_ROUND_MAX)
+	if (m->ballot.id >= nreplicas || m->ballot.round >= PX_ROUND_MAX)
 		return -1;
 	if (m->nvotes > LD_LOG_SLOTS_MAX || (m->nvotes > 0 && !m->votes))
 		return -1;
@@ -161,25 +161,25 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 	for (uint32_t i = 0; i < m->nvotes; i++)
 		if (m->votes[i].value == NULL || m->votes[i].slot == 0 ||
 		    m->votes[i].ballot.id >= nreplicas ||
-		    m->votes[i].ballot.round >= LD_ROUND_MAX)
+		    m->votes[i].ballot.round >= PX_ROUND_MAX)
 			return -1;
 	switch (m->type) {
-	case LD_MSG_PREPARE:
-	case LD_MSG_PROMISE:
-	case LD_MSG_ACCEPTED:
-	case LD_MSG_COMMIT:
+	case PX_MSG_PREPARE:
+	case PX_MSG_PROMISE:
+	case PX_MSG_ACCEPTED:
+	case PX_MSG_COMMIT:
 		if (ballot_zero(m->ballot))
 			return -1;
 		break;
-	case LD_MSG_ACCEPT:
+	case PX_MSG_ACCEPT:
 		if (ballot_zero(m->ballot) || m->value == NULL || m->slot == 0)
 			return -1;
 		break;
-	case LD_MSG_SNAPSHOT:
+	case PX_MSG_SNAPSHOT:
 		if (m->base == 0 || m->snap_len == 0)
 			return -1;
 		break;
-	case LD_MSG_CATCHUP_REQ:
+	case PX_MSG_CATCHUP_REQ:
 		if (m->slot == 0)
 			return -1;
 		break;
@@ -189,26 +189,26 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas)
 	return 0;
 }
 
-void ld_record_clear(ld_record *rec)
+void px_record_clear(px_record *rec)
 {
-	ld_value_unref(rec->value);
+	px_value_unref(rec->value);
 	free(rec->snap);
 	memset(rec, 0, sizeof *rec);
 }
 
-void ld_actions_init(ld_actions *a)
+void px_actions_init(px_actions *a)
 {
 	memset(a, 0, sizeof *a);
 }
 
-void ld_actions_reset(ld_actions *a)
+void px_actions_reset(px_actions *a)
 {
 	for (size_t i = 0; i < a->nrecs; i++)
-		ld_record_clear(&a->recs[i]);
+		px_record_clear(&a->recs[i]);
 	for (size_t i = 0; i < a->nmsgs; i++)
-		ld_msg_free(a->msgs[i]);
+		px_msg_free(a->msgs[i]);
 	for (size_t i = 0; i < a->nchosen; i++)
-		ld_value_unref(a->chosen[i].value);
+		px_value_unref(a->chosen[i].value);
 	a->nrecs = a->nmsgs = a->nchosen = a->nreplies = a->nreads = 0;
 	a->nchanges = 0;
 	a->members_changed = false;
@@ -218,9 +218,9 @@ void ld_actions_reset(ld_actions *a)
 	a->timer_at_us = 0;
 }
 
-void ld_actions_free(ld_actions *a)
+void px_actions_free(px_actions *a)
 {
-	ld_actions_reset(a);
+	px_actions_reset(a);
 	free(a->recs);
 	free(a->msgs);
 	free(a->chosen);
@@ -250,26 +250,26 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 
 typedef struct entry {
 	uint64_t slot;     /* 0: the ring cell is empty */
-	ld_ballot vballot; /* acceptor: the vote cast for this slot */
-	ld_value *vvalue;
-	ld_value *chosen; /* learner: the value known chosen */
+	px_ballot vballot; /* acceptor: the vote cast for this slot */
+	px_value *vvalue;
+	px_value *chosen; /* learner: the value known chosen */
 	/* proposer, valid while pballot equals the leader's ballot */
-	ld_ballot pballot;
-	ld_value *pvalue;
+	px_ballot pballot;
+	px_value *pvalue;
 	uint64_t acks; /* replicas (bit per id) that voted pvalue in pballot */
 	uint64_t sent_us;
 	/* candidate: highest-ballot vote reported in phase 1 (P3) */
-	ld_ballot p1ballot;
-	ld_value *p1value;
+	px_ballot p1ballot;
+	px_value *p1value;
 } entry;
 
 typedef struct held_msg {
-	ld_msg *msg;
+	px_msg *msg;
 	uint64_t write_id;
 } held_msg;
 
 typedef struct pending_cmd {
-	ld_cmd cmd; /* data malloc'd */
+	px_cmd cmd; /* data malloc'd */
 } pending_cmd;
 
 typedef struct waiter {
@@ -286,7 +286,7 @@ typedef struct client_ent {
 /* A configuration and the first slot it governs (paxos.h: membership). */
 typedef struct conf {
 	uint64_t from;
-	ld_members m;
+	px_members m;
 	uint64_t voters; /* ids that vote */
 	uint64_t all;    /* ids that are members, voting or learning */
 	uint32_t quorum; /* a majority of voters */
@@ -297,9 +297,9 @@ typedef struct change_req {
 	uint64_t change_id, tag; /* tag: the decree command's seq */
 } change_req;
 
-struct ld_replica {
-	ld_config cfg;
-	ld_sm *sm;
+struct px_replica {
+	px_config cfg;
+	px_sm *sm;
 	uint64_t rng;
 
 	/* membership: the configurations that govern slots after commit,
@@ -308,7 +308,7 @@ struct ld_replica {
 	uint32_t nconfs;
 	size_t confs_cap;
 	bool leaving;      /* applied its own removal */
-	uint64_t resign_until_us; /* LD_EV_RESIGN: no candidacy before */
+	uint64_t resign_until_us; /* PX_EV_RESIGN: no candidacy before */
 	bool told_removed; /* a member said our id left the cell */
 	change_req *chreqs;
 	uint32_t nchreqs;
@@ -317,21 +317,21 @@ struct ld_replica {
 	uint64_t peer_commit[LD_REPLICA_IDS], peer_inc[LD_REPLICA_IDS];
 
 	/* acceptor */
-	ld_ballot promised;
+	px_ballot promised;
 
 	/* recovery (paxos.h): a replica without a JOINED record learns but
 	 * neither promises nor votes until it is safe to */
 	bool joined;              /* a JOINED record was restored or written */
 	bool recover_known;       /* recover_above (M) is known */
-	ld_ballot recover_above;  /* M: vote only under a leader above it */
-	ld_ballot recover_ballot; /* the leader above M seen, or zero */
+	px_ballot recover_above;  /* M: vote only under a leader above it */
+	px_ballot recover_ballot; /* the leader above M seen, or zero */
 	uint64_t recover_horizon; /* its highest proposed slot (H) */
 	uint64_t started_us;      /* first step */
 	uint64_t probe_round, probe_at_us, probe_eligible_round;
 	uint64_t nudge_at_us;
 	struct probe_ack {
 		uint64_t round; /* the probe round it answered; 0: none */
-		ld_ballot promised;
+		px_ballot promised;
 		bool voter, empty;
 	} probe_acks[LD_REPLICA_IDS];
 
@@ -345,11 +345,11 @@ struct ld_replica {
 	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
 
 	/* roles */
-	ld_role role;
-	ld_ballot ballot;   /* proposer's ballot while candidate/leader */
+	px_role role;
+	px_ballot ballot;   /* proposer's ballot while candidate/leader */
 	uint64_t max_round; /* highest round seen anywhere */
 	int32_t leader;     /* believed leader, or -1 */
-	ld_ballot leader_ballot;
+	px_ballot leader_ballot;
 	uint64_t heard_us;       /* last message from that leader */
 	uint64_t election_at_us; /* follower: campaign at this time */
 	uint64_t now_us;
@@ -389,7 +389,7 @@ struct ld_replica {
 	} ckpts[LD_DIGEST_KEEP], peer_ckpt[LD_REPLICA_IDS];
 	uint32_t ckpt_next;
 	struct ckpt verified; /* leader: the latest a quorum shares with us */
-	ld_digest_alarm digest_alarm;
+	px_digest_alarm digest_alarm;
 
 	/* follower catch-up */
 	uint64_t catchup_sent_us;
@@ -411,7 +411,7 @@ struct ld_replica {
 	uint32_t clients_cap, nclients;
 };
 
-static uint64_t rng_next(ld_replica *r)
+static uint64_t rng_next(px_replica *r)
 {
 	/* splitmix64 */
 	uint64_t z = (r->rng += 0x9e3779b97f4a7c15ULL);
@@ -420,7 +420,7 @@ static uint64_t rng_next(ld_replica *r)
 	return z ^ (z >> 31);
 }
 
-static entry *entry_at(ld_replica *r, uint64_t slot)
+static entry *entry_at(px_replica *r, uint64_t slot)
 {
 	if (slot < r->log_start || slot >= r->log_start + LD_LOG_SLOTS_MAX)
 		return NULL;
@@ -434,22 +434,22 @@ static entry *entry_at(ld_replica *r, uint64_t slot)
 	return e;
 }
 
-static const entry *entry_at_c(const ld_replica *r, uint64_t slot)
+static const entry *entry_at_c(const px_replica *r, uint64_t slot)
 {
-	return entry_at((ld_replica *)r, slot);
+	return entry_at((px_replica *)r, slot);
 }
 
 static void entry_clear(entry *e)
 {
-	ld_value_unref(e->vvalue);
-	ld_value_unref(e->chosen);
-	ld_value_unref(e->pvalue);
-	ld_value_unref(e->p1value);
+	px_value_unref(e->vvalue);
+	px_value_unref(e->chosen);
+	px_value_unref(e->pvalue);
+	px_value_unref(e->p1value);
 	memset(e, 0, sizeof *e);
 }
 
 /* The cell for slot, creating it; NULL when slot is outside the window. */
-static entry *entry_get(ld_replica *r, uint64_t slot)
+static entry *entry_get(px_replica *r, uint64_t slot)
 {
 	if (slot < r->log_start || slot >= r->log_start + LD_LOG_SLOTS_MAX)
 		return NULL;
@@ -462,7 +462,7 @@ static entry *entry_get(ld_replica *r, uint64_t slot)
 }
 
 /* Moves the start of the in-memory log forward, forgetting older slots. */
-static void log_truncate(ld_replica *r, uint64_t start)
+static void log_truncate(px_replica *r, uint64_t start)
 {
 	if (start <= r->log_start)
 		return;
@@ -479,12 +479,12 @@ static void log_truncate(ld_replica *r, uint64_t start)
 
 /* ---- the client table (exactly-once) ------------------------------------ */
 
-static client_ent *client_find(ld_replica *r, uint64_t id)
+static client_ent *client_find(px_replica *r, uint64_t id)
 {
 	if (r->clients_cap == 0)
 		return NULL;
 	uint32_t mask = r->clients_cap - 1;
-	for (uint32_t i = (uint32_t)ld_mix64(id) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = (uint32_t)px_mix64(id) & mask;; i = (i + 1) & mask) {
 		if (r->clients[i].client_id == id)
 			return &r->clients[i];
 		if (r->clients[i].client_id == 0)
@@ -492,9 +492,9 @@ static client_ent *client_find(ld_replica *r, uint64_t id)
 	}
 }
 
-static void client_table_rehash(ld_replica *r, uint32_t cap);
+static void client_table_rehash(px_replica *r, uint32_t cap);
 
-static void client_remove(ld_replica *r, client_ent *c)
+static void client_remove(px_replica *r, client_ent *c)
 {
 	/* Rebuilding is O(n) but happens only on eviction, once a table of
 	 * LD_CLIENTS_MAX is full. */
@@ -503,10 +503,10 @@ static void client_remove(ld_replica *r, client_ent *c)
 	client_table_rehash(r, r->clients_cap);
 }
 
-static client_ent *client_insert_slot(ld_replica *r, uint64_t id)
+static client_ent *client_insert_slot(px_replica *r, uint64_t id)
 {
 	uint32_t mask = r->clients_cap - 1;
-	uint32_t i = (uint32_t)ld_mix64(id) & mask;
+	uint32_t i = (uint32_t)px_mix64(id) & mask;
 	while (r->clients[i].client_id != 0)
 		i = (i + 1) & mask;
 	r->clients[i].client_id = id;
@@ -514,7 +514,7 @@ static client_ent *client_insert_slot(ld_replica *r, uint64_t id)
 	return &r->clients[i];
 }
 
-static void client_table_rehash(ld_replica *r, uint32_t cap)
+static void client_table_rehash(px_replica *r, uint32_t cap)
 {
 	client_ent *old = r->clients;
 	uint32_t old_cap = r->clients_cap;
@@ -533,7 +533,7 @@ static void client_table_rehash(ld_replica *r, uint32_t cap)
 /* The entry for a client, made on first use. When the table is full the
  * client whose last command applied earliest is forgotten; every replica
  * applies the same ledger, so every replica forgets the same one. */
-static client_ent *client_upsert(ld_replica *r, uint64_t id)
+static client_ent *client_upsert(px_replica *r, uint64_t id)
 {
 	client_ent *c = client_find(r, id);
 	if (c != NULL)
@@ -562,7 +562,7 @@ static client_ent *client_upsert(ld_replica *r, uint64_t id)
 
 /* ---- configurations ----------------------------------------------------- */
 
-static void conf_fill(conf *c, const ld_members *m, uint64_t from,
+static void conf_fill(conf *c, const px_members *m, uint64_t from,
 		      bool minority)
 {
 	memset(c, 0, sizeof *c);
@@ -579,7 +579,7 @@ static void conf_fill(conf *c, const ld_members *m, uint64_t from,
 		c->quorum = popcount64(c->voters) / 2;
 }
 
-static conf *conf_push(ld_replica *r)
+static conf *conf_push(px_replica *r)
 {
 	r->confs = grow(r->confs, &r->confs_cap, r->nconfs + 1,
 			sizeof *r->confs);
@@ -587,7 +587,7 @@ static conf *conf_push(ld_replica *r)
 }
 
 /* The configuration that governs slot (its quorums, both phases). */
-static const conf *conf_at(const ld_replica *r, uint64_t slot)
+static const conf *conf_at(const px_replica *r, uint64_t slot)
 {
 	uint32_t i = r->nconfs - 1;
 	while (i > 0 && r->confs[i].from > slot)
@@ -595,13 +595,13 @@ static const conf *conf_at(const ld_replica *r, uint64_t slot)
 	return &r->confs[i];
 }
 
-static const conf *conf_latest(const ld_replica *r)
+static const conf *conf_latest(const px_replica *r)
 {
 	return &r->confs[r->nconfs - 1];
 }
 
 /* Forgets configurations that no slot after commit uses. */
-static void conf_prune(ld_replica *r)
+static void conf_prune(px_replica *r)
 {
 	uint32_t k = 0;
 	while (k + 1 < r->nconfs && r->confs[k + 1].from <= r->commit + 1)
@@ -614,17 +614,17 @@ static void conf_prune(ld_replica *r)
 }
 
 /* Everyone a message about slots after commit may concern. */
-static uint64_t peers_mask(const ld_replica *r)
+static uint64_t peers_mask(const px_replica *r)
 {
 	uint64_t m = 0;
 	for (uint32_t i = 0; i < r->nconfs; i++)
 		m |= r->confs[i].all;
-	if (MUTANT(r, LD_MUTANT_COUNT_REMOVED))
+	if (MUTANT(r, PX_MUTANT_COUNT_REMOVED))
 		m |= conf_latest(r)->m.removed;
 	return m & ~id_bit(r->cfg.id);
 }
 
-static uint64_t voters_mask(const ld_replica *r)
+static uint64_t voters_mask(const px_replica *r)
 {
 	uint64_t m = 0;
 	for (uint32_t i = 0; i < r->nconfs; i++)
@@ -638,7 +638,7 @@ static bool quorum_in(const conf *c, uint64_t mask)
 }
 
 /* mask holds a quorum of every configuration of a slot after commit. */
-static bool quorum_all(const ld_replica *r, uint64_t mask)
+static bool quorum_all(const px_replica *r, uint64_t mask)
 {
 	for (uint32_t i = 0; i < r->nconfs; i++)
 		if (!quorum_in(&r->confs[i], mask))
@@ -650,14 +650,14 @@ static bool quorum_all(const ld_replica *r, uint64_t mask)
  * governed by a configuration that has us (until then a removed replica
  * still answers as an acceptor, so that the configuration still in effect
  * keeps its quorum). */
-static bool gone(const ld_replica *r)
+static bool gone(const px_replica *r)
 {
-	return r->leaving && r->role != LD_LEADER &&
+	return r->leaving && r->role != PX_LEADER &&
 	       !(conf_at(r, r->commit + 1)->all & id_bit(r->cfg.id));
 }
 
 /* This replica votes in the configuration of the next slot to choose. */
-static bool votes_now(const ld_replica *r)
+static bool votes_now(const px_replica *r)
 {
 	return r->joined && !r->leaving &&
 	       (conf_at(r, r->commit + 1)->voters & id_bit(r->cfg.id));
@@ -665,9 +665,9 @@ static bool votes_now(const ld_replica *r)
 
 /* ---- output helpers ----------------------------------------------------- */
 
-static ld_msg *msg_new(ld_replica *r, ld_msg_type type, uint32_t to)
+static px_msg *msg_new(px_replica *r, px_msg_type type, uint32_t to)
 {
-	ld_msg *m = calloc(1, sizeof *m);
+	px_msg *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		abort();
 	m->type = type;
@@ -678,13 +678,13 @@ static ld_msg *msg_new(ld_replica *r, ld_msg_type type, uint32_t to)
 	return m;
 }
 
-static void handle_msg(ld_replica *r, const ld_msg *m, ld_actions *out);
+static void handle_msg(px_replica *r, const px_msg *m, px_actions *out);
 
-static void emit(ld_replica *r, ld_actions *out, ld_msg *m)
+static void emit(px_replica *r, px_actions *out, px_msg *m)
 {
 	if (m->to == r->cfg.id) {
 		handle_msg(r, m, out);
-		ld_msg_free(m);
+		px_msg_free(m);
 		return;
 	}
 	out->msgs = grow(out->msgs, &out->msgs_cap, out->nmsgs + 1,
@@ -693,7 +693,7 @@ static void emit(ld_replica *r, ld_actions *out, ld_msg *m)
 }
 
 /* Sends m once every write made so far is durable. */
-static void emit_after_sync(ld_replica *r, ld_actions *out, ld_msg *m)
+static void emit_after_sync(px_replica *r, px_actions *out, px_msg *m)
 {
 	if (r->last_write_id <= r->durable_id) {
 		emit(r, out, m);
@@ -710,7 +710,7 @@ static void emit_after_sync(ld_replica *r, ld_actions *out, ld_msg *m)
 	r->held[r->nheld++] = (held_msg){m, r->last_write_id};
 }
 
-static void persist(ld_replica *r, ld_actions *out, ld_record rec)
+static void persist(px_replica *r, px_actions *out, px_record rec)
 {
 	if (out->write_id == 0 || out->write_id != r->last_write_id)
 		out->write_id = ++r->last_write_id;
@@ -719,23 +719,23 @@ static void persist(ld_replica *r, ld_actions *out, ld_record rec)
 	out->recs[out->nrecs++] = rec;
 }
 
-static void persist_promise(ld_replica *r, ld_actions *out)
+static void persist_promise(px_replica *r, px_actions *out)
 {
 	persist(r, out,
-		(ld_record){.type = LD_REC_PROMISE, .ballot = r->promised});
+		(px_record){.type = PX_REC_PROMISE, .ballot = r->promised});
 }
 
-static void reply(ld_replica *r, ld_actions *out, uint64_t client_id,
-		  uint64_t seq, ld_reply_status st, const client_ent *c)
+static void reply(px_replica *r, px_actions *out, uint64_t client_id,
+		  uint64_t seq, px_reply_status st, const client_ent *c)
 {
 	out->replies = grow(out->replies, &out->replies_cap, out->nreplies + 1,
 			    sizeof *out->replies);
-	ld_reply *rp = &out->replies[out->nreplies++];
-	memset(rp, 0, offsetof(ld_reply, result));
+	px_reply *rp = &out->replies[out->nreplies++];
+	memset(rp, 0, offsetof(px_reply, result));
 	rp->client_id = client_id;
 	rp->seq = seq;
 	rp->status = st;
-	rp->leader_hint = r->role == LD_LEADER ? (int32_t)r->cfg.id : r->leader;
+	rp->leader_hint = r->role == PX_LEADER ? (int32_t)r->cfg.id : r->leader;
 	if (c != NULL) {
 		rp->slot = c->slot;
 		rp->result_len = c->result_len;
@@ -745,7 +745,7 @@ static void reply(ld_replica *r, ld_actions *out, uint64_t client_id,
 
 /* ---- waiters and the pending queue -------------------------------------- */
 
-static int waiter_find(ld_replica *r, uint64_t client_id, uint64_t seq)
+static int waiter_find(px_replica *r, uint64_t client_id, uint64_t seq)
 {
 	for (uint32_t i = 0; i < r->nwaiters; i++)
 		if (r->waiters[i].client_id == client_id &&
@@ -754,7 +754,7 @@ static int waiter_find(ld_replica *r, uint64_t client_id, uint64_t seq)
 	return -1;
 }
 
-static void waiter_add(ld_replica *r, uint64_t client_id, uint64_t seq)
+static void waiter_add(px_replica *r, uint64_t client_id, uint64_t seq)
 {
 	if (r->nwaiters == r->waiters_cap) {
 		uint32_t cap = r->waiters_cap ? r->waiters_cap * 2 : 16;
@@ -767,12 +767,12 @@ static void waiter_add(ld_replica *r, uint64_t client_id, uint64_t seq)
 	r->waiters[r->nwaiters++] = (waiter){client_id, seq};
 }
 
-static void waiter_remove(ld_replica *r, int i)
+static void waiter_remove(px_replica *r, int i)
 {
 	r->waiters[i] = r->waiters[--r->nwaiters];
 }
 
-static void pending_drop_all(ld_replica *r, ld_actions *out)
+static void pending_drop_all(px_replica *r, px_actions *out)
 {
 	while (r->pending_n > 0) {
 		pending_cmd *p = &r->pending[r->pending_head];
@@ -784,13 +784,13 @@ static void pending_drop_all(ld_replica *r, ld_actions *out)
 	 * the client table makes sure a command is applied once. */
 	for (uint32_t i = 0; i < r->nwaiters; i++)
 		reply(r, out, r->waiters[i].client_id, r->waiters[i].seq,
-		      LD_REPLY_NOT_LEADER, NULL);
+		      PX_REPLY_NOT_LEADER, NULL);
 	r->nwaiters = 0;
 }
 
 /* ---- config and lifecycle ----------------------------------------------- */
 
-void ld_config_default(ld_config *cfg, uint32_t id, uint32_t nreplicas)
+void px_config_default(px_config *cfg, uint32_t id, uint32_t nreplicas)
 {
 	memset(cfg, 0, sizeof *cfg);
 	cfg->id = id;
@@ -803,16 +803,16 @@ void ld_config_default(ld_config *cfg, uint32_t id, uint32_t nreplicas)
 	cfg->batch_cmds = LD_BATCH_CMDS_MAX;
 	cfg->snapshot_every_slots = LD_SNAPSHOT_EVERY_SLOTS;
 	cfg->digest_every_slots = LD_DIGEST_EVERY_SLOTS;
-	cfg->mutant = LD_MUTANT_NONE;
+	cfg->mutant = PX_MUTANT_NONE;
 }
 
-static uint64_t election_delay(ld_replica *r)
+static uint64_t election_delay(px_replica *r)
 {
 	uint64_t t = r->cfg.election_timeout_us;
 	return t + rng_next(r) % t;
 }
 
-ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
+px_replica *px_replica_new(const px_config *cfg, px_sm *sm)
 {
 	if (cfg->nreplicas > LD_REPLICAS_MAX || cfg->id >= LD_REPLICA_IDS ||
 	    (cfg->nreplicas > 0 && cfg->id >= cfg->nreplicas) ||
@@ -828,7 +828,7 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 			    LD_WINDOW_SLOTS_MAX >=
 		    LD_LOG_SLOTS_MAX)
 		return NULL;
-	ld_replica *r = calloc(1, sizeof *r);
+	px_replica *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return NULL;
 	r->pending = calloc(LD_PENDING_CMDS_MAX, sizeof *r->pending);
@@ -838,12 +838,12 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	}
 	r->cfg = *cfg;
 	r->sm = sm;
-	ld_members first = cfg->members;
+	px_members first = cfg->members;
 	if (cfg->nreplicas > 0) {
 		memset(&first, 0, sizeof first);
 		first.n = cfg->nreplicas;
 		for (uint32_t i = 0; i < first.n; i++) {
-			first.m[i] = (ld_member){.id = i, .voting = true};
+			first.m[i] = (px_member){.id = i, .voting = true};
 			/* The first members' URLs, when the caller gave
 			 * them (every replica must give the same). */
 			if (cfg->members.n == cfg->nreplicas &&
@@ -868,10 +868,10 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 			return NULL;
 		}
 	conf_fill(conf_push(r), &first, 1,
-		  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
+		  MUTANT(r, PX_MUTANT_MINORITY_QUORUM));
 	r->rng = cfg->seed ^ ((uint64_t)cfg->id << 32);
 	r->log_start = 1;
-	r->role = LD_FOLLOWER;
+	r->role = PX_FOLLOWER;
 	r->leader = -1;
 	r->known_commit_from = -1;
 	r->catchup_to = -1;
@@ -879,14 +879,14 @@ ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm)
 	return r;
 }
 
-void ld_replica_free(ld_replica *r)
+void px_replica_free(px_replica *r)
 {
 	if (r == NULL)
 		return;
 	for (uint32_t i = 0; i < LD_LOG_SLOTS_MAX; i++)
 		entry_clear(&r->log[i]);
 	for (uint32_t i = 0; i < r->nheld; i++)
-		ld_msg_free(r->held[i].msg);
+		px_msg_free(r->held[i].msg);
 	while (r->pending_n > 0) {
 		free((void *)r->pending[r->pending_head].cmd.data);
 		r->pending_head = (r->pending_head + 1) % LD_PENDING_CMDS_MAX;
@@ -964,7 +964,7 @@ static int get_str(const uint8_t **p, const uint8_t *end, char *s)
 	return 0;
 }
 
-static size_t members_size(const ld_members *m)
+static size_t members_size(const px_members *m)
 {
 	size_t n = 8 + 4;
 	for (uint32_t i = 0; i < m->n; i++)
@@ -973,7 +973,7 @@ static size_t members_size(const ld_members *m)
 	return n;
 }
 
-static void put_members(uint8_t **p, const ld_members *m)
+static void put_members(uint8_t **p, const px_members *m)
 {
 	put_u64(p, m->removed);
 	put_u32(p, m->n);
@@ -986,14 +986,14 @@ static void put_members(uint8_t **p, const ld_members *m)
 	}
 }
 
-static int get_members(const uint8_t **p, const uint8_t *end, ld_members *m)
+static int get_members(const uint8_t **p, const uint8_t *end, px_members *m)
 {
 	memset(m, 0, sizeof *m);
 	if (get_u64(p, end, &m->removed) || get_u32(p, end, &m->n) ||
 	    m->n == 0 || m->n > LD_REPLICAS_MAX)
 		return -1;
 	for (uint32_t i = 0; i < m->n; i++) {
-		ld_member *x = &m->m[i];
+		px_member *x = &m->m[i];
 		if (get_u32(p, end, &x->id) || x->id >= LD_REPLICA_IDS ||
 		    (i > 0 && x->id <= m->m[i - 1].id) || end - *p < 1 ||
 		    **p > 1)
@@ -1007,7 +1007,7 @@ static int get_members(const uint8_t **p, const uint8_t *end, ld_members *m)
 }
 
 /* Encodes the applied state at r->commit. 0, or -1 when out of memory. */
-static int snapshot_encode(ld_replica *r, uint8_t **out, size_t *len)
+static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 {
 	uint8_t *smb = NULL;
 	size_t smlen = 0;
@@ -1057,7 +1057,7 @@ static int snapshot_encode(ld_replica *r, uint8_t **out, size_t *len)
 
 /* Replaces the client table and the state machine from a snapshot. Validates
  * everything before changing anything. */
-static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
+static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 			   uint64_t base)
 {
 	const uint8_t *p = buf, *end = buf + len;
@@ -1085,14 +1085,14 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	conf *confs = NULL;
 	uint32_t nc = 0;
 	if (magic == SNAP_MAGIC2) {
-		if (get_u32(&p, end, &nc) || nc == 0 || nc > LD_ALPHA + 1)
+		if (get_u32(&p, end, &nc) || nc == 0 || nc > PX_ALPHA + 1)
 			return -1;
 		confs = calloc(nc, sizeof *confs);
 		if (confs == NULL)
 			return -1;
 		for (uint32_t i = 0; i < nc; i++) {
 			uint64_t from;
-			ld_members m;
+			px_members m;
 			if (get_u64(&p, end, &from) ||
 			    get_members(&p, end, &m) ||
 			    (i == 0 && from > base + 1) ||
@@ -1101,7 +1101,7 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 				return -1;
 			}
 			conf_fill(&confs[i], &m, from,
-				  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
+				  MUTANT(r, PX_MUTANT_MINORITY_QUORUM));
 		}
 	}
 	if (r->sm->ops->restore(r->sm, p, (size_t)(end - p)) != 0) {
@@ -1142,10 +1142,10 @@ static int snapshot_decode(ld_replica *r, const uint8_t *buf, size_t len,
 	return 0;
 }
 
-static void ckpt_note(ld_replica *r, uint64_t slot, uint64_t digest);
+static void ckpt_note(px_replica *r, uint64_t slot, uint64_t digest);
 
 /* Installs a snapshot at base (> commit). Returns 0 or -1 (malformed). */
-static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
+static int install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
 			    uint64_t base)
 {
 	if (base <= r->commit || len == 0 || len > LD_SNAPSHOT_BYTES_MAX)
@@ -1172,7 +1172,7 @@ static int install_snapshot(ld_replica *r, const uint8_t *snap, size_t len,
 /* ---- state digests (corruption caught) ---------------------------------- */
 
 /* Remembers the state digest right after slot, if slot is a checkpoint. */
-static void ckpt_note(ld_replica *r, uint64_t slot, uint64_t digest)
+static void ckpt_note(px_replica *r, uint64_t slot, uint64_t digest)
 {
 	if (slot == 0 || slot % r->cfg.digest_every_slots != 0)
 		return;
@@ -1180,7 +1180,7 @@ static void ckpt_note(ld_replica *r, uint64_t slot, uint64_t digest)
 	r->ckpt_next = (r->ckpt_next + 1) % LD_DIGEST_KEEP;
 }
 
-static const struct ckpt *ckpt_find(const ld_replica *r, uint64_t slot)
+static const struct ckpt *ckpt_find(const px_replica *r, uint64_t slot)
 {
 	if (slot == 0)
 		return NULL;
@@ -1190,7 +1190,7 @@ static const struct ckpt *ckpt_find(const ld_replica *r, uint64_t slot)
 	return NULL;
 }
 
-static const struct ckpt *ckpt_latest(const ld_replica *r)
+static const struct ckpt *ckpt_latest(const px_replica *r)
 {
 	const struct ckpt *best = NULL;
 	for (uint32_t i = 0; i < LD_DIGEST_KEEP; i++)
@@ -1200,7 +1200,7 @@ static const struct ckpt *ckpt_latest(const ld_replica *r)
 	return best;
 }
 
-static void digest_alarm_raise(ld_replica *r, ld_digest_alarm a)
+static void digest_alarm_raise(px_replica *r, px_digest_alarm a)
 {
 	if (a > r->digest_alarm)
 		r->digest_alarm = a;
@@ -1209,9 +1209,9 @@ static void digest_alarm_raise(ld_replica *r, ld_digest_alarm a)
 /* Leader: the digests reported at slot, ours among them. A digest that a
  * quorum shares is the cell's state there (Paxos Made Live compares the
  * replicas' databases); a replica with another one is outvoted. */
-static void digest_compare(ld_replica *r, uint64_t slot)
+static void digest_compare(px_replica *r, uint64_t slot)
 {
-	if (MUTANT(r, LD_MUTANT_IGNORE_DIGEST))
+	if (MUTANT(r, PX_MUTANT_IGNORE_DIGEST))
 		return;
 	const struct ckpt *own = ckpt_find(r, slot);
 	if (own == NULL)
@@ -1239,27 +1239,27 @@ static void digest_compare(ld_replica *r, uint64_t slot)
 		/* d[i] is the quorum's: the cell's state at slot. Followers
 		 * compare theirs with it (the verified digest we announce). */
 		if (d[r->cfg.id] != d[i])
-			digest_alarm_raise(r, LD_DIGEST_DIVERGED);
+			digest_alarm_raise(r, PX_DIGEST_DIVERGED);
 		else if (slot > r->verified.slot)
 			r->verified = (struct ckpt){slot, d[i]};
 		return;
 	}
 	for (FOR_IDS(j, cf->voters))
 		if (have[j] && d[j] != own->digest)
-			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
+			digest_alarm_raise(r, PX_DIGEST_MISMATCH);
 }
 
 /* ---- restore ------------------------------------------------------------ */
 
-static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
-			ld_value *v);
+static void apply_value(px_replica *r, px_actions *out, uint64_t slot,
+			px_value *v);
 
 /* Applies what the restored hints say is chosen, in order. Nothing is sent
  * or written: the actions are thrown away (no client waits yet). */
-static void restore_apply(ld_replica *r)
+static void restore_apply(px_replica *r)
 {
-	ld_actions scratch;
-	ld_actions_init(&scratch);
+	px_actions scratch;
+	px_actions_init(&scratch);
 	for (;;) {
 		entry *e = entry_at(r, r->commit + 1);
 		if (e == NULL || e->chosen == NULL)
@@ -1270,19 +1270,19 @@ static void restore_apply(ld_replica *r)
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
 	conf_prune(r);
-	ld_actions_free(&scratch);
+	px_actions_free(&scratch);
 }
 
-int ld_replica_restore(ld_replica *r, const ld_record *rec)
+int px_replica_restore(px_replica *r, const px_record *rec)
 {
 	switch (rec->type) {
-	case LD_REC_PROMISE:
-		if (MUTANT(r, LD_MUTANT_FORGET_PROMISE))
+	case PX_REC_PROMISE:
+		if (MUTANT(r, PX_MUTANT_FORGET_PROMISE))
 			return 0;
-		if (ld_ballot_cmp(rec->ballot, r->promised) > 0)
+		if (px_ballot_cmp(rec->ballot, r->promised) > 0)
 			r->promised = rec->ballot;
 		break;
-	case LD_REC_VOTE: {
+	case PX_REC_VOTE: {
 		if (rec->value == NULL || rec->slot == 0)
 			return -1;
 		if (rec->slot <= r->snap_base)
@@ -1291,18 +1291,18 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 		if (e == NULL)
 			return -1;
 		if (ballot_zero(e->vballot) ||
-		    ld_ballot_cmp(rec->ballot, e->vballot) >= 0) {
-			ld_value_unref(e->vvalue);
+		    px_ballot_cmp(rec->ballot, e->vballot) >= 0) {
+			px_value_unref(e->vvalue);
 			e->vballot = rec->ballot;
-			e->vvalue = ld_value_ref(rec->value);
+			e->vvalue = px_value_ref(rec->value);
 		}
 		/* A vote in ballot b is also a promise not to go below b. */
-		if (!MUTANT(r, LD_MUTANT_FORGET_PROMISE) &&
-		    ld_ballot_cmp(rec->ballot, r->promised) > 0)
+		if (!MUTANT(r, PX_MUTANT_FORGET_PROMISE) &&
+		    px_ballot_cmp(rec->ballot, r->promised) > 0)
 			r->promised = rec->ballot;
 		break;
 	}
-	case LD_REC_SNAPSHOT:
+	case PX_REC_SNAPSHOT:
 		if (rec->slot <= r->snap_base)
 			return 0;
 		/* Hints replayed before it (a disk that keeps write order)
@@ -1313,10 +1313,10 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 			return -1;
 		restore_apply(r);
 		break;
-	case LD_REC_JOINED:
+	case PX_REC_JOINED:
 		r->joined = true;
 		return 0;
-	case LD_REC_CHOSEN: {
+	case PX_REC_CHOSEN: {
 		if (rec->slot == 0)
 			return -1;
 		if (rec->slot <= r->commit)
@@ -1326,7 +1326,7 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 			 */
 			entry *e = entry_get(r, rec->slot);
 			if (e != NULL && e->chosen == NULL) {
-				e->chosen = ld_value_ref(rec->value);
+				e->chosen = px_value_ref(rec->value);
 				restore_apply(r);
 			}
 			return 0;
@@ -1338,9 +1338,9 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 		 * whose ballot differs says nothing. One proposal per
 		 * (slot, ballot) makes the ballot name the value. */
 		if (e == NULL || e->chosen != NULL || e->vvalue == NULL ||
-		    ld_ballot_cmp(e->vballot, rec->ballot) != 0)
+		    px_ballot_cmp(e->vballot, rec->ballot) != 0)
 			return 0;
-		e->chosen = ld_value_ref(e->vvalue);
+		e->chosen = px_value_ref(e->vvalue);
 		restore_apply(r);
 		return 0;
 	}
@@ -1363,7 +1363,7 @@ int ld_replica_restore(ld_replica *r, const ld_record *rec)
 #define SNAP_SLOTS_LATEST                                                     \
 	(LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS - LD_WINDOW_SLOTS_MAX - 1)
 
-static void maybe_snapshot(ld_replica *r, ld_actions *out)
+static void maybe_snapshot(px_replica *r, px_actions *out)
 {
 	uint64_t slots = r->commit - r->snap_base;
 	if (slots < r->cfg.snapshot_every_slots)
@@ -1387,7 +1387,7 @@ static void maybe_snapshot(ld_replica *r, ld_actions *out)
 	r->snap_len = len;
 	r->snap_base = r->commit;
 	persist(r, out,
-		(ld_record){.type = LD_REC_SNAPSHOT,
+		(px_record){.type = PX_REC_SNAPSHOT,
 			    .slot = r->snap_base,
 			    .snap_len = (uint32_t)len,
 			    .snap = copy});
@@ -1396,12 +1396,12 @@ static void maybe_snapshot(ld_replica *r, ld_actions *out)
 }
 
 /* ---- membership decrees --------------------------------------------------
- * A command of LD_MEMBERS_CLIENT: version 1, op, id, incarnation, peer,
+ * A command of PX_MEMBERS_CLIENT: version 1, op, id, incarnation, peer,
  * client (paxos.h). */
 
 #define CHANGE_BYTES_MAX (2 + 4 + 8 + 2 * (2 + LD_URL_BYTES_MAX))
 
-static size_t change_encode(const ld_change *c, uint8_t *buf)
+static size_t change_encode(const px_change *c, uint8_t *buf)
 {
 	uint8_t *p = buf;
 	*p++ = 1;
@@ -1414,19 +1414,19 @@ static size_t change_encode(const ld_change *c, uint8_t *buf)
 }
 
 typedef struct change_dec {
-	ld_change_op op;
+	px_change_op op;
 	uint32_t id;
 	uint64_t incarnation;
 	char peer[LD_URL_BYTES_MAX], client[LD_URL_BYTES_MAX];
 } change_dec;
 
-static int change_decode(const ld_cmd *cmd, change_dec *c)
+static int change_decode(const px_cmd *cmd, change_dec *c)
 {
 	const uint8_t *p = cmd->data, *end = cmd->data + cmd->len;
-	if (cmd->len < 2 || p[0] != 1 || p[1] < LD_CHANGE_ADD ||
-	    p[1] > LD_CHANGE_PROMOTE)
+	if (cmd->len < 2 || p[0] != 1 || p[1] < PX_CHANGE_ADD ||
+	    p[1] > PX_CHANGE_PROMOTE)
 		return -1;
-	c->op = (ld_change_op)p[1];
+	c->op = (px_change_op)p[1];
 	p += 2;
 	if (get_u32(&p, end, &c->id) || c->id >= LD_REPLICA_IDS ||
 	    get_u64(&p, end, &c->incarnation) || get_str(&p, end, c->peer) ||
@@ -1435,13 +1435,13 @@ static int change_decode(const ld_cmd *cmd, change_dec *c)
 	return 0;
 }
 
-static void change_done(ld_actions *out, uint64_t change_id,
-			ld_change_status st, int32_t hint, uint64_t slot,
+static void change_done(px_actions *out, uint64_t change_id,
+			px_change_status st, int32_t hint, uint64_t slot,
 			const char *why)
 {
 	out->changes = grow(out->changes, &out->changes_cap,
 			    out->nchanges + 1, sizeof *out->changes);
-	ld_change_done *d = &out->changes[out->nchanges++];
+	px_change_done *d = &out->changes[out->nchanges++];
 	memset(d, 0, sizeof *d);
 	d->change_id = change_id;
 	d->status = st;
@@ -1451,19 +1451,19 @@ static void change_done(ld_actions *out, uint64_t change_id,
 		snprintf(d->why, sizeof d->why, "%s", why);
 }
 
-static void join(ld_replica *r, ld_actions *out, ld_ballot b);
+static void join(px_replica *r, px_actions *out, px_ballot b);
 
 /* Applies a membership decree chosen at slot: a new configuration from
- * slot + LD_ALPHA. Deterministic and idempotent; why says what it did not
+ * slot + PX_ALPHA. Deterministic and idempotent; why says what it did not
  * do (NULL: done). */
-static const char *apply_change(ld_replica *r, ld_actions *out,
-				uint64_t slot, const ld_cmd *cmd)
+static const char *apply_change(px_replica *r, px_actions *out,
+				uint64_t slot, const px_cmd *cmd)
 {
 	change_dec c;
 	if (change_decode(cmd, &c) != 0)
 		return "malformed membership decree";
-	ld_members m = conf_latest(r)->m;
-	ld_member *x = NULL;
+	px_members m = conf_latest(r)->m;
+	px_member *x = NULL;
 	uint32_t at = 0;
 	for (at = 0; at < m.n; at++)
 		if (m.m[at].id >= c.id)
@@ -1471,7 +1471,7 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 	if (at < m.n && m.m[at].id == c.id)
 		x = &m.m[at];
 	switch (c.op) {
-	case LD_CHANGE_ADD:
+	case PX_CHANGE_ADD:
 		if (m.removed & id_bit(c.id))
 			return "that id left the cell; ids are never reused";
 		if (x != NULL)
@@ -1489,7 +1489,7 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 		memcpy(x->peer, c.peer, sizeof x->peer);
 		memcpy(x->client, c.client, sizeof x->client);
 		break;
-	case LD_CHANGE_PROMOTE:
+	case PX_CHANGE_PROMOTE:
 		if (x == NULL)
 			return "no such member";
 		if (x->voting)
@@ -1497,7 +1497,7 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 		x->voting = true;
 		x->incarnation = c.incarnation;
 		break;
-	case LD_CHANGE_REMOVE:
+	case PX_CHANGE_REMOVE:
 		if (x == NULL) {
 			if (m.removed & id_bit(c.id))
 				return NULL;
@@ -1516,43 +1516,43 @@ static const char *apply_change(ld_replica *r, ld_actions *out,
 		m.removed |= id_bit(c.id);
 		break;
 	}
-	uint64_t from = slot + (MUTANT(r, LD_MUTANT_ALPHA_ZERO) ? 1 : LD_ALPHA);
+	uint64_t from = slot + (MUTANT(r, PX_MUTANT_ALPHA_ZERO) ? 1 : PX_ALPHA);
 	/* One that a later decree made stale cannot be in effect before it:
 	 * configurations take effect in ledger order. */
 	if (from <= conf_latest(r)->from)
 		from = conf_latest(r)->from + 1;
 	conf_fill(conf_push(r), &m, from,
-		  MUTANT(r, LD_MUTANT_MINORITY_QUORUM));
+		  MUTANT(r, PX_MUTANT_MINORITY_QUORUM));
 	out->members_changed = true;
 	if (c.id == r->cfg.id) {
-		if (c.op == LD_CHANGE_REMOVE)
+		if (c.op == PX_CHANGE_REMOVE)
 			r->leaving = true;
 		/* A learner's own promotion, naming this very disk: it has
 		 * never voted with it (a learner does not), so it votes from
 		 * now on. A disk that was wiped since has another
 		 * incarnation and recovers (paxos.h). */
-		if (c.op == LD_CHANGE_PROMOTE && !r->joined &&
+		if (c.op == PX_CHANGE_PROMOTE && !r->joined &&
 		    c.incarnation != 0 && c.incarnation == r->cfg.incarnation)
-			join(r, out, (ld_ballot){0, 0});
+			join(r, out, (px_ballot){0, 0});
 	}
 	return NULL;
 }
 
-static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
-			ld_value *v)
+static void apply_value(px_replica *r, px_actions *out, uint64_t slot,
+			px_value *v)
 {
 	r->bytes_since_snap += 16;
 	for (uint32_t i = 0; i < v->ncmds; i++) {
-		const ld_cmd *cmd = &v->cmds[i];
+		const px_cmd *cmd = &v->cmds[i];
 		r->bytes_since_snap += 24 + cmd->len;
-		if (cmd->client_id == LD_MEMBERS_CLIENT) {
+		if (cmd->client_id == PX_MEMBERS_CLIENT) {
 			const char *why = apply_change(r, out, slot, cmd);
 			for (uint32_t k = 0; k < r->nchreqs; k++) {
 				if (r->chreqs[k].tag != cmd->seq)
 					continue;
 				change_done(out, r->chreqs[k].change_id,
-					    why ? LD_CHANGE_REFUSED
-						: LD_CHANGE_DONE,
+					    why ? PX_CHANGE_REFUSED
+						: PX_CHANGE_DONE,
 					    -1, slot, why);
 				r->chreqs[k] = r->chreqs[--r->nchreqs];
 				break;
@@ -1573,7 +1573,7 @@ static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 		}
 		int w = waiter_find(r, cmd->client_id, cmd->seq);
 		if (w >= 0) {
-			reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_OK,
+			reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_OK,
 			      cmd->seq == c->seq ? c : NULL);
 			waiter_remove(r, w);
 		}
@@ -1581,16 +1581,16 @@ static void apply_value(ld_replica *r, ld_actions *out, uint64_t slot,
 	out->chosen = grow(out->chosen, &out->chosen_cap, out->nchosen + 1,
 			   sizeof *out->chosen);
 	uint64_t d = r->sm->ops->digest(r->sm);
-	out->chosen[out->nchosen++] = (ld_chosen){
+	out->chosen[out->nchosen++] = (px_chosen){
 		.slot = slot,
-		.value = ld_value_ref(v),
+		.value = px_value_ref(v),
 		.sm_digest = d,
 	};
 	ckpt_note(r, slot, d);
 }
 
 /* Applies every chosen slot after commit, in order. */
-static void advance(ld_replica *r, ld_actions *out)
+static void advance(px_replica *r, px_actions *out)
 {
 	for (;;) {
 		entry *e = entry_at(r, r->commit + 1);
@@ -1605,31 +1605,31 @@ static void advance(ld_replica *r, ld_actions *out)
 		 * vote), else the value itself (learned by catch-up). */
 		if (e->vvalue != NULL && !ballot_zero(e->vballot) &&
 		    (e->vvalue == e->chosen ||
-		     ld_value_equal(e->vvalue, e->chosen)))
+		     px_value_equal(e->vvalue, e->chosen)))
 			persist(r, out,
-				(ld_record){.type = LD_REC_CHOSEN,
+				(px_record){.type = PX_REC_CHOSEN,
 					    .slot = r->commit,
 					    .ballot = e->vballot});
 		else
 			persist(r, out,
-				(ld_record){.type = LD_REC_CHOSEN,
+				(px_record){.type = PX_REC_CHOSEN,
 					    .slot = r->commit,
-					    .value = ld_value_ref(e->chosen)});
+					    .value = px_value_ref(e->chosen)});
 		/* The proposer's bookkeeping for this slot is finished. */
-		ld_value_unref(e->pvalue);
+		px_value_unref(e->pvalue);
 		e->pvalue = NULL;
-		ld_value_unref(e->p1value);
+		px_value_unref(e->p1value);
 		e->p1value = NULL;
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
 	uint64_t before = peers_mask(r);
 	conf_prune(r);
-	if (r->role == LD_LEADER) {
+	if (r->role == PX_LEADER) {
 		/* Replicas no configuration in effect holds any more hear that
 		 * their part is over: our commit is past their last slot. */
 		for (FOR_IDS(j, before & ~peers_mask(r))) {
-			ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
+			px_msg *m = msg_new(r, PX_MSG_COMMIT, (uint32_t)j);
 			m->ballot = r->ballot;
 			m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
 			emit(r, out, m);
@@ -1638,53 +1638,53 @@ static void advance(ld_replica *r, ld_actions *out)
 	maybe_snapshot(r, out);
 }
 
-static void learn(ld_replica *r, uint64_t slot, ld_value *v)
+static void learn(px_replica *r, uint64_t slot, px_value *v)
 {
 	entry *e = entry_get(r, slot);
 	if (e == NULL || e->chosen != NULL || slot <= r->commit)
 		return;
-	e->chosen = ld_value_ref(v);
+	e->chosen = px_value_ref(v);
 }
 
 /* ---- roles -------------------------------------------------------------- */
 
-static void clear_proposer_state(ld_replica *r)
+static void clear_proposer_state(px_replica *r)
 {
 	for (uint32_t i = 0; i < LD_LOG_SLOTS_MAX; i++) {
 		entry *e = &r->log[i];
-		ld_value_unref(e->pvalue);
+		px_value_unref(e->pvalue);
 		e->pvalue = NULL;
-		e->pballot = (ld_ballot){0, 0};
+		e->pballot = (px_ballot){0, 0};
 		e->acks = 0;
-		ld_value_unref(e->p1value);
+		px_value_unref(e->p1value);
 		e->p1value = NULL;
-		e->p1ballot = (ld_ballot){0, 0};
+		e->p1ballot = (px_ballot){0, 0};
 	}
 }
 
-static void reads_fail_all(ld_replica *r, ld_actions *out);
+static void reads_fail_all(px_replica *r, px_actions *out);
 
-static void changes_fail_all(ld_replica *r, ld_actions *out);
+static void changes_fail_all(px_replica *r, px_actions *out);
 
-static void become_follower(ld_replica *r, ld_actions *out, uint64_t now)
+static void become_follower(px_replica *r, px_actions *out, uint64_t now)
 {
 	reads_fail_all(r, out);
 	changes_fail_all(r, out);
-	if (r->role != LD_FOLLOWER) {
+	if (r->role != PX_FOLLOWER) {
 		clear_proposer_state(r);
 		pending_drop_all(r, out);
 	}
-	r->role = LD_FOLLOWER;
+	r->role = PX_FOLLOWER;
 	r->election_at_us = now + election_delay(r);
 }
 
 /* Phase 1a to every voter of a slot after from that has not promised. */
-static void send_prepares_from(ld_replica *r, ld_actions *out, uint64_t from)
+static void send_prepares_from(px_replica *r, px_actions *out, uint64_t from)
 {
 	for (FOR_IDS(j, voters_mask(r) & ~r->promises)) {
 		if (j == r->cfg.id)
 			continue;
-		ld_msg *m = msg_new(r, LD_MSG_PREPARE, (uint32_t)j);
+		px_msg *m = msg_new(r, PX_MSG_PREPARE, (uint32_t)j);
 		m->ballot = r->ballot;
 		m->slot = from;
 		/* P1 across restarts: nobody sees a ballot before our own
@@ -1697,22 +1697,22 @@ static void send_prepares_from(ld_replica *r, ld_actions *out, uint64_t from)
 	r->p1_sent_us = r->now_us;
 }
 
-static void send_prepares(ld_replica *r, ld_actions *out)
+static void send_prepares(px_replica *r, px_actions *out)
 {
 	send_prepares_from(r, out, r->p1_from);
 }
 
-static void changes_fail_all(ld_replica *r, ld_actions *out)
+static void changes_fail_all(px_replica *r, px_actions *out)
 {
 	for (uint32_t k = 0; k < r->nchreqs; k++)
-		change_done(out, r->chreqs[k].change_id, LD_CHANGE_NOT_LEADER,
+		change_done(out, r->chreqs[k].change_id, PX_CHANGE_NOT_LEADER,
 			    r->leader, 0,
 			    "leadership changed before the change was applied "
 			    "(it may still be): list the members and retry");
 	r->nchreqs = 0;
 }
 
-static void start_candidacy(ld_replica *r, ld_actions *out)
+static void start_candidacy(px_replica *r, px_actions *out)
 {
 	reads_fail_all(r, out);
 	changes_fail_all(r, out);
@@ -1720,18 +1720,18 @@ static void start_candidacy(ld_replica *r, ld_actions *out)
 	uint64_t round = r->max_round;
 	if (r->promised.round > round)
 		round = r->promised.round;
-	if (round + 1 >= LD_ROUND_MAX) {
-		/* Rounds above LD_ROUND_MAX are refused from the wire; a cell
+	if (round + 1 >= PX_ROUND_MAX) {
+		/* Rounds above PX_ROUND_MAX are refused from the wire; a cell
 		 * that got here (2^62 elections, or a forged ballot) cannot
 		 * campaign, and must not wrap to round 0. */
 		become_follower(r, out, r->now_us);
 		return;
 	}
-	r->role = LD_CANDIDATE;
+	r->role = PX_CANDIDATE;
 	r->max_round = round + 1;
 	/* P1: the replica id makes this ballot unique. */
-	r->ballot = (ld_ballot){round + 1, r->cfg.id};
-	if (MUTANT(r, LD_MUTANT_SHARED_BALLOTS))
+	r->ballot = (px_ballot){round + 1, r->cfg.id};
+	if (MUTANT(r, PX_MUTANT_SHARED_BALLOTS))
 		r->ballot.id = 0;
 	r->p1_from = r->commit + 1;
 	r->p1_max = r->commit;
@@ -1739,61 +1739,61 @@ static void start_candidacy(ld_replica *r, ld_actions *out)
 	r->cand_started_us = r->now_us;
 	r->leader = -1;
 	/* Our own acceptor answers through the same path as the others. */
-	ld_msg *self = msg_new(r, LD_MSG_PREPARE, r->cfg.id);
+	px_msg *self = msg_new(r, PX_MSG_PREPARE, r->cfg.id);
 	self->ballot = r->ballot;
 	self->slot = r->p1_from;
 	emit(r, out, self);
-	if (r->role == LD_CANDIDATE)
+	if (r->role == PX_CANDIDATE)
 		send_prepares(r, out);
 }
 
-static void send_accept(ld_replica *r, ld_actions *out, entry *e, uint32_t to)
+static void send_accept(px_replica *r, px_actions *out, entry *e, uint32_t to)
 {
-	ld_msg *m = msg_new(r, LD_MSG_ACCEPT, to);
+	px_msg *m = msg_new(r, PX_MSG_ACCEPT, to);
 	m->ballot = r->ballot;
 	m->slot = e->slot;
-	m->value = ld_value_ref(e->pvalue);
+	m->value = px_value_ref(e->pvalue);
 	emit(r, out, m);
 }
 
-static void check_chosen(ld_replica *r, entry *e)
+static void check_chosen(px_replica *r, entry *e)
 {
 	if (e->chosen != NULL)
 		return;
 	const conf *c = conf_at(r, e->slot);
 	/* A majority of the voters of this slot's configuration. */
 	if (quorum_in(c, e->acks) ||
-	    (MUTANT(r, LD_MUTANT_COUNT_REMOVED) &&
+	    (MUTANT(r, PX_MUTANT_COUNT_REMOVED) &&
 	     popcount64(e->acks & (c->voters | conf_latest(r)->m.removed)) >=
 		     c->quorum))
-		e->chosen = ld_value_ref(e->pvalue);
+		e->chosen = px_value_ref(e->pvalue);
 }
 
 /* Phase 2a for one slot: our own acceptor votes first (durably), then the
  * others. */
-static void propose(ld_replica *r, ld_actions *out, uint64_t slot, ld_value *v)
+static void propose(px_replica *r, px_actions *out, uint64_t slot, px_value *v)
 {
 	entry *e = entry_get(r, slot);
 	assert(e != NULL);
 	assert(e->chosen == NULL);
-	ld_value_unref(e->pvalue);
-	e->pvalue = ld_value_ref(v);
+	px_value_unref(e->pvalue);
+	e->pvalue = px_value_ref(v);
 	e->pballot = r->ballot;
 	e->acks = 0;
 	e->sent_us = r->now_us;
-	if (MUTANT(r, LD_MUTANT_EARLY_CHOSEN))
-		e->chosen = ld_value_ref(v);
+	if (MUTANT(r, PX_MUTANT_EARLY_CHOSEN))
+		e->chosen = px_value_ref(v);
 	send_accept(r, out, e, r->cfg.id);
 	for (FOR_IDS(j, peers_mask(r)))
 		send_accept(r, out, e, (uint32_t)j);
 }
 
-static void send_commits(ld_replica *r, ld_actions *out)
+static void send_commits(px_replica *r, px_actions *out)
 {
 	r->hb_seq++;
 	r->hb_wanted = false;
 	for (FOR_IDS(j, peers_mask(r))) {
-		ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
+		px_msg *m = msg_new(r, PX_MSG_COMMIT, (uint32_t)j);
 		m->ballot = r->ballot;
 		/* The highest slot this leader has proposed or will
 		 * re-propose from its phase 1: a recovering replica learns up
@@ -1817,7 +1817,7 @@ static void send_commits(ld_replica *r, ld_actions *out)
 /* Whether our phase 1 covers slot: its configuration's voters promised our
  * ballot (a majority of them). If not, asks the ones missing (same ballot,
  * from slot on) and answers false: we propose there once they promise. */
-static bool p1_covers(ld_replica *r, ld_actions *out, uint64_t slot)
+static bool p1_covers(px_replica *r, px_actions *out, uint64_t slot)
 {
 	const conf *c = conf_at(r, slot);
 	if (quorum_in(c, r->promises))
@@ -1833,9 +1833,9 @@ static bool p1_covers(ld_replica *r, ld_actions *out, uint64_t slot)
 /* Fills the pipeline: first what phase 1 found (P3, no-ops in the gaps),
  * then the pending queue, many commands per decree, then no-ops while a
  * membership change waits for its slot to come. */
-static void flush_pending(ld_replica *r, ld_actions *out)
+static void flush_pending(px_replica *r, px_actions *out)
 {
-	while (r->role == LD_LEADER &&
+	while (r->role == PX_LEADER &&
 	       r->next_slot - 1 - r->commit < r->cfg.window_slots &&
 	       entry_get(r, r->next_slot) != NULL) {
 		entry *e = entry_get(r, r->next_slot);
@@ -1851,25 +1851,25 @@ static void flush_pending(ld_replica *r, ld_actions *out)
 		if (!p1_covers(r, out, r->next_slot))
 			break;
 		if (refill || settle) {
-			ld_value *v = ld_value_noop();
+			px_value *v = px_value_noop();
 			/* P3: the value of the highest-ballot vote, if any. */
 			if (refill && e->p1value != NULL &&
-			    !MUTANT(r, LD_MUTANT_IGNORE_VOTES))
+			    !MUTANT(r, PX_MUTANT_IGNORE_VOTES))
 				v = e->p1value;
-			ld_value_ref(v);
+			px_value_ref(v);
 			propose(r, out, r->next_slot++, v);
-			ld_value_unref(v);
+			px_value_unref(v);
 			continue;
 		}
 		uint32_t n = r->pending_n;
 		if (n > r->cfg.batch_cmds)
 			n = r->cfg.batch_cmds;
-		ld_cmd cmds[LD_BATCH_CMDS_MAX];
+		px_cmd cmds[LD_BATCH_CMDS_MAX];
 		for (uint32_t i = 0; i < n; i++)
 			cmds[i] = r->pending[(r->pending_head + i) %
 					     LD_PENDING_CMDS_MAX]
 					  .cmd;
-		ld_value *v = ld_value_new(cmds, n);
+		px_value *v = px_value_new(cmds, n);
 		if (v == NULL)
 			abort();
 		for (uint32_t i = 0; i < n; i++) {
@@ -1880,15 +1880,15 @@ static void flush_pending(ld_replica *r, ld_actions *out)
 		r->pending_n -= n;
 		uint64_t slot = r->next_slot++;
 		propose(r, out, slot, v);
-		ld_value_unref(v);
-		if (r->role != LD_LEADER)
+		px_value_unref(v);
+		if (r->role != PX_LEADER)
 			break;
 	}
 }
 
-static void become_leader(ld_replica *r, ld_actions *out)
+static void become_leader(px_replica *r, px_actions *out)
 {
-	r->role = LD_LEADER;
+	r->role = PX_LEADER;
 	r->leader = (int32_t)r->cfg.id;
 	r->leader_ballot = r->ballot;
 	r->lead_since_us = r->now_us;
@@ -1905,44 +1905,44 @@ static void become_leader(ld_replica *r, ld_actions *out)
 	r->next_slot = r->commit + 1 > r->p1_from ? r->commit + 1 : r->p1_from;
 	r->p1_ext_from = 0;
 	flush_pending(r, out);
-	if (r->role != LD_LEADER)
+	if (r->role != PX_LEADER)
 		return;
 	send_commits(r, out);
 }
 
 /* ---- message handlers --------------------------------------------------- */
 
-static void note_ballot(ld_replica *r, ld_ballot b)
+static void note_ballot(px_replica *r, px_ballot b)
 {
 	if (b.round > r->max_round)
 		r->max_round = b.round;
 }
 
-static bool live_leader_other_than(ld_replica *r, uint32_t from)
+static bool live_leader_other_than(px_replica *r, uint32_t from)
 {
-	if (r->role == LD_LEADER)
+	if (r->role == PX_LEADER)
 		return from != r->cfg.id;
 	return r->leader >= 0 && (uint32_t)r->leader != from &&
 	       (uint32_t)r->leader != r->cfg.id &&
 	       r->now_us < r->heard_us + r->cfg.election_timeout_us;
 }
 
-static void reject(ld_replica *r, ld_actions *out, const ld_msg *m)
+static void reject(px_replica *r, px_actions *out, const px_msg *m)
 {
-	ld_msg *x = msg_new(r, LD_MSG_REJECT, m->from);
+	px_msg *x = msg_new(r, PX_MSG_REJECT, m->from);
 	x->ballot = r->promised;
 	x->slot = m->slot;
 	emit(r, out, x);
 }
 
 /* A message from a leader (or would-be leader) at ballot b >= our promise. */
-static void heard_leader(ld_replica *r, ld_actions *out, const ld_msg *m)
+static void heard_leader(px_replica *r, px_actions *out, const px_msg *m)
 {
 	if (m->from == r->cfg.id)
 		return;
-	if (r->role != LD_FOLLOWER && ld_ballot_cmp(m->ballot, r->ballot) >= 0)
+	if (r->role != PX_FOLLOWER && px_ballot_cmp(m->ballot, r->ballot) >= 0)
 		become_follower(r, out, r->now_us);
-	if (r->role == LD_FOLLOWER) {
+	if (r->role == PX_FOLLOWER) {
 		r->leader = (int32_t)m->from;
 		r->leader_ballot = m->ballot;
 		r->heard_us = r->now_us;
@@ -1950,7 +1950,7 @@ static void heard_leader(ld_replica *r, ld_actions *out, const ld_msg *m)
 	}
 }
 
-static void note_commit(ld_replica *r, const ld_msg *m)
+static void note_commit(px_replica *r, const px_msg *m)
 {
 	/* Prefer the current leader as the source of catch-up; otherwise the
 	 * latest replica to claim the most (one that claimed it earlier may
@@ -1964,17 +1964,17 @@ static void note_commit(ld_replica *r, const ld_msg *m)
 	}
 }
 
-static void maybe_catchup(ld_replica *r, ld_actions *out)
+static void maybe_catchup(px_replica *r, px_actions *out)
 {
-	if (r->role == LD_LEADER || r->known_commit <= r->commit ||
+	if (r->role == PX_LEADER || r->known_commit <= r->commit ||
 	    r->known_commit_from < 0 ||
 	    (uint32_t)r->known_commit_from == r->cfg.id)
 		return;
 	if (r->catchup_sent_us != 0 &&
 	    r->now_us < r->catchup_sent_us + r->cfg.retry_us)
 		return;
-	ld_msg *m =
-		msg_new(r, LD_MSG_CATCHUP_REQ, (uint32_t)r->known_commit_from);
+	px_msg *m =
+		msg_new(r, PX_MSG_CATCHUP_REQ, (uint32_t)r->known_commit_from);
 	m->slot = r->commit + 1;
 	r->catchup_sent_us = r->now_us;
 	r->catchup_to = r->known_commit_from;
@@ -1982,11 +1982,11 @@ static void maybe_catchup(ld_replica *r, ld_actions *out)
 	emit(r, out, m);
 }
 
-static void requeue_proposals(ld_replica *r, ld_actions *out);
+static void requeue_proposals(px_replica *r, px_actions *out);
 
 /* ---- recovery from an empty disk (paxos.h) ------------------------------ */
 
-static bool holds_votes(const ld_replica *r)
+static bool holds_votes(const px_replica *r)
 {
 	for (uint32_t i = 0; i < LD_LOG_SLOTS_MAX; i++)
 		if (r->log[i].slot != 0 && !ballot_zero(r->log[i].vballot))
@@ -1996,7 +1996,7 @@ static bool holds_votes(const ld_replica *r)
 
 /* Nothing chosen here, as far as this replica's disk knows: no vote, nothing
  * applied. (A promise alone chose nothing.) */
-static bool replica_empty(const ld_replica *r)
+static bool replica_empty(const px_replica *r)
 {
 	return r->commit == 0 && r->snap_base == 0 && !holds_votes(r);
 }
@@ -2004,19 +2004,19 @@ static bool replica_empty(const ld_replica *r)
 /* From now on this replica promises and votes. b: the ballot it promises
  * at once (zero for a new cell). PROMISE before JOINED: a disk that keeps
  * a prefix of the writes never holds JOINED without the promise. */
-static void join(ld_replica *r, ld_actions *out, ld_ballot b)
+static void join(px_replica *r, px_actions *out, px_ballot b)
 {
 	r->joined = true;
-	if (ld_ballot_cmp(b, r->promised) > 0) {
+	if (px_ballot_cmp(b, r->promised) > 0) {
 		r->promised = b;
 		persist_promise(r, out);
 	}
 	note_ballot(r, b);
-	persist(r, out, (ld_record){.type = LD_REC_JOINED});
+	persist(r, out, (px_record){.type = PX_REC_JOINED});
 	r->election_at_us = r->now_us + election_delay(r);
 }
 
-static void send_probes(ld_replica *r, ld_actions *out)
+static void send_probes(px_replica *r, px_actions *out)
 {
 	r->probe_round++;
 	/* Only answers to probes sent once every candidacy that could still
@@ -2027,7 +2027,7 @@ static void send_probes(ld_replica *r, ld_actions *out)
 	    r->now_us >= r->started_us + 2 * r->cfg.election_timeout_us)
 		r->probe_eligible_round = r->probe_round;
 	for (FOR_IDS(j, peers_mask(r))) {
-		ld_msg *m = msg_new(r, LD_MSG_PROBE, (uint32_t)j);
+		px_msg *m = msg_new(r, PX_MSG_PROBE, (uint32_t)j);
 		m->slot = r->probe_round;
 		m->incarnation = r->cfg.incarnation;
 		emit(r, out, m);
@@ -2035,30 +2035,30 @@ static void send_probes(ld_replica *r, ld_actions *out)
 	r->probe_at_us = r->now_us + r->cfg.retry_us;
 }
 
-static void on_probe(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_probe(px_replica *r, const px_msg *m, px_actions *out)
 {
-	ld_msg *a = msg_new(r, LD_MSG_PROBE_ACK, m->from);
+	px_msg *a = msg_new(r, PX_MSG_PROBE_ACK, m->from);
 	a->ballot = r->promised;
 	a->slot = m->slot;
-	a->flags = (r->joined ? LD_FLAG_VOTER : 0) |
-		   (holds_votes(r) ? LD_FLAG_HAS_VOTES : 0) |
-		   (conf_latest(r)->m.removed & id_bit(m->from) ? LD_FLAG_REMOVED
+	a->flags = (r->joined ? PX_FLAG_VOTER : 0) |
+		   (holds_votes(r) ? PX_FLAG_HAS_VOTES : 0) |
+		   (conf_latest(r)->m.removed & id_bit(m->from) ? PX_FLAG_REMOVED
 								 : 0);
 	emit(r, out, a);
 	/* A recovering replica asks for a leader above M: run phase 1 again
 	 * above it, as the current leader (the others still follow us). */
-	if (r->role == LD_LEADER && !ballot_zero(m->ballot) &&
-	    ld_ballot_cmp(m->ballot, r->ballot) >= 0) {
+	if (r->role == PX_LEADER && !ballot_zero(m->ballot) &&
+	    px_ballot_cmp(m->ballot, r->ballot) >= 0) {
 		requeue_proposals(r, out);
 		start_candidacy(r, out);
 	}
 }
 
-static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_probe_ack(px_replica *r, const px_msg *m, px_actions *out)
 {
-	if (m->flags & LD_FLAG_REMOVED)
+	if (m->flags & PX_FLAG_REMOVED)
 		r->told_removed = true;
-	if (r->role != LD_LEADER) {
+	if (r->role != PX_LEADER) {
 		note_commit(r, m);
 		maybe_catchup(r, out);
 	}
@@ -2067,21 +2067,21 @@ static void on_probe_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 		return;
 	r->probe_acks[m->from].round = m->slot;
 	r->probe_acks[m->from].promised = m->ballot;
-	r->probe_acks[m->from].voter = (m->flags & LD_FLAG_VOTER) != 0;
-	r->probe_acks[m->from].empty = !(m->flags & LD_FLAG_HAS_VOTES) &&
+	r->probe_acks[m->from].voter = (m->flags & PX_FLAG_VOTER) != 0;
+	r->probe_acks[m->from].empty = !(m->flags & PX_FLAG_HAS_VOTES) &&
 				       m->commit == 0 && m->base == 0;
 }
 
 /* A COMMIT from a leader while recovering: a leader above M ran its phase 1
  * without us (we answer none), so once we have learned what it proposed
  * then, we may vote. A leader at or below M is asked to go above it. */
-static void recover_heard_leader(ld_replica *r, const ld_msg *m,
-				 ld_actions *out)
+static void recover_heard_leader(px_replica *r, const px_msg *m,
+				 px_actions *out)
 {
 	if (!r->recover_known)
 		return;
-	if (ld_ballot_cmp(m->ballot, r->recover_above) > 0) {
-		if (ld_ballot_cmp(m->ballot, r->recover_ballot) > 0) {
+	if (px_ballot_cmp(m->ballot, r->recover_above) > 0) {
+		if (px_ballot_cmp(m->ballot, r->recover_ballot) > 0) {
 			r->recover_ballot = m->ballot;
 			r->recover_horizon = m->slot;
 		}
@@ -2089,14 +2089,14 @@ static void recover_heard_leader(ld_replica *r, const ld_msg *m,
 	}
 	if (r->now_us < r->nudge_at_us)
 		return;
-	ld_msg *p = msg_new(r, LD_MSG_PROBE, m->from);
+	px_msg *p = msg_new(r, PX_MSG_PROBE, m->from);
 	p->ballot = r->recover_above;
 	emit(r, out, p);
 	r->nudge_at_us = r->now_us + r->cfg.election_timeout_us;
 }
 
 /* Decides, after each step, whether a replica without JOINED may vote. */
-static void recovery_step(ld_replica *r, ld_actions *out)
+static void recovery_step(px_replica *r, px_actions *out)
 {
 	if (r->joined || r->leaving || r->told_removed)
 		return;
@@ -2108,15 +2108,15 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 	/* Promoted while a learner, naming this very disk (we may have
 	 * learned it from a snapshot rather than the decree): this disk
 	 * never voted, so it votes from now on (apply_change). */
-	const ld_member *me = ld_members_find(&cf->m, r->cfg.id);
+	const px_member *me = px_members_find(&cf->m, r->cfg.id);
 	if (me != NULL && me->incarnation != 0 &&
 	    me->incarnation == r->cfg.incarnation) {
-		join(r, out, (ld_ballot){0, 0});
+		join(r, out, (px_ballot){0, 0});
 		return;
 	}
 	uint32_t n = popcount64(cf->voters);
-	if (n == 1 || MUTANT(r, LD_MUTANT_WIPED_VOTES)) {
-		join(r, out, (ld_ballot){0, 0});
+	if (n == 1 || MUTANT(r, PX_MUTANT_WIPED_VOTES)) {
+		join(r, out, (px_ballot){0, 0});
 		return;
 	}
 	/* A new cell, or one that never chose anything: nobody holds a vote
@@ -2127,14 +2127,14 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 	 * first, and that proposer answered (all did). */
 	if (replica_empty(r)) {
 		bool all = true;
-		ld_ballot mx = r->promised;
+		px_ballot mx = r->promised;
 		for (FOR_IDS(j, cf->voters)) {
 			if (j == r->cfg.id)
 				continue;
 			if (r->probe_acks[j].round == 0 ||
 			    !r->probe_acks[j].empty)
 				all = false;
-			else if (ld_ballot_cmp(r->probe_acks[j].promised, mx) >
+			else if (px_ballot_cmp(r->probe_acks[j].promised, mx) >
 				 0)
 				mx = r->probe_acks[j].promised;
 		}
@@ -2145,14 +2145,14 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 	}
 	/* The configuration must be the cell's: one that changed since the
 	 * one we know could have other voters. We know the configuration of
-	 * every slot up to commit + LD_ALPHA. */
+	 * every slot up to commit + PX_ALPHA. */
 	if (!r->recover_known && r->probe_eligible_round != 0 &&
-	    r->commit + LD_ALPHA > r->known_commit) {
+	    r->commit + PX_ALPHA > r->known_commit) {
 		/* In every configuration of a slot after commit: n - q + 1
 		 * voters meet the q - 1 others that promised any ballot we
 		 * promised and that reached a quorum. */
 		bool enough = true;
-		ld_ballot mx = {0, 0};
+		px_ballot mx = {0, 0};
 		for (uint32_t c = 0; c < r->nconfs; c++) {
 			const conf *k = &r->confs[c];
 			uint32_t cnt = 0;
@@ -2162,7 +2162,7 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 				    pa->round < r->probe_eligible_round)
 					continue;
 				cnt++;
-				if (ld_ballot_cmp(pa->promised, mx) > 0)
+				if (px_ballot_cmp(pa->promised, mx) > 0)
 					mx = pa->promised;
 			}
 			uint32_t kn = popcount64(k->voters);
@@ -2180,7 +2180,7 @@ static void recovery_step(ld_replica *r, ld_actions *out)
 		join(r, out, r->recover_ballot);
 }
 
-static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_prepare(px_replica *r, const px_msg *m, px_actions *out)
 {
 	/* Recovery: a replica that may have lost its promises and votes
 	 * answers no phase 1 (paxos.h). Not answering is always safe. */
@@ -2192,13 +2192,13 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	 * so it catches up and learns that it left. */
 	if (!(voters_mask(r) & id_bit(m->from))) {
 		if (r->commit > m->commit) {
-			ld_msg *x = msg_new(r, LD_MSG_REJECT, m->from);
+			px_msg *x = msg_new(r, PX_MSG_REJECT, m->from);
 			x->slot = m->slot;
 			emit(r, out, x);
 		}
 		return;
 	}
-	int c = ld_ballot_cmp(m->ballot, r->promised);
+	int c = px_ballot_cmp(m->ballot, r->promised);
 	if (c < 0) {
 		reject(r, out, m);
 		return;
@@ -2210,8 +2210,8 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 			return;
 		r->promised = m->ballot;
 		persist_promise(r, out);
-		if (r->role != LD_FOLLOWER && m->from != r->cfg.id &&
-		    ld_ballot_cmp(m->ballot, r->ballot) > 0)
+		if (r->role != PX_FOLLOWER && m->from != r->cfg.id &&
+		    px_ballot_cmp(m->ballot, r->ballot) > 0)
 			become_follower(r, out, r->now_us);
 	}
 	/* The promise carries every vote from the asked slot on (P3), and
@@ -2219,7 +2219,7 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 	 * an empty disk holds no vote for the slots its lost votes helped
 	 * choose, only the knowledge that they were chosen. It leaves once
 	 * the promise and those votes are durable. */
-	ld_msg *p = msg_new(r, LD_MSG_PROMISE, m->from);
+	px_msg *p = msg_new(r, PX_MSG_PROMISE, m->from);
 	p->ballot = m->ballot;
 	p->slot = m->slot;
 	uint64_t lo = m->slot > r->log_start ? m->slot : r->log_start;
@@ -2240,16 +2240,16 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
 			if (e == NULL)
 				continue;
 			if (e->chosen != NULL)
-				p->votes[p->nvotes++] = (ld_vote){
+				p->votes[p->nvotes++] = (px_vote){
 					.slot = s,
-					.value = ld_value_ref(e->chosen),
+					.value = px_value_ref(e->chosen),
 					.chosen = true,
 				};
 			else if (!ballot_zero(e->vballot))
-				p->votes[p->nvotes++] = (ld_vote){
+				p->votes[p->nvotes++] = (px_vote){
 					.slot = s,
 					.ballot = e->vballot,
-					.value = ld_value_ref(e->vvalue),
+					.value = px_value_ref(e->vvalue),
 				};
 		}
 	}
@@ -2260,10 +2260,10 @@ static void on_prepare(ld_replica *r, const ld_msg *m, ld_actions *out)
  * the chosen ones are learned, the others kept when of the highest ballot
  * so far (P3). false when a vote lies beyond what the log can hold: we are
  * far behind, and the caller catches up instead. */
-static bool p1_take_votes(ld_replica *r, const ld_msg *m, uint64_t from)
+static bool p1_take_votes(px_replica *r, const px_msg *m, uint64_t from)
 {
 	for (uint32_t i = 0; i < m->nvotes; i++) {
-		const ld_vote *v = &m->votes[i];
+		const px_vote *v = &m->votes[i];
 		if (v->slot < from)
 			continue;
 		entry *e = entry_get(r, v->slot);
@@ -2273,10 +2273,10 @@ static bool p1_take_votes(ld_replica *r, const ld_msg *m, uint64_t from)
 			/* A fact, whatever anyone voted: no proposal needed. */
 			learn(r, v->slot, v->value);
 		} else if (ballot_zero(e->p1ballot) ||
-			   ld_ballot_cmp(v->ballot, e->p1ballot) > 0) {
-			ld_value_unref(e->p1value);
+			   px_ballot_cmp(v->ballot, e->p1ballot) > 0) {
+			px_value_unref(e->p1value);
 			e->p1ballot = v->ballot;
-			e->p1value = ld_value_ref(v->value);
+			e->p1value = px_value_ref(v->value);
 		}
 		if (v->slot > r->p1_max)
 			r->p1_max = v->slot;
@@ -2287,8 +2287,8 @@ static bool p1_take_votes(ld_replica *r, const ld_msg *m, uint64_t from)
 /* A leader's phase 1 reaching voters of a configuration that its first
  * quorum did not cover (p1_covers): their votes constrain the slots we have
  * not proposed in yet, as any promise does. */
-static void on_promise_leading(ld_replica *r, const ld_msg *m,
-			       ld_actions *out)
+static void on_promise_leading(px_replica *r, const px_msg *m,
+			       px_actions *out)
 {
 	if (m->base >= r->next_slot) {
 		/* It applied slots we are proposing: we are behind. */
@@ -2308,14 +2308,14 @@ static void on_promise_leading(ld_replica *r, const ld_msg *m,
 	flush_pending(r, out);
 }
 
-static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_promise(px_replica *r, const px_msg *m, px_actions *out)
 {
-	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0 &&
+	if (r->role == PX_LEADER && px_ballot_cmp(m->ballot, r->ballot) == 0 &&
 	    !(r->promises & id_bit(m->from))) {
 		on_promise_leading(r, m, out);
 		return;
 	}
-	if (r->role != LD_CANDIDATE || ld_ballot_cmp(m->ballot, r->ballot) != 0)
+	if (r->role != PX_CANDIDATE || px_ballot_cmp(m->ballot, r->ballot) != 0)
 		return;
 	/* A candidacy ends after an election timeout, even if the tick that
 	 * ends it has not run yet (a paused process): recovery (paxos.h)
@@ -2343,7 +2343,7 @@ static void on_promise(ld_replica *r, const ld_msg *m, ld_actions *out)
 		become_leader(r, out);
 }
 
-static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_accept(px_replica *r, const px_msg *m, px_actions *out)
 {
 	if (!r->joined) {
 		/* Recovering: no vote, but a leader worth catching up from. */
@@ -2352,17 +2352,17 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 		maybe_catchup(r, out);
 		return;
 	}
-	if (ld_ballot_cmp(m->ballot, r->promised) < 0) {
+	if (px_ballot_cmp(m->ballot, r->promised) < 0) {
 		reject(r, out, m);
 		return;
 	}
-	if (ld_ballot_cmp(m->ballot, r->promised) > 0) {
+	if (px_ballot_cmp(m->ballot, r->promised) > 0) {
 		/* Leader stability, as for a 1a: while we hear a live leader,
 		 * a 2a from anyone else at a higher ballot goes unanswered
 		 * (not answering is always safe), so one stray or forged
 		 * ballot cannot raise our promise past the leader's. A leader
 		 * does take it: someone above it leads, and it steps down. */
-		if (r->role != LD_LEADER && live_leader_other_than(r, m->from))
+		if (r->role != PX_LEADER && live_leader_other_than(r, m->from))
 			return;
 		r->promised = m->ballot;
 		persist_promise(r, out);
@@ -2380,18 +2380,18 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 		maybe_catchup(r, out);
 		return;
 	}
-	ld_value_unref(e->vvalue);
+	px_value_unref(e->vvalue);
 	e->vballot = m->ballot;
-	e->vvalue = ld_value_ref(m->value);
+	e->vvalue = px_value_ref(m->value);
 	persist(r, out,
-		(ld_record){.type = LD_REC_VOTE,
+		(px_record){.type = PX_REC_VOTE,
 			    .ballot = m->ballot,
 			    .slot = m->slot,
-			    .value = ld_value_ref(m->value)});
-	ld_msg *a = msg_new(r, LD_MSG_ACCEPTED, m->from);
+			    .value = px_value_ref(m->value)});
+	px_msg *a = msg_new(r, PX_MSG_ACCEPTED, m->from);
 	a->ballot = m->ballot;
 	a->slot = m->slot;
-	if (MUTANT(r, LD_MUTANT_VOTE_BEFORE_SYNC))
+	if (MUTANT(r, PX_MUTANT_VOTE_BEFORE_SYNC))
 		emit(r, out, a);
 	else
 		emit_after_sync(r, out, a);
@@ -2402,7 +2402,7 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 		for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
 			entry *x = entry_at(r, s);
 			if (x == NULL || x->vvalue == NULL ||
-			    ld_ballot_cmp(x->vballot, m->ballot) != 0)
+			    px_ballot_cmp(x->vballot, m->ballot) != 0)
 				break;
 			learn(r, s, x->vvalue);
 		}
@@ -2411,14 +2411,14 @@ static void on_accept(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 }
 
-static void on_accepted(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_accepted(px_replica *r, const px_msg *m, px_actions *out)
 {
-	if (r->role != LD_LEADER || ld_ballot_cmp(m->ballot, r->ballot) != 0)
+	if (r->role != PX_LEADER || px_ballot_cmp(m->ballot, r->ballot) != 0)
 		return;
 	r->peer_heard_us[m->from] = r->now_us;
 	entry *e = entry_at(r, m->slot);
 	if (e == NULL || e->pvalue == NULL ||
-	    ld_ballot_cmp(e->pballot, r->ballot) != 0)
+	    px_ballot_cmp(e->pballot, r->ballot) != 0)
 		return;
 	e->acks |= id_bit(m->from);
 	check_chosen(r, e);
@@ -2428,15 +2428,15 @@ static void on_accepted(ld_replica *r, const ld_msg *m, ld_actions *out)
 
 /* Puts the commands of this leader's unchosen proposals back at the front
  * of the pending queue, in ledger order. */
-static void requeue_proposals(ld_replica *r, ld_actions *out)
+static void requeue_proposals(px_replica *r, px_actions *out)
 {
 	for (uint64_t s = r->next_slot; s-- > r->commit + 1;) {
 		entry *e = entry_at(r, s);
 		if (e == NULL || e->chosen != NULL || e->pvalue == NULL ||
-		    ld_ballot_cmp(e->pballot, r->ballot) != 0)
+		    px_ballot_cmp(e->pballot, r->ballot) != 0)
 			continue;
 		for (uint32_t i = e->pvalue->ncmds; i-- > 0;) {
-			const ld_cmd *c = &e->pvalue->cmds[i];
+			const px_cmd *c = &e->pvalue->cmds[i];
 			int w = waiter_find(r, c->client_id, c->seq);
 			if (w < 0)
 				continue; /* nobody waits here: not ours */
@@ -2444,7 +2444,7 @@ static void requeue_proposals(ld_replica *r, ld_actions *out)
 			if (r->pending_n >= LD_PENDING_CMDS_MAX ||
 			    (data = malloc(c->len ? c->len : 1)) == NULL) {
 				reply(r, out, c->client_id, c->seq,
-				      LD_REPLY_BUSY, NULL);
+				      PX_REPLY_BUSY, NULL);
 				waiter_remove(r, w);
 				continue;
 			}
@@ -2460,22 +2460,22 @@ static void requeue_proposals(ld_replica *r, ld_actions *out)
 	}
 }
 
-static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_reject(px_replica *r, const px_msg *m, px_actions *out)
 {
 	note_ballot(r, m->ballot);
 	if (ballot_zero(m->ballot)) {
 		/* From a replica that does not count us as a voter: we may
 		 * have been removed while away. Catch up to find out. */
-		if (r->role == LD_CANDIDATE)
+		if (r->role == PX_CANDIDATE)
 			become_follower(r, out, r->now_us);
 		note_commit(r, m);
 		maybe_catchup(r, out);
 		return;
 	}
-	if (r->role == LD_FOLLOWER)
+	if (r->role == PX_FOLLOWER)
 		return;
-	if (ld_ballot_cmp(m->ballot, r->ballot) > 0) {
-		if (r->role == LD_LEADER) {
+	if (px_ballot_cmp(m->ballot, r->ballot) > 0) {
+		if (r->role == PX_LEADER) {
 			/* Someone promised a higher ballot (say a replica that
 			 * campaigned while cut off). Run phase 1 again above
 			 * it; the others still hear us and will promise. Our
@@ -2492,7 +2492,7 @@ static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
 		}
 		return;
 	}
-	if (r->role == LD_LEADER && m->base >= m->slot && m->slot > r->commit) {
+	if (r->role == PX_LEADER && m->base >= m->slot && m->slot > r->commit) {
 		/* The acceptor already applied a slot we are proposing: we
 		 * are behind. Step down and catch up. */
 		note_commit(r, m);
@@ -2501,24 +2501,24 @@ static void on_reject(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 }
 
-static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_commit(px_replica *r, const px_msg *m, px_actions *out)
 {
-	if (ld_ballot_cmp(m->ballot, r->promised) < 0) {
+	if (px_ballot_cmp(m->ballot, r->promised) < 0) {
 		/* A leader we can no longer serve: tell it, so it re-runs
 		 * phase 1 above our promise instead of stalling. */
 		reject(r, out, m);
 		return;
 	}
 	heard_leader(r, out, m);
-	if (r->role == LD_LEADER)
+	if (r->role == PX_LEADER)
 		return;
-	if (m->flags & LD_FLAG_HANDOVER) {
+	if (m->flags & PX_FLAG_HANDOVER) {
 		/* The leader leaves the cell: do not wait for it to fall
 		 * silent; the one it names campaigns now. */
 		r->leader = -1;
 		r->heard_us = 0;
-		if ((m->flags & LD_FLAG_CAMPAIGN) && votes_now(r) &&
-		    r->digest_alarm != LD_DIGEST_DIVERGED &&
+		if ((m->flags & PX_FLAG_CAMPAIGN) && votes_now(r) &&
+		    r->digest_alarm != PX_DIGEST_DIVERGED &&
 		    r->now_us >= r->resign_until_us) {
 			note_commit(r, m);
 			start_candidacy(r, out);
@@ -2529,33 +2529,33 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	for (uint64_t s = r->commit + 1; s <= m->commit; s++) {
 		entry *x = entry_at(r, s);
 		if (x == NULL || x->vvalue == NULL ||
-		    ld_ballot_cmp(x->vballot, m->ballot) != 0)
+		    px_ballot_cmp(x->vballot, m->ballot) != 0)
 			break;
 		learn(r, s, x->vvalue);
 	}
 	advance(r, out);
 	maybe_catchup(r, out);
-	if (!MUTANT(r, LD_MUTANT_IGNORE_DIGEST)) {
+	if (!MUTANT(r, PX_MUTANT_IGNORE_DIGEST)) {
 		/* A digest a quorum shares is the cell's state there: ours
 		 * differing from it means our state is not the cell's. One
 		 * that differs from the leader's alone may be the leader's
 		 * fault: an alarm, not a verdict. */
 		const struct ckpt *v = ckpt_find(r, m->vslot);
 		if (v != NULL && v->digest != m->vdigest)
-			digest_alarm_raise(r, LD_DIGEST_DIVERGED);
+			digest_alarm_raise(r, PX_DIGEST_DIVERGED);
 		const struct ckpt *own = ckpt_find(r, m->dslot);
 		if (own != NULL && own->digest != m->digest)
-			digest_alarm_raise(r, LD_DIGEST_MISMATCH);
+			digest_alarm_raise(r, PX_DIGEST_MISMATCH);
 	}
 	if (!r->joined)
 		recover_heard_leader(r, m, out);
-	/* A replica that cannot vote answers without LD_FLAG_VOTER: the
+	/* A replica that cannot vote answers without PX_FLAG_VOTER: the
 	 * leader learns how far it got (to promote a learner), but does not
 	 * count it as live. */
-	ld_msg *a = msg_new(r, LD_MSG_COMMIT_ACK, m->from);
+	px_msg *a = msg_new(r, PX_MSG_COMMIT_ACK, m->from);
 	a->ballot = m->ballot;
 	a->incarnation = r->cfg.incarnation;
-	a->flags = r->joined ? LD_FLAG_VOTER : 0;
+	a->flags = r->joined ? PX_FLAG_VOTER : 0;
 	if (!r->joined) {
 		emit(r, out, a);
 		return;
@@ -2569,13 +2569,13 @@ static void on_commit(ld_replica *r, const ld_msg *m, ld_actions *out)
 	emit(r, out, a);
 }
 
-static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_commit_ack(px_replica *r, const px_msg *m, px_actions *out)
 {
 	(void)out;
-	if (r->role == LD_LEADER && ld_ballot_cmp(m->ballot, r->ballot) == 0) {
+	if (r->role == PX_LEADER && px_ballot_cmp(m->ballot, r->ballot) == 0) {
 		r->peer_commit[m->from] = m->commit;
 		r->peer_inc[m->from] = m->incarnation;
-		if (!(m->flags & LD_FLAG_VOTER))
+		if (!(m->flags & PX_FLAG_VOTER))
 			return;
 		r->peer_heard_us[m->from] = r->now_us;
 		if (m->hb > r->hb_acked[m->from] && m->hb <= r->hb_seq)
@@ -2584,7 +2584,7 @@ static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 			r->peer_ckpt[m->from] =
 				(struct ckpt){m->dslot, m->digest};
 			digest_compare(r, m->dslot);
-			if (r->digest_alarm == LD_DIGEST_DIVERGED) {
+			if (r->digest_alarm == PX_DIGEST_DIVERGED) {
 				/* Outvoted: our table is not the cell's, so
 				 * neither our lease timing nor our reads may
 				 * be trusted. Let another lead. */
@@ -2595,7 +2595,7 @@ static void on_commit_ack(ld_replica *r, const ld_msg *m, ld_actions *out)
 	}
 }
 
-static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_catchup_req(px_replica *r, const px_msg *m, px_actions *out)
 {
 	if (m->slot > r->commit)
 		return;
@@ -2603,7 +2603,7 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 	    entry_at(r, m->slot)->chosen == NULL) {
 		if (r->snap == NULL || r->snap_base < m->slot)
 			return;
-		ld_msg *s = msg_new(r, LD_MSG_SNAPSHOT, m->from);
+		px_msg *s = msg_new(r, PX_MSG_SNAPSHOT, m->from);
 		s->snap = malloc(r->snap_len);
 		if (s->snap == NULL)
 			abort();
@@ -2616,7 +2616,7 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 	uint64_t hi = r->commit;
 	if (hi - m->slot + 1 > LD_CATCHUP_SLOTS_MAX)
 		hi = m->slot + LD_CATCHUP_SLOTS_MAX - 1;
-	ld_msg *c = msg_new(r, LD_MSG_CATCHUP, m->from);
+	px_msg *c = msg_new(r, PX_MSG_CATCHUP, m->from);
 	c->votes = calloc(hi - m->slot + 1, sizeof *c->votes);
 	if (c->votes == NULL)
 		abort();
@@ -2634,23 +2634,23 @@ static void on_catchup_req(ld_replica *r, const ld_msg *m, ld_actions *out)
 			break;
 		bytes += vb;
 		c->votes[c->nvotes++] =
-			(ld_vote){.slot = s, .value = ld_value_ref(e->chosen)};
+			(px_vote){.slot = s, .value = px_value_ref(e->chosen)};
 	}
 	c->slot = m->slot;
 	emit(r, out, c);
 }
 
 /* Whether m answers the catch-up request this replica made last. */
-static bool catchup_asked(const ld_replica *r, const ld_msg *m)
+static bool catchup_asked(const px_replica *r, const px_msg *m)
 {
 	return r->catchup_to == (int32_t)m->from &&
 	       r->now_us < r->catchup_asked_us + r->cfg.election_timeout_us;
 }
 
-static void on_catchup(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_catchup(px_replica *r, const px_msg *m, px_actions *out)
 {
 	/* A leader learns only from its own quorums (see the top). */
-	if (r->role == LD_LEADER || !catchup_asked(r, m))
+	if (r->role == PX_LEADER || !catchup_asked(r, m))
 		return;
 	note_commit(r, m);
 	for (uint32_t i = 0; i < m->nvotes; i++)
@@ -2660,9 +2660,9 @@ static void on_catchup(ld_replica *r, const ld_msg *m, ld_actions *out)
 	maybe_catchup(r, out);
 }
 
-static void on_snapshot(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void on_snapshot(px_replica *r, const px_msg *m, px_actions *out)
 {
-	if (r->role == LD_LEADER || m->base <= r->commit ||
+	if (r->role == PX_LEADER || m->base <= r->commit ||
 	    !catchup_asked(r, m))
 		return;
 	note_commit(r, m);
@@ -2673,7 +2673,7 @@ static void on_snapshot(ld_replica *r, const ld_msg *m, ld_actions *out)
 		abort();
 	memcpy(copy, m->snap, m->snap_len);
 	persist(r, out,
-		(ld_record){.type = LD_REC_SNAPSHOT,
+		(px_record){.type = PX_REC_SNAPSHOT,
 			    .slot = m->base,
 			    .snap_len = m->snap_len,
 			    .snap = copy});
@@ -2682,53 +2682,53 @@ static void on_snapshot(ld_replica *r, const ld_msg *m, ld_actions *out)
 	/* The state our digests described is gone: so are they, and what
 	 * comparing them found. */
 	memset(r->ckpts, 0, sizeof r->ckpts);
-	r->digest_alarm = LD_DIGEST_OK;
+	r->digest_alarm = PX_DIGEST_OK;
 	ckpt_note(r, m->base, r->sm->ops->digest(r->sm));
-	if (r->role == LD_CANDIDATE)
+	if (r->role == PX_CANDIDATE)
 		become_follower(r, out, r->now_us);
 	advance(r, out);
 	r->catchup_sent_us = 0;
 	maybe_catchup(r, out);
 }
 
-static void handle_msg(ld_replica *r, const ld_msg *m, ld_actions *out)
+static void handle_msg(px_replica *r, const px_msg *m, px_actions *out)
 {
 	note_ballot(r, m->ballot);
 	switch (m->type) {
-	case LD_MSG_PREPARE:
+	case PX_MSG_PREPARE:
 		on_prepare(r, m, out);
 		break;
-	case LD_MSG_PROMISE:
+	case PX_MSG_PROMISE:
 		on_promise(r, m, out);
 		break;
-	case LD_MSG_ACCEPT:
+	case PX_MSG_ACCEPT:
 		on_accept(r, m, out);
 		break;
-	case LD_MSG_ACCEPTED:
+	case PX_MSG_ACCEPTED:
 		on_accepted(r, m, out);
 		break;
-	case LD_MSG_REJECT:
+	case PX_MSG_REJECT:
 		on_reject(r, m, out);
 		break;
-	case LD_MSG_COMMIT:
+	case PX_MSG_COMMIT:
 		on_commit(r, m, out);
 		break;
-	case LD_MSG_COMMIT_ACK:
+	case PX_MSG_COMMIT_ACK:
 		on_commit_ack(r, m, out);
 		break;
-	case LD_MSG_CATCHUP_REQ:
+	case PX_MSG_CATCHUP_REQ:
 		on_catchup_req(r, m, out);
 		break;
-	case LD_MSG_CATCHUP:
+	case PX_MSG_CATCHUP:
 		on_catchup(r, m, out);
 		break;
-	case LD_MSG_SNAPSHOT:
+	case PX_MSG_SNAPSHOT:
 		on_snapshot(r, m, out);
 		break;
-	case LD_MSG_PROBE:
+	case PX_MSG_PROBE:
 		on_probe(r, m, out);
 		break;
-	case LD_MSG_PROBE_ACK:
+	case PX_MSG_PROBE_ACK:
 		on_probe_ack(r, m, out);
 		break;
 	}
@@ -2736,16 +2736,16 @@ static void handle_msg(ld_replica *r, const ld_msg *m, ld_actions *out)
 
 /* ---- client commands ---------------------------------------------------- */
 
-static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
+static void on_submit(px_replica *r, const px_cmd *cmd, px_actions *out)
 {
 	if (cmd->client_id == 0 || cmd->seq == 0 ||
 	    cmd->len > LD_CMD_BYTES_MAX ||
 	    (cmd->len > 0 && cmd->data == NULL)) {
-		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_INVALID, NULL);
+		reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_INVALID, NULL);
 		return;
 	}
-	if (r->role == LD_FOLLOWER) {
-		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_NOT_LEADER,
+	if (r->role == PX_FOLLOWER) {
+		reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_NOT_LEADER,
 		      NULL);
 		return;
 	}
@@ -2753,19 +2753,19 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 	if (c != NULL && cmd->seq <= c->seq) {
 		/* A retry of a command already applied: answer from the
 		 * table, do not apply again. */
-		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_OK,
+		reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_OK,
 		      cmd->seq == c->seq ? c : NULL);
 		return;
 	}
 	if (waiter_find(r, cmd->client_id, cmd->seq) >= 0)
 		return; /* already queued or in flight here */
 	if (r->pending_n >= LD_PENDING_CMDS_MAX) {
-		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_BUSY, NULL);
+		reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_BUSY, NULL);
 		return;
 	}
 	uint8_t *data = malloc(cmd->len ? cmd->len : 1);
 	if (data == NULL) {
-		reply(r, out, cmd->client_id, cmd->seq, LD_REPLY_BUSY, NULL);
+		reply(r, out, cmd->client_id, cmd->seq, PX_REPLY_BUSY, NULL);
 		return;
 	}
 	if (cmd->len > 0)
@@ -2780,10 +2780,10 @@ static void on_submit(ld_replica *r, const ld_cmd *cmd, ld_actions *out)
 
 /* ---- membership changes at the leader ------------------------------------ */
 
-static bool value_has_change(const ld_value *v)
+static bool value_has_change(const px_value *v)
 {
 	for (uint32_t i = 0; v != NULL && i < v->ncmds; i++)
-		if (v->cmds[i].client_id == LD_MEMBERS_CLIENT)
+		if (v->cmds[i].client_id == PX_MEMBERS_CLIENT)
 			return true;
 	return false;
 }
@@ -2791,7 +2791,7 @@ static bool value_has_change(const ld_value *v)
 /* A change is in flight from its proposal until it is in effect: one at a
  * time, so that every slot's configuration is one step from its
  * neighbours' and a refused change never waits behind another. */
-static bool change_in_flight(const ld_replica *r, uint64_t *until)
+static bool change_in_flight(const px_replica *r, uint64_t *until)
 {
 	*until = 0;
 	if (conf_latest(r)->from > r->commit + 1) {
@@ -2800,7 +2800,7 @@ static bool change_in_flight(const ld_replica *r, uint64_t *until)
 	}
 	for (uint32_t i = 0; i < r->pending_n; i++)
 		if (r->pending[(r->pending_head + i) % LD_PENDING_CMDS_MAX]
-			    .cmd.client_id == LD_MEMBERS_CLIENT)
+			    .cmd.client_id == PX_MEMBERS_CLIENT)
 			return true;
 	for (uint64_t s = r->commit + 1; s < r->next_slot || s <= r->p1_max;
 	     s++) {
@@ -2816,7 +2816,7 @@ static bool change_in_flight(const ld_replica *r, uint64_t *until)
 /* The voters that answered us as voters lately (and ourselves): not the
  * benefit of the doubt a new leader gives everyone for its first election
  * timeout. */
-static uint64_t live_mask(const ld_replica *r)
+static uint64_t live_mask(const px_replica *r)
 {
 	uint64_t live = id_bit(r->cfg.id);
 	for (FOR_IDS(j, peers_mask(r)))
@@ -2827,7 +2827,7 @@ static uint64_t live_mask(const ld_replica *r)
 }
 
 /* Queues a membership decree; 0, or -1 with the queue full. */
-static int queue_change(ld_replica *r, const ld_change *c, uint64_t *tag)
+static int queue_change(px_replica *r, const px_change *c, uint64_t *tag)
 {
 	if (r->pending_n >= LD_PENDING_CMDS_MAX)
 		return -1;
@@ -2840,7 +2840,7 @@ static int queue_change(ld_replica *r, const ld_change *c, uint64_t *tag)
 	*tag = (rng_next(r) ^ r->now_us ^ ((uint64_t)r->cfg.id << 56)) | 1;
 	pending_cmd *p = &r->pending[(r->pending_head + r->pending_n) %
 				     LD_PENDING_CMDS_MAX];
-	p->cmd = (ld_cmd){.client_id = LD_MEMBERS_CLIENT,
+	p->cmd = (px_cmd){.client_id = PX_MEMBERS_CLIENT,
 			  .seq = *tag,
 			  .len = (uint32_t)len,
 			  .data = data};
@@ -2848,17 +2848,17 @@ static int queue_change(ld_replica *r, const ld_change *c, uint64_t *tag)
 	return 0;
 }
 
-static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
-		      ld_actions *out)
+static void on_change(px_replica *r, uint64_t id, const px_change *c,
+		      px_actions *out)
 {
 	char why[160];
-	if (r->role != LD_LEADER) {
-		change_done(out, id, LD_CHANGE_NOT_LEADER, r->leader, 0,
+	if (r->role != PX_LEADER) {
+		change_done(out, id, PX_CHANGE_NOT_LEADER, r->leader, 0,
 			    "this replica does not lead");
 		return;
 	}
-	const ld_members *m = &conf_latest(r)->m;
-	const ld_member *x = c->id < LD_REPLICA_IDS ? ld_members_find(m, c->id)
+	const px_members *m = &conf_latest(r)->m;
+	const px_member *x = c->id < LD_REPLICA_IDS ? px_members_find(m, c->id)
 						     : NULL;
 	uint64_t until;
 	/* One change at a time (paxos.h): a change behind one that is not in
@@ -2870,7 +2870,7 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 			 c->id, LD_REPLICA_IDS - 1);
 		goto refuse;
 	}
-	if (c->op == LD_CHANGE_ADD) {
+	if (c->op == PX_CHANGE_ADD) {
 		size_t pl = c->peer ? strlen(c->peer) : 0;
 		size_t cl = c->client ? strlen(c->client) : 0;
 		if (m->removed & id_bit(c->id)) {
@@ -2883,7 +2883,7 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 		if (x != NULL) {
 			if (strcmp(x->peer, c->peer ? c->peer : "") == 0 &&
 			    strcmp(x->client, c->client ? c->client : "") == 0) {
-				change_done(out, id, LD_CHANGE_DONE, -1, 0,
+				change_done(out, id, PX_CHANGE_DONE, -1, 0,
 					    NULL);
 				return;
 			}
@@ -2910,10 +2910,10 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 				 m->n);
 			goto refuse;
 		}
-	} else if (c->op == LD_CHANGE_REMOVE) {
+	} else if (c->op == PX_CHANGE_REMOVE) {
 		if (x == NULL) {
 			if (m->removed & id_bit(c->id)) {
-				change_done(out, id, LD_CHANGE_DONE, -1, 0,
+				change_done(out, id, PX_CHANGE_DONE, -1, 0,
 					    NULL);
 				return;
 			}
@@ -2943,13 +2943,13 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 			 * again shortly, rather than refuse. */
 			if (r->now_us <
 			    r->lead_since_us + r->cfg.election_timeout_us) {
-				change_done(out, id, LD_CHANGE_BUSY, -1, 0,
+				change_done(out, id, PX_CHANGE_BUSY, -1, 0,
 					    why);
 				return;
 			}
 			goto refuse;
 		}
-	} else if (c->op == LD_CHANGE_PROMOTE) {
+	} else if (c->op == PX_CHANGE_PROMOTE) {
 		if (x == NULL || x->voting) {
 			snprintf(why, sizeof why,
 				 "replica id %u is not a learner", c->id);
@@ -2970,7 +2970,7 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 			snprintf(why, sizeof why,
 				 "a membership change is in flight: retry once "
 				 "it is in effect");
-		change_done(out, id, LD_CHANGE_BUSY, -1, 0, why);
+		change_done(out, id, PX_CHANGE_BUSY, -1, 0, why);
 		return;
 	}
 	uint64_t tag;
@@ -2984,23 +2984,23 @@ static void on_change(ld_replica *r, uint64_t id, const ld_change *c,
 	flush_pending(r, out);
 	return;
 refuse:
-	change_done(out, id, LD_CHANGE_REFUSED, -1, 0, why);
+	change_done(out, id, PX_CHANGE_REFUSED, -1, 0, why);
 }
 
 /* A learner that has caught up (it answered our heartbeat with a commit
  * close to ours, and its disk's incarnation) is promoted to voter. */
-static void maybe_promote(ld_replica *r, ld_actions *out)
+static void maybe_promote(px_replica *r, px_actions *out)
 {
-	const ld_members *m = &conf_latest(r)->m;
+	const px_members *m = &conf_latest(r)->m;
 	uint64_t until;
 	for (uint32_t i = 0; i < m->n; i++) {
-		const ld_member *x = &m->m[i];
+		const px_member *x = &m->m[i];
 		if (x->voting || x->id == r->cfg.id || r->peer_inc[x->id] == 0 ||
 		    r->peer_commit[x->id] + LD_CATCHUP_SLOTS_MAX < r->commit)
 			continue;
 		if (change_in_flight(r, &until))
 			return;
-		ld_change c = {.op = LD_CHANGE_PROMOTE,
+		px_change c = {.op = PX_CHANGE_PROMOTE,
 			       .id = x->id,
 			       .incarnation = r->peer_inc[x->id]};
 		uint64_t tag;
@@ -3012,7 +3012,7 @@ static void maybe_promote(ld_replica *r, ld_actions *out)
 
 /* A leader that applied its own removal hands over to the voter of the new
  * configuration that has come furthest, and steps down. */
-static void hand_over(ld_replica *r, ld_actions *out)
+static void hand_over(px_replica *r, px_actions *out)
 {
 	const conf *nc = conf_latest(r);
 	int32_t best = -1;
@@ -3020,11 +3020,11 @@ static void hand_over(ld_replica *r, ld_actions *out)
 		if (best < 0 || r->peer_commit[j] > r->peer_commit[best])
 			best = (int32_t)j;
 	for (FOR_IDS(j, peers_mask(r))) {
-		ld_msg *m = msg_new(r, LD_MSG_COMMIT, (uint32_t)j);
+		px_msg *m = msg_new(r, PX_MSG_COMMIT, (uint32_t)j);
 		m->ballot = r->ballot;
 		m->slot = r->next_slot > 0 ? r->next_slot - 1 : 0;
-		m->flags = LD_FLAG_HANDOVER |
-			   ((int32_t)j == best ? LD_FLAG_CAMPAIGN : 0);
+		m->flags = PX_FLAG_HANDOVER |
+			   ((int32_t)j == best ? PX_FLAG_CAMPAIGN : 0);
 		emit(r, out, m);
 	}
 	changes_fail_all(r, out);
@@ -3032,34 +3032,34 @@ static void hand_over(ld_replica *r, ld_actions *out)
 	become_follower(r, out, r->now_us);
 }
 
-static void maybe_hand_over(ld_replica *r, ld_actions *out)
+static void maybe_hand_over(px_replica *r, px_actions *out)
 {
-	if (r->role == LD_LEADER && r->leaving)
+	if (r->role == PX_LEADER && r->leaving)
 		hand_over(r, out);
 }
 
-/* LD_EV_RESIGN: the caller cannot serve (no file descriptors left, a disk
+/* PX_EV_RESIGN: the caller cannot serve (no file descriptors left, a disk
  * that takes no writes). A leader hands over; nobody campaigns until an
  * election timeout after the last such event. */
-static void on_resign(ld_replica *r, ld_actions *out)
+static void on_resign(px_replica *r, px_actions *out)
 {
 	r->resign_until_us = r->now_us + 2 * r->cfg.election_timeout_us;
-	if (r->role == LD_LEADER)
+	if (r->role == PX_LEADER)
 		hand_over(r, out);
-	else if (r->role == LD_CANDIDATE)
+	else if (r->role == PX_CANDIDATE)
 		become_follower(r, out, r->now_us);
 }
 
 /* ---- linearizable reads (ReadIndex) -------------------------------------- */
 
-static void read_done(ld_actions *out, uint64_t id, bool ok)
+static void read_done(px_actions *out, uint64_t id, bool ok)
 {
 	out->reads = grow(out->reads, &out->reads_cap, out->nreads + 1,
 			  sizeof *out->reads);
-	out->reads[out->nreads++] = (ld_read_done){id, ok};
+	out->reads[out->nreads++] = (px_read_done){id, ok};
 }
 
-static void reads_fail_all(ld_replica *r, ld_actions *out)
+static void reads_fail_all(px_replica *r, px_actions *out)
 {
 	for (uint32_t i = 0; i < r->npreads; i++)
 		read_done(out, r->preads[i].id, false);
@@ -3069,9 +3069,9 @@ static void reads_fail_all(ld_replica *r, ld_actions *out)
 
 /* The newest heartbeat round a quorum has answered at our ballot (we answer
  * our own at once). */
-static uint64_t hb_confirmed(const ld_replica *r)
+static uint64_t hb_confirmed(const px_replica *r)
 {
-	if (MUTANT(r, LD_MUTANT_READ_LOCAL))
+	if (MUTANT(r, PX_MUTANT_READ_LOCAL))
 		return r->hb_seq;
 	/* In every configuration of a slot after commit, the q-th highest
 	 * answer among its voters (ours is the latest round). */
@@ -3102,9 +3102,9 @@ static uint64_t hb_confirmed(const ld_replica *r)
  * slot proposed before now: every write acknowledged before the read was
  * chosen in one of those slots (P2 for those a former leader chose: our
  * phase 1 saw them). */
-static void on_read(ld_replica *r, uint64_t id, ld_actions *out)
+static void on_read(px_replica *r, uint64_t id, px_actions *out)
 {
-	if (r->role != LD_LEADER || !r->joined) {
+	if (r->role != PX_LEADER || !r->joined) {
 		read_done(out, id, false);
 		return;
 	}
@@ -3124,9 +3124,9 @@ static void on_read(ld_replica *r, uint64_t id, ld_actions *out)
 	r->hb_wanted = true;
 }
 
-static void reads_check(ld_replica *r, ld_actions *out)
+static void reads_check(px_replica *r, px_actions *out)
 {
-	if (r->npreads == 0 || r->role != LD_LEADER)
+	if (r->npreads == 0 || r->role != PX_LEADER)
 		return;
 	uint64_t hb_ok = hb_confirmed(r);
 	/* One round in flight at a time: reads that arrive meanwhile share
@@ -3137,7 +3137,7 @@ static void reads_check(ld_replica *r, ld_actions *out)
 	for (uint32_t i = 0; i < r->npreads;) {
 		struct pending_read *p = &r->preads[i];
 		if (p->need <= hb_ok && (r->commit >= p->index ||
-					MUTANT(r, LD_MUTANT_READ_LOCAL))) {
+					MUTANT(r, PX_MUTANT_READ_LOCAL))) {
 			read_done(out, p->id, true);
 			r->preads[i] = r->preads[--r->npreads];
 		} else {
@@ -3148,11 +3148,11 @@ static void reads_check(ld_replica *r, ld_actions *out)
 
 /* ---- timers ------------------------------------------------------------- */
 
-static void on_tick(ld_replica *r, ld_actions *out)
+static void on_tick(px_replica *r, px_actions *out)
 {
 	uint64_t now = r->now_us;
 	switch (r->role) {
-	case LD_FOLLOWER:
+	case PX_FOLLOWER:
 		if (r->leaving && !gone(r) && r->known_commit <= r->commit &&
 		    now >= r->catchup_sent_us + r->cfg.retry_us) {
 			/* Removed, and waiting for the ledger to pass the
@@ -3164,7 +3164,7 @@ static void on_tick(ld_replica *r, ld_actions *out)
 			uint32_t to = (uint32_t)__builtin_ctzll(
 				v ? v : id_bit(r->cfg.id));
 			if (to != r->cfg.id) {
-				ld_msg *m = msg_new(r, LD_MSG_CATCHUP_REQ, to);
+				px_msg *m = msg_new(r, PX_MSG_CATCHUP_REQ, to);
 				m->slot = r->commit + 1;
 				r->catchup_sent_us = now;
 				r->catchup_to = (int32_t)to;
@@ -3178,27 +3178,27 @@ static void on_tick(ld_replica *r, ld_actions *out)
 		} else if (now >= r->election_at_us) {
 			/* Only a voter of the next slot's configuration
 			 * campaigns; not one that is leaving the cell. */
-			if (r->digest_alarm == LD_DIGEST_DIVERGED ||
+			if (r->digest_alarm == PX_DIGEST_DIVERGED ||
 			    !votes_now(r) || now < r->resign_until_us) {
 				r->election_at_us = now + election_delay(r);
 				/* One that may not vote and hears no leader
 				 * asks the members how far the ledger got
 				 * (it may have been added, promoted or
 				 * removed while it was away). */
-				if (!r->leaving && r->role == LD_FOLLOWER)
+				if (!r->leaving && r->role == PX_FOLLOWER)
 					send_probes(r, out);
 			} else {
 				start_candidacy(r, out);
 			}
 		}
 		break;
-	case LD_CANDIDATE:
+	case PX_CANDIDATE:
 		if (now >= r->cand_started_us + r->cfg.election_timeout_us)
 			become_follower(r, out, now);
 		else if (now >= r->p1_sent_us + r->cfg.retry_us)
 			send_prepares(r, out);
 		break;
-	case LD_LEADER: {
+	case PX_LEADER: {
 		/* Check quorum: a leader that has not heard a majority for an
 		 * election timeout steps down rather than block the cell. */
 		uint64_t live = id_bit(r->cfg.id);
@@ -3230,26 +3230,26 @@ static void on_tick(ld_replica *r, ld_actions *out)
 	maybe_catchup(r, out);
 }
 
-static uint64_t next_timer(const ld_replica *r)
+static uint64_t next_timer(const px_replica *r)
 {
 	uint64_t t = UINT64_MAX;
 	switch (r->role) {
-	case LD_FOLLOWER:
+	case PX_FOLLOWER:
 		t = r->joined ? r->election_at_us : r->probe_at_us;
 		break;
-	case LD_CANDIDATE:
+	case PX_CANDIDATE:
 		t = r->cand_started_us + r->cfg.election_timeout_us;
 		if (r->p1_sent_us + r->cfg.retry_us < t)
 			t = r->p1_sent_us + r->cfg.retry_us;
 		break;
-	case LD_LEADER:
+	case PX_LEADER:
 		t = r->heartbeat_at_us;
 		if (r->commit + 1 < r->next_slot &&
 		    r->now_us + r->cfg.retry_us < t)
 			t = r->now_us + r->cfg.retry_us;
 		break;
 	}
-	if (r->role != LD_LEADER && r->known_commit > r->commit &&
+	if (r->role != PX_LEADER && r->known_commit > r->commit &&
 	    r->catchup_sent_us + r->cfg.retry_us < t)
 		t = r->catchup_sent_us + r->cfg.retry_us;
 	if (t <= r->now_us)
@@ -3260,7 +3260,7 @@ static uint64_t next_timer(const ld_replica *r)
 /* Sends the held messages whose writes are now durable, oldest first.
  * Handling one addressed to ourselves may hold new messages; those join the
  * list behind the ones still waiting. */
-static void release_held(ld_replica *r, ld_actions *out)
+static void release_held(px_replica *r, px_actions *out)
 {
 	held_msg *h = r->held;
 	uint32_t n = r->nheld, cap = r->held_cap, kept = 0;
@@ -3290,7 +3290,7 @@ static void release_held(ld_replica *r, ld_actions *out)
 
 /* ---- the step function -------------------------------------------------- */
 
-int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
+int px_replica_step(px_replica *r, const px_event *ev, px_actions *out)
 {
 	int rc = 0;
 	/* The local clock is monotonic; never let it run backwards. */
@@ -3302,19 +3302,19 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 		r->probe_at_us = r->now_us;
 	}
 	switch (ev->type) {
-	case LD_EV_MSG:
+	case PX_EV_MSG:
 		if (ev->msg == NULL ||
-		    ld_msg_validate(ev->msg, LD_REPLICA_IDS) != 0 ||
+		    px_msg_validate(ev->msg, LD_REPLICA_IDS) != 0 ||
 		    ev->msg->to != r->cfg.id) {
 			rc = -1;
 			break;
 		}
 		handle_msg(r, ev->msg, out);
 		break;
-	case LD_EV_TICK:
+	case PX_EV_TICK:
 		on_tick(r, out);
 		break;
-	case LD_EV_DURABLE:
+	case PX_EV_DURABLE:
 		if (ev->write_id > r->last_write_id) {
 			rc = -1;
 			break;
@@ -3323,24 +3323,24 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 			r->durable_id = ev->write_id;
 		release_held(r, out);
 		break;
-	case LD_EV_READ:
+	case PX_EV_READ:
 		if (ev->read_id == 0) {
 			rc = -1;
 			break;
 		}
 		on_read(r, ev->read_id, out);
 		break;
-	case LD_EV_RESIGN:
+	case PX_EV_RESIGN:
 		on_resign(r, out);
 		break;
-	case LD_EV_CHANGE:
+	case PX_EV_CHANGE:
 		if (ev->change == NULL) {
 			rc = -1;
 			break;
 		}
 		on_change(r, ev->change_id, ev->change, out);
 		break;
-	case LD_EV_SUBMIT:
+	case PX_EV_SUBMIT:
 		if (ev->cmd == NULL) {
 			rc = -1;
 			break;
@@ -3363,13 +3363,13 @@ int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out)
 
 /* ---- views -------------------------------------------------------------- */
 
-void ld_replica_status(const ld_replica *r, ld_status *st)
+void px_replica_status(const px_replica *r, px_status *st)
 {
 	memset(st, 0, sizeof *st);
 	st->role = r->role;
 	st->ballot = r->ballot;
 	st->promised = r->promised;
-	st->leader = r->role == LD_LEADER ? (int32_t)r->cfg.id : r->leader;
+	st->leader = r->role == PX_LEADER ? (int32_t)r->cfg.id : r->leader;
 	st->commit = r->commit;
 	st->applied = r->commit;
 	st->base = r->snap_base;
@@ -3384,7 +3384,7 @@ void ld_replica_status(const ld_replica *r, ld_status *st)
 	st->recover_above = r->recover_above;
 }
 
-const ld_member *ld_members_find(const ld_members *m, uint32_t id)
+const px_member *px_members_find(const px_members *m, uint32_t id)
 {
 	for (uint32_t i = 0; i < m->n; i++)
 		if (m->m[i].id == id)
@@ -3392,7 +3392,7 @@ const ld_member *ld_members_find(const ld_members *m, uint32_t id)
 	return NULL;
 }
 
-void ld_replica_members(const ld_replica *r, ld_members *out,
+void px_replica_members(const px_replica *r, px_members *out,
 			uint64_t *from_slot)
 {
 	*out = conf_latest(r)->m;
@@ -3400,15 +3400,15 @@ void ld_replica_members(const ld_replica *r, ld_members *out,
 		*from_slot = conf_latest(r)->from;
 }
 
-uint64_t ld_replica_peer_ids(const ld_replica *r)
+uint64_t px_replica_peer_ids(const px_replica *r)
 {
 	return peers_mask(r);
 }
 
-bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out)
+bool px_replica_member(const px_replica *r, uint32_t id, px_member *out)
 {
 	for (uint32_t i = r->nconfs; i-- > 0;) {
-		const ld_member *x = ld_members_find(&r->confs[i].m, id);
+		const px_member *x = px_members_find(&r->confs[i].m, id);
 		if (x != NULL) {
 			*out = *x;
 			return true;
@@ -3417,7 +3417,7 @@ bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out)
 	return false;
 }
 
-const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot)
+const px_value *px_replica_chosen_at(const px_replica *r, uint64_t slot)
 {
 	const entry *e = entry_at_c(r, slot);
 	return e != NULL ? e->chosen : NULL;

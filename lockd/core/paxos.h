@@ -1,7 +1,7 @@
 /* lockd's replicated ledger: one Multi-Paxos replica (acceptor, proposer,
  * learner) as a pure step function.
  *
- *   ld_replica_step(r, event, &actions)
+ *   px_replica_step(r, event, &actions)
  *
  * Events: a peer message arrived, a timer fired, a write became durable, a
  * client submitted a command. Actions: records to make durable, messages to
@@ -11,13 +11,13 @@
  *
  * Durability contract with the caller (the daemon or the simulator):
  *  - actions.recs must be made durable, in order, and then the caller reports
- *    LD_EV_DURABLE with actions.write_id (several writes may be reported at
+ *    PX_EV_DURABLE with actions.write_id (several writes may be reported at
  *    once with the highest id: durability is a prefix).
  *  - Messages whose correctness depends on a record (promises, votes) are held
  *    inside the core and only appear in actions.msgs after their write is
  *    durable. Everything in actions.msgs may be sent at once, in any order.
- *  - On restart, the caller builds a fresh replica with ld_replica_new and
- *    feeds it every durable record with ld_replica_restore: the newest
+ *  - On restart, the caller builds a fresh replica with px_replica_new and
+ *    feeds it every durable record with px_replica_restore: the newest
  *    SNAPSHOT first (if any), then the rest oldest first.
  *
  * Recovery (Paxos Made Live, 5.1). A replica whose disk holds no JOINED
@@ -42,11 +42,11 @@
  *    this replica has learned every slot up to H it knows every value
  *    that its lost votes could have helped choose, promises B, writes
  *    JOINED and votes from then on. Its promises carry what it knows
- *    chosen (ld_vote.chosen), so a later phase 1 that counts it still
+ *    chosen (px_vote.chosen), so a later phase 1 that counts it still
  *    learns those values.
  */
-#ifndef LD_PAXOS_H
-#define LD_PAXOS_H
+#ifndef PX_PAXOS_H
+#define PX_PAXOS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,72 +58,72 @@
 
 /* P1: ballots are (round, replica id), compared by round then id, so no two
  * replicas ever use the same ballot. Round 0 is "none". */
-typedef struct ld_ballot {
+typedef struct px_ballot {
 	uint64_t round;
 	uint32_t id;
-} ld_ballot;
+} px_ballot;
 
-int ld_ballot_cmp(ld_ballot a, ld_ballot b);
+int px_ballot_cmp(px_ballot a, px_ballot b);
 
 /* ---- peer messages ---------------------------------------------------- */
 
-typedef enum ld_msg_type {
-	LD_MSG_PREPARE = 1, /* 1a: ballot, slot = first slot the leader needs */
-	LD_MSG_PROMISE,     /* 1b: ballot promised, votes for slots >= slot,
+typedef enum px_msg_type {
+	PX_MSG_PREPARE = 1, /* 1a: ballot, slot = first slot the leader needs */
+	PX_MSG_PROMISE,     /* 1b: ballot promised, votes for slots >= slot,
 			       base = acceptor's snapshot base */
-	LD_MSG_ACCEPT,      /* 2a: ballot, slot, value, commit */
-	LD_MSG_ACCEPTED,    /* 2b: ballot, slot */
-	LD_MSG_REJECT,      /* nack: ballot = the higher ballot promised;
+	PX_MSG_ACCEPT,      /* 2a: ballot, slot, value, commit */
+	PX_MSG_ACCEPTED,    /* 2b: ballot, slot */
+	PX_MSG_REJECT,      /* nack: ballot = the higher ballot promised;
 			       slot = the 1a/2a slot it answers; base */
-	LD_MSG_COMMIT,     /* heartbeat + commit announcement: ballot, commit */
-	LD_MSG_COMMIT_ACK, /* heartbeat answer: ballot, commit = sender's */
-	LD_MSG_CATCHUP_REQ, /* slot = first chosen slot wanted */
-	LD_MSG_CATCHUP,     /* votes[] = chosen decrees (ballot unused),
+	PX_MSG_COMMIT,     /* heartbeat + commit announcement: ballot, commit */
+	PX_MSG_COMMIT_ACK, /* heartbeat answer: ballot, commit = sender's */
+	PX_MSG_CATCHUP_REQ, /* slot = first chosen slot wanted */
+	PX_MSG_CATCHUP,     /* votes[] = chosen decrees (ballot unused),
 			       commit = sender's commit */
-	LD_MSG_SNAPSHOT,    /* base, snap bytes, commit */
-	LD_MSG_PROBE,       /* from a replica that is not (yet) a voter:
+	PX_MSG_SNAPSHOT,    /* base, snap bytes, commit */
+	PX_MSG_PROBE,       /* from a replica that is not (yet) a voter:
 			       "what do you hold?"; ballot = the ballot a
 			       new leader must exceed before the prober can
 			       vote (0: none known yet) */
-	LD_MSG_PROBE_ACK,   /* ballot = sender's promise, commit, base,
-			       flags: LD_FLAG_VOTER when the sender votes,
-			       LD_FLAG_HAS_VOTES when it holds a vote,
-			       LD_FLAG_REMOVED when the prober's id was
+	PX_MSG_PROBE_ACK,   /* ballot = sender's promise, commit, base,
+			       flags: PX_FLAG_VOTER when the sender votes,
+			       PX_FLAG_HAS_VOTES when it holds a vote,
+			       PX_FLAG_REMOVED when the prober's id was
 			       removed from the cell */
-} ld_msg_type;
+} px_msg_type;
 
-#define LD_MSG_TYPE_MAX LD_MSG_PROBE_ACK
+#define PX_MSG_TYPE_MAX PX_MSG_PROBE_ACK
 
-/* ld_msg.flags */
-#define LD_FLAG_VOTER 1u
-#define LD_FLAG_HAS_VOTES 2u /* PROBE_ACK: the sender holds a vote */
-#define LD_FLAG_REMOVED 4u   /* PROBE_ACK: your id left the cell */
-#define LD_FLAG_HANDOVER 8u  /* COMMIT: the leader leaves the cell: stop
+/* px_msg.flags */
+#define PX_FLAG_VOTER 1u
+#define PX_FLAG_HAS_VOTES 2u /* PROBE_ACK: the sender holds a vote */
+#define PX_FLAG_REMOVED 4u   /* PROBE_ACK: your id left the cell */
+#define PX_FLAG_HANDOVER 8u  /* COMMIT: the leader leaves the cell: stop
 				waiting for it */
-#define LD_FLAG_CAMPAIGN 16u /* COMMIT with HANDOVER: campaign at once */
+#define PX_FLAG_CAMPAIGN 16u /* COMMIT with HANDOVER: campaign at once */
 
 /* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
  * longer than the sun will shine). */
-#define LD_ROUND_MAX (UINT64_C(1) << 62)
+#define PX_ROUND_MAX (UINT64_C(1) << 62)
 
-typedef struct ld_vote {
+typedef struct px_vote {
 	uint64_t slot;
-	ld_ballot ballot;
-	ld_value *value; /* one reference, owned by the message */
+	px_ballot ballot;
+	px_value *value; /* one reference, owned by the message */
 	bool chosen;     /* PROMISE: the sender knows value chosen at slot
 			    (ballot unused); CATCHUP: always */
-} ld_vote;
+} px_vote;
 
-typedef struct ld_msg {
-	ld_msg_type type;
+typedef struct px_msg {
+	px_msg_type type;
 	uint32_t from, to;
-	ld_ballot ballot;
+	px_ballot ballot;
 	uint64_t slot;
 	uint64_t
 		commit; /* sender's chosen prefix: slots <= commit are chosen */
 	uint64_t base;  /* sender's snapshot base */
-	uint32_t flags; /* LD_FLAG_* */
+	uint32_t flags; /* PX_FLAG_* */
 	uint64_t hb;    /* COMMIT: the leader's heartbeat round; COMMIT_ACK:
 			   the round it answers (linearizable reads) */
 	/* COMMIT: the leader's latest state digest, at dslot (a multiple of
@@ -131,31 +131,31 @@ typedef struct ld_msg {
 	 * confirmed, at vslot; COMMIT_ACK: the sender's digest at the dslot
 	 * it answers (0: it has none). */
 	uint64_t dslot, digest, vslot, vdigest;
-	/* COMMIT_ACK, PROBE: the sender's disk incarnation (ld_config) */
+	/* COMMIT_ACK, PROBE: the sender's disk incarnation (px_config) */
 	uint64_t incarnation;
-	ld_value *value; /* ACCEPT only; one reference owned by the message */
+	px_value *value; /* ACCEPT only; one reference owned by the message */
 	uint32_t nvotes;
-	ld_vote *votes; /* malloc'd, owned by the message */
+	px_vote *votes; /* malloc'd, owned by the message */
 	uint32_t snap_len;
 	uint8_t *snap; /* malloc'd, owned by the message */
-} ld_msg;
+} px_msg;
 
 /* Frees a message and drops its value references. NULL-safe. */
-void ld_msg_free(ld_msg *m);
+void px_msg_free(px_msg *m);
 
 /* A deep-enough copy (values shared by reference). NULL when out of memory. */
-ld_msg *ld_msg_dup(const ld_msg *m);
+px_msg *px_msg_dup(const px_msg *m);
 
 /* Checks a decoded message's shape before it reaches the core (ids in range,
  * sizes within limits, required fields present). 0 if well-formed. */
-int ld_msg_validate(const ld_msg *m, uint32_t nreplicas);
+int px_msg_validate(const px_msg *m, uint32_t nreplicas);
 
 /* ---- membership ---------------------------------------------------------
  *
  * The set of replicas is part of the replicated state: a membership decree
- * chosen at slot s changes the configuration used for slots s + LD_ALPHA on
+ * chosen at slot s changes the configuration used for slots s + PX_ALPHA on
  * (the Part-Time Parliament's alpha; the leader never proposes beyond
- * commit + window_slots <= LD_ALPHA, so it always knows the configuration of
+ * commit + window_slots <= PX_ALPHA, so it always knows the configuration of
  * every slot it proposes in). Each slot's synod runs with that one fixed
  * configuration: its quorums (both phases) are majorities of the voting
  * members of config(slot). A leader whose phase-1 promises do not hold a
@@ -173,68 +173,68 @@ int ld_msg_validate(const ld_msg *m, uint32_t nreplicas);
  * a removed id, changes nothing), so a replica that replays decrees onto a
  * configuration it was given ends where the others do. */
 
-#define LD_ALPHA LD_WINDOW_SLOTS_MAX
+#define PX_ALPHA LD_WINDOW_SLOTS_MAX
 
 /* Membership decrees are commands of this client id (the cell's own: the
  * lease node's sessions never have the top bit). */
-#define LD_MEMBERS_CLIENT UINT64_MAX
+#define PX_MEMBERS_CLIENT UINT64_MAX
 
-typedef struct ld_member {
+typedef struct px_member {
 	uint32_t id; /* < LD_REPLICA_IDS */
 	bool voting;
 	uint64_t incarnation; /* PROMOTE named it; 0 for the first members */
 	char peer[LD_URL_BYTES_MAX];   /* NUL-terminated; may be empty */
 	char client[LD_URL_BYTES_MAX]; /* NUL-terminated; may be empty */
-} ld_member;
+} px_member;
 
-typedef struct ld_members {
+typedef struct px_members {
 	uint32_t n;
-	ld_member m[LD_REPLICAS_MAX]; /* by increasing id */
+	px_member m[LD_REPLICAS_MAX]; /* by increasing id */
 	uint64_t removed;             /* bit i: id i left the cell for good */
-} ld_members;
+} px_members;
 
-typedef enum ld_change_op {
-	LD_CHANGE_ADD = 1, /* id, peer, client: a new learner */
-	LD_CHANGE_REMOVE,  /* id */
-	LD_CHANGE_PROMOTE, /* id, incarnation: the learner votes */
-} ld_change_op;
+typedef enum px_change_op {
+	PX_CHANGE_ADD = 1, /* id, peer, client: a new learner */
+	PX_CHANGE_REMOVE,  /* id */
+	PX_CHANGE_PROMOTE, /* id, incarnation: the learner votes */
+} px_change_op;
 
-typedef struct ld_change {
-	ld_change_op op;
+typedef struct px_change {
+	px_change_op op;
 	uint32_t id;
 	uint64_t incarnation;
 	const char *peer, *client; /* ADD; borrowed; < LD_URL_BYTES_MAX */
-} ld_change;
+} px_change;
 
-typedef enum ld_change_status {
-	LD_CHANGE_DONE = 0,   /* applied at slot; in effect from slot+LD_ALPHA
+typedef enum px_change_status {
+	PX_CHANGE_DONE = 0,   /* applied at slot; in effect from slot+PX_ALPHA
 			       (the learner of an ADD votes only once the
 			       leader promotes it) */
-	LD_CHANGE_NOT_LEADER, /* leader_hint */
-	LD_CHANGE_REFUSED,    /* why says it */
-	LD_CHANGE_BUSY,       /* another change is in flight: retry once it is
+	PX_CHANGE_NOT_LEADER, /* leader_hint */
+	PX_CHANGE_REFUSED,    /* why says it */
+	PX_CHANGE_BUSY,       /* another change is in flight: retry once it is
 			       in effect (why says from which position) */
-} ld_change_status;
+} px_change_status;
 
-typedef struct ld_change_done {
+typedef struct px_change_done {
 	uint64_t change_id;
-	ld_change_status status;
+	px_change_status status;
 	int32_t leader_hint;
 	uint64_t slot;
 	char why[160];
-} ld_change_done;
+} px_change_done;
 
 /* The member entry for id in m, or NULL. */
-const ld_member *ld_members_find(const ld_members *m, uint32_t id);
+const px_member *px_members_find(const px_members *m, uint32_t id);
 
 /* ---- durable records -------------------------------------------------- */
 
-typedef enum ld_rec_type {
-	LD_REC_PROMISE = 1, /* ballot: the acceptor promised it (P1b) */
-	LD_REC_VOTE,        /* slot, ballot, value: the acceptor voted (P2b) */
-	LD_REC_SNAPSHOT,    /* slot = base, snap: applied state at base; votes
+typedef enum px_rec_type {
+	PX_REC_PROMISE = 1, /* ballot: the acceptor promised it (P1b) */
+	PX_REC_VOTE,        /* slot, ballot, value: the acceptor voted (P2b) */
+	PX_REC_SNAPSHOT,    /* slot = base, snap: applied state at base; votes
 			       for slots <= base may be dropped */
-	LD_REC_CHOSEN,      /* slot, and either ballot (this replica's vote
+	PX_REC_CHOSEN,      /* slot, and either ballot (this replica's vote
 			       in ballot at slot holds the chosen value) or
 			       value (the chosen value itself, when no vote
 			       of this replica holds it: learned by catch-up).
@@ -242,128 +242,128 @@ typedef enum ld_rec_type {
 			       once instead of waiting for the next leader to
 			       choose it again): nothing waits for it to be
 			       durable, and losing it loses nothing. */
-	LD_REC_JOINED,      /* this replica is a voter: it formed a new cell
+	PX_REC_JOINED,      /* this replica is a voter: it formed a new cell
 			       (every replica answered that it held nothing)
 			       or it recovered from an empty disk. Without
 			       it a replica only learns: see "Recovery"
 			       below. */
-} ld_rec_type;
+} px_rec_type;
 
-typedef struct ld_record {
-	ld_rec_type type;
-	ld_ballot ballot;
+typedef struct px_record {
+	px_rec_type type;
+	px_ballot ballot;
 	uint64_t slot;
-	ld_value *value; /* VOTE: one reference, owned by the record */
+	px_value *value; /* VOTE: one reference, owned by the record */
 	uint32_t snap_len;
 	uint8_t *snap; /* SNAPSHOT: malloc'd, owned by the record */
-} ld_record;
+} px_record;
 
-void ld_record_clear(ld_record *rec);
+void px_record_clear(px_record *rec);
 
 /* ---- client replies --------------------------------------------------- */
 
-typedef enum ld_reply_status {
-	LD_REPLY_OK = 0,     /* applied at `slot`; result holds the SM's answer.
+typedef enum px_reply_status {
+	PX_REPLY_OK = 0,     /* applied at `slot`; result holds the SM's answer.
 				A retry of a command older than the client's
 				latest applied one gets OK with slot 0 and no
 				result: it is settled (applied, or abandoned
 				by the client and never to be applied), and
 				its answer is gone. */
-	LD_REPLY_NOT_LEADER, /* leader_hint names who to ask (or -1: unknown) */
-	LD_REPLY_BUSY,       /* the leader's queue is full: retry later */
-	LD_REPLY_INVALID,    /* the command is malformed (size, ids) */
-} ld_reply_status;
+	PX_REPLY_NOT_LEADER, /* leader_hint names who to ask (or -1: unknown) */
+	PX_REPLY_BUSY,       /* the leader's queue is full: retry later */
+	PX_REPLY_INVALID,    /* the command is malformed (size, ids) */
+} px_reply_status;
 
-typedef struct ld_reply {
+typedef struct px_reply {
 	uint64_t client_id, seq;
-	ld_reply_status status;
+	px_reply_status status;
 	int32_t leader_hint;
 	uint64_t slot; /* OK: the ledger position where the command applied */
 	uint32_t result_len;
 	uint8_t result[LD_RESULT_BYTES_MAX];
-} ld_reply;
+} px_reply;
 
 /* ---- events and actions ------------------------------------------------- */
 
-typedef enum ld_event_type {
-	LD_EV_MSG = 1, /* msg arrived (the core does not take ownership) */
-	LD_EV_TICK,    /* a timer fired (or any time the caller likes) */
-	LD_EV_DURABLE, /* every write with id <= write_id is durable */
-	LD_EV_SUBMIT,  /* client commands cmd[0..ncmds) (data copied by the
+typedef enum px_event_type {
+	PX_EV_MSG = 1, /* msg arrived (the core does not take ownership) */
+	PX_EV_TICK,    /* a timer fired (or any time the caller likes) */
+	PX_EV_DURABLE, /* every write with id <= write_id is durable */
+	PX_EV_SUBMIT,  /* client commands cmd[0..ncmds) (data copied by the
 			  core); proposed together, many per decree */
-	LD_EV_READ,    /* a linearizable read, read_id (the caller's, never
+	PX_EV_READ,    /* a linearizable read, read_id (the caller's, never
 			  0): answered in actions.reads once this leader
 			  has applied every slot it has proposed and a
 			  quorum answered a heartbeat sent after the read
 			  arrived (ReadIndex: no decree, no disk write) */
-	LD_EV_CHANGE,  /* a membership change, change (copied), with the
+	PX_EV_CHANGE,  /* a membership change, change (copied), with the
 			  caller's change_id: answered in actions.changes */
-	LD_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
+	PX_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
 			  a disk that takes no writes): a leader hands over
 			  to the most caught-up voter, and this replica does
 			  not campaign until two election timeouts after the
-			  last LD_EV_RESIGN */
-} ld_event_type;
+			  last PX_EV_RESIGN */
+} px_event_type;
 
-typedef struct ld_event {
-	ld_event_type type;
+typedef struct px_event {
+	px_event_type type;
 	uint64_t now_us; /* this replica's monotonic clock */
-	const ld_msg *msg;
+	const px_msg *msg;
 	uint64_t write_id;
-	const ld_cmd *cmd;
-	uint32_t ncmds; /* LD_EV_SUBMIT: 0 is taken as 1 */
+	const px_cmd *cmd;
+	uint32_t ncmds; /* PX_EV_SUBMIT: 0 is taken as 1 */
 	uint64_t read_id;
-	const ld_change *change;
+	const px_change *change;
 	uint64_t change_id;
-} ld_event;
+} px_event;
 
 /* A linearizable read's outcome: ok, the replica's applied state answers
  * it now; !ok, this replica does not lead (ask the leader). */
-typedef struct ld_read_done {
+typedef struct px_read_done {
 	uint64_t read_id;
 	bool ok;
-} ld_read_done;
+} px_read_done;
 
-typedef struct ld_chosen {
+typedef struct px_chosen {
 	uint64_t slot;
-	ld_value *value;    /* one reference, owned by the actions */
+	px_value *value;    /* one reference, owned by the actions */
 	uint64_t sm_digest; /* state digest right after applying this slot */
-} ld_chosen;
+} px_chosen;
 
-typedef struct ld_actions {
-	/* Records to make durable, in order; then report LD_EV_DURABLE with
+typedef struct px_actions {
+	/* Records to make durable, in order; then report PX_EV_DURABLE with
 	 * write_id. write_id is 0 when there are none. */
-	ld_record *recs;
+	px_record *recs;
 	size_t nrecs, recs_cap;
 	uint64_t write_id;
-	/* Messages to send now. The caller takes each pointer (ld_msg_free). */
-	ld_msg **msgs;
+	/* Messages to send now. The caller takes each pointer (px_msg_free). */
+	px_msg **msgs;
 	size_t nmsgs, msgs_cap;
 	/* Decrees learned chosen and applied in this step, in ledger order. */
-	ld_chosen *chosen;
+	px_chosen *chosen;
 	size_t nchosen, chosen_cap;
 	/* A snapshot was installed in this step (chosen restarts after it). */
 	bool installed_snapshot;
 	uint64_t snapshot_base;
 	/* Replies to clients who submitted at this replica. */
-	ld_reply *replies;
+	px_reply *replies;
 	size_t nreplies, replies_cap;
-	/* Linearizable reads (LD_EV_READ) decided in this step. */
-	ld_read_done *reads;
+	/* Linearizable reads (PX_EV_READ) decided in this step. */
+	px_read_done *reads;
 	size_t nreads, reads_cap;
-	/* Membership changes (LD_EV_CHANGE) answered in this step. */
-	ld_change_done *changes;
+	/* Membership changes (PX_EV_CHANGE) answered in this step. */
+	px_change_done *changes;
 	size_t nchanges, changes_cap;
-	/* The applied membership changed in this step (ld_replica_members). */
+	/* The applied membership changed in this step (px_replica_members). */
 	bool members_changed;
-	/* Call LD_EV_TICK no later than this (local clock). */
+	/* Call PX_EV_TICK no later than this (local clock). */
 	uint64_t timer_at_us;
-} ld_actions;
+} px_actions;
 
-void ld_actions_init(ld_actions *a);
+void px_actions_init(px_actions *a);
 /* Drops everything still held (messages not taken are freed). Keeps buffers. */
-void ld_actions_reset(ld_actions *a);
-void ld_actions_free(ld_actions *a);
+void px_actions_reset(px_actions *a);
+void px_actions_free(px_actions *a);
 
 /* ---- the replica ------------------------------------------------------ */
 
@@ -371,59 +371,59 @@ void ld_actions_free(ld_actions *a);
  * only with LD_MUTANTS (the simulator's build of the core); the daemon's
  * build ignores the field. */
 typedef enum ld_mutant {
-	LD_MUTANT_NONE = 0,
-	LD_MUTANT_FORGET_PROMISE, /* restart loses promises (P1b not durable) */
-	LD_MUTANT_IGNORE_VOTES, /* proposer ignores phase-1 votes (breaks P3) */
-	LD_MUTANT_MINORITY_QUORUM, /* quorum of n/2 instead of n/2+1 (breaks P2)
+	PX_MUTANT_NONE = 0,
+	PX_MUTANT_FORGET_PROMISE, /* restart loses promises (P1b not durable) */
+	PX_MUTANT_IGNORE_VOTES, /* proposer ignores phase-1 votes (breaks P3) */
+	PX_MUTANT_MINORITY_QUORUM, /* quorum of n/2 instead of n/2+1 (breaks P2)
 				    */
-	LD_MUTANT_SHARED_BALLOTS,  /* ballots not unique per replica (breaks P1)
+	PX_MUTANT_SHARED_BALLOTS,  /* ballots not unique per replica (breaks P1)
 				    */
-	LD_MUTANT_EARLY_CHOSEN,    /* leader declares chosen on its own vote */
-	LD_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
+	PX_MUTANT_EARLY_CHOSEN,    /* leader declares chosen on its own vote */
+	PX_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
 	/* Lease mutants (lockd/core/node.c, lease.c, and the simulator's
 	 * clients). */
-	LD_MUTANT_GRACE_ZERO,        /* re-grants right at expiry, no grace */
-	LD_MUTANT_DEPOSED_RENEW,     /* leader answers RENEW from its own table,
+	PX_MUTANT_GRACE_ZERO,        /* re-grants right at expiry, no grace */
+	PX_MUTANT_DEPOSED_RENEW,     /* leader answers RENEW from its own table,
 					without a decree: a deposed one renews */
-	LD_MUTANT_REPLY_CLOCK,       /* client measures its deadline from the
+	PX_MUTANT_REPLY_CLOCK,       /* client measures its deadline from the
 					reply's arrival, not from sending */
-	LD_MUTANT_TRUST_STAMPS,      /* new leader takes old leaders' clock
+	PX_MUTANT_TRUST_STAMPS,      /* new leader takes old leaders' clock
 					stamps as deadlines in its own clock */
-	LD_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
+	PX_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
 				       name has, whatever token they carry */
-	LD_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
+	PX_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
 					votes at once, as if the cell were new */
-	LD_MUTANT_IGNORE_DIGEST,     /* replicas never compare state digests */
-	LD_MUTANT_READ_LOCAL,        /* a leader answers a linearizable read
+	PX_MUTANT_IGNORE_DIGEST,     /* replicas never compare state digests */
+	PX_MUTANT_READ_LOCAL,        /* a leader answers a linearizable read
 					at once from its own table: no quorum
 					heartbeat, no wait for what it
 					proposed to be applied */
-	LD_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
+	PX_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
 					hostile peer's forged messages, as a
 					cell without --peer-key or TLS would */
-	LD_MUTANT_ALPHA_ZERO,        /* a membership change is in effect from
+	PX_MUTANT_ALPHA_ZERO,        /* a membership change is in effect from
 					the very next slot (alpha = 0), while
 					decrees proposed under the old one are
 					in flight */
-	LD_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
+	PX_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
 					that were removed from the cell */
-	LD_MUTANT_ACK_FAILED_SYNC,   /* the simulator's disk reports a write
+	PX_MUTANT_ACK_FAILED_SYNC,   /* the simulator's disk reports a write
 					durable although its sync failed (a
 					full disk, EIO), as a storage layer
 					that ignores fsync's error would */
-	LD_MUTANT_COUNT
+	PX_MUTANT_COUNT
 } ld_mutant;
 
-const char *ld_mutant_name(ld_mutant m);
-ld_mutant ld_mutant_parse(const char *name); /* LD_MUTANT_COUNT if unknown */
+const char *px_mutant_name(ld_mutant m);
+ld_mutant px_mutant_parse(const char *name); /* PX_MUTANT_COUNT if unknown */
 
-typedef struct ld_config {
+typedef struct px_config {
 	uint32_t id;        /* < LD_REPLICA_IDS */
 	uint32_t nreplicas; /* 1..LD_REPLICAS_MAX: the first members are ids
 			       0..nreplicas-1, all voting (their URLs taken
 			       from members when it lists exactly those ids);
 			       or 0, and members says who they are */
-	ld_members members; /* when nreplicas is 0: the configuration to
+	px_members members; /* when nreplicas is 0: the configuration to
 			       start from (a replica that joins a running
 			       cell: what a member reported) */
 	uint64_t incarnation; /* this disk's: random, fixed when the store
@@ -437,46 +437,46 @@ typedef struct ld_config {
 	uint32_t snapshot_every_slots;
 	uint32_t digest_every_slots; /* state digests compared at multiples */
 	ld_mutant mutant;
-} ld_config;
+} px_config;
 
 /* Sensible defaults for id/nreplicas (heartbeat 50 ms, election 300 ms). */
-void ld_config_default(ld_config *cfg, uint32_t id, uint32_t nreplicas);
+void px_config_default(px_config *cfg, uint32_t id, uint32_t nreplicas);
 
-typedef struct ld_replica ld_replica;
+typedef struct px_replica px_replica;
 
 /* Makes a replica that knows nothing (an empty disk). sm is borrowed and must
  * outlive the replica. Returns NULL when out of memory or cfg is invalid. */
-ld_replica *ld_replica_new(const ld_config *cfg, ld_sm *sm);
-void ld_replica_free(ld_replica *r);
+px_replica *px_replica_new(const px_config *cfg, px_sm *sm);
+void px_replica_free(px_replica *r);
 
-/* Replays one durable record (oldest first) after ld_replica_new, before the
+/* Replays one durable record (oldest first) after px_replica_new, before the
  * first step. Returns 0, or -1 if the record is malformed. */
-int ld_replica_restore(ld_replica *r, const ld_record *rec);
+int px_replica_restore(px_replica *r, const px_record *rec);
 
 /* Handles one event and appends what to do to out (which the caller resets
  * between steps). Returns 0; -1 when the event was malformed and ignored. */
-int ld_replica_step(ld_replica *r, const ld_event *ev, ld_actions *out);
+int px_replica_step(px_replica *r, const px_event *ev, px_actions *out);
 
 /* Read-only views, for the daemon's status and the simulator's checks. */
 
 /* What comparing state digests with the others found (sticky until the
  * replica restarts: an operator wipes a diverged replica's data directory,
  * and it recovers the cell's state by snapshot). */
-typedef enum ld_digest_alarm {
-	LD_DIGEST_OK = 0,
-	LD_DIGEST_MISMATCH, /* some replica's digest differed, no quorum said
+typedef enum px_digest_alarm {
+	PX_DIGEST_OK = 0,
+	PX_DIGEST_MISMATCH, /* some replica's digest differed, no quorum said
 			       which is right */
-	LD_DIGEST_DIVERGED, /* this replica's state differs from a quorum's at
+	PX_DIGEST_DIVERGED, /* this replica's state differs from a quorum's at
 			       the same position: it serves no reads and
 			       does not lead */
-} ld_digest_alarm;
+} px_digest_alarm;
 
-typedef enum ld_role { LD_FOLLOWER, LD_CANDIDATE, LD_LEADER } ld_role;
+typedef enum px_role { PX_FOLLOWER, PX_CANDIDATE, PX_LEADER } px_role;
 
-typedef struct ld_status {
-	ld_role role;
-	ld_ballot ballot;   /* proposer ballot (leader/candidate) */
-	ld_ballot promised; /* acceptor's promise */
+typedef struct px_status {
+	px_role role;
+	px_ballot ballot;   /* proposer ballot (leader/candidate) */
+	px_ballot promised; /* acceptor's promise */
 	int32_t leader;     /* who this replica believes leads, or -1 */
 	uint64_t commit;    /* chosen prefix */
 	uint64_t applied;   /* == commit after each step */
@@ -488,29 +488,29 @@ typedef struct ld_status {
 	bool member;        /* in the latest applied configuration */
 	bool removed;       /* removed from the cell, and no longer needed by
 			       it: the daemon stops (and refuses to start) */
-	bool resigned;      /* an LD_EV_RESIGN holds it back from leading */
-	ld_digest_alarm digest_alarm;
-	ld_ballot recover_above; /* recovering: M, once known */
-} ld_status;
+	bool resigned;      /* an PX_EV_RESIGN holds it back from leading */
+	px_digest_alarm digest_alarm;
+	px_ballot recover_above; /* recovering: M, once known */
+} px_status;
 
-void ld_replica_status(const ld_replica *r, ld_status *st);
+void px_replica_status(const px_replica *r, px_status *st);
 
 /* The latest configuration this replica has applied (perhaps not yet in
  * effect: *from_slot says from which slot on it is). */
-void ld_replica_members(const ld_replica *r, ld_members *out,
+void px_replica_members(const px_replica *r, px_members *out,
 			uint64_t *from_slot);
 
 /* The ids this replica may send to now (itself excluded): the members of
  * every configuration that governs a slot after its commit. A removed
  * replica stays among them until no such slot counts it, so a transport
  * keeps dialing it until then. */
-uint64_t ld_replica_peer_ids(const ld_replica *r);
+uint64_t px_replica_peer_ids(const px_replica *r);
 
 /* Copies the entry for id from the newest of those configurations that has
  * it. Returns false when none has. */
-bool ld_replica_member(const ld_replica *r, uint32_t id, ld_member *out);
+bool px_replica_member(const px_replica *r, uint32_t id, px_member *out);
 
 /* The value this replica knows chosen at slot, or NULL (borrowed). */
-const ld_value *ld_replica_chosen_at(const ld_replica *r, uint64_t slot);
+const px_value *px_replica_chosen_at(const px_replica *r, uint64_t slot);
 
 #endif

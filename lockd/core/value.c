@@ -7,9 +7,9 @@
 #include "ld_limits.h"
 
 /* The no-op's refs are never 0 and never freed: refs on it are skipped. */
-static ld_value value_noop = {.refs = 1, .ncmds = 0, .digest = 0};
+static px_value value_noop = {.refs = 1, .ncmds = 0, .digest = 0};
 
-uint64_t ld_mix64(uint64_t x)
+uint64_t px_mix64(uint64_t x)
 {
 	x ^= x >> 30;
 	x *= 0xbf58476d1ce4e5b9ULL;
@@ -19,7 +19,7 @@ uint64_t ld_mix64(uint64_t x)
 	return x;
 }
 
-uint64_t ld_hash(uint64_t h, const void *p, size_t n)
+uint64_t px_hash(uint64_t h, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	for (size_t i = 0; i < n; i++) {
@@ -29,35 +29,35 @@ uint64_t ld_hash(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static uint64_t value_digest(const ld_value *v)
+static uint64_t value_digest(const px_value *v)
 {
-	uint64_t h = ld_hash(LD_HASH_SEED, &v->ncmds, sizeof v->ncmds);
+	uint64_t h = px_hash(PX_HASH_SEED, &v->ncmds, sizeof v->ncmds);
 	for (uint32_t i = 0; i < v->ncmds; i++) {
-		const ld_cmd *c = &v->cmds[i];
-		h = ld_hash(h, &c->client_id, sizeof c->client_id);
-		h = ld_hash(h, &c->seq, sizeof c->seq);
-		h = ld_hash(h, &c->len, sizeof c->len);
-		h = ld_hash(h, c->data, c->len);
+		const px_cmd *c = &v->cmds[i];
+		h = px_hash(h, &c->client_id, sizeof c->client_id);
+		h = px_hash(h, &c->seq, sizeof c->seq);
+		h = px_hash(h, &c->len, sizeof c->len);
+		h = px_hash(h, c->data, c->len);
 	}
 	return h;
 }
 
-ld_value *ld_value_noop(void)
+px_value *px_value_noop(void)
 {
 	/* The digest of an empty batch, as value_digest computes it; written
 	 * out so the compiler never sees a walk over the static's empty
 	 * command array. Racing writers store the same number. */
 	if (value_noop.digest == 0) {
 		uint32_t zero = 0;
-		value_noop.digest = ld_hash(LD_HASH_SEED, &zero, sizeof zero);
+		value_noop.digest = px_hash(PX_HASH_SEED, &zero, sizeof zero);
 	}
 	return &value_noop;
 }
 
-ld_value *ld_value_new(const ld_cmd *cmds, uint32_t ncmds)
+px_value *px_value_new(const px_cmd *cmds, uint32_t ncmds)
 {
 	if (ncmds == 0)
-		return ld_value_noop();
+		return px_value_noop();
 	if (ncmds > LD_BATCH_CMDS_MAX)
 		return NULL;
 	size_t bytes = 0;
@@ -67,7 +67,7 @@ ld_value *ld_value_new(const ld_cmd *cmds, uint32_t ncmds)
 			return NULL;
 		bytes += cmds[i].len;
 	}
-	ld_value *v = malloc(sizeof *v + ncmds * sizeof(ld_cmd) + bytes);
+	px_value *v = malloc(sizeof *v + ncmds * sizeof(px_cmd) + bytes);
 	if (v == NULL)
 		return NULL;
 	v->refs = 1;
@@ -84,7 +84,7 @@ ld_value *ld_value_new(const ld_cmd *cmds, uint32_t ncmds)
 	return v;
 }
 
-ld_value *ld_value_ref(ld_value *v)
+px_value *px_value_ref(px_value *v)
 {
 	if (v != NULL && v != &value_noop) {
 		assert(v->refs > 0);
@@ -93,7 +93,7 @@ ld_value *ld_value_ref(ld_value *v)
 	return v;
 }
 
-void ld_value_unref(ld_value *v)
+void px_value_unref(px_value *v)
 {
 	if (v == NULL || v == &value_noop)
 		return;
@@ -102,7 +102,7 @@ void ld_value_unref(ld_value *v)
 		free(v);
 }
 
-int ld_value_equal(const ld_value *a, const ld_value *b)
+int px_value_equal(const px_value *a, const px_value *b)
 {
 	if (a == b)
 		return 1;
@@ -111,7 +111,7 @@ int ld_value_equal(const ld_value *a, const ld_value *b)
 	if (a->digest != b->digest || a->ncmds != b->ncmds)
 		return 0;
 	for (uint32_t i = 0; i < a->ncmds; i++) {
-		const ld_cmd *x = &a->cmds[i], *y = &b->cmds[i];
+		const px_cmd *x = &a->cmds[i], *y = &b->cmds[i];
 		if (x->client_id != y->client_id || x->seq != y->seq ||
 		    x->len != y->len || memcmp(x->data, y->data, x->len) != 0)
 			return 0;

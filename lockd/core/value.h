@@ -3,49 +3,49 @@
  * Values are reference counted because the same decree sits in a replica's
  * log, in messages in flight and in the simulator's checker at once. The core
  * is single-threaded; the count is not atomic. */
-#ifndef LD_VALUE_H
-#define LD_VALUE_H
+#ifndef PX_VALUE_H
+#define PX_VALUE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct ld_cmd {
+typedef struct px_cmd {
 	uint64_t client_id; /* the session or client that sent it; never 0 */
 	uint64_t seq; /* per-client command id, increasing; retries reuse it */
 	uint32_t len; /* bytes in data, <= LD_CMD_BYTES_MAX */
 	const uint8_t *data;
-} ld_cmd;
+} px_cmd;
 
-typedef struct ld_value {
+typedef struct px_value {
 	uint32_t refs;
 	uint32_t ncmds;  /* 0: no-op */
 	uint64_t digest; /* content hash, computed at creation */
-	ld_cmd cmds[];   /* each cmds[i].data points into this allocation */
-} ld_value;
+	px_cmd cmds[];   /* each cmds[i].data points into this allocation */
+} px_value;
 
 /* Builds a value holding copies of cmds[0..ncmds). Returns NULL when out of
  * memory or when a command is over LD_CMD_BYTES_MAX. The caller owns the one
- * reference and drops it with ld_value_unref. */
-ld_value *ld_value_new(const ld_cmd *cmds, uint32_t ncmds);
+ * reference and drops it with px_value_unref. */
+px_value *px_value_new(const px_cmd *cmds, uint32_t ncmds);
 
 /* The shared no-op decree (a static value; ref/unref are no-ops on it). */
-ld_value *ld_value_noop(void);
+px_value *px_value_noop(void);
 
 /* Takes another reference; returns v. NULL-safe. */
-ld_value *ld_value_ref(ld_value *v);
+px_value *px_value_ref(px_value *v);
 
 /* Drops a reference; frees on the last. NULL-safe. */
-void ld_value_unref(ld_value *v);
+void px_value_unref(px_value *v);
 
 /* Same commands in the same order (content equality, not identity). */
-int ld_value_equal(const ld_value *a, const ld_value *b);
+int px_value_equal(const px_value *a, const px_value *b);
 
 /* splitmix64's finalizer: spreads sequential ids (tokens, sessions) over a
  * hash table's buckets. */
-uint64_t ld_mix64(uint64_t x);
+uint64_t px_mix64(uint64_t x);
 
 /* 64-bit FNV-1a, used for value digests and state digests. */
-uint64_t ld_hash(uint64_t h, const void *p, size_t n);
-#define LD_HASH_SEED 0xcbf29ce484222325ULL
+uint64_t px_hash(uint64_t h, const void *p, size_t n);
+#define PX_HASH_SEED 0xcbf29ce484222325ULL
 
 #endif

@@ -8,7 +8,7 @@
 # codec sees it (peer_refused in the log and in /metrics); ballot, leases
 # and tokens stay as they were, and the cell keeps granting.
 # Then, with --insecure-peers and no key, a forged ACCEPT whose round is above
-# LD_ROUND_MAX is still refused by the codec (defence in depth), and the
+# PX_ROUND_MAX is still refused by the codec (defence in depth), and the
 # cell keeps its leader.
 # Args: lockd lockd-probe lockd-forge.
 . "$(dirname "$0")/lib.sh"
@@ -101,7 +101,7 @@ done
 acquire_ok after 2 1 60000 >/dev/null
 [[ $(wait_leader) == "$lead" ]] || fail "the leader changed"
 
-say "--insecure-peers, no key: an ACCEPT above LD_ROUND_MAX is still refused"
+say "--insecure-peers, no key: an ACCEPT above PX_ROUND_MAX is still refused"
 stop_all TERM
 [[ $STOP_RC -eq 0 ]] || fail "exit $STOP_RC after SIGTERM"
 rm -rf "$T"/r0 "$T"/r1 "$T"/r2
@@ -116,7 +116,7 @@ for i in 0 1 2; do
 done
 sleep 1
 for i in 0 1 2; do
-	grep -q 'event=peer_refused.*ld_msg_validate' "$T/r$i.log" ||
+	grep -q 'event=peer_refused.*px_msg_validate' "$T/r$i.log" ||
 		fail "r$i did not refuse the out-of-range ballot"
 done
 wait_leader >/dev/null

@@ -78,7 +78,7 @@ static void sleep_ms(unsigned ms)
 }
 
 /* An ACQUIRE of name for FORGE_SESSION, as one ledger command. */
-static ld_value *acquire_value(const char *name, uint64_t seq)
+static px_value *acquire_value(const char *name, uint64_t seq)
 {
 	ls_cmd c = {.op = LS_OP_ACQUIRE,
 		    .session = FORGE_SESSION,
@@ -91,11 +91,11 @@ static ld_value *acquire_value(const char *name, uint64_t seq)
 		fprintf(stderr, "lockd-forge: cannot encode a command\n");
 		exit(1);
 	}
-	ld_cmd cmd = {.client_id = FORGE_SESSION,
+	px_cmd cmd = {.client_id = FORGE_SESSION,
 		      .seq = seq,
 		      .len = (uint32_t)len,
 		      .data = buf};
-	ld_value *v = ld_value_new(&cmd, 1);
+	px_value *v = px_value_new(&cmd, 1);
 	if (v == NULL) {
 		fprintf(stderr, "lockd-forge: out of memory\n");
 		exit(1);
@@ -119,8 +119,8 @@ static void put_le(uint8_t *p, uint64_t v, int bytes)
 static void table_snapshot(uint64_t slot, uint8_t **out, size_t *len)
 {
 	ls_table *t = ls_table_new();
-	ld_value *v = acquire_value("forged/lease", 1);
-	ld_sm *sm = ls_table_sm(t);
+	px_value *v = acquire_value("forged/lease", 1);
+	px_sm *sm = ls_table_sm(t);
 	uint8_t res[LD_RESULT_BYTES_MAX];
 	if (t == NULL)
 		exit(1);
@@ -140,7 +140,7 @@ static void table_snapshot(uint64_t slot, uint8_t **out, size_t *len)
 	put_le(*out + 8, slot, 8);
 	memcpy(*out + 16, table, tlen);
 	free(table);
-	ld_value_unref(v);
+	px_value_unref(v);
 	ls_table_free(t);
 }
 
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
 	    count > 1000 || copies == 0)
 		usage();
 
-	ld_msg *m = calloc(1, sizeof *m);
+	px_msg *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		return 1;
 	m->from = (uint32_t)from;
@@ -201,7 +201,7 @@ int main(int argc, char **argv)
 	 * ballot then outranks every other round-equal ballot. */
 	m->ballot.id = (uint32_t)(ballot_id != UINT64_MAX ? ballot_id : to);
 	if (strcmp(kind, "snapshot") == 0) {
-		m->type = LD_MSG_SNAPSHOT;
+		m->type = PX_MSG_SNAPSHOT;
 		m->base = have_slot ? slot : UINT64_C(1) << 40;
 		m->commit = m->base;
 		m->ballot.round = have_round ? round : 1;
@@ -211,12 +211,12 @@ int main(int argc, char **argv)
 		m->snap = snap;
 		m->snap_len = (uint32_t)len;
 	} else if (strcmp(kind, "accept") == 0) {
-		m->type = LD_MSG_ACCEPT;
+		m->type = PX_MSG_ACCEPT;
 		m->ballot.round = have_round ? round : UINT64_MAX;
 		m->slot = have_slot ? slot : 1;
 		m->value = acquire_value("forged/accept", 1);
 	} else if (strcmp(kind, "catchup") == 0) {
-		m->type = LD_MSG_CATCHUP;
+		m->type = PX_MSG_CATCHUP;
 		m->ballot.round = have_round ? round : 1;
 		uint64_t first = have_slot ? slot : 1;
 		m->votes = calloc(count, sizeof *m->votes);
@@ -234,12 +234,12 @@ int main(int argc, char **argv)
 		}
 		m->commit = first + count - 1;
 	} else if (strcmp(kind, "prepare") == 0) {
-		m->type = LD_MSG_PREPARE;
-		m->ballot.round = have_round ? round : LD_ROUND_MAX - 1;
+		m->type = PX_MSG_PREPARE;
+		m->ballot.round = have_round ? round : PX_ROUND_MAX - 1;
 		m->slot = have_slot ? slot : 1;
 	} else if (strcmp(kind, "probe") == 0) {
-		m->type = LD_MSG_PROBE;
-		m->ballot.round = have_round ? round : LD_ROUND_MAX - 1;
+		m->type = PX_MSG_PROBE;
+		m->ballot.round = have_round ? round : PX_ROUND_MAX - 1;
 		m->slot = have_slot ? slot : 1;
 	} else {
 		usage();
@@ -247,28 +247,28 @@ int main(int argc, char **argv)
 
 	uint8_t *buf;
 	size_t len;
-	int crv = ld_codec_msg_encode(m, &buf, &len);
-	ld_msg_free(m);
+	int crv = cd_msg_encode(m, &buf, &len);
+	px_msg_free(m);
 	if (crv != 0) {
 		fprintf(stderr, "lockd-forge: cannot encode: %s\n",
-			ld_codec_strerror(crv));
+			cd_strerror(crv));
 		return 1;
 	}
 	if (key_file != NULL) {
-		static ld_peer_key key;
+		static pa_key key;
 		char err[512];
-		if (ld_peer_key_load(key_file, &key, err, sizeof err) != 0) {
+		if (pa_key_load(key_file, &key, err, sizeof err) != 0) {
 			fprintf(stderr, "lockd-forge: %s\n", err);
 			return 2;
 		}
-		uint8_t *sealed = realloc(buf, len + LD_PEER_TRAILER_BYTES);
+		uint8_t *sealed = realloc(buf, len + PA_TRAILER_BYTES);
 		if (sealed == NULL ||
-		    ld_peer_mac_seal(&key, cell_id, (uint32_t)from,
+		    pa_mac_seal(&key, cell_id, (uint32_t)from,
 				     (uint32_t)to, sealed, len,
 				     sealed + len) != 0)
 			return 1;
 		buf = sealed;
-		len += LD_PEER_TRAILER_BYTES;
+		len += PA_TRAILER_BYTES;
 	}
 
 	nng_socket s;

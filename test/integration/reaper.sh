@@ -60,7 +60,7 @@ for _ in $(seq 60); do
 done
 ((new >= 0)) || fail "no other replica leads"
 say "r$new leads"
-# It handed over (LD_EV_RESIGN): the new leader took over well inside an
+# It handed over (PX_EV_RESIGN): the new leader took over well inside an
 # election timeout (300 ms) of the fds_exhausted line (both logs stamp the
 # machine's monotonic clock as mono=).
 t_ex=$(grep -m1 'event=fds_exhausted' "$T/r$lead.log" | sed 's/.* mono=\([0-9.]*\) .*/\1/')

@@ -32,7 +32,7 @@ void chk_fail(sim_check *c, const char *property, const char *fmt, ...)
 }
 
 /* A short human description of a value: its size, digest and first commands. */
-static const char *chk_fmt_value(const ld_value *v, char *buf, size_t cap)
+static const char *chk_fmt_value(const px_value *v, char *buf, size_t cap)
 {
 	if (!v) {
 		snprintf(buf, cap, "(none)");
@@ -64,7 +64,7 @@ void chk_init(sim_check *c, sim_workload w, uint32_t nclients,
 			fprintf(stderr, "lockd-sim: out of memory\n");
 			abort();
 		}
-		if (mutant == LD_MUTANT_UNCHECKED_REGRANT)
+		if (mutant == PX_MUTANT_UNCHECKED_REGRANT)
 			ls_table_set_mutant(c->table,
 					    LS_MUTANT_UNCHECKED_REGRANT);
 		c->oracle = ls_table_sm(c->table);
@@ -88,7 +88,7 @@ void chk_init(sim_check *c, sim_workload w, uint32_t nclients,
 void chk_free(sim_check *c)
 {
 	for (uint64_t i = 0; i < c->nslots; i++)
-		ld_value_unref(c->slots[i].value);
+		px_value_unref(c->slots[i].value);
 	free(c->slots);
 	for (uint32_t i = 0; i < c->nclients; i++)
 		free(c->clients[i].cmds);
@@ -129,7 +129,7 @@ const chk_cmd *chk_cmd_get(const sim_check *c, uint32_t idx, uint64_t seq)
 	return &c->clients[idx].cmds[seq - 1];
 }
 
-const ld_value *chk_value_at(const sim_check *c, uint64_t slot)
+const px_value *chk_value_at(const sim_check *c, uint64_t slot)
 {
 	return slot < c->nslots ? c->slots[slot].value : NULL;
 }
@@ -226,7 +226,7 @@ uint64_t chk_lease_grants(const sim_check *c)
  * internal id and are leader operations; a session's command is exactly
  * what that client asked (the node adds only its clock readings). */
 static void chk_validity_lease(sim_check *c, uint32_t replica, uint64_t slot,
-			       const ld_cmd *cmd)
+			       const px_cmd *cmd)
 {
 	ls_cmd lc, sc;
 	if (ls_cmd_decode(cmd->data, cmd->len, &lc) != LS_OK) {
@@ -288,11 +288,11 @@ static void chk_validity_lease(sim_check *c, uint32_t replica, uint64_t slot,
 /* Validity: each command of a chosen value was submitted by a client with
  * exactly that (client_id, seq, data). Chosen values are never invented. */
 static void chk_validity(sim_check *c, uint32_t replica, uint64_t slot,
-			 const ld_value *v)
+			 const px_value *v)
 {
 	for (uint32_t i = 0; i < v->ncmds && !c->violated; i++) {
-		const ld_cmd *cmd = &v->cmds[i];
-		if (cmd->client_id == LD_MEMBERS_CLIENT)
+		const px_cmd *cmd = &v->cmds[i];
+		if (cmd->client_id == PX_MEMBERS_CLIENT)
 			continue; /* the core's own: membership */
 		if (c->workload == SIM_WORKLOAD_LEASE &&
 		    chk_is_internal(cmd->client_id)) {
@@ -381,7 +381,7 @@ static const char *chk_change_name(ls_change_kind k)
 /* What one applied lease command changed, from the oracle table's journal:
  * the ledger-side lease properties. */
 static void chk_lease_journal(sim_check *c, uint64_t slot, uint32_t idx,
-			      const ld_cmd *cmd, chk_cmd *sub)
+			      const px_cmd *cmd, chk_cmd *sub)
 {
 	size_t nj;
 	const ls_change *j = ls_table_journal(c->table, &nj);
@@ -549,11 +549,11 @@ static void chk_advance(sim_check *c)
 	while (!c->violated && c->oracle_pos + 1 < c->nslots &&
 	       c->slots[c->oracle_pos + 1].value) {
 		uint64_t slot = ++c->oracle_pos;
-		const ld_value *v = c->slots[slot].value;
+		const px_value *v = c->slots[slot].value;
 		for (uint32_t i = 0; i < v->ncmds && !c->violated; i++) {
-			const ld_cmd *cmd = &v->cmds[i];
+			const px_cmd *cmd = &v->cmds[i];
 			chk_cmd *sub = NULL;
-			if (cmd->client_id == LD_MEMBERS_CLIENT)
+			if (cmd->client_id == PX_MEMBERS_CLIENT)
 				continue; /* no state machine command */
 			if (chk_is_internal(cmd->client_id)) {
 				chk_internal *in =
@@ -602,7 +602,7 @@ static void chk_advance(sim_check *c)
 	}
 }
 
-void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
+void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, px_value *value,
 		uint64_t digest)
 {
 	char a[160], b[160];
@@ -628,7 +628,7 @@ void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
 	if (s->value) {
 		/* Agreement: a slot is chosen with one value only (Paxos'
 		 * safety). */
-		if (!ld_value_equal(s->value, value)) {
+		if (!px_value_equal(s->value, value)) {
 			chk_fail(c, "agreement",
 				 "slot %" PRIu64
 				 ": r%u learned %s but r%u learned %s",
@@ -654,7 +654,7 @@ void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
 		return;
 	}
 	chk_validity(c, replica, slot, value);
-	s->value = ld_value_ref(value);
+	s->value = px_value_ref(value);
 	s->digest = digest;
 	s->digest_known = !(c->corrupted_mask & (1u << replica));
 	s->first_replica = replica;
@@ -689,7 +689,7 @@ void chk_state(sim_check *c, uint32_t replica, uint64_t applied,
 			 c->slots[applied].first_replica);
 }
 
-void chk_reply(sim_check *c, uint32_t replica, const ld_reply *rep)
+void chk_reply(sim_check *c, uint32_t replica, const px_reply *rep)
 {
 	if (c->violated)
 		return;
@@ -707,14 +707,14 @@ void chk_reply(sim_check *c, uint32_t replica, const ld_reply *rep)
 			 replica, rep->client_id, rep->seq);
 		return;
 	}
-	if (rep->status == LD_REPLY_INVALID) {
+	if (rep->status == PX_REPLY_INVALID) {
 		chk_fail(c, "ack",
 			 "r%u answered INVALID to the well-formed command "
 			 "c%" PRIu64 ":%" PRIu64,
 			 replica, rep->client_id, rep->seq);
 		return;
 	}
-	if (rep->status != LD_REPLY_OK)
+	if (rep->status != PX_REPLY_OK)
 		return;
 	/* The core answers a retry of a command older than the client's last
 	 * applied one with OK at slot 0: applied, position and result
@@ -735,7 +735,7 @@ void chk_reply(sim_check *c, uint32_t replica, const ld_reply *rep)
 	}
 	/* Durability of acks: the command is in the value chosen at that slot
 	 * (and agreement keeps it there). */
-	const ld_value *v = chk_value_at(c, rep->slot);
+	const px_value *v = chk_value_at(c, rep->slot);
 	if (!v) {
 		chk_fail(c, "ack",
 			 "r%u acknowledged c%" PRIu64 ":%" PRIu64
@@ -784,13 +784,13 @@ void chk_reply(sim_check *c, uint32_t replica, const ld_reply *rep)
 			 sub->result);
 }
 
-void chk_leader(sim_check *c, uint32_t replica, uint64_t life, ld_ballot b)
+void chk_leader(sim_check *c, uint32_t replica, uint64_t life, px_ballot b)
 {
 	if (c->violated)
 		return;
 	for (uint64_t i = 0; i < c->nleaders; i++) {
 		chk_leader_rec *l = &c->leaders[i];
-		if (ld_ballot_cmp(l->ballot, b) != 0)
+		if (px_ballot_cmp(l->ballot, b) != 0)
 			continue;
 		if (l->replica != replica)
 			chk_fail(

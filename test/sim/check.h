@@ -85,14 +85,14 @@ typedef struct chk_client {
 } chk_client;
 
 typedef struct chk_slot {
-	ld_value *value; /* one reference; NULL: not known chosen yet */
+	px_value *value; /* one reference; NULL: not known chosen yet */
 	uint64_t digest; /* state digest after it, as first reported */
 	uint32_t first_replica;
 	bool digest_known; /* false: only a corrupted replica reported it */
 } chk_slot;
 
 typedef struct chk_leader_rec {
-	ld_ballot ballot;
+	px_ballot ballot;
 	uint32_t replica;
 	uint64_t life;
 } chk_leader_rec;
@@ -137,7 +137,7 @@ typedef struct sim_check {
 	/* the oracle's own state machine, fed the ledger in order */
 	counter_sm counter;
 	ls_table *table;
-	ld_sm *oracle;
+	px_sm *oracle;
 	uint64_t oracle_pos; /* the oracle replayed slots 1..oracle_pos */
 	chk_client *clients;
 	uint32_t nclients;
@@ -191,22 +191,22 @@ void chk_submitted(sim_check *c, uint32_t idx, uint64_t seq,
 const chk_cmd *chk_cmd_get(const sim_check *c, uint32_t idx, uint64_t seq);
 
 /* A replica learned slot chosen with value and reached state digest. */
-void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, ld_value *value,
+void chk_chosen(sim_check *c, uint32_t replica, uint64_t slot, px_value *value,
 		uint64_t digest);
 /* A replica's state machine is at applied with this digest. */
 void chk_state(sim_check *c, uint32_t replica, uint64_t applied,
 	       uint64_t digest);
 /* A replica's reply to a client (at the moment the replica emits it). */
-void chk_reply(sim_check *c, uint32_t replica, const ld_reply *rep);
+void chk_reply(sim_check *c, uint32_t replica, const px_reply *rep);
 /* A replica is leader with ballot in its life-th incarnation. */
-void chk_leader(sim_check *c, uint32_t replica, uint64_t life, ld_ballot b);
+void chk_leader(sim_check *c, uint32_t replica, uint64_t life, px_ballot b);
 
 /* Records a violation (only the first is kept). */
 void chk_fail(sim_check *c, const char *property, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* The value known chosen at slot, or NULL. */
-const ld_value *chk_value_at(const sim_check *c, uint64_t slot);
+const px_value *chk_value_at(const sim_check *c, uint64_t slot);
 
 /* ---- leases ----------------------------------------------------------------
  */

@@ -27,10 +27,10 @@ uint64_t counter_sm_digest(const counter_sm *c)
 	uint8_t b[COUNTER_SM_SNAPSHOT_BYTES];
 	counter_sm_put_u64(b, c->count);
 	counter_sm_put_u64(b + 8, c->hash);
-	return ld_hash(LD_HASH_SEED, b, sizeof b);
+	return px_hash(PX_HASH_SEED, b, sizeof b);
 }
 
-static size_t counter_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
+static size_t counter_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 			       uint8_t *out, size_t cap)
 {
 	counter_sm *c = (counter_sm *)sm;
@@ -38,8 +38,8 @@ static size_t counter_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 	counter_sm_put_u64(b, slot);
 	counter_sm_put_u64(b + 8, cmd->client_id);
 	counter_sm_put_u64(b + 16, cmd->seq);
-	c->hash = ld_hash(c->hash, b, sizeof b);
-	c->hash = ld_hash(c->hash, cmd->data, cmd->len);
+	c->hash = px_hash(c->hash, b, sizeof b);
+	c->hash = px_hash(c->hash, cmd->data, cmd->len);
 	c->count++;
 	if (cap < COUNTER_SM_RESULT_BYTES)
 		return 0;
@@ -47,7 +47,7 @@ static size_t counter_sm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 	return COUNTER_SM_RESULT_BYTES;
 }
 
-static int counter_sm_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
+static int counter_sm_snapshot(px_sm *sm, uint8_t **out, size_t *len)
 {
 	counter_sm *c = (counter_sm *)sm;
 	uint8_t *b = malloc(COUNTER_SM_SNAPSHOT_BYTES);
@@ -60,7 +60,7 @@ static int counter_sm_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int counter_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
+static int counter_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 {
 	counter_sm *c = (counter_sm *)sm;
 	if (len != COUNTER_SM_SNAPSHOT_BYTES || !buf)
@@ -70,12 +70,12 @@ static int counter_sm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-static uint64_t counter_sm_digest_op(ld_sm *sm)
+static uint64_t counter_sm_digest_op(px_sm *sm)
 {
 	return counter_sm_digest((const counter_sm *)sm);
 }
 
-const ld_sm_ops counter_sm_ops = {
+const px_sm_ops counter_sm_ops = {
 	.apply = counter_sm_apply,
 	.snapshot = counter_sm_snapshot,
 	.restore = counter_sm_restore,
@@ -86,10 +86,10 @@ void counter_sm_init(counter_sm *c)
 {
 	c->base.ops = &counter_sm_ops;
 	c->count = 0;
-	c->hash = LD_HASH_SEED;
+	c->hash = PX_HASH_SEED;
 }
 
-ld_sm *counter_sm_new(void)
+px_sm *counter_sm_new(void)
 {
 	counter_sm *c = malloc(sizeof *c);
 	if (!c) {
@@ -100,7 +100,7 @@ ld_sm *counter_sm_new(void)
 	return &c->base;
 }
 
-void counter_sm_free(ld_sm *sm)
+void counter_sm_free(px_sm *sm)
 {
 	free(sm);
 }

@@ -11,7 +11,7 @@
 #include "sm.h"
 
 typedef struct counter_sm {
-	ld_sm base; /* first: an ld_sm * is a counter_sm * */
+	px_sm base; /* first: an px_sm * is a counter_sm * */
 	uint64_t count;
 	uint64_t hash;
 } counter_sm;
@@ -19,15 +19,15 @@ typedef struct counter_sm {
 #define COUNTER_SM_SNAPSHOT_BYTES 16u
 #define COUNTER_SM_RESULT_BYTES 8u
 
-extern const ld_sm_ops counter_sm_ops;
+extern const px_sm_ops counter_sm_ops;
 
 /* Empty state (count 0). */
 void counter_sm_init(counter_sm *c);
 
 /* A malloc'd machine; the caller frees it with counter_sm_free. Aborts when
  * out of memory (this is a test tool). */
-ld_sm *counter_sm_new(void);
-void counter_sm_free(ld_sm *sm);
+px_sm *counter_sm_new(void);
+void counter_sm_free(px_sm *sm);
 
 uint64_t counter_sm_digest(const counter_sm *c);
 

@@ -16,70 +16,70 @@
 #include "lc_time.h"
 #include "sim_int.h"
 
-#define LC_REQ_TIMEOUT_US 500000u
+#define SLC_REQ_TIMEOUT_US 500000u
 /* A waiting ACQUIRE is given up this long after its wait would end. */
-#define LC_WAIT_SLACK_US 2000000u
-#define LC_WAIT_MS_MIN 100u
-#define LC_WAIT_MS_MAX 2000u
-#define LC_HOLD_MS_MIN 50u
-#define LC_HOLD_MS_MAX 1200u
-#define LC_THINK_US_MAX 300000u
-#define LC_WRITE_EVERY_MIN_US 50000u
-#define LC_WRITE_EVERY_MAX_US 300000u
-#define LC_PAUSE_EVERY_MIN_US 2000000u
-#define LC_PAUSE_EVERY_MAX_US 8000000u
-#define LC_PROBE_TTL_MS 1000u
-#define LC_VANISH_P 0.12
-#define LC_REVOKE_P 0.03
-#define LC_READ_P 0.15 /* a linearizable GET instead of the next acquire */
-#define LC_WAIT_P 0.35
+#define SLC_WAIT_SLACK_US 2000000u
+#define SLC_WAIT_MS_MIN 100u
+#define SLC_WAIT_MS_MAX 2000u
+#define SLC_HOLD_MS_MIN 50u
+#define SLC_HOLD_MS_MAX 1200u
+#define SLC_THINK_US_MAX 300000u
+#define SLC_WRITE_EVERY_MIN_US 50000u
+#define SLC_WRITE_EVERY_MAX_US 300000u
+#define SLC_PAUSE_EVERY_MIN_US 2000000u
+#define SLC_PAUSE_EVERY_MAX_US 8000000u
+#define SLC_PROBE_TTL_MS 1000u
+#define SLC_VANISH_P 0.12
+#define SLC_REVOKE_P 0.03
+#define SLC_READ_P 0.15 /* a linearizable GET instead of the next acquire */
+#define SLC_WAIT_P 0.35
 
-static uint64_t lc_now(const sim *s, const sim_lclient *c)
+static uint64_t slc_now(const sim *s, const sim_lclient *c)
 {
 	return sim_clock_local(&c->clk, s->now);
 }
 
-static uint64_t lc_think(sim *s)
+static uint64_t slc_think(sim *s)
 {
-	return sim_rng_range(&s->rng, 0, LC_THINK_US_MAX);
+	return sim_rng_range(&s->rng, 0, SLC_THINK_US_MAX);
 }
 
 /* The real instant at which the client's clock reaches a local deadline:
  * the end of its belief, for the oracle. */
-static uint64_t lc_end_real(const sim_lclient *c, uint64_t deadline_local)
+static uint64_t slc_end_real(const sim_lclient *c, uint64_t deadline_local)
 {
 	return sim_clock_real(&c->clk, deadline_local);
 }
 
-static bool lc_believes(const lc_hold *h, uint64_t now_l)
+static bool slc_believes(const slc_hold *h, uint64_t now_l)
 {
 	return h->used && lc_lease_valid(now_l, h->deadline_local);
 }
 
-static uint64_t lc_renew_at(const sim *s, const lc_hold *h)
+static uint64_t slc_renew_at(const sim *s, const slc_hold *h)
 {
 	return lc_lease_renew_at_us(h->base_local, h->ttl_ms, s->drift_ppm,
 				    LC_RENEW_REMAINING_PERMILLE);
 }
 
-static uint32_t lc_nholds(const sim_lclient *c)
+static uint32_t slc_nholds(const sim_lclient *c)
 {
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++)
 		n += c->holds[i].used;
 	return n;
 }
 
-static lc_hold *lc_hold_of(sim_lclient *c, uint32_t name)
+static slc_hold *slc_hold_of(sim_lclient *c, uint32_t name)
 {
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++)
 		if (c->holds[i].used && c->holds[i].name == name)
 			return &c->holds[i];
 	return NULL;
 }
 
 /* The client's one timer: an earlier request supersedes a later one. */
-static void lc_arm(sim *s, sim_lclient *c, uint64_t at_local)
+static void slc_arm(sim *s, sim_lclient *c, uint64_t at_local)
 {
 	uint64_t real = sim_clock_real(&c->clk, at_local);
 	if (real == UINT64_MAX)
@@ -96,11 +96,11 @@ static void lc_arm(sim *s, sim_lclient *c, uint64_t at_local)
 
 /* ---- requests ------------------------------------------------------------ */
 
-static void lc_send(sim *s, sim_lclient *c)
+static void slc_send(sim *s, sim_lclient *c)
 {
-	lc_op *op = &c->op;
+	slc_op *op = &c->op;
 	op->attempt++;
-	uint64_t timeout = LC_REQ_TIMEOUT_US + (uint64_t)op->wait_ms * 1000;
+	uint64_t timeout = SLC_REQ_TIMEOUT_US + (uint64_t)op->wait_ms * 1000;
 	sim_push(s, s->now + timeout, SIM_EV_LTIMEOUT, c->idx, 0, 0,
 		 op->attempt, NULL);
 	sim_node *nd = &s->nodes[op->target];
@@ -157,9 +157,9 @@ static void lc_send(sim *s, sim_lclient *c)
 }
 
 /* The client's one request, cleared for a new one of type. */
-static lc_op *lc_op_begin(sim_lclient *c, ln_req_type type)
+static slc_op *slc_op_begin(sim_lclient *c, ln_req_type type)
 {
-	lc_op *op = &c->op;
+	slc_op *op = &c->op;
 	uint64_t attempt = op->attempt; /* stale timeouts must never match */
 	memset(op, 0, sizeof *op);
 	op->attempt = attempt;
@@ -170,21 +170,21 @@ static lc_op *lc_op_begin(sim_lclient *c, ln_req_type type)
 
 /* A new write: the next seq, recorded with the oracle exactly as the node
  * will put it in the ledger (less the leader's clock readings). */
-static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
+static void slc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
 		     uint32_t ttl_ms, uint32_t wait_ms, uint64_t token,
 		     bool probe)
 {
-	lc_op *op = lc_op_begin(c, type);
+	slc_op *op = slc_op_begin(c, type);
 	op->seq = ++c->seq;
 	op->name = name;
 	op->ttl_ms = ttl_ms;
 	op->wait_ms = wait_ms;
 	op->token = token;
 	op->probe = probe;
-	op->first_sent_local = lc_now(s, c);
+	op->first_sent_local = slc_now(s, c);
 	if (wait_ms)
 		op->give_up_local = op->first_sent_local +
-				    (uint64_t)wait_ms * 1000 + LC_WAIT_SLACK_US;
+				    (uint64_t)wait_ms * 1000 + SLC_WAIT_SLACK_US;
 	if (type == LN_REQ_ACQUIRE) {
 		op->value_len = (uint32_t)sim_rng_below(&s->rng, 9);
 		for (uint32_t i = 0; i < op->value_len; i++)
@@ -218,13 +218,13 @@ static void lc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
 	}
 	chk_submitted(&s->chk, c->idx, op->seq, buf, (uint32_t)len);
 	s->res->commands++;
-	lc_send(s, c);
+	slc_send(s, c);
 }
 
 /* ---- the fenced resources --------------------------------------------------
  */
 
-static void lc_write(sim *s, sim_lclient *c, const lc_hold *h, bool believing)
+static void slc_write(sim *s, sim_lclient *c, const slc_hold *h, bool believing)
 {
 	bool ok = chk_lease_write(&s->chk, c->idx, h->name, h->token, s->now,
 				  believing);
@@ -237,18 +237,18 @@ static void lc_write(sim *s, sim_lclient *c, const lc_hold *h, bool believing)
 /* ---- replies ----------------------------------------------------------------
  */
 
-static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
+static void slc_granted(sim *s, sim_lclient *c, uint64_t token)
 {
-	lc_op *op = &c->op;
-	uint64_t now_l = lc_now(s, c);
+	slc_op *op = &c->op;
+	uint64_t now_l = slc_now(s, c);
 	/* The deadline counts from when the acquire was first sent: the leader
 	 * granted no earlier. (The mutant counts from the reply's arrival.) */
-	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK
+	uint64_t base = s->o->mutant == PX_MUTANT_REPLY_CLOCK
 				? now_l
 				: op->first_sent_local;
 	uint64_t deadline =
 		lc_lease_deadline_us(base, op->ttl_ms, s->drift_ppm);
-	uint64_t end = lc_end_real(c, deadline);
+	uint64_t end = slc_end_real(c, deadline);
 	sim_trace(s,
 		  "c%u GRANTED %s token=%" PRIu64 " ttl=%" PRIu32
 		  " believes for %.3f ms%s",
@@ -258,14 +258,14 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 		  end > s->now ? "" : " (already over: must renew)");
 	chk_lease_granted(&s->chk, c->idx, op->name, token, s->now, end);
 	c->granted++;
-	lc_hold *h = lc_hold_of(c, op->name);
+	slc_hold *h = slc_hold_of(c, op->name);
 	if (h && h->token == token) {
 		if (deadline > h->deadline_local) {
 			h->deadline_local = deadline;
 			h->base_local = base;
 		}
 	} else {
-		for (uint32_t i = 0; !h && i < LC_HOLDS_MAX; i++)
+		for (uint32_t i = 0; !h && i < SLC_HOLDS_MAX; i++)
 			if (!c->holds[i].used)
 				h = &c->holds[i];
 		if (!h) {
@@ -275,7 +275,7 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 				c->idx + 1);
 			abort();
 		}
-		*h = (lc_hold){
+		*h = (slc_hold){
 			.used = true,
 			.name = op->name,
 			.token = token,
@@ -284,8 +284,8 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 			.deadline_local = deadline,
 			.until_local =
 				now_l + 1000 * sim_rng_range(&s->rng,
-							     LC_HOLD_MS_MIN,
-							     LC_HOLD_MS_MAX),
+							     SLC_HOLD_MS_MIN,
+							     SLC_HOLD_MS_MAX),
 			.next_write_local = now_l,
 		};
 	}
@@ -295,18 +295,18 @@ static void lc_granted(sim *s, sim_lclient *c, uint64_t token)
 	}
 }
 
-static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
+static void slc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
 {
-	lc_op *op = &c->op;
-	uint64_t now_l = lc_now(s, c);
-	uint64_t base = s->o->mutant == LD_MUTANT_REPLY_CLOCK
+	slc_op *op = &c->op;
+	uint64_t now_l = slc_now(s, c);
+	uint64_t base = s->o->mutant == PX_MUTANT_REPLY_CLOCK
 				? now_l
 				: op->first_sent_local;
 	/* A reply that lists fewer tokens than it counts (a retry's: the list
 	 * is gone) says nothing about the missing ones. */
 	bool complete = rp->ntokens == rp->result.count;
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
-		lc_hold *h = &c->holds[i];
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+		slc_hold *h = &c->holds[i];
 		if (!h->used)
 			continue;
 		bool listed = false;
@@ -320,7 +320,7 @@ static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
 				h->base_local = base;
 			}
 			h->lost = false;
-			uint64_t end = lc_end_real(c, h->deadline_local);
+			uint64_t end = slc_end_real(c, h->deadline_local);
 			sim_trace(s,
 				  "c%u RENEWED %s token=%" PRIu64
 				  " believes for %.3f ms",
@@ -345,10 +345,10 @@ static void lc_renewed(sim *s, sim_lclient *c, const ln_reply *rp)
 	}
 }
 
-static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
+static void slc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 {
-	lc_op *op = &c->op;
-	uint64_t now_l = lc_now(s, c);
+	slc_op *op = &c->op;
+	uint64_t now_l = slc_now(s, c);
 	if (!op->busy || rp->seq != op->seq || rp->type != op->type) {
 		sim_trace(s,
 			  "c%u ignores a stale %s reply seq=%" PRIu64
@@ -385,14 +385,14 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 		return;
 	case LN_INVALID: /* the oracle has flagged it */
 		op->busy = false;
-		c->next_acquire_local = now_l + lc_think(s);
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	case LN_TIMEOUT:
 		sim_trace(s, "c%u waited for %s in vain", c->idx + 1,
 			  chk_name_str(&s->chk, op->name));
 		op->busy = false;
 		c->guess = (int32_t)from;
-		c->next_acquire_local = now_l + lc_think(s);
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	case LN_OK:
 		break;
@@ -403,7 +403,7 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 	switch (op->type) {
 	case LN_REQ_ACQUIRE:
 		if (rp->result.status == LS_GRANTED) {
-			lc_granted(s, c, rp->result.token);
+			slc_granted(s, c, rp->result.token);
 		} else if (op->probe) {
 			chk_fail(&s->chk, "liveness",
 				 "c%u's final ACQUIRE of the free name %s got "
@@ -411,14 +411,14 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 				 c->idx + 1, chk_name_str(&s->chk, op->name),
 				 ls_strerror(rp->result.status));
 		}
-		c->next_acquire_local = now_l + lc_think(s);
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	case LN_REQ_RENEW:
-		lc_renewed(s, c, rp);
+		slc_renewed(s, c, rp);
 		return;
 	case LN_REQ_GET:
 		/* Linearizable: it reflects every write acknowledged before
-		 * it was sent (ReadIndex, paxos.h LD_EV_READ). */
+		 * it was sent (ReadIndex, paxos.h PX_EV_READ). */
 		if (rp->position < op->read_floor)
 			chk_fail(&s->chk, "linearizable",
 				 "r%u answered c%u's linearizable GET at "
@@ -426,7 +426,7 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 				 " of a write acknowledged before it was sent",
 				 from, c->idx + 1, rp->position,
 				 op->read_floor);
-		c->next_acquire_local = now_l + lc_think(s);
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	case LN_REQ_RELEASE:
 	case LN_REQ_REVOKE:
@@ -437,56 +437,56 @@ static void lc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 
 /* A linearizable GET of a name: not a command (no seq, nothing for the
  * oracle's ledger), answered at the leader. */
-static void lc_start_read(sim *s, sim_lclient *c, uint32_t name)
+static void slc_start_read(sim *s, sim_lclient *c, uint32_t name)
 {
-	lc_op *op = lc_op_begin(c, LN_REQ_GET);
+	slc_op *op = slc_op_begin(c, LN_REQ_GET);
 	/* Not a command's seq: only to tell this read's replies from a late
 	 * one to an earlier read. */
 	op->seq = (UINT64_C(1) << 40) | ++c->reads;
 	op->name = name;
-	op->first_sent_local = lc_now(s, c);
+	op->first_sent_local = slc_now(s, c);
 	op->read_floor = s->chk.max_lease_ack_slot;
 	op->target = c->guess >= 0 ? (uint32_t)c->guess
 				   : (uint32_t)sim_rng_below(&s->rng, s->n);
-	lc_send(s, c);
+	slc_send(s, c);
 }
 
 /* ---- the script -------------------------------------------------------------
  */
 
-static void lc_release(sim *s, sim_lclient *c, lc_hold *h)
+static void slc_release(sim *s, sim_lclient *c, slc_hold *h)
 {
 	/* A client stops using a lease before it asks to release it. */
 	chk_lease_dropped(&s->chk, c->idx, h->name, s->now);
 	h->used = false;
-	lc_start(s, c, LN_REQ_RELEASE, h->name, 0, 0, h->token, false);
+	slc_start(s, c, LN_REQ_RELEASE, h->name, 0, 0, h->token, false);
 }
 
-static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
+static void slc_next(sim *s, sim_lclient *c, uint64_t now_l)
 {
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
-		lc_hold *h = &c->holds[i];
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+		slc_hold *h = &c->holds[i];
 		if (h->used && h->until_local <= now_l) {
-			lc_release(s, c, h);
+			slc_release(s, c, h);
 			return;
 		}
 	}
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
-		lc_hold *h = &c->holds[i];
-		if (h->used && !h->lost && now_l >= lc_renew_at(s, h)) {
-			lc_start(s, c, LN_REQ_RENEW, 0, 0, 0, 0, false);
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+		slc_hold *h = &c->holds[i];
+		if (h->used && !h->lost && now_l >= slc_renew_at(s, h)) {
+			slc_start(s, c, LN_REQ_RENEW, 0, 0, 0, 0, false);
 			return;
 		}
 	}
 	if (s->healed) {
-		/* The end: what it holds was released above (lc_heal); now a
+		/* The end: what it holds was released above (slc_heal); now a
 		 * free name must be granted within the liveness bound. */
-		if (lc_nholds(c) > 0)
+		if (slc_nholds(c) > 0)
 			return;
 		if (c->final_step == 0) {
 			c->final_step = 1;
-			lc_start(s, c, LN_REQ_ACQUIRE, c->probe_name,
-				 LC_PROBE_TTL_MS, 0, 0, true);
+			slc_start(s, c, LN_REQ_ACQUIRE, c->probe_name,
+				 SLC_PROBE_TTL_MS, 0, 0, true);
 		} else if (c->final_step == 2) {
 			c->done = true;
 			sim_trace(s,
@@ -499,24 +499,24 @@ static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
 	}
 	if (now_l < c->next_acquire_local)
 		return;
-	if (lc_nholds(c) >= c->hold_cap) {
-		c->next_acquire_local = now_l + lc_think(s);
+	if (slc_nholds(c) >= c->hold_cap) {
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	}
 	uint32_t name = s->names[sim_rng_below(&s->rng, s->nnames)];
-	if (sim_rng_chance(&s->rng, LC_READ_P)) {
-		c->next_acquire_local = now_l + lc_think(s);
-		lc_start_read(s, c, name);
+	if (sim_rng_chance(&s->rng, SLC_READ_P)) {
+		c->next_acquire_local = now_l + slc_think(s);
+		slc_start_read(s, c, name);
 		return;
 	}
-	if (sim_rng_chance(&s->rng, LC_REVOKE_P)) {
+	if (sim_rng_chance(&s->rng, SLC_REVOKE_P)) {
 		/* An operator's forced end, from any session. */
-		c->next_acquire_local = now_l + lc_think(s);
-		lc_start(s, c, LN_REQ_REVOKE, name, 0, 0, 0, false);
+		c->next_acquire_local = now_l + slc_think(s);
+		slc_start(s, c, LN_REQ_REVOKE, name, 0, 0, 0, false);
 		return;
 	}
-	if (lc_hold_of(c, name)) {
-		c->next_acquire_local = now_l + lc_think(s);
+	if (slc_hold_of(c, name)) {
+		c->next_acquire_local = now_l + slc_think(s);
 		return;
 	}
 	uint32_t ttl =
@@ -524,23 +524,23 @@ static void lc_next(sim *s, sim_lclient *c, uint64_t now_l)
 	/* Waiting keeps the client's one request busy, so only a client that
 	 * holds nothing (nothing to renew meanwhile) waits. */
 	uint32_t wait =
-		lc_nholds(c) == 0 && sim_rng_chance(&s->rng, LC_WAIT_P)
-			? (uint32_t)sim_rng_range(&s->rng, LC_WAIT_MS_MIN,
-						  LC_WAIT_MS_MAX)
+		slc_nholds(c) == 0 && sim_rng_chance(&s->rng, SLC_WAIT_P)
+			? (uint32_t)sim_rng_range(&s->rng, SLC_WAIT_MS_MIN,
+						  SLC_WAIT_MS_MAX)
 			: 0;
 	c->acquires++;
-	lc_start(s, c, LN_REQ_ACQUIRE, name, ttl, wait, 0, false);
+	slc_start(s, c, LN_REQ_ACQUIRE, name, ttl, wait, 0, false);
 }
 
 /* Sets the timer for the next thing the client will do by itself. */
-static void lc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
+static void slc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
 {
 	uint64_t at = UINT64_MAX;
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
-		const lc_hold *h = &c->holds[i];
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+		const slc_hold *h = &c->holds[i];
 		if (!h->used)
 			continue;
-		if (lc_believes(h, now_l) &&
+		if (slc_believes(h, now_l) &&
 		    h->next_write_local < h->deadline_local &&
 		    h->next_write_local < at)
 			at = h->next_write_local;
@@ -548,7 +548,7 @@ static void lc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
 			continue; /* the reply will wake it */
 		if (h->until_local < at)
 			at = h->until_local;
-		uint64_t r = lc_renew_at(s, h);
+		uint64_t r = slc_renew_at(s, h);
 		if (!h->lost && r < at)
 			at = r;
 	}
@@ -557,22 +557,22 @@ static void lc_rearm(sim *s, sim_lclient *c, uint64_t now_l)
 	if (!c->op.busy && !s->healed && c->next_acquire_local < at)
 		at = c->next_acquire_local;
 	if (at != UINT64_MAX)
-		lc_arm(s, c, at > now_l ? at : now_l);
+		slc_arm(s, c, at > now_l ? at : now_l);
 }
 
-static void lc_act(sim *s, sim_lclient *c)
+static void slc_act(sim *s, sim_lclient *c)
 {
 	if (c->vanished || c->done || c->paused_until)
 		return;
-	uint64_t now_l = lc_now(s, c);
-	for (uint32_t i = 0; i < LC_HOLDS_MAX; i++) {
-		lc_hold *h = &c->holds[i];
-		if (lc_believes(h, now_l) && h->next_write_local <= now_l) {
-			lc_write(s, c, h, true);
+	uint64_t now_l = slc_now(s, c);
+	for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+		slc_hold *h = &c->holds[i];
+		if (slc_believes(h, now_l) && h->next_write_local <= now_l) {
+			slc_write(s, c, h, true);
 			h->next_write_local =
 				now_l + sim_rng_range(&s->rng,
-						      LC_WRITE_EVERY_MIN_US,
-						      LC_WRITE_EVERY_MAX_US);
+						      SLC_WRITE_EVERY_MIN_US,
+						      SLC_WRITE_EVERY_MAX_US);
 		}
 	}
 	if (c->op.busy && c->op.give_up_local && now_l >= c->op.give_up_local) {
@@ -580,17 +580,17 @@ static void lc_act(sim *s, sim_lclient *c)
 			  c->idx + 1, chk_name_str(&s->chk, c->op.name),
 			  c->op.seq);
 		c->op.busy = false;
-		c->next_acquire_local = now_l + lc_think(s);
+		c->next_acquire_local = now_l + slc_think(s);
 	}
 	if (!c->op.busy)
-		lc_next(s, c, now_l);
-	lc_rearm(s, c, now_l);
+		slc_next(s, c, now_l);
+	slc_rearm(s, c, now_l);
 }
 
 /* ---- pauses and vanishing
  * ------------------------------------------------------ */
 
-static void lc_pause(sim *s, sim_lclient *c)
+static void slc_pause(sim *s, sim_lclient *c)
 {
 	if (c->vanished || c->done || c->paused_until || s->healed)
 		return;
@@ -604,43 +604,43 @@ static void lc_pause(sim *s, sim_lclient *c)
 	c->paused_until = s->now + dur;
 	c->pauses++;
 	sim_trace(s, "c%u PAUSES for %.3f ms holding %u", c->idx + 1,
-		  (double)dur / 1000.0, lc_nholds(c));
+		  (double)dur / 1000.0, slc_nholds(c));
 	sim_push(s, c->paused_until, SIM_EV_LWAKE, c->idx, 0, 0, 0, NULL);
 }
 
-static void lc_wake(sim *s, sim_lclient *c)
+static void slc_wake(sim *s, sim_lclient *c)
 {
 	c->paused_until = 0;
 	c->timer_live = false;
-	uint64_t now_l = lc_now(s, c);
+	uint64_t now_l = slc_now(s, c);
 	double r = sim_rng_unit(&s->rng);
 	const char *how = "checks its deadlines";
 	if (r < 0.4) {
 		/* The stale holder: it was in the middle of a write. */
 		how = "writes at once";
-		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+		for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++)
 			if (c->holds[i].used)
-				lc_write(s, c, &c->holds[i],
-					 lc_believes(&c->holds[i], now_l));
+				slc_write(s, c, &c->holds[i],
+					 slc_believes(&c->holds[i], now_l));
 	} else if (r < 0.7) {
 		how = "releases what it held";
-		for (uint32_t i = 0; i < LC_HOLDS_MAX; i++)
+		for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++)
 			if (c->holds[i].used)
 				c->holds[i].until_local = now_l;
 	}
 	sim_trace(s, "c%u WAKES and %s", c->idx + 1, how);
 	if (!s->healed)
 		sim_push(s,
-			 s->now + sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US,
-						LC_PAUSE_EVERY_MAX_US),
+			 s->now + sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US,
+						SLC_PAUSE_EVERY_MAX_US),
 			 SIM_EV_LPAUSE, c->idx, 0, 0, 0, NULL);
-	lc_act(s, c);
+	slc_act(s, c);
 }
 
 /* ---- the interface to sim.c
  * ------------------------------------------------------ */
 
-void lc_setup(sim *s)
+void slc_setup(sim *s)
 {
 	char name[CHK_NAME_BYTES_MAX];
 	s->nnames = (uint32_t)sim_rng_range(&s->rng, s->nclients / 2 + 1,
@@ -659,16 +659,16 @@ void lc_setup(sim *s)
 		c->clk.drift_ppm = (int64_t)sim_rng_below(
 					   &s->rng, (uint64_t)(2 * dm + 1)) -
 				   dm;
-		c->hold_cap = (uint32_t)sim_rng_range(&s->rng, 1, LC_HOLDS_MAX);
+		c->hold_cap = (uint32_t)sim_rng_range(&s->rng, 1, SLC_HOLDS_MAX);
 		snprintf(name, sizeof name, "p%u", i + 1);
 		c->probe_name = chk_name_add(&s->chk, name);
-		c->next_acquire_local = lc_now(s, c) + lc_think(s);
-		lc_arm(s, c, c->next_acquire_local);
+		c->next_acquire_local = slc_now(s, c) + slc_think(s);
+		slc_arm(s, c, c->next_acquire_local);
 		sim_push(s,
-			 sim_rng_range(&s->rng, LC_PAUSE_EVERY_MIN_US / 2,
-				       LC_PAUSE_EVERY_MAX_US),
+			 sim_rng_range(&s->rng, SLC_PAUSE_EVERY_MIN_US / 2,
+				       SLC_PAUSE_EVERY_MAX_US),
 			 SIM_EV_LPAUSE, i, 0, 0, 0, NULL);
-		if (sim_rng_chance(&s->rng, LC_VANISH_P))
+		if (sim_rng_chance(&s->rng, SLC_VANISH_P))
 			sim_push(s,
 				 sim_rng_range(&s->rng, 1000000,
 					       s->p.fault_min_us),
@@ -681,7 +681,7 @@ void lc_setup(sim *s)
 	}
 }
 
-void lc_free_event(sim_ev *ev)
+void slc_free_event(sim_ev *ev)
 {
 	if (ev->type == SIM_EV_LREQ) {
 		free(ev->p);
@@ -692,12 +692,12 @@ void lc_free_event(sim_ev *ev)
 	}
 }
 
-void lc_dispatch(sim *s, sim_ev *ev)
+void slc_dispatch(sim *s, sim_ev *ev)
 {
 	sim_lclient *c = &s->lclients[ev->a];
 	if (c->vanished || c->done) {
 		if (ev->type == SIM_EV_LREPLY)
-			lc_free_event(ev);
+			slc_free_event(ev);
 		return;
 	}
 	/* A paused client hears nothing until it wakes; then it handles what
@@ -712,27 +712,27 @@ void lc_dispatch(sim *s, sim_ev *ev)
 	switch (ev->type) {
 	case SIM_EV_LREPLY: {
 		ln_reply *rp = ev->p;
-		lc_reply(s, c, ev->b, rp);
-		lc_free_event(ev);
-		lc_act(s, c);
+		slc_reply(s, c, ev->b, rp);
+		slc_free_event(ev);
+		slc_act(s, c);
 		return;
 	}
 	case SIM_EV_LCLIENT:
 		if (ev->y != c->timer_gen)
 			return;
 		c->timer_live = false;
-		lc_act(s, c);
+		slc_act(s, c);
 		return;
 	case SIM_EV_LRETRY:
 		if (c->op.busy && ev->y == c->op.attempt)
-			lc_send(s, c);
+			slc_send(s, c);
 		return;
 	case SIM_EV_LTIMEOUT:
 		if (!c->op.busy || ev->y != c->op.attempt)
 			return;
 		if (c->op.give_up_local &&
-		    lc_now(s, c) >= c->op.give_up_local) {
-			lc_act(s, c);
+		    slc_now(s, c) >= c->op.give_up_local) {
+			slc_act(s, c);
 			return;
 		}
 		sim_trace(s, "c%u TIMEOUT %s seq=%" PRIu64 " at r%u",
@@ -740,39 +740,39 @@ void lc_dispatch(sim *s, sim_ev *ev)
 			  c->op.target);
 		c->op.target = sim_other(s, c->op.target);
 		c->guess = -1;
-		lc_send(s, c);
+		slc_send(s, c);
 		return;
 	case SIM_EV_LPAUSE:
-		lc_pause(s, c);
+		slc_pause(s, c);
 		return;
 	case SIM_EV_LWAKE:
-		lc_wake(s, c);
+		slc_wake(s, c);
 		return;
 	case SIM_EV_LVANISH:
 		c->vanished = true;
 		sim_trace(s, "c%u VANISHES holding %u", c->idx + 1,
-			  lc_nholds(c));
+			  slc_nholds(c));
 		return;
 	default:
 		return;
 	}
 }
 
-void lc_heal(sim *s)
+void slc_heal(sim *s)
 {
 	for (uint32_t i = 0; i < s->nclients; i++) {
 		sim_lclient *c = &s->lclients[i];
 		if (c->vanished)
 			continue;
-		uint64_t now_l = lc_now(s, c);
-		for (uint32_t k = 0; k < LC_HOLDS_MAX; k++)
+		uint64_t now_l = slc_now(s, c);
+		for (uint32_t k = 0; k < SLC_HOLDS_MAX; k++)
 			if (c->holds[k].used)
 				c->holds[k].until_local = now_l;
-		lc_act(s, c);
+		slc_act(s, c);
 	}
 }
 
-bool lc_done(const sim *s)
+bool slc_done(const sim *s)
 {
 	for (uint32_t i = 0; i < s->nclients; i++)
 		if (!s->lclients[i].vanished && !s->lclients[i].done)
@@ -780,7 +780,7 @@ bool lc_done(const sim *s)
 	return true;
 }
 
-void lc_liveness_detail(const sim *s, char *buf, size_t cap)
+void slc_liveness_detail(const sim *s, char *buf, size_t cap)
 {
 	size_t n = 0;
 	buf[0] = '\0';
@@ -792,7 +792,7 @@ void lc_liveness_detail(const sim *s, char *buf, size_t cap)
 				 " c%u%s step=%u holds=%u %s%s seq=%" PRIu64
 				 " attempt=%" PRIu64 " at r%u;",
 				 i + 1, c->paused_until ? " paused" : "",
-				 c->final_step, lc_nholds(c),
+				 c->final_step, slc_nholds(c),
 				 c->op.busy ? "busy " : "idle",
 				 c->op.busy ? chk_req_name(c->op.type) : "",
 				 c->op.seq, c->op.attempt, c->op.target);

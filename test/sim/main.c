@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 	sim_opts o = {.workload = SIM_WORKLOAD_LEASE,
 		      .nreplicas = 3,
 		      .faults = SIM_FAULTS_DEFAULT,
-		      .mutant = LD_MUTANT_NONE,
+		      .mutant = PX_MUTANT_NONE,
 		      .drift_ppm_max = -1};
 	uint64_t first = 0, last = 0;
 	bool have_seeds = false, trace = false, until = false, quiet = false,
@@ -73,8 +73,8 @@ int main(int argc, char **argv)
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint64_t u;
 		if (!strcmp(a, "--list-mutants")) {
-			for (int m = 1; m < LD_MUTANT_COUNT; m++)
-				puts(ld_mutant_name((ld_mutant)m));
+			for (int m = 1; m < PX_MUTANT_COUNT; m++)
+				puts(px_mutant_name((ld_mutant)m));
 			return 0;
 		} else if (!strcmp(a, "--seeds")) {
 			if (parse_range(v, &first, &last))
@@ -148,8 +148,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (mutant) {
-		o.mutant = ld_mutant_parse(mutant);
-		if (o.mutant == LD_MUTANT_COUNT || o.mutant == LD_MUTANT_NONE) {
+		o.mutant = px_mutant_parse(mutant);
+		if (o.mutant == PX_MUTANT_COUNT || o.mutant == PX_MUTANT_NONE) {
 			fprintf(stderr,
 				"lockd-sim: unknown mutant %s (see "
 				"--list-mutants)\n",

@@ -12,9 +12,9 @@ typedef enum sim_ev_type {
 	SIM_EV_TICK =
 		1,     /* a: replica, x: epoch, y: tick generation (0: extra) */
 	SIM_EV_SYNC,   /* a: replica, x: epoch, y: write_id now durable */
-	SIM_EV_MSG,    /* a: to, x: destination epoch, p: ld_msg * (owned) */
+	SIM_EV_MSG,    /* a: to, x: destination epoch, p: px_msg * (owned) */
 	SIM_EV_SUBMIT, /* a: client, b: replica, x: epoch, y: seq */
-	SIM_EV_REPLY,  /* a: client, b: replica, p: ld_reply * (owned) */
+	SIM_EV_REPLY,  /* a: client, b: replica, p: px_reply * (owned) */
 	SIM_EV_CLIENT_START, /* a: client: think time over, issue the next
 				command */
 	SIM_EV_CLIENT_RETRY, /* a: client, y: attempt: send the command again */

@@ -158,57 +158,57 @@ void sim_trace(sim *s, const char *fmt, ...)
 	fputc('\n', s->tr);
 }
 
-static const char *sim_msg_name(ld_msg_type t)
+static const char *sim_msg_name(px_msg_type t)
 {
 	static const char *const names[] = {
-		[LD_MSG_PREPARE] = "PREPARE",
-		[LD_MSG_PROMISE] = "PROMISE",
-		[LD_MSG_ACCEPT] = "ACCEPT",
-		[LD_MSG_ACCEPTED] = "ACCEPTED",
-		[LD_MSG_REJECT] = "REJECT",
-		[LD_MSG_COMMIT] = "COMMIT",
-		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK",
-		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
-		[LD_MSG_CATCHUP] = "CATCHUP",
-		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
-		[LD_MSG_PROBE] = "PROBE",
-		[LD_MSG_PROBE_ACK] = "PROBE_ACK",
+		[PX_MSG_PREPARE] = "PREPARE",
+		[PX_MSG_PROMISE] = "PROMISE",
+		[PX_MSG_ACCEPT] = "ACCEPT",
+		[PX_MSG_ACCEPTED] = "ACCEPTED",
+		[PX_MSG_REJECT] = "REJECT",
+		[PX_MSG_COMMIT] = "COMMIT",
+		[PX_MSG_COMMIT_ACK] = "COMMIT_ACK",
+		[PX_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
+		[PX_MSG_CATCHUP] = "CATCHUP",
+		[PX_MSG_SNAPSHOT] = "SNAPSHOT",
+		[PX_MSG_PROBE] = "PROBE",
+		[PX_MSG_PROBE_ACK] = "PROBE_ACK",
 	};
 	if ((unsigned)t < sizeof names / sizeof names[0] && names[t])
 		return names[t];
 	return "?";
 }
 
-static const char *sim_status_name(ld_reply_status st)
+static const char *sim_status_name(px_reply_status st)
 {
 	switch (st) {
-	case LD_REPLY_OK:
+	case PX_REPLY_OK:
 		return "OK";
-	case LD_REPLY_NOT_LEADER:
+	case PX_REPLY_NOT_LEADER:
 		return "NOT_LEADER";
-	case LD_REPLY_BUSY:
+	case PX_REPLY_BUSY:
 		return "BUSY";
-	case LD_REPLY_INVALID:
+	case PX_REPLY_INVALID:
 		return "INVALID";
 	}
 	return "?";
 }
 
-static const char *sim_role_name(ld_role r)
+static const char *sim_role_name(px_role r)
 {
 	switch (r) {
-	case LD_FOLLOWER:
+	case PX_FOLLOWER:
 		return "follower";
-	case LD_CANDIDATE:
+	case PX_CANDIDATE:
 		return "candidate";
-	case LD_LEADER:
+	case PX_LEADER:
 		return "leader";
 	}
 	return "?";
 }
 
 /* "PREPARE r0->r2 b=3.0 slot=5 commit=4" and what else the message holds. */
-static const char *sim_fmt_msg(const ld_msg *m, char *buf, size_t cap)
+static const char *sim_fmt_msg(const px_msg *m, char *buf, size_t cap)
 {
 	int n = snprintf(buf, cap,
 			 "%s r%" PRIu32 "->r%" PRIu32 " b=%" PRIu64 ".%" PRIu32
@@ -297,7 +297,7 @@ uint32_t sim_other(sim *s, uint32_t not )
 }
 
 /* The replica inside a node, whichever the workload. */
-static const ld_replica *node_rep(const sim_node *nd)
+static const px_replica *node_rep(const sim_node *nd)
 {
 	return nd->ln ? ln_node_replica(nd->ln) : nd->r;
 }
@@ -305,11 +305,11 @@ static const ld_replica *node_rep(const sim_node *nd)
 static bool sim_counts_at_end(const sim_node *nd);
 
 /* The state digest of the node's state machine. The lease table's digest
- * only reads (ln_node_table lends it const; ld_sm's ops take it mutable). */
+ * only reads (ln_node_table lends it const; px_sm's ops take it mutable). */
 static uint64_t node_digest(const sim_node *nd)
 {
 	if (nd->ln) {
-		ld_sm *sm = ls_table_sm((ls_table *)ln_node_table(nd->ln));
+		px_sm *sm = ls_table_sm((ls_table *)ln_node_table(nd->ln));
 		return sm->ops->digest(sm);
 	}
 	return nd->sm->ops->digest(nd->sm);
@@ -319,14 +319,14 @@ static uint64_t node_digest(const sim_node *nd)
 static int32_t sim_leader(sim *s)
 {
 	int32_t best = -1;
-	ld_ballot bb = {0, 0};
+	px_ballot bb = {0, 0};
 	for (uint32_t i = 0; i < s->n; i++) {
 		if (!s->nodes[i].up)
 			continue;
-		ld_status st;
-		ld_replica_status(node_rep(&s->nodes[i]), &st);
-		if (st.role == LD_LEADER &&
-		    (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0)) {
+		px_status st;
+		px_replica_status(node_rep(&s->nodes[i]), &st);
+		if (st.role == PX_LEADER &&
+		    (best < 0 || px_ballot_cmp(st.ballot, bb) > 0)) {
 			best = (int32_t)i;
 			bb = st.ballot;
 		}
@@ -336,10 +336,10 @@ static int32_t sim_leader(sim *s)
 
 /* ---- disk ------------------------------------------------------------- */
 
-static void rec_copy(ld_record *dst, const ld_record *src)
+static void rec_copy(px_record *dst, const px_record *src)
 {
 	*dst = *src;
-	dst->value = ld_value_ref(src->value);
+	dst->value = px_value_ref(src->value);
 	dst->snap = NULL;
 	if (src->snap_len) {
 		dst->snap = sim_xmalloc(src->snap_len);
@@ -347,7 +347,7 @@ static void rec_copy(ld_record *dst, const ld_record *src)
 	}
 }
 
-static void node_append_durable(sim_node *nd, const ld_record *rec)
+static void node_append_durable(sim_node *nd, const px_record *rec)
 {
 	if (nd->ndurable == nd->durable_cap) {
 		nd->durable_cap = nd->durable_cap ? 2 * nd->durable_cap : 64;
@@ -364,12 +364,12 @@ static void node_compact(sim *s, sim_node *nd)
 {
 	size_t snap_i = SIZE_MAX, prom_i = SIZE_MAX;
 	for (size_t i = 0; i < nd->ndurable; i++) {
-		const ld_record *r = &nd->durable[i];
-		if (r->type == LD_REC_SNAPSHOT)
+		const px_record *r = &nd->durable[i];
+		if (r->type == PX_REC_SNAPSHOT)
 			snap_i = i;
-		else if (r->type == LD_REC_PROMISE &&
+		else if (r->type == PX_REC_PROMISE &&
 			 (prom_i == SIZE_MAX ||
-			  ld_ballot_cmp(r->ballot,
+			  px_ballot_cmp(r->ballot,
 					nd->durable[prom_i].ballot) >= 0))
 			prom_i = i;
 	}
@@ -378,18 +378,18 @@ static void node_compact(sim *s, sim_node *nd)
 	uint64_t base = nd->durable[snap_i].slot;
 	size_t w = 0, before = nd->ndurable;
 	for (size_t i = 0; i < nd->ndurable; i++) {
-		ld_record *r = &nd->durable[i];
+		px_record *r = &nd->durable[i];
 		bool keep = true;
-		if (r->type == LD_REC_SNAPSHOT)
+		if (r->type == PX_REC_SNAPSHOT)
 			keep = i == snap_i;
-		else if (r->type == LD_REC_PROMISE)
+		else if (r->type == PX_REC_PROMISE)
 			keep = i == prom_i;
-		else if (r->type == LD_REC_VOTE || r->type == LD_REC_CHOSEN)
+		else if (r->type == PX_REC_VOTE || r->type == PX_REC_CHOSEN)
 			keep = r->slot > base;
 		if (keep)
 			nd->durable[w++] = *r;
 		else
-			ld_record_clear(r);
+			px_record_clear(r);
 	}
 	nd->ndurable = w;
 	sim_trace(s,
@@ -404,7 +404,7 @@ static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
 	size_t k = 0;
 	bool snap = false;
 	while (k < nd->npending && nd->pending[k].write_id <= write_id) {
-		snap |= nd->pending[k].rec.type == LD_REC_SNAPSHOT;
+		snap |= nd->pending[k].rec.type == PX_REC_SNAPSHOT;
 		node_append_durable(nd, &nd->pending[k].rec);
 		k++;
 	}
@@ -421,7 +421,7 @@ static void node_make_durable(sim *s, sim_node *nd, uint64_t write_id)
 static bool node_has_joined(const sim_node *nd)
 {
 	for (size_t i = 0; i < nd->ndurable; i++)
-		if (nd->durable[i].type == LD_REC_JOINED)
+		if (nd->durable[i].type == PX_REC_JOINED)
 			return true;
 	return false;
 }
@@ -429,9 +429,9 @@ static bool node_has_joined(const sim_node *nd)
 static void node_disk_free(sim_node *nd)
 {
 	for (size_t i = 0; i < nd->ndurable; i++)
-		ld_record_clear(&nd->durable[i]);
+		px_record_clear(&nd->durable[i]);
 	for (size_t i = 0; i < nd->npending; i++)
-		ld_record_clear(&nd->pending[i].rec);
+		px_record_clear(&nd->pending[i].rec);
 	free(nd->durable);
 	free(nd->pending);
 	nd->durable = NULL;
@@ -441,7 +441,7 @@ static void node_disk_free(sim_node *nd)
 
 /* ---- stepping a replica ----------------------------------------------- */
 
-static void node_step(sim *s, sim_node *nd, ld_event *ev);
+static void node_step(sim *s, sim_node *nd, px_event *ev);
 
 static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
 {
@@ -461,7 +461,7 @@ static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
 		 NULL);
 }
 
-static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
+static void node_take_records(sim *s, sim_node *nd, px_actions *a)
 {
 	if (a->nrecs == 0)
 		return;
@@ -485,9 +485,9 @@ static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
 		sim_write *w = &nd->pending[nd->npending++];
 		rec_copy(&w->rec, &a->recs[i]);
 		w->write_id = a->write_id;
-		np += a->recs[i].type == LD_REC_PROMISE;
-		nv += a->recs[i].type == LD_REC_VOTE;
-		ns += a->recs[i].type == LD_REC_SNAPSHOT;
+		np += a->recs[i].type == PX_REC_PROMISE;
+		nv += a->recs[i].type == PX_REC_VOTE;
+		ns += a->recs[i].type == PX_REC_SNAPSHOT;
 	}
 	uint64_t t = s->now + sim_rng_range(&s->rng, s->p.fsync_min_us,
 					    s->p.fsync_max_us);
@@ -501,24 +501,24 @@ static void node_take_records(sim *s, sim_node *nd, ld_actions *a)
 		  nd->id, a->write_id, np, nv, ns);
 }
 
-static void sim_send_msg(sim *s, ld_msg *m)
+static void sim_send_msg(sim *s, px_msg *m)
 {
 	char buf[256];
 	sim_node *dst = &s->nodes[m->to];
 	s->res->msgs_sent++;
 	if (!dst->up) {
 		sim_trace(s, "DROP(down) %s", sim_fmt_msg(m, buf, sizeof buf));
-		ld_msg_free(m);
+		px_msg_free(m);
 		return;
 	}
 	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
 		s->res->msgs_lost++;
 		sim_trace(s, "DROP(loss) %s", sim_fmt_msg(m, buf, sizeof buf));
-		ld_msg_free(m);
+		px_msg_free(m);
 		return;
 	}
 	if (sim_rng_chance(&s->rng, s->p.dup_p)) {
-		ld_msg *d = ld_msg_dup(m);
+		px_msg *d = px_msg_dup(m);
 		if (d) {
 			sim_trace(s, "DUP %s", sim_fmt_msg(m, buf, sizeof buf));
 			sim_push(s, s->now + sim_net_delay(s), SIM_EV_MSG,
@@ -532,24 +532,24 @@ static void sim_send_msg(sim *s, ld_msg *m)
 /* The durability contract (paxos.h): a promise or a vote leaves the
  * replica only once the record behind it is on the disk. The simulator's
  * disk knows exactly what is durable, so it checks each one. */
-static void node_check_durable(sim *s, sim_node *nd, const ld_msg *m)
+static void node_check_durable(sim *s, sim_node *nd, const px_msg *m)
 {
 	char buf[256];
-	if (m->type == LD_MSG_PROMISE) {
+	if (m->type == PX_MSG_PROMISE) {
 		for (size_t i = nd->ndurable; i-- > 0;) {
-			const ld_record *r = &nd->durable[i];
-			if ((r->type == LD_REC_PROMISE ||
-			     r->type == LD_REC_VOTE) &&
-			    ld_ballot_cmp(r->ballot, m->ballot) >= 0)
+			const px_record *r = &nd->durable[i];
+			if ((r->type == PX_REC_PROMISE ||
+			     r->type == PX_REC_VOTE) &&
+			    px_ballot_cmp(r->ballot, m->ballot) >= 0)
 				return;
 		}
-	} else if (m->type == LD_MSG_ACCEPTED) {
+	} else if (m->type == PX_MSG_ACCEPTED) {
 		for (size_t i = nd->ndurable; i-- > 0;) {
-			const ld_record *r = &nd->durable[i];
-			if (r->type == LD_REC_VOTE && r->slot == m->slot &&
-			    ld_ballot_cmp(r->ballot, m->ballot) == 0)
+			const px_record *r = &nd->durable[i];
+			if (r->type == PX_REC_VOTE && r->slot == m->slot &&
+			    px_ballot_cmp(r->ballot, m->ballot) == 0)
 				return;
-			if (r->type == LD_REC_SNAPSHOT && r->slot >= m->slot)
+			if (r->type == PX_REC_SNAPSHOT && r->slot >= m->slot)
 				return;
 		}
 	} else {
@@ -560,20 +560,20 @@ static void node_check_durable(sim *s, sim_node *nd, const ld_msg *m)
 		 sim_fmt_msg(m, buf, sizeof buf));
 }
 
-static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
+static void node_take_msgs(sim *s, sim_node *nd, px_actions *a)
 {
 	char buf[256];
 	for (size_t i = 0; i < a->nmsgs; i++) {
-		ld_msg *m = a->msgs[i];
+		px_msg *m = a->msgs[i];
 		a->msgs[i] = NULL;
 		if (!m)
 			continue;
-		if (ld_msg_validate(m, s->n) != 0 || m->from != nd->id ||
+		if (px_msg_validate(m, s->n) != 0 || m->from != nd->id ||
 		    m->to >= s->n) {
 			chk_fail(&s->chk, "contract",
 				 "r%u sent a malformed message: %s", nd->id,
 				 sim_fmt_msg(m, buf, sizeof buf));
-			ld_msg_free(m);
+			px_msg_free(m);
 			continue;
 		}
 		sim_trace(s, "SEND %s", sim_fmt_msg(m, buf, sizeof buf));
@@ -583,7 +583,7 @@ static void node_take_msgs(sim *s, sim_node *nd, ld_actions *a)
 	a->nmsgs = 0;
 }
 
-static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
+static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 {
 	uint64_t start = nd->applied;
 	/* A snapshot from a corrupted replica carries its corruption; one
@@ -610,7 +610,7 @@ static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
 			 " after applying up to %" PRIu64,
 			 nd->id, a->snapshot_base, start);
 	for (size_t i = 0; i < a->nchosen; i++) {
-		const ld_chosen *c = &a->chosen[i];
+		const px_chosen *c = &a->chosen[i];
 		if (c->slot != nd->applied + 1) {
 			if (a->installed_snapshot &&
 			    c->slot == a->snapshot_base + 1 &&
@@ -641,10 +641,10 @@ static void node_take_chosen(sim *s, sim_node *nd, ld_actions *a)
 	}
 }
 
-static void node_take_replies(sim *s, sim_node *nd, ld_actions *a)
+static void node_take_replies(sim *s, sim_node *nd, px_actions *a)
 {
 	for (size_t i = 0; i < a->nreplies; i++) {
-		const ld_reply *rep = &a->replies[i];
+		const px_reply *rep = &a->replies[i];
 		chk_reply(&s->chk, nd->id, rep);
 		if (rep->client_id == 0 || rep->client_id > s->nclients)
 			continue;
@@ -659,7 +659,7 @@ static void node_take_replies(sim *s, sim_node *nd, ld_actions *a)
 				  rep->client_id);
 			continue;
 		}
-		ld_reply *copy = sim_xmalloc(sizeof *copy);
+		px_reply *copy = sim_xmalloc(sizeof *copy);
 		*copy = *rep;
 		sim_push(s, s->now + sim_net_delay(s), SIM_EV_REPLY,
 			 (uint32_t)(rep->client_id - 1), nd->id, 0, 0, copy);
@@ -713,8 +713,8 @@ static void sim_check_corruption_found(sim *s);
  * with the oracle. */
 static void node_check(sim *s, sim_node *nd)
 {
-	ld_status st;
-	ld_replica_status(node_rep(nd), &st);
+	px_status st;
+	px_replica_status(node_rep(nd), &st);
 	if (st.applied != st.commit)
 		chk_fail(&s->chk, "order",
 			 "r%u status: applied=%" PRIu64 " commit=%" PRIu64
@@ -730,8 +730,8 @@ static void node_check(sim *s, sim_node *nd)
 	 * would stop it serving), and sees no mismatch unless the simulator
 	 * corrupted someone. */
 	if (!nd->corrupted && !sim_corrupt_majority(s) &&
-	    (st.digest_alarm == LD_DIGEST_DIVERGED ||
-	     (st.digest_alarm != LD_DIGEST_OK && s->res->corruptions == 0)))
+	    (st.digest_alarm == PX_DIGEST_DIVERGED ||
+	     (st.digest_alarm != PX_DIGEST_OK && s->res->corruptions == 0)))
 		chk_fail(&s->chk, "digest",
 			 "r%u raised a state digest alarm (%d) on a healthy "
 			 "replica",
@@ -747,7 +747,7 @@ static void node_check(sim *s, sim_node *nd)
 			  st.recover_above.round, st.recover_above.id,
 			  st.applied);
 	}
-	if (st.role == LD_LEADER && ld_ballot_cmp(st.ballot, nd->led) != 0) {
+	if (st.role == PX_LEADER && px_ballot_cmp(st.ballot, nd->led) != 0) {
 		nd->led = st.ballot;
 		sim_trace(s,
 			  "r%u LEADER ballot=%" PRIu64 ".%" PRIu32
@@ -771,17 +771,17 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 	for (size_t i = 0; i < a->ld.nchanges; i++)
 		sim_trace(s, "r%u CHANGE %" PRIu64 " %s slot=%" PRIu64 " %s",
 			  nd->id, a->ld.changes[i].change_id,
-			  a->ld.changes[i].status == LD_CHANGE_DONE ? "done"
-			  : a->ld.changes[i].status == LD_CHANGE_REFUSED
+			  a->ld.changes[i].status == PX_CHANGE_DONE ? "done"
+			  : a->ld.changes[i].status == PX_CHANGE_REFUSED
 				  ? "refused"
-			  : a->ld.changes[i].status == LD_CHANGE_BUSY
+			  : a->ld.changes[i].status == PX_CHANGE_BUSY
 				  ? "busy"
 				  : "not-leader",
 			  a->ld.changes[i].slot, a->ld.changes[i].why);
 	if (a->ld.members_changed) {
-		ld_members m;
+		px_members m;
 		uint64_t from;
-		ld_replica_members(node_rep(nd), &m, &from);
+		px_replica_members(node_rep(nd), &m, &from);
 		if (from > s->last_change_from) {
 			s->last_change_from = from; /* a new one */
 			s->res->changes++;
@@ -803,8 +803,8 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 	ln_actions_reset(a);
 	node_check(s, nd);
 	if (!nd->leaving && !nd->zombie) {
-		ld_status st;
-		ld_replica_status(node_rep(nd), &st);
+		px_status st;
+		px_replica_status(node_rep(nd), &st);
 		if (st.removed) {
 			nd->leaving = true;
 			sim_push(s, s->now, SIM_EV_LEAVE, nd->id, 0, nd->epoch,
@@ -815,7 +815,7 @@ static void node_after_step(sim *s, sim_node *nd, int rc, int type)
 
 /* A replica event (tick, durable, message, counter submit) for either kind
  * of node; the node's local clock reading is filled in here. */
-static void node_step(sim *s, sim_node *nd, ld_event *ev)
+static void node_step(sim *s, sim_node *nd, px_event *ev)
 {
 	ev->now_us = node_local(nd, s->now);
 	int rc;
@@ -826,15 +826,15 @@ static void node_step(sim *s, sim_node *nd, ld_event *ev)
 			      .write_id = ev->write_id};
 		rc = ln_node_step(nd->ln, &e, &s->act);
 	} else {
-		rc = ld_replica_step(nd->r, ev, &s->act.ld);
+		rc = px_replica_step(nd->r, ev, &s->act.ld);
 	}
 	node_after_step(s, nd, rc, (int)ev->type);
 }
 
-static void node_change(sim *s, sim_node *nd, const ld_change *c,
+static void node_change(sim *s, sim_node *nd, const px_change *c,
 			uint64_t change_id)
 {
-	ld_event ev = {.type = LD_EV_CHANGE,
+	px_event ev = {.type = PX_EV_CHANGE,
 		       .now_us = node_local(nd, s->now),
 		       .change = c,
 		       .change_id = change_id};
@@ -846,7 +846,7 @@ static void node_change(sim *s, sim_node *nd, const ld_change *c,
 			      .change_id = change_id};
 		rc = ln_node_step(nd->ln, &e, &s->act);
 	} else {
-		rc = ld_replica_step(nd->r, &ev, &s->act.ld);
+		rc = px_replica_step(nd->r, &ev, &s->act.ld);
 	}
 	node_after_step(s, nd, rc, (int)ev.type);
 }
@@ -862,7 +862,7 @@ static void node_request(sim *s, sim_node *nd, const ln_request *req)
 
 static void node_tick(sim *s, sim_node *nd)
 {
-	ld_event ev = {.type = LD_EV_TICK};
+	px_event ev = {.type = PX_EV_TICK};
 	node_step(s, nd, &ev);
 }
 
@@ -904,9 +904,9 @@ static void node_start(sim *s, sim_node *nd)
 		}
 	} else {
 		nd->sm = counter_sm_new();
-		nd->r = ld_replica_new(&nd->cfg, nd->sm);
+		nd->r = px_replica_new(&nd->cfg, nd->sm);
 		if (!nd->r) {
-			fprintf(stderr, "lockd-sim: ld_replica_new failed\n");
+			fprintf(stderr, "lockd-sim: px_replica_new failed\n");
 			abort();
 		}
 	}
@@ -916,14 +916,14 @@ static void node_start(sim *s, sim_node *nd)
 	 */
 	size_t snap_i = SIZE_MAX;
 	for (size_t i = 0; i < nd->ndurable; i++)
-		if (nd->durable[i].type == LD_REC_SNAPSHOT)
+		if (nd->durable[i].type == PX_REC_SNAPSHOT)
 			snap_i = i;
 	for (size_t k = 0; k <= nd->ndurable; k++) {
 		size_t i = k == 0 ? snap_i : k - 1;
 		if (i == SIZE_MAX || (k > 0 && i == snap_i))
 			continue;
 		int rc = nd->ln ? ln_node_restore(nd->ln, &nd->durable[i])
-				: ld_replica_restore(nd->r, &nd->durable[i]);
+				: px_replica_restore(nd->r, &nd->durable[i]);
 		if (rc != 0) {
 			chk_fail(&s->chk, "contract",
 				 "r%u rejected its own durable record %zu "
@@ -937,9 +937,9 @@ static void node_start(sim *s, sim_node *nd)
 	nd->tick_live = false;
 	nd->last_write_id = 0;
 	nd->sync_last_us = s->now;
-	nd->led = (ld_ballot){0, 0};
-	ld_status st;
-	ld_replica_status(node_rep(nd), &st);
+	nd->led = (px_ballot){0, 0};
+	px_status st;
+	px_replica_status(node_rep(nd), &st);
 	nd->applied = st.applied;
 	sim_trace(s,
 		  "r%u START life=%" PRIu64 " records=%zu applied=%" PRIu64
@@ -980,9 +980,9 @@ static void node_crash(sim *s, sim_node *nd)
 	sim_trace(s, "r%u CRASH (%zu pending records, %zu lost, %zu durable)",
 		  nd->id, npend, nd->npending, nd->ndurable);
 	for (size_t i = 0; i < nd->npending; i++)
-		ld_record_clear(&nd->pending[i].rec);
+		px_record_clear(&nd->pending[i].rec);
 	nd->npending = 0;
-	ld_replica_free(nd->r);
+	px_replica_free(nd->r);
 	counter_sm_free(nd->sm);
 	ln_node_free(nd->ln);
 	nd->r = NULL;
@@ -1042,7 +1042,7 @@ static void client_issue(sim *s, sim_client *c)
 }
 
 static void client_reply(sim *s, sim_client *c, uint32_t from,
-			 const ld_reply *rep)
+			 const px_reply *rep)
 {
 	if (!c->outstanding || rep->seq != c->seq) {
 		sim_trace(s, "c%u ignores stale reply seq=%" PRIu64 " from r%u",
@@ -1050,7 +1050,7 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 		return;
 	}
 	switch (rep->status) {
-	case LD_REPLY_OK:
+	case PX_REPLY_OK:
 		sim_trace(s,
 			  "c%u ACKED seq=%" PRIu64 " slot=%" PRIu64 " by r%u",
 			  c->idx + 1, c->seq, rep->slot, from);
@@ -1063,7 +1063,7 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 						s->p.think_max_us),
 			 SIM_EV_CLIENT_START, c->idx, 0, 0, 0, NULL);
 		return;
-	case LD_REPLY_NOT_LEADER:
+	case PX_REPLY_NOT_LEADER:
 		if (from != c->target)
 			return;
 		c->attempt++;
@@ -1082,7 +1082,7 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 								 : 10)),
 			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
 		return;
-	case LD_REPLY_BUSY:
+	case PX_REPLY_BUSY:
 		if (from != c->target)
 			return;
 		c->attempt++;
@@ -1090,7 +1090,7 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 		sim_push(s, s->now + sim_rng_range(&s->rng, 10000, 50000),
 			 SIM_EV_CLIENT_RETRY, c->idx, 0, 0, c->attempt, NULL);
 		return;
-	case LD_REPLY_INVALID:
+	case PX_REPLY_INVALID:
 		return; /* the checker has flagged it */
 	}
 }
@@ -1100,15 +1100,15 @@ static void client_reply(sim *s, sim_client *c, uint32_t from,
 /* ev.y of a SIM_EV_MSG that a hostile peer forged. */
 #define SIM_FORGED 1u
 
-static ld_value *sim_forged_value(sim *s)
+static px_value *sim_forged_value(sim *s)
 {
 	static const char junk[] = "forged by a hostile peer";
-	ld_cmd c = {.client_id = 0x7ff0000000000000ull +
+	px_cmd c = {.client_id = 0x7ff0000000000000ull +
 				 sim_rng_below(&s->rng, 1000),
 		    .seq = 1 + sim_rng_below(&s->rng, 1000),
 		    .len = (uint32_t)(sizeof junk - 1),
 		    .data = (const uint8_t *)junk};
-	ld_value *v = ld_value_new(&c, 1);
+	px_value *v = px_value_new(&c, 1);
 	if (v == NULL)
 		abort();
 	return v;
@@ -1125,9 +1125,9 @@ static void sim_hostile(sim *s)
 	sim_node *nd = &s->nodes[to];
 	if (!nd->up)
 		return;
-	ld_status st;
-	ld_replica_status(node_rep(nd), &st);
-	ld_msg *m = calloc(1, sizeof *m);
+	px_status st;
+	px_replica_status(node_rep(nd), &st);
+	px_msg *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		abort();
 	m->to = to;
@@ -1136,29 +1136,29 @@ static void sim_hostile(sim *s)
 							   : st.ballot.round;
 	switch (sim_rng_below(&s->rng, 5)) {
 	case 0: /* a vote for a decree nobody proposed, above every ballot */
-		m->type = LD_MSG_ACCEPT;
-		m->ballot = (ld_ballot){top + 1 + sim_rng_below(&s->rng, 3),
+		m->type = PX_MSG_ACCEPT;
+		m->ballot = (px_ballot){top + 1 + sim_rng_below(&s->rng, 3),
 					m->from};
 		m->slot = st.commit + 1 + sim_rng_below(&s->rng, 3);
 		m->commit = st.commit;
 		m->value = sim_forged_value(s);
 		break;
 	case 1: /* decrees that were never chosen, as catch-up */
-		m->type = LD_MSG_CATCHUP;
+		m->type = PX_MSG_CATCHUP;
 		m->nvotes = 1 + (uint32_t)sim_rng_below(&s->rng, 4);
 		m->votes = calloc(m->nvotes, sizeof *m->votes);
 		if (m->votes == NULL)
 			abort();
 		for (uint32_t i = 0; i < m->nvotes; i++)
-			m->votes[i] = (ld_vote){.slot = st.commit + 1 + i,
+			m->votes[i] = (px_vote){.slot = st.commit + 1 + i,
 						.value = sim_forged_value(s),
 						.chosen = true};
 		m->commit = st.commit + m->nvotes;
 		m->slot = st.commit + 1;
 		break;
 	case 2: /* a leader's acknowledgement of a vote never cast */
-		m->type = LD_MSG_ACCEPTED;
-		m->ballot = st.ballot.round ? st.ballot : (ld_ballot){1, to};
+		m->type = PX_MSG_ACCEPTED;
+		m->ballot = st.ballot.round ? st.ballot : (px_ballot){1, to};
 		m->slot = st.next_slot > st.commit + 1
 				  ? st.commit + 1 +
 					    sim_rng_below(&s->rng,
@@ -1167,20 +1167,20 @@ static void sim_hostile(sim *s)
 				  : st.commit + 1;
 		break;
 	case 3: /* a promise nobody gave, with a vote nobody cast */
-		m->type = LD_MSG_PROMISE;
-		m->ballot = st.ballot.round ? st.ballot : (ld_ballot){1, to};
+		m->type = PX_MSG_PROMISE;
+		m->ballot = st.ballot.round ? st.ballot : (px_ballot){1, to};
 		m->slot = st.commit + 1;
 		m->nvotes = 1;
 		m->votes = calloc(1, sizeof *m->votes);
 		if (m->votes == NULL)
 			abort();
-		m->votes[0] = (ld_vote){.slot = st.commit + 1,
+		m->votes[0] = (px_vote){.slot = st.commit + 1,
 					.ballot = {top, m->from},
 					.value = sim_forged_value(s)};
 		break;
 	default: /* a 1a far above the leader's ballot */
-		m->type = LD_MSG_PREPARE;
-		m->ballot = (ld_ballot){top + 1 + sim_rng_below(&s->rng, 100),
+		m->type = PX_MSG_PREPARE;
+		m->ballot = (px_ballot){top + 1 + sim_rng_below(&s->rng, 100),
 					m->from};
 		m->slot = st.commit + 1;
 		break;
@@ -1306,8 +1306,8 @@ static void sim_check_corruption_found(sim *s)
 			continue;
 		if (!s->nodes[i].up)
 			return;
-		ld_status vs;
-		ld_replica_status(node_rep(&s->nodes[i]), &vs);
+		px_status vs;
+		px_replica_status(node_rep(&s->nodes[i]), &vs);
 		if (!vs.voter) {
 			/* a recovering replica answers no heartbeat */
 			sim_corrupt_window_restart(s);
@@ -1322,15 +1322,15 @@ static void sim_check_corruption_found(sim *s)
 		/* (A replica outside the cell is compared with nobody.) */
 		if (!nd->corrupted || !nd->up || !sim_counts_at_end(nd))
 			continue;
-		ld_status st;
-		ld_replica_status(node_rep(nd), &st);
+		px_status st;
+		px_replica_status(node_rep(nd), &st);
 		/* Four checkpoints, and a second of heartbeats, with no
 		 * crash or partition anywhere. */
 		if (st.applied <
 			    nd->corrupted_at + 4 * nd->cfg.digest_every_slots ||
 		    s->now < nd->corrupted_us + 1000000)
 			continue;
-		if (st.digest_alarm != LD_DIGEST_DIVERGED)
+		if (st.digest_alarm != PX_DIGEST_DIVERGED)
 			chk_fail(&s->chk, "digest",
 				 "r%u's state was corrupted at applied=%" PRIu64
 				 "; at %" PRIu64
@@ -1359,8 +1359,8 @@ static uint32_t sim_cell_size(sim *s)
 	for (uint32_t i = 0; i < s->n; i++) {
 		if (!s->nodes[i].up)
 			continue;
-		ld_members m;
-		ld_replica_members(node_rep(&s->nodes[i]), &m, NULL);
+		px_members m;
+		px_replica_members(node_rep(&s->nodes[i]), &m, NULL);
 		uint32_t v = 0;
 		for (uint32_t k = 0; k < m.n; k++)
 			v += m.m[k].voting;
@@ -1380,8 +1380,8 @@ static void sim_member(sim *s)
 	if (l < 0)
 		return;
 	sim_node *ld = &s->nodes[l];
-	ld_members m;
-	ld_replica_members(node_rep(ld), &m, NULL);
+	px_members m;
+	px_replica_members(node_rep(ld), &m, NULL);
 	uint32_t voters = 0, learners = 0;
 	for (uint32_t k = 0; k < m.n; k++) {
 		voters += m.m[k].voting;
@@ -1392,7 +1392,7 @@ static void sim_member(sim *s)
 		if (s->nodes[i].absent)
 			fresh = (int32_t)i;
 	static uint64_t change_ids;
-	ld_change c = {0};
+	px_change c = {0};
 	bool add = fresh >= 0 && learners == 0 && m.n < LD_REPLICAS_MAX &&
 		   (voters < 3 || (voters < 5 && sim_rng_chance(&s->rng, 0.5)));
 	if (add) {
@@ -1404,7 +1404,7 @@ static void sim_member(sim *s)
 		nd->lcfg.paxos.nreplicas = 0;
 		nd->lcfg.paxos.members = m;
 		node_start(s, nd);
-		c = (ld_change){.op = LD_CHANGE_ADD,
+		c = (px_change){.op = PX_CHANGE_ADD,
 				.id = (uint32_t)fresh,
 				.peer = "sim",
 				.client = "sim"};
@@ -1414,12 +1414,12 @@ static void sim_member(sim *s)
 		if (sim_rng_chance(&s->rng, 0.3))
 			for (k = 0; m.m[k].id != (uint32_t)l; k++)
 				;
-		c = (ld_change){.op = LD_CHANGE_REMOVE, .id = m.m[k].id};
+		c = (px_change){.op = PX_CHANGE_REMOVE, .id = m.m[k].id};
 	} else {
 		return;
 	}
 	sim_trace(s, "MEMBER ask r%d: %s r%u", l,
-		  c.op == LD_CHANGE_ADD ? "add" : "remove", c.id);
+		  c.op == PX_CHANGE_ADD ? "add" : "remove", c.id);
 	node_change(s, ld, &c, ++change_ids);
 }
 
@@ -1505,7 +1505,7 @@ static void sim_crash_fault(sim *s)
 		 * what a member tells it (lockd --join). */
 		for (uint32_t i = 0; s->o->members && i < s->n; i++)
 			if (s->nodes[i].up && node_active(&s->nodes[i])) {
-				ld_replica_members(node_rep(&s->nodes[i]),
+				px_replica_members(node_rep(&s->nodes[i]),
 						   &nd->cfg.members, NULL);
 				nd->cfg.nreplicas = 0;
 				break;
@@ -1535,7 +1535,7 @@ static void sim_heal(sim *s)
 	sim_push(s, s->now + SIM_LIVENESS_US, SIM_EV_DEADLINE, 0, 0, 0, 0,
 		 NULL);
 	if (s->o->workload == SIM_WORKLOAD_LEASE)
-		lc_heal(s);
+		slc_heal(s);
 }
 
 /* Whether the end of a run waits for this replica: a member of the cell
@@ -1546,8 +1546,8 @@ static bool sim_counts_at_end(const sim_node *nd)
 		return false;
 	if (!nd->up)
 		return true;
-	ld_status st;
-	ld_replica_status(node_rep(nd), &st);
+	px_status st;
+	px_replica_status(node_rep(nd), &st);
 	return st.member && !st.removed;
 }
 
@@ -1556,7 +1556,7 @@ static bool sim_counts_at_end(const sim_node *nd)
  * applied the whole ledger. */
 static bool sim_done_lease(sim *s)
 {
-	if (!lc_done(s))
+	if (!slc_done(s))
 		return false;
 	for (uint32_t i = 0; i < s->n; i++) {
 		const sim_node *nd = &s->nodes[i];
@@ -1589,7 +1589,7 @@ static void sim_liveness_failure(sim *s)
 	int n = snprintf(buf, sizeof buf,
 			 "%u s after heal:", SIM_LIVENESS_US / 1000000);
 	if (s->o->workload == SIM_WORKLOAD_LEASE) {
-		lc_liveness_detail(s, buf + n, sizeof buf - (size_t)n);
+		slc_liveness_detail(s, buf + n, sizeof buf - (size_t)n);
 		n = (int)strlen(buf);
 	}
 	for (uint32_t i = 0;
@@ -1604,10 +1604,10 @@ static void sim_liveness_failure(sim *s)
 				i + 1, s->clients[i].seq, s->clients[i].attempt,
 				s->clients[i].target);
 	for (uint32_t i = 0; i < s->n && n > 0 && (size_t)n < sizeof buf; i++) {
-		ld_status st;
+		px_status st;
 		if (!s->nodes[i].up)
 			continue;
-		ld_replica_status(node_rep(&s->nodes[i]), &st);
+		px_replica_status(node_rep(&s->nodes[i]), &st);
 		n += snprintf(
 			buf + n, sizeof buf - (size_t)n,
 			" r%u %s b=%" PRIu64 ".%" PRIu32 " leader=%" PRId32
@@ -1646,13 +1646,13 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		if (!nd->up || nd->epoch != ev->x)
 			return;
 		if (s->now < nd->disk_fail_until) {
-			if (s->o->mutant == LD_MUTANT_ACK_FAILED_SYNC) {
+			if (s->o->mutant == PX_MUTANT_ACK_FAILED_SYNC) {
 				/* The broken storage: the sync failed, the
 				 * writes are gone, and it says durable. */
 				size_t k = 0;
 				while (k < nd->npending &&
 				       nd->pending[k].write_id <= ev->y)
-					ld_record_clear(&nd->pending[k++].rec);
+					px_record_clear(&nd->pending[k++].rec);
 				memmove(nd->pending, nd->pending + k,
 					(nd->npending - k) *
 						sizeof *nd->pending);
@@ -1661,7 +1661,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 					  "r%u SYNC FAILED id=%" PRIu64
 					  " (acknowledged anyway)",
 					  nd->id, ev->y);
-				ld_event e = {.type = LD_EV_DURABLE,
+				px_event e = {.type = PX_EV_DURABLE,
 					      .write_id = ev->y};
 				node_step(s, nd, &e);
 				return;
@@ -1679,15 +1679,15 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		}
 		node_make_durable(s, nd, ev->y);
 		sim_trace(s, "r%u DURABLE id=%" PRIu64, nd->id, ev->y);
-		ld_event e = {.type = LD_EV_DURABLE, .write_id = ev->y};
+		px_event e = {.type = PX_EV_DURABLE, .write_id = ev->y};
 		node_step(s, nd, &e);
 		return;
 	}
 	case SIM_EV_MSG: {
-		ld_msg *m = ev->p;
+		px_msg *m = ev->p;
 		sim_node *nd = &s->nodes[ev->a];
 		if (ev->y == SIM_FORGED &&
-		    s->o->mutant != LD_MUTANT_OPEN_PEERS) {
+		    s->o->mutant != PX_MUTANT_OPEN_PEERS) {
 			/* The cell key (or TLS with replica certificates):
 			 * a message without a valid MAC never reaches the
 			 * core. */
@@ -1703,12 +1703,12 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 		} else {
 			sim_trace(s, "RECV %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
-			ld_event e = {.type = LD_EV_MSG, .msg = m};
+			px_event e = {.type = PX_EV_MSG, .msg = m};
 			s->msg_from = (int32_t)m->from;
 			node_step(s, nd, &e);
 			s->msg_from = -1;
 		}
-		ld_msg_free(m);
+		px_msg_free(m);
 		return;
 	}
 	case SIM_EV_SUBMIT: {
@@ -1720,13 +1720,13 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 				  ev->a + 1, ev->y, ev->b);
 			return;
 		}
-		ld_cmd cmd = {.client_id = ev->a + 1,
+		px_cmd cmd = {.client_id = ev->a + 1,
 			      .seq = ev->y,
 			      .len = cc->len,
 			      .data = cc->data};
 		sim_trace(s, "r%u RECV submit c%u:%" PRIu64, ev->b, ev->a + 1,
 			  ev->y);
-		ld_event e = {.type = LD_EV_SUBMIT, .cmd = &cmd};
+		px_event e = {.type = PX_EV_SUBMIT, .cmd = &cmd};
 		node_step(s, nd, &e);
 		return;
 	}
@@ -1864,7 +1864,7 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_LPAUSE:
 	case SIM_EV_LWAKE:
 	case SIM_EV_LVANISH:
-		lc_dispatch(s, ev);
+		slc_dispatch(s, ev);
 		return;
 	}
 }
@@ -1876,9 +1876,9 @@ static void sim_extra_tick(sim *s)
 		 0, s->nodes[i].epoch, 0, NULL);
 }
 
-static void sim_config(sim *s, ld_config *cfg, uint32_t id)
+static void sim_config(sim *s, px_config *cfg, uint32_t id)
 {
-	ld_config_default(cfg, id, s->n);
+	px_config_default(cfg, id, s->n);
 	cfg->mutant = s->o->mutant;
 	/* Vary what the daemon's operator may tune, to reach more code. */
 	static const uint32_t snaps[] = {32, 64, 128, 256};
@@ -1898,7 +1898,7 @@ static const uint32_t sim_drifts_ppm[] = {100, 200, 1000, 5000, 20000, 50000};
 /* The cell's lease configuration: the grace delay covers twice the drift
  * over the longest TTL (the holder's clock and the leaders' clocks), plus a
  * small margin, so that a client measuring its deadline wrongly is caught. */
-static void sim_config_lease(sim *s, ln_config *lc, const ld_config *cfg)
+static void sim_config_lease(sim *s, ln_config *lc, const px_config *cfg)
 {
 	static const uint32_t ticks[] = {20, 50, 100};
 	ln_config_default(lc, 0, s->n);
@@ -1960,7 +1960,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 
 	/* One configuration per cell (all replicas agree on it), new seeds per
 	 * life. */
-	ld_config cfg;
+	px_config cfg;
 	ln_config lcfg;
 	sim_config(s, &cfg, 0);
 	cfg.nreplicas = o->nreplicas;
@@ -1975,7 +1975,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		  " drift<=%" PRIu32 "ppm grace=%" PRIu32 "ms tick=%" PRIu32
 		  "ms",
 		  seed, s->n, s->nclients, s->p.name,
-		  o->mutant ? ld_mutant_name(o->mutant) : "none",
+		  o->mutant ? px_mutant_name(o->mutant) : "none",
 		  sim_workload_name(o->workload), cfg.window_slots,
 		  cfg.batch_cmds, cfg.snapshot_every_slots, s->drift_ppm,
 		  s->grace_ms, s->tick_ms);
@@ -1996,7 +1996,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		node_start(s, nd);
 	}
 	if (lease) {
-		lc_setup(s);
+		slc_setup(s);
 	} else {
 		for (uint32_t i = 0; i < s->nclients; i++) {
 			s->clients[i] = (sim_client){.idx = i, .guess = -1};
@@ -2080,16 +2080,16 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 
 	while (sim_queue_pop(&s->q, &ev)) {
 		if (ev.type == SIM_EV_MSG)
-			ld_msg_free(ev.p);
+			px_msg_free(ev.p);
 		else if (ev.type == SIM_EV_REPLY)
 			free(ev.p);
 		else
-			lc_free_event(&ev);
+			slc_free_event(&ev);
 	}
 	sim_queue_free(&s->q);
 	for (uint32_t i = 0; i < s->n; i++) {
 		sim_node *nd = &s->nodes[i];
-		ld_replica_free(nd->r);
+		px_replica_free(nd->r);
 		counter_sm_free(nd->sm);
 		ln_node_free(nd->ln);
 		node_disk_free(nd);

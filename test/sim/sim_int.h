@@ -69,7 +69,7 @@ uint64_t sim_clock_local(const sim_clock *k, uint64_t real);
 uint64_t sim_clock_real(const sim_clock *k, uint64_t local_at);
 
 typedef struct sim_write {
-	ld_record rec; /* deep-owned copy */
+	px_record rec; /* deep-owned copy */
 	uint64_t write_id;
 } sim_write;
 
@@ -79,10 +79,10 @@ typedef struct sim_node {
 	uint64_t epoch; /* bumped at each crash: events of a past life are stale
 			 */
 	uint64_t life;  /* incarnations started */
-	ld_replica *r;  /* counter workload: a bare replica over sm */
-	ld_sm *sm;
+	px_replica *r;  /* counter workload: a bare replica over sm */
+	px_sm *sm;
 	ln_node *ln; /* lease workload: a node */
-	ld_config cfg;
+	px_config cfg;
 	ln_config lcfg;
 	sim_clock clk;
 	/* The one live tick: earlier requests supersede later ones. */
@@ -91,7 +91,7 @@ typedef struct sim_node {
 	uint64_t last_write_id;
 	uint64_t sync_last_us; /* fsyncs complete in order */
 	uint64_t applied;      /* where its stream of chosen decrees got to */
-	ld_ballot led;         /* last leader ballot reported to the checker */
+	px_ballot led;         /* last leader ballot reported to the checker */
 	bool wiped;            /* lost its disk, not a voter again yet */
 	bool absent;           /* --members: an id not started yet */
 	bool gone;             /* removed from the cell, and stopped */
@@ -103,7 +103,7 @@ typedef struct sim_node {
 	uint64_t corrupted_at; /* its applied position then */
 	uint64_t corrupted_us; /* and the time (both restart with a crash or a
 				  partition anywhere) */
-	ld_record *durable;
+	px_record *durable;
 	size_t ndurable, durable_cap;
 	sim_write *pending;
 	size_t npending, pending_cap;
@@ -123,20 +123,20 @@ typedef struct sim_client {
 /* ---- lease clients (lclient.c) ----------------------------------------------
  */
 
-#define LC_HOLDS_MAX 3u
-#define LC_VALUE_BYTES_MAX 16u
-#define LC_REASON_BYTES_MAX 16u
+#define SLC_HOLDS_MAX 3u
+#define SLC_VALUE_BYTES_MAX 16u
+#define SLC_REASON_BYTES_MAX 16u
 
 /* A request in flight, with its own copies of the borrowed fields. */
 typedef struct sim_lreq {
 	ln_request req;
 	char name[CHK_NAME_BYTES_MAX];
-	uint8_t value[LC_VALUE_BYTES_MAX];
-	char reason[LC_REASON_BYTES_MAX];
+	uint8_t value[SLC_VALUE_BYTES_MAX];
+	char reason[SLC_REASON_BYTES_MAX];
 } sim_lreq;
 
 /* A lease as its client sees it. */
-typedef struct lc_hold {
+typedef struct slc_hold {
 	bool used;
 	uint32_t name;
 	uint64_t token;
@@ -146,11 +146,11 @@ typedef struct lc_hold {
 	uint64_t until_local;      /* the script releases it then */
 	uint64_t next_write_local; /* next write to the fenced resource */
 	bool lost;                 /* a RENEW reply did not list it */
-} lc_hold;
+} slc_hold;
 
 /* The one write a client has in flight (the ledger's exactly-once needs
  * one command at a time per session). */
-typedef struct lc_op {
+typedef struct slc_op {
 	bool busy;
 	ln_req_type type;
 	uint64_t seq;
@@ -165,8 +165,8 @@ typedef struct lc_op {
 	uint64_t attempt;
 	uint32_t target, redirects;
 	uint32_t value_len;
-	uint8_t value[LC_VALUE_BYTES_MAX];
-} lc_op;
+	uint8_t value[SLC_VALUE_BYTES_MAX];
+} slc_op;
 
 typedef struct sim_lclient {
 	uint32_t idx; /* session = idx + 1 */
@@ -176,8 +176,8 @@ typedef struct sim_lclient {
 	uint64_t seq, reqs;
 	uint64_t reads; /* linearizable GETs started: their replies' seq */
 	int32_t guess;
-	lc_op op;
-	lc_hold holds[LC_HOLDS_MAX];
+	slc_op op;
+	slc_hold holds[SLC_HOLDS_MAX];
 	uint64_t next_acquire_local;
 	uint64_t timer_gen, timer_at;
 	bool timer_live;
@@ -228,11 +228,11 @@ uint64_t sim_net_delay(sim *s);
 uint32_t sim_other(sim *s, uint32_t not );
 
 /* lclient.c */
-void lc_setup(sim *s);                /* clients, names, first events */
-void lc_dispatch(sim *s, sim_ev *ev); /* the SIM_EV_L* client events */
-void lc_heal(sim *s);                 /* no more faults: finish up */
-bool lc_done(const sim *s);           /* every client finished or vanished */
-void lc_liveness_detail(const sim *s, char *buf, size_t cap);
-void lc_free_event(sim_ev *ev); /* frees a payload left in the queue */
+void slc_setup(sim *s);                /* clients, names, first events */
+void slc_dispatch(sim *s, sim_ev *ev); /* the SIM_EV_L* client events */
+void slc_heal(sim *s);                 /* no more faults: finish up */
+bool slc_done(const sim *s);           /* every client finished or vanished */
+void slc_liveness_detail(const sim *s, char *buf, size_t cap);
+void slc_free_event(sim_ev *ev); /* frees a payload left in the queue */
 
 #endif

@@ -28,61 +28,61 @@ static uint64_t rnd_next(uint64_t *s)
 }
 
 /* A decree of ncmds commands of len bytes each; the caller unrefs it. */
-static ld_value *mkvalue(uint32_t ncmds, uint32_t len, uint64_t salt)
+static px_value *mkvalue(uint32_t ncmds, uint32_t len, uint64_t salt)
 {
 	static uint8_t data[LD_BATCH_CMDS_MAX][LD_CMD_BYTES_MAX];
-	ld_cmd cmds[LD_BATCH_CMDS_MAX];
+	px_cmd cmds[LD_BATCH_CMDS_MAX];
 
 	cr_assert(ncmds <= LD_BATCH_CMDS_MAX && len <= LD_CMD_BYTES_MAX);
 	for (uint32_t i = 0; i < ncmds; i++) {
 		for (uint32_t j = 0; j < len; j++)
 			data[i][j] = (uint8_t)(salt + i * 31 + j);
-		cmds[i] = (ld_cmd){.client_id = salt + i + 1,
+		cmds[i] = (px_cmd){.client_id = salt + i + 1,
 				   .seq = 100 + i,
 				   .len = len,
 				   .data = data[i]};
 	}
-	ld_value *v = ld_value_new(cmds, ncmds);
+	px_value *v = px_value_new(cmds, ncmds);
 	cr_assert_not_null(v);
 	return v;
 }
 
 /* A well-formed message of type t from replica 1 to replica 2, with every
  * field the type uses set to something other than its default. */
-static ld_msg *mkmsg(ld_msg_type t)
+static px_msg *mkmsg(px_msg_type t)
 {
-	ld_msg *m = calloc(1, sizeof *m);
+	px_msg *m = calloc(1, sizeof *m);
 	cr_assert_not_null(m);
 	m->type = t;
 	m->from = 1;
 	m->to = 2;
-	m->ballot = (ld_ballot){.round = 7, .id = 3};
+	m->ballot = (px_ballot){.round = 7, .id = 3};
 	m->slot = 42;
 	m->commit = 40;
 	m->base = 10;
 	switch (t) {
-	case LD_MSG_ACCEPT:
+	case PX_MSG_ACCEPT:
 		m->value = mkvalue(3, 17, t);
 		break;
-	case LD_MSG_PROMISE:
-	case LD_MSG_CATCHUP:
+	case PX_MSG_PROMISE:
+	case PX_MSG_CATCHUP:
 		m->nvotes = 3;
 		m->votes = calloc(m->nvotes, sizeof *m->votes);
 		cr_assert_not_null(m->votes);
 		for (uint32_t i = 0; i < m->nvotes; i++) {
 			m->votes[i].slot = 42 + i;
-			if (t == LD_MSG_PROMISE)
+			if (t == PX_MSG_PROMISE)
 				m->votes[i].ballot =
-					(ld_ballot){.round = 5 + i, .id = i};
-			m->votes[i].chosen = t == LD_MSG_CATCHUP || i == 2;
+					(px_ballot){.round = 5 + i, .id = i};
+			m->votes[i].chosen = t == PX_MSG_CATCHUP || i == 2;
 			m->votes[i].value =
-				i == 1 ? ld_value_noop() : mkvalue(i + 1, 9, i);
+				i == 1 ? px_value_noop() : mkvalue(i + 1, 9, i);
 		}
 		break;
-	case LD_MSG_PROBE_ACK:
-		m->flags = LD_FLAG_VOTER;
+	case PX_MSG_PROBE_ACK:
+		m->flags = PX_FLAG_VOTER;
 		break;
-	case LD_MSG_SNAPSHOT:
+	case PX_MSG_SNAPSHOT:
 		m->snap_len = 1000;
 		m->snap = malloc(m->snap_len);
 		cr_assert_not_null(m->snap);
@@ -95,25 +95,25 @@ static ld_msg *mkmsg(ld_msg_type t)
 	return m;
 }
 
-static void assert_msg_equal(const ld_msg *a, const ld_msg *b)
+static void assert_msg_equal(const px_msg *a, const px_msg *b)
 {
 	cr_assert_eq(a->type, b->type);
 	cr_assert_eq(a->from, b->from);
 	cr_assert_eq(a->to, b->to);
-	cr_assert_eq(ld_ballot_cmp(a->ballot, b->ballot), 0);
+	cr_assert_eq(px_ballot_cmp(a->ballot, b->ballot), 0);
 	cr_assert_eq(a->slot, b->slot);
 	cr_assert_eq(a->commit, b->commit);
 	cr_assert_eq(a->base, b->base);
 	cr_assert_eq(a->flags, b->flags);
 	cr_assert_eq(a->incarnation, b->incarnation);
-	cr_assert(ld_value_equal(a->value, b->value));
+	cr_assert(px_value_equal(a->value, b->value));
 	cr_assert_eq(a->nvotes, b->nvotes);
 	for (uint32_t i = 0; i < a->nvotes; i++) {
 		cr_assert_eq(a->votes[i].slot, b->votes[i].slot);
 		cr_assert_eq(
-			ld_ballot_cmp(a->votes[i].ballot, b->votes[i].ballot),
+			px_ballot_cmp(a->votes[i].ballot, b->votes[i].ballot),
 			0);
-		cr_assert(ld_value_equal(a->votes[i].value, b->votes[i].value));
+		cr_assert(px_value_equal(a->votes[i].value, b->votes[i].value));
 		cr_assert_eq(a->votes[i].chosen, b->votes[i].chosen);
 	}
 	cr_assert_eq(a->snap_len, b->snap_len);
@@ -121,12 +121,12 @@ static void assert_msg_equal(const ld_msg *a, const ld_msg *b)
 		cr_assert_arr_eq(a->snap, b->snap, a->snap_len);
 }
 
-static void assert_record_equal(const ld_record *a, const ld_record *b)
+static void assert_record_equal(const px_record *a, const px_record *b)
 {
 	cr_assert_eq(a->type, b->type);
-	cr_assert_eq(ld_ballot_cmp(a->ballot, b->ballot), 0);
+	cr_assert_eq(px_ballot_cmp(a->ballot, b->ballot), 0);
 	cr_assert_eq(a->slot, b->slot);
-	cr_assert(ld_value_equal(a->value, b->value));
+	cr_assert(px_value_equal(a->value, b->value));
 	cr_assert_eq(a->snap_len, b->snap_len);
 	if (a->snap_len > 0)
 		cr_assert_arr_eq(a->snap, b->snap, a->snap_len);
@@ -135,57 +135,57 @@ static void assert_record_equal(const ld_record *a, const ld_record *b)
 /* Every decode result is 0 or a known code. */
 static void assert_known(int rv)
 {
-	cr_assert(rv >= LD_CODEC_OK && rv <= LD_CODEC_EINVALID,
+	cr_assert(rv >= CD_OK && rv <= CD_EINVALID,
 		  "unknown codec result %d", rv);
-	cr_assert_neq(rv, LD_CODEC_ENOMEM);
+	cr_assert_neq(rv, CD_ENOMEM);
 }
 
 /* Encodes m, decodes it back and checks equality and that re-encoding gives
  * the same bytes. Returns the encoding (caller frees). */
-static uint8_t *msg_roundtrip(const ld_msg *m, size_t *len)
+static uint8_t *msg_roundtrip(const px_msg *m, size_t *len)
 {
 	uint8_t *buf, *buf2;
 	size_t len2;
-	ld_msg *d;
+	px_msg *d;
 
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, len), 0);
-	int rv = ld_codec_msg_decode(buf, *len, &d);
-	cr_assert_eq(rv, 0, "decode: %s", ld_codec_strerror(rv));
+	cr_assert_eq(cd_msg_encode(m, &buf, len), 0);
+	int rv = cd_msg_decode(buf, *len, &d);
+	cr_assert_eq(rv, 0, "decode: %s", cd_strerror(rv));
 	assert_msg_equal(m, d);
-	cr_assert_eq(ld_codec_msg_encode(d, &buf2, &len2), 0);
+	cr_assert_eq(cd_msg_encode(d, &buf2, &len2), 0);
 	cr_assert_eq(len2, *len);
 	cr_assert_arr_eq(buf, buf2, len2);
 	free(buf2);
-	ld_msg_free(d);
+	px_msg_free(d);
 	return buf;
 }
 
 /* A decode that succeeded on odd input must still give a message that is
  * well-formed: it re-encodes and decodes to the same thing. */
-static void assert_msg_stable(const ld_msg *m)
+static void assert_msg_stable(const px_msg *m)
 {
 	uint8_t *buf;
 	size_t len;
-	ld_msg *d;
+	px_msg *d;
 
-	cr_assert_eq(ld_msg_validate(m, LD_REPLICA_IDS), 0);
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), 0);
+	cr_assert_eq(px_msg_validate(m, LD_REPLICA_IDS), 0);
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), 0);
 	assert_msg_equal(m, d);
-	ld_msg_free(d);
+	px_msg_free(d);
 	free(buf);
 }
 
-static void assert_record_stable(const ld_record *r)
+static void assert_record_stable(const px_record *r)
 {
 	uint8_t *buf;
 	size_t len;
-	ld_record d;
+	px_record d;
 
-	cr_assert_eq(ld_codec_record_encode(r, &buf, &len), 0);
-	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
+	cr_assert_eq(cd_record_encode(r, &buf, &len), 0);
+	cr_assert_eq(cd_record_decode(buf, len, &d), 0);
 	assert_record_equal(r, &d);
-	ld_record_clear(&d);
+	px_record_clear(&d);
 	free(buf);
 }
 
@@ -193,36 +193,36 @@ static void assert_record_stable(const ld_record *r)
  * decodes must be stable. */
 static void decode_all(const uint8_t *buf, size_t len)
 {
-	ld_msg *m;
-	ld_record r;
-	ld_value *v;
+	px_msg *m;
+	px_record r;
+	px_value *v;
 
-	int rv = ld_codec_msg_decode(buf, len, &m);
+	int rv = cd_msg_decode(buf, len, &m);
 	assert_known(rv);
 	if (rv == 0) {
 		assert_msg_stable(m);
-		ld_msg_free(m);
+		px_msg_free(m);
 	} else {
 		cr_assert_null(m);
 	}
-	rv = ld_codec_record_decode(buf, len, &r);
+	rv = cd_record_decode(buf, len, &r);
 	assert_known(rv);
 	if (rv == 0)
 		assert_record_stable(&r);
-	ld_record_clear(&r);
-	rv = ld_codec_value_decode(buf, len, &v);
+	px_record_clear(&r);
+	rv = cd_value_decode(buf, len, &v);
 	assert_known(rv);
 	if (rv == 0) {
 		uint8_t *b;
 		size_t n;
-		ld_value *v2;
-		cr_assert_eq(ld_codec_value_encode(v, &b, &n), 0);
-		cr_assert_eq(ld_codec_value_decode(b, n, &v2), 0);
-		cr_assert(ld_value_equal(v, v2));
-		ld_value_unref(v2);
+		px_value *v2;
+		cr_assert_eq(cd_value_encode(v, &b, &n), 0);
+		cr_assert_eq(cd_value_decode(b, n, &v2), 0);
+		cr_assert(px_value_equal(v, v2));
+		px_value_unref(v2);
 		free(b);
 	}
-	ld_value_unref(v);
+	px_value_unref(v);
 }
 
 static uint8_t *pack(const ProtobufCMessage *pm, size_t *len)
@@ -237,11 +237,11 @@ static uint8_t *pack(const ProtobufCMessage *pm, size_t *len)
 static int decode_pm(const Lockd__PeerMsg *pm)
 {
 	size_t len;
-	ld_msg *m;
+	px_msg *m;
 	uint8_t *buf = pack(&pm->base, &len);
-	int rv = ld_codec_msg_decode(buf, len, &m);
+	int rv = cd_msg_decode(buf, len, &m);
 	cr_assert((rv == 0) == (m != NULL));
-	ld_msg_free(m);
+	px_msg_free(m);
 	free(buf);
 	return rv;
 }
@@ -249,19 +249,19 @@ static int decode_pm(const Lockd__PeerMsg *pm)
 static int decode_pr(const Lockd__Record *pr)
 {
 	size_t len;
-	ld_record r;
+	px_record r;
 	uint8_t *buf = pack(&pr->base, &len);
-	int rv = ld_codec_record_decode(buf, len, &r);
-	ld_record_clear(&r);
+	int rv = cd_record_decode(buf, len, &r);
+	px_record_clear(&r);
 	free(buf);
 	return rv;
 }
 
 static int decode_raw(const uint8_t *buf, size_t len)
 {
-	ld_msg *m;
-	int rv = ld_codec_msg_decode(buf, len, &m);
-	ld_msg_free(m);
+	px_msg *m;
+	int rv = cd_msg_decode(buf, len, &m);
+	px_msg_free(m);
 	return rv;
 }
 
@@ -303,92 +303,92 @@ static void pm_accept_init(pm_accept *a)
 
 ParameterizedTestParameters(codec, msg_roundtrip)
 {
-	static int types[LD_MSG_TYPE_MAX];
-	for (int i = 0; i < LD_MSG_TYPE_MAX; i++)
-		types[i] = LD_MSG_PREPARE + i;
-	return cr_make_param_array(int, types, LD_MSG_TYPE_MAX);
+	static int types[PX_MSG_TYPE_MAX];
+	for (int i = 0; i < PX_MSG_TYPE_MAX; i++)
+		types[i] = PX_MSG_PREPARE + i;
+	return cr_make_param_array(int, types, PX_MSG_TYPE_MAX);
 }
 
 ParameterizedTest(int *type, codec, msg_roundtrip)
 {
 	size_t len;
-	ld_msg *m = mkmsg((ld_msg_type)*type);
+	px_msg *m = mkmsg((px_msg_type)*type);
 	free(msg_roundtrip(m, &len));
 	cr_assert_leq(len, LD_MESSAGE_BYTES_MAX);
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 Test(codec, msg_roundtrip_extremes)
 {
 	size_t len;
-	ld_msg *m = mkmsg(LD_MSG_ACCEPT);
+	px_msg *m = mkmsg(PX_MSG_ACCEPT);
 
 	/* Largest ids, ballots and slots; a no-op and a full decree. */
 	m->from = LD_REPLICA_IDS - 1;
 	m->to = 0;
-	m->ballot = (ld_ballot){.round = UINT64_MAX, .id = LD_REPLICA_IDS - 1};
+	m->ballot = (px_ballot){.round = UINT64_MAX, .id = LD_REPLICA_IDS - 1};
 	m->slot = UINT64_MAX;
 	m->commit = UINT64_MAX - 1;
-	ld_value_unref(m->value);
-	m->value = ld_value_noop();
+	px_value_unref(m->value);
+	m->value = px_value_noop();
 	uint8_t *buf;
-	ld_msg *d;
-	/* A round past LD_ROUND_MAX is refused: rounds never wrap. */
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), LD_CODEC_EINVALID);
+	px_msg *d;
+	/* A round past PX_ROUND_MAX is refused: rounds never wrap. */
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), CD_EINVALID);
 	free(buf);
-	m->ballot.round = LD_ROUND_MAX;
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), LD_CODEC_EINVALID);
+	m->ballot.round = PX_ROUND_MAX;
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), CD_EINVALID);
 	free(buf);
-	m->ballot.round = LD_ROUND_MAX - 1;
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), 0);
+	m->ballot.round = PX_ROUND_MAX - 1;
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), 0);
 	assert_msg_equal(m, d);
-	cr_assert_eq(d->value, ld_value_noop());
-	ld_msg_free(d);
+	cr_assert_eq(d->value, px_value_noop());
+	px_msg_free(d);
 	free(buf);
 
-	ld_value_unref(m->value);
+	px_value_unref(m->value);
 	m->value = mkvalue(LD_BATCH_CMDS_MAX, LD_CMD_BYTES_MAX, 3);
 	m->from = 1;
 	m->ballot.id = 4;
 	free(msg_roundtrip(m, &len));
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 Test(codec, msg_roundtrip_many_votes)
 {
 	size_t len;
-	ld_msg *m = mkmsg(LD_MSG_PROMISE);
+	px_msg *m = mkmsg(PX_MSG_PROMISE);
 	for (uint32_t i = 0; i < m->nvotes; i++)
-		ld_value_unref(m->votes[i].value);
+		px_value_unref(m->votes[i].value);
 	free(m->votes);
 	m->nvotes = LD_LOG_SLOTS_MAX;
 	m->votes = calloc(m->nvotes, sizeof *m->votes);
 	cr_assert_not_null(m->votes);
 	for (uint32_t i = 0; i < m->nvotes; i++)
-		m->votes[i] = (ld_vote){.slot = i + 1,
+		m->votes[i] = (px_vote){.slot = i + 1,
 					.ballot = {.round = i, .id = i % 5},
 					.value = mkvalue(i % 4, 20, i)};
 	free(msg_roundtrip(m, &len));
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 Test(codec, record_roundtrip)
 {
-	ld_record recs[6] = {
-		{.type = LD_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
-		{.type = LD_REC_CHOSEN,
+	px_record recs[6] = {
+		{.type = PX_REC_PROMISE, .ballot = {.round = 9, .id = 2}},
+		{.type = PX_REC_CHOSEN,
 		 .ballot = {.round = 9, .id = 1},
 		 .slot = 78},
-		{.type = LD_REC_CHOSEN, .slot = 79, .value = mkvalue(3, 50, 2)},
-		{.type = LD_REC_VOTE,
+		{.type = PX_REC_CHOSEN, .slot = 79, .value = mkvalue(3, 50, 2)},
+		{.type = PX_REC_VOTE,
 		 .ballot = {.round = 9, .id = 2},
 		 .slot = 77,
 		 .value = mkvalue(5, 100, 1)},
-		{.type = LD_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
-		{.type = LD_REC_JOINED},
+		{.type = PX_REC_SNAPSHOT, .slot = 256, .snap_len = 5000},
+		{.type = PX_REC_JOINED},
 	};
 	recs[4].snap = malloc(recs[4].snap_len);
 	cr_assert_not_null(recs[4].snap);
@@ -397,16 +397,16 @@ Test(codec, record_roundtrip)
 	for (size_t i = 0; i < 6; i++) {
 		uint8_t *buf, *buf2;
 		size_t len, len2;
-		ld_record d;
-		cr_assert_eq(ld_codec_record_encode(&recs[i], &buf, &len), 0);
-		int rv = ld_codec_record_decode(buf, len, &d);
-		cr_assert_eq(rv, 0, "%s", ld_codec_strerror(rv));
+		px_record d;
+		cr_assert_eq(cd_record_encode(&recs[i], &buf, &len), 0);
+		int rv = cd_record_decode(buf, len, &d);
+		cr_assert_eq(rv, 0, "%s", cd_strerror(rv));
 		assert_record_equal(&recs[i], &d);
-		cr_assert_eq(ld_codec_record_encode(&d, &buf2, &len2), 0);
+		cr_assert_eq(cd_record_encode(&d, &buf2, &len2), 0);
 		cr_assert_eq(len, len2);
 		cr_assert_arr_eq(buf, buf2, len);
-		ld_record_clear(&d);
-		ld_record_clear(&recs[i]);
+		px_record_clear(&d);
+		px_record_clear(&recs[i]);
 		free(buf);
 		free(buf2);
 	}
@@ -416,46 +416,46 @@ Test(codec, record_vote_noop_and_big_snapshot)
 {
 	uint8_t *buf;
 	size_t len;
-	ld_record d;
+	px_record d;
 
-	ld_record vote = {.type = LD_REC_VOTE,
+	px_record vote = {.type = PX_REC_VOTE,
 			  .ballot = {.round = 1, .id = 0},
 			  .slot = 1,
-			  .value = ld_value_noop()};
-	cr_assert_eq(ld_codec_record_encode(&vote, &buf, &len), 0);
-	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
-	cr_assert_eq(d.value, ld_value_noop());
-	ld_record_clear(&d);
+			  .value = px_value_noop()};
+	cr_assert_eq(cd_record_encode(&vote, &buf, &len), 0);
+	cr_assert_eq(cd_record_decode(buf, len, &d), 0);
+	cr_assert_eq(d.value, px_value_noop());
+	px_record_clear(&d);
 	free(buf);
 
 	/* The largest snapshot record round-trips. */
-	ld_record snap = {.type = LD_REC_SNAPSHOT,
+	px_record snap = {.type = PX_REC_SNAPSHOT,
 			  .slot = 1,
 			  .snap_len = LD_SNAPSHOT_BYTES_MAX};
 	snap.snap = calloc(1, snap.snap_len);
 	cr_assert_not_null(snap.snap);
-	cr_assert_eq(ld_codec_record_encode(&snap, &buf, &len), 0);
-	cr_assert_eq(ld_codec_record_decode(buf, len, &d), 0);
+	cr_assert_eq(cd_record_encode(&snap, &buf, &len), 0);
+	cr_assert_eq(cd_record_decode(buf, len, &d), 0);
 	assert_record_equal(&snap, &d);
-	ld_record_clear(&d);
-	ld_record_clear(&snap);
+	px_record_clear(&d);
+	px_record_clear(&snap);
 	free(buf);
 }
 
 Test(codec, value_roundtrip)
 {
-	ld_value *vals[] = {ld_value_noop(), mkvalue(1, 0, 1), mkvalue(2, 1, 2),
+	px_value *vals[] = {px_value_noop(), mkvalue(1, 0, 1), mkvalue(2, 1, 2),
 			    mkvalue(LD_BATCH_CMDS_MAX, LD_CMD_BYTES_MAX, 3)};
 	for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
 		uint8_t *buf;
 		size_t len;
-		ld_value *d;
-		cr_assert_eq(ld_codec_value_encode(vals[i], &buf, &len), 0);
-		cr_assert_eq(ld_codec_value_decode(buf, len, &d), 0);
-		cr_assert(ld_value_equal(vals[i], d));
+		px_value *d;
+		cr_assert_eq(cd_value_encode(vals[i], &buf, &len), 0);
+		cr_assert_eq(cd_value_decode(buf, len, &d), 0);
+		cr_assert(px_value_equal(vals[i], d));
 		cr_assert_eq(d->digest, vals[i]->digest);
-		ld_value_unref(d);
-		ld_value_unref(vals[i]);
+		px_value_unref(d);
+		px_value_unref(vals[i]);
 		free(buf);
 	}
 }
@@ -475,7 +475,7 @@ Test(codec, random_garbage)
 		 * get past the first field more often. */
 		if (i % 2 == 0 && len >= 2) {
 			buf[0] = 0x08;
-			buf[1] = (uint8_t)(1 + rnd_next(&s) % LD_MSG_TYPE_MAX);
+			buf[1] = (uint8_t)(1 + rnd_next(&s) % PX_MSG_TYPE_MAX);
 		}
 		decode_all(buf, len);
 	}
@@ -483,7 +483,7 @@ Test(codec, random_garbage)
 
 /* Random but mostly well-formed protobuf: fields 1..11 with mostly fitting
  * wire types, boundary values and nested messages, so that decoding gets
- * past the wire walk into the limits and ld_msg_validate. */
+ * past the wire walk into the limits and px_msg_validate. */
 static bool put_varint(uint8_t *buf, size_t cap, size_t *n, uint64_t v)
 {
 	do {
@@ -568,9 +568,9 @@ Test(codec, mutated_encodings)
 {
 	uint64_t s = 42;
 
-	for (int t = LD_MSG_PREPARE; t <= LD_MSG_TYPE_MAX; t++) {
+	for (int t = PX_MSG_PREPARE; t <= PX_MSG_TYPE_MAX; t++) {
 		size_t len;
-		ld_msg *m = mkmsg((ld_msg_type)t);
+		px_msg *m = mkmsg((px_msg_type)t);
 		uint8_t *orig = msg_roundtrip(m, &len);
 		uint8_t *buf = malloc(len);
 		cr_assert_not_null(buf);
@@ -583,7 +583,7 @@ Test(codec, mutated_encodings)
 		}
 		free(buf);
 		free(orig);
-		ld_msg_free(m);
+		px_msg_free(m);
 	}
 }
 
@@ -592,16 +592,16 @@ Test(codec, mutated_encodings)
  * the prefix. */
 Test(codec, truncated_encodings)
 {
-	for (int t = LD_MSG_PREPARE; t <= LD_MSG_TYPE_MAX; t++) {
+	for (int t = PX_MSG_PREPARE; t <= PX_MSG_TYPE_MAX; t++) {
 		size_t len;
-		ld_msg *m = mkmsg((ld_msg_type)t);
+		px_msg *m = mkmsg((px_msg_type)t);
 		uint8_t *buf = msg_roundtrip(m, &len);
 		for (size_t cut = 0; cut < len; cut++) {
 			uint8_t *prefix = malloc(cut + 1);
 			cr_assert_not_null(prefix);
 			memcpy(prefix, buf, cut);
-			ld_msg *d;
-			int rv = ld_codec_msg_decode(prefix, cut, &d);
+			px_msg *d;
+			int rv = cd_msg_decode(prefix, cut, &d);
 			assert_known(rv);
 			if (cut == len - 1)
 				cr_assert_neq(rv, 0, "type %d cut at %zu", t,
@@ -609,74 +609,74 @@ Test(codec, truncated_encodings)
 			if (rv == 0) {
 				uint8_t *again;
 				size_t n;
-				cr_assert_eq(ld_codec_msg_encode(d, &again, &n),
+				cr_assert_eq(cd_msg_encode(d, &again, &n),
 					     0);
 				cr_assert_eq(n, cut);
 				cr_assert_arr_eq(again, prefix, n);
 				free(again);
-				ld_msg_free(d);
+				px_msg_free(d);
 			}
 			free(prefix);
 		}
 		free(buf);
-		ld_msg_free(m);
+		px_msg_free(m);
 	}
 
-	ld_record vote = {.type = LD_REC_VOTE,
+	px_record vote = {.type = PX_REC_VOTE,
 			  .ballot = {.round = 1, .id = 1},
 			  .slot = 3,
 			  .value = mkvalue(3, 30, 5)};
 	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(ld_codec_record_encode(&vote, &buf, &len), 0);
+	cr_assert_eq(cd_record_encode(&vote, &buf, &len), 0);
 	for (size_t cut = 0; cut < len; cut++) {
-		ld_record d;
-		int rv = ld_codec_record_decode(buf, cut, &d);
+		px_record d;
+		int rv = cd_record_decode(buf, cut, &d);
 		assert_known(rv);
 		/* Every prefix loses the value or cuts a field. */
 		cr_assert_neq(rv, 0, "record cut at %zu", cut);
 	}
 	free(buf);
-	ld_record_clear(&vote);
+	px_record_clear(&vote);
 }
 
 Test(codec, oversized)
 {
-	size_t big = LD_CODEC_RECORD_BYTES_MAX + 1;
+	size_t big = CD_RECORD_BYTES_MAX + 1;
 	uint8_t *buf = calloc(1, big);
-	ld_msg *m;
-	ld_record r;
-	ld_value *v;
+	px_msg *m;
+	px_record r;
+	px_value *v;
 	cr_assert_not_null(buf);
 
-	cr_assert_eq(ld_codec_msg_decode(buf, LD_MESSAGE_BYTES_MAX + 1, &m),
-		     LD_CODEC_ETOOBIG);
+	cr_assert_eq(cd_msg_decode(buf, LD_MESSAGE_BYTES_MAX + 1, &m),
+		     CD_ETOOBIG);
 	cr_assert_null(m);
 	cr_assert_eq(
-		ld_codec_value_decode(buf, LD_CODEC_VALUE_BYTES_MAX + 1, &v),
-		LD_CODEC_ETOOBIG);
-	cr_assert_eq(ld_codec_record_decode(buf, big, &r), LD_CODEC_ETOOBIG);
+		cd_value_decode(buf, CD_VALUE_BYTES_MAX + 1, &v),
+		CD_ETOOBIG);
+	cr_assert_eq(cd_record_decode(buf, big, &r), CD_ETOOBIG);
 	free(buf);
 
 	/* The largest snapshot travels in one message (a far-behind replica
 	 * must always be able to rejoin); one byte more is refused. */
-	m = mkmsg(LD_MSG_SNAPSHOT);
+	m = mkmsg(PX_MSG_SNAPSHOT);
 	free(m->snap);
 	m->snap_len = LD_SNAPSHOT_BYTES_MAX;
 	m->snap = calloc(1, m->snap_len);
 	cr_assert_not_null(m->snap);
 	uint8_t *out;
 	size_t len;
-	cr_assert_eq(ld_codec_msg_encode(m, &out, &len), 0);
+	cr_assert_eq(cd_msg_encode(m, &out, &len), 0);
 	cr_assert_leq(len, LD_MESSAGE_BYTES_MAX);
 	free(out);
 	free(m->snap);
 	m->snap_len = LD_SNAPSHOT_BYTES_MAX + 1;
 	m->snap = calloc(1, m->snap_len);
 	cr_assert_not_null(m->snap);
-	cr_assert_neq(ld_codec_msg_encode(m, &out, &len), 0);
+	cr_assert_neq(cd_msg_encode(m, &out, &len), 0);
 	cr_assert_null(out);
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 /* 2 MiB of empty votes: a few bytes each on the wire, dozens in memory. The
@@ -690,14 +690,14 @@ Test(codec, amplification)
 		buf[i] = 0x4a; /* field 9 (votes), length-delimited */
 		buf[i + 1] = 0;
 	}
-	cr_assert_eq(decode_raw(buf, len), LD_CODEC_ECOUNT);
+	cr_assert_eq(decode_raw(buf, len), CD_ECOUNT);
 	/* Unknown fields, same idea: field 100, varint 0, three bytes each. */
 	for (size_t i = 0; i + 3 <= len; i += 3) {
 		buf[i] = 0xa0;
 		buf[i + 1] = 0x06;
 		buf[i + 2] = 0x00;
 	}
-	cr_assert_eq(decode_raw(buf, len - len % 3), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(buf, len - len % 3), CD_EMALFORMED);
 	free(buf);
 }
 
@@ -710,15 +710,15 @@ Test(codec, bad_replica_ids)
 	/* Ids are bounded by the id space, not by a cell's size: members
 	 * come and go by decree, and the core judges membership. */
 	a.pm.from = LD_REPLICA_IDS;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	cr_assert_eq(decode_pm(&a.pm), CD_EREPLICA);
 	a.pm.from = UINT32_MAX;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	cr_assert_eq(decode_pm(&a.pm), CD_EREPLICA);
 	a.pm.from = 1;
 	a.pm.to = LD_REPLICA_IDS;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	cr_assert_eq(decode_pm(&a.pm), CD_EREPLICA);
 	a.pm.to = 0;
 	a.ballot.id = LD_REPLICA_IDS;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_EREPLICA);
+	cr_assert_eq(decode_pm(&a.pm), CD_EREPLICA);
 	a.ballot.id = 1;
 
 	/* A replica added long after the cell began (id 63) is fine. */
@@ -726,21 +726,21 @@ Test(codec, bad_replica_ids)
 	a.ballot.id = LD_REPLICA_IDS - 1;
 	size_t len;
 	uint8_t *buf = pack(&a.pm.base, &len);
-	ld_msg *m;
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &m), 0);
+	px_msg *m;
+	cr_assert_eq(cd_msg_decode(buf, len, &m), 0);
 	cr_assert_eq(m->from, LD_REPLICA_IDS - 1);
-	ld_msg_free(m);
+	px_msg_free(m);
 	free(buf);
 	a.ballot.id = 1;
 
 	/* A vote's ballot names a replica too. */
-	ld_msg *p = mkmsg(LD_MSG_PROMISE);
+	px_msg *p = mkmsg(PX_MSG_PROMISE);
 	p->votes[2].ballot.id = LD_REPLICA_IDS;
-	cr_assert_eq(ld_codec_msg_encode(p, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &m), LD_CODEC_EREPLICA);
+	cr_assert_eq(cd_msg_encode(p, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &m), CD_EREPLICA);
 	cr_assert_null(m);
 	free(buf);
-	ld_msg_free(p);
+	px_msg_free(p);
 
 	/* So does a record's ballot: replica 9's promise is stored and read
 	 * back; id 64 is not. */
@@ -751,35 +751,35 @@ Test(codec, bad_replica_ids)
 	b.id = 9;
 	pr.ballot = &b;
 	cr_assert_eq(decode_pr(&pr), 0);
-	ld_record rec = {.type = LD_REC_PROMISE, .ballot = {1, 9}};
-	cr_assert_eq(ld_codec_record_encode(&rec, &buf, &len), 0);
+	px_record rec = {.type = PX_REC_PROMISE, .ballot = {1, 9}};
+	cr_assert_eq(cd_record_encode(&rec, &buf, &len), 0);
 	free(buf);
 	b.id = LD_REPLICA_IDS;
-	cr_assert_eq(decode_pr(&pr), LD_CODEC_EREPLICA);
+	cr_assert_eq(decode_pr(&pr), CD_EREPLICA);
 }
 
 /* COMMIT_ACK and PROBE carry the sender's disk incarnation (paxos.h), the
  * promotion of a learner names it: it must survive the wire. */
 Test(codec, incarnation_roundtrip)
 {
-	ld_msg_type types[] = {LD_MSG_COMMIT_ACK, LD_MSG_PROBE};
+	px_msg_type types[] = {PX_MSG_COMMIT_ACK, PX_MSG_PROBE};
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-		ld_msg *m = mkmsg(types[i]);
+		px_msg *m = mkmsg(types[i]);
 		m->incarnation = UINT64_C(0xfedcba9876543210);
 		size_t len;
 		uint8_t *buf = msg_roundtrip(m, &len);
-		ld_msg *d;
-		cr_assert_eq(ld_codec_msg_decode(buf, len, &d), 0);
+		px_msg *d;
+		cr_assert_eq(cd_msg_decode(buf, len, &d), 0);
 		cr_assert_eq(d->incarnation, m->incarnation);
-		ld_msg_free(d);
+		px_msg_free(d);
 		free(buf);
-		ld_msg_free(m);
+		px_msg_free(m);
 	}
 }
 
 Test(codec, members_roundtrip)
 {
-	ld_members m = {.n = 3, .removed = UINT64_C(1) << 0 | UINT64_C(1) << 5};
+	px_members m = {.n = 3, .removed = UINT64_C(1) << 0 | UINT64_C(1) << 5};
 	uint32_t ids[] = {1, 2, 63};
 	for (uint32_t i = 0; i < m.n; i++) {
 		m.m[i].id = ids[i];
@@ -792,10 +792,10 @@ Test(codec, members_roundtrip)
 	}
 	uint8_t *buf;
 	size_t len;
-	cr_assert_eq(ld_codec_members_encode(&m, &buf, &len), 0);
-	ld_members d;
-	int rv = ld_codec_members_decode(buf, len, &d);
-	cr_assert_eq(rv, 0, "decode: %s", ld_codec_strerror(rv));
+	cr_assert_eq(cd_members_encode(&m, &buf, &len), 0);
+	px_members d;
+	int rv = cd_members_decode(buf, len, &d);
+	cr_assert_eq(rv, 0, "decode: %s", cd_strerror(rv));
 	free(buf);
 	cr_assert_eq(d.n, m.n);
 	cr_assert_eq(d.removed, m.removed);
@@ -807,29 +807,29 @@ Test(codec, members_roundtrip)
 		cr_assert_str_eq(d.m[i].client, m.m[i].client);
 	}
 	/* Cut short, it does not decode, and nothing is left behind. */
-	cr_assert_eq(ld_codec_members_encode(&m, &buf, &len), 0);
-	cr_assert_neq(ld_codec_members_decode(buf, len / 2, &d), 0);
+	cr_assert_eq(cd_members_encode(&m, &buf, &len), 0);
+	cr_assert_neq(cd_members_decode(buf, len / 2, &d), 0);
 	cr_assert_eq(d.n, 0);
 	free(buf);
 
 	/* Out of order, a removed member, an id past the space, too many:
 	 * refused both ways. */
-	ld_members bad = m;
+	px_members bad = m;
 	bad.m[2].id = 1;
-	cr_assert_eq(ld_codec_members_encode(&bad, &buf, &len),
-		     LD_CODEC_EREPLICA);
+	cr_assert_eq(cd_members_encode(&bad, &buf, &len),
+		     CD_EREPLICA);
 	bad = m;
 	bad.removed |= UINT64_C(1) << 2;
-	cr_assert_eq(ld_codec_members_encode(&bad, &buf, &len),
-		     LD_CODEC_EREPLICA);
+	cr_assert_eq(cd_members_encode(&bad, &buf, &len),
+		     CD_EREPLICA);
 	bad = m;
 	bad.m[2].id = LD_REPLICA_IDS;
-	cr_assert_eq(ld_codec_members_encode(&bad, &buf, &len),
-		     LD_CODEC_EREPLICA);
+	cr_assert_eq(cd_members_encode(&bad, &buf, &len),
+		     CD_EREPLICA);
 	bad = m;
 	bad.n = LD_REPLICAS_MAX + 1;
-	cr_assert_eq(ld_codec_members_encode(&bad, &buf, &len),
-		     LD_CODEC_ECOUNT);
+	cr_assert_eq(cd_members_encode(&bad, &buf, &len),
+		     CD_ECOUNT);
 
 	Lockd__Members pm = LOCKD__MEMBERS__INIT;
 	Lockd__Member e[2] = {LOCKD__MEMBER__INIT, LOCKD__MEMBER__INIT};
@@ -839,7 +839,7 @@ Test(codec, members_roundtrip)
 	pm.n_members = 2;
 	pm.members = ptrs;
 	buf = pack(&pm.base, &len);
-	cr_assert_eq(ld_codec_members_decode(buf, len, &d), LD_CODEC_EREPLICA);
+	cr_assert_eq(cd_members_decode(buf, len, &d), CD_EREPLICA);
 	free(buf);
 }
 
@@ -851,18 +851,18 @@ Test(codec, bad_commands)
 	a.cmd.data.len = LD_CMD_BYTES_MAX;
 	cr_assert_eq(decode_pm(&a.pm), 0);
 	a.cmd.data.len = LD_CMD_BYTES_MAX + 1;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECMD);
+	cr_assert_eq(decode_pm(&a.pm), CD_ECMD);
 	a.cmd.data.len = 10;
 	a.cmd.client_id = 0;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECMD);
+	cr_assert_eq(decode_pm(&a.pm), CD_ECMD);
 	a.cmd.client_id = 9;
 
 	/* The same decree alone and in a vote record. */
 	a.cmd.data.len = LD_CMD_BYTES_MAX + 1;
 	size_t len;
 	uint8_t *buf = pack(&a.decree.base, &len);
-	ld_value *v;
-	cr_assert_eq(ld_codec_value_decode(buf, len, &v), LD_CODEC_ECMD);
+	px_value *v;
+	cr_assert_eq(cd_value_decode(buf, len, &v), CD_ECMD);
 	cr_assert_null(v);
 	free(buf);
 	Lockd__Record pr = LOCKD__RECORD__INIT;
@@ -870,7 +870,7 @@ Test(codec, bad_commands)
 	pr.ballot = &a.ballot;
 	pr.slot = 1;
 	pr.value = &a.decree;
-	cr_assert_eq(decode_pr(&pr), LD_CODEC_ECMD);
+	cr_assert_eq(decode_pr(&pr), CD_ECMD);
 	a.cmd.data.len = 10;
 	cr_assert_eq(decode_pr(&pr), 0);
 
@@ -882,7 +882,7 @@ Test(codec, bad_commands)
 	a.decree.n_cmds = LD_BATCH_CMDS_MAX;
 	cr_assert_eq(decode_pm(&a.pm), 0);
 	a.decree.n_cmds = LD_BATCH_CMDS_MAX + 1;
-	cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ECOUNT);
+	cr_assert_eq(decode_pm(&a.pm), CD_ECOUNT);
 }
 
 Test(codec, too_many_votes)
@@ -907,38 +907,38 @@ Test(codec, too_many_votes)
 	pm.n_votes = LD_LOG_SLOTS_MAX;
 	cr_assert_eq(decode_pm(&pm), 0);
 	pm.n_votes = LD_LOG_SLOTS_MAX + 1;
-	cr_assert_eq(decode_pm(&pm), LD_CODEC_ECOUNT);
+	cr_assert_eq(decode_pm(&pm), CD_ECOUNT);
 
 	/* A vote must carry its value. */
 	pm.n_votes = 1;
 	vote.value = NULL;
-	cr_assert_eq(decode_pm(&pm), LD_CODEC_EFIELDS);
+	cr_assert_eq(decode_pm(&pm), CD_EFIELDS);
 }
 
 Test(codec, unknown_types)
 {
 	pm_accept a;
 	pm_accept_init(&a);
-	int bad[] = {0, LD_MSG_TYPE_MAX + 1, 1000, -1, INT32_MIN};
+	int bad[] = {0, PX_MSG_TYPE_MAX + 1, 1000, -1, INT32_MIN};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		a.pm.type = (Lockd__MsgType)bad[i];
-		cr_assert_eq(decode_pm(&a.pm), LD_CODEC_ETYPE, "type %d",
+		cr_assert_eq(decode_pm(&a.pm), CD_ETYPE, "type %d",
 			     bad[i]);
 	}
 
 	Lockd__Record pr = LOCKD__RECORD__INIT;
-	int badrec[] = {0, LD_REC_JOINED + 1, -5};
+	int badrec[] = {0, PX_REC_JOINED + 1, -5};
 	for (size_t i = 0; i < sizeof badrec / sizeof badrec[0]; i++) {
 		pr.type = (Lockd__RecordType)badrec[i];
-		cr_assert_eq(decode_pr(&pr), LD_CODEC_ETYPE);
+		cr_assert_eq(decode_pr(&pr), CD_ETYPE);
 	}
 
-	ld_msg *m = mkmsg(LD_MSG_COMMIT);
+	px_msg *m = mkmsg(PX_MSG_COMMIT);
 	uint8_t *buf;
 	size_t len;
-	m->type = (ld_msg_type)(LD_MSG_TYPE_MAX + 1);
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), LD_CODEC_ETYPE);
-	ld_msg_free(m);
+	m->type = (px_msg_type)(PX_MSG_TYPE_MAX + 1);
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), CD_ETYPE);
+	px_msg_free(m);
 }
 
 Test(codec, record_shapes)
@@ -948,14 +948,14 @@ Test(codec, record_shapes)
 	uint8_t byte = 1;
 
 	pr.type = LOCKD__RECORD_TYPE__REC_VOTE; /* without its value */
-	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	cr_assert_eq(decode_pr(&pr), CD_EFIELDS);
 	pr.type = LOCKD__RECORD_TYPE__REC_PROMISE; /* with a value */
 	pr.value = &noop;
-	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	cr_assert_eq(decode_pr(&pr), CD_EFIELDS);
 	pr.value = NULL;
 	pr.snap.data = &byte; /* with a snapshot */
 	pr.snap.len = 1;
-	cr_assert_eq(decode_pr(&pr), LD_CODEC_EFIELDS);
+	cr_assert_eq(decode_pr(&pr), CD_EFIELDS);
 	pr.type = LOCKD__RECORD_TYPE__REC_SNAPSHOT;
 	cr_assert_eq(decode_pr(&pr), 0);
 
@@ -963,18 +963,18 @@ Test(codec, record_shapes)
 	 */
 	uint8_t *buf;
 	size_t len;
-	ld_record r = {.type = LD_REC_VOTE};
-	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
+	px_record r = {.type = PX_REC_VOTE};
+	cr_assert_eq(cd_record_encode(&r, &buf, &len), CD_EFIELDS);
 	cr_assert_null(buf);
-	r = (ld_record){.type = LD_REC_PROMISE, .value = ld_value_noop()};
-	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
-	r.type = LD_REC_SNAPSHOT;
-	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_EFIELDS);
-	r = (ld_record){.type = LD_REC_SNAPSHOT, .snap_len = 1, .snap = &byte};
-	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), 0);
+	r = (px_record){.type = PX_REC_PROMISE, .value = px_value_noop()};
+	cr_assert_eq(cd_record_encode(&r, &buf, &len), CD_EFIELDS);
+	r.type = PX_REC_SNAPSHOT;
+	cr_assert_eq(cd_record_encode(&r, &buf, &len), CD_EFIELDS);
+	r = (px_record){.type = PX_REC_SNAPSHOT, .snap_len = 1, .snap = &byte};
+	cr_assert_eq(cd_record_encode(&r, &buf, &len), 0);
 	free(buf);
-	r = (ld_record){.type = 0};
-	cr_assert_eq(ld_codec_record_encode(&r, &buf, &len), LD_CODEC_ETYPE);
+	r = (px_record){.type = 0};
+	cr_assert_eq(cd_record_encode(&r, &buf, &len), CD_ETYPE);
 }
 
 /* Shapes the codec passes but the core refuses come back as EINVALID. */
@@ -982,23 +982,23 @@ Test(codec, core_validation)
 {
 	uint8_t *buf;
 	size_t len;
-	ld_msg *d;
+	px_msg *d;
 
-	ld_msg *m = mkmsg(LD_MSG_ACCEPT);
-	ld_value_unref(m->value);
+	px_msg *m = mkmsg(PX_MSG_ACCEPT);
+	px_value_unref(m->value);
 	m->value = NULL;
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), LD_CODEC_EINVALID);
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), CD_EINVALID);
 	cr_assert_null(d);
 	free(buf);
-	ld_msg_free(m);
+	px_msg_free(m);
 
-	m = mkmsg(LD_MSG_COMMIT);
+	m = mkmsg(PX_MSG_COMMIT);
 	m->to = m->from;
-	cr_assert_eq(ld_codec_msg_encode(m, &buf, &len), 0);
-	cr_assert_eq(ld_codec_msg_decode(buf, len, &d), LD_CODEC_EINVALID);
+	cr_assert_eq(cd_msg_encode(m, &buf, &len), 0);
+	cr_assert_eq(cd_msg_decode(buf, len, &d), CD_EINVALID);
 	free(buf);
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 Test(codec, wire_format)
@@ -1013,13 +1013,13 @@ Test(codec, wire_format)
 	/* A singular field twice. */
 	b[sizeof ok] = 0x10;
 	b[sizeof ok + 1] = 0x01;
-	cr_assert_eq(decode_raw(b, sizeof ok + 2), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(b, sizeof ok + 2), CD_EMALFORMED);
 	/* A submessage twice (protobuf-c would merge them). */
 	memcpy(b + sizeof ok, ok + 6, 4);
-	cr_assert_eq(decode_raw(b, sizeof ok + 4), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(b, sizeof ok + 4), CD_EMALFORMED);
 	/* A known field with the wrong wire type. */
 	const uint8_t wt[] = {0x0a, 0x01, 0x06};
-	cr_assert_eq(decode_raw(wt, sizeof wt), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(wt, sizeof wt), CD_EMALFORMED);
 	/* Groups, and the wire types that do not exist. */
 	for (uint8_t t = 3; t <= 7; t++) {
 		if (t == 5)
@@ -1027,38 +1027,38 @@ Test(codec, wire_format)
 		memcpy(b, ok, sizeof ok);
 		b[sizeof ok] = (uint8_t)(15 << 3 | t);
 		b[sizeof ok + 1] = 0;
-		cr_assert_eq(decode_raw(b, sizeof ok + 2), LD_CODEC_EMALFORMED,
+		cr_assert_eq(decode_raw(b, sizeof ok + 2), CD_EMALFORMED,
 			     "wire type %u", t);
 	}
 	/* Field number 0. */
 	const uint8_t zero[] = {0x00, 0x01};
-	cr_assert_eq(decode_raw(zero, sizeof zero), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(zero, sizeof zero), CD_EMALFORMED);
 	/* An 11-byte varint. */
 	uint8_t longv[12] = {0x08};
 	memset(longv + 1, 0x80, 10);
 	longv[11] = 0x01;
-	cr_assert_eq(decode_raw(longv, sizeof longv), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(longv, sizeof longv), CD_EMALFORMED);
 	/* A length past the end, and one past the end of its parent. */
 	const uint8_t past[] = {0x08, 0x06, 0x22, 0x05, 0x08, 0x01};
-	cr_assert_eq(decode_raw(past, sizeof past), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(past, sizeof past), CD_EMALFORMED);
 	const uint8_t huge[] = {0x08, 0x06, 0x22, 0xff, 0xff, 0xff, 0xff,
 				0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
-	cr_assert_eq(decode_raw(huge, sizeof huge), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(huge, sizeof huge), CD_EMALFORMED);
 	const uint8_t nested[] = {0x08, 0x06, 0x10, 0x01, 0x18,
 				  0x02, 0x22, 0x02, 0x08, 0x85};
-	cr_assert_eq(decode_raw(nested, sizeof nested), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(nested, sizeof nested), CD_EMALFORMED);
 }
 
 Test(codec, empty)
 {
-	ld_record r;
-	ld_value *v;
+	px_record r;
+	px_value *v;
 
-	cr_assert_eq(decode_raw(NULL, 0), LD_CODEC_ETYPE);
-	cr_assert_eq(ld_codec_record_decode(NULL, 0, &r), LD_CODEC_ETYPE);
+	cr_assert_eq(decode_raw(NULL, 0), CD_ETYPE);
+	cr_assert_eq(cd_record_decode(NULL, 0, &r), CD_ETYPE);
 	/* An empty decree is the no-op. */
-	cr_assert_eq(ld_codec_value_decode(NULL, 0, &v), 0);
-	cr_assert_eq(v, ld_value_noop());
+	cr_assert_eq(cd_value_decode(NULL, 0, &v), 0);
+	cr_assert_eq(v, px_value_noop());
 }
 
 Test(codec, unknown_fields)
@@ -1069,7 +1069,7 @@ Test(codec, unknown_fields)
 	size_t len = sizeof ok;
 	memcpy(b, ok, len);
 	/* A newer peer's extra fields are ignored, up to a bound. */
-	for (unsigned i = 0; i < LD_CODEC_UNKNOWN_FIELDS_MAX; i++) {
+	for (unsigned i = 0; i < CD_UNKNOWN_FIELDS_MAX; i++) {
 		b[len++] = 0xa0; /* field 100, varint */
 		b[len++] = 0x06;
 		b[len++] = (uint8_t)i;
@@ -1078,20 +1078,20 @@ Test(codec, unknown_fields)
 	b[len++] = 0xa0;
 	b[len++] = 0x06;
 	b[len++] = 0x00;
-	cr_assert_eq(decode_raw(b, len), LD_CODEC_EMALFORMED);
+	cr_assert_eq(decode_raw(b, len), CD_EMALFORMED);
 }
 
 Test(codec, strerror)
 {
-	for (int rv = LD_CODEC_OK; rv <= LD_CODEC_EINVALID; rv++) {
-		const char *s = ld_codec_strerror(rv);
+	for (int rv = CD_OK; rv <= CD_EINVALID; rv++) {
+		const char *s = cd_strerror(rv);
 		cr_assert_not_null(s);
 		cr_assert_gt(strlen(s), 0);
-		for (int o = LD_CODEC_OK; o < rv; o++)
-			cr_assert_str_neq(s, ld_codec_strerror(o));
+		for (int o = CD_OK; o < rv; o++)
+			cr_assert_str_neq(s, cd_strerror(o));
 	}
-	cr_assert_str_eq(ld_codec_strerror(-1), "unknown codec error");
-	cr_assert_str_eq(ld_codec_strerror(LD_CODEC_EINVALID + 1),
+	cr_assert_str_eq(cd_strerror(-1), "unknown codec error");
+	cr_assert_str_eq(cd_strerror(CD_EINVALID + 1),
 			 "unknown codec error");
 }
 
@@ -1125,33 +1125,33 @@ Test(codec, a_32_bit_field_sent_as_a_64_bit_varint_is_refused)
 	cr_assert_eq(r->ttl_ms, 1000, "protobuf-c no longer truncates");
 	lockd__request__free_unpacked(r, NULL);
 
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
-		     LD_CODEC_EMALFORMED);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err),
+		     CD_EMALFORMED);
 	cr_assert_str_eq(err, "ttl_ms does not fit in 32 bits: 1099511628776 "
 			      "is over 4294967295");
 	n = request_with(buf, 7, 1ULL << 32);
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
-		     LD_CODEC_EMALFORMED);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err),
+		     CD_EMALFORMED);
 	cr_assert_str_eq(err, "wait_ms does not fit in 32 bits: 4294967296 is "
 			      "over 4294967295");
 	/* An enum too: op 2^32 + 1 would unpack as ACQUIRE. */
 	n = request_with(buf, 1, (1ULL << 32) + 1);
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
-		     LD_CODEC_EMALFORMED);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err),
+		     CD_EMALFORMED);
 	n = request_with(buf, 11, UINT64_MAX);
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err),
-		     LD_CODEC_EMALFORMED);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err),
+		     CD_EMALFORMED);
 
 	/* In range, even at the edge or with a needlessly long encoding of
 	 * a small value, and 64-bit fields at their widest, it passes. */
 	n = request_with(buf, 6, UINT32_MAX);
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err), 0);
 	n = request_with(buf, 3, UINT64_MAX); /* seq is a uint64 */
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err), 0);
 	n = request_with(buf, 6, 0);
 	buf[n - 1] = 0x80 | 5; /* 5 in two bytes: 0x85 0x00 */
 	buf[n++] = 0;
-	cr_assert_eq(ld_codec_request_check(buf, n, err, sizeof err), 0);
+	cr_assert_eq(cd_request_check(buf, n, err, sizeof err), 0);
 	/* Garbage is the unpacker's to refuse; the walk does not crash. */
 	uint64_t seed = 14;
 	for (int i = 0; i < 10000; i++) {
@@ -1159,6 +1159,6 @@ Test(codec, a_32_bit_field_sent_as_a_64_bit_varint_is_refused)
 		size_t len = rnd_next(&seed) % sizeof g;
 		for (size_t k = 0; k < len; k++)
 			g[k] = (uint8_t)rnd_next(&seed);
-		(void)ld_codec_request_check(g, len, err, sizeof err);
+		(void)cd_request_check(g, len, err, sizeof err);
 	}
 }

@@ -29,14 +29,14 @@
 /* ---- the state machine: a list of applied commands -------------------- */
 
 typedef struct h_sm {
-	ld_sm base; /* first: the core sees &base */
+	px_sm base; /* first: the core sees &base */
 	h_applied *log;
 	size_t n, cap;
 } h_sm;
 
 /* The result is 8 bytes: how many commands this machine has applied,
  * counting this one, little-endian. Deterministic across replicas. */
-static size_t hsm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
+static size_t hsm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 			uint8_t *out, size_t cap)
 {
 	h_sm *m = (h_sm *)sm;
@@ -56,7 +56,7 @@ static size_t hsm_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
 	return k;
 }
 
-static int hsm_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
+static int hsm_snapshot(px_sm *sm, uint8_t **out, size_t *len)
 {
 	h_sm *m = (h_sm *)sm;
 	size_t bytes = sizeof(uint64_t) + m->n * sizeof(h_applied);
@@ -72,7 +72,7 @@ static int hsm_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int hsm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
+static int hsm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 {
 	h_sm *m = (h_sm *)sm;
 	uint64_t n;
@@ -94,21 +94,21 @@ static int hsm_restore(ld_sm *sm, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-static uint64_t hsm_digest(ld_sm *sm)
+static uint64_t hsm_digest(px_sm *sm)
 {
 	h_sm *m = (h_sm *)sm;
-	uint64_t h = LD_HASH_SEED;
+	uint64_t h = PX_HASH_SEED;
 	for (size_t i = 0; i < m->n; i++) {
 		const h_applied *a = &m->log[i];
-		h = ld_hash(h, &a->slot, sizeof a->slot);
-		h = ld_hash(h, &a->client_id, sizeof a->client_id);
-		h = ld_hash(h, &a->seq, sizeof a->seq);
-		h = ld_hash(h, a->data, a->len);
+		h = px_hash(h, &a->slot, sizeof a->slot);
+		h = px_hash(h, &a->client_id, sizeof a->client_id);
+		h = px_hash(h, &a->seq, sizeof a->seq);
+		h = px_hash(h, a->data, a->len);
 	}
 	return h;
 }
 
-static const ld_sm_ops hsm_ops = {
+static const px_sm_ops hsm_ops = {
 	.apply = hsm_apply,
 	.snapshot = hsm_snapshot,
 	.restore = hsm_restore,
@@ -126,20 +126,20 @@ static void hsm_reset(h_sm *m)
 
 typedef struct h_pend {
 	uint64_t write_id;
-	ld_record rec;
+	px_record rec;
 } h_pend;
 
 typedef struct h_node {
-	ld_config cfg;
-	ld_replica *r; /* NULL while down */
+	px_config cfg;
+	px_replica *r; /* NULL while down */
 	h_sm sm;
-	ld_record *disk;
+	px_record *disk;
 	size_t ndisk, disk_cap;
 	h_pend *pend;
 	size_t npend, pend_cap;
-	ld_reply *replies;
+	px_reply *replies;
 	size_t nreplies, replies_cap;
-	ld_change_done *changes;
+	px_change_done *changes;
 	size_t nchanges, changes_cap;
 	uint64_t timer_at;
 	uint64_t applied;   /* the last slot this replica reported chosen */
@@ -147,7 +147,7 @@ typedef struct h_node {
 } h_node;
 
 typedef struct h_slot {
-	ld_value *value; /* one reference, or NULL: not learned yet */
+	px_value *value; /* one reference, or NULL: not learned yet */
 	uint64_t digest;
 } h_slot;
 
@@ -155,9 +155,9 @@ struct harness {
 	uint32_t n;
 	h_node nodes[LD_REPLICAS_MAX];
 	bool cut[LD_REPLICAS_MAX][LD_REPLICAS_MAX];
-	ld_msg **pool;
+	px_msg **pool;
 	size_t npool, pool_cap;
-	ld_actions act;
+	px_actions act;
 	uint64_t now;
 	uint64_t steps;
 	h_slot *learned; /* indexed by slot */
@@ -178,10 +178,10 @@ static void h_fail(harness *h, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void rec_copy(ld_record *dst, const ld_record *src)
+static void rec_copy(px_record *dst, const px_record *src)
 {
 	*dst = *src;
-	dst->value = ld_value_ref(src->value);
+	dst->value = px_value_ref(src->value);
 	dst->snap = NULL;
 	if (src->snap_len > 0) {
 		dst->snap = malloc(src->snap_len);
@@ -193,7 +193,7 @@ static void rec_copy(ld_record *dst, const ld_record *src)
 
 static void h_node_defaults(h_node *nd, uint32_t id, uint32_t n)
 {
-	ld_config_default(&nd->cfg, id, n);
+	px_config_default(&nd->cfg, id, n);
 	nd->cfg.seed = id + 1;
 	nd->cfg.heartbeat_us = H_HEARTBEAT_US;
 	nd->cfg.election_timeout_us = H_ELECTION_US;
@@ -204,7 +204,7 @@ static void h_node_boot(harness *h, uint32_t id)
 {
 	h_node *nd = &h->nodes[id];
 	hsm_reset(&nd->sm);
-	nd->r = ld_replica_new(&nd->cfg, &nd->sm.base);
+	nd->r = px_replica_new(&nd->cfg, &nd->sm.base);
 	if (nd->r == NULL)
 		abort();
 	nd->timer_at = h->now;
@@ -219,15 +219,15 @@ harness *h_new(uint32_t n)
 		return NULL;
 	h->n = n;
 	h->ok = true;
-	ld_actions_init(&h->act);
+	px_actions_init(&h->act);
 	/* Every replica starts as a voter of a cell that has formed (the
 	 * JOINED record the probe round writes); h_wipe starts one without. */
-	ld_record joined = {.type = LD_REC_JOINED};
+	px_record joined = {.type = PX_REC_JOINED};
 	for (uint32_t i = 0; i < n; i++) {
 		h_node_defaults(&h->nodes[i], i, n);
 		h_node_boot(h, i);
 		h_disk_append(h, i, &joined);
-		ld_replica_restore(h->nodes[i].r, &joined);
+		px_replica_restore(h->nodes[i].r, &joined);
 		h_tick(h, i, h->now);
 	}
 	return h;
@@ -236,10 +236,10 @@ harness *h_new(uint32_t n)
 static void h_node_down(harness *h, uint32_t id)
 {
 	h_node *nd = &h->nodes[id];
-	ld_replica_free(nd->r);
+	px_replica_free(nd->r);
 	nd->r = NULL;
 	for (size_t i = 0; i < nd->npend; i++)
-		ld_record_clear(&nd->pend[i].rec);
+		px_record_clear(&nd->pend[i].rec);
 	nd->npend = 0;
 	nd->nreplies = 0;
 	nd->nchanges = 0;
@@ -255,7 +255,7 @@ void h_free(harness *h)
 		h_node *nd = &h->nodes[i];
 		h_node_down(h, i);
 		for (size_t j = 0; j < nd->ndisk; j++)
-			ld_record_clear(&nd->disk[j]);
+			px_record_clear(&nd->disk[j]);
 		free(nd->disk);
 		free(nd->pend);
 		free(nd->replies);
@@ -263,16 +263,16 @@ void h_free(harness *h)
 		free(nd->sm.log);
 	}
 	for (size_t i = 0; i < h->npool; i++)
-		ld_msg_free(h->pool[i]);
+		px_msg_free(h->pool[i]);
 	free(h->pool);
 	for (size_t s = 0; s < h->learned_cap; s++)
-		ld_value_unref(h->learned[s].value);
+		px_value_unref(h->learned[s].value);
 	free(h->learned);
-	ld_actions_free(&h->act);
+	px_actions_free(&h->act);
 	free(h);
 }
 
-ld_config *h_config(harness *h, uint32_t id)
+px_config *h_config(harness *h, uint32_t id)
 {
 	assert(id < h->n);
 	return &h->nodes[id].cfg;
@@ -280,7 +280,7 @@ ld_config *h_config(harness *h, uint32_t id)
 
 /* ---- learning and safety ---------------------------------------------- */
 
-static void h_learn(harness *h, uint32_t id, const ld_chosen *c)
+static void h_learn(harness *h, uint32_t id, const px_chosen *c)
 {
 	h_node *nd = &h->nodes[id];
 	if (c->value == NULL) {
@@ -306,14 +306,14 @@ static void h_learn(harness *h, uint32_t id, const ld_chosen *c)
 	}
 	h_slot *s = &h->learned[c->slot];
 	if (s->value == NULL) {
-		s->value = ld_value_ref(c->value);
+		s->value = px_value_ref(c->value);
 		s->digest = c->sm_digest;
 		if (c->slot > h->learned_max)
 			h->learned_max = c->slot;
 		return;
 	}
 	/* The consistency requirement: only one value is ever chosen. */
-	if (!ld_value_equal(s->value, c->value))
+	if (!px_value_equal(s->value, c->value))
 		h_fail(h,
 		       "slot %" PRIu64 ": replica %u learned a value (%u cmds) "
 		       "other than the one learned before (%u cmds)",
@@ -325,7 +325,7 @@ static void h_learn(harness *h, uint32_t id, const ld_chosen *c)
 
 /* ---- stepping --------------------------------------------------------- */
 
-static void h_absorb(harness *h, uint32_t id, ld_actions *a)
+static void h_absorb(harness *h, uint32_t id, px_actions *a)
 {
 	h_node *nd = &h->nodes[id];
 	if (a->nrecs > 0 && a->write_id == 0)
@@ -338,7 +338,7 @@ static void h_absorb(harness *h, uint32_t id, ld_actions *a)
 		rec_copy(&p->rec, &a->recs[i]);
 	}
 	for (size_t i = 0; i < a->nmsgs; i++) {
-		ld_msg *m = a->msgs[i];
+		px_msg *m = a->msgs[i];
 		a->msgs[i] = NULL; /* taken */
 		if (m == NULL)
 			continue;
@@ -366,18 +366,18 @@ static void h_absorb(harness *h, uint32_t id, ld_actions *a)
 	nd->timer_at = a->timer_at_us ? a->timer_at_us : UINT64_MAX;
 }
 
-static int h_step(harness *h, uint32_t id, ld_event *ev)
+static int h_step(harness *h, uint32_t id, px_event *ev)
 {
 	h_node *nd = &h->nodes[id];
 	assert(nd->r != NULL);
 	ev->now_us = h->now;
-	ld_actions_reset(&h->act);
-	int rc = ld_replica_step(nd->r, ev, &h->act);
+	px_actions_reset(&h->act);
+	int rc = px_replica_step(nd->r, ev, &h->act);
 	h->steps++;
 	h_absorb(h, id, &h->act);
-	ld_actions_reset(&h->act);
-	ld_status st;
-	ld_replica_status(nd->r, &st);
+	px_actions_reset(&h->act);
+	px_status st;
+	px_replica_status(nd->r, &st);
 	if (st.applied != st.commit)
 		h_fail(h, "replica %u: applied %" PRIu64 " != commit %" PRIu64,
 		       id, st.applied, st.commit);
@@ -403,7 +403,7 @@ int h_tick(harness *h, uint32_t id, uint64_t now_us)
 	h_set_time(h, now_us);
 	if (h->nodes[id].r == NULL)
 		return -1;
-	ld_event ev = {.type = LD_EV_TICK};
+	px_event ev = {.type = PX_EV_TICK};
 	return h_step(h, id, &ev);
 }
 
@@ -420,21 +420,21 @@ int h_submit(harness *h, uint32_t id, uint64_t client, uint64_t seq,
 	assert(id < h->n);
 	if (h->nodes[id].r == NULL)
 		return -1;
-	ld_cmd cmd = {.client_id = client,
+	px_cmd cmd = {.client_id = client,
 		      .seq = seq,
 		      .len = (uint32_t)strlen(data),
 		      .data = (const uint8_t *)data};
-	ld_event ev = {.type = LD_EV_SUBMIT, .cmd = &cmd};
+	px_event ev = {.type = PX_EV_SUBMIT, .cmd = &cmd};
 	return h_step(h, id, &ev);
 }
 
-int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id)
+int h_change(harness *h, uint32_t id, const px_change *c, uint64_t change_id)
 {
 	assert(id < h->n);
 	if (h->nodes[id].r == NULL)
 		return -1;
-	ld_event ev = {
-		.type = LD_EV_CHANGE, .change = c, .change_id = change_id};
+	px_event ev = {
+		.type = PX_EV_CHANGE, .change = c, .change_id = change_id};
 	return h_step(h, id, &ev);
 }
 
@@ -443,11 +443,11 @@ int h_resign(harness *h, uint32_t id)
 	assert(id < h->n);
 	if (h->nodes[id].r == NULL)
 		return -1;
-	ld_event ev = {.type = LD_EV_RESIGN};
+	px_event ev = {.type = PX_EV_RESIGN};
 	return h_step(h, id, &ev);
 }
 
-const ld_change_done *h_change_done(const harness *h, uint32_t id,
+const px_change_done *h_change_done(const harness *h, uint32_t id,
 				    uint64_t change_id)
 {
 	const h_node *nd = &h->nodes[id];
@@ -457,13 +457,13 @@ const ld_change_done *h_change_done(const harness *h, uint32_t id,
 	return NULL;
 }
 
-const ld_reply *h_replies(const harness *h, uint32_t id, size_t *n)
+const px_reply *h_replies(const harness *h, uint32_t id, size_t *n)
 {
 	*n = h->nodes[id].nreplies;
 	return h->nodes[id].replies;
 }
 
-const ld_reply *h_reply_for(const harness *h, uint32_t id, uint64_t client,
+const px_reply *h_reply_for(const harness *h, uint32_t id, uint64_t client,
 			    uint64_t seq)
 {
 	const h_node *nd = &h->nodes[id];
@@ -490,7 +490,7 @@ size_t h_sync(harness *h, uint32_t id)
 			write_id = nd->pend[i].write_id;
 	}
 	nd->npend = 0;
-	ld_event ev = {.type = LD_EV_DURABLE, .write_id = write_id};
+	px_event ev = {.type = PX_EV_DURABLE, .write_id = write_id};
 	h_step(h, id, &ev);
 	return n;
 }
@@ -508,13 +508,13 @@ size_t h_pending(const harness *h, uint32_t id)
 	return h->nodes[id].npend;
 }
 
-const ld_record *h_disk(const harness *h, uint32_t id, size_t *n)
+const px_record *h_disk(const harness *h, uint32_t id, size_t *n)
 {
 	*n = h->nodes[id].ndisk;
 	return h->nodes[id].disk;
 }
 
-int h_disk_append(harness *h, uint32_t id, const ld_record *rec)
+int h_disk_append(harness *h, uint32_t id, const px_record *rec)
 {
 	h_node *nd = &h->nodes[id];
 	H_GROW(nd->disk, nd->ndisk, nd->disk_cap);
@@ -524,7 +524,7 @@ int h_disk_append(harness *h, uint32_t id, const ld_record *rec)
 
 /* ---- the network ------------------------------------------------------ */
 
-static bool h_match(const ld_msg *m, h_filter f)
+static bool h_match(const px_msg *m, h_filter f)
 {
 	return (f.from == H_ANY || (uint32_t)f.from == m->from) &&
 	       (f.to == H_ANY || (uint32_t)f.to == m->to) &&
@@ -540,7 +540,7 @@ size_t h_count(const harness *h, h_filter f)
 	return n;
 }
 
-const ld_msg *h_peek(const harness *h, h_filter f, size_t idx)
+const px_msg *h_peek(const harness *h, h_filter f, size_t idx)
 {
 	for (size_t i = 0; i < h->npool; i++)
 		if (h_match(h->pool[i], f) && idx-- == 0)
@@ -548,23 +548,23 @@ const ld_msg *h_peek(const harness *h, h_filter f, size_t idx)
 	return NULL;
 }
 
-static ld_msg *h_take(harness *h, size_t i)
+static px_msg *h_take(harness *h, size_t i)
 {
-	ld_msg *m = h->pool[i];
+	px_msg *m = h->pool[i];
 	memmove(&h->pool[i], &h->pool[i + 1],
 		(h->npool - i - 1) * sizeof *h->pool);
 	h->npool--;
 	return m;
 }
 
-static void h_deliver_msg(harness *h, ld_msg *m)
+static void h_deliver_msg(harness *h, px_msg *m)
 {
 	if (m->to < h->n && m->from < h->n && h->nodes[m->to].r != NULL &&
 	    !h->cut[m->from][m->to]) {
-		ld_event ev = {.type = LD_EV_MSG, .msg = m};
+		px_event ev = {.type = PX_EV_MSG, .msg = m};
 		h_step(h, m->to, &ev);
 	}
-	ld_msg_free(m);
+	px_msg_free(m);
 }
 
 bool h_deliver_one(harness *h, h_filter f)
@@ -582,7 +582,7 @@ size_t h_deliver(harness *h, h_filter f)
 {
 	/* Take the matching messages out first, so the ones their delivery
 	 * sends stay in flight. */
-	ld_msg **batch = NULL;
+	px_msg **batch = NULL;
 	size_t n = 0, cap = 0;
 	for (size_t i = 0; i < h->npool;) {
 		if (h_match(h->pool[i], f)) {
@@ -610,7 +610,7 @@ size_t h_deliver_all(harness *h)
 	return n;
 }
 
-void h_inject(harness *h, ld_msg *m)
+void h_inject(harness *h, px_msg *m)
 {
 	assert(m != NULL);
 	H_GROW(h->pool, h->npool, h->pool_cap);
@@ -622,7 +622,7 @@ size_t h_drop(harness *h, h_filter f)
 	size_t n = 0;
 	for (size_t i = 0; i < h->npool;) {
 		if (h_match(h->pool[i], f)) {
-			ld_msg_free(h_take(h, i));
+			px_msg_free(h_take(h, i));
 			n++;
 		} else {
 			i++;
@@ -664,10 +664,10 @@ int h_restart(harness *h, uint32_t id)
 	h_node_boot(h, id);
 	int rc = 0;
 	for (size_t i = 0; i < nd->ndisk; i++)
-		if (ld_replica_restore(nd->r, &nd->disk[i]) != 0)
+		if (px_replica_restore(nd->r, &nd->disk[i]) != 0)
 			rc = -1;
-	ld_status st;
-	ld_replica_status(nd->r, &st);
+	px_status st;
+	px_replica_status(nd->r, &st);
 	nd->applied = st.applied;
 	/* A process that starts ticks once: its timers start now. */
 	h_tick(h, id, h->now);
@@ -681,7 +681,7 @@ void h_wipe(harness *h, uint32_t id)
 	if (nd->r != NULL)
 		h_crash(h, id);
 	for (size_t j = 0; j < nd->ndisk; j++)
-		ld_record_clear(&nd->disk[j]);
+		px_record_clear(&nd->disk[j]);
 	nd->ndisk = 0;
 }
 
@@ -726,29 +726,29 @@ void h_run_for(harness *h, uint64_t dur_us, uint64_t step_us)
 
 /* ---- views ------------------------------------------------------------ */
 
-const ld_replica *h_replica(const harness *h, uint32_t id)
+const px_replica *h_replica(const harness *h, uint32_t id)
 {
 	return h->nodes[id].r;
 }
 
-ld_status h_status(const harness *h, uint32_t id)
+px_status h_status(const harness *h, uint32_t id)
 {
-	ld_status st;
+	px_status st;
 	memset(&st, 0, sizeof st);
 	st.leader = -1;
 	if (h->nodes[id].r != NULL)
-		ld_replica_status(h->nodes[id].r, &st);
+		px_replica_status(h->nodes[id].r, &st);
 	return st;
 }
 
-const ld_value *h_chosen(const harness *h, uint32_t id, uint64_t slot)
+const px_value *h_chosen(const harness *h, uint32_t id, uint64_t slot)
 {
 	if (h->nodes[id].r == NULL)
 		return NULL;
-	return ld_replica_chosen_at(h->nodes[id].r, slot);
+	return px_replica_chosen_at(h->nodes[id].r, slot);
 }
 
-const ld_value *h_learned(const harness *h, uint64_t slot)
+const px_value *h_learned(const harness *h, uint64_t slot)
 {
 	return slot < h->learned_cap ? h->learned[slot].value : NULL;
 }
@@ -761,12 +761,12 @@ uint64_t h_learned_max(const harness *h)
 int h_leader(const harness *h)
 {
 	int best = -1;
-	ld_ballot bb = {0, 0};
+	px_ballot bb = {0, 0};
 	for (uint32_t i = 0; i < h->n; i++) {
-		ld_status st = h_status(h, i);
-		if (h->nodes[i].r == NULL || st.role != LD_LEADER)
+		px_status st = h_status(h, i);
+		if (h->nodes[i].r == NULL || st.role != PX_LEADER)
 			continue;
-		if (best < 0 || ld_ballot_cmp(st.ballot, bb) > 0) {
+		if (best < 0 || px_ballot_cmp(st.ballot, bb) > 0) {
 			best = (int)i;
 			bb = st.ballot;
 		}
@@ -789,7 +789,7 @@ size_t h_sm_count(const harness *h, uint32_t id, uint64_t client, uint64_t seq)
 	return k;
 }
 
-bool h_value_is(const ld_value *v, const char *data)
+bool h_value_is(const px_value *v, const char *data)
 {
 	size_t len = strlen(data);
 	return v != NULL && v->ncmds == 1 && v->cmds[0].len == len &&
@@ -816,23 +816,23 @@ uint32_t h_snapshots_installed(const harness *h, uint32_t id)
 	return h->nodes[id].snapshots;
 }
 
-static const char *h_type_name(ld_msg_type t)
+static const char *h_type_name(px_msg_type t)
 {
 	static const char *names[] = {
-		[LD_MSG_PREPARE] = "PREPARE",
-		[LD_MSG_PROMISE] = "PROMISE",
-		[LD_MSG_ACCEPT] = "ACCEPT",
-		[LD_MSG_ACCEPTED] = "ACCEPTED",
-		[LD_MSG_REJECT] = "REJECT",
-		[LD_MSG_COMMIT] = "COMMIT",
-		[LD_MSG_COMMIT_ACK] = "COMMIT_ACK",
-		[LD_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
-		[LD_MSG_CATCHUP] = "CATCHUP",
-		[LD_MSG_SNAPSHOT] = "SNAPSHOT",
-		[LD_MSG_PROBE] = "PROBE",
-		[LD_MSG_PROBE_ACK] = "PROBE_ACK",
+		[PX_MSG_PREPARE] = "PREPARE",
+		[PX_MSG_PROMISE] = "PROMISE",
+		[PX_MSG_ACCEPT] = "ACCEPT",
+		[PX_MSG_ACCEPTED] = "ACCEPTED",
+		[PX_MSG_REJECT] = "REJECT",
+		[PX_MSG_COMMIT] = "COMMIT",
+		[PX_MSG_COMMIT_ACK] = "COMMIT_ACK",
+		[PX_MSG_CATCHUP_REQ] = "CATCHUP_REQ",
+		[PX_MSG_CATCHUP] = "CATCHUP",
+		[PX_MSG_SNAPSHOT] = "SNAPSHOT",
+		[PX_MSG_PROBE] = "PROBE",
+		[PX_MSG_PROBE_ACK] = "PROBE_ACK",
 	};
-	if ((unsigned)t > LD_MSG_TYPE_MAX || names[t] == NULL)
+	if ((unsigned)t > PX_MSG_TYPE_MAX || names[t] == NULL)
 		return "?";
 	return names[t];
 }
@@ -841,7 +841,7 @@ void h_dump(const harness *h)
 {
 	fprintf(stderr, "t=%" PRIu64 " in flight: %zu\n", h->now, h->npool);
 	for (size_t i = 0; i < h->npool; i++) {
-		const ld_msg *m = h->pool[i];
+		const px_msg *m = h->pool[i];
 		fprintf(stderr,
 			"  %u->%u %-11s b=(%" PRIu64 ",%u) slot=%" PRIu64
 			" commit=%" PRIu64 " nvotes=%u\n",
@@ -849,7 +849,7 @@ void h_dump(const harness *h)
 			m->ballot.id, m->slot, m->commit, m->nvotes);
 	}
 	for (uint32_t i = 0; i < h->n; i++) {
-		ld_status st = h_status(h, i);
+		px_status st = h_status(h, i);
 		fprintf(stderr,
 			"  r%u %s role=%d b=(%" PRIu64 ",%u) p=(%" PRIu64
 			",%u) leader=%d commit=%" PRIu64 " next=%" PRIu64

@@ -38,7 +38,7 @@
 /* Which in-flight messages an operation applies to. H_ANY matches all. */
 typedef struct h_filter {
 	int from, to;
-	int type;     /* ld_msg_type or H_ANY */
+	int type;     /* px_msg_type or H_ANY */
 	int64_t slot; /* msg->slot, or H_ANY */
 } h_filter;
 
@@ -58,7 +58,7 @@ typedef struct harness harness;
 
 /* A cell of n replicas (ids 0..n-1), all up, all followers, clock at 0,
  * each ticked once (as a process that starts does). NULL when out of
- * memory. Configs come from ld_config_default with the H_ timings above and
+ * memory. Configs come from px_config_default with the H_ timings above and
  * seed = id + 1. */
 harness *h_new(uint32_t n);
 void h_free(harness *h);
@@ -66,7 +66,7 @@ void h_free(harness *h);
 /* The config a replica is (re)built with. Changes apply at the next
  * h_restart (h_crash + h_restart of a replica with an empty disk gives a
  * fresh replica with the new config). */
-ld_config *h_config(harness *h, uint32_t id);
+px_config *h_config(harness *h, uint32_t id);
 
 /* ---- the clock -------------------------------------------------------- */
 
@@ -89,26 +89,26 @@ uint64_t h_timer_at(const harness *h, uint32_t id);
 int h_submit(harness *h, uint32_t id, uint64_t client, uint64_t seq,
 	     const char *data);
 
-/* Asks replica id for a membership change (LD_EV_CHANGE); the answer, when
+/* Asks replica id for a membership change (PX_EV_CHANGE); the answer, when
  * one came, is h_change_done's. */
-int h_change(harness *h, uint32_t id, const ld_change *c, uint64_t change_id);
-const ld_change_done *h_change_done(const harness *h, uint32_t id,
+int h_change(harness *h, uint32_t id, const px_change *c, uint64_t change_id);
+const px_change_done *h_change_done(const harness *h, uint32_t id,
 				    uint64_t change_id);
 
-/* Replica id cannot serve (LD_EV_RESIGN). */
+/* Replica id cannot serve (PX_EV_RESIGN). */
 int h_resign(harness *h, uint32_t id);
 
 /* Replies replica id produced since it last (re)started, in order. */
-const ld_reply *h_replies(const harness *h, uint32_t id, size_t *n);
+const px_reply *h_replies(const harness *h, uint32_t id, size_t *n);
 
 /* The latest reply replica id gave to (client, seq), or NULL. */
-const ld_reply *h_reply_for(const harness *h, uint32_t id, uint64_t client,
+const px_reply *h_reply_for(const harness *h, uint32_t id, uint64_t client,
 			    uint64_t seq);
 
 /* ---- the disk --------------------------------------------------------- */
 
 /* Makes every pending write of replica id durable, in order, and steps
- * LD_EV_DURABLE with the highest write id. Returns the number of records
+ * PX_EV_DURABLE with the highest write id. Returns the number of records
  * made durable (0 means no event was stepped). */
 size_t h_sync(harness *h, uint32_t id);
 size_t h_sync_all(harness *h);
@@ -117,11 +117,11 @@ size_t h_sync_all(harness *h);
 size_t h_pending(const harness *h, uint32_t id);
 
 /* Durable records of replica id (borrowed). */
-const ld_record *h_disk(const harness *h, uint32_t id, size_t *n);
+const px_record *h_disk(const harness *h, uint32_t id, size_t *n);
 
 /* Appends a copy of rec (value referenced, snapshot copied) to replica id's
  * durable disk: the state an acceptor will restore at its next h_restart. */
-int h_disk_append(harness *h, uint32_t id, const ld_record *rec);
+int h_disk_append(harness *h, uint32_t id, const px_record *rec);
 
 /* ---- the network ------------------------------------------------------ */
 
@@ -129,7 +129,7 @@ int h_disk_append(harness *h, uint32_t id, const ld_record *rec);
 size_t h_count(const harness *h, h_filter f);
 
 /* The idx'th matching message in flight (send order), or NULL (borrowed). */
-const ld_msg *h_peek(const harness *h, h_filter f, size_t idx);
+const px_msg *h_peek(const harness *h, h_filter f, size_t idx);
 
 /* Delivers the first matching message. Returns true if there was one. */
 bool h_deliver_one(harness *h, h_filter f);
@@ -144,7 +144,7 @@ size_t h_deliver_all(harness *h);
 
 /* Puts m in flight, as if m->from had sent it (a delayed or duplicated
  * copy, say). Takes m. */
-void h_inject(harness *h, ld_msg *m);
+void h_inject(harness *h, px_msg *m);
 
 /* Drops (frees) every matching message in flight. Returns how many. */
 size_t h_drop(harness *h, h_filter f);
@@ -162,7 +162,7 @@ void h_isolate(harness *h, uint32_t id, bool isolated);
 void h_crash(harness *h, uint32_t id);
 
 /* Rebuilds replica id from h_config(id) with an empty state machine,
- * replays its durable disk with ld_replica_restore and ticks it once at
+ * replays its durable disk with px_replica_restore and ticks it once at
  * h_now. Returns 0, or -1 when a record was refused. */
 int h_restart(harness *h, uint32_t id);
 
@@ -185,21 +185,21 @@ void h_run_for(harness *h, uint64_t dur_us, uint64_t step_us);
 
 /* ---- views ------------------------------------------------------------ */
 
-ld_status h_status(const harness *h, uint32_t id);
+px_status h_status(const harness *h, uint32_t id);
 
 /* Replica id itself (borrowed; NULL when down). */
-const ld_replica *h_replica(const harness *h, uint32_t id);
+const px_replica *h_replica(const harness *h, uint32_t id);
 
 /* Replica id's own view of slot (borrowed), or NULL. */
-const ld_value *h_chosen(const harness *h, uint32_t id, uint64_t slot);
+const px_value *h_chosen(const harness *h, uint32_t id, uint64_t slot);
 
 /* The value first learned chosen at slot by any replica, or NULL. */
-const ld_value *h_learned(const harness *h, uint64_t slot);
+const px_value *h_learned(const harness *h, uint64_t slot);
 
 /* The highest slot any replica has learned chosen. */
 uint64_t h_learned_max(const harness *h);
 
-/* The leader: the one replica up with role LD_LEADER and the highest
+/* The leader: the one replica up with role PX_LEADER and the highest
  * ballot, or -1. */
 int h_leader(const harness *h);
 
@@ -215,7 +215,7 @@ const h_applied *h_sm_applied(const harness *h, uint32_t id, size_t *n);
 size_t h_sm_count(const harness *h, uint32_t id, uint64_t client, uint64_t seq);
 
 /* Whether a value holds exactly one command with this data. */
-bool h_value_is(const ld_value *v, const char *data);
+bool h_value_is(const px_value *v, const char *data);
 
 /* Safety so far: false once two replicas learned different decrees (or
  * digests) for one slot, or a replica learned slots out of order. */
@@ -225,7 +225,7 @@ const char *h_error(const harness *h);
 /* Total events stepped (for tests that bound work). */
 uint64_t h_steps(const harness *h);
 
-/* Snapshots replica id installed from a peer (LD_MSG_SNAPSHOT) so far. */
+/* Snapshots replica id installed from a peer (PX_MSG_SNAPSHOT) so far. */
 uint32_t h_snapshots_installed(const harness *h, uint32_t id);
 
 /* Prints the messages in flight to stderr (for debugging a scenario). */

@@ -1,5 +1,5 @@
 /* The lease table, driven the way the ledger drives it: encoded commands
- * through its ld_sm interface, one slot each. Covers every operation and
+ * through its px_sm interface, one slot each. Covers every operation and
  * every error, the command and result codecs (no input crashes them), the
  * snapshot, the digest, the mutant, and expiring 100,000 leases in a few
  * hundred EXPIRE commands. Runs under ASan and UBSan. */
@@ -61,8 +61,8 @@ static uint64_t sender_of(const uint8_t *b, size_t n)
 static ls_result apply_from(ls_table *t, uint64_t slot, uint64_t client,
 			    const uint8_t *b, size_t n)
 {
-	ld_sm *sm = ls_table_sm(t);
-	ld_cmd c = {.client_id = client,
+	px_sm *sm = ls_table_sm(t);
+	px_cmd c = {.client_id = client,
 		    .seq = slot,
 		    .len = (uint32_t)n,
 		    .data = b};
@@ -1236,8 +1236,8 @@ Test(lease, a_malformed_command_changes_nothing)
 	ls_view before = get("a");
 	uint8_t junk[] = {1, LS_OP_RELEASE, 0, 0};
 	cr_assert_eq(apply_bytes(junk, sizeof junk).status, LS_E_MALFORMED);
-	ld_sm *sm = ls_table_sm(T);
-	ld_cmd empty = {.client_id = 1, .seq = 1, .len = 0, .data = NULL};
+	px_sm *sm = ls_table_sm(T);
+	px_cmd empty = {.client_id = 1, .seq = 1, .len = 0, .data = NULL};
 	uint8_t out[LS_RESULT_BYTES];
 	cr_assert_eq(sm->ops->apply(sm, ++SLOT, &empty, out, sizeof out),
 		     LS_RESULT_BYTES);
@@ -1256,7 +1256,7 @@ Test(lease, a_malformed_command_changes_nothing)
 	uint8_t b[64];
 	size_t len =
 		enc((ls_cmd){.op = LS_OP_TICK, .elapsed_ms = 5}, b, sizeof b);
-	ld_cmd tk = {.client_id = 1, .seq = 2, .len = (uint32_t)len, .data = b};
+	px_cmd tk = {.client_id = 1, .seq = 2, .len = (uint32_t)len, .data = b};
 	cr_assert_eq(sm->ops->apply(sm, ++SLOT, &tk, out, 8), 0);
 	cr_assert_eq(ls_table_clock_ms(T), 15);
 }
@@ -1400,19 +1400,19 @@ static void dump(const ls_table *t, table_dump *d)
 
 static void snapshot(ls_table *t, uint8_t **b, size_t *n)
 {
-	ld_sm *sm = ls_table_sm(t);
+	px_sm *sm = ls_table_sm(t);
 	cr_assert_eq(sm->ops->snapshot(sm, b, n), 0);
 }
 
 static int restore(ls_table *t, const uint8_t *b, size_t n)
 {
-	ld_sm *sm = ls_table_sm(t);
+	px_sm *sm = ls_table_sm(t);
 	return sm->ops->restore(sm, b, n);
 }
 
 static uint64_t digest(ls_table *t)
 {
-	ld_sm *sm = ls_table_sm(t);
+	px_sm *sm = ls_table_sm(t);
 	return sm->ops->digest(sm);
 }
 
@@ -1521,7 +1521,7 @@ Test(lease, an_empty_table_snapshots_too)
 /* The snapshot's checksum, recomputed after a deliberate edit. */
 static void reseal(uint8_t *b, size_t len)
 {
-	uint64_t h = ld_hash(LD_HASH_SEED, b, len - 8);
+	uint64_t h = px_hash(PX_HASH_SEED, b, len - 8);
 	for (int i = 0; i < 8; i++)
 		b[len - 8 + i] = (uint8_t)(h >> (8 * i));
 }
@@ -1981,7 +1981,7 @@ static void name_of(char *buf, size_t cap, const char *prefix, uint32_t i,
 
 static void check_snapshot_fits(void)
 {
-	ld_sm *sm = ls_table_sm(T);
+	px_sm *sm = ls_table_sm(T);
 	uint8_t *snap;
 	size_t len;
 	cr_assert_eq(sm->ops->snapshot(sm, &snap, &len), 0);
@@ -2092,7 +2092,7 @@ Test(lease, sessions_are_bounded)
 Test(lease, restore_refuses_a_counter_without_room)
 {
 	cr_assert_eq(acquire(1, "c", 0).status, LS_GRANTED);
-	ld_sm *sm = ls_table_sm(T);
+	px_sm *sm = ls_table_sm(T);
 	uint8_t *snap;
 	size_t len;
 	cr_assert_eq(sm->ops->snapshot(sm, &snap, &len), 0);
@@ -2100,7 +2100,7 @@ Test(lease, restore_refuses_a_counter_without_room)
 	for (int k = 0; k < 3; k++) {
 		for (int i = 0; i < 8; i++) /* after magic and version */
 			snap[8 + i] = (uint8_t)(counters[k] >> (8 * i));
-		uint64_t sum = ld_hash(LD_HASH_SEED, snap, len - 8);
+		uint64_t sum = px_hash(PX_HASH_SEED, snap, len - 8);
 		for (int i = 0; i < 8; i++)
 			snap[len - 8 + i] = (uint8_t)(sum >> (8 * i));
 		ls_table *u = ls_table_new();

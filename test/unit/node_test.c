@@ -12,7 +12,7 @@
 #define QMAX 65536
 
 static ln_node *nodes[N];
-static ld_msg *queue[QMAX];
+static px_msg *queue[QMAX];
 static uint32_t qhead, qtail;
 static uint64_t now_us;
 static ln_reply replies[4096];
@@ -65,10 +65,10 @@ static void run(uint32_t i, ln_event *ev)
 static void deliver_all(void)
 {
 	while (qhead != qtail) {
-		ld_msg *m = queue[qhead++ % QMAX];
+		px_msg *m = queue[qhead++ % QMAX];
 		ln_event e = {.type = LN_EV_MSG, .msg = m};
 		run(m->to, &e);
-		ld_msg_free(m);
+		px_msg_free(m);
 	}
 }
 
@@ -88,9 +88,9 @@ static void advance(uint64_t ms)
 static int leader(void)
 {
 	for (uint32_t i = 0; i < N; i++) {
-		ld_status st;
-		ld_replica_status(ln_node_replica(nodes[i]), &st);
-		if (st.role == LD_LEADER)
+		px_status st;
+		px_replica_status(ln_node_replica(nodes[i]), &st);
+		if (st.role == PX_LEADER)
 			return (int)i;
 	}
 	return -1;
@@ -429,19 +429,19 @@ Test(node, new_leader_keeps_leases_conservatively, .init = setup,
 			run(i, &e);
 		}
 		while (qhead != qtail) {
-			ld_msg *m = queue[qhead++ % QMAX];
+			px_msg *m = queue[qhead++ % QMAX];
 			if ((int)m->to != old && (int)m->from != old) {
 				ln_event e = {.type = LN_EV_MSG, .msg = m};
 				run(m->to, &e);
 			}
-			ld_msg_free(m);
+			px_msg_free(m);
 		}
 	}
 	int nl = -1;
 	for (uint32_t i = 0; i < N; i++) {
-		ld_status st;
-		ld_replica_status(ln_node_replica(nodes[i]), &st);
-		if ((int)i != old && st.role == LD_LEADER)
+		px_status st;
+		px_replica_status(ln_node_replica(nodes[i]), &st);
+		if ((int)i != old && st.role == PX_LEADER)
 			nl = (int)i;
 	}
 	cr_assert_geq(nl, 0, "no new leader");
@@ -563,12 +563,12 @@ Test(node, linearizable_reads_need_a_quorum, .init = setup, .fini = teardown)
 		for (uint32_t i = 0; i < N; i++)
 			run(i, &t);
 		while (qhead != qtail) {
-			ld_msg *m = queue[qhead++ % QMAX];
+			px_msg *m = queue[qhead++ % QMAX];
 			if ((int)m->to != l && (int)m->from != l) {
 				ln_event me = {.type = LN_EV_MSG, .msg = m};
 				run(m->to, &me);
 			}
-			ld_msg_free(m);
+			px_msg_free(m);
 		}
 	}
 	ln_reply *x = find_reply(q.req_id);
@@ -709,7 +709,7 @@ Test(node, the_ttl_maximum_is_the_tables, .init = setup, .fini = teardown)
 	/* The leader's table refuses such a decree at apply as well (this
 	 * test ends here: that apply was the leader's alone). */
 	ls_table *t = (ls_table *)ln_node_table(nodes[leader()]);
-	ld_sm *sm = ls_table_sm(t);
+	px_sm *sm = ls_table_sm(t);
 	uint8_t b[LD_CMD_BYTES_MAX], out[LD_RESULT_BYTES_MAX];
 	ls_cmd c = {.op = LS_OP_ACQUIRE,
 		    .session = 6,
@@ -717,7 +717,7 @@ Test(node, the_ttl_maximum_is_the_tables, .init = setup, .fini = teardown)
 		    .name_len = 1,
 		    .ttl_ms = cfg.ttl_ms_max + 1};
 	size_t n = ls_cmd_encode(&c, b, sizeof b);
-	ld_cmd cmd = {.client_id = 6, .seq = 1, .len = (uint32_t)n, .data = b};
+	px_cmd cmd = {.client_id = 6, .seq = 1, .len = (uint32_t)n, .data = b};
 	ls_result res;
 	size_t k = sm->ops->apply(sm, 1000000, &cmd, out, sizeof out);
 	cr_assert_eq(ls_result_decode(out, k, &res), LS_OK);

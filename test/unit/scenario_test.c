@@ -28,13 +28,13 @@ static void teardown(void)
 #define SAFE() cr_assert(h_ok(h), "safety violated: %s", h_error(h))
 
 #define BALLOT_EQ(a, b)                                  \
-	cr_assert(ld_ballot_cmp((a), (b)) == 0,          \
+	cr_assert(px_ballot_cmp((a), (b)) == 0,          \
 		  "ballot (%llu,%u) != (%llu,%u)",       \
 		  (unsigned long long)(a).round, (a).id, \
 		  (unsigned long long)(b).round, (b).id)
 
 #define BALLOT_GT(a, b)                                   \
-	cr_assert(ld_ballot_cmp((a), (b)) > 0,            \
+	cr_assert(px_ballot_cmp((a), (b)) > 0,            \
 		  "ballot (%llu,%u) not above (%llu,%u)", \
 		  (unsigned long long)(a).round, (a).id,  \
 		  (unsigned long long)(b).round, (b).id)
@@ -51,18 +51,18 @@ static void elect(uint32_t id)
 {
 	time_out(id);
 	h_run_until_quiet(h);
-	ld_status st = h_status(h, id);
-	cr_assert_eq(st.role, LD_LEADER, "replica %u did not win phase 1", id);
+	px_status st = h_status(h, id);
+	cr_assert_eq(st.role, PX_LEADER, "replica %u did not win phase 1", id);
 }
 
 /* Submits at replica id and runs the cell (heartbeats included) until id
  * answers. */
-static ld_reply submit_wait(uint32_t id, uint64_t client, uint64_t seq,
+static px_reply submit_wait(uint32_t id, uint64_t client, uint64_t seq,
 			    const char *data)
 {
 	cr_assert_eq(h_submit(h, id, client, seq, data), 0);
 	h_run_until_quiet(h);
-	const ld_reply *r = h_reply_for(h, id, client, seq);
+	const px_reply *r = h_reply_for(h, id, client, seq);
 	for (int i = 0; r == NULL && i < 20; i++) {
 		h_run_for(h, H_HEARTBEAT_US, H_HEARTBEAT_US);
 		r = h_reply_for(h, id, client, seq);
@@ -73,24 +73,24 @@ static ld_reply submit_wait(uint32_t id, uint64_t client, uint64_t seq,
 	return *r;
 }
 
-static ld_record vote_rec(uint64_t slot, ld_ballot b, ld_value *v)
+static px_record vote_rec(uint64_t slot, px_ballot b, px_value *v)
 {
-	return (ld_record){
-		.type = LD_REC_VOTE, .ballot = b, .slot = slot, .value = v};
+	return (px_record){
+		.type = PX_REC_VOTE, .ballot = b, .slot = slot, .value = v};
 }
 
-static ld_record promise_rec(ld_ballot b)
+static px_record promise_rec(px_ballot b)
 {
-	return (ld_record){.type = LD_REC_PROMISE, .ballot = b};
+	return (px_record){.type = PX_REC_PROMISE, .ballot = b};
 }
 
-static ld_value *value_of(const char *data, uint64_t client, uint64_t seq)
+static px_value *value_of(const char *data, uint64_t client, uint64_t seq)
 {
-	ld_cmd c = {.client_id = client,
+	px_cmd c = {.client_id = client,
 		    .seq = seq,
 		    .len = (uint32_t)strlen(data),
 		    .data = (const uint8_t *)data};
-	ld_value *v = ld_value_new(&c, 1);
+	px_value *v = px_value_new(&c, 1);
 	cr_assert_not_null(v);
 	return v;
 }
@@ -105,8 +105,8 @@ static void keep_only_prepare(uint32_t cand)
 		for (int j = 0; j < 3; j++)
 			if (!(i == (int)cand && j == 2))
 				h_drop(h, h_f(i, j, H_ANY));
-	h_drop(h, h_f((int)cand, 2, LD_MSG_ACCEPT));
-	h_drop(h, h_f((int)cand, 2, LD_MSG_COMMIT));
+	h_drop(h, h_f((int)cand, 2, PX_MSG_ACCEPT));
+	h_drop(h, h_f((int)cand, 2, PX_MSG_COMMIT));
 	cr_assert_eq(h_count(h, H_ALL), 1);
 }
 
@@ -119,58 +119,58 @@ static void duel_start(void)
 	uint64_t t = h_now(h) + H_TIMEOUT_US;
 	h_tick(h, 0, t);
 	h_tick(h, 1, t);
-	ld_status s0 = h_status(h, 0), s1 = h_status(h, 1);
-	cr_assert_eq(s0.role, LD_CANDIDATE);
-	cr_assert_eq(s1.role, LD_CANDIDATE);
-	cr_assert_neq(ld_ballot_cmp(s0.ballot, s1.ballot), 0,
+	px_status s0 = h_status(h, 0), s1 = h_status(h, 1);
+	cr_assert_eq(s0.role, PX_CANDIDATE);
+	cr_assert_eq(s1.role, PX_CANDIDATE);
+	cr_assert_neq(px_ballot_cmp(s0.ballot, s1.ballot), 0,
 		      "P1: two proposers share a ballot");
 	cr_assert_eq(s0.ballot.id, 0);
 	cr_assert_eq(s1.ballot.id, 1);
 	BALLOT_GT(s1.ballot, s0.ballot);
 	h_sync_all(h); /* both self-promises are durable */
-	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_PREPARE)), 1);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, PX_MSG_PREPARE)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_PROMISE)), 1);
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_deliver(h, h_f(2, 0, PX_MSG_PROMISE)), 1);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	keep_only_prepare(1);
 }
 
 /* One duel round. L leads and proposes; C's phase 1 reaches acceptor 2
  * before L's phase 2 does, so C leads and L's 2a is rejected; L at once
  * runs phase 1 again above C. Returns L's new ballot. */
-static ld_ballot duel_round(uint32_t L, uint32_t C, int round)
+static px_ballot duel_round(uint32_t L, uint32_t C, int round)
 {
-	ld_ballot bl = h_status(h, L).ballot, bc = h_status(h, C).ballot;
-	cr_assert_eq(h_status(h, L).role, LD_LEADER);
-	cr_assert_eq(h_status(h, C).role, LD_CANDIDATE);
+	px_ballot bl = h_status(h, L).ballot, bc = h_status(h, C).ballot;
+	cr_assert_eq(h_status(h, L).role, PX_LEADER);
+	cr_assert_eq(h_status(h, C).role, PX_CANDIDATE);
 	BALLOT_GT(bc, bl);
 
 	char cmd[32];
 	snprintf(cmd, sizeof cmd, "from-%u-round-%d", L, round);
 	cr_assert_eq(h_submit(h, L, 100 + L, (uint64_t)round + 1, cmd), 0);
 	h_sync(h, L);
-	const ld_msg *acc = h_peek(h, h_f((int)L, 2, LD_MSG_ACCEPT), 0);
+	const px_msg *acc = h_peek(h, h_f((int)L, 2, PX_MSG_ACCEPT), 0);
 	cr_assert_not_null(acc, "the leader sent no 2a");
 	BALLOT_EQ(acc->ballot, bl);
 
 	/* C's phase 1 preempts L's phase 2 at acceptor 2. */
-	cr_assert_eq(h_deliver(h, h_f((int)C, 2, LD_MSG_PREPARE)), 1);
+	cr_assert_eq(h_deliver(h, h_f((int)C, 2, PX_MSG_PREPARE)), 1);
 	h_sync(h, 2);
 	BALLOT_EQ(h_status(h, 2).promised, bc);
-	cr_assert_eq(h_deliver(h, h_f(2, (int)C, LD_MSG_PROMISE)), 1);
-	cr_assert_eq(h_status(h, C).role, LD_LEADER);
+	cr_assert_eq(h_deliver(h, h_f(2, (int)C, PX_MSG_PROMISE)), 1);
+	cr_assert_eq(h_status(h, C).role, PX_LEADER);
 
-	cr_assert_geq(h_deliver(h, h_f((int)L, 2, LD_MSG_ACCEPT)), 1);
+	cr_assert_geq(h_deliver(h, h_f((int)L, 2, PX_MSG_ACCEPT)), 1);
 	cr_assert_eq(h_pending(h, 2), 0, "acceptor 2 voted below its promise");
-	cr_assert_eq(h_count(h, h_f(2, (int)L, LD_MSG_ACCEPTED)), 0);
-	const ld_msg *rej = h_peek(h, h_f(2, (int)L, LD_MSG_REJECT), 0);
+	cr_assert_eq(h_count(h, h_f(2, (int)L, PX_MSG_ACCEPTED)), 0);
+	const px_msg *rej = h_peek(h, h_f(2, (int)L, PX_MSG_REJECT), 0);
 	cr_assert_not_null(rej, "no reject for a 2a below the promise");
 	BALLOT_EQ(rej->ballot, bc);
-	h_deliver(h, h_f(2, (int)L, LD_MSG_REJECT));
+	h_deliver(h, h_f(2, (int)L, PX_MSG_REJECT));
 
 	/* L was preempted: it runs phase 1 again, above C. */
-	ld_status sl = h_status(h, L);
-	cr_assert_eq(sl.role, LD_CANDIDATE, "a preempted leader kept leading");
+	px_status sl = h_status(h, L);
+	cr_assert_eq(sl.role, PX_CANDIDATE, "a preempted leader kept leading");
 	BALLOT_GT(sl.ballot, bc);
 	cr_assert_eq(sl.ballot.id, L);
 	h_sync(h, L);
@@ -190,9 +190,9 @@ Test(duel, phase1_preempts_phase2, .init = setup3, .fini = teardown)
 {
 	duel_start();
 	uint32_t L = 0, C = 1;
-	ld_ballot prev = h_status(h, C).ballot;
+	px_ballot prev = h_status(h, C).ballot;
 	for (int round = 0; round < 4; round++) {
-		ld_ballot nb = duel_round(L, C, round);
+		px_ballot nb = duel_round(L, C, round);
 		BALLOT_GT(nb, prev);
 		prev = nb;
 		uint32_t t = L;
@@ -212,16 +212,16 @@ Test(duel, heartbeat_ends_it, .init = setup3, .fini = teardown)
 	duel_round(0, 1, 0);
 	/* Now 1 leads and 0 campaigns above it, its 1a to 2 in flight. */
 	uint32_t L = 1, C = 0;
-	ld_ballot bl = h_status(h, L).ballot;
+	px_ballot bl = h_status(h, L).ballot;
 
 	/* L's heartbeat reaches 2 before C's 1a. */
 	h_tick(h, L, h_now(h) + H_HEARTBEAT_US);
-	cr_assert_geq(h_deliver(h, h_f((int)L, 2, LD_MSG_COMMIT)), 1);
+	cr_assert_geq(h_deliver(h, h_f((int)L, 2, PX_MSG_COMMIT)), 1);
 	cr_assert_eq(h_status(h, 2).leader, (int)L);
-	h_drop(h, h_f(2, (int)L, LD_MSG_COMMIT_ACK));
-	cr_assert_eq(h_deliver(h, h_f((int)C, 2, LD_MSG_PREPARE)), 1);
+	h_drop(h, h_f(2, (int)L, PX_MSG_COMMIT_ACK));
+	cr_assert_eq(h_deliver(h, h_f((int)C, 2, PX_MSG_PREPARE)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_count(h, h_f(2, (int)C, LD_MSG_PROMISE)), 0,
+	cr_assert_eq(h_count(h, h_f(2, (int)C, PX_MSG_PROMISE)), 0,
 		     "acceptor 2 helped depose a live leader");
 	BALLOT_EQ(h_status(h, 2).promised, bl);
 
@@ -229,14 +229,14 @@ Test(duel, heartbeat_ends_it, .init = setup3, .fini = teardown)
 	cr_assert_eq(h_submit(h, L, 200, 1, "settled"), 0);
 	h_sync(h, L);
 	h_drop(h, h_f((int)L, (int)C, H_ANY));
-	cr_assert_eq(h_deliver(h, h_f((int)L, 2, LD_MSG_ACCEPT)), 1);
+	cr_assert_eq(h_deliver(h, h_f((int)L, 2, PX_MSG_ACCEPT)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_deliver(h, h_f(2, (int)L, LD_MSG_ACCEPTED)), 1);
+	cr_assert_eq(h_deliver(h, h_f(2, (int)L, PX_MSG_ACCEPTED)), 1);
 	cr_assert_eq(h_status(h, L).commit, 1);
 	cr_assert(h_value_is(h_learned(h, 1), "settled"));
-	const ld_reply *r = h_reply_for(h, L, 200, 1);
+	const px_reply *r = h_reply_for(h, L, 200, 1);
 	cr_assert_not_null(r);
-	cr_assert_eq(r->status, LD_REPLY_OK);
+	cr_assert_eq(r->status, PX_REPLY_OK);
 	cr_assert_eq(r->slot, 1);
 
 	/* Time runs with L's heartbeats reaching 2 but nothing reaching or
@@ -244,30 +244,30 @@ Test(duel, heartbeat_ends_it, .init = setup3, .fini = teardown)
 	 * it goes back to following, while L keeps leading. */
 	h_isolate(h, C, true);
 	h_run_for(h, H_ELECTION_US + H_HEARTBEAT_US, H_HEARTBEAT_US / 2);
-	cr_assert_eq(h_status(h, C).role, LD_FOLLOWER);
-	cr_assert_eq(h_status(h, L).role, LD_LEADER);
+	cr_assert_eq(h_status(h, C).role, PX_FOLLOWER);
+	cr_assert_eq(h_status(h, L).role, PX_LEADER);
 	BALLOT_EQ(h_status(h, L).ballot, bl);
 	h_isolate(h, C, false);
 
 	/* Everything delivered from now on: L keeps leading (C's higher
 	 * promise may make it run phase 1 once more, above it), no one else
 	 * ever leads, and the ballot then stays put. */
-	ld_ballot settled = {0, 0};
+	px_ballot settled = {0, 0};
 	for (int i = 0; i < 200; i++) {
 		h_run_for(h, H_HEARTBEAT_US / 2, H_HEARTBEAT_US / 2);
 		for (uint32_t j = 0; j < 3; j++)
 			if (j != L)
-				cr_assert_neq(h_status(h, j).role, LD_LEADER,
+				cr_assert_neq(h_status(h, j).role, PX_LEADER,
 					      "replica %u took over at t=%llu",
 					      j, (unsigned long long)h_now(h));
 		if (i == 100)
 			settled = h_status(h, L).ballot;
 	}
-	cr_assert_eq(h_status(h, L).role, LD_LEADER);
+	cr_assert_eq(h_status(h, L).role, PX_LEADER);
 	BALLOT_EQ(h_status(h, L).ballot, settled);
 	for (uint64_t k = 2; k <= 4; k++)
 		cr_assert_eq(submit_wait(L, 200, k, "more").status,
-			     LD_REPLY_OK);
+			     PX_REPLY_OK);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint32_t j = 0; j < 3; j++)
 		for (uint64_t k = 1; k <= 4; k++)
@@ -284,28 +284,28 @@ Test(duel, heartbeat_ends_it, .init = setup3, .fini = teardown)
 Test(p3, leader_dies_after_phase1, .init = setup3, .fini = teardown)
 {
 	elect(0);
-	ld_ballot b0 = h_status(h, 0).ballot;
+	px_ballot b0 = h_status(h, 0).ballot;
 	cr_assert_eq(h_submit(h, 0, 42, 1, "v"), 0);
 	h_sync(h, 0); /* 0's own vote is durable */
-	const ld_msg *acc = h_peek(h, h_f(0, 1, LD_MSG_ACCEPT), 0);
+	const px_msg *acc = h_peek(h, h_f(0, 1, PX_MSG_ACCEPT), 0);
 	cr_assert_not_null(acc);
 	uint64_t slot = acc->slot;
 	cr_assert(h_value_is(acc->value, "v"));
-	h_drop(h, h_f(0, 2, LD_MSG_ACCEPT));
-	h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT));
+	h_drop(h, h_f(0, 2, PX_MSG_ACCEPT));
+	h_deliver(h, h_f(0, 1, PX_MSG_ACCEPT));
 	h_sync(h, 1);
-	cr_assert_eq(h_count(h, h_f(1, 0, LD_MSG_ACCEPTED)), 1);
+	cr_assert_eq(h_count(h, h_f(1, 0, PX_MSG_ACCEPTED)), 1);
 	h_crash(h, 0);
 	h_drop(h, H_ALL);
 
 	/* 2 takes over. */
 	time_out(2);
-	ld_ballot b2 = h_status(h, 2).ballot;
+	px_ballot b2 = h_status(h, 2).ballot;
 	BALLOT_GT(b2, b0);
 	h_sync(h, 2);
-	h_deliver(h, h_f(2, 1, LD_MSG_PREPARE));
+	h_deliver(h, h_f(2, 1, PX_MSG_PREPARE));
 	h_sync(h, 1);
-	const ld_msg *prom = h_peek(h, h_f(1, 2, LD_MSG_PROMISE), 0);
+	const px_msg *prom = h_peek(h, h_f(1, 2, PX_MSG_PROMISE), 0);
 	cr_assert_not_null(prom);
 	bool has = false;
 	for (uint32_t i = 0; i < prom->nvotes; i++)
@@ -315,13 +315,13 @@ Test(p3, leader_dies_after_phase1, .init = setup3, .fini = teardown)
 			cr_assert(h_value_is(prom->votes[i].value, "v"));
 		}
 	cr_assert(has, "the promise did not carry 1's vote");
-	h_deliver(h, h_f(1, 2, LD_MSG_PROMISE));
-	cr_assert_eq(h_status(h, 2).role, LD_LEADER);
+	h_deliver(h, h_f(1, 2, PX_MSG_PROMISE));
+	cr_assert_eq(h_status(h, 2).role, PX_LEADER);
 	h_sync(h, 2);
 
 	/* P3: 2's 2a for that slot carries v, under 2's own ballot. */
-	const ld_msg *re =
-		h_peek(h, h_fs(2, 1, LD_MSG_ACCEPT, (int64_t)slot), 0);
+	const px_msg *re =
+		h_peek(h, h_fs(2, 1, PX_MSG_ACCEPT, (int64_t)slot), 0);
 	cr_assert_not_null(re, "the new leader did not re-propose slot %llu",
 			   (unsigned long long)slot);
 	BALLOT_EQ(re->ballot, b2);
@@ -340,9 +340,9 @@ Test(p3, leader_dies_after_phase1, .init = setup3, .fini = teardown)
  * one. The next leader must propose "new". */
 Test(p3, highest_ballot_vote_wins, .init = setup3, .fini = teardown)
 {
-	ld_ballot early = {1, 1}, later = {2, 0};
-	ld_value *old = value_of("old", 5, 1), *nw = value_of("new", 6, 1);
-	ld_record r;
+	px_ballot early = {1, 1}, later = {2, 0};
+	px_value *old = value_of("old", 5, 1), *nw = value_of("new", 6, 1);
+	px_record r;
 	r = promise_rec(early);
 	h_disk_append(h, 2, &r);
 	r = vote_rec(1, early, old);
@@ -351,8 +351,8 @@ Test(p3, highest_ballot_vote_wins, .init = setup3, .fini = teardown)
 	h_disk_append(h, 1, &r);
 	r = vote_rec(1, later, nw);
 	h_disk_append(h, 1, &r);
-	ld_value_unref(old);
-	ld_value_unref(nw);
+	px_value_unref(old);
+	px_value_unref(nw);
 	h_crash(h, 0); /* the later leader is gone */
 	cr_assert_eq(h_restart(h, 1), 0);
 	cr_assert_eq(h_restart(h, 2), 0);
@@ -360,11 +360,11 @@ Test(p3, highest_ballot_vote_wins, .init = setup3, .fini = teardown)
 
 	/* 2 campaigns; its first ballot may be too low and be rejected by 1:
 	 * it learns the higher ballot and tries again. */
-	for (int i = 0; i < 5 && h_status(h, 2).role != LD_LEADER; i++) {
+	for (int i = 0; i < 5 && h_status(h, 2).role != PX_LEADER; i++) {
 		time_out(2);
 		h_run_until_quiet(h);
 	}
-	cr_assert_eq(h_status(h, 2).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 2).role, PX_LEADER);
 	BALLOT_GT(h_status(h, 2).ballot, later);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	cr_assert(h_value_is(h_learned(h, 1), "new"),
@@ -385,53 +385,53 @@ Test(p3, highest_ballot_vote_wins, .init = setup3, .fini = teardown)
 Test(p1, ballot_not_reused_after_crash, .init = setup3, .fini = teardown)
 {
 	time_out(0);
-	ld_ballot b = h_status(h, 0).ballot;
-	if (h_count(h, h_f(0, H_ANY, LD_MSG_PREPARE)) == 0)
+	px_ballot b = h_status(h, 0).ballot;
+	if (h_count(h, h_f(0, H_ANY, PX_MSG_PREPARE)) == 0)
 		h_sync(h, 0); /* 1a held until 0's own promise is durable */
-	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, LD_MSG_PREPARE)), 2);
+	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, PX_MSG_PREPARE)), 2);
 	h_sync(h, 1);
 	h_sync(h, 2);
-	h_deliver(h, h_f(H_ANY, 0, LD_MSG_PROMISE));
-	if (h_status(h, 0).role != LD_LEADER)
+	h_deliver(h, h_f(H_ANY, 0, PX_MSG_PROMISE));
+	if (h_status(h, 0).role != PX_LEADER)
 		h_sync(h, 0); /* leads only once its own promise is durable */
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 
 	cr_assert_eq(h_submit(h, 0, 1, 1, "v1"), 0);
 	h_drop(h, h_f(0, 2, H_ANY));
-	cr_assert_eq(h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT)), 1);
+	cr_assert_eq(h_deliver(h, h_f(0, 1, PX_MSG_ACCEPT)), 1);
 	h_sync(h, 1); /* acceptor 1 voted (b, v1), durably */
 	h_crash(h, 0);
 	h_drop(h, H_ALL);
 
 	cr_assert_eq(h_restart(h, 0), 0);
 	time_out(0);
-	ld_ballot b2 = h_status(h, 0).ballot;
-	cr_expect(ld_ballot_cmp(b2, b) > 0,
+	px_ballot b2 = h_status(h, 0).ballot;
+	cr_expect(px_ballot_cmp(b2, b) > 0,
 		  "P1: replica 0 reuses ballot (%llu,%u) after a crash",
 		  (unsigned long long)b2.round, b2.id);
 
 	/* Acceptor 1 is slow; 0 wins with {0, 2} and proposes v2. */
-	h_drop(h, h_f(0, 1, LD_MSG_PREPARE));
+	h_drop(h, h_f(0, 1, PX_MSG_PREPARE));
 	h_sync(h, 0);
-	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_PREPARE)), 1);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, PX_MSG_PREPARE)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_PROMISE)), 1);
-	if (h_status(h, 0).role != LD_LEADER)
+	cr_assert_eq(h_deliver(h, h_f(2, 0, PX_MSG_PROMISE)), 1);
+	if (h_status(h, 0).role != PX_LEADER)
 		h_sync(h, 0);
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	cr_assert_eq(h_submit(h, 0, 2, 1, "v2"), 0);
-	h_drop(h, h_f(0, 1, LD_MSG_ACCEPT));
+	h_drop(h, h_f(0, 1, PX_MSG_ACCEPT));
 	h_sync(h, 0);
-	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_ACCEPT)), 1);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, PX_MSG_ACCEPT)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_ACCEPTED)), 1);
+	cr_assert_eq(h_deliver(h, h_f(2, 0, PX_MSG_ACCEPTED)), 1);
 	cr_assert(h_value_is(h_learned(h, 1), "v2"));
 
 	/* The heartbeat reaches acceptor 1, which still holds (b, v1). */
 	h_tick(h, 0, h_now(h) + H_HEARTBEAT_US);
-	h_drop(h, h_f(0, 1, LD_MSG_ACCEPT));
-	cr_assert_geq(h_deliver(h, h_f(0, 1, LD_MSG_COMMIT)), 1);
-	const ld_value *at1 = h_chosen(h, 1, 1);
+	h_drop(h, h_f(0, 1, PX_MSG_ACCEPT));
+	cr_assert_geq(h_deliver(h, h_f(0, 1, PX_MSG_COMMIT)), 1);
+	const px_value *at1 = h_chosen(h, 1, 1);
 	cr_assert(at1 == NULL || h_value_is(at1, "v2"),
 		  "acceptor 1 learned v1 for slot 1, the cell chose v2");
 	SAFE();
@@ -448,22 +448,22 @@ Test(p1, ballot_not_reused_after_crash, .init = setup3, .fini = teardown)
  * values, and only then takes new commands at 16. */
 Test(gaps, new_leader_fills_with_noops, .init = setup3, .fini = teardown)
 {
-	ld_ballot old = {1, 0};
+	px_ballot old = {1, 0};
 	static const uint64_t known[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 15};
-	ld_record r = promise_rec(old);
+	px_record r = promise_rec(old);
 	h_disk_append(h, 1, &r);
 	h_disk_append(h, 2, &r);
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
 		char data[16];
 		snprintf(data, sizeof data, "c%llu",
 			 (unsigned long long)known[i]);
-		ld_value *v = value_of(data, 9, known[i]);
+		px_value *v = value_of(data, 9, known[i]);
 		r = vote_rec(known[i], old, v);
 		h_disk_append(h, 1, &r);
 		/* 2 missed 13 and 15: one vote in the quorum is enough. */
 		if (known[i] <= 10)
 			h_disk_append(h, 2, &r);
-		ld_value_unref(v);
+		px_value_unref(v);
 	}
 	h_crash(h, 0);
 	cr_assert_eq(h_restart(h, 1), 0);
@@ -471,21 +471,21 @@ Test(gaps, new_leader_fills_with_noops, .init = setup3, .fini = teardown)
 
 	/* 2 times out; a client command waits in its queue meanwhile. */
 	time_out(2);
-	cr_assert_eq(h_status(h, 2).role, LD_CANDIDATE);
+	cr_assert_eq(h_status(h, 2).role, PX_CANDIDATE);
 	cr_assert_eq(h_submit(h, 2, 77, 1, "fresh"), 0);
 	h_sync(h, 2);
-	cr_assert_eq(h_deliver(h, h_f(2, 1, LD_MSG_PREPARE)), 1);
+	cr_assert_eq(h_deliver(h, h_f(2, 1, PX_MSG_PREPARE)), 1);
 	h_sync(h, 1);
-	cr_assert_eq(h_deliver(h, h_f(1, 2, LD_MSG_PROMISE)), 1);
-	ld_status st = h_status(h, 2);
-	cr_assert_eq(st.role, LD_LEADER);
+	cr_assert_eq(h_deliver(h, h_f(1, 2, PX_MSG_PROMISE)), 1);
+	px_status st = h_status(h, 2);
+	cr_assert_eq(st.role, PX_LEADER);
 	BALLOT_GT(st.ballot, old);
 
 	/* Its 2a, in order: the votes found and no-ops in the gaps for 1-15,
 	 * all in its own ballot, and only then the new command in 16. */
-	cr_assert_eq(h_count(h, h_f(2, 1, LD_MSG_ACCEPT)), 16);
+	cr_assert_eq(h_count(h, h_f(2, 1, PX_MSG_ACCEPT)), 16);
 	for (uint64_t s = 1; s <= 16; s++) {
-		const ld_msg *m = h_peek(h, h_f(2, 1, LD_MSG_ACCEPT), s - 1);
+		const px_msg *m = h_peek(h, h_f(2, 1, PX_MSG_ACCEPT), s - 1);
 		cr_assert_eq(m->slot, s);
 		BALLOT_EQ(m->ballot, st.ballot);
 		char data[16];
@@ -504,17 +504,17 @@ Test(gaps, new_leader_fills_with_noops, .init = setup3, .fini = teardown)
 	h_run_until_quiet(h);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint64_t s = 1; s <= 16; s++) {
-		const ld_value *v = h_learned(h, s);
+		const px_value *v = h_learned(h, s);
 		cr_assert_not_null(v, "slot %llu not chosen",
 				   (unsigned long long)s);
-		cr_assert(ld_value_equal(h_chosen(h, 1, s), v));
-		cr_assert(ld_value_equal(h_chosen(h, 2, s), v));
+		cr_assert(px_value_equal(h_chosen(h, 1, s), v));
+		cr_assert(px_value_equal(h_chosen(h, 2, s), v));
 	}
 	cr_assert_eq(h_learned(h, 11)->ncmds, 0);
 	cr_assert(h_value_is(h_learned(h, 13), "c13"));
-	const ld_reply *rep = h_reply_for(h, 2, 77, 1);
+	const px_reply *rep = h_reply_for(h, 2, 77, 1);
 	cr_assert_not_null(rep);
-	cr_assert_eq(rep->status, LD_REPLY_OK);
+	cr_assert_eq(rep->status, PX_REPLY_OK);
 	cr_assert_eq(rep->slot, 16);
 	/* No command was applied twice, and all twelve old ones once. */
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
@@ -530,33 +530,33 @@ Test(acceptor, restart_keeps_promise, .init = setup3, .fini = teardown)
 {
 	/* 0 wins with b1 through {0, 1}; its 1a to 2 is still in flight. */
 	time_out(0);
-	ld_ballot b1 = h_status(h, 0).ballot;
+	px_ballot b1 = h_status(h, 0).ballot;
 	h_sync(h, 0);
-	h_deliver(h, h_f(0, 1, LD_MSG_PREPARE));
+	h_deliver(h, h_f(0, 1, PX_MSG_PREPARE));
 	h_sync(h, 1);
-	h_deliver(h, h_f(1, 0, LD_MSG_PROMISE));
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	h_deliver(h, h_f(1, 0, PX_MSG_PROMISE));
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	cr_assert_eq(h_submit(h, 0, 3, 1, "x"), 0);
 	h_sync(h, 0);
-	cr_assert_geq(h_count(h, h_f(0, 2, LD_MSG_ACCEPT)), 1);
+	cr_assert_geq(h_count(h, h_f(0, 2, PX_MSG_ACCEPT)), 1);
 	h_drop(h, h_f(0, 1, H_ANY));
 
 	/* 1 times out and runs phase 1 with b2 > b1; 2 promises it. */
 	time_out(1);
-	ld_ballot b2 = h_status(h, 1).ballot;
+	px_ballot b2 = h_status(h, 1).ballot;
 	BALLOT_GT(b2, b1);
 	h_sync(h, 1);
-	cr_assert_eq(h_deliver(h, h_f(1, 2, LD_MSG_PREPARE)), 1);
-	cr_assert_eq(h_count(h, h_f(2, 1, LD_MSG_PROMISE)), 0,
+	cr_assert_eq(h_deliver(h, h_f(1, 2, PX_MSG_PREPARE)), 1);
+	cr_assert_eq(h_count(h, h_f(2, 1, PX_MSG_PROMISE)), 0,
 		     "promise sent before it was durable");
 	h_sync(h, 2);
-	cr_assert_eq(h_count(h, h_f(2, 1, LD_MSG_PROMISE)), 1);
+	cr_assert_eq(h_count(h, h_f(2, 1, PX_MSG_PROMISE)), 1);
 	BALLOT_EQ(h_status(h, 2).promised, b2);
 
 	/* 2 crashes; 0's 1a and 2a to it arrive after it restarts (copies
 	 * delayed in the network: the originals die with the crash). */
-	ld_msg *late_acc = ld_msg_dup(h_peek(h, h_f(0, 2, LD_MSG_ACCEPT), 0));
-	ld_msg *late_prep = ld_msg_dup(h_peek(h, h_f(0, 2, LD_MSG_PREPARE), 0));
+	px_msg *late_acc = px_msg_dup(h_peek(h, h_f(0, 2, PX_MSG_ACCEPT), 0));
+	px_msg *late_prep = px_msg_dup(h_peek(h, h_f(0, 2, PX_MSG_PREPARE), 0));
 	cr_assert_not_null(late_acc);
 	cr_assert_not_null(late_prep);
 	h_crash(h, 2);
@@ -567,22 +567,22 @@ Test(acceptor, restart_keeps_promise, .init = setup3, .fini = teardown)
 	h_inject(h, late_prep);
 
 	/* b1's 2a: no vote written, no 2b, a reject naming b2. */
-	cr_assert_geq(h_deliver(h, h_f(0, 2, LD_MSG_ACCEPT)), 1);
+	cr_assert_geq(h_deliver(h, h_f(0, 2, PX_MSG_ACCEPT)), 1);
 	h_sync(h, 2);
 	size_t nd;
-	const ld_record *disk = h_disk(h, 2, &nd);
+	const px_record *disk = h_disk(h, 2, &nd);
 	for (size_t i = 0; i < nd; i++)
-		cr_assert_neq(disk[i].type, LD_REC_VOTE, "voted below promise");
-	cr_assert_eq(h_count(h, h_f(2, 0, LD_MSG_ACCEPTED)), 0);
-	const ld_msg *rej = h_peek(h, h_f(2, 0, LD_MSG_REJECT), 0);
+		cr_assert_neq(disk[i].type, PX_REC_VOTE, "voted below promise");
+	cr_assert_eq(h_count(h, h_f(2, 0, PX_MSG_ACCEPTED)), 0);
+	const px_msg *rej = h_peek(h, h_f(2, 0, PX_MSG_REJECT), 0);
 	cr_assert_not_null(rej);
 	BALLOT_EQ(rej->ballot, b2);
 	h_drop(h, h_f(2, 0, H_ANY));
 
 	/* b1's 1a, late: no promise. */
-	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_PREPARE)), 1);
+	cr_assert_eq(h_deliver(h, h_f(0, 2, PX_MSG_PREPARE)), 1);
 	h_sync(h, 2);
-	cr_assert_eq(h_count(h, h_f(2, 0, LD_MSG_PROMISE)), 0);
+	cr_assert_eq(h_count(h, h_f(2, 0, PX_MSG_PROMISE)), 0);
 	BALLOT_EQ(h_status(h, 2).promised, b2);
 	cr_assert_eq(h_learned_max(h), 0);
 	SAFE();
@@ -595,40 +595,40 @@ Test(acceptor, no_vote_before_durable, .init = setup3, .fini = teardown)
 {
 	elect(0);
 	cr_assert_eq(h_submit(h, 0, 4, 1, "d"), 0);
-	if (h_count(h, h_f(0, 1, LD_MSG_ACCEPT)) == 0)
+	if (h_count(h, h_f(0, 1, PX_MSG_ACCEPT)) == 0)
 		h_sync(h,
 		       0); /* the core holds 2a until its own vote is durable */
-	cr_assert_eq(h_count(h, h_f(0, 1, LD_MSG_ACCEPT)), 1);
-	uint64_t slot = h_peek(h, h_f(0, 1, LD_MSG_ACCEPT), 0)->slot;
+	cr_assert_eq(h_count(h, h_f(0, 1, PX_MSG_ACCEPT)), 1);
+	uint64_t slot = h_peek(h, h_f(0, 1, PX_MSG_ACCEPT), 0)->slot;
 
-	h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT));
+	h_deliver(h, h_f(0, 1, PX_MSG_ACCEPT));
 	cr_assert_gt(h_pending(h, 1), 0, "the vote was not written");
-	cr_assert_eq(h_count(h, h_f(1, H_ANY, LD_MSG_ACCEPTED)), 0,
+	cr_assert_eq(h_count(h, h_f(1, H_ANY, PX_MSG_ACCEPTED)), 0,
 		     "2b sent before the vote was durable");
 	/* Other traffic does not release it either. */
 	h_tick(h, 1, h_now(h) + 1);
-	cr_assert_eq(h_count(h, h_f(1, H_ANY, LD_MSG_ACCEPTED)), 0);
+	cr_assert_eq(h_count(h, h_f(1, H_ANY, PX_MSG_ACCEPTED)), 0);
 
 	/* 2 loses its vote in a crash before the sync: no 2b, ever. */
-	h_deliver(h, h_f(0, 2, LD_MSG_ACCEPT));
+	h_deliver(h, h_f(0, 2, PX_MSG_ACCEPT));
 	cr_assert_gt(h_pending(h, 2), 0);
 	h_crash(h, 2);
 	cr_assert_eq(h_restart(h, 2), 0);
-	cr_assert_eq(h_count(h, h_f(2, H_ANY, LD_MSG_ACCEPTED)), 0);
+	cr_assert_eq(h_count(h, h_f(2, H_ANY, PX_MSG_ACCEPTED)), 0);
 	size_t nd;
-	const ld_record *disk = h_disk(h, 2, &nd);
+	const px_record *disk = h_disk(h, 2, &nd);
 	for (size_t i = 0; i < nd; i++)
-		cr_assert_neq(disk[i].type, LD_REC_VOTE);
+		cr_assert_neq(disk[i].type, PX_REC_VOTE);
 
 	/* 1's write becomes durable: now, and only now, its 2b goes out. */
 	h_sync(h, 1);
-	const ld_msg *acc = h_peek(h, h_f(1, 0, LD_MSG_ACCEPTED), 0);
+	const px_msg *acc = h_peek(h, h_f(1, 0, PX_MSG_ACCEPTED), 0);
 	cr_assert_not_null(acc);
 	cr_assert_eq(acc->slot, slot);
 
 	/* Chosen only once a durable majority voted: 0 (if synced) and 1. */
 	h_sync(h, 0);
-	h_deliver(h, h_f(1, 0, LD_MSG_ACCEPTED));
+	h_deliver(h, h_f(1, 0, PX_MSG_ACCEPTED));
 	cr_assert_geq(h_status(h, 0).commit, slot);
 	cr_assert(h_value_is(h_learned(h, slot), "d"));
 	SAFE();
@@ -641,16 +641,16 @@ Test(acceptor, leader_counts_itself_when_durable, .init = setup3,
 {
 	elect(0);
 	cr_assert_eq(h_submit(h, 0, 4, 1, "d"), 0);
-	if (h_count(h, h_f(0, 1, LD_MSG_ACCEPT)) == 0) {
+	if (h_count(h, h_f(0, 1, PX_MSG_ACCEPT)) == 0) {
 		/* 2a is held until the leader's vote is durable: nothing to
 		 * check here beyond that. */
 		cr_assert_gt(h_pending(h, 0), 0);
 		return;
 	}
 	cr_assert_gt(h_pending(h, 0), 0);
-	h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT));
+	h_deliver(h, h_f(0, 1, PX_MSG_ACCEPT));
 	h_sync(h, 1);
-	h_deliver(h, h_f(1, 0, LD_MSG_ACCEPTED));
+	h_deliver(h, h_f(1, 0, PX_MSG_ACCEPTED));
 	cr_assert_eq(h_status(h, 0).commit, 0,
 		     "chosen on a vote that was not durable");
 	cr_assert_eq(h_learned_max(h), 0);
@@ -671,7 +671,7 @@ Test(learn, lagging_replica_catches_up, .init = setup3, .fini = teardown)
 	for (uint64_t k = 1; k <= 20; k++) {
 		char d[16];
 		snprintf(d, sizeof d, "lag-%llu", (unsigned long long)k);
-		cr_assert_eq(submit_wait(0, 11, k, d).status, LD_REPLY_OK);
+		cr_assert_eq(submit_wait(0, 11, k, d).status, PX_REPLY_OK);
 	}
 	uint64_t commit = h_status(h, 0).commit;
 	cr_assert_geq(commit, 20);
@@ -683,7 +683,7 @@ Test(learn, lagging_replica_catches_up, .init = setup3, .fini = teardown)
 	cr_assert_eq(h_snapshots_installed(h, 2), 0,
 		     "a short lag should not need a snapshot");
 	for (uint64_t s = 1; s <= commit; s++)
-		cr_assert(ld_value_equal(h_chosen(h, 2, s), h_learned(h, s)),
+		cr_assert(px_value_equal(h_chosen(h, 2, s), h_learned(h, s)),
 			  "slot %llu differs", (unsigned long long)s);
 	for (uint64_t k = 1; k <= 20; k++)
 		cr_assert_eq(h_sm_count(h, 2, 11, k), 1);
@@ -699,14 +699,14 @@ Test(learn, far_behind_installs_snapshot, .init = setup3, .fini = teardown)
 	h_isolate(h, 2, true);
 	uint64_t n = LD_SNAPSHOT_EVERY_SLOTS + 2 * LD_LOG_TAIL_SLOTS + 10;
 	for (uint64_t k = 1; k <= n; k++)
-		cr_assert_eq(submit_wait(0, 12, k, "s").status, LD_REPLY_OK);
-	ld_status s0 = h_status(h, 0);
+		cr_assert_eq(submit_wait(0, 12, k, "s").status, PX_REPLY_OK);
+	px_status s0 = h_status(h, 0);
 	cr_assert_geq(s0.commit, n);
 	cr_assert_gt(s0.base, 0, "the leader never compacted");
 
 	h_isolate(h, 2, false);
 	h_run_for(h, 20 * H_HEARTBEAT_US, H_HEARTBEAT_US);
-	ld_status s2 = h_status(h, 2);
+	px_status s2 = h_status(h, 2);
 	cr_assert_geq(h_snapshots_installed(h, 2), 1);
 	cr_assert_geq(s2.commit, s0.commit);
 	size_t a0, a2;
@@ -716,7 +716,7 @@ Test(learn, far_behind_installs_snapshot, .init = setup3, .fini = teardown)
 	for (uint64_t k = 1; k <= n; k++)
 		cr_assert_eq(h_sm_count(h, 2, 12, k), 1);
 	/* And it keeps up from there. */
-	cr_assert_eq(submit_wait(0, 12, n + 1, "after").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 12, n + 1, "after").status, PX_REPLY_OK);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	cr_assert_eq(h_sm_count(h, 2, 12, n + 1), 1);
 	SAFE();
@@ -729,18 +729,18 @@ Test(learn, restart_replays_snapshot_and_votes, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	ld_ballot b = h_status(h, 0).ballot;
+	px_ballot b = h_status(h, 0).ballot;
 	uint64_t n = LD_SNAPSHOT_EVERY_SLOTS + 20;
 	for (uint64_t k = 1; k <= n; k++)
-		cr_assert_eq(submit_wait(0, 14, k, "r").status, LD_REPLY_OK);
+		cr_assert_eq(submit_wait(0, 14, k, "r").status, PX_REPLY_OK);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
-	ld_status before = h_status(h, 1);
+	px_status before = h_status(h, 1);
 	cr_assert_geq(before.commit, n);
 	cr_assert_gt(before.base, 0, "replica 1 never took a snapshot");
 
 	h_crash(h, 1);
 	cr_assert_eq(h_restart(h, 1), 0, "a durable record was refused");
-	ld_status st = h_status(h, 1);
+	px_status st = h_status(h, 1);
 	cr_assert_eq(st.commit, before.commit, "restored to %llu, not %llu",
 		     (unsigned long long)st.commit,
 		     (unsigned long long)before.commit);
@@ -762,56 +762,56 @@ Test(learn, restart_replays_snapshot_and_votes, .init = setup3,
 
 /* A replica on its own disk, with a state machine that counts. */
 typedef struct tiny_sm {
-	ld_sm base;
+	px_sm base;
 	uint64_t applied;
 } tiny_sm;
 
-static size_t tiny_apply(ld_sm *sm, uint64_t slot, const ld_cmd *cmd,
+static size_t tiny_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 			 uint8_t *out, size_t cap)
 {
 	((tiny_sm *)sm)->applied++;
 	return 0;
 }
 
-static int tiny_snapshot(ld_sm *sm, uint8_t **out, size_t *len)
+static int tiny_snapshot(px_sm *sm, uint8_t **out, size_t *len)
 {
 	*out = malloc(1);
 	*len = 0;
 	return *out != NULL ? 0 : -1;
 }
 
-static int tiny_restore(ld_sm *sm, const uint8_t *buf, size_t len)
+static int tiny_restore(px_sm *sm, const uint8_t *buf, size_t len)
 {
 	return 0;
 }
 
-static uint64_t tiny_digest(ld_sm *sm)
+static uint64_t tiny_digest(px_sm *sm)
 {
 	return ((tiny_sm *)sm)->applied;
 }
 
-static const ld_sm_ops tiny_ops = {tiny_apply, tiny_snapshot, tiny_restore,
+static const px_sm_ops tiny_ops = {tiny_apply, tiny_snapshot, tiny_restore,
 				   tiny_digest};
 
 /* Replays recs into a fresh replica 2 of 3; returns what it applied. */
-static uint64_t restored_commit(const ld_record *recs, size_t n)
+static uint64_t restored_commit(const px_record *recs, size_t n)
 {
 	tiny_sm sm = {.base = {.ops = &tiny_ops}};
-	ld_config cfg;
-	ld_config_default(&cfg, 2, 3);
-	ld_replica *r = ld_replica_new(&cfg, &sm.base);
+	px_config cfg;
+	px_config_default(&cfg, 2, 3);
+	px_replica *r = px_replica_new(&cfg, &sm.base);
 	cr_assert_not_null(r);
 	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(ld_replica_restore(r, &recs[i]), 0);
-	ld_status st;
-	ld_replica_status(r, &st);
-	ld_replica_free(r);
+		cr_assert_eq(px_replica_restore(r, &recs[i]), 0);
+	px_status st;
+	px_replica_status(r, &st);
+	px_replica_free(r);
 	return st.applied;
 }
 
-static ld_record chosen_rec(uint64_t slot, ld_ballot b)
+static px_record chosen_rec(uint64_t slot, px_ballot b)
 {
-	return (ld_record){.type = LD_REC_CHOSEN, .slot = slot, .ballot = b};
+	return (px_record){.type = PX_REC_CHOSEN, .slot = slot, .ballot = b};
 }
 
 /* A chosen hint names one vote: (slot, ballot). It is applied when that
@@ -822,36 +822,36 @@ static ld_record chosen_rec(uint64_t slot, ld_ballot b)
  * applied as it is. */
 Test(learn, a_chosen_hint_names_one_vote)
 {
-	ld_ballot b1 = {1, 0}, b2 = {2, 1};
-	ld_value *a = value_of("a", 1, 1), *w = value_of("w", 1, 2);
-	ld_record ok[] = {vote_rec(1, b1, a), chosen_rec(1, b1),
+	px_ballot b1 = {1, 0}, b2 = {2, 1};
+	px_value *a = value_of("a", 1, 1), *w = value_of("w", 1, 2);
+	px_record ok[] = {vote_rec(1, b1, a), chosen_rec(1, b1),
 			  vote_rec(2, b1, a), chosen_rec(2, b1)};
 	cr_assert_eq(restored_commit(ok, 4), 2);
 
-	ld_record replaced[] = {vote_rec(1, b1, a), vote_rec(1, b2, w),
+	px_record replaced[] = {vote_rec(1, b1, a), vote_rec(1, b2, w),
 				chosen_rec(1, b1)};
 	cr_assert_eq(restored_commit(replaced, 3), 0);
 
-	ld_record none[] = {chosen_rec(1, b1)};
+	px_record none[] = {chosen_rec(1, b1)};
 	cr_assert_eq(restored_commit(none, 1), 0, "a hint without its vote");
 
 	/* A hint with the value (learned by catch-up, no vote of ours holds
 	 * it) is applied whatever we voted. */
-	ld_record learned[] = {vote_rec(1, b1, a),
+	px_record learned[] = {vote_rec(1, b1, a),
 			       chosen_rec(1, b1),
 			       vote_rec(2, b2, w),
-			       {.type = LD_REC_CHOSEN, .slot = 2, .value = a}};
+			       {.type = PX_REC_CHOSEN, .slot = 2, .value = a}};
 	cr_assert_eq(restored_commit(learned, 4), 2);
-	ld_record bare[] = {{.type = LD_REC_CHOSEN, .slot = 1, .value = w}};
+	px_record bare[] = {{.type = PX_REC_CHOSEN, .slot = 1, .value = w}};
 	cr_assert_eq(restored_commit(bare, 1), 1);
 
 	/* A gap waits; the slot before it fills it. */
-	ld_record gap[] = {vote_rec(1, b1, a), vote_rec(2, b1, a),
+	px_record gap[] = {vote_rec(1, b1, a), vote_rec(2, b1, a),
 			   chosen_rec(2, b1), chosen_rec(1, b1)};
 	cr_assert_eq(restored_commit(gap, 3), 0);
 	cr_assert_eq(restored_commit(gap, 4), 2);
-	ld_value_unref(a);
-	ld_value_unref(w);
+	px_value_unref(a);
+	px_value_unref(w);
 }
 
 /* ---- leader stability ------------------------------------------------- */
@@ -861,12 +861,12 @@ Test(learn, a_chosen_hint_names_one_vote)
 Test(stability, heartbeats_keep_followers, .init = setup3, .fini = teardown)
 {
 	elect(0);
-	ld_ballot b = h_status(h, 0).ballot;
+	px_ballot b = h_status(h, 0).ballot;
 	for (int i = 0; i < 200; i++) {
 		h_run_for(h, H_HEARTBEAT_US / 2, H_HEARTBEAT_US / 2);
 		for (uint32_t r = 1; r < 3; r++) {
-			ld_status st = h_status(h, r);
-			cr_assert_eq(st.role, LD_FOLLOWER,
+			px_status st = h_status(h, r);
+			cr_assert_eq(st.role, PX_FOLLOWER,
 				     "replica %u campaigned at t=%llu", r,
 				     (unsigned long long)h_now(h));
 			cr_assert_eq(st.leader, 0);
@@ -874,7 +874,7 @@ Test(stability, heartbeats_keep_followers, .init = setup3, .fini = teardown)
 		}
 	}
 	BALLOT_EQ(h_status(h, 0).ballot, b);
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	SAFE();
 }
 
@@ -885,17 +885,17 @@ Test(stability, heartbeats_keep_followers, .init = setup3, .fini = teardown)
 Test(stability, partitioned_follower_returns, .init = setup3, .fini = teardown)
 {
 	elect(0);
-	ld_ballot b = h_status(h, 0).ballot;
+	px_ballot b = h_status(h, 0).ballot;
 	h_isolate(h, 2, true);
 	for (uint64_t k = 1; k <= 5; k++) {
-		cr_assert_eq(submit_wait(0, 13, k, "p").status, LD_REPLY_OK);
+		cr_assert_eq(submit_wait(0, 13, k, "p").status, PX_REPLY_OK);
 		h_run_for(h, H_ELECTION_US, H_HEARTBEAT_US);
 	}
 	/* The majority side never noticed. */
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	BALLOT_EQ(h_status(h, 0).ballot, b);
-	cr_assert_eq(h_status(h, 1).role, LD_FOLLOWER);
-	cr_assert_neq(h_status(h, 2).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 1).role, PX_FOLLOWER);
+	cr_assert_neq(h_status(h, 2).role, PX_LEADER);
 
 	/* Back: its promise is above the leader's ballot, so the leader's next
 	 * heartbeat is rejected and the leader runs phase 1 again, above it.
@@ -905,15 +905,15 @@ Test(stability, partitioned_follower_returns, .init = setup3, .fini = teardown)
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	int leader = h_leader(h);
 	cr_assert_eq(leader, 0, "the returning follower deposed the leader");
-	cr_assert_eq(h_status(h, 2).role, LD_FOLLOWER);
+	cr_assert_eq(h_status(h, 2).role, PX_FOLLOWER);
 	cr_assert_eq(h_status(h, 2).leader, 0);
 	int leaders = 0;
 	for (uint32_t i = 0; i < 3; i++)
-		leaders += h_status(h, i).role == LD_LEADER;
+		leaders += h_status(h, i).role == PX_LEADER;
 	cr_assert_eq(leaders, 1);
 	for (uint64_t k = 6; k <= 10; k++)
 		cr_assert_eq(submit_wait((uint32_t)leader, 13, k, "q").status,
-			     LD_REPLY_OK);
+			     PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint32_t i = 0; i < 3; i++)
 		for (uint64_t k = 1; k <= 10; k++)
@@ -939,13 +939,13 @@ Test(exactly_once, retry_applied_once, .init = setup3, .fini = teardown)
 	h_run_until_quiet(h);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	size_t n;
-	const ld_reply *rs = h_replies(h, 0, &n);
-	const ld_reply *first = NULL;
+	const px_reply *rs = h_replies(h, 0, &n);
+	const px_reply *first = NULL;
 	size_t answers = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (rs[i].client_id != 21 || rs[i].seq != 1)
 			continue;
-		cr_assert_eq(rs[i].status, LD_REPLY_OK);
+		cr_assert_eq(rs[i].status, PX_REPLY_OK);
 		if (first == NULL)
 			first = &rs[i];
 		cr_assert_eq(rs[i].slot, first->slot);
@@ -954,18 +954,18 @@ Test(exactly_once, retry_applied_once, .init = setup3, .fini = teardown)
 		answers++;
 	}
 	cr_assert_geq(answers, 1);
-	ld_reply one = *first;
+	px_reply one = *first;
 
 	/* A retry long after: answered from the client table, not reapplied. */
-	ld_reply again = submit_wait(0, 21, 1, "inc");
-	cr_assert_eq(again.status, LD_REPLY_OK);
+	px_reply again = submit_wait(0, 21, 1, "inc");
+	cr_assert_eq(again.status, PX_REPLY_OK);
 	cr_assert_eq(again.slot, one.slot);
 	cr_assert_eq(again.result_len, one.result_len);
 	cr_assert_eq(memcmp(again.result, one.result, one.result_len), 0);
 
 	/* The next seq is a new command. */
-	ld_reply next = submit_wait(0, 21, 2, "inc");
-	cr_assert_eq(next.status, LD_REPLY_OK);
+	px_reply next = submit_wait(0, 21, 2, "inc");
+	cr_assert_eq(next.status, PX_REPLY_OK);
 	cr_assert_gt(next.slot, one.slot);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint32_t i = 0; i < 3; i++) {
@@ -985,25 +985,25 @@ Test(exactly_once, retry_after_failover, .init = setup3, .fini = teardown)
 	elect(0);
 	cr_assert_eq(h_submit(h, 0, 50, 1, "once"), 0);
 	h_sync(h, 0);
-	h_drop(h, h_f(0, 2, LD_MSG_ACCEPT));
-	cr_assert_eq(h_deliver(h, h_f(0, 1, LD_MSG_ACCEPT)), 1);
+	h_drop(h, h_f(0, 2, PX_MSG_ACCEPT));
+	cr_assert_eq(h_deliver(h, h_f(0, 1, PX_MSG_ACCEPT)), 1);
 	h_sync(h, 1);
 	h_crash(h, 0);
 	h_drop(h, H_ALL);
 
 	time_out(2);
-	cr_assert_eq(h_status(h, 2).role, LD_CANDIDATE);
+	cr_assert_eq(h_status(h, 2).role, PX_CANDIDATE);
 	cr_assert_eq(h_submit(h, 2, 50, 1, "once"), 0); /* the retry */
 	h_run_until_quiet(h);
-	cr_assert_eq(h_status(h, 2).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 2).role, PX_LEADER);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 
 	cr_assert(h_value_is(h_learned(h, 1), "once"));
 	cr_assert(h_value_is(h_learned(h, 2), "once"),
 		  "expected the queued retry in slot 2");
-	const ld_reply *r = h_reply_for(h, 2, 50, 1);
+	const px_reply *r = h_reply_for(h, 2, 50, 1);
 	cr_assert_not_null(r);
-	cr_assert_eq(r->status, LD_REPLY_OK);
+	cr_assert_eq(r->status, PX_REPLY_OK);
 	cr_assert_eq(r->slot, 1, "answered with slot %llu",
 		     (unsigned long long)r->slot);
 	for (uint32_t i = 1; i < 3; i++)
@@ -1025,31 +1025,31 @@ Test(exactly_once, retry_after_leader_reruns_phase1, .init = setup3,
 	BALLOT_GT(h_status(h, 2).promised, h_status(h, 0).ballot);
 
 	cr_assert_eq(h_submit(h, 0, 60, 1, "lost"), 0);
-	cr_assert_eq(h_drop(h, h_f(0, H_ANY, LD_MSG_ACCEPT)), 2);
+	cr_assert_eq(h_drop(h, h_f(0, H_ANY, PX_MSG_ACCEPT)), 2);
 	h_isolate(h, 2, false);
 	h_tick(h, 0, h_now(h) + H_HEARTBEAT_US);
-	h_drop(h, h_f(0, H_ANY, LD_MSG_ACCEPT));
-	h_drop(h, h_f(0, 1, LD_MSG_COMMIT));
-	cr_assert_eq(h_deliver(h, h_f(0, 2, LD_MSG_COMMIT)), 1);
-	cr_assert_eq(h_deliver(h, h_f(2, 0, LD_MSG_REJECT)), 1);
-	cr_assert_eq(h_status(h, 0).role, LD_CANDIDATE);
+	h_drop(h, h_f(0, H_ANY, PX_MSG_ACCEPT));
+	h_drop(h, h_f(0, 1, PX_MSG_COMMIT));
+	cr_assert_eq(h_deliver(h, h_f(0, 2, PX_MSG_COMMIT)), 1);
+	cr_assert_eq(h_deliver(h, h_f(2, 0, PX_MSG_REJECT)), 1);
+	cr_assert_eq(h_status(h, 0).role, PX_CANDIDATE);
 	h_drop(h, h_f(2, H_ANY, H_ANY));
 	/* 1 and 2 promise before 0's own promise (with its vote) is durable,
 	 * if the core lets that happen. */
-	if (h_count(h, h_f(0, H_ANY, LD_MSG_PREPARE)) == 0)
+	if (h_count(h, h_f(0, H_ANY, PX_MSG_PREPARE)) == 0)
 		h_sync(h, 0);
-	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, LD_MSG_PREPARE)), 2);
+	cr_assert_eq(h_deliver(h, h_f(0, H_ANY, PX_MSG_PREPARE)), 2);
 	h_sync(h, 1);
 	h_sync(h, 2);
-	h_deliver(h, h_f(H_ANY, 0, LD_MSG_PROMISE));
-	if (h_status(h, 0).role != LD_LEADER)
+	h_deliver(h, h_f(H_ANY, 0, PX_MSG_PROMISE));
+	if (h_status(h, 0).role != PX_LEADER)
 		h_sync(h, 0);
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
 	h_run_until_quiet(h);
 
 	/* The client retries at the same leader and must get an answer. */
-	ld_reply r = submit_wait(0, 60, 1, "lost");
-	cr_assert_eq(r.status, LD_REPLY_OK);
+	px_reply r = submit_wait(0, 60, 1, "lost");
+	cr_assert_eq(r.status, PX_REPLY_OK);
 	cr_assert_eq(h_sm_count(h, 0, 60, 1), 1);
 	SAFE();
 }
@@ -1060,9 +1060,9 @@ Test(exactly_once, follower_points_to_leader, .init = setup3, .fini = teardown)
 	elect(0);
 	h_run_for(h, 2 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	cr_assert_eq(h_submit(h, 1, 30, 1, "x"), 0);
-	const ld_reply *r = h_reply_for(h, 1, 30, 1);
+	const px_reply *r = h_reply_for(h, 1, 30, 1);
 	cr_assert_not_null(r);
-	cr_assert_eq(r->status, LD_REPLY_NOT_LEADER);
+	cr_assert_eq(r->status, PX_REPLY_NOT_LEADER);
 	cr_assert_eq(r->leader_hint, 0);
 	cr_assert_eq(h_sm_count(h, 0, 30, 1), 0);
 	SAFE();
@@ -1080,11 +1080,11 @@ static void wipe_while_cut_off(ld_mutant mutant)
 	for (uint32_t i = 0; i < 3; i++)
 		h_config(h, i)->mutant = mutant;
 	elect(0);
-	cr_assert_eq(submit_wait(0, 21, 1, "before").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 21, 1, "before").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	h_isolate(h, 2, true);
-	ld_reply x = submit_wait(0, 21, 2, "X");
-	cr_assert_eq(x.status, LD_REPLY_OK);
+	px_reply x = submit_wait(0, 21, 2, "X");
+	cr_assert_eq(x.status, PX_REPLY_OK);
 	cr_assert(h_value_is(h_chosen(h, 1, x.slot), "X") ||
 		  h_chosen(h, 1, x.slot) == NULL);
 	cr_assert_null(h_chosen(h, 2, x.slot), "r2 was cut off");
@@ -1106,7 +1106,7 @@ static void wipe_while_cut_off(ld_mutant mutant)
 	cr_assert_geq(leader, 0, "no leader once r0 is back");
 	(void)submit_wait((uint32_t)leader, 23, 1, "Z");
 	h_run_for(h, 5 * H_ELECTION_US, H_HEARTBEAT_US);
-	if (mutant == LD_MUTANT_NONE) {
+	if (mutant == PX_MUTANT_NONE) {
 		for (uint32_t i = 0; i < 3; i++)
 			cr_assert(h_value_is(h_chosen(h, i, x.slot), "X") ||
 					  h_status(h, i).base >= x.slot,
@@ -1118,7 +1118,7 @@ static void wipe_while_cut_off(ld_mutant mutant)
 Test(recovery, wiped_replica_waits_while_a_disk_is_missing, .init = setup3,
      .fini = teardown)
 {
-	wipe_while_cut_off(LD_MUTANT_NONE);
+	wipe_while_cut_off(PX_MUTANT_NONE);
 	SAFE();
 }
 
@@ -1126,7 +1126,7 @@ Test(recovery, wiped_replica_waits_while_a_disk_is_missing, .init = setup3,
 Test(recovery, wiped_replica_voting_at_once_forks_the_ledger, .init = setup3,
      .fini = teardown)
 {
-	wipe_while_cut_off(LD_MUTANT_WIPED_VOTES);
+	wipe_while_cut_off(PX_MUTANT_WIPED_VOTES);
 	cr_assert(!h_ok(h), "the mutant went unnoticed");
 	cr_assert(strstr(h_error(h), "other than the one learned before") !=
 			  NULL,
@@ -1140,7 +1140,7 @@ Test(recovery, wiped_replica_neither_promises_nor_votes, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	cr_assert_eq(submit_wait(0, 31, 1, "a").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 31, 1, "a").status, PX_REPLY_OK);
 	h_wipe(h, 1);
 	cr_assert_eq(h_restart(h, 1), 0);
 	h_crash(h, 0);
@@ -1151,11 +1151,11 @@ Test(recovery, wiped_replica_neither_promises_nor_votes, .init = setup3,
 	cr_assert_eq(h_leader(h), -1);
 	cr_assert_eq(h_learned_max(h), before);
 	size_t n;
-	const ld_record *d = h_disk(h, 1, &n);
+	const px_record *d = h_disk(h, 1, &n);
 	for (size_t i = 0; i < n; i++)
-		cr_assert(d[i].type != LD_REC_PROMISE &&
-				  d[i].type != LD_REC_VOTE &&
-				  d[i].type != LD_REC_JOINED,
+		cr_assert(d[i].type != PX_REC_PROMISE &&
+				  d[i].type != PX_REC_VOTE &&
+				  d[i].type != PX_REC_JOINED,
 			  "a recovering replica wrote record type %d",
 			  d[i].type);
 	SAFE();
@@ -1169,25 +1169,25 @@ Test(recovery, wiped_replica_rejoins_and_counts, .init = setup3,
 {
 	elect(0);
 	for (uint64_t k = 1; k <= 5; k++)
-		cr_assert_eq(submit_wait(0, 41, k, "w").status, LD_REPLY_OK);
-	ld_ballot b0 = h_status(h, 0).ballot;
+		cr_assert_eq(submit_wait(0, 41, k, "w").status, PX_REPLY_OK);
+	px_ballot b0 = h_status(h, 0).ballot;
 	h_wipe(h, 1);
 	cr_assert_eq(h_restart(h, 1), 0);
 	cr_assert_not(h_status(h, 1).voter);
 	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
-	ld_status s1 = h_status(h, 1);
+	px_status s1 = h_status(h, 1);
 	cr_assert(s1.voter, "r1 did not rejoin");
 	int leader = h_leader(h);
 	cr_assert_geq(leader, 0);
-	ld_ballot bl = h_status(h, (uint32_t)leader).ballot;
+	px_ballot bl = h_status(h, (uint32_t)leader).ballot;
 	BALLOT_GT(bl, b0);
 	BALLOT_GT(bl, s1.recover_above);
 	cr_assert_geq(s1.applied, 5);
 	size_t n;
-	const ld_record *d = h_disk(h, 1, &n);
+	const px_record *d = h_disk(h, 1, &n);
 	bool joined = false;
 	for (size_t i = 0; i < n; i++)
-		joined |= d[i].type == LD_REC_JOINED;
+		joined |= d[i].type == PX_REC_JOINED;
 	cr_assert(joined);
 
 	/* It counts: stop the third, and the cell still chooses. */
@@ -1196,7 +1196,7 @@ Test(recovery, wiped_replica_rejoins_and_counts, .init = setup3,
 	h_run_for(h, 3 * H_ELECTION_US, H_HEARTBEAT_US);
 	int l = h_leader(h);
 	cr_assert_geq(l, 0);
-	cr_assert_eq(submit_wait((uint32_t)l, 41, 6, "w").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait((uint32_t)l, 41, 6, "w").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint64_t k = 1; k <= 6; k++)
 		cr_assert_eq(h_sm_count(h, 1, 41, k), 1,
@@ -1225,15 +1225,15 @@ Test(recovery, new_cell_forms_only_when_everyone_is_empty, .init = setup3,
 	int leader = h_leader(h);
 	cr_assert_geq(leader, 0);
 	cr_assert_eq(submit_wait((uint32_t)leader, 51, 1, "n").status,
-		     LD_REPLY_OK);
+		     PX_REPLY_OK);
 	SAFE();
 }
 
 /* ---- stray and forged peer messages (issue 14) ------------------------ */
 
-static ld_msg *forged(ld_msg_type t, uint32_t from, uint32_t to)
+static px_msg *forged(px_msg_type t, uint32_t from, uint32_t to)
 {
-	ld_msg *m = calloc(1, sizeof *m);
+	px_msg *m = calloc(1, sizeof *m);
 	cr_assert_not_null(m);
 	m->type = t;
 	m->from = from;
@@ -1248,35 +1248,35 @@ Test(forged, accept_above_a_live_leader_is_ignored, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	cr_assert_eq(submit_wait(0, 61, 1, "a").status, LD_REPLY_OK);
-	ld_ballot b = h_status(h, 1).promised;
-	ld_msg *m = forged(LD_MSG_ACCEPT, 2, 1);
-	m->ballot = (ld_ballot){LD_ROUND_MAX - 1, 2};
+	cr_assert_eq(submit_wait(0, 61, 1, "a").status, PX_REPLY_OK);
+	px_ballot b = h_status(h, 1).promised;
+	px_msg *m = forged(PX_MSG_ACCEPT, 2, 1);
+	m->ballot = (px_ballot){PX_ROUND_MAX - 1, 2};
 	m->slot = h_status(h, 1).commit + 1;
 	m->value = value_of("forged", 62, 1);
 	h_inject(h, m);
 	h_run_until_quiet(h);
 	BALLOT_EQ(h_status(h, 1).promised, b);
-	cr_assert_eq(submit_wait(0, 61, 2, "b").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 61, 2, "b").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	cr_assert_eq(h_sm_count(h, 1, 62, 1), 0);
 	SAFE();
 }
 
-/* A replica whose promise sits at LD_ROUND_MAX (a forged ballot, before
+/* A replica whose promise sits at PX_ROUND_MAX (a forged ballot, before
  * peers authenticated) neither campaigns with round 0 nor aborts. */
 Test(forged, rounds_never_wrap, .init = setup3, .fini = teardown)
 {
-	ld_record p = promise_rec((ld_ballot){LD_ROUND_MAX - 1, 2});
+	px_record p = promise_rec((px_ballot){PX_ROUND_MAX - 1, 2});
 	h_crash(h, 1);
 	cr_assert_eq(h_disk_append(h, 1, &p), 0);
 	cr_assert_eq(h_restart(h, 1), 0);
 	time_out(1);
 	h_run_until_quiet(h);
-	ld_status s = h_status(h, 1);
-	cr_assert_neq(s.role, LD_CANDIDATE);
-	cr_assert_neq(s.role, LD_LEADER);
-	BALLOT_EQ(s.promised, ((ld_ballot){LD_ROUND_MAX - 1, 2}));
+	px_status s = h_status(h, 1);
+	cr_assert_neq(s.role, PX_CANDIDATE);
+	cr_assert_neq(s.role, PX_LEADER);
+	BALLOT_EQ(s.promised, ((px_ballot){PX_ROUND_MAX - 1, 2}));
 	SAFE();
 }
 
@@ -1286,22 +1286,22 @@ Test(forged, unsolicited_snapshot_and_catchup_are_dropped, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	cr_assert_eq(submit_wait(0, 71, 1, "a").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 71, 1, "a").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
-	ld_status before = h_status(h, 1);
+	px_status before = h_status(h, 1);
 
-	ld_msg *c = forged(LD_MSG_CATCHUP, 2, 1);
+	px_msg *c = forged(PX_MSG_CATCHUP, 2, 1);
 	c->commit = before.commit + 29;
 	c->nvotes = 29;
 	c->votes = calloc(c->nvotes, sizeof *c->votes);
 	cr_assert_not_null(c->votes);
 	for (uint32_t i = 0; i < c->nvotes; i++)
 		c->votes[i] =
-			(ld_vote){.slot = before.commit + 1 + i,
+			(px_vote){.slot = before.commit + 1 + i,
 				  .value = value_of("never chosen", 72, i + 1),
 				  .chosen = true};
 	h_inject(h, c);
-	ld_msg *s = forged(LD_MSG_SNAPSHOT, 0, 1);
+	px_msg *s = forged(PX_MSG_SNAPSHOT, 0, 1);
 	s->base = before.commit + 1000;
 	s->commit = s->base;
 	s->snap_len = 16;
@@ -1309,7 +1309,7 @@ Test(forged, unsolicited_snapshot_and_catchup_are_dropped, .init = setup3,
 	cr_assert_not_null(s->snap);
 	h_inject(h, s);
 	h_run_until_quiet(h);
-	ld_status after = h_status(h, 1);
+	px_status after = h_status(h, 1);
 	cr_assert_eq(after.commit, before.commit);
 	cr_assert_eq(after.base, before.base);
 	cr_assert_eq(h_snapshots_installed(h, 1), 0);
@@ -1332,23 +1332,23 @@ static void setup_grow(void)
 		h_config(h, i)->nreplicas = 3;
 		h_config(h, i)->incarnation = 100 + i;
 	}
-	ld_config *c3 = h_config(h, 3);
+	px_config *c3 = h_config(h, 3);
 	c3->nreplicas = 0;
 	c3->incarnation = 103;
 	memset(&c3->members, 0, sizeof c3->members);
 	c3->members.n = 3;
 	for (uint32_t i = 0; i < 3; i++)
-		c3->members.m[i] = (ld_member){.id = i, .voting = true};
+		c3->members.m[i] = (px_member){.id = i, .voting = true};
 	for (uint32_t i = 0; i < 4; i++)
 		cr_assert_eq(h_restart(h, i), 0);
 	h_run_for(h, 20 * H_ELECTION_US, H_HEARTBEAT_US);
 	cr_assert_geq(h_leader(h), 0, "no cell formed");
 }
 
-static ld_change_done change_wait(uint32_t id, ld_change c, uint64_t cid)
+static px_change_done change_wait(uint32_t id, px_change c, uint64_t cid)
 {
 	cr_assert_eq(h_change(h, id, &c, cid), 0);
-	const ld_change_done *d = h_change_done(h, id, cid);
+	const px_change_done *d = h_change_done(h, id, cid);
 	for (int i = 0; d == NULL && i < 40; i++) {
 		h_run_for(h, H_HEARTBEAT_US, H_HEARTBEAT_US);
 		d = h_change_done(h, id, cid);
@@ -1360,9 +1360,9 @@ static ld_change_done change_wait(uint32_t id, ld_change c, uint64_t cid)
 
 static bool is_voting(uint32_t at, uint32_t id)
 {
-	ld_members m;
-	ld_replica_members(h_replica(h, at), &m, NULL);
-	const ld_member *x = ld_members_find(&m, id);
+	px_members m;
+	px_replica_members(h_replica(h, at), &m, NULL);
+	const px_member *x = px_members_find(&m, id);
 	return x != NULL && x->voting;
 }
 
@@ -1371,17 +1371,17 @@ Test(members, add_promote_remove_the_leader, .init = setup_grow,
 {
 	uint32_t L = (uint32_t)h_leader(h);
 	for (uint64_t k = 1; k <= 5; k++)
-		cr_assert_eq(submit_wait(L, 81, k, "w").status, LD_REPLY_OK);
+		cr_assert_eq(submit_wait(L, 81, k, "w").status, PX_REPLY_OK);
 	cr_assert_not(h_status(h, 3).member);
 
-	ld_change_done d = change_wait(
+	px_change_done d = change_wait(
 		L,
-		(ld_change){.op = LD_CHANGE_ADD,
+		(px_change){.op = PX_CHANGE_ADD,
 			    .id = 3,
 			    .peer = "tcp://p3",
 			    .client = "tcp://c3"},
 		1);
-	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+	cr_assert_eq(d.status, PX_CHANGE_DONE, "%s", d.why);
 	cr_assert_gt(d.slot, 0);
 	/* A learner first; promoted by the leader once it caught up. */
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
@@ -1391,8 +1391,8 @@ Test(members, add_promote_remove_the_leader, .init = setup_grow,
 	cr_assert_geq(h_status(h, 3).applied, 5);
 
 	/* The leader removes itself: it hands over and stops. */
-	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = L}, 2);
-	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+	d = change_wait(L, (px_change){.op = PX_CHANGE_REMOVE, .id = L}, 2);
+	cr_assert_eq(d.status, PX_CHANGE_DONE, "%s", d.why);
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	cr_assert(h_status(h, L).removed, "the removed leader goes on");
 	int L2 = h_leader(h);
@@ -1400,7 +1400,7 @@ Test(members, add_promote_remove_the_leader, .init = setup_grow,
 	cr_assert_neq((uint32_t)L2, L);
 	h_crash(h, L);
 	cr_assert_eq(submit_wait((uint32_t)L2, 81, 6, "w").status,
-		     LD_REPLY_OK);
+		     PX_REPLY_OK);
 
 	/* {the other two, 3}: one more can fail. */
 	uint32_t other = 0;
@@ -1411,7 +1411,7 @@ Test(members, add_promote_remove_the_leader, .init = setup_grow,
 	int L3 = h_leader(h);
 	cr_assert_geq(L3, 0);
 	cr_assert_eq(submit_wait((uint32_t)L3, 81, 7, "w").status,
-		     LD_REPLY_OK);
+		     PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	for (uint64_t k = 1; k <= 7; k++)
 		cr_assert_eq(h_sm_count(h, 3, 81, k), 1);
@@ -1423,17 +1423,17 @@ Test(members, changes_refused_with_a_reason, .init = setup_grow,
 {
 	uint32_t L = (uint32_t)h_leader(h);
 	uint32_t F = (L + 1) % 3;
-	ld_change add3 = {.op = LD_CHANGE_ADD,
+	px_change add3 = {.op = PX_CHANGE_ADD,
 			  .id = 3,
 			  .peer = "tcp://p3",
 			  .client = "tcp://c3"};
-	ld_change_done d = change_wait(F, add3, 1);
-	cr_assert_eq(d.status, LD_CHANGE_NOT_LEADER);
+	px_change_done d = change_wait(F, add3, 1);
+	cr_assert_eq(d.status, PX_CHANGE_NOT_LEADER);
 
 	cr_assert_eq(h_change(h, L, &add3, 2), 0);
 	/* A second change while the first is in flight. */
-	d = change_wait(L, (ld_change){.op = LD_CHANGE_REMOVE, .id = F}, 3);
-	cr_assert_eq(d.status, LD_CHANGE_BUSY);
+	d = change_wait(L, (px_change){.op = PX_CHANGE_REMOVE, .id = F}, 3);
+	cr_assert_eq(d.status, PX_CHANGE_BUSY);
 	cr_assert(strstr(d.why, "in flight") != NULL, "%s", d.why);
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	cr_assert(is_voting(L, 3));
@@ -1448,35 +1448,35 @@ Test(members, changes_refused_with_a_reason, .init = setup_grow,
 	int l = h_leader(h);
 	cr_assert_geq(l, 0);
 	d = change_wait((uint32_t)l,
-			(ld_change){.op = LD_CHANGE_REMOVE,
+			(px_change){.op = PX_CHANGE_REMOVE,
 				    .id = (uint32_t)l == F ? L : F},
 			4);
-	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert_eq(d.status, PX_CHANGE_REFUSED);
 	cr_assert(strstr(d.why, "quorum") != NULL, "%s", d.why);
 
 	/* A removed id never comes back. */
 	d = change_wait((uint32_t)l,
-			(ld_change){.op = LD_CHANGE_REMOVE, .id = G}, 5);
-	cr_assert_eq(d.status, LD_CHANGE_DONE, "%s", d.why);
+			(px_change){.op = PX_CHANGE_REMOVE, .id = G}, 5);
+	cr_assert_eq(d.status, PX_CHANGE_DONE, "%s", d.why);
 	h_run_for(h, 10 * H_ELECTION_US, H_HEARTBEAT_US);
 	l = h_leader(h);
 	cr_assert_geq(l, 0);
 	d = change_wait((uint32_t)l,
-			(ld_change){.op = LD_CHANGE_ADD,
+			(px_change){.op = PX_CHANGE_ADD,
 				    .id = G,
 				    .peer = "tcp://again",
 				    .client = "tcp://again"},
 			6);
-	cr_assert_eq(d.status, LD_CHANGE_REFUSED);
+	cr_assert_eq(d.status, PX_CHANGE_REFUSED);
 	cr_assert(strstr(d.why, "never") != NULL, "%s", d.why);
 	SAFE();
 }
 
-/* ---- alpha: a change takes effect LD_ALPHA slots on ------------------- */
+/* ---- alpha: a change takes effect PX_ALPHA slots on ------------------- */
 
 /* What the scenario below does with a message in flight. */
 enum { PASS = 0, DROP, HOLD };
-static int (*hold_fn)(const ld_msg *m);
+static int (*hold_fn)(const px_msg *m);
 static uint64_t hold_s1; /* the slot the deliveries treat specially */
 
 /* Delivers and syncs until quiet, dropping and holding back what hold_fn
@@ -1486,7 +1486,7 @@ static void run_filtered(void)
 	for (int guard = 0; guard < 100000; guard++) {
 		bool any = false;
 		for (size_t i = 0; i < h_count(h, H_ALL) && !any; i++) {
-			const ld_msg *m = h_peek(h, H_ALL, i);
+			const px_msg *m = h_peek(h, H_ALL, i);
 			int what = hold_fn != NULL ? hold_fn(m) : PASS;
 			h_filter f = h_fs((int)m->from, (int)m->to,
 					  (int)m->type, (int64_t)m->slot);
@@ -1516,20 +1516,20 @@ static void run_filtered_for(uint64_t dur_us)
 
 /* r2 hears heartbeats (and answers them) but no decree; r3 and r4 hear no
  * commit announcement (they never learn what they voted for was chosen). */
-static int hold_phase1(const ld_msg *m)
+static int hold_phase1(const px_msg *m)
 {
-	if (m->to == 2 && (m->type == LD_MSG_ACCEPT ||
-			   m->type == LD_MSG_CATCHUP ||
-			   m->type == LD_MSG_SNAPSHOT))
+	if (m->to == 2 && (m->type == PX_MSG_ACCEPT ||
+			   m->type == PX_MSG_CATCHUP ||
+			   m->type == PX_MSG_SNAPSHOT))
 		return DROP;
-	if (m->from == 2 && m->type == LD_MSG_CATCHUP_REQ)
+	if (m->from == 2 && m->type == PX_MSG_CATCHUP_REQ)
 		return DROP;
 	if ((m->to == 3 || m->to == 4) &&
-	    (m->type == LD_MSG_COMMIT || m->type == LD_MSG_CATCHUP ||
-	     m->type == LD_MSG_SNAPSHOT || m->type == LD_MSG_PROBE_ACK))
+	    (m->type == PX_MSG_COMMIT || m->type == PX_MSG_CATCHUP ||
+	     m->type == PX_MSG_SNAPSHOT || m->type == PX_MSG_PROBE_ACK))
 		return DROP;
 	/* The first removal's decree is voted by 0, 1 and 4 alone. */
-	if (m->to == 3 && m->type == LD_MSG_ACCEPT && m->slot == hold_s1)
+	if (m->to == 3 && m->type == PX_MSG_ACCEPT && m->slot == hold_s1)
 		return DROP;
 	return PASS;
 }
@@ -1558,45 +1558,45 @@ static uint64_t remove_two_quickly(ld_mutant mutant)
 		time_out(0);
 		h_run_until_quiet(h);
 	}
-	cr_assert_eq(h_status(h, 0).role, LD_LEADER);
-	cr_assert_eq(submit_wait(0, 91, 1, "before").status, LD_REPLY_OK);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER);
+	cr_assert_eq(submit_wait(0, 91, 1, "before").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 
 	hold_fn = hold_phase1;
 	hold_s1 = h_status(h, 0).next_slot;
 	run_filtered_for(3 * H_HEARTBEAT_US);
-	ld_change rm4 = {.op = LD_CHANGE_REMOVE, .id = 4};
+	px_change rm4 = {.op = PX_CHANGE_REMOVE, .id = 4};
 	cr_assert_eq(h_change(h, 0, &rm4, 1), 0);
 	run_filtered_for(3 * H_HEARTBEAT_US);
-	const ld_change_done *d = h_change_done(h, 0, 1);
+	const px_change_done *d = h_change_done(h, 0, 1);
 	cr_assert_not_null(d);
-	cr_assert_eq(d->status, LD_CHANGE_DONE, "%s", d->why);
+	cr_assert_eq(d->status, PX_CHANGE_DONE, "%s", d->why);
 	cr_assert_eq(d->slot, hold_s1);
 
-	ld_change rm3 = {.op = LD_CHANGE_REMOVE, .id = 3};
+	px_change rm3 = {.op = PX_CHANGE_REMOVE, .id = 3};
 	cr_assert_eq(h_change(h, 0, &rm3, 2), 0);
 	run_filtered_for(3 * H_HEARTBEAT_US);
 	d = h_change_done(h, 0, 2);
 	cr_assert_not_null(d);
-	if (d->status != LD_CHANGE_DONE)
+	if (d->status != PX_CHANGE_DONE)
 		return 0;
 	cr_assert_eq(h_submit(h, 0, 91, 2, "X"), 0);
 	run_filtered_for(3 * H_HEARTBEAT_US);
-	const ld_reply *x = h_reply_for(h, 0, 91, 2);
+	const px_reply *x = h_reply_for(h, 0, 91, 2);
 	cr_assert_not_null(x);
-	cr_assert_eq(x->status, LD_REPLY_OK);
+	cr_assert_eq(x->status, PX_REPLY_OK);
 	return x->slot;
 }
 
 /* The second phase: r2 with r3 and r4 only; the 2b answers for the first
  * removal's slot reach r2 last. */
-static int hold_phase2(const ld_msg *m)
+static int hold_phase2(const px_msg *m)
 {
 	if ((m->to == 3 || m->to == 4) && m->from != 2)
 		return DROP; /* r3 and r4 learn nothing from r0 and r1 */
 	if ((m->from == 3 || m->from == 4) && m->to != 2)
 		return DROP;
-	if (m->to == 2 && m->type == LD_MSG_ACCEPTED && m->slot == hold_s1 &&
+	if (m->to == 2 && m->type == PX_MSG_ACCEPTED && m->slot == hold_s1 &&
 	    m->from != 2)
 		return HOLD;
 	return PASS;
@@ -1611,7 +1611,7 @@ static void stale_leader_chooses(void)
 	hold_fn = hold_phase2;
 	time_out(2);
 	run_filtered();
-	cr_assert_eq(h_status(h, 2).role, LD_LEADER, "r2 did not win");
+	cr_assert_eq(h_status(h, 2).role, PX_LEADER, "r2 did not win");
 	cr_assert_eq(h_submit(h, 2, 92, 1, "Y"), 0);
 	run_filtered();
 	/* Now the held answers. */
@@ -1626,8 +1626,8 @@ static void stale_leader_chooses(void)
  * the five. */
 Test(alpha, a_stale_majority_governs_only_its_slots)
 {
-	uint64_t xslot = remove_two_quickly(LD_MUTANT_NONE);
-	cr_assert_gt(xslot, hold_s1 + LD_ALPHA, "X at %llu",
+	uint64_t xslot = remove_two_quickly(PX_MUTANT_NONE);
+	cr_assert_gt(xslot, hold_s1 + PX_ALPHA, "X at %llu",
 		     (unsigned long long)xslot);
 	SAFE();
 	stale_leader_chooses();
@@ -1639,7 +1639,7 @@ Test(alpha, a_stale_majority_governs_only_its_slots)
 
 Test(alpha, changes_in_effect_at_once_fork_the_ledger)
 {
-	uint64_t xslot = remove_two_quickly(LD_MUTANT_ALPHA_ZERO);
+	uint64_t xslot = remove_two_quickly(PX_MUTANT_ALPHA_ZERO);
 	cr_assert_eq(xslot, hold_s1 + 2, "X at %llu",
 		     (unsigned long long)xslot);
 	SAFE();
@@ -1673,11 +1673,11 @@ Test(snapshot, taken_by_the_bytes_of_the_ledger_not_every_n_slots)
 	cr_assert_geq(l, 0);
 	for (uint64_t k = 1; k <= 200; k++)
 		cr_assert_eq(submit_wait((uint32_t)l, 95, k, "x").status,
-			     LD_REPLY_OK);
+			     PX_REPLY_OK);
 	size_t n, snaps = 0;
-	const ld_record *d = h_disk(h, (uint32_t)l, &n);
+	const px_record *d = h_disk(h, (uint32_t)l, &n);
 	for (size_t i = 0; i < n; i++)
-		snaps += d[i].type == LD_REC_SNAPSHOT;
+		snaps += d[i].type == PX_REC_SNAPSHOT;
 	cr_assert_geq(snaps, 1);
 	cr_assert_leq(snaps, 6, "%zu snapshots in 200 slots", snaps);
 	SAFE();
@@ -1694,11 +1694,11 @@ Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	cr_assert_eq(submit_wait(0, 97, 1, "a").status, LD_REPLY_OK);
+	cr_assert_eq(submit_wait(0, 97, 1, "a").status, PX_REPLY_OK);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
 	uint64_t t0 = h_now(h);
 	cr_assert_eq(h_resign(h, 0), 0);
-	cr_assert_neq(h_status(h, 0).role, LD_LEADER);
+	cr_assert_neq(h_status(h, 0).role, PX_LEADER);
 	h_run_until_quiet(h);
 	int l = h_leader(h);
 	cr_assert(l == 1 || l == 2, "no handover (leader %d)", l);
@@ -1707,11 +1707,11 @@ Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
 	for (int i = 0; i < 10; i++) {
 		h_resign(h, 0);
 		h_run_for(h, H_ELECTION_US / 2, H_HEARTBEAT_US);
-		cr_assert_neq(h_status(h, 0).role, LD_LEADER);
-		cr_assert_neq(h_status(h, 0).role, LD_CANDIDATE);
+		cr_assert_neq(h_status(h, 0).role, PX_LEADER);
+		cr_assert_neq(h_status(h, 0).role, PX_CANDIDATE);
 	}
 	cr_assert_eq(submit_wait((uint32_t)h_leader(h), 97, 2, "b").status,
-		     LD_REPLY_OK);
+		     PX_REPLY_OK);
 	SAFE();
 }
 
@@ -1722,14 +1722,14 @@ Test(members, a_new_leader_asks_to_wait_before_it_judges, .init = setup3,
      .fini = teardown)
 {
 	elect(0);
-	ld_change rm = {.op = LD_CHANGE_REMOVE, .id = 2};
+	px_change rm = {.op = PX_CHANGE_REMOVE, .id = 2};
 	cr_assert_eq(h_change(h, 0, &rm, 1), 0);
-	const ld_change_done *d = h_change_done(h, 0, 1);
+	const px_change_done *d = h_change_done(h, 0, 1);
 	cr_assert_not_null(d);
-	cr_assert_eq(d->status, LD_CHANGE_BUSY, "%d: %s", (int)d->status,
+	cr_assert_eq(d->status, PX_CHANGE_BUSY, "%d: %s", (int)d->status,
 		     d->why);
 	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
-	ld_change_done e = change_wait(0, rm, 2);
-	cr_assert_eq(e.status, LD_CHANGE_DONE, "%s", e.why);
+	px_change_done e = change_wait(0, rm, 2);
+	cr_assert_eq(e.status, PX_CHANGE_DONE, "%s", e.why);
 	SAFE();
 }

@@ -1,5 +1,5 @@
 /* The RocksDB store: records come back as written and in the order
- * ld_replica_restore needs; a snapshot drops the votes it covers in the same
+ * px_replica_restore needs; a snapshot drops the votes it covers in the same
  * write; a directory that is not this replica's, or is damaged, is refused
  * with a sentence and never crashes the process (this test runs under ASan
  * and UBSan). Every test has its own directory under /tmp: criterion forks
@@ -28,7 +28,7 @@ static char tmp[64];  /* this test's own directory, removed after */
 static char data[96]; /* tmp/data: the store, missing at the start */
 static char err[512];
 
-static const ld_store_identity ID = {
+static const ds_identity ID = {
 	.cell_id = CELL, .replica_id = 1, .nreplicas = 3};
 
 static int rm_entry(const char *path, const struct stat *st, int flag,
@@ -54,43 +54,43 @@ TestSuite(storage, .init = setup, .fini = teardown);
 
 /* ---- records ------------------------------------------------------------ */
 
-static ld_value *mkvalue(uint32_t ncmds, uint64_t salt)
+static px_value *mkvalue(uint32_t ncmds, uint64_t salt)
 {
 	uint8_t buf[4][32];
-	ld_cmd cmds[4];
+	px_cmd cmds[4];
 	cr_assert(ncmds <= 4);
 	for (uint32_t i = 0; i < ncmds; i++) {
 		for (uint32_t j = 0; j < sizeof buf[i]; j++)
 			buf[i][j] = (uint8_t)(salt * 7 + i * 31 + j);
-		cmds[i] = (ld_cmd){.client_id = salt + i + 1,
+		cmds[i] = (px_cmd){.client_id = salt + i + 1,
 				   .seq = salt * 10 + i,
 				   .len = (uint32_t)(sizeof buf[i] - i),
 				   .data = buf[i]};
 	}
-	ld_value *v = ld_value_new(cmds, ncmds);
+	px_value *v = px_value_new(cmds, ncmds);
 	cr_assert_not_null(v);
 	return v;
 }
 
-static ld_record mkvote(uint64_t slot, uint64_t round)
+static px_record mkvote(uint64_t slot, uint64_t round)
 {
-	return (ld_record){.type = LD_REC_VOTE,
+	return (px_record){.type = PX_REC_VOTE,
 			   .ballot = {.round = round, .id = 2},
 			   .slot = slot,
 			   .value = slot % 5 == 0
-					    ? ld_value_noop()
+					    ? px_value_noop()
 					    : mkvalue(1 + slot % 3, slot)};
 }
 
-static ld_record mkpromise(uint64_t round)
+static px_record mkpromise(uint64_t round)
 {
-	return (ld_record){.type = LD_REC_PROMISE,
+	return (px_record){.type = PX_REC_PROMISE,
 			   .ballot = {.round = round, .id = 0}};
 }
 
-static ld_record mksnap(uint64_t base, uint32_t len)
+static px_record mksnap(uint64_t base, uint32_t len)
 {
-	ld_record r = {.type = LD_REC_SNAPSHOT, .slot = base, .snap_len = len};
+	px_record r = {.type = PX_REC_SNAPSHOT, .slot = base, .snap_len = len};
 	if (len > 0) {
 		r.snap = malloc(len);
 		cr_assert_not_null(r.snap);
@@ -100,19 +100,19 @@ static ld_record mksnap(uint64_t base, uint32_t len)
 	return r;
 }
 
-static void clear_all(ld_record *recs, size_t n)
+static void clear_all(px_record *recs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		ld_record_clear(&recs[i]);
+		px_record_clear(&recs[i]);
 }
 
-static void expect_same(const ld_record *got, const ld_record *want)
+static void expect_same(const px_record *got, const px_record *want)
 {
 	cr_assert_eq(got->type, want->type);
 	cr_assert_eq(got->slot, want->slot);
 	cr_assert_eq(got->ballot.round, want->ballot.round);
 	cr_assert_eq(got->ballot.id, want->ballot.id);
-	cr_assert(ld_value_equal(got->value, want->value),
+	cr_assert(px_value_equal(got->value, want->value),
 		  "value of the record for slot %" PRIu64 " differs",
 		  want->slot);
 	cr_assert_eq(got->snap_len, want->snap_len);
@@ -124,11 +124,11 @@ static void expect_same(const ld_record *got, const ld_record *want)
 
 typedef struct loaded {
 	size_t n, cap;
-	ld_record *recs;
+	px_record *recs;
 	size_t stop_at; /* return 7 at this record (1-based); 0 never */
 } loaded;
 
-static int collect(const ld_record *rec, void *arg)
+static int collect(const px_record *rec, void *arg)
 {
 	loaded *l = arg;
 	if (l->n == l->cap) {
@@ -136,9 +136,9 @@ static int collect(const ld_record *rec, void *arg)
 		l->recs = realloc(l->recs, l->cap * sizeof *l->recs);
 		cr_assert_not_null(l->recs);
 	}
-	ld_record *c = &l->recs[l->n++];
+	px_record *c = &l->recs[l->n++];
 	*c = *rec;
-	c->value = ld_value_ref(rec->value);
+	c->value = px_value_ref(rec->value);
 	if (rec->snap_len > 0) {
 		c->snap = malloc(rec->snap_len);
 		cr_assert_not_null(c->snap);
@@ -154,31 +154,31 @@ static void loaded_free(loaded *l)
 	memset(l, 0, sizeof *l);
 }
 
-static loaded load_ok(ld_store *s)
+static loaded load_ok(ds_store *s)
 {
 	loaded l = {0};
-	int rv = ld_store_load(s, collect, &l, err, sizeof err);
+	int rv = ds_load(s, collect, &l, err, sizeof err);
 	cr_assert_eq(rv, 0, "load: %s", err);
 	return l;
 }
 
-static ld_store *open_ok(const char *dir, const ld_store_identity *id)
+static ds_store *open_ok(const char *dir, const ds_identity *id)
 {
-	ld_store *s = NULL;
-	int rv = ld_store_open(dir, id, &s, err, sizeof err);
+	ds_store *s = NULL;
+	int rv = ds_open(dir, id, &s, err, sizeof err);
 	cr_assert_eq(rv, 0, "open %s: %s", dir, err);
 	cr_assert_not_null(s);
 	return s;
 }
 
-/* An open that fails with want (-1: refused; LD_STORE_CORRUPT: damaged)
+/* An open that fails with want (-1: refused; DS_CORRUPT: damaged)
  * and a sentence holding needle. */
-static void open_fails(const char *dir, const ld_store_identity *id, int want,
+static void open_fails(const char *dir, const ds_identity *id, int want,
 		       const char *needle)
 {
-	ld_store *s = (ld_store *)1;
+	ds_store *s = (ds_store *)1;
 	err[0] = '\0';
-	int rv = ld_store_open(dir, id, &s, err, sizeof err);
+	int rv = ds_open(dir, id, &s, err, sizeof err);
 	cr_assert_eq(rv, want, "open %s returned %d (%s); expected %d and '%s'",
 		     dir, rv, err, want, needle);
 	cr_assert_null(s);
@@ -187,21 +187,21 @@ static void open_fails(const char *dir, const ld_store_identity *id, int want,
 	cr_log_info("refused as expected: %s", err);
 }
 
-static void open_refused(const char *dir, const ld_store_identity *id,
+static void open_refused(const char *dir, const ds_identity *id,
 			 const char *needle)
 {
 	open_fails(dir, id, -1, needle);
 }
 
-static void open_corrupt(const char *dir, const ld_store_identity *id,
+static void open_corrupt(const char *dir, const ds_identity *id,
 			 const char *needle)
 {
-	open_fails(dir, id, LD_STORE_CORRUPT, needle);
+	open_fails(dir, id, DS_CORRUPT, needle);
 }
 
-static void write_ok(ld_store *s, ld_record *recs, size_t n, bool sync)
+static void write_ok(ds_store *s, px_record *recs, size_t n, bool sync)
 {
-	int rv = ld_store_write(s, recs, n, sync, err, sizeof err);
+	int rv = ds_write(s, recs, n, sync, err, sizeof err);
 	cr_assert_eq(rv, 0, "write: %s", err);
 }
 
@@ -301,34 +301,34 @@ static void write_file(const char *path, const char *text)
 /* A store with votes 1..n in the WAL (never flushed to an .sst). */
 static void fill_votes(uint64_t n)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	for (uint64_t slot = 1; slot <= n; slot++) {
-		ld_record r = mkvote(slot, 4);
+		px_record r = mkvote(slot, 4);
 		write_ok(s, &r, 1, true);
-		ld_record_clear(&r);
+		px_record_clear(&r);
 	}
-	ld_store_close(s);
+	ds_close(s);
 }
 
 /* An open that fails, or a load that fails, as corrupt: never a crash or
  * wrong data. */
 static void expect_damage_noticed(void)
 {
-	ld_store *s = NULL;
-	int rv = ld_store_open(data, &ID, &s, err, sizeof err);
+	ds_store *s = NULL;
+	int rv = ds_open(data, &ID, &s, err, sizeof err);
 	if (rv != 0) {
 		cr_assert_null(s);
-		cr_assert_eq(rv, LD_STORE_CORRUPT, "open: %s", err);
+		cr_assert_eq(rv, DS_CORRUPT, "open: %s", err);
 		cr_assert(strstr(err, data) != NULL, "error '%s' lacks the dir",
 			  err);
 		cr_log_info("open refused: %s", err);
 		return;
 	}
 	loaded l = {0};
-	rv = ld_store_load(s, collect, &l, err, sizeof err);
+	rv = ds_load(s, collect, &l, err, sizeof err);
 	loaded_free(&l);
-	ld_store_close(s);
-	cr_assert_eq(rv, LD_STORE_CORRUPT, "damage went unnoticed: %d %s", rv,
+	ds_close(s);
+	cr_assert_eq(rv, DS_CORRUPT, "damage went unnoticed: %d %s", rv,
 		     err);
 	cr_log_info("load refused: %s", err);
 }
@@ -337,45 +337,45 @@ static void expect_damage_noticed(void)
 
 Test(storage, create_open_close_reopen)
 {
-	ld_store *s = open_ok(data, &ID); /* missing: created */
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_store *s = open_ok(data, &ID); /* missing: created */
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes + st.snapshot_base + st.snapshot_bytes +
 			     st.writes + st.synced_writes,
 		     0);
 	loaded l = load_ok(s);
 	cr_assert_eq(l.n, 0);
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 
 	s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_close(s);
 
 	/* An existing empty directory is as good as a missing one. */
 	char empty[128];
 	snprintf(empty, sizeof empty, "%s/empty", tmp);
 	cr_assert_eq(mkdir(empty, 0700), 0);
 	s = open_ok(empty, &ID);
-	ld_store_close(s);
+	ds_close(s);
 	s = open_ok(empty, &ID);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, second_open_of_the_same_directory_fails)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	open_refused(data, &ID, "cannot open");
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, invalid_identity)
 {
-	ld_store_identity bad = {
+	ds_identity bad = {
 		.cell_id = CELL, .replica_id = 3, .nreplicas = 3};
 	open_refused(data, &bad, "1 to 7 replicas");
-	bad = (ld_store_identity){.replica_id = 64, .nreplicas = 0};
+	bad = (ds_identity){.replica_id = 64, .nreplicas = 0};
 	open_refused(data, &bad, "ids stay below 64");
-	bad = (ld_store_identity){.replica_id = 0, .nreplicas = 8};
+	bad = (ds_identity){.replica_id = 0, .nreplicas = 8};
 	open_refused(data, &bad, "1 to 7 replicas");
 }
 
@@ -383,26 +383,26 @@ Test(storage, invalid_identity)
 
 Test(storage, load_order_and_contents)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 
 	/* Slots chosen so that a little-endian key would misorder them, and
 	 * written out of order: the ledger iterates by slot. */
 	const uint64_t slots[] = {65536, 2, 256, 1, 255, 3};
 	const size_t nslots = sizeof slots / sizeof slots[0];
-	ld_record votes[6];
+	px_record votes[6];
 	for (size_t i = 0; i < nslots; i++)
 		votes[i] = mkvote(slots[i], 3 + i);
 	write_ok(s, votes, 3, true);
 	write_ok(s, votes + 3, 3, false);
 
-	ld_record promise = mkpromise(9);
+	px_record promise = mkpromise(9);
 	write_ok(s, &promise, 1, true);
 	/* A later promise replaces the earlier one. */
-	ld_record promise2 = mkpromise(11);
+	px_record promise2 = mkpromise(11);
 	write_ok(s, &promise2, 1, true);
 
 	/* The snapshot drops the vote at slot 1 (its base). */
-	ld_record snap = mksnap(1, 1000);
+	px_record snap = mksnap(1, 1000);
 	write_ok(s, &snap, 1, true);
 
 	loaded l = load_ok(s);
@@ -414,16 +414,16 @@ Test(storage, load_order_and_contents)
 		expect_same(&l.recs[2 + i], &votes[order[i]]);
 	loaded_free(&l);
 
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 5);
 	cr_assert_eq(st.snapshot_base, 1);
 	cr_assert_eq(st.snapshot_bytes, 1000);
 
 	/* The same after a reopen. */
-	ld_store_close(s);
+	ds_close(s);
 	s = open_ok(data, &ID);
-	ld_store_stats_get(s, &st);
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 5);
 	cr_assert_eq(st.snapshot_base, 1);
 	cr_assert_eq(st.snapshot_bytes, 1000);
@@ -434,12 +434,12 @@ Test(storage, load_order_and_contents)
 	for (size_t i = 0; i < 5; i++)
 		expect_same(&l.recs[2 + i], &votes[order[i]]);
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 
 	clear_all(votes, nslots);
-	ld_record_clear(&promise);
-	ld_record_clear(&promise2);
-	ld_record_clear(&snap);
+	px_record_clear(&promise);
+	px_record_clear(&promise2);
+	px_record_clear(&snap);
 }
 
 /* The record that makes a replica a voter (lockd/core/paxos.h, Recovery)
@@ -448,25 +448,25 @@ Test(storage, load_order_and_contents)
  * store aside at every restart. */
 Test(storage, joined_record_survives_a_reopen)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record recs[2] = {mkpromise(4), {.type = LD_REC_JOINED}};
+	ds_store *s = open_ok(data, &ID);
+	px_record recs[2] = {mkpromise(4), {.type = PX_REC_JOINED}};
 	write_ok(s, recs, 2, true);
-	ld_store_close(s);
+	ds_close(s);
 	s = open_ok(data, &ID);
 	loaded l = load_ok(s);
 	cr_assert_eq(l.n, 2);
 	expect_same(&l.recs[0], &recs[0]);
-	cr_assert_eq(l.recs[1].type, LD_REC_JOINED);
+	cr_assert_eq(l.recs[1].type, PX_REC_JOINED);
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 	clear_all(recs, 2);
 }
 
 Test(storage, revote_replaces_the_slot)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record a = mkvote(7, 3), b = mkvote(7, 5);
-	ld_value_unref(b.value);
+	ds_store *s = open_ok(data, &ID);
+	px_record a = mkvote(7, 3), b = mkvote(7, 5);
+	px_value_unref(b.value);
 	b.value = mkvalue(2, 99);
 	write_ok(s, &a, 1, true);
 	write_ok(s, &b, 1, true);
@@ -474,9 +474,9 @@ Test(storage, revote_replaces_the_slot)
 	cr_assert_eq(l.n, 1);
 	expect_same(&l.recs[0], &b);
 	loaded_free(&l);
-	ld_store_close(s);
-	ld_record_clear(&a);
-	ld_record_clear(&b);
+	ds_close(s);
+	px_record_clear(&a);
+	px_record_clear(&b);
 }
 
 /* A chosen hint sits right after its slot's vote, survives a revote (the
@@ -484,14 +484,14 @@ Test(storage, revote_replaces_the_slot)
  * the votes a snapshot covers. It is not counted as a vote. */
 Test(storage, chosen_hints_load_after_their_vote)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record v3 = mkvote(3, 2), v4 = mkvote(4, 2);
-	ld_record c3 = {.type = LD_REC_CHOSEN,
+	ds_store *s = open_ok(data, &ID);
+	px_record v3 = mkvote(3, 2), v4 = mkvote(4, 2);
+	px_record c3 = {.type = PX_REC_CHOSEN,
 			.slot = 3,
 			.ballot = {.round = 2, .id = 2}};
-	ld_record c4 = c3;
+	px_record c4 = c3;
 	c4.slot = 4;
-	ld_record batch[4] = {v3, v4, c4, c3};
+	px_record batch[4] = {v3, v4, c4, c3};
 	write_ok(s, batch, 4, false); /* hints need no sync */
 	loaded l = load_ok(s);
 	cr_assert_eq(l.n, 4);
@@ -500,11 +500,11 @@ Test(storage, chosen_hints_load_after_their_vote)
 	expect_same(&l.recs[2], &v4);
 	expect_same(&l.recs[3], &c4);
 	loaded_free(&l);
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 2);
 
-	ld_record snap = mksnap(3, 16);
+	px_record snap = mksnap(3, 16);
 	write_ok(s, &snap, 1, true);
 	l = load_ok(s);
 	cr_assert_eq(l.n, 3, "the snapshot, vote 4 and its hint");
@@ -512,30 +512,30 @@ Test(storage, chosen_hints_load_after_their_vote)
 	expect_same(&l.recs[1], &v4);
 	expect_same(&l.recs[2], &c4);
 	loaded_free(&l);
-	ld_store_close(s);
-	ld_record_clear(&v3);
-	ld_record_clear(&v4);
-	ld_record_clear(&snap);
+	ds_close(s);
+	px_record_clear(&v3);
+	px_record_clear(&v4);
+	px_record_clear(&snap);
 }
 
 Test(storage, snapshot_drops_covered_votes_in_the_same_write)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record votes[12];
+	ds_store *s = open_ok(data, &ID);
+	px_record votes[12];
 	for (uint64_t i = 0; i < 12; i++)
 		votes[i] = mkvote(i + 1, 2);
 	write_ok(s, votes, 10, true); /* slots 1..10 */
 
-	ld_record snap = mksnap(5, 64);
+	px_record snap = mksnap(5, 64);
 	write_ok(s, &snap, 1, true);
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 5);
 	cr_assert_eq(st.snapshot_base, 5);
 
 	/* In one batch, order matters as written: a vote before the snapshot
 	 * that covers it goes with the others; a vote after its base stays. */
-	ld_record batch[3] = {votes[10], mksnap(11, 32), votes[11]};
+	px_record batch[3] = {votes[10], mksnap(11, 32), votes[11]};
 	write_ok(s, batch, 3, true); /* vote 11, snapshot 11, vote 12 */
 
 	loaded l = load_ok(s);
@@ -543,39 +543,39 @@ Test(storage, snapshot_drops_covered_votes_in_the_same_write)
 	expect_same(&l.recs[0], &batch[1]);
 	expect_same(&l.recs[1], &votes[11]);
 	loaded_free(&l);
-	ld_store_stats_get(s, &st);
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 1);
 	cr_assert_eq(st.snapshot_base, 11);
 	cr_assert_eq(st.snapshot_bytes, 32);
 
 	/* A base of 2^64 - 1 drops every vote (the range end is past every
 	 * 8-byte key). */
-	ld_record last = mkvote(UINT64_MAX, 2), top = mksnap(UINT64_MAX, 0);
+	px_record last = mkvote(UINT64_MAX, 2), top = mksnap(UINT64_MAX, 0);
 	write_ok(s, &last, 1, false);
 	write_ok(s, &top, 1, true);
-	ld_store_stats_get(s, &st);
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.votes, 0);
 	cr_assert_eq(st.snapshot_base, UINT64_MAX);
-	ld_record_clear(&last);
-	ld_record_clear(&top);
+	px_record_clear(&last);
+	px_record_clear(&top);
 
-	ld_store_close(s);
+	ds_close(s);
 	clear_all(votes, 12);
-	ld_record_clear(&snap);
-	ld_record_clear(&batch[1]);
+	px_record_clear(&snap);
+	px_record_clear(&batch[1]);
 }
 
 Test(storage, a_batch_with_a_bad_record_writes_nothing)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record ok = mkvote(1, 2);
+	ds_store *s = open_ok(data, &ID);
+	px_record ok = mkvote(1, 2);
 	write_ok(s, &ok, 1, true);
 
 	/* A snapshot that would drop vote 1, then a vote without a value. */
-	ld_record batch[2] = {
+	px_record batch[2] = {
 		mksnap(3, 8),
-		{.type = LD_REC_VOTE, .slot = 4, .ballot = {.round = 2}}};
-	int rv = ld_store_write(s, batch, 2, true, err, sizeof err);
+		{.type = PX_REC_VOTE, .slot = 4, .ballot = {.round = 2}}};
+	int rv = ds_write(s, batch, 2, true, err, sizeof err);
 	cr_assert_eq(rv, -1);
 	cr_assert(strstr(err, "vote record for slot 4") != NULL, "%s", err);
 
@@ -583,65 +583,65 @@ Test(storage, a_batch_with_a_bad_record_writes_nothing)
 	cr_assert_eq(l.n, 1);
 	expect_same(&l.recs[0], &ok);
 	loaded_free(&l);
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.writes, 1);
 	cr_assert_eq(st.snapshot_base, 0);
 
 	/* The store still works. */
-	ld_record next = mkvote(2, 2);
+	px_record next = mkvote(2, 2);
 	write_ok(s, &next, 1, true);
-	ld_store_close(s);
-	ld_record_clear(&ok);
-	ld_record_clear(&next);
+	ds_close(s);
+	px_record_clear(&ok);
+	px_record_clear(&next);
 	clear_all(batch, 2);
 }
 
 Test(storage, load_stops_when_the_callback_says_so)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record recs[3] = {mkpromise(2), mkvote(1, 2), mkvote(2, 2)};
+	ds_store *s = open_ok(data, &ID);
+	px_record recs[3] = {mkpromise(2), mkvote(1, 2), mkvote(2, 2)};
 	write_ok(s, recs, 3, true);
 	loaded l = {.stop_at = 2};
-	int rv = ld_store_load(s, collect, &l, err, sizeof err);
+	int rv = ds_load(s, collect, &l, err, sizeof err);
 	cr_assert_eq(rv, 7);
 	cr_assert_eq(l.n, 2);
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 	clear_all(recs, 3);
 }
 
 Test(storage, stats_count_writes_and_synced_writes)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	for (uint64_t i = 1; i <= 10; i++) {
-		ld_record r = mkvote(i, 1);
+		px_record r = mkvote(i, 1);
 		write_ok(s, &r, 1, i % 3 == 0); /* 3, 6, 9 synced */
-		ld_record_clear(&r);
+		px_record_clear(&r);
 	}
 	write_ok(s, NULL, 0, true); /* an empty synced write still counts */
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.writes, 11);
 	cr_assert_eq(st.synced_writes, 4);
 	cr_assert_eq(st.votes, 10);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, many_writes_survive_reopen, .timeout = 120)
 {
 	enum { N = 2000, PER = 10 };
-	ld_store *s = open_ok(data, &ID);
-	ld_record promise = mkpromise(77);
+	ds_store *s = open_ok(data, &ID);
+	px_record promise = mkpromise(77);
 	write_ok(s, &promise, 1, true);
 	for (uint64_t first = 1; first <= N; first += PER) {
-		ld_record batch[PER];
+		px_record batch[PER];
 		for (uint64_t i = 0; i < PER; i++)
 			batch[i] = mkvote(first + i, 5 + first % 4);
 		write_ok(s, batch, PER, first % 100 == 1);
 		clear_all(batch, PER);
 	}
-	ld_store_close(s);
+	ds_close(s);
 
 	/* Twice: first from the WAL, then from the .sst files its recovery
 	 * wrote. */
@@ -651,28 +651,28 @@ Test(storage, many_writes_survive_reopen, .timeout = 120)
 		cr_assert_eq(l.n, N + 1);
 		expect_same(&l.recs[0], &promise);
 		for (uint64_t slot = 1; slot <= N; slot++) {
-			ld_record want =
+			px_record want =
 				mkvote(slot, 5 + (slot - (slot - 1) % PER) % 4);
 			expect_same(&l.recs[slot], &want);
-			ld_record_clear(&want);
+			px_record_clear(&want);
 		}
 		loaded_free(&l);
-		ld_store_stats st;
-		ld_store_stats_get(s, &st);
+		ds_stats st;
+		ds_stats_get(s, &st);
 		cr_assert_eq(st.votes, N);
-		ld_store_close(s);
+		ds_close(s);
 	}
-	ld_record_clear(&promise);
+	px_record_clear(&promise);
 }
 
 /* ---- refusing what is not ours ------------------------------------------ */
 
 Test(storage, refuses_another_replicas_directory)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 
-	ld_store_identity other = ID;
+	ds_identity other = ID;
 	other.replica_id = 2;
 	open_refused(data, &other,
 		     "belongs to replica 1 of cell 0x0000000000000abc, not "
@@ -689,15 +689,15 @@ Test(storage, refuses_another_replicas_directory)
 	s = open_ok(data, &other);
 	uint32_t n;
 	uint64_t inc;
-	ld_store_origin(s, &n, NULL, &inc);
+	ds_origin(s, &n, NULL, &inc);
 	cr_assert_eq(n, 3);
-	ld_store_close(s);
+	ds_close(s);
 
 	/* Cell 0 accepts whatever cell is stored. */
 	other = ID;
 	other.cell_id = 0;
 	s = open_ok(data, &other);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, refuses_a_directory_that_is_not_a_store)
@@ -753,10 +753,10 @@ Test(storage, takes_over_an_empty_store_whose_creation_was_cut_short)
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, names, 1, cf);
 	raw_close(db, cf, 1);
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 	s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_close(s);
 
 	/* All column families, no meta keys yet. */
 	char other[128];
@@ -764,8 +764,8 @@ Test(storage, takes_over_an_empty_store_whose_creation_was_cut_short)
 	db = raw_open(other, LOCKD_CFS, 5, cf);
 	raw_close(db, cf, 5);
 	s = open_ok(other, &ID);
-	ld_store_close(s);
-	ld_store_identity wrong = ID;
+	ds_close(s);
+	ds_identity wrong = ID;
 	wrong.replica_id = 0;
 	open_refused(other, &wrong, "belongs to replica 1");
 }
@@ -783,8 +783,8 @@ Test(storage, refuses_lockd_shaped_data_without_identity)
 
 Test(storage, refuses_another_format_version)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
@@ -797,8 +797,8 @@ Test(storage, refuses_another_format_version)
 
 Test(storage, refuses_a_missing_or_malformed_meta_key)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
@@ -820,33 +820,33 @@ Test(storage, refuses_a_missing_or_malformed_meta_key)
 
 Test(storage, a_new_store_draws_an_incarnation_that_stays)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	uint32_t n;
 	uint64_t inc, again;
-	ld_store_origin(s, &n, NULL, &inc);
+	ds_origin(s, &n, NULL, &inc);
 	cr_assert_eq(n, 3);
 	cr_assert_neq(inc, 0);
-	ld_store_close(s);
+	ds_close(s);
 	s = open_ok(data, &ID);
-	ld_store_origin(s, &n, NULL, &again);
+	ds_origin(s, &n, NULL, &again);
 	cr_assert_eq(again, inc, "the incarnation changed across a reopen");
-	ld_store_close(s);
+	ds_close(s);
 
 	/* Wiped and made again: another disk, another incarnation. */
 	char cmd[512];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", data);
 	cr_assert_eq(system(cmd), 0);
 	s = open_ok(data, &ID);
-	ld_store_origin(s, &n, NULL, &again);
+	ds_origin(s, &n, NULL, &again);
 	cr_assert_neq(again, 0);
 	cr_assert_neq(again, inc);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, a_store_made_before_incarnations_gets_one_once)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
 	char *rerr = NULL;
@@ -859,50 +859,50 @@ Test(storage, a_store_made_before_incarnations_gets_one_once)
 	uint32_t n;
 	uint64_t inc, again;
 	s = open_ok(data, &ID);
-	ld_store_origin(s, &n, NULL, &inc);
+	ds_origin(s, &n, NULL, &inc);
 	cr_assert_neq(inc, 0);
-	ld_store_close(s);
+	ds_close(s);
 	s = open_ok(data, &ID);
-	ld_store_origin(s, &n, NULL, &again);
+	ds_origin(s, &n, NULL, &again);
 	cr_assert_eq(again, inc);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 /* A replica that joins a running cell (lockd --join): its new store waits
  * unborn until the daemon has the cell's configuration, then keeps it. */
 Test(storage, a_joined_store_keeps_the_configuration_it_joined)
 {
-	ld_store_identity join = {.cell_id = CELL, .replica_id = 9};
-	ld_store *s = open_ok(data, &join);
-	cr_assert(ld_store_unborn(s));
+	ds_identity join = {.cell_id = CELL, .replica_id = 9};
+	ds_store *s = open_ok(data, &join);
+	cr_assert(ds_unborn(s));
 	uint32_t n;
 	uint64_t inc;
-	ld_members m;
-	ld_store_origin(s, &n, &m, &inc);
+	px_members m;
+	ds_origin(s, &n, &m, &inc);
 	cr_assert_eq(inc, 0);
-	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), -1);
+	cr_assert_eq(ds_adopt(s, &join, err, sizeof err), -1);
 	cr_assert(strstr(err, "a cell size or a configuration") != NULL, "%s",
 		  err);
 
-	ld_members cfg = {.n = 2, .removed = 1};
-	cfg.m[0] = (ld_member){.id = 1, .voting = true};
-	cfg.m[1] = (ld_member){.id = 2, .voting = true, .incarnation = 5};
+	px_members cfg = {.n = 2, .removed = 1};
+	cfg.m[0] = (px_member){.id = 1, .voting = true};
+	cfg.m[1] = (px_member){.id = 2, .voting = true, .incarnation = 5};
 	snprintf(cfg.m[0].peer, sizeof cfg.m[0].peer, "tcp://h1:1");
 	snprintf(cfg.m[0].client, sizeof cfg.m[0].client, "tcp://h1:2");
 	snprintf(cfg.m[1].peer, sizeof cfg.m[1].peer, "tcp://h2:1");
 	snprintf(cfg.m[1].client, sizeof cfg.m[1].client, "tcp://h2:2");
 	join.members = &cfg;
-	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), 0, "%s", err);
-	cr_assert(!ld_store_unborn(s));
-	cr_assert_eq(ld_store_adopt(s, &join, err, sizeof err), -1);
-	ld_store_close(s);
+	cr_assert_eq(ds_adopt(s, &join, err, sizeof err), 0, "%s", err);
+	cr_assert(!ds_unborn(s));
+	cr_assert_eq(ds_adopt(s, &join, err, sizeof err), -1);
+	ds_close(s);
 
 	/* Reopened without a configuration (a restart with --join asks
 	 * nobody): the stored one. */
 	join.members = NULL;
 	s = open_ok(data, &join);
-	cr_assert(!ld_store_unborn(s));
-	ld_store_origin(s, &n, &m, &inc);
+	cr_assert(!ds_unborn(s));
+	ds_origin(s, &n, &m, &inc);
 	cr_assert_eq(n, 0);
 	cr_assert_neq(inc, 0);
 	cr_assert_eq(m.n, 2);
@@ -910,7 +910,7 @@ Test(storage, a_joined_store_keeps_the_configuration_it_joined)
 	cr_assert_eq(m.m[1].id, 2);
 	cr_assert_eq(m.m[1].incarnation, 5);
 	cr_assert_str_eq(m.m[1].client, "tcp://h2:2");
-	ld_store_close(s);
+	ds_close(s);
 
 	/* Another replica id is still refused. */
 	join.replica_id = 8;
@@ -966,21 +966,21 @@ Test(storage, garbled_vote_in_the_middle_of_the_wal)
 	/* A synced vote damaged on disk must not vanish silently with every
 	 * vote after it: a checksum mismatch fails the open. */
 	static const char marker[] = "lockd-wal-marker";
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	for (uint64_t slot = 1; slot <= 50; slot++) {
-		ld_record r = mkvote(slot, 4);
+		px_record r = mkvote(slot, 4);
 		if (slot == 25) {
-			ld_cmd c = {.client_id = 1,
+			px_cmd c = {.client_id = 1,
 				    .seq = 1,
 				    .len = sizeof marker - 1,
 				    .data = (const uint8_t *)marker};
-			ld_value_unref(r.value);
-			r.value = ld_value_new(&c, 1);
+			px_value_unref(r.value);
+			r.value = px_value_new(&c, 1);
 		}
 		write_ok(s, &r, 1, true);
-		ld_record_clear(&r);
+		px_record_clear(&r);
 	}
-	ld_store_close(s);
+	ds_close(s);
 
 	char path[512];
 	long size = find_file(data, "", ".log", path, sizeof path);
@@ -1013,16 +1013,16 @@ Test(storage, torn_last_wal_record_is_dropped)
 	long size = find_file(data, "", ".log", path, sizeof path);
 	cr_assert_gt(size, 0);
 	cr_assert_eq(truncate(path, size - 10), 0);
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	loaded l = load_ok(s);
 	cr_assert_eq(l.n, 19);
 	for (uint64_t i = 0; i < 19; i++) {
-		ld_record want = mkvote(i + 1, 4);
+		px_record want = mkvote(i + 1, 4);
 		expect_same(&l.recs[i], &want);
-		ld_record_clear(&want);
+		px_record_clear(&want);
 	}
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 /* The replica stopped cleanly, so every vote was synced; a WAL cut to half
@@ -1042,11 +1042,11 @@ Test(storage, a_wal_cut_short_after_a_clean_stop_is_caught)
  * reaches below that is caught too. */
 Test(storage, a_wal_cut_below_what_was_synced_before_a_crash_is_caught)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	for (uint64_t slot = 1; slot <= 60; slot++) {
-		ld_record r = mkvote(slot, 4);
+		px_record r = mkvote(slot, 4);
 		write_ok(s, &r, 1, true);
-		ld_record_clear(&r);
+		px_record_clear(&r);
 	}
 	/* No close: copy the directory as a crash leaves it (RocksDB's
 	 * files, the WAL and the synced-sequence file as they are now). */
@@ -1055,7 +1055,7 @@ Test(storage, a_wal_cut_below_what_was_synced_before_a_crash_is_caught)
 	snprintf(cmd, sizeof cmd, "cp -a %s %s && rm -f %s/LOCK", data, crashed,
 		 crashed);
 	cr_assert_eq(system(cmd), 0);
-	ld_store_close(s);
+	ds_close(s);
 	char path[512];
 	long size = find_file(crashed, "", ".log", path, sizeof path);
 	cr_assert_gt(size, 1000);
@@ -1066,7 +1066,7 @@ Test(storage, a_wal_cut_below_what_was_synced_before_a_crash_is_caught)
 Test(storage, garbled_sst)
 {
 	fill_votes(200);
-	ld_store_close(open_ok(data, &ID)); /* recovery writes the .sst files */
+	ds_close(open_ok(data, &ID)); /* recovery writes the .sst files */
 	char path[512];
 	long size = find_file(data, "", ".sst", path, sizeof path);
 	cr_assert_gt(size, 2000);
@@ -1077,7 +1077,7 @@ Test(storage, garbled_sst)
 Test(storage, truncated_sst)
 {
 	fill_votes(200);
-	ld_store_close(open_ok(data, &ID));
+	ds_close(open_ok(data, &ID));
 	char path[512];
 	long size = find_file(data, "", ".sst", path, sizeof path);
 	cr_assert_gt(size, 0);
@@ -1095,26 +1095,26 @@ Test(storage, damaged_ledger_record)
 	raw_put(db, cf[3], k, 8, "\xff\xff\xff", 3);
 	raw_close(db, cf, 5);
 
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	loaded l = {0};
-	int rv = ld_store_load(s, collect, &l, err, sizeof err);
-	cr_assert_eq(rv, LD_STORE_CORRUPT, "%d %s", rv, err);
+	int rv = ds_load(s, collect, &l, err, sizeof err);
+	cr_assert_eq(rv, DS_CORRUPT, "%d %s", rv, err);
 	cr_assert(strstr(err, "ledger record at slot 3") != NULL, "%s", err);
 	cr_assert(strstr(err, "is damaged") != NULL, "%s", err);
 	cr_assert(strstr(err, "checksum") != NULL, "%s", err);
 	cr_assert_eq(l.n, 2); /* slots 1 and 2 came first */
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, vote_under_the_wrong_slot)
 {
 	/* A well-formed vote for slot 9 stored under slot 4. */
-	ld_record v = mkvote(9, 1);
-	ld_store *s = open_ok(data, &ID);
+	px_record v = mkvote(9, 1);
+	ds_store *s = open_ok(data, &ID);
 	write_ok(s, &v, 1, true);
-	ld_store_close(s);
-	ld_record_clear(&v);
+	ds_close(s);
+	px_record_clear(&v);
 
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
@@ -1134,20 +1134,20 @@ Test(storage, vote_under_the_wrong_slot)
 	/* The checksum covers the key: the copy fails it. */
 	s = open_ok(data, &ID);
 	loaded l = {0};
-	cr_assert_eq(ld_store_load(s, collect, &l, err, sizeof err),
-		     LD_STORE_CORRUPT, "%s", err);
+	cr_assert_eq(ds_load(s, collect, &l, err, sizeof err),
+		     DS_CORRUPT, "%s", err);
 	cr_assert(strstr(err, "ledger record at slot 4") &&
 			  strstr(err, "checksum") && strstr(err, data),
 		  "%s", err);
 	cr_assert_eq(l.n, 0, "nothing before slot 4");
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 Test(storage, damaged_snapshot_record)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_store_close(s);
+	ds_store *s = open_ok(data, &ID);
+	ds_close(s);
 	rocksdb_column_family_handle_t *cf[5];
 	rocksdb_t *db = raw_open(data, LOCKD_CFS, 5, cf);
 	raw_put(db, cf[4], "snapshot", 8, "\x08\x09\x0a", 3);
@@ -1197,17 +1197,17 @@ static void flip_last(char *v, size_t len)
 /* A store with a promise, votes 1..4 and a chosen hint for slot 2. */
 static void fill_all_kinds(void)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record recs[6] = {mkpromise(8),
+	ds_store *s = open_ok(data, &ID);
+	px_record recs[6] = {mkpromise(8),
 			     mkvote(1, 3),
 			     mkvote(2, 3),
 			     mkvote(3, 3),
 			     mkvote(4, 3),
-			     {.type = LD_REC_CHOSEN,
+			     {.type = PX_REC_CHOSEN,
 			      .slot = 2,
 			      .ballot = {.round = 3, .id = 2}}};
 	write_ok(s, recs, 6, true);
-	ld_store_close(s);
+	ds_close(s);
 	clear_all(recs, 6);
 }
 
@@ -1215,11 +1215,11 @@ static void fill_all_kinds(void)
  * on at most max_before records first: never the damaged one. */
 static void expect_load_corrupt(const char *needle, size_t max_before)
 {
-	ld_store *s = open_ok(data, &ID);
+	ds_store *s = open_ok(data, &ID);
 	loaded l = {0};
-	int rv = ld_store_load(s, collect, &l, err, sizeof err);
-	ld_store_close(s);
-	cr_assert_eq(rv, LD_STORE_CORRUPT, "load returned %d: %s", rv, err);
+	int rv = ds_load(s, collect, &l, err, sizeof err);
+	ds_close(s);
+	cr_assert_eq(rv, DS_CORRUPT, "load returned %d: %s", rv, err);
 	cr_assert(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err,
 		  needle);
 	cr_assert(strstr(err, data) != NULL, "error '%s' lacks the dir", err);
@@ -1280,11 +1280,11 @@ Test(storage, a_value_in_the_wrong_column_family_is_caught)
 
 Test(storage, a_flipped_byte_in_the_snapshot_is_caught_at_open)
 {
-	ld_store *s = open_ok(data, &ID);
-	ld_record snap = mksnap(7, 300);
+	ds_store *s = open_ok(data, &ID);
+	px_record snap = mksnap(7, 300);
 	write_ok(s, &snap, 1, true);
-	ld_store_close(s);
-	ld_record_clear(&snap);
+	ds_close(s);
+	px_record_clear(&snap);
 	tamper(4, "snapshot", 8, 4, NULL, 0, flip_middle);
 	open_corrupt(data, &ID, "the snapshot record in");
 	open_corrupt(data, &ID, "checksum");
@@ -1292,15 +1292,15 @@ Test(storage, a_flipped_byte_in_the_snapshot_is_caught_at_open)
 
 Test(storage, a_flipped_byte_in_a_meta_key_is_caught_at_open)
 {
-	ld_store_close(open_ok(data, &ID));
+	ds_close(open_ok(data, &ID));
 	tamper(1, "replica_id", 10, 1, NULL, 0, flip_middle);
 	open_corrupt(data, &ID, "meta key 'replica_id' fails its checksum");
 	/* Another replica's identity, intact, is still a refusal. */
-	ld_store_identity other = ID;
+	ds_identity other = ID;
 	other.replica_id = 2;
 	char other_dir[128];
 	snprintf(other_dir, sizeof other_dir, "%s/other", tmp);
-	ld_store_close(open_ok(other_dir, &ID));
+	ds_close(open_ok(other_dir, &ID));
 	open_refused(other_dir, &other, "belongs to replica 1");
 }
 
@@ -1340,37 +1340,37 @@ Test(storage, a_write_on_a_full_disk_fails_then_succeeds_when_space_returns,
 		cr_assert_eq(fwrite(block, 1, sizeof block, f), sizeof block);
 	cr_assert_eq(fclose(f), 0);
 
-	ld_store *s = open_ok(dir, &ID);
-	ld_record big = mksnap(0, 0);
+	ds_store *s = open_ok(dir, &ID);
+	px_record big = mksnap(0, 0);
 	uint64_t slot = 1;
 	int rv = 0;
 	for (; slot < 100000; slot++) {
-		ld_record v = mkvote(slot, 2);
-		ld_cmd c = {.client_id = 1,
+		px_record v = mkvote(slot, 2);
+		px_cmd c = {.client_id = 1,
 			    .seq = slot,
 			    .len = 4000,
 			    .data = (const uint8_t *)block};
-		ld_value_unref(v.value);
-		v.value = ld_value_new(&c, 1);
+		px_value_unref(v.value);
+		v.value = px_value_new(&c, 1);
 		big = v;
-		rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+		rv = ds_write(s, &big, 1, true, err, sizeof err);
 		if (rv != 0)
 			break;
-		ld_record_clear(&big);
+		px_record_clear(&big);
 	}
 	cr_assert_eq(rv, -1, "the disk never filled");
 	cr_assert(strstr(err, "No space left on device") != NULL, "%s", err);
 	cr_log_info("full after %" PRIu64 " votes: %s", slot - 1, err);
 
 	/* Still full: the retry fails again, without crashing. */
-	rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+	rv = ds_write(s, &big, 1, true, err, sizeof err);
 	cr_assert_eq(rv, -1);
 
 	cr_assert_eq(unlink(filler), 0);
-	rv = ld_store_write(s, &big, 1, true, err, sizeof err);
+	rv = ds_write(s, &big, 1, true, err, sizeof err);
 	cr_assert_eq(rv, 0, "after freeing space: %s", err);
-	ld_record_clear(&big);
-	ld_store_close(s);
+	px_record_clear(&big);
+	ds_close(s);
 
 	s = open_ok(dir, &ID);
 	loaded l = load_ok(s);
@@ -1378,7 +1378,7 @@ Test(storage, a_write_on_a_full_disk_fails_then_succeeds_when_space_returns,
 	for (uint64_t i = 0; i < l.n; i++)
 		cr_assert_eq(l.recs[i].slot, i + 1);
 	loaded_free(&l);
-	ld_store_close(s);
+	ds_close(s);
 }
 
 /* ---- speed (printed, not asserted) -------------------------------------- */
@@ -1393,8 +1393,8 @@ static double now_s(void)
 Test(storage, bench_synced_vote_writes, .timeout = 120)
 {
 	enum { N = 1000 };
-	ld_store *s = open_ok(data, &ID);
-	ld_record r = mkvote(1, 1);
+	ds_store *s = open_ok(data, &ID);
+	px_record r = mkvote(1, 1);
 	for (int i = 0; i < 50; i++) { /* warm up */
 		r.slot = (uint64_t)i + 1;
 		write_ok(s, &r, 1, true);
@@ -1405,11 +1405,11 @@ Test(storage, bench_synced_vote_writes, .timeout = 120)
 		write_ok(s, &r, 1, true);
 	}
 	double dt = now_s() - t0;
-	ld_record_clear(&r);
-	ld_store_stats st;
-	ld_store_stats_get(s, &st);
+	px_record_clear(&r);
+	ds_stats st;
+	ds_stats_get(s, &st);
 	cr_assert_eq(st.synced_writes, N + 50);
-	ld_store_close(s);
+	ds_close(s);
 	fprintf(stderr,
 		"storage bench: %d synced one-vote writes: %.0f writes/s, "
 		"%.1f us each (alone: --filter 'storage/bench*')\n",

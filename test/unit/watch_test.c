@@ -41,11 +41,11 @@ static ls_status run(ls_cmd c)
 	uint64_t client = c.session != 0 && c.op != LS_OP_CANCEL_WAIT
 				  ? c.session
 				  : 1ULL << 63;
-	ld_cmd cmd = {.client_id = client,
+	px_cmd cmd = {.client_id = client,
 		      .seq = SLOT + 1,
 		      .len = (uint32_t)n,
 		      .data = b};
-	ld_sm *sm = ls_table_sm(T);
+	px_sm *sm = ls_table_sm(T);
 	size_t k = sm->ops->apply(sm, ++SLOT, &cmd, out, sizeof out);
 	ls_result r;
 	cr_assert_eq(ls_result_decode(out, k, &r), LS_OK);
