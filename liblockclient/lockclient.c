@@ -52,42 +52,6 @@
 #define PAUSE_MS_MIN 10u
 #define PAUSE_MS_MAX 50u
 
-/* An acquire whose answer the cell no longer has (a retry of a command the
- * cell settled) is asked again with a new seq, at most this many times. */
-#define SETTLED_RETRIES_MAX 3
-
-typedef struct endpoint {
-	char *url;
-	nng_socket sock;
-	bool sock_open;
-	atomic_int pipes; /* connections up */
-	atomic_bool lost; /* it had one and lost it, and none came back */
-} endpoint;
-
-struct lc_client {
-	lc_options o;
-	uint64_t session, session_key;
-	/* Adding an endpoint (a hint to an unknown leader). Entries [0, nep)
-	 * are complete and never change until lc_close. */
-	pthread_mutex_t add_mu;
-	_Atomic uint32_t nep;
-	endpoint ep[LC_ENDPOINTS_MAX];
-	/* Where writes (and reads) go first: the last replica that took a
-	 * write or was named leader. */
-	_Atomic uint32_t leader;
-	/* Highest ledger position seen in any reply. */
-	_Atomic uint64_t known;
-	/* One write at a time, so that seq order is send order: the cell
-	 * treats a retry of a command older than the session's latest as
-	 * settled. The turn is `writing`, not write_mu itself, so that a
-	 * wait for it can be stopped (lci_stop_now wakes write_cv); seq is
-	 * only touched by the write that has the turn. */
-	pthread_mutex_t write_mu;
-	pthread_cond_t write_cv; /* CLOCK_MONOTONIC */
-	bool writing;
-	uint64_t seq;
-};
-
 struct lci_stop {
 	lc_client *c;
 	atomic_bool stopped;
@@ -122,8 +86,7 @@ const char *lc_last_error(void)
 }
 
 /* Records the calling thread's sentence for code and returns code. */
-__attribute__((format(printf, 2, 3))) static int fail(int code, const char *fmt,
-						      ...)
+int lci_fail(int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -153,7 +116,7 @@ static void sleep_us(uint64_t us)
 
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	endpoint *e = arg;
+	lci_endpoint *e = arg;
 	(void)p;
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		atomic_fetch_add(&e->pipes, 1);
@@ -171,7 +134,7 @@ static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 /* Starts dialling e->url in the background, with TLS when it is a
  * tls+tcp:// URL: the replica is verified against the CA and the URL's host,
  * and the client's certificate is presented when it has one. */
-static int ep_dial(const lc_client *c, endpoint *e)
+static int ep_dial(const lc_client *c, lci_endpoint *e)
 {
 	nng_dialer d;
 	int rv = nng_dialer_create(&d, e->sock, e->url);
@@ -205,23 +168,25 @@ static int ep_dial(const lc_client *c, endpoint *e)
 /* Opens e's socket and starts dialling url in the background. LC_EINVAL
  * when nng refuses the URL (bad syntax, unknown transport, no port) or its
  * TLS files. */
-static int ep_open(const lc_client *c, endpoint *e, const char *url, size_t len)
+static int ep_open(const lc_client *c, lci_endpoint *e, const char *url,
+		   size_t len)
 {
 	if (len == 0 || len > LC_URL_BYTES_MAX)
-		return fail(LC_EINVAL, "endpoint URL of %zu bytes: want 1-%u",
-			    len, LC_URL_BYTES_MAX);
+		return lci_fail(LC_EINVAL,
+				"endpoint URL of %zu bytes: want 1-%u", len,
+				LC_URL_BYTES_MAX);
 	e->url = malloc(len + 1);
 	if (e->url == NULL)
-		return fail(LC_ENOMEM, "out of memory");
+		return lci_fail(LC_ENOMEM, "out of memory");
 	memcpy(e->url, url, len);
 	e->url[len] = '\0';
 	atomic_init(&e->pipes, 0);
 	atomic_init(&e->lost, false);
 	int rv = nng_req0_open(&e->sock);
 	if (rv != 0)
-		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
-			    "cannot open a socket for %s: %s", e->url,
-			    nng_strerror(rv));
+		return lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+				"cannot open a socket for %s: %s", e->url,
+				nng_strerror(rv));
 	e->sock_open = true;
 	nng_socket_set_ms(e->sock, NNG_OPT_REQ_RESENDTIME, RESEND_MS);
 	nng_socket_set_ms(e->sock, NNG_OPT_RECONNMINT, RECONNECT_MS_MIN);
@@ -231,20 +196,21 @@ static int ep_open(const lc_client *c, endpoint *e, const char *url, size_t len)
 	nng_pipe_notify(e->sock, NNG_PIPE_EV_REM_POST, pipe_event, e);
 	rv = ep_dial(c, e);
 	if (rv != 0 && strncmp(e->url, "tls+tcp", 7) == 0)
-		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
-			    "cannot dial %s with TLS (%s): it needs a CA file "
-			    "that can be read (lc_options.tls_ca_file, "
-			    "lockctl --tls-ca), and a readable certificate "
-			    "and key if one is given",
-			    e->url, nng_strerror(rv));
+		return lci_fail(
+			rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
+			"cannot dial %s with TLS (%s): it needs a CA file "
+			"that can be read (lc_options.tls_ca_file, "
+			"lockctl --tls-ca), and a readable certificate "
+			"and key if one is given",
+			e->url, nng_strerror(rv));
 	if (rv != 0)
-		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
-			    "endpoint '%s' is not a URL nng can dial: %s",
-			    e->url, nng_strerror(rv));
+		return lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EINVAL,
+				"endpoint '%s' is not a URL nng can dial: %s",
+				e->url, nng_strerror(rv));
 	return LC_OK;
 }
 
-static void ep_close(endpoint *e)
+static void ep_close(lci_endpoint *e)
 {
 	if (e->sock_open)
 		nng_close(e->sock); /* waits for the pipe callbacks */
@@ -253,7 +219,7 @@ static void ep_close(endpoint *e)
 	e->url = NULL;
 }
 
-static uint32_t ep_count(const lc_client *c)
+uint32_t lci_ep_count(const lc_client *c)
 {
 	return atomic_load_explicit(&((lc_client *)c)->nep,
 				    memory_order_acquire);
@@ -261,7 +227,7 @@ static uint32_t ep_count(const lc_client *c)
 
 static bool ep_down(lc_client *c, uint32_t i)
 {
-	endpoint *e = &c->ep[i];
+	lci_endpoint *e = &c->ep[i];
 	return atomic_load(&e->pipes) == 0 && atomic_load(&e->lost);
 }
 
@@ -269,7 +235,7 @@ static bool ep_down(lc_client *c, uint32_t i)
  * every one is. */
 static uint32_t ep_usable(lc_client *c, uint32_t i)
 {
-	uint32_t n = ep_count(c);
+	uint32_t n = lci_ep_count(c);
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t j = (i + k) % n;
 		if (!ep_down(c, j))
@@ -282,12 +248,12 @@ static uint32_t ep_usable(lc_client *c, uint32_t i)
  * be added (full, malformed). */
 static int ep_find_or_add(lc_client *c, const char *url)
 {
-	uint32_t n = ep_count(c);
+	uint32_t n = lci_ep_count(c);
 	for (uint32_t i = 0; i < n; i++)
 		if (strcmp(c->ep[i].url, url) == 0)
 			return (int)i;
 	pthread_mutex_lock(&c->add_mu);
-	n = ep_count(c);
+	n = lci_ep_count(c);
 	int found = -1;
 	for (uint32_t i = 0; i < n && found < 0; i++)
 		if (strcmp(c->ep[i].url, url) == 0)
@@ -334,21 +300,21 @@ static int random_session(uint64_t *out)
 	}
 	*out = v;
 	return v != 0 ? LC_OK
-		      : fail(LC_EUNAVAILABLE,
-			     "no random session id: getrandom and /dev/urandom "
-			     "failed");
+		      : lci_fail(LC_EUNAVAILABLE, "no random session id: "
+						  "getrandom and /dev/urandom "
+						  "failed");
 }
 
 int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 {
 	if (out == NULL)
-		return fail(LC_EINVAL, "lc_open: out is NULL");
+		return lci_fail(LC_EINVAL, "lc_open: out is NULL");
 	*out = NULL;
 	if (endpoints == NULL)
-		return fail(LC_EINVAL, "lc_open: no endpoints");
+		return lci_fail(LC_EINVAL, "lc_open: no endpoints");
 	lc_client *c = calloc(1, sizeof *c);
 	if (c == NULL)
-		return fail(LC_ENOMEM, "out of memory");
+		return lci_fail(LC_ENOMEM, "out of memory");
 	if (opt != NULL)
 		c->o = *opt;
 	if (c->o.attempt_timeout_ms == 0)
@@ -374,11 +340,12 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 	int rv = LC_OK;
 	c->session = c->o.session;
 	if (c->session > LC_SESSION_MAX)
-		rv = fail(LC_EINVAL,
-			  "session %llu is over %llu: the cell keeps the top "
-			  "bit for its own commands",
-			  (unsigned long long)c->session,
-			  (unsigned long long)LC_SESSION_MAX);
+		rv = lci_fail(
+			LC_EINVAL,
+			"session %llu is over %llu: the cell keeps the top "
+			"bit for its own commands",
+			(unsigned long long)c->session,
+			(unsigned long long)LC_SESSION_MAX);
 	else if (c->session == 0) {
 		rv = random_session(&c->session);
 		c->session_key = c->o.session_key;
@@ -402,15 +369,15 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
 			len--;
 		if (len == 0) {
-			rv = fail(LC_EINVAL,
-				  "empty endpoint in '%.200s': want "
-				  "comma-separated nng URLs",
-				  endpoints);
+			rv = lci_fail(LC_EINVAL,
+				      "empty endpoint in '%.200s': want "
+				      "comma-separated nng URLs",
+				      endpoints);
 			break;
 		}
 		if (n == LC_ENDPOINTS_MAX) {
-			rv = fail(LC_EINVAL, "more than %u endpoints",
-				  LC_ENDPOINTS_MAX);
+			rv = lci_fail(LC_EINVAL, "more than %u endpoints",
+				      LC_ENDPOINTS_MAX);
 			break;
 		}
 		rv = ep_open(c, &c->ep[n], s, len);
@@ -432,7 +399,7 @@ void lc_close(lc_client *c)
 {
 	if (c == NULL)
 		return;
-	uint32_t n = ep_count(c);
+	uint32_t n = lci_ep_count(c);
 	for (uint32_t i = 0; i < n; i++)
 		ep_close(&c->ep[i]);
 	pthread_mutex_destroy(&c->add_mu);
@@ -458,15 +425,15 @@ uint64_t lc_known_position(const lc_client *c)
 
 uint32_t lc_endpoint_count(const lc_client *c)
 {
-	return ep_count(c);
+	return lci_ep_count(c);
 }
 
 const char *lc_endpoint_url(const lc_client *c, uint32_t i)
 {
-	return i < ep_count(c) ? c->ep[i].url : NULL;
+	return i < lci_ep_count(c) ? c->ep[i].url : NULL;
 }
 
-static void see_position(lc_client *c, uint64_t pos)
+void lci_see_position(lc_client *c, uint64_t pos)
 {
 	uint64_t k = atomic_load(&c->known);
 	while (pos > k && !atomic_compare_exchange_weak(&c->known, &k, pos))
@@ -532,16 +499,16 @@ static uint64_t stop_end_us(lci_stop *st)
  * LC_ECANCELED when st is stopped meanwhile, LC_EUNAVAILABLE when st's end
  * comes first (a write of the client's other threads may be waiting out a
  * dark cell). */
-static int write_lock(lc_client *c, lci_stop *st)
+int lci_write_lock(lc_client *c, lci_stop *st)
 {
 	uint64_t end = stop_end_us(st);
 	int rv = LC_OK;
 	pthread_mutex_lock(&c->write_mu);
 	while (c->writing) {
 		if (is_stopped(st)) {
-			rv = fail(LC_ECANCELED,
-				  "stopped while waiting for the client's "
-				  "write turn");
+			rv = lci_fail(LC_ECANCELED,
+				      "stopped while waiting for the client's "
+				      "write turn");
 			break;
 		}
 		if (end == UINT64_MAX) {
@@ -549,9 +516,10 @@ static int write_lock(lc_client *c, lci_stop *st)
 			continue;
 		}
 		if (lc_now_us() >= end) {
-			rv = fail(LC_EUNAVAILABLE,
-				  "out of time waiting for the client's other "
-				  "write");
+			rv = lci_fail(
+				LC_EUNAVAILABLE,
+				"out of time waiting for the client's other "
+				"write");
 			break;
 		}
 		struct timespec ts = {(time_t)(end / 1000000u),
@@ -564,7 +532,7 @@ static int write_lock(lc_client *c, lci_stop *st)
 	return rv;
 }
 
-static void write_unlock(lc_client *c)
+void lci_write_unlock(lc_client *c)
 {
 	pthread_mutex_lock(&c->write_mu);
 	c->writing = false;
@@ -617,30 +585,30 @@ static int run_aio(nng_ctx ctx, nng_aio *aio, bool send, lci_stop *st)
  * answer came in time (or the transport failed), LC_EPROTO when the answer
  * does not decode, LC_ENOMEM, LC_ECANCELED when st (may be NULL) was
  * stopped. */
-static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
-		   uint64_t timeout_ms, lci_stop *st, uint64_t *sent_us,
-		   Lockd__Reply **out)
+int lci_attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
+		uint64_t timeout_ms, lci_stop *st, uint64_t *sent_us,
+		Lockd__Reply **out)
 {
 	*out = NULL;
 	*sent_us = lc_now_us();
 	size_t len = lockd__request__get_packed_size(req);
 	nng_msg *m;
 	if (nng_msg_alloc(&m, len) != 0)
-		return fail(LC_ENOMEM, "out of memory");
+		return lci_fail(LC_ENOMEM, "out of memory");
 	lockd__request__pack(req, nng_msg_body(m));
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
 	int rv = nng_ctx_open(&ctx, c->ep[i].sock);
 	if (rv != 0) {
 		nng_msg_free(m);
-		return fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
-			    "%s: %s", c->ep[i].url, nng_strerror(rv));
+		return lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+				"%s: %s", c->ep[i].url, nng_strerror(rv));
 	}
 	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, RESEND_MS);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
 		nng_msg_free(m);
 		nng_ctx_close(ctx);
-		return fail(LC_ENOMEM, "out of memory");
+		return lci_fail(LC_ENOMEM, "out of memory");
 	}
 	uint64_t deadline = lc_now_us() + timeout_ms * 1000u;
 	int code = LC_OK;
@@ -667,18 +635,19 @@ static int attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 		lockd__reply__unpack(NULL, nng_msg_len(r), nng_msg_body(r));
 	nng_msg_free(r);
 	if (rep == NULL)
-		code = fail(LC_EPROTO, "%s sent a reply that does not decode",
-			    c->ep[i].url);
+		code = lci_fail(LC_EPROTO,
+				"%s sent a reply that does not decode",
+				c->ep[i].url);
 	*out = rep;
 done:
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
 	if (rv == NNG_ECANCELED) /* only lci_stop_now aborts */
-		code = fail(LC_ECANCELED, "%s: the try was stopped",
-			    c->ep[i].url);
+		code = lci_fail(LC_ECANCELED, "%s: the try was stopped",
+				c->ep[i].url);
 	else if (rv != 0)
-		code = fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
-			    "%s: %s", c->ep[i].url, nng_strerror(rv));
+		code = lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
+				"%s: %s", c->ep[i].url, nng_strerror(rv));
 	return code;
 }
 
@@ -697,20 +666,13 @@ static void pause_before_retry(uint32_t *pause_ms, uint64_t deadline_us)
 	sleep_us(us);
 }
 
-typedef struct call_result {
-	Lockd__Reply *rep; /* owned by the caller on LC_OK */
-	uint64_t first_sent_us;
-	unsigned sends;    /* tries that reached nng */
-	uint32_t endpoint; /* who answered */
-} call_result;
-
 /* Sends req until a replica answers it for good (anything but NOT_LEADER,
  * BUSY, BEHIND), within call_timeout_ms + wait_ms, and within st's end.
  * Writes follow leader hints; every try carries the highest position seen.
  * req's session and seq stay as the caller set them: every try is the same
  * command. LC_ECANCELED as soon as st (may be NULL) is stopped. */
-static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
-		lci_stop *st, call_result *res)
+int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
+	     lci_stop *st, call_result *res)
 {
 	memset(res, 0, sizeof *res);
 	uint64_t start = lc_now_us();
@@ -723,25 +685,31 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 	uint32_t pause_ms = 0, hops = 0;
 	int last = LC_EUNAVAILABLE;
 	char last_sentence[LC_ERROR_BYTES_MAX] = "";
+	/* The last answer that put the request off (NOT_LEADER, BUSY,
+	 * BEHIND): when the tries after it get no answer at all, it says
+	 * more than "no replica answered" (the replica that did answer knew
+	 * no leader, for example). */
+	int put_off = 0;
+	char put_off_sentence[LC_ERROR_BYTES_MAX] = "";
 	for (;;) {
 		if (is_stopped(st))
-			return fail(LC_ECANCELED,
-				    "stopped after %u tries in %llu ms",
-				    res->sends,
-				    (unsigned long long)((lc_now_us() - start) /
-							 1000));
+			return lci_fail(
+				LC_ECANCELED,
+				"stopped after %u tries in %llu ms", res->sends,
+				(unsigned long long)((lc_now_us() - start) /
+						     1000));
 		uint64_t now = lc_now_us();
 		if (now >= deadline)
 			break;
-		uint32_t n = ep_count(c);
+		uint32_t n = lci_ep_count(c);
 		i = ep_usable(c, i % n);
 		uint64_t left_ms = (deadline - now + 999) / 1000;
 		req->known_position = atomic_load(&c->known);
 		uint64_t sent;
 		Lockd__Reply *rep;
-		int rv = attempt(c, i, req,
-				 per_try_ms < left_ms ? per_try_ms : left_ms,
-				 st, &sent, &rep);
+		int rv = lci_attempt(
+			c, i, req, per_try_ms < left_ms ? per_try_ms : left_ms,
+			st, &sent, &rep);
 		if (rv == LC_ENOMEM || rv == LC_ECANCELED)
 			return rv;
 		if (res->sends++ == 0)
@@ -755,12 +723,15 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			i++;
 			continue;
 		}
-		see_position(c, rep->position);
+		lci_see_position(c, rep->position);
 		switch (rep->status) {
 		case LOCKD__STATUS__STATUS_NOT_LEADER: {
 			last = LC_ENOLEADER;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			int h = rep->leader_addr[0] != '\0'
 					? ep_find_or_add(c, rep->leader_addr)
 					: -1;
@@ -783,6 +754,9 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			last = LC_EBUSY;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			lockd__reply__free_unpacked(rep, NULL);
 			pause_before_retry(&pause_ms, deadline);
 			continue;
@@ -791,6 +765,9 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			last = LC_EBEHIND;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
 				 c->ep[i].url, rep->error);
+			put_off = last;
+			memcpy(put_off_sentence, last_sentence,
+			       sizeof put_off_sentence);
 			lockd__reply__free_unpacked(rep, NULL);
 			i++;
 			if (i % n == 0)
@@ -804,15 +781,23 @@ static int call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			return LC_OK;
 		}
 	}
-	return fail(last, "%s (%u tries in %llu ms; last: %s)",
-		    lc_strerror(last), res->sends,
-		    (unsigned long long)((lc_now_us() - start) / 1000),
-		    last_sentence[0] ? last_sentence : "none");
+	if (last == LC_EUNAVAILABLE && put_off != 0)
+		return lci_fail(
+			put_off,
+			"%s (%u tries in %llu ms; %s; then no answer: "
+			"%s)",
+			lc_strerror(put_off), res->sends,
+			(unsigned long long)((lc_now_us() - start) / 1000),
+			put_off_sentence, last_sentence);
+	return lci_fail(last, "%s (%u tries in %llu ms; last: %s)",
+			lc_strerror(last), res->sends,
+			(unsigned long long)((lc_now_us() - start) / 1000),
+			last_sentence[0] ? last_sentence : "none");
 }
 
-/* The code for a final answer (call() has dealt with NOT_LEADER, BUSY and
+/* The code for a final answer (lci_call() has dealt with NOT_LEADER, BUSY and
  * BEHIND); the cell's sentence becomes lc_last_error(). */
-static int reply_code(const Lockd__Reply *r)
+int lci_reply_code(const Lockd__Reply *r)
 {
 	int code;
 	switch (r->status) {
@@ -820,11 +805,12 @@ static int reply_code(const Lockd__Reply *r)
 	case LOCKD__STATUS__STATUS_INVALID:
 		break;
 	case LOCKD__STATUS__STATUS_TIMEOUT:
-		return fail(LC_ETIMEOUT, "%s",
-			    r->error[0] ? r->error : lc_strerror(LC_ETIMEOUT));
+		return lci_fail(LC_ETIMEOUT, "%s",
+				r->error[0] ? r->error
+					    : lc_strerror(LC_ETIMEOUT));
 	default:
-		return fail(LC_EPROTO, "unexpected reply status %d",
-			    (int)r->status);
+		return lci_fail(LC_EPROTO, "unexpected reply status %d",
+				(int)r->status);
 	}
 	switch (r->lease_status) {
 	case LOCKD__LEASE_STATUS__LEASE_OK:
@@ -856,696 +842,22 @@ static int reply_code(const Lockd__Reply *r)
 		break;
 	}
 	if (code != LC_OK)
-		fail(code, "%s", r->error[0] ? r->error : lc_strerror(code));
+		lci_fail(code, "%s",
+			 r->error[0] ? r->error : lc_strerror(code));
 	return code;
 }
 
-/* ---- writes -------------------------------------------------------------- */
+/* ---- names --------------------------------------------------------------- */
 
-static int check_name(const char *name)
+int lci_check_name(const char *name)
 {
 	if (name == NULL)
-		return fail(LC_EINVAL, "the name is NULL");
+		return lci_fail(LC_EINVAL, "the name is NULL");
 	size_t len = strlen(name);
 	if (len == 0 || len > LC_NAME_BYTES_MAX)
-		return fail(LC_EINVAL,
-			    "a name is 1-%u bytes of [A-Za-z0-9._/:-], not %zu",
-			    LC_NAME_BYTES_MAX, len);
+		return lci_fail(
+			LC_EINVAL,
+			"a name is 1-%u bytes of [A-Za-z0-9._/:-], not %zu",
+			LC_NAME_BYTES_MAX, len);
 	return LC_OK;
-}
-
-/* One write command with a new seq. Call with the write turn. */
-static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
-		      lci_stop *st, call_result *res)
-{
-	req->session = c->session;
-	req->session_key = c->session_key;
-	for (int i = 0;; i++) {
-		req->seq = ++c->seq;
-		int rv = call(c, req, true, wait_ms, st, res);
-		/* SUPERSEDED: a later command of this session (another
-		 * process using it) reached the ledger first and this one
-		 * was skipped, or its answer is gone: ask again as a new
-		 * command. */
-		if (rv != LC_OK || i >= SETTLED_RETRIES_MAX ||
-		    res->rep->status != LOCKD__STATUS__STATUS_OK ||
-		    res->rep->lease_status !=
-			    LOCKD__LEASE_STATUS__LEASE_SUPERSEDED)
-			return rv;
-		lockd__reply__free_unpacked(res->rep, NULL);
-		res->rep = NULL;
-	}
-}
-
-int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
-	       uint32_t wait_ms, const void *value, size_t value_len,
-	       lc_lease *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_acquire: client or out is NULL");
-	memset(out, 0, sizeof *out);
-	int rv = check_name(name);
-	if (rv != LC_OK)
-		return rv;
-	if (value_len > LC_VALUE_BYTES_MAX || (value == NULL && value_len))
-		return fail(LC_EINVAL, "a value is at most %u bytes",
-			    LC_VALUE_BYTES_MAX);
-	snprintf(out->name, sizeof out->name, "%s", name);
-	out->ttl_ms = ttl_ms;
-
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_ACQUIRE;
-	req.name = (char *)name;
-	req.ttl_ms = ttl_ms;
-	req.value.data = (uint8_t *)value;
-	req.value.len = value_len;
-
-	write_lock(c, NULL);
-	uint64_t wait_end_us = lc_now_us() + (uint64_t)wait_ms * 1000u;
-	call_result res;
-	for (int settled = 0;; settled++) {
-		uint64_t now = lc_now_us();
-		req.wait_ms = wait_end_us > now
-				      ? (uint32_t)((wait_end_us - now) / 1000u)
-				      : 0;
-		if (wait_ms > 0 && req.wait_ms == 0)
-			req.wait_ms = 1;
-		rv = write_call(c, &req, req.wait_ms, NULL, &res);
-		if (rv != LC_OK)
-			goto out;
-		if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
-		    res.rep->lease_status == LOCKD__LEASE_STATUS__LEASE_OK &&
-		    settled < SETTLED_RETRIES_MAX) {
-			/* A retry of a command the cell had settled: its
-			 * answer is gone. Ask again as a new command: the
-			 * session's own re-acquire returns its lease, and a
-			 * waiter keeps its place. */
-			lockd__reply__free_unpacked(res.rep, NULL);
-			continue;
-		}
-		break;
-	}
-	rv = reply_code(res.rep);
-	if (rv == LC_OK &&
-	    res.rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED) {
-		out->token = res.rep->token;
-		out->sent_us = res.first_sent_us;
-		out->deadline_us = lc_lease_deadline_us(out->sent_us, ttl_ms,
-							c->o.drift_ppm);
-	} else if (rv == LC_OK) {
-		rv = fail(LC_EPROTO, "the cell answered an acquire without "
-				     "granting or refusing it");
-	} else {
-		out->holder = res.rep->holder;
-		out->queue_position = res.rep->queue_position;
-	}
-	lockd__reply__free_unpacked(res.rep, NULL);
-
-	/* A grant after a long wait may leave little of the believed TTL
-	 * (it counts from the first send): the session's own re-acquire
-	 * renews it, counted from the re-acquire's send. */
-	if (rv == LC_OK && c->o.refresh_remaining_permille < 1000 &&
-	    lc_now_us() >=
-		    lc_lease_renew_at_us(out->sent_us, ttl_ms, c->o.drift_ppm,
-					 c->o.refresh_remaining_permille)) {
-		req.wait_ms = 0;
-		if (write_call(c, &req, 0, NULL, &res) == LC_OK) {
-			if (res.rep->status == LOCKD__STATUS__STATUS_OK &&
-			    res.rep->lease_status ==
-				    LOCKD__LEASE_STATUS__LEASE_GRANTED &&
-			    res.rep->token == out->token) {
-				out->sent_us = res.first_sent_us;
-				out->deadline_us = lc_lease_deadline_us(
-					out->sent_us, ttl_ms, c->o.drift_ppm);
-			}
-			lockd__reply__free_unpacked(res.rep, NULL);
-		}
-	}
-out:
-	write_unlock(c);
-	return rv;
-}
-
-int lc_release(lc_client *c, const char *name, uint64_t token)
-{
-	return lci_release(c, name, token, NULL);
-}
-
-int lci_release(lc_client *c, const char *name, uint64_t token, lci_stop *st)
-{
-	if (c == NULL)
-		return fail(LC_EINVAL, "lc_release: client is NULL");
-	int rv = check_name(name);
-	if (rv != LC_OK)
-		return rv;
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_RELEASE;
-	req.name = (char *)name;
-	req.token = token;
-	call_result res;
-	if ((rv = write_lock(c, st)) != LC_OK)
-		return rv;
-	rv = write_call(c, &req, 0, st, &res);
-	write_unlock(c);
-	if (rv != LC_OK)
-		return rv;
-	rv = reply_code(res.rep);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-int lc_revoke(lc_client *c, const char *name, const char *reason)
-{
-	if (c == NULL)
-		return fail(LC_EINVAL, "lc_revoke: client is NULL");
-	int rv = check_name(name);
-	if (rv != LC_OK)
-		return rv;
-	if (reason != NULL && strlen(reason) > LC_REASON_BYTES_MAX)
-		return fail(LC_EINVAL, "a reason is at most %u bytes",
-			    LC_REASON_BYTES_MAX);
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_REVOKE;
-	req.name = (char *)name;
-	req.reason = (char *)(reason != NULL ? reason : "");
-	call_result res;
-	write_lock(c, NULL);
-	rv = write_call(c, &req, 0, NULL, &res);
-	write_unlock(c);
-	if (rv != LC_OK)
-		return rv;
-	rv = reply_code(res.rep);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-int lc_renew(lc_client *c, lc_renewal *out)
-{
-	return lci_renew(c, out, NULL);
-}
-
-int lci_renew(lc_client *c, lc_renewal *out, lci_stop *st)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_renew: client or out is NULL");
-	out->sent_us = 0;
-	out->ntokens = 0;
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_RENEW;
-	call_result res;
-	int rv;
-	if ((rv = write_lock(c, st)) != LC_OK)
-		return rv;
-	for (int again = 0;; again++) {
-		rv = write_call(c, &req, 0, st, &res);
-		if (rv != LC_OK)
-			break;
-		/* A retried RENEW whose answer names no token may be one the
-		 * cell settled without its answer: renew again, afresh. */
-		if (res.sends > 1 && res.rep->n_renewed == 0 &&
-		    res.rep->status == LOCKD__STATUS__STATUS_OK && again < 1) {
-			lockd__reply__free_unpacked(res.rep, NULL);
-			continue;
-		}
-		break;
-	}
-	write_unlock(c);
-	if (rv != LC_OK)
-		return rv;
-	rv = reply_code(res.rep);
-	if (rv == LC_OK) {
-		size_t n = res.rep->n_renewed;
-		if (n > LC_SESSION_LEASES_MAX)
-			n = LC_SESSION_LEASES_MAX;
-		if (n > 0) /* renewed is NULL when the reply names none */
-			memcpy(out->tokens, res.rep->renewed,
-			       n * sizeof *out->tokens);
-		qsort(out->tokens, n, sizeof *out->tokens, cmp_u64);
-		out->ntokens = n;
-		out->sent_us = res.first_sent_us;
-	}
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-size_t lc_renewal_apply(const lc_client *c, const lc_renewal *r,
-			lc_lease *leases, size_t n)
-{
-	size_t lost = 0;
-	for (size_t i = 0; i < n; i++) {
-		lc_lease *l = &leases[i];
-		if (l->token == 0)
-			continue;
-		if (bsearch(&l->token, r->tokens, r->ntokens, sizeof *r->tokens,
-			    cmp_u64) == NULL) {
-			lost++;
-			continue;
-		}
-		uint64_t d = lc_lease_deadline_us(r->sent_us, l->ttl_ms,
-						  c->o.drift_ppm);
-		if (d > l->deadline_us) {
-			l->deadline_us = d;
-			l->sent_us = r->sent_us;
-		}
-	}
-	return lost;
-}
-
-/* ---- reads --------------------------------------------------------------- */
-
-static void fill_info(lc_lease_info *info, const Lockd__Lease *l)
-{
-	memset(info, 0, sizeof *info);
-	snprintf(info->name, sizeof info->name, "%s", l->name);
-	info->holder = l->holder;
-	info->token = l->token;
-	info->ttl_ms = l->ttl_ms;
-	info->ttl_ms_left = l->ttl_ms_left;
-	info->in_grace = l->in_grace;
-	info->revoked = l->revoked;
-	info->waiters = l->waiters;
-	info->value_len = l->value.len < LC_VALUE_BYTES_MAX
-				  ? l->value.len
-				  : LC_VALUE_BYTES_MAX;
-	if (info->value_len > 0)
-		memcpy(info->value, l->value.data, info->value_len);
-}
-
-/* lc_get, and *position (may be NULL) gets the answering replica's ledger
- * position whenever a replica answered (LC_ENOSUCH included). */
-static int get_at(lc_client *c, const char *name, lc_lease_info *out,
-		  uint64_t *position)
-{
-	memset(out, 0, sizeof *out);
-	int rv = check_name(name);
-	if (rv != LC_OK)
-		return rv;
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_GET;
-	req.name = (char *)name;
-	req.consistency = (Lockd__Consistency)c->o.read_consistency;
-	call_result res;
-	if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
-		return rv;
-	if (position != NULL)
-		*position = res.rep->position;
-	rv = reply_code(res.rep);
-	if (rv == LC_OK && res.rep->lease == NULL)
-		rv = fail(LC_ENOSUCH, "%s", lc_strerror(LC_ENOSUCH));
-	if (rv == LC_OK)
-		fill_info(out, res.rep->lease);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-int lc_get(lc_client *c, const char *name, lc_lease_info *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_get: client or out is NULL");
-	return get_at(c, name, out, NULL);
-}
-
-/* ---- elections: reads ---------------------------------------------------- */
-
-int lc_leader(lc_client *c, const char *group, lc_leader_info *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_leader: client or out is NULL");
-	out->position = 0;
-	out->elected = false;
-	out->history_lost = false;
-	int rv = get_at(c, group, &out->lease, &out->position);
-	if (rv == LC_ENOSUCH)
-		memset(&out->lease, 0, sizeof out->lease);
-	out->elected = rv == LC_OK;
-	return rv;
-}
-
-void lc_observe_options_init(lc_observe_options *o)
-{
-	memset(o, 0, sizeof *o);
-}
-
-#define OBSERVE_SLICE_MS_DEFAULT 1000u
-
-/* One WATCH: the first change of group after *after, within slice_ms.
- * LC_OK / LC_ENOSUCH with *r filled; LC_ETIMEOUT when nothing changed (then
- * *after moves up to where the replica looked); else a call's error. */
-static int watch_once(lc_client *c, const char *group, uint64_t *after,
-		      uint32_t slice_ms, lc_leader_info *r)
-{
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_WATCH;
-	req.name = (char *)group;
-	req.after_position = *after;
-	req.wait_ms = slice_ms;
-	req.consistency = (Lockd__Consistency)c->o.read_consistency;
-	call_result res;
-	int rv = call(c, &req, false, slice_ms, NULL, &res);
-	if (rv != LC_OK)
-		return rv;
-	const Lockd__Reply *rep = res.rep;
-	if (rep->status == LOCKD__STATUS__STATUS_TIMEOUT) {
-		if (rep->position > *after)
-			*after = rep->position;
-		lockd__reply__free_unpacked(res.rep, NULL);
-		return LC_ETIMEOUT;
-	}
-	rv = reply_code(rep);
-	if (rv == LC_OK && rep->lease == NULL)
-		rv = fail(LC_ENOSUCH, "%s", lc_strerror(LC_ENOSUCH));
-	if (rv == LC_OK || rv == LC_ENOSUCH) {
-		memset(r, 0, sizeof *r);
-		r->position = rep->position;
-		r->elected = rv == LC_OK;
-		r->history_lost = rep->history_lost;
-		if (rv == LC_OK)
-			fill_info(&r->lease, rep->lease);
-	}
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-int lc_observe(lc_client *c, const char *group, uint64_t after_position,
-	       uint64_t after_token, const lc_observe_options *opt,
-	       lc_leader_info *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_observe: client or out is NULL");
-	int rv = check_name(group);
-	if (rv != LC_OK)
-		return rv;
-	lc_observe_options o;
-	lc_observe_options_init(&o);
-	if (opt != NULL)
-		o = *opt;
-	if (o.interval_ms == 0)
-		o.interval_ms = OBSERVE_SLICE_MS_DEFAULT;
-	uint64_t end = o.timeout_ms ? lc_now_us() + o.timeout_ms * 1000ull
-				    : UINT64_MAX;
-	lc_leader_info *r = malloc(sizeof *r);
-	if (r == NULL)
-		return fail(LC_ENOMEM, "out of memory");
-	uint64_t after = after_position;
-	for (;;) {
-		if (o.cancelled != NULL && o.cancelled(o.arg)) {
-			rv = fail(LC_ECANCELED, "lc_observe: cancelled");
-			break;
-		}
-		uint64_t now = lc_now_us();
-		if (now >= end) {
-			rv = fail(LC_ETIMEOUT,
-				  "lc_observe: no change of %s within %u ms",
-				  group, o.timeout_ms);
-			break;
-		}
-		uint64_t slice_ms = o.interval_ms;
-		if (end != UINT64_MAX && (end - now) / 1000u < slice_ms)
-			slice_ms =
-				(end - now) / 1000u ? (end - now) / 1000u : 1;
-		rv = watch_once(c, group, &after, (uint32_t)slice_ms, r);
-		if (rv == LC_ETIMEOUT)
-			continue;
-		if (rv != LC_OK && rv != LC_ENOSUCH)
-			break;
-		/* The feed gives changes, but a replica that lost its history
-		 * gives the current state, which may be what the caller knows:
-		 * not a change. */
-		uint64_t token = r->elected ? r->lease.token : 0;
-		if (token != after_token) {
-			*out = *r;
-			break;
-		}
-		if (r->position > after)
-			after = r->position;
-	}
-	free(r);
-	return rv;
-}
-
-int lc_check(lc_client *c, const char *name, uint64_t token, bool *current)
-{
-	if (c == NULL || current == NULL)
-		return fail(LC_EINVAL, "lc_check: client or current is NULL");
-	*current = false;
-	int rv = check_name(name);
-	if (rv != LC_OK)
-		return rv;
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_CHECK;
-	req.consistency = (Lockd__Consistency)c->o.read_consistency;
-	req.name = (char *)name;
-	req.token = token;
-	call_result res;
-	if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
-		return rv;
-	rv = reply_code(res.rep);
-	if (rv == LC_OK)
-		*current = true;
-	else if (rv == LC_ENOTHOLDER)
-		rv = LC_OK;
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-int lc_list(lc_client *c, const char *prefix, lc_list_fn fn, void *arg,
-	    size_t *count)
-{
-	if (count != NULL)
-		*count = 0;
-	if (c == NULL || fn == NULL)
-		return fail(LC_EINVAL, "lc_list: client or fn is NULL");
-	if (prefix == NULL)
-		prefix = "";
-	if (strlen(prefix) > LC_NAME_BYTES_MAX)
-		return fail(LC_EINVAL, "a prefix is at most %u bytes",
-			    LC_NAME_BYTES_MAX);
-	lc_lease_info *info = malloc(sizeof *info);
-	char *after = calloc(1, LC_NAME_BYTES_MAX + 1);
-	int rv = LC_OK;
-	if (info == NULL || after == NULL) {
-		rv = fail(LC_ENOMEM, "out of memory");
-		goto out;
-	}
-	if (c->o.read_consistency == LC_LINEARIZABLE) {
-		/* A replica lists its own table, so a linearizable listing
-		 * starts with a linearizable read: its reply raises the
-		 * client's known position past every write that finished
-		 * before this call, and each page then waits for a replica
-		 * that has applied that far. */
-		rv = get_at(c, "lockd/list-barrier", info, NULL);
-		if (rv != LC_OK && rv != LC_ENOSUCH)
-			goto out;
-		rv = LC_OK;
-	}
-	/* Page by page, each from where the last ended: a page is the
-	 * table at one position, so a long listing spans several. */
-	for (bool more = true, go = true; more && go;) {
-		Lockd__Request req = LOCKD__REQUEST__INIT;
-		req.op = LOCKD__OP__OP_LIST;
-		req.name = (char *)prefix;
-		req.after_name = after;
-		req.consistency = (Lockd__Consistency)c->o.read_consistency;
-		call_result res;
-		if ((rv = call(c, &req, false, 0, NULL, &res)) != LC_OK)
-			break;
-		rv = reply_code(res.rep);
-		more = rv == LC_OK && res.rep->more && res.rep->n_leases > 0;
-		for (size_t i = 0; rv == LC_OK && go && i < res.rep->n_leases;
-		     i++) {
-			fill_info(info, res.rep->leases[i]);
-			if (count != NULL)
-				(*count)++;
-			go = fn(info, arg);
-		}
-		if (more)
-			snprintf(after, LC_NAME_BYTES_MAX + 1, "%s",
-				 res.rep->leases[res.rep->n_leases - 1]->name);
-		lockd__reply__free_unpacked(res.rep, NULL);
-	}
-out:
-	free(info);
-	free(after);
-	return rv;
-}
-
-int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL, "lc_status: client or out is NULL");
-	memset(out, 0, sizeof *out);
-	if (i >= ep_count(c))
-		return fail(LC_EINVAL, "no endpoint %u: the client knows %u", i,
-			    ep_count(c));
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_STATUS;
-	req.known_position = atomic_load(&c->known);
-	uint64_t sent;
-	Lockd__Reply *rep;
-	int rv =
-		attempt(c, i, &req, c->o.attempt_timeout_ms, NULL, &sent, &rep);
-	if (rv != LC_OK)
-		return rv;
-	see_position(c, rep->position);
-	if (rep->status != LOCKD__STATUS__STATUS_OK || rep->replica == NULL) {
-		rv = fail(LC_EPROTO, "%s answered STATUS with status %d: %s",
-			  c->ep[i].url, (int)rep->status, rep->error);
-	} else {
-		const Lockd__ReplicaStatus *s = rep->replica;
-		out->id = s->id;
-		snprintf(out->role, sizeof out->role, "%s", s->role);
-		out->ballot_round = s->ballot_round;
-		out->ballot_id = s->ballot_id;
-		out->leader = s->leader;
-		out->commit = s->commit;
-		out->applied = s->applied;
-		out->snapshot_base = s->snapshot_base;
-		out->leases = s->leases;
-		snprintf(out->leader_addr, sizeof out->leader_addr, "%s",
-			 rep->leader_addr);
-		out->voter = s->voter;
-		out->member = s->member;
-		out->members = s->members;
-		out->voters = s->voters;
-	}
-	lockd__reply__free_unpacked(rep, NULL);
-	return rv;
-}
-
-/* ---- membership ---------------------------------------------------------- */
-
-const lc_member *lc_members_find(const lc_members *m, uint32_t id)
-{
-	for (uint32_t i = 0; m != NULL && i < m->n; i++)
-		if (m->m[i].id == id)
-			return &m->m[i];
-	return NULL;
-}
-
-/* Fills *out from a MEMBERS or MEMBER_CHANGE reply; LC_EPROTO when it
- * cannot be one. */
-static int members_fill(const Lockd__Reply *rep, lc_members *out)
-{
-	memset(out, 0, sizeof *out);
-	if (rep->n_members > LC_MEMBERS_MAX)
-		return fail(LC_EPROTO, "a replica listed %zu members, over %u",
-			    rep->n_members, LC_MEMBERS_MAX);
-	out->n = (uint32_t)rep->n_members;
-	for (uint32_t i = 0; i < out->n; i++) {
-		const Lockd__CellMember *cm = rep->members[i];
-		lc_member *m = &out->m[i];
-		m->id = cm->id;
-		m->voting = cm->voting;
-		m->incarnation = cm->incarnation;
-		snprintf(m->peer, sizeof m->peer, "%s", cm->peer);
-		snprintf(m->client, sizeof m->client, "%s", cm->client);
-	}
-	for (size_t i = 0; i < rep->n_removed; i++)
-		if (rep->removed[i] < LC_REPLICA_IDS)
-			out->removed |= UINT64_C(1) << rep->removed[i];
-	out->from_position = rep->members_from;
-	out->leader = rep->leader_hint;
-	snprintf(out->leader_addr, sizeof out->leader_addr, "%s",
-		 rep->leader_addr);
-	out->change_position = rep->change_slot;
-	return LC_OK;
-}
-
-static int members_code(const Lockd__Reply *r)
-{
-	switch (r->status) {
-	case LOCKD__STATUS__STATUS_OK:
-		return LC_OK;
-	case LOCKD__STATUS__STATUS_REFUSED:
-		return fail(LC_EREFUSED, "%s",
-			    r->error[0] ? r->error : lc_strerror(LC_EREFUSED));
-	case LOCKD__STATUS__STATUS_INVALID:
-		return fail(LC_EINVAL, "%s",
-			    r->error[0] ? r->error : lc_strerror(LC_EINVAL));
-	default:
-		return fail(LC_EPROTO, "unexpected reply status %d: %s",
-			    (int)r->status, r->error);
-	}
-}
-
-int lc_members_list(lc_client *c, lc_members *out)
-{
-	if (c == NULL || out == NULL)
-		return fail(LC_EINVAL,
-			    "lc_members_list: client or out is NULL");
-	memset(out, 0, sizeof *out);
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.op = LOCKD__OP__OP_MEMBERS;
-	call_result res;
-	int rv = call(c, &req, false, 0, NULL, &res);
-	if (rv != LC_OK)
-		return rv;
-	rv = members_code(res.rep);
-	if (rv == LC_OK)
-		rv = members_fill(res.rep, out);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
-}
-
-/* One change, at the leader; retried (BUSY: another change is still taking
- * effect) within the call's timeout. */
-static int member_change(lc_client *c, Lockd__Request *req, lc_members *out)
-{
-	lc_members *tmp = NULL;
-	if (out == NULL && (out = tmp = malloc(sizeof *tmp)) == NULL)
-		return fail(LC_ENOMEM, "out of memory");
-	memset(out, 0, sizeof *out);
-	req->op = LOCKD__OP__OP_MEMBER_CHANGE;
-	call_result res;
-	int rv = call(c, req, true, 0, NULL, &res);
-	if (rv == LC_OK) {
-		rv = members_code(res.rep);
-		if (rv == LC_OK)
-			rv = members_fill(res.rep, out);
-		lockd__reply__free_unpacked(res.rep, NULL);
-	}
-	free(tmp);
-	return rv;
-}
-
-int lc_member_add(lc_client *c, uint32_t id, const char *peer_url,
-		  const char *client_url, lc_members *out)
-{
-	if (c == NULL)
-		return fail(LC_EINVAL, "lc_member_add: client is NULL");
-	if (id >= LC_REPLICA_IDS)
-		return fail(LC_EINVAL, "replica ids are 0 to %u, not %u",
-			    LC_REPLICA_IDS - 1, id);
-	if (peer_url == NULL || client_url == NULL || peer_url[0] == '\0' ||
-	    client_url[0] == '\0' || strlen(peer_url) > LC_URL_BYTES_MAX - 1 ||
-	    strlen(client_url) > LC_URL_BYTES_MAX - 1)
-		return fail(LC_EINVAL,
-			    "a new member needs its peer URL and its client "
-			    "URL, each 1-%u bytes",
-			    LC_URL_BYTES_MAX - 1);
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.member_op = LOCKD__MEMBER_OP__MEMBER_ADD;
-	req.member_id = id;
-	req.member_peer = (char *)peer_url;
-	req.member_client = (char *)client_url;
-	return member_change(c, &req, out);
-}
-
-int lc_member_remove(lc_client *c, uint32_t id, lc_members *out)
-{
-	if (c == NULL)
-		return fail(LC_EINVAL, "lc_member_remove: client is NULL");
-	if (id >= LC_REPLICA_IDS)
-		return fail(LC_EINVAL, "replica ids are 0 to %u, not %u",
-			    LC_REPLICA_IDS - 1, id);
-	Lockd__Request req = LOCKD__REQUEST__INIT;
-	req.member_op = LOCKD__MEMBER_OP__MEMBER_REMOVE;
-	req.member_id = id;
-	return member_change(c, &req, out);
 }

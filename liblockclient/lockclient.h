@@ -324,6 +324,9 @@ typedef struct lc_replica_status {
 	bool voter;                             /* it votes */
 	bool member; /* it is in the configuration it has applied */
 	uint32_t members, voters; /* that configuration's size, and voters */
+	char version[32];         /* its lockd version ("" from an older one) */
+	uint64_t uptime_s;        /* seconds since its process started */
+	uint64_t snapshot_bytes;  /* its latest snapshot's size (0: none) */
 } lc_replica_status;
 
 /* Asks endpoint i (0 .. lc_endpoint_count - 1) alone for its view of the

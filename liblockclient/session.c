@@ -386,6 +386,11 @@ bool lc_session_lease(lc_sess *s, const char *name, lc_lease *out)
 	return held;
 }
 
+lc_client *lci_sess_client(lc_sess *s)
+{
+	return s->c;
+}
+
 bool lc_session_held(lc_sess *s, const char *name)
 {
 	return lc_session_lease(s, name, NULL);
@@ -450,84 +455,4 @@ void lc_session_close(lc_sess *s)
 	lci_stop_free(s->calls);
 	free(s->v);
 	free(s);
-}
-
-/* ---- elections ----------------------------------------------------------- */
-
-#define CAMPAIGN_WAIT_MS_DEFAULT 1000u
-#define CAMPAIGN_RETRY_MS_DEFAULT 500u
-
-void lc_campaign_options_init(lc_campaign_options *o)
-{
-	memset(o, 0, sizeof *o);
-}
-
-static void campaign_sleep_ms(uint32_t ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000u),
-			      (long)(ms % 1000u) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-int lc_campaign(lc_sess *s, const char *group, const void *value,
-		size_t value_len, uint32_t ttl_ms,
-		const lc_campaign_options *opt, lc_lease *out)
-{
-	if (s == NULL || out == NULL || group == NULL || group[0] == '\0' ||
-	    strlen(group) > LC_NAME_BYTES_MAX ||
-	    value_len > LC_VALUE_BYTES_MAX || (value == NULL && value_len))
-		return LC_EINVAL;
-	lc_campaign_options o;
-	lc_campaign_options_init(&o);
-	if (opt != NULL)
-		o = *opt;
-	if (o.wait_ms == 0)
-		o.wait_ms = CAMPAIGN_WAIT_MS_DEFAULT;
-	if (o.retry_ms == 0)
-		o.retry_ms = CAMPAIGN_RETRY_MS_DEFAULT;
-	uint64_t end = o.timeout_ms ? lc_now_us() + o.timeout_ms * 1000ull
-				    : UINT64_MAX;
-	uint64_t holder = 0;
-	for (;;) {
-		if (o.cancelled != NULL && o.cancelled(o.arg)) {
-			memset(out, 0, sizeof *out);
-			out->holder = holder;
-			return LC_ECANCELED;
-		}
-		uint64_t now = lc_now_us();
-		if (now >= end) {
-			memset(out, 0, sizeof *out);
-			out->holder = holder;
-			return LC_ETIMEOUT;
-		}
-		uint32_t wait = o.wait_ms;
-		if (end != UINT64_MAX && (end - now) / 1000u < wait)
-			wait = (uint32_t)((end - now) / 1000u);
-		if (wait == 0)
-			wait = 1;
-		int rv = lc_session_acquire(s, group, ttl_ms, wait, value,
-					    value_len, out);
-		if (rv == LC_OK)
-			return LC_OK;
-		if (rv == LC_EINVAL || rv == LC_ELIMIT || rv == LC_ENOMEM)
-			return rv;
-		bool held = rv == LC_EHELD || rv == LC_ETIMEOUT;
-		if (held)
-			holder = out->holder;
-		if (o.progress != NULL)
-			o.progress(rv, held ? out->holder : 0, o.arg);
-		if (!held) {
-			now = lc_now_us();
-			uint32_t pause = o.retry_ms;
-			if (end != UINT64_MAX && now < end &&
-			    (end - now) / 1000u < pause)
-				pause = (uint32_t)((end - now) / 1000u);
-			campaign_sleep_ms(pause);
-		}
-	}
-}
-
-int lc_resign(lc_sess *s, const char *group)
-{
-	return lc_session_release(s, group);
 }

@@ -2,8 +2,11 @@
  * One liblockclient client per run; acquire/elect with a command keep the
  * lease alive with an lc_sess and stop the command when the lease is lost. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +20,10 @@
 
 #include "lockclient.h"
 
+#ifndef LOCKD_VERSION
+#define LOCKD_VERSION "unknown"
+#endif
+
 enum {
 	EX_OK = 0,
 	EX_NOTHELD = 1,
@@ -27,29 +34,40 @@ enum {
 	EX_NOEXEC = 127,
 };
 
-static const char usage_text[] =
+/* The help, in pieces (C11 compilers need only take strings of 4095
+ * bytes); help_for prints one command's lines of the commands. */
+static const char usage_head[] =
 	"usage: lockctl [-e ENDPOINTS] [--tls-ca FILE] [--tls-cert FILE]\n"
 	"               [--consistency MODE] [-o json] COMMAND [ARGS...]\n"
+	"       lockctl --version | --help | COMMAND --help\n"
 	"\n"
 	"Talks to a lockd cell. ENDPOINTS is a comma-separated list of the\n"
-	"replicas' client URLs (tcp://HOST:PORT,...), from -e/--endpoints or\n"
-	"the LOCKD_ENDPOINTS environment variable. -o json (before or after\n"
-	"the command) prints reads as JSON. For tls+tcp:// URLs, --tls-ca\n"
-	"(or LOCKD_TLS_CA) names the CA file that verifies the replicas, and\n"
-	"--tls-cert (or LOCKD_TLS_CERT) this client's certificate and key in\n"
-	"one PEM file, for a cell that asks for one. Reads are linearizable\n"
-	"(the leader answers after a quorum round) unless --consistency says\n"
-	"read-your-writes or stale (stale: any replica, even without a\n"
-	"leader).\n"
-	"\n"
+	"replicas' client URLs (tcp://HOST:PORT,...; a bare HOST:PORT means\n"
+	"tcp://HOST:PORT), from -e/--endpoints or the LOCKD_ENDPOINTS\n"
+	"environment variable. -o json (before or after the command) prints\n"
+	"JSON. For tls+tcp:// URLs, --tls-ca (or LOCKD_TLS_CA) names the CA\n"
+	"file that verifies the replicas, and --tls-cert (or LOCKD_TLS_CERT)\n"
+	"this client's certificate and key in one PEM file, for a cell that\n"
+	"asks for one. Reads are linearizable (the leader answers after a\n"
+	"quorum round) unless --consistency says read-your-writes or stale\n"
+	"(stale: any replica, even without a leader). Every option may be\n"
+	"written --name value or --name=value.\n"
+	"\n";
+static const char usage_cmds1[] =
 	"commands:\n"
-	"  status                 every replica: id, role, leader, ballot,\n"
-	"                         commit, applied, lag behind the leader\n"
+	"  status                 every replica: id, role, leader (N?: it "
+	"names\n"
+	"                         N, which did not answer as leader), ballot,\n"
+	"                         commit, applied, lag behind the leader,\n"
+	"                         voters, version, uptime, snapshot size\n"
 	"  ls [PREFIX]            leases whose name starts with PREFIX\n"
-	"  get NAME               holder, value, token, TTL left, grace, "
-	"waiters\n"
+	"  get NAME               holder, token, TTL, TTL left, grace, "
+	"revoked,\n"
+	"                         waiters, value (exit 3: the name is free)\n"
 	"  acquire NAME [--ttl 10s] [--wait 0s] [--value V] [--kill-after 5s]\n"
-	"          [-- CMD ARGS...]\n"
+	"          [--hold | -- CMD ARGS...]\n"
+	"                         --ttl: 100ms up to the cell's --ttl-max-ms\n"
+	"                         (60s unless its operator set another).\n"
 	"                         without CMD: acquire, print session=S:K "
 	"token=T\n"
 	"                         and exit; the lease is NOT renewed: it ends\n"
@@ -57,14 +75,29 @@ static const char usage_text[] =
 	"released\n"
 	"                         (lockctl release NAME --token T --session "
 	"S:K).\n"
+	"                         --hold: print the same, then keep the lease\n"
+	"                         renewed until SIGTERM or SIGINT, release it\n"
+	"                         and exit 0 (as etcdctl lock NAME); exit 5 "
+	"if\n"
+	"                         it is lost first.\n"
 	"                         with CMD: hold the lease while CMD runs\n"
 	"                         (renewed in the background; LOCKCTL_NAME,\n"
 	"                         LOCKCTL_TOKEN, LOCKCTL_SESSION in its\n"
-	"                         environment), release it when CMD exits and\n"
-	"                         exit with CMD's status; if the lease is "
-	"lost\n"
-	"                         CMD gets SIGTERM, then SIGKILL after\n"
-	"                         --kill-after, and lockctl exits 5\n"
+	"                         environment) in its own process group. When\n"
+	"                         the lease is lost, when lockctl gets "
+	"SIGTERM,\n"
+	"                         SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,\n"
+	"                         SIGPIPE or SIGALRM, and when CMD exits, the\n"
+	"                         group and every process CMD started (even\n"
+	"                         one that left the group) get SIGTERM, then\n"
+	"                         SIGKILL after --kill-after; once they are\n"
+	"                         gone lockctl releases the lease and exits:\n"
+	"                         5 after the loss, 128+N after signal N, "
+	"else\n"
+	"                         CMD's status. If lockctl is killed with\n"
+	"                         SIGKILL, CMD's group is killed with it and\n"
+	"                         the lease ends at its expiry; what left the\n"
+	"                         group survives then.\n"
 	"  release NAME --token T --session S:K\n"
 	"                         a lease belongs to the session that "
 	"acquired\n"
@@ -76,21 +109,33 @@ static const char usage_text[] =
 	"  revoke NAME --reason TEXT\n"
 	"                         force the lease to end (it passes on when "
 	"it\n"
-	"                         expires; the holder is never renewed again)\n"
-	"  elect GROUP --value V [--ttl 10s] [--kill-after 5s] [-- CMD "
-	"ARGS...]\n"
-	"                         campaign: wait for GROUP, print 'elected',\n"
-	"                         then hold it while CMD runs (as acquire), "
-	"or\n"
-	"                         until SIGINT/SIGTERM without CMD\n"
-	"  leader GROUP           the holder's value and token (exit 3: none)\n"
-	"  watch NAME [--count N] [--interval 1s]\n"
+	"                         expires; the holder is never renewed "
+	"again).\n"
+	"                         The replica that takes it logs the reason\n"
+	"                         (event=revoke); the cell does not keep it\n"
+	"                         with the lease, so get cannot show it\n";
+static const char usage_cmds2[] =
+	"  elect GROUP --value V [--ttl 10s] [--wait D] [--kill-after 5s]\n"
+	"          [-- CMD ARGS...]\n"
+	"                         campaign: wait for GROUP (at most --wait:\n"
+	"                         exit 1 if not elected by then; default: no\n"
+	"                         limit), print 'elected', then hold it while\n"
+	"                         CMD runs (as acquire), or without CMD until\n"
+	"                         SIGINT/SIGTERM (then resign, exit 0)\n"
+	"  leader GROUP           the holder's value, token and session (exit\n"
+	"                         3: none)\n"
+	"  watch NAME [--count N] [--interval 1s] [--from POSITION]\n"
 	"                         print a line at the start and on every "
 	"change\n"
-	"                         of holder or token, each one, in order;\n"
-	"                         stop after N changes (--interval: each\n"
-	"                         long-poll's wait, and the pause after an\n"
-	"                         error)\n"
+	"                         of holder or token, each one, in order: its\n"
+	"                         ledger position, its kind (start, held,\n"
+	"                         passed: to another holder, free) and the\n"
+	"                         lease as get prints it; stop after N\n"
+	"                         changes. --from: no start line, the changes\n"
+	"                         after POSITION (a position watch printed);\n"
+	"                         --interval: each long-poll's wait, and the\n"
+	"                         pause after an error. (No --prefix: the\n"
+	"                         cell's WATCH follows one name.)\n"
 	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
 	"else 1\n"
 	"  member list            members: id, voter or learner, URLs\n"
@@ -101,16 +146,41 @@ static const char usage_text[] =
 	"--timeout)\n"
 	"  member remove N        take replica N out; its id is never used "
 	"again\n"
+	"\n";
+static const char usage_tail[] =
+	"Durations: numbers with units ms, s, m, h: 500ms, 5s, 1.5s, 2m, "
+	"1m30s.\n"
+	"Names: 1-256 of [A-Za-z0-9._/:-]. TTL left (ttl_ms_left): only the\n"
+	"leader keeps deadlines, on its own clock, so only get answered by it\n"
+	"(the default, linearizable) shows it; ls, watch and stale reads "
+	"leave\n"
+	"it out (null in JSON).\n"
 	"\n"
-	"Durations: 500ms, 5s, 2m. Names: 1-256 of [A-Za-z0-9._/:-].\n"
+	"JSON: one object per lease, the same keys whether it is held or free\n"
+	"(\"held\": false and nulls); session ids, keys and tokens are "
+	"strings\n"
+	"(64-bit: JSON numbers lose them), and lockctl takes them back with "
+	"or\n"
+	"without their quotes; \"value\" is the value when it is UTF-8, else\n"
+	"null, and \"value_base64\" always has its exact bytes.\n"
 	"\n"
 	"exit status: 0 ok; 1 not held / held by another session / token not\n"
-	"current / the cell refused the membership change; 2 usage error; 3 no "
-	"such lease / no leader; 4 the cell is\n"
-	"unavailable (no replica or no leader answered in time); 5 lost the\n"
-	"lease while running CMD; 127 CMD could not be run. With CMD and the\n"
-	"lease kept, lockctl exits with CMD's status (128+N if a signal N\n"
-	"ended it).\n";
+	"current / not elected within --wait / the cell refused the\n"
+	"membership change; 2 usage error (or a request the cell refused as\n"
+	"invalid, with its sentence); 3 no such lease / no leader; 4 the cell\n"
+	"is unavailable (no replica answered, or none knew a leader, in "
+	"time);\n"
+	"5 lost the lease while holding it; 127 CMD could not be run; 128+N\n"
+	"after signal N. With CMD and the lease kept, lockctl exits with\n"
+	"CMD's status (128+N if a signal N ended it).\n";
+
+static void print_usage(void)
+{
+	fputs(usage_head, stdout);
+	fputs(usage_cmds1, stdout);
+	fputs(usage_cmds2, stdout);
+	fputs(usage_tail, stdout);
+}
 
 static bool json;
 static const char *prog = "lockctl";
@@ -153,44 +223,90 @@ static int lc_die(int rv, const char *what)
 		code = EX_UNAVAIL;
 		break;
 	}
+	/* The cell's own sentence (or the library's account of what it
+	 * tried) says more than the code's: print it alone when there is
+	 * one. */
 	const char *detail = lc_last_error();
-	fprintf(stderr, "%s: %s: %s%s%s%s\n", prog, what, lc_strerror(rv),
-		detail[0] ? " (" : "", detail, detail[0] ? ")" : "");
+	fprintf(stderr, "%s: %s: %s\n", prog, what,
+		detail[0] ? detail : lc_strerror(rv));
 	exit(code);
 }
 
 /* ---- parsing ------------------------------------------------------------- */
 
+/* A duration: one or more groups of a number (with an optional decimal
+ * fraction) and a unit, largest first or not: 500ms, 5s, 1.5s, 2m, 1m30s,
+ * 1h. Rounded down to whole milliseconds. */
 static uint32_t parse_duration(const char *s, const char *opt)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	uint64_t mul = 0;
-	if (end != s && errno == 0 && s[0] != '-') {
-		if (strcmp(end, "ms") == 0)
-			mul = 1;
-		else if (strcmp(end, "s") == 0)
-			mul = 1000;
-		else if (strcmp(end, "m") == 0)
-			mul = 60000;
-		else if (strcmp(end, "h") == 0)
-			mul = 3600000;
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	uint64_t total_us = 0;
+	const char *p = s;
+	bool ok = *p != '\0';
+	while (ok && *p != '\0') {
+		uint64_t whole = 0, frac = 0, scale = 1;
+		const char *start = p;
+		while (*p >= '0' && *p <= '9' && whole < UINT32_MAX)
+			whole = whole * 10 + (uint64_t)(*p++ - '0');
+		if (*p == '.') {
+			p++;
+			for (; *p >= '0' && *p <= '9'; p++)
+				if (scale < 1000000) {
+					frac = frac * 10 + (uint64_t)(*p - '0');
+					scale *= 10;
+				}
+		}
+		if (p == start || (p == start + 1 && *start == '.') ||
+		    whole >= UINT32_MAX) {
+			ok = false;
+			break;
+		}
+		size_t k = 0, n = sizeof units / sizeof units[0];
+		for (; k < n; k++) {
+			/* ms before m, so that "m" never takes "ms". */
+			if (strncmp(p, units[k].unit, strlen(units[k].unit)) ==
+			    0)
+				break;
+		}
+		if (k == n) {
+			ok = false;
+			break;
+		}
+		p += strlen(units[k].unit);
+		total_us += whole * units[k].ms * 1000u +
+			    frac * units[k].ms * 1000u / scale;
+		if (total_us / 1000u > UINT32_MAX)
+			ok = false;
 	}
-	if (mul == 0 || v > UINT32_MAX / mul)
+	if (!ok)
 		die(EX_USAGE,
-		    "%s: '%s' is not a duration: write a number and a unit, "
-		    "e.g. 500ms, 5s or 2m",
+		    "%s: '%s' is not a duration: write numbers with units "
+		    "(ms, s, m, h), e.g. 500ms, 5s, 1.5s, 2m or 1m30s",
 		    opt, s);
-	return (uint32_t)(v * mul);
+	return (uint32_t)(total_us / 1000u);
 }
 
+/* A whole number, as lockctl prints ids and tokens: digits, or digits in
+ * double quotes (JSON output prints them as strings, so that 64-bit values
+ * survive tools that read numbers as doubles; `jq .token` keeps the
+ * quotes). */
 static uint64_t parse_u64(const char *s, const char *what)
 {
+	char buf[32];
+	size_t n = strlen(s);
+	const char *d = s;
+	if (n >= 2 && s[0] == '"' && s[n - 1] == '"' && n - 2 < sizeof buf) {
+		memcpy(buf, s + 1, n - 2);
+		buf[n - 2] = '\0';
+		d = buf;
+	}
 	char *end;
 	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0)
+	unsigned long long v = strtoull(d, &end, 10);
+	if (d[0] < '0' || d[0] > '9' || *end != '\0' || errno != 0)
 		die(EX_USAGE, "%s: '%s' is not a whole number", what, s);
 	return (uint64_t)v;
 }
@@ -218,11 +334,27 @@ typedef struct args {
 	const char *pos[4];
 	int npos;
 	const char *ttl, *wait, *value, *token, *session, *reason, *count,
-		*interval, *kill_after;
+		*interval, *kill_after, *from, *prefix;
 	const char *id, *peer, *client, *timeout; /* member */
 	char **exec;
-	bool help;
+	bool help, hold;
 } args;
+
+/* Splits "--name=value" into name (into buf) and *value; "--name" alone
+ * leaves *value NULL. Returns the name. */
+static const char *split_opt(const char *s, char *buf, size_t cap,
+			     const char **value)
+{
+	const char *eq = strchr(s, '=');
+	*value = NULL;
+	if (strncmp(s, "--", 2) != 0 || eq == NULL)
+		return s;
+	size_t n = (size_t)(eq - s) < cap - 1 ? (size_t)(eq - s) : cap - 1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*value = eq + 1;
+	return buf;
+}
 
 static void opt_json(const char *v)
 {
@@ -254,9 +386,13 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 		{"--peer", offsetof(args, peer)},
 		{"--client", offsetof(args, client)},
 		{"--timeout", offsetof(args, timeout)},
+		{"--from", offsetof(args, from)},
+		{"--prefix", offsetof(args, prefix)},
 	};
 	for (; i < argc; i++) {
-		const char *s = argv[i];
+		char nbuf[32];
+		const char *v;
+		const char *s = split_opt(argv[i], nbuf, sizeof nbuf, &v);
 		if (strcmp(s, "--") == 0) {
 			if (i + 1 >= argc)
 				die(EX_USAGE,
@@ -269,10 +405,14 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 			a->help = true;
 			continue;
 		}
+		if (strcmp(s, "--hold") == 0 && v == NULL) {
+			a->hold = true;
+			continue;
+		}
 		if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
-			if (i + 1 >= argc)
+			if (v == NULL && i + 1 >= argc)
 				die(EX_USAGE, "%s needs json or text", s);
-			opt_json(argv[++i]);
+			opt_json(v != NULL ? v : argv[++i]);
 			continue;
 		}
 		if (s[0] == '-' && s[1] == '-') {
@@ -281,11 +421,11 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 			     k++) {
 				if (strcmp(s, opts[k].name) != 0)
 					continue;
-				if (i + 1 >= argc)
+				if (v == NULL && i + 1 >= argc)
 					die(EX_USAGE, "%s %s needs a value",
 					    a->cmd, s);
 				*(const char **)((char *)a + opts[k].off) =
-					argv[++i];
+					v != NULL ? v : argv[++i];
 				found = true;
 			}
 			if (!found)
@@ -302,6 +442,35 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 
 /* ---- output -------------------------------------------------------------- */
 
+/* Whether v[0..n) is UTF-8 (shortest forms, no surrogates, at most
+ * U+10FFFF). */
+static bool utf8_valid(const uint8_t *v, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint8_t c = v[i];
+		size_t len = c < 0x80             ? 1
+			     : (c & 0xe0) == 0xc0 ? 2
+			     : (c & 0xf0) == 0xe0 ? 3
+			     : (c & 0xf8) == 0xf0 ? 4
+						  : 0;
+		if (len == 0 || i + len > n || (len == 2 && c < 0xc2))
+			return false;
+		uint32_t cp = len == 1 ? c : c & (0x3fu >> (len - 1));
+		for (size_t k = 1; k < len; k++) {
+			if ((v[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (v[i + k] & 0x3fu);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* A JSON string of UTF-8 bytes: quotes, backslashes and control
+ * characters escaped, the rest as is. */
 static void json_str(const char *s, size_t n)
 {
 	putchar('"');
@@ -309,11 +478,54 @@ static void json_str(const char *s, size_t n)
 		unsigned char ch = (unsigned char)s[i];
 		if (ch == '"' || ch == '\\')
 			printf("\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
+		else if (ch < 0x20 || ch == 0x7f)
 			printf("\\u%04x", ch);
 		else
 			putchar(ch);
 	}
+	putchar('"');
+}
+
+static void json_cstr(const char *s)
+{
+	json_str(s, strlen(s));
+}
+
+/* A 64-bit id or token as a JSON string: tools that read JSON numbers as
+ * doubles (JavaScript, jq) keep only 53 bits. */
+static void json_u64(uint64_t v)
+{
+	printf("\"%" PRIu64 "\"", v);
+}
+
+static void base64(const uint8_t *v, size_t n)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq"
+				  "rstuvwxyz0123456789+/";
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t x = (uint32_t)v[i] << 16;
+		if (i + 1 < n)
+			x |= (uint32_t)v[i + 1] << 8;
+		if (i + 2 < n)
+			x |= v[i + 2];
+		putchar(tab[x >> 18 & 63]);
+		putchar(tab[x >> 12 & 63]);
+		putchar(i + 1 < n ? tab[x >> 6 & 63] : '=');
+		putchar(i + 2 < n ? tab[x & 63] : '=');
+	}
+}
+
+/* "value": the bytes as a string when they are UTF-8, else null; and
+ * "value_base64": always the exact bytes. */
+static void json_value(const uint8_t *v, size_t n)
+{
+	printf("\"value\":");
+	if (utf8_valid(v, n))
+		json_str((const char *)v, n);
+	else
+		printf("null");
+	printf(",\"value_base64\":\"");
+	base64(v, n);
 	putchar('"');
 }
 
@@ -328,37 +540,66 @@ static void text_value(const uint8_t *v, size_t n)
 	}
 }
 
-static void print_info(const lc_lease_info *l)
+/* A lease's fields, one shape whether it is held or free (l NULL): in
+ * JSON the same keys (null where a free name has none), without braces;
+ * in text the same keys (- where a free name has none). ttl_ms_left is
+ * known only when the leader answered a GET (only it keeps deadlines, on
+ * its own clock): otherwise null, and left out of the text. */
+static void lease_fields(const char *name, const lc_lease_info *l)
 {
 	if (json) {
-		printf("{\"name\":");
-		json_str(l->name, strlen(l->name));
-		printf(",\"holder\":%" PRIu64 ",\"value\":", l->holder);
-		json_str((const char *)l->value, l->value_len);
-		printf(",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
-		       ",\"ttl_ms_left\":",
-		       l->token, l->ttl_ms);
-		if (l->ttl_ms_left < 0)
-			printf("null");
+		printf("\"name\":");
+		json_cstr(name);
+		printf(",\"held\":%s,\"holder\":", l ? "true" : "false");
+		if (l)
+			json_u64(l->holder);
 		else
-			printf("%" PRId64, l->ttl_ms_left);
-		printf(",\"in_grace\":%s,\"revoked\":%s,\"waiters\":%" PRIu32
-		       "}\n",
-		       l->in_grace ? "true" : "false",
-		       l->revoked ? "true" : "false", l->waiters);
+			printf("null");
+		printf(",\"token\":");
+		if (l)
+			json_u64(l->token);
+		else
+			printf("null");
+		printf(",");
+		if (l)
+			json_value(l->value, l->value_len);
+		else
+			printf("\"value\":null,\"value_base64\":null");
+		if (l)
+			printf(",\"ttl_ms\":%" PRIu32, l->ttl_ms);
+		else
+			printf(",\"ttl_ms\":null");
+		if (l && l->ttl_ms_left >= 0)
+			printf(",\"ttl_ms_left\":%" PRId64, l->ttl_ms_left);
+		else
+			printf(",\"ttl_ms_left\":null");
+		printf(",\"in_grace\":%s,\"revoked\":%s,\"waiters\":%" PRIu32,
+		       l && l->in_grace ? "true" : "false",
+		       l && l->revoked ? "true" : "false", l ? l->waiters : 0);
 		return;
 	}
-	printf("name=%s holder=%" PRIu64 " token=%" PRIu64 " ttl_ms=%" PRIu32
-	       " ttl_ms_left=",
+	if (l == NULL) {
+		printf("name=%s held=0 holder=- token=- ttl_ms=- in_grace=0 "
+		       "revoked=0 waiters=0 value=",
+		       name);
+		return;
+	}
+	printf("name=%s held=1 holder=%" PRIu64 " token=%" PRIu64
+	       " ttl_ms=%" PRIu32,
 	       l->name, l->holder, l->token, l->ttl_ms);
-	if (l->ttl_ms_left < 0)
-		printf("unknown");
-	else
-		printf("%" PRId64, l->ttl_ms_left);
+	if (l->ttl_ms_left >= 0)
+		printf(" ttl_ms_left=%" PRId64, l->ttl_ms_left);
 	printf(" in_grace=%d revoked=%d waiters=%" PRIu32 " value=",
 	       l->in_grace, l->revoked, l->waiters);
 	text_value(l->value, l->value_len);
-	putchar('\n');
+}
+
+static void print_info(const char *name, const lc_lease_info *l)
+{
+	if (json)
+		putchar('{');
+	lease_fields(name, l);
+	printf(json ? "}\n" : "\n");
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -394,14 +635,64 @@ static lc_client *open_client(const char *endpoints, uint64_t session,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	o.seq_base =
 		(uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	/* HOST:PORT without a scheme means tcp://HOST:PORT. */
+	char *eps = malloc(2 * strlen(endpoints) + 8 * LC_ENDPOINTS_MAX + 1);
+	if (eps == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	eps[0] = '\0';
+	for (const char *p = endpoints; p != NULL;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		while (len > 0 && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		char *end = eps + strlen(eps);
+		if (end != eps)
+			*end++ = ',';
+		bool bare = len > 0 && memmem(p, len, "://", 3) == NULL;
+		sprintf(end, "%s%.*s", bare ? "tcp://" : "", (int)len, p);
+		p = comma ? comma + 1 : NULL;
+	}
 	lc_client *c;
-	int rv = lc_open(endpoints, &o, &c);
+	int rv = lc_open(eps, &o, &c);
+	free(eps);
 	if (rv == LC_EINVAL)
 		die(EX_USAGE, "bad endpoints '%s': %s", endpoints,
 		    lc_last_error());
 	if (rv != LC_OK)
 		lc_die(rv, "cannot open a client");
 	return c;
+}
+
+/* "1h02m", "3m04s", "12s": a replica's uptime, short. */
+static void fmt_uptime(char *buf, size_t cap, uint64_t s)
+{
+	if (s >= 86400)
+		snprintf(buf, cap, "%" PRIu64 "d%02" PRIu64 "h", s / 86400,
+			 s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, cap, "%" PRIu64 "h%02" PRIu64 "m", s / 3600,
+			 s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, cap, "%" PRIu64 "m%02" PRIu64 "s", s / 60,
+			 s % 60);
+	else
+		snprintf(buf, cap, "%" PRIu64 "s", s);
+}
+
+/* "512B", "3.1KiB", "24.0MiB". */
+static void fmt_bytes(char *buf, size_t cap, uint64_t b)
+{
+	if (b < 1024)
+		snprintf(buf, cap, "%" PRIu64 "B", b);
+	else if (b < 1024 * 1024)
+		snprintf(buf, cap, "%.1fKiB", (double)b / 1024);
+	else if (b < 1024ull * 1024 * 1024)
+		snprintf(buf, cap, "%.1fMiB", (double)b / (1024 * 1024));
+	else
+		snprintf(buf, cap, "%.1fGiB",
+			 (double)b / (1024.0 * 1024 * 1024));
 }
 
 static int cmd_status(lc_client *c)
@@ -428,73 +719,107 @@ static int cmd_status(lc_client *c)
 			have_lead = true;
 		}
 	}
+	/* A replica may name a leader that did not answer (dead, or cut
+	 * off): it has not noticed yet. Such a leader is shown as N?. The
+	 * leader's id is known from its own answer, so one that answered
+	 * and says it leads is never marked. */
+	bool stale_named = false;
 	if (json)
 		printf("[");
 	else
-		printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %-7s %s\n", "ID",
-		       "ROLE", "LEADER", "BALLOT", "COMMIT", "APPLIED", "LAG",
-		       "VOTERS", "ENDPOINT");
+		printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %-7s %-8s %-7s "
+		       "%-8s %s\n",
+		       "ID", "ROLE", "LEADER", "BALLOT", "COMMIT", "APPLIED",
+		       "LAG", "VOTERS", "VERSION", "UPTIME", "SNAPSHOT",
+		       "ENDPOINT");
 	bool first = true;
 	for (uint32_t i = 0; i < n; i++) {
 		const lc_replica_status *s = &st[i];
 		const char *url = lc_endpoint_url(c, i);
+		bool leader_seen = false;
+		for (uint32_t k = 0; k < n && s->leader >= 0; k++)
+			leader_seen |= ok[k] &&
+				       (int32_t)st[k].id == s->leader &&
+				       strcmp(st[k].role, "leader") == 0;
+		bool named_dead = ok[i] && s->leader >= 0 && !leader_seen;
+		stale_named |= named_dead;
+		/* Statuses are asked one after another, so a replica asked
+		 * after the leader may have applied more: no lag then. */
+		uint64_t lag = have_lead && lead_applied > s->applied
+				       ? lead_applied - s->applied
+				       : 0;
 		if (json) {
 			printf("%s{\"endpoint\":", first ? "" : ",");
 			first = false;
-			json_str(url, strlen(url));
+			json_cstr(url);
 			if (!ok[i]) {
 				printf(",\"up\":false}");
 				continue;
 			}
 			printf(",\"up\":true,\"id\":%" PRIu32
 			       ",\"role\":\"%s\",\"leader\":%" PRId32
+			       ",\"leader_answered\":%s"
 			       ",\"ballot\":\"%" PRIu64 ".%" PRIu32
 			       "\",\"commit\":%" PRIu64 ",\"applied\":%" PRIu64
 			       ",\"lag\":",
-			       s->id, s->role, s->leader, s->ballot_round,
+			       s->id, s->role, s->leader,
+			       leader_seen ? "true" : "false", s->ballot_round,
 			       s->ballot_id, s->commit, s->applied);
 			if (have_lead)
-				printf("%" PRId64,
-				       (int64_t)(lead_applied - s->applied));
+				printf("%" PRIu64, lag);
 			else
 				printf("null");
 			printf(",\"leases\":%" PRIu64
 			       ",\"voter\":%s,\"member\":%s"
 			       ",\"members\":%" PRIu32 ",\"voters\":%" PRIu32
-			       "}",
+			       ",\"version\":",
 			       s->leases, s->voter ? "true" : "false",
 			       s->member ? "true" : "false", s->members,
 			       s->voters);
+			json_cstr(s->version);
+			printf(",\"uptime_s\":%" PRIu64
+			       ",\"snapshot_bytes\":%" PRIu64 "}",
+			       s->uptime_s, s->snapshot_bytes);
 			continue;
 		}
 		if (!ok[i]) {
 			printf("%-4s %-10s %-6s %-12s %-10s %-10s %-6s %-7s "
-			       "%s\n",
-			       "-", "down", "-", "-", "-", "-", "-", "-", url);
+			       "%-8s %-7s %-8s %s\n",
+			       "-", "down", "-", "-", "-", "-", "-", "-", "-",
+			       "-", "-", url);
 			continue;
 		}
-		char ballot[48], lag[24], lead[12];
+		char ballot[48], lagb[24], lead[16], up[24], snap[24];
 		snprintf(ballot, sizeof ballot, "%" PRIu64 ".%" PRIu32,
 			 s->ballot_round, s->ballot_id);
 		if (have_lead)
-			snprintf(lag, sizeof lag, "%" PRId64,
-				 (int64_t)(lead_applied - s->applied));
+			snprintf(lagb, sizeof lagb, "%" PRIu64, lag);
 		else
-			snprintf(lag, sizeof lag, "?");
+			snprintf(lagb, sizeof lagb, "?");
 		if (s->leader >= 0)
-			snprintf(lead, sizeof lead, "%" PRId32, s->leader);
+			snprintf(lead, sizeof lead, "%" PRId32 "%s", s->leader,
+				 named_dead ? "?" : "");
 		else
 			snprintf(lead, sizeof lead, "none");
+		fmt_uptime(up, sizeof up, s->uptime_s);
+		fmt_bytes(snap, sizeof snap, s->snapshot_bytes);
 		char voters[24];
 		snprintf(voters, sizeof voters, "%" PRIu32 "/%" PRIu32,
 			 s->voters, s->members);
 		printf("%-4" PRIu32 " %-10s %-6s %-12s %-10" PRIu64
-		       " %-10" PRIu64 " %-6s %-7s %s\n",
-		       s->id, s->role, lead, ballot, s->commit, s->applied, lag,
-		       voters, url);
+		       " %-10" PRIu64 " %-6s %-7s %-8s %-7s %-8s %s\n",
+		       s->id, s->role, lead, ballot, s->commit, s->applied,
+		       lagb, voters, s->version[0] ? s->version : "?", up, snap,
+		       url);
 	}
 	if (json)
 		printf("]\n");
+	else if (stale_named)
+		fprintf(stderr,
+			"%s: N?: that replica names N as leader, but N did not "
+			"answer as leader: it is down or cut off, and the "
+			"replica has not noticed yet\n",
+			prog);
 	free(st);
 	free(ok);
 	if (answered == 0) {
@@ -512,7 +837,7 @@ static bool ls_one(const lc_lease_info *info, void *arg)
 	int *n = arg;
 	if (json && (*n)++ > 0)
 		printf(",");
-	print_info(info);
+	print_info(info->name, info);
 	return true;
 }
 
@@ -533,21 +858,10 @@ static int cmd_get(lc_client *c, const char *name)
 {
 	lc_lease_info info;
 	int rv = lc_get(c, name, &info);
-	if (rv == LC_ENOSUCH) {
-		if (json) {
-			printf("{\"name\":");
-			json_str(name, strlen(name));
-			printf(",\"holder\":null,\"value\":null,\"token\":null,"
-			       "\"ttl_ms_left\":null,\"waiters\":0}\n");
-		} else {
-			printf("name=%s free\n", name);
-		}
-		return EX_NOTFOUND;
-	}
-	if (rv != LC_OK)
+	if (rv != LC_OK && rv != LC_ENOSUCH)
 		lc_die(rv, "cannot read the lease");
-	print_info(&info);
-	return EX_OK;
+	print_info(name, rv == LC_OK ? &info : NULL);
+	return rv == LC_OK ? EX_OK : EX_NOTFOUND;
 }
 
 static int cmd_leader(lc_client *c, const char *group)
@@ -556,28 +870,39 @@ static int cmd_leader(lc_client *c, const char *group)
 	if (li == NULL)
 		die(EX_UNAVAIL, "out of memory");
 	int rv = lc_leader(c, group, li);
-	if (rv == LC_ENOSUCH) {
-		fprintf(stderr, "%s: group %s has no leader\n", prog, group);
-		free(li);
-		return EX_NOTFOUND;
-	}
-	if (rv != LC_OK)
+	if (rv != LC_OK && rv != LC_ENOSUCH)
 		lc_die(rv, "cannot read the group");
-	const lc_lease_info *info = &li->lease;
+	const lc_lease_info *info = rv == LC_OK ? &li->lease : NULL;
 	if (json) {
+		/* One shape, elected or not (null where no leader has it). */
 		printf("{\"group\":");
-		json_str(group, strlen(group));
-		printf(",\"value\":");
-		json_str((const char *)info->value, info->value_len);
-		printf(",\"token\":%" PRIu64 ",\"holder\":%" PRIu64 "}\n",
-		       info->token, info->holder);
-	} else {
+		json_cstr(group);
+		printf(",\"elected\":%s,\"holder\":", info ? "true" : "false");
+		if (info)
+			json_u64(info->holder);
+		else
+			printf("null");
+		printf(",\"token\":");
+		if (info)
+			json_u64(info->token);
+		else
+			printf("null");
+		printf(",");
+		if (info)
+			json_value(info->value, info->value_len);
+		else
+			printf("\"value\":null,\"value_base64\":null");
+		printf(",\"position\":%" PRIu64 "}\n", li->position);
+	} else if (info) {
 		printf("value=");
 		text_value(info->value, info->value_len);
-		printf(" token=%" PRIu64 "\n", info->token);
+		printf(" token=%" PRIu64 " holder=%" PRIu64 "\n", info->token,
+		       info->holder);
 	}
+	if (info == NULL)
+		fprintf(stderr, "%s: group %s has no leader\n", prog, group);
 	free(li);
-	return EX_OK;
+	return info ? EX_OK : EX_NOTFOUND;
 }
 
 static int cmd_check(lc_client *c, const char *name, uint64_t token)
@@ -586,12 +911,15 @@ static int cmd_check(lc_client *c, const char *name, uint64_t token)
 	int rv = lc_check(c, name, token, &cur);
 	if (rv != LC_OK)
 		lc_die(rv, "cannot check the token");
-	if (json)
-		printf("{\"name\":\"%s\",\"token\":%" PRIu64
-		       ",\"current\":%s}\n",
-		       name, token, cur ? "true" : "false");
-	else
+	if (json) {
+		printf("{\"name\":");
+		json_cstr(name);
+		printf(",\"token\":");
+		json_u64(token);
+		printf(",\"current\":%s}\n", cur ? "true" : "false");
+	} else {
 		printf("%s\n", cur ? "current" : "not current");
+	}
 	return cur ? EX_OK : EX_NOTHELD;
 }
 
@@ -615,22 +943,34 @@ static bool signalled(void *arg)
 	return got_signal != 0;
 }
 
-static void print_state(const char *name, const lc_leader_info *li)
+/* One watch line: the position and kind of the event, then the lease in
+ * the shape get prints. Kinds: start (the state watch began from), held
+ * (a free name was granted), passed (it went to another holder, a new
+ * token: a waiter after a release or an expiry), free (it ended). */
+static void print_event(const char *name, const lc_leader_info *li,
+			const char *kind)
 {
-	if (!li->elected && json)
-		printf("{\"name\":\"%s\",\"holder\":null,\"token\":null}\n",
-		       name);
-	else if (!li->elected)
-		printf("name=%s free\n", name);
-	else
-		print_info(&li->lease);
+	const lc_lease_info *l = li->elected ? &li->lease : NULL;
+	if (json) {
+		printf("{\"position\":%" PRIu64 ",\"event\":\"%s\","
+		       "\"history_lost\":%s,",
+		       li->position, kind, li->history_lost ? "true" : "false");
+		lease_fields(name, l);
+		printf("}\n");
+	} else {
+		printf("position=%" PRIu64 " event=%s history_lost=%d ",
+		       li->position, kind, li->history_lost);
+		lease_fields(name, l);
+		putchar('\n');
+	}
 	fflush(stdout);
 }
 
-/* The first state read, then each change (lc_observe: the cell's WATCH, so
- * none is skipped), resuming from the last state printed. */
+/* The first state read (or, --from P, the first change after ledger
+ * position P), then each change (lc_observe: the cell's WATCH, so none is
+ * skipped), resuming from the last one printed. */
 static int cmd_watch(lc_client *c, const char *name, uint64_t count,
-		     uint32_t interval_ms)
+		     uint32_t interval_ms, bool from_set, uint64_t from)
 {
 	lc_observe_options oo;
 	lc_observe_options_init(&oo);
@@ -639,8 +979,11 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 	lc_leader_info *li = malloc(sizeof *li);
 	if (li == NULL)
 		die(EX_UNAVAIL, "out of memory");
-	uint64_t changes = 0, position = 0, token = 0;
-	bool first = true, err_said = false;
+	/* With --from the state at P is unknown: a token no lease has makes
+	 * the first change after P count whatever it is. */
+	uint64_t changes = 0, position = from, token = UINT64_MAX;
+	bool first = !from_set, err_said = false, was_held = false;
+	bool known = !from_set;
 	while (!got_signal) {
 		int rv = first ? lc_leader(c, name, li)
 			       : lc_observe(c, name, position, token, &oo, li);
@@ -665,12 +1008,18 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 				"; this is the current state, and changes "
 				"in between may have been missed\n",
 				prog, name, position);
+		const char *kind = first               ? "start"
+				   : !li->elected      ? "free"
+				   : known && was_held ? "passed"
+						       : "held";
 		if (!first)
 			changes++;
 		first = false;
+		known = true;
+		was_held = li->elected;
 		position = li->position;
-		token = li->lease.token;
-		print_state(name, li);
+		token = li->elected ? li->lease.token : 0;
+		print_event(name, li, kind);
 		if (count > 0 && changes >= count)
 			break;
 	}
@@ -678,7 +1027,7 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 	return EX_OK;
 }
 
-static volatile sig_atomic_t lease_state;
+static volatile sig_atomic_t lease_state, jeopardy_seen;
 
 static void on_lease(lc_lease_state st, const char *name, uint64_t token,
 		     void *arg)
@@ -691,89 +1040,337 @@ static void on_lease(lc_lease_state st, const char *name, uint64_t token,
 			prog, name, token);
 	else if (st == LC_LEASE_HELD && lease_state == LC_LEASE_JEOPARDY)
 		fprintf(stderr, "%s: lease %s renewed again\n", prog, name);
+	if (st == LC_LEASE_JEOPARDY)
+		jeopardy_seen = 1;
+	else if (st == LC_LEASE_HELD)
+		jeopardy_seen = 0;
 	lease_state = st;
 }
 
-/* Holds s's lease on name while argv runs (or, argv NULL, until a signal).
- */
-static int hold(lc_sess *s, uint64_t session, const char *name,
-		const lc_lease *l, char **argv, uint32_t kill_after_ms)
+/* ---- running CMD under a lease ---------------------------------------------
+ *
+ * Nothing of CMD may run once the lease is gone. CMD runs in its own
+ * process group, and lockctl is a child subreaper (PR_SET_CHILD_SUBREAPER),
+ * so that a descendant that leaves the group (setsid) and is orphaned comes
+ * back to lockctl instead of init. On the lease's loss, on a signal to
+ * lockctl (stop_signals) and when CMD exits, lockctl sends SIGTERM (and
+ * SIGCONT) to the group and to every descendant, SIGKILL after
+ * --kill-after to whatever is left, waits for all of them to be gone, and
+ * only then releases the lease. If lockctl itself is killed with SIGKILL it
+ * can do none of that: CMD dies with it (PR_SET_PDEATHSIG), and a guard
+ * process, which lockctl's death wakes (the end of a pipe), kills CMD's
+ * process group. What left the group survives that, and the lease is held
+ * until it expires. */
+
+/* The signals that stop lockctl: CMD is stopped, the lease released, and
+ * lockctl exits 128 + the signal. */
+static const int stop_signals[] = {SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
+				   SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM};
+
+typedef struct runner {
+	pid_t child; /* CMD, the leader of its process group */
+	pid_t guard; /* kills the group if lockctl dies first; 0: none */
+	int status;  /* CMD's wait status, once reaped */
+	bool reaped;
+} runner;
+
+/* Reaps every child that ended (CMD, the guard, orphans lockctl inherited
+ * as their subreaper). */
+static void reap(runner *r)
 {
-	pid_t child = -1;
-	if (argv != NULL) {
-		char tok[32], sess[32];
-		snprintf(tok, sizeof tok, "%" PRIu64, l->token);
-		snprintf(sess, sizeof sess, "%" PRIu64, session);
-		pid_t parent = getpid();
-		fflush(stdout);
-		fflush(stderr);
-		child = fork();
-		if (child < 0)
-			die(EX_NOEXEC, "cannot fork: %s", strerror(errno));
-		if (child == 0) {
-			/* The command dies with lockctl: a kill -9 of lockctl
-			 * must not leave it running without the lease. */
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent)
-				_exit(EX_LOST);
-			signal(SIGINT, SIG_DFL);
-			signal(SIGTERM, SIG_DFL);
-			setenv("LOCKCTL_NAME", name, 1);
-			setenv("LOCKCTL_TOKEN", tok, 1);
-			setenv("LOCKCTL_SESSION", sess, 1);
-			execvp(argv[0], argv);
-			fprintf(stderr, "%s: cannot run '%s': %s\n", prog,
-				argv[0], strerror(errno));
-			_exit(EX_NOEXEC);
+	int st;
+	pid_t w;
+	while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (w == r->child) {
+			r->status = st;
+			r->reaped = true;
+		} else if (w == r->guard) {
+			r->guard = 0;
 		}
 	}
-	bool lost = false, termed = false;
-	uint64_t kill_at = 0;
-	int status = 0;
+}
+
+/* Sends sig (0: none) to CMD's group and to every live process descending
+ * from lockctl or in that group, the guard excepted; returns how many
+ * there were. Reads /proc: one pass collects (pid, ppid, pgrp). */
+static int signal_tree(const runner *r, int sig)
+{
+	typedef struct {
+		pid_t pid, ppid, pgrp;
+		bool mine;
+	} proc;
+	proc *v = NULL;
+	size_t n = 0, cap = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		char path[300], buf[512];
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t len = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		/* pid (comm) state ppid pgrp ...; comm may hold anything */
+		char *rp = strrchr(buf, ')');
+		char state;
+		int ppid, pgrp;
+		if (rp == NULL ||
+		    sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 ||
+		    state == 'Z' || state == 'X')
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			proc *g = realloc(v, cap * sizeof *v);
+			if (g == NULL)
+				break;
+			v = g;
+		}
+		v[n++] = (proc){(pid_t)atoi(de->d_name), (pid_t)ppid,
+				(pid_t)pgrp, false};
+	}
+	if (d != NULL)
+		closedir(d);
+	pid_t self = getpid();
+	/* Descendants: mark children of marked processes until none is
+	 * added (a tree; n passes at most). */
+	for (bool more = true; more;) {
+		more = false;
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].mine)
+				continue;
+			bool m = v[i].ppid == self || v[i].pgrp == r->child;
+			for (size_t k = 0; !m && k < n; k++)
+				m = v[k].mine && v[k].pid == v[i].ppid;
+			if (m && v[i].pid != r->guard && v[i].pid != self) {
+				v[i].mine = true;
+				more = true;
+			}
+		}
+	}
+	int alive = 0;
+	if (sig != 0)
+		kill(-r->child, sig);
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].mine)
+			continue;
+		alive++;
+		if (sig != 0) {
+			kill(v[i].pid, sig);
+			if (sig == SIGTERM)
+				kill(v[i].pid, SIGCONT); /* a stopped one */
+		}
+	}
+	if (sig == SIGTERM)
+		kill(-r->child, SIGCONT);
+	free(v);
+	return alive;
+}
+
+/* SIGTERM to CMD and everything it started, SIGKILL after kill_after_ms to
+ * what is left; returns once none is alive (or 5 s after the SIGKILL). */
+static void stop_tree(runner *r, uint32_t kill_after_ms)
+{
+	reap(r);
+	if (signal_tree(r, 0) == 0)
+		return;
+	signal_tree(r, SIGTERM);
+	uint64_t kill_at = lc_now_us() + (uint64_t)kill_after_ms * 1000u;
+	bool killed = false;
 	for (;;) {
-		if (child > 0) {
-			pid_t w = waitpid(child, &status, WNOHANG);
-			if (w == child)
-				break;
-		} else if (got_signal) {
-			break;
-		}
-		if (!lost && !lc_session_held(s, name)) {
-			lost = true;
-			fprintf(stderr,
-				"%s: lost the lease on %s (token %" PRIu64
-				")%s\n",
-				prog, name, l->token,
-				child > 0 ? ": stopping the command (SIGTERM)"
-					  : "");
-			if (child <= 0)
-				break;
-			kill(child, SIGTERM);
-			kill_at = lc_now_us() + (uint64_t)kill_after_ms * 1000u;
-		}
-		if (child > 0 && got_signal && !termed && !lost) {
-			termed = true;
-			kill(child, SIGTERM);
-		}
-		if (lost && kill_at && lc_now_us() >= kill_at) {
+		sleep_ms(20);
+		reap(r);
+		if (signal_tree(r, 0) == 0)
+			return;
+		uint64_t now = lc_now_us();
+		if (!killed && now >= kill_at) {
 			fprintf(stderr,
 				"%s: the command outlived --kill-after: "
 				"SIGKILL\n",
 				prog);
-			kill(child, SIGKILL);
-			kill_at = 0;
+			signal_tree(r, SIGKILL);
+			killed = true;
+		} else if (killed && now >= kill_at + 5000000u) {
+			fprintf(stderr,
+				"%s: processes of the command are still "
+				"there 5 s after SIGKILL\n",
+				prog);
+			return;
+		}
+	}
+}
+
+/* Starts argv in its own process group, with the guard beside it. */
+static void start_cmd(runner *r, char **argv, const char *name, uint64_t token,
+		      uint64_t session)
+{
+	char tok[32], sess[32];
+	snprintf(tok, sizeof tok, "%" PRIu64, token);
+	snprintf(sess, sizeof sess, "%" PRIu64, session);
+	/* Here, not in the child: a forked child of a threaded process
+	 * should call nothing that may allocate. */
+	setenv("LOCKCTL_NAME", name, 1);
+	setenv("LOCKCTL_TOKEN", tok, 1);
+	setenv("LOCKCTL_SESSION", sess, 1);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	int gp[2];
+	if (pipe2(gp, O_CLOEXEC) != 0)
+		die(EX_NOEXEC, "cannot make a pipe: %s", strerror(errno));
+	pid_t parent = getpid();
+	fflush(stdout);
+	fflush(stderr);
+	r->child = fork();
+	if (r->child < 0)
+		die(EX_NOEXEC, "cannot fork: %s", strerror(errno));
+	if (r->child == 0) {
+		setpgid(0, 0);
+		/* The command dies with lockctl: a kill -9 of lockctl must
+		 * not leave it running without the lease. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(EX_LOST);
+		for (size_t i = 0;
+		     i < sizeof stop_signals / sizeof *stop_signals; i++)
+			signal(stop_signals[i], SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execvp(argv[0], argv);
+		fprintf(stderr, "%s: cannot run '%s': %s\n", prog, argv[0],
+			strerror(errno));
+		_exit(EX_NOEXEC);
+	}
+	setpgid(r->child, r->child); /* whichever of the two runs first */
+	r->guard = fork();
+	if (r->guard == 0) {
+		/* Waits for lockctl's end (the pipe's write end closes with
+		 * it), then kills CMD's group. Signals meant for lockctl
+		 * (a terminal's ^C) do not stop it. */
+		for (size_t i = 0;
+		     i < sizeof stop_signals / sizeof *stop_signals; i++)
+			signal(stop_signals[i], SIG_IGN);
+		close(gp[1]);
+		char b;
+		while (read(gp[0], &b, 1) < 0 && errno == EINTR)
+			;
+		kill(-r->child, SIGKILL);
+		_exit(0);
+	}
+	if (r->guard < 0)
+		r->guard = 0; /* PR_SET_PDEATHSIG still kills CMD */
+	close(gp[0]);
+	/* gp[1] stays open (close-on-exec) for as long as lockctl lives. */
+}
+
+/* Why a lease went, asked of the cell on a thread of its own as soon as the
+ * loss is seen (the lease is still in the table then, revoked or not), so
+ * that stopping the command never waits for the answer. */
+typedef struct loss_query {
+	lc_client *c;
+	const char *name;
+	uint64_t token;
+	pthread_t thread;
+	bool started;
+} loss_query;
+
+static void *explain_loss(void *arg)
+{
+	const loss_query *q = arg;
+	lc_lease_info info;
+	int rv = lc_get(q->c, q->name, &info);
+	if (rv == LC_OK && info.token == q->token && info.revoked)
+		fprintf(stderr,
+			"%s: the lease on %s was revoked by an operator "
+			"(lockctl revoke; the replicas log its reason, "
+			"event=revoke); the name passes on when it expires\n",
+			prog, q->name);
+	else if (rv == LC_OK && info.token != q->token)
+		fprintf(stderr,
+			"%s: the lease on %s ended at the cell and passed on "
+			"(token %" PRIu64 " now)\n",
+			prog, q->name, info.token);
+	else if (rv == LC_OK || rv == LC_ENOSUCH)
+		fprintf(stderr,
+			"%s: the lease on %s ended at the cell (it expired: "
+			"renewals did not reach it in time)\n",
+			prog, q->name);
+	return NULL;
+}
+
+/* Holds s's lease on name while argv runs (or, argv NULL, until a signal)
+ * and returns lockctl's exit status: CMD's when it ended by itself, 5 when
+ * the lease was lost, 128 + N after signal N (0 after SIGTERM or SIGINT
+ * without CMD: --hold and elect without CMD end that way). */
+static int hold(lc_client *c, lc_sess *s, const char *name, const lc_lease *l,
+		char **argv, uint32_t kill_after_ms)
+{
+	runner r = {0};
+	if (argv != NULL)
+		start_cmd(&r, argv, name, l->token, lc_session(c));
+	bool lost = false;
+	int sig = 0; /* the signal that ended the hold */
+	for (;;) {
+		if (argv != NULL) {
+			reap(&r);
+			if (r.reaped)
+				break;
+		}
+		if (got_signal) {
+			sig = got_signal;
+			break;
+		}
+		if (!lc_session_held(s, name)) {
+			lost = true;
+			break;
 		}
 		sleep_ms(20);
 	}
+	loss_query q = {c, name, l->token, 0, false};
+	if (lost) {
+		fprintf(stderr,
+			"%s: lost the lease on %s (token %" PRIu64 ")%s\n",
+			prog, name, l->token,
+			argv != NULL ? ": stopping the command (SIGTERM, then "
+				       "SIGKILL after --kill-after)"
+				     : "");
+		/* After jeopardy the cell was not answering: asking it why
+		 * would only wait out the client's timeout. */
+		if (jeopardy_seen)
+			fprintf(stderr,
+				"%s: renewals did not reach the cell before "
+				"the lease's deadline\n",
+				prog);
+		else
+			q.started = pthread_create(&q.thread, NULL,
+						   explain_loss, &q) == 0;
+	} else if (sig != 0 && argv != NULL)
+		fprintf(stderr,
+			"%s: %s: stopping the command (SIGTERM, then SIGKILL "
+			"after --kill-after), then releasing %s\n",
+			prog, strsignal(sig), name);
+	if (argv != NULL) {
+		stop_tree(&r, kill_after_ms);
+		if (r.guard > 0) {
+			kill(r.guard, SIGKILL);
+			waitpid(r.guard, NULL, 0);
+		}
+	}
 	lc_session_close(s); /* releases the lease if still held */
+	if (q.started)
+		pthread_join(q.thread, NULL);
 	if (lost)
 		return EX_LOST;
-	if (child <= 0)
-		return EX_OK;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
+	if (sig != 0)
+		return argv == NULL && (sig == SIGTERM || sig == SIGINT)
+			       ? EX_OK
+			       : 128 + sig;
+	if (WIFEXITED(r.status))
+		return WEXITSTATUS(r.status);
+	if (WIFSIGNALED(r.status))
+		return 128 + WTERMSIG(r.status);
 	return EX_OK;
 }
 
@@ -789,6 +1386,29 @@ static lc_sess *open_session(lc_client *c)
 	return s;
 }
 
+/* What acquire prints on stdout: the session with its key (S:K), which
+ * release needs to act for it (a session's id alone is not enough), and
+ * the token. */
+static void print_grant(lc_client *c, const char *name, const lc_lease *l)
+{
+	if (json) {
+		printf("{\"name\":");
+		json_cstr(name);
+		printf(",\"session\":");
+		json_u64(lc_session(c));
+		printf(",\"session_key\":");
+		json_u64(lc_session_key(c));
+		printf(",\"credential\":\"%" PRIu64 ":%" PRIu64 "\",\"token\":",
+		       lc_session(c), lc_session_key(c));
+		json_u64(l->token);
+		printf(",\"ttl_ms\":%" PRIu32 "}\n", l->ttl_ms);
+	} else {
+		printf("session=%" PRIu64 ":%" PRIu64 " token=%" PRIu64 "\n",
+		       lc_session(c), lc_session_key(c), l->token);
+	}
+	fflush(stdout);
+}
+
 static int cmd_acquire(lc_client *c, const args *a)
 {
 	const char *name = a->pos[0];
@@ -799,7 +1419,7 @@ static int cmd_acquire(lc_client *c, const args *a)
 			      : 5000;
 	const char *v = a->value ? a->value : "";
 	lc_lease l;
-	if (a->exec == NULL) {
+	if (a->exec == NULL && !a->hold) {
 		int rv = lc_acquire(c, name, ttl, wait, v, strlen(v), &l);
 		if (rv == LC_EHELD || rv == LC_ETIMEOUT) {
 			fprintf(stderr,
@@ -810,20 +1430,7 @@ static int cmd_acquire(lc_client *c, const args *a)
 		}
 		if (rv != LC_OK)
 			lc_die(rv, "cannot acquire the lease");
-		/* The session with its key (S:K): what release needs to
-		 * act for it (a session's id alone is not enough). */
-		if (json)
-			printf("{\"name\":\"%s\",\"session\":%" PRIu64
-			       ",\"session_key\":\"%" PRIu64
-			       "\",\"credential\":\"%" PRIu64 ":%" PRIu64
-			       "\",\"token\":%" PRIu64 ",\"ttl_ms\":%" PRIu32
-			       "}\n",
-			       name, lc_session(c), lc_session_key(c),
-			       lc_session(c), lc_session_key(c), l.token, ttl);
-		else
-			printf("session=%" PRIu64 ":%" PRIu64
-			       " token=%" PRIu64 "\n",
-			       lc_session(c), lc_session_key(c), l.token);
+		print_grant(c, name, &l);
 		return EX_OK;
 	}
 	lc_sess *s = open_session(c);
@@ -839,20 +1446,32 @@ static int cmd_acquire(lc_client *c, const args *a)
 		lc_session_close(s);
 		lc_die(rv, "cannot acquire the lease");
 	}
+	if (a->hold)
+		print_grant(c, name, &l);
 	fprintf(stderr,
-		"%s: holding %s session=%" PRIu64 " token=%" PRIu64 "\n", prog,
-		name, lc_session(c), l.token);
-	return hold(s, lc_session(c), name, &l, a->exec, kill_after);
+		"%s: holding %s session=%" PRIu64 " token=%" PRIu64 "%s\n",
+		prog, name, lc_session(c), l.token,
+		a->hold ? " until SIGTERM or SIGINT" : "");
+	return hold(c, s, name, &l, a->exec, kill_after);
 }
 
 typedef struct campaign_report {
+	lc_client *c;
 	const char *group;
-	bool said;
+	bool said, said_own;
 } campaign_report;
 
 static void on_campaign(int rv, uint64_t holder, void *arg)
 {
 	campaign_report *r = arg;
+	if ((rv == LC_ETIMEOUT || rv == LC_EHELD) &&
+	    holder == lc_session(r->c)) {
+		if (!r->said_own)
+			fprintf(stderr, "%s: campaign for %s: %s\n", prog,
+				r->group, lc_last_error());
+		r->said_own = true;
+		return;
+	}
 	if (rv == LC_ETIMEOUT || rv == LC_EHELD) {
 		if (!r->said)
 			fprintf(stderr,
@@ -873,34 +1492,46 @@ static int cmd_elect(lc_client *c, const args *a)
 	uint32_t kill_after =
 		a->kill_after ? parse_duration(a->kill_after, "--kill-after")
 			      : 5000;
+	uint32_t wait = a->wait ? parse_duration(a->wait, "--wait") : 0;
 	lc_sess *s = open_session(c);
 	lc_lease l;
-	campaign_report rep = {group, false};
+	campaign_report rep = {c, group, false, false};
 	lc_campaign_options co;
 	lc_campaign_options_init(&co);
 	co.wait_ms = 5000;
+	co.timeout_ms = wait;
 	co.cancelled = signalled;
 	co.progress = on_campaign;
 	co.arg = &rep;
 	int rv =
 		lc_campaign(s, group, a->value, strlen(a->value), ttl, &co, &l);
-	if (rv == LC_ECANCELED) {
+	if (rv == LC_ECANCELED || rv == LC_ETIMEOUT) {
 		lc_session_close(s);
+		if (rv == LC_ETIMEOUT)
+			fprintf(stderr,
+				"%s: not elected within --wait: %s is held "
+				"by session %" PRIu64 "\n",
+				prog, group, l.holder);
 		return EX_NOTHELD;
 	}
 	if (rv != LC_OK) {
 		lc_session_close(s);
 		lc_die(rv, "cannot campaign");
 	}
-	if (json)
-		printf("{\"elected\":true,\"group\":\"%s\",\"token\":%" PRIu64
-		       ",\"session\":%" PRIu64 "}\n",
-		       group, l.token, lc_session(c));
-	else
+	if (json) {
+		printf("{\"elected\":true,\"group\":");
+		json_cstr(group);
+		printf(",\"token\":");
+		json_u64(l.token);
+		printf(",\"session\":");
+		json_u64(lc_session(c));
+		printf("}\n");
+	} else {
 		printf("elected token=%" PRIu64 " session=%" PRIu64 "\n",
 		       l.token, lc_session(c));
+	}
 	fflush(stdout);
-	return hold(s, lc_session(c), group, &l, a->exec, kill_after);
+	return hold(c, s, group, &l, a->exec, kill_after);
 }
 
 /* ---- membership ------------------------------------------------------------
@@ -1087,23 +1718,28 @@ static int cmd_member(lc_client *c, const args *a, uint32_t id,
 static void help_for(const char *cmd)
 {
 	/* The usage text lists every command; print its lines for cmd. */
-	const char *p = strstr(usage_text, "commands:\n");
 	size_t n = strlen(cmd);
 	bool on = false;
 	printf("usage: lockctl [-e ENDPOINTS] [-o json] ");
-	for (const char *line = p; line && *line;) {
-		const char *end = strchr(line, '\n');
-		size_t len = end ? (size_t)(end - line) : strlen(line);
-		if (len > 2 && line[0] == ' ' && line[2] != ' ')
-			on = strncmp(line + 2, cmd, n) == 0 &&
-			     (line[2 + n] == ' ' || line[2 + n] == '\n');
-		if (len == 0)
-			on = false;
-		if (on) {
-			size_t skip = len >= 2 && line[0] == ' ' ? 2 : 0;
-			printf("%.*s\n", (int)(len - skip), line + skip);
+	const char *parts[] = {usage_cmds1, usage_cmds2};
+	for (size_t k = 0; k < 2; k++) {
+		for (const char *line = parts[k]; line && *line;) {
+			const char *end = strchr(line, '\n');
+			size_t len = end ? (size_t)(end - line) : strlen(line);
+			if (len > 2 && line[0] == ' ' && line[2] != ' ')
+				on = strncmp(line + 2, cmd, n) == 0 &&
+				     (line[2 + n] == ' ' ||
+				      line[2 + n] == '\n');
+			if (len == 0)
+				on = false;
+			if (on) {
+				size_t skip =
+					len >= 2 && line[0] == ' ' ? 2 : 0;
+				printf("%.*s\n", (int)(len - skip),
+				       line + skip);
+			}
+			line = end ? end + 1 : NULL;
 		}
-		line = end ? end + 1 : NULL;
 	}
 	printf("\nexit status: see lockctl --help.\n");
 }
@@ -1115,41 +1751,50 @@ int main(int argc, char **argv)
 	tls_cert = getenv("LOCKD_TLS_CERT");
 	int i = 1;
 	for (; i < argc; i++) {
-		const char *s = argv[i];
+		char nbuf[32];
+		const char *v;
+		const char *s = split_opt(argv[i], nbuf, sizeof nbuf, &v);
 		if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-			fputs(usage_text, stdout);
+			print_usage();
 			return EX_OK;
 		}
-		if (strcmp(s, "-e") == 0 || strcmp(s, "--endpoints") == 0) {
+		if (strcmp(s, "--version") == 0) {
+			printf("lockctl %s (liblockclient)\n", LOCKD_VERSION);
+			return EX_OK;
+		}
+		bool takes = strcmp(s, "-e") == 0 ||
+			     strcmp(s, "--endpoints") == 0 ||
+			     strcmp(s, "--consistency") == 0 ||
+			     strcmp(s, "--tls-ca") == 0 ||
+			     strcmp(s, "--tls-cert") == 0 ||
+			     strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0;
+		if (takes && v == NULL) {
 			if (i + 1 >= argc)
-				die(EX_USAGE, "%s needs a list of URLs", s);
-			endpoints = argv[++i];
-		} else if (strncmp(s, "--endpoints=", 12) == 0) {
-			endpoints = s + 12;
+				die(EX_USAGE, "%s needs a value", s);
+			v = argv[++i];
+		}
+		if (strcmp(s, "-e") == 0 || strcmp(s, "--endpoints") == 0) {
+			endpoints = v;
 		} else if (strcmp(s, "--consistency") == 0) {
-			const char *m = i + 1 < argc ? argv[++i] : "";
-			if (strcmp(m, "linearizable") == 0)
+			if (strcmp(v, "linearizable") == 0)
 				consistency = LC_LINEARIZABLE;
-			else if (strcmp(m, "read-your-writes") == 0)
+			else if (strcmp(v, "read-your-writes") == 0)
 				consistency = LC_READ_YOUR_WRITES;
-			else if (strcmp(m, "stale") == 0)
+			else if (strcmp(v, "stale") == 0)
 				consistency = LC_STALE;
 			else
 				die(EX_USAGE,
 				    "--consistency wants linearizable, "
 				    "read-your-writes or stale, not '%s'",
-				    m);
-		} else if (strcmp(s, "--tls-ca") == 0 ||
-			   strcmp(s, "--tls-cert") == 0) {
-			if (i + 1 >= argc)
-				die(EX_USAGE, "%s needs a file", s);
-			*(s[7] == 'a' ? &tls_ca : &tls_cert) = argv[++i];
+				    v);
+		} else if (strcmp(s, "--tls-ca") == 0) {
+			tls_ca = v;
+		} else if (strcmp(s, "--tls-cert") == 0) {
+			tls_cert = v;
 		} else if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
-			if (i + 1 >= argc)
-				die(EX_USAGE, "%s needs json or text", s);
-			opt_json(argv[++i]);
+			opt_json(v);
 		} else if (s[0] == '-') {
-			die(EX_USAGE, "unknown option '%s'", s);
+			die(EX_USAGE, "unknown option '%s'", argv[i]);
 		} else {
 			break;
 		}
@@ -1195,6 +1840,19 @@ int main(int argc, char **argv)
 		    cmds[k].max == 1 ? "" : "s", a.npos);
 	if (a.exec != NULL && !cmds[k].exec)
 		die(EX_USAGE, "%s does not run a command after '--'", a.cmd);
+	if (a.hold && (strcmp(a.cmd, "acquire") != 0 || a.exec != NULL))
+		die(EX_USAGE, "--hold is for acquire without a command: it "
+			      "holds the lease until SIGTERM or SIGINT");
+	if (a.prefix != NULL)
+		die(EX_USAGE,
+		    "--prefix: the cell's WATCH follows one name "
+		    "(proto/client.proto, OP_WATCH), so lockctl cannot follow "
+		    "a prefix without missing changes; watch each name, or "
+		    "poll 'lockctl ls PREFIX'");
+	if (a.from != NULL && strcmp(a.cmd, "watch") != 0)
+		die(EX_USAGE, "--from is for watch");
+	if (a.from != NULL)
+		parse_u64(a.from, "--from");
 	/* Check everything the user typed before touching the cell. */
 	const char *cmd = a.cmd;
 	bool member = strcmp(cmd, "member") == 0;
@@ -1251,8 +1909,9 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	for (size_t si = 0; si < sizeof stop_signals / sizeof *stop_signals;
+	     si++)
+		sigaction(stop_signals[si], &sa, NULL);
 
 	lc_client *c = open_client(endpoints, session, session_key,
 				   member ? member_timeout_ms : 5000);
@@ -1271,7 +1930,9 @@ int main(int argc, char **argv)
 		rc = cmd_watch(
 			c, a.pos[0], count,
 			a.interval ? parse_duration(a.interval, "--interval")
-				   : 1000);
+				   : 1000,
+			a.from != NULL,
+			a.from ? parse_u64(a.from, "--from") : 0);
 	} else if (strcmp(cmd, "acquire") == 0) {
 		rc = cmd_acquire(c, &a);
 	} else if (strcmp(cmd, "elect") == 0) {
@@ -1291,7 +1952,7 @@ int main(int argc, char **argv)
 			lc_close(c);
 			lc_die(rv, "cannot revoke the lease");
 		}
-		printf("revoked\n");
+		printf("revoked %s (reason: %s)\n", a.pos[0], a.reason);
 	}
 	lc_close(c);
 	return rc;

@@ -173,6 +173,12 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 	      "The leader's replica id as this replica knows it "
 	      "(-1: none).",
 	      PRId32, s->leader);
+	GAUGE("has_leader", "1 while this replica knows a leader (etcd's).",
+	      "d", s->leader >= 0 ? 1 : 0);
+	COUNTER("leader_changes",
+		"Times this replica learnt of a new leader (etcd's "
+		"leader_changes_seen_total).",
+		s->leader_changes);
 	GAUGE("ballot_round", "The round of the ballot it leads or follows.",
 	      PRIu64, s->ballot_round);
 	GAUGE("commit_position", "Every ledger slot up to it is chosen here.",

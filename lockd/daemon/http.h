@@ -37,6 +37,7 @@ typedef struct ld_metrics_snap {
 	uint32_t requests_active, requests_waiting;
 	uint64_t watch_feed_entries, watch_feed_lo;
 	uint64_t started_unix_s;
+	uint64_t leader_changes; /* times it learnt of a new leader */
 	bool storage_stalled; /* a write failed and has not succeeded since */
 	int digest_alarm;   /* px_digest_alarm: 0 ok, 1 mismatch, 2 diverged */
 	bool fds_exhausted; /* near its file descriptor limit: serves nothing */

@@ -25,8 +25,15 @@ void ld_log(const char *level, const char *event, const char *fmt, ...)
 	/* One buffer, one write: lines from different threads never mix. */
 	char line[1024];
 	uint64_t now = ld_mono_us();
+	struct timespec wall;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	gmtime_r(&wall.tv_sec, &tm);
 	int n = snprintf(line, sizeof line,
-			 "ts=%llu.%06llu level=%s replica=%d event=%s",
+			 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ "
+			 "mono=%llu.%06llu level=%s replica=%d event=%s",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec, wall.tv_nsec / 1000,
 			 (unsigned long long)(now / 1000000u),
 			 (unsigned long long)(now % 1000000u), level,
 			 (int)log_replica, event);

@@ -1,10 +1,13 @@
 /* Structured log lines on stderr, one event per line:
  *
- *   ts=12.345678 level=info replica=0 event=leader_change leader=1 ...
+ *   ts=2026-12-03T12:34:56.789012Z mono=12.345678 level=info replica=0
+ *   event=leader_change leader=1 ...
  *
- * ts is the local monotonic clock in seconds (the only clock the daemon
- * trusts). Every function here is safe to call from any thread: nng's
- * callbacks log refused input, the event loop logs everything else. */
+ * ts is the wall clock (UTC, RFC 3339, microseconds), for people and log
+ * tools; mono is the local monotonic clock in seconds, the only clock the
+ * daemon trusts, for measuring between lines of one machine. Every function
+ * here is safe to call from any thread: nng's callbacks log refused input, the
+ * event loop logs everything else. */
 #ifndef LD_LDLOG_H
 #define LD_LDLOG_H
 

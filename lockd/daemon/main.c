@@ -157,6 +157,10 @@ int main(int argc, char **argv)
 			ld_options_usage(stdout);
 			return 0;
 		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("lockd %s\n", LOCKD_VERSION);
+			return 0;
+		}
 		if (strcmp(argv[i], "--free-ports") == 0)
 			return i + 1 < argc ? free_ports(argv[i + 1])
 					    : free_ports("");

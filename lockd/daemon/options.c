@@ -47,6 +47,7 @@ void ld_options_usage(FILE *f)
 	      "--listen-client URL\n"
 	      "             --data DIR [options]\n"
 	      "       lockd --free-ports N\n"
+	      "       lockd --version\n"
 	      "\n"
 	      "  --config FILE        `name = value` lines with the names "
 	      "below\n"

@@ -124,6 +124,18 @@ void srv_answer_node(ld_server *s, const ln_reply *rp)
 		break;
 	}
 	rep.error = sentence;
+	if (rp->type == LN_REQ_REVOKE && rp->status == LN_OK && ls == LS_OK) {
+		char why[260]; /* the reason, its quotes and controls as _ */
+		size_t k = 0;
+		for (const char *p = req->reason; *p && k < sizeof why - 1; p++)
+			why[k++] = *p == '"' || *p == '\\' ||
+						   (unsigned char)*p < 0x20
+					   ? '_'
+					   : *p;
+		why[k] = '\0';
+		ld_log("info", "revoke", "name=%s reason=\"%s\"", req->name,
+		       why);
+	}
 	if (rp->type == LN_REQ_GET && rp->found) {
 		lease.name = req->name;
 		lease.holder = rp->holder;
@@ -163,6 +175,11 @@ static void answer_status(ld_server *s, uint32_t idx)
 	rs.member = st.member;
 	rs.members = s->members.n;
 	rs.voters = s->nvoters;
+	rs.version = (char *)LOCKD_VERSION;
+	rs.uptime_s = (uint64_t)time(NULL) - s->started_unix_s;
+	ds_stats ss;
+	ds_stats_get(s->store, &ss);
+	rs.snapshot_bytes = ss.snapshot_bytes;
 	rep.replica = &rs;
 	slot_done(s, idx, &rep);
 }

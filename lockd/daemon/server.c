@@ -94,6 +94,7 @@ void srv_publish_metrics(ld_server *s, bool force)
 		.watch_feed_entries = s->feed.n,
 		.watch_feed_lo = s->feed.lo,
 		.started_unix_s = s->started_unix_s,
+		.leader_changes = s->leader_changes,
 		.storage_stalled = s->stalled,
 		.digest_alarm = (int)st.digest_alarm,
 		.fds_exhausted = s->unfit,
@@ -176,6 +177,7 @@ static void log_changes(ld_server *s)
 		       (unsigned long long)st.promised.round, st.promised.id,
 		       (unsigned long long)st.commit);
 		s->leader = st.leader;
+		s->leader_changes += st.leader >= 0; /* a new leader */
 	}
 }
 

@@ -186,6 +186,7 @@ struct ld_server {
 	bool metrics_init;
 	ld_http *http;
 	uint64_t started_unix_s;
+	uint64_t leader_changes; /* /metrics lockd_leader_changes_total */
 	uint64_t
 		metrics_next_us; /* the next publish_metrics, at the earliest */
 

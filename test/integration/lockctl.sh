@@ -56,7 +56,7 @@ expect_rc 0 lc get app/one
 expect_rc 0 lc -o json get app/one
 j=$(cat "$T/out")
 [[ $(wc -l <<<"$j") -eq 1 && $j == \{*\} && $j == *"\"name\":\"app/one\""* &&
-	$j == *"\"holder\":$sid"* && $j == *"\"token\":$tok"* &&
+	$j == *"\"holder\":\"$sid\""* && $j == *"\"token\":\"$tok\""* &&
 	$j == *'"value":"hello"'* && $j == *'"ttl_ms_left":'* && $j == *'"waiters":0'* ]] ||
 	fail "get json: $j"
 expect_rc 3 lc get nothing/here -o json
@@ -68,7 +68,7 @@ grep -q '"name":"app/one"' "$T/out" || fail "ls json: $(cat "$T/out")"
 
 expect_rc 0 lc --consistency read-your-writes get app/one
 expect_rc 0 lc --consistency stale get app/one -o json
-[[ $(cat "$T/out") == *"\"token\":$tok,"* ]] || fail "stale get: $(cat "$T/out")"
+[[ $(cat "$T/out") == *"\"token\":\"$tok\","* ]] || fail "stale get: $(cat "$T/out")"
 
 say "check-token current and stale"
 expect_rc 0 lc check-token app/one "$tok"
@@ -157,7 +157,7 @@ mapfile -t wl <"$T/wq.out"
 [[ ${#wl[@]} -eq 5 ]] || fail "watch app/q printed ${#wl[@]} lines: $(cat "$T/wq.out")"
 [[ ${wl[0]} == *'"holder":null'* && ${wl[2]} == *'"holder":null'* &&
 	${wl[4]} == *'"holder":null'* ]] || fail "watch app/q frees: $(cat "$T/wq.out")"
-[[ ${wl[1]} == *"\"token\":${toks[0]},"* && ${wl[3]} == *"\"token\":${toks[1]},"* ]] ||
+[[ ${wl[1]} == *"\"token\":\"${toks[0]}\","* && ${wl[3]} == *"\"token\":\"${toks[1]}\","* ]] ||
 	fail "watch app/q tokens ${toks[*]}: $(cat "$T/wq.out")"
 
 say "ls pages: 1,200 leases (two pages) come back whole, in order"
@@ -213,12 +213,105 @@ expect_rc 0 "$LOCKCTL" --help
 expect_rc 0 "$LOCKCTL" acquire --help
 grep -q -- "--ttl" "$T/out" || fail "acquire --help: $(cat "$T/out")"
 
+# jget FILE KEY: a key of the one JSON object in FILE, as python's json
+# reads it (a 64-bit number would come back rounded by most JSON tools:
+# lockctl prints ids and tokens as strings).
+jget() { python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print("null" if v is None else v)' "$1" "$2"; }
+jkeys() { python3 -c 'import json,sys; print(",".join(json.loads(sys.argv[1]).keys()))' "$1"; }
+
+say "issue 16: the cell's sentence reaches the user, with its limit"
+expect_rc 2 lc acquire x/ttl --ttl 2m
+grep -q "60000 ms" "$T/err" || fail "no limit in: $(cat "$T/err")"
+grep -q "()" "$T/err" && fail "empty parentheses: $(cat "$T/err")"
+
+say "issue 16: durations, --name=value, bare HOST:PORT, --version"
+expect_rc 0 lc acquire x/dur --ttl=1.5s --wait=1m30s
+[[ $(kv "$(cat "$T/out")" token) =~ ^[0-9]+$ ]] || fail "acquire --ttl=1.5s: $(cat "$T/out")"
+expect_rc 0 lc get x/dur -o json
+[[ $(jget "$T/out" ttl_ms) == 1500 ]] || fail "ttl 1.5s: $(cat "$T/out")"
+expect_rc 2 lc acquire x/dur --ttl=1m30
+grep -q "not a duration" "$T/err" || fail "1m30: $(cat "$T/err")"
+expect_rc 0 "$LOCKCTL" -e "${CLIENT_URLS[0]#tcp://},${CLIENT_URLS[1]#tcp://}" --output=json get x/dur
+[[ $(jget "$T/out" held) == True ]] || fail "HOST:PORT endpoints: $(cat "$T/out")"
+expect_rc 0 "$LOCKCTL" --version
+[[ $(cat "$T/out") == "lockctl "[0-9]* ]] || fail "lockctl --version: $(cat "$T/out")"
+expect_rc 0 "$LOCKD" --version
+[[ $(cat "$T/out") == "lockd "[0-9]* ]] || fail "lockd --version: $(cat "$T/out")"
+
+say "issue 16: 64-bit ids and tokens are JSON strings, and go back in as they came"
+expect_rc 0 lc -o json acquire x/ids --ttl 30s
+cp "$T/out" "$T/ids.json"
+grep -q '"session":"[0-9]*"' "$T/ids.json" && grep -q '"token":"[0-9]*"' "$T/ids.json" ||
+	fail "ids as strings: $(cat "$T/ids.json")"
+# The raw JSON string (quotes and all) is accepted, as is the bare value.
+expect_rc 0 lc check-token x/ids "\"$(jget "$T/ids.json" token)\""
+expect_rc 0 lc release x/ids --token "$(jget "$T/ids.json" token)" \
+	--session "$(jget "$T/ids.json" credential)"
+
+say "issue 16: one JSON shape per object; values that are not UTF-8 round-trip"
+expect_rc 3 lc get x/free -o json
+free_keys=$(jkeys "$(cat "$T/out")")
+[[ $(jget "$T/out" held) == False ]] || fail "free get: $(cat "$T/out")"
+expect_rc 0 lc acquire x/bytes --ttl 30s --value $'\xff\xfeA'
+expect_rc 0 lc get x/bytes -o json
+[[ $(jkeys "$(cat "$T/out")") == "$free_keys" ]] ||
+	fail "held and free get differ: $free_keys vs $(cat "$T/out")"
+[[ $(jget "$T/out" value) == null ]] || fail "not UTF-8 but a value: $(cat "$T/out")"
+[[ $(jget "$T/out" value_base64 | base64 -d | od -An -tx1 | tr -d ' ') == fffe41 ]] ||
+	fail "value_base64: $(cat "$T/out")"
+expect_rc 0 lc acquire x/utf --ttl 30s --value 'héllo'
+expect_rc 0 lc get x/utf -o json
+[[ $(jget "$T/out" value) == 'héllo' ]] || fail "UTF-8 value: $(cat "$T/out")"
+expect_rc 3 lc leader x/none -o json
+[[ $(jget "$T/out" elected) == False && $(jget "$T/out" group) == x/none ]] ||
+	fail "leader of nothing, json: $(cat "$T/out")"
+lead_keys=$(jkeys "$(cat "$T/out")")
+expect_rc 0 lc leader x/utf -o json
+[[ $(jkeys "$(cat "$T/out")") == "$lead_keys" ]] || fail "leader shapes: $(cat "$T/out")"
+# ls and watch: the same keys as get (ttl_ms_left null: only the leader's
+# GET knows it).
+expect_rc 0 lc ls x/utf -o json
+python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); assert len(l)==1 and ",".join(l[0].keys())==sys.argv[2] and l[0]["ttl_ms_left"] is None, l' \
+	"$T/out" "$free_keys" || fail "ls json: $(cat "$T/out")"
+expect_rc 0 lc ls x/utf
+grep -q unknown "$T/out" && fail "ls prints unknown: $(cat "$T/out")"
+"$LOCKCTL" -e "$CLIENTS" watch x/w16 --count 2 -o json >"$T/w16.out" 2>"$T/w16.err" &
+w=$!
+watch_started "$T/w16.out"
+expect_rc 0 lc acquire x/w16 --ttl 30s
+s=$(kv "$(cat "$T/out")" session)
+t16=$(kv "$(cat "$T/out")" token)
+expect_rc 0 lc release x/w16 --token "$t16" --session "$s"
+watch_done "$w" "$T/w16.out"
+python3 - "$T/w16.out" <<'PY' || fail "watch lines: $(cat "$T/w16.out")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert [l["event"] for l in lines] == ["start", "held", "free"], lines
+assert len({",".join(l.keys()) for l in lines}) == 1, lines
+assert lines[1]["position"] < lines[2]["position"], lines
+PY
+# --from the position before the grant replays the same two changes.
+from=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["position"])' "$T/w16.out")
+expect_rc 0 timeout 10 "$LOCKCTL" -e "$CLIENTS" watch x/w16 --from "$from" --count 2
+[[ $(grep -c 'event=held' "$T/out") -eq 1 && $(grep -c 'event=free' "$T/out") -eq 1 ]] ||
+	fail "watch --from: $(cat "$T/out")"
+expect_rc 2 lc watch x/ --prefix x/
+grep -q "one name" "$T/err" || fail "watch --prefix: $(cat "$T/err")"
+
 say "two replicas stopped: reads are linearizable unless asked otherwise"
-kill -STOP "$(cat "$T/r1.pid")" "$(cat "$T/r2.pid")"
-expect_rc 4 "$LOCKCTL" -e "${CLIENT_URLS[0]}" get app/one
-# A stale read is answered by r0 alone (app/one is free by now: exit 3).
-expect_rc 3 "$LOCKCTL" -e "${CLIENT_URLS[0]}" --consistency stale get app/one
-kill -CONT "$(cat "$T/r1.pid")" "$(cat "$T/r2.pid")"
+# Keep a follower: it answers (not the leader, or no leader known), and
+# lockctl says so rather than "no replica answered" (issue 16).
+lead=$(wait_leader)
+keep=$(((lead + 1) % 3))
+others=()
+for i in 0 1 2; do [[ $i -eq $keep ]] || others+=("$(cat "$T/r$i.pid")"); done
+kill -STOP "${others[@]}"
+expect_rc 4 "$LOCKCTL" -e "${CLIENT_URLS[$keep]}" get app/one
+grep -q "none knew a leader" "$T/err" || fail "no leader: $(cat "$T/err")"
+grep -q "no replica answered" "$T/err" && fail "r$keep answered: $(cat "$T/err")"
+# A stale read is answered by it alone (app/one is free by now: exit 3).
+expect_rc 3 "$LOCKCTL" -e "${CLIENT_URLS[$keep]}" --consistency stale get app/one
+kill -CONT "${others[@]}"
 
 say "the cell down: exit 4"
 stop_all KILL

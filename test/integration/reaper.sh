@@ -62,11 +62,11 @@ done
 say "r$new leads"
 # It handed over (PX_EV_RESIGN): the new leader took over well inside an
 # election timeout (300 ms) of the fds_exhausted line (both logs stamp the
-# machine's monotonic clock).
-t_ex=$(grep -m1 'event=fds_exhausted' "$T/r$lead.log" | sed 's/^ts=\([0-9.]*\).*/\1/')
+# machine's monotonic clock as mono=).
+t_ex=$(grep -m1 'event=fds_exhausted' "$T/r$lead.log" | sed 's/.* mono=\([0-9.]*\) .*/\1/')
 t_new=$(awk -v t="$t_ex" -v id="$new" '
 	/event=leader_change/ && $0 ~ ("leader=" id "( |$)") {
-		split($1, a, "="); if (a[2] + 0 >= t + 0) { print a[2]; exit } }' \
+		split($2, a, "="); if (a[2] + 0 >= t + 0) { print a[2]; exit } }' \
 	"$T/r$new.log")
 [[ -n $t_new ]] || fail "no leader_change on r$new after $t_ex"
 gap_ms=$(awk -v a="$t_ex" -v b="$t_new" 'BEGIN { printf "%d", (b - a) * 1000 }')

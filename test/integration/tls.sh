@@ -75,7 +75,7 @@ tok=$(sed -n 's/.*token=\([0-9]*\).*/\1/p' <<<"$out")
 sess=$(sed -n 's/.*session=\([0-9:]*\).*/\1/p' <<<"$out")
 [[ -n $tok && -n $sess ]] || fail "acquire said: $out"
 out=$(lc get tls/a -o json) || fail "get: $out"
-[[ $out == *"\"token\":$tok,"* ]] || fail "get: $out"
+[[ $out == *"\"token\":\"$tok\","* ]] || fail "get: $out"
 lc release tls/a --token "$tok" --session "$sess" >/dev/null || fail "release"
 
 say "no certificate, or one from another CA: no answer"

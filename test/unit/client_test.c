@@ -470,6 +470,31 @@ Test(client, no_leader_anywhere_is_enoleader, .timeout = 20)
 	fake_stop(&a);
 }
 
+/* Issue 16: a replica answers that it is not the leader and names one that
+ * does not answer (stopped): the call fails with what the replica that
+ * answered said, not "no replica answered". */
+Test(client, a_hint_to_a_silent_leader_is_enoleader, .timeout = 20)
+{
+	fake a, b;
+	fake_start(&b, ans_leader);
+	atomic_store(&b.silent, true);
+	fake_start(&a, ans_not_leader);
+	a.hint_url = b.url;
+	lc_options o = quick();
+	lc_client *c;
+	cr_assert_eq(lc_open(a.url, &o, &c), LC_OK);
+	lc_lease_info info;
+	int rc = lc_get(c, "n", &info);
+	cr_assert_eq(rc, LC_ENOLEADER, "%s: %s", lc_strerror(rc),
+		     lc_last_error());
+	cr_assert(strstr(lc_last_error(), "not the leader") != NULL, "'%s'",
+		  lc_last_error());
+	cr_assert_gt(fake_count(&b), 0);
+	lc_close(c);
+	fake_stop(&a);
+	fake_stop(&b);
+}
+
 /* The first answer is "settled" (OK with no lease status): the cell no longer
  * has the answer, so the client asks again as a new command. */
 static bool ans_settled_then_grant(fake *f, const Lockd__Request *req,

@@ -561,6 +561,61 @@ Test(election, campaign_stops_on_timeout_and_on_cancel, .timeout = 20)
 	fake_stop(&f);
 }
 
+/* The group is held by the asking session itself, as after an operator's
+ * revoke of its lease: the cell answers HELD at once (a session cannot
+ * queue behind itself) until the revoked lease expires. */
+static bool ans_held_by_self(fake *f, const Lockd__Request *req,
+			     Lockd__Reply *rep, unsigned k)
+{
+	(void)f;
+	(void)k;
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	rep->lease_status = req->op == LOCKD__OP__OP_ACQUIRE
+				    ? LOCKD__LEASE_STATUS__LEASE_HELD
+				    : LOCKD__LEASE_STATUS__LEASE_OK;
+	rep->holder = req->session;
+	rep->error = (char *)"held by another session";
+	return true;
+}
+
+static unsigned own_calls;
+
+static void on_own(int rv, uint64_t holder, void *arg)
+{
+	lc_client *c = arg;
+	cr_assert_eq(rv, LC_EHELD);
+	cr_assert_eq(holder, lc_session(c));
+	cr_assert(strstr(lc_last_error(), "own lease") != NULL, "%s",
+		  lc_last_error());
+	own_calls++;
+}
+
+/* Issue 16: the same session re-campaigned ~2,000 times in 3 s after a
+ * revoke. A HELD that comes back at once backs off instead. */
+Test(election, a_campaign_after_a_revoke_backs_off, .timeout = 20)
+{
+	fake f;
+	fake_start(&f, ans_held_by_self);
+	lc_client *c = client_of(&f);
+	lc_sess *s = session_of(c);
+	lc_campaign_options co;
+	lc_campaign_options_init(&co);
+	co.wait_ms = 1000;
+	co.timeout_ms = 3000;
+	co.progress = on_own;
+	co.arg = c;
+	lc_lease l;
+	cr_assert_eq(lc_campaign(s, "grp", NULL, 0, 5000, &co, &l),
+		     LC_ETIMEOUT);
+	unsigned n = fake_ops(&f, LOCKD__OP__OP_ACQUIRE, NULL);
+	cr_assert(n >= 2 && n <= 15, "%u acquires in 3 s", n);
+	cr_assert_eq(own_calls, n);
+	cr_assert_eq(l.holder, lc_session(c));
+	lc_session_close(s);
+	lc_close(c);
+	fake_stop(&f);
+}
+
 Test(election, leader_and_observe_follow_positions, .timeout = 20)
 {
 	fake f;
