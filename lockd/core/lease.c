@@ -191,6 +191,17 @@ static uint32_t lease_le32(const uint8_t *b)
  * where str is a u16 length and the bytes. Nothing may follow. */
 #define LEASE_CMD_VERSION 2u /* 2: session_key after session */
 #define LEASE_PAIR_BYTES 12u
+/* An EXPIRE of the most pairs: version, op, two u64 stamps, the u16 count. */
+_Static_assert(1u + 1u + 8u + 8u + 2u +
+			       LS_EXPIRE_TOKENS_MAX * LEASE_PAIR_BYTES <=
+		       LD_CMD_BYTES_MAX,
+	       "the largest EXPIRE fits a ledger command");
+/* An ACQUIRE of the longest name and value (two sessions' u64s, two str
+ * lengths, ttl and wait). */
+_Static_assert(1u + 1u + 8u + 8u + 8u + 8u + 2u + LS_NAME_BYTES_MAX + 4u + 4u +
+			       2u + LS_VALUE_BYTES_MAX <=
+		       LD_CMD_BYTES_MAX,
+	       "the largest ACQUIRE fits a ledger command");
 
 bool ls_name_valid(const char *name, uint32_t len)
 {
@@ -608,8 +619,6 @@ struct ls_table {
 	 (uint64_t)LD_CLIENTS_MAX * (32u + LD_RESULT_BYTES_MAX))
 _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
 	       "a full lease table's snapshot must stay under half the limit");
-_Static_assert(LD_LEASE_SESSIONS_MAX <= LD_CLIENTS_MAX,
-	       "every session that holds or waits fits the client table");
 
 /* Out of memory inside apply: the one place that may not fail, and where
  * skipping the command would make this replica diverge from the others. */

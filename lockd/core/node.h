@@ -88,7 +88,7 @@ typedef struct ln_request {
  * the session's latest as settled (LS_SUPERSEDED), so every later write of
  * that session would do nothing. 2^62 leaves room for a microsecond clock
  * (lockctl's seq_base) for 146,000 years. */
-#define LN_SEQ_MAX ((1ULL << 62) - 1)
+#define LN_SEQ_MAX LD_SEQ_MAX
 
 typedef enum ln_status {
 	LN_OK = 0,     /* done; result (and for GET, view) say what */

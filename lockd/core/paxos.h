@@ -106,7 +106,7 @@ typedef enum px_msg_type {
 /* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
  * longer than the sun will shine). */
-#define PX_ROUND_MAX (UINT64_C(1) << 62)
+#define PX_ROUND_MAX LD_ROUND_MAX
 
 typedef struct px_vote {
 	uint64_t slot;
