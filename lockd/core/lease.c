@@ -178,11 +178,13 @@ static uint32_t lease_le32(const uint8_t *b)
 
 /* ---- commands ------------------------------------------------------------ */
 
-/* Command format, version 1 (all integers little-endian):
- *   u8 version (1), u8 op, u64 since_tick_ms, u64 stamp_ms, then by op
- *   ACQUIRE      u64 session, str name, u32 ttl_ms, u32 wait_ms, str value
- *   RENEW        u64 session
- *   RELEASE      u64 session, str name, u64 token
+/* Command format, version 2 (all integers little-endian; version 1, the
+ * same without session_key, is still decoded: old ledgers):
+ *   u8 version (2), u8 op, u64 since_tick_ms, u64 stamp_ms, then by op
+ *   ACQUIRE      u64 session, u64 session_key, str name, u32 ttl_ms,
+ *                u32 wait_ms, str value
+ *   RENEW        u64 session, u64 session_key
+ *   RELEASE      u64 session, u64 session_key, str name, u64 token
  *   REVOKE       str name, str reason
  *   EXPIRE       u16 ntokens, ntokens x (u64 token, u32 renewals)
  *   TICK         u64 elapsed_ms
@@ -1343,16 +1345,21 @@ static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 
 /* ---- snapshot and restore ---------------------------------------------- */
 
-/* Snapshot format, version 1 (little-endian):
- *   u32 magic "LSNP", u32 version, u64 counter, u64 clock_ms, u64 digest,
+/* Snapshot format, version 2 (little-endian; version 1, without the keys,
+ * is still read):
+ *   u32 magic "LSNP", u32 version (2), u64 counter, u64 clock_ms, u64 digest,
  *   u64 nleases, then nleases leases in increasing token order:
  *     str name, u64 holder, u64 token, u32 ttl_ms, str value, u8 revoked,
  *     u64 renewed_clock_ms, u32 renewals, u64 granted_slot, u64 stamp_ms,
  *     u16 nwaiters, then the waiters in queue order:
  *       u64 session, u32 ttl_ms, u32 wait_ms, u64 queued_slot, str value
+ *   u32 nkeys, then nkeys x (u64 session, u64 key): the sessions that have
+ *     a key, in the session hash table's bucket order
  *   u64 checksum: px_hash of every byte before it.
- * Token order makes the bytes a function of the history alone, and lets
- * restore rebuild each session's list in the same (token) order. */
+ * Token order lets restore rebuild each session's list in the same (token)
+ * order. The leases' bytes are a function of the history alone; the keys'
+ * order is not (it follows the hash table's size), which nothing compares:
+ * restore looks each key up, and replicas compare digest, not bytes. */
 #define LEASE_SNAP_MAGIC 0x504e534cu
 #define LEASE_SNAP_VERSION 2u    /* 2: session keys after the leases */
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
