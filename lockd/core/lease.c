@@ -661,8 +661,8 @@ static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < c->ntokens; i++) {
 		const uint8_t *p = c->tokens + (size_t)i * LEASE_PAIR_BYTES;
-		uint64_t token = lease_le64(p);
-		uint32_t renewals = lease_le32(p + 8);
+		uint64_t token = ld_get_le64(p);
+		uint32_t renewals = ld_get_le32(p + 8);
 		lease_rec *l = lease_find_token(&t->st, token);
 		if (l == NULL)
 			continue;
@@ -786,10 +786,8 @@ static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 	/* The digest is a hash chain over (slot, command, result): O(1) per
 	 * decree, and equal on replicas that applied the same history. */
 	uint8_t hdr[12];
-	for (int i = 0; i < 8; i++)
-		hdr[i] = (uint8_t)(slot >> (8 * i));
-	for (int i = 0; i < 4; i++)
-		hdr[8 + i] = (uint8_t)(len >> (8 * i));
+	ld_put_le64(hdr, slot);
+	ld_put_le32(hdr + 8, (uint32_t)len);
 	t->st.digest = px_hash(t->st.digest, hdr, sizeof hdr);
 	if (data != NULL)
 		t->st.digest = px_hash(t->st.digest, data, len);

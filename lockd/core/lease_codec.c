@@ -32,8 +32,7 @@ static void lease_wr_bytes(lease_wr *w, const void *b, size_t n)
 static void lease_wr_uint(lease_wr *w, uint64_t v, size_t n)
 {
 	uint8_t b[8];
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	ld_put_le(b, v, n);
 	lease_wr_bytes(w, b, n);
 }
 
@@ -83,12 +82,7 @@ static const uint8_t *lease_rd_take(lease_rd *r, size_t n)
 static uint64_t lease_rd_uint(lease_rd *r, size_t n)
 {
 	const uint8_t *b = lease_rd_take(r, n);
-	uint64_t v = 0;
-	if (b == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
+	return b == NULL ? 0 : ld_get_le(b, n);
 }
 
 static uint8_t lease_rd_u8(lease_rd *r)
@@ -120,20 +114,6 @@ static const uint8_t *lease_rd_str(lease_rd *r, uint32_t max, uint32_t *n)
 	if (!r->ok)
 		return NULL;
 	return *n == 0 ? NULL : lease_rd_take(r, *n);
-}
-
-uint64_t lease_le64(const uint8_t *b)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-uint32_t lease_le32(const uint8_t *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
 }
 
 /* ---- commands ------------------------------------------------------------ */
@@ -684,7 +664,7 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 	ls_table *t = lease_table_of(sm);
 	if (buf == NULL || len < 8)
 		return -1;
-	uint64_t sum = lease_le64(buf + len - 8);
+	uint64_t sum = ld_get_le64(buf + len - 8);
 	if (px_hash(PX_HASH_SEED, buf, len - 8) != sum)
 		return -1;
 	lease_rd r = {.p = buf, .len = len - 8, .ok = true};

@@ -5,6 +5,7 @@
 #ifndef LS_LEASE_INT_H
 #define LS_LEASE_INT_H
 
+#include "bytes.h"
 #include "lease.h"
 
 #include <assert.h>
@@ -140,8 +141,6 @@ ls_table *lease_table_of(px_sm *sm);
 
 /* ---- lease_codec.c ----------------------------------------------------- */
 
-uint64_t lease_le64(const uint8_t *b);
-uint32_t lease_le32(const uint8_t *b);
 int lease_sm_snapshot(px_sm *sm, uint8_t **out, size_t *len);
 int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len);
 

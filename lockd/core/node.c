@@ -4,6 +4,8 @@
  * the ledger clock). */
 #include "node.h"
 
+#include "bytes.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -566,10 +568,8 @@ static void propose_expiries(ln_node *n, ln_actions *out)
 		heap_push(n, d->due_us, d->token);
 		d->expire_sent_us = n->now_us;
 		uint8_t *p = &pairs[np * 12];
-		for (int i = 0; i < 8; i++)
-			p[i] = (uint8_t)(d->token >> (8 * i));
-		for (int i = 0; i < 4; i++)
-			p[8 + i] = (uint8_t)(d->renewals >> (8 * i));
+		ld_put_le64(p, d->token);
+		ld_put_le32(p + 8, d->renewals);
 		np++;
 		if (np == LS_EXPIRE_TOKENS_MAX) {
 			ls_cmd c = {.op = LS_OP_EXPIRE,

@@ -10,23 +10,22 @@
 
 void pxi_put_u32(uint8_t **p, uint32_t v)
 {
-	for (int i = 0; i < 4; i++)
-		*(*p)++ = (uint8_t)(v >> (8 * i));
+	ld_put_le32(*p, v);
+	*p += 4;
 }
 
 void pxi_put_u64(uint8_t **p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++)
-		*(*p)++ = (uint8_t)(v >> (8 * i));
+	ld_put_le64(*p, v);
+	*p += 8;
 }
 
 int pxi_get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
 {
 	if (end - *p < 4)
 		return -1;
-	*v = 0;
-	for (int i = 0; i < 4; i++)
-		*v |= (uint32_t)(*(*p)++) << (8 * i);
+	*v = ld_get_le32(*p);
+	*p += 4;
 	return 0;
 }
 
@@ -34,9 +33,8 @@ int pxi_get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
 	if (end - *p < 8)
 		return -1;
-	*v = 0;
-	for (int i = 0; i < 8; i++)
-		*v |= (uint64_t)(*(*p)++) << (8 * i);
+	*v = ld_get_le64(*p);
+	*p += 8;
 	return 0;
 }
 

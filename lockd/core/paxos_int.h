@@ -5,6 +5,7 @@
 #ifndef PX_PAXOS_INT_H
 #define PX_PAXOS_INT_H
 
+#include "bytes.h"
 #include "paxos.h"
 
 #include <assert.h>
