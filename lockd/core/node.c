@@ -5,6 +5,7 @@
 #include "node.h"
 
 #include "bytes.h"
+#include "mem.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -78,18 +79,21 @@ struct ln_node {
 	uint64_t leading_round;
 
 	outstanding *outs;
-	uint32_t nouts, outs_cap;
+	uint32_t nouts;
+	size_t outs_cap;
 	lin_read *lins;
-	uint32_t nlins, lins_cap;
+	uint32_t nlins;
+	size_t lins_cap;
 	uint64_t read_seq; /* the last PX_EV_READ id */
 
 	/* leader only */
-	deadline *dls; /* open addressing by token, power-of-two capacity */
-	uint32_t dls_cap, ndls;
+	ld_idtab dls; /* deadline records by token */
 	due *heap;
-	uint32_t nheap, heap_cap;
+	uint32_t nheap;
+	size_t heap_cap;
 	wait_timer *waits;
-	uint32_t nwaits, waits_cap;
+	uint32_t nwaits;
+	size_t waits_cap;
 	uint64_t last_tick_us;
 	uint64_t internal_seq;
 	/* the leader's own commands of this step, submitted together */
@@ -171,20 +175,6 @@ void ln_actions_free(ln_actions *a)
 	memset(a, 0, sizeof *a);
 }
 
-static void *grow(void *p, uint32_t *cap, uint32_t need, size_t elem)
-{
-	if (need <= *cap)
-		return p;
-	uint32_t n = *cap ? *cap * 2 : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(p, (size_t)n * elem);
-	if (q == NULL)
-		abort();
-	*cap = n;
-	return q;
-}
-
 static ln_reply *reply_new(ln_node *n, ln_actions *out, uint64_t req_id,
 			   ln_req_type type, uint64_t session, uint64_t seq,
 			   ln_status st)
@@ -223,6 +213,7 @@ ln_node *ln_node_new(const ln_config *cfg)
 	ln_node *n = calloc(1, sizeof *n);
 	if (n == NULL)
 		return NULL;
+	n->dls = (ld_idtab)LD_IDTAB_INIT(deadline);
 	n->cfg = *cfg;
 	n->table = ls_table_new();
 	if (n->table == NULL) {
@@ -256,7 +247,7 @@ void ln_node_free(ln_node *n)
 	ls_table_free(n->table);
 	free(n->outs);
 	free(n->lins);
-	free(n->dls);
+	ld_idtab_free(&n->dls);
 	free(n->heap);
 	free(n->waits);
 	free(n->batch);
@@ -295,79 +286,25 @@ void ln_node_stats(const ln_node *n, ln_stats *st)
 
 static deadline *dl_find(ln_node *n, uint64_t token)
 {
-	if (n->dls_cap == 0)
-		return NULL;
-	uint32_t mask = n->dls_cap - 1;
-	for (uint32_t i = (uint32_t)px_mix64(token) & mask;;
-	     i = (i + 1) & mask) {
-		if (n->dls[i].token == token)
-			return &n->dls[i];
-		if (n->dls[i].token == 0)
-			return NULL;
-	}
-}
-
-static void dl_rehash(ln_node *n, uint32_t cap)
-{
-	deadline *old = n->dls;
-	uint32_t old_cap = n->dls_cap;
-	n->dls = calloc(cap, sizeof *n->dls);
-	if (n->dls == NULL)
-		abort();
-	n->dls_cap = cap;
-	uint32_t mask = cap - 1;
-	for (uint32_t j = 0; j < old_cap; j++) {
-		if (old[j].token == 0)
-			continue;
-		uint32_t i = (uint32_t)px_mix64(old[j].token) & mask;
-		while (n->dls[i].token != 0)
-			i = (i + 1) & mask;
-		n->dls[i] = old[j];
-	}
-	free(old);
+	return ld_idtab_find(&n->dls, token);
 }
 
 static deadline *dl_upsert(ln_node *n, uint64_t token)
 {
 	deadline *d = dl_find(n, token);
-	if (d != NULL)
-		return d;
-	if ((n->ndls + 1) * 2 > n->dls_cap)
-		dl_rehash(n, n->dls_cap ? n->dls_cap * 2 : 64);
-	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)px_mix64(token) & mask;
-	while (n->dls[i].token != 0)
-		i = (i + 1) & mask;
-	memset(&n->dls[i], 0, sizeof n->dls[i]);
-	n->dls[i].token = token;
-	n->ndls++;
-	return &n->dls[i];
+	return d != NULL ? d : ld_idtab_insert(&n->dls, token);
 }
 
 static void dl_remove(ln_node *n, uint64_t token)
 {
 	deadline *d = dl_find(n, token);
-	if (d == NULL)
-		return;
-	/* Backward-shift deletion keeps probe chains whole. */
-	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)(d - n->dls);
-	for (uint32_t j = (i + 1) & mask; n->dls[j].token != 0;
-	     j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)px_mix64(n->dls[j].token) & mask;
-		/* Move j into the hole at i if its home is not in (i, j]. */
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			n->dls[i] = n->dls[j];
-			i = j;
-		}
-	}
-	n->dls[i].token = 0;
-	n->ndls--;
+	if (d != NULL)
+		ld_idtab_remove(&n->dls, d);
 }
 
 static void heap_push(ln_node *n, uint64_t at_us, uint64_t token)
 {
-	n->heap = grow(n->heap, &n->heap_cap, n->nheap + 1, sizeof *n->heap);
+	n->heap = ld_grow(n->heap, &n->heap_cap, n->nheap + 1, sizeof *n->heap);
 	uint32_t i = n->nheap++;
 	while (i > 0) {
 		uint32_t p = (i - 1) / 2;
@@ -433,8 +370,8 @@ static void waits_add(ln_node *n, const char *name, uint32_t len,
 		      uint64_t session, uint64_t at_us)
 {
 	waits_remove(n, name, len, session);
-	n->waits =
-		grow(n->waits, &n->waits_cap, n->nwaits + 1, sizeof *n->waits);
+	n->waits = ld_grow(n->waits, &n->waits_cap, n->nwaits + 1,
+			   sizeof *n->waits);
 	wait_timer *w = &n->waits[n->nwaits++];
 	memset(w, 0, sizeof *w);
 	w->session = session;
@@ -445,9 +382,7 @@ static void waits_add(ln_node *n, const char *name, uint32_t len,
 
 static void leader_clear(ln_node *n)
 {
-	free(n->dls);
-	n->dls = NULL;
-	n->dls_cap = n->ndls = 0;
+	ld_idtab_free(&n->dls);
 	n->nheap = 0;
 	n->nwaits = 0;
 }
@@ -607,7 +542,7 @@ static void propose_cancels(ln_node *n, ln_actions *out)
 
 static void propose_tick(ln_node *n, ln_actions *out)
 {
-	if (ls_table_count(n->table) == 0 && n->ndls == 0)
+	if (ls_table_count(n->table) == 0 && n->dls.n == 0)
 		return;
 	if (n->now_us < n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000)
 		return;
@@ -633,7 +568,7 @@ static uint64_t leader_timer(const ln_node *n)
 		if (w < t)
 			t = w;
 	}
-	if (ls_table_count(n->table) > 0 || n->ndls > 0) {
+	if (ls_table_count(n->table) > 0 || n->dls.n > 0) {
 		uint64_t k = n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000;
 		if (k < t)
 			t = k;
@@ -1030,8 +965,8 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 		/* ReadIndex: the replica answers once a quorum confirmed a
 		 * heartbeat sent after now and it applied all it proposed
 		 * before; no decree, nothing written. */
-		n->lins = grow(n->lins, &n->lins_cap, n->nlins + 1,
-			       sizeof *n->lins);
+		n->lins = ld_grow(n->lins, &n->lins_cap, n->nlins + 1,
+				  sizeof *n->lins);
 		lin_read *l = &n->lins[n->nlins++];
 		l->req = *q;
 		memcpy(l->name, q->name, q->name_len);
@@ -1197,7 +1132,7 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 			  LN_BUSY);
 		return;
 	}
-	n->outs = grow(n->outs, &n->outs_cap, n->nouts + 1, sizeof *n->outs);
+	n->outs = ld_grow(n->outs, &n->outs_cap, n->nouts + 1, sizeof *n->outs);
 	outstanding *o = &n->outs[n->nouts++];
 	memset(o, 0, sizeof *o);
 	o->req_id = q->req_id;

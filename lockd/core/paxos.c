@@ -209,22 +209,6 @@ void px_actions_free(px_actions *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* Grows an action array; aborts on out-of-memory, since an action that cannot
- * be recorded would silently break the durability contract. */
-void *pxi_grow(void *p, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return p;
-	size_t n = *cap ? *cap * 2 : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(p, n * elem);
-	if (q == NULL)
-		abort();
-	*cap = n;
-	return q;
-}
-
 uint64_t pxi_rng_next(px_replica *r)
 {
 	/* splitmix64 */
@@ -276,51 +260,18 @@ void pxi_log_truncate(px_replica *r, uint64_t start)
 
 client_ent *pxi_client_find(px_replica *r, uint64_t id)
 {
-	if (r->clients_cap == 0)
-		return NULL;
-	uint32_t mask = r->clients_cap - 1;
-	for (uint32_t i = (uint32_t)px_mix64(id) & mask;; i = (i + 1) & mask) {
-		if (r->clients[i].client_id == id)
-			return &r->clients[i];
-		if (r->clients[i].client_id == 0)
-			return NULL;
-	}
+	return ld_idtab_find(&r->clients, id);
 }
 
 static void client_remove(px_replica *r, client_ent *c)
 {
 	/* Rebuilding is O(n) but happens only on eviction, once a table of
-	 * LD_CLIENTS_MAX is full. */
+	 * LD_CLIENTS_MAX is full. (Not ld_idtab_remove: the snapshot lists
+	 * clients in slot order, so the layout after an eviction stays what
+	 * it always was.) */
 	c->client_id = 0;
-	r->nclients--;
-	pxi_client_table_rehash(r, r->clients_cap);
-}
-
-client_ent *pxi_client_insert_slot(px_replica *r, uint64_t id)
-{
-	uint32_t mask = r->clients_cap - 1;
-	uint32_t i = (uint32_t)px_mix64(id) & mask;
-	while (r->clients[i].client_id != 0)
-		i = (i + 1) & mask;
-	r->clients[i].client_id = id;
-	r->nclients++;
-	return &r->clients[i];
-}
-
-void pxi_client_table_rehash(px_replica *r, uint32_t cap)
-{
-	client_ent *old = r->clients;
-	uint32_t old_cap = r->clients_cap;
-	client_ent *t = calloc(cap, sizeof *t);
-	if (t == NULL)
-		abort();
-	r->clients = t;
-	r->clients_cap = cap;
-	r->nclients = 0;
-	for (uint32_t i = 0; i < old_cap; i++)
-		if (old[i].client_id != 0)
-			*pxi_client_insert_slot(r, old[i].client_id) = old[i];
-	free(old);
+	r->clients.n--;
+	ld_idtab_rehash(&r->clients, r->clients.cap);
 }
 
 /* The entry for a client, made on first use. When the table is full the
@@ -331,10 +282,10 @@ client_ent *pxi_client_upsert(px_replica *r, uint64_t id)
 	client_ent *c = pxi_client_find(r, id);
 	if (c != NULL)
 		return c;
-	if (r->nclients >= LD_CLIENTS_MAX) {
+	if (r->clients.n >= LD_CLIENTS_MAX) {
 		client_ent *oldest = NULL;
-		for (uint32_t i = 0; i < r->clients_cap; i++) {
-			client_ent *x = &r->clients[i];
+		for (uint32_t i = 0; i < r->clients.cap; i++) {
+			client_ent *x = ld_idtab_at(&r->clients, i);
 			if (x->client_id != 0 &&
 			    (oldest == NULL || x->slot < oldest->slot ||
 			     (x->slot == oldest->slot &&
@@ -343,13 +294,7 @@ client_ent *pxi_client_upsert(px_replica *r, uint64_t id)
 		}
 		client_remove(r, oldest);
 	}
-	if ((r->nclients + 1) * 2 > r->clients_cap)
-		pxi_client_table_rehash(r, r->clients_cap ? r->clients_cap * 2
-							  : 64);
-	client_ent *c2 = pxi_client_insert_slot(r, id);
-	c2->seq = 0;
-	c2->slot = 0;
-	c2->result_len = 0;
+	client_ent *c2 = ld_idtab_insert(&r->clients, id);
 	return c2;
 }
 
@@ -375,8 +320,8 @@ void pxi_emit(px_replica *r, px_actions *out, px_msg *m)
 		px_msg_free(m);
 		return;
 	}
-	out->msgs = pxi_grow(out->msgs, &out->msgs_cap, out->nmsgs + 1,
-			     sizeof *out->msgs);
+	out->msgs = ld_grow(out->msgs, &out->msgs_cap, out->nmsgs + 1,
+			    sizeof *out->msgs);
 	out->msgs[out->nmsgs++] = m;
 }
 
@@ -402,8 +347,8 @@ void pxi_persist(px_replica *r, px_actions *out, px_record rec)
 {
 	if (out->write_id == 0 || out->write_id != r->last_write_id)
 		out->write_id = ++r->last_write_id;
-	out->recs = pxi_grow(out->recs, &out->recs_cap, out->nrecs + 1,
-			     sizeof *out->recs);
+	out->recs = ld_grow(out->recs, &out->recs_cap, out->nrecs + 1,
+			    sizeof *out->recs);
 	out->recs[out->nrecs++] = rec;
 }
 
@@ -416,8 +361,8 @@ void pxi_persist_promise(px_replica *r, px_actions *out)
 void pxi_reply(px_replica *r, px_actions *out, uint64_t client_id, uint64_t seq,
 	       px_reply_status st, const client_ent *c)
 {
-	out->replies = pxi_grow(out->replies, &out->replies_cap,
-				out->nreplies + 1, sizeof *out->replies);
+	out->replies = ld_grow(out->replies, &out->replies_cap,
+			       out->nreplies + 1, sizeof *out->replies);
 	px_reply *rp = &out->replies[out->nreplies++];
 	memset(rp, 0, offsetof(px_reply, result));
 	rp->client_id = client_id;
@@ -519,6 +464,7 @@ px_replica *px_replica_new(const px_config *cfg, px_sm *sm)
 	px_replica *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return NULL;
+	r->clients = (ld_idtab)LD_IDTAB_INIT(client_ent);
 	r->pending = calloc(LD_PENDING_CMDS_MAX, sizeof *r->pending);
 	if (r->pending == NULL) {
 		free(r);
@@ -586,7 +532,7 @@ void px_replica_free(px_replica *r)
 	free(r->held);
 	free(r->preads);
 	free(r->waiters);
-	free(r->clients);
+	ld_idtab_free(&r->clients);
 	free(r->snap);
 	free(r);
 }

@@ -113,9 +113,11 @@ static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 	if (r->sm->ops->snapshot(r->sm, &smb, &smlen) != 0)
 		return -1;
 	size_t n = 4 + 4 + 8;
-	for (uint32_t i = 0; i < r->clients_cap; i++)
-		if (r->clients[i].client_id != 0)
-			n += 8 + 8 + 8 + 4 + r->clients[i].result_len;
+	for (uint32_t i = 0; i < r->clients.cap; i++) {
+		const client_ent *c = ld_idtab_at(&r->clients, i);
+		if (c->client_id != 0)
+			n += 8 + 8 + 8 + 4 + c->result_len;
+	}
 	n += 4;
 	for (uint32_t i = 0; i < r->nconfs; i++)
 		n += 8 + members_size(&r->confs[i].m);
@@ -126,10 +128,10 @@ static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 		return -1;
 	}
 	pxi_put_u32(&p, SNAP_MAGIC2);
-	pxi_put_u32(&p, r->nclients);
+	pxi_put_u32(&p, r->clients.n);
 	pxi_put_u64(&p, r->commit);
-	for (uint32_t i = 0; i < r->clients_cap; i++) {
-		const client_ent *c = &r->clients[i];
+	for (uint32_t i = 0; i < r->clients.cap; i++) {
+		const client_ent *c = ld_idtab_at(&r->clients, i);
 		if (c->client_id == 0)
 			continue;
 		pxi_put_u64(&p, c->client_id);
@@ -216,11 +218,8 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 	uint32_t cap = 64;
 	while (cap < 2 * (n + 1))
 		cap *= 2;
-	free(r->clients);
-	r->clients = NULL;
-	r->clients_cap = 0;
-	r->nclients = 0;
-	pxi_client_table_rehash(r, cap);
+	ld_idtab_free(&r->clients);
+	ld_idtab_rehash(&r->clients, cap);
 	p = clients;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t id = 0, seq = 0, slot = 0;
@@ -231,7 +230,7 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 		pxi_get_u32(&p, end, &rl);
 		client_ent *c = pxi_client_find(r, id);
 		if (c == NULL)
-			c = pxi_client_insert_slot(r, id);
+			c = ld_idtab_insert(&r->clients, id);
 		c->seq = seq;
 		c->slot = slot;
 		c->result_len = rl;

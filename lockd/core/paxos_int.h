@@ -6,6 +6,7 @@
 #define PX_PAXOS_INT_H
 
 #include "bytes.h"
+#include "mem.h"
 #include "paxos.h"
 
 #include <assert.h>
@@ -203,9 +204,8 @@ struct px_replica {
 	held_msg *held;
 	uint32_t nheld, held_cap;
 
-	/* exactly-once: open addressing, power-of-two capacity */
-	client_ent *clients;
-	uint32_t clients_cap, nclients;
+	/* exactly-once: client_ent records by client id */
+	ld_idtab clients;
 };
 
 static inline entry *entry_at(px_replica *r, uint64_t slot)
@@ -236,13 +236,10 @@ typedef struct change_dec {
 
 /* ---- paxos.c ----------------------------------------------------------- */
 
-void *pxi_grow(void *p, size_t *cap, size_t need, size_t elem);
 uint64_t pxi_rng_next(px_replica *r);
 entry *pxi_entry_get(px_replica *r, uint64_t slot);
 void pxi_log_truncate(px_replica *r, uint64_t start);
 client_ent *pxi_client_find(px_replica *r, uint64_t id);
-client_ent *pxi_client_insert_slot(px_replica *r, uint64_t id);
-void pxi_client_table_rehash(px_replica *r, uint32_t cap);
 client_ent *pxi_client_upsert(px_replica *r, uint64_t id);
 px_msg *pxi_msg_new(px_replica *r, px_msg_type type, uint32_t to);
 void pxi_emit(px_replica *r, px_actions *out, px_msg *m);

@@ -23,8 +23,8 @@ void pxi_conf_fill(conf *c, const px_members *m, uint64_t from, bool minority)
 
 conf *pxi_conf_push(px_replica *r)
 {
-	r->confs = pxi_grow(r->confs, &r->confs_cap, r->nconfs + 1,
-			    sizeof *r->confs);
+	r->confs = ld_grow(r->confs, &r->confs_cap, r->nconfs + 1,
+			   sizeof *r->confs);
 	return &r->confs[r->nconfs++];
 }
 
@@ -142,8 +142,8 @@ static int change_decode(const px_cmd *cmd, change_dec *c)
 void pxi_change_done(px_actions *out, uint64_t change_id, px_change_status st,
 		     int32_t hint, uint64_t slot, const char *why)
 {
-	out->changes = pxi_grow(out->changes, &out->changes_cap,
-				out->nchanges + 1, sizeof *out->changes);
+	out->changes = ld_grow(out->changes, &out->changes_cap,
+			       out->nchanges + 1, sizeof *out->changes);
 	px_change_done *d = &out->changes[out->nchanges++];
 	memset(d, 0, sizeof *d);
 	d->change_id = change_id;
@@ -444,8 +444,8 @@ void pxi_on_change(px_replica *r, uint64_t id, const px_change *c,
 		snprintf(why, sizeof why, "the leader's queue is full");
 		goto refuse;
 	}
-	r->chreqs = pxi_grow(r->chreqs, &r->chreqs_cap, r->nchreqs + 1,
-			     sizeof *r->chreqs);
+	r->chreqs = ld_grow(r->chreqs, &r->chreqs_cap, r->nchreqs + 1,
+			    sizeof *r->chreqs);
 	r->chreqs[r->nchreqs++] = (change_req){id, tag};
 	pxi_flush_pending(r, out);
 	return;

@@ -48,8 +48,8 @@ void pxi_apply_value(px_replica *r, px_actions *out, uint64_t slot, px_value *v)
 			pxi_waiter_remove(r, w);
 		}
 	}
-	out->chosen = pxi_grow(out->chosen, &out->chosen_cap, out->nchosen + 1,
-			       sizeof *out->chosen);
+	out->chosen = ld_grow(out->chosen, &out->chosen_cap, out->nchosen + 1,
+			      sizeof *out->chosen);
 	uint64_t d = r->sm->ops->digest(r->sm);
 	out->chosen[out->nchosen++] = (px_chosen){
 		.slot = slot,
@@ -941,8 +941,8 @@ void pxi_on_submit(px_replica *r, const px_cmd *cmd, px_actions *out)
 
 static void read_done(px_actions *out, uint64_t id, bool ok)
 {
-	out->reads = pxi_grow(out->reads, &out->reads_cap, out->nreads + 1,
-			      sizeof *out->reads);
+	out->reads = ld_grow(out->reads, &out->reads_cap, out->nreads + 1,
+			     sizeof *out->reads);
 	out->reads[out->nreads++] = (px_read_done){id, ok};
 }
 
