@@ -658,6 +658,10 @@ static void lease_abandon(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			 ls_result *r)
 {
+	/* ls_cmd_check let it through: within the pair limit. */
+	assert(c->op == LS_OP_EXPIRE && c->ntokens <= LS_EXPIRE_TOKENS_MAX &&
+	       (c->ntokens == 0 || c->tokens != NULL));
+	uint64_t before = t->st.by_name.n;
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < c->ntokens; i++) {
 		const uint8_t *p = c->tokens + (size_t)i * LEASE_PAIR_BYTES;
@@ -674,6 +678,9 @@ static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		lease_end(t, x, l);
 		n++;
 	}
+	/* An end hands a name with waiters to its next waiter: the table
+	 * shrinks by at most the leases ended. */
+	assert(t->st.by_name.n <= before && before - t->st.by_name.n <= n);
 	r->status = LS_OK;
 	r->count = n;
 }
@@ -710,37 +717,43 @@ static void lease_cancel_wait(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 			    ls_result *r)
 {
+	/* Only a command that passed ls_cmd_check reaches here. */
+	assert(ls_cmd_check(c) == LS_OK);
+	uint64_t counter = t->st.counter;
 	lease_ctx x = {.slot = slot,
 		       .since_tick_ms = c->since_tick_ms,
 		       .stamp_ms = c->stamp_ms};
 	switch (c->op) {
 	case LS_OP_ACQUIRE:
 		lease_acquire(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_RENEW:
 		lease_renew(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_RELEASE:
 		lease_release(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_REVOKE:
 		lease_revoke(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_EXPIRE:
 		lease_expire(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_TICK:
 		t->st.clock_ms = lease_sat_add(t->st.clock_ms, c->elapsed_ms);
 		r->status = LS_OK;
-		return;
+		break;
 	case LS_OP_CANCEL_WAIT:
 		lease_cancel_wait(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_ABANDON:
 		lease_abandon(t, &x, c, r);
-		return;
+		break;
+	default:
+		r->status = LS_E_MALFORMED;
 	}
-	r->status = LS_E_MALFORMED;
+	/* Fencing tokens only ever grow. */
+	assert(t->st.counter >= counter);
 }
 
 ls_table *lease_table_of(px_sm *sm)
@@ -792,6 +805,9 @@ static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 	if (data != NULL)
 		t->st.digest = px_hash(t->st.digest, data, len);
 	t->st.digest = px_hash(t->st.digest, res, n);
+#ifdef LD_CHECKS
+	ls_table_check(t, false);
+#endif
 
 	if (out == NULL || cap < n)
 		return 0;
@@ -870,4 +886,69 @@ void ls_table_usage_get(const ls_table *t, ls_table_usage *u)
 			      .waiters = t->st.nwaiters,
 			      .sessions = t->st.sessions.n,
 			      .data_bytes = t->st.data_bytes};
+}
+
+/* ---- invariants -----------------------------------------------------------
+ */
+
+void ls_table_check(const ls_table *t, bool deep)
+{
+	const lease_state *s = &t->st;
+	/* Every lease is found by name and by token; the table's bounds hold
+	 * (apply refuses what would pass them; restore refuses a snapshot
+	 * past them). */
+	assert(s->by_name.n == s->by_token.n);
+	assert(s->by_name.n <= LD_LEASES_MAX);
+	assert(s->nwaiters <= LD_LEASE_WAITERS_MAX);
+	assert(s->sessions.n <= LD_LEASE_SESSIONS_MAX);
+	assert(s->data_bytes <= LD_LEASE_DATA_BYTES_MAX);
+	if (!deep)
+		return;
+	uint64_t nwaiters = 0, data_bytes = 0, nheld = 0;
+	for (size_t i = 0; i < s->by_name.nb; i++)
+		for (const lease_hnode *e = s->by_name.b[i]; e != NULL;
+		     e = e->next) {
+			const lease_rec *l = LEASE_OF(e, lease_rec, by_name);
+			/* Tokens come from the one counter; a lease belongs
+			 * to its holder's session. */
+			assert(l->token != 0 && l->token <= s->counter);
+			assert(l->holder != 0 && l->sess != NULL &&
+			       l->sess->id == l->holder);
+			assert(l->ttl_ms > 0);
+			uint32_t nw = 0;
+			for (const lease_waiter *w = l->whead; w != NULL;
+			     w = w->next) {
+				assert(w->session != 0);
+				nw++;
+				data_bytes += w->value_len;
+			}
+			assert(nw == l->nwaiters &&
+			       nw <= LS_WAITERS_PER_NAME_MAX);
+			nwaiters += nw;
+			data_bytes += (uint64_t)l->name_len + l->value_len;
+		}
+	assert(nwaiters == s->nwaiters);
+	assert(data_bytes == s->data_bytes);
+	for (size_t i = 0; i < s->sessions.nb; i++)
+		for (const lease_hnode *e = s->sessions.b[i]; e != NULL;
+		     e = e->next) {
+			const lease_session *ss =
+				LEASE_OF(e, lease_session, node);
+			/* A session exists while it holds or waits, within
+			 * its limit; its held list is in token order. */
+			assert(ss->nheld + ss->nwait > 0);
+			assert(ss->nheld + ss->nwait <=
+			       LS_LEASES_PER_SESSION_MAX);
+			uint32_t n = 0;
+			uint64_t last = 0;
+			for (const lease_rec *l = ss->head; l != NULL;
+			     l = l->s_next) {
+				assert(l->sess == ss && l->token > last);
+				last = l->token;
+				n++;
+			}
+			assert(n == ss->nheld);
+			nheld += n;
+		}
+	assert(nheld == s->by_name.n);
 }

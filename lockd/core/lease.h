@@ -331,4 +331,11 @@ typedef struct ls_table_usage {
 
 void ls_table_usage_get(const ls_table *t, ls_table_usage *u);
 
+/* Asserts the table's invariants (lease_int.h's Invariant: comments): its
+ * bounds in O(1); deep adds the walk over every lease, waiter and session
+ * (counts, tokens, the sessions' lists). The core's test build (LD_CHECKS)
+ * runs the O(1) part after every apply, and the node the deep one every
+ * LN_CHECK_DEEP_EVERY-th step; a test may call it in any build. */
+void ls_table_check(const ls_table *t, bool deep);
+
 #endif

@@ -64,9 +64,9 @@ struct lease_session;
 
 typedef struct lease_rec {
 	lease_hnode by_name, by_token;
-	struct lease_session *sess;
+	struct lease_session *sess;        /* Invariant: sess->id == holder */
 	struct lease_rec *s_prev, *s_next; /* the session's held list */
-	uint64_t holder, token;
+	uint64_t holder, token;            /* Invariant: 0 < token <= counter */
 	uint32_t ttl_ms;
 	uint8_t *value; /* malloc'd or NULL */
 	uint32_t value_len;
@@ -76,7 +76,8 @@ typedef struct lease_rec {
 	uint64_t granted_slot;
 	uint64_t stamp_ms;
 	lease_waiter *whead, *wtail;
-	uint32_t nwaiters;
+	uint32_t nwaiters; /* Invariant: the queue's length, at most
+			      LS_WAITERS_PER_NAME_MAX */
 	uint32_t name_len;
 	char name[];
 } lease_rec;
@@ -86,19 +87,26 @@ typedef struct lease_session {
 	lease_hnode node;
 	uint64_t id;
 	uint64_t key;           /* set by the ACQUIRE that made it (ls_cmd) */
-	uint32_t nheld, nwait;  /* together <= LS_LEASES_PER_SESSION_MAX */
-	lease_rec *head, *tail; /* held leases, in token order */
+	uint32_t nheld, nwait;  /* Invariant: together in 1 ..
+				   LS_LEASES_PER_SESSION_MAX */
+	lease_rec *head, *tail; /* held leases. Invariant: nheld of them, in
+				   increasing token order */
 } lease_session;
 
 /* Everything a snapshot holds; restore builds a new one and swaps it in. */
 typedef struct lease_state {
+	/* Invariant: every lease is in by_name and by_token (at most
+	 * LD_LEASES_MAX), every session in sessions (at most
+	 * LD_LEASE_SESSIONS_MAX) */
 	lease_htab by_name, by_token, sessions;
-	uint64_t counter;  /* the last token granted */
+	uint64_t counter;  /* the last token granted. Invariant: never falls */
 	uint64_t clock_ms; /* the ledger clock */
 	uint64_t digest;   /* hash chain over every apply */
 	/* For the table's limits (derived: restore recounts them). */
-	uint64_t nwaiters;   /* waiters on every name */
-	uint64_t data_bytes; /* names, values and waiters' values */
+	uint64_t nwaiters;   /* waiters on every name. Invariant: their count,
+				at most LD_LEASE_WAITERS_MAX */
+	uint64_t data_bytes; /* names, values and waiters' values. Invariant:
+				their sum, at most LD_LEASE_DATA_BYTES_MAX */
 } lease_state;
 
 typedef struct lease_chunk {

@@ -1,6 +1,7 @@
 /* See mem.h. */
 #include "mem.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,10 @@ void *ld_grow(void *p, size_t *cap, size_t need, size_t elem)
 	return q;
 }
 
-static uint32_t idtab_home(const ld_idtab *t, uint64_t key)
+static uint32_t idtab_home(const ld_idtab *t, uint64_t key, uint64_t key2)
 {
-	return (uint32_t)px_mix64(key) & (t->cap - 1);
+	uint64_t h = t->keys == 2 ? key ^ px_mix64(key2) : key;
+	return (uint32_t)px_mix64(h) & (t->cap - 1);
 }
 
 static uint64_t *idtab_keyp(const ld_idtab *t, uint32_t i)
@@ -30,25 +32,36 @@ static uint64_t *idtab_keyp(const ld_idtab *t, uint32_t i)
 	return (uint64_t *)ld_idtab_at(t, i);
 }
 
-void *ld_idtab_find(const ld_idtab *t, uint64_t key)
+static uint32_t idtab_home_of(const ld_idtab *t, uint32_t i)
+{
+	const uint64_t *k = idtab_keyp(t, i);
+	return idtab_home(t, k[0], t->keys == 2 ? k[1] : 0);
+}
+
+void *ld_idtab_find2(const ld_idtab *t, uint64_t key, uint64_t key2)
 {
 	if (t->cap == 0 || key == 0)
 		return NULL;
 	uint32_t mask = t->cap - 1;
-	for (uint32_t i = idtab_home(t, key);; i = (i + 1) & mask) {
-		uint64_t k = *idtab_keyp(t, i);
-		if (k == key)
+	for (uint32_t i = idtab_home(t, key, key2);; i = (i + 1) & mask) {
+		const uint64_t *k = idtab_keyp(t, i);
+		if (k[0] == key && (t->keys == 1 || k[1] == key2))
 			return ld_idtab_at(t, i);
-		if (k == 0)
+		if (k[0] == 0)
 			return NULL;
 	}
 }
 
-/* The first empty slot of key's probe chain (the table has one). */
-static void *idtab_free_slot(const ld_idtab *t, uint64_t key)
+void *ld_idtab_find(const ld_idtab *t, uint64_t key)
+{
+	return ld_idtab_find2(t, key, 0);
+}
+
+/* The first empty slot of the keys' probe chain (the table has one). */
+static void *idtab_free_slot(const ld_idtab *t, uint64_t key, uint64_t key2)
 {
 	uint32_t mask = t->cap - 1;
-	uint32_t i = idtab_home(t, key);
+	uint32_t i = idtab_home(t, key, key2);
 	while (*idtab_keyp(t, i) != 0)
 		i = (i + 1) & mask;
 	return ld_idtab_at(t, i);
@@ -64,23 +77,32 @@ void ld_idtab_rehash(ld_idtab *t, uint32_t cap)
 	t->cap = cap;
 	for (uint32_t j = 0; j < old_cap; j++) {
 		const uint8_t *rec = old + (size_t)j * t->elem;
-		uint64_t key;
-		memcpy(&key, rec, sizeof key);
-		if (key != 0)
-			memcpy(idtab_free_slot(t, key), rec, t->elem);
+		uint64_t key[2] = {0, 0};
+		memcpy(key, rec, t->keys * sizeof key[0]);
+		if (key[0] != 0)
+			memcpy(idtab_free_slot(t, key[0], key[1]), rec,
+			       t->elem);
 	}
 	free(old);
 }
 
-void *ld_idtab_insert(ld_idtab *t, uint64_t key)
+void *ld_idtab_insert2(ld_idtab *t, uint64_t key, uint64_t key2)
 {
+	assert(key != 0 && ld_idtab_find2(t, key, key2) == NULL);
 	if ((t->n + 1) * 2 > t->cap)
 		ld_idtab_rehash(t, t->cap ? t->cap * 2 : 64);
-	void *rec = idtab_free_slot(t, key);
+	uint64_t *rec = idtab_free_slot(t, key, key2);
 	memset(rec, 0, t->elem);
-	*(uint64_t *)rec = key;
+	rec[0] = key;
+	if (t->keys == 2)
+		rec[1] = key2;
 	t->n++;
 	return rec;
+}
+
+void *ld_idtab_insert(ld_idtab *t, uint64_t key)
+{
+	return ld_idtab_insert2(t, key, 0);
 }
 
 void ld_idtab_remove(ld_idtab *t, void *rec)
@@ -89,7 +111,7 @@ void ld_idtab_remove(ld_idtab *t, void *rec)
 	uint32_t i = (uint32_t)(((uint8_t *)rec - t->slots) / t->elem);
 	for (uint32_t j = (i + 1) & mask; *idtab_keyp(t, j) != 0;
 	     j = (j + 1) & mask) {
-		uint32_t home = idtab_home(t, *idtab_keyp(t, j));
+		uint32_t home = idtab_home_of(t, j);
 		/* Move j into the hole at i if its home is not in (i, j]. */
 		if (((j - home) & mask) >= ((j - i) & mask)) {
 			memcpy(ld_idtab_at(t, i), ld_idtab_at(t, j), t->elem);

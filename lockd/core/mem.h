@@ -14,26 +14,35 @@
  * doubles from 16 until it fits. Returns the (perhaps moved) array. */
 void *ld_grow(void *p, size_t *cap, size_t need, size_t elem);
 
-/* Every record starts with its uint64_t key; key 0 marks an empty slot.
+/* Every record starts with its uint64_t key, or two of them (keys == 2:
+ * the pair is the key); a first key of 0 marks an empty slot.
  * Where a record sits depends on the order of inserts and removals, so a
  * walk over the slots (ld_idtab_at) is deterministic given the history. */
 typedef struct ld_idtab {
 	uint8_t *slots; /* cap records of elem bytes, calloc'd; the owner's */
 	uint32_t cap, n;
 	size_t elem;
+	uint32_t keys; /* 1 or 2 */
 } ld_idtab;
 
-#define LD_IDTAB_INIT(type)                                           \
-	{                                                             \
-		.slots = NULL, .cap = 0, .n = 0, .elem = sizeof(type) \
+#define LD_IDTAB_INIT(type)                     \
+	{                                       \
+		.elem = sizeof(type), .keys = 1 \
+	}
+#define LD_IDTAB_INIT2(type)                    \
+	{                                       \
+		.elem = sizeof(type), .keys = 2 \
 	}
 
-/* The record for key, or NULL. */
+/* The record for key (a one-key table), or NULL. */
 void *ld_idtab_find(const ld_idtab *t, uint64_t key);
+/* The record for (key, key2) (a two-key table), or NULL. */
+void *ld_idtab_find2(const ld_idtab *t, uint64_t key, uint64_t key2);
 
 /* A zeroed record for key (which must be absent), its key set; grows the
  * table first when it would be over half full (to twice, or 64). */
 void *ld_idtab_insert(ld_idtab *t, uint64_t key);
+void *ld_idtab_insert2(ld_idtab *t, uint64_t key, uint64_t key2);
 
 /* Removes the record rec points to (from ld_idtab_find), keeping probe
  * chains whole by backward-shift deletion: O(1) expected. */

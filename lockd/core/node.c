@@ -75,11 +75,13 @@ struct ln_node {
 	ls_table *table;
 	px_replica *rep;
 	uint64_t now_us;
-	bool leading;
+	bool leading; /* Invariant (after a step): the replica's role is
+			 PX_LEADER; when false, the leader-only state below is
+			 empty and no outstanding request is queued */
 	uint64_t leading_round;
 
 	outstanding *outs;
-	uint32_t nouts;
+	uint32_t nouts; /* Invariant: <= LD_PENDING_CMDS_MAX */
 	size_t outs_cap;
 	lin_read *lins;
 	uint32_t nlins;
@@ -88,7 +90,8 @@ struct ln_node {
 
 	/* leader only */
 	ld_idtab dls; /* deadline records by token */
-	due *heap;
+	due *heap;    /* Invariant: a min-heap by at_us, holding every
+			 deadline's current entry (and stale ones) */
 	uint32_t nheap;
 	size_t heap_cap;
 	wait_timer *waits;
@@ -102,6 +105,7 @@ struct ln_node {
 	uint32_t nbatch;
 
 	ln_stats stats;
+	uint64_t steps; /* LD_CHECKS: which steps check deeply */
 };
 
 /* ---- config ----------------------------------------------------------------
@@ -279,6 +283,7 @@ const ls_table *ln_node_table(const ln_node *n)
 void ln_node_stats(const ln_node *n, ln_stats *st)
 {
 	*st = n->stats;
+	st->lin_waiting = n->nlins;
 }
 
 /* ---- the leader's deadlines ------------------------------------------------
@@ -1239,6 +1244,7 @@ static void on_requests(ln_node *n, const ln_request *req, uint32_t nreqs,
 
 int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 {
+	assert(n != NULL && ev != NULL && out != NULL);
 	if (ev->now_us > n->now_us)
 		n->now_us = ev->now_us;
 	int rc = 0;
@@ -1310,5 +1316,41 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		if (t < out->ld.timer_at_us)
 			out->ld.timer_at_us = t;
 	}
+#ifdef LD_CHECKS
+	ln_node_check(n, ++n->steps % LN_CHECK_DEEP_EVERY == 0);
+#endif
 	return rc;
+}
+
+/* ---- invariants -----------------------------------------------------------
+ */
+
+void ln_node_check(const ln_node *n, bool deep)
+{
+	ls_table_check(n->table, deep);
+	/* Requests waiting here stay within the leader's queue bound. */
+	assert(n->nouts <= LD_PENDING_CMDS_MAX);
+	assert(n->nbatch == 0);
+	px_status st;
+	px_replica_status(n->rep, &st);
+	/* The node leads exactly when its replica does (checked at the end
+	 * of a step); the leader-only state is empty otherwise. */
+	assert(n->leading == (st.role == PX_LEADER));
+	if (!n->leading) {
+		assert(n->dls.n == 0 && n->nheap == 0 && n->nwaits == 0);
+		for (uint32_t i = 0; i < n->nouts; i++)
+			assert(!n->outs[i].queued);
+	} else {
+		/* Every live deadline has its current entry in the heap. */
+		assert(n->nheap >= n->dls.n);
+	}
+	if (!deep)
+		return;
+	for (uint32_t i = 1; i < n->nheap; i++)
+		assert(n->heap[(i - 1) / 2].at_us <= n->heap[i].at_us);
+	for (uint32_t i = 0; i < n->dls.cap; i++) {
+		const deadline *d = ld_idtab_at(&n->dls, i);
+		if (d->token != 0)
+			assert(d->due_us >= d->deadline_us);
+	}
 }

@@ -380,11 +380,8 @@ void pxi_reply(px_replica *r, px_actions *out, uint64_t client_id, uint64_t seq,
 
 int pxi_waiter_find(px_replica *r, uint64_t client_id, uint64_t seq)
 {
-	for (uint32_t i = 0; i < r->nwaiters; i++)
-		if (r->waiters[i].client_id == client_id &&
-		    r->waiters[i].seq == seq)
-			return (int)i;
-	return -1;
+	const waiter_ix *x = ld_idtab_find2(&r->waiter_ix, client_id, seq);
+	return x != NULL ? (int)x->i : -1;
 }
 
 void pxi_waiter_add(px_replica *r, uint64_t client_id, uint64_t seq)
@@ -397,12 +394,22 @@ void pxi_waiter_add(px_replica *r, uint64_t client_id, uint64_t seq)
 		r->waiters = w;
 		r->waiters_cap = cap;
 	}
+	waiter_ix *x = ld_idtab_insert2(&r->waiter_ix, client_id, seq);
+	x->i = r->nwaiters;
 	r->waiters[r->nwaiters++] = (waiter){client_id, seq};
 }
 
 void pxi_waiter_remove(px_replica *r, int i)
 {
-	r->waiters[i] = r->waiters[--r->nwaiters];
+	waiter *w = &r->waiters[i];
+	ld_idtab_remove(&r->waiter_ix,
+			ld_idtab_find2(&r->waiter_ix, w->client_id, w->seq));
+	*w = r->waiters[--r->nwaiters];
+	if ((uint32_t)i < r->nwaiters) {
+		waiter_ix *x =
+			ld_idtab_find2(&r->waiter_ix, w->client_id, w->seq);
+		x->i = (uint32_t)i;
+	}
 }
 
 void pxi_pending_drop_all(px_replica *r, px_actions *out)
@@ -419,6 +426,7 @@ void pxi_pending_drop_all(px_replica *r, px_actions *out)
 		pxi_reply(r, out, r->waiters[i].client_id, r->waiters[i].seq,
 			  PX_REPLY_NOT_LEADER, NULL);
 	r->nwaiters = 0;
+	ld_idtab_free(&r->waiter_ix);
 }
 
 /* ---- config and lifecycle ----------------------------------------------- */
@@ -465,6 +473,7 @@ px_replica *px_replica_new(const px_config *cfg, px_sm *sm)
 	if (r == NULL)
 		return NULL;
 	r->clients = (ld_idtab)LD_IDTAB_INIT(client_ent);
+	r->waiter_ix = (ld_idtab)LD_IDTAB_INIT2(waiter_ix);
 	r->pending = calloc(LD_PENDING_CMDS_MAX, sizeof *r->pending);
 	if (r->pending == NULL) {
 		free(r);
@@ -532,6 +541,7 @@ void px_replica_free(px_replica *r)
 	free(r->held);
 	free(r->preads);
 	free(r->waiters);
+	ld_idtab_free(&r->waiter_ix);
 	ld_idtab_free(&r->clients);
 	free(r->snap);
 	free(r);
@@ -751,6 +761,9 @@ int px_replica_step(px_replica *r, const px_event *ev, px_actions *out)
 	pxi_maybe_hand_over(r, out);
 	pxi_reads_check(r, out);
 	out->timer_at_us = next_timer(r);
+#ifdef LD_CHECKS
+	px_replica_check(r, ++r->steps % PX_CHECK_DEEP_EVERY == 0);
+#endif
 	return rc;
 }
 

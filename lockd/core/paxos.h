@@ -469,4 +469,12 @@ bool px_replica_member(const px_replica *r, uint32_t id, px_member *out);
 /* The value this replica knows chosen at slot, or NULL (borrowed). */
 const px_value *px_replica_chosen_at(const px_replica *r, uint64_t slot);
 
+/* Asserts the replica's invariants (paxos_int.h's Invariant: comments);
+ * deep adds the walks over its log and client table. The core's test build
+ * (LD_CHECKS) runs it at the end of every px_replica_step, deep every
+ * PX_CHECK_DEEP_EVERY-th; a test may call it in any build. Under a mutant
+ * it relaxes what that mutant breaks on purpose. */
+void px_replica_check(const px_replica *r, bool deep);
+#define PX_CHECK_DEEP_EVERY 1024u
+
 #endif

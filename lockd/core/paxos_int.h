@@ -49,8 +49,9 @@ static inline uint64_t id_bit(uint32_t id)
 typedef struct entry {
 	uint64_t slot;     /* 0: the ring cell is empty */
 	px_ballot vballot; /* acceptor: the vote cast for this slot */
-	px_value *vvalue;
-	px_value *chosen; /* learner: the value known chosen */
+	px_value *vvalue;  /* Invariant: non-NULL exactly when vballot is not
+			      zero, and vballot <= promised (P1b) */
+	px_value *chosen;  /* learner: the value known chosen */
 	/* proposer, valid while pballot equals the leader's ballot */
 	px_ballot pballot;
 	px_value *pvalue;
@@ -73,6 +74,12 @@ typedef struct pending_cmd {
 typedef struct waiter {
 	uint64_t client_id, seq;
 } waiter;
+
+/* Where the waiter for (client_id, seq) sits in px_replica.waiters. */
+typedef struct waiter_ix {
+	uint64_t client_id, seq;
+	uint32_t i;
+} waiter_ix;
 
 typedef struct client_ent {
 	uint64_t client_id; /* 0: empty */
@@ -101,7 +108,8 @@ struct px_replica {
 	uint64_t rng;
 
 	/* membership: the configurations that govern slots after commit,
-	 * oldest first; confs[0].from <= commit + 1 */
+	 * oldest first. Invariant: nconfs >= 1, confs[0].from <= commit + 1,
+	 * from strictly increasing, each quorum a majority of its voters. */
 	conf *confs;
 	uint32_t nconfs;
 	size_t confs_cap;
@@ -114,7 +122,8 @@ struct px_replica {
 	uint64_t change_tag;
 	uint64_t peer_commit[LD_REPLICA_IDS], peer_inc[LD_REPLICA_IDS];
 
-	/* acceptor */
+	/* acceptor. Invariant: promised.round < PX_ROUND_MAX and <= max_round;
+	 * it only grows, within a life of the process */
 	px_ballot promised;
 
 	/* recovery (paxos.h): a replica without a JOINED record learns but
@@ -135,18 +144,25 @@ struct px_replica {
 
 	/* log: slots [log_start, log_start + LD_LOG_SLOTS_MAX) */
 	entry log[LD_LOG_SLOTS_MAX];
-	uint64_t log_start;
-	uint64_t commit; /* every slot <= commit is chosen and applied */
-	uint64_t snap_base;
-	uint8_t *snap; /* the snapshot at snap_base (client table + sm) */
+	uint64_t log_start; /* Invariant: log_start <= commit + 1; a cell holds
+			       a slot of its residue class, or 0 */
+	uint64_t commit;    /* every slot <= commit is chosen and applied.
+			       Invariant: snap_base <= commit < log_start +
+			       LD_LOG_SLOTS_MAX, and after a step slot
+			       commit + 1 is not known chosen (all applied) */
+	uint64_t snap_base; /* Invariant: <= commit */
+	uint8_t *snap;      /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
 	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
 
 	/* roles */
 	px_role role;
-	px_ballot ballot;   /* proposer's ballot while candidate/leader */
+	px_ballot ballot;   /* proposer's ballot while candidate/leader.
+			       Invariant then: nonzero, ballot.id == cfg.id
+			       (P1), ballot.round <= max_round */
 	uint64_t max_round; /* highest round seen anywhere */
-	int32_t leader;     /* believed leader, or -1 */
+	int32_t leader;     /* believed leader, or -1. Invariant: -1 <= leader <
+			       LD_REPLICA_IDS */
 	px_ballot leader_ballot;
 	uint64_t heard_us;       /* last message from that leader */
 	uint64_t election_at_us; /* follower: campaign at this time */
@@ -160,7 +176,8 @@ struct px_replica {
 
 	/* leader */
 	uint64_t lead_since_us;
-	uint64_t next_slot;
+	uint64_t next_slot; /* Invariant (leader): commit + 1 <= next_slot <=
+			       log_start + LD_LOG_SLOTS_MAX */
 	uint64_t heartbeat_at_us;
 	/* linearizable reads (ReadIndex): a read waits for a heartbeat round
 	 * sent after it arrived to be answered by a quorum at our ballot, and
@@ -173,19 +190,23 @@ struct px_replica {
 	} * preads;
 	uint32_t npreads, preads_cap;
 	uint64_t peer_heard_us[LD_REPLICA_IDS];
-	pending_cmd *pending; /* ring */
-	uint32_t pending_head, pending_n;
+	pending_cmd *pending;             /* ring */
+	uint32_t pending_head, pending_n; /* Invariant: both within
+					     LD_PENDING_CMDS_MAX */
 
 	/* commands submitted here, waiting to be applied */
 	waiter *waiters;
 	uint32_t nwaiters, waiters_cap;
+	/* Invariant: one waiter_ix for each waiter, naming its index: a
+	 * command's waiter is found in O(1) as each one applies. */
+	ld_idtab waiter_ix;
 
 	/* state digests at every LD_DIGEST_EVERY_SLOTS-th slot (a ring), and
 	 * what comparing them found */
 	struct ckpt {
 		uint64_t slot, digest;
 	} ckpts[LD_DIGEST_KEEP], peer_ckpt[LD_REPLICA_IDS];
-	uint32_t ckpt_next;
+	uint32_t ckpt_next;   /* Invariant: < LD_DIGEST_KEEP */
 	struct ckpt verified; /* leader: the latest a quorum shares with us */
 	px_digest_alarm digest_alarm;
 
@@ -199,12 +220,17 @@ struct px_replica {
 	uint64_t known_commit; /* highest commit anyone told us */
 	int32_t known_commit_from;
 
-	/* durability */
+	/* durability. Invariant: durable_id <= last_write_id, and every held
+	 * message waits for a write in (durable_id, last_write_id] */
 	uint64_t last_write_id, durable_id;
 	held_msg *held;
 	uint32_t nheld, held_cap;
 
-	/* exactly-once: client_ent records by client id */
+	/* steps taken (LD_CHECKS: which of them check deeply) */
+	uint64_t steps;
+
+	/* exactly-once: client_ent records by client id. Invariant: at most
+	 * LD_CLIENTS_MAX, the table at most half full */
 	ld_idtab clients;
 };
 

@@ -11,6 +11,9 @@ static void reads_fail_all(px_replica *r, px_actions *out);
 
 void pxi_apply_value(px_replica *r, px_actions *out, uint64_t slot, px_value *v)
 {
+	/* The ledger is applied in order, each slot once: the caller has just
+	 * moved commit onto it. */
+	assert(v != NULL && slot == r->commit && slot > r->snap_base);
 	r->bytes_since_snap += 16;
 	for (uint32_t i = 0; i < v->ncmds; i++) {
 		const px_cmd *cmd = &v->cmds[i];
@@ -94,6 +97,9 @@ void pxi_advance(px_replica *r, px_actions *out)
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
+	/* Everything chosen in order has been applied. */
+	assert(entry_at(r, r->commit + 1) == NULL ||
+	       entry_at(r, r->commit + 1)->chosen == NULL);
 	uint64_t before = pxi_peers_mask(r);
 	pxi_conf_prune(r);
 	if (r->role == PX_LEADER) {
@@ -467,6 +473,8 @@ static void on_prepare(px_replica *r, const px_msg *m, px_actions *out)
 		    px_ballot_cmp(m->ballot, r->ballot) > 0)
 			pxi_become_follower(r, out, r->now_us);
 	}
+	/* P1b: we answer only a ballot we now promise. */
+	assert(px_ballot_cmp(r->promised, m->ballot) == 0);
 	/* The promise carries every vote from the asked slot on (P3), and
 	 * what this replica knows chosen there: a replica that recovered from
 	 * an empty disk holds no vote for the slots its lost votes helped
@@ -632,6 +640,8 @@ static void on_accept(px_replica *r, const px_msg *m, px_actions *out)
 		pxi_maybe_catchup(r, out);
 		return;
 	}
+	/* P2b: a vote only in the ballot promised, never below it. */
+	assert(px_ballot_cmp(m->ballot, r->promised) == 0 && m->value != NULL);
 	px_value_unref(e->vvalue);
 	e->vballot = m->ballot;
 	e->vvalue = px_value_ref(m->value);
