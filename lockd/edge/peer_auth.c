@@ -80,8 +80,7 @@ static int auth_mac(const pa_key *k, uint64_t cell_id, uint32_t from,
 		    uint8_t mac[PA_MAC_BYTES])
 {
 	uint8_t hdr[16];
-	ld_put_be32(hdr, (uint32_t)(cell_id >> 32));
-	ld_put_be32(hdr + 4, (uint32_t)cell_id);
+	ld_put_be64(hdr, cell_id);
 	ld_put_be32(hdr + 8, from);
 	ld_put_be32(hdr + 12, to);
 	mbedtls_md_context_t ctx;
