@@ -21,444 +21,12 @@
  * LD_LEASE_WAITERS_MAX, LD_LEASE_SESSIONS_MAX, LD_LEASE_DATA_BYTES_MAX): no
  * sequence of client commands can grow the table, or its snapshot, past what
  * a replica can hold and write. */
-#include "lease.h"
+#include "lease_int.h"
 
-#include <assert.h>
-#include <stdlib.h>
-#include <string.h>
-
-/* ---- status strings --------------------------------------------------- */
-
-static const char *const lease_status_text[LS_STATUS_COUNT] = {
-#define LS_X(code, text) [code] = text,
-	LS_STATUS_TABLE(LS_X)
-#undef LS_X
-};
-
-const char *ls_strerror(ls_status st)
-{
-	if ((unsigned)st >= LS_STATUS_COUNT)
-		return "unknown lease status";
-	return lease_status_text[st];
-}
-
-/* ---- little-endian writer and reader ---------------------------------- */
-
-/* A writer with p == NULL only counts, so that one function both sizes and
- * writes a snapshot. ok turns false on the first write past cap. */
-typedef struct lease_wr {
-	uint8_t *p;
-	size_t cap, len;
-	bool ok;
-} lease_wr;
-
-static void lease_wr_bytes(lease_wr *w, const void *b, size_t n)
-{
-	if (!w->ok || n > w->cap - w->len) {
-		w->ok = false;
-		return;
-	}
-	if (w->p != NULL && n > 0)
-		memcpy(w->p + w->len, b, n);
-	w->len += n;
-}
-
-static void lease_wr_uint(lease_wr *w, uint64_t v, size_t n)
-{
-	uint8_t b[8];
-	for (size_t i = 0; i < n; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	lease_wr_bytes(w, b, n);
-}
-
-static void lease_wr_u8(lease_wr *w, uint8_t v)
-{
-	lease_wr_uint(w, v, 1);
-}
-
-static void lease_wr_u16(lease_wr *w, uint16_t v)
-{
-	lease_wr_uint(w, v, 2);
-}
-
-static void lease_wr_u32(lease_wr *w, uint32_t v)
-{
-	lease_wr_uint(w, v, 4);
-}
-
-static void lease_wr_u64(lease_wr *w, uint64_t v)
-{
-	lease_wr_uint(w, v, 8);
-}
-
-/* u16 length, then the bytes (every string and value is far below 64 KiB). */
-static void lease_wr_str(lease_wr *w, const void *b, uint32_t n)
-{
-	if (n > UINT16_MAX) {
-		w->ok = false;
-		return;
-	}
-	lease_wr_u16(w, (uint16_t)n);
-	lease_wr_bytes(w, b, n);
-}
-
-typedef struct lease_rd {
-	const uint8_t *p;
-	size_t len, off;
-	bool ok;
-} lease_rd;
-
-/* The next n bytes, or NULL (and ok = false) if fewer remain. */
-static const uint8_t *lease_rd_take(lease_rd *r, size_t n)
-{
-	if (!r->ok || n > r->len - r->off) {
-		r->ok = false;
-		return NULL;
-	}
-	const uint8_t *q = r->p + r->off;
-	r->off += n;
-	return q;
-}
-
-static uint64_t lease_rd_uint(lease_rd *r, size_t n)
-{
-	const uint8_t *b = lease_rd_take(r, n);
-	uint64_t v = 0;
-	if (b == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-static uint8_t lease_rd_u8(lease_rd *r)
-{
-	return (uint8_t)lease_rd_uint(r, 1);
-}
-
-static uint16_t lease_rd_u16(lease_rd *r)
-{
-	return (uint16_t)lease_rd_uint(r, 2);
-}
-
-static uint32_t lease_rd_u32(lease_rd *r)
-{
-	return (uint32_t)lease_rd_uint(r, 4);
-}
-
-static uint64_t lease_rd_u64(lease_rd *r)
-{
-	return lease_rd_uint(r, 8);
-}
-
-/* A u16-prefixed string of at most max bytes; NULL for an empty one. */
-static const uint8_t *lease_rd_str(lease_rd *r, uint32_t max, uint32_t *n)
-{
-	*n = lease_rd_u16(r);
-	if (*n > max)
-		r->ok = false;
-	if (!r->ok)
-		return NULL;
-	return *n == 0 ? NULL : lease_rd_take(r, *n);
-}
-
-static uint64_t lease_le64(const uint8_t *b)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-static uint32_t lease_le32(const uint8_t *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-	       (uint32_t)b[3] << 24;
-}
-
-/* ---- commands ------------------------------------------------------------ */
-
-/* Command format, version 1 (all integers little-endian):
- *   u8 version (1), u8 op, u64 since_tick_ms, u64 stamp_ms, then by op
- *   ACQUIRE      u64 session, str name, u32 ttl_ms, u32 wait_ms, str value
- *   RENEW        u64 session
- *   RELEASE      u64 session, str name, u64 token
- *   REVOKE       str name, str reason
- *   EXPIRE       u16 ntokens, ntokens x (u64 token, u32 renewals)
- *   TICK         u64 elapsed_ms
- *   CANCEL_WAIT  u64 session, str name
- *   ABANDON      u64 token, str name
- * where str is a u16 length and the bytes. Nothing may follow. */
-#define LEASE_CMD_VERSION 2u /* 2: session_key after session */
-#define LEASE_PAIR_BYTES 12u
-
-bool ls_name_valid(const char *name, uint32_t len)
-{
-	if (name == NULL || len == 0 || len > LS_NAME_BYTES_MAX)
-		return false;
-	for (uint32_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)name[i];
-		bool ok = (ch >= 'a' && ch <= 'z') ||
-			  (ch >= 'A' && ch <= 'Z') ||
-			  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-			  ch == '/' || ch == ':' || ch == '-';
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
-ls_status ls_cmd_check(const ls_cmd *c)
-{
-	if (c == NULL)
-		return LS_E_MALFORMED;
-	switch (c->op) {
-	case LS_OP_ACQUIRE:
-		if (c->session == 0)
-			return LS_E_SESSION;
-		if (!ls_name_valid(c->name, c->name_len))
-			return LS_E_NAME;
-		if (c->ttl_ms < LS_TTL_MS_MIN || c->ttl_ms > LS_TTL_MS_MAX)
-			return LS_E_TTL;
-		if (c->wait_ms > LS_WAIT_MS_MAX)
-			return LS_E_WAIT;
-		if (c->value_len > LS_VALUE_BYTES_MAX)
-			return LS_E_VALUE;
-		if (c->value_len > 0 && c->value == NULL)
-			return LS_E_MALFORMED;
-		return LS_OK;
-	case LS_OP_RENEW:
-		return c->session == 0 ? LS_E_SESSION : LS_OK;
-	case LS_OP_RELEASE:
-	case LS_OP_CANCEL_WAIT:
-		if (c->session == 0)
-			return LS_E_SESSION;
-		if (!ls_name_valid(c->name, c->name_len))
-			return LS_E_NAME;
-		return LS_OK;
-	case LS_OP_REVOKE:
-		if (!ls_name_valid(c->name, c->name_len))
-			return LS_E_NAME;
-		if (c->reason_len > LS_REASON_BYTES_MAX)
-			return LS_E_REASON;
-		if (c->reason_len > 0 && c->reason == NULL)
-			return LS_E_MALFORMED;
-		return LS_OK;
-	case LS_OP_EXPIRE:
-		if (c->ntokens > LS_EXPIRE_TOKENS_MAX ||
-		    (c->ntokens > 0 && c->tokens == NULL))
-			return LS_E_MALFORMED;
-		return LS_OK;
-	case LS_OP_TICK:
-		return LS_OK;
-	case LS_OP_ABANDON:
-		if (!ls_name_valid(c->name, c->name_len))
-			return LS_E_NAME;
-		return c->token == 0 ? LS_E_MALFORMED : LS_OK;
-	}
-	return LS_E_MALFORMED;
-}
-
-size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
-{
-	if (ls_cmd_check(c) != LS_OK || buf == NULL)
-		return 0;
-	lease_wr w = {.p = buf, .cap = cap, .ok = true};
-	lease_wr_u8(&w, LEASE_CMD_VERSION);
-	lease_wr_u8(&w, (uint8_t)c->op);
-	lease_wr_u64(&w, c->since_tick_ms);
-	lease_wr_u64(&w, c->stamp_ms);
-	switch (c->op) {
-	case LS_OP_ACQUIRE:
-		lease_wr_u64(&w, c->session);
-		lease_wr_u64(&w, c->session_key);
-		lease_wr_str(&w, c->name, c->name_len);
-		lease_wr_u32(&w, c->ttl_ms);
-		lease_wr_u32(&w, c->wait_ms);
-		lease_wr_str(&w, c->value, c->value_len);
-		break;
-	case LS_OP_RENEW:
-		lease_wr_u64(&w, c->session);
-		lease_wr_u64(&w, c->session_key);
-		break;
-	case LS_OP_RELEASE:
-		lease_wr_u64(&w, c->session);
-		lease_wr_u64(&w, c->session_key);
-		lease_wr_str(&w, c->name, c->name_len);
-		lease_wr_u64(&w, c->token);
-		break;
-	case LS_OP_REVOKE:
-		lease_wr_str(&w, c->name, c->name_len);
-		lease_wr_str(&w, c->reason, c->reason_len);
-		break;
-	case LS_OP_EXPIRE:
-		lease_wr_u16(&w, (uint16_t)c->ntokens);
-		lease_wr_bytes(&w, c->tokens,
-			       (size_t)c->ntokens * LEASE_PAIR_BYTES);
-		break;
-	case LS_OP_TICK:
-		lease_wr_u64(&w, c->elapsed_ms);
-		break;
-	case LS_OP_CANCEL_WAIT:
-		lease_wr_u64(&w, c->session);
-		lease_wr_str(&w, c->name, c->name_len);
-		break;
-	case LS_OP_ABANDON:
-		lease_wr_u64(&w, c->token);
-		lease_wr_str(&w, c->name, c->name_len);
-		break;
-	}
-	return w.ok ? w.len : 0;
-}
-
-/* Strict: lengths over their limits and invalid names are malformed here;
- * TTL, wait and session ranges are left to ls_cmd_check, so that a command
- * that reached the ledger gets the precise error as its result. */
-ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
-{
-	if (c == NULL)
-		return LS_E_MALFORMED;
-	memset(c, 0, sizeof *c);
-	if (buf == NULL)
-		return LS_E_MALFORMED;
-	lease_rd r = {.p = buf, .len = len, .ok = true};
-	uint32_t n;
-	/* Version 1 (before session keys) is still read: old ledgers. */
-	uint8_t version = lease_rd_u8(&r);
-	if (version != 1 && version != LEASE_CMD_VERSION)
-		return LS_E_MALFORMED;
-	bool keyed = version >= 2;
-	uint8_t op = lease_rd_u8(&r);
-	c->since_tick_ms = lease_rd_u64(&r);
-	c->stamp_ms = lease_rd_u64(&r);
-	bool named = false;
-	switch (op) {
-	case LS_OP_ACQUIRE:
-		c->session = lease_rd_u64(&r);
-		c->session_key = keyed ? lease_rd_u64(&r) : 0;
-		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
-		c->name_len = n;
-		c->ttl_ms = lease_rd_u32(&r);
-		c->wait_ms = lease_rd_u32(&r);
-		c->value = lease_rd_str(&r, LS_VALUE_BYTES_MAX, &n);
-		c->value_len = n;
-		named = true;
-		break;
-	case LS_OP_RENEW:
-		c->session = lease_rd_u64(&r);
-		c->session_key = keyed ? lease_rd_u64(&r) : 0;
-		break;
-	case LS_OP_RELEASE:
-		c->session = lease_rd_u64(&r);
-		c->session_key = keyed ? lease_rd_u64(&r) : 0;
-		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
-		c->name_len = n;
-		c->token = lease_rd_u64(&r);
-		named = true;
-		break;
-	case LS_OP_REVOKE:
-		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
-		c->name_len = n;
-		c->reason =
-			(const char *)lease_rd_str(&r, LS_REASON_BYTES_MAX, &n);
-		c->reason_len = n;
-		named = true;
-		break;
-	case LS_OP_EXPIRE:
-		c->ntokens = lease_rd_u16(&r);
-		if (c->ntokens > LS_EXPIRE_TOKENS_MAX)
-			r.ok = false;
-		c->tokens = lease_rd_take(&r, (size_t)c->ntokens *
-						      LEASE_PAIR_BYTES);
-		break;
-	case LS_OP_TICK:
-		c->elapsed_ms = lease_rd_u64(&r);
-		break;
-	case LS_OP_CANCEL_WAIT:
-		c->session = lease_rd_u64(&r);
-		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
-		c->name_len = n;
-		named = true;
-		break;
-	case LS_OP_ABANDON:
-		c->token = lease_rd_u64(&r);
-		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
-		c->name_len = n;
-		named = true;
-		break;
-	default:
-		r.ok = false;
-	}
-	if (!r.ok || r.off != len ||
-	    (named && !ls_name_valid(c->name, c->name_len))) {
-		memset(c, 0, sizeof *c);
-		return LS_E_MALFORMED;
-	}
-	c->op = (ls_op)op;
-	return LS_OK;
-}
-
-/* ---- results ---------------------------------------------------------- */
-
-/* Result format, version 1: u8 version, u8 status, u16 0, u32 position,
- * u64 token, u64 holder, u32 count, u32 0 = 32 bytes. */
-#define LEASE_RESULT_VERSION 1u
-
-size_t ls_result_encode(const ls_result *r, uint8_t *buf, size_t cap)
-{
-	if (r == NULL || buf == NULL || cap < LS_RESULT_BYTES ||
-	    (unsigned)r->status >= LS_STATUS_COUNT)
-		return 0;
-	lease_wr w = {.p = buf, .cap = cap, .ok = true};
-	lease_wr_u8(&w, LEASE_RESULT_VERSION);
-	lease_wr_u8(&w, (uint8_t)r->status);
-	lease_wr_u16(&w, 0);
-	lease_wr_u32(&w, r->position);
-	lease_wr_u64(&w, r->token);
-	lease_wr_u64(&w, r->holder);
-	lease_wr_u32(&w, r->count);
-	lease_wr_u32(&w, 0);
-	assert(w.ok && w.len == LS_RESULT_BYTES);
-	return w.len;
-}
-
-ls_status ls_result_decode(const uint8_t *buf, size_t len, ls_result *r)
-{
-	if (r == NULL)
-		return LS_E_MALFORMED;
-	memset(r, 0, sizeof *r);
-	if (buf == NULL || len != LS_RESULT_BYTES)
-		return LS_E_MALFORMED;
-	lease_rd rd = {.p = buf, .len = len, .ok = true};
-	uint8_t version = lease_rd_u8(&rd);
-	uint8_t status = lease_rd_u8(&rd);
-	uint16_t pad16 = lease_rd_u16(&rd);
-	r->position = lease_rd_u32(&rd);
-	r->token = lease_rd_u64(&rd);
-	r->holder = lease_rd_u64(&rd);
-	r->count = lease_rd_u32(&rd);
-	uint32_t pad32 = lease_rd_u32(&rd);
-	if (!rd.ok || version != LEASE_RESULT_VERSION ||
-	    status >= LS_STATUS_COUNT || pad16 != 0 || pad32 != 0) {
-		memset(r, 0, sizeof *r);
-		return LS_E_MALFORMED;
-	}
-	r->status = (ls_status)status;
-	return LS_OK;
-}
-
-/* ---- intrusive hash tables -------------------------------------------- */
-
-typedef struct lease_hnode {
-	struct lease_hnode *next;
-	uint64_t hash;
-} lease_hnode;
-
-typedef struct lease_htab {
-	lease_hnode **b;
-	size_t nb; /* a power of two */
-	size_t n;
-} lease_htab;
+/* This file: the table's records and their hash tables, the journal, and
+ * applying commands; lease_codec.c encodes and decodes commands, results
+ * and snapshots, lease_view.c answers reads. lease_int.h holds the state
+ * they share. */
 
 #define LEASE_HTAB_MIN 16u
 
@@ -500,7 +68,7 @@ static void lease_htab_grow(lease_htab *h)
 	h->nb = nb;
 }
 
-static void lease_htab_insert(lease_htab *h, lease_hnode *e)
+void lease_htab_insert(lease_htab *h, lease_hnode *e)
 {
 	if (h->n >= h->nb)
 		lease_htab_grow(h);
@@ -523,94 +91,6 @@ static void lease_htab_remove(lease_htab *h, lease_hnode *e)
 	h->n--;
 }
 
-#define LEASE_OF(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-/* ---- records --------------------------------------------------------------
- */
-
-typedef struct lease_waiter {
-	struct lease_waiter *next;
-	uint64_t session;
-	uint32_t ttl_ms, wait_ms;
-	uint64_t queued_slot;
-	uint8_t *value; /* malloc'd or NULL; passes to the lease on grant */
-	uint32_t value_len;
-} lease_waiter;
-
-struct lease_session;
-
-typedef struct lease_rec {
-	lease_hnode by_name, by_token;
-	struct lease_session *sess;
-	struct lease_rec *s_prev, *s_next; /* the session's held list */
-	uint64_t holder, token;
-	uint32_t ttl_ms;
-	uint8_t *value; /* malloc'd or NULL */
-	uint32_t value_len;
-	bool revoked;
-	uint64_t renewed_clock_ms;
-	uint32_t renewals;
-	uint64_t granted_slot;
-	uint64_t stamp_ms;
-	lease_waiter *whead, *wtail;
-	uint32_t nwaiters;
-	uint32_t name_len;
-	char name[];
-} lease_rec;
-
-/* A session exists while it holds or waits for something. */
-typedef struct lease_session {
-	lease_hnode node;
-	uint64_t id;
-	uint64_t key;           /* set by the ACQUIRE that made it (ls_cmd) */
-	uint32_t nheld, nwait;  /* together <= LS_LEASES_PER_SESSION_MAX */
-	lease_rec *head, *tail; /* held leases, in token order */
-} lease_session;
-
-/* Everything a snapshot holds; restore builds a new one and swaps it in. */
-typedef struct lease_state {
-	lease_htab by_name, by_token, sessions;
-	uint64_t counter;  /* the last token granted */
-	uint64_t clock_ms; /* the ledger clock */
-	uint64_t digest;   /* hash chain over every apply */
-	/* For the table's limits (derived: restore recounts them). */
-	uint64_t nwaiters;   /* waiters on every name */
-	uint64_t data_bytes; /* names, values and waiters' values */
-} lease_state;
-
-typedef struct lease_chunk {
-	struct lease_chunk *next;
-	size_t cap, used;
-	char data[];
-} lease_chunk;
-
-struct ls_table {
-	px_sm sm;
-	lease_state st;
-	ls_mutant mutant;
-	ls_change *journal;
-	size_t njournal, journal_cap;
-	lease_chunk *arena; /* the journal's names, freed on clear */
-	ls_tap_fn tap;      /* see ls_table_set_tap */
-	void *tap_arg;
-	uint32_t ttl_ms_max; /* configuration: see ls_table_set_ttl_ms_max */
-};
-
-/* A full table's snapshot, in the format below, with the exactly-once
- * client table beside it (about 28 bytes and one result per client), must
- * stay far inside the snapshot limit: a snapshot over it stops the replica,
- * and one that a client could push there would stop every replica. */
-#define LEASE_SNAP_FULL_BYTES                                                  \
-	(64ull + (uint64_t)LD_LEASES_MAX * 56u +                               \
-	 (uint64_t)LD_LEASE_WAITERS_MAX * 26u + LD_LEASE_DATA_BYTES_MAX + 4u + \
-	 (uint64_t)LD_LEASE_SESSIONS_MAX * 16u +                               \
-	 (uint64_t)LD_CLIENTS_MAX * (32u + LD_RESULT_BYTES_MAX))
-_Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
-	       "a full lease table's snapshot must stay under half the limit");
-_Static_assert(LD_LEASE_SESSIONS_MAX <= LD_CLIENTS_MAX,
-	       "every session that holds or waits fits the client table");
-
 /* Out of memory inside apply: the one place that may not fail, and where
  * skipping the command would make this replica diverge from the others. */
 static void *lease_must(void *p)
@@ -625,13 +105,12 @@ static uint64_t lease_sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-static uint64_t lease_name_hash(const char *name, uint32_t len)
+uint64_t lease_name_hash(const char *name, uint32_t len)
 {
 	return px_hash(PX_HASH_SEED, name, len);
 }
 
-static lease_rec *lease_find(const lease_state *s, const char *name,
-			     uint32_t len)
+lease_rec *lease_find(const lease_state *s, const char *name, uint32_t len)
 {
 	if (name == NULL && len > 0)
 		return NULL;
@@ -658,7 +137,7 @@ static lease_rec *lease_find_token(const lease_state *s, uint64_t token)
 	return NULL;
 }
 
-static lease_session *lease_session_find(const lease_state *s, uint64_t id)
+lease_session *lease_session_find(const lease_state *s, uint64_t id)
 {
 	uint64_t h = px_mix64(id);
 	for (lease_hnode *e = lease_htab_bucket(&s->sessions, h); e != NULL;
@@ -671,7 +150,7 @@ static lease_session *lease_session_find(const lease_state *s, uint64_t id)
 }
 
 /* The session's record, made if needed. NULL only when out of memory. */
-static lease_session *lease_session_get(lease_state *s, uint64_t id)
+lease_session *lease_session_get(lease_state *s, uint64_t id)
 {
 	lease_session *ss = lease_session_find(s, id);
 	if (ss != NULL)
@@ -702,7 +181,7 @@ static uint32_t lease_session_total(const lease_state *s, uint64_t id)
 
 /* Makes l held by ss with token: token index and the tail of ss's list
  * (tokens only grow, so the list stays in token order). */
-static void lease_attach(lease_state *s, lease_rec *l, lease_session *ss)
+void lease_attach(lease_state *s, lease_rec *l, lease_session *ss)
 {
 	assert(ss->tail == NULL || ss->tail->token < l->token);
 	l->sess = ss;
@@ -756,7 +235,7 @@ static void lease_rec_free(lease_rec *l)
 	free(l);
 }
 
-static void lease_state_free(lease_state *s)
+void lease_state_free(lease_state *s)
 {
 	for (size_t i = 0; i < s->by_name.nb; i++) {
 		lease_hnode *e = s->by_name.b[i];
@@ -780,7 +259,7 @@ static void lease_state_free(lease_state *s)
 	memset(s, 0, sizeof *s);
 }
 
-static int lease_state_init(lease_state *s, size_t nleases)
+int lease_state_init(lease_state *s, size_t nleases)
 {
 	memset(s, 0, sizeof *s);
 	s->digest = PX_HASH_SEED;
@@ -872,19 +351,10 @@ void ls_table_journal_clear(ls_table *t)
  * old tokens to names. */
 #define LEASE_MUTANT(t, m) ((t)->mutant == (m))
 
-/* The context of the command being applied. */
-typedef struct lease_ctx {
-	uint64_t slot;
-	uint64_t since_tick_ms;
-	uint64_t stamp_ms;
-} lease_ctx;
-
 static uint64_t lease_now(const ls_table *t, const lease_ctx *x)
 {
 	return lease_sat_add(t->st.clock_ms, x->since_tick_ms);
 }
-
-static void lease_view(const lease_rec *l, ls_view *v);
 
 /* A new grant takes the next token; its clock reading is clock +
  * since_tick_ms, never earlier than the truth (see lease.h). */
@@ -946,8 +416,7 @@ static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 }
 
 /* 1-based position of session in l's queue, 0 if absent. */
-static uint32_t lease_queue_pos(lease_rec *l, uint64_t session,
-				lease_waiter ***link)
+uint32_t lease_queue_pos(lease_rec *l, uint64_t session, lease_waiter ***link)
 {
 	uint32_t pos = 1;
 	lease_waiter **p = &l->whead;
@@ -1189,11 +658,15 @@ static void lease_abandon(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			 ls_result *r)
 {
+	/* ls_cmd_check let it through: within the pair limit. */
+	assert(c->op == LS_OP_EXPIRE && c->ntokens <= LS_EXPIRE_TOKENS_MAX &&
+	       (c->ntokens == 0 || c->tokens != NULL));
+	uint64_t before = t->st.by_name.n;
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < c->ntokens; i++) {
 		const uint8_t *p = c->tokens + (size_t)i * LEASE_PAIR_BYTES;
-		uint64_t token = lease_le64(p);
-		uint32_t renewals = lease_le32(p + 8);
+		uint64_t token = bytes_get_le64(p);
+		uint32_t renewals = bytes_get_le32(p + 8);
 		lease_rec *l = lease_find_token(&t->st, token);
 		if (l == NULL)
 			continue;
@@ -1205,6 +678,9 @@ static void lease_expire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		lease_end(t, x, l);
 		n++;
 	}
+	/* An end hands a name with waiters to its next waiter: the table
+	 * shrinks by at most the leases ended. */
+	assert(t->st.by_name.n <= before && before - t->st.by_name.n <= n);
 	r->status = LS_OK;
 	r->count = n;
 }
@@ -1241,40 +717,46 @@ static void lease_cancel_wait(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 			    ls_result *r)
 {
+	/* Only a command that passed ls_cmd_check reaches here. */
+	assert(ls_cmd_check(c) == LS_OK);
+	uint64_t counter = t->st.counter;
 	lease_ctx x = {.slot = slot,
 		       .since_tick_ms = c->since_tick_ms,
 		       .stamp_ms = c->stamp_ms};
 	switch (c->op) {
 	case LS_OP_ACQUIRE:
 		lease_acquire(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_RENEW:
 		lease_renew(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_RELEASE:
 		lease_release(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_REVOKE:
 		lease_revoke(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_EXPIRE:
 		lease_expire(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_TICK:
 		t->st.clock_ms = lease_sat_add(t->st.clock_ms, c->elapsed_ms);
 		r->status = LS_OK;
-		return;
+		break;
 	case LS_OP_CANCEL_WAIT:
 		lease_cancel_wait(t, &x, c, r);
-		return;
+		break;
 	case LS_OP_ABANDON:
 		lease_abandon(t, &x, c, r);
-		return;
+		break;
+	default:
+		r->status = LS_E_MALFORMED;
 	}
-	r->status = LS_E_MALFORMED;
+	/* Fencing tokens only ever grow. */
+	assert(t->st.counter >= counter);
 }
 
-static ls_table *lease_table_of(px_sm *sm)
+ls_table *lease_table_of(px_sm *sm)
 {
 	return LEASE_OF(sm, ls_table, sm);
 }
@@ -1317,318 +799,20 @@ static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 	/* The digest is a hash chain over (slot, command, result): O(1) per
 	 * decree, and equal on replicas that applied the same history. */
 	uint8_t hdr[12];
-	for (int i = 0; i < 8; i++)
-		hdr[i] = (uint8_t)(slot >> (8 * i));
-	for (int i = 0; i < 4; i++)
-		hdr[8 + i] = (uint8_t)(len >> (8 * i));
+	bytes_put_le64(hdr, slot);
+	bytes_put_le32(hdr + 8, (uint32_t)len);
 	t->st.digest = px_hash(t->st.digest, hdr, sizeof hdr);
 	if (data != NULL)
 		t->st.digest = px_hash(t->st.digest, data, len);
 	t->st.digest = px_hash(t->st.digest, res, n);
+#ifdef LD_CHECKS
+	ls_table_check(t, false);
+#endif
 
 	if (out == NULL || cap < n)
 		return 0;
 	memcpy(out, res, n);
 	return n;
-}
-
-/* ---- snapshot and restore ---------------------------------------------- */
-
-/* Snapshot format, version 1 (little-endian):
- *   u32 magic "LSNP", u32 version, u64 counter, u64 clock_ms, u64 digest,
- *   u64 nleases, then nleases leases in increasing token order:
- *     str name, u64 holder, u64 token, u32 ttl_ms, str value, u8 revoked,
- *     u64 renewed_clock_ms, u32 renewals, u64 granted_slot, u64 stamp_ms,
- *     u16 nwaiters, then the waiters in queue order:
- *       u64 session, u32 ttl_ms, u32 wait_ms, u64 queued_slot, str value
- *   u64 checksum: px_hash of every byte before it.
- * Token order makes the bytes a function of the history alone, and lets
- * restore rebuild each session's list in the same (token) order. */
-#define LEASE_SNAP_MAGIC 0x504e534cu
-#define LEASE_SNAP_VERSION 2u    /* 2: session keys after the leases */
-#define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
-/* The largest token counter a snapshot may hold: 2^62 grants is 146,000
- * years at a million a second. */
-#define LEASE_COUNTER_MAX (1ULL << 62)
-
-static int lease_cmp_token(const void *a, const void *b)
-{
-	const lease_rec *x = *(const lease_rec *const *)a;
-	const lease_rec *y = *(const lease_rec *const *)b;
-	return x->token < y->token ? -1 : x->token > y->token;
-}
-
-/* Every lease, in the given order; NULL when out of memory (or none). */
-static lease_rec **lease_collect(const lease_state *s, size_t *n)
-{
-	*n = s->by_name.n;
-	if (*n == 0)
-		return NULL;
-	lease_rec **v = malloc(*n * sizeof *v);
-	if (v == NULL)
-		return NULL;
-	size_t k = 0;
-	for (size_t i = 0; i < s->by_name.nb; i++)
-		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next)
-			v[k++] = LEASE_OF(e, lease_rec, by_name);
-	assert(k == *n);
-	return v;
-}
-
-static void lease_snap_write(lease_wr *w, const lease_state *s,
-			     lease_rec *const *v, size_t n)
-{
-	lease_wr_u32(w, LEASE_SNAP_MAGIC);
-	lease_wr_u32(w, LEASE_SNAP_VERSION);
-	lease_wr_u64(w, s->counter);
-	lease_wr_u64(w, s->clock_ms);
-	lease_wr_u64(w, s->digest);
-	lease_wr_u64(w, n);
-	for (size_t i = 0; i < n; i++) {
-		const lease_rec *l = v[i];
-		lease_wr_str(w, l->name, l->name_len);
-		lease_wr_u64(w, l->holder);
-		lease_wr_u64(w, l->token);
-		lease_wr_u32(w, l->ttl_ms);
-		lease_wr_str(w, l->value, l->value_len);
-		lease_wr_u8(w, l->revoked ? 1 : 0);
-		lease_wr_u64(w, l->renewed_clock_ms);
-		lease_wr_u32(w, l->renewals);
-		lease_wr_u64(w, l->granted_slot);
-		lease_wr_u64(w, l->stamp_ms);
-		lease_wr_u16(w, (uint16_t)l->nwaiters);
-		for (const lease_waiter *q = l->whead; q != NULL; q = q->next) {
-			lease_wr_u64(w, q->session);
-			lease_wr_u32(w, q->ttl_ms);
-			lease_wr_u32(w, q->wait_ms);
-			lease_wr_u64(w, q->queued_slot);
-			lease_wr_str(w, q->value, q->value_len);
-		}
-	}
-	/* Session keys, for the sessions that have one, in id order is not
-	 * needed: restore looks each up. */
-	uint32_t nk = 0;
-	for (size_t i = 0; i < s->sessions.nb; i++)
-		for (lease_hnode *e = s->sessions.b[i]; e != NULL; e = e->next)
-			nk += LEASE_OF(e, lease_session, node)->key != 0;
-	lease_wr_u32(w, nk);
-	for (size_t i = 0; i < s->sessions.nb; i++)
-		for (lease_hnode *e = s->sessions.b[i]; e != NULL;
-		     e = e->next) {
-			const lease_session *ss =
-				LEASE_OF(e, lease_session, node);
-			if (ss->key == 0)
-				continue;
-			lease_wr_u64(w, ss->id);
-			lease_wr_u64(w, ss->key);
-		}
-	if (w->p != NULL && w->ok)
-		lease_wr_u64(w, px_hash(PX_HASH_SEED, w->p, w->len));
-	else
-		lease_wr_u64(w, 0);
-}
-
-static int lease_sm_snapshot(px_sm *sm, uint8_t **out, size_t *len)
-{
-	const ls_table *t = lease_table_of(sm);
-	size_t n;
-	lease_rec **v = lease_collect(&t->st, &n);
-	if (v == NULL && n > 0)
-		return -1;
-	if (n > 1)
-		qsort(v, n, sizeof *v, lease_cmp_token);
-	lease_wr cw = {.p = NULL, .cap = SIZE_MAX, .ok = true};
-	lease_snap_write(&cw, &t->st, v, n);
-	uint8_t *buf = cw.ok ? malloc(cw.len) : NULL;
-	if (buf == NULL) {
-		free(v);
-		return -1;
-	}
-	lease_wr w = {.p = buf, .cap = cw.len, .ok = true};
-	lease_snap_write(&w, &t->st, v, n);
-	free(v);
-	assert(w.ok && w.len == cw.len);
-	*out = buf;
-	*len = w.len;
-	return 0;
-}
-
-static int lease_cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Reads one waiter onto l's queue. -1 if malformed or out of memory. */
-static int lease_restore_waiter(lease_state *s, lease_rd *r, lease_rec *l,
-				uint64_t *sessions)
-{
-	uint32_t n;
-	uint64_t session = lease_rd_u64(r);
-	uint32_t ttl_ms = lease_rd_u32(r);
-	uint32_t wait_ms = lease_rd_u32(r);
-	uint64_t queued_slot = lease_rd_u64(r);
-	const uint8_t *value = lease_rd_str(r, LS_VALUE_BYTES_MAX, &n);
-	if (!r->ok || session == 0 || session == l->holder ||
-	    ttl_ms < LS_TTL_MS_MIN || ttl_ms > LS_TTL_MS_MAX || wait_ms == 0 ||
-	    wait_ms > LS_WAIT_MS_MAX)
-		return -1;
-	lease_waiter *w = calloc(1, sizeof *w);
-	if (w == NULL)
-		return -1;
-	w->session = session;
-	w->ttl_ms = ttl_ms;
-	w->wait_ms = wait_ms;
-	w->queued_slot = queued_slot;
-	w->value_len = n;
-	if (n > 0 && (w->value = malloc(n)) == NULL) {
-		free(w);
-		return -1;
-	}
-	s->nwaiters++;
-	s->data_bytes += n;
-	if (n > 0)
-		memcpy(w->value, value, n);
-	if (l->wtail != NULL)
-		l->wtail->next = w;
-	else
-		l->whead = w;
-	l->wtail = w;
-	sessions[l->nwaiters++] = session;
-	lease_session *ss = lease_session_get(s, session);
-	if (ss == NULL)
-		return -1;
-	ss->nwait++;
-	return 0;
-}
-
-/* Reads one lease into s. *last is the previous lease's token (they must
- * increase). -1 if malformed or out of memory. */
-static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last)
-{
-	uint32_t name_len, value_len;
-	const char *name =
-		(const char *)lease_rd_str(r, LS_NAME_BYTES_MAX, &name_len);
-	uint64_t holder = lease_rd_u64(r);
-	uint64_t token = lease_rd_u64(r);
-	uint32_t ttl_ms = lease_rd_u32(r);
-	const uint8_t *value = lease_rd_str(r, LS_VALUE_BYTES_MAX, &value_len);
-	uint8_t revoked = lease_rd_u8(r);
-	if (!r->ok || !ls_name_valid(name, name_len) || holder == 0 ||
-	    token <= *last || token > s->counter || ttl_ms < LS_TTL_MS_MIN ||
-	    ttl_ms > LS_TTL_MS_MAX || revoked > 1 ||
-	    lease_find(s, name, name_len) != NULL)
-		return -1;
-	*last = token;
-	lease_rec *l = calloc(1, sizeof *l + name_len);
-	if (l == NULL)
-		return -1;
-	memcpy(l->name, name, name_len);
-	l->name_len = name_len;
-	l->by_name.hash = lease_name_hash(name, name_len);
-	lease_htab_insert(&s->by_name, &l->by_name);
-	s->data_bytes += (uint64_t)name_len + value_len;
-	l->value_len = value_len;
-	if (value_len > 0) {
-		l->value = malloc(value_len);
-		if (l->value == NULL)
-			return -1;
-		memcpy(l->value, value, value_len);
-	}
-	l->token = token;
-	l->ttl_ms = ttl_ms;
-	l->revoked = revoked != 0;
-	l->renewed_clock_ms = lease_rd_u64(r);
-	l->renewals = lease_rd_u32(r);
-	l->granted_slot = lease_rd_u64(r);
-	l->stamp_ms = lease_rd_u64(r);
-	lease_session *ss = lease_session_get(s, holder);
-	if (ss == NULL)
-		return -1;
-	lease_attach(s, l, ss);
-	uint16_t nwaiters = lease_rd_u16(r);
-	if (!r->ok || nwaiters > LS_WAITERS_PER_NAME_MAX)
-		return -1;
-	uint64_t sessions[LS_WAITERS_PER_NAME_MAX];
-	for (uint32_t i = 0; i < nwaiters; i++)
-		if (lease_restore_waiter(s, r, l, sessions) != 0)
-			return -1;
-	/* A session waits at most once per name. */
-	qsort(sessions, nwaiters, sizeof sessions[0], lease_cmp_u64);
-	for (uint32_t i = 1; i < nwaiters; i++)
-		if (sessions[i] == sessions[i - 1])
-			return -1;
-	return 0;
-}
-
-static bool lease_sessions_within_limits(const lease_state *s)
-{
-	for (size_t i = 0; i < s->sessions.nb; i++)
-		for (lease_hnode *e = s->sessions.b[i]; e != NULL;
-		     e = e->next) {
-			const lease_session *ss =
-				LEASE_OF(e, lease_session, node);
-			if (ss->nheld + ss->nwait > LS_LEASES_PER_SESSION_MAX)
-				return false;
-		}
-	return true;
-}
-
-static int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
-{
-	ls_table *t = lease_table_of(sm);
-	if (buf == NULL || len < 8)
-		return -1;
-	uint64_t sum = lease_le64(buf + len - 8);
-	if (px_hash(PX_HASH_SEED, buf, len - 8) != sum)
-		return -1;
-	lease_rd r = {.p = buf, .len = len - 8, .ok = true};
-	uint32_t magic = lease_rd_u32(&r);
-	uint32_t version = lease_rd_u32(&r);
-	uint64_t counter = lease_rd_u64(&r);
-	uint64_t clock_ms = lease_rd_u64(&r);
-	uint64_t digest = lease_rd_u64(&r);
-	uint64_t n = lease_rd_u64(&r);
-	/* Bound the count by the bytes before trusting it with memory. A
-	 * token counter must leave room for grants: applies add one per
-	 * grant, so from here it can never reach the end (lease_grant). */
-	if (!r.ok || magic != LEASE_SNAP_MAGIC ||
-	    (version != 1 && version != LEASE_SNAP_VERSION) ||
-	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN ||
-	    counter > LEASE_COUNTER_MAX)
-		return -1;
-	lease_state s;
-	if (lease_state_init(&s, (size_t)n) != 0)
-		return -1;
-	s.counter = counter;
-	s.clock_ms = clock_ms;
-	s.digest = digest;
-	uint64_t last = 0;
-	for (uint64_t i = 0; i < n; i++) {
-		if (lease_restore_one(&s, &r, &last) != 0) {
-			lease_state_free(&s);
-			return -1;
-		}
-	}
-	uint32_t nk = version >= 2 ? lease_rd_u32(&r) : 0;
-	if (nk > s.sessions.n)
-		r.ok = false;
-	for (uint32_t i = 0; i < nk && r.ok; i++) {
-		uint64_t id = lease_rd_u64(&r), key = lease_rd_u64(&r);
-		lease_session *ss = lease_session_find(&s, id);
-		if (ss == NULL || key == 0 || ss->key != 0)
-			r.ok = false; /* unknown, empty or twice */
-		else
-			ss->key = key;
-	}
-	if (!r.ok || r.off != r.len || !lease_sessions_within_limits(&s)) {
-		lease_state_free(&s);
-		return -1;
-	}
-	lease_state_free(&t->st);
-	t->st = s;
-	ls_table_journal_clear(t);
-	return 0;
 }
 
 static uint64_t lease_sm_digest(px_sm *sm)
@@ -1704,182 +888,67 @@ void ls_table_usage_get(const ls_table *t, ls_table_usage *u)
 			      .data_bytes = t->st.data_bytes};
 }
 
-/* ---- reads ------------------------------------------------------------- */
+/* ---- invariants -----------------------------------------------------------
+ */
 
-static void lease_view(const lease_rec *l, ls_view *v)
+void ls_table_check(const ls_table *t, bool deep)
 {
-	*v = (ls_view){
-		.name = l->name,
-		.name_len = l->name_len,
-		.holder = l->holder,
-		.token = l->token,
-		.ttl_ms = l->ttl_ms,
-		.value = l->value,
-		.value_len = l->value_len,
-		.revoked = l->revoked,
-		.renewed_clock_ms = l->renewed_clock_ms,
-		.renewals = l->renewals,
-		.granted_slot = l->granted_slot,
-		.stamp_ms = l->stamp_ms,
-		.nwaiters = l->nwaiters,
-	};
-}
-
-ls_status ls_get(const ls_table *t, const char *name, uint32_t len,
-		 ls_view *out)
-{
-	const lease_rec *l = lease_find(&t->st, name, len);
-	if (l == NULL)
-		return LS_NO_SUCH_LEASE;
-	if (out != NULL)
-		lease_view(l, out);
-	return LS_OK;
-}
-
-ls_status ls_get_waiter(const ls_table *t, const char *name, uint32_t len,
-			uint32_t i, ls_waiter_view *out)
-{
-	const lease_rec *l = lease_find(&t->st, name, len);
-	if (l == NULL || i >= l->nwaiters)
-		return LS_NO_SUCH_LEASE;
-	const lease_waiter *w = l->whead;
-	for (uint32_t k = 0; k < i; k++)
-		w = w->next;
-	if (out != NULL)
-		*out = (ls_waiter_view){.session = w->session,
-					.ttl_ms = w->ttl_ms,
-					.wait_ms = w->wait_ms,
-					.queued_slot = w->queued_slot};
-	return LS_OK;
-}
-
-bool ls_waiting(const ls_table *t, const char *name, uint32_t len,
-		uint64_t session)
-{
-	lease_rec *l = lease_find(&t->st, name, len);
-	return l != NULL && lease_queue_pos(l, session, NULL) > 0;
-}
-
-/* Byte order, a prefix before its extensions. */
-static int lease_name_cmp(const lease_rec *a, const lease_rec *b)
-{
-	uint32_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-	int d = memcmp(a->name, b->name, n);
-	if (d != 0)
-		return d;
-	return a->name_len < b->name_len ? -1 : a->name_len > b->name_len;
-}
-
-static int lease_cmp_name(const void *a, const void *b)
-{
-	return lease_name_cmp(*(const lease_rec *const *)a,
-			      *(const lease_rec *const *)b);
-}
-
-static bool lease_has_prefix(const lease_rec *l, const char *prefix,
-			     uint32_t len)
-{
-	return l->name_len >= len &&
-	       (len == 0 || memcmp(l->name, prefix, len) == 0);
-}
-
-/* The smallest name with the prefix above last (any, if last is NULL). */
-/* Is l's name after (a, alen) in name order? a NULL: everything is. */
-static bool lease_after(const lease_rec *l, const char *a, uint32_t alen)
-{
-	if (a == NULL)
-		return true;
-	uint32_t n = l->name_len < alen ? l->name_len : alen;
-	int c = memcmp(l->name, a, n);
-	return c > 0 || (c == 0 && l->name_len > alen);
-}
-
-static const lease_rec *lease_next_name(const lease_state *s,
-					const char *prefix, uint32_t len,
-					const lease_rec *last, const char *a,
-					uint32_t alen)
-{
-	const lease_rec *best = NULL;
+	const lease_state *s = &t->st;
+	/* Every lease is found by name and by token; the table's bounds hold
+	 * (apply refuses what would pass them; restore refuses a snapshot
+	 * past them). */
+	assert(s->by_name.n == s->by_token.n);
+	assert(s->by_name.n <= LD_LEASES_MAX);
+	assert(s->nwaiters <= LD_LEASE_WAITERS_MAX);
+	assert(s->sessions.n <= LD_LEASE_SESSIONS_MAX);
+	assert(s->data_bytes <= LD_LEASE_DATA_BYTES_MAX);
+	if (!deep)
+		return;
+	uint64_t nwaiters = 0, data_bytes = 0, nheld = 0;
 	for (size_t i = 0; i < s->by_name.nb; i++)
-		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next) {
+		for (const lease_hnode *e = s->by_name.b[i]; e != NULL;
+		     e = e->next) {
 			const lease_rec *l = LEASE_OF(e, lease_rec, by_name);
-			if (lease_has_prefix(l, prefix, len) &&
-			    lease_after(l, a, alen) &&
-			    (last == NULL || lease_name_cmp(l, last) > 0) &&
-			    (best == NULL || lease_name_cmp(l, best) < 0))
-				best = l;
+			/* Tokens come from the one counter; a lease belongs
+			 * to its holder's session. */
+			assert(l->token != 0 && l->token <= s->counter);
+			assert(l->holder != 0 && l->sess != NULL &&
+			       l->sess->id == l->holder);
+			assert(l->ttl_ms > 0);
+			uint32_t nw = 0;
+			for (const lease_waiter *w = l->whead; w != NULL;
+			     w = w->next) {
+				assert(w->session != 0);
+				nw++;
+				data_bytes += w->value_len;
+			}
+			assert(nw == l->nwaiters &&
+			       nw <= LS_WAITERS_PER_NAME_MAX);
+			nwaiters += nw;
+			data_bytes += (uint64_t)l->name_len + l->value_len;
 		}
-	return best;
-}
-
-void ls_list_after(const ls_table *t, const char *prefix, uint32_t len,
-		   const char *after, uint32_t after_len,
-		   bool (*fn)(const ls_view *v, void *arg), void *arg)
-{
-	const lease_state *s = &t->st;
-	ls_view view;
-	if (prefix == NULL && len > 0)
-		return;
-	if (after != NULL && after_len == 0)
-		after = NULL;
-	size_t cap = s->by_name.n, n = 0;
-	lease_rec **v = cap > 0 ? malloc(cap * sizeof *v) : NULL;
-	if (v == NULL && cap > 0) {
-		/* No memory to sort: take the next name each time (quadratic,
-		 * but a read must not fail). */
-		const lease_rec *l = NULL;
-		while ((l = lease_next_name(s, prefix, len, l, after,
-					    after_len)) != NULL) {
-			lease_view(l, &view);
-			if (!fn(&view, arg))
-				return;
+	assert(nwaiters == s->nwaiters);
+	assert(data_bytes == s->data_bytes);
+	for (size_t i = 0; i < s->sessions.nb; i++)
+		for (const lease_hnode *e = s->sessions.b[i]; e != NULL;
+		     e = e->next) {
+			const lease_session *ss =
+				LEASE_OF(e, lease_session, node);
+			/* A session exists while it holds or waits, within
+			 * its limit; its held list is in token order. */
+			assert(ss->nheld + ss->nwait > 0);
+			assert(ss->nheld + ss->nwait <=
+			       LS_LEASES_PER_SESSION_MAX);
+			uint32_t n = 0;
+			uint64_t last = 0;
+			for (const lease_rec *l = ss->head; l != NULL;
+			     l = l->s_next) {
+				assert(l->sess == ss && l->token > last);
+				last = l->token;
+				n++;
+			}
+			assert(n == ss->nheld);
+			nheld += n;
 		}
-		return;
-	}
-	for (size_t i = 0; i < s->by_name.nb; i++)
-		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next) {
-			lease_rec *l = LEASE_OF(e, lease_rec, by_name);
-			if (lease_has_prefix(l, prefix, len) &&
-			    lease_after(l, after, after_len))
-				v[n++] = l;
-		}
-	if (n > 1)
-		qsort(v, n, sizeof *v, lease_cmp_name);
-	for (size_t i = 0; i < n; i++) {
-		lease_view(v[i], &view);
-		if (!fn(&view, arg))
-			break;
-	}
-	free(v);
-}
-
-void ls_list(const ls_table *t, const char *prefix, uint32_t len,
-	     bool (*fn)(const ls_view *v, void *arg), void *arg)
-{
-	ls_list_after(t, prefix, len, NULL, 0, fn, arg);
-}
-
-void ls_for_each(const ls_table *t, bool (*fn)(const ls_view *v, void *arg),
-		 void *arg)
-{
-	const lease_state *s = &t->st;
-	ls_view view;
-	for (size_t i = 0; i < s->by_name.nb; i++)
-		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next) {
-			lease_view(LEASE_OF(e, lease_rec, by_name), &view);
-			if (!fn(&view, arg))
-				return;
-		}
-}
-
-bool ls_check(const ls_table *t, const char *name, uint32_t len, uint64_t token)
-{
-	const lease_rec *l = lease_find(&t->st, name, len);
-	return l != NULL && token != 0 && l->token == token;
-}
-
-uint32_t ls_session_leases(const ls_table *t, uint64_t session)
-{
-	const lease_session *ss = lease_session_find(&t->st, session);
-	return ss == NULL ? 0 : ss->nheld;
+	assert(nheld == s->by_name.n);
 }

@@ -44,19 +44,19 @@
 #include "ld_limits.h"
 #include "sm.h"
 
-/* ---- limits (checked on every command; errors below) --------------------- */
+/* ---- limits (checked on every command; errors below) ---------------------
+ * The numbers live in ld_limits.h; these are the lease table's names for
+ * them. */
 
-#define LS_NAME_BYTES_MAX 256u
-#define LS_VALUE_BYTES_MAX 1024u
-#define LS_REASON_BYTES_MAX 256u
-#define LS_TTL_MS_MIN 100u
-#define LS_TTL_MS_MAX 3600000u
-#define LS_WAIT_MS_MAX 3600000u
-#define LS_LEASES_PER_SESSION_MAX 1024u
-#define LS_WAITERS_PER_NAME_MAX 1024u
-/* (token, renewals) pairs in one EXPIRE command: what fits in one ledger
- * command (12 bytes each). */
-#define LS_EXPIRE_TOKENS_MAX ((LD_CMD_BYTES_MAX - 64u) / 12u)
+#define LS_NAME_BYTES_MAX LD_LEASE_NAME_BYTES_MAX
+#define LS_VALUE_BYTES_MAX LD_LEASE_VALUE_BYTES_MAX
+#define LS_REASON_BYTES_MAX LD_LEASE_REASON_BYTES_MAX
+#define LS_TTL_MS_MIN LD_LEASE_TTL_MS_MIN
+#define LS_TTL_MS_MAX LD_LEASE_TTL_MS_MAX
+#define LS_WAIT_MS_MAX LD_LEASE_WAIT_MS_MAX
+#define LS_LEASES_PER_SESSION_MAX LD_LEASES_PER_SESSION_MAX
+#define LS_WAITERS_PER_NAME_MAX LD_LEASE_WAITERS_PER_NAME_MAX
+#define LS_EXPIRE_TOKENS_MAX LD_EXPIRE_TOKENS_MAX
 
 /* ---- commands (the bytes of an px_cmd) ----------------------------------- */
 
@@ -139,6 +139,19 @@ typedef enum ls_status {
 #undef LS_X
 		LS_STATUS_COUNT
 } ls_status;
+
+/* The sentences above spell the limits out; keep them true. */
+_Static_assert(LS_NAME_BYTES_MAX == 256u && LS_VALUE_BYTES_MAX == 1024u &&
+		       LS_REASON_BYTES_MAX == 256u &&
+		       LS_LEASES_PER_SESSION_MAX == 1024u &&
+		       LS_WAITERS_PER_NAME_MAX == 1024u &&
+		       LS_WAIT_MS_MAX == 3600000u &&
+		       LS_TTL_MS_MAX == 3600000u && LS_TTL_MS_MIN == 100u,
+	       "LS_STATUS_TABLE's sentences name these limits");
+_Static_assert(LD_LEASES_MAX == 131072u && LD_LEASE_WAITERS_MAX == 4096u &&
+		       LD_LEASE_SESSIONS_MAX == 4096u &&
+		       LD_LEASE_DATA_BYTES_MAX == 16u * 1024u * 1024u,
+	       "LS_E_TABLE_FULL's sentence names these limits");
 
 const char *ls_strerror(ls_status st);
 
@@ -317,5 +330,12 @@ typedef struct ls_table_usage {
 } ls_table_usage;
 
 void ls_table_usage_get(const ls_table *t, ls_table_usage *u);
+
+/* Asserts the table's invariants (lease_int.h's Invariant: comments): its
+ * bounds in O(1); deep adds the walk over every lease, waiter and session
+ * (counts, tokens, the sessions' lists). The core's test build (LD_CHECKS)
+ * runs the O(1) part after every apply, and the node the deep one every
+ * LN_CHECK_DEEP_EVERY-th step; a test may call it in any build. */
+void ls_table_check(const ls_table *t, bool deep);
 
 #endif

@@ -2,101 +2,16 @@
  * decrees into replies, and, while leading, keeps the lease deadlines that
  * only the leader's clock decides (see node.h for the rules and lease.h for
  * the ledger clock). */
-#include "node.h"
+#include "node_int.h"
 
-#include <assert.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+/* This file: configuration, life cycle, requests and their answers (from
+ * the ledger's replies and the table's journal), the step function and the
+ * invariants; node_leader.c keeps the leader's deadlines and proposes its
+ * own decrees (EXPIRE, CANCEL_WAIT, TICK). node_int.h holds what they
+ * share. */
 
-#ifdef LD_MUTANTS
-#define MUTANT(n, m) ((n)->cfg.paxos.mutant == (m))
-#else
-#define MUTANT(n, m) 0
-#endif
-
-/* Commands the leader writes on its own behalf use a client id no session
- * can have: the top bit set, plus the replica id. Their sequence numbers
- * start from the ballot round, so a later leadership never reuses one. */
-#define INTERNAL_CLIENT (1ULL << 63)
-
-/* A write waiting for its decree (or, for a queued ACQUIRE, its grant). */
-typedef struct outstanding {
-	uint64_t req_id, session, seq;
-	ln_req_type type;
-	uint32_t wait_ms;
-	bool queued; /* ACQUIRE that got QUEUED: waits for GRANTED */
-	bool gone;   /* its client went away (LN_EV_GONE): nobody to answer */
-	/* In the step that queued it: the journal index of its QUEUED entry.
-	 * Only later entries may answer it (a catch-up can apply an older
-	 * grant to the same session in the same step). -1 afterwards. */
-	int64_t queued_idx;
-	char name[LS_NAME_BYTES_MAX];
-	uint32_t name_len;
-} outstanding;
-
-/* The leader's view of one live lease. */
-typedef struct deadline {
-	uint64_t token; /* 0: free cell (open addressing) */
-	uint32_t renewals;
-	uint32_t ttl_ms;
-	uint64_t deadline_us;
-	uint64_t expire_sent_us; /* 0: no EXPIRE in flight */
-	uint64_t due_us;         /* the one heap entry that is current for it */
-	uint64_t stamp_ms;
-} deadline;
-
-typedef struct due {
-	uint64_t at_us;
-	uint64_t token;
-} due;
-
-typedef struct wait_timer {
-	uint64_t session;
-	uint64_t at_us;
-	uint64_t cancel_sent_us;
-	char name[LS_NAME_BYTES_MAX];
-	uint32_t name_len;
-} wait_timer;
-
-/* A linearizable read waiting for its ReadIndex confirmation (paxos.h,
- * PX_EV_READ). */
-typedef struct lin_read {
-	uint64_t read_id;
-	ln_request req; /* name points into name[] when answered */
-	char name[LS_NAME_BYTES_MAX];
-} lin_read;
-
-struct ln_node {
-	ln_config cfg;
-	ls_table *table;
-	px_replica *rep;
-	uint64_t now_us;
-	bool leading;
-	uint64_t leading_round;
-
-	outstanding *outs;
-	uint32_t nouts, outs_cap;
-	lin_read *lins;
-	uint32_t nlins, lins_cap;
-	uint64_t read_seq; /* the last PX_EV_READ id */
-
-	/* leader only */
-	deadline *dls; /* open addressing by token, power-of-two capacity */
-	uint32_t dls_cap, ndls;
-	due *heap;
-	uint32_t nheap, heap_cap;
-	wait_timer *waits;
-	uint32_t nwaits, waits_cap;
-	uint64_t last_tick_us;
-	uint64_t internal_seq;
-	/* the leader's own commands of this step, submitted together */
-	uint8_t *batch; /* LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX */
-	px_cmd batch_cmds[LD_BATCH_CMDS_MAX];
-	uint32_t nbatch;
-
-	ln_stats stats;
-};
+static void on_read(ln_node *n, const ln_request *q, ln_actions *out);
+static void on_write(ln_node *n, const ln_request *q, ln_actions *out);
 
 /* ---- config ----------------------------------------------------------------
  */
@@ -169,20 +84,6 @@ void ln_actions_free(ln_actions *a)
 	memset(a, 0, sizeof *a);
 }
 
-static void *grow(void *p, uint32_t *cap, uint32_t need, size_t elem)
-{
-	if (need <= *cap)
-		return p;
-	uint32_t n = *cap ? *cap * 2 : 16;
-	while (n < need)
-		n *= 2;
-	void *q = realloc(p, (size_t)n * elem);
-	if (q == NULL)
-		abort();
-	*cap = n;
-	return q;
-}
-
 static ln_reply *reply_new(ln_node *n, ln_actions *out, uint64_t req_id,
 			   ln_req_type type, uint64_t session, uint64_t seq,
 			   ln_status st)
@@ -221,6 +122,8 @@ ln_node *ln_node_new(const ln_config *cfg)
 	ln_node *n = calloc(1, sizeof *n);
 	if (n == NULL)
 		return NULL;
+	n->dls = (mem_idtab)LD_IDTAB_INIT(deadline);
+	n->outs_ix = (mem_idtab)LD_IDTAB_INIT2(outs_ix);
 	n->cfg = *cfg;
 	n->table = ls_table_new();
 	if (n->table == NULL) {
@@ -254,7 +157,8 @@ void ln_node_free(ln_node *n)
 	ls_table_free(n->table);
 	free(n->outs);
 	free(n->lins);
-	free(n->dls);
+	mem_idtab_free(&n->dls);
+	mem_idtab_free(&n->outs_ix);
 	free(n->heap);
 	free(n->waits);
 	free(n->batch);
@@ -286,367 +190,52 @@ const ls_table *ln_node_table(const ln_node *n)
 void ln_node_stats(const ln_node *n, ln_stats *st)
 {
 	*st = n->stats;
-}
-
-/* ---- the leader's deadlines ------------------------------------------------
- */
-
-static deadline *dl_find(ln_node *n, uint64_t token)
-{
-	if (n->dls_cap == 0)
-		return NULL;
-	uint32_t mask = n->dls_cap - 1;
-	for (uint32_t i = (uint32_t)px_mix64(token) & mask;;
-	     i = (i + 1) & mask) {
-		if (n->dls[i].token == token)
-			return &n->dls[i];
-		if (n->dls[i].token == 0)
-			return NULL;
-	}
-}
-
-static void dl_rehash(ln_node *n, uint32_t cap)
-{
-	deadline *old = n->dls;
-	uint32_t old_cap = n->dls_cap;
-	n->dls = calloc(cap, sizeof *n->dls);
-	if (n->dls == NULL)
-		abort();
-	n->dls_cap = cap;
-	uint32_t mask = cap - 1;
-	for (uint32_t j = 0; j < old_cap; j++) {
-		if (old[j].token == 0)
-			continue;
-		uint32_t i = (uint32_t)px_mix64(old[j].token) & mask;
-		while (n->dls[i].token != 0)
-			i = (i + 1) & mask;
-		n->dls[i] = old[j];
-	}
-	free(old);
-}
-
-static deadline *dl_upsert(ln_node *n, uint64_t token)
-{
-	deadline *d = dl_find(n, token);
-	if (d != NULL)
-		return d;
-	if ((n->ndls + 1) * 2 > n->dls_cap)
-		dl_rehash(n, n->dls_cap ? n->dls_cap * 2 : 64);
-	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)px_mix64(token) & mask;
-	while (n->dls[i].token != 0)
-		i = (i + 1) & mask;
-	memset(&n->dls[i], 0, sizeof n->dls[i]);
-	n->dls[i].token = token;
-	n->ndls++;
-	return &n->dls[i];
-}
-
-static void dl_remove(ln_node *n, uint64_t token)
-{
-	deadline *d = dl_find(n, token);
-	if (d == NULL)
-		return;
-	/* Backward-shift deletion keeps probe chains whole. */
-	uint32_t mask = n->dls_cap - 1;
-	uint32_t i = (uint32_t)(d - n->dls);
-	for (uint32_t j = (i + 1) & mask; n->dls[j].token != 0;
-	     j = (j + 1) & mask) {
-		uint32_t home = (uint32_t)px_mix64(n->dls[j].token) & mask;
-		/* Move j into the hole at i if its home is not in (i, j]. */
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			n->dls[i] = n->dls[j];
-			i = j;
-		}
-	}
-	n->dls[i].token = 0;
-	n->ndls--;
-}
-
-static void heap_push(ln_node *n, uint64_t at_us, uint64_t token)
-{
-	n->heap = grow(n->heap, &n->heap_cap, n->nheap + 1, sizeof *n->heap);
-	uint32_t i = n->nheap++;
-	while (i > 0) {
-		uint32_t p = (i - 1) / 2;
-		if (n->heap[p].at_us <= at_us)
-			break;
-		n->heap[i] = n->heap[p];
-		i = p;
-	}
-	n->heap[i] = (due){at_us, token};
-}
-
-static void heap_pop(ln_node *n)
-{
-	assert(n->nheap > 0);
-	due last = n->heap[--n->nheap];
-	uint32_t i = 0;
-	for (;;) {
-		uint32_t c = 2 * i + 1;
-		if (c >= n->nheap)
-			break;
-		if (c + 1 < n->nheap && n->heap[c + 1].at_us < n->heap[c].at_us)
-			c++;
-		if (last.at_us <= n->heap[c].at_us)
-			break;
-		n->heap[i] = n->heap[c];
-		i = c;
-	}
-	if (n->nheap > 0)
-		n->heap[i] = last;
-}
-
-static uint64_t grace_us(const ln_node *n)
-{
-	if (MUTANT(n, PX_MUTANT_GRACE_ZERO))
-		return 0;
-	return (uint64_t)n->cfg.grace_ms * 1000;
-}
-
-/* (Re)arms a lease's deadline; the heap entry of an older deadline goes
- * stale and is skipped when it comes up. */
-static void dl_arm(ln_node *n, deadline *d, uint64_t deadline_us)
-{
-	d->deadline_us = deadline_us;
-	d->expire_sent_us = 0;
-	d->due_us = deadline_us + grace_us(n);
-	heap_push(n, d->due_us, d->token);
-}
-
-static void waits_remove(ln_node *n, const char *name, uint32_t len,
-			 uint64_t session)
-{
-	for (uint32_t i = 0; i < n->nwaits; i++) {
-		wait_timer *w = &n->waits[i];
-		if (w->session == session && w->name_len == len &&
-		    memcmp(w->name, name, len) == 0) {
-			n->waits[i] = n->waits[--n->nwaits];
-			return;
-		}
-	}
-}
-
-static void waits_add(ln_node *n, const char *name, uint32_t len,
-		      uint64_t session, uint64_t at_us)
-{
-	waits_remove(n, name, len, session);
-	n->waits =
-		grow(n->waits, &n->waits_cap, n->nwaits + 1, sizeof *n->waits);
-	wait_timer *w = &n->waits[n->nwaits++];
-	memset(w, 0, sizeof *w);
-	w->session = session;
-	w->at_us = at_us;
-	memcpy(w->name, name, len);
-	w->name_len = len;
-}
-
-static void leader_clear(ln_node *n)
-{
-	free(n->dls);
-	n->dls = NULL;
-	n->dls_cap = n->ndls = 0;
-	n->nheap = 0;
-	n->nwaits = 0;
-}
-
-struct takeover_ctx {
-	ln_node *n;
-	uint64_t clock_ms;
-};
-
-static bool takeover_lease(const ls_view *v, void *arg)
-{
-	struct takeover_ctx *c = arg;
-	ln_node *n = c->n;
-	deadline *d = dl_upsert(n, v->token);
-	d->renewals = v->renewals;
-	d->ttl_ms = v->ttl_ms;
-	d->stamp_ms = v->stamp_ms;
-	/* What the ledger proves went unrenewed, on the clocks of leaders
-	 * that measured it; the rest of the TTL runs from now on ours. */
-	uint64_t unrenewed_ms = c->clock_ms > v->renewed_clock_ms
-					? c->clock_ms - v->renewed_clock_ms
-					: 0;
-	uint64_t left_ms =
-		v->ttl_ms > unrenewed_ms ? v->ttl_ms - unrenewed_ms : 0;
-	uint64_t at = n->now_us + left_ms * 1000;
-	if (MUTANT(n, PX_MUTANT_TRUST_STAMPS))
-		at = (v->stamp_ms + v->ttl_ms) * 1000;
-	dl_arm(n, d, at);
-	for (uint32_t i = 0; i < v->nwaiters; i++) {
-		ls_waiter_view w;
-		if (ls_get_waiter(n->table, v->name, v->name_len, i, &w) ==
-		    LS_OK)
-			waits_add(n, v->name, v->name_len, w.session,
-				  n->now_us + (uint64_t)w.wait_ms * 1000);
-	}
-	return true;
-}
-
-/* A new leader rebuilds every deadline from the table and the ledger clock,
- * never from another replica's clock reading. */
-static void takeover(ln_node *n)
-{
-	leader_clear(n);
-	n->last_tick_us = n->now_us;
-	struct takeover_ctx c = {n, ls_table_clock_ms(n->table)};
-	ls_for_each(n->table, takeover_lease, &c);
-}
-
-/* ---- proposing
- * --------------------------------------------------------------- */
-
-static uint64_t since_tick_ms(const ln_node *n)
-{
-	/* Rounded up: the ledger clock stamped on a grant or renewal must not
-	 * fall short of the truth (see lease.h). */
-	return (n->now_us - n->last_tick_us + 999) / 1000;
-}
-
-static void flush_internal(ln_node *n, ln_actions *out)
-{
-	if (n->nbatch == 0)
-		return;
-	px_event ev = {.type = PX_EV_SUBMIT,
-		       .now_us = n->now_us,
-		       .cmd = n->batch_cmds,
-		       .ncmds = n->nbatch};
-	px_replica_step(n->rep, &ev, &out->ld);
-	n->nbatch = 0;
-}
-
-/* Queues a command for the ledger; flush_internal submits everything queued
- * in this step at once, so a burst of requests or expiries shares a few
- * decrees. Stamps the leader's time since its last TICK (see lease.h).
- * Returns false if c does not encode (a malformed command). */
-static bool queue_cmd(ln_node *n, ln_actions *out, uint64_t client_id,
-		      uint64_t seq, ls_cmd *c)
-{
-	if (n->nbatch == LD_BATCH_CMDS_MAX)
-		flush_internal(n, out);
-	uint8_t *buf = n->batch + (size_t)n->nbatch * LD_CMD_BYTES_MAX;
-	c->since_tick_ms = since_tick_ms(n);
-	c->stamp_ms = n->now_us / 1000;
-	size_t len = ls_cmd_encode(c, buf, LD_CMD_BYTES_MAX);
-	if (len == 0)
-		return false;
-	n->batch_cmds[n->nbatch++] = (px_cmd){
-		.client_id = client_id,
-		.seq = seq,
-		.len = (uint32_t)len,
-		.data = buf,
-	};
-	return true;
-}
-
-/* One of the leader's own commands (EXPIRE, TICK, CANCEL_WAIT). */
-static void submit_internal(ln_node *n, ln_actions *out, ls_cmd *c)
-{
-	uint64_t seq = (n->leading_round << 32) | ++n->internal_seq;
-	bool ok = queue_cmd(n, out, INTERNAL_CLIENT | n->cfg.paxos.id, seq, c);
-	assert(ok);
-	(void)ok;
-}
-
-static void propose_expiries(ln_node *n, ln_actions *out)
-{
-	uint8_t pairs[LS_EXPIRE_TOKENS_MAX * 12];
-	uint32_t np = 0;
-	uint64_t retry_us = n->cfg.paxos.election_timeout_us;
-	while (n->nheap > 0 && n->heap[0].at_us <= n->now_us) {
-		due top = n->heap[0];
-		heap_pop(n);
-		deadline *d = dl_find(n, top.token);
-		if (d == NULL || d->due_us != top.at_us)
-			continue; /* stale: renewed, re-armed or ended since */
-		/* Due again after a retry interval, in case this EXPIRE is
-		 * lost with a leadership change we did not notice. */
-		d->due_us = n->now_us + retry_us;
-		heap_push(n, d->due_us, d->token);
-		d->expire_sent_us = n->now_us;
-		uint8_t *p = &pairs[np * 12];
-		for (int i = 0; i < 8; i++)
-			p[i] = (uint8_t)(d->token >> (8 * i));
-		for (int i = 0; i < 4; i++)
-			p[8 + i] = (uint8_t)(d->renewals >> (8 * i));
-		np++;
-		if (np == LS_EXPIRE_TOKENS_MAX) {
-			ls_cmd c = {.op = LS_OP_EXPIRE,
-				    .ntokens = np,
-				    .tokens = pairs};
-			submit_internal(n, out, &c);
-			n->stats.expire_decrees++;
-			np = 0;
-		}
-	}
-	if (np > 0) {
-		ls_cmd c = {.op = LS_OP_EXPIRE, .ntokens = np, .tokens = pairs};
-		submit_internal(n, out, &c);
-		n->stats.expire_decrees++;
-	}
-}
-
-static void propose_cancels(ln_node *n, ln_actions *out)
-{
-	uint64_t retry_us = n->cfg.paxos.election_timeout_us;
-	for (uint32_t i = 0; i < n->nwaits; i++) {
-		wait_timer *w = &n->waits[i];
-		if (n->now_us < w->at_us ||
-		    (w->cancel_sent_us != 0 &&
-		     n->now_us < w->cancel_sent_us + retry_us))
-			continue;
-		w->cancel_sent_us = n->now_us;
-		ls_cmd c = {.op = LS_OP_CANCEL_WAIT,
-			    .session = w->session,
-			    .name = w->name,
-			    .name_len = w->name_len};
-		submit_internal(n, out, &c);
-	}
-}
-
-static void propose_tick(ln_node *n, ln_actions *out)
-{
-	if (ls_table_count(n->table) == 0 && n->ndls == 0)
-		return;
-	if (n->now_us < n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000)
-		return;
-	/* Whole milliseconds, the remainder carried: the ledger clock never
-	 * runs ahead of the leader's. */
-	uint64_t ms = (n->now_us - n->last_tick_us) / 1000;
-	ls_cmd c = {.op = LS_OP_TICK, .elapsed_ms = ms};
-	submit_internal(n, out, &c);
-	n->last_tick_us += ms * 1000;
-	n->stats.tick_decrees++;
-}
-
-static uint64_t leader_timer(const ln_node *n)
-{
-	uint64_t t = UINT64_MAX;
-	if (n->nheap > 0)
-		t = n->heap[0].at_us;
-	for (uint32_t i = 0; i < n->nwaits; i++) {
-		uint64_t w = n->waits[i].cancel_sent_us
-				     ? n->waits[i].cancel_sent_us +
-					       n->cfg.paxos.election_timeout_us
-				     : n->waits[i].at_us;
-		if (w < t)
-			t = w;
-	}
-	if (ls_table_count(n->table) > 0 || n->ndls > 0) {
-		uint64_t k = n->last_tick_us + (uint64_t)n->cfg.tick_ms * 1000;
-		if (k < t)
-			t = k;
-	}
-	return t;
+	st->lin_waiting = n->nlins;
 }
 
 /* ---- outstanding requests
  * ---------------------------------------------------- */
 
+static void outs_ix_add(ln_node *n, uint32_t i)
+{
+	const outstanding *o = &n->outs[i];
+	outs_ix *x = mem_idtab_find2(&n->outs_ix, o->session, o->seq);
+	if (x == NULL) {
+		x = mem_idtab_insert2(&n->outs_ix, o->session, o->seq);
+		x->pos = i;
+	}
+	x->count++;
+}
+
+static void outs_ix_rebuild(ln_node *n)
+{
+	mem_idtab_free(&n->outs_ix);
+	for (uint32_t i = 0; i < n->nouts; i++)
+		outs_ix_add(n, i);
+}
+
 static void outs_remove(ln_node *n, uint32_t i)
 {
+	const outstanding *o = &n->outs[i];
+	outs_ix *x = mem_idtab_find2(&n->outs_ix, o->session, o->seq);
+	assert(x != NULL && x->count > 0);
+	if (--x->count == 0) {
+		mem_idtab_remove(&n->outs_ix, x);
+	} else if (x->count == 1) {
+		/* Duplicates are rare (a retry while the first is here):
+		 * find the one left. */
+		for (uint32_t j = 0; j < n->nouts; j++)
+			if (j != i && n->outs[j].session == o->session &&
+			    n->outs[j].seq == o->seq)
+				x->pos = j;
+	}
 	n->outs[i] = n->outs[--n->nouts];
+	if (i < n->nouts) {
+		x = mem_idtab_find2(&n->outs_ix, n->outs[i].session,
+				    n->outs[i].seq);
+		if (x->count == 1)
+			x->pos = i;
+	}
 }
 
 /* The core answers OK with no result for a command whose seq is not above
@@ -701,8 +290,6 @@ static int64_t queued_index(ln_node *n, const outstanding *o, uint64_t slot)
 	return last;
 }
 
-static void on_read(ln_node *n, const ln_request *q, ln_actions *out);
-
 /* The replica confirmed a linearizable read (ok), or could not (!ok: it
  * does not lead; id 0: every read): answer it from the table, which has
  * applied far enough, or send it to the new leader. */
@@ -746,7 +333,7 @@ static void gone_cancel(ln_node *n, ln_actions *out, const outstanding *o)
 		    .session = o->session,
 		    .name = o->name,
 		    .name_len = o->name_len};
-	submit_internal(n, out, &c);
+	lni_submit_internal(n, out, &c);
 	n->stats.abandoned++;
 }
 
@@ -760,7 +347,7 @@ static void gone_revoke(ln_node *n, ln_actions *out, const outstanding *o,
 		    .name = o->name,
 		    .name_len = o->name_len,
 		    .token = token};
-	submit_internal(n, out, &c);
+	lni_submit_internal(n, out, &c);
 	n->stats.abandoned++;
 }
 
@@ -837,7 +424,16 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const px_reply *r)
 {
 	if (r->client_id & INTERNAL_CLIENT)
 		return;
-	for (uint32_t i = 0; i < n->nouts;) {
+	const outs_ix *x = mem_idtab_find2(&n->outs_ix, r->client_id, r->seq);
+	if (x == NULL)
+		return;
+	/* One write has this (session, seq): the loop below visits just it
+	 * (whatever it does, no other matches). Several: all of them, in
+	 * order, as always. */
+	bool one = x->count == 1;
+	uint32_t visits = 0;
+	for (uint32_t i = one ? x->pos : 0;
+	     i < n->nouts && !(one && visits++ > 0);) {
 		outstanding *o = &n->outs[i];
 		if (o->queued || o->session != r->client_id ||
 		    o->seq != r->seq) {
@@ -948,7 +544,10 @@ static void fail_outstanding(ln_node *n, ln_actions *out)
 	for (uint32_t i = 0; i < n->nouts; i++)
 		if (!n->outs[i].queued)
 			n->outs[kept++] = n->outs[i];
-	n->nouts = kept;
+	if (kept != n->nouts) {
+		n->nouts = kept;
+		outs_ix_rebuild(n);
+	}
 }
 
 /* ---- the journal
@@ -982,32 +581,34 @@ static void on_journal(ln_node *n, ln_actions *out)
 			continue;
 		switch (c->kind) {
 		case LS_CH_GRANTED: {
-			waits_remove(n, c->name, c->name_len, c->session);
-			deadline *d = dl_upsert(n, c->token);
+			lni_waits_remove(n, c->name, c->name_len, c->session);
+			deadline *d = lni_dl_upsert(n, c->token);
 			d->renewals = 0;
 			d->ttl_ms = c->ttl_ms;
 			d->stamp_ms = n->now_us / 1000;
-			dl_arm(n, d, n->now_us + (uint64_t)c->ttl_ms * 1000);
+			lni_dl_arm(n, d,
+				   n->now_us + (uint64_t)c->ttl_ms * 1000);
 			break;
 		}
 		case LS_CH_RENEWED: {
-			deadline *d = dl_find(n, c->token);
+			deadline *d = lni_dl_find(n, c->token);
 			if (d == NULL)
 				break;
 			d->renewals = c->renewals;
 			d->ttl_ms = c->ttl_ms;
-			dl_arm(n, d, n->now_us + (uint64_t)c->ttl_ms * 1000);
+			lni_dl_arm(n, d,
+				   n->now_us + (uint64_t)c->ttl_ms * 1000);
 			break;
 		}
 		case LS_CH_ENDED:
-			dl_remove(n, c->token);
+			lni_dl_remove(n, c->token);
 			break;
 		case LS_CH_QUEUED:
-			waits_add(n, c->name, c->name_len, c->session,
-				  n->now_us + (uint64_t)c->wait_ms * 1000);
+			lni_waits_add(n, c->name, c->name_len, c->session,
+				      n->now_us + (uint64_t)c->wait_ms * 1000);
 			break;
 		case LS_CH_UNQUEUED:
-			waits_remove(n, c->name, c->name_len, c->session);
+			lni_waits_remove(n, c->name, c->name_len, c->session);
 			break;
 		case LS_CH_REVOKED:
 			break; /* never renewed again; expires on its deadline
@@ -1030,8 +631,8 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 		/* ReadIndex: the replica answers once a quorum confirmed a
 		 * heartbeat sent after now and it applied all it proposed
 		 * before; no decree, nothing written. */
-		n->lins = grow(n->lins, &n->lins_cap, n->nlins + 1,
-			       sizeof *n->lins);
+		n->lins = mem_grow(n->lins, &n->lins_cap, n->nlins + 1,
+				   sizeof *n->lins);
 		lin_read *l = &n->lins[n->nlins++];
 		l->req = *q;
 		memcpy(l->name, q->name, q->name_len);
@@ -1073,7 +674,7 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 	rp->value_len = v.value_len;
 	if (v.value_len > 0)
 		memcpy(rp->value, v.value, v.value_len);
-	const deadline *d = n->leading ? dl_find(n, v.token) : NULL;
+	const deadline *d = n->leading ? lni_dl_find(n, v.token) : NULL;
 	if (d != NULL) {
 		int64_t left =
 			((int64_t)d->deadline_us - (int64_t)n->now_us) / 1000;
@@ -1098,11 +699,6 @@ static ls_op op_of(ln_req_type t)
 	}
 }
 
-struct renew_walk {
-	uint64_t session;
-	ln_reply *rp;
-};
-
 static bool collect_session(const ls_view *v, void *arg)
 {
 	struct renew_walk *w = arg;
@@ -1126,8 +722,6 @@ static void deposed_renew(ln_node *n, const ln_request *q, ln_actions *out)
 	ls_for_each(n->table, collect_session, &w);
 	rp->result.count = rp->ntokens;
 }
-
-static void on_write(ln_node *n, const ln_request *q, ln_actions *out);
 
 static void on_request(ln_node *n, const ln_request *q, ln_actions *out)
 {
@@ -1197,7 +791,8 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 			  LN_BUSY);
 		return;
 	}
-	n->outs = grow(n->outs, &n->outs_cap, n->nouts + 1, sizeof *n->outs);
+	n->outs =
+		mem_grow(n->outs, &n->outs_cap, n->nouts + 1, sizeof *n->outs);
 	outstanding *o = &n->outs[n->nouts++];
 	memset(o, 0, sizeof *o);
 	o->req_id = q->req_id;
@@ -1209,7 +804,8 @@ static void on_write(ln_node *n, const ln_request *q, ln_actions *out)
 		memcpy(o->name, q->name, q->name_len);
 		o->name_len = q->name_len;
 	}
-	if (!queue_cmd(n, out, q->session, q->seq, &c)) {
+	outs_ix_add(n, n->nouts - 1);
+	if (!lni_queue_cmd(n, out, q->session, q->seq, &c)) {
 		outs_remove(n, n->nouts - 1);
 		ln_reply *rp = reply_new(n, out, q->req_id, q->type, q->session,
 					 q->seq, LN_INVALID);
@@ -1237,13 +833,6 @@ static void on_gone(ln_node *n, const uint64_t *ids, uint32_t nids,
 		}
 	}
 }
-
-/* A write's place in one LN_EV_REQUEST: sessions in the order their first
- * write arrived, each session's writes by seq, then arrival. */
-typedef struct req_order {
-	uint64_t session, seq;
-	uint32_t idx, first;
-} req_order;
 
 static int req_by_session(const void *a, const void *b)
 {
@@ -1304,6 +893,7 @@ static void on_requests(ln_node *n, const ln_request *req, uint32_t nreqs,
 
 int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 {
+	assert(n != NULL && ev != NULL && out != NULL);
 	if (ev->now_us > n->now_us)
 		n->now_us = ev->now_us;
 	int rc = 0;
@@ -1313,12 +903,12 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		if (ev->req == NULL)
 			return -1;
 		on_requests(n, ev->req, ev->nreqs ? ev->nreqs : 1, out);
-		flush_internal(n, out);
+		lni_flush_internal(n, out);
 	} else if (ev->type == LN_EV_GONE) {
 		if (ev->gone == NULL && ev->ngone > 0)
 			return -1;
 		on_gone(n, ev->gone, ev->ngone, out);
-		flush_internal(n, out);
+		lni_flush_internal(n, out);
 	} else {
 		px_event lev = {.type = (px_event_type)ev->type,
 				.now_us = n->now_us,
@@ -1339,10 +929,10 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		n->leading_round = st.ballot.round;
 		n->internal_seq = 0;
 		ls_table_journal_clear(n->table);
-		takeover(n);
+		lni_takeover(n);
 	} else if (!leading && n->leading) {
 		n->leading = false;
-		leader_clear(n);
+		lni_leader_clear(n);
 		answer_linearizable(n, out, 0, false);
 	}
 	take_reads(n, out, first_read);
@@ -1360,20 +950,69 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		fail_outstanding(n, out);
 
 	if (n->leading) {
-		propose_expiries(n, out);
-		propose_cancels(n, out);
-		propose_tick(n, out);
-		flush_internal(n, out);
+		lni_propose_expiries(n, out);
+		lni_propose_cancels(n, out);
+		lni_propose_tick(n, out);
+		lni_flush_internal(n, out);
 		/* A proposal can fail at once (a full queue): answer it. */
 		for (size_t i = first_reply; i < out->ld.nreplies; i++)
 			on_ld_reply(n, out, &out->ld.replies[i]);
 		out->ld.nreplies = first_reply;
 		take_reads(n, out, first_read);
-		uint64_t t = leader_timer(n);
+		uint64_t t = lni_leader_timer(n);
 		if (t <= n->now_us)
 			t = n->now_us + 1;
 		if (t < out->ld.timer_at_us)
 			out->ld.timer_at_us = t;
 	}
+#ifdef LD_CHECKS
+	ln_node_check(n, ++n->steps % LN_CHECK_DEEP_EVERY == 0);
+#endif
 	return rc;
+}
+
+/* ---- invariants -----------------------------------------------------------
+ */
+
+void ln_node_check(const ln_node *n, bool deep)
+{
+	ls_table_check(n->table, deep);
+	/* Requests waiting here stay within the leader's queue bound. */
+	assert(n->nouts <= LD_PENDING_CMDS_MAX);
+	assert(n->nbatch == 0);
+	px_status st;
+	px_replica_status(n->rep, &st);
+	/* The node leads exactly when its replica does (checked at the end
+	 * of a step); the leader-only state is empty otherwise. */
+	assert(n->leading == (st.role == PX_LEADER));
+	if (!n->leading) {
+		assert(n->dls.n == 0 && n->nheap == 0 && n->nwaits == 0);
+		for (uint32_t i = 0; i < n->nouts; i++)
+			assert(!n->outs[i].queued);
+	} else {
+		/* Every live deadline has its current entry in the heap. */
+		assert(n->nheap >= n->dls.n);
+	}
+	if (!deep)
+		return;
+	uint32_t indexed = 0;
+	for (uint32_t i = 0; i < n->outs_ix.cap; i++) {
+		const outs_ix *x = mem_idtab_at(&n->outs_ix, i);
+		if (x->session == 0)
+			continue;
+		assert(x->count > 0);
+		indexed += x->count;
+		if (x->count == 1)
+			assert(x->pos < n->nouts &&
+			       n->outs[x->pos].session == x->session &&
+			       n->outs[x->pos].seq == x->seq);
+	}
+	assert(indexed == n->nouts);
+	for (uint32_t i = 1; i < n->nheap; i++)
+		assert(n->heap[(i - 1) / 2].at_us <= n->heap[i].at_us);
+	for (uint32_t i = 0; i < n->dls.cap; i++) {
+		const deadline *d = mem_idtab_at(&n->dls, i);
+		if (d->token != 0)
+			assert(d->due_us >= d->deadline_us);
+	}
 }

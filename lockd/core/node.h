@@ -88,7 +88,7 @@ typedef struct ln_request {
  * the session's latest as settled (LS_SUPERSEDED), so every later write of
  * that session would do nothing. 2^62 leaves room for a microsecond clock
  * (lockctl's seq_base) for 146,000 years. */
-#define LN_SEQ_MAX ((1ULL << 62) - 1)
+#define LN_SEQ_MAX LD_SEQ_MAX
 
 typedef enum ln_status {
 	LN_OK = 0,     /* done; result (and for GET, view) say what */
@@ -198,8 +198,19 @@ typedef struct ln_stats {
 	uint64_t grants, expiries, renewals, releases, revokes;
 	uint64_t expire_decrees, tick_decrees;
 	uint64_t abandoned; /* waits cancelled and grants revoked: LN_EV_GONE */
+	/* Not a counter: linearizable reads waiting now for their quorum
+	 * (each is answered once confirmed, or LN_NOT_LEADER when this node
+	 * stops leading). */
+	uint64_t lin_waiting;
 } ln_stats;
 
 void ln_node_stats(const ln_node *n, ln_stats *st);
+
+/* Asserts the node's invariants (node.c's Invariant: comments) and the lease
+ * table's (ls_table_check); deep adds the O(n) walks. The core's test build
+ * (LD_CHECKS) runs it at the end of every ln_node_step, deep every
+ * LN_CHECK_DEEP_EVERY-th; a test may call it in any build. */
+void ln_node_check(const ln_node *n, bool deep);
+#define LN_CHECK_DEEP_EVERY 1024u
 
 #endif

@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "ld_limits.h"
+#include "ld_mutant.h"
 #include "sm.h"
 #include "value.h"
 
@@ -106,7 +107,7 @@ typedef enum px_msg_type {
 /* Ballot rounds from this one up are refused from the wire: a round can never
  * wrap, however many elections a cell holds (2^62 at a million a second is
  * longer than the sun will shine). */
-#define PX_ROUND_MAX (UINT64_C(1) << 62)
+#define PX_ROUND_MAX LD_ROUND_MAX
 
 typedef struct px_vote {
 	uint64_t slot;
@@ -247,7 +248,7 @@ typedef enum px_rec_type {
 			       (every replica answered that it held nothing)
 			       or it recovered from an empty disk. Without
 			       it a replica only learns: see "Recovery"
-			       below. */
+			       at the top. */
 } px_rec_type;
 
 typedef struct px_record {
@@ -368,57 +369,7 @@ void px_actions_free(px_actions *a);
 
 /* ---- the replica ------------------------------------------------------ */
 
-/* Deliberately broken variants for the simulator's self-tests. Compiled in
- * only with LD_MUTANTS (the simulator's build of the core); the daemon's
- * build ignores the field. */
-typedef enum ld_mutant {
-	PX_MUTANT_NONE = 0,
-	PX_MUTANT_FORGET_PROMISE, /* restart loses promises (P1b not durable) */
-	PX_MUTANT_IGNORE_VOTES, /* proposer ignores phase-1 votes (breaks P3) */
-	PX_MUTANT_MINORITY_QUORUM, /* quorum of n/2 instead of n/2+1 (breaks P2)
-				    */
-	PX_MUTANT_SHARED_BALLOTS,  /* ballots not unique per replica (breaks P1)
-				    */
-	PX_MUTANT_EARLY_CHOSEN,    /* leader declares chosen on its own vote */
-	PX_MUTANT_VOTE_BEFORE_SYNC, /* answers 2a before the vote is durable */
-	/* Lease mutants (lockd/core/node.c, lease.c, and the simulator's
-	 * clients). */
-	PX_MUTANT_GRACE_ZERO,        /* re-grants right at expiry, no grace */
-	PX_MUTANT_DEPOSED_RENEW,     /* leader answers RENEW from its own table,
-					without a decree: a deposed one renews */
-	PX_MUTANT_REPLY_CLOCK,       /* client measures its deadline from the
-					reply's arrival, not from sending */
-	PX_MUTANT_TRUST_STAMPS,      /* new leader takes old leaders' clock
-					stamps as deadlines in its own clock */
-	PX_MUTANT_UNCHECKED_REGRANT, /* release/expiry end whatever lease the
-				       name has, whatever token they carry */
-	PX_MUTANT_WIPED_VOTES,       /* a replica started on an empty disk
-					votes at once, as if the cell were new */
-	PX_MUTANT_IGNORE_DIGEST,     /* replicas never compare state digests */
-	PX_MUTANT_READ_LOCAL,        /* a leader answers a linearizable read
-					at once from its own table: no quorum
-					heartbeat, no wait for what it
-					proposed to be applied */
-	PX_MUTANT_OPEN_PEERS,        /* the simulator's transport delivers a
-					hostile peer's forged messages, as a
-					cell without --peer-key or TLS would */
-	PX_MUTANT_ALPHA_ZERO,        /* a membership change is in effect from
-					the very next slot (alpha = 0), while
-					decrees proposed under the old one are
-					in flight */
-	PX_MUTANT_COUNT_REMOVED,     /* a leader counts votes of replicas
-					that were removed from the cell */
-	PX_MUTANT_ACK_FAILED_SYNC,   /* the simulator's disk reports a write
-					durable although its sync failed (a
-					full disk, EIO), as a storage layer
-					that ignores fsync's error would */
-	PX_MUTANT_ROUND_SEND_EARLY,  /* the daemon's round (lockd/edge/round.c)
-					tells the node its records are durable
-					before it writes them, so promises and
-					votes leave first */
-	PX_MUTANT_COUNT
-} ld_mutant;
-
+/* The cell's mutant (ld_mutant.h) is px_config.mutant; its names: */
 const char *px_mutant_name(ld_mutant m);
 ld_mutant px_mutant_parse(const char *name); /* PX_MUTANT_COUNT if unknown */
 
@@ -517,5 +468,13 @@ bool px_replica_member(const px_replica *r, uint32_t id, px_member *out);
 
 /* The value this replica knows chosen at slot, or NULL (borrowed). */
 const px_value *px_replica_chosen_at(const px_replica *r, uint64_t slot);
+
+/* Asserts the replica's invariants (paxos_int.h's Invariant: comments);
+ * deep adds the walks over its log and client table. The core's test build
+ * (LD_CHECKS) runs it at the end of every px_replica_step, deep every
+ * PX_CHECK_DEEP_EVERY-th; a test may call it in any build. Under a mutant
+ * it relaxes what that mutant breaks on purpose. */
+void px_replica_check(const px_replica *r, bool deep);
+#define PX_CHECK_DEEP_EVERY 1024u
 
 #endif

@@ -26,7 +26,9 @@ typedef struct px_sm_ops {
 	/* Replaces the whole state with a decoded snapshot. Returns 0, or -1
 	 * when the bytes are malformed (state then unchanged). */
 	int (*restore)(px_sm *sm, const uint8_t *buf, size_t len);
-	/* A digest of the whole state (for the simulator's agreement check). */
+	/* A digest of the whole state: replicas compare theirs at the same
+	 * position (paxos.h's digest_every_slots) to catch a replica whose
+	 * state went wrong, and the simulator checks they agree. */
 	uint64_t (*digest)(px_sm *sm);
 } px_sm_ops;
 

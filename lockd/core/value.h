@@ -23,9 +23,11 @@ typedef struct px_value {
 	px_cmd cmds[];   /* each cmds[i].data points into this allocation */
 } px_value;
 
-/* Builds a value holding copies of cmds[0..ncmds). Returns NULL when out of
- * memory or when a command is over LD_CMD_BYTES_MAX. The caller owns the one
- * reference and drops it with px_value_unref. */
+/* Builds a value holding copies of cmds[0..ncmds) (ncmds == 0: the shared
+ * no-op, px_value_noop). Returns NULL when out of memory, when ncmds is over
+ * LD_BATCH_CMDS_MAX, or when a command is over LD_CMD_BYTES_MAX or has
+ * bytes but no data. The caller owns the one reference and drops it with
+ * px_value_unref. */
 px_value *px_value_new(const px_cmd *cmds, uint32_t ncmds);
 
 /* The shared no-op decree (a static value; ref/unref are no-ops on it). */

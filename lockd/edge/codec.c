@@ -109,6 +109,50 @@ static bool codec_varint(const uint8_t *p, size_t len, size_t *pos,
 	return false;
 }
 
+/* One field of a protobuf encoding: its number, wire type and value. */
+typedef struct codec_field {
+	uint64_t id;
+	int wt;       /* WIRE_* */
+	uint64_t v;   /* VARINT: the value; LEN: the length; FIXED: 8 or 4 */
+	size_t start; /* where the value's bytes begin (LEN: after the length)
+		       */
+} codec_field;
+
+/* Reads the field at *pos and moves past it. false when it is cut short,
+ * a varint is longer than 10 bytes, a length runs past len, or the wire type
+ * is one proto/ never uses (groups, 3 and 4) or does not exist (6, 7). The
+ * one walk of the wire, for both walkers below. */
+static bool codec_field_next(const uint8_t *p, size_t len, size_t *pos,
+			     codec_field *f)
+{
+	uint64_t key;
+	if (!codec_varint(p, len, pos, &key))
+		return false;
+	f->id = key >> 3;
+	f->wt = (int)(key & 7);
+	f->v = 0;
+	f->start = *pos;
+	switch (f->wt) {
+	case WIRE_VARINT:
+		return codec_varint(p, len, pos, &f->v);
+	case WIRE_FIXED64:
+	case WIRE_FIXED32:
+		f->v = f->wt == WIRE_FIXED64 ? 8 : 4;
+		if (len - *pos < f->v)
+			return false;
+		*pos += (size_t)f->v;
+		return true;
+	case WIRE_LEN:
+		if (!codec_varint(p, len, pos, &f->v) || f->v > len - *pos)
+			return false;
+		f->start = *pos;
+		*pos += (size_t)f->v;
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Walks one message's encoding before protobuf-c unpacks it. protobuf-c
  * accepts duplicated singular fields (merging submessages, so repeated
  * fields inside could grow past any bound), keeps every unknown field, and
@@ -125,35 +169,14 @@ static int codec_walk_msg(codec_walk *w, const ProtobufCMessageDescriptor *desc,
 	if (depth > CODEC_DEPTH_MAX)
 		return CD_EMALFORMED;
 	while (pos < len) {
-		uint64_t key, n = 0;
-		if (!codec_varint(p, len, &pos, &key))
+		codec_field fl;
+		if (!codec_field_next(p, len, &pos, &fl))
 			return CD_EMALFORMED;
-		uint64_t id = key >> 3;
-		int wt = (int)(key & 7);
+		uint64_t id = fl.id, n = fl.v;
+		int wt = fl.wt;
+		size_t start = fl.start;
 		if (id == 0 || id > 0x1fffffff)
 			return CD_EMALFORMED;
-		size_t start = pos;
-		switch (wt) {
-		case WIRE_VARINT:
-			if (!codec_varint(p, len, &pos, &n))
-				return CD_EMALFORMED;
-			break;
-		case WIRE_FIXED64:
-		case WIRE_FIXED32:
-			n = wt == WIRE_FIXED64 ? 8 : 4;
-			if (len - pos < n)
-				return CD_EMALFORMED;
-			pos += n;
-			break;
-		case WIRE_LEN:
-			if (!codec_varint(p, len, &pos, &n) || n > len - pos)
-				return CD_EMALFORMED;
-			start = pos;
-			pos += n;
-			break;
-		default: /* groups (3, 4) are not used; 6, 7 do not exist */
-			return CD_EMALFORMED;
-		}
 
 		const ProtobufCFieldDescriptor *f =
 			protobuf_c_message_descriptor_get_field(desc,
@@ -779,56 +802,31 @@ int cd_request_check(const uint8_t *buf, size_t len, char *err, size_t errlen)
 	const ProtobufCMessageDescriptor *desc = &lockd__request__descriptor;
 	size_t pos = 0;
 	while (pos < len) {
-		uint64_t key, v;
-		if (!codec_varint(buf, len, &pos, &key))
+		codec_field fl;
+		if (!codec_field_next(buf, len, &pos, &fl))
 			return 0;
 		/* protobuf-c 1.4.1 keeps a field numbered 0 as an unknown
 		 * field, which it then packs into bytes it cannot unpack
 		 * (found by test/fuzz/request_fuzz.c): no such field exists. */
-		if (key >> 3 == 0) {
+		if (fl.id == 0) {
 			snprintf(err, errlen,
 				 "field number 0 is not a protobuf field");
 			return CD_EMALFORMED;
 		}
-		switch (key & 7) {
-		case WIRE_VARINT: {
-			if (!codec_varint(buf, len, &pos, &v))
-				return 0;
-			if (key >> 3 > UINT32_MAX)
-				return 0;
-			const ProtobufCFieldDescriptor *f =
-				protobuf_c_message_descriptor_get_field(
-					desc, (unsigned)(key >> 3));
-			/* (The enums here have no negative values, which
-			 * would take ten bytes.) */
-			if (f != NULL && codec_is_32bit(f->type) &&
-			    v > UINT32_MAX) {
-				snprintf(err, errlen,
-					 "%s does not fit in 32 bits: %llu is "
-					 "over %u",
-					 f->name, (unsigned long long)v,
-					 UINT32_MAX);
-				return CD_EMALFORMED;
-			}
-			break;
-		}
-		case WIRE_FIXED64:
-			if (len - pos < 8)
-				return 0;
-			pos += 8;
-			break;
-		case WIRE_FIXED32:
-			if (len - pos < 4)
-				return 0;
-			pos += 4;
-			break;
-		case WIRE_LEN:
-			if (!codec_varint(buf, len, &pos, &v) || v > len - pos)
-				return 0;
-			pos += (size_t)v;
-			break;
-		default:
+		if (fl.wt != WIRE_VARINT)
+			continue;
+		if (fl.id > UINT32_MAX)
 			return 0;
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field(
+				desc, (unsigned)fl.id);
+		/* (The enums here have no negative values, which would take
+		 * ten bytes.) */
+		if (f != NULL && codec_is_32bit(f->type) && fl.v > UINT32_MAX) {
+			snprintf(err, errlen,
+				 "%s does not fit in 32 bits: %llu is over %u",
+				 f->name, (unsigned long long)fl.v, UINT32_MAX);
+			return CD_EMALFORMED;
 		}
 	}
 	return 0;

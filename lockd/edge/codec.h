@@ -52,6 +52,18 @@ const char *cd_strerror(int rv);
 /* One encoded decree: at most a message. */
 #define CD_VALUE_BYTES_MAX LD_MESSAGE_BYTES_MAX
 
+/* A snapshot record and a decree travel inside peer messages (SNAPSHOT,
+ * CATCHUP, ACCEPT), so neither may outgrow one; a decree of the most and
+ * largest commands (each with its ids and framing, under 64 bytes) fits. */
+_Static_assert(CD_RECORD_BYTES_MAX <= LD_MESSAGE_BYTES_MAX,
+	       "a snapshot record's bytes fit a SNAPSHOT message");
+_Static_assert(CD_VALUE_BYTES_MAX <= LD_MESSAGE_BYTES_MAX,
+	       "a decree fits a message");
+_Static_assert((unsigned long long)LD_BATCH_CMDS_MAX *(LD_CMD_BYTES_MAX +
+						       64u) <=
+		       CD_VALUE_BYTES_MAX,
+	       "the largest decree encodes within CD_VALUE_BYTES_MAX");
+
 /* Unknown fields tolerated in one decoded buffer (newer peers may add
  * fields); past this the buffer is malformed. */
 #define CD_UNKNOWN_FIELDS_MAX 16u

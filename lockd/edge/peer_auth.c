@@ -9,6 +9,9 @@
 
 #include <mbedtls/md.h>
 
+/* Header-only (this library links without the core: lockd-forge uses it). */
+#include "bytes.h"
+
 static const uint8_t auth_magic[4] = {'L', 'D', 'M', '1'};
 /* Keeps this MAC apart from any other use of the same key. */
 static const char auth_domain[] = "lockd peer message v1";
@@ -71,30 +74,15 @@ int pa_key_load(const char *path, pa_key *k, char *err, size_t errlen)
 	return rc;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* HMAC-SHA256(key, domain | cell_id | from | to | body). */
 static int auth_mac(const pa_key *k, uint64_t cell_id, uint32_t from,
 		    uint32_t to, const uint8_t *body, size_t len,
 		    uint8_t mac[PA_MAC_BYTES])
 {
 	uint8_t hdr[16];
-	put_u32(hdr, (uint32_t)(cell_id >> 32));
-	put_u32(hdr + 4, (uint32_t)cell_id);
-	put_u32(hdr + 8, from);
-	put_u32(hdr + 12, to);
+	bytes_put_be64(hdr, cell_id);
+	bytes_put_be32(hdr + 8, from);
+	bytes_put_be32(hdr + 12, to);
 	mbedtls_md_context_t ctx;
 	mbedtls_md_init(&ctx);
 	int rv = mbedtls_md_setup(
@@ -119,7 +107,7 @@ int pa_mac_seal(const pa_key *k, uint64_t cell_id, uint32_t from, uint32_t to,
 		uint8_t trailer[PA_TRAILER_BYTES])
 {
 	memcpy(trailer, auth_magic, sizeof auth_magic);
-	put_u32(trailer + 4, from);
+	bytes_put_be32(trailer + 4, from);
 	return auth_mac(k, cell_id, from, to, body, len, trailer + 8);
 }
 
@@ -134,7 +122,7 @@ const char *pa_mac_open(const pa_key *k, uint64_t cell_id, uint32_t to,
 		       "--peer-key?)";
 	const uint8_t *t = buf + len - PA_TRAILER_BYTES;
 	size_t n = len - PA_TRAILER_BYTES;
-	uint32_t f = get_u32(t + 4);
+	uint32_t f = bytes_get_be32(t + 4);
 	uint8_t mac[PA_MAC_BYTES];
 	if (auth_mac(k, cell_id, f, to, buf, n, mac) != 0)
 		return "cannot compute the MAC (out of memory)";

@@ -67,6 +67,7 @@
 
 #include <rocksdb/c.h>
 
+#include "bytes.h"
 #include "codec.h"
 
 #define STORE_FORMAT 2u
@@ -185,22 +186,6 @@ static int store_fail_rocks(char *err, size_t errlen, const char *prefix,
 	return corrupt ? DS_CORRUPT : -1;
 }
 
-static void store_be64_put(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t store_be64_get(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* CRC32C (Castagnoli, reflected 0x82f63b78), table-driven; the table is
  * built once, on first use by any store. */
 static uint32_t store_crc_table[256];
@@ -233,20 +218,12 @@ static uint32_t store_frame_crc(int cf, const void *key, size_t keylen,
 				const void *v, size_t vlen)
 {
 	const char *name = store_cf_names[cf];
-	uint8_t klen[4] = {(uint8_t)(keylen >> 24), (uint8_t)(keylen >> 16),
-			   (uint8_t)(keylen >> 8), (uint8_t)keylen};
+	uint8_t klen[4];
+	bytes_put_be32(klen, (uint32_t)keylen);
 	uint32_t crc = store_crc(0, name, strlen(name) + 1);
 	crc = store_crc(crc, klen, sizeof klen);
 	crc = store_crc(crc, key, keylen);
 	return store_crc(crc, v, vlen);
-}
-
-static void store_be32_put(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
 }
 
 /* Checks the frame of the value v (len bytes, trailer included) stored
@@ -258,8 +235,7 @@ static bool store_unframe(int cf, const void *key, size_t keylen, const char *v,
 		return false;
 	size_t n = len - STORE_CRC_BYTES;
 	const uint8_t *t = (const uint8_t *)v + n;
-	uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 |
-			(uint32_t)t[2] << 8 | t[3];
+	uint32_t want = bytes_get_be32(t);
 	*plen = n;
 	return store_frame_crc(cf, key, keylen, v, n) == want;
 }
@@ -352,8 +328,8 @@ static void store_mark_synced(ds_store *s, uint64_t seq)
 	snprintf(path, sizeof path, "%s/" STORE_SYNCED_FILE, s->dir);
 	snprintf(tmp, sizeof tmp, "%s/" STORE_SYNCED_FILE ".tmp", s->dir);
 	uint8_t buf[8 + STORE_CRC_BYTES];
-	store_be64_put(buf, seq);
-	store_be32_put(buf + 8, store_crc(0, buf, 8));
+	bytes_put_be64(buf, seq);
+	bytes_put_be32(buf + 8, store_crc(0, buf, 8));
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
@@ -389,14 +365,12 @@ static int store_check_synced(ds_store *s, char *err, size_t errlen)
 	ssize_t n = read(fd, buf, sizeof buf);
 	close(fd);
 	if (n != 8 + STORE_CRC_BYTES ||
-	    store_crc(0, buf, 8) !=
-		    ((uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 |
-		     (uint32_t)buf[10] << 8 | buf[11]))
+	    store_crc(0, buf, 8) != bytes_get_be32(buf + 8))
 		return store_corrupt(err, errlen,
 				     "%s is damaged: its file %s fails its "
 				     "checksum",
 				     s->dir, STORE_SYNCED_FILE);
-	uint64_t want = store_be64_get(buf);
+	uint64_t want = bytes_get_be64(buf);
 	uint64_t have = rocksdb_get_latest_sequence_number(s->db);
 	if (have < want)
 		return store_corrupt(
@@ -593,9 +567,9 @@ static int store_meta_get(ds_store *s, int k, uint64_t *v, bool *found,
 	size_t len, plen;
 	const char *p = rocksdb_pinnableslice_value(ps, &len);
 	if (k == STORE_META_FORMAT && len == 8 &&
-	    store_be64_get((const uint8_t *)p) != STORE_FORMAT) {
+	    bytes_get_be64((const uint8_t *)p) != STORE_FORMAT) {
 		/* Another version's unframed format key: say which. */
-		*v = store_be64_get((const uint8_t *)p);
+		*v = bytes_get_be64((const uint8_t *)p);
 	} else if (len != 8 + STORE_CRC_BYTES) {
 		rv = store_corrupt(err, errlen,
 				   "%s is damaged: its meta key '%s' holds %zu "
@@ -608,7 +582,7 @@ static int store_meta_get(ds_store *s, int k, uint64_t *v, bool *found,
 				   "checksum",
 				   s->dir, key);
 	} else {
-		*v = store_be64_get((const uint8_t *)p);
+		*v = bytes_get_be64((const uint8_t *)p);
 	}
 	rocksdb_pinnableslice_destroy(ps);
 	return rv;
@@ -637,8 +611,8 @@ static int store_draw_incarnation(uint64_t *out, const char *dir, char *err,
 static void store_meta_put(ds_store *s, int k, uint64_t v, uint8_t *buf)
 {
 	const char *key = store_meta_keys[k];
-	store_be64_put(buf, v);
-	store_be32_put(buf + 8, store_frame_crc(STORE_CF_META, key, strlen(key),
+	bytes_put_be64(buf, v);
+	bytes_put_be32(buf + 8, store_frame_crc(STORE_CF_META, key, strlen(key),
 						buf, 8));
 	rocksdb_writebatch_put_cf(s->wb, s->cf[STORE_CF_META], key, strlen(key),
 				  (const char *)buf, 8 + STORE_CRC_BYTES);
@@ -1048,7 +1022,7 @@ static void store_put_framed(ds_store *s, int cf, const void *key,
 			     size_t keylen, const uint8_t *v, size_t vlen)
 {
 	uint8_t crc[STORE_CRC_BYTES];
-	store_be32_put(crc, store_frame_crc(cf, key, keylen, v, vlen));
+	bytes_put_be32(crc, store_frame_crc(cf, key, keylen, v, vlen));
 	const char *k = key;
 	const char *parts[2] = {(const char *)v, (const char *)crc};
 	size_t sizes[2] = {vlen, sizeof crc};
@@ -1080,11 +1054,11 @@ static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
 				 sizeof store_joined_key - 1, buf, len);
 		break;
 	case PX_REC_VOTE:
-		store_be64_put(key, rec->slot);
+		bytes_put_be64(key, rec->slot);
 		store_put_framed(s, STORE_CF_LEDGER, key, 8, buf, len);
 		break;
 	case PX_REC_CHOSEN:
-		store_be64_put(key, rec->slot);
+		bytes_put_be64(key, rec->slot);
 		key[8] = STORE_CHOSEN_SUFFIX;
 		store_put_framed(s, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
@@ -1099,7 +1073,7 @@ static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
 			memset(hi, 0xff, 8);
 			hilen = 9;
 		} else {
-			store_be64_put(hi, rec->slot + 1);
+			bytes_put_be64(hi, rec->slot + 1);
 		}
 		store_put_framed(s, STORE_CF_STATE, store_snapshot_key,
 				 sizeof store_snapshot_key - 1, buf, len);
@@ -1278,7 +1252,7 @@ int ds_load(ds_store *s, int (*fn)(const px_record *rec, void *arg), void *arg,
 				s->dir, klen);
 			break;
 		}
-		uint64_t slot = store_be64_get((const uint8_t *)k);
+		uint64_t slot = bytes_get_be64((const uint8_t *)k);
 		char what[64], keyname[64];
 		snprintf(what, sizeof what, "%s record at slot %" PRIu64,
 			 chosen ? "chosen" : "ledger", slot);

@@ -6,9 +6,11 @@
  *             the configuration it joined a running cell with) and its
  *             incarnation. A directory that belongs to another replica or
  *             cell, or to another format, is refused.
- *   acceptor  the acceptor's promise (PX_REC_PROMISE): one key.
+ *   acceptor  the acceptor's promise (PX_REC_PROMISE) and, once the
+ *             replica votes, PX_REC_JOINED: one key each.
  *   ledger    votes (PX_REC_VOTE), keyed by slot (big-endian u64), so they
- *             iterate in ledger order.
+ *             iterate in ledger order, and PX_REC_CHOSEN hints, each keyed
+ *             right after its slot's vote.
  *   state     the newest snapshot of the lease table and client table
  *             (PX_REC_SNAPSHOT) with its base position.
  *
@@ -90,7 +92,8 @@ int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync, char *err,
 	     size_t errlen);
 
 /* Calls fn with every stored record in the order px_replica_restore needs:
- * the snapshot (if any), the promise (if any), then votes in slot order.
+ * the snapshot (if any), the promise (if any), JOINED (if written), then
+ * the ledger in slot order (a slot's vote before its CHOSEN hint).
  * The record is borrowed for the call. fn returns 0 to go on, or non-zero
  * to stop (ds_load then returns that value). -1 or DS_CORRUPT
  * when reading fails; records already passed to fn are then not the

@@ -263,9 +263,8 @@ int main(int argc, char **argv)
 		}
 		uint8_t *sealed = realloc(buf, len + PA_TRAILER_BYTES);
 		if (sealed == NULL ||
-		    pa_mac_seal(&key, cell_id, (uint32_t)from,
-				     (uint32_t)to, sealed, len,
-				     sealed + len) != 0)
+		    pa_mac_seal(&key, cell_id, (uint32_t)from, (uint32_t)to,
+				sealed, len, sealed + len) != 0)
 			return 1;
 		buf = sealed;
 		len += PA_TRAILER_BYTES;

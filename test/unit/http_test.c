@@ -1,6 +1,6 @@
-/* The operator pages (lockd/daemon/http.h): /health says whether this replica is
- * part of a cell that can serve, /metrics is Prometheus text, and a real
- * nng HTTP server answers both and 404s the rest. */
+/* The operator pages (lockd/daemon/http.h): /health says whether this replica
+ * is part of a cell that can serve, /metrics is Prometheus text, and a real nng
+ * HTTP server answers both and 404s the rest. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
-/* The watch feed (lockd/daemon/watch.h) filled by a real lease table's tap: every
- * holder change after a position is found, in order, none skipped; what the
- * feed no longer reaches is reported as lost, never as "no change". */
+/* The watch feed (lockd/daemon/watch.h) filled by a real lease table's tap:
+ * every holder change after a position is found, in order, none skipped; what
+ * the feed no longer reaches is reported as lost, never as "no change". */
 #include <criterion/criterion.h>
 #include <string.h>
 
