@@ -286,6 +286,26 @@ typedef struct lc_lease_info {
 /* The lease on name, into *out (caller's). LC_ENOSUCH when it is free. */
 int lc_get(lc_client *c, const char *name, lc_lease_info *out);
 
+/* One change of a name, as a prefix watch reports it. */
+typedef struct lc_change {
+	bool held;           /* false: the name became free */
+	lc_lease_info lease; /* name always; the rest when held */
+} lc_change;
+
+/* The changes of every name under prefix ("" for every name) after ledger
+ * position after_position: one WATCH, waiting up to wait_ms (at most 60 s
+ * at the replica). LC_OK: out[0..*n) (at most cap) are every change at
+ * *position, the first position after after_position that has any, so
+ * that calling again from *position misses none; or, with *history_lost,
+ * none (*n is 0): the replica could not replay the changes after
+ * after_position (it restarted or they fell out of its feed), so list the
+ * prefix (lc_list) to learn the state at *position and go on from there.
+ * LC_ETIMEOUT: no change within wait_ms; *position is how far the replica
+ * looked, to call again from. */
+int lc_watch_prefix(lc_client *c, const char *prefix, uint64_t after_position,
+		    uint32_t wait_ms, lc_change *out, size_t cap, size_t *n,
+		    uint64_t *position, bool *history_lost);
+
 /* Chubby's sequencer check: *current is whether token is the current
  * holder's token for name. LC_OK whatever the answer. */
 int lc_check(lc_client *c, const char *name, uint64_t token, bool *current);

@@ -200,3 +200,52 @@ int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
 	lockd__reply__free_unpacked(rep, NULL);
 	return rv;
 }
+
+int lc_watch_prefix(lc_client *c, const char *prefix, uint64_t after_position,
+		    uint32_t wait_ms, lc_change *out, size_t cap, size_t *n,
+		    uint64_t *position, bool *history_lost)
+{
+	if (c == NULL || prefix == NULL || n == NULL || position == NULL ||
+	    history_lost == NULL || (out == NULL && cap > 0))
+		return lci_fail(LC_EINVAL, "lc_watch_prefix: a NULL argument");
+	*n = 0;
+	*history_lost = false;
+	*position = after_position;
+	if (prefix[0] != '\0') {
+		int rv = lci_check_name(prefix);
+		if (rv != LC_OK)
+			return rv;
+	}
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_WATCH;
+	req.name = (char *)prefix;
+	req.prefix = true;
+	req.after_position = after_position;
+	req.wait_ms = wait_ms;
+	req.consistency = (Lockd__Consistency)c->o.read_consistency;
+	call_result res;
+	int rv = lci_call(c, &req, false, wait_ms, NULL, &res);
+	if (rv != LC_OK)
+		return rv;
+	const Lockd__Reply *rep = res.rep;
+	if (rep->status == LOCKD__STATUS__STATUS_TIMEOUT) {
+		if (rep->position > after_position)
+			*position = rep->position;
+		lockd__reply__free_unpacked(res.rep, NULL);
+		return lci_fail(LC_ETIMEOUT, "no change under %s within %u ms",
+				prefix, wait_ms);
+	}
+	rv = lci_reply_code(rep);
+	if (rv == LC_OK) {
+		*position = rep->position;
+		*history_lost = rep->history_lost;
+		for (size_t i = 0; i < rep->n_leases && *n < cap; i++) {
+			lc_change *ch = &out[(*n)++];
+			memset(ch, 0, sizeof *ch);
+			ch->held = !rep->leases[i]->freed;
+			lci_fill_info(&ch->lease, rep->leases[i]);
+		}
+	}
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}

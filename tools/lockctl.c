@@ -134,8 +134,11 @@ static const char usage_cmds2[] =
 	"                         changes. --from: no start line, the changes\n"
 	"                         after POSITION (a position watch printed);\n"
 	"                         --interval: each long-poll's wait, and the\n"
-	"                         pause after an error. (No --prefix: the\n"
-	"                         cell's WATCH follows one name.)\n"
+	"                         pause after an error.\n"
+	"  watch --prefix PREFIX [--count N] [--interval 1s] [--from POSITION]\n"
+	"                         the same for every name under PREFIX (\"\":\n"
+	"                         all): start lines list them, then each\n"
+	"                         change of any of them, in ledger order\n"
 	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
 	"else 1\n"
 	"  member list            members: id, voter or learner, URLs\n"
@@ -1027,6 +1030,118 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 	return EX_OK;
 }
 
+/* watch --prefix: one line per lease at the start (a listing), then every
+ * change of every name under the prefix, each with its position and kind
+ * (held, free), in ledger order, resuming from the last position seen
+ * (lc_watch_prefix reports all the changes at one position at once). */
+#define WATCH_CHANGES_MAX 1000u
+
+typedef struct watch_listing {
+	lc_lease_info *v;
+	size_t n, cap;
+} watch_listing;
+
+static bool watch_list_one(const lc_lease_info *info, void *arg)
+{
+	watch_listing *w = arg;
+	if (w->n == w->cap) {
+		w->cap = w->cap ? 2 * w->cap : 64;
+		w->v = realloc(w->v, w->cap * sizeof *w->v);
+		if (w->v == NULL)
+			die(EX_UNAVAIL, "out of memory");
+	}
+	w->v[w->n++] = *info;
+	return true;
+}
+
+/* Start lines: the leases under prefix, at the position the listing
+ * reached (lc_list's last page). */
+static void watch_start_lines(lc_client *c, const char *prefix)
+{
+	watch_listing w = {0};
+	int rv = lc_list(c, prefix, watch_list_one, &w, NULL);
+	if (rv != LC_OK)
+		lc_die(rv, "cannot list the prefix");
+	lc_leader_info *li = malloc(sizeof *li);
+	if (li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	for (size_t i = 0; i < w.n; i++) {
+		*li = (lc_leader_info){.elected = true,
+				       .position = lc_known_position(c)};
+		li->lease = w.v[i];
+		print_event(w.v[i].name, li, "start");
+	}
+	free(li);
+	free(w.v);
+}
+
+static int cmd_watch_prefix(lc_client *c, const char *prefix, uint64_t count,
+			    uint32_t interval_ms, bool from_set, uint64_t from)
+{
+	lc_change *ch = malloc(WATCH_CHANGES_MAX * sizeof *ch);
+	lc_leader_info *li = malloc(sizeof *li);
+	if (ch == NULL || li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	uint64_t position = from;
+	if (!from_set) {
+		watch_start_lines(c, prefix);
+		position = lc_known_position(c);
+	}
+	uint64_t changes = 0;
+	bool err_said = false;
+	while (!got_signal) {
+		size_t n;
+		bool lost;
+		uint64_t at;
+		int rv = lc_watch_prefix(c, prefix, position, interval_ms, ch,
+					 WATCH_CHANGES_MAX, &n, &at, &lost);
+		if (rv == LC_ETIMEOUT) {
+			position = at;
+			continue;
+		}
+		if (rv != LC_OK) {
+			if (!err_said)
+				fprintf(stderr,
+					"%s: watch --prefix %s: %s (%s); still "
+					"trying\n",
+					prog, prefix, lc_strerror(rv),
+					lc_last_error());
+			err_said = true;
+			sleep_ms(interval_ms);
+			continue;
+		}
+		err_said = false;
+		if (lost) {
+			fprintf(stderr,
+				"%s: watch --prefix %s: the replica could not "
+				"replay the changes since position %" PRIu64
+				"; listing the current state, and changes in "
+				"between may have been missed\n",
+				prog, prefix, position);
+			watch_start_lines(c, prefix);
+			position = at > lc_known_position(c)
+					   ? at
+					   : lc_known_position(c);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			memset(li, 0, sizeof *li);
+			li->elected = ch[i].held;
+			li->position = at;
+			li->lease = ch[i].lease;
+			print_event(ch[i].lease.name, li,
+				    ch[i].held ? "held" : "free");
+		}
+		position = at;
+		changes += n;
+		if (count > 0 && changes >= count)
+			break;
+	}
+	free(li);
+	free(ch);
+	return EX_OK;
+}
+
 static volatile sig_atomic_t lease_state, jeopardy_seen;
 
 static void on_lease(lc_lease_state st, const char *name, uint64_t token,
@@ -1813,7 +1928,7 @@ int main(int argc, char **argv)
 		{"get", 1, 1, false},     {"acquire", 1, 1, true},
 		{"release", 1, 1, false}, {"revoke", 1, 1, false},
 		{"elect", 1, 1, true},    {"leader", 1, 1, false},
-		{"watch", 1, 1, false},   {"check-token", 2, 2, false},
+		{"watch", 0, 1, false},   {"check-token", 2, 2, false},
 		{"member", 1, 2, false},
 	};
 	size_t k = 0;
@@ -1843,12 +1958,13 @@ int main(int argc, char **argv)
 	if (a.hold && (strcmp(a.cmd, "acquire") != 0 || a.exec != NULL))
 		die(EX_USAGE, "--hold is for acquire without a command: it "
 			      "holds the lease until SIGTERM or SIGINT");
-	if (a.prefix != NULL)
-		die(EX_USAGE,
-		    "--prefix: the cell's WATCH follows one name "
-		    "(proto/client.proto, OP_WATCH), so lockctl cannot follow "
-		    "a prefix without missing changes; watch each name, or "
-		    "poll 'lockctl ls PREFIX'");
+	if (a.prefix != NULL && strcmp(a.cmd, "watch") != 0)
+		die(EX_USAGE, "--prefix is for watch");
+	if (strcmp(a.cmd, "watch") == 0 && (a.npos == 1) == (a.prefix != NULL))
+		die(EX_USAGE, "watch takes a NAME or --prefix PREFIX (\"\": "
+			      "every name), not both");
+	if (a.prefix != NULL && a.prefix[0] != '\0')
+		check_name(a.prefix);
 	if (a.from != NULL && strcmp(a.cmd, "watch") != 0)
 		die(EX_USAGE, "--from is for watch");
 	if (a.from != NULL)
@@ -1859,7 +1975,8 @@ int main(int argc, char **argv)
 	uint32_t member_timeout_ms = 60000, member_id = 0;
 	if (member)
 		member_args(&a, &member_timeout_ms, &member_id);
-	else if (strcmp(cmd, "ls") != 0 && strcmp(cmd, "status") != 0)
+	else if (strcmp(cmd, "ls") != 0 && strcmp(cmd, "status") != 0 &&
+		 a.npos > 0)
 		check_name(a.pos[0]);
 	if (a.ttl)
 		parse_duration(a.ttl, "--ttl");
@@ -1926,6 +2043,13 @@ int main(int argc, char **argv)
 		rc = cmd_leader(c, a.pos[0]);
 	} else if (strcmp(cmd, "check-token") == 0) {
 		rc = cmd_check(c, a.pos[0], token);
+	} else if (strcmp(cmd, "watch") == 0 && a.prefix != NULL) {
+		rc = cmd_watch_prefix(
+			c, a.prefix, count,
+			a.interval ? parse_duration(a.interval, "--interval")
+				   : 1000,
+			a.from != NULL,
+			a.from ? parse_u64(a.from, "--from") : 0);
 	} else if (strcmp(cmd, "watch") == 0) {
 		rc = cmd_watch(
 			c, a.pos[0], count,

@@ -507,10 +507,54 @@ void srv_answer_watch_timeout(ld_server *s, uint32_t idx)
 
 /* Answers the watch if the feed has its change (or has lost it); else
  * leaves it waiting. true when answered. */
+/* A prefix WATCH's answer: every change under the prefix at one position
+ * (es[0..n)), or with history_lost the position alone (the watcher lists
+ * the names to learn their state). Uses LIST's reply buffers. */
+static void answer_watch_prefix(ld_server *s, uint32_t idx,
+				const ld_watch_entry *const *es, uint32_t n)
+{
+	px_status st;
+	srv_node_status(s, &st);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
+	set_leader(s, &rep, st.leader);
+	rep.position = n > 0 ? es[0]->slot : st.applied;
+	rep.history_lost = n == 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const ld_watch_entry *e = es[i];
+		memcpy(s->list_names[i], e->name, e->name_len);
+		s->list_names[i][e->name_len] = '\0';
+		ls_view v = {.holder = e->holder,
+			     .token = e->token,
+			     .ttl_ms = e->ttl_ms,
+			     .value = e->value,
+			     .value_len = e->value_len};
+		wire_lease(&s->list_leases[i], s->list_names[i], &v);
+		s->list_leases[i].freed = !e->held;
+		s->list_ptrs[i] = &s->list_leases[i];
+	}
+	rep.n_leases = n;
+	rep.leases = s->list_ptrs;
+	slot_done(s, idx, &rep);
+}
+
 bool srv_watch_look(ld_server *s, uint32_t idx)
 {
 	slot *sl = &s->slots[idx];
 	const Lockd__Request *r = ld_cctx_request(sl->c);
+	if (r->prefix) {
+		static const ld_watch_entry *es[LIST_LEASES_MAX];
+		uint32_t n;
+		ld_watch_find_rv rv = ld_watch_find_prefix(
+			&s->feed, r->name, (uint32_t)strlen(r->name),
+			r->after_position, sl->mark, es, LIST_LEASES_MAX, &n);
+		sl->mark = s->feed.added;
+		if (rv == LD_WATCH_NONE)
+			return false;
+		answer_watch_prefix(s, idx, es, rv == LD_WATCH_FOUND ? n : 0);
+		return true;
+	}
 	const ld_watch_entry *e;
 	ld_watch_find_rv rv =
 		ld_watch_find(&s->feed, r->name, (uint32_t)strlen(r->name),
@@ -527,7 +571,9 @@ static void watch_start(ld_server *s, uint32_t idx)
 	slot *sl = &s->slots[idx];
 	const Lockd__Request *r = ld_cctx_request(sl->c);
 	size_t nl = strlen(r->name);
-	if (!ls_name_valid(r->name,
+	/* A prefix may be empty (every name); otherwise it is a name. */
+	if (!(r->prefix && nl == 0) &&
+	    !ls_name_valid(r->name,
 			   nl > UINT16_MAX ? UINT16_MAX : (uint32_t)nl)) {
 		answer_watch_invalid(s, idx, LS_E_NAME);
 		return;

@@ -136,3 +136,34 @@ ld_watch_find_rv ld_watch_find(const ld_watch_feed *f, const char *name,
 	*out = first;
 	return first != NULL ? LD_WATCH_FOUND : LD_WATCH_NONE;
 }
+
+ld_watch_find_rv ld_watch_find_prefix(const ld_watch_feed *f,
+				      const char *prefix, uint32_t plen,
+				      uint64_t after, uint64_t mark,
+				      const ld_watch_entry **out, uint32_t cap,
+				      uint32_t *n)
+{
+	*n = 0;
+	if (after < f->lo)
+		return LD_WATCH_LOST;
+	uint64_t fresh = f->added - mark;
+	uint32_t from = fresh >= f->n ? 0 : f->n - (uint32_t)fresh;
+	/* The oldest fresh position after `after` with a match: entries are
+	 * in position order, so it is the first match walking forwards from
+	 * the first entry past `after`. */
+	uint32_t i = from;
+	while (i < f->n && watch_at(f, i)->slot <= after)
+		i++;
+	uint64_t slot = 0;
+	for (; i < f->n; i++) {
+		const ld_watch_entry *e = watch_at(f, i);
+		if (slot != 0 && e->slot != slot)
+			break;
+		if (e->name_len < plen || memcmp(e->name, prefix, plen) != 0)
+			continue;
+		slot = e->slot;
+		if (*n < cap)
+			out[(*n)++] = e;
+	}
+	return *n > 0 ? LD_WATCH_FOUND : LD_WATCH_NONE;
+}

@@ -63,4 +63,14 @@ ld_watch_find_rv ld_watch_find(const ld_watch_feed *f, const char *name,
 			       uint32_t name_len, uint64_t after, uint64_t mark,
 			       const ld_watch_entry **out);
 
+/* WATCH with a prefix: every change of a name starting with prefix (plen
+ * bytes; 0: every name) at the first position > after that has one, as
+ * out[0..*n) (at most cap; borrowed like ld_watch_find's). Its LOST and
+ * NONE are ld_watch_find's. */
+ld_watch_find_rv ld_watch_find_prefix(const ld_watch_feed *f,
+				      const char *prefix, uint32_t plen,
+				      uint64_t after, uint64_t mark,
+				      const ld_watch_entry **out, uint32_t cap,
+				      uint32_t *n);
+
 #endif

@@ -160,6 +160,30 @@ mapfile -t wl <"$T/wq.out"
 [[ ${wl[1]} == *"\"token\":\"${toks[0]}\","* && ${wl[3]} == *"\"token\":\"${toks[1]}\","* ]] ||
 	fail "watch app/q tokens ${toks[*]}: $(cat "$T/wq.out")"
 
+say "watch --prefix: every change of every name under it, in order"
+expect_rc 0 lc acquire px/a --ttl 30s
+sa=$(kv "$(cat "$T/out")" session)
+ta=$(kv "$(cat "$T/out")" token)
+"$LOCKCTL" -e "$CLIENTS" watch --prefix px/ --count 3 >"$T/wp.out" 2>"$T/wp.err" &
+w=$!
+watch_started "$T/wp.out"
+expect_rc 0 lc acquire px/b --ttl 30s
+expect_rc 0 lc acquire elsewhere/c --ttl 30s
+expect_rc 0 lc release px/a --token "$ta" --session "$sa"
+expect_rc 0 lc acquire px/c --ttl 30s
+watch_done "$w" "$T/wp.out"
+mapfile -t pl <"$T/wp.out"
+[[ ${#pl[@]} -eq 4 && ${pl[0]} == *"event=start"*"name=px/a held=1"* &&
+	${pl[1]} == *"event=held"*"name=px/b held=1"* &&
+	${pl[2]} == *"event=free"*"name=px/a held=0"* &&
+	${pl[3]} == *"event=held"*"name=px/c held=1"* ]] ||
+	fail "watch --prefix px/: $(cat "$T/wp.out")"
+p1=$(sed -n 2p "$T/wp.out" | sed 's/^position=\([0-9]*\).*/\1/')
+p3=$(sed -n 4p "$T/wp.out" | sed 's/^position=\([0-9]*\).*/\1/')
+(( p1 < p3 )) || fail "watch --prefix positions: $(cat "$T/wp.out")"
+expect_rc 2 lc watch px/a --prefix px/
+expect_rc 2 lc watch
+
 say "ls pages: 1,200 leases (two pages) come back whole, in order"
 line=$("$PROBE" "$CLIENTS" fill big 1200) || fail "fill: $line"
 # lockctl is a new client: it has seen none of the probe's positions, so a
@@ -296,7 +320,7 @@ expect_rc 0 timeout 10 "$LOCKCTL" -e "$CLIENTS" watch x/w16 --from "$from" --cou
 [[ $(grep -c 'event=held' "$T/out") -eq 1 && $(grep -c 'event=free' "$T/out") -eq 1 ]] ||
 	fail "watch --from: $(cat "$T/out")"
 expect_rc 2 lc watch x/ --prefix x/
-grep -q "one name" "$T/err" || fail "watch --prefix: $(cat "$T/err")"
+grep -q "not both" "$T/err" || fail "watch NAME --prefix: $(cat "$T/err")"
 
 say "two replicas stopped: reads are linearizable unless asked otherwise"
 # Keep a follower: it answers (not the leader, or no leader known), and

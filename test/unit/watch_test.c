@@ -182,3 +182,50 @@ Test(watch, a_mark_looks_only_at_what_is_new)
 	cr_assert_eq(ld_watch_find(&F, "a", 1, 1, mark, &e), LD_WATCH_FOUND);
 	cr_assert_eq(e->slot, 3);
 }
+
+static ld_watch_find_rv find_prefix(const char *prefix, uint64_t after,
+				    const ld_watch_entry **es, uint32_t *n)
+{
+	return ld_watch_find_prefix(&F, prefix, (uint32_t)strlen(prefix), after,
+				    0, es, 8, n);
+}
+
+static void tap(uint64_t slot, const char *name, bool held)
+{
+	ls_view v = {.holder = 7, .token = slot};
+	ld_watch_feed_tap(&F, slot, name, (uint32_t)strlen(name),
+			  held ? &v : NULL);
+}
+
+Test(watch, a_prefix_gets_every_change_under_it_at_one_position)
+{
+	const ld_watch_entry *es[8];
+	uint32_t n;
+	/* One decree (an expiry, say) changes three names at position 5, two
+	 * of them under db/; another changes db/c at 6. */
+	tap(4, "other/x", true);
+	tap(5, "db/a", false);
+	tap(5, "web/z", false);
+	tap(5, "db/b", true);
+	tap(6, "db/c", true);
+	cr_assert_eq(find_prefix("db/", 0, es, &n), LD_WATCH_FOUND);
+	cr_assert_eq(n, 2, "both db/ changes at 5, not only the first");
+	cr_assert_eq(es[0]->slot, 5);
+	cr_assert_eq(es[1]->slot, 5);
+	cr_assert_not(es[0]->held);
+	cr_assert(es[1]->held);
+	/* Resuming from 5 misses none and repeats none. */
+	cr_assert_eq(find_prefix("db/", 5, es, &n), LD_WATCH_FOUND);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(es[0]->slot, 6);
+	cr_assert_eq(find_prefix("db/", 6, es, &n), LD_WATCH_NONE);
+	/* "" is every name; a prefix matches only at the start. */
+	cr_assert_eq(find_prefix("", 0, es, &n), LD_WATCH_FOUND);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(es[0]->slot, 4);
+	cr_assert_eq(find_prefix("b/", 0, es, &n), LD_WATCH_NONE);
+	/* Behind the feed's reach: lost, as for one name. */
+	ld_watch_feed_reset(&F, 5);
+	cr_assert_eq(find_prefix("db/", 4, es, &n), LD_WATCH_LOST);
+	cr_assert_eq(n, 0);
+}
