@@ -90,9 +90,11 @@ size_t tw_disk_sync(tw_disk *d, uint64_t write_id, bool *snapshot)
 		append_owned(d, d->pending[k].rec);
 		k++;
 	}
-	memmove(d->pending, d->pending + k,
-		(d->npending - k) * sizeof *d->pending);
-	d->npending -= k;
+	if (k > 0) {
+		memmove(d->pending, d->pending + k,
+			(d->npending - k) * sizeof *d->pending);
+		d->npending -= k;
+	}
 	if (snapshot)
 		*snapshot = snap;
 	return k;
@@ -118,6 +120,8 @@ void tw_disk_lose(tw_disk *d, uint64_t write_id)
 	size_t k = 0;
 	while (k < d->npending && d->pending[k].write_id <= write_id)
 		px_record_clear(&d->pending[k++].rec);
+	if (k == 0)
+		return;
 	memmove(d->pending, d->pending + k,
 		(d->npending - k) * sizeof *d->pending);
 	d->npending -= k;
