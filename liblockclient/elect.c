@@ -117,9 +117,10 @@ int lc_observe(lc_client *c, const char *group, uint64_t after_position,
 			break;
 		/* The feed gives changes, but a replica that lost its history
 		 * gives the current state, which may be what the caller knows:
-		 * not a change. */
+		 * not a change. A feed entry with the caller's token is the
+		 * holder's new value (lc_proclaim): a change. */
 		uint64_t token = r->elected ? r->lease.token : 0;
-		if (token != after_token) {
+		if (token != after_token || (r->elected && !r->history_lost)) {
 			*out = *r;
 			break;
 		}

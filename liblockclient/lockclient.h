@@ -243,6 +243,13 @@ int lc_acquire(lc_client *c, const char *name, uint32_t ttl_ms,
  * holder is another session), LC_ENOSUCH when the name is free. */
 int lc_release(lc_client *c, const char *name, uint64_t token);
 
+/* The holder (this session, with its token) replaces its lease's value,
+ * keeping token, TTL and deadline: an elected leader announces a new value
+ * without resigning (etcd's Proclaim); watchers and lc_observe see it as a
+ * change. LC_ENOTHOLDER and LC_ENOSUCH as lc_release. */
+int lc_proclaim(lc_client *c, const char *name, uint64_t token,
+		const void *value, size_t value_len);
+
 /* The answer to one RENEW: the tokens renewed and when the request was first
  * sent. Caller's memory (about 8 KiB: allocate it, do not put it on a small
  * stack). */
@@ -625,7 +632,8 @@ void lc_observe_options_init(lc_observe_options *o);
  * lc_leader, or the previous lc_observe, with token 0 when free), and call
  * again with what it returns: every change is reported once, in ledger
  * order, none skipped, across replicas and failover. A release that hands
- * the group to a waiter is one change (to the waiter); renewals are none.
+ * the group to a waiter is one change (to the waiter); a holder's new
+ * value (lc_proclaim) is one, with the same token; renewals are none.
  *
  * The cell keeps each replica's recent changes in memory (WATCH in
  * client.proto). A replica that cannot replay from after_position (it

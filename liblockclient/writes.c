@@ -154,6 +154,35 @@ int lci_release(lc_client *c, const char *name, uint64_t token, lci_stop *st)
 	return rv;
 }
 
+int lc_proclaim(lc_client *c, const char *name, uint64_t token,
+		const void *value, size_t value_len)
+{
+	if (c == NULL)
+		return lci_fail(LC_EINVAL, "lc_proclaim: client is NULL");
+	int rv = lci_check_name(name);
+	if (rv != LC_OK)
+		return rv;
+	if (value_len > LC_VALUE_BYTES_MAX || (value_len > 0 && value == NULL))
+		return lci_fail(LC_EINVAL, "a value is at most %u bytes",
+				LC_VALUE_BYTES_MAX);
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_PROCLAIM;
+	req.name = (char *)name;
+	req.token = token;
+	req.value.data = (uint8_t *)value;
+	req.value.len = value_len;
+	call_result res;
+	if ((rv = lci_write_lock(c, NULL)) != LC_OK)
+		return rv;
+	rv = write_call(c, &req, 0, NULL, &res);
+	lci_write_unlock(c);
+	if (rv != LC_OK)
+		return rv;
+	rv = lci_reply_code(res.rep);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
 int lc_revoke(lc_client *c, const char *name, const char *reason)
 {
 	if (c == NULL)

@@ -106,6 +106,13 @@ static const char usage_cmds1[] =
 	"                         the session's key, keeps others from "
 	"acting\n"
 	"                         for it with the id GET shows)\n"
+	"  proclaim NAME --value V --token T --session S:K\n"
+	"                         the holder replaces its lease's value, "
+	"keeping\n"
+	"                         token and TTL: an elected leader announces "
+	"a\n"
+	"                         new value without resigning (watchers see "
+	"it)\n"
 	"  revoke NAME --reason TEXT\n"
 	"                         force the lease to end (it passes on when "
 	"it\n"
@@ -129,7 +136,8 @@ static const char usage_cmds2[] =
 	"change\n"
 	"                         of holder or token, each one, in order: its\n"
 	"                         ledger position, its kind (start, held,\n"
-	"                         passed: to another holder, free) and the\n"
+	"                         passed: to another holder, value: the\n"
+	"                         holder proclaimed a new one, free) and the\n"
 	"                         lease as get prints it; stop after N\n"
 	"                         changes. --from: no start line, the changes\n"
 	"                         after POSITION (a position watch printed);\n"
@@ -1011,10 +1019,13 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 				"; this is the current state, and changes "
 				"in between may have been missed\n",
 				prog, name, position);
-		const char *kind = first               ? "start"
-				   : !li->elected      ? "free"
-				   : known && was_held ? "passed"
-						       : "held";
+		const char *kind =
+			first	       ? "start"
+			: !li->elected ? "free"
+			: known && was_held && li->lease.token == token
+				? "value"
+			: known && was_held ? "passed"
+					    : "held";
 		if (!first)
 			changes++;
 		first = false;
@@ -1640,10 +1651,14 @@ static int cmd_elect(lc_client *c, const args *a)
 		json_u64(l.token);
 		printf(",\"session\":");
 		json_u64(lc_session(c));
-		printf("}\n");
+		printf(",\"credential\":\"%" PRIu64 ":%" PRIu64 "\"}\n",
+		       lc_session(c), lc_session_key(c));
 	} else {
-		printf("elected token=%" PRIu64 " session=%" PRIu64 "\n",
-		       l.token, lc_session(c));
+		/* session=S:K, as acquire prints it: what proclaim (and
+		 * release) need to act for this session. */
+		printf("elected token=%" PRIu64 " session=%" PRIu64 ":%" PRIu64
+		       "\n",
+		       l.token, lc_session(c), lc_session_key(c));
 	}
 	fflush(stdout);
 	return hold(c, s, group, &l, a->exec, kill_after);
@@ -1927,6 +1942,7 @@ int main(int argc, char **argv)
 		{"status", 0, 0, false},  {"ls", 0, 1, false},
 		{"get", 1, 1, false},     {"acquire", 1, 1, true},
 		{"release", 1, 1, false}, {"revoke", 1, 1, false},
+		{"proclaim", 1, 1, false},
 		{"elect", 1, 1, true},    {"leader", 1, 1, false},
 		{"watch", 0, 1, false},   {"check-token", 2, 2, false},
 		{"member", 1, 2, false},
@@ -1938,7 +1954,7 @@ int main(int argc, char **argv)
 	if (k == sizeof cmds / sizeof cmds[0])
 		die(EX_USAGE,
 		    "unknown command '%s': the commands are status, ls, get, "
-		    "acquire, release, revoke, elect, leader, watch, "
+		    "acquire, release, proclaim, revoke, elect, leader, watch, "
 		    "check-token and member",
 		    a.cmd);
 	parse_cmd(&a, argc, argv, i + 1);
@@ -1989,12 +2005,13 @@ int main(int argc, char **argv)
 	if (a.value && strlen(a.value) > LC_VALUE_BYTES_MAX)
 		die(EX_USAGE, "--value is over %u bytes", LC_VALUE_BYTES_MAX);
 	uint64_t token = 0, session = 0, session_key = 0;
-	if (strcmp(cmd, "release") == 0) {
+	if (strcmp(cmd, "release") == 0 || strcmp(cmd, "proclaim") == 0) {
 		if (a.token == NULL || a.session == NULL)
 			die(EX_USAGE,
-			    "release needs --token T and --session S:K, as "
-			    "'lockctl acquire' printed them: a lease belongs "
-			    "to the session that acquired it");
+			    "%s needs --token T and --session S:K, as "
+			    "'lockctl acquire' (or elect) printed them: a "
+			    "lease belongs to the session that acquired it",
+			    cmd);
 		token = parse_u64(a.token, "--token");
 		/* S:K, the session and its key (a session made without a
 		 * key is S alone). */
@@ -2070,6 +2087,14 @@ int main(int argc, char **argv)
 			lc_die(rv, "cannot release the lease");
 		}
 		printf("released\n");
+	} else if (strcmp(cmd, "proclaim") == 0) {
+		const char *v = a.value != NULL ? a.value : "";
+		int rv = lc_proclaim(c, a.pos[0], token, v, strlen(v));
+		if (rv != LC_OK) {
+			lc_close(c);
+			lc_die(rv, "cannot proclaim the value");
+		}
+		printf("proclaimed %s\n", a.pos[0]);
 	} else if (strcmp(cmd, "revoke") == 0) {
 		int rv = lc_revoke(c, a.pos[0], a.reason);
 		if (rv != LC_OK) {

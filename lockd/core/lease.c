@@ -625,6 +625,42 @@ static void lease_release(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 	lease_end(t, x, l);
 }
 
+/* The holder, with its token, replaces its lease's value; token, TTL and
+ * deadline stay. Watchers see it as a change (the tap). */
+static void lease_proclaim(ls_table *t, const lease_ctx *x, const ls_cmd *c,
+			   ls_result *r)
+{
+	lease_rec *l = lease_find(&t->st, c->name, c->name_len);
+	if (l == NULL) {
+		r->status = LS_NO_SUCH_LEASE;
+		return;
+	}
+	if (l->holder != c->session || l->token != c->token) {
+		r->status = LS_NOT_HOLDER;
+		r->holder = l->holder;
+		return;
+	}
+	if (c->value_len > l->value_len &&
+	    !lease_fits(&t->st, c, 0, 0, c->value_len - l->value_len)) {
+		r->status = LS_E_TABLE_FULL;
+		return;
+	}
+	assert(t->st.data_bytes >= l->value_len);
+	t->st.data_bytes = t->st.data_bytes - l->value_len + c->value_len;
+	free(l->value);
+	l->value = lease_dup(c->value, c->value_len);
+	l->value_len = c->value_len;
+	r->status = LS_OK;
+	r->token = l->token;
+	r->holder = l->holder;
+	r->count = 1;
+	if (t->tap != NULL) {
+		ls_view v;
+		lease_view(l, &v);
+		t->tap(t->tap_arg, x->slot, l->name, l->name_len, &v);
+	}
+}
+
 static void lease_revoke(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 			 ls_result *r)
 {
@@ -749,6 +785,9 @@ static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 	case LS_OP_ABANDON:
 		lease_abandon(t, &x, c, r);
 		break;
+	case LS_OP_PROCLAIM:
+		lease_proclaim(t, &x, c, r);
+		break;
 	default:
 		r->status = LS_E_MALFORMED;
 	}
@@ -775,12 +814,15 @@ static size_t lease_sm_apply(px_sm *sm, uint64_t slot, const px_cmd *cmd,
 		r.status = ls_cmd_check(&c);
 		/* A session's commands are its own: one that names another
 		 * session than the client that sent it acts for nobody. */
-		bool by_session = c.op == LS_OP_ACQUIRE ||
-				  c.op == LS_OP_RENEW || c.op == LS_OP_RELEASE;
+		bool by_session =
+			c.op == LS_OP_ACQUIRE || c.op == LS_OP_RENEW ||
+			c.op == LS_OP_RELEASE || c.op == LS_OP_PROCLAIM;
 		if (r.status == LS_OK && by_session &&
 		    c.session != cmd->client_id)
-			r.status = c.op == LS_OP_RELEASE ? LS_NOT_HOLDER
-							 : LS_E_SESSION;
+			r.status =
+				c.op == LS_OP_RELEASE || c.op == LS_OP_PROCLAIM
+					? LS_NOT_HOLDER
+					: LS_E_SESSION;
 		/* ... and a session's id alone is not the session: its key
 		 * must be the one its first ACQUIRE set. */
 		if (r.status == LS_OK && by_session) {

@@ -69,9 +69,12 @@ typedef enum ls_op {
 	LS_OP_TICK,        /* leader: elapsed_ms */
 	LS_OP_CANCEL_WAIT, /* leader: name, session */
 	LS_OP_ABANDON,     /* leader: name, token: revoke it if still current */
+	LS_OP_PROCLAIM,    /* name, token, value: the holder replaces its
+			      value (an elected leader announces a new one,
+			      as etcd's Proclaim), keeping token and TTL */
 } ls_op;
 
-#define LS_OP_MAX LS_OP_ABANDON
+#define LS_OP_MAX LS_OP_PROCLAIM
 
 typedef struct ls_cmd {
 	ls_op op;
@@ -89,7 +92,7 @@ typedef struct ls_cmd {
 	uint32_t wait_ms;     /* ACQUIRE: 0 = try once */
 	const uint8_t *value; /* ACQUIRE: the holder's value (elections) */
 	uint32_t value_len;
-	uint64_t token;     /* RELEASE, ABANDON */
+	uint64_t token;     /* RELEASE, ABANDON, PROCLAIM */
 	const char *reason; /* REVOKE */
 	uint32_t reason_len;
 	uint64_t elapsed_ms;    /* TICK */

@@ -189,6 +189,16 @@ ls_status ls_cmd_check(const ls_cmd *c)
 		if (!ls_name_valid(c->name, c->name_len))
 			return LS_E_NAME;
 		return LS_OK;
+	case LS_OP_PROCLAIM:
+		if (c->session == 0)
+			return LS_E_SESSION;
+		if (!ls_name_valid(c->name, c->name_len))
+			return LS_E_NAME;
+		if (c->value_len > LS_VALUE_BYTES_MAX)
+			return LS_E_VALUE;
+		if (c->value_len > 0 && c->value == NULL)
+			return LS_E_MALFORMED;
+		return LS_OK;
 	case LS_OP_REVOKE:
 		if (!ls_name_valid(c->name, c->name_len))
 			return LS_E_NAME;
@@ -239,6 +249,13 @@ size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
 		lease_wr_u64(&w, c->session_key);
 		lease_wr_str(&w, c->name, c->name_len);
 		lease_wr_u64(&w, c->token);
+		break;
+	case LS_OP_PROCLAIM:
+		lease_wr_u64(&w, c->session);
+		lease_wr_u64(&w, c->session_key);
+		lease_wr_str(&w, c->name, c->name_len);
+		lease_wr_u64(&w, c->token);
+		lease_wr_str(&w, c->value, c->value_len);
 		break;
 	case LS_OP_REVOKE:
 		lease_wr_str(&w, c->name, c->name_len);
@@ -337,6 +354,19 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 		c->token = lease_rd_u64(&r);
 		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
 		c->name_len = n;
+		named = true;
+		break;
+	case LS_OP_PROCLAIM:
+		/* (New in version 2: no version-1 form.) */
+		if (!keyed)
+			r.ok = false;
+		c->session = lease_rd_u64(&r);
+		c->session_key = lease_rd_u64(&r);
+		c->name = (const char *)lease_rd_str(&r, LS_NAME_BYTES_MAX, &n);
+		c->name_len = n;
+		c->token = lease_rd_u64(&r);
+		c->value = lease_rd_str(&r, LS_VALUE_BYTES_MAX, &n);
+		c->value_len = n;
 		named = true;
 		break;
 	default:

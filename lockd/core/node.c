@@ -694,6 +694,8 @@ static ls_op op_of(ln_req_type t)
 		return LS_OP_RELEASE;
 	case LN_REQ_REVOKE:
 		return LS_OP_REVOKE;
+	case LN_REQ_PROCLAIM:
+		return LS_OP_PROCLAIM;
 	default:
 		return 0;
 	}
@@ -734,6 +736,7 @@ static void on_request(ln_node *n, const ln_request *q, ln_actions *out)
 	case LN_REQ_RENEW:
 	case LN_REQ_RELEASE:
 	case LN_REQ_REVOKE:
+	case LN_REQ_PROCLAIM:
 		on_write(n, q, out);
 		return;
 	}
@@ -855,7 +858,8 @@ static int req_by_place(const void *a, const void *b)
 static bool is_write(ln_req_type t)
 {
 	return t == LN_REQ_ACQUIRE || t == LN_REQ_RENEW ||
-	       t == LN_REQ_RELEASE || t == LN_REQ_REVOKE;
+	       t == LN_REQ_RELEASE || t == LN_REQ_REVOKE ||
+	       t == LN_REQ_PROCLAIM;
 }
 
 /* Reads at once; then writes, each session's in seq order: pipelined

@@ -58,6 +58,7 @@ typedef enum ln_req_type {
 	LN_REQ_REVOKE,      /* name, reason */
 	LN_REQ_GET,         /* name: a local read */
 	LN_REQ_CHECK,       /* name, token: a local read */
+	LN_REQ_PROCLAIM,    /* name, token, value: the holder's new value */
 } ln_req_type;
 
 typedef struct ln_request {

@@ -199,10 +199,10 @@ static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
 				   size_t len)
 {
 	if (r->op <= LOCKD__OP__OP_UNSPECIFIED ||
-	    r->op > LOCKD__OP__OP_MEMBER_CHANGE)
+	    r->op > LOCKD__OP__OP_PROCLAIM)
 		return "unknown op: expected ACQUIRE, RENEW, RELEASE, REVOKE, "
-		       "GET, CHECK, LIST, STATUS, WATCH, MEMBERS or "
-		       "MEMBER_CHANGE";
+		       "GET, CHECK, LIST, STATUS, WATCH, MEMBERS, "
+		       "MEMBER_CHANGE or PROCLAIM";
 	size_t name_len = 0, reason_len = 0, after_len = 0;
 	size_t peer_len = 0, client_len = 0;
 	wire_string_lens(buf, len, &name_len, &reason_len, &after_len,

@@ -624,6 +624,8 @@ static ln_req_type req_type(Lockd__Op op)
 		return LN_REQ_GET;
 	case LOCKD__OP__OP_CHECK:
 		return LN_REQ_CHECK;
+	case LOCKD__OP__OP_PROCLAIM:
+		return LN_REQ_PROCLAIM;
 	default:
 		return 0;
 	}

@@ -221,6 +221,30 @@ eventually_rc 0 lc leader grp -o json
 [[ $(cat "$T/out") == *'"value":"two"'* ]] || fail "leader json: $(cat "$T/out")"
 wait "$e2" || fail "second elect: $(cat "$T/e2.err")"
 
+say "proclaim: the elected leader's new value, same token, watchers see it"
+"$LOCKCTL" -e "$CLIENTS" elect pgrp --value first --ttl 30s -- sleep 30 \
+	>"$T/pe.out" 2>"$T/pe.err" &
+pe=$!
+for _ in $(seq 50); do grep -q elected "$T/pe.out" && break; sleep 0.1; done
+grep -q elected "$T/pe.out" || fail "not elected: $(cat "$T/pe.err")"
+ptok=$(kv "$(head -1 "$T/pe.out")" token)
+pses=$(kv "$(head -1 "$T/pe.out")" session)
+[[ $pses == *:* ]] || fail "elect printed no session key: $(cat "$T/pe.out")"
+"$LOCKCTL" -e "$CLIENTS" watch pgrp --count 1 >"$T/pw.out" 2>"$T/pw.err" &
+w=$!
+watch_started "$T/pw.out"
+expect_rc 0 lc proclaim pgrp --value second --token "$ptok" --session "$pses"
+watch_done "$w" "$T/pw.out"
+[[ $(sed -n 2p "$T/pw.out") == *"event=value"*"token=$ptok "*"value=second"* ]] ||
+	fail "watch after proclaim: $(cat "$T/pw.out")"
+expect_rc 0 lc leader pgrp
+[[ $(kv "$(cat "$T/out")" value) == second && $(kv "$(cat "$T/out")" token) == "$ptok" ]] ||
+	fail "leader after proclaim: $(cat "$T/out")"
+expect_rc 1 lc proclaim pgrp --value third --token "$ptok" --session 1:2
+grep -q "not the current holder" "$T/err" || fail "proclaim by another: $(cat "$T/err")"
+expect_rc 2 lc proclaim pgrp --value third
+kill "$pe"; wait "$pe" 2>/dev/null || true
+
 say "bad input: exit 2 with a sentence"
 expect_rc 2 lc frobnicate
 grep -q "unknown command 'frobnicate'" "$T/err" || fail "$(cat "$T/err")"

@@ -198,6 +198,8 @@ static const char *chk_op_name(ls_op op)
 		return "CANCEL_WAIT";
 	case LS_OP_ABANDON:
 		return "ABANDON";
+	case LS_OP_PROCLAIM:
+		return "PROCLAIM";
 	}
 	return "?";
 }
@@ -834,6 +836,8 @@ const char *chk_req_name(ln_req_type t)
 		return "GET";
 	case LN_REQ_CHECK:
 		return "CHECK";
+	case LN_REQ_PROCLAIM:
+		return "PROCLAIM";
 	}
 	return "?";
 }

@@ -31,7 +31,8 @@
 #define SLC_PROBE_TTL_MS 1000u
 #define SLC_VANISH_P 0.12
 #define SLC_REVOKE_P 0.03
-#define SLC_READ_P 0.15 /* a linearizable GET instead of the next acquire */
+#define SLC_PROCLAIM_P 0.05 /* a held lease's new value instead */
+#define SLC_READ_P 0.15     /* a linearizable GET instead of the next acquire */
 #define SLC_WAIT_P 0.35
 
 static uint64_t slc_now(const sim *s, const sim_lclient *c)
@@ -195,7 +196,7 @@ static void slc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
 		op->give_up_local = op->first_sent_local +
 				    (uint64_t)wait_ms * 1000 +
 				    SLC_WAIT_SLACK_US;
-	if (type == LN_REQ_ACQUIRE) {
+	if (type == LN_REQ_ACQUIRE || type == LN_REQ_PROCLAIM) {
 		op->value_len = (uint32_t)sim_rng_below(&s->rng, 9);
 		for (uint32_t i = 0; i < op->value_len; i++)
 			op->value[i] = (uint8_t)sim_rng_next(&s->rng);
@@ -204,10 +205,11 @@ static void slc_start(sim *s, sim_lclient *c, ln_req_type type, uint32_t name,
 				   : (uint32_t)sim_rng_below(&s->rng, s->n);
 	const char *nm = chk_name_str(&s->chk, name);
 	ls_cmd lc = {
-		.op = type == LN_REQ_ACQUIRE   ? LS_OP_ACQUIRE
-		      : type == LN_REQ_RENEW   ? LS_OP_RENEW
-		      : type == LN_REQ_RELEASE ? LS_OP_RELEASE
-					       : LS_OP_REVOKE,
+		.op = type == LN_REQ_ACQUIRE    ? LS_OP_ACQUIRE
+		      : type == LN_REQ_RENEW    ? LS_OP_RENEW
+		      : type == LN_REQ_RELEASE  ? LS_OP_RELEASE
+		      : type == LN_REQ_PROCLAIM ? LS_OP_PROCLAIM
+						: LS_OP_REVOKE,
 		.session = c->idx + 1,
 		.name = type == LN_REQ_RENEW ? NULL : nm,
 		.name_len = type == LN_REQ_RENEW ? 0 : (uint32_t)strlen(nm),
@@ -442,6 +444,16 @@ static void slc_reply(sim *s, sim_lclient *c, uint32_t from, const ln_reply *rp)
 				 op->read_floor);
 		c->next_acquire_local = now_l + slc_think(s);
 		return;
+	case LN_REQ_PROCLAIM:
+		/* Only the holder, with its token, changes the value. */
+		if (rp->result.status != LS_OK &&
+		    rp->result.status != LS_NOT_HOLDER &&
+		    rp->result.status != LS_NO_SUCH_LEASE)
+			chk_fail(&s->chk, "validity",
+				 "c%u's PROCLAIM of %s got %s", c->idx + 1,
+				 chk_name_str(&s->chk, op->name),
+				 ls_strerror(rp->result.status));
+		return;
 	case LN_REQ_RELEASE:
 	case LN_REQ_REVOKE:
 	case LN_REQ_CHECK:
@@ -522,6 +534,18 @@ static void slc_next(sim *s, sim_lclient *c, uint64_t now_l)
 		c->next_acquire_local = now_l + slc_think(s);
 		slc_start_read(s, c, name);
 		return;
+	}
+	if (sim_rng_chance(&s->rng, SLC_PROCLAIM_P)) {
+		/* A holder announces a new value (an elected leader's). */
+		for (uint32_t i = 0; i < SLC_HOLDS_MAX; i++) {
+			slc_hold *h = &c->holds[i];
+			if (h->used && !h->lost) {
+				c->next_acquire_local = now_l + slc_think(s);
+				slc_start(s, c, LN_REQ_PROCLAIM, h->name, 0, 0,
+					  h->token, false);
+				return;
+			}
+		}
 	}
 	if (sim_rng_chance(&s->rng, SLC_REVOKE_P)) {
 		/* An operator's forced end, from any session. */

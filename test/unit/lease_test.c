@@ -2171,3 +2171,67 @@ Test(lease, a_session_is_its_key_not_its_id)
 	cr_assert_not(held("owned"));
 	cr_assert_eq(acquire(7, "owned", 0).status, LS_GRANTED);
 }
+
+static ls_result proclaim(uint64_t s, const char *name, uint64_t token,
+			  const char *value)
+{
+	return run((ls_cmd){.op = LS_OP_PROCLAIM,
+			    .session = s,
+			    .name = name,
+			    .name_len = (uint32_t)strlen(name),
+			    .token = token,
+			    .value = (const uint8_t *)value,
+			    .value_len = value ? (uint32_t)strlen(value) : 0});
+}
+
+Test(lease, proclaim_replaces_the_holders_value_and_nothing_else)
+{
+	ls_result r = acquire_v(7, "db/primary", 1000, 0, "host-a");
+	cr_assert_eq(r.status, LS_GRANTED);
+	uint64_t tok = r.token;
+	ls_table_usage u0;
+	ls_table_usage_get(T, &u0);
+	cr_assert_eq(proclaim(7, "db/primary", tok, "host-b:5432").status,
+		     LS_OK);
+	ls_view v = get("db/primary");
+	cr_assert_eq(v.holder, 7);
+	cr_assert_eq(v.token, tok, "the token stays: it is the same holding");
+	cr_assert_eq(v.ttl_ms, 1000);
+	cr_assert_eq(v.value_len, 11);
+	cr_assert_eq(memcmp(v.value, "host-b:5432", 11), 0);
+	ls_table_usage u1;
+	ls_table_usage_get(T, &u1);
+	cr_assert_eq(u1.data_bytes, u0.data_bytes + 5, "5 more value bytes");
+	/* Only the holder, with its own token. */
+	cr_assert_eq(proclaim(8, "db/primary", tok, "evil").status,
+		     LS_NOT_HOLDER);
+	cr_assert_eq(proclaim(7, "db/primary", tok + 1, "stale").status,
+		     LS_NOT_HOLDER);
+	cr_assert_eq(proclaim(7, "db/none", tok, "x").status, LS_NO_SUCH_LEASE);
+	v = get("db/primary");
+	cr_assert_eq(memcmp(v.value, "host-b:5432", 11), 0);
+	/* An empty value is a value; the bytes come back. */
+	cr_assert_eq(proclaim(7, "db/primary", tok, NULL).status, LS_OK);
+	cr_assert_eq(get("db/primary").value_len, 0);
+	ls_table_usage_get(T, &u1);
+	cr_assert_eq(u1.data_bytes, u0.data_bytes - 6);
+	/* The command round-trips, and an oversized value is refused. */
+	uint8_t b[LD_CMD_BYTES_MAX];
+	ls_cmd c = {.op = LS_OP_PROCLAIM,
+		    .session = 7,
+		    .name = "db/primary",
+		    .name_len = 10,
+		    .token = tok,
+		    .value = (const uint8_t *)"v",
+		    .value_len = 1};
+	size_t n = ls_cmd_encode(&c, b, sizeof b);
+	ls_cmd d;
+	cr_assert_eq(ls_cmd_decode(b, n, &d), LS_OK);
+	cr_assert_eq(d.op, LS_OP_PROCLAIM);
+	cr_assert_eq(d.token, tok);
+	cr_assert_eq(d.value_len, 1);
+	static uint8_t big[LS_VALUE_BYTES_MAX + 1];
+	c.value = big;
+	c.value_len = sizeof big;
+	cr_assert_eq(ls_cmd_check(&c), LS_E_VALUE);
+}
