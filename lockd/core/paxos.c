@@ -614,7 +614,8 @@ static void on_tick(px_replica *r, px_actions *out)
 			if (now <
 			    r->peer_heard_us[j] + r->cfg.election_timeout_us)
 				live |= id_bit((uint32_t)j);
-		if (!pxi_quorum_all(r, live)) {
+		if (!pxi_quorum_all(r, live) &&
+		    now >= r->quorum_grace_until_us) {
 			r->leader = -1;
 			pxi_become_follower(r, out, now);
 			break;
@@ -702,8 +703,13 @@ int px_replica_step(px_replica *r, const px_event *ev, px_actions *out)
 {
 	int rc = 0;
 	/* The local clock is monotonic; never let it run backwards. */
-	if (ev->now_us > r->now_us)
+	if (ev->now_us > r->now_us) {
+		if (r->role == PX_LEADER &&
+		    ev->now_us - r->now_us > 2 * r->cfg.heartbeat_us)
+			r->quorum_grace_until_us =
+				ev->now_us + r->cfg.election_timeout_us;
 		r->now_us = ev->now_us;
+	}
 	if (r->election_at_us == UINT64_MAX) {
 		r->election_at_us = r->now_us + pxi_election_delay(r);
 		r->started_us = r->now_us;

@@ -176,6 +176,11 @@ struct px_replica {
 
 	/* leader */
 	uint64_t lead_since_us;
+	/* The leader itself did not step for longer than two heartbeats (a
+	 * slow sync held its loop): it sent no heartbeats meanwhile, so its
+	 * peers' silence says nothing of them until this time (one election
+	 * timeout after it resumed); check-quorum waits for it. */
+	uint64_t quorum_grace_until_us;
 	uint64_t next_slot; /* Invariant (leader): commit + 1 <= next_slot <=
 			       log_start + LD_LOG_SLOTS_MAX */
 	uint64_t heartbeat_at_us;

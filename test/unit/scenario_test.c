@@ -1713,6 +1713,34 @@ Test(resign, a_leader_that_cannot_serve_hands_over, .init = setup3,
 	SAFE();
 }
 
+/* A leader whose own loop stalled (a slow sync: lockd's round waits for
+ * it) sent no heartbeats meanwhile, so its followers' silence says nothing
+ * about them: at its first tick after the stall it keeps leading, sends
+ * its heartbeats, and goes on when they answer (issue 16 item 10: elections
+ * on an idle cell after slow_round lines). A leader that keeps ticking and
+ * hears nobody still steps down after an election timeout. */
+Test(leader, a_stall_of_its_own_does_not_depose_it, .init = setup3,
+     .fini = teardown)
+{
+	elect(0);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	/* Nobody steps for longer than an election timeout. */
+	h_tick(h, 0, h_now(h) + H_ELECTION_US + H_ELECTION_US / 3);
+	cr_assert_eq(h_status(h, 0).role, PX_LEADER,
+		     "a leader deposed itself for its own stall");
+	h_run_until_quiet(h);
+	h_run_for(h, 3 * H_HEARTBEAT_US, H_HEARTBEAT_US);
+	cr_assert_eq(h_leader(h), 0);
+	cr_assert_eq(submit_wait(0, 97, 1, "a").status, PX_REPLY_OK);
+	/* Cut off and ticking regularly, it steps down as before. */
+	h_isolate(h, 0, true);
+	h_run_for(h, 3 * H_ELECTION_US, H_HEARTBEAT_US);
+	cr_assert_neq(h_status(h, 0).role, PX_LEADER,
+		      "an isolated leader kept leading");
+	h_isolate(h, 0, false);
+	SAFE();
+}
+
 /* A leader that has just taken office has heard no voter yet: a removal
  * it cannot judge is a wait (BUSY), not a refusal; once the voters
  * answered, it is done. */
