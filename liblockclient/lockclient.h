@@ -285,6 +285,9 @@ typedef struct lc_lease_info {
 			      */
 	bool in_grace;       /* past its deadline, inside the grace delay */
 	bool revoked;
+	/* revoked: the revoke's reason, NUL-terminated ("" when none was
+	 * given, or the cell had no room to keep it) */
+	char revoke_reason[LC_REASON_BYTES_MAX + 1];
 	uint32_t waiters;
 	size_t value_len;
 	uint8_t value[LC_VALUE_BYTES_MAX];

@@ -22,6 +22,12 @@ void lci_fill_info(lc_lease_info *info, const Lockd__Lease *l)
 	info->ttl_ms_left = l->ttl_ms_left;
 	info->in_grace = l->in_grace;
 	info->revoked = l->revoked;
+	size_t rl = l->revoke_reason.len < LC_REASON_BYTES_MAX
+			    ? l->revoke_reason.len
+			    : LC_REASON_BYTES_MAX;
+	if (rl > 0)
+		memcpy(info->revoke_reason, l->revoke_reason.data, rl);
+	info->revoke_reason[rl] = '\0';
 	info->waiters = l->waiters;
 	info->value_len = l->value.len < LC_VALUE_BYTES_MAX
 				  ? l->value.len

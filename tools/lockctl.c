@@ -584,14 +584,19 @@ static void lease_fields(const char *name, const lc_lease_info *l)
 			printf(",\"ttl_ms_left\":%" PRId64, l->ttl_ms_left);
 		else
 			printf(",\"ttl_ms_left\":null");
-		printf(",\"in_grace\":%s,\"revoked\":%s,\"waiters\":%" PRIu32,
+		printf(",\"in_grace\":%s,\"revoked\":%s,\"revoke_reason\":",
 		       l && l->in_grace ? "true" : "false",
-		       l && l->revoked ? "true" : "false", l ? l->waiters : 0);
+		       l && l->revoked ? "true" : "false");
+		if (l && l->revoked && l->revoke_reason[0] != '\0')
+			json_cstr(l->revoke_reason);
+		else
+			printf("null");
+		printf(",\"waiters\":%" PRIu32, l ? l->waiters : 0);
 		return;
 	}
 	if (l == NULL) {
 		printf("name=%s held=0 holder=- token=- ttl_ms=- in_grace=0 "
-		       "revoked=0 waiters=0 value=",
+		       "revoked=0 revoke_reason=- waiters=0 value=",
 		       name);
 		return;
 	}
@@ -600,8 +605,17 @@ static void lease_fields(const char *name, const lc_lease_info *l)
 	       l->name, l->holder, l->token, l->ttl_ms);
 	if (l->ttl_ms_left >= 0)
 		printf(" ttl_ms_left=%" PRId64, l->ttl_ms_left);
-	printf(" in_grace=%d revoked=%d waiters=%" PRIu32 " value=",
-	       l->in_grace, l->revoked, l->waiters);
+	printf(" in_grace=%d revoked=%d revoke_reason=", l->in_grace,
+	       l->revoked);
+	/* One word: spaces and the unprintable as \xNN. */
+	if (!l->revoked || l->revoke_reason[0] == '\0')
+		putchar('-');
+	for (const char *p = l->revoked ? l->revoke_reason : ""; *p; p++)
+		if (*p > ' ' && *p < 0x7f && *p != '\\')
+			putchar(*p);
+		else
+			printf("\\x%02x", (unsigned char)*p);
+	printf(" waiters=%" PRIu32 " value=", l->waiters);
 	text_value(l->value, l->value_len);
 }
 
@@ -1410,9 +1424,10 @@ static void *explain_loss(void *arg)
 	if (rv == LC_OK && info.token == q->token && info.revoked)
 		fprintf(stderr,
 			"%s: the lease on %s was revoked by an operator "
-			"(lockctl revoke; the replicas log its reason, "
-			"event=revoke); the name passes on when it expires\n",
-			prog, q->name);
+			"(reason: %s); the name passes on when it expires\n",
+			prog, q->name,
+			info.revoke_reason[0] ? info.revoke_reason
+					      : "none given");
 	else if (rv == LC_OK && info.token != q->token)
 		fprintf(stderr,
 			"%s: the lease on %s ended at the cell and passed on "

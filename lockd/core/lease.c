@@ -232,6 +232,7 @@ static void lease_rec_free(lease_rec *l)
 		w = next;
 	}
 	free(l->value);
+	free(l->reason);
 	free(l);
 }
 
@@ -386,11 +387,14 @@ static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 	if (t->tap != NULL)
 		t->tap(t->tap_arg, x->slot, l->name, l->name_len, NULL);
 	lease_detach(&t->st, l);
-	assert(t->st.data_bytes >= l->value_len);
-	t->st.data_bytes -= l->value_len;
+	assert(t->st.data_bytes >= l->value_len + l->reason_len);
+	t->st.data_bytes -= l->value_len + l->reason_len;
 	free(l->value);
 	l->value = NULL;
 	l->value_len = 0;
+	free(l->reason);
+	l->reason = NULL;
+	l->reason_len = 0;
 	lease_waiter *w = l->whead;
 	if (w == NULL) {
 		assert(t->st.data_bytes >= l->name_len);
@@ -675,6 +679,15 @@ static void lease_revoke(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 	if (l->revoked)
 		return;
 	l->revoked = true;
+	/* The reason stays with the lease (GET shows it) while the table has
+	 * room; a revoke never fails for want of it. */
+	if (c->reason_len > 0 &&
+	    t->st.data_bytes + c->reason_len <= LD_LEASE_DATA_BYTES_MAX) {
+		l->reason = lease_must(malloc(c->reason_len));
+		memcpy(l->reason, c->reason, c->reason_len);
+		l->reason_len = c->reason_len;
+		t->st.data_bytes += c->reason_len;
+	}
 	lease_journal(t, LS_CH_REVOKED, x->slot, l, l->token, l->holder);
 }
 
@@ -967,7 +980,9 @@ void ls_table_check(const ls_table *t, bool deep)
 			assert(nw == l->nwaiters &&
 			       nw <= LS_WAITERS_PER_NAME_MAX);
 			nwaiters += nw;
-			data_bytes += (uint64_t)l->name_len + l->value_len;
+			data_bytes += (uint64_t)l->name_len + l->value_len +
+				      l->reason_len;
+			assert(l->revoked || l->reason_len == 0);
 		}
 	assert(nwaiters == s->nwaiters);
 	assert(data_bytes == s->data_bytes);

@@ -233,7 +233,9 @@ typedef struct ls_view {
 	uint32_t ttl_ms;
 	const uint8_t *value;
 	uint32_t value_len;
-	bool revoked; /* revoked: ends at expiry, never renewed again */
+	bool revoked;       /* revoked: ends at expiry, never renewed again */
+	const char *reason; /* revoked: its reason (not NUL-terminated) */
+	uint32_t reason_len;
 	uint64_t renewed_clock_ms; /* ledger clock at grant or last renewal */
 	uint32_t renewals;     /* renewals since the grant (EXPIRE names it) */
 	uint64_t granted_slot; /* ledger position of the grant */

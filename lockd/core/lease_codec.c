@@ -435,7 +435,7 @@ ls_status ls_result_decode(const uint8_t *buf, size_t len, ls_result *r)
  * stay far inside the snapshot limit: a snapshot over it stops the replica,
  * and one that a client could push there would stop every replica. */
 #define LEASE_SNAP_FULL_BYTES                                                  \
-	(64ull + (uint64_t)LD_LEASES_MAX * 56u +                               \
+	(64ull + (uint64_t)LD_LEASES_MAX * 58u +                               \
 	 (uint64_t)LD_LEASE_WAITERS_MAX * 26u + LD_LEASE_DATA_BYTES_MAX + 4u + \
 	 (uint64_t)LD_LEASE_SESSIONS_MAX * 16u +                               \
 	 (uint64_t)LD_CLIENTS_MAX * (32u + LD_RESULT_BYTES_MAX))
@@ -444,11 +444,12 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
 
 /* ---- snapshot and restore ---------------------------------------------- */
 
-/* Snapshot format, version 2 (little-endian; version 1, without the keys,
- * is still read):
- *   u32 magic "LSNP", u32 version (2), u64 counter, u64 clock_ms, u64 digest,
+/* Snapshot format, version 3 (little-endian; versions 1, without the keys,
+ * and 2, without the reasons, are still read):
+ *   u32 magic "LSNP", u32 version (3), u64 counter, u64 clock_ms, u64 digest,
  *   u64 nleases, then nleases leases in increasing token order:
  *     str name, u64 holder, u64 token, u32 ttl_ms, str value, u8 revoked,
+ *     str reason (version 3: the revoke's, empty unless revoked),
  *     u64 renewed_clock_ms, u32 renewals, u64 granted_slot, u64 stamp_ms,
  *     u16 nwaiters, then the waiters in queue order:
  *       u64 session, u32 ttl_ms, u32 wait_ms, u64 queued_slot, str value
@@ -460,7 +461,9 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
  * order is not (it follows the hash table's size), which nothing compares:
  * restore looks each key up, and replicas compare digest, not bytes. */
 #define LEASE_SNAP_MAGIC 0x504e534cu
-#define LEASE_SNAP_VERSION 2u    /* 2: session keys after the leases */
+#define LEASE_SNAP_VERSION                                            \
+	3u                       /* 2: session keys after the leases; \
+				    3: a revoked lease's reason */
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
 /* The largest token counter a snapshot may hold: 2^62 grants is 146,000
  * years at a million a second. */
@@ -507,6 +510,7 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 		lease_wr_u32(w, l->ttl_ms);
 		lease_wr_str(w, l->value, l->value_len);
 		lease_wr_u8(w, l->revoked ? 1 : 0);
+		lease_wr_str(w, l->reason, l->reason_len);
 		lease_wr_u64(w, l->renewed_clock_ms);
 		lease_wr_u32(w, l->renewals);
 		lease_wr_u64(w, l->granted_slot);
@@ -619,7 +623,8 @@ static int lease_restore_waiter(lease_state *s, lease_rd *r, lease_rec *l,
 
 /* Reads one lease into s. *last is the previous lease's token (they must
  * increase). -1 if malformed or out of memory. */
-static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last)
+static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last,
+			     uint32_t version)
 {
 	uint32_t name_len, value_len;
 	const char *name =
@@ -629,9 +634,15 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last)
 	uint32_t ttl_ms = lease_rd_u32(r);
 	const uint8_t *value = lease_rd_str(r, LS_VALUE_BYTES_MAX, &value_len);
 	uint8_t revoked = lease_rd_u8(r);
+	uint32_t reason_len = 0;
+	const char *reason =
+		version >= 3 ? (const char *)lease_rd_str(
+				       r, LS_REASON_BYTES_MAX, &reason_len)
+			     : NULL;
 	if (!r->ok || !ls_name_valid(name, name_len) || holder == 0 ||
 	    token <= *last || token > s->counter || ttl_ms < LS_TTL_MS_MIN ||
 	    ttl_ms > LS_TTL_MS_MAX || revoked > 1 ||
+	    (reason_len > 0 && !revoked) ||
 	    lease_find(s, name, name_len) != NULL)
 		return -1;
 	*last = token;
@@ -649,6 +660,14 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last)
 		if (l->value == NULL)
 			return -1;
 		memcpy(l->value, value, value_len);
+	}
+	if (reason_len > 0) {
+		l->reason = malloc(reason_len);
+		if (l->reason == NULL)
+			return -1;
+		memcpy(l->reason, reason, reason_len);
+		l->reason_len = reason_len;
+		s->data_bytes += reason_len;
 	}
 	l->token = token;
 	l->ttl_ms = ttl_ms;
@@ -707,8 +726,8 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 	/* Bound the count by the bytes before trusting it with memory. A
 	 * token counter must leave room for grants: applies add one per
 	 * grant, so from here it can never reach the end (lease_grant). */
-	if (!r.ok || magic != LEASE_SNAP_MAGIC ||
-	    (version != 1 && version != LEASE_SNAP_VERSION) ||
+	if (!r.ok || magic != LEASE_SNAP_MAGIC || version < 1 ||
+	    version > LEASE_SNAP_VERSION ||
 	    n > (r.len - r.off) / LEASE_SNAP_LEASE_MIN ||
 	    counter > LEASE_COUNTER_MAX)
 		return -1;
@@ -720,7 +739,7 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 	s.digest = digest;
 	uint64_t last = 0;
 	for (uint64_t i = 0; i < n; i++) {
-		if (lease_restore_one(&s, &r, &last) != 0) {
+		if (lease_restore_one(&s, &r, &last, version) != 0) {
 			lease_state_free(&s);
 			return -1;
 		}

@@ -71,6 +71,11 @@ typedef struct lease_rec {
 	uint8_t *value; /* malloc'd or NULL */
 	uint32_t value_len;
 	bool revoked;
+	/* The revoke's reason (malloc'd or NULL), kept while the table has
+	 * room for it (counted in data_bytes). Invariant: reason_len == 0
+	 * unless revoked. */
+	char *reason;
+	uint32_t reason_len;
 	uint64_t renewed_clock_ms;
 	uint32_t renewals;
 	uint64_t granted_slot;

@@ -15,6 +15,8 @@ void lease_view(const lease_rec *l, ls_view *v)
 		.value = l->value,
 		.value_len = l->value_len,
 		.revoked = l->revoked,
+		.reason = l->reason,
+		.reason_len = l->reason_len,
 		.renewed_clock_ms = l->renewed_clock_ms,
 		.renewals = l->renewals,
 		.granted_slot = l->granted_slot,

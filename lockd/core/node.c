@@ -670,6 +670,9 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 	rp->result.holder = v.holder;
 	rp->ttl_ms = v.ttl_ms;
 	rp->revoked = v.revoked;
+	rp->reason_len = v.reason_len;
+	if (v.reason_len > 0)
+		memcpy(rp->reason, v.reason, v.reason_len);
 	rp->nwaiters = v.nwaiters;
 	rp->value_len = v.value_len;
 	if (v.value_len > 0)

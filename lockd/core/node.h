@@ -117,6 +117,8 @@ typedef struct ln_reply {
 	int64_t ttl_ms_left; /* leader only; -1 elsewhere */
 	bool in_grace;       /* leader only: past its deadline, in the grace */
 	bool revoked;
+	uint32_t reason_len; /* revoked: its reason, when the table kept it */
+	char reason[LS_REASON_BYTES_MAX];
 	uint32_t nwaiters;
 	uint32_t value_len;
 	uint8_t value[LS_VALUE_BYTES_MAX];

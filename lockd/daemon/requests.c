@@ -144,6 +144,8 @@ void srv_answer_node(ld_server *s, const ln_reply *rp)
 		lease.ttl_ms_left = rp->ttl_ms_left;
 		lease.in_grace = rp->in_grace;
 		lease.revoked = rp->revoked;
+		lease.revoke_reason.data = (uint8_t *)rp->reason;
+		lease.revoke_reason.len = rp->reason_len;
 		lease.waiters = rp->nwaiters;
 		lease.value.data = (uint8_t *)rp->value;
 		lease.value.len = rp->value_len;
@@ -353,6 +355,8 @@ static void wire_lease(Lockd__Lease *l, char *name, const ls_view *v)
 	l->ttl_ms = v->ttl_ms;
 	l->ttl_ms_left = -1;
 	l->revoked = v->revoked;
+	l->revoke_reason.data = (uint8_t *)v->reason;
+	l->revoke_reason.len = v->reason_len;
 	l->waiters = v->nwaiters;
 	l->value.data = (uint8_t *)v->value;
 	l->value.len = v->value_len;

@@ -89,7 +89,8 @@ all_gone "$d" || fail "left running after the loss: $(pids_of "$d")"
 ((SECONDS - t0 <= 20)) || fail "lockctl took $((SECONDS - t0)) s to stop the command"
 grep -q "lost the lease on run/lost" "$d.err" || fail "no loss message: $(cat "$d.err")"
 grep -q "SIGKILL" "$d.err" || fail "the SIGTERM-proof child was not killed: $(cat "$d.err")"
-grep -q "revoked by an operator" "$d.err" || fail "the loss does not say revoked: $(cat "$d.err")"
+grep -q "revoked by an operator (reason: issue 16 test)" "$d.err" ||
+	fail "the loss does not say revoked, and why: $(cat "$d.err")"
 # The replicas log the revoke with its reason.
 for _ in $(seq 50); do grep -q 'event=revoke name=run/lost reason="issue 16 test"' "$T"/r*.log && break; sleep 0.1; done
 grep -q 'event=revoke name=run/lost reason="issue 16 test"' "$T"/r*.log || fail "no revoke log line"

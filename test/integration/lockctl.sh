@@ -108,6 +108,13 @@ say "revoke: the CMD's lease is lost, CMD is stopped, exit 5"
 rev=$!
 for _ in $(seq 50); do lc get app/rev >/dev/null 2>&1 && break; sleep 0.1; done
 expect_rc 0 lc revoke app/rev --reason "integration test"
+# Until it expires, get shows the revoke and its reason (one word in text).
+expect_rc 0 lc get app/rev
+[[ $(kv "$(cat "$T/out")" revoke_reason) == 'integration\x20test' ]] ||
+	fail "get after revoke: $(cat "$T/out")"
+expect_rc 0 lc get app/rev -o json
+[[ $(cat "$T/out") == *'"revoked":true,"revoke_reason":"integration test"'* ]] ||
+	fail "get -o json after revoke: $(cat "$T/out")"
 rc=0
 wait "$rev" || rc=$?
 [[ $rc -eq 5 ]] || fail "revoked holder exited $rc: $(cat "$T/rev.err")"

@@ -1630,9 +1630,9 @@ Test(lease, malformed_snapshots_are_refused)
 	reseal(t, len + 1);
 	expect_restore_refused(t, len + 1, "a trailing byte");
 	memcpy(t, snap, len);
-	t[4] = 3;
+	t[4] = 4;
 	reseal(t, len);
-	expect_restore_refused(t, len, "version 3");
+	expect_restore_refused(t, len, "version 4");
 	memcpy(t, snap, len);
 	memset(t + 8, 0, 8);
 	reseal(t, len);
@@ -2234,4 +2234,49 @@ Test(lease, proclaim_replaces_the_holders_value_and_nothing_else)
 	c.value = big;
 	c.value_len = sizeof big;
 	cr_assert_eq(ls_cmd_check(&c), LS_E_VALUE);
+}
+
+Test(lease, a_revoke_keeps_its_reason_until_the_lease_ends)
+{
+	ls_result r = acquire(7, "db/primary", 0);
+	cr_assert_eq(r.status, LS_GRANTED);
+	ls_table_usage u0;
+	ls_table_usage_get(T, &u0);
+	cr_assert_eq(revoke("db/primary", "moving to rack 4").status, LS_OK);
+	ls_view v = get("db/primary");
+	cr_assert(v.revoked);
+	cr_assert_eq(v.reason_len, 16);
+	cr_assert_eq(memcmp(v.reason, "moving to rack 4", 16), 0);
+	ls_table_usage u1;
+	ls_table_usage_get(T, &u1);
+	cr_assert_eq(u1.data_bytes, u0.data_bytes + 16);
+	/* A second revoke changes nothing: the first reason stays. */
+	cr_assert_eq(revoke("db/primary", "again").status, LS_OK);
+	cr_assert_eq(get("db/primary").reason_len, 16);
+	/* It survives a snapshot (format 3). */
+	uint8_t *snap;
+	size_t len;
+	snapshot(T, &snap, &len);
+	ls_table *t2 = ls_table_new();
+	cr_assert_eq(restore(t2, snap, len), 0);
+	ls_view w;
+	cr_assert_eq(ls_get(t2, "db/primary", 10, &w), LS_OK);
+	cr_assert(w.revoked);
+	cr_assert_eq(w.reason_len, 16);
+	cr_assert_eq(memcmp(w.reason, "moving to rack 4", 16), 0);
+	ls_table_usage_get(t2, &u1);
+	cr_assert_eq(u1.data_bytes, u0.data_bytes + 16);
+	ls_table_free(t2);
+	free(snap);
+	/* The lease ends: its reason goes with it; the next grant has none. */
+	cr_assert_eq(release(7, "db/primary", r.token).status, LS_OK);
+	ls_table_usage_get(T, &u1);
+	cr_assert_eq(u1.data_bytes, u0.data_bytes - 10, "name freed too");
+	cr_assert_eq(acquire(8, "db/primary", 0).status, LS_GRANTED);
+	v = get("db/primary");
+	cr_assert_not(v.revoked);
+	cr_assert_eq(v.reason_len, 0);
+	/* A revoke without a reason keeps none. */
+	cr_assert_eq(revoke("db/primary", NULL).status, LS_OK);
+	cr_assert_eq(get("db/primary").reason_len, 0);
 }
