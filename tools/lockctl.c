@@ -143,7 +143,8 @@ static const char usage_cmds2[] =
 	"                         after POSITION (a position watch printed);\n"
 	"                         --interval: each long-poll's wait, and the\n"
 	"                         pause after an error.\n"
-	"  watch --prefix PREFIX [--count N] [--interval 1s] [--from POSITION]\n"
+	"  watch --prefix PREFIX [--count N] [--interval 1s] [--from "
+	"POSITION]\n"
 	"                         the same for every name under PREFIX (\"\":\n"
 	"                         all): start lines list them, then each\n"
 	"                         change of any of them, in ledger order\n"
@@ -1034,7 +1035,7 @@ static int cmd_watch(lc_client *c, const char *name, uint64_t count,
 				"in between may have been missed\n",
 				prog, name, position);
 		const char *kind =
-			first	       ? "start"
+			first          ? "start"
 			: !li->elected ? "free"
 			: known && was_held && li->lease.token == token
 				? "value"
@@ -1954,13 +1955,12 @@ int main(int argc, char **argv)
 		int min, max;
 		bool exec;
 	} cmds[] = {
-		{"status", 0, 0, false},  {"ls", 0, 1, false},
-		{"get", 1, 1, false},     {"acquire", 1, 1, true},
-		{"release", 1, 1, false}, {"revoke", 1, 1, false},
-		{"proclaim", 1, 1, false},
-		{"elect", 1, 1, true},    {"leader", 1, 1, false},
-		{"watch", 0, 1, false},   {"check-token", 2, 2, false},
-		{"member", 1, 2, false},
+		{"status", 0, 0, false},      {"ls", 0, 1, false},
+		{"get", 1, 1, false},         {"acquire", 1, 1, true},
+		{"release", 1, 1, false},     {"revoke", 1, 1, false},
+		{"proclaim", 1, 1, false},    {"elect", 1, 1, true},
+		{"leader", 1, 1, false},      {"watch", 0, 1, false},
+		{"check-token", 2, 2, false}, {"member", 1, 2, false},
 	};
 	size_t k = 0;
 	for (; k < sizeof cmds / sizeof cmds[0]; k++)
