@@ -400,6 +400,7 @@ static void lease_end(ls_table *t, const lease_ctx *x, lease_rec *l)
 		assert(t->st.data_bytes >= l->name_len);
 		t->st.data_bytes -= l->name_len;
 		lease_htab_remove(&t->st.by_name, &l->by_name);
+		lease_index_remove(&t->st, l);
 		lease_rec_free(l);
 		return;
 	}
@@ -486,6 +487,7 @@ static void lease_acquire(ls_table *t, const lease_ctx *x, const ls_cmd *c,
 		l->value_len = c->value_len;
 		l->by_name.hash = lease_name_hash(l->name, l->name_len);
 		lease_htab_insert(&s->by_name, &l->by_name);
+		lease_index_insert(s, l);
 		lease_session *ss =
 			lease_must(lease_session_get(s, c->session));
 		ss->key = c->session_key; /* (checked equal if it existed) */
@@ -986,6 +988,8 @@ void ls_table_check(const ls_table *t, bool deep)
 		}
 	assert(nwaiters == s->nwaiters);
 	assert(data_bytes == s->data_bytes);
+	/* The name order holds the same leases, sorted and balanced. */
+	assert(lease_index_check(s) == s->by_name.n);
 	for (size_t i = 0; i < s->sessions.nb; i++)
 		for (const lease_hnode *e = s->sessions.b[i]; e != NULL;
 		     e = e->next) {

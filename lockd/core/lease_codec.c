@@ -653,6 +653,7 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last,
 	l->name_len = name_len;
 	l->by_name.hash = lease_name_hash(name, name_len);
 	lease_htab_insert(&s->by_name, &l->by_name);
+	lease_index_insert(s, l);
 	s->data_bytes += (uint64_t)name_len + value_len;
 	l->value_len = value_len;
 	if (value_len > 0) {

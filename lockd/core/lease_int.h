@@ -64,6 +64,9 @@ struct lease_session;
 
 typedef struct lease_rec {
 	lease_hnode by_name, by_token;
+	/* The names in order (lease_index.c): AVL children and height. */
+	struct lease_rec *ix_l, *ix_r;
+	int8_t ix_h;
 	struct lease_session *sess;        /* Invariant: sess->id == holder */
 	struct lease_rec *s_prev, *s_next; /* the session's held list */
 	uint64_t holder, token;            /* Invariant: 0 < token <= counter */
@@ -104,6 +107,9 @@ typedef struct lease_state {
 	 * LD_LEASES_MAX), every session in sessions (at most
 	 * LD_LEASE_SESSIONS_MAX) */
 	lease_htab by_name, by_token, sessions;
+	/* The same leases in name order (lease_index.c). Invariant: holds
+	 * exactly by_name's leases, an AVL tree. */
+	struct lease_rec *by_order;
 	uint64_t counter;  /* the last token granted. Invariant: never falls */
 	uint64_t clock_ms; /* the ledger clock */
 	uint64_t digest;   /* hash chain over every apply */
@@ -160,5 +166,15 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len);
 /* ---- lease_view.c ------------------------------------------------------ */
 
 void lease_view(const lease_rec *l, ls_view *v);
+
+/* lease_index.c: the names in order. */
+void lease_index_insert(lease_state *s, lease_rec *l);
+void lease_index_remove(lease_state *s, const lease_rec *l);
+/* The first lease whose name is above (key, len), or at it with or_equal;
+ * NULL when none. O(log n). */
+lease_rec *lease_index_first(const lease_state *s, const char *key,
+			     uint32_t len, bool or_equal);
+/* Asserts the tree's order and balance; returns how many it holds. */
+uint64_t lease_index_check(const lease_state *s);
 
 #endif
