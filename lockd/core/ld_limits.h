@@ -43,6 +43,10 @@
 /* Client commands waiting for a slot at the leader. Past this: PX_REPLY_BUSY.
  */
 #define LD_PENDING_CMDS_MAX 4096u
+/* Linearizable reads one leader holds while it waits for a heartbeat
+ * round (ReadIndex); more are answered BUSY at once, so a leader cut off
+ * from its quorum does not grow without bound. */
+#define LD_PENDING_READS_MAX 4096u
 
 /* One command's payload and one command's result. */
 #define LD_CMD_BYTES_MAX 4096u

@@ -628,6 +628,11 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 				  q->seq, LN_NOT_LEADER);
 			return;
 		}
+		if (n->nlins >= LD_PENDING_READS_MAX) {
+			reply_new(n, out, q->req_id, q->type, q->session,
+				  q->seq, LN_BUSY);
+			return;
+		}
 		/* ReadIndex: the replica answers once a quorum confirmed a
 		 * heartbeat sent after now and it applied all it proposed
 		 * before; no decree, nothing written. */

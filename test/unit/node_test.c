@@ -18,7 +18,7 @@ static ln_node *nodes[N];
 static tw_disk disks[N];
 static tw_pool net;
 static uint64_t now_us;
-static ln_reply replies[4096];
+static ln_reply replies[16384];
 static uint32_t nreplies;
 static uint64_t req_ids = 1;
 static uint64_t decrees; /* chosen at node 0 */
@@ -41,7 +41,7 @@ static void absorb(uint32_t i, ln_actions *a)
 		decrees += a->ld.nchosen;
 	records += a->ld.nrecs;
 	for (size_t k = 0; k < a->nreplies; k++) {
-		cr_assert(nreplies < 4096);
+		cr_assert(nreplies < 16384);
 		replies[nreplies] = a->replies[k];
 		replies[nreplies].tokens = NULL;
 		replies[nreplies].ntokens = 0;
@@ -846,4 +846,34 @@ Test(node, thousands_of_writes_are_answered_without_a_scan_each, .init = setup,
 	cr_assert_eq(answered, K, "%u of %d answered", answered, K);
 	cr_assert_lt(ms, 30000.0);
 	ln_node_check(nodes[leader()], true);
+}
+
+/* A leader cut off from its quorum holds at most LD_PENDING_READS_MAX
+ * linearizable reads; the rest are answered BUSY at once (the client asks
+ * again, elsewhere or later), so its memory does not grow with the load. */
+Test(node, waiting_linearizable_reads_are_capped, .init = setup,
+     .fini = teardown)
+{
+	int l = leader();
+	enum { NREADS = LD_PENDING_READS_MAX + 100 };
+	ln_request q = {.type = LN_REQ_GET,
+			.name = "cap",
+			.name_len = 3,
+			.linearizable = true};
+	ln_event e = {.type = LN_EV_REQUEST, .req = &q};
+	uint64_t first = req_ids;
+	uint32_t before = nreplies;
+	for (int k = 0; k < NREADS; k++) {
+		q.req_id = req_ids++;
+		run((uint32_t)l, &e);
+		/* (nothing delivered: the reads wait for a heartbeat round) */
+	}
+	ln_stats st;
+	ln_node_stats(nodes[l], &st);
+	cr_assert_eq(st.lin_waiting, LD_PENDING_READS_MAX);
+	uint32_t busy = 0;
+	for (uint32_t i = before; i < nreplies; i++)
+		if (replies[i].req_id >= first && replies[i].status == LN_BUSY)
+			busy++;
+	cr_assert_eq(busy, 100, "%u answered BUSY", busy);
 }
