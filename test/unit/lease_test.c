@@ -1897,7 +1897,10 @@ Test(lease, a_hundred_thousand_leases_expire_in_a_few_decrees)
 	cr_assert_leq(decrees, 8);
 	cr_assert_eq(ls_table_count(T), 0);
 	cr_assert_eq(ls_session_leases(T, 1), 0);
-	cr_assert_lt(expire_s, 1.0, "expiring took %.3f s", expire_s);
+	/* A sanity bound, not the property (which is the decree count above):
+	 * 0.7 s alone under ASan here, 1.3 s beside the rest of CI on two
+	 * loaded cores. */
+	cr_assert_lt(expire_s, 5.0, "expiring took %.3f s", expire_s);
 	free(p.tok);
 	free(p.ren);
 }
