@@ -75,7 +75,7 @@ wait_leader >/dev/null
 say "revoke: the command, its grandchildren and a SIGTERM-proof child are gone, exit 5"
 d=$T/run-lost
 mkdir "$d"
-"$LOCKCTL" -e "$CLIENTS" acquire run/lost --ttl 2s --kill-after 1s -- \
+"$LOCKCTL" -e "$CLIENTS" acquire run/lost --ttl 6s --kill-after 1s -- \
 	bash -c "$CMD" "$d" 1 >"$d.out" 2>"$d.err" &
 lp=$!
 wait_files "$d" 3
