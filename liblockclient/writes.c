@@ -126,6 +126,23 @@ out:
 	return rv;
 }
 
+/* One write of the session (release, proclaim) under the write lock:
+ * the reply's code. */
+static int named_write(lc_client *c, Lockd__Request *req, lci_stop *st)
+{
+	call_result res;
+	int rv = lci_write_lock(c, st);
+	if (rv != LC_OK)
+		return rv;
+	rv = write_call(c, req, 0, st, &res);
+	lci_write_unlock(c);
+	if (rv != LC_OK)
+		return rv;
+	rv = lci_reply_code(res.rep);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
 int lc_release(lc_client *c, const char *name, uint64_t token)
 {
 	return lci_release(c, name, token, NULL);
@@ -142,16 +159,7 @@ int lci_release(lc_client *c, const char *name, uint64_t token, lci_stop *st)
 	req.op = LOCKD__OP__OP_RELEASE;
 	req.name = (char *)name;
 	req.token = token;
-	call_result res;
-	if ((rv = lci_write_lock(c, st)) != LC_OK)
-		return rv;
-	rv = write_call(c, &req, 0, st, &res);
-	lci_write_unlock(c);
-	if (rv != LC_OK)
-		return rv;
-	rv = lci_reply_code(res.rep);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
+	return named_write(c, &req, st);
 }
 
 int lc_proclaim(lc_client *c, const char *name, uint64_t token,
@@ -171,16 +179,7 @@ int lc_proclaim(lc_client *c, const char *name, uint64_t token,
 	req.token = token;
 	req.value.data = (uint8_t *)value;
 	req.value.len = value_len;
-	call_result res;
-	if ((rv = lci_write_lock(c, NULL)) != LC_OK)
-		return rv;
-	rv = write_call(c, &req, 0, NULL, &res);
-	lci_write_unlock(c);
-	if (rv != LC_OK)
-		return rv;
-	rv = lci_reply_code(res.rep);
-	lockd__reply__free_unpacked(res.rep, NULL);
-	return rv;
+	return named_write(c, &req, NULL);
 }
 
 int lc_revoke(lc_client *c, const char *name, const char *reason)

@@ -354,6 +354,32 @@ static void node_arm_timer(sim *s, sim_node *nd, uint64_t local_at)
 			.gen = nd->tick_gen});
 }
 
+/* When a sync started at `from` completes: the profile's fsync time (a
+ * slow tail now and then), never before the syncs already in flight. */
+static uint64_t node_sync_at(sim *s, sim_node *nd, uint64_t from)
+{
+	uint64_t t = from + sim_rng_range(&s->rng, s->p.fsync_min_us,
+					  s->p.fsync_max_us);
+	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
+		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
+	if (t < nd->sync_last_us)
+		t = nd->sync_last_us;
+	nd->sync_last_us = t;
+	return t;
+}
+
+/* A message the replica may not send (the contract): says so, frees it. */
+static bool node_msg_refused(sim *s, sim_node *nd, px_msg *m)
+{
+	char buf[256];
+	if (px_msg_validate(m, s->n) == 0 && m->from == nd->id && m->to < s->n)
+		return false;
+	chk_fail(&s->chk, "contract", "r%u sent a malformed message: %s",
+		 nd->id, sim_fmt_msg(m, buf, sizeof buf));
+	px_msg_free(m);
+	return true;
+}
+
 static void node_take_records(sim *s, sim_node *nd, px_actions *a)
 {
 	if (a->nrecs == 0)
@@ -373,13 +399,7 @@ static void node_take_records(sim *s, sim_node *nd, px_actions *a)
 		nv += a->recs[i].type == PX_REC_VOTE;
 		ns += a->recs[i].type == PX_REC_SNAPSHOT;
 	}
-	uint64_t t = s->now + sim_rng_range(&s->rng, s->p.fsync_min_us,
-					    s->p.fsync_max_us);
-	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
-		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
-	if (t < nd->sync_last_us)
-		t = nd->sync_last_us;
-	nd->sync_last_us = t;
+	uint64_t t = node_sync_at(s, nd, s->now);
 	sim_at(s, t,
 	       (sim_ev){.type = SIM_EV_SYNC,
 			.node = nd->id,
@@ -460,16 +480,8 @@ static void node_take_msgs(sim *s, sim_node *nd, px_actions *a)
 	for (size_t i = 0; i < a->nmsgs; i++) {
 		px_msg *m = a->msgs[i];
 		a->msgs[i] = NULL;
-		if (!m)
+		if (!m || node_msg_refused(s, nd, m))
 			continue;
-		if (px_msg_validate(m, s->n) != 0 || m->from != nd->id ||
-		    m->to >= s->n) {
-			chk_fail(&s->chk, "contract",
-				 "r%u sent a malformed message: %s", nd->id,
-				 sim_fmt_msg(m, buf, sizeof buf));
-			px_msg_free(m);
-			continue;
-		}
 		sim_trace(s, "SEND %s", sim_fmt_msg(m, buf, sizeof buf));
 		node_check_durable(s, nd, m);
 		sim_send_msg(s, m);
@@ -816,14 +828,8 @@ static void rio_send(void *ctx, const px_msg *m)
 			 sim_fmt_msg(m, buf, sizeof buf));
 		return;
 	}
-	if (px_msg_validate(copy, s->n) != 0 || copy->from != nd->id ||
-	    copy->to >= s->n) {
-		chk_fail(&s->chk, "contract",
-			 "r%u sent a malformed message: %s", nd->id,
-			 sim_fmt_msg(copy, buf, sizeof buf));
-		px_msg_free(copy);
+	if (node_msg_refused(s, nd, copy))
 		return;
-	}
 	if (nd->release_id != 0) {
 		if (nd->nheld_msgs == nd->held_msgs_cap) {
 			nd->held_msgs_cap =
@@ -932,13 +938,7 @@ static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
 		  nd->id, id, np, nv, ns, n, sync ? "" : " (no sync)");
 	if (!sync)
 		return 0; /* durable with the next synced write, or lost */
-	uint64_t t = nd->rd_now + sim_rng_range(&s->rng, s->p.fsync_min_us,
-						s->p.fsync_max_us);
-	if (sim_rng_chance(&s->rng, s->p.fsync_tail_p))
-		t += sim_rng_range(&s->rng, 0, s->p.fsync_tail_max_us);
-	if (t < nd->sync_last_us)
-		t = nd->sync_last_us;
-	nd->sync_last_us = t;
+	uint64_t t = node_sync_at(s, nd, nd->rd_now);
 	nd->rd_now = t;
 	nd->release_id = id;
 	sim_at(s, t,
