@@ -98,10 +98,14 @@
 /* Snapshot bytes (state machine + client table). */
 #define LD_SNAPSHOT_BYTES_MAX (64u * 1024u * 1024u)
 
-/* One encoded peer message on the wire: room for a whole snapshot, which
- * travels in one SNAPSHOT message. (Client messages have their own, much
- * smaller limit in the daemon.) */
-#define LD_MESSAGE_BYTES_MAX (LD_SNAPSHOT_BYTES_MAX + 1024u * 1024u)
+/* A snapshot travels in chunks of at most this many bytes, one SNAPSHOT
+ * message each, asked for one at a time by the replica that catches up
+ * (px_config.snapshot_chunk_bytes; the simulator uses small ones). */
+#define LD_SNAPSHOT_CHUNK_BYTES_MAX (1024u * 1024u)
+
+/* One encoded peer message on the wire. (Client messages have their own,
+ * much smaller limit in the daemon.) */
+#define LD_MESSAGE_BYTES_MAX (65u * 1024u * 1024u)
 
 /* Decree bytes in one CATCHUP message (at least one decree is always sent;
  * one decree is at most LD_BATCH_CMDS_MAX x LD_CMD_BYTES_MAX). */
@@ -136,9 +140,13 @@ _Static_assert((unsigned long long)LD_CATCHUP_BYTES_MAX +
 _Static_assert((unsigned long long)LD_WINDOW_SLOTS_MAX *LD_BATCH_CMDS_MAX
 			       *LD_CMD_BYTES_MAX <= LD_MESSAGE_BYTES_MAX,
 	       "a whole pipeline of full decrees fits one message");
-_Static_assert(LD_SNAPSHOT_BYTES_MAX < LD_MESSAGE_BYTES_MAX,
-	       "a snapshot travels in one SNAPSHOT message");
-_Static_assert(LD_MESSAGE_BYTES_MAX <= 0xffffffffull,
+_Static_assert(LD_SNAPSHOT_CHUNK_BYTES_MAX + 1024u * 1024u <=
+		       LD_MESSAGE_BYTES_MAX,
+	       "a snapshot's chunk and its header fit one SNAPSHOT message");
+_Static_assert(LD_SNAPSHOT_CHUNK_BYTES_MAX <= LD_SNAPSHOT_BYTES_MAX,
+	       "a chunk is part of a snapshot");
+_Static_assert(LD_MESSAGE_BYTES_MAX <= 0xffffffffull &&
+		       LD_SNAPSHOT_BYTES_MAX <= 0xffffffffull,
 	       "message and snapshot lengths are uint32_t");
 /* The pending queue holds at least one full decree. */
 _Static_assert(LD_BATCH_CMDS_MAX <= LD_PENDING_CMDS_MAX,

@@ -36,7 +36,17 @@ typedef enum ld_mutant {
 				    proposed under the old one are in flight */
 	PX_MUTANT_COUNT_REMOVED, /* a leader counts votes of replicas that
 				    were removed from the cell */
+	PX_MUTANT_SNAP_NO_CHECKSUM, /* a replica installs a snapshot received
+				       in chunks without checking its
+				       checksum, damaged chunks and all */
+	PX_MUTANT_READ_WINDOW,      /* a new leader's linearizable read waits
+				       only for what it has proposed, not for
+				       the votes its phase 1 found past its
+				       pipeline */
 	/* ---- the node's lease timers (node.c) ---- */
+	PX_MUTANT_TICK_ANY_TERM, /* TICKs carry no leader term, so a deposed
+				    leader's TICK chosen late adds time that
+				    the next leader measured too */
 	PX_MUTANT_GRACE_ZERO,    /* re-grants right at expiry, no grace */
 	PX_MUTANT_DEPOSED_RENEW, /* leader answers RENEW from its own table,
 				    without a decree: a deposed one renews */

@@ -357,6 +357,23 @@ static uint64_t lease_now(const ls_table *t, const lease_ctx *x)
 	return lease_sat_add(t->st.clock_ms, x->since_tick_ms);
 }
 
+/* The ledger clock, one leader at a time (lease.h). */
+static void lease_tick(lease_state *s, const ls_cmd *c)
+{
+	if (c->term_round < s->clock_term_round ||
+	    (c->term_round == s->clock_term_round &&
+	     c->term_id < s->clock_term_id))
+		return; /* a deposed leader's, chosen late */
+	if (c->term_round != s->clock_term_round ||
+	    c->term_id != s->clock_term_id) {
+		if (c->base_ms < s->clock_ms && c->term_round != 0)
+			s->clock_ms = c->base_ms;
+		s->clock_term_round = c->term_round;
+		s->clock_term_id = c->term_id;
+	}
+	s->clock_ms = lease_sat_add(s->clock_ms, c->elapsed_ms);
+}
+
 /* A new grant takes the next token; its clock reading is clock +
  * since_tick_ms, never earlier than the truth (see lease.h). */
 static void lease_grant(ls_table *t, const lease_ctx *x, lease_rec *l,
@@ -791,7 +808,7 @@ static void lease_apply_cmd(ls_table *t, uint64_t slot, const ls_cmd *c,
 		lease_expire(t, &x, c, r);
 		break;
 	case LS_OP_TICK:
-		t->st.clock_ms = lease_sat_add(t->st.clock_ms, c->elapsed_ms);
+		lease_tick(&t->st, c);
 		r->status = LS_OK;
 		break;
 	case LS_OP_CANCEL_WAIT:

@@ -2,14 +2,20 @@
  *
  * It never reads a clock. Everything that depends on time arrives as a
  * decree that the leader wrote:
- *  - TICK(elapsed_ms): the leader's monotonic clock advanced this much since
- *    its previous TICK (or since it took over). The sum of all TICKs is the
- *    "ledger clock" (ls_table_clock_ms). Every command also carries
- *    since_tick_ms, the proposing leader's time since its last TICK, so the
- *    ledger clock at a grant or renewal is clock + since_tick_ms: never less
- *    than the truth, which is the safe side. A new leader reads
- *    clock - renewed_clock_ms as a lower bound on how long a lease went
- *    unrenewed, measured by the clocks of leaders that are gone.
+ *  - TICK(elapsed_ms, term, base_ms): the leader's monotonic clock advanced
+ *    this much since its previous TICK (or since it took over, when the
+ *    ledger clock read base_ms); term is the ballot it leads with. The sum
+ *    of the TICKs is the "ledger clock" (ls_table_clock_ms), counted one
+ *    leader at a time: a TICK of an older term than the last one applied
+ *    is ignored, and the first one applied of a newer term starts from its
+ *    base_ms (when that is lower), so that a deposed leader's TICK that is
+ *    chosen late (re-proposed by a later leader, which must take the votes
+ *    it finds) never adds time that another leader measured too. Every command
+ * also carries since_tick_ms, the proposing leader's time since its last TICK,
+ * so the ledger clock at a grant or renewal is clock + since_tick_ms: never
+ * less than the truth, which is the safe side. A new leader reads clock -
+ * renewed_clock_ms as a lower bound on how long a lease went unrenewed,
+ * measured by the clocks of leaders that are gone.
  *  - EXPIRE(token, renewals)[]: the leader saw these leases go unrenewed past
  *    their TTL plus the grace delay; each ends (and its name passes to the
  *    next waiter) only if it is still the lease the leader saw: same token,
@@ -95,7 +101,10 @@ typedef struct ls_cmd {
 	uint64_t token;     /* RELEASE, ABANDON, PROCLAIM */
 	const char *reason; /* REVOKE */
 	uint32_t reason_len;
-	uint64_t elapsed_ms;    /* TICK */
+	uint64_t elapsed_ms; /* TICK */
+	uint64_t term_round; /* TICK: the proposing leader's ballot */
+	uint32_t term_id;
+	uint64_t base_ms;       /* TICK: the ledger clock at its takeover */
 	uint64_t since_tick_ms; /* every op: the proposing leader's ms since its
 				   last TICK (see the top) */
 	uint32_t ntokens;       /* EXPIRE */

@@ -127,11 +127,14 @@ static const uint8_t *lease_rd_str(lease_rd *r, uint32_t max, uint32_t *n)
  *   RELEASE      u64 session, u64 session_key, str name, u64 token
  *   REVOKE       str name, str reason
  *   EXPIRE       u16 ntokens, ntokens x (u64 token, u32 renewals)
- *   TICK         u64 elapsed_ms
+ *   TICK         u64 elapsed_ms, and in version 3 u64 term_round,
+ *                u32 term_id, u64 base_ms (an older TICK has term 0)
  *   CANCEL_WAIT  u64 session, str name
  *   ABANDON      u64 token, str name
  * where str is a u16 length and the bytes. Nothing may follow. */
-#define LEASE_CMD_VERSION 2u /* 2: session_key after session */
+#define LEASE_CMD_VERSION                                        \
+	3u /* 2: session_key after session; 3: a TICK's term and \
+	      base */
 
 /* An EXPIRE of the most pairs: version, op, two u64 stamps, the u16 count. */
 _Static_assert(1u + 1u + 8u + 8u + 2u +
@@ -268,6 +271,9 @@ size_t ls_cmd_encode(const ls_cmd *c, uint8_t *buf, size_t cap)
 		break;
 	case LS_OP_TICK:
 		lease_wr_u64(&w, c->elapsed_ms);
+		lease_wr_u64(&w, c->term_round);
+		lease_wr_u32(&w, c->term_id);
+		lease_wr_u64(&w, c->base_ms);
 		break;
 	case LS_OP_CANCEL_WAIT:
 		lease_wr_u64(&w, c->session);
@@ -295,7 +301,7 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 	uint32_t n;
 	/* Version 1 (before session keys) is still read: old ledgers. */
 	uint8_t version = lease_rd_u8(&r);
-	if (version != 1 && version != LEASE_CMD_VERSION)
+	if (version < 1 || version > LEASE_CMD_VERSION)
 		return LS_E_MALFORMED;
 	bool keyed = version >= 2;
 	uint8_t op = lease_rd_u8(&r);
@@ -343,6 +349,11 @@ ls_status ls_cmd_decode(const uint8_t *buf, size_t len, ls_cmd *c)
 		break;
 	case LS_OP_TICK:
 		c->elapsed_ms = lease_rd_u64(&r);
+		if (version >= 3) {
+			c->term_round = lease_rd_u64(&r);
+			c->term_id = lease_rd_u32(&r);
+			c->base_ms = lease_rd_u64(&r);
+		}
 		break;
 	case LS_OP_CANCEL_WAIT:
 		c->session = lease_rd_u64(&r);
@@ -444,9 +455,10 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
 
 /* ---- snapshot and restore ---------------------------------------------- */
 
-/* Snapshot format, version 3 (little-endian; versions 1, without the keys,
- * and 2, without the reasons, are still read):
- *   u32 magic "LSNP", u32 version (3), u64 counter, u64 clock_ms, u64 digest,
+/* Snapshot format, version 4 (little-endian; versions 1, without the keys,
+ * 2, without the reasons, and 3, without the clock's term, are still read):
+ *   u32 magic "LSNP", u32 version (4), u64 counter, u64 clock_ms,
+ *   (version 4:) u64 clock_term_round, u32 clock_term_id, u64 digest,
  *   u64 nleases, then nleases leases in increasing token order:
  *     str name, u64 holder, u64 token, u32 ttl_ms, str value, u8 revoked,
  *     str reason (version 3: the revoke's, empty unless revoked),
@@ -462,8 +474,9 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
  * restore looks each key up, and replicas compare digest, not bytes. */
 #define LEASE_SNAP_MAGIC 0x504e534cu
 #define LEASE_SNAP_VERSION                                            \
-	3u                       /* 2: session keys after the leases; \
-				    3: a revoked lease's reason */
+	4u                       /* 2: session keys after the leases; \
+				    3: a revoked lease's reason;      \
+				    4: the ledger clock's term */
 #define LEASE_SNAP_LEASE_MIN 56u /* bytes of a lease with empty strings */
 /* The largest token counter a snapshot may hold: 2^62 grants is 146,000
  * years at a million a second. */
@@ -500,6 +513,8 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 	lease_wr_u32(w, LEASE_SNAP_VERSION);
 	lease_wr_u64(w, s->counter);
 	lease_wr_u64(w, s->clock_ms);
+	lease_wr_u64(w, s->clock_term_round);
+	lease_wr_u32(w, s->clock_term_id);
 	lease_wr_u64(w, s->digest);
 	lease_wr_u64(w, n);
 	for (size_t i = 0; i < n; i++) {
@@ -722,6 +737,8 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 	uint32_t version = lease_rd_u32(&r);
 	uint64_t counter = lease_rd_u64(&r);
 	uint64_t clock_ms = lease_rd_u64(&r);
+	uint64_t term_round = version >= 4 ? lease_rd_u64(&r) : 0;
+	uint32_t term_id = version >= 4 ? lease_rd_u32(&r) : 0;
 	uint64_t digest = lease_rd_u64(&r);
 	uint64_t n = lease_rd_u64(&r);
 	/* Bound the count by the bytes before trusting it with memory. A
@@ -737,6 +754,8 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 		return -1;
 	s.counter = counter;
 	s.clock_ms = clock_ms;
+	s.clock_term_round = term_round;
+	s.clock_term_id = term_id;
 	s.digest = digest;
 	uint64_t last = 0;
 	for (uint64_t i = 0; i < n; i++) {

@@ -112,7 +112,10 @@ typedef struct lease_state {
 	struct lease_rec *by_order;
 	uint64_t counter;  /* the last token granted. Invariant: never falls */
 	uint64_t clock_ms; /* the ledger clock */
-	uint64_t digest;   /* hash chain over every apply */
+	/* The term (leader's ballot) of the last TICK applied (lease.h) */
+	uint64_t clock_term_round;
+	uint32_t clock_term_id;
+	uint64_t digest; /* hash chain over every apply */
 	/* For the table's limits (derived: restore recounts them). */
 	uint64_t nwaiters;   /* waiters on every name. Invariant: their count,
 				at most LD_LEASE_WAITERS_MAX */

@@ -91,6 +91,7 @@ struct ln_node {
 			 PX_LEADER; when false, the leader-only state below is
 			 empty and no outstanding request is queued */
 	uint64_t leading_round;
+	uint64_t tick_base_ms; /* the ledger clock when this term began */
 
 	outstanding *outs;
 	uint32_t nouts; /* Invariant: <= LD_PENDING_CMDS_MAX */

@@ -146,6 +146,7 @@ void lni_takeover(ln_node *n)
 {
 	lni_leader_clear(n);
 	n->last_tick_us = n->now_us;
+	n->tick_base_ms = ls_table_clock_ms(n->table);
 	struct takeover_ctx c = {n, ls_table_clock_ms(n->table)};
 	ls_for_each(n->table, takeover_lease, &c);
 }
@@ -269,7 +270,13 @@ void lni_propose_tick(ln_node *n, ln_actions *out)
 	/* Whole milliseconds, the remainder carried: the ledger clock never
 	 * runs ahead of the leader's. */
 	uint64_t ms = (n->now_us - n->last_tick_us) / 1000;
-	ls_cmd c = {.op = LS_OP_TICK, .elapsed_ms = ms};
+	ls_cmd c = {.op = LS_OP_TICK,
+		    .elapsed_ms = ms,
+		    .term_round = n->leading_round,
+		    .term_id = n->cfg.paxos.id,
+		    .base_ms = n->tick_base_ms};
+	if (MUTANT(n, PX_MUTANT_TICK_ANY_TERM))
+		c.term_round = c.term_id = 0, c.base_ms = 0;
 	lni_submit_internal(n, out, &c);
 	n->last_tick_us += ms * 1000;
 	n->stats.tick_decrees++;

@@ -22,7 +22,8 @@
  * helpers (a message held until its record is durable), the pending queue,
  * life cycle, timers and views. The rest of the replica, by topic:
  *   paxos_synod.c     phases 1 and 2, roles, learning and applying, the
- *                     message handlers, client commands, linearizable reads
+ *                     message handlers, client commands
+ *   paxos_reads.c     linearizable reads (ReadIndex)
  *   paxos_members.c   configurations and membership changes
  *   paxos_recovery.c  restore from records, recovery from an empty disk
  *   paxos_catchup.c   snapshots (encoding, install) and catch-up
@@ -53,6 +54,9 @@ static const char *const mutant_names[PX_MUTANT_COUNT] = {
 	[PX_MUTANT_READ_LOCAL] = "read-local",
 	[PX_MUTANT_ALPHA_ZERO] = "alpha-zero",
 	[PX_MUTANT_COUNT_REMOVED] = "count-removed",
+	[PX_MUTANT_SNAP_NO_CHECKSUM] = "snap-no-checksum",
+	[PX_MUTANT_READ_WINDOW] = "read-window",
+	[PX_MUTANT_TICK_ANY_TERM] = "tick-any-term",
 	[PX_MUTANT_GRACE_ZERO] = "grace-zero",
 	[PX_MUTANT_DEPOSED_RENEW] = "deposed-renew",
 	[PX_MUTANT_TRUST_STAMPS] = "trust-stamps",
@@ -136,7 +140,8 @@ int px_msg_validate(const px_msg *m, uint32_t nreplicas)
 		return -1;
 	if (m->nvotes > LD_LOG_SLOTS_MAX || (m->nvotes > 0 && !m->votes))
 		return -1;
-	if (m->snap_len > LD_SNAPSHOT_BYTES_MAX || (m->snap_len && !m->snap))
+	if (m->snap_len > LD_SNAPSHOT_CHUNK_BYTES_MAX ||
+	    (m->snap_len && !m->snap))
 		return -1;
 	for (uint32_t i = 0; i < m->nvotes; i++)
 		if (m->votes[i].value == NULL || m->votes[i].slot == 0 ||
@@ -156,11 +161,15 @@ int px_msg_validate(const px_msg *m, uint32_t nreplicas)
 			return -1;
 		break;
 	case PX_MSG_SNAPSHOT:
-		if (m->base == 0 || m->snap_len == 0)
+		if (m->base == 0 || m->snap_len == 0 ||
+		    m->snap_total > LD_SNAPSHOT_BYTES_MAX ||
+		    m->snap_off > m->snap_total ||
+		    m->snap_len > m->snap_total - m->snap_off)
 			return -1;
 		break;
 	case PX_MSG_CATCHUP_REQ:
-		if (m->slot == 0)
+		if (m->slot == 0 || m->snap_off > LD_SNAPSHOT_BYTES_MAX ||
+		    (m->base == 0 && m->snap_off != 0))
 			return -1;
 		break;
 	default:
@@ -448,6 +457,7 @@ void px_config_default(px_config *cfg, uint32_t id, uint32_t nreplicas)
 	cfg->window_slots = 16;
 	cfg->batch_cmds = LD_BATCH_CMDS_MAX;
 	cfg->snapshot_every_slots = LD_SNAPSHOT_EVERY_SLOTS;
+	cfg->snapshot_chunk_bytes = LD_SNAPSHOT_CHUNK_BYTES_MAX;
 	cfg->digest_every_slots = LD_DIGEST_EVERY_SLOTS;
 	cfg->mutant = PX_MUTANT_NONE;
 }
@@ -469,6 +479,8 @@ px_replica *px_replica_new(const px_config *cfg, px_sm *sm)
 	    cfg->batch_cmds > LD_BATCH_CMDS_MAX ||
 	    cfg->election_timeout_us == 0 || cfg->heartbeat_us == 0 ||
 	    cfg->retry_us == 0 || cfg->snapshot_every_slots == 0 ||
+	    cfg->snapshot_chunk_bytes == 0 ||
+	    cfg->snapshot_chunk_bytes > LD_SNAPSHOT_CHUNK_BYTES_MAX ||
 	    cfg->digest_every_slots == 0 ||
 	    cfg->snapshot_every_slots + LD_LOG_TAIL_SLOTS +
 			    LD_WINDOW_SLOTS_MAX >=
@@ -549,6 +561,7 @@ void px_replica_free(px_replica *r)
 	mem_idtab_free(&r->waiter_ix);
 	mem_idtab_free(&r->clients);
 	free(r->snap);
+	free(r->rx.buf);
 	free(r);
 }
 

@@ -78,10 +78,16 @@ typedef enum px_msg_type {
 			       slot = the 1a/2a slot it answers; base */
 	PX_MSG_COMMIT,     /* heartbeat + commit announcement: ballot, commit */
 	PX_MSG_COMMIT_ACK, /* heartbeat answer: ballot, commit = sender's */
-	PX_MSG_CATCHUP_REQ, /* slot = first chosen slot wanted */
+	PX_MSG_CATCHUP_REQ, /* slot = first chosen slot wanted; base,
+			       snap_off, snap_sum: the snapshot the sender
+			       has received the first snap_off bytes of
+			       (base 0: none), to go on from there */
 	PX_MSG_CATCHUP,     /* votes[] = chosen decrees (ballot unused),
 			       commit = sender's commit */
-	PX_MSG_SNAPSHOT,    /* base, snap bytes, commit */
+	PX_MSG_SNAPSHOT,    /* one chunk: bytes [snap_off, snap_off +
+			       snap_len) of the snapshot at base, which has
+			       snap_total bytes and checksum snap_sum
+			       (px_checksum); commit */
 	PX_MSG_PROBE,       /* from a replica that is not (yet) a voter:
 			       "what do you hold?"; ballot = the ballot a
 			       new leader must exceed before the prober can
@@ -140,6 +146,8 @@ typedef struct px_msg {
 	px_vote *votes; /* malloc'd, owned by the message */
 	uint32_t snap_len;
 	uint8_t *snap; /* malloc'd, owned by the message */
+	/* SNAPSHOT, CATCHUP_REQ: where the chunk lies in which snapshot */
+	uint64_t snap_off, snap_total, snap_sum;
 } px_msg;
 
 /* Frees a message and drops its value references. NULL-safe. */
@@ -391,7 +399,8 @@ typedef struct px_config {
 	uint32_t window_slots;        /* <= LD_WINDOW_SLOTS_MAX */
 	uint32_t batch_cmds;          /* <= LD_BATCH_CMDS_MAX */
 	uint32_t snapshot_every_slots;
-	uint32_t digest_every_slots; /* state digests compared at multiples */
+	uint32_t snapshot_chunk_bytes; /* 1..LD_SNAPSHOT_CHUNK_BYTES_MAX */
+	uint32_t digest_every_slots;   /* state digests compared at multiples */
 	ld_mutant mutant;
 } px_config;
 

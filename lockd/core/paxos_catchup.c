@@ -240,6 +240,16 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 	return 0;
 }
 
+/* The snapshot this replica serves from now on (buf is taken). */
+static void snap_keep(px_replica *r, uint8_t *buf, size_t len, uint64_t base)
+{
+	free(r->snap);
+	r->snap = buf;
+	r->snap_len = len;
+	r->snap_base = base;
+	r->snap_sum = px_checksum(buf, len);
+}
+
 /* Installs a snapshot at base (> commit). Returns 0 or -1 (malformed). */
 int pxi_install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
 			 uint64_t base)
@@ -252,10 +262,7 @@ int pxi_install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
 	if (copy == NULL)
 		abort();
 	memcpy(copy, snap, len);
-	free(r->snap);
-	r->snap = copy;
-	r->snap_len = len;
-	r->snap_base = base;
+	snap_keep(r, copy, len, base);
 	r->commit = base;
 	r->bytes_since_snap = 0;
 	pxi_log_truncate(r, base + 1);
@@ -295,10 +302,7 @@ void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 		return;
 	}
 	memcpy(copy, buf, len);
-	free(r->snap);
-	r->snap = buf;
-	r->snap_len = len;
-	r->snap_base = r->commit;
+	snap_keep(r, buf, len, r->commit);
 	pxi_persist(r, out,
 		    (px_record){.type = PX_REC_SNAPSHOT,
 				.slot = r->snap_base,
@@ -322,6 +326,15 @@ void pxi_maybe_catchup(px_replica *r, px_actions *out)
 	px_msg *m = pxi_msg_new(r, PX_MSG_CATCHUP_REQ,
 				(uint32_t)r->known_commit_from);
 	m->slot = r->commit + 1;
+	/* A snapshot half received goes on where it stopped, if the replica
+	 * asked still serves it; one this replica has passed is dropped. */
+	if (r->rx.base != 0 && r->rx.base <= r->commit)
+		pxi_snap_rx_drop(r);
+	if (r->rx.base != 0) {
+		m->base = r->rx.base;
+		m->snap_off = r->rx.have;
+		m->snap_sum = r->rx.sum;
+	}
 	r->catchup_sent_us = r->now_us;
 	r->catchup_to = r->known_commit_from;
 	r->catchup_asked_us = r->now_us;
@@ -336,12 +349,26 @@ void pxi_on_catchup_req(px_replica *r, const px_msg *m, px_actions *out)
 	    entry_at(r, m->slot)->chosen == NULL) {
 		if (r->snap == NULL || r->snap_base < m->slot)
 			return;
+		/* One chunk per request: the requester asks for the next
+		 * when this one is in (flow control), and again from where
+		 * it stands when one is lost (resumption). It goes on only
+		 * with the snapshot it has begun: same base, same bytes. */
+		uint64_t off = 0;
+		if (m->base == r->snap_base && m->snap_sum == r->snap_sum &&
+		    m->snap_off < r->snap_len)
+			off = m->snap_off;
+		size_t n = r->snap_len - off;
+		if (n > r->cfg.snapshot_chunk_bytes)
+			n = r->cfg.snapshot_chunk_bytes;
 		px_msg *s = pxi_msg_new(r, PX_MSG_SNAPSHOT, m->from);
-		s->snap = malloc(r->snap_len);
+		s->snap = malloc(n);
 		if (s->snap == NULL)
 			abort();
-		memcpy(s->snap, r->snap, r->snap_len);
-		s->snap_len = (uint32_t)r->snap_len;
+		memcpy(s->snap, r->snap + off, n);
+		s->snap_len = (uint32_t)n;
+		s->snap_off = off;
+		s->snap_total = r->snap_len;
+		s->snap_sum = r->snap_sum;
 		s->base = r->snap_base;
 		pxi_emit(r, out, s);
 		return;
@@ -393,30 +420,89 @@ void pxi_on_catchup(px_replica *r, const px_msg *m, px_actions *out)
 	pxi_maybe_catchup(r, out);
 }
 
+void pxi_snap_rx_drop(px_replica *r)
+{
+	free(r->rx.buf);
+	memset(&r->rx, 0, sizeof r->rx);
+}
+
+/* Takes a chunk into the snapshot being received. Returns true when the
+ * snapshot is whole and its checksum holds (then r->rx holds it). */
+static bool snap_rx_chunk(px_replica *r, const px_msg *m)
+{
+	if (m->snap_off == 0) {
+		/* The start of a snapshot: of a newer one, or of the same
+		 * again (the sender could not go on where we were). */
+		pxi_snap_rx_drop(r);
+		r->rx.base = m->base;
+		r->rx.total = m->snap_total;
+		r->rx.sum = m->snap_sum;
+	} else if (m->base != r->rx.base || m->snap_total != r->rx.total ||
+		   m->snap_sum != r->rx.sum || m->snap_off != r->rx.have) {
+		/* A duplicate, a late one, or one of another snapshot. */
+		return false;
+	}
+	if (r->rx.have + m->snap_len > r->rx.cap) {
+		/* Grows as chunks come, so only bytes received take room. */
+		size_t cap = r->rx.cap ? r->rx.cap : 4096;
+		while (cap < r->rx.have + m->snap_len)
+			cap *= 2;
+		if (cap > r->rx.total)
+			cap = (size_t)r->rx.total;
+		uint8_t *b = realloc(r->rx.buf, cap);
+		if (b == NULL)
+			abort();
+		r->rx.buf = b;
+		r->rx.cap = cap;
+	}
+	memcpy(r->rx.buf + r->rx.have, m->snap, m->snap_len);
+	r->rx.have += m->snap_len;
+	if (r->rx.have < r->rx.total)
+		return false;
+	if (px_checksum(r->rx.buf, (size_t)r->rx.total) != r->rx.sum &&
+	    !MUTANT(r, PX_MUTANT_SNAP_NO_CHECKSUM)) {
+		/* Damaged on its way: ask for it again from the start. */
+		pxi_snap_rx_drop(r);
+		return false;
+	}
+	return true;
+}
+
 void pxi_on_snapshot(px_replica *r, const px_msg *m, px_actions *out)
 {
 	if (r->role == PX_LEADER || m->base <= r->commit ||
 	    !catchup_asked(r, m))
 		return;
 	pxi_note_commit(r, m);
-	if (pxi_install_snapshot(r, m->snap, m->snap_len, m->base) != 0)
+	bool whole = snap_rx_chunk(r, m);
+	r->catchup_sent_us = 0;
+	if (!whole) {
+		/* The next chunk, or this one again. */
+		pxi_maybe_catchup(r, out);
 		return;
-	uint8_t *copy = malloc(m->snap_len);
-	if (copy == NULL)
-		abort();
-	memcpy(copy, m->snap, m->snap_len);
+	}
+	uint64_t base = r->rx.base;
+	size_t len = (size_t)r->rx.total;
+	uint8_t *snap = r->rx.buf;
+	r->rx.buf = NULL;
+	pxi_snap_rx_drop(r);
+	if (pxi_install_snapshot(r, snap, len, base) != 0) {
+		free(snap);
+		pxi_maybe_catchup(r, out);
+		return;
+	}
 	pxi_persist(r, out,
 		    (px_record){.type = PX_REC_SNAPSHOT,
-				.slot = m->base,
-				.snap_len = m->snap_len,
-				.snap = copy});
+				.slot = base,
+				.snap_len = (uint32_t)len,
+				.snap = snap});
 	out->installed_snapshot = true;
-	out->snapshot_base = m->base;
+	out->snapshot_base = base;
 	/* The state our digests described is gone: so are they, and what
 	 * comparing them found. */
 	memset(r->ckpts, 0, sizeof r->ckpts);
 	r->digest_alarm = PX_DIGEST_OK;
-	pxi_ckpt_note(r, m->base, r->sm->ops->digest(r->sm));
+	pxi_ckpt_note(r, base, r->sm->ops->digest(r->sm));
 	if (r->role == PX_CANDIDATE)
 		pxi_become_follower(r, out, r->now_us);
 	pxi_advance(r, out);

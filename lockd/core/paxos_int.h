@@ -153,6 +153,7 @@ struct px_replica {
 	uint64_t snap_base; /* Invariant: <= commit */
 	uint8_t *snap;      /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
+	uint64_t snap_sum;         /* px_checksum(snap, snap_len) */
 	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
 
 	/* roles */
@@ -222,6 +223,14 @@ struct px_replica {
 	 * nobody asked for is dropped. */
 	int32_t catchup_to;
 	uint64_t catchup_asked_us;
+	/* A snapshot coming in chunks (base 0: none): the first have bytes
+	 * of the one at base, whose length and checksum are total and sum.
+	 * Invariant: have <= total <= LD_SNAPSHOT_BYTES_MAX, have <= cap. */
+	struct snap_rx {
+		uint64_t base, total, sum, have;
+		uint8_t *buf;
+		size_t cap;
+	} rx;
 	uint64_t known_commit; /* highest commit anyone told us */
 	int32_t known_commit_from;
 
@@ -303,7 +312,10 @@ void pxi_note_commit(px_replica *r, const px_msg *m);
 void pxi_requeue_proposals(px_replica *r, px_actions *out);
 void pxi_handle_msg(px_replica *r, const px_msg *m, px_actions *out);
 void pxi_on_submit(px_replica *r, const px_cmd *cmd, px_actions *out);
+/* ---- paxos_reads.c ------------------------------------------------------ */
 void pxi_on_read(px_replica *r, uint64_t id, px_actions *out);
+/* Answers every waiting read "not leader" (this replica stepped down). */
+void pxi_reads_fail_all(px_replica *r, px_actions *out);
 void pxi_reads_check(px_replica *r, px_actions *out);
 
 /* ---- paxos_members.c --------------------------------------------------- */
@@ -353,6 +365,8 @@ void pxi_maybe_catchup(px_replica *r, px_actions *out);
 void pxi_on_catchup_req(px_replica *r, const px_msg *m, px_actions *out);
 void pxi_on_catchup(px_replica *r, const px_msg *m, px_actions *out);
 void pxi_on_snapshot(px_replica *r, const px_msg *m, px_actions *out);
+/* Forgets a snapshot half received. */
+void pxi_snap_rx_drop(px_replica *r);
 
 /* ---- paxos_digest.c ---------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "ld_limits.h"
 
 /* The no-op's refs are never 0 and never freed: refs on it are skipped. */
@@ -17,6 +18,19 @@ uint64_t px_mix64(uint64_t x)
 	x *= 0x94d049bb133111ebULL;
 	x ^= x >> 31;
 	return x;
+}
+
+uint64_t px_checksum(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		h ^= bytes_get_le64(p + i) * 0x9e3779b97f4a7c15ULL;
+		h = (h << 27 | h >> 37) * 0xc2b2ae3d27d4eb4fULL;
+	}
+	for (; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return px_mix64(h);
 }
 
 uint64_t px_hash(uint64_t h, const void *p, size_t n)

@@ -50,4 +50,9 @@ uint64_t px_mix64(uint64_t x);
 uint64_t px_hash(uint64_t h, const void *p, size_t n);
 #define PX_HASH_SEED 0xcbf29ce484222325ULL
 
+/* A snapshot's checksum, eight bytes a step (little-endian words, so it is
+ * the same on every machine): catches a chunk damaged or misplaced on its
+ * way, not a forger (peer_auth does that). */
+uint64_t px_checksum(const uint8_t *p, size_t n);
+
 #endif

@@ -432,7 +432,8 @@ static int codec_msg_check(const px_msg *m)
 		if (rv != 0)
 			return rv;
 	}
-	if (m->snap_len > LD_SNAPSHOT_BYTES_MAX)
+	if (m->snap_len > LD_SNAPSHOT_CHUNK_BYTES_MAX ||
+	    m->snap_total > LD_SNAPSHOT_BYTES_MAX)
 		return CD_ESNAPSHOT;
 	if (m->snap_len > 0 && m->snap == NULL)
 		return CD_EFIELDS;
@@ -496,6 +497,9 @@ int cd_msg_encode(const px_msg *m, uint8_t **buf, size_t *len)
 	}
 	pm.snap.len = m->snap_len;
 	pm.snap.data = m->snap;
+	pm.snap_offset = m->snap_off;
+	pm.snap_total = m->snap_total;
+	pm.snap_sum = m->snap_sum;
 	rv = codec_pack(&pm.base, LD_MESSAGE_BYTES_MAX, buf, len);
 out:
 	codec_enc_free(&e);
@@ -529,9 +533,13 @@ static int codec_msg_from_pb(const Lockd__PeerMsg *pm, px_msg *m)
 	m->vslot = pm->verified_slot;
 	m->vdigest = pm->verified_digest;
 	m->incarnation = pm->incarnation;
+	m->snap_off = pm->snap_offset;
+	m->snap_total = pm->snap_total;
+	m->snap_sum = pm->snap_sum;
 	if (pm->n_votes > LD_LOG_SLOTS_MAX)
 		return CD_ECOUNT;
-	if (pm->snap.len > LD_SNAPSHOT_BYTES_MAX)
+	if (pm->snap.len > LD_SNAPSHOT_CHUNK_BYTES_MAX ||
+	    pm->snap_total > LD_SNAPSHOT_BYTES_MAX)
 		return CD_ESNAPSHOT;
 	if (pm->value != NULL) {
 		int rv = codec_value_from_pb(pm->value, &m->value);

@@ -52,11 +52,10 @@ const char *cd_strerror(int rv);
 /* One encoded decree: at most a message. */
 #define CD_VALUE_BYTES_MAX LD_MESSAGE_BYTES_MAX
 
-/* A snapshot record and a decree travel inside peer messages (SNAPSHOT,
- * CATCHUP, ACCEPT), so neither may outgrow one; a decree of the most and
- * largest commands (each with its ids and framing, under 64 bytes) fits. */
-_Static_assert(CD_RECORD_BYTES_MAX <= LD_MESSAGE_BYTES_MAX,
-	       "a snapshot record's bytes fit a SNAPSHOT message");
+/* A decree travels inside peer messages (CATCHUP, ACCEPT), so it may not
+ * outgrow one; a decree of the most and largest commands (each with its ids
+ * and framing, under 64 bytes) fits. (A snapshot travels in chunks, so its
+ * record may be larger than a message.) */
 _Static_assert(CD_VALUE_BYTES_MAX <= LD_MESSAGE_BYTES_MAX,
 	       "a decree fits a message");
 _Static_assert((unsigned long long)LD_BATCH_CMDS_MAX *(LD_CMD_BYTES_MAX +

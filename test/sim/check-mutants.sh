@@ -24,6 +24,7 @@ for m in $mutants; do
 	reply-clock)       opts="--faults default" ;;
 	trust-stamps)      opts="--faults default --drift-ppm 50000" ;;
 	unchecked-regrant) opts="--faults default" ;;
+	tick-any-term)     opts="--faults default" ;;
 	ignore-digest)     opts="--faults default --workload counter" ;;
 	count-removed)     opts="--faults default --members" ;;
 	alpha-zero)

@@ -19,6 +19,10 @@ static void usage(FILE *f)
 		"[--drift-ppm N]\n"
 		"                 [--members] [--driver round|core] [--corpus "
 		"DIR]\n"
+		"                 [--expect-chunks]  (fail unless snapshots "
+		"were installed from\n"
+		"                 many chunks, some lost and some damaged on "
+		"the way)\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -66,7 +70,7 @@ int main(int argc, char **argv)
 		      .drift_ppm_max = -1};
 	uint64_t first = 0, last = 0;
 	bool have_seeds = false, trace = false, until = false, quiet = false,
-	     verbose = false;
+	     verbose = false, expect_chunks = false;
 	const char *mutant = NULL;
 	const char *driver = NULL;
 
@@ -140,6 +144,8 @@ int main(int argc, char **argv)
 			until = true;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = true;
+		} else if (!strcmp(a, "--expect-chunks")) {
+			expect_chunks = true;
 		} else if (!strcmp(a, "--verbose")) {
 			verbose = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -188,6 +194,8 @@ int main(int argc, char **argv)
 		 events = 0;
 	uint64_t grants = 0, expiries = 0, fenced = 0, changes = 0, wipes = 0,
 		 disk_faults = 0;
+	uint64_t chunks = 0, chunks_lost = 0, chunks_damaged = 0,
+		 snap_installs = 0, chunks_most = 0;
 	int64_t closest = INT64_MAX;
 	bool any = false;
 	double t0 = wall_seconds();
@@ -202,6 +210,12 @@ int main(int argc, char **argv)
 		fenced += r.fenced;
 		changes += r.changes;
 		wipes += r.wipes;
+		chunks += r.snap_chunks;
+		chunks_lost += r.snap_chunks_lost;
+		chunks_damaged += r.snap_chunks_damaged;
+		snap_installs += r.snap_installs;
+		if (r.snap_chunks_most > chunks_most)
+			chunks_most = r.snap_chunks_most;
 		disk_faults += r.disk_faults;
 		if (r.closest_us < closest)
 			closest = r.closest_us;
@@ -274,17 +288,29 @@ int main(int argc, char **argv)
 	       " faults=%s workload=%s driver=%s mutant=%s"
 	       " grants=%" PRIu64 " expiries=%" PRIu64 " fenced=%" PRIu64
 	       " closest_ms=%.3f wipes=%" PRIu64 " disk_faults=%" PRIu64
-	       " member_changes=%" PRIu64 " first_violation_seed=",
+	       " member_changes=%" PRIu64 " snapshot_installs=%" PRIu64
+	       " chunks=%" PRIu64 " chunks_lost=%" PRIu64
+	       " chunks_damaged=%" PRIu64 " chunks_most=%" PRIu64
+	       " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs,
 	       (double)decrees / secs, (double)decrees / (double)seeds, events,
 	       o.nreplicas, sim_faults_name(o.faults),
 	       sim_workload_name(o.workload), sim_driver_name(o.driver),
 	       mutant ? mutant : "none", grants, expiries, fenced,
 	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0, wipes,
-	       disk_faults, changes);
+	       disk_faults, changes, snap_installs, chunks, chunks_lost,
+	       chunks_damaged, chunks_most);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);
 	else
 		printf("none\n");
+	/* The mechanism, not only its safety: snapshots crossed in many
+	 * chunks, and lost and damaged ones were asked for again. */
+	if (expect_chunks && (snap_installs == 0 || chunks_most < 16 ||
+			      chunks_lost == 0 || chunks_damaged == 0)) {
+		printf("sim: --expect-chunks: no snapshot went the whole way "
+		       "in many chunks with some lost and some damaged\n");
+		return 1;
+	}
 	return violations ? 1 : 0;
 }

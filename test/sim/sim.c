@@ -61,6 +61,7 @@ static const sim_profile sim_profiles[] = {
 			.disk_fail_min_us = 100000,
 			.disk_fail_max_us = 3000000,
 			.corrupt_p = 0.2,
+			.chunk_damage_p = 0.02,
 			.hostile_every_min_us = 500000,
 			.hostile_every_max_us = 3000000,
 			.drift_ppm_max = 200,
@@ -99,6 +100,7 @@ static const sim_profile sim_profiles[] = {
 			.disk_fail_min_us = 100000,
 			.disk_fail_max_us = 2000000,
 			.corrupt_p = 0.2,
+			.chunk_damage_p = 0.05,
 			.hostile_every_min_us = 100000,
 			.hostile_every_max_us = 1000000,
 			.drift_ppm_max = 200,
@@ -233,8 +235,9 @@ static const char *sim_fmt_msg(const px_msg *m, char *buf, size_t cap)
 			      m->nvotes, m->votes[0].slot,
 			      m->votes[m->nvotes - 1].slot);
 	if (m->snap_len && (size_t)n < cap)
-		snprintf(buf + n, cap - (size_t)n, " snap=%" PRIu32 "B",
-			 m->snap_len);
+		snprintf(buf + n, cap - (size_t)n,
+			 " snap=%" PRIu32 "B@%" PRIu64 "/%" PRIu64, m->snap_len,
+			 m->snap_off, m->snap_total);
 	return buf;
 }
 
@@ -419,11 +422,22 @@ static void sim_send_msg(sim *s, px_msg *m)
 		px_msg_free(m);
 		return;
 	}
+	bool chunk = m->type == PX_MSG_SNAPSHOT;
+	s->res->snap_chunks += chunk;
 	if (sim_rng_chance(&s->rng, s->p.loss_p)) {
 		s->res->msgs_lost++;
+		s->res->snap_chunks_lost += chunk;
 		sim_trace(s, "DROP(loss) %s", sim_fmt_msg(m, buf, sizeof buf));
 		px_msg_free(m);
 		return;
+	}
+	if (chunk && sim_rng_chance(&s->rng, s->p.chunk_damage_p)) {
+		uint64_t bit =
+			sim_rng_below(&s->rng, (uint64_t)m->snap_len * 8);
+		m->snap[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		s->res->snap_chunks_damaged++;
+		sim_trace(s, "DAMAGE bit %" PRIu64 " of %s", bit,
+			  sim_fmt_msg(m, buf, sizeof buf));
 	}
 	if (sim_rng_chance(&s->rng, s->p.dup_p)) {
 		px_msg *d = px_msg_dup(m);
@@ -496,6 +510,12 @@ static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 	uint64_t start = nd->applied;
 	bool snap_new = a->installed_snapshot && !nd->snap_seen;
 	nd->snap_seen |= a->installed_snapshot;
+	if (snap_new) {
+		s->res->snap_installs++;
+		if (nd->rx_chunks > s->res->snap_chunks_most)
+			s->res->snap_chunks_most = nd->rx_chunks;
+		nd->rx_chunks = 0;
+	}
 	/* A snapshot from a corrupted replica carries its corruption; one
 	 * from a sound replica replaces it. */
 	if (snap_new && s->msg_from >= 0) {
@@ -2072,12 +2092,14 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 			sim_trace(s, "DROP(partition) %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
 		} else if (nd->round) {
+			nd->rx_chunks += m->type == PX_MSG_SNAPSHOT;
 			node_round_event(s, nd, ev); /* takes m */
 			return;
 		} else {
 			sim_trace(s, "RECV %s",
 				  sim_fmt_msg(m, buf, sizeof buf));
 			px_event e = {.type = PX_EV_MSG, .msg = m};
+			nd->rx_chunks += m->type == PX_MSG_SNAPSHOT;
 			s->msg_from = (int32_t)m->from;
 			node_step(s, nd, &e);
 			s->msg_from = -1;
@@ -2277,6 +2299,11 @@ static void sim_config(sim *s, px_config *cfg, uint32_t id)
 	static const uint32_t windows[] = {4, 16, LD_WINDOW_SLOTS_MAX};
 	static const uint32_t batches[] = {1, 8, LD_BATCH_CMDS_MAX};
 	cfg->snapshot_every_slots = snaps[sim_rng_below(&s->rng, 4)];
+	/* Small chunks, so that a snapshot takes many (and one of them is
+	 * lost, damaged or duplicated now and then). */
+	static const uint32_t chunks[] = {64, 512, 4096,
+					  LD_SNAPSHOT_CHUNK_BYTES_MAX};
+	cfg->snapshot_chunk_bytes = chunks[sim_rng_below(&s->rng, 4)];
 	static const uint32_t digests[] = {4, 16, LD_DIGEST_EVERY_SLOTS};
 	cfg->digest_every_slots = digests[sim_rng_below(&s->rng, 3)];
 	cfg->window_slots = windows[sim_rng_below(&s->rng, 3)];

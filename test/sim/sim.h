@@ -66,6 +66,10 @@ typedef struct sim_result {
 	uint64_t disk_faults; /* periods of failing syncs */
 	uint64_t changes;     /* membership changes applied (at any replica) */
 	uint64_t msgs_sent, msgs_lost;
+	/* snapshot chunks sent, lost, damaged on their way; snapshots
+	 * installed from chunks, and the most chunks one of them took */
+	uint64_t snap_chunks, snap_chunks_lost, snap_chunks_damaged;
+	uint64_t snap_installs, snap_chunks_most;
 	uint64_t heal_us, end_us; /* simulated real time */
 	/* lease workload (counted by the oracle from the chosen ledger) */
 	uint64_t grants, expiries, releases, revokes;

@@ -46,9 +46,12 @@ typedef struct sim_profile {
 				  wait, as lockd's storage retries them */
 	uint64_t disk_fail_min_us, disk_fail_max_us;
 	uint64_t hostile_every_min_us, hostile_every_max_us; /* 0: none */
-	double corrupt_p; /* counter workload: a crash fault corrupts a
-			     replica's state in memory instead (one at a
-			     time), as a bug or a bad DIMM would */
+	double chunk_damage_p; /* a snapshot's chunk arrives with one bit
+				  flipped (a link or a NIC that corrupts
+				  what TCP's checksum lets through) */
+	double corrupt_p;      /* counter workload: a crash fault corrupts a
+				  replica's state in memory instead (one at a
+				  time), as a bug or a bad DIMM would */
 	int32_t drift_ppm_max;
 	uint64_t fault_min_us, fault_max_us; /* length of the fault phase */
 	double extra_tick_p; /* per event: an unasked-for tick somewhere */
@@ -93,6 +96,8 @@ typedef struct sim_node {
 	/* What of the step's (or round's) chosen decrees the oracle saw. */
 	size_t chosen_seen;
 	bool snap_seen;
+	uint64_t rx_chunks; /* snapshot chunks received since the last
+			       snapshot installed */
 	/* SIM_DRIVER_ROUND: the daemon's round over this node (sim.c). */
 	struct sim *world;
 	bool round; /* rd is in use */

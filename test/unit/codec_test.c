@@ -88,6 +88,13 @@ static px_msg *mkmsg(px_msg_type t)
 		cr_assert_not_null(m->snap);
 		for (uint32_t i = 0; i < m->snap_len; i++)
 			m->snap[i] = (uint8_t)(i * 7);
+		m->snap_off = 3000;
+		m->snap_total = 5000;
+		m->snap_sum = 0x0123456789abcdefULL;
+		break;
+	case PX_MSG_CATCHUP_REQ:
+		m->snap_off = 4000;
+		m->snap_sum = 0xfedcba9876543210ULL;
 		break;
 	default:
 		break;
@@ -119,6 +126,9 @@ static void assert_msg_equal(const px_msg *a, const px_msg *b)
 	cr_assert_eq(a->snap_len, b->snap_len);
 	if (a->snap_len > 0)
 		cr_assert_arr_eq(a->snap, b->snap, a->snap_len);
+	cr_assert_eq(a->snap_off, b->snap_off);
+	cr_assert_eq(a->snap_total, b->snap_total);
+	cr_assert_eq(a->snap_sum, b->snap_sum);
 }
 
 static void assert_record_equal(const px_record *a, const px_record *b)
@@ -656,20 +666,32 @@ Test(codec, oversized)
 	cr_assert_eq(cd_record_decode(buf, big, &r), CD_ETOOBIG);
 	free(buf);
 
-	/* The largest snapshot travels in one message (a far-behind replica
-	 * must always be able to rejoin); one byte more is refused. */
+	/* The largest chunk of the largest snapshot travels in one message
+	 * (a far-behind replica must always be able to rejoin); one byte
+	 * more, or a snapshot over the limit, is refused. */
 	m = mkmsg(PX_MSG_SNAPSHOT);
 	free(m->snap);
-	m->snap_len = LD_SNAPSHOT_BYTES_MAX;
+	m->snap_len = LD_SNAPSHOT_CHUNK_BYTES_MAX;
+	m->snap_total = LD_SNAPSHOT_BYTES_MAX;
+	m->snap_off = LD_SNAPSHOT_BYTES_MAX - LD_SNAPSHOT_CHUNK_BYTES_MAX;
 	m->snap = calloc(1, m->snap_len);
 	cr_assert_not_null(m->snap);
 	uint8_t *out;
 	size_t len;
 	cr_assert_eq(cd_msg_encode(m, &out, &len), 0);
 	cr_assert_leq(len, LD_MESSAGE_BYTES_MAX);
+	px_msg *d = NULL;
+	cr_assert_eq(cd_msg_decode(out, len, &d), 0);
+	cr_assert_eq(d->snap_off, m->snap_off);
+	cr_assert_eq(d->snap_total, m->snap_total);
+	px_msg_free(d);
 	free(out);
+	m->snap_total = LD_SNAPSHOT_BYTES_MAX + 1ull;
+	cr_assert_eq(cd_msg_encode(m, &out, &len), CD_ESNAPSHOT);
+	cr_assert_null(out);
+	m->snap_total = LD_SNAPSHOT_BYTES_MAX;
 	free(m->snap);
-	m->snap_len = LD_SNAPSHOT_BYTES_MAX + 1;
+	m->snap_len = LD_SNAPSHOT_CHUNK_BYTES_MAX + 1;
 	m->snap = calloc(1, m->snap_len);
 	cr_assert_not_null(m->snap);
 	cr_assert_neq(cd_msg_encode(m, &out, &len), 0);
