@@ -62,13 +62,13 @@
  * refuses the same command): leases, waiting acquires, sessions (a session
  * exists while it holds or waits; no more of them than the exactly-once
  * table remembers), and the bytes of every name and value, waiters' values
- * included. A full table's snapshot is about 16 MiB + 56 B x leases + 26 B
- * x waiters, plus the client table: about 25 MiB, under half the snapshot
- * limit below (lease.c asserts it at compile time). */
-#define LD_LEASES_MAX 131072u
+ * included. A full table's snapshot is about 128 MiB + 58 B x leases + 26 B
+ * x waiters, plus the client table: about 190 MiB, under half the snapshot
+ * limit below (lease_codec.c asserts it at compile time). */
+#define LD_LEASES_MAX 1048576u
 #define LD_LEASE_WAITERS_MAX 4096u
 #define LD_LEASE_SESSIONS_MAX 4096u
-#define LD_LEASE_DATA_BYTES_MAX (16u * 1024u * 1024u)
+#define LD_LEASE_DATA_BYTES_MAX (128u * 1024u * 1024u)
 
 /* One lease and one command (lease.h's LS_ names are these; ls_cmd_check
  * holds a command to them at apply, so every replica refuses the same one):
@@ -95,8 +95,9 @@
 #define LD_SEQ_MAX ((1ULL << 62) - 1)
 #define LD_ROUND_MAX (UINT64_C(1) << 62)
 
-/* Snapshot bytes (state machine + client table). */
-#define LD_SNAPSHOT_BYTES_MAX (64u * 1024u * 1024u)
+/* Snapshot bytes (state machine + client table). A snapshot travels in
+ * chunks, so this is not bound by a message's size. */
+#define LD_SNAPSHOT_BYTES_MAX (512u * 1024u * 1024u)
 
 /* A snapshot travels in chunks of at most this many bytes, one SNAPSHOT
  * message each, asked for one at a time by the replica that catches up

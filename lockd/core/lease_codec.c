@@ -467,7 +467,8 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
  *       u64 session, u32 ttl_ms, u32 wait_ms, u64 queued_slot, str value
  *   u32 nkeys, then nkeys x (u64 session, u64 key): the sessions that have
  *     a key, in the session hash table's bucket order
- *   u64 checksum: px_hash of every byte before it.
+ *   u64 checksum of every byte before it: px_checksum (version 4),
+ *   px_hash (before).
  * Token order lets restore rebuild each session's list in the same (token)
  * order. The leases' bytes are a function of the history alone; the keys'
  * order is not (it follows the hash table's size), which nothing compares:
@@ -482,33 +483,16 @@ _Static_assert(LEASE_SNAP_FULL_BYTES <= LD_SNAPSHOT_BYTES_MAX / 2,
  * years at a million a second. */
 #define LEASE_COUNTER_MAX (1ULL << 62)
 
-static int lease_cmp_token(const void *a, const void *b)
+/* The checksum that ends a snapshot: px_checksum from version 4 (eight
+ * bytes a step: a million leases' snapshot is 75 MB), px_hash before. */
+static uint64_t lease_snap_sum(uint32_t version, const uint8_t *p, size_t n)
 {
-	const lease_rec *x = *(const lease_rec *const *)a;
-	const lease_rec *y = *(const lease_rec *const *)b;
-	return x->token < y->token ? -1 : x->token > y->token;
+	return version >= 4 ? px_checksum(p, n) : px_hash(PX_HASH_SEED, p, n);
 }
 
-/* Every lease, in the given order; NULL when out of memory (or none). */
-static lease_rec **lease_collect(const lease_state *s, size_t *n)
+static void lease_snap_write(lease_wr *w, const lease_state *s)
 {
-	*n = s->by_name.n;
-	if (*n == 0)
-		return NULL;
-	lease_rec **v = malloc(*n * sizeof *v);
-	if (v == NULL)
-		return NULL;
-	size_t k = 0;
-	for (size_t i = 0; i < s->by_name.nb; i++)
-		for (lease_hnode *e = s->by_name.b[i]; e != NULL; e = e->next)
-			v[k++] = LEASE_OF(e, lease_rec, by_name);
-	assert(k == *n);
-	return v;
-}
-
-static void lease_snap_write(lease_wr *w, const lease_state *s,
-			     lease_rec *const *v, size_t n)
-{
+	size_t n = s->by_name.n;
 	lease_wr_u32(w, LEASE_SNAP_MAGIC);
 	lease_wr_u32(w, LEASE_SNAP_VERSION);
 	lease_wr_u64(w, s->counter);
@@ -517,8 +501,8 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 	lease_wr_u32(w, s->clock_term_id);
 	lease_wr_u64(w, s->digest);
 	lease_wr_u64(w, n);
-	for (size_t i = 0; i < n; i++) {
-		const lease_rec *l = v[i];
+	size_t k = 0;
+	for (const lease_rec *l = s->t_head; l != NULL; l = l->t_next, k++) {
 		lease_wr_str(w, l->name, l->name_len);
 		lease_wr_u64(w, l->holder);
 		lease_wr_u64(w, l->token);
@@ -539,6 +523,7 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 			lease_wr_str(w, q->value, q->value_len);
 		}
 	}
+	assert(k == n);
 	/* Session keys, for the sessions that have one, in id order is not
 	 * needed: restore looks each up. */
 	uint32_t nk = 0;
@@ -557,7 +542,8 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 			lease_wr_u64(w, ss->key);
 		}
 	if (w->p != NULL && w->ok)
-		lease_wr_u64(w, px_hash(PX_HASH_SEED, w->p, w->len));
+		lease_wr_u64(w,
+			     lease_snap_sum(LEASE_SNAP_VERSION, w->p, w->len));
 	else
 		lease_wr_u64(w, 0);
 }
@@ -565,22 +551,13 @@ static void lease_snap_write(lease_wr *w, const lease_state *s,
 int lease_sm_snapshot(px_sm *sm, uint8_t **out, size_t *len)
 {
 	const ls_table *t = lease_table_of(sm);
-	size_t n;
-	lease_rec **v = lease_collect(&t->st, &n);
-	if (v == NULL && n > 0)
-		return -1;
-	if (n > 1)
-		qsort(v, n, sizeof *v, lease_cmp_token);
 	lease_wr cw = {.p = NULL, .cap = SIZE_MAX, .ok = true};
-	lease_snap_write(&cw, &t->st, v, n);
+	lease_snap_write(&cw, &t->st);
 	uint8_t *buf = cw.ok ? malloc(cw.len) : NULL;
-	if (buf == NULL) {
-		free(v);
+	if (buf == NULL)
 		return -1;
-	}
 	lease_wr w = {.p = buf, .cap = cw.len, .ok = true};
-	lease_snap_write(&w, &t->st, v, n);
-	free(v);
+	lease_snap_write(&w, &t->st);
 	assert(w.ok && w.len == cw.len);
 	*out = buf;
 	*len = w.len;
@@ -730,7 +707,8 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 	if (buf == NULL || len < 8)
 		return -1;
 	uint64_t sum = bytes_get_le64(buf + len - 8);
-	if (px_hash(PX_HASH_SEED, buf, len - 8) != sum)
+	if (len < 16 ||
+	    lease_snap_sum(bytes_get_le32(buf + 4), buf, len - 8) != sum)
 		return -1;
 	lease_rd r = {.p = buf, .len = len - 8, .ok = true};
 	uint32_t magic = lease_rd_u32(&r);

@@ -69,6 +69,7 @@ typedef struct lease_rec {
 	int8_t ix_h;
 	struct lease_session *sess;        /* Invariant: sess->id == holder */
 	struct lease_rec *s_prev, *s_next; /* the session's held list */
+	struct lease_rec *t_prev, *t_next; /* every lease, in token order */
 	uint64_t holder, token;            /* Invariant: 0 < token <= counter */
 	uint32_t ttl_ms;
 	uint8_t *value; /* malloc'd or NULL */
@@ -110,6 +111,10 @@ typedef struct lease_state {
 	/* The same leases in name order (lease_index.c). Invariant: holds
 	 * exactly by_name's leases, an AVL tree. */
 	struct lease_rec *by_order;
+	/* Every lease in token order (grants append: tokens only grow), so a
+	 * snapshot walks them without a sort. Invariant: the leases of
+	 * by_token, tokens increasing from t_head. */
+	struct lease_rec *t_head, *t_tail;
 	uint64_t counter;  /* the last token granted. Invariant: never falls */
 	uint64_t clock_ms; /* the ledger clock */
 	/* The term (leader's ballot) of the last TICK applied (lease.h) */
