@@ -283,12 +283,22 @@ int pxi_install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
 #define SNAP_SLOTS_LATEST \
 	(LD_LOG_SLOTS_MAX - LD_LOG_TAIL_SLOTS - LD_WINDOW_SLOTS_MAX - 1)
 
+/* Writing a large snapshot stops the loop for a while (a million leases:
+ * about half a second), so replicas stagger the latest point by id, and a
+ * leader, whose stall is the whole cell's, takes a large one only then. */
+#define SNAP_LARGE_BYTES (1024u * 1024u)
+
 void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 {
 	uint64_t slots = r->commit - r->snap_base;
 	if (slots < r->cfg.snapshot_every_slots)
 		return;
-	if (slots < SNAP_SLOTS_LATEST && r->snap != NULL &&
+	uint64_t latest =
+		SNAP_SLOTS_LATEST - (r->cfg.id % 4) * (SNAP_SLOTS_LATEST / 8);
+	bool large = r->snap != NULL && r->snap_len > SNAP_LARGE_BYTES;
+	if (slots < latest && r->role == PX_LEADER && large)
+		return;
+	if (slots < latest && r->snap != NULL &&
 	    r->bytes_since_snap < r->snap_len)
 		return;
 	r->bytes_since_snap = 0;
