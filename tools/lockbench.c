@@ -10,6 +10,12 @@
  *             when a third of the TTL remains, for D seconds; lease
  *             renewals/s, RENEW requests/s and latency, leases lost.
  *                                                 (etcdload keepalive)
+ *   expiry-storm  hold N leases over C sessions as renew does, for D s,
+ *             then every session vanishes at once (no release, no more
+ *             renewals): time until the leader's table is empty (TTL +
+ *             grace + how long expiring them takes), and the latency of
+ *             another client's acquire+release cycles before and during
+ *             the storm.
  *   failover  R rounds: kill -9 the leader of the tools/dev-cluster cell in
  *             DIR, then acquire every 10 ms (1 s per try) on the survivors;
  *             time from the kill to the first answered acquire; restart the
@@ -79,6 +85,11 @@ _Noreturn static void usage(int rc)
 	      "renew each\n"
 	      "            session's leases when a third of T remains; "
 	      "then release\n"
+	      "  expiry-storm  hold N leases over C sessions for D s, then "
+	      "every session\n"
+	      "            vanishes: time until the leader's table is empty, "
+	      "and another\n"
+	      "            client's acquire+release latency before and during\n"
 	      "  failover  R rounds: kill -9 the leader of the "
 	      "tools/dev-cluster "
 	      "cell in\n"
@@ -188,7 +199,7 @@ static void print_line(const char *step, const pcts *p, double secs,
 		       uint64_t errors)
 {
 	char k[16] = "";
-	if (strcmp(opt.mode, "renew") != 0)
+	if (strcmp(opt.mode, "cycle") == 0 || strcmp(opt.mode, "handoff") == 0)
 		snprintf(k, sizeof k, "k=%u", opt.k);
 	printf("%-9s %-8s c=%-4u %-8s n=%-8zu err=%-5" PRIu64
 	       " %9.1f ops/s  p50=%8.2fms p90=%8.2fms p99=%8.2fms "
@@ -390,7 +401,7 @@ static int run_cycle(bool handoff)
 
 /* ---- renew --------------------------------------------------------------- */
 
-enum { PH_ACQUIRE, PH_MEASURE, PH_CLEANUP };
+enum { PH_ACQUIRE, PH_MEASURE, PH_CLEANUP, PH_VANISH };
 static _Atomic int renew_phase = PH_ACQUIRE;
 static atomic_uint renew_acquired_workers;
 
@@ -476,7 +487,7 @@ static void *renew_run(void *arg)
 	}
 	w->acquire_done_us = lc_now_us();
 	atomic_fetch_add(&renew_acquired_workers, 1);
-	while (atomic_load(&renew_phase) != PH_CLEANUP) {
+	while (atomic_load(&renew_phase) < PH_CLEANUP) {
 		uint64_t now = lc_now_us();
 		if (now < w->renew_at_us) {
 			uint64_t gap = w->renew_at_us - now;
@@ -485,8 +496,10 @@ static void *renew_run(void *arg)
 		}
 		renew_if_due(w);
 	}
-	/* Hand every lease back (renewing the rest while it takes). */
-	for (unsigned i = 0; i < w->held; i++) {
+	/* Hand every lease back (renewing the rest while it takes), unless
+	 * the session is to vanish. */
+	for (unsigned i = 0;
+	     i < w->held && atomic_load(&renew_phase) == PH_CLEANUP; i++) {
 		renew_if_due(w);
 		lc_lease *l = &w->leases[i];
 		if (l->token == 0)
@@ -505,11 +518,15 @@ static void *renew_run(void *arg)
 	return NULL;
 }
 
-static int run_renew(void)
+/* Starts C sessions that acquire N leases between them and renew them,
+ * and waits until every one has acquired its share. NULL on a usage error
+ * (said) or when out of memory. */
+static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 {
 	if (opt.c == 0 || opt.n == 0) {
-		fputs("lockbench: renew wants -c and -n above 0\n", stderr);
-		return 2;
+		fprintf(stderr, "lockbench: %s wants -c and -n above 0\n",
+			opt.mode);
+		return NULL;
 	}
 	if ((opt.n + opt.c - 1) / opt.c > LC_SESSION_LEASES_MAX) {
 		fprintf(stderr,
@@ -518,11 +535,11 @@ static int run_renew(void)
 			opt.n, opt.c, LC_SESSION_LEASES_MAX,
 			(opt.n + LC_SESSION_LEASES_MAX - 1) /
 				LC_SESSION_LEASES_MAX);
-		return 2;
+		return NULL;
 	}
 	renew_worker *ws = calloc(opt.c, sizeof *ws);
 	if (ws == NULL)
-		return 1;
+		return NULL;
 	for (unsigned i = 0; i < opt.c; i++) {
 		renew_worker *w = &ws[i];
 		w->id = i;
@@ -531,7 +548,7 @@ static int run_renew(void)
 			calloc(w->target ? w->target : 1, sizeof *w->leases);
 		w->r = malloc(sizeof *w->r);
 		if (w->leases == NULL || w->r == NULL)
-			return 1;
+			return NULL;
 		w->c = open_client(opt.endpoints, 2000, 30000);
 	}
 	uint64_t start = lc_now_us();
@@ -539,20 +556,29 @@ static int run_renew(void)
 		if (pthread_create(&ws[i].thread, NULL, renew_run, &ws[i]) !=
 		    0) {
 			fputs("lockbench: cannot start a thread\n", stderr);
-			return 1;
+			exit(1);
 		}
 	while (atomic_load(&renew_acquired_workers) < opt.c)
 		sleep_us(10000);
-	uint64_t acquired_at = lc_now_us();
-	double acq_secs = (double)(acquired_at - start) / 1e6;
-	uint64_t held = 0;
+	*acq_secs = (double)(lc_now_us() - start) / 1e6;
+	*held = 0;
 	for (unsigned i = 0; i < opt.c; i++)
-		held += ws[i].held;
-	printf("renew     acquired %" PRIu64 "/%u leases over %u sessions in "
+		*held += ws[i].held;
+	printf("%-9s acquired %" PRIu64 "/%u leases over %u sessions in "
 	       "%.1f s (%.0f/s)\n",
-	       held, opt.n, opt.c, acq_secs,
-	       acq_secs > 0 ? (double)held / acq_secs : 0.0);
+	       opt.mode, *held, opt.n, opt.c, *acq_secs,
+	       *acq_secs > 0 ? (double)*held / *acq_secs : 0.0);
 	fflush(stdout);
+	return ws;
+}
+
+static int run_renew(void)
+{
+	uint64_t held;
+	double acq_secs;
+	renew_worker *ws = renew_start(&held, &acq_secs);
+	if (ws == NULL)
+		return 2;
 
 	atomic_store(&renew_phase, PH_MEASURE);
 	uint64_t m0 = lc_now_us();
@@ -625,6 +651,160 @@ static int run_renew(void)
 	free(ren.v);
 	free(rel.v);
 	return lost == 0 && expired == 0 && errors == 0 ? 0 : 1;
+}
+
+/* ---- expiry-storm -------------------------------------------------------- */
+
+/* Another client's acquire+release cycles on names of its own, timed while
+ * the leases are held and then while they expire (0: hold, 1: storm, 2:
+ * stop). A probe, not a load: at most a hundred cycles a second. */
+static _Atomic int storm_phase;
+
+typedef struct storm_probe {
+	pthread_t thread;
+	lc_client *c;
+	samples before, during;
+	uint64_t errors;
+	first_error err;
+} storm_probe;
+
+static void *storm_probe_run(void *arg)
+{
+	storm_probe *p = arg;
+	char name[96];
+	for (unsigned i = 0; atomic_load(&storm_phase) < 2; i++) {
+		snprintf(name, sizeof name, "bench/storm-probe-%ld-%u",
+			 (long)getpid(), i % 16);
+		lc_lease l;
+		int phase = atomic_load(&storm_phase);
+		uint64_t t0 = lc_now_us();
+		int rv = lc_acquire(p->c, name, 10000, 0, NULL, 0, &l);
+		if (rv == LC_OK)
+			rv = lc_release(p->c, name, l.token);
+		uint64_t dt = lc_now_us() - t0;
+		if (rv != LC_OK) {
+			p->errors++;
+			note_error(&p->err, rv);
+		} else {
+			samples_add(phase == 0 ? &p->before : &p->during, dt);
+		}
+		sleep_us(10000);
+	}
+	return NULL;
+}
+
+/* The leader's lease count and commit; false when no replica says it
+ * leads. */
+static bool storm_leader_view(lc_client *c, uint64_t *leases, uint64_t *commit)
+{
+	for (uint32_t i = 0; i < lc_endpoint_count(c); i++) {
+		lc_replica_status st;
+		if (lc_status(c, i, &st) == LC_OK &&
+		    strcmp(st.role, "leader") == 0) {
+			*leases = st.leases;
+			*commit = st.commit;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int run_storm(void)
+{
+	uint64_t held;
+	double acq_secs;
+	renew_worker *ws = renew_start(&held, &acq_secs);
+	if (ws == NULL)
+		return 2;
+	storm_probe probe = {0};
+	probe.c = open_client(opt.endpoints, 2000, 30000);
+	lc_client *view = open_client(opt.endpoints, 1000, 5000);
+	if (pthread_create(&probe.thread, NULL, storm_probe_run, &probe) != 0) {
+		fputs("lockbench: cannot start a thread\n", stderr);
+		return 1;
+	}
+	atomic_store(&renew_phase, PH_MEASURE);
+	sleep_until_us(lc_now_us() + (uint64_t)opt.d_s * 1000000u);
+
+	/* Every session vanishes at once: no release, no more renewals. */
+	atomic_store(&renew_phase, PH_VANISH);
+	atomic_store(&storm_phase, 1);
+	uint64_t v = lc_now_us();
+	uint64_t lost = 0, expired = 0, errors = 0;
+	for (unsigned i = 0; i < opt.c; i++) {
+		renew_worker *w = &ws[i];
+		pthread_join(w->thread, NULL);
+		lost += w->lost;
+		expired += w->expired;
+		errors += w->errors;
+		lc_close(w->c);
+		free(w->leases);
+		free(w->r);
+		free(w->acq_lat.v);
+		free(w->renew_lat.v);
+		free(w->rel_lat.v);
+	}
+	free(ws);
+	printf("%-9s %" PRIu64 " sessions vanished; waiting for their %" PRIu64
+	       " leases to be freed (TTL %u ms + grace)\n",
+	       opt.mode, (uint64_t)opt.c, held, opt.ttl_ms);
+	fflush(stdout);
+	uint64_t leases = held, commit0 = 0, commit = 0, first = 0, done = 0;
+	bool have0 = false;
+	uint64_t give_up = v + 3ull * opt.ttl_ms * 1000u + 120000000u;
+	while (lc_now_us() < give_up) {
+		uint64_t l, c;
+		if (storm_leader_view(view, &l, &c)) {
+			if (!have0) {
+				commit0 = c;
+				have0 = true;
+			}
+			leases = l;
+			commit = c;
+			if (first == 0 && l + 1 < held)
+				first = lc_now_us();
+			if (l <= 1) { /* the probe's own, at most */
+				done = lc_now_us();
+				break;
+			}
+		}
+		sleep_us(100000);
+	}
+	atomic_store(&storm_phase, 2);
+	pthread_join(probe.thread, NULL);
+	lc_close(probe.c);
+	lc_close(view);
+	pcts pb = summarize(&probe.before), pd = summarize(&probe.during);
+	double freed_s = done ? (double)(done - v) / 1e6 : -1.0;
+	double first_s = first ? (double)(first - v) / 1e6 : -1.0;
+	double storm_s = done && first ? (double)(done - first) / 1e6 : -1.0;
+	printf("%-9s n=%" PRIu64 " ttl=%ums: first freed after %.2f s, all "
+	       "after %.2f s (%.2f s of expiring, %" PRIu64
+	       " decrees); left %" PRIu64 "\n",
+	       opt.mode, held, opt.ttl_ms, first_s, freed_s, storm_s,
+	       commit - commit0, done ? 0 : leases);
+	print_line("probe-hold", &pb, 0, 0);
+	print_line("probe-storm", &pd, 0, probe.errors);
+	print_errors("probe", probe.errors, &probe.err);
+	char json[2048];
+	snprintf(json, sizeof json,
+		 "{\"mode\":\"expiry-storm\",\"c\":%u,\"n\":%" PRIu64
+		 ",\"ttl_ms\":%u,\"acquire_secs\":%.3f,\"first_freed_s\":%.3f,"
+		 "\"freed_s\":%.3f,\"expiring_s\":%.3f,\"decrees\":%" PRIu64
+		 ",\"left\":%" PRIu64 ",\"lost\":%" PRIu64
+		 ",\"expired\":%" PRIu64 ",\"errors\":%" PRIu64
+		 ",\"probe_errors\":%" PRIu64,
+		 opt.c, held, opt.ttl_ms, acq_secs, first_s, freed_s, storm_s,
+		 commit - commit0, done ? 0 : leases, lost, expired, errors,
+		 probe.errors);
+	json_label(json, sizeof json);
+	json_step(json, sizeof json, "probe_hold", &pb, (double)opt.d_s);
+	json_step(json, sizeof json, "probe_storm", &pd,
+		  freed_s > 0 ? freed_s : 1.0);
+	printf("%s}\n", json);
+	free(probe.before.v);
+	free(probe.during.v);
+	return done != 0 && lost == 0 && errors == 0 ? 0 : 1;
 }
 
 /* ---- failover ------------------------------------------------------------ */
@@ -1016,6 +1196,8 @@ int main(int argc, char **argv)
 		rc = run_cycle(true);
 	else if (strcmp(opt.mode, "renew") == 0)
 		rc = run_renew();
+	else if (strcmp(opt.mode, "expiry-storm") == 0)
+		rc = run_storm();
 	else
 		usage(2);
 	free(eps);
