@@ -353,6 +353,27 @@ int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
 	return 0;
 }
 
+int ld_http_route(ld_http *h, const char *path, bool tree, const char *method,
+		  void (*fn)(nng_aio *), void *data, size_t body_max)
+{
+	nng_http_handler *hd;
+	int rv = nng_http_handler_alloc(&hd, path, fn);
+	if (rv != 0)
+		return rv;
+	if ((rv = nng_http_handler_set_method(hd, method)) != 0 ||
+	    (tree && (rv = nng_http_handler_set_tree(hd)) != 0) ||
+	    (rv = nng_http_handler_collect_body(hd, true, body_max)) != 0 ||
+	    (rv = nng_http_handler_set_data(hd, data, NULL)) != 0 ||
+	    (rv = nng_http_server_add_handler(h->srv, hd)) != 0)
+		nng_http_handler_free(hd);
+	return rv;
+}
+
+void *ld_http_data(nng_aio *aio)
+{
+	return nng_http_handler_get_data(nng_aio_get_input(aio, 1));
+}
+
 void ld_http_close(ld_http *h)
 {
 	if (h == NULL)

@@ -29,7 +29,7 @@ static const char *const opt_names[] = {
 	"tls-ca",         "tls-client-auth",
 	"peer-key",       "insecure-peers",
 	"join",           "listen-peer",
-	"listen-client",
+	"listen-client",  "http-urls",
 };
 
 /* Flags that may stand alone on the command line (`--insecure-peers`):
@@ -77,8 +77,12 @@ void ld_options_usage(FILE *f)
 	      "  --retry-ms N         Paxos resend interval (default 100)\n"
 	      "  --snapshot-every N   applied slots between snapshots "
 	      "(default 256)\n"
-	      "  --http URL           serve GET /health and /metrics on "
-	      "http://HOST:PORT\n"
+	      "  --http URL           serve /health, /metrics, the HTTP API "
+	      "(/v1) and the\n"
+	      "                       status page (/) on http://HOST:PORT\n"
+	      "  --http-urls URLS     every replica's --http URL by replica "
+	      "id: followers\n"
+	      "                       send HTTP writes to the leader's (307)\n"
 	      "  --tls-cert FILE      this replica's certificate and key "
 	      "(one PEM file),\n"
 	      "                       for tls+tcp:// peer and client URLs\n"
@@ -229,6 +233,19 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 			return -1;
 		}
 		strcpy(o->http, v);
+	} else if (strcmp(name, "http-urls") == 0) {
+		int n = parse_urls(name, v, o->http_urls, err, errlen);
+		if (n < 0)
+			return -1;
+		for (int j = 0; j < n; j++)
+			if (strncmp(o->http_urls[j], "http://", 7) != 0) {
+				snprintf(err, errlen,
+					 "--http-urls wants http://HOST:PORT "
+					 "URLs by replica id, not '%s'",
+					 o->http_urls[j]);
+				return -1;
+			}
+		o->nhttp_urls = (uint32_t)n;
 	} else if (strcmp(name, "tls-cert") == 0 ||
 		   strcmp(name, "tls-ca") == 0) {
 		char *dst = name[4] == 'c' && name[5] == 'e' ? o->tls_cert
