@@ -317,13 +317,14 @@ static int http_handler(ld_http *h, const char *path, void (*fn)(nng_aio *),
 	return rv;
 }
 
-int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
-		 size_t errlen)
+int ld_http_open(const char *url, ld_metrics *m, nng_tls_config *tls,
+		 ld_http **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (strncmp(url, "http://", 7) != 0) {
-		snprintf(err, errlen, "--http wants http://HOST:PORT, not '%s'",
-			 url);
+	if (strncmp(url, tls != NULL ? "https://" : "http://",
+		    tls != NULL ? 8 : 7) != 0) {
+		snprintf(err, errlen, "--http wants %s://HOST:PORT, not '%s'",
+			 tls != NULL ? "https" : "http", url);
 		return -1;
 	}
 	ld_http *h = calloc(1, sizeof *h);
@@ -341,6 +342,9 @@ int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
 	     (rv = http_handler(h, "/metrics", http_prometheus, &h->metrics)) !=
 		     0))
 		what = "add handlers to";
+	if (rv == 0 && tls != NULL &&
+	    (rv = nng_http_server_set_tls(h->srv, tls)) != 0)
+		what = "set TLS on";
 	if (rv == 0 && (rv = nng_http_server_start(h->srv)) != 0)
 		what = "listen on";
 	if (rv != 0) {

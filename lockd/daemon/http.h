@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 typedef struct ld_metrics_snap {
 	uint32_t id;
@@ -68,10 +69,11 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap);
 
 typedef struct ld_http ld_http;
 
-/* Serves /health and /metrics on url (http://HOST:PORT) from m (borrowed:
- * it must outlive the server). 0, or -1 with a sentence in err. */
-int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
-		 size_t errlen);
+/* Serves /health and /metrics on url (http://HOST:PORT, or https:// with
+ * tls, which the server then holds a reference to) from m (borrowed: it
+ * must outlive the server). 0, or -1 with a sentence in err. */
+int ld_http_open(const char *url, ld_metrics *m, nng_tls_config *tls,
+		 ld_http **out, char *err, size_t errlen);
 
 /* Adds a route to h's server: fn answers path (and, with tree, every path
  * under it) for method (NULL: every method), with a request body of up to

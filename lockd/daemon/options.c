@@ -79,7 +79,12 @@ void ld_options_usage(FILE *f)
 	      "(default 256)\n"
 	      "  --http URL           serve /health, /metrics, the HTTP API "
 	      "(/v1) and the\n"
-	      "                       status page (/) on http://HOST:PORT\n"
+	      "                       status page (/) on http://HOST:PORT, or "
+	      "on\n"
+	      "                       https://HOST:PORT with --tls-cert (and "
+	      "--tls-ca with\n"
+	      "                       --tls-client-auth 1: client "
+	      "certificates)\n"
 	      "  --http-urls URLS     every replica's --http URL by replica "
 	      "id: followers\n"
 	      "                       send HTTP writes to the leader's (307)\n"
@@ -224,11 +229,13 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		strcpy(o->data, v);
 		st->have_data = true;
 	} else if (strcmp(name, "http") == 0) {
-		if (strncmp(v, "http://", 7) != 0 ||
+		if ((strncmp(v, "http://", 7) != 0 &&
+		     strncmp(v, "https://", 8) != 0) ||
 		    strlen(v) >= sizeof o->http) {
 			snprintf(err, errlen,
-				 "--http wants http://HOST:PORT (under %zu "
-				 "bytes), not '%s'",
+				 "--http wants http://HOST:PORT or "
+				 "https://HOST:PORT (under %zu bytes), not "
+				 "'%s'",
 				 sizeof o->http, v);
 			return -1;
 		}
@@ -238,11 +245,13 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		if (n < 0)
 			return -1;
 		for (int j = 0; j < n; j++)
-			if (strncmp(o->http_urls[j], "http://", 7) != 0) {
-				snprintf(err, errlen,
-					 "--http-urls wants http://HOST:PORT "
-					 "URLs by replica id, not '%s'",
-					 o->http_urls[j]);
+			if (strncmp(o->http_urls[j], "http://", 7) != 0 &&
+			    strncmp(o->http_urls[j], "https://", 8) != 0) {
+				snprintf(
+					err, errlen,
+					"--http-urls wants http(s)://HOST:PORT "
+					"URLs by replica id, not '%s'",
+					o->http_urls[j]);
 				return -1;
 			}
 		o->nhttp_urls = (uint32_t)n;

@@ -490,8 +490,20 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 			    &s->clients, err, errlen) != 0)
 		goto fail;
 	srv_publish_metrics(s, true);
-	if (o->http[0] != '\0' &&
-	    (ld_http_open(o->http, &s->metrics, &s->http, err, errlen) != 0 ||
+	/* https:// as the client port's TLS: the same certificate, and client
+	 * certificates when --tls-client-auth asks for them. */
+	nng_tls_config *htls = NULL;
+	if (strncmp(o->http, "https://", 8) == 0 &&
+	    ld_tls_server_config(&tls, o->tls_client_auth, &htls, err,
+				 errlen) != 0)
+		goto fail;
+	int hrv = o->http[0] == '\0' ? 0
+				     : ld_http_open(o->http, &s->metrics, htls,
+						    &s->http, err, errlen);
+	if (htls != NULL)
+		nng_tls_config_free(htls);
+	if (hrv != 0 ||
+	    (s->http != NULL &&
 	     ld_http_api_open(s->http, s->clients, &s->metrics, o->id,
 			      (const char(*)[LD_URL_BYTES_MAX])o->http_urls,
 			      o->nhttp_urls, &s->http_api, err, errlen) != 0))
