@@ -18,6 +18,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "client.pb-c.h"
+#include "http_params.h"
 
 /* A URI (path and query) longer than this is refused: no request needs
  * more than a name, a prefix and a few numbers. */
@@ -655,401 +656,8 @@ static void api_cancel(nng_aio *aio, void *arg, int rv)
 		nng_aio_finish(aio, rv);
 }
 
-/* ---- requests: fields from the query string and the JSON body ----------- */
-
-typedef enum field {
-	F_TTL_MS,
-	F_WAIT_MS,
-	F_VALUE,
-	F_TOKEN,
-	F_REASON,
-	F_SEQ,
-	F_SESSION,
-	F_POSITION,
-	F_CONSISTENCY,
-	F_PREFIX,
-	F_AFTER,
-	F_LIMIT,
-	F_FROM,
-	F_COUNT,
-} field;
-
-static const char *const field_names[F_COUNT] = {
-	"ttl_ms", "wait_ms", "value",    "token",       "reason",
-	"seq",    "session", "position", "consistency", "prefix",
-	"after",  "limit",   "from",
-};
-
-#define FB(f) (1u << (f))
-#define WRITE_FIELDS (FB(F_SEQ) | FB(F_SESSION))
-#define READ_FIELDS (FB(F_POSITION) | FB(F_CONSISTENCY))
-
-/* Each field once, from the query or the body; values decoded (they may
- * hold any byte; len says how many) into the request's arena. */
-typedef struct params {
-	bool has[F_COUNT];
-	const char *v[F_COUNT];
-	size_t len[F_COUNT];
-	char *arena;
-	size_t arena_n;
-} params;
-
-static int param_set(params *p, const char *key, size_t klen, const char *v,
-		     size_t vlen, uint32_t allowed, char *why, size_t whylen)
-{
-	for (int f = 0; f < F_COUNT; f++) {
-		if (strlen(field_names[f]) != klen ||
-		    memcmp(field_names[f], key, klen) != 0)
-			continue;
-		if (!(allowed & FB(f))) {
-			snprintf(why, whylen,
-				 "this endpoint takes no field '%s' (README, "
-				 "HTTP API)",
-				 field_names[f]);
-			return -1;
-		}
-		if (p->has[f]) {
-			snprintf(why, whylen, "field '%s' is given twice",
-				 field_names[f]);
-			return -1;
-		}
-		p->has[f] = true;
-		p->v[f] = v;
-		p->len[f] = vlen;
-		return 0;
-	}
-	snprintf(why, whylen, "unknown field '%.*s' (README, HTTP API)",
-		 klen > 64 ? 64 : (int)klen, key);
-	return -1;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decodes s[0..n) (and '+' as a space when plus) into the arena;
- * NULL on a bad escape. */
-static char *pct_decode(params *p, const char *s, size_t n, bool plus,
-			size_t *out_len)
-{
-	char *o = p->arena + p->arena_n, *d = o;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '%') {
-			int h, l;
-			if (i + 2 >= n)
-				return NULL;
-			if ((h = hexval(s[i + 1])) < 0 ||
-			    (l = hexval(s[i + 2])) < 0)
-				return NULL;
-			*d++ = (char)(h << 4 | l);
-			i += 2;
-		} else {
-			*d++ = plus && s[i] == '+' ? ' ' : s[i];
-		}
-	}
-	*d++ = '\0';
-	*out_len = (size_t)(d - o) - 1;
-	p->arena_n += (size_t)(d - o);
-	return o;
-}
-
-static int parse_query(params *p, const char *q, uint32_t allowed, char *why,
-		       size_t whylen)
-{
-	while (*q != '\0') {
-		const char *amp = strchr(q, '&');
-		size_t n = amp ? (size_t)(amp - q) : strlen(q);
-		if (n > 0) {
-			const char *eq = memchr(q, '=', n);
-			size_t kn = eq ? (size_t)(eq - q) : n;
-			size_t klen, vlen;
-			char *k = pct_decode(p, q, kn, true, &klen);
-			char *v = eq ? pct_decode(p, eq + 1, n - kn - 1, true,
-						  &vlen)
-				     : pct_decode(p, "", 0, true, &vlen);
-			if (k == NULL || v == NULL) {
-				snprintf(
-					why, whylen,
-					"the query string has a bad %%-escape");
-				return -1;
-			}
-			if (param_set(p, k, klen, v, vlen, allowed, why,
-				      whylen) != 0)
-				return -1;
-		}
-		if (amp == NULL)
-			break;
-		q = amp + 1;
-	}
-	return 0;
-}
-
-/* A strict parser for the flat JSON objects the API takes: one object of
- * string keys to strings, whole numbers, true or false; no nesting, no
- * duplicates, nothing after it but white space. */
-typedef struct jp {
-	const char *s;
-	size_t n, i;
-	params *p;
-	char *why;
-	size_t whylen;
-} jp;
-
-static int jp_fail(jp *j, const char *what)
-{
-	snprintf(j->why, j->whylen,
-		 "malformed JSON body at byte %zu: %s (the body is one flat "
-		 "object, as {\"ttl_ms\":10000})",
-		 j->i, what);
-	return -1;
-}
-
-static void jp_ws(jp *j)
-{
-	while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' ||
-			       j->s[j->i] == '\n' || j->s[j->i] == '\r'))
-		j->i++;
-}
-
-static void put_utf8(char **d, uint32_t cp)
-{
-	char *o = *d;
-	if (cp < 0x80) {
-		*o++ = (char)cp;
-	} else if (cp < 0x800) {
-		*o++ = (char)(0xc0 | cp >> 6);
-		*o++ = (char)(0x80 | (cp & 0x3f));
-	} else if (cp < 0x10000) {
-		*o++ = (char)(0xe0 | cp >> 12);
-		*o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-		*o++ = (char)(0x80 | (cp & 0x3f));
-	} else {
-		*o++ = (char)(0xf0 | cp >> 18);
-		*o++ = (char)(0x80 | (cp >> 12 & 0x3f));
-		*o++ = (char)(0x80 | (cp >> 6 & 0x3f));
-		*o++ = (char)(0x80 | (cp & 0x3f));
-	}
-	*d = o;
-}
-
-static int jp_hex4(jp *j, uint32_t *out)
-{
-	if (j->n - j->i < 4)
-		return jp_fail(j, "a \\u escape wants 4 hex digits");
-	uint32_t v = 0;
-	for (int k = 0; k < 4; k++) {
-		int h = hexval(j->s[j->i + (size_t)k]);
-		if (h < 0)
-			return jp_fail(j, "a \\u escape wants 4 hex digits");
-		v = v << 4 | (uint32_t)h;
-	}
-	j->i += 4;
-	*out = v;
-	return 0;
-}
-
-/* A string at j->i (its opening quote), decoded into the arena. */
-static int jp_string(jp *j, const char **out, size_t *len)
-{
-	if (j->i >= j->n || j->s[j->i] != '"')
-		return jp_fail(j, "expected a string");
-	j->i++;
-	char *o = j->p->arena + j->p->arena_n, *d = o;
-	for (;;) {
-		if (j->i >= j->n)
-			return jp_fail(j, "a string is not closed");
-		unsigned char c = (unsigned char)j->s[j->i++];
-		if (c == '"')
-			break;
-		if (c < 0x20)
-			return jp_fail(j, "a control character in a string "
-					  "(escape it)");
-		if (c != '\\') {
-			*d++ = (char)c;
-			continue;
-		}
-		if (j->i >= j->n)
-			return jp_fail(j, "a string is not closed");
-		c = (unsigned char)j->s[j->i++];
-		switch (c) {
-		case '"':
-		case '\\':
-		case '/':
-			*d++ = (char)c;
-			break;
-		case 'b':
-			*d++ = '\b';
-			break;
-		case 'f':
-			*d++ = '\f';
-			break;
-		case 'n':
-			*d++ = '\n';
-			break;
-		case 'r':
-			*d++ = '\r';
-			break;
-		case 't':
-			*d++ = '\t';
-			break;
-		case 'u': {
-			uint32_t cp, lo;
-			if (jp_hex4(j, &cp) != 0)
-				return -1;
-			if (cp >= 0xdc00 && cp <= 0xdfff)
-				return jp_fail(j, "a lone low surrogate");
-			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->n - j->i < 2 || j->s[j->i] != '\\' ||
-				    j->s[j->i + 1] != 'u')
-					return jp_fail(j,
-						       "a lone high surrogate");
-				j->i += 2;
-				if (jp_hex4(j, &lo) != 0)
-					return -1;
-				if (lo < 0xdc00 || lo > 0xdfff)
-					return jp_fail(j,
-						       "a lone high surrogate");
-				cp = 0x10000 + ((cp - 0xd800) << 10) +
-				     (lo - 0xdc00);
-			}
-			put_utf8(&d, cp);
-			break;
-		}
-		default:
-			return jp_fail(j, "an unknown escape in a string");
-		}
-	}
-	*d++ = '\0';
-	*out = o;
-	*len = (size_t)(d - o) - 1;
-	j->p->arena_n += (size_t)(d - o);
-	return 0;
-}
-
-static int parse_json(params *p, const char *s, size_t n, uint32_t allowed,
-		      char *why, size_t whylen)
-{
-	jp j = {s, n, 0, p, why, whylen};
-	jp_ws(&j);
-	if (j.i == j.n)
-		return 0; /* no body: {} */
-	if (s[j.i] != '{')
-		return jp_fail(&j, "expected an object");
-	j.i++;
-	jp_ws(&j);
-	if (j.i < j.n && s[j.i] == '}') {
-		j.i++;
-	} else {
-		for (;;) {
-			const char *k, *v;
-			size_t kl, vl;
-			jp_ws(&j);
-			if (jp_string(&j, &k, &kl) != 0)
-				return -1;
-			jp_ws(&j);
-			if (j.i >= j.n || s[j.i] != ':')
-				return jp_fail(&j, "expected ':'");
-			j.i++;
-			jp_ws(&j);
-			if (j.i >= j.n)
-				return jp_fail(&j, "expected a value");
-			char c = s[j.i];
-			if (c == '"') {
-				if (jp_string(&j, &v, &vl) != 0)
-					return -1;
-			} else if (c >= '0' && c <= '9') {
-				size_t st = j.i;
-				while (j.i < j.n && s[j.i] >= '0' &&
-				       s[j.i] <= '9')
-					j.i++;
-				if (j.i < j.n &&
-				    (s[j.i] == '.' || s[j.i] == 'e' ||
-				     s[j.i] == 'E'))
-					return jp_fail(&j, "numbers are whole "
-							   "numbers here");
-				char *o = p->arena + p->arena_n;
-				memcpy(o, s + st, j.i - st);
-				o[j.i - st] = '\0';
-				p->arena_n += j.i - st + 1;
-				v = o;
-				vl = j.i - st;
-			} else if (j.n - j.i >= 4 &&
-				   memcmp(s + j.i, "true", 4) == 0) {
-				j.i += 4;
-				v = "true";
-				vl = 4;
-			} else if (j.n - j.i >= 5 &&
-				   memcmp(s + j.i, "false", 5) == 0) {
-				j.i += 5;
-				v = "false";
-				vl = 5;
-			} else if (c == '-') {
-				return jp_fail(&j, "numbers are not negative "
-						   "here");
-			} else {
-				return jp_fail(&j, "expected a string, a whole "
-						   "number, true or false (no "
-						   "objects, arrays or null)");
-			}
-			if (param_set(p, k, kl, v, vl, allowed, why, whylen) !=
-			    0)
-				return -1;
-			jp_ws(&j);
-			if (j.i < j.n && s[j.i] == ',') {
-				j.i++;
-				continue;
-			}
-			if (j.i < j.n && s[j.i] == '}') {
-				j.i++;
-				break;
-			}
-			return jp_fail(&j, "expected ',' or '}'");
-		}
-	}
-	jp_ws(&j);
-	if (j.i != j.n)
-		return jp_fail(&j, "something follows the object");
-	return 0;
-}
-
-/* A field as a whole number up to max (JSON number, or a string of
- * digits: 64-bit values go as strings). */
-static int field_u64(const params *p, field f, uint64_t max, uint64_t *out,
-		     char *why, size_t whylen)
-{
-	const char *v = p->v[f];
-	size_t n = p->len[f];
-	uint64_t x = 0;
-	bool ok = n > 0 && n <= 20;
-	for (size_t i = 0; ok && i < n; i++) {
-		if (v[i] < '0' || v[i] > '9') {
-			ok = false;
-			break;
-		}
-		unsigned d = (unsigned)(v[i] - '0');
-		if (x > (UINT64_MAX - d) / 10) {
-			ok = false;
-			break;
-		}
-		x = x * 10 + d;
-	}
-	if (!ok || x > max) {
-		snprintf(why, whylen,
-			 "field '%s' wants a whole number from 0 to %" PRIu64
-			 ", not '%.*s'",
-			 field_names[f], max, n > 40 ? 40 : (int)n, v);
-		return -1;
-	}
-	*out = x;
-	return 0;
-}
+#define WRITE_FIELDS (LD_FB(LD_F_SEQ) | LD_FB(LD_F_SESSION))
+#define READ_FIELDS (LD_FB(LD_F_POSITION) | LD_FB(LD_F_CONSISTENCY))
 
 /* ---- the handler ----------------------------------------------------------
  */
@@ -1156,25 +764,29 @@ static const route *find_route(const char *method, const char *verb,
 	} routes[] = {
 		{"acquire",
 		 {K_ACQUIRE, "POST",
-		  WRITE_FIELDS | FB(F_TTL_MS) | FB(F_WAIT_MS) | FB(F_VALUE),
+		  WRITE_FIELDS | LD_FB(LD_F_TTL_MS) | LD_FB(LD_F_WAIT_MS) |
+			  LD_FB(LD_F_VALUE),
 		  true}},
 		{"release",
-		 {K_RELEASE, "POST", WRITE_FIELDS | FB(F_TOKEN), true}},
+		 {K_RELEASE, "POST", WRITE_FIELDS | LD_FB(LD_F_TOKEN), true}},
 		{"revoke",
-		 {K_REVOKE, "POST", WRITE_FIELDS | FB(F_REASON), true}},
+		 {K_REVOKE, "POST", WRITE_FIELDS | LD_FB(LD_F_REASON), true}},
 		{"proclaim",
-		 {K_PROCLAIM, "POST", WRITE_FIELDS | FB(F_TOKEN) | FB(F_VALUE),
-		  true}},
+		 {K_PROCLAIM, "POST",
+		  WRITE_FIELDS | LD_FB(LD_F_TOKEN) | LD_FB(LD_F_VALUE), true}},
 		{"renew", {K_RENEW, "POST", WRITE_FIELDS, false}},
 		{"lease", {K_GET, "GET", READ_FIELDS, true}},
-		{"check", {K_CHECK, "GET", READ_FIELDS | FB(F_TOKEN), true}},
+		{"check",
+		 {K_CHECK, "GET", READ_FIELDS | LD_FB(LD_F_TOKEN), true}},
 		{"leases",
 		 {K_LIST, "GET",
-		  READ_FIELDS | FB(F_PREFIX) | FB(F_AFTER) | FB(F_LIMIT),
+		  READ_FIELDS | LD_FB(LD_F_PREFIX) | LD_FB(LD_F_AFTER) |
+			  LD_FB(LD_F_LIMIT),
 		  false}},
 		{"watch",
 		 {K_WATCH, "GET",
-		  FB(F_POSITION) | FB(F_FROM) | FB(F_WAIT_MS) | FB(F_PREFIX),
+		  LD_FB(LD_F_POSITION) | LD_FB(LD_F_FROM) |
+			  LD_FB(LD_F_WAIT_MS) | LD_FB(LD_F_PREFIX),
 		  true}},
 		{"status", {K_STATUS, "GET", 0, false}},
 		{"members", {K_MEMBERS, "GET", 0, false}},
@@ -1213,7 +825,7 @@ static const route *find_route(const char *method, const char *verb,
 }
 
 /* Fills r from the route and the fields; 0, or -1 with a sentence. */
-static int build(ld_http_api *a, const route *rt, const params *p,
+static int build(ld_http_api *a, const route *rt, const ld_params *p,
 		 const char *name, nng_http_req *hr, Lockd__Request *r, hreq *q,
 		 char *why, size_t whylen)
 {
@@ -1234,25 +846,25 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 	r->op = ops[rt->kind];
 	r->name = (char *)name;
 	if (rt->name && name[0] == '\0' &&
-	    !(rt->kind == K_WATCH && p->has[F_PREFIX])) {
+	    !(rt->kind == K_WATCH && p->has[LD_F_PREFIX])) {
 		snprintf(why, whylen,
 			 "this endpoint wants a lease name after it, as "
 			 "/v1/lease/db/primary");
 		return -1;
 	}
-	bool write = rt->fields & FB(F_SESSION);
+	bool write = rt->fields & LD_FB(LD_F_SESSION);
 	if (write) {
 		const char *cv = nng_http_req_get_header(hr, "X-Lockd-Session");
 		size_t cn = cv != NULL ? strlen(cv) : 0;
-		if (p->has[F_SESSION]) {
+		if (p->has[LD_F_SESSION]) {
 			if (cv != NULL) {
 				snprintf(why, whylen,
 					 "the session is given twice (field "
 					 "and X-Lockd-Session header)");
 				return -1;
 			}
-			cv = p->v[F_SESSION];
-			cn = p->len[F_SESSION];
+			cv = p->v[LD_F_SESSION];
+			cn = p->len[LD_F_SESSION];
 		}
 		if (cv != NULL &&
 		    !creds_parse(cv, cn, &r->session, &r->session_key)) {
@@ -1275,16 +887,17 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 				 "one");
 			return -1;
 		}
-		if (p->has[F_SEQ]) {
-			if (field_u64(p, F_SEQ, LD_SEQ_MAX, &r->seq, why,
-				      whylen) != 0)
+		if (p->has[LD_F_SEQ]) {
+			if (ld_params_u64(p, LD_F_SEQ, LD_SEQ_MAX, &r->seq, why,
+					  whylen) != 0)
 				return -1;
 		} else {
 			r->seq = next_seq(a);
 		}
 	}
-	if (p->has[F_TTL_MS]) {
-		if (field_u64(p, F_TTL_MS, UINT32_MAX, &x, why, whylen) != 0)
+	if (p->has[LD_F_TTL_MS]) {
+		if (ld_params_u64(p, LD_F_TTL_MS, UINT32_MAX, &x, why,
+				  whylen) != 0)
 			return -1;
 		r->ttl_ms = (uint32_t)x;
 	} else if (rt->kind == K_ACQUIRE) {
@@ -1295,22 +908,22 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 	}
 	if (rt->kind == K_WATCH)
 		r->wait_ms = API_WATCH_WAIT_MS_DEFAULT;
-	if (p->has[F_WAIT_MS]) {
-		if (field_u64(p, F_WAIT_MS, API_WAIT_MS_MAX, &x, why, whylen) !=
-		    0)
+	if (p->has[LD_F_WAIT_MS]) {
+		if (ld_params_u64(p, LD_F_WAIT_MS, API_WAIT_MS_MAX, &x, why,
+				  whylen) != 0)
 			return -1;
 		r->wait_ms = (uint32_t)x;
 	}
-	if (p->has[F_VALUE]) {
-		r->value.data = (uint8_t *)p->v[F_VALUE];
-		r->value.len = p->len[F_VALUE];
+	if (p->has[LD_F_VALUE]) {
+		r->value.data = (uint8_t *)p->v[LD_F_VALUE];
+		r->value.len = p->len[LD_F_VALUE];
 	} else if (rt->kind == K_PROCLAIM) {
 		snprintf(why, whylen, "proclaim wants the new value");
 		return -1;
 	}
-	if (p->has[F_TOKEN]) {
-		if (field_u64(p, F_TOKEN, UINT64_MAX, &r->token, why, whylen) !=
-		    0)
+	if (p->has[LD_F_TOKEN]) {
+		if (ld_params_u64(p, LD_F_TOKEN, UINT64_MAX, &r->token, why,
+				  whylen) != 0)
 			return -1;
 	} else if (rt->kind == K_RELEASE || rt->kind == K_CHECK ||
 		   rt->kind == K_PROCLAIM) {
@@ -1319,27 +932,28 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 			 "gave it)");
 		return -1;
 	}
-	if (p->has[F_REASON])
-		r->reason = (char *)p->v[F_REASON];
+	if (p->has[LD_F_REASON])
+		r->reason = (char *)p->v[LD_F_REASON];
 	/* Read-your-writes: the position of the client's last answer, as a
 	 * header or a field (the higher counts). */
 	const char *ph = nng_http_req_get_header(hr, "X-Lockd-Position");
-	if (ph != NULL && (rt->fields & FB(F_POSITION))) {
-		params hp = {0};
-		hp.v[F_POSITION] = ph;
-		hp.len[F_POSITION] = strlen(ph);
-		if (field_u64(&hp, F_POSITION, UINT64_MAX, &r->known_position,
-			      why, whylen) != 0)
+	if (ph != NULL && (rt->fields & LD_FB(LD_F_POSITION))) {
+		ld_params hp = {0};
+		hp.v[LD_F_POSITION] = ph;
+		hp.len[LD_F_POSITION] = strlen(ph);
+		if (ld_params_u64(&hp, LD_F_POSITION, UINT64_MAX,
+				  &r->known_position, why, whylen) != 0)
 			return -1;
 	}
-	if (p->has[F_POSITION]) {
-		if (field_u64(p, F_POSITION, UINT64_MAX, &x, why, whylen) != 0)
+	if (p->has[LD_F_POSITION]) {
+		if (ld_params_u64(p, LD_F_POSITION, UINT64_MAX, &x, why,
+				  whylen) != 0)
 			return -1;
 		if (x > r->known_position)
 			r->known_position = x;
 	}
-	if (p->has[F_CONSISTENCY]) {
-		const char *c = p->v[F_CONSISTENCY];
+	if (p->has[LD_F_CONSISTENCY]) {
+		const char *c = p->v[LD_F_CONSISTENCY];
 		if (strcmp(c, "stale") == 0)
 			r->consistency = LOCKD__CONSISTENCY__STALE;
 		else if (strcmp(c, "linearizable") == 0)
@@ -1354,13 +968,13 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 		}
 	}
 	if (rt->kind == K_LIST) {
-		if (p->has[F_PREFIX])
-			r->name = (char *)p->v[F_PREFIX];
-		if (p->has[F_AFTER])
-			r->after_name = (char *)p->v[F_AFTER];
-		if (p->has[F_LIMIT]) {
-			if (field_u64(p, F_LIMIT, API_LIST_LIMIT_MAX, &x, why,
-				      whylen) != 0)
+		if (p->has[LD_F_PREFIX])
+			r->name = (char *)p->v[LD_F_PREFIX];
+		if (p->has[LD_F_AFTER])
+			r->after_name = (char *)p->v[LD_F_AFTER];
+		if (p->has[LD_F_LIMIT]) {
+			if (ld_params_u64(p, LD_F_LIMIT, API_LIST_LIMIT_MAX, &x,
+					  why, whylen) != 0)
 				return -1;
 			if (x == 0) {
 				snprintf(why, whylen,
@@ -1372,7 +986,7 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 		}
 	}
 	if (rt->kind == K_WATCH) {
-		if (p->has[F_PREFIX]) {
+		if (p->has[LD_F_PREFIX]) {
 			if (name[0] != '\0') {
 				snprintf(why, whylen,
 					 "a watch is of /v1/watch/NAME or of "
@@ -1380,12 +994,12 @@ static int build(ld_http_api *a, const route *rt, const params *p,
 				return -1;
 			}
 			r->prefix = true;
-			r->name = (char *)p->v[F_PREFIX];
+			r->name = (char *)p->v[LD_F_PREFIX];
 			q->prefix = true;
 		}
-		if (p->has[F_FROM] &&
-		    field_u64(p, F_FROM, UINT64_MAX, &r->after_position, why,
-			      whylen) != 0)
+		if (p->has[LD_F_FROM] &&
+		    ld_params_u64(p, LD_F_FROM, UINT64_MAX, &r->after_position,
+				  why, whylen) != 0)
 			return -1;
 	}
 	q->longpoll = (rt->kind == K_ACQUIRE || rt->kind == K_WATCH) &&
@@ -1448,14 +1062,15 @@ static void api_handle(nng_aio *aio)
 		api_error(a, aio, code, "INVALID", why);
 		return;
 	}
-	params p = {0};
+	ld_params p = {0};
 	p.arena = malloc(2 * (ulen + blen) + 64);
 	if (p.arena == NULL) {
 		api_error(a, aio, 500, "INTERNAL", "out of memory");
 		return;
 	}
 	size_t nlen;
-	const char *name = pct_decode(&p, name_raw, name_rawlen, false, &nlen);
+	const char *name =
+		ld_params_pct_decode(&p, name_raw, name_rawlen, false, &nlen);
 	int rv = 0;
 	if (name == NULL) {
 		snprintf(why, sizeof why, "the name has a bad %%-escape");
@@ -1465,9 +1080,10 @@ static void api_handle(nng_aio *aio)
 		rv = -1;
 	}
 	if (rv == 0 && qs != NULL)
-		rv = parse_query(&p, qs + 1, rt->fields, why, sizeof why);
+		rv = ld_params_query(&p, qs + 1, rt->fields, why, sizeof why);
 	if (rv == 0 && blen > 0 && strcmp(method, "POST") == 0)
-		rv = parse_json(&p, body, blen, rt->fields, why, sizeof why);
+		rv = ld_params_json(&p, body, blen, rt->fields, why,
+				    sizeof why);
 	else if (rv == 0 && blen > 0) {
 		snprintf(why, sizeof why, "a %s request has no body", method);
 		rv = -1;

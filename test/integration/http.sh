@@ -25,15 +25,25 @@ F=${HTTP_URLS[$fol]}
 say "leader r$lead ($L), follower r$fol ($F)"
 
 # req METHOD URL [curl args...]: the body in $BODY, the status code in
-# $CODE, the headers in $T/h.
+# $CODE, the headers in $T/h. While an election is under way (no leader
+# known: a loaded machine can depose one), it is asked again, as a client
+# would.
 req() {
-	local m=$1 u=$2
+	local m=$1 u=$2 try follow=()
 	shift 2
-	BODY=$(curl -sS -m 20 -X "$m" -D "$T/h" -o - -w '\n%{http_code}' "$@" "$u") ||
-		fail "curl $m $u failed"
-	CODE=${BODY##*$'\n'}
-	BODY=${BODY%$'\n'*}
-	echo "  $m ${u#http://127.0.0.1:} -> $CODE $BODY"
+	# (at the leader, follow a redirect should leadership have moved)
+	[[ $u == "$L"/* ]] && follow=(-L)
+	for try in $(seq 50); do
+		BODY=$(curl -sS -m 20 -X "$m" -D "$T/h" -o - -w '\n%{http_code}' \
+			"${follow[@]}" "$@" "$u") ||
+			fail "curl $m $u failed"
+		CODE=${BODY##*$'\n'}
+		BODY=${BODY%$'\n'*}
+		echo "  $m ${u#http://127.0.0.1:} -> $CODE $BODY"
+		[[ $CODE == 503 ]] && jq -e '.leader == -1' <<<"$BODY" >/dev/null 2>&1 ||
+			return 0
+		sleep 0.2
+	done
 }
 j() { jq -r "$1" <<<"$BODY"; }
 header() { tr -d '\r' <"$T/h" | sed -n "s/^$1: //Ip" | tail -n 1; }
