@@ -30,14 +30,25 @@ struct ld_cctx {
 	Lockd__Request *req;
 	uint64_t arrived_us;
 	uint32_t pipe_id; /* the connection the request came on */
+	/* A context of the HTTP API's (ld_clients_take): its reply goes
+	 * here, not to the socket. */
+	ld_cctx_sink sink;
+	void *sink_arg;
 };
 
 struct ld_clients {
 	nng_socket sock;
 	bool sock_open;
 	ld_evq *q;
-	ld_cctx ctxs[LD_CLIENT_CTX_MAX];
+	ld_cctx ctxs[LD_CLIENT_SLOTS];
 	uint32_t nctx;
+	/* The HTTP API's free contexts (indexes), and the connection ids it
+	 * hands out: above nng's (positive 31-bit) pipe ids, one per request.
+	 */
+	pthread_mutex_t http_mu;
+	uint32_t http_free[LD_HTTP_CTX_MAX];
+	uint32_t nhttp_free;
+	uint32_t http_pipe_next;
 	atomic_uint_fast64_t requests, malformed, replies;
 	ld_ratelimit bad_rl;
 	/* Connections closed since the loop last asked (pipe_gone), oldest
@@ -68,6 +79,19 @@ uint32_t ld_cctx_pipe(const ld_cctx *c)
 	return c->pipe_id;
 }
 
+static void gone_push(ld_clients *cl, uint32_t id)
+{
+	pthread_mutex_lock(&cl->gone_mu);
+	if (cl->gone_n == LD_CLIENT_GONE_MAX) {
+		cl->gone_head = (cl->gone_head + 1) % LD_CLIENT_GONE_MAX;
+		cl->gone_n--;
+		atomic_fetch_add(&cl->gone_dropped, 1);
+	}
+	cl->gone[(cl->gone_head + cl->gone_n++) % LD_CLIENT_GONE_MAX] = id;
+	pthread_mutex_unlock(&cl->gone_mu);
+	ld_evq_kick(cl->q);
+}
+
 /* nng calls this (on one of its threads) after a connection is gone. */
 static void pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
@@ -75,16 +99,7 @@ static void pipe_gone(nng_pipe p, nng_pipe_ev ev, void *arg)
 	if (ev != NNG_PIPE_EV_REM_POST)
 		return;
 	atomic_fetch_add(&cl->pipes_closed, 1);
-	pthread_mutex_lock(&cl->gone_mu);
-	if (cl->gone_n == LD_CLIENT_GONE_MAX) {
-		cl->gone_head = (cl->gone_head + 1) % LD_CLIENT_GONE_MAX;
-		cl->gone_n--;
-		atomic_fetch_add(&cl->gone_dropped, 1);
-	}
-	cl->gone[(cl->gone_head + cl->gone_n++) % LD_CLIENT_GONE_MAX] =
-		(uint32_t)nng_pipe_id(p);
-	pthread_mutex_unlock(&cl->gone_mu);
-	ld_evq_kick(cl->q);
+	gone_push(cl, (uint32_t)nng_pipe_id(p));
 }
 
 size_t ld_clients_take_gone(ld_clients *cl, uint32_t *out, size_t max)
@@ -219,6 +234,29 @@ static const char *request_problem(const Lockd__Request *r, const uint8_t *buf,
 	return NULL;
 }
 
+/* Unpacks and checks a request: NULL with *out the caller's (to free with
+ * lockd__request__free_unpacked), or the sentence that refuses it (why
+ * may hold it) with *out NULL. */
+static const char *request_decode(const uint8_t *body, size_t len,
+				  Lockd__Request **out, char *why,
+				  size_t whylen)
+{
+	*out = NULL;
+	Lockd__Request *r = lockd__request__unpack(NULL, len, body);
+	if (r == NULL)
+		return "the request is not a well-formed lockd.Request "
+		       "protobuf";
+	const char *problem = request_problem(r, body, len);
+	if (problem == NULL && cd_request_check(body, len, why, whylen) != 0)
+		problem = why;
+	if (problem != NULL) {
+		lockd__request__free_unpacked(r, NULL);
+		return problem;
+	}
+	*out = r;
+	return NULL;
+}
+
 static void cctx_invalid(ld_cctx *c, const char *sentence)
 {
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
@@ -262,29 +300,16 @@ static void cctx_cb(void *arg)
 		return;
 	}
 	nng_msg *m = nng_aio_get_msg(c->aio);
-	const uint8_t *body = nng_msg_body(m);
-	size_t len = nng_msg_len(m);
 	atomic_fetch_add(&c->cl->requests, 1);
-	Lockd__Request *r = lockd__request__unpack(NULL, len, body);
-	if (r == NULL) {
-		nng_msg_free(m);
-		cctx_invalid(c, "the request is not a well-formed "
-				"lockd.Request protobuf");
-		return;
-	}
-	const char *problem = request_problem(r, body, len);
 	char why[160];
-	if (problem == NULL &&
-	    cd_request_check(body, len, why, sizeof why) != 0)
-		problem = why;
+	const char *problem = request_decode(nng_msg_body(m), nng_msg_len(m),
+					     &c->req, why, sizeof why);
 	c->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
 	nng_msg_free(m);
 	if (problem != NULL) {
-		lockd__request__free_unpacked(r, NULL);
 		cctx_invalid(c, problem);
 		return;
 	}
-	c->req = r;
 	c->arrived_us = ld_mono_us();
 	c->state = CCTX_LOOP;
 	ld_evq_push_client(c->cl->q, c);
@@ -292,7 +317,65 @@ static void cctx_cb(void *arg)
 
 void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep)
 {
-	cctx_send(c, rep);
+	if (c->sink == NULL) {
+		cctx_send(c, rep);
+		return;
+	}
+	c->sink(c->sink_arg, c, rep);
+	atomic_fetch_add(&c->cl->replies, 1);
+	lockd__request__free_unpacked(c->req, NULL);
+	c->req = NULL;
+	ld_cctx_put(c);
+}
+
+ld_cctx *ld_clients_take(ld_clients *cl, ld_cctx_sink sink, void *arg)
+{
+	ld_cctx *c = NULL;
+	pthread_mutex_lock(&cl->http_mu);
+	if (cl->nhttp_free > 0) {
+		c = &cl->ctxs[cl->http_free[--cl->nhttp_free]];
+		cl->http_pipe_next = (cl->http_pipe_next + 1) & 0x7fffffffu;
+		c->pipe_id = 0x80000000u | cl->http_pipe_next;
+	}
+	pthread_mutex_unlock(&cl->http_mu);
+	if (c != NULL) {
+		c->sink = sink;
+		c->sink_arg = arg;
+		c->state = CCTX_IDLE;
+	}
+	return c;
+}
+
+void ld_cctx_put(ld_cctx *c)
+{
+	ld_clients *cl = c->cl;
+	c->state = CCTX_IDLE;
+	pthread_mutex_lock(&cl->http_mu);
+	cl->http_free[cl->nhttp_free++] = c->index;
+	pthread_mutex_unlock(&cl->http_mu);
+}
+
+int ld_cctx_submit(ld_cctx *c, const uint8_t *buf, size_t len, char *why,
+		   size_t whylen)
+{
+	atomic_fetch_add(&c->cl->requests, 1);
+	char tmp[160];
+	const char *problem =
+		request_decode(buf, len, &c->req, tmp, sizeof tmp);
+	if (problem != NULL) {
+		atomic_fetch_add(&c->cl->malformed, 1);
+		snprintf(why, whylen, "%s", problem);
+		return -1;
+	}
+	c->arrived_us = ld_mono_us();
+	c->state = CCTX_LOOP;
+	ld_evq_push_client(c->cl->q, c);
+	return 0;
+}
+
+void ld_cctx_gone(ld_cctx *c)
+{
+	gone_push(c->cl, c->pipe_id);
 }
 
 int ld_clients_open(const char *url, const ld_tls *tls,
@@ -308,6 +391,13 @@ int ld_clients_open(const char *url, const ld_tls *tls,
 	cl->q = q;
 	cl->bad_rl = (ld_ratelimit)LD_RATELIMIT_INIT(1000000);
 	pthread_mutex_init(&cl->gone_mu, NULL);
+	pthread_mutex_init(&cl->http_mu, NULL);
+	for (uint32_t i = 0; i < LD_HTTP_CTX_MAX; i++) {
+		ld_cctx *c = &cl->ctxs[LD_CLIENT_CTX_MAX + i];
+		c->cl = cl;
+		c->index = LD_CLIENT_CTX_MAX + i;
+		cl->http_free[cl->nhttp_free++] = LD_CLIENT_SLOTS - 1 - i;
+	}
 	int rv;
 	if ((rv = nng_rep0_open(&cl->sock)) != 0) {
 		snprintf(err, errlen, "cannot open a client socket: %s",
@@ -358,13 +448,14 @@ void ld_clients_close(ld_clients *cl)
 		return;
 	if (cl->sock_open)
 		nng_close(cl->sock);
-	for (uint32_t i = 0; i < LD_CLIENT_CTX_MAX; i++) {
+	for (uint32_t i = 0; i < LD_CLIENT_SLOTS; i++) {
 		ld_cctx *c = &cl->ctxs[i];
 		if (c->aio != NULL)
 			nng_aio_free(c->aio); /* waits for its callback */
 		if (c->req != NULL)
 			lockd__request__free_unpacked(c->req, NULL);
 	}
+	pthread_mutex_destroy(&cl->http_mu);
 	pthread_mutex_destroy(&cl->gone_mu);
 	free(cl);
 }

@@ -30,6 +30,14 @@
 #define LD_CLIENT_CTX_MAX 1024u
 #define LD_CLIENT_CTX_RESERVE 64u
 
+/* The HTTP API (http_api.h) hands the loop the same requests through
+ * contexts of its own beside the socket's: indexes LD_CLIENT_CTX_MAX to
+ * LD_CLIENT_SLOTS - 1. The loop answers them as it answers the socket's;
+ * their replies go to a sink instead of the socket. They count among the
+ * loop's waiting requests, so the socket's reserve stays whole. */
+#define LD_HTTP_CTX_MAX 64u
+#define LD_CLIENT_SLOTS (LD_CLIENT_CTX_MAX + LD_HTTP_CTX_MAX)
+
 /* Closed connections remembered between two rounds of the loop. */
 #define LD_CLIENT_GONE_MAX 4096u
 
@@ -46,7 +54,7 @@ int ld_clients_open(const char *url, const ld_tls *tls,
 		    bool require_client_cert, ld_evq *q, ld_clients **out,
 		    char *err, size_t errlen);
 
-/* The context's index (0..LD_CLIENT_CTX_MAX) and its decoded request
+/* The context's index (0..LD_CLIENT_SLOTS) and its decoded request
  * (borrowed; valid until ld_cctx_reply). */
 uint32_t ld_cctx_index(const ld_cctx *c);
 const Lockd__Request *ld_cctx_request(const ld_cctx *c);
@@ -64,6 +72,31 @@ size_t ld_clients_take_gone(ld_clients *cl, uint32_t *out, size_t max);
 /* Sends rep (only read) and frees the request; the context then receives
  * the next one. Called by the loop on a context it owns. */
 void ld_cctx_reply(ld_cctx *c, const Lockd__Reply *rep);
+
+/* ---- contexts fed from elsewhere (the HTTP API) */
+
+/* Called on the loop thread with the reply to a context's request (rep is
+ * only read, and only during the call); the context is free again once it
+ * returns. */
+typedef void (*ld_cctx_sink)(void *arg, ld_cctx *c, const Lockd__Reply *rep);
+
+/* A free context of the LD_HTTP_CTX_MAX, or NULL when every one is in use.
+ * Its replies go to sink(arg, ...). Each take gives it a connection id of
+ * its own (above any nng pipe id), so ld_cctx_gone ends this request only.
+ * The caller submits it or puts it back. */
+ld_cctx *ld_clients_take(ld_clients *cl, ld_cctx_sink sink, void *arg);
+void ld_cctx_put(ld_cctx *c);
+
+/* Decodes buf (a packed client.proto Request) and checks it as a request
+ * from the socket is checked; then the loop owns c until the sink's call.
+ * 0, or -1 with the sentence the socket would answer in why (c is still the
+ * caller's). */
+int ld_cctx_submit(ld_cctx *c, const uint8_t *buf, size_t len, char *why,
+		   size_t whylen);
+
+/* The connection a submitted request came on closed: the loop ends its
+ * wait, as for a closed nng connection (its reply still reaches the sink). */
+void ld_cctx_gone(ld_cctx *c);
 
 typedef struct ld_clients_stats {
 	uint64_t requests, malformed, replies;

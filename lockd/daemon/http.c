@@ -317,13 +317,14 @@ static int http_handler(ld_http *h, const char *path, void (*fn)(nng_aio *),
 	return rv;
 }
 
-int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
-		 size_t errlen)
+int ld_http_open(const char *url, ld_metrics *m, nng_tls_config *tls,
+		 ld_http **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (strncmp(url, "http://", 7) != 0) {
-		snprintf(err, errlen, "--http wants http://HOST:PORT, not '%s'",
-			 url);
+	if (strncmp(url, tls != NULL ? "https://" : "http://",
+		    tls != NULL ? 8 : 7) != 0) {
+		snprintf(err, errlen, "--http wants %s://HOST:PORT, not '%s'",
+			 tls != NULL ? "https" : "http", url);
 		return -1;
 	}
 	ld_http *h = calloc(1, sizeof *h);
@@ -341,6 +342,9 @@ int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
 	     (rv = http_handler(h, "/metrics", http_prometheus, &h->metrics)) !=
 		     0))
 		what = "add handlers to";
+	if (rv == 0 && tls != NULL &&
+	    (rv = nng_http_server_set_tls(h->srv, tls)) != 0)
+		what = "set TLS on";
 	if (rv == 0 && (rv = nng_http_server_start(h->srv)) != 0)
 		what = "listen on";
 	if (rv != 0) {
@@ -351,6 +355,27 @@ int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
 	}
 	*out = h;
 	return 0;
+}
+
+int ld_http_route(ld_http *h, const char *path, bool tree, const char *method,
+		  void (*fn)(nng_aio *), void *data, size_t body_max)
+{
+	nng_http_handler *hd;
+	int rv = nng_http_handler_alloc(&hd, path, fn);
+	if (rv != 0)
+		return rv;
+	if ((rv = nng_http_handler_set_method(hd, method)) != 0 ||
+	    (tree && (rv = nng_http_handler_set_tree(hd)) != 0) ||
+	    (rv = nng_http_handler_collect_body(hd, true, body_max)) != 0 ||
+	    (rv = nng_http_handler_set_data(hd, data, NULL)) != 0 ||
+	    (rv = nng_http_server_add_handler(h->srv, hd)) != 0)
+		nng_http_handler_free(hd);
+	return rv;
+}
+
+void *ld_http_data(nng_aio *aio)
+{
+	return nng_http_handler_get_data(nng_aio_get_input(aio, 1));
 }
 
 void ld_http_close(ld_http *h)

@@ -6,6 +6,8 @@
  *                 the same shape.
  *   GET /metrics  Prometheus text: role, ballot, positions, leases, request
  *                 and peer counters.
+ * and whatever else is routed to it (ld_http_route): the HTTP/JSON API and
+ * the status page (http_api.h).
  *
  * The loop publishes a copy of its figures after each round (ld_metrics_set);
  * the HTTP threads only read that copy, under its mutex, so they never touch
@@ -17,6 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 typedef struct ld_metrics_snap {
 	uint32_t id;
@@ -64,10 +69,19 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap);
 
 typedef struct ld_http ld_http;
 
-/* Serves /health and /metrics on url (http://HOST:PORT) from m (borrowed:
- * it must outlive the server). 0, or -1 with a sentence in err. */
-int ld_http_open(const char *url, ld_metrics *m, ld_http **out, char *err,
-		 size_t errlen);
+/* Serves /health and /metrics on url (http://HOST:PORT, or https:// with
+ * tls, which the server then holds a reference to) from m (borrowed: it
+ * must outlive the server). 0, or -1 with a sentence in err. */
+int ld_http_open(const char *url, ld_metrics *m, nng_tls_config *tls,
+		 ld_http **out, char *err, size_t errlen);
+
+/* Adds a route to h's server: fn answers path (and, with tree, every path
+ * under it) for method (NULL: every method), with a request body of up to
+ * body_max bytes (nng refuses a larger one). fn reads data back with
+ * ld_http_data. 0, or an nng error. */
+int ld_http_route(ld_http *h, const char *path, bool tree, const char *method,
+		  void (*fn)(nng_aio *), void *data, size_t body_max);
+void *ld_http_data(nng_aio *aio);
 
 /* Stops serving and frees h (NULL is fine). */
 void ld_http_close(ld_http *h);

@@ -29,7 +29,7 @@ static const char *const opt_names[] = {
 	"tls-ca",         "tls-client-auth",
 	"peer-key",       "insecure-peers",
 	"join",           "listen-peer",
-	"listen-client",
+	"listen-client",  "http-urls",
 };
 
 /* Flags that may stand alone on the command line (`--insecure-peers`):
@@ -77,8 +77,17 @@ void ld_options_usage(FILE *f)
 	      "  --retry-ms N         Paxos resend interval (default 100)\n"
 	      "  --snapshot-every N   applied slots between snapshots "
 	      "(default 256)\n"
-	      "  --http URL           serve GET /health and /metrics on "
-	      "http://HOST:PORT\n"
+	      "  --http URL           serve /health, /metrics, the HTTP API "
+	      "(/v1) and the\n"
+	      "                       status page (/) on http://HOST:PORT, or "
+	      "on\n"
+	      "                       https://HOST:PORT with --tls-cert (and "
+	      "--tls-ca with\n"
+	      "                       --tls-client-auth 1: client "
+	      "certificates)\n"
+	      "  --http-urls URLS     every replica's --http URL by replica "
+	      "id: followers\n"
+	      "                       send HTTP writes to the leader's (307)\n"
 	      "  --tls-cert FILE      this replica's certificate and key "
 	      "(one PEM file),\n"
 	      "                       for tls+tcp:// peer and client URLs\n"
@@ -220,15 +229,32 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		strcpy(o->data, v);
 		st->have_data = true;
 	} else if (strcmp(name, "http") == 0) {
-		if (strncmp(v, "http://", 7) != 0 ||
+		if ((strncmp(v, "http://", 7) != 0 &&
+		     strncmp(v, "https://", 8) != 0) ||
 		    strlen(v) >= sizeof o->http) {
 			snprintf(err, errlen,
-				 "--http wants http://HOST:PORT (under %zu "
-				 "bytes), not '%s'",
+				 "--http wants http://HOST:PORT or "
+				 "https://HOST:PORT (under %zu bytes), not "
+				 "'%s'",
 				 sizeof o->http, v);
 			return -1;
 		}
 		strcpy(o->http, v);
+	} else if (strcmp(name, "http-urls") == 0) {
+		int n = parse_urls(name, v, o->http_urls, err, errlen);
+		if (n < 0)
+			return -1;
+		for (int j = 0; j < n; j++)
+			if (strncmp(o->http_urls[j], "http://", 7) != 0 &&
+			    strncmp(o->http_urls[j], "https://", 8) != 0) {
+				snprintf(
+					err, errlen,
+					"--http-urls wants http(s)://HOST:PORT "
+					"URLs by replica id, not '%s'",
+					o->http_urls[j]);
+				return -1;
+			}
+		o->nhttp_urls = (uint32_t)n;
 	} else if (strcmp(name, "tls-cert") == 0 ||
 		   strcmp(name, "tls-ca") == 0) {
 		char *dst = name[4] == 'c' && name[5] == 'e' ? o->tls_cert

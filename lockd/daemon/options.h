@@ -35,7 +35,12 @@ typedef struct ld_options {
 	char listen_client[LD_URL_BYTES_MAX];
 	char data[LD_PATH_BYTES_MAX];
 	uint64_t cell_id;
-	char http[LD_URL_BYTES_MAX]; /* /health and /metrics; "" = none */
+	char http[LD_URL_BYTES_MAX]; /* /health, /metrics, /v1; "" = none */
+	/* --http-urls: every replica's --http URL by id ("" unknown), so that
+	 * the HTTP API sends writes to the leader's (307) and the status page
+	 * shows every replica. */
+	uint32_t nhttp_urls;
+	char http_urls[LD_REPLICAS_MAX][LD_URL_BYTES_MAX];
 	/* TLS for tls+tcp:// URLs (tls.h): this replica's certificate and
 	 * key in one PEM file, the CA that signs the cell's certificates, and
 	 * whether clients must present one too. "" = none. */

@@ -60,7 +60,7 @@ void srv_answer_node(ld_server *s, const ln_reply *rp)
 {
 	uint32_t idx = (uint32_t)(rp->req_id & ((1u << REQ_INDEX_BITS) - 1));
 	uint64_t gen = rp->req_id >> REQ_INDEX_BITS;
-	if (idx >= LD_CLIENT_CTX_MAX || s->slots[idx].state != SLOT_NODE ||
+	if (idx >= LD_CLIENT_SLOTS || s->slots[idx].state != SLOT_NODE ||
 	    s->slots[idx].gen != gen)
 		return; /* that context gave up on it (WRITE_ANSWER_US) */
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
@@ -239,7 +239,7 @@ void srv_answer_change(ld_server *s, const px_change_done *d)
 {
 	uint32_t idx = (uint32_t)(d->change_id & ((1u << REQ_INDEX_BITS) - 1));
 	uint64_t gen = d->change_id >> REQ_INDEX_BITS;
-	if (idx >= LD_CLIENT_CTX_MAX || s->slots[idx].state != SLOT_NODE ||
+	if (idx >= LD_CLIENT_SLOTS || s->slots[idx].state != SLOT_NODE ||
 	    s->slots[idx].gen != gen)
 		return; /* that context gave up on it (WRITE_ANSWER_US) */
 	px_status st;

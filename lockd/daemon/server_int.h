@@ -28,6 +28,7 @@
 #include "client.pb-c.h"
 #include "client_api.h"
 #include "http.h"
+#include "http_api.h"
 #include "join.h"
 #include "ldlog.h"
 #include "node.h"
@@ -128,7 +129,7 @@ _Static_assert(LS_NAME_BYTES_MAX + LS_VALUE_BYTES_MAX + LS_REASON_BYTES_MAX +
 			       1024u <=
 		       LD_CLIENT_REQUEST_BYTES_MAX,
 	       "a request at the limits outgrows a client message");
-_Static_assert(LD_CLIENT_CTX_MAX <= (1u << REQ_INDEX_BITS),
+_Static_assert(LD_CLIENT_SLOTS <= (1u << REQ_INDEX_BITS),
 	       "context index must fit in the req_id");
 
 typedef enum slot_state {
@@ -159,13 +160,13 @@ struct ld_server {
 	bool q_init;
 	uint64_t timer_at_us;
 
-	slot slots[LD_CLIENT_CTX_MAX];
-	uint32_t nwaiting; /* slots holding a request that waits */
+	slot slots[LD_CLIENT_SLOTS]; /* by context index (client_api.h) */
+	uint32_t nwaiting;           /* slots holding a request that waits */
 	/* The slots in use, in no order: the loop's passes over requests
-	 * cost what is in progress, not LD_CLIENT_CTX_MAX. */
-	uint32_t active[LD_CLIENT_CTX_MAX];
+	 * cost what is in progress, not LD_CLIENT_SLOTS. */
+	uint32_t active[LD_CLIENT_SLOTS];
 	uint32_t nactive;
-	ln_request reqs[LD_CLIENT_CTX_MAX];
+	ln_request reqs[LD_CLIENT_SLOTS];
 	ld_evq_item *items;
 
 	/* LIST's reply buffers */
@@ -177,7 +178,7 @@ struct ld_server {
 
 	/* closed client connections (see clients_gone) */
 	uint32_t gone_buf[LD_CLIENT_GONE_MAX];
-	uint64_t gone_reqs[LD_CLIENT_CTX_MAX];
+	uint64_t gone_reqs[LD_CLIENT_SLOTS];
 	uint32_t gone_recent[GONE_RECENT];
 	uint32_t gone_recent_next;
 	uint64_t gone_freed; /* waiting requests freed by a closed connection */
@@ -185,6 +186,7 @@ struct ld_server {
 	ld_metrics metrics; /* what /metrics and /health show */
 	bool metrics_init;
 	ld_http *http;
+	ld_http_api *http_api; /* /v1 and / on http (http_api.h) */
 	uint64_t started_unix_s;
 	uint64_t leader_changes; /* /metrics lockd_leader_changes_total */
 	uint64_t

@@ -361,7 +361,7 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 	s->list_ptrs = calloc(LIST_LEASES_MAX, sizeof *s->list_ptrs);
 	s->list_names = calloc(LIST_LEASES_MAX, sizeof *s->list_names);
 	if (s->list_leases == NULL || s->list_ptrs == NULL ||
-	    s->list_names == NULL || ld_evq_init(&s->q, LD_CLIENT_CTX_MAX)) {
+	    s->list_names == NULL || ld_evq_init(&s->q, LD_CLIENT_SLOTS)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -490,8 +490,23 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 			    &s->clients, err, errlen) != 0)
 		goto fail;
 	srv_publish_metrics(s, true);
-	if (o->http[0] != '\0' &&
-	    ld_http_open(o->http, &s->metrics, &s->http, err, errlen) != 0)
+	/* https:// as the client port's TLS: the same certificate, and client
+	 * certificates when --tls-client-auth asks for them. */
+	nng_tls_config *htls = NULL;
+	if (strncmp(o->http, "https://", 8) == 0 &&
+	    ld_tls_server_config(&tls, o->tls_client_auth, &htls, err,
+				 errlen) != 0)
+		goto fail;
+	int hrv = o->http[0] == '\0' ? 0
+				     : ld_http_open(o->http, &s->metrics, htls,
+						    &s->http, err, errlen);
+	if (htls != NULL)
+		nng_tls_config_free(htls);
+	if (hrv != 0 ||
+	    (s->http != NULL &&
+	     ld_http_api_open(s->http, s->clients, &s->metrics, o->id,
+			      (const char(*)[LD_URL_BYTES_MAX])o->http_urls,
+			      o->nhttp_urls, &s->http_api, err, errlen) != 0))
 		goto fail;
 	*out = s;
 	return 0;
@@ -506,8 +521,12 @@ void ld_server_close(ld_server *s)
 {
 	if (s == NULL)
 		return;
+	/* The server first: its requests in the loop's hands are cancelled
+	 * (and their contexts freed with the clients below). */
 	ld_http_close(s->http);
 	s->http = NULL;
+	ld_http_api_close(s->http_api);
+	s->http_api = NULL;
 	/* The loop has stopped, so every acknowledged write is synced: close
 	 * the store first, then say so, in case nng's close hangs below. */
 	if (s->store != NULL)

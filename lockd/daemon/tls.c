@@ -72,6 +72,45 @@ int ld_tls_listen(nng_socket s, const char *url, const ld_tls *t,
 	return 0;
 }
 
+int ld_tls_server_config(const ld_tls *t, bool require_client_cert,
+			 nng_tls_config **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	int rv = ld_tls_engine_use(err, errlen);
+	if (rv != 0)
+		return rv;
+	if (!tls_set(t->cert_key_file)) {
+		snprintf(err, errlen,
+			 "an https:// --http URL needs --tls-cert (this "
+			 "replica's certificate and key, one PEM file)");
+		return NNG_EINVAL;
+	}
+	if (require_client_cert && !tls_set(t->ca_file)) {
+		snprintf(err, errlen,
+			 "--tls-client-auth on https:// needs --tls-ca");
+		return NNG_EINVAL;
+	}
+	nng_tls_config *c;
+	if ((rv = nng_tls_config_alloc(&c, NNG_TLS_MODE_SERVER)) != 0)
+		return tls_fail(rv, "cannot make a TLS configuration for",
+				"--http", err, errlen);
+	if ((rv = nng_tls_config_cert_key_file(c, t->cert_key_file, NULL)) !=
+		    0 ||
+	    (tls_set(t->ca_file) &&
+	     (rv = nng_tls_config_ca_file(c, t->ca_file)) != 0) ||
+	    (rv = nng_tls_config_auth_mode(
+		     c, require_client_cert ? NNG_TLS_AUTH_MODE_REQUIRED
+					    : NNG_TLS_AUTH_MODE_NONE)) != 0) {
+		nng_tls_config_free(c);
+		return tls_fail(rv,
+				"cannot load the TLS certificate, key or CA "
+				"for",
+				"--http", err, errlen);
+	}
+	*out = c;
+	return 0;
+}
+
 int ld_tls_dial(nng_socket s, const char *url, const ld_tls *t, char *err,
 		size_t errlen)
 {

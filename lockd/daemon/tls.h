@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 typedef struct ld_tls {
 	const char *cert_key_file; /* NULL or "": none */
@@ -57,6 +58,13 @@ bool ld_tls_url(const char *url);
  * 0, or an nng error with a sentence in err. */
 int ld_tls_listen(nng_socket s, const char *url, const ld_tls *t,
 		  bool require_peer_cert, char *err, size_t errlen);
+
+/* A TLS server configuration for an HTTPS listener (--http https://):
+ * t's certificate, and with require_client_cert only clients whose
+ * certificate t's CA signed. 0 with *out the caller's to
+ * nng_tls_config_free, or an nng error with a sentence in err. */
+int ld_tls_server_config(const ld_tls *t, bool require_client_cert,
+			 nng_tls_config **out, char *err, size_t errlen);
 
 /* Dials url without waiting (nng reconnects); with TLS, verifies the
  * listener against t's CA and the URL's host, and presents t's certificate

@@ -44,7 +44,11 @@ IFS=, read -ra CLIENT_URLS <<<"$CLIENTS"
 # Peers authenticate by certificate here: no cell key.
 PEER_KEY_FLAGS=()
 EXTRA=(--tls-ca "$C/ca.pem" --tls-client-auth 1)
-replica_flags() { printf '%s\n' --tls-cert "$C/replica$1.pem"; }
+# --http on https:// too, with the same certificates and client auth.
+mapfile -t HP < <("$LOCKD" --free-ports 3)
+replica_flags() {
+	printf '%s\n' --tls-cert "$C/replica$1.pem" --http "https://127.0.0.1:${HP[$1]}"
+}
 
 lc() { "$LOCKCTL" -e "$CLIENTS" --tls-ca "$C/ca.pem" --tls-cert "$C/client.pem" "$@"; }
 lc_leader() { # the leader's id, once one leads
@@ -77,6 +81,25 @@ sess=$(sed -n 's/.*session=\([0-9:]*\).*/\1/p' <<<"$out")
 out=$(lc get tls/a -o json) || fail "get: $out"
 [[ $out == *"\"token\":\"$tok\","* ]] || fail "get: $out"
 lc release tls/a --token "$tok" --session "$sess" >/dev/null || fail "release"
+
+say "the HTTP API on https:// asks for a client certificate too"
+H="https://127.0.0.1:${HP[$lead]}"
+out=$(curl -sS -m 10 --cacert "$C/ca.pem" --cert "$C/client.crt" --key "$C/client.key" \
+	"$H/v1/status") || fail "https status: $out"
+[[ $out == *"\"role\":\"leader\""* ]] || fail "https status: $out"
+S=$(curl -sS -m 10 --cacert "$C/ca.pem" --cert "$C/client.crt" --key "$C/client.key" \
+	-X POST "$H/v1/session" | sed -n 's/.*"credentials":"\([0-9:]*\)".*/\1/p')
+out=$(curl -sS -m 10 --cacert "$C/ca.pem" --cert "$C/client.crt" --key "$C/client.key" \
+	-X POST -H "X-Lockd-Session: $S" -d '{"ttl_ms":5000}' "$H/v1/acquire/tls/h") ||
+	fail "https acquire: $out"
+[[ $out == *'"lease_status":"GRANTED"'* ]] || fail "https acquire: $out"
+curl -s -m 10 --cacert "$C/ca.pem" "$H/v1/status" >"$T/nocert" 2>&1 &&
+	fail "https without a client certificate answered: $(cat "$T/nocert")"
+curl -s -m 10 --cacert "$C/ca.pem" --cert "$C/evil.crt" --key "$C/evil.key" \
+	"$H/v1/status" >"$T/evil" 2>&1 &&
+	fail "https with another CA's certificate answered: $(cat "$T/evil")"
+curl -s -m 5 "http://127.0.0.1:${HP[$lead]}/v1/status" >"$T/plain" 2>&1 &&
+	[[ -n $(cat "$T/plain") ]] && fail "plain http on the https port answered"
 
 say "no certificate, or one from another CA: no answer"
 expect_out() { # rc file cmd...

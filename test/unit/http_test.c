@@ -213,7 +213,7 @@ Test(http, a_server_answers_health_and_metrics)
 	for (int port = 0, tries = 0; h == NULL && tries < 20; tries++) {
 		port = 20000 + rand() % 30000;
 		snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
-		if (ld_http_open(base, &m, &h, err, sizeof err) != 0)
+		if (ld_http_open(base, &m, NULL, &h, err, sizeof err) != 0)
 			h = NULL;
 	}
 	cr_assert_not_null(h, "%s", err);
@@ -227,8 +227,9 @@ Test(http, a_server_answers_health_and_metrics)
 	cr_assert_eq(get(base, "/elsewhere", body, sizeof body), 404);
 	ld_http_close(h);
 
-	cr_assert_neq(
-		ld_http_open("tcp://127.0.0.1:1", &m, &h, err, sizeof err), 0);
+	cr_assert_neq(ld_http_open("tcp://127.0.0.1:1", &m, NULL, &h, err,
+				   sizeof err),
+		      0);
 	cr_assert(strstr(err, "http://HOST:PORT") != NULL, "%s", err);
 	ld_metrics_destroy(&m);
 }
