@@ -10,9 +10,19 @@ static void set_leader(const ld_server *s, Lockd__Reply *rep, int32_t hint)
 	rep->leader_addr = (char *)(url != NULL ? url : "");
 }
 
+/* lockd_request_duration_seconds is indexed by Op - 1 (http.h). */
+_Static_assert(LOCKD__OP__OP_ACQUIRE == 1 && LOCKD__OP__OP_STATUS == 8 &&
+		       LOCKD__OP__OP_MEMBER_CHANGE == 11 &&
+		       LOCKD__OP__OP_PROCLAIM == LD_METRIC_OPS,
+	       "LD_METRIC_OP_NAMES must follow client.proto's Op");
+
 static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
 {
 	slot *sl = &s->slots[idx];
+	int op = (int)ld_cctx_request(sl->c)->op;
+	if (op >= 1 && op <= (int)LD_METRIC_OPS)
+		ld_histo_observe(&s->req_histo[op - 1],
+				 ld_mono_us() - ld_cctx_arrived_us(sl->c), 1);
 	ld_cctx_reply(sl->c, rep);
 	sl->state = SLOT_FREE;
 	sl->c = NULL;
