@@ -72,13 +72,11 @@ echo "$out"
 
 say "elect --listen: the leader, then each change"
 # host-a is elected, host-c waits behind it; host-a resigns: host-c (one
-# change); host-c resigns: none; host-b is elected and proclaims host-b2.
-# (The proclaim is last: a `lockctl proclaim` with an elect's session
-# numbers its command above that elect's own, whose later renewals and
-# release the cell then refuses as stale; see the issue 12 note.)
+# change); host-c resigns: none; host-b is elected, proclaims host-b2 (a
+# second lockctl with its session), and resigns: none.
 bg_lockctl "$T/listen.out" "$T/listen.err" elect grp --listen
 lt=$!
-bg_lockctl "$T/listen.json" "$T/listen.jerr" elect grp --listen -o json --count 5
+bg_lockctl "$T/listen.json" "$T/listen.jerr" elect grp --listen -o json --count 6
 lj=$!
 sleep 0.5 # both have read the (free) group
 wait_line() { # file pattern: waits up to 10 s for a line matching it
@@ -98,13 +96,25 @@ wait_line "$T/c.out" "^elected"
 kill -TERM "$c"
 wait "$c" || fail "elect host-c exited $?: $(cat "$T/c.out" "$T/c.err")"
 wait_line "$T/listen.out" "elected=0"
-bg_lockctl "$T/b.out" "$T/b.err" elect grp --value host-b
+bg_lockctl "$T/b.out" "$T/b.err" elect grp --value host-b --ttl 1s
 b=$!
 wait_line "$T/b.out" "^elected"
 line=$(grep '^elected' "$T/b.out")
 lc proclaim grp --value host-b2 --token "$(kv "$line" token)" --session "$(kv "$line" session)" >/dev/null ||
 	fail "proclaim"
 wait_line "$T/listen.out" "value=host-b2"
+# The proclaim's lockctl numbered its command from the wall clock, above
+# host-b's own: host-b's renewals (a 1 s TTL) and its release must still
+# get through (they did not: liblockclient now numbers on from the wall
+# clock when superseded).
+sleep 2
+kill -0 "$b" || fail "host-b lost its lease after the proclaim: $(cat "$T/b.err")"
+[[ $(lc leader grp) == value=host-b2* ]] || fail "leader after the proclaim: $(lc leader grp)"
+kill -TERM "$b"
+wait "$b" || fail "elect host-b exited $?: $(cat "$T/b.out" "$T/b.err")"
+for _ in $(seq 30); do [[ $(grep -c elected=0 "$T/listen.out") -eq 2 ]] && break; sleep 0.1; done
+[[ $(grep -c elected=0 "$T/listen.out") -eq 2 ]] ||
+	fail "host-b's resign after the proclaim was not seen at once: $(cat "$T/listen.out")"
 kill -INT "$lt"
 wait "$lt" || fail "elect --listen exited $?: $(cat "$T/listen.err")"
 cat "$T/listen.out"
@@ -112,28 +122,26 @@ cat "$T/listen.out"
 python3 - "$T/listen.out" <<'PY' || fail "listen lines: $(cat "$T/listen.out")"
 import sys
 lines = [dict(kv.split("=", 1) for kv in l.split()) for l in open(sys.argv[1])]
-assert [l["value"] for l in lines] == ["host-a", "host-c", "", "host-b", "host-b2"], lines
-assert [l["elected"] for l in lines] == ["1", "1", "0", "1", "1"], lines
+assert [l["value"] for l in lines] == ["host-a", "host-c", "", "host-b", "host-b2", ""], lines
+assert [l["elected"] for l in lines] == ["1", "1", "0", "1", "1", "0"], lines
 assert lines[3]["token"] == lines[4]["token"] != lines[1]["token"] != lines[0]["token"], lines
 pos = [int(l["position"]) for l in lines]
-assert pos == sorted(pos) and len(set(pos)) == 5, lines
+assert pos == sorted(pos) and len(set(pos)) == 6, lines
 PY
-# --count 5: the JSON listener stopped by itself after the five changes.
+# --count 6: the JSON listener stopped by itself after the six lines.
 if ! timeout 5 tail --pid "$lj" -f /dev/null; then
-	fail "elect --listen --count 5 still running: $(cat "$T/listen.json")"
+	fail "elect --listen --count 6 still running: $(cat "$T/listen.json")"
 fi
 wait "$lj" || fail "elect --listen -o json exited $?: $(cat "$T/listen.jerr")"
 cat "$T/listen.json"
 python3 - "$T/listen.json" <<'PY' || fail "listen json: $(cat "$T/listen.json")"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
-assert [l["value"] for l in lines] == ["host-a", "host-c", None, "host-b", "host-b2"], lines
-assert [l["elected"] for l in lines] == [True, True, False, True, True], lines
+assert [l["value"] for l in lines] == ["host-a", "host-c", None, "host-b", "host-b2", None], lines
+assert [l["elected"] for l in lines] == [True, True, False, True, True, False], lines
 assert all(l["group"] == "grp" for l in lines), lines
 assert len({",".join(l.keys()) for l in lines}) == 1, lines
 PY
-kill -KILL "$b"
-wait "$b" 2>/dev/null || true
 
 say "elect --listen with a leader: it prints the leader first"
 bg_lockctl "$T/f.out" "$T/f.err" elect grp2 --value first
