@@ -159,8 +159,11 @@ typedef struct lc_options {
 	 * 1). The cell treats a command whose seq is not above the session's
 	 * latest as an already-settled retry, so a process that reopens a
 	 * session another process used (lockctl release --session) must start
-	 * above every seq that one used: for example at the wall clock in
-	 * microseconds. */
+	 * above every seq that one used: at the wall clock in microseconds.
+	 * With a seq_base, a command the cell answers as superseded (the
+	 * other process's later command reached the ledger first) is sent
+	 * again numbered from the wall clock, so that this client gets ahead
+	 * of a process that followed the same convention. */
 	uint64_t seq_base;
 	/* Reads' consistency (0: LC_READ_YOUR_WRITES). */
 	lc_consistency read_consistency;

@@ -7,12 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.pb-c.h"
 
 /* An acquire whose answer the cell no longer has (a retry of a command the
  * cell settled) is asked again with a new seq, at most this many times. */
 #define SETTLED_RETRIES_MAX 3
+
+/* The wall clock in microseconds: seq_base's convention (lockclient.h). */
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* One write command with a new seq. Call with the write turn. */
 static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
@@ -21,6 +30,13 @@ static int write_call(lc_client *c, Lockd__Request *req, uint32_t wait_ms,
 	req->session = c->session;
 	req->session_key = c->session_key;
 	for (int i = 0;; i++) {
+		/* A client that shares its session (seq_base set) and was
+		 * superseded numbers on from the wall clock, as the other
+		 * process did: a seq one above its own would stay below that
+		 * one's, and every later command (renewals, the release)
+		 * would be superseded too. */
+		if (i > 0 && c->o.seq_base != 0 && c->seq < wall_us())
+			c->seq = wall_us();
 		req->seq = ++c->seq;
 		int rv = lci_call(c, req, true, wait_ms, st, res);
 		/* SUPERSEDED: a later command of this session (another

@@ -118,9 +118,8 @@ static const char usage_cmds1[] =
 	"it\n"
 	"                         expires; the holder is never renewed "
 	"again).\n"
-	"                         The replica that takes it logs the reason\n"
-	"                         (event=revoke); the cell does not keep it\n"
-	"                         with the lease, so get cannot show it\n";
+	"                         The reason stays with the lease (get shows\n"
+	"                         it) and the holder is told it\n";
 static const char usage_cmds2[] =
 	"  elect GROUP --value V [--ttl 10s] [--wait D] [--kill-after 5s]\n"
 	"          [-- CMD ARGS...]\n"
@@ -129,6 +128,12 @@ static const char usage_cmds2[] =
 	"                         limit), print 'elected', then hold it while\n"
 	"                         CMD runs (as acquire), or without CMD until\n"
 	"                         SIGINT/SIGTERM (then resign, exit 0)\n"
+	"  elect GROUP --listen [--count N] [--interval 1s]\n"
+	"                         print GROUP's leader, then each change as\n"
+	"                         it happens (as etcdctl elect -l): a new\n"
+	"                         leader, its new value (proclaim), none\n"
+	"                         (elected=0); one line each, with its ledger\n"
+	"                         position; stop after N changes\n"
 	"  leader GROUP           the holder's value, token and session (exit\n"
 	"                         3: none)\n"
 	"  watch NAME [--count N] [--interval 1s] [--from POSITION]\n"
@@ -148,8 +153,9 @@ static const char usage_cmds2[] =
 	"                         the same for every name under PREFIX (\"\":\n"
 	"                         all): start lines list them, then each\n"
 	"                         change of any of them, in ledger order\n"
-	"  check-token NAME TOKEN exit 0 if TOKEN is NAME's current token, "
-	"else 1\n"
+	"  check-token NAME TOKEN\n"
+	"                         exit 0 if TOKEN is NAME's current token,\n"
+	"                         else 1\n"
 	"  member list            members: id, voter or learner, URLs\n"
 	"  member add --id N --peer URL --client URL [--timeout 60s]\n"
 	"                         add replica N (lockd --join) as a learner, "
@@ -163,10 +169,10 @@ static const char usage_tail[] =
 	"Durations: numbers with units ms, s, m, h: 500ms, 5s, 1.5s, 2m, "
 	"1m30s.\n"
 	"Names: 1-256 of [A-Za-z0-9._/:-]. TTL left (ttl_ms_left): only the\n"
-	"leader keeps deadlines, on its own clock, so only get answered by it\n"
-	"(the default, linearizable) shows it; ls, watch and stale reads "
-	"leave\n"
-	"it out (null in JSON).\n"
+	"leader keeps deadlines, on its own clock, so it is shown where the\n"
+	"leader answered (get, ls and watch with the default, linearizable\n"
+	"reads, as a rule) and is `unknown` (null in JSON) where another\n"
+	"replica did (stale and read-your-writes reads may).\n"
 	"\n"
 	"JSON: one object per lease, the same keys whether it is held or free\n"
 	"(\"held\": false and nulls); session ids, keys and tokens are "
@@ -349,7 +355,7 @@ typedef struct args {
 		*interval, *kill_after, *from, *prefix;
 	const char *id, *peer, *client, *timeout; /* member */
 	char **exec;
-	bool help, hold;
+	bool help, hold, listen;
 } args;
 
 /* Splits "--name=value" into name (into buf) and *value; "--name" alone
@@ -419,6 +425,10 @@ static void parse_cmd(args *a, int argc, char **argv, int i)
 		}
 		if (strcmp(s, "--hold") == 0 && v == NULL) {
 			a->hold = true;
+			continue;
+		}
+		if (strcmp(s, "--listen") == 0 && v == NULL) {
+			a->listen = true;
 			continue;
 		}
 		if (strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0) {
@@ -555,8 +565,8 @@ static void text_value(const uint8_t *v, size_t n)
 /* A lease's fields, one shape whether it is held or free (l NULL): in
  * JSON the same keys (null where a free name has none), without braces;
  * in text the same keys (- where a free name has none). ttl_ms_left is
- * known only when the leader answered a GET (only it keeps deadlines, on
- * its own clock): otherwise null, and left out of the text. */
+ * known only when the leader answered (only it keeps deadlines, on its own
+ * clock): otherwise null, and `unknown` in the text. */
 static void lease_fields(const char *name, const lc_lease_info *l)
 {
 	if (json) {
@@ -596,8 +606,9 @@ static void lease_fields(const char *name, const lc_lease_info *l)
 		return;
 	}
 	if (l == NULL) {
-		printf("name=%s held=0 holder=- token=- ttl_ms=- in_grace=0 "
-		       "revoked=0 revoke_reason=- waiters=0 value=",
+		printf("name=%s held=0 holder=- token=- ttl_ms=- "
+		       "ttl_ms_left=- in_grace=0 revoked=0 revoke_reason=- "
+		       "waiters=0 value=",
 		       name);
 		return;
 	}
@@ -606,6 +617,8 @@ static void lease_fields(const char *name, const lc_lease_info *l)
 	       l->name, l->holder, l->token, l->ttl_ms);
 	if (l->ttl_ms_left >= 0)
 		printf(" ttl_ms_left=%" PRId64, l->ttl_ms_left);
+	else
+		printf(" ttl_ms_left=unknown");
 	printf(" in_grace=%d revoked=%d revoke_reason=", l->in_grace,
 	       l->revoked);
 	/* One word: spaces and the unprintable as \xNN. */
@@ -890,15 +903,12 @@ static int cmd_get(lc_client *c, const char *name)
 	return rv == LC_OK ? EX_OK : EX_NOTFOUND;
 }
 
-static int cmd_leader(lc_client *c, const char *group)
+/* A group's leader (info NULL: none) as leader and elect --listen print
+ * it; in text, --listen's lines begin with the position and say
+ * elected=0 when there is none. */
+static void print_leader(const char *group, const lc_leader_info *li,
+			 const lc_lease_info *info, bool listen)
 {
-	lc_leader_info *li = malloc(sizeof *li);
-	if (li == NULL)
-		die(EX_UNAVAIL, "out of memory");
-	int rv = lc_leader(c, group, li);
-	if (rv != LC_OK && rv != LC_ENOSUCH)
-		lc_die(rv, "cannot read the group");
-	const lc_lease_info *info = rv == LC_OK ? &li->lease : NULL;
 	if (json) {
 		/* One shape, elected or not (null where no leader has it). */
 		printf("{\"group\":");
@@ -919,12 +929,31 @@ static int cmd_leader(lc_client *c, const char *group)
 		else
 			printf("\"value\":null,\"value_base64\":null");
 		printf(",\"position\":%" PRIu64 "}\n", li->position);
+	} else if (listen && info == NULL) {
+		printf("position=%" PRIu64
+		       " elected=0 value= token=- holder=-\n",
+		       li->position);
 	} else if (info) {
+		if (listen)
+			printf("position=%" PRIu64 " elected=1 ", li->position);
 		printf("value=");
 		text_value(info->value, info->value_len);
 		printf(" token=%" PRIu64 " holder=%" PRIu64 "\n", info->token,
 		       info->holder);
 	}
+	fflush(stdout);
+}
+
+static int cmd_leader(lc_client *c, const char *group)
+{
+	lc_leader_info *li = malloc(sizeof *li);
+	if (li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	int rv = lc_leader(c, group, li);
+	if (rv != LC_OK && rv != LC_ENOSUCH)
+		lc_die(rv, "cannot read the group");
+	const lc_lease_info *info = rv == LC_OK ? &li->lease : NULL;
+	print_leader(group, li, info, false);
 	if (info == NULL)
 		fprintf(stderr, "%s: group %s has no leader\n", prog, group);
 	free(li);
@@ -990,6 +1019,60 @@ static void print_event(const char *name, const lc_leader_info *li,
 		putchar('\n');
 	}
 	fflush(stdout);
+}
+
+/* elect --listen: the group's leader now (if it has one, as etcdctl
+ * elect -l), then every change of it (lc_observe: none skipped, across
+ * failover): a new leader, a new value, none; until a signal or count. */
+static int cmd_elect_listen(lc_client *c, const char *group, uint64_t count,
+			    uint32_t interval_ms)
+{
+	lc_observe_options oo;
+	lc_observe_options_init(&oo);
+	oo.interval_ms = interval_ms;
+	oo.cancelled = signalled;
+	lc_leader_info *li = malloc(sizeof *li);
+	if (li == NULL)
+		die(EX_UNAVAIL, "out of memory");
+	uint64_t changes = 0, position = 0, token = 0;
+	bool first = true, err_said = false;
+	while (!got_signal) {
+		int rv = first ? lc_leader(c, group, li)
+			       : lc_observe(c, group, position, token, &oo, li);
+		if (rv == LC_ECANCELED)
+			break;
+		if (rv != LC_OK && rv != LC_ENOSUCH) {
+			if (!err_said)
+				fprintf(stderr,
+					"%s: elect --listen %s: %s (%s); "
+					"still trying\n",
+					prog, group, lc_strerror(rv),
+					lc_last_error());
+			err_said = true;
+			sleep_ms(interval_ms);
+			continue;
+		}
+		err_said = false;
+		if (li->history_lost)
+			fprintf(stderr,
+				"%s: elect --listen %s: the replica could not "
+				"replay the changes since position %" PRIu64
+				"; this is the current leader, and leaders in "
+				"between may have been missed\n",
+				prog, group, position);
+		if (!first || li->elected)
+			print_leader(group, li, li->elected ? &li->lease : NULL,
+				     true);
+		if (!first)
+			changes++;
+		first = false;
+		position = li->position;
+		token = li->elected ? li->lease.token : 0;
+		if (count > 0 && changes >= count)
+			break;
+	}
+	free(li);
+	return EX_OK;
 }
 
 /* The first state read (or, --from P, the first change after ledger
@@ -1861,33 +1944,72 @@ static int cmd_member(lc_client *c, const args *a, uint32_t id,
 	return EX_OK;
 }
 
+/* COMMAND --help: the command's entries of the usage text (an entry is a
+ * line indented by two that names it, its synopsis up to a run of two
+ * spaces, continued on lines indented by fewer than the description's
+ * column, then its description), as a usage of its own. */
+#define HELP_DESC_COLUMN 25
+
 static void help_for(const char *cmd)
 {
-	/* The usage text lists every command; print its lines for cmd. */
 	size_t n = strlen(cmd);
-	bool on = false;
-	printf("usage: lockctl [-e ENDPOINTS] [-o json] ");
+	char desc[4096];
+	size_t dlen = 0;
+	bool on = false, first = true;
 	const char *parts[] = {usage_cmds1, usage_cmds2};
 	for (size_t k = 0; k < 2; k++) {
 		for (const char *line = parts[k]; line && *line;) {
 			const char *end = strchr(line, '\n');
 			size_t len = end ? (size_t)(end - line) : strlen(line);
-			if (len > 2 && line[0] == ' ' && line[2] != ' ')
+			size_t ind = 0;
+			while (ind < len && line[ind] == ' ')
+				ind++;
+			if (ind == 2)
 				on = strncmp(line + 2, cmd, n) == 0 &&
-				     (line[2 + n] == ' ' ||
-				      line[2 + n] == '\n');
-			if (len == 0)
+				     (line[2 + n] == ' ' || 2 + n == len);
+			else if (len == 0 || ind == 0)
 				on = false;
-			if (on) {
-				size_t skip =
-					len >= 2 && line[0] == ' ' ? 2 : 0;
-				printf("%.*s\n", (int)(len - skip),
-				       line + skip);
+			if (on && ind < HELP_DESC_COLUMN) {
+				/* Synopsis, and perhaps a description after
+				 * a run of spaces. */
+				const char *syn = line + ind;
+				const char *gap = strstr(syn, "  ");
+				size_t slen = gap != NULL && gap < line + len
+						      ? (size_t)(gap - syn)
+						      : len - ind;
+				if (ind == 2 && dlen > 0 && dlen < sizeof desc)
+					desc[dlen++] = '\n'; /* another entry */
+				if (ind == 2)
+					printf("%s lockctl [OPTIONS] %.*s",
+					       first ? "usage:" : "\n      ",
+					       (int)slen, syn);
+				else
+					printf(" %.*s", (int)slen, syn);
+				first = false;
+				const char *rest = syn + slen;
+				while (rest < line + len && *rest == ' ')
+					rest++;
+				if (rest < line + len)
+					dlen += (size_t)snprintf(
+						desc + dlen, sizeof desc - dlen,
+						"  %.*s\n",
+						(int)(line + len - rest), rest);
+			} else if (on && dlen < sizeof desc) {
+				dlen += (size_t)snprintf(
+					desc + dlen, sizeof desc - dlen,
+					"  %.*s\n", (int)(len - ind),
+					line + ind);
 			}
+			if (dlen >= sizeof desc)
+				dlen = sizeof desc - 1;
 			line = end ? end + 1 : NULL;
 		}
 	}
-	printf("\nexit status: see lockctl --help.\n");
+	printf("\n\n%s\nOPTIONS (before the command; -o json also after "
+	       "it): -e ENDPOINTS,\n--tls-ca FILE, --tls-cert FILE, "
+	       "--consistency MODE, -o json; durations,\nnames, output and "
+	       "exit status: lockctl --help, and lockctl(1).\n",
+	       desc);
 }
 
 int main(int argc, char **argv)
@@ -2047,7 +2169,14 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "revoke") == 0 && a.reason == NULL)
 		die(EX_USAGE, "revoke needs --reason TEXT: say why, it is "
 			      "kept with the lease");
-	if (strcmp(cmd, "elect") == 0 && a.value == NULL)
+	if (a.listen && strcmp(cmd, "elect") != 0)
+		die(EX_USAGE, "--listen is for elect");
+	if (a.listen && (a.value != NULL || a.exec != NULL || a.ttl != NULL ||
+			 a.wait != NULL))
+		die(EX_USAGE, "elect --listen only watches GROUP: it takes "
+			      "--count and --interval, not --value, --ttl, "
+			      "--wait or a command");
+	if (strcmp(cmd, "elect") == 0 && !a.listen && a.value == NULL)
 		die(EX_USAGE, "elect needs --value V: what 'leader' prints "
 			      "for the winner (e.g. its address)");
 	uint64_t count = a.count ? parse_u64(a.count, "--count") : 0;
@@ -2091,6 +2220,11 @@ int main(int argc, char **argv)
 			a.from ? parse_u64(a.from, "--from") : 0);
 	} else if (strcmp(cmd, "acquire") == 0) {
 		rc = cmd_acquire(c, &a);
+	} else if (strcmp(cmd, "elect") == 0 && a.listen) {
+		rc = cmd_elect_listen(
+			c, a.pos[0], count,
+			a.interval ? parse_duration(a.interval, "--interval")
+				   : 1000);
 	} else if (strcmp(cmd, "elect") == 0) {
 		rc = cmd_elect(c, &a);
 	} else if (member) {

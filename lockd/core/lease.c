@@ -194,14 +194,7 @@ void lease_attach(lease_state *s, lease_rec *l, lease_session *ss)
 		ss->head = l;
 	ss->tail = l;
 	ss->nheld++;
-	assert(s->t_tail == NULL || s->t_tail->token < l->token);
-	l->t_next = NULL;
-	l->t_prev = s->t_tail;
-	if (s->t_tail != NULL)
-		s->t_tail->t_next = l;
-	else
-		s->t_head = l;
-	s->t_tail = l;
+	lease_tokens_append(s, l);
 	l->by_token.hash = px_mix64(l->token);
 	lease_htab_insert(&s->by_token, &l->by_token);
 }
@@ -219,15 +212,7 @@ static void lease_detach(lease_state *s, lease_rec *l)
 	else
 		ss->tail = l->s_prev;
 	l->s_prev = l->s_next = NULL;
-	if (l->t_prev != NULL)
-		l->t_prev->t_next = l->t_next;
-	else
-		s->t_head = l->t_next;
-	if (l->t_next != NULL)
-		l->t_next->t_prev = l->t_prev;
-	else
-		s->t_tail = l->t_prev;
-	l->t_prev = l->t_next = NULL;
+	lease_tokens_remove(s, l);
 	ss->nheld--;
 	l->sess = NULL;
 	lease_htab_remove(&s->by_token, &l->by_token);

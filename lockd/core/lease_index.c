@@ -4,7 +4,10 @@
  * and sorting the whole table for every page. Local to each replica (not
  * part of the state machine's digest or snapshot: restore rebuilds it).
  * AVL, not a randomized tree: clients choose the names, and the height
- * must stay logarithmic whatever they choose. */
+ * must stay logarithmic whatever they choose. And the leases in token
+ * order, a list (grants append: tokens only grow), which a snapshot walks
+ * instead of sorting. */
+#include <assert.h>
 #include <string.h>
 
 #include "lease_int.h"
@@ -162,4 +165,29 @@ uint64_t lease_index_check(const lease_state *s)
 {
 	const lease_rec *prev = NULL;
 	return check(s->by_order, &prev);
+}
+
+void lease_tokens_append(lease_state *s, lease_rec *l)
+{
+	assert(s->t_tail == NULL || s->t_tail->token < l->token);
+	l->t_next = NULL;
+	l->t_prev = s->t_tail;
+	if (s->t_tail != NULL)
+		s->t_tail->t_next = l;
+	else
+		s->t_head = l;
+	s->t_tail = l;
+}
+
+void lease_tokens_remove(lease_state *s, lease_rec *l)
+{
+	if (l->t_prev != NULL)
+		l->t_prev->t_next = l->t_next;
+	else
+		s->t_head = l->t_next;
+	if (l->t_next != NULL)
+		l->t_next->t_prev = l->t_prev;
+	else
+		s->t_tail = l->t_prev;
+	l->t_prev = l->t_next = NULL;
 }

@@ -184,5 +184,9 @@ lease_rec *lease_index_first(const lease_state *s, const char *key,
 			     uint32_t len, bool or_equal);
 /* Asserts the tree's order and balance; returns how many it holds. */
 uint64_t lease_index_check(const lease_state *s);
+/* The leases in token order (t_head .. t_tail): l, whose token is above
+ * every other's, goes last; or leaves. */
+void lease_tokens_append(lease_state *s, lease_rec *l);
+void lease_tokens_remove(lease_state *s, lease_rec *l);
 
 #endif

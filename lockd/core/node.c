@@ -682,13 +682,20 @@ static void on_read(ln_node *n, const ln_request *q, ln_actions *out)
 	rp->value_len = v.value_len;
 	if (v.value_len > 0)
 		memcpy(rp->value, v.value, v.value_len);
-	const deadline *d = n->leading ? lni_dl_find(n, v.token) : NULL;
-	if (d != NULL) {
-		int64_t left =
-			((int64_t)d->deadline_us - (int64_t)n->now_us) / 1000;
-		rp->ttl_ms_left = left > 0 ? left : 0;
-		rp->in_grace = n->now_us >= d->deadline_us;
-	}
+	ln_node_lease_left(n, v.token, &rp->ttl_ms_left, &rp->in_grace);
+}
+
+bool ln_node_lease_left(const ln_node *n, uint64_t token, int64_t *ttl_ms_left,
+			bool *in_grace)
+{
+	const deadline *d =
+		n->leading ? lni_dl_find((ln_node *)n, token) : NULL;
+	if (d == NULL)
+		return false;
+	int64_t left = ((int64_t)d->deadline_us - (int64_t)n->now_us) / 1000;
+	*ttl_ms_left = left > 0 ? left : 0;
+	*in_grace = n->now_us >= d->deadline_us;
+	return true;
 }
 
 static ls_op op_of(ln_req_type t)

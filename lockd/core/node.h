@@ -192,6 +192,13 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out);
 /* Sets the lease table's tap (ls_table_set_tap): the daemon's watch feed. */
 void ln_node_set_tap(ln_node *n, ls_tap_fn fn, void *arg);
 
+/* The leader's view of the lease holding token, as its GET answers it:
+ * the TTL left on its own clock (as of its last step) and whether that
+ * has passed. False, and nothing written, where n does not lead or keeps
+ * no deadline for token. */
+bool ln_node_lease_left(const ln_node *n, uint64_t token, int64_t *ttl_ms_left,
+			bool *in_grace);
+
 /* Borrowed views for status and the simulator's checks. */
 const px_replica *ln_node_replica(const ln_node *n);
 const ls_table *ln_node_table(const ln_node *n);

@@ -10,8 +10,33 @@
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 
-/* Either page fits in this (about 40 lines of metrics). */
-#define HTTP_PAGE_BYTES_MAX 8192u
+/* Either page fits in this: /metrics is about 20 KiB with its 14
+ * histograms (test/unit/http_test.c checks a page of large figures fits
+ * with room to spare). The handler allocates it, not its stack. */
+#define HTTP_PAGE_BYTES_MAX 65536u
+
+/* /health: one JSON object, its reason at most a storage error. */
+#define HEALTH_PAGE_BYTES_MAX 4096u
+
+/* 100 us to 10 s: a synced write here takes ~150 us, a linearizable read a
+ * round trip, a blocking acquire or a watch up to seconds. */
+const uint64_t LD_HISTO_LE_US[LD_HISTO_BUCKETS] = {
+	100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+	50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+const char *const LD_METRIC_OP_NAMES[LD_METRIC_OPS] = {
+	"acquire", "renew",  "release", "revoke",  "get",           "check",
+	"list",    "status", "watch",   "members", "member_change", "proclaim"};
+
+void ld_histo_observe(ld_histo *h, uint64_t us, uint64_t n)
+{
+	uint32_t i = 0;
+	while (i < LD_HISTO_BUCKETS && us > LD_HISTO_LE_US[i])
+		i++;
+	h->bucket[i] += n;
+	h->count += n;
+	h->sum_us += us * n;
+}
 
 void ld_metrics_init(ld_metrics *m)
 {
@@ -130,6 +155,31 @@ size_t ld_metrics_health(const ld_metrics_snap *s, char *buf, size_t cap,
 	return len;
 }
 
+/* One histogram's samples: cumulative buckets ending with +Inf (equal to
+ * _count), then _sum in seconds and _count. label: `op="get"` or NULL. */
+static void http_histo(char *buf, size_t cap, size_t *len, const char *name,
+		       const char *label, const ld_histo *h)
+{
+	const char *sep = label != NULL ? "," : "";
+	const char *lb = label != NULL ? label : "";
+	uint64_t cum = 0;
+	for (uint32_t i = 0; i < LD_HISTO_BUCKETS; i++) {
+		cum += h->bucket[i];
+		http_put(buf, cap, len,
+			 "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, lb,
+			 sep, (double)LD_HISTO_LE_US[i] / 1e6, cum);
+	}
+	cum += h->bucket[LD_HISTO_BUCKETS];
+	http_put(buf, cap, len, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n",
+		 name, lb, sep, cum);
+	http_put(buf, cap, len, "%s_sum%s%s%s %.6f\n", name,
+		 label != NULL ? "{" : "", lb, label != NULL ? "}" : "",
+		 (double)h->sum_us / 1e6);
+	http_put(buf, cap, len, "%s_count%s%s%s %" PRIu64 "\n", name,
+		 label != NULL ? "{" : "", lb, label != NULL ? "}" : "",
+		 h->count);
+}
+
 size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 {
 	size_t len = 0;
@@ -187,7 +237,16 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 	      PRIu64, s->applied);
 	GAUGE("snapshot_position", "The ledger position of the last snapshot.",
 	      PRIu64, s->snapshot_base);
-	GAUGE("leases", "Leases held in the table.", PRIu64, s->leases);
+	GAUGE("leases_held", "Leases held in the table, as applied here.",
+	      PRIu64, s->leases);
+	GAUGE("lease_waiters",
+	      "Sessions queued for a held name (acquires with a wait), as "
+	      "applied here.",
+	      PRIu64, s->waiters);
+	GAUGE("sessions",
+	      "Client sessions the lease table knows (holding or waiting), "
+	      "as applied here.",
+	      PRIu64, s->sessions);
 	GAUGE("requests_active", "Client requests in progress.", PRIu32,
 	      s->requests_active);
 	GAUGE("requests_waiting",
@@ -243,6 +302,31 @@ size_t ld_metrics_prometheus(const ld_metrics_snap *s, char *buf, size_t cap)
 		s->expire_decrees);
 	COUNTER("tick_decrees", "TICK commands this replica proposed.",
 		s->tick_decrees);
+	http_put(buf, cap, &len,
+		 "# HELP lockd_request_duration_seconds Client requests, from "
+		 "arrival to reply, by operation (an acquire's wait in the "
+		 "queue and a watch's long-poll included).\n"
+		 "# TYPE lockd_request_duration_seconds histogram\n");
+	for (uint32_t i = 0; i < LD_METRIC_OPS; i++) {
+		char label[48];
+		snprintf(label, sizeof label, "op=\"%s\"",
+			 LD_METRIC_OP_NAMES[i]);
+		http_histo(buf, cap, &len, "lockd_request_duration_seconds",
+			   label, &s->request[i]);
+	}
+	http_put(buf, cap, &len,
+		 "# HELP lockd_decree_commit_duration_seconds Leader: from "
+		 "proposing a ledger slot to learning it chosen, per slot.\n"
+		 "# TYPE lockd_decree_commit_duration_seconds histogram\n");
+	http_histo(buf, cap, &len, "lockd_decree_commit_duration_seconds", NULL,
+		   &s->commit_latency);
+	http_put(buf, cap, &len,
+		 "# HELP lockd_disk_sync_duration_seconds Synced writes to the "
+		 "data directory (RocksDB WAL write and fdatasync), as etcd's "
+		 "disk_wal_fsync_duration_seconds.\n"
+		 "# TYPE lockd_disk_sync_duration_seconds histogram\n");
+	http_histo(buf, cap, &len, "lockd_disk_sync_duration_seconds", NULL,
+		   &s->disk_sync);
 #undef GAUGE
 #undef COUNTER
 	return len;
@@ -288,7 +372,7 @@ static void http_health(nng_aio *aio)
 {
 	ld_metrics_snap s;
 	ld_metrics_get(http_metrics_of(aio), &s);
-	char buf[HTTP_PAGE_BYTES_MAX];
+	char buf[HEALTH_PAGE_BYTES_MAX];
 	uint16_t status;
 	size_t len = ld_metrics_health(&s, buf, sizeof buf, &status);
 	http_reply(aio, status, "application/json", buf, len);
@@ -296,11 +380,19 @@ static void http_health(nng_aio *aio)
 
 static void http_prometheus(nng_aio *aio)
 {
-	ld_metrics_snap s;
-	ld_metrics_get(http_metrics_of(aio), &s);
-	char buf[HTTP_PAGE_BYTES_MAX];
-	size_t len = ld_metrics_prometheus(&s, buf, sizeof buf);
+	ld_metrics_snap *s = malloc(sizeof *s);
+	char *buf = malloc(HTTP_PAGE_BYTES_MAX);
+	if (s == NULL || buf == NULL) {
+		free(s);
+		free(buf);
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	ld_metrics_get(http_metrics_of(aio), s);
+	size_t len = ld_metrics_prometheus(s, buf, HTTP_PAGE_BYTES_MAX);
 	http_reply(aio, 200, "text/plain; version=0.0.4", buf, len);
+	free(buf);
+	free(s);
 }
 
 static int http_handler(ld_http *h, const char *path, void (*fn)(nng_aio *),

@@ -4,8 +4,9 @@
  *                 (it is part of a cell that can serve) and can write to
  *                 its disk, else 503 with a reason; etcd's /health answers
  *                 the same shape.
- *   GET /metrics  Prometheus text: role, ballot, positions, leases, request
- *                 and peer counters.
+ *   GET /metrics  Prometheus text (format 0.0.4): role, ballot, positions,
+ *                 leases, waiters, sessions, request and peer counters, and
+ *                 latency histograms (README, Metrics, lists every one).
  * and whatever else is routed to it (ld_http_route): the HTTP/JSON API and
  * the status page (http_api.h).
  *
@@ -23,6 +24,29 @@
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
 
+/* A latency histogram as Prometheus has them: buckets by upper bound
+ * (LD_HISTO_LE_US; the last, +Inf, takes the rest), the count and the sum.
+ * The loop thread observes into its own copy (cheap: a scan of 16 bounds
+ * and three adds) and publishes it with the rest of the snapshot; the page
+ * prints the buckets cumulative, as Prometheus wants them. */
+#define LD_HISTO_BUCKETS 16u
+extern const uint64_t LD_HISTO_LE_US[LD_HISTO_BUCKETS];
+
+typedef struct ld_histo {
+	uint64_t bucket[LD_HISTO_BUCKETS + 1]; /* not cumulative; [16]: +Inf */
+	uint64_t count;
+	uint64_t sum_us;
+} ld_histo;
+
+/* Counts n observations of us microseconds each. */
+void ld_histo_observe(ld_histo *h, uint64_t us, uint64_t n);
+
+/* Client request operations, by the number of client.proto's Op minus 1
+ * (OP_ACQUIRE = 1 is [0] ... OP_PROCLAIM = 12 is [11]); requests.c asserts
+ * the numbering. */
+#define LD_METRIC_OPS 12u
+extern const char *const LD_METRIC_OP_NAMES[LD_METRIC_OPS];
+
 typedef struct ld_metrics_snap {
 	uint32_t id;
 	uint32_t nreplicas; /* members of the applied configuration */
@@ -34,6 +58,7 @@ typedef struct ld_metrics_snap {
 	uint64_t ballot_round;
 	uint32_t ballot_id;
 	uint64_t commit, applied, snapshot_base, leases;
+	uint64_t waiters, sessions; /* the lease table's, as applied here */
 	uint64_t rounds;
 	uint64_t client_requests, client_malformed, client_replies;
 	uint64_t peer_sent, peer_dropped, peer_received, peer_refused;
@@ -49,6 +74,15 @@ typedef struct ld_metrics_snap {
 	uint64_t fds_open, fds_limit;
 	uint64_t storage_stalls; /* times writes started failing */
 	char storage_error[512]; /* why, while stalled */
+	/* From a request's arrival to its reply leaving, by operation
+	 * (waits included: an acquire's queue, a watch's long-poll). */
+	ld_histo request[LD_METRIC_OPS];
+	/* Leader: from the round that proposed a decree to the round that
+	 * learnt it chosen, one observation per ledger slot. */
+	ld_histo commit_latency;
+	/* Synced writes to the data directory (RocksDB's WAL write and its
+	 * fdatasync): what every promise, vote and decree waits for. */
+	ld_histo disk_sync;
 } ld_metrics_snap;
 
 typedef struct ld_metrics {

@@ -10,9 +10,19 @@ static void set_leader(const ld_server *s, Lockd__Reply *rep, int32_t hint)
 	rep->leader_addr = (char *)(url != NULL ? url : "");
 }
 
+/* lockd_request_duration_seconds is indexed by Op - 1 (http.h). */
+_Static_assert(LOCKD__OP__OP_ACQUIRE == 1 && LOCKD__OP__OP_STATUS == 8 &&
+		       LOCKD__OP__OP_MEMBER_CHANGE == 11 &&
+		       LOCKD__OP__OP_PROCLAIM == LD_METRIC_OPS,
+	       "LD_METRIC_OP_NAMES must follow client.proto's Op");
+
 static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
 {
 	slot *sl = &s->slots[idx];
+	int op = (int)ld_cctx_request(sl->c)->op;
+	if (op >= 1 && op <= (int)LD_METRIC_OPS)
+		ld_histo_observe(&s->req_histo[op - 1],
+				 ld_mono_us() - ld_cctx_arrived_us(sl->c), 1);
 	ld_cctx_reply(sl->c, rep);
 	sl->state = SLOT_FREE;
 	sl->c = NULL;
@@ -345,8 +355,9 @@ struct list_ctx {
 };
 
 /* A lease as the table shows it (name borrowed, a NUL-terminated copy);
- * ttl_ms_left is the leader's to say: -1 here. */
-static void wire_lease(Lockd__Lease *l, char *name, const ls_view *v)
+ * ttl_ms_left is the leader's to say: -1 on any other replica. */
+static void wire_lease(const ld_server *s, Lockd__Lease *l, char *name,
+		       const ls_view *v)
 {
 	lockd__lease__init(l);
 	l->name = name;
@@ -360,6 +371,9 @@ static void wire_lease(Lockd__Lease *l, char *name, const ls_view *v)
 	l->waiters = v->nwaiters;
 	l->value.data = (uint8_t *)v->value;
 	l->value.len = v->value_len;
+	bool in_grace = false;
+	if (ln_node_lease_left(s->node, v->token, &l->ttl_ms_left, &in_grace))
+		l->in_grace = in_grace;
 }
 
 static bool list_one(const ls_view *v, void *arg)
@@ -377,7 +391,7 @@ static bool list_one(const ls_view *v, void *arg)
 						       : LS_NAME_BYTES_MAX;
 	memcpy(name, v->name, nl);
 	name[nl] = '\0';
-	wire_lease(l, name, v);
+	wire_lease(s, l, name, v);
 	s->list_ptrs[lc->n] = l;
 	lc->n++;
 	lc->bytes += cost;
@@ -492,7 +506,7 @@ static void answer_watch(ld_server *s, uint32_t idx, const ld_watch_entry *e)
 	}
 	if (held) {
 		/* (a feed entry's view: not revoked, waiters unknown, 0) */
-		wire_lease(&lease, req->name, &v);
+		wire_lease(s, &lease, req->name, &v);
 		rep.lease = &lease;
 		rep.lease_status = LOCKD__LEASE_STATUS__LEASE_OK;
 	} else {
@@ -534,7 +548,7 @@ static void answer_watch_prefix(ld_server *s, uint32_t idx,
 			     .ttl_ms = e->ttl_ms,
 			     .value = e->value,
 			     .value_len = e->value_len};
-		wire_lease(&s->list_leases[i], s->list_names[i], &v);
+		wire_lease(s, &s->list_leases[i], s->list_names[i], &v);
 		s->list_leases[i].freed = !e->held;
 		s->list_ptrs[i] = &s->list_leases[i];
 	}

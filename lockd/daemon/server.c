@@ -61,6 +61,8 @@ void srv_publish_metrics(ld_server *s, bool force)
 	ln_stats ns;
 	ln_node_stats(s->node, &ns);
 	px_ballot b = st.role == PX_FOLLOWER ? st.promised : st.ballot;
+	ls_table_usage usage;
+	ls_table_usage_get(ln_node_table(s->node), &usage);
 	ld_metrics_snap m = {
 		.id = s->o.id,
 		.nreplicas = s->members.n,
@@ -74,7 +76,9 @@ void srv_publish_metrics(ld_server *s, bool force)
 		.commit = st.commit,
 		.applied = st.applied,
 		.snapshot_base = st.base,
-		.leases = ls_table_count(ln_node_table(s->node)),
+		.leases = usage.leases,
+		.waiters = usage.waiters,
+		.sessions = usage.sessions,
 		.rounds = s->round,
 		.client_requests = cs.requests,
 		.client_malformed = cs.malformed,
@@ -101,11 +105,70 @@ void srv_publish_metrics(ld_server *s, bool force)
 		.fds_open = s->fds_open,
 		.fds_limit = s->fds_limit,
 		.storage_stalls = s->stalls,
+		.commit_latency = s->commit_histo,
+		.disk_sync = s->sync_histo,
 	};
+	memcpy(m.request, s->req_histo, sizeof m.request);
 	if (s->stalled)
 		snprintf(m.storage_error, sizeof m.storage_error, "%s",
 			 s->rd.error);
 	ld_metrics_set(&s->metrics, &m);
+}
+
+/* lockd_decree_commit_duration_seconds. After its steps, a leader marks
+ * the slots the round proposed (its next_slot moved) with the time the
+ * round began; once commit covers them, each counts from then to now. The
+ * leader's own synced vote is part of it, as it is part of every write's
+ * wait. A replica that stops leading forgets its marks: another leader
+ * may fill those slots. */
+void srv_note_proposals(ld_server *s)
+{
+	px_status st;
+	srv_node_status(s, &st);
+	if (st.role != PX_LEADER) {
+		s->next_seen = 0;
+		s->marks_n = 0;
+		return;
+	}
+	uint64_t lo = s->next_seen;
+	if (lo < st.commit + 1)
+		lo = st.commit + 1; /* just elected: all after commit is ours */
+	s->next_seen = st.next_slot;
+	if (st.next_slot <= lo)
+		return;
+	if (s->marks_n == COMMIT_MARKS_MAX) {
+		uint32_t last =
+			(s->marks_head + s->marks_n - 1) % COMMIT_MARKS_MAX;
+		s->marks[last].hi = st.next_slot;
+		return;
+	}
+	uint32_t i = (s->marks_head + s->marks_n++) % COMMIT_MARKS_MAX;
+	s->marks[i].lo = lo;
+	s->marks[i].hi = st.next_slot;
+	s->marks[i].at_us = s->round_at_us;
+}
+
+void srv_note_chosen(ld_server *s)
+{
+	if (s->marks_n == 0)
+		return;
+	px_status st;
+	srv_node_status(s, &st);
+	uint64_t now = ld_mono_us();
+	while (s->marks_n > 0) {
+		srv_mark *m = &s->marks[s->marks_head];
+		if (st.commit < m->lo)
+			break;
+		/* Slots <= commit are chosen (paxos_int.h). */
+		uint64_t upto = st.commit + 1 < m->hi ? st.commit + 1 : m->hi;
+		ld_histo_observe(&s->commit_histo, now - m->at_us,
+				 upto - m->lo);
+		m->lo = upto;
+		if (m->lo < m->hi)
+			break;
+		s->marks_head = (s->marks_head + 1) % COMMIT_MARKS_MAX;
+		s->marks_n--;
+	}
 }
 
 /* ---- the round ------------------------------------------------------------
@@ -411,6 +474,7 @@ static void round_run(ld_server *s, size_t nitems)
 	}
 	rd_begin(&s->rd);
 	s->round++;
+	s->round_at_us = ld_mono_us();
 
 	for (size_t i = 0; i < nitems; i++) {
 		if (s->items[i].type != LD_EVQ_PEER)
@@ -451,6 +515,8 @@ static void round_run(ld_server *s, size_t nitems)
 		srv_step(s, &ev);
 	}
 
+	srv_note_proposals(s);
+
 	/* round.h: what left before the write may overlap this replica's
 	 * sync (followers write their votes in parallel with the leader's
 	 * own); what the write released leaves after it. */
@@ -480,6 +546,7 @@ static void round_finish(ld_server *s)
 	answer_due(s);
 	if (s->rd.act.ld.timer_at_us != 0)
 		s->timer_at_us = s->rd.act.ld.timer_at_us;
+	srv_note_chosen(s);
 	log_changes(s);
 	srv_publish_metrics(s, false);
 }

@@ -79,6 +79,11 @@
 #define STALL_RETRY_US 500000u
 #define STALL_LOG_US 10000000u
 
+/* Leader: proposal marks kept for lockd_decree_commit_duration_seconds
+ * (one per round that proposed; past this many a round's slots join the
+ * newest mark). */
+#define COMMIT_MARKS_MAX 256u
+
 /* A round longer than this is logged: the loop is late for its timers. */
 #define SLOW_ROUND_US 100000u
 
@@ -150,6 +155,12 @@ typedef struct slot {
 	ld_cctx *c;
 } slot;
 
+/* Leader: ledger slots [lo, hi) proposed in the round that began at at_us
+ * (server.c, srv_note_proposals). */
+typedef struct srv_mark {
+	uint64_t lo, hi, at_us;
+} srv_mark;
+
 struct ld_server {
 	ld_options o;
 	ln_node *node;
@@ -191,6 +202,16 @@ struct ld_server {
 	uint64_t leader_changes; /* /metrics lockd_leader_changes_total */
 	uint64_t
 		metrics_next_us; /* the next publish_metrics, at the earliest */
+	/* The loop's histograms (http.h), copied into each snapshot. */
+	ld_histo req_histo[LD_METRIC_OPS];
+	ld_histo commit_histo, sync_histo;
+	/* Leader: slots [lo, hi) proposed in the round that began at at_us
+	 * and not yet chosen, oldest first (a ring); next_seen is the
+	 * leader's next_slot after the last round (0: not leading). */
+	srv_mark marks[COMMIT_MARKS_MAX];
+	uint32_t marks_head, marks_n;
+	uint64_t next_seen;
+	uint64_t round_at_us; /* when the current round began */
 
 	/* The round (lockd/edge/round.h): its actions are kept across
 	 * rounds while stalled. */
@@ -246,6 +267,8 @@ const char *srv_status_role(const ld_server *s, const px_status *st);
 void srv_node_status(const ld_server *s, px_status *st);
 void srv_publish_metrics(ld_server *s, bool force);
 void srv_step(ld_server *s, ln_event *ev);
+void srv_note_proposals(ld_server *s);
+void srv_note_chosen(ld_server *s);
 
 /* ---- start-up and membership (startup.c) */
 

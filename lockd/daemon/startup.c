@@ -316,8 +316,11 @@ static int io_write(void *ctx, const px_record *recs, size_t n, bool sync,
 		    char *err, size_t errlen)
 {
 	ld_server *s = ctx;
+	uint64_t t0 = ld_mono_us();
 	if (ds_write(s->store, recs, n, sync, err, errlen) != 0)
 		return -1;
+	if (sync)
+		ld_histo_observe(&s->sync_histo, ld_mono_us() - t0, 1);
 	for (size_t i = 0; i < n; i++)
 		if (recs[i].type == PX_REC_SNAPSHOT)
 			ld_log("info", "snapshot_saved", "base=%llu bytes=%u",

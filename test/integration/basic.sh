@@ -118,7 +118,7 @@ for i in 0 1 2; do
 done
 page=$(http_get "${HTTP_URLS[$lead]}" /metrics) || fail "/metrics: $page"
 grep -q '^lockd_role{role="leader"} 1' <<<"$page" || fail "/metrics role: $page"
-grep -Eq '^lockd_leases [1-9]' <<<"$page" || fail "/metrics leases: $page"
+grep -Eq '^lockd_leases_held [1-9]' <<<"$page" || fail "/metrics leases: $page"
 grep -Eq '^lockd_grants_total [1-9]' <<<"$page" || fail "/metrics grants: $page"
 grep -Eq '^lockd_client_requests_total [1-9]' <<<"$page" || fail "/metrics: $page"
 page=$(http_get "${HTTP_URLS[0]}" /nothing) || true

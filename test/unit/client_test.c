@@ -526,6 +526,42 @@ Test(client, a_settled_acquire_is_asked_again, .timeout = 20)
 	fake_stop(&b);
 }
 
+/* "Superseded" twice (another process's command of the session, numbered
+ * from the wall clock, reached the ledger first), then a release. */
+static bool ans_superseded_then_ok(fake *f, const Lockd__Request *req,
+				   Lockd__Reply *rep, unsigned k)
+{
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	rep->lease_status = k < 2 ? LOCKD__LEASE_STATUS__LEASE_SUPERSEDED
+				  : LOCKD__LEASE_STATUS__LEASE_OK;
+	return true;
+}
+
+/* A client that shares its session (seq_base, as lockctl sets it) gets
+ * ahead of the other process: its retry is numbered from the wall clock,
+ * not one above its own seq (issue 12: an elect's renewals and release
+ * after a `lockctl proclaim` with its session). */
+Test(client, a_superseded_write_numbers_on_from_the_wall_clock, .timeout = 20)
+{
+	fake b;
+	fake_start(&b, ans_superseded_then_ok);
+	lc_options o = quick();
+	o.session = 7;
+	o.seq_base = 1000;
+	lc_client *c;
+	cr_assert_eq(lc_open(b.url, &o, &c), LC_OK);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t wall = (uint64_t)ts.tv_sec * 1000000u;
+	cr_assert_eq(lc_release(c, "n", 5), LC_OK, "%s", lc_last_error());
+	cr_assert_eq(fake_count(&b), 3);
+	cr_assert_eq(b.reqs[0].seq, 1001);
+	cr_assert_gt(b.reqs[1].seq, wall);
+	cr_assert_gt(b.reqs[2].seq, b.reqs[1].seq);
+	lc_close(c);
+	fake_stop(&b);
+}
+
 /* ---- answers mapped to codes --------------------------------------------- */
 
 static bool ans_refusals(fake *f, const Lockd__Request *req, Lockd__Reply *rep,

@@ -119,7 +119,7 @@ Test(http, health_and_metrics_show_membership)
 	s.member = true;
 	char buf[1024];
 	uint16_t status;
-	char page[8192];
+	static char page[65536];
 	ld_metrics_health(&s, buf, sizeof buf, &status);
 	cr_assert_eq(status, 200);
 	cr_assert(strstr(buf, "\"members\":4,\"voters\":3,\"voter\":true") !=
@@ -148,22 +148,84 @@ Test(http, health_and_metrics_show_membership)
 
 Test(http, metrics_are_prometheus_text)
 {
-	char buf[8192];
+	/* The server's page size (http.c's HTTP_PAGE_BYTES_MAX). */
+	static char buf[65536];
 	ld_metrics_snap s = follower(2);
+	s.waiters = 3;
+	s.sessions = 5;
 	size_t n = ld_metrics_prometheus(&s, buf, sizeof buf);
 	cr_assert_eq(n, strlen(buf));
-	/* The server's page is this size too: nothing may be cut off. */
-	cr_assert_lt(n + 1, sizeof buf, "the page (%zu bytes) does not fit", n);
 	cr_log_info("metrics page: %zu bytes", n);
 	cr_assert(strstr(buf, "\nlockd_role{role=\"follower\"} 1\n") != NULL);
-	cr_assert(strstr(buf, "\nlockd_leases 7\n") != NULL);
+	cr_assert(strstr(buf, "\nlockd_leases_held 7\n") != NULL);
+	cr_assert(strstr(buf, "\nlockd_lease_waiters 3\n") != NULL);
+	cr_assert(strstr(buf, "\nlockd_sessions 5\n") != NULL);
 	cr_assert(strstr(buf, "\n# TYPE lockd_grants_total counter\n"
 			      "lockd_grants_total 9\n") != NULL);
+	cr_assert(strstr(buf, "\n# TYPE lockd_request_duration_seconds "
+			      "histogram\n") != NULL);
 	/* A page cut at its buffer stays a terminated string. */
 	char small[100];
 	n = ld_metrics_prometheus(&s, small, sizeof small);
 	cr_assert_lt(n, sizeof small);
 	cr_assert_eq(n, strlen(small));
+}
+
+/* Nothing may be cut off: the page with every counter and every bucket at
+ * 20 digits still fits the server's buffer, with room for more. */
+Test(http, the_largest_metrics_page_fits)
+{
+	static char buf[65536];
+	ld_metrics_snap s = follower(2);
+	uint64_t big = 10000000000000000000u;
+	for (uint32_t i = 0; i < LD_METRIC_OPS; i++)
+		s.request[i] = (ld_histo){.count = big, .sum_us = big};
+	for (uint32_t b = 0; b <= LD_HISTO_BUCKETS; b++) {
+		for (uint32_t i = 0; i < LD_METRIC_OPS; i++)
+			s.request[i].bucket[b] = big / 32;
+		s.commit_latency.bucket[b] = big / 32;
+		s.disk_sync.bucket[b] = big / 32;
+	}
+	s.commit_latency.count = s.disk_sync.count = big;
+	s.commit_latency.sum_us = s.disk_sync.sum_us = big;
+	s.grants = s.rounds = s.client_requests = s.peer_sent = big;
+	size_t n = ld_metrics_prometheus(&s, buf, sizeof buf);
+	cr_log_info("largest metrics page: %zu bytes", n);
+	cr_assert_lt(n, sizeof buf * 3 / 4,
+		     "the page (%zu bytes) is near "
+		     "its buffer's size",
+		     n);
+}
+
+/* Histograms: cumulative buckets by upper bound, +Inf equal to _count,
+ * _sum in seconds; an observation on a bound counts in that bucket. */
+Test(http, histograms_are_cumulative_and_end_with_inf)
+{
+	ld_metrics_snap s = follower(2);
+	ld_histo_observe(&s.disk_sync, 100, 1);      /* le 0.0001 */
+	ld_histo_observe(&s.disk_sync, 150, 2);      /* le 0.00025 */
+	ld_histo_observe(&s.disk_sync, 20000000, 1); /* +Inf only */
+	ld_histo_observe(&s.request[4], 3000, 1);    /* get: le 0.005 */
+	static char buf[65536];
+	ld_metrics_prometheus(&s, buf, sizeof buf);
+	const char *want[] = {
+		"\nlockd_disk_sync_duration_seconds_bucket{le=\"0.0001\"} 1\n",
+		"\nlockd_disk_sync_duration_seconds_bucket{le=\"0.00025\"} 3\n",
+		"\nlockd_disk_sync_duration_seconds_bucket{le=\"10\"} 3\n",
+		"\nlockd_disk_sync_duration_seconds_bucket{le=\"+Inf\"} 4\n",
+		"\nlockd_disk_sync_duration_seconds_sum 20.000400\n",
+		"\nlockd_disk_sync_duration_seconds_count 4\n",
+		"\nlockd_request_duration_seconds_bucket{op=\"get\",le="
+		"\"0.0025\"} 0\n",
+		"\nlockd_request_duration_seconds_bucket{op=\"get\",le="
+		"\"0.005\"} 1\n",
+		"\nlockd_request_duration_seconds_count{op=\"get\"} 1\n",
+		"\nlockd_request_duration_seconds_count{op=\"proclaim\"} 0\n",
+		"\n# TYPE lockd_decree_commit_duration_seconds histogram\n",
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		cr_assert(strstr(buf, want[i]) != NULL, "no %s in %s", want[i],
+			  buf);
 }
 
 /* GET url+path with nng's HTTP client: the status code and the body. */
@@ -217,7 +279,7 @@ Test(http, a_server_answers_health_and_metrics)
 			h = NULL;
 	}
 	cr_assert_not_null(h, "%s", err);
-	char body[8192];
+	static char body[65536];
 	cr_assert_eq(get(base, "/health", body, sizeof body), 503, "%s", body);
 	s.leader = 0;
 	ld_metrics_set(&m, &s);
