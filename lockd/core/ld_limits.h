@@ -55,6 +55,11 @@
 /* Client sessions remembered for exactly-once application (oldest evicted). */
 #define LD_CLIENTS_MAX 4096u
 
+/* Leases whose deadlines a new leader rebuilds in one step (node_leader.c):
+ * a million-lease table takes a few hundred short steps, not one long one
+ * that outlasts an election timeout. */
+#define LD_TAKEOVER_STEP_LEASES 4096u
+
 /* Chosen decrees sent in one catch-up message. */
 #define LD_CATCHUP_SLOTS_MAX 64u
 

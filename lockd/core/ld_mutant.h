@@ -47,7 +47,10 @@ typedef enum ld_mutant {
 	PX_MUTANT_TICK_ANY_TERM, /* TICKs carry no leader term, so a deposed
 				    leader's TICK chosen late adds time that
 				    the next leader measured too */
-	PX_MUTANT_GRACE_ZERO,    /* re-grants right at expiry, no grace */
+	PX_MUTANT_TAKEOVER_ONE_SLICE, /* a new leader rebuilds the deadlines
+					 of its first slice of leases only:
+					 the rest never expire */
+	PX_MUTANT_GRACE_ZERO,         /* re-grants right at expiry, no grace */
 	PX_MUTANT_DEPOSED_RENEW, /* leader answers RENEW from its own table,
 				    without a decree: a deposed one renews */
 	PX_MUTANT_TRUST_STAMPS,  /* new leader takes old leaders' clock stamps

@@ -24,10 +24,18 @@ void ln_config_default(ln_config *cfg, uint32_t id, uint32_t nreplicas)
 	cfg->drift_ppm = 1000;
 	cfg->tick_ms = 100;
 	cfg->ttl_ms_max = 60000;
+	cfg->takeover_step_leases = LD_TAKEOVER_STEP_LEASES;
 }
 
 int ln_config_check(const ln_config *cfg, char *err, size_t errlen)
 {
+	if (cfg->takeover_step_leases == 0 ||
+	    cfg->takeover_step_leases > LD_TAKEOVER_STEP_LEASES) {
+		snprintf(err, errlen,
+			 "takeover_step_leases must be between 1 and %u",
+			 LD_TAKEOVER_STEP_LEASES);
+		return -1;
+	}
 	if (cfg->ttl_ms_max < LS_TTL_MS_MIN ||
 	    cfg->ttl_ms_max > LS_TTL_MS_MAX) {
 		snprintf(err, errlen, "ttl_ms_max must be between %u and %u ms",
@@ -592,8 +600,10 @@ static void on_journal(ln_node *n, ln_actions *out)
 		}
 		case LS_CH_RENEWED: {
 			deadline *d = lni_dl_find(n, c->token);
-			if (d == NULL)
+			if (d == NULL && !n->takeover_pending)
 				break;
+			if (d == NULL) /* not reached by the takeover yet */
+				d = lni_dl_upsert(n, c->token);
 			d->renewals = c->renewals;
 			d->ttl_ms = c->ttl_ms;
 			lni_dl_arm(n, d,
@@ -969,6 +979,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		fail_outstanding(n, out);
 
 	if (n->leading) {
+		lni_takeover_step(n);
 		lni_propose_expiries(n, out);
 		lni_propose_cancels(n, out);
 		lni_propose_tick(n, out);
@@ -988,50 +999,4 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 	ln_node_check(n, ++n->steps % LN_CHECK_DEEP_EVERY == 0);
 #endif
 	return rc;
-}
-
-/* ---- invariants -----------------------------------------------------------
- */
-
-void ln_node_check(const ln_node *n, bool deep)
-{
-	ls_table_check(n->table, deep);
-	/* Requests waiting here stay within the leader's queue bound. */
-	assert(n->nouts <= LD_PENDING_CMDS_MAX);
-	assert(n->nbatch == 0);
-	px_status st;
-	px_replica_status(n->rep, &st);
-	/* The node leads exactly when its replica does (checked at the end
-	 * of a step); the leader-only state is empty otherwise. */
-	assert(n->leading == (st.role == PX_LEADER));
-	if (!n->leading) {
-		assert(n->dls.n == 0 && n->nheap == 0 && n->nwaits == 0);
-		for (uint32_t i = 0; i < n->nouts; i++)
-			assert(!n->outs[i].queued);
-	} else {
-		/* Every live deadline has its current entry in the heap. */
-		assert(n->nheap >= n->dls.n);
-	}
-	if (!deep)
-		return;
-	uint32_t indexed = 0;
-	for (uint32_t i = 0; i < n->outs_ix.cap; i++) {
-		const outs_ix *x = mem_idtab_at(&n->outs_ix, i);
-		if (x->session == 0)
-			continue;
-		assert(x->count > 0);
-		indexed += x->count;
-		if (x->count == 1)
-			assert(x->pos < n->nouts &&
-			       n->outs[x->pos].session == x->session &&
-			       n->outs[x->pos].seq == x->seq);
-	}
-	assert(indexed == n->nouts);
-	for (uint32_t i = 1; i < n->nheap; i++)
-		assert(n->heap[(i - 1) / 2].at_us <= n->heap[i].at_us);
-	for (uint32_t i = 0; i < n->dls.cap; i++) {
-		const deadline *d = mem_idtab_at(&n->dls, i);
-		if (d->token != 0)
-			assert(d->due_us >= d->deadline_us);
-	}
 }

@@ -41,6 +41,9 @@ typedef struct ln_config {
 		drift_ppm; /* the clock-rate bound the cell is configured for */
 	uint32_t tick_ms;  /* TICK decree interval while leases exist */
 	uint32_t ttl_ms_max; /* longest TTL accepted (<= LS_TTL_MS_MAX) */
+	/* leases whose deadlines a new leader rebuilds per step:
+	 * 1..LD_TAKEOVER_STEP_LEASES (the simulator uses small ones) */
+	uint32_t takeover_step_leases;
 } ln_config;
 
 /* Defaults: grace 1000 ms, drift 1000 ppm, tick 100 ms, TTL max 60 s. */

@@ -92,6 +92,13 @@ struct ln_node {
 			 empty and no outstanding request is queued */
 	uint64_t leading_round;
 	uint64_t tick_base_ms; /* the ledger clock when this term began */
+	/* A new leader rebuilds the deadlines of the table's leases a slice
+	 * at a time (lni_takeover_step), so that a large table does not stop
+	 * its first round for longer than an election timeout: the names up
+	 * to takeover_after are done. */
+	bool takeover_pending;
+	uint32_t takeover_after_len;
+	char takeover_after[LD_LEASE_NAME_BYTES_MAX];
 
 	outstanding *outs;
 	uint32_t nouts; /* Invariant: <= LD_PENDING_CMDS_MAX */
@@ -127,6 +134,7 @@ struct ln_node {
 struct takeover_ctx {
 	ln_node *n;
 	uint64_t clock_ms;
+	uint32_t seen; /* leases this slice reached */
 };
 
 struct renew_walk {
@@ -153,6 +161,8 @@ void lni_waits_add(ln_node *n, const char *name, uint32_t len, uint64_t session,
 		   uint64_t at_us);
 void lni_leader_clear(ln_node *n);
 void lni_takeover(ln_node *n);
+/* Rebuilds the deadlines of up to cfg.takeover_step_leases more leases. */
+void lni_takeover_step(ln_node *n);
 void lni_flush_internal(ln_node *n, ln_actions *out);
 bool lni_queue_cmd(ln_node *n, ln_actions *out, uint64_t client_id,
 		   uint64_t seq, ls_cmd *c);

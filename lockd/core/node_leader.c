@@ -109,12 +109,19 @@ void lni_leader_clear(ln_node *n)
 	mem_idtab_free(&n->dls);
 	n->nheap = 0;
 	n->nwaits = 0;
+	n->takeover_pending = false;
 }
 
 static bool takeover_lease(const ls_view *v, void *arg)
 {
 	struct takeover_ctx *c = arg;
 	ln_node *n = c->n;
+	memcpy(n->takeover_after, v->name, v->name_len);
+	n->takeover_after_len = v->name_len;
+	c->seen++;
+	/* Granted or renewed since this leader took over: armed by then. */
+	if (lni_dl_find(n, v->token) != NULL)
+		return c->seen < n->cfg.takeover_step_leases;
 	deadline *d = lni_dl_upsert(n, v->token);
 	d->renewals = v->renewals;
 	d->ttl_ms = v->ttl_ms;
@@ -137,18 +144,37 @@ static bool takeover_lease(const ls_view *v, void *arg)
 			lni_waits_add(n, v->name, v->name_len, w.session,
 				      n->now_us + (uint64_t)w.wait_ms * 1000);
 	}
-	return true;
+	return c->seen < n->cfg.takeover_step_leases;
 }
 
 /* A new leader rebuilds every deadline from the table and the ledger clock,
- * never from another replica's clock reading. */
+ * never from another replica's clock reading, in name order, a slice per
+ * step. A lease not reached yet has no deadline, so it is not expired
+ * before it is reached (later is the safe side); one granted or renewed
+ * meanwhile is armed as it applies, and the walk leaves it so. A lease
+ * reached later starts its remaining TTL later (now, not at the takeover):
+ * later still. */
 void lni_takeover(ln_node *n)
 {
 	lni_leader_clear(n);
 	n->last_tick_us = n->now_us;
 	n->tick_base_ms = ls_table_clock_ms(n->table);
-	struct takeover_ctx c = {n, ls_table_clock_ms(n->table)};
-	ls_for_each(n->table, takeover_lease, &c);
+	n->takeover_pending = true;
+	n->takeover_after_len = 0;
+	lni_takeover_step(n);
+}
+
+void lni_takeover_step(ln_node *n)
+{
+	if (!n->takeover_pending)
+		return;
+	struct takeover_ctx c = {n, ls_table_clock_ms(n->table), 0};
+	ls_list_after(n->table, NULL, 0,
+		      n->takeover_after_len ? n->takeover_after : NULL,
+		      n->takeover_after_len, takeover_lease, &c);
+	if (c.seen < n->cfg.takeover_step_leases ||
+	    MUTANT(n, PX_MUTANT_TAKEOVER_ONE_SLICE))
+		n->takeover_pending = false;
 }
 
 /* ---- proposing
@@ -284,6 +310,8 @@ void lni_propose_tick(ln_node *n, ln_actions *out)
 
 uint64_t lni_leader_timer(const ln_node *n)
 {
+	if (n->takeover_pending)
+		return n->now_us; /* the next slice at once */
 	uint64_t t = UINT64_MAX;
 	if (n->nheap > 0)
 		t = n->heap[0].at_us;

@@ -57,6 +57,7 @@ static const char *const mutant_names[PX_MUTANT_COUNT] = {
 	[PX_MUTANT_SNAP_NO_CHECKSUM] = "snap-no-checksum",
 	[PX_MUTANT_READ_WINDOW] = "read-window",
 	[PX_MUTANT_TICK_ANY_TERM] = "tick-any-term",
+	[PX_MUTANT_TAKEOVER_ONE_SLICE] = "takeover-one-slice",
 	[PX_MUTANT_GRACE_ZERO] = "grace-zero",
 	[PX_MUTANT_DEPOSED_RENEW] = "deposed-renew",
 	[PX_MUTANT_TRUST_STAMPS] = "trust-stamps",

@@ -516,10 +516,19 @@ static void node_take_chosen(sim *s, sim_node *nd, px_actions *a)
 			s->res->snap_chunks_most = nd->rx_chunks;
 		nd->rx_chunks = 0;
 	}
-	/* A snapshot from a corrupted replica carries its corruption; one
-	 * from a sound replica replaces it. */
+	/* A snapshot from a corrupted replica carries its corruption if it
+	 * was taken after it; one from a sound replica replaces it. Where the
+	 * ledger's state at the replica's position is known, its digest
+	 * says which (a snapshot is taken now and then, so a corrupted
+	 * replica may still send a sound one, taken before). */
 	if (snap_new && s->msg_from >= 0) {
 		bool bad = s->nodes[s->msg_from].corrupted;
+		px_status st;
+		px_replica_status(node_rep(nd), &st);
+		if (st.applied < s->chk.nslots &&
+		    s->chk.slots[st.applied].digest_known)
+			bad = s->chk.slots[st.applied].digest !=
+			      node_digest(nd);
 		if (bad && !nd->corrupted) {
 			nd->corrupted = true;
 			nd->corrupted_at = a->snapshot_base;
@@ -2325,6 +2334,10 @@ static void sim_config_lease(sim *s, ln_config *lc, const px_config *cfg)
 	lc->drift_ppm = s->drift_ppm;
 	lc->ttl_ms_max = s->ttl_ms_max;
 	lc->tick_ms = ticks[sim_rng_below(&s->rng, 3)];
+	/* A new leader's takeover in slices of a few leases, so that
+	 * requests and expiries interleave with it. */
+	static const uint32_t slices[] = {1, 2, 5, LD_TAKEOVER_STEP_LEASES};
+	lc->takeover_step_leases = slices[sim_rng_below(&s->rng, 4)];
 	uint64_t need =
 		(2ull * s->drift_ppm * s->ttl_ms_max + 999999) / 1000000;
 	lc->grace_ms = (uint32_t)need + (uint32_t)sim_rng_range(&s->rng, 2, 20);
