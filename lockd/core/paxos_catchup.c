@@ -298,8 +298,11 @@ void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 	bool large = r->snap != NULL && r->snap_len > SNAP_LARGE_BYTES;
 	if (slots < latest && r->role == PX_LEADER && large)
 		return;
+	/* The bytes rule staggered too: it would stop every follower at the
+	 * same slot, leaving the leader without a quorum meanwhile. */
 	if (slots < latest && r->snap != NULL &&
-	    r->bytes_since_snap < r->snap_len)
+	    r->bytes_since_snap <
+		    r->snap_len + r->snap_len / 4 * (r->cfg.id % 4))
 		return;
 	r->bytes_since_snap = 0;
 	uint8_t *buf;
