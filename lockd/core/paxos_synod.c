@@ -95,6 +95,10 @@ void pxi_advance(px_replica *r, px_actions *out)
 	}
 	if (r->commit > r->known_commit)
 		r->known_commit = r->commit;
+	/* A leader can learn past its pipeline (a late phase-1 answer
+	 * naming slots chosen): it proposes after them, never in them. */
+	if (r->role == PX_LEADER && r->next_slot <= r->commit)
+		r->next_slot = r->commit + 1;
 	/* Everything chosen in order has been applied. */
 	assert(entry_at(r, r->commit + 1) == NULL ||
 	       entry_at(r, r->commit + 1)->chosen == NULL);

@@ -510,17 +510,7 @@ static void round_run(ld_server *s, size_t nitems)
 		srv_step(s, &ev);
 	}
 
-	/* A round whose steps took long (a large snapshot written, say) has
-	 * messages waiting that came meanwhile, the leader's heartbeats among
-	 * them: they go first, in the next round, and only then may this
-	 * replica time out (once: a TICK is never put off twice running). */
-	uint64_t now = ld_mono_us();
-	bool late =
-		now - s->round_at_us > SRV_ROUND_LATE_US && !s->tick_put_off;
-	s->tick_put_off = false;
-	if (now >= s->timer_at_us && late) {
-		s->tick_put_off = true;
-	} else if (now >= s->timer_at_us) {
+	if (ld_mono_us() >= s->timer_at_us) {
 		ln_event ev = {.type = LN_EV_TICK};
 		srv_step(s, &ev);
 	}

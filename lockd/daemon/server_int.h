@@ -39,10 +39,6 @@
 
 #include "server.h"
 
-/* A round that took longer than this (a heartbeat at the default timing)
- * puts its TICK off to the next round (server.c, round_run). */
-#define SRV_ROUND_LATE_US 50000u
-
 /* A read waiting for known_position waits this long, then gets
  * STATUS_BEHIND (the client asks another replica). */
 #define READ_WAIT_US 1000000u
@@ -216,7 +212,6 @@ struct ld_server {
 	uint32_t marks_head, marks_n;
 	uint64_t next_seen;
 	uint64_t round_at_us; /* when the current round began */
-	bool tick_put_off;    /* the last round was late and stepped no TICK */
 
 	/* The round (lockd/edge/round.h): its actions are kept across
 	 * rounds while stalled. */
