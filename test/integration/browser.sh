@@ -46,13 +46,31 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-say "load the page at the leader (r$lead)"
-S=$(curl -s -XPOST "${HTTP_URLS[$lead]}/v1/session" | jq -r .credentials)
-timeout 90 python3 "$HERE/browser.py" "$(command -v chromedriver)" \
-	"${HTTP_URLS[$lead]}/?wait_ms=2000" "$SHOT" \
-	--after "curl -s -XPOST -H 'X-Lockd-Session: $S' -d '{\"ttl_ms\":30000,\"value\":\"from-curl\"}' ${HTTP_URLS[$lead]}/v1/acquire/web/new" \
-	>"$T/page" || fail "browser.py: $(cat "$T/page")"
-page=$(sed -n 1p "$T/page")
+# Under a loaded machine (ASan, two cores) the leader can change between
+# asking who leads and loading the page: a page that does not come from the
+# leader with the three leases is loaded again from the leader of then.
+loaded=0
+for try in 1 2 3 4 5; do
+	lead=$(wait_leader)
+	say "load the page at the leader (r$lead), try $try"
+	S=$(curl -s -XPOST "${HTTP_URLS[$lead]}/v1/session" | jq -r .credentials)
+	NEW=web/new$try
+	timeout 90 python3 "$HERE/browser.py" "$(command -v chromedriver)" \
+		"${HTTP_URLS[$lead]}/?wait_ms=2000" "$SHOT" \
+		--after "curl -s -XPOST -H 'X-Lockd-Session: $S' -d '{\"ttl_ms\":30000,\"value\":\"from-curl\"}' ${HTTP_URLS[$lead]}/v1/acquire/$NEW" \
+		>"$T/page" || {
+		echo "  browser.py: $(cat "$T/page")"
+		continue
+	}
+	page=$(sed -n 1p "$T/page")
+	if jq -e '.leases | length >= 3 and all(.[5] | test("^[0-9]+ ms$"))' \
+		<<<"$page" >/dev/null; then
+		loaded=1
+		break
+	fi
+	echo "  not the leader's page with three leases: $page"
+done
+((loaded)) || fail "no try loaded the leader's page with its leases: $(cat "$T/page")"
 after=$(sed -n 2p "$T/page")
 echo "  page:  $page"
 echo "  after: $after"
@@ -74,14 +92,14 @@ want=$(jq -s -c '[.[] | if type == "array" then .[] else . end] |
 got=$(jq -c '.after.leases | map({name: .[0], holder: .[1], token: .[3], value: .[2]}) |
 	sort_by(.name)' <<<"$after")
 [[ $want == "$got" ]] || fail "leases: lockctl says $want, the page $got"
-jq -e '.leases | length == 3 and all(.[5] | test("^[0-9]+ ms$"))' <<<"$page" >/dev/null ||
+jq -e '.leases | length >= 3 and all(.[5] | test("^[0-9]+ ms$"))' <<<"$page" >/dev/null ||
 	fail "the leader's page shows no TTL left"
 
 say "a lease taken while the page is open shows up live"
-jq -e '.change | test("web/new held by [0-9]+ token [0-9]+ value from-curl")' <<<"$after" >/dev/null ||
-	fail "no live change for web/new: $after"
-jq -e '.after.leases | map(.[0]) | index("web/new") != null' <<<"$after" >/dev/null ||
-	fail "web/new is not in the table after the change"
+jq -e --arg n "$NEW" '.change | test($n + " held by [0-9]+ token [0-9]+ value from-curl")' <<<"$after" >/dev/null ||
+	fail "no live change for $NEW: $after"
+jq -e --arg n "$NEW" '.after.leases | map(.[0]) | index($n) != null' <<<"$after" >/dev/null ||
+	fail "$NEW is not in the table after the change"
 
 [[ -s $SHOT ]] || fail "no screenshot"
 echo "screenshot: $(realpath "$SHOT")"
