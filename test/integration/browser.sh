@@ -23,14 +23,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 command -v jq >/dev/null || fail "jq is needed (tools/install-deps)"
 
-mapfile -t HP < <("$LOCKD" --free-ports 3)
-HTTP_URLS=()
-for i in 0 1 2; do HTTP_URLS+=("http://127.0.0.1:${HP[$i]}"); done
-HTTP_ALL=$(IFS=,; echo "${HTTP_URLS[*]}")
-say "start 3 replicas with --http and --http-urls"
-for i in 0 1 2; do
-	start_replica "$i" --http "${HTTP_URLS[$i]}" --http-urls "$HTTP_ALL"
-done
+start_http_cell
 lead=$(wait_leader)
 export LOCKD_ENDPOINTS=$CLIENTS
 

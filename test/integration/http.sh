@@ -10,14 +10,7 @@
 command -v curl >/dev/null || fail "curl is needed (tools/install-deps)"
 command -v jq >/dev/null || fail "jq is needed (tools/install-deps)"
 
-mapfile -t HP < <("$LOCKD" --free-ports 3)
-HTTP_URLS=()
-for i in 0 1 2; do HTTP_URLS+=("http://127.0.0.1:${HP[$i]}"); done
-HTTP_ALL=$(IFS=,; echo "${HTTP_URLS[*]}")
-say "start 3 replicas with --http and --http-urls"
-for i in 0 1 2; do
-	start_replica "$i" --http "${HTTP_URLS[$i]}" --http-urls "$HTTP_ALL"
-done
+start_http_cell
 lead=$(wait_leader)
 fol=$(((lead + 1) % 3))
 L=${HTTP_URLS[$lead]}

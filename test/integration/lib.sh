@@ -208,3 +208,18 @@ acquire_ok() {
 position_of() { # line
 	kv "$1" position
 }
+
+# Starts replicas 0-2, each serving HTTP (--http) on a free port and naming
+# the others' (--http-urls): the HTTP API's tests. Sets HTTP_URLS (by
+# replica id) and HTTP_ALL (comma-separated).
+start_http_cell() {
+	local hp i
+	mapfile -t hp < <("$LOCKD" --free-ports 3)
+	HTTP_URLS=()
+	for i in 0 1 2; do HTTP_URLS+=("http://127.0.0.1:${hp[$i]}"); done
+	HTTP_ALL=$(IFS=,; echo "${HTTP_URLS[*]}")
+	say "start 3 replicas with --http and --http-urls"
+	for i in 0 1 2; do
+		start_replica "$i" --http "${HTTP_URLS[$i]}" --http-urls "$HTTP_ALL"
+	done
+}

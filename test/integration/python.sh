@@ -8,14 +8,7 @@
 PY=$(realpath "$3")
 command -v python3 >/dev/null || fail "python3 is needed"
 
-mapfile -t HP < <("$LOCKD" --free-ports 3)
-HTTP_URLS=()
-for i in 0 1 2; do HTTP_URLS+=("http://127.0.0.1:${HP[$i]}"); done
-HTTP_ALL=$(IFS=,; echo "${HTTP_URLS[*]}")
-say "start 3 replicas with --http and --http-urls"
-for i in 0 1 2; do
-	start_replica "$i" --http "${HTTP_URLS[$i]}" --http-urls "$HTTP_ALL"
-done
+start_http_cell
 lead=$(wait_leader)
 # The client is given the replicas follower first: it finds the leader.
 export LOCKD_HTTP="${HTTP_URLS[$(((lead + 1) % 3))]},${HTTP_URLS[$lead]}"
