@@ -55,7 +55,7 @@ start_victim() {
 wait_log() { # pattern timeout_s: in the victim's log since its start
 	local deadline=$((SECONDS + $2))
 	while ((SECONDS < deadline)); do
-		since | grep -q -- "$1" && return 0
+		since | grep -- "$1" >/dev/null && return 0
 		sleep 0.2
 	done
 	fail "r$v never logged '$1'"
@@ -96,7 +96,7 @@ say "logged: $line"
 aside=$(ls -d "$T/r$v".corrupt-* 2>/dev/null | head -n 1)
 [[ -n $aside && -f $aside/CURRENT ]] || fail "the damaged directory was not kept aside"
 # It restored nothing from the damaged directory: not the old state.
-since | grep "event=restored" | grep -q "records=0 snapshot_base=0 applied=0 " ||
+since | grep "event=restored" | grep "records=0 snapshot_base=0 applied=0 " >/dev/null ||
 	fail "r$v restored from a damaged store: $(since | grep event=restored)"
 say "it starts empty and catches up from the others"
 k=21
@@ -118,7 +118,7 @@ wait_log "event=start " 15
 line=$(since | grep "event=store_corrupt") || fail "the cut WAL went unnoticed: $(since | grep restored)"
 say "logged: $line"
 [[ $line == *"lost records that were synced"* ]] || fail "store_corrupt line: $line"
-since | grep "event=restored" | grep -q "records=0 " || fail "r$v restored from the cut WAL"
+since | grep "event=restored" | grep "records=0 " >/dev/null || fail "r$v restored from the cut WAL"
 wait_applied "$v" "$(leader_applied)" 20
 
 say "part 2: r$v's data directory on an 8 MiB tmpfs"

@@ -57,7 +57,7 @@ say "an outside program, shared"
 cp "$SRC/liblockclient/examples/take_lease.c" "$T/outside.c"
 (cd "$T" && "${CC[@]}" "${SANFLAGS[@]}" -o outside-shared outside.c "${PC_SHARED[@]}") ||
 	fail "cannot build against the shared library"
-LD_LIBRARY_PATH=$LIBDIR ldd "$T/outside-shared" | grep -q "$LIBDIR/liblockclient.so.0" ||
+LD_LIBRARY_PATH=$LIBDIR ldd "$T/outside-shared" | grep "$LIBDIR/liblockclient.so.0" >/dev/null ||
 	fail "outside-shared does not load the staged library: $(LD_LIBRARY_PATH=$LIBDIR ldd "$T/outside-shared")"
 
 say "an outside program, static (liblockclient.a and its Libs.private)"
@@ -70,7 +70,7 @@ read -ra PC_STATIC < <(PKG_CONFIG_PATH=$T/static/pkgconfig PKG_CONFIG_SYSROOT_DI
 	pkg-config --static --cflags --libs lockclient)
 (cd "$T" && "${CC[@]}" "${SANFLAGS[@]}" -I"$USR/include" -o outside-static outside.c "${PC_STATIC[@]}") ||
 	fail "cannot build against the static library with: ${PC_STATIC[*]}"
-if ldd "$T/outside-static" | grep -q liblockclient; then
+if ldd "$T/outside-static" | grep liblockclient >/dev/null; then
 	fail "outside-static loads a shared liblockclient"
 fi
 
@@ -89,7 +89,7 @@ wait_leader >/dev/null
 # r0 may learn of the leader a moment after the one wait_leader asked.
 ok=0
 for _ in $(seq 100); do
-	if http_get "http://127.0.0.1:$HTTP_PORT" /health | grep -q '"health":true'; then
+	if http_get "http://127.0.0.1:$HTTP_PORT" /health | grep '"health":true' >/dev/null; then
 		ok=1
 		break
 	fi
@@ -155,7 +155,7 @@ fi
 say "bash completion"
 bash --norc -c '
 	source "$1" || exit 1
-	complete -p lockctl | grep -q -- "-F _lockctl" || exit 2
+	complete -p lockctl | grep -- "-F _lockctl" >/dev/null || exit 2
 	c() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _lockctl; echo "${COMPREPLY[*]}"; }
 	[[ $(c lockctl ac) == acquire ]] || exit 3
 	[[ $(c lockctl -e h:1 --consistency st) == stale ]] || exit 4

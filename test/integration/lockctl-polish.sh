@@ -30,7 +30,7 @@ for cmd in status ls get acquire release proclaim revoke elect leader watch \
 	check-token member; do
 	out=$(env -u LOCKD_ENDPOINTS "$LOCKCTL" "$cmd" --help) ||
 		fail "$cmd --help exited $?"
-	head -n 1 <<<"$out" | grep -q "^usage: lockctl \[OPTIONS\] $cmd\b" ||
+	head -n 1 <<<"$out" | grep "^usage: lockctl \[OPTIONS\] $cmd\b" >/dev/null ||
 		fail "$cmd --help: $out"
 	# Only its own entries: no other command's synopsis.
 	[[ $(grep -c "lockctl \[OPTIONS\]" <<<"$out") -le 3 ]] || fail "$cmd --help: $out"
@@ -67,7 +67,7 @@ for _ in $(seq 30); do
 done
 [[ $(kv "$out" ttl_ms_left) == unknown ]] || fail "stale ls on r$f: $out"
 echo "$out"
-"$LOCKCTL" -e "${CLIENT_URLS[$f]}" --consistency stale ls db/ -o json | grep -q '"ttl_ms_left":null' ||
+"$LOCKCTL" -e "${CLIENT_URLS[$f]}" --consistency stale ls db/ -o json | grep '"ttl_ms_left":null' >/dev/null ||
 	fail "stale ls json on r$f"
 
 say "elect --listen: the leader, then each change"

@@ -63,7 +63,7 @@ done
 
 say "lockctl status: version, uptime, snapshot; lag never negative"
 lc status >"$T/st.out" 2>"$T/st.err" || fail "status: $(cat "$T/st.err")"
-head -n 1 "$T/st.out" | grep -q "VERSION.*UPTIME.*SNAPSHOT" || fail "status header: $(head -n 1 "$T/st.out")"
+head -n 1 "$T/st.out" | grep "VERSION.*UPTIME.*SNAPSHOT" >/dev/null || fail "status header: $(head -n 1 "$T/st.out")"
 version=$("$LOCKD" --version | awk '{print $2}')
 for _ in $(seq 10); do
 	lc acquire "ops/$RANDOM" --ttl 5s >/dev/null 2>&1 &
