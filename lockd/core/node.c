@@ -180,6 +180,12 @@ int ln_node_restore(ln_node *n, const px_record *rec)
 	return rc;
 }
 
+int ln_node_capture(ln_node *n, uint8_t **out, size_t *len, uint64_t *base,
+		    uint64_t *sum)
+{
+	return px_replica_capture(n->rep, out, len, base, sum);
+}
+
 const px_replica *ln_node_replica(const ln_node *n)
 {
 	return n->rep;
@@ -944,7 +950,11 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 				.msg = ev->msg,
 				.write_id = ev->write_id,
 				.change = ev->change,
-				.change_id = ev->change_id};
+				.change_id = ev->change_id,
+				.snap = ev->snap,
+				.snap_len = ev->snap_len,
+				.snap_base = ev->snap_base,
+				.snap_sum = ev->snap_sum};
 		rc = px_replica_step(n->rep, &lev, &out->ld);
 	}
 

@@ -137,6 +137,8 @@ typedef enum ln_event_type {
 	LN_EV_CHANGE = PX_EV_CHANGE, /* membership: change, change_id (answered
 					in actions.ld.changes) */
 	LN_EV_RESIGN = PX_EV_RESIGN, /* as PX_EV_RESIGN */
+	LN_EV_SNAPSHOT = PX_EV_SNAPSHOT, /* as PX_EV_SNAPSHOT: snap (taken),
+					    snap_len, snap_base, snap_sum */
 	LN_EV_REQUEST = 100, /* req[0..nreqs) (borrowed for the call): writes
 				among them are proposed together, so requests
 				that arrive during one durable write share the
@@ -164,6 +166,9 @@ typedef struct ln_event {
 	uint32_t ngone;
 	const px_change *change;
 	uint64_t change_id;
+	uint8_t *snap;
+	size_t snap_len;
+	uint64_t snap_base, snap_sum;
 } ln_event;
 
 typedef struct ln_actions {
@@ -187,6 +192,11 @@ void ln_node_free(ln_node *n);
 
 /* As px_replica_restore. */
 int ln_node_restore(ln_node *n, const px_record *rec);
+
+/* As px_replica_capture: the snapshot a PX_EV_SNAPSHOT hands back (the
+ * lease table is part of the replica's state machine). */
+int ln_node_capture(ln_node *n, uint8_t **out, size_t *len, uint64_t *base,
+		    uint64_t *sum);
 
 /* Handles one event, appending to out (reset by the caller between steps).
  * Returns 0, or -1 if the event was malformed and ignored. */

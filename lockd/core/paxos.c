@@ -58,6 +58,7 @@ static const char *const mutant_names[PX_MUTANT_COUNT] = {
 	[PX_MUTANT_READ_WINDOW] = "read-window",
 	[PX_MUTANT_TICK_ANY_TERM] = "tick-any-term",
 	[PX_MUTANT_TAKEOVER_ONE_SLICE] = "takeover-one-slice",
+	[PX_MUTANT_SNAP_LATE_BASE] = "snap-late-base",
 	[PX_MUTANT_GRACE_ZERO] = "grace-zero",
 	[PX_MUTANT_DEPOSED_RENEW] = "deposed-renew",
 	[PX_MUTANT_TRUST_STAMPS] = "trust-stamps",
@@ -203,6 +204,7 @@ void px_actions_reset(px_actions *a)
 	a->nchanges = 0;
 	a->members_changed = false;
 	a->write_id = 0;
+	a->snapshot_want = false;
 	a->installed_snapshot = false;
 	a->snapshot_base = 0;
 	a->timer_at_us = 0;
@@ -760,6 +762,9 @@ int px_replica_step(px_replica *r, const px_event *ev, px_actions *out)
 		break;
 	case PX_EV_RESIGN:
 		pxi_on_resign(r, out);
+		break;
+	case PX_EV_SNAPSHOT:
+		pxi_on_capture(r, ev, out);
 		break;
 	case PX_EV_CHANGE:
 		if (ev->change == NULL) {

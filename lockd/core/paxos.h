@@ -308,6 +308,13 @@ typedef enum px_event_type {
 			  arrived (ReadIndex: no decree, no disk write) */
 	PX_EV_CHANGE,  /* a membership change, change (copied), with the
 			  caller's change_id: answered in actions.changes */
+	PX_EV_SNAPSHOT, /* a capture that actions.snapshot_want asked for
+			   (px_config.snapshot_async): snap[0..snap_len)
+			   with snap_sum, the state at snap_base, as
+			   px_replica_capture made it; the core takes snap
+			   (malloc'd). snap NULL: the capture failed, ask
+			   again later. One at a base the replica has
+			   passed (a snapshot installed since) is dropped. */
 	PX_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
 			  a disk that takes no writes): a leader hands over
 			  to the most caught-up voter, and this replica does
@@ -325,6 +332,9 @@ typedef struct px_event {
 	uint64_t read_id;
 	const px_change *change;
 	uint64_t change_id;
+	uint8_t *snap; /* PX_EV_SNAPSHOT: taken by the core */
+	size_t snap_len;
+	uint64_t snap_base, snap_sum;
 } px_event;
 
 /* A linearizable read's outcome: ok, the replica's applied state answers
@@ -352,6 +362,9 @@ typedef struct px_actions {
 	/* Decrees learned chosen and applied in this step, in ledger order. */
 	px_chosen *chosen;
 	size_t nchosen, chosen_cap;
+	/* px_config.snapshot_async: capture a snapshot (px_replica_capture)
+	 * before the next step, and hand it back with PX_EV_SNAPSHOT. */
+	bool snapshot_want;
 	/* A snapshot was installed in this step (chosen restarts after it). */
 	bool installed_snapshot;
 	uint64_t snapshot_base;
@@ -400,6 +413,13 @@ typedef struct px_config {
 	uint32_t batch_cmds;          /* <= LD_BATCH_CMDS_MAX */
 	uint32_t snapshot_every_slots;
 	uint32_t snapshot_chunk_bytes; /* 1..LD_SNAPSHOT_CHUNK_BYTES_MAX */
+	/* false: the core encodes its snapshots inside the step that decides
+	 * on one. true: it asks (actions.snapshot_want), and the caller
+	 * captures the state between steps, encodes it where it likes (the
+	 * daemon: in a forked child, so that a large table does not stop the
+	 * loop) and returns it with PX_EV_SNAPSHOT; the log is truncated only
+	 * then. An answer that never comes is asked for again. */
+	bool snapshot_async;
 	uint32_t digest_every_slots;   /* state digests compared at multiples */
 	ld_mutant mutant;
 } px_config;
@@ -413,6 +433,13 @@ typedef struct px_replica px_replica;
  * outlive the replica. Returns NULL when out of memory or cfg is invalid. */
 px_replica *px_replica_new(const px_config *cfg, px_sm *sm);
 void px_replica_free(px_replica *r);
+
+/* Encodes the replica's applied state at its commit (*base): the bytes a
+ * PX_EV_SNAPSHOT hands back, with *sum = px_checksum of them. Reads the
+ * replica only, so a forked child may run it on its copy of the memory.
+ * 0, or -1 when out of memory. */
+int px_replica_capture(px_replica *r, uint8_t **out, size_t *len,
+		       uint64_t *base, uint64_t *sum);
 
 /* Replays one durable record (oldest first) after px_replica_new, before the
  * first step. Returns 0, or -1 if the record is malformed. */

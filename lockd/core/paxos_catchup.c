@@ -106,6 +106,18 @@ static int get_members(const uint8_t **p, const uint8_t *end, px_members *m)
 }
 
 /* Encodes the applied state at r->commit. 0, or -1 when out of memory. */
+static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len);
+
+int px_replica_capture(px_replica *r, uint8_t **out, size_t *len,
+		       uint64_t *base, uint64_t *sum)
+{
+	if (snapshot_encode(r, out, len) != 0)
+		return -1;
+	*base = r->commit;
+	*sum = px_checksum(*out, *len);
+	return 0;
+}
+
 static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 {
 	uint8_t *smb = NULL;
@@ -241,13 +253,19 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 }
 
 /* The snapshot this replica serves from now on (buf is taken). */
-static void snap_keep(px_replica *r, uint8_t *buf, size_t len, uint64_t base)
+static void snap_keep_sum(px_replica *r, uint8_t *buf, size_t len,
+			  uint64_t base, uint64_t sum)
 {
 	free(r->snap);
 	r->snap = buf;
 	r->snap_len = len;
 	r->snap_base = base;
-	r->snap_sum = px_checksum(buf, len);
+	r->snap_sum = sum;
+}
+
+static void snap_keep(px_replica *r, uint8_t *buf, size_t len, uint64_t base)
+{
+	snap_keep_sum(r, buf, len, base, px_checksum(buf, len));
 }
 
 /* Installs a snapshot at base (> commit). Returns 0 or -1 (malformed). */
@@ -288,6 +306,13 @@ int pxi_install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
  * leader, whose stall is the whole cell's, takes a large one only then. */
 #define SNAP_LARGE_BYTES (1024u * 1024u)
 
+/* snapshot_async: a capture not back after this many election timeouts is
+ * taken as lost and asked for again. */
+#define SNAP_CAPTURE_PATIENCE 20u
+
+static void snap_take(px_replica *r, uint8_t *buf, size_t len, uint64_t base,
+		      uint64_t sum, px_actions *out);
+
 void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 {
 	uint64_t slots = r->commit - r->snap_base;
@@ -304,18 +329,36 @@ void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 	    r->bytes_since_snap <
 		    r->snap_len + r->snap_len / 4 * (r->cfg.id % 4))
 		return;
+	if (r->cfg.snapshot_async) {
+		/* Asked already: wait for it, unless it looks lost (a child
+		 * that died without a word). */
+		if (r->now_us < r->snap_ask_after_us)
+			return;
+		r->snap_ask_after_us =
+			r->now_us +
+			SNAP_CAPTURE_PATIENCE * r->cfg.election_timeout_us;
+		out->snapshot_want = true;
+		return;
+	}
 	r->bytes_since_snap = 0;
 	uint8_t *buf;
 	size_t len;
 	if (snapshot_encode(r, &buf, &len) != 0)
 		return; /* out of memory: try again after the next decree */
+	snap_take(r, buf, len, r->commit, px_checksum(buf, len), out);
+}
+
+/* Keeps buf as the snapshot at base, writes it, and truncates the log. */
+static void snap_take(px_replica *r, uint8_t *buf, size_t len, uint64_t base,
+		      uint64_t sum, px_actions *out)
+{
 	uint8_t *copy = malloc(len);
 	if (copy == NULL) {
 		free(buf);
 		return;
 	}
 	memcpy(copy, buf, len);
-	snap_keep(r, buf, len, r->commit);
+	snap_keep_sum(r, buf, len, base, sum);
 	pxi_persist(r, out,
 		    (px_record){.type = PX_REC_SNAPSHOT,
 				.slot = r->snap_base,
@@ -323,6 +366,32 @@ void pxi_maybe_snapshot(px_replica *r, px_actions *out)
 				.snap = copy});
 	if (r->snap_base + 1 > LD_LOG_TAIL_SLOTS)
 		pxi_log_truncate(r, r->snap_base + 1 - LD_LOG_TAIL_SLOTS);
+}
+
+void pxi_on_capture(px_replica *r, const px_event *ev, px_actions *out)
+{
+	uint64_t base = ev->snap_base;
+	/* The broken variant labels the bytes with where the replica is when
+	 * they come back, not where they were taken. */
+	if (MUTANT(r, PX_MUTANT_SNAP_LATE_BASE))
+		base = r->commit;
+	if (ev->snap == NULL) {
+		/* Failed (no memory for a fork, say): ask again a little
+		 * later, not at once. */
+		r->snap_ask_after_us = r->now_us + r->cfg.election_timeout_us;
+		return;
+	}
+	/* One taken before a snapshot installed since, or a duplicate: the
+	 * replica has as much already. */
+	if (base <= r->snap_base || base > r->commit || ev->snap_len == 0 ||
+	    ev->snap_len > LD_SNAPSHOT_BYTES_MAX) {
+		free(ev->snap);
+		r->snap_ask_after_us = 0;
+		return;
+	}
+	r->snap_ask_after_us = 0;
+	r->bytes_since_snap = 0;
+	snap_take(r, ev->snap, ev->snap_len, base, ev->snap_sum, out);
 }
 
 /* ---- catch-up ---------------------------------------------------------- */

@@ -155,6 +155,9 @@ struct px_replica {
 	size_t snap_len;
 	uint64_t snap_sum;         /* px_checksum(snap, snap_len) */
 	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
+	uint64_t snap_ask_after_us; /* snapshot_async: a capture is asked
+				       for no sooner than this (one is
+				       outstanding, or the last failed) */
 
 	/* roles */
 	px_role role;
@@ -361,6 +364,8 @@ int pxi_get_str(const uint8_t **p, const uint8_t *end, char *s);
 int pxi_install_snapshot(px_replica *r, const uint8_t *snap, size_t len,
 			 uint64_t base);
 void pxi_maybe_snapshot(px_replica *r, px_actions *out);
+/* PX_EV_SNAPSHOT: a capture comes back (ev->snap taken). */
+void pxi_on_capture(px_replica *r, const px_event *ev, px_actions *out);
 void pxi_maybe_catchup(px_replica *r, px_actions *out);
 void pxi_on_catchup_req(px_replica *r, const px_msg *m, px_actions *out);
 void pxi_on_catchup(px_replica *r, const px_msg *m, px_actions *out);

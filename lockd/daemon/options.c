@@ -30,13 +30,15 @@ static const char *const opt_names[] = {
 	"peer-key",       "insecure-peers",
 	"join",           "listen-peer",
 	"listen-client",  "http-urls",
+	"snapshot-in-loop",
 };
 
 /* Flags that may stand alone on the command line (`--insecure-peers`):
  * they mean 1 then. */
 static bool opt_boolean(const char *name)
 {
-	return strcmp(name, "insecure-peers") == 0;
+	return strcmp(name, "insecure-peers") == 0 ||
+	       strcmp(name, "snapshot-in-loop") == 0;
 }
 
 void ld_options_usage(FILE *f)
@@ -77,6 +79,11 @@ void ld_options_usage(FILE *f)
 	      "  --retry-ms N         Paxos resend interval (default 100)\n"
 	      "  --snapshot-every N   applied slots between snapshots "
 	      "(default 256)\n"
+	      "  --snapshot-in-loop   encode snapshots inside the event loop "
+	      "(the default\n"
+	      "                       encodes them in a forked child, so "
+	      "that a large table\n"
+	      "                       does not stop the loop)\n"
 	      "  --http URL           serve /health, /metrics, the HTTP API "
 	      "(/v1) and the\n"
 	      "                       status page (/) on http://HOST:PORT, or "
@@ -278,6 +285,10 @@ static int opt_set(opt_state *st, const char *name, const char *v, char *err,
 		if (parse_u64(name, v, 1, &x, err, errlen))
 			return -1;
 		o->insecure_peers = x == 1;
+	} else if (strcmp(name, "snapshot-in-loop") == 0) {
+		if (parse_u64(name, v, 1, &x, err, errlen))
+			return -1;
+		o->node.paxos.snapshot_async = x == 0;
 	} else if (strcmp(name, "tls-client-auth") == 0) {
 		if (parse_u64(name, v, 1, &x, err, errlen))
 			return -1;
@@ -488,6 +499,8 @@ int ld_options_parse(int argc, char **argv, ld_options *o, char *err,
 {
 	memset(o, 0, sizeof *o);
 	ln_config_default(&o->node, 0, 1);
+	/* Snapshots are encoded in a forked child (capture.h). */
+	o->node.paxos.snapshot_async = true;
 	opt_state st = {.o = o,
 			.heartbeat_ms = o->node.paxos.heartbeat_us / 1000,
 			.election_ms =

@@ -464,6 +464,28 @@ static void fd_check(ld_server *s)
 	}
 }
 
+/* A snapshot the forked child encoded is back: the node keeps it and
+ * writes it in this round. */
+static void take_capture(ld_server *s)
+{
+	ln_event ev;
+	uint64_t ms, fork_ms;
+	char err[160];
+	if (!ld_capture_take(&s->capture, &ev, &ms, &fork_ms, err, sizeof err))
+		return;
+	if (ev.snap == NULL)
+		ld_log("warn", "snapshot_capture_failed",
+		       "error=\"%s\" ms=%llu action=\"asked for again "
+		       "later\"",
+		       err, (unsigned long long)ms);
+	else
+		ld_log("info", "snapshot_captured",
+		       "base=%llu bytes=%zu ms=%llu fork_ms=%llu",
+		       (unsigned long long)ev.snap_base, ev.snap_len,
+		       (unsigned long long)ms, (unsigned long long)fork_ms);
+	srv_step(s, &ev);
+}
+
 /* One round over the events taken from the queue. */
 static void round_run(ld_server *s, size_t nitems)
 {
@@ -475,6 +497,7 @@ static void round_run(ld_server *s, size_t nitems)
 	rd_begin(&s->rd);
 	s->round++;
 	s->round_at_us = ld_mono_us();
+	take_capture(s);
 
 	for (size_t i = 0; i < nitems; i++) {
 		if (s->items[i].type != LD_EVQ_PEER)

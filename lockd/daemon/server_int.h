@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "client.pb-c.h"
+#include "capture.h"
 #include "client_api.h"
 #include "http.h"
 #include "http_api.h"
@@ -216,6 +217,9 @@ struct ld_server {
 	/* The round (lockd/edge/round.h): its actions are kept across
 	 * rounds while stalled. */
 	rd_round rd;
+	/* Snapshots encoded in a forked child (capture.h). */
+	ld_capture capture;
+	bool capture_init;
 
 	/* A write failed: until the same batch is written, the node is not
 	 * stepped at all, so it neither promises, votes nor acknowledges

@@ -319,14 +319,23 @@ static int io_write(void *ctx, const px_record *recs, size_t n, bool sync,
 	uint64_t t0 = ld_mono_us();
 	if (ds_write(s->store, recs, n, sync, err, errlen) != 0)
 		return -1;
+	uint64_t dt = ld_mono_us() - t0;
 	if (sync)
-		ld_histo_observe(&s->sync_histo, ld_mono_us() - t0, 1);
+		ld_histo_observe(&s->sync_histo, dt, 1);
 	for (size_t i = 0; i < n; i++)
 		if (recs[i].type == PX_REC_SNAPSHOT)
-			ld_log("info", "snapshot_saved", "base=%llu bytes=%u",
+			ld_log("info", "snapshot_saved",
+			       "base=%llu bytes=%u write_ms=%llu",
 			       (unsigned long long)recs[i].slot,
-			       recs[i].snap_len);
+			       recs[i].snap_len,
+			       (unsigned long long)(dt / 1000));
 	return 0;
+}
+
+static void io_capture(void *ctx)
+{
+	ld_server *s = ctx;
+	ld_capture_start(&s->capture, s->node);
 }
 
 int ld_server_open(const ld_options *o, ld_server **out, char *err,
@@ -350,7 +359,8 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 			 .send = io_send,
 			 .reply = io_reply,
 			 .change = io_change,
-			 .write = io_write});
+			 .write = io_write,
+			 .capture = io_capture});
 	ld_metrics_init(&s->metrics);
 	s->metrics_init = true;
 	s->started_unix_s = (uint64_t)time(NULL);
@@ -369,6 +379,8 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 		goto fail;
 	}
 	s->q_init = true;
+	ld_capture_init(&s->capture, &s->q);
+	s->capture_init = true;
 	s->items = calloc(s->q.cap, sizeof *s->items);
 	if (s->items == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -539,6 +551,8 @@ void ld_server_close(ld_server *s)
 	/* Stop the inflow: after these, no callback runs. */
 	ld_clients_close(s->clients);
 	ld_peers_close(s->peers);
+	if (s->capture_init)
+		ld_capture_destroy(&s->capture);
 	if (s->q_init)
 		ld_evq_destroy(&s->q);
 	rd_free(&s->rd);

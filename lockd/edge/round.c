@@ -29,7 +29,13 @@ void rd_begin(rd_round *r)
 int rd_step(rd_round *r, ln_event *ev)
 {
 	ev->now_us = r->io.now_us(r->io.ctx);
-	return ln_node_step(r->node, ev, &r->act);
+	int rc = ln_node_step(r->node, ev, &r->act);
+	if (r->act.ld.snapshot_want) {
+		r->act.ld.snapshot_want = false;
+		if (r->io.capture != NULL)
+			r->io.capture(r->io.ctx);
+	}
+	return rc;
 }
 
 /* Sends and answers what of act has not left yet. */

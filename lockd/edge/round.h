@@ -53,6 +53,11 @@ typedef struct rd_io {
 	 * order, as one atomic batch. 0, or -1 with a sentence in err. */
 	int (*write)(void *ctx, const px_record *recs, size_t n, bool sync,
 		     char *err, size_t errlen);
+	/* px_config.snapshot_async: a step asked for a snapshot. Capture the
+	 * node's state now, before the next step (ln_node_capture, in a
+	 * forked child say), and step LN_EV_SNAPSHOT with it when it is
+	 * encoded; or ignore it while a capture is still under way. */
+	void (*capture)(void *ctx);
 } rd_io;
 
 typedef struct rd_round {

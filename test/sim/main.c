@@ -23,6 +23,13 @@ static void usage(FILE *f)
 		"were installed from\n"
 		"                 many chunks, some lost and some damaged on "
 		"the way)\n"
+		"                 [--snapshot-capture inline|async|random] "
+		"[--expect-captures]\n"
+		"                 (snapshots taken in the step, or captured off "
+		"the loop as\n"
+		"                 the daemon's child does; expect: fail unless "
+		"captures came back,\n"
+		"                 some failed and some were lost)\n"
 		"       lockd-sim --replay SEED [--trace] [same options]\n"
 		"       lockd-sim --list-mutants\n");
 }
@@ -70,9 +77,9 @@ int main(int argc, char **argv)
 		      .drift_ppm_max = -1};
 	uint64_t first = 0, last = 0;
 	bool have_seeds = false, trace = false, until = false, quiet = false,
-	     verbose = false, expect_chunks = false;
+	     verbose = false, expect_chunks = false, expect_captures = false;
 	const char *mutant = NULL;
-	const char *driver = NULL;
+	const char *driver = NULL, *capture = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -146,6 +153,21 @@ int main(int argc, char **argv)
 			quiet = true;
 		} else if (!strcmp(a, "--expect-chunks")) {
 			expect_chunks = true;
+		} else if (!strcmp(a, "--expect-captures")) {
+			expect_captures = true;
+		} else if (!strcmp(a, "--snapshot-capture")) {
+			if (!v)
+				goto bad;
+			if (!strcmp(v, "inline"))
+				o.capture = SIM_CAPTURE_INLINE;
+			else if (!strcmp(v, "async"))
+				o.capture = SIM_CAPTURE_ASYNC;
+			else if (!strcmp(v, "random"))
+				o.capture = SIM_CAPTURE_RANDOM;
+			else
+				goto bad;
+			capture = v;
+			i++;
 		} else if (!strcmp(a, "--verbose")) {
 			verbose = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -196,6 +218,7 @@ int main(int argc, char **argv)
 		 disk_faults = 0;
 	uint64_t chunks = 0, chunks_lost = 0, chunks_damaged = 0,
 		 snap_installs = 0, chunks_most = 0;
+	uint64_t captures = 0, captures_failed = 0, captures_lost = 0;
 	int64_t closest = INT64_MAX;
 	bool any = false;
 	double t0 = wall_seconds();
@@ -214,6 +237,9 @@ int main(int argc, char **argv)
 		chunks_lost += r.snap_chunks_lost;
 		chunks_damaged += r.snap_chunks_damaged;
 		snap_installs += r.snap_installs;
+		captures += r.captures;
+		captures_failed += r.captures_failed;
+		captures_lost += r.captures_lost;
 		if (r.snap_chunks_most > chunks_most)
 			chunks_most = r.snap_chunks_most;
 		disk_faults += r.disk_faults;
@@ -256,7 +282,7 @@ int main(int argc, char **argv)
 				printf("seed %" PRIu64
 				       ": replay: lockd-sim --replay %" PRIu64
 				       " --replicas %" PRIu32
-				       " --faults %s%s%s%s%s%s%s --trace\n",
+				       " --faults %s%s%s%s%s%s%s%s%s --trace\n",
 				       seed, seed, o.nreplicas,
 				       sim_faults_name(o.faults),
 				       o.members ? " --members" : "",
@@ -269,7 +295,9 @@ int main(int argc, char **argv)
 					       ? " --workload counter"
 					       : "",
 				       mutant ? " --mutant " : "",
-				       mutant ? mutant : "", drift);
+				       mutant ? mutant : "", drift,
+				       capture ? " --snapshot-capture " : "",
+				       capture ? capture : "");
 			}
 			if (until)
 				break;
@@ -291,7 +319,8 @@ int main(int argc, char **argv)
 	       " member_changes=%" PRIu64 " snapshot_installs=%" PRIu64
 	       " chunks=%" PRIu64 " chunks_lost=%" PRIu64
 	       " chunks_damaged=%" PRIu64 " chunks_most=%" PRIu64
-	       " first_violation_seed=",
+	       " captures=%" PRIu64 " captures_failed=%" PRIu64
+	       " captures_lost=%" PRIu64 " first_violation_seed=",
 	       seeds, decrees, violations, secs, (double)seeds / secs,
 	       (double)decrees / secs, (double)decrees / (double)seeds, events,
 	       o.nreplicas, sim_faults_name(o.faults),
@@ -299,7 +328,8 @@ int main(int argc, char **argv)
 	       mutant ? mutant : "none", grants, expiries, fenced,
 	       closest == INT64_MAX ? 0.0 : (double)closest / 1000.0, wipes,
 	       disk_faults, changes, snap_installs, chunks, chunks_lost,
-	       chunks_damaged, chunks_most);
+	       chunks_damaged, chunks_most, captures, captures_failed,
+	       captures_lost);
 	if (any)
 		printf("%" PRIu64 "\n", first_violation);
 	else
@@ -310,6 +340,14 @@ int main(int argc, char **argv)
 			      chunks_lost == 0 || chunks_damaged == 0)) {
 		printf("sim: --expect-chunks: no snapshot went the whole way "
 		       "in many chunks with some lost and some damaged\n");
+		return 1;
+	}
+	/* Snapshots captured off the loop came back, and the core got over
+	 * ones that failed and ones that never came. */
+	if (expect_captures &&
+	    (captures == 0 || captures_failed == 0 || captures_lost == 0)) {
+		printf("sim: --expect-captures: no snapshot captured off the "
+		       "loop came back, or none failed, or none was lost\n");
 		return 1;
 	}
 	return violations ? 1 : 0;

@@ -36,6 +36,8 @@ typedef enum sim_ev_type {
 	SIM_EV_CHANGE,         /* a membership change for node (change,
 				  change_id), waiting in its inbox */
 	SIM_EV_RETRY,          /* node's stalled round writes its batch again */
+	SIM_EV_CAPTURE,        /* node's snapshot capture comes back (capture:
+				  its bytes, or NULL bytes: it failed) */
 	/* lease workload */
 	SIM_EV_LREQ,     /* client's request lreq reaches node */
 	SIM_EV_LREPLY,   /* node's reply lreply reaches client */
@@ -72,6 +74,7 @@ typedef struct sim_ev {
 		ln_reply *lreply;      /* LREPLY (deep: its tokens too) */
 		struct sim_lreq *lreq; /* LREQ */
 		px_change *change;     /* CHANGE */
+		struct sim_capture *capture; /* CAPTURE */
 	};
 } sim_ev;
 

@@ -907,6 +907,35 @@ static void rio_change(void *ctx, const px_change_done *d)
 	node_trace_change(nd->world, nd, d);
 }
 
+/* snapshot_async: the state is taken now, between steps, as the daemon's
+ * fork takes it; it comes back after a while, or fails, or never comes. */
+static void rio_capture(void *ctx)
+{
+	sim_node *nd = ctx;
+	sim *s = nd->world;
+	if (nd->capturing)
+		return; /* one at a time, as the daemon */
+	sim_capture *c = sim_xmalloc(sizeof *c);
+	memset(c, 0, sizeof *c);
+	uint64_t u = sim_rng_below(&s->rng_cap, 100);
+	if (u >= 8 && ln_node_capture(nd->ln, &c->snap, &c->len, &c->base,
+				      &c->sum) != 0)
+		c->snap = NULL;
+	c->lost = u < 3;
+	uint64_t d = sim_rng_range(&s->rng_cap, 100, 500000);
+	if (sim_rng_chance(&s->rng_cap, 0.1))
+		d += sim_rng_range(&s->rng_cap, 0, 3000000);
+	nd->capturing = true;
+	sim_trace(s, "r%u CAPTURE base=%" PRIu64 " bytes=%zu%s", nd->id,
+		  c->base, c->len,
+		  c->lost ? " (lost)" : c->snap ? "" : " (fails)");
+	sim_at(s, nd->rd_now + d,
+	       (sim_ev){.type = SIM_EV_CAPTURE,
+			.node = nd->id,
+			.epoch = nd->epoch,
+			.capture = c});
+}
+
 /* A write of the round: each record through the record encoding, as
  * lockd's storage keeps it; a synced one is durable at its SYNC. */
 static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
@@ -989,6 +1018,11 @@ static void sim_ev_free(sim_ev *ev)
 	case SIM_EV_CHANGE:
 		free(ev->change);
 		break;
+	case SIM_EV_CAPTURE:
+		if (ev->capture != NULL)
+			free(ev->capture->snap);
+		free(ev->capture);
+		break;
 	default:
 		slc_free_event(ev);
 	}
@@ -1004,12 +1038,14 @@ static void node_round_init(sim *s, sim_node *nd)
 			 .send = rio_send,
 			 .reply = rio_reply,
 			 .change = rio_change,
-			 .write = rio_write});
+			 .write = rio_write,
+			 .capture = rio_capture});
 	nd->rd.mutant_send_early = s->o->mutant == PX_MUTANT_ROUND_SEND_EARLY;
 	nd->round = true;
 	nd->rd_now = s->now;
 	nd->release_id = 0;
 	nd->stalled = false;
+	nd->capturing = false;
 }
 
 /* Forgets the round: a crash loses what it held and what waited. */
@@ -1119,6 +1155,20 @@ static void node_round_run(sim *s, sim_node *nd, sim_ev *evs, size_t n)
 		if (rc != 0)
 			sim_trace(s, "r%u step(message) returned %d", nd->id,
 				  rc);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (evs[i].type != SIM_EV_CAPTURE)
+			continue;
+		sim_capture *c = evs[i].capture;
+		ln_event e = {.type = LN_EV_SNAPSHOT,
+			      .snap = c->snap,
+			      .snap_len = c->len,
+			      .snap_base = c->base,
+			      .snap_sum = c->sum};
+		c->snap = NULL; /* the node takes it */
+		sim_trace(s, "r%u SNAPSHOT back base=%" PRIu64 "%s", nd->id,
+			  c->base, e.snap ? "" : " (failed)");
+		rd_step(&nd->rd, &e);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (evs[i].type != SIM_EV_CHANGE)
@@ -2187,6 +2237,26 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_CHANGE:
 		sim_ev_free(ev); /* only ever in an inbox */
 		return;
+	case SIM_EV_CAPTURE: {
+		sim_node *nd = &s->nodes[ev->node];
+		sim_capture *c = ev->capture;
+		if (!nd->up || nd->epoch != ev->epoch || !nd->round) {
+			sim_ev_free(ev); /* a past life's */
+			return;
+		}
+		nd->capturing = false;
+		if (c->lost) {
+			s->res->captures_lost++;
+			sim_ev_free(ev);
+			return;
+		}
+		if (c->snap == NULL)
+			s->res->captures_failed++;
+		else
+			s->res->captures++;
+		node_round_event(s, nd, ev); /* takes the capture */
+		return;
+	}
 	case SIM_EV_RETRY: {
 		sim_node *nd = &s->nodes[ev->node];
 		if (!nd->up || nd->epoch != ev->epoch || !nd->round ||
@@ -2362,6 +2432,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	s->res = res;
 	s->tr = o->trace;
 	sim_rng_seed(&s->rng, seed);
+	sim_rng_seed(&s->rng_cap, seed ^ 0x5a9c0ffee5eedull);
 	s->p = sim_profiles[o->faults];
 	bool lease = o->workload == SIM_WORKLOAD_LEASE;
 	if (o->drift_ppm_max >= 0)
@@ -2396,6 +2467,12 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	ln_config lcfg;
 	sim_config(s, &cfg, 0);
 	cfg.nreplicas = o->nreplicas;
+	s->capture_async =
+		lease && o->driver == SIM_DRIVER_ROUND &&
+		(o->capture == SIM_CAPTURE_ASYNC ||
+		 (o->capture == SIM_CAPTURE_RANDOM &&
+		  sim_rng_chance(&s->rng_cap, 0.5)));
+	cfg.snapshot_async = s->capture_async;
 	if (lease) {
 		s->ttl_ms_max = SIM_TTL_MS_MAX;
 		sim_config_lease(s, &lcfg, &cfg);

@@ -52,6 +52,11 @@ typedef struct sim_opts {
 	/* non-NULL: the round driver writes the first encodings it makes of
 	 * each kind into CORPUS/<target>/ (test/fuzz's seed corpora) */
 	const char *corpus;
+	/* the round driver's snapshots: taken inside the step, or captured
+	 * off the loop and handed back later (px_config.snapshot_async), as
+	 * the daemon's forked child does; SIM_CAPTURE_RANDOM: per seed */
+	enum { SIM_CAPTURE_RANDOM = 0, SIM_CAPTURE_INLINE, SIM_CAPTURE_ASYNC }
+		capture;
 } sim_opts;
 
 typedef struct sim_result {
@@ -70,6 +75,8 @@ typedef struct sim_result {
 	 * installed from chunks, and the most chunks one of them took */
 	uint64_t snap_chunks, snap_chunks_lost, snap_chunks_damaged;
 	uint64_t snap_installs, snap_chunks_most;
+	/* snapshots captured off the loop: handed back, failed, lost */
+	uint64_t captures, captures_failed, captures_lost;
 	uint64_t heal_us, end_us; /* simulated real time */
 	/* lease workload (counted by the oracle from the chosen ledger) */
 	uint64_t grants, expiries, releases, revokes;

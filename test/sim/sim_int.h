@@ -108,6 +108,8 @@ typedef struct sim_node {
 	uint64_t release_id; /* a synced write in flight: what the round sends
 				or answers after it waits for its SYNC */
 	bool stalled;        /* a write failed: retried every 500 ms */
+	bool capturing;      /* snapshot_async: a capture is under way (as
+				the daemon's child): the next waits */
 	px_msg **held_msgs;
 	size_t nheld_msgs, held_msgs_cap;
 	ln_reply *held_replies;
@@ -141,6 +143,15 @@ typedef struct sim_lreq {
 	uint8_t value[SLC_VALUE_BYTES_MAX];
 	char reason[SLC_REASON_BYTES_MAX];
 } sim_lreq;
+
+/* A snapshot captured off the loop, on its way back (SIM_EV_CAPTURE). */
+typedef struct sim_capture {
+	uint8_t *snap; /* NULL: the capture failed */
+	size_t len;
+	uint64_t base, sum;
+	bool lost; /* never reaches the node: it only frees the way for the
+		      next (a child that died without a word) */
+} sim_capture;
 
 /* A lease as its client sees it. */
 typedef struct slc_hold {
@@ -202,6 +213,11 @@ typedef struct sim {
 	bool gave_up; /* ... and the cell stopped: an operator's case */
 	uint64_t seed;
 	sim_rng rng;
+	/* The snapshot captures' own stream (whether they are off the
+	 * loop, how long they take, which fail), so that choosing them
+	 * leaves the rest of a seed's draws as they were. */
+	sim_rng rng_cap;
+	bool capture_async;
 	sim_profile p;
 	sim_queue q;
 	uint64_t now;

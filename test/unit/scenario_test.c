@@ -855,6 +855,151 @@ Test(learn, a_chosen_hint_names_one_vote)
 	px_value_unref(w);
 }
 
+/* ---- snapshots captured off the loop ------------------------------------ */
+
+/* A cell of one, stepped by hand: every write is durable at once. Returns
+ * whether a step asked for a snapshot, and the snapshot records written. */
+typedef struct solo {
+	px_replica *r;
+	px_actions a;
+	uint64_t now, seq;
+	bool want;
+	uint32_t snap_recs;
+	uint64_t snap_rec_slot;
+} solo;
+
+static void solo_step(solo *s, px_event ev)
+{
+	ev.now_us = s->now;
+	px_actions_reset(&s->a);
+	cr_assert_eq(px_replica_step(s->r, &ev, &s->a), 0);
+	for (;;) {
+		s->want |= s->a.snapshot_want;
+		for (size_t i = 0; i < s->a.nrecs; i++)
+			if (s->a.recs[i].type == PX_REC_SNAPSHOT) {
+				s->snap_recs++;
+				s->snap_rec_slot = s->a.recs[i].slot;
+			}
+		uint64_t id = s->a.write_id;
+		if (s->a.nrecs == 0)
+			break;
+		px_actions_reset(&s->a);
+		cr_assert_eq(px_replica_step(s->r,
+					     &(px_event){.type = PX_EV_DURABLE,
+							 .now_us = s->now,
+							 .write_id = id},
+					     &s->a),
+			     0);
+	}
+}
+
+static void solo_submit(solo *s)
+{
+	uint8_t b = 1;
+	s->seq++;
+	px_cmd c = {.client_id = 7, .seq = s->seq, .len = 1, .data = &b};
+	solo_step(s, (px_event){.type = PX_EV_SUBMIT, .cmd = &c});
+}
+
+static px_status solo_status(const solo *s)
+{
+	px_status st;
+	px_replica_status(s->r, &st);
+	return st;
+}
+
+/* snapshot_async: the replica asks; the caller captures the state between
+ * steps and hands it back later. Until then nothing is truncated and
+ * nothing asked again; the snapshot kept is the captured one, at its own
+ * base; one that comes back stale is dropped; a failure is asked for again
+ * after an election timeout, not at once. */
+Test(snapshot, captured_off_the_loop)
+{
+	tiny_sm sm = {.base = {.ops = &tiny_ops}};
+	px_config cfg;
+	px_config_default(&cfg, 0, 1);
+	cfg.snapshot_async = true;
+	cfg.snapshot_every_slots = 8;
+	solo s = {.now = 1};
+	s.r = px_replica_new(&cfg, &sm.base);
+	cr_assert_not_null(s.r);
+	px_actions_init(&s.a);
+	solo_step(&s, (px_event){.type = PX_EV_TICK});
+	s.now += 3 * cfg.election_timeout_us;
+	solo_step(&s, (px_event){.type = PX_EV_TICK});
+	cr_assert_eq(solo_status(&s).role, PX_LEADER);
+
+	for (int i = 0; i < 100 && !s.want; i++)
+		solo_submit(&s);
+	cr_assert(s.want, "never asked for a snapshot");
+	uint8_t *buf;
+	size_t len;
+	uint64_t base, sum;
+	cr_assert_eq(px_replica_capture(s.r, &buf, &len, &base, &sum), 0);
+	cr_assert_eq(base, solo_status(&s).applied);
+
+	/* The capture takes a while: decrees go on, nothing is truncated,
+	 * no second capture is asked for. */
+	s.want = false;
+	for (int i = 0; i < 20; i++)
+		solo_submit(&s);
+	cr_assert(!s.want, "asked again while one is under way");
+	cr_assert_eq(solo_status(&s).base, 0);
+	cr_assert_eq(s.snap_recs, 0);
+	cr_assert_gt(solo_status(&s).applied, base);
+
+	/* A second capture, at a later base, is kept ahead of... */
+	uint8_t *buf2;
+	size_t len2;
+	uint64_t base2, sum2;
+	cr_assert_eq(px_replica_capture(s.r, &buf2, &len2, &base2, &sum2), 0);
+	/* ... the first, which comes back now and is kept at its base. */
+	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
+				 .snap = buf,
+				 .snap_len = len,
+				 .snap_base = base,
+				 .snap_sum = sum});
+	cr_assert_eq(solo_status(&s).base, base);
+	cr_assert_eq(s.snap_recs, 1);
+	cr_assert_eq(s.snap_rec_slot, base);
+	/* The later one is kept too; then the first again (a duplicate) is
+	 * dropped without a record. */
+	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
+				 .snap = buf2,
+				 .snap_len = len2,
+				 .snap_base = base2,
+				 .snap_sum = sum2});
+	cr_assert_eq(solo_status(&s).base, base2);
+	cr_assert_eq(s.snap_recs, 2);
+	cr_assert_eq(px_replica_capture(s.r, &buf, &len, &base, &sum), 0);
+	uint8_t *old = malloc(len);
+	cr_assert_not_null(old);
+	memcpy(old, buf, len);
+	free(buf);
+	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
+				 .snap = old,
+				 .snap_len = len,
+				 .snap_base = base2,
+				 .snap_sum = sum});
+	cr_assert_eq(s.snap_recs, 2, "a stale capture was written");
+
+	/* A failure: asked again after an election timeout, not before. */
+	s.want = false;
+	for (int i = 0; i < 100 && !s.want; i++)
+		solo_submit(&s);
+	cr_assert(s.want);
+	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT, .snap = NULL});
+	s.want = false;
+	for (int i = 0; i < 20; i++)
+		solo_submit(&s);
+	cr_assert(!s.want, "asked again at once after a failure");
+	s.now += cfg.election_timeout_us;
+	solo_submit(&s);
+	cr_assert(s.want, "not asked again after a failure");
+	px_actions_free(&s.a);
+	px_replica_free(s.r);
+}
+
 /* ---- leader stability ------------------------------------------------- */
 
 /* Followers that keep hearing heartbeats never become candidates, however
