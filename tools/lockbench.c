@@ -58,6 +58,7 @@ static struct {
 	const char *dir;
 	const char *cluster_script;
 	const char *label;
+	unsigned value_bytes; /* renew, expiry-storm: each lease's value */
 } opt = {
 	.c = 1,
 	.k = 1000,
@@ -76,6 +77,9 @@ _Noreturn static void usage(int rc)
 	      "[--dir DIR]\n"
 	      "                 [--rounds R] [--cluster-script PATH] "
 	      "[--label TEXT]\n"
+	      "                 [--value-bytes B]  (renew, expiry-storm: "
+	      "each lease holds a\n"
+	      "                 value of B bytes, at most 1024)\n"
 	      "modes:\n"
 	      "  cycle     C workers for D s: acquire bench/res-<random mod K> "
 	      "(TTL T,\n"
@@ -461,6 +465,9 @@ static void renew_if_due(renew_worker *w)
 					      LC_RENEW_REMAINING_PERMILLE);
 }
 
+/* --value-bytes: what every lease holds. */
+static uint8_t bench_value[1024];
+
 static void *renew_run(void *arg)
 {
 	renew_worker *w = arg;
@@ -472,7 +479,8 @@ static void *renew_run(void *arg)
 			 (long)getpid(), w->id, i);
 		lc_lease *l = &w->leases[w->held];
 		uint64_t t0 = lc_now_us();
-		int rv = lc_acquire(w->c, name, opt.ttl_ms, 0, NULL, 0, l);
+		int rv = lc_acquire(w->c, name, opt.ttl_ms, 0, bench_value,
+				    opt.value_bytes, l);
 		if (rv != LC_OK) {
 			w->errors++;
 			note_error(&w->err, rv);
@@ -523,6 +531,7 @@ static void *renew_run(void *arg)
  * (said) or when out of memory. */
 static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 {
+	memset(bench_value, 'v', sizeof bench_value);
 	if (opt.c == 0 || opt.n == 0) {
 		fprintf(stderr, "lockbench: %s wants -c and -n above 0\n",
 			opt.mode);
@@ -1110,6 +1119,7 @@ int main(int argc, char **argv)
 		O_ROUNDS,
 		O_SCRIPT,
 		O_LABEL,
+		O_VALUE_BYTES,
 	};
 	static const struct option longopts[] = {
 		{"endpoints", required_argument, NULL, 'e'},
@@ -1120,6 +1130,7 @@ int main(int argc, char **argv)
 		{"rounds", required_argument, NULL, O_ROUNDS},
 		{"cluster-script", required_argument, NULL, O_SCRIPT},
 		{"label", required_argument, NULL, O_LABEL},
+		{"value-bytes", required_argument, NULL, O_VALUE_BYTES},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1162,6 +1173,16 @@ int main(int argc, char **argv)
 			break;
 		case O_LABEL:
 			opt.label = optarg;
+			break;
+		case O_VALUE_BYTES:
+			opt.value_bytes = parse_uint(optarg, "--value-bytes");
+			if (opt.value_bytes > sizeof bench_value) {
+				fprintf(stderr,
+					"lockbench: --value-bytes is at most "
+					"%zu\n",
+					sizeof bench_value);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(0);

@@ -43,10 +43,10 @@ typedef enum ld_mutant {
 				       only for what it has proposed, not for
 				       the votes its phase 1 found past its
 				       pipeline */
-	PX_MUTANT_SNAP_LATE_BASE, /* a snapshot captured off the loop is
-				     labelled with the replica's commit when
-				     it comes back, not the commit it was
-				     taken at */
+	PX_MUTANT_SNAP_LATE_BASE,   /* a snapshot captured off the loop is
+				       labelled with the replica's commit when
+				       it comes back, not the commit it was
+				       taken at */
 	/* ---- the node's lease timers (node.c) ---- */
 	PX_MUTANT_TICK_ANY_TERM, /* TICKs carry no leader term, so a deposed
 				    leader's TICK chosen late adds time that

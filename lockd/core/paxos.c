@@ -803,6 +803,7 @@ void px_replica_status(const px_replica *r, px_status *st)
 {
 	memset(st, 0, sizeof *st);
 	st->role = r->role;
+	st->snapshot_bytes = r->snap != NULL ? r->snap_len : 0;
 	st->ballot = r->ballot;
 	st->promised = r->promised;
 	st->leader = r->role == PX_LEADER ? (int32_t)r->cfg.id : r->leader;

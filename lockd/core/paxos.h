@@ -296,18 +296,18 @@ typedef struct px_reply {
 /* ---- events and actions ------------------------------------------------- */
 
 typedef enum px_event_type {
-	PX_EV_MSG = 1, /* msg arrived (the core does not take ownership) */
-	PX_EV_TICK,    /* a timer fired (or any time the caller likes) */
-	PX_EV_DURABLE, /* every write with id <= write_id is durable */
-	PX_EV_SUBMIT,  /* client commands cmd[0..ncmds) (data copied by the
-			  core); proposed together, many per decree */
-	PX_EV_READ,    /* a linearizable read, read_id (the caller's, never
-			  0): answered in actions.reads once this leader
-			  has applied every slot it has proposed and a
-			  quorum answered a heartbeat sent after the read
-			  arrived (ReadIndex: no decree, no disk write) */
-	PX_EV_CHANGE,  /* a membership change, change (copied), with the
-			  caller's change_id: answered in actions.changes */
+	PX_EV_MSG = 1,  /* msg arrived (the core does not take ownership) */
+	PX_EV_TICK,     /* a timer fired (or any time the caller likes) */
+	PX_EV_DURABLE,  /* every write with id <= write_id is durable */
+	PX_EV_SUBMIT,   /* client commands cmd[0..ncmds) (data copied by the
+			   core); proposed together, many per decree */
+	PX_EV_READ,     /* a linearizable read, read_id (the caller's, never
+			   0): answered in actions.reads once this leader
+			   has applied every slot it has proposed and a
+			   quorum answered a heartbeat sent after the read
+			   arrived (ReadIndex: no decree, no disk write) */
+	PX_EV_CHANGE,   /* a membership change, change (copied), with the
+			   caller's change_id: answered in actions.changes */
 	PX_EV_SNAPSHOT, /* a capture that actions.snapshot_want asked for
 			   (px_config.snapshot_async): snap[0..snap_len)
 			   with snap_sum, the state at snap_base, as
@@ -315,11 +315,11 @@ typedef enum px_event_type {
 			   (malloc'd). snap NULL: the capture failed, ask
 			   again later. One at a base the replica has
 			   passed (a snapshot installed since) is dropped. */
-	PX_EV_RESIGN,  /* the caller cannot serve now (no file descriptors,
-			  a disk that takes no writes): a leader hands over
-			  to the most caught-up voter, and this replica does
-			  not campaign until two election timeouts after the
-			  last PX_EV_RESIGN */
+	PX_EV_RESIGN,   /* the caller cannot serve now (no file descriptors,
+			   a disk that takes no writes): a leader hands over
+			   to the most caught-up voter, and this replica does
+			   not campaign until two election timeouts after the
+			   last PX_EV_RESIGN */
 } px_event_type;
 
 typedef struct px_event {
@@ -420,7 +420,7 @@ typedef struct px_config {
 	 * loop) and returns it with PX_EV_SNAPSHOT; the log is truncated only
 	 * then. An answer that never comes is asked for again. */
 	bool snapshot_async;
-	uint32_t digest_every_slots;   /* state digests compared at multiples */
+	uint32_t digest_every_slots; /* state digests compared at multiples */
 	ld_mutant mutant;
 } px_config;
 
@@ -467,20 +467,21 @@ typedef enum px_role { PX_FOLLOWER, PX_CANDIDATE, PX_LEADER } px_role;
 
 typedef struct px_status {
 	px_role role;
-	px_ballot ballot;   /* proposer ballot (leader/candidate) */
-	px_ballot promised; /* acceptor's promise */
-	int32_t leader;     /* who this replica believes leads, or -1 */
-	uint64_t commit;    /* chosen prefix */
-	uint64_t applied;   /* == commit after each step */
-	uint64_t base;      /* snapshot base */
-	uint64_t next_slot; /* leader: next slot to propose */
-	uint32_t pending;   /* leader: commands waiting for a slot */
-	bool voter;         /* false while recovering (see Recovery) or a
-			       learner */
-	bool member;        /* in the latest applied configuration */
-	bool removed;       /* removed from the cell, and no longer needed by
-			       it: the daemon stops (and refuses to start) */
-	bool resigned;      /* an PX_EV_RESIGN holds it back from leading */
+	px_ballot ballot;        /* proposer ballot (leader/candidate) */
+	px_ballot promised;      /* acceptor's promise */
+	int32_t leader;          /* who this replica believes leads, or -1 */
+	uint64_t commit;         /* chosen prefix */
+	uint64_t applied;        /* == commit after each step */
+	uint64_t base;           /* snapshot base */
+	uint64_t snapshot_bytes; /* the snapshot at base (0: none) */
+	uint64_t next_slot;      /* leader: next slot to propose */
+	uint32_t pending;        /* leader: commands waiting for a slot */
+	bool voter;              /* false while recovering (see Recovery) or a
+				    learner */
+	bool member;             /* in the latest applied configuration */
+	bool removed;  /* removed from the cell, and no longer needed by
+			  it: the daemon stops (and refuses to start) */
+	bool resigned; /* an PX_EV_RESIGN holds it back from leading */
 	px_digest_alarm digest_alarm;
 	px_ballot recover_above; /* recovering: M, once known */
 } px_status;

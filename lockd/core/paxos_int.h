@@ -153,8 +153,8 @@ struct px_replica {
 	uint64_t snap_base; /* Invariant: <= commit */
 	uint8_t *snap;      /* the snapshot at snap_base (client table + sm) */
 	size_t snap_len;
-	uint64_t snap_sum;         /* px_checksum(snap, snap_len) */
-	uint64_t bytes_since_snap; /* decree bytes applied after snap_base */
+	uint64_t snap_sum;          /* px_checksum(snap, snap_len) */
+	uint64_t bytes_since_snap;  /* decree bytes applied after snap_base */
 	uint64_t snap_ask_after_us; /* snapshot_async: a capture is asked
 				       for no sooner than this (one is
 				       outstanding, or the last failed) */

@@ -94,7 +94,8 @@ static int read_all(int fd, void *buf, size_t len, uint64_t deadline_us,
 			return -1;
 		}
 		if (n == 0) {
-			snprintf(err, errlen, "the child stopped writing early");
+			snprintf(err, errlen,
+				 "the child stopped writing early");
 			return -1;
 		}
 		p += n;
@@ -120,7 +121,8 @@ static void *reader_main(void *arg)
 	if (rc == 0) {
 		snap = malloc(h.len);
 		if (snap == NULL) {
-			snprintf(err, sizeof err, "out of memory for %llu bytes",
+			snprintf(err, sizeof err,
+				 "out of memory for %llu bytes",
 				 (unsigned long long)h.len);
 			rc = -1;
 		}

@@ -31,8 +31,8 @@
 typedef struct ld_capture {
 	ld_evq *q; /* kicked when a capture is back */
 	/* The loop thread's alone. */
-	bool busy;      /* a child runs (or its result waits to be taken) */
-	pthread_t th;   /* the reader, while th_live */
+	bool busy;    /* a child runs (or its result waits to be taken) */
+	pthread_t th; /* the reader, while th_live */
 	bool th_live;
 	uint64_t started_us, fork_us;
 	/* Under lock: the reader's result. */

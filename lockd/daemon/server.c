@@ -192,9 +192,11 @@ static void log_changes(ld_server *s)
 	px_status st;
 	srv_node_status(s, &st);
 	if (s->rd.act.ld.installed_snapshot)
-		ld_log("info", "snapshot_installed", "base=%llu applied=%llu",
+		ld_log("info", "snapshot_installed",
+		       "base=%llu applied=%llu bytes=%llu",
 		       (unsigned long long)s->rd.act.ld.snapshot_base,
-		       (unsigned long long)st.applied);
+		       (unsigned long long)st.applied,
+		       (unsigned long long)st.snapshot_bytes);
 	if (st.role != s->role) {
 		if (st.role == PX_CANDIDATE)
 			ld_log("info", "election", "ballot=%llu.%u commit=%llu",
@@ -551,10 +553,34 @@ static void round_run(ld_server *s, size_t nitems)
 	round_finish(s);
 }
 
+/* The store's writer thread wrote a snapshot since the last look. */
+static void log_snapshots_saved(ld_server *s)
+{
+	ds_lazy_stats ls;
+	ds_lazy_stats_get(s->store, &ls);
+	if (ls.written != s->snapshots_saved) {
+		s->snapshots_saved = ls.written;
+		ld_log("info", "snapshot_saved",
+		       "base=%llu bytes=%llu write_ms=%llu",
+		       (unsigned long long)ls.last_base,
+		       (unsigned long long)ls.last_bytes,
+		       (unsigned long long)ls.last_ms);
+	}
+	if (ls.failed != s->snapshots_failed) {
+		s->snapshots_failed = ls.failed;
+		ld_log("warn", "snapshot_save_failed",
+		       "failed=%llu action=\"the next write reopens the "
+		       "store; the older snapshot and the ledger still "
+		       "restore the same state\"",
+		       (unsigned long long)ls.failed);
+	}
+}
+
 /* The rest of a round once its records are durable and what they
  * released has left: the requests that are due. */
 static void round_finish(ld_server *s)
 {
+	log_snapshots_saved(s);
 	/* Whom to dial changes with the configuration, and again once the
 	 * ledger passes the last slot an old one governs. */
 	srv_members_sync(s);

@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client.pb-c.h"
 #include "capture.h"
+#include "client.pb-c.h"
 #include "client_api.h"
 #include "http.h"
 #include "http_api.h"
@@ -220,6 +220,7 @@ struct ld_server {
 	/* Snapshots encoded in a forked child (capture.h). */
 	ld_capture capture;
 	bool capture_init;
+	uint64_t snapshots_saved, snapshots_failed; /* ds_lazy_stats seen */
 
 	/* A write failed: until the same batch is written, the node is not
 	 * stepped at all, so it neither promises, votes nor acknowledges

@@ -312,23 +312,44 @@ static void io_change(void *ctx, const px_change_done *d)
 	srv_answer_change(ctx, d);
 }
 
-static int io_write(void *ctx, const px_record *recs, size_t n, bool sync,
-		    char *err, size_t errlen)
+/* The round's records in one batch, except snapshots: those go to the
+ * store's writer thread (ds_write_snapshot_later), so that a large one does
+ * not stop the loop for its write and sync. */
+static int io_write(void *ctx, px_record *recs, size_t n, bool sync, char *err,
+		    size_t errlen)
 {
 	ld_server *s = ctx;
+	size_t nsnap = 0;
+	for (size_t i = 0; i < n; i++)
+		nsnap += recs[i].type == PX_REC_SNAPSHOT;
+	const px_record *batch = recs;
+	size_t nbatch = n;
+	px_record *rest = NULL;
+	if (nsnap > 0) {
+		/* Shallow copies: ds_write only reads them. */
+		rest = malloc((n - nsnap + 1) * sizeof *rest);
+		if (rest == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		nbatch = 0;
+		for (size_t i = 0; i < n; i++)
+			if (recs[i].type != PX_REC_SNAPSHOT)
+				rest[nbatch++] = recs[i];
+		batch = rest;
+	}
 	uint64_t t0 = ld_mono_us();
-	if (ds_write(s->store, recs, n, sync, err, errlen) != 0)
+	int rv = nbatch == 0
+			 ? 0
+			 : ds_write(s->store, batch, nbatch, sync, err, errlen);
+	free(rest);
+	if (rv != 0)
 		return -1;
-	uint64_t dt = ld_mono_us() - t0;
-	if (sync)
-		ld_histo_observe(&s->sync_histo, dt, 1);
+	if (sync && nbatch > 0)
+		ld_histo_observe(&s->sync_histo, ld_mono_us() - t0, 1);
 	for (size_t i = 0; i < n; i++)
 		if (recs[i].type == PX_REC_SNAPSHOT)
-			ld_log("info", "snapshot_saved",
-			       "base=%llu bytes=%u write_ms=%llu",
-			       (unsigned long long)recs[i].slot,
-			       recs[i].snap_len,
-			       (unsigned long long)(dt / 1000));
+			ds_write_snapshot_later(s->store, &recs[i]);
 	return 0;
 }
 
@@ -438,6 +459,8 @@ int ld_server_open(const ld_options *o, ld_server **out, char *err,
 			 (unsigned long long)rc.n, o->data);
 		goto fail;
 	}
+	if (ds_lazy_snapshots(s->store, err, errlen) != 0)
+		goto fail;
 	px_status st;
 	srv_node_status(s, &st);
 	px_members now;

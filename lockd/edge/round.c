@@ -64,7 +64,7 @@ static bool only_hints(const px_record *recs, size_t n)
 static int persist(rd_round *r)
 {
 	while (r->act.ld.nrecs > r->persisted) {
-		const px_record *recs = r->act.ld.recs + r->persisted;
+		px_record *recs = r->act.ld.recs + r->persisted;
 		size_t n = r->act.ld.nrecs - r->persisted;
 		if (r->io.write(r->io.ctx, recs, n, !only_hints(recs, n),
 				r->error, sizeof r->error) != 0) {

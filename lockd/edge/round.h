@@ -50,9 +50,12 @@ typedef struct rd_io {
 	/* Answers one membership change. */
 	void (*change)(void *ctx, const px_change_done *d);
 	/* Makes n records durable (sync: synced before it returns), in
-	 * order, as one atomic batch. 0, or -1 with a sentence in err. */
-	int (*write)(void *ctx, const px_record *recs, size_t n, bool sync,
-		     char *err, size_t errlen);
+	 * order, as one atomic batch. 0, or -1 with a sentence in err. A
+	 * PX_REC_SNAPSHOT among them may instead be taken (its snap set to
+	 * NULL) and written later, out of order: nothing waits for one
+	 * (ds_write_snapshot_later says why that is safe); only on success. */
+	int (*write)(void *ctx, px_record *recs, size_t n, bool sync, char *err,
+		     size_t errlen);
 	/* px_config.snapshot_async: a step asked for a snapshot. Capture the
 	 * node's state now, before the next step (ln_node_capture, in a
 	 * forked child say), and step LN_EV_SNAPSHOT with it when it is

@@ -51,6 +51,7 @@
  * counters are reused without locks. */
 #include "storage.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -118,6 +119,22 @@ static const char store_promise_key[] = "promise";
  * empty directory, or one that lost it) makes the replica recover first. */
 static const char store_joined_key[] = "joined";
 static const char store_snapshot_key[] = "snapshot";
+/* A snapshot the writer thread wrote (ds_write_snapshot_later) lies in
+ * parts, each its own synced write, so that the loop's writes, which share
+ * RocksDB's WAL with it, never wait behind more than one part: under
+ * "snapshot-part" + be64(base) + be32(i), the framed bytes i * PART ..
+ * of the encoded PX_REC_SNAPSHOT record. The head, written last with the
+ * end of the ledger records it covers, makes it the snapshot: framed
+ * magic, base, the record's length and the parts' count. It takes the
+ * place of "snapshot" (the batch deletes that key and older parts). */
+static const char store_snap_head_key[] = "snapshot-head";
+static const char store_snap_part_prefix[] = "snapshot-part";
+#define STORE_SNAP_PART_BYTES (1024u * 1024u)
+#define STORE_SNAP_HEAD_MAGIC 0x534e5048u /* "SNPH" */
+#define STORE_SNAP_HEAD_BYTES (4u + 8u + 8u + 8u + 4u)
+#define STORE_SNAP_PART_KEY_BYTES (sizeof store_snap_part_prefix - 1 + 12u)
+/* Past every part's key: the prefix with its last byte one higher. */
+static const char store_snap_parts_end[] = "snapshot-paru";
 
 struct ds_store {
 	char *dir;
@@ -139,6 +156,18 @@ struct ds_store {
 	uint32_t nreplicas;
 	uint64_t incarnation;
 	px_members members;
+	/* ds_write_snapshot_later: the newest snapshot waiting for the
+	 * writer thread (lazy_lock), which holds io_lock while it writes, so
+	 * that a reopen or a close waits for it. */
+	bool lazy_on;
+	pthread_t lazy_th;
+	pthread_mutex_t lazy_lock, io_lock;
+	pthread_cond_t lazy_cond;
+	bool lazy_have, lazy_stop, lazy_failed;
+	px_record lazy_next;
+	rocksdb_writebatch_t *lazy_wb;
+	char lazy_err[256];
+	ds_lazy_stats lazy_stats;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -588,8 +617,9 @@ static int store_meta_get(ds_store *s, int k, uint64_t *v, bool *found,
 	return rv;
 }
 
-static void store_put_framed(ds_store *s, int cf, const void *key,
-			     size_t keylen, const uint8_t *v, size_t vlen);
+static void store_put_framed(ds_store *s, rocksdb_writebatch_t *wb, int cf,
+			     const void *key, size_t keylen, const uint8_t *v,
+			     size_t vlen);
 
 /* A random nonzero 64-bit incarnation (getrandom). */
 static int store_draw_incarnation(uint64_t *out, const char *dir, char *err,
@@ -659,7 +689,7 @@ static int store_meta_init(ds_store *s, const ds_identity *id, char *err,
 	for (int k = 0; k < STORE_META_COUNT; k++)
 		store_meta_put(s, k, v[k], buf[k]);
 	if (mbuf != NULL)
-		store_put_framed(s, STORE_CF_META, store_members_key,
+		store_put_framed(s, s->wb, STORE_CF_META, store_members_key,
 				 sizeof store_members_key - 1, mbuf, mlen);
 	free(mbuf);
 	int rv = store_meta_write(s, "initialise", err, errlen);
@@ -800,10 +830,138 @@ static int store_meta_check(ds_store *s, const ds_identity *id, char *err,
 	return 0;
 }
 
+static void store_snap_part_key(uint8_t *key, uint64_t base, uint32_t i)
+{
+	size_t n = sizeof store_snap_part_prefix - 1;
+	memcpy(key, store_snap_part_prefix, n);
+	bytes_put_be64(key + n, base);
+	bytes_put_be32(key + n + 8, i);
+}
+
+/* The head of a snapshot written in parts. */
+typedef struct snap_head {
+	uint64_t base, len, snap_len;
+	uint32_t nparts;
+} snap_head;
+
+/* Reads the head; *have false when there is none. */
+static int store_snap_head_get(ds_store *s, bool *have, snap_head *h, char *err,
+			       size_t errlen)
+{
+	*have = false;
+	rocksdb_pinnableslice_t *ps;
+	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
+			   store_snap_head_key, sizeof store_snap_head_key - 1,
+			   &ps, s->dir, err, errlen);
+	if (rv != 0 || ps == NULL)
+		return rv;
+	size_t len, plen;
+	const char *p = rocksdb_pinnableslice_value(ps, &len);
+	const uint8_t *u = (const uint8_t *)p;
+	bool ok =
+		store_unframe(STORE_CF_STATE, store_snap_head_key,
+			      sizeof store_snap_head_key - 1, p, len, &plen) &&
+		plen == STORE_SNAP_HEAD_BYTES &&
+		bytes_get_be32(u) == STORE_SNAP_HEAD_MAGIC;
+	if (ok) {
+		h->base = bytes_get_be64(u + 4);
+		h->len = bytes_get_be64(u + 12);
+		h->snap_len = bytes_get_be64(u + 20);
+		h->nparts = bytes_get_be32(u + 28);
+		ok = h->len > 0 &&
+		     h->len <= (uint64_t)LD_SNAPSHOT_BYTES_MAX + 4096u &&
+		     h->snap_len < h->len &&
+		     h->nparts == (h->len + STORE_SNAP_PART_BYTES - 1) /
+					  STORE_SNAP_PART_BYTES;
+	}
+	rocksdb_pinnableslice_destroy(ps);
+	if (!ok)
+		return store_corrupt(err, errlen,
+				     "the snapshot head in %s is damaged (key "
+				     "'%s' in column family 'state')",
+				     s->dir, store_snap_head_key);
+	*have = true;
+	return 0;
+}
+
+/* Reads the parts h names into one record (the caller clears it). */
+static int store_snap_parts_read(ds_store *s, const snap_head *h,
+				 px_record *rec, char *err, size_t errlen)
+{
+	uint8_t *buf = malloc(h->len);
+	if (buf == NULL)
+		return store_fail(err, errlen,
+				  "out of memory for a snapshot of %" PRIu64
+				  " bytes",
+				  h->len);
+	int rv = 0;
+	for (uint32_t i = 0; rv == 0 && i < h->nparts; i++) {
+		uint8_t key[STORE_SNAP_PART_KEY_BYTES];
+		store_snap_part_key(key, h->base, i);
+		rocksdb_pinnableslice_t *ps;
+		rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
+			       (const char *)key, sizeof key, &ps, s->dir, err,
+			       errlen);
+		if (rv != 0)
+			break;
+		size_t off = (size_t)i * STORE_SNAP_PART_BYTES;
+		size_t want = h->len - off < STORE_SNAP_PART_BYTES
+				      ? h->len - off
+				      : STORE_SNAP_PART_BYTES;
+		size_t len = 0, plen = 0;
+		const char *p = ps != NULL
+					? rocksdb_pinnableslice_value(ps, &len)
+					: NULL;
+		if (ps == NULL ||
+		    !store_unframe(STORE_CF_STATE, key, sizeof key, p, len,
+				   &plen) ||
+		    plen != want)
+			rv = store_corrupt(err, errlen,
+					   "the snapshot at %" PRIu64
+					   " in %s is damaged: part %" PRIu32
+					   " of %" PRIu32 " is %s",
+					   h->base, s->dir, i, h->nparts,
+					   ps == NULL ? "missing"
+						      : "damaged or cut short");
+		else
+			memcpy(buf + off, p, want);
+		if (ps != NULL)
+			rocksdb_pinnableslice_destroy(ps);
+	}
+	if (rv == 0) {
+		int crv = cd_record_decode(buf, h->len, rec);
+		if (crv != 0)
+			rv = store_corrupt(err, errlen,
+					   "the snapshot at %" PRIu64
+					   " in %s is damaged: %s",
+					   h->base, s->dir, cd_strerror(crv));
+		else if (rec->type != PX_REC_SNAPSHOT || rec->slot != h->base) {
+			px_record_clear(rec);
+			rv = store_corrupt(err, errlen,
+					   "the snapshot at %" PRIu64
+					   " in %s is damaged: its parts hold "
+					   "another record",
+					   h->base, s->dir);
+		}
+	}
+	free(buf);
+	return rv;
+}
+
 /* Learns the stored snapshot's base and size for the stats, and refuses a
  * damaged one now rather than at load. */
 static int store_snapshot_scan(ds_store *s, char *err, size_t errlen)
 {
+	snap_head h;
+	bool have;
+	int hrv = store_snap_head_get(s, &have, &h, err, errlen);
+	if (hrv != 0 || have) {
+		if (have) {
+			s->snapshot_base = h.base;
+			s->snapshot_bytes = h.snap_len;
+		}
+		return hrv;
+	}
 	rocksdb_pinnableslice_t *ps;
 	int rv = store_get(s->db, s->ro, s->cf[STORE_CF_STATE],
 			   store_snapshot_key, sizeof store_snapshot_key - 1,
@@ -985,10 +1143,13 @@ void ds_origin(const ds_store *s, uint32_t *nreplicas, px_members *members,
 	*incarnation = s->incarnation;
 }
 
+static void lazy_stop(ds_store *s);
+
 void ds_close(ds_store *s)
 {
 	if (s == NULL)
 		return;
+	lazy_stop(s); /* the snapshot waiting is written first */
 	if (s->db != NULL && s->opened && !s->broken) {
 		/* A clean close: sync what the last writes left unsynced, and
 		 * say how far that is. */
@@ -1018,22 +1179,24 @@ void ds_close(ds_store *s)
 
 /* Puts the framed value v under key in cf: v, then its checksum (two
  * slices, so a large snapshot is not copied once more). */
-static void store_put_framed(ds_store *s, int cf, const void *key,
-			     size_t keylen, const uint8_t *v, size_t vlen)
+static void store_put_framed(ds_store *s, rocksdb_writebatch_t *wb, int cf,
+			     const void *key, size_t keylen, const uint8_t *v,
+			     size_t vlen)
 {
 	uint8_t crc[STORE_CRC_BYTES];
 	bytes_put_be32(crc, store_frame_crc(cf, key, keylen, v, vlen));
 	const char *k = key;
 	const char *parts[2] = {(const char *)v, (const char *)crc};
 	size_t sizes[2] = {vlen, sizeof crc};
-	rocksdb_writebatch_putv_cf(s->wb, s->cf[cf], 1, &k, &keylen, 2, parts,
+	rocksdb_writebatch_putv_cf(wb, s->cf[cf], 1, &k, &keylen, 2, parts,
 				   sizes);
 }
 
 /* Adds rec to the batch. The batch copies the bytes, so the encoding is
  * freed at once. */
-static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
-			   char *err, size_t errlen)
+static int store_batch_add(ds_store *s, rocksdb_writebatch_t *wb,
+			   const px_record *rec, size_t *bytes, char *err,
+			   size_t errlen)
 {
 	uint8_t *buf;
 	size_t len;
@@ -1046,21 +1209,21 @@ static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
 	uint8_t key[9];
 	switch (rec->type) {
 	case PX_REC_PROMISE:
-		store_put_framed(s, STORE_CF_ACCEPTOR, store_promise_key,
+		store_put_framed(s, wb, STORE_CF_ACCEPTOR, store_promise_key,
 				 sizeof store_promise_key - 1, buf, len);
 		break;
 	case PX_REC_JOINED:
-		store_put_framed(s, STORE_CF_ACCEPTOR, store_joined_key,
+		store_put_framed(s, wb, STORE_CF_ACCEPTOR, store_joined_key,
 				 sizeof store_joined_key - 1, buf, len);
 		break;
 	case PX_REC_VOTE:
 		bytes_put_be64(key, rec->slot);
-		store_put_framed(s, STORE_CF_LEDGER, key, 8, buf, len);
+		store_put_framed(s, wb, STORE_CF_LEDGER, key, 8, buf, len);
 		break;
 	case PX_REC_CHOSEN:
 		bytes_put_be64(key, rec->slot);
 		key[8] = STORE_CHOSEN_SUFFIX;
-		store_put_framed(s, STORE_CF_LEDGER, key, 9, buf, len);
+		store_put_framed(s, wb, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
 	case PX_REC_SNAPSHOT: {
 		/* The snapshot and the end of the votes it covers are one
@@ -1075,11 +1238,18 @@ static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
 		} else {
 			bytes_put_be64(hi, rec->slot + 1);
 		}
-		store_put_framed(s, STORE_CF_STATE, store_snapshot_key,
+		store_put_framed(s, wb, STORE_CF_STATE, store_snapshot_key,
 				 sizeof store_snapshot_key - 1, buf, len);
+		rocksdb_writebatch_delete_cf(wb, s->cf[STORE_CF_STATE],
+					     store_snap_head_key,
+					     sizeof store_snap_head_key - 1);
 		rocksdb_writebatch_delete_range_cf(
-			s->wb, s->cf[STORE_CF_LEDGER], (const char *)lo,
-			sizeof lo, (const char *)hi, hilen);
+			wb, s->cf[STORE_CF_STATE], store_snap_part_prefix,
+			sizeof store_snap_part_prefix - 1, store_snap_parts_end,
+			sizeof store_snap_parts_end - 1);
+		rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_LEDGER],
+						   (const char *)lo, sizeof lo,
+						   (const char *)hi, hilen);
 		break;
 	}
 	}
@@ -1096,11 +1266,241 @@ static int store_batch_add(ds_store *s, const px_record *rec, size_t *bytes,
  * overwrites its key with the same value. */
 static int store_reopen(ds_store *s, char *err, size_t errlen)
 {
+	if (s->lazy_on)
+		pthread_mutex_lock(&s->io_lock);
 	store_db_close(s);
 	int rv = store_db_open(s, err, errlen);
 	if (rv == 0)
 		s->broken = false;
+	if (s->lazy_on) {
+		pthread_mutex_lock(&s->lazy_lock);
+		s->lazy_failed = false;
+		pthread_mutex_unlock(&s->lazy_lock);
+		pthread_mutex_unlock(&s->io_lock);
+	}
 	return rv;
+}
+
+/* ---- snapshots written by a thread of their own --------------------------
+ *
+ * A snapshot of a large table is a large write (a million leases: 75 MB,
+ * most of a second with its sync), and nothing waits for it: the disk's
+ * older snapshot and the ledger after it restore the same state until it
+ * lands, because the ledger records it drops go in the same batch. So
+ * the loop hands it over and goes on; the thread writes the newest one
+ * waiting, and drops one that a newer snapshot on disk (installed from a
+ * peer, say) makes stale. */
+
+static uint64_t store_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Into wb: the head of the snapshot at base (its parts written), in place
+ * of the single-key snapshot and older parts; the end of the ledger
+ * records it covers, as store_batch_add's. */
+static void store_snap_commit(ds_store *s, rocksdb_writebatch_t *wb,
+			      uint64_t base, size_t len, uint32_t snap_len,
+			      uint32_t nparts)
+{
+	uint8_t head[STORE_SNAP_HEAD_BYTES];
+	bytes_put_be32(head, STORE_SNAP_HEAD_MAGIC);
+	bytes_put_be64(head + 4, base);
+	bytes_put_be64(head + 12, len);
+	bytes_put_be64(head + 20, snap_len);
+	bytes_put_be32(head + 28, nparts);
+	store_put_framed(s, wb, STORE_CF_STATE, store_snap_head_key,
+			 sizeof store_snap_head_key - 1, head, sizeof head);
+	rocksdb_writebatch_delete_cf(wb, s->cf[STORE_CF_STATE],
+				     store_snapshot_key,
+				     sizeof store_snapshot_key - 1);
+	uint8_t lo[STORE_SNAP_PART_KEY_BYTES], hi[STORE_SNAP_PART_KEY_BYTES];
+	store_snap_part_key(lo, 0, 0);
+	store_snap_part_key(hi, base, 0);
+	rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_STATE],
+					   (const char *)lo, sizeof lo,
+					   (const char *)hi, sizeof hi);
+	uint8_t llo[8] = {0}, lhi[9] = {0};
+	size_t lhilen = 8;
+	if (base == UINT64_MAX) {
+		memset(lhi, 0xff, 8);
+		lhilen = 9;
+	} else {
+		bytes_put_be64(lhi, base + 1);
+	}
+	rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_LEDGER],
+					   (const char *)llo, sizeof llo,
+					   (const char *)lhi, lhilen);
+}
+
+/* Writes rec (the writer thread, io_lock held). */
+static void lazy_write(ds_store *s, const px_record *rec)
+{
+	pthread_mutex_lock(&s->lazy_lock);
+	bool stale = rec->slot <= s->snapshot_base;
+	pthread_mutex_unlock(&s->lazy_lock);
+	if (stale || s->db == NULL) {
+		pthread_mutex_lock(&s->lazy_lock);
+		s->lazy_stats.skipped++;
+		pthread_mutex_unlock(&s->lazy_lock);
+		return;
+	}
+	uint64_t t0 = store_mono_ms();
+	char err[256] = "";
+	uint8_t *buf;
+	size_t len;
+	int rv = 0;
+	int crv = cd_record_encode(rec, &buf, &len);
+	if (crv != 0) {
+		store_fail(err, sizeof err,
+			   "cannot store the snapshot at %" PRIu64 ": %s",
+			   rec->slot, cd_strerror(crv));
+		rv = -1;
+		buf = NULL;
+	}
+	uint32_t nparts = (uint32_t)((len + STORE_SNAP_PART_BYTES - 1) /
+				     STORE_SNAP_PART_BYTES);
+	/* The parts, one synced write each; then the head that makes them
+	 * the snapshot, with the end of the ledger records it covers. */
+	for (uint32_t i = 0; rv == 0 && i <= nparts; i++) {
+		rocksdb_writebatch_clear(s->lazy_wb);
+		if (i < nparts) {
+			uint8_t key[STORE_SNAP_PART_KEY_BYTES];
+			store_snap_part_key(key, rec->slot, i);
+			size_t off = (size_t)i * STORE_SNAP_PART_BYTES;
+			size_t n = len - off < STORE_SNAP_PART_BYTES
+					   ? len - off
+					   : STORE_SNAP_PART_BYTES;
+			store_put_framed(s, s->lazy_wb, STORE_CF_STATE, key,
+					 sizeof key, buf + off, n);
+		} else {
+			store_snap_commit(s, s->lazy_wb, rec->slot, len,
+					  rec->snap_len, nparts);
+		}
+		char *rerr = NULL;
+		rocksdb_write(s->db, s->wo_sync, s->lazy_wb, &rerr);
+		if (rerr != NULL) {
+			char prefix[512];
+			snprintf(prefix, sizeof prefix,
+				 "cannot write a snapshot to %s", s->dir);
+			store_fail_rocks(err, sizeof err, prefix, rerr);
+			rv = -1;
+		}
+	}
+	free(buf);
+	rocksdb_writebatch_destroy(s->lazy_wb);
+	s->lazy_wb = rocksdb_writebatch_create();
+	pthread_mutex_lock(&s->lazy_lock);
+	if (rv == 0) {
+		s->snapshot_base = rec->slot;
+		s->snapshot_bytes = rec->snap_len;
+		s->lazy_stats.written++;
+		s->lazy_stats.last_base = rec->slot;
+		s->lazy_stats.last_bytes = rec->snap_len;
+		s->lazy_stats.last_ms = store_mono_ms() - t0;
+	} else {
+		/* The loop's next write says so and reopens (ds_write). */
+		s->lazy_failed = true;
+		s->lazy_stats.failed++;
+		snprintf(s->lazy_err, sizeof s->lazy_err, "%s", err);
+	}
+	pthread_mutex_unlock(&s->lazy_lock);
+}
+
+static void *lazy_main(void *arg)
+{
+	ds_store *s = arg;
+	pthread_mutex_lock(&s->lazy_lock);
+	for (;;) {
+		while (!s->lazy_have && !s->lazy_stop)
+			pthread_cond_wait(&s->lazy_cond, &s->lazy_lock);
+		if (!s->lazy_have)
+			break; /* stopping, nothing left */
+		px_record rec = s->lazy_next;
+		s->lazy_have = false;
+		pthread_mutex_unlock(&s->lazy_lock);
+		pthread_mutex_lock(&s->io_lock);
+		lazy_write(s, &rec);
+		pthread_mutex_unlock(&s->io_lock);
+		px_record_clear(&rec);
+		pthread_mutex_lock(&s->lazy_lock);
+	}
+	pthread_mutex_unlock(&s->lazy_lock);
+	return NULL;
+}
+
+int ds_lazy_snapshots(ds_store *s, char *err, size_t errlen)
+{
+	if (s->lazy_on)
+		return 0;
+	s->lazy_wb = rocksdb_writebatch_create();
+	pthread_mutex_init(&s->lazy_lock, NULL);
+	pthread_mutex_init(&s->io_lock, NULL);
+	pthread_cond_init(&s->lazy_cond, NULL);
+	if (pthread_create(&s->lazy_th, NULL, lazy_main, s) != 0) {
+		pthread_cond_destroy(&s->lazy_cond);
+		pthread_mutex_destroy(&s->io_lock);
+		pthread_mutex_destroy(&s->lazy_lock);
+		rocksdb_writebatch_destroy(s->lazy_wb);
+		s->lazy_wb = NULL;
+		return store_fail(err, errlen,
+				  "cannot start the snapshot writer thread");
+	}
+	s->lazy_on = true;
+	return 0;
+}
+
+/* Stops the writer once it has written what waits. */
+static void lazy_stop(ds_store *s)
+{
+	if (!s->lazy_on)
+		return;
+	pthread_mutex_lock(&s->lazy_lock);
+	s->lazy_stop = true;
+	pthread_cond_signal(&s->lazy_cond);
+	pthread_mutex_unlock(&s->lazy_lock);
+	pthread_join(s->lazy_th, NULL);
+	if (s->lazy_have)
+		px_record_clear(&s->lazy_next);
+	pthread_cond_destroy(&s->lazy_cond);
+	pthread_mutex_destroy(&s->io_lock);
+	pthread_mutex_destroy(&s->lazy_lock);
+	rocksdb_writebatch_destroy(s->lazy_wb);
+	s->lazy_wb = NULL;
+	s->lazy_on = false;
+}
+
+void ds_write_snapshot_later(ds_store *s, px_record *rec)
+{
+	assert(rec->type == PX_REC_SNAPSHOT && s->lazy_on);
+	px_record take = *rec;
+	*rec = (px_record){.type = PX_REC_SNAPSHOT, .slot = rec->slot};
+	pthread_mutex_lock(&s->lazy_lock);
+	if (s->lazy_have && s->lazy_next.slot >= take.slot) {
+		px_record_clear(&take); /* an older one than what waits */
+		s->lazy_stats.skipped++;
+	} else {
+		if (s->lazy_have) {
+			px_record_clear(&s->lazy_next);
+			s->lazy_stats.skipped++;
+		}
+		s->lazy_next = take;
+		s->lazy_have = true;
+		pthread_cond_signal(&s->lazy_cond);
+	}
+	pthread_mutex_unlock(&s->lazy_lock);
+}
+
+void ds_lazy_stats_get(ds_store *s, ds_lazy_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (!s->lazy_on)
+		return;
+	pthread_mutex_lock(&s->lazy_lock);
+	*st = s->lazy_stats;
+	pthread_mutex_unlock(&s->lazy_lock);
 }
 
 int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync, char *err,
@@ -1110,11 +1510,24 @@ int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync, char *err,
 	int rv = 0;
 	const px_record *snap = NULL;
 
+	if (s->lazy_on) {
+		/* A snapshot the writer thread failed to write leaves RocksDB
+		 * refusing writes: say why, and reopen. */
+		pthread_mutex_lock(&s->lazy_lock);
+		bool failed = s->lazy_failed;
+		if (failed)
+			store_fail(err, errlen, "%s", s->lazy_err);
+		pthread_mutex_unlock(&s->lazy_lock);
+		if (failed && !s->broken) {
+			s->broken = true;
+			return -1;
+		}
+	}
 	if (s->broken && store_reopen(s, err, errlen) != 0)
 		return -1;
 	rocksdb_writebatch_clear(s->wb);
 	for (size_t i = 0; i < n && rv == 0; i++) {
-		rv = store_batch_add(s, &recs[i], &bytes, err, errlen);
+		rv = store_batch_add(s, s->wb, &recs[i], &bytes, err, errlen);
 		if (recs[i].type == PX_REC_SNAPSHOT)
 			snap = &recs[i];
 	}
@@ -1150,8 +1563,12 @@ int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync, char *err,
 			store_mark_synced(s, s->synced_seq);
 	}
 	if (snap != NULL) {
+		if (s->lazy_on)
+			pthread_mutex_lock(&s->lazy_lock);
 		s->snapshot_base = snap->slot;
 		s->snapshot_bytes = snap->snap_len;
+		if (s->lazy_on)
+			pthread_mutex_unlock(&s->lazy_lock);
 	}
 	return 0;
 }
@@ -1225,8 +1642,22 @@ static int store_load_one(ds_store *s, int cf, const char *key,
 int ds_load(ds_store *s, int (*fn)(const px_record *rec, void *arg), void *arg,
 	    char *err, size_t errlen)
 {
-	int rv = store_load_one(s, STORE_CF_STATE, store_snapshot_key,
-				PX_REC_SNAPSHOT, fn, arg, err, errlen);
+	snap_head h;
+	bool have;
+	int rv = store_snap_head_get(s, &have, &h, err, errlen);
+	if (rv == 0 && have) {
+		px_record rec;
+		rv = store_snap_parts_read(s, &h, &rec, err, errlen);
+		if (rv == 0) {
+			int frv = fn(&rec, arg);
+			px_record_clear(&rec);
+			if (frv != 0)
+				rv = store_stopped(frv, err, errlen);
+		}
+	} else if (rv == 0) {
+		rv = store_load_one(s, STORE_CF_STATE, store_snapshot_key,
+				    PX_REC_SNAPSHOT, fn, arg, err, errlen);
+	}
 	if (rv == 0)
 		rv = store_load_one(s, STORE_CF_ACCEPTOR, store_promise_key,
 				    PX_REC_PROMISE, fn, arg, err, errlen);
@@ -1294,8 +1725,12 @@ int ds_load(ds_store *s, int (*fn)(const px_record *rec, void *arg), void *arg,
 void ds_stats_get(ds_store *s, ds_stats *st)
 {
 	memset(st, 0, sizeof *st);
+	if (s->lazy_on)
+		pthread_mutex_lock(&s->lazy_lock);
 	st->snapshot_base = s->snapshot_base;
 	st->snapshot_bytes = s->snapshot_bytes;
+	if (s->lazy_on)
+		pthread_mutex_unlock(&s->lazy_lock);
 	st->writes = s->writes;
 	st->synced_writes = s->synced_writes;
 	if (s->db == NULL) /* a reopen failed: nothing to count */

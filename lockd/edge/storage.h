@@ -91,6 +91,27 @@ void ds_close(ds_store *s);
 int ds_write(ds_store *s, const px_record *recs, size_t n, bool sync, char *err,
 	     size_t errlen);
 
+/* From now on the daemon may write snapshots with ds_write_snapshot_later,
+ * on a thread of the store's own (started here; ds_close stops it once
+ * what waits is written). 0, or -1 with a sentence. */
+int ds_lazy_snapshots(ds_store *s, char *err, size_t errlen);
+
+/* Takes rec's bytes (rec->snap is NULL after) and writes the snapshot and
+ * the end of the ledger records it covers, in one synced batch, on the
+ * writer thread: the loop does not wait for a large one. Nothing may wait
+ * for it to be durable: until it is, the older snapshot and the ledger
+ * after it restore the same state. Only the newest waiting is written;
+ * one not newer than the snapshot on disk is dropped. If the write fails,
+ * the next ds_write fails with its sentence and reopens. */
+void ds_write_snapshot_later(ds_store *s, px_record *rec);
+
+typedef struct ds_lazy_stats {
+	uint64_t written, skipped, failed;
+	uint64_t last_base, last_bytes, last_ms; /* the latest written */
+} ds_lazy_stats;
+
+void ds_lazy_stats_get(ds_store *s, ds_lazy_stats *st);
+
 /* Calls fn with every stored record in the order px_replica_restore needs:
  * the snapshot (if any), the promise (if any), JOINED (if written), then
  * the ledger in slot order (a slot's vote before its CHOSEN hint).

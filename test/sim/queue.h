@@ -38,6 +38,8 @@ typedef enum sim_ev_type {
 	SIM_EV_RETRY,          /* node's stalled round writes its batch again */
 	SIM_EV_CAPTURE,        /* node's snapshot capture comes back (capture:
 				  its bytes, or NULL bytes: it failed) */
+	SIM_EV_LAZY,           /* node's snapshot writer thread has written the
+				  newest snapshot handed to it */
 	/* lease workload */
 	SIM_EV_LREQ,     /* client's request lreq reaches node */
 	SIM_EV_LREPLY,   /* node's reply lreply reaches client */
@@ -69,11 +71,11 @@ typedef struct sim_ev {
 	bool forged;        /* MSG */
 	union {
 		void *p;
-		px_msg *msg;           /* MSG */
-		px_reply *reply;       /* REPLY */
-		ln_reply *lreply;      /* LREPLY (deep: its tokens too) */
-		struct sim_lreq *lreq; /* LREQ */
-		px_change *change;     /* CHANGE */
+		px_msg *msg;                 /* MSG */
+		px_reply *reply;             /* REPLY */
+		ln_reply *lreply;            /* LREPLY (deep: its tokens too) */
+		struct sim_lreq *lreq;       /* LREQ */
+		px_change *change;           /* CHANGE */
 		struct sim_capture *capture; /* CAPTURE */
 	};
 } sim_ev;

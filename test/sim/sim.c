@@ -918,8 +918,8 @@ static void rio_capture(void *ctx)
 	sim_capture *c = sim_xmalloc(sizeof *c);
 	memset(c, 0, sizeof *c);
 	uint64_t u = sim_rng_below(&s->rng_cap, 100);
-	if (u >= 8 && ln_node_capture(nd->ln, &c->snap, &c->len, &c->base,
-				      &c->sum) != 0)
+	if (u >= 8 &&
+	    ln_node_capture(nd->ln, &c->snap, &c->len, &c->base, &c->sum) != 0)
 		c->snap = NULL;
 	c->lost = u < 3;
 	uint64_t d = sim_rng_range(&s->rng_cap, 100, 500000);
@@ -928,7 +928,9 @@ static void rio_capture(void *ctx)
 	nd->capturing = true;
 	sim_trace(s, "r%u CAPTURE base=%" PRIu64 " bytes=%zu%s", nd->id,
 		  c->base, c->len,
-		  c->lost ? " (lost)" : c->snap ? "" : " (fails)");
+		  c->lost   ? " (lost)"
+		  : c->snap ? ""
+			    : " (fails)");
 	sim_at(s, nd->rd_now + d,
 	       (sim_ev){.type = SIM_EV_CAPTURE,
 			.node = nd->id,
@@ -936,10 +938,68 @@ static void rio_capture(void *ctx)
 			.capture = c});
 }
 
+/* A snapshot for the writer thread (rec taken): it replaces one waiting. */
+static void node_lazy_put(sim *s, sim_node *nd, px_record rec)
+{
+	if (nd->lazy_have)
+		px_record_clear(&nd->lazy);
+	nd->lazy = rec;
+	nd->lazy_have = true;
+	if (nd->lazy_queued)
+		return;
+	nd->lazy_queued = true;
+	uint64_t d = sim_rng_range(&s->rng_cap, 100, 300000);
+	if (sim_rng_chance(&s->rng_cap, 0.1))
+		d += sim_rng_range(&s->rng_cap, 0, 2000000);
+	sim_at(s, nd->rd_now + d,
+	       (sim_ev){.type = SIM_EV_LAZY,
+			.node = nd->id,
+			.epoch = nd->epoch});
+}
+
+/* Forgets the snapshot the writer had not written (a crash). */
+static void node_lazy_drop(sim_node *nd)
+{
+	if (nd->lazy_have)
+		px_record_clear(&nd->lazy);
+	nd->lazy_have = nd->lazy_queued = false;
+}
+
+/* The writer wrote it: durable, after what the round wrote since, unless a
+ * newer snapshot is on the disk already (the store drops a stale one). */
+static void node_lazy_done(sim *s, sim_node *nd)
+{
+	nd->lazy_queued = false;
+	if (!nd->lazy_have)
+		return;
+	uint64_t on_disk = 0;
+	for (size_t i = 0; i < nd->disk.ndurable; i++)
+		if (nd->disk.durable[i].type == PX_REC_SNAPSHOT)
+			on_disk = nd->disk.durable[i].slot;
+	px_record rec = nd->lazy;
+	nd->lazy_have = false;
+	if (rec.slot <= on_disk) {
+		sim_trace(s,
+			  "r%u LAZY snapshot base=%" PRIu64
+			  " dropped (disk has %" PRIu64 ")",
+			  nd->id, rec.slot, on_disk);
+		px_record_clear(&rec);
+		return;
+	}
+	tw_disk_append(&nd->disk, &rec);
+	px_record_clear(&rec);
+	size_t before = nd->disk.ndurable;
+	tw_disk_compact(&nd->disk);
+	sim_trace(s,
+		  "r%u LAZY snapshot base=%" PRIu64 " durable: %zu -> %zu "
+		  "records",
+		  nd->id, rec.slot, before, nd->disk.ndurable);
+}
+
 /* A write of the round: each record through the record encoding, as
  * lockd's storage keeps it; a synced one is durable at its SYNC. */
-static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
-		     char *err, size_t errlen)
+static int rio_write(void *ctx, px_record *recs, size_t n, bool sync, char *err,
+		     size_t errlen)
 {
 	sim_node *nd = ctx;
 	sim *s = nd->world;
@@ -984,6 +1044,11 @@ static int rio_write(void *ctx, const px_record *recs, size_t n, bool sync,
 				 nd->id, cd_strerror(rv), (int)recs[i].type,
 				 recs[i].slot);
 			return 0;
+		}
+		if (rec.type == PX_REC_SNAPSHOT && s->capture_async) {
+			node_lazy_put(s, nd, rec);
+			ns++;
+			continue;
 		}
 		tw_disk_write_owned(&nd->disk, rec, id);
 		np += rec.type == PX_REC_PROMISE;
@@ -1427,6 +1492,7 @@ static void node_crash(sim *s, sim_node *nd)
 	nd->up = false;
 	nd->epoch++;
 	nd->tick_live = false;
+	node_lazy_drop(nd);
 	s->res->crashes++;
 }
 
@@ -1948,6 +2014,7 @@ static void sim_crash_fault(sim *s)
 	uint32_t wsize = s->o->members && size > 0 ? size - 1 : size;
 	if (node_active(nd) && wsize > 0 && without < (wsize - 1) / 2 &&
 	    sim_rng_chance(&s->rng, s->p.wipe_p)) {
+		node_lazy_drop(nd);
 		tw_disk_free(&nd->disk);
 		nd->wiped = true;
 		nd->cfg.incarnation = sim_rng_next(&s->rng) | 1;
@@ -2237,6 +2304,12 @@ static void sim_dispatch(sim *s, sim_ev *ev)
 	case SIM_EV_CHANGE:
 		sim_ev_free(ev); /* only ever in an inbox */
 		return;
+	case SIM_EV_LAZY: {
+		sim_node *nd = &s->nodes[ev->node];
+		if (nd->up && nd->epoch == ev->epoch)
+			node_lazy_done(s, nd);
+		return;
+	}
 	case SIM_EV_CAPTURE: {
 		sim_node *nd = &s->nodes[ev->node];
 		sim_capture *c = ev->capture;
@@ -2467,11 +2540,10 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 	ln_config lcfg;
 	sim_config(s, &cfg, 0);
 	cfg.nreplicas = o->nreplicas;
-	s->capture_async =
-		lease && o->driver == SIM_DRIVER_ROUND &&
-		(o->capture == SIM_CAPTURE_ASYNC ||
-		 (o->capture == SIM_CAPTURE_RANDOM &&
-		  sim_rng_chance(&s->rng_cap, 0.5)));
+	s->capture_async = lease && o->driver == SIM_DRIVER_ROUND &&
+			   (o->capture == SIM_CAPTURE_ASYNC ||
+			    (o->capture == SIM_CAPTURE_RANDOM &&
+			     sim_rng_chance(&s->rng_cap, 0.5)));
 	cfg.snapshot_async = s->capture_async;
 	if (lease) {
 		s->ttl_ms_max = SIM_TTL_MS_MAX;
@@ -2610,6 +2682,7 @@ void sim_run(const sim_opts *o, uint64_t seed, sim_result *res)
 		px_replica_free(nd->r);
 		counter_sm_free(nd->sm);
 		ln_node_free(nd->ln);
+		node_lazy_drop(nd);
 		tw_disk_free(&nd->disk);
 	}
 	ln_actions_free(&s->act);

@@ -55,8 +55,11 @@ typedef struct sim_opts {
 	/* the round driver's snapshots: taken inside the step, or captured
 	 * off the loop and handed back later (px_config.snapshot_async), as
 	 * the daemon's forked child does; SIM_CAPTURE_RANDOM: per seed */
-	enum { SIM_CAPTURE_RANDOM = 0, SIM_CAPTURE_INLINE, SIM_CAPTURE_ASYNC }
-		capture;
+	enum {
+		SIM_CAPTURE_RANDOM = 0,
+		SIM_CAPTURE_INLINE,
+		SIM_CAPTURE_ASYNC
+	} capture;
 } sim_opts;
 
 typedef struct sim_result {

@@ -110,6 +110,12 @@ typedef struct sim_node {
 	bool stalled;        /* a write failed: retried every 500 ms */
 	bool capturing;      /* snapshot_async: a capture is under way (as
 				the daemon's child): the next waits */
+	/* snapshot_async: snapshot records go to a writer of their own, as
+	 * lockd's store writes them (ds_write_snapshot_later): the newest
+	 * waiting becomes durable at SIM_EV_LAZY, after records written
+	 * later; a crash loses it. */
+	px_record lazy;
+	bool lazy_have, lazy_queued;
 	px_msg **held_msgs;
 	size_t nheld_msgs, held_msgs_cap;
 	ln_reply *held_replies;

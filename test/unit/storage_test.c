@@ -563,6 +563,60 @@ Test(storage, snapshot_drops_covered_votes_in_the_same_write)
 	px_record_clear(&batch[1]);
 }
 
+/* ds_write_snapshot_later: the writer thread writes the newest snapshot
+ * handed to it, with the end of the votes it covers, after the votes
+ * written meanwhile; one not newer than the snapshot on disk is dropped;
+ * ds_close writes what still waits. */
+Test(storage, snapshots_written_later_by_the_writer_thread)
+{
+	ds_store *s = open_ok(data, &ID);
+	cr_assert_eq(ds_lazy_snapshots(s, err, sizeof err), 0, "%s", err);
+	px_record votes[12];
+	for (uint64_t i = 0; i < 12; i++)
+		votes[i] = mkvote(i + 1, 2);
+	write_ok(s, votes, 10, true); /* slots 1..10 */
+
+	px_record snap = mksnap(5, 64);
+	ds_write_snapshot_later(s, &snap);
+	cr_assert_null(snap.snap, "the store did not take the bytes");
+	write_ok(s, &votes[10], 1, true); /* vote 11, perhaps before it */
+	ds_lazy_stats ls;
+	for (int i = 0; i < 1000; i++) {
+		ds_lazy_stats_get(s, &ls);
+		if (ls.written == 1)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(ls.written, 1);
+	cr_assert_eq(ls.last_base, 5);
+	ds_stats st;
+	ds_stats_get(s, &st);
+	cr_assert_eq(st.snapshot_base, 5);
+	cr_assert_eq(st.votes, 6, "votes 6..11 stay");
+
+	/* Stale: not newer than the snapshot on disk. */
+	px_record old = mksnap(4, 16);
+	ds_write_snapshot_later(s, &old);
+	px_record newer = mksnap(9, 32);
+	ds_write_snapshot_later(s, &newer);
+	ds_close(s); /* writes what waits */
+
+	s = open_ok(data, &ID);
+	ds_stats_get(s, &st);
+	cr_assert_eq(st.snapshot_base, 9);
+	cr_assert_eq(st.snapshot_bytes, 32);
+	loaded l = load_ok(s);
+	cr_assert_eq(l.n, 3, "snapshot 9, votes 10 and 11");
+	cr_assert_eq(l.recs[0].type, PX_REC_SNAPSHOT);
+	cr_assert_eq(l.recs[0].slot, 9);
+	loaded_free(&l);
+	ds_close(s);
+	clear_all(votes, 12);
+	px_record_clear(&snap);
+	px_record_clear(&old);
+	px_record_clear(&newer);
+}
+
 Test(storage, a_batch_with_a_bad_record_writes_nothing)
 {
 	ds_store *s = open_ok(data, &ID);
@@ -1286,6 +1340,36 @@ Test(storage, a_flipped_byte_in_the_snapshot_is_caught_at_open)
 	tamper(4, "snapshot", 8, 4, NULL, 0, flip_middle);
 	open_corrupt(data, &ID, "the snapshot record in");
 	open_corrupt(data, &ID, "checksum");
+}
+
+/* A snapshot written in parts (ds_write_snapshot_later): a flipped byte
+ * in a part, or in the head, is caught. */
+static void write_parts_snapshot(uint64_t base)
+{
+	ds_store *s = open_ok(data, &ID);
+	cr_assert_eq(ds_lazy_snapshots(s, err, sizeof err), 0, "%s", err);
+	px_record snap = mksnap(base, 3000);
+	ds_write_snapshot_later(s, &snap);
+	ds_close(s);
+	px_record_clear(&snap);
+}
+
+Test(storage, a_flipped_byte_in_a_snapshot_part_is_caught)
+{
+	write_parts_snapshot(7);
+	uint8_t k[sizeof "snapshot-part" - 1 + 12];
+	memcpy(k, "snapshot-part", sizeof "snapshot-part" - 1);
+	be64(k + sizeof "snapshot-part" - 1, 7);
+	memset(k + sizeof "snapshot-part" - 1 + 8, 0, 4);
+	tamper(4, k, sizeof k, 4, NULL, 0, flip_middle);
+	expect_load_corrupt("part 0 of 1 is damaged", 0);
+}
+
+Test(storage, a_flipped_byte_in_a_snapshot_head_is_caught_at_open)
+{
+	write_parts_snapshot(7);
+	tamper(4, "snapshot-head", 13, 4, NULL, 0, flip_middle);
+	open_corrupt(data, &ID, "the snapshot head");
 }
 
 Test(storage, a_flipped_byte_in_a_meta_key_is_caught_at_open)
