@@ -139,7 +139,7 @@ static const char store_snap_parts_end[] = "snapshot-paru";
 struct ds_store {
 	char *dir;
 	rocksdb_t *db;
-	rocksdb_options_t *opts;
+	rocksdb_options_t *opts, *opts_state;
 	rocksdb_column_family_handle_t *cf[STORE_CF_COUNT];
 	rocksdb_writeoptions_t *wo, *wo_sync;
 	rocksdb_readoptions_t *ro;
@@ -1014,6 +1014,29 @@ static rocksdb_options_t *store_options(void)
 	 * practice, so a full disk reaches lockd as a failed write instead.
 	 * lockd's own log says what went wrong. */
 	rocksdb_options_set_info_log_level(o, 4 /* FATAL_LEVEL */);
+	/* Flushes and compactions beside each other: a snapshot's flush must
+	 * not wait for a compaction of the ledger. */
+	rocksdb_options_set_max_background_jobs(o, 4);
+	return o;
+}
+
+/* The state column family takes a whole snapshot at a time (75 MB for a
+ * million leases). With the default two 64 MiB memtables, the second fills
+ * while the first is flushed and RocksDB stops every write, the loop's
+ * votes too, for the length of a flush (two seconds measured). Small
+ * memtables, many of them, flush in the background as the parts come;
+ * the writer thread also waits while too many wait to be flushed
+ * (STORE_STATE_IMMUTABLE_MAX), so that it never reaches the stop. */
+#define STORE_STATE_BUFFER_BYTES (8u * 1024u * 1024u)
+#define STORE_STATE_BUFFERS 12
+#define STORE_STATE_IMMUTABLE_MAX 6u
+
+static rocksdb_options_t *store_state_options(void)
+{
+	rocksdb_options_t *o = store_options();
+	rocksdb_options_set_write_buffer_size(o, STORE_STATE_BUFFER_BYTES);
+	rocksdb_options_set_max_write_buffer_number(o, STORE_STATE_BUFFERS);
+	rocksdb_options_set_min_write_buffer_number_to_merge(o, 1);
 	return o;
 }
 
@@ -1025,7 +1048,7 @@ static int store_db_open(ds_store *s, char *err, size_t errlen)
 	 * one, as RocksDB requires. */
 	const rocksdb_options_t *cfopts[STORE_CF_COUNT];
 	for (int i = 0; i < STORE_CF_COUNT; i++)
-		cfopts[i] = s->opts;
+		cfopts[i] = i == STORE_CF_STATE ? s->opts_state : s->opts;
 	char *rerr = NULL;
 	s->db = rocksdb_open_column_families(s->opts, s->dir, STORE_CF_COUNT,
 					     store_cf_names, cfopts, s->cf,
@@ -1078,6 +1101,7 @@ int ds_open(const char *dir, const ds_identity *id, ds_store **out, char *err,
 				  dir);
 	}
 	s->opts = store_options();
+	s->opts_state = store_state_options();
 	s->wo = rocksdb_writeoptions_create();
 	s->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->wo_sync, 1);
@@ -1171,6 +1195,9 @@ void ds_close(ds_store *s)
 		rocksdb_writeoptions_destroy(s->wo);
 	if (s->opts != NULL)
 		rocksdb_options_destroy(s->opts);
+	if (s->opts_state != NULL)
+		rocksdb_options_destroy(s->opts_state);
+
 	free(s->dir);
 	free(s);
 }
@@ -1335,6 +1362,22 @@ static void store_snap_commit(ds_store *s, rocksdb_writebatch_t *wb,
 					   (const char *)lhi, lhilen);
 }
 
+/* Waits (up to 10 s) while the state column family has
+ * STORE_STATE_IMMUTABLE_MAX memtables waiting to be flushed. */
+static void lazy_wait_for_flushes(ds_store *s)
+{
+	for (int i = 0; i < 1000; i++) {
+		uint64_t n = 0;
+		if (rocksdb_property_int_cf(s->db, s->cf[STORE_CF_STATE],
+					    "rocksdb.num-immutable-mem-table",
+					    &n) != 0 ||
+		    n < STORE_STATE_IMMUTABLE_MAX)
+			return;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
 /* Writes rec (the writer thread, io_lock held). */
 static void lazy_write(ds_store *s, const px_record *rec)
 {
@@ -1379,6 +1422,7 @@ static void lazy_write(ds_store *s, const px_record *rec)
 			store_snap_commit(s, s->lazy_wb, rec->slot, len,
 					  rec->snap_len, nparts);
 		}
+		lazy_wait_for_flushes(s);
 		char *rerr = NULL;
 		rocksdb_write(s->db, s->wo_sync, s->lazy_wb, &rerr);
 		if (rerr != NULL) {
