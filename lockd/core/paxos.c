@@ -602,14 +602,26 @@ static void on_tick(px_replica *r, px_actions *out)
 		} else if (now >= r->election_at_us) {
 			/* Only a voter of the next slot's configuration
 			 * campaigns; not one that is leaving the cell. */
+			/* Nor one that catch-up is moving on (a replica
+			 * back from a restart, far behind): someone serves
+			 * it, so the cell has a leader or a replica better
+			 * placed to become one; once it stops moving on, it
+			 * may campaign. */
+			bool catching_up =
+				r->known_commit > r->commit &&
+				r->catchup_progress_us != 0 &&
+				now < r->catchup_progress_us +
+						r->cfg.election_timeout_us;
 			if (r->digest_alarm == PX_DIGEST_DIVERGED ||
-			    !pxi_votes_now(r) || now < r->resign_until_us) {
+			    !pxi_votes_now(r) || now < r->resign_until_us ||
+			    catching_up) {
 				r->election_at_us = now + pxi_election_delay(r);
 				/* One that may not vote and hears no leader
 				 * asks the members how far the ledger got
 				 * (it may have been added, promoted or
 				 * removed while it was away). */
-				if (!r->leaving && r->role == PX_FOLLOWER)
+				if (!r->leaving && r->role == PX_FOLLOWER &&
+				    !catching_up)
 					pxi_send_probes(r, out);
 			} else {
 				pxi_start_candidacy(r, out);

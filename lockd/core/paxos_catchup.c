@@ -495,9 +495,12 @@ void pxi_on_catchup(px_replica *r, const px_msg *m, px_actions *out)
 	if (r->role == PX_LEADER || !catchup_asked(r, m))
 		return;
 	pxi_note_commit(r, m);
+	uint64_t before = r->commit;
 	for (uint32_t i = 0; i < m->nvotes; i++)
 		pxi_learn(r, m->votes[i].slot, m->votes[i].value);
 	pxi_advance(r, out);
+	if (r->commit > before)
+		r->catchup_progress_us = r->now_us;
 	r->catchup_sent_us = 0;
 	pxi_maybe_catchup(r, out);
 }
@@ -539,6 +542,8 @@ static bool snap_rx_chunk(px_replica *r, const px_msg *m)
 	}
 	memcpy(r->rx.buf + r->rx.have, m->snap, m->snap_len);
 	r->rx.have += m->snap_len;
+	if (m->snap_len > 0)
+		r->catchup_progress_us = r->now_us;
 	if (r->rx.have < r->rx.total)
 		return false;
 	if (px_checksum(r->rx.buf, (size_t)r->rx.total) != r->rx.sum &&

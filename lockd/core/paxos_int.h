@@ -236,6 +236,11 @@ struct px_replica {
 	} rx;
 	uint64_t known_commit; /* highest commit anyone told us */
 	int32_t known_commit_from;
+	/* When catch-up last moved this replica on (decrees learned, a
+	 * snapshot chunk taken): while it does, the replica does not
+	 * campaign (on_tick), so a replica restarting far behind, slow with
+	 * a large table, does not depose a leader it cannot replace. */
+	uint64_t catchup_progress_us;
 
 	/* durability. Invariant: durable_id <= last_write_id, and every held
 	 * message waits for a write in (durable_id, last_write_id] */
