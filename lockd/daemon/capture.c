@@ -136,11 +136,8 @@ static void *reader_main(void *arg)
 	int status = 0;
 	while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-		snprintf(err, sizeof err, "the child ended with status %d",
-			 status);
+	if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		rc = -1;
-	}
 	if (rc != 0 && err[0] == '\0')
 		snprintf(err, sizeof err, "the child ended with status %d",
 			 status);

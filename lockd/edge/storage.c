@@ -1219,6 +1219,25 @@ static void store_put_framed(ds_store *s, rocksdb_writebatch_t *wb, int cf,
 				   sizes);
 }
 
+/* Into wb: the end of the ledger records a snapshot at base covers, votes
+ * and hints <= base: [0, base + 1). For base = 2^64 - 1 the end is 9
+ * bytes, after every 8-byte key. */
+static void store_drop_ledger_through(ds_store *s, rocksdb_writebatch_t *wb,
+				      uint64_t base)
+{
+	uint8_t lo[8] = {0}, hi[9] = {0};
+	size_t hilen = 8;
+	if (base == UINT64_MAX) {
+		memset(hi, 0xff, 8);
+		hilen = 9;
+	} else {
+		bytes_put_be64(hi, base + 1);
+	}
+	rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_LEDGER],
+					   (const char *)lo, sizeof lo,
+					   (const char *)hi, hilen);
+}
+
 /* Adds rec to the batch. The batch copies the bytes, so the encoding is
  * freed at once. */
 static int store_batch_add(ds_store *s, rocksdb_writebatch_t *wb,
@@ -1252,19 +1271,10 @@ static int store_batch_add(ds_store *s, rocksdb_writebatch_t *wb,
 		key[8] = STORE_CHOSEN_SUFFIX;
 		store_put_framed(s, wb, STORE_CF_LEDGER, key, 9, buf, len);
 		break;
-	case PX_REC_SNAPSHOT: {
+	case PX_REC_SNAPSHOT:
 		/* The snapshot and the end of the votes it covers are one
 		 * atomic write: state and applied position never disagree on
-		 * disk. Votes <= base go: [0, base + 1). For base = 2^64 - 1
-		 * the end is 9 bytes, after every 8-byte key. */
-		uint8_t lo[8] = {0}, hi[9] = {0};
-		size_t hilen = 8;
-		if (rec->slot == UINT64_MAX) {
-			memset(hi, 0xff, 8);
-			hilen = 9;
-		} else {
-			bytes_put_be64(hi, rec->slot + 1);
-		}
+		 * disk. */
 		store_put_framed(s, wb, STORE_CF_STATE, store_snapshot_key,
 				 sizeof store_snapshot_key - 1, buf, len);
 		rocksdb_writebatch_delete_cf(wb, s->cf[STORE_CF_STATE],
@@ -1274,11 +1284,8 @@ static int store_batch_add(ds_store *s, rocksdb_writebatch_t *wb,
 			wb, s->cf[STORE_CF_STATE], store_snap_part_prefix,
 			sizeof store_snap_part_prefix - 1, store_snap_parts_end,
 			sizeof store_snap_parts_end - 1);
-		rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_LEDGER],
-						   (const char *)lo, sizeof lo,
-						   (const char *)hi, hilen);
+		store_drop_ledger_through(s, wb, rec->slot);
 		break;
-	}
 	}
 	free(buf);
 	*bytes += len;
@@ -1349,17 +1356,7 @@ static void store_snap_commit(ds_store *s, rocksdb_writebatch_t *wb,
 	rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_STATE],
 					   (const char *)lo, sizeof lo,
 					   (const char *)hi, sizeof hi);
-	uint8_t llo[8] = {0}, lhi[9] = {0};
-	size_t lhilen = 8;
-	if (base == UINT64_MAX) {
-		memset(lhi, 0xff, 8);
-		lhilen = 9;
-	} else {
-		bytes_put_be64(lhi, base + 1);
-	}
-	rocksdb_writebatch_delete_range_cf(wb, s->cf[STORE_CF_LEDGER],
-					   (const char *)llo, sizeof llo,
-					   (const char *)lhi, lhilen);
+	store_drop_ledger_through(s, wb, base);
 }
 
 /* Waits (up to 10 s) while the state column family has

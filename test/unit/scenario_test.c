@@ -901,6 +901,31 @@ static void solo_submit(solo *s)
 	solo_step(s, (px_event){.type = PX_EV_SUBMIT, .cmd = &c});
 }
 
+/* A capture, as the daemon's child makes it. */
+typedef struct solo_cap {
+	uint8_t *snap;
+	size_t len;
+	uint64_t base, sum;
+} solo_cap;
+
+static solo_cap solo_capture(solo *s)
+{
+	solo_cap c;
+	cr_assert_eq(px_replica_capture(s->r, &c.snap, &c.len, &c.base, &c.sum),
+		     0);
+	return c;
+}
+
+/* Hands c back labelled with base (the replica takes the bytes). */
+static void solo_give(solo *s, solo_cap c, uint64_t base)
+{
+	solo_step(s, (px_event){.type = PX_EV_SNAPSHOT,
+				.snap = c.snap,
+				.snap_len = c.len,
+				.snap_base = base,
+				.snap_sum = c.sum});
+}
+
 static px_status solo_status(const solo *s)
 {
 	px_status st;
@@ -932,11 +957,8 @@ Test(snapshot, captured_off_the_loop)
 	for (int i = 0; i < 100 && !s.want; i++)
 		solo_submit(&s);
 	cr_assert(s.want, "never asked for a snapshot");
-	uint8_t *buf;
-	size_t len;
-	uint64_t base, sum;
-	cr_assert_eq(px_replica_capture(s.r, &buf, &len, &base, &sum), 0);
-	cr_assert_eq(base, solo_status(&s).applied);
+	solo_cap first = solo_capture(&s);
+	cr_assert_eq(first.base, solo_status(&s).applied);
 
 	/* The capture takes a while: decrees go on, nothing is truncated,
 	 * no second capture is asked for. */
@@ -946,41 +968,21 @@ Test(snapshot, captured_off_the_loop)
 	cr_assert(!s.want, "asked again while one is under way");
 	cr_assert_eq(solo_status(&s).base, 0);
 	cr_assert_eq(s.snap_recs, 0);
-	cr_assert_gt(solo_status(&s).applied, base);
+	cr_assert_gt(solo_status(&s).applied, first.base);
 
 	/* A second capture, at a later base, is kept ahead of... */
-	uint8_t *buf2;
-	size_t len2;
-	uint64_t base2, sum2;
-	cr_assert_eq(px_replica_capture(s.r, &buf2, &len2, &base2, &sum2), 0);
+	solo_cap second = solo_capture(&s);
 	/* ... the first, which comes back now and is kept at its base. */
-	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
-				 .snap = buf,
-				 .snap_len = len,
-				 .snap_base = base,
-				 .snap_sum = sum});
-	cr_assert_eq(solo_status(&s).base, base);
+	solo_give(&s, first, first.base);
+	cr_assert_eq(solo_status(&s).base, first.base);
 	cr_assert_eq(s.snap_recs, 1);
-	cr_assert_eq(s.snap_rec_slot, base);
-	/* The later one is kept too; then the first again (a duplicate) is
-	 * dropped without a record. */
-	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
-				 .snap = buf2,
-				 .snap_len = len2,
-				 .snap_base = base2,
-				 .snap_sum = sum2});
-	cr_assert_eq(solo_status(&s).base, base2);
+	cr_assert_eq(s.snap_rec_slot, first.base);
+	/* The later one is kept too; then one at that base again (a
+	 * duplicate) is dropped without a record. */
+	solo_give(&s, second, second.base);
+	cr_assert_eq(solo_status(&s).base, second.base);
 	cr_assert_eq(s.snap_recs, 2);
-	cr_assert_eq(px_replica_capture(s.r, &buf, &len, &base, &sum), 0);
-	uint8_t *old = malloc(len);
-	cr_assert_not_null(old);
-	memcpy(old, buf, len);
-	free(buf);
-	solo_step(&s, (px_event){.type = PX_EV_SNAPSHOT,
-				 .snap = old,
-				 .snap_len = len,
-				 .snap_base = base2,
-				 .snap_sum = sum});
+	solo_give(&s, solo_capture(&s), second.base);
 	cr_assert_eq(s.snap_recs, 2, "a stale capture was written");
 
 	/* A failure: asked again after an election timeout, not before. */
