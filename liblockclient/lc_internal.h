@@ -44,6 +44,12 @@ typedef struct lci_endpoint {
 struct lc_client {
 	lc_options o;
 	uint64_t session, session_key;
+	/* The client whose connections this one uses: itself (lc_open), or
+	 * the one it shares them with (lc_open_shared). The fields below up
+	 * to `leader` are used only as net's. */
+	lc_client *net;
+	/* lc_open_shared clients using this one's connections. */
+	atomic_uint shares;
 	/* Adding an endpoint (a hint to an unknown leader). Entries [0, nep)
 	 * are complete and never change until lc_close. */
 	pthread_mutex_t add_mu;

@@ -221,13 +221,13 @@ static void ep_close(lci_endpoint *e)
 
 uint32_t lci_ep_count(const lc_client *c)
 {
-	return atomic_load_explicit(&((lc_client *)c)->nep,
+	return atomic_load_explicit(&((lc_client *)c)->net->nep,
 				    memory_order_acquire);
 }
 
 static bool ep_down(lc_client *c, uint32_t i)
 {
-	lci_endpoint *e = &c->ep[i];
+	lci_endpoint *e = &c->net->ep[i];
 	return atomic_load(&e->pipes) == 0 && atomic_load(&e->lost);
 }
 
@@ -250,29 +250,30 @@ static int ep_find_or_add(lc_client *c, const char *url)
 {
 	uint32_t n = lci_ep_count(c);
 	for (uint32_t i = 0; i < n; i++)
-		if (strcmp(c->ep[i].url, url) == 0)
+		if (strcmp(c->net->ep[i].url, url) == 0)
 			return (int)i;
-	pthread_mutex_lock(&c->add_mu);
+	pthread_mutex_lock(&c->net->add_mu);
 	n = lci_ep_count(c);
 	int found = -1;
 	for (uint32_t i = 0; i < n && found < 0; i++)
-		if (strcmp(c->ep[i].url, url) == 0)
+		if (strcmp(c->net->ep[i].url, url) == 0)
 			found = (int)i;
 	if (found < 0 && n < LC_ENDPOINTS_MAX) {
 		/* A failure here must not replace the sentence of the call
 		 * that follows the hint. */
 		char saved[LC_ERROR_BYTES_MAX];
 		memcpy(saved, last_error, sizeof saved);
-		if (ep_open(c, &c->ep[n], url, strlen(url)) == LC_OK) {
-			atomic_store_explicit(&c->nep, n + 1,
+		if (ep_open(c->net, &c->net->ep[n], url, strlen(url)) ==
+		    LC_OK) {
+			atomic_store_explicit(&c->net->nep, n + 1,
 					      memory_order_release);
 			found = (int)n;
 		} else {
-			ep_close(&c->ep[n]);
+			ep_close(&c->net->ep[n]);
 		}
 		memcpy(last_error, saved, sizeof saved);
 	}
-	pthread_mutex_unlock(&c->add_mu);
+	pthread_mutex_unlock(&c->net->add_mu);
 	return found;
 }
 
@@ -305,18 +306,17 @@ static int random_session(uint64_t *out)
 						  "failed");
 }
 
-int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
+/* A client with opt (may be NULL) and its session, using net's
+ * connections (NULL: its own, which the caller opens). */
+static int client_new(const lc_options *opt, lc_client *net, lc_client **out)
 {
-	if (out == NULL)
-		return lci_fail(LC_EINVAL, "lc_open: out is NULL");
-	*out = NULL;
-	if (endpoints == NULL)
-		return lci_fail(LC_EINVAL, "lc_open: no endpoints");
 	lc_client *c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return lci_fail(LC_ENOMEM, "out of memory");
 	if (opt != NULL)
 		c->o = *opt;
+	c->net = net != NULL ? net : c;
+	atomic_init(&c->shares, 0);
 	if (c->o.attempt_timeout_ms == 0)
 		c->o.attempt_timeout_ms = ATTEMPT_TIMEOUT_MS_DEFAULT;
 	if (c->o.call_timeout_ms == 0)
@@ -354,6 +354,28 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 	} else {
 		c->session_key = c->o.session_key;
 	}
+	if (rv != LC_OK) {
+		pthread_mutex_destroy(&c->add_mu);
+		pthread_mutex_destroy(&c->write_mu);
+		pthread_cond_destroy(&c->write_cv);
+		free(c);
+		return rv;
+	}
+	*out = c;
+	return LC_OK;
+}
+
+int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
+{
+	if (out == NULL)
+		return lci_fail(LC_EINVAL, "lc_open: out is NULL");
+	*out = NULL;
+	if (endpoints == NULL)
+		return lci_fail(LC_EINVAL, "lc_open: no endpoints");
+	lc_client *c;
+	int rv = client_new(opt, NULL, &c);
+	if (rv != LC_OK)
+		return rv;
 
 	/* Split on commas; spaces around a URL are ignored. */
 	const char *p = endpoints;
@@ -380,13 +402,13 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 				      LC_ENDPOINTS_MAX);
 			break;
 		}
-		rv = ep_open(c, &c->ep[n], s, len);
+		rv = ep_open(c, &c->net->ep[n], s, len);
 		n++;
 		if (end == NULL)
 			break;
 		p = end + 1;
 	}
-	atomic_store(&c->nep, n);
+	atomic_store(&c->net->nep, n);
 	if (rv != LC_OK) {
 		lc_close(c);
 		return rv;
@@ -395,14 +417,36 @@ int lc_open(const char *endpoints, const lc_options *opt, lc_client **out)
 	return LC_OK;
 }
 
+int lc_open_shared(lc_client *base, const lc_options *opt, lc_client **out)
+{
+	if (out == NULL)
+		return lci_fail(LC_EINVAL, "lc_open_shared: out is NULL");
+	*out = NULL;
+	if (base == NULL)
+		return lci_fail(LC_EINVAL, "lc_open_shared: base is NULL");
+	lc_client *c;
+	int rv = client_new(opt, base->net, &c);
+	if (rv != LC_OK)
+		return rv;
+	atomic_fetch_add(&base->net->shares, 1);
+	*out = c;
+	return LC_OK;
+}
+
 void lc_close(lc_client *c)
 {
 	if (c == NULL)
 		return;
-	uint32_t n = lci_ep_count(c);
-	for (uint32_t i = 0; i < n; i++)
-		ep_close(&c->ep[i]);
-	pthread_mutex_destroy(&c->add_mu);
+	if (c->net != c) {
+		atomic_fetch_sub(&c->net->shares, 1);
+	} else {
+		/* Its sharers must be closed first: they use these sockets. */
+		assert(atomic_load(&c->shares) == 0);
+		uint32_t n = lci_ep_count(c);
+		for (uint32_t i = 0; i < n; i++)
+			ep_close(&c->ep[i]);
+	}
+	pthread_mutex_destroy(&c->net->add_mu);
 	pthread_mutex_destroy(&c->write_mu);
 	pthread_cond_destroy(&c->write_cv);
 	free(c);
@@ -430,7 +474,7 @@ uint32_t lc_endpoint_count(const lc_client *c)
 
 const char *lc_endpoint_url(const lc_client *c, uint32_t i)
 {
-	return i < lci_ep_count(c) ? c->ep[i].url : NULL;
+	return i < lci_ep_count(c) ? c->net->ep[i].url : NULL;
 }
 
 void lci_see_position(lc_client *c, uint64_t pos)
@@ -598,11 +642,11 @@ int lci_attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 	lockd__request__pack(req, nng_msg_body(m));
 	nng_ctx ctx;
 	nng_aio *aio = NULL;
-	int rv = nng_ctx_open(&ctx, c->ep[i].sock);
+	int rv = nng_ctx_open(&ctx, c->net->ep[i].sock);
 	if (rv != 0) {
 		nng_msg_free(m);
 		return lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
-				"%s: %s", c->ep[i].url, nng_strerror(rv));
+				"%s: %s", c->net->ep[i].url, nng_strerror(rv));
 	}
 	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, RESEND_MS);
 	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
@@ -637,17 +681,17 @@ int lci_attempt(lc_client *c, uint32_t i, const Lockd__Request *req,
 	if (rep == NULL)
 		code = lci_fail(LC_EPROTO,
 				"%s sent a reply that does not decode",
-				c->ep[i].url);
+				c->net->ep[i].url);
 	*out = rep;
 done:
 	nng_aio_free(aio);
 	nng_ctx_close(ctx);
 	if (rv == NNG_ECANCELED) /* only lci_stop_now aborts */
 		code = lci_fail(LC_ECANCELED, "%s: the try was stopped",
-				c->ep[i].url);
+				c->net->ep[i].url);
 	else if (rv != 0)
 		code = lci_fail(rv == NNG_ENOMEM ? LC_ENOMEM : LC_EUNAVAILABLE,
-				"%s: %s", c->ep[i].url, nng_strerror(rv));
+				"%s: %s", c->net->ep[i].url, nng_strerror(rv));
 	return code;
 }
 
@@ -681,7 +725,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 	if (deadline > stop_end_us(st))
 		deadline = stop_end_us(st);
 	uint64_t per_try_ms = (uint64_t)c->o.attempt_timeout_ms + wait_ms;
-	uint32_t i = atomic_load(&c->leader);
+	uint32_t i = atomic_load(&c->net->leader);
 	uint32_t pause_ms = 0, hops = 0;
 	int last = LC_EUNAVAILABLE;
 	char last_sentence[LC_ERROR_BYTES_MAX] = "";
@@ -728,7 +772,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 		case LOCKD__STATUS__STATUS_NOT_LEADER: {
 			last = LC_ENOLEADER;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
-				 c->ep[i].url, rep->error);
+				 c->net->ep[i].url, rep->error);
 			put_off = last;
 			memcpy(put_off_sentence, last_sentence,
 			       sizeof put_off_sentence);
@@ -742,7 +786,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 				 * hints go round in circles gets pauses. */
 				hops++;
 				i = (uint32_t)h;
-				atomic_store(&c->leader, i);
+				atomic_store(&c->net->leader, i);
 			} else {
 				hops = 0;
 				i++;
@@ -753,7 +797,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 		case LOCKD__STATUS__STATUS_BUSY:
 			last = LC_EBUSY;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
-				 c->ep[i].url, rep->error);
+				 c->net->ep[i].url, rep->error);
 			put_off = last;
 			memcpy(put_off_sentence, last_sentence,
 			       sizeof put_off_sentence);
@@ -764,7 +808,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			/* Another replica may have applied further. */
 			last = LC_EBEHIND;
 			snprintf(last_sentence, sizeof last_sentence, "%s: %s",
-				 c->ep[i].url, rep->error);
+				 c->net->ep[i].url, rep->error);
 			put_off = last;
 			memcpy(put_off_sentence, last_sentence,
 			       sizeof put_off_sentence);
@@ -775,7 +819,7 @@ int lci_call(lc_client *c, Lockd__Request *req, bool write, uint32_t wait_ms,
 			continue;
 		default:
 			if (write)
-				atomic_store(&c->leader, i);
+				atomic_store(&c->net->leader, i);
 			res->rep = rep;
 			res->endpoint = i;
 			return LC_OK;

@@ -187,8 +187,21 @@ void lc_options_init(lc_options *o);
  * NULL. */
 int lc_open(const char *endpoints, const lc_options *opt, lc_client **out);
 
+/* Opens another client (its own session, seq and known position, from opt
+ * as lc_open takes it) over base's connections: a process that acts for
+ * many sessions (a proxy, a server of many tenants, a load generator)
+ * needs no sockets, connections or threads per session. The leader one of
+ * them learns is the one the others try first. opt's TLS files are not
+ * used (base's connections are). base must stay open until every client
+ * opened over it is closed; a client opened over a shared one shares
+ * base's connections. Calls on the clients may run at once on different
+ * threads, as on one client. LC_EINVAL, LC_ENOMEM. */
+int lc_open_shared(lc_client *base, const lc_options *opt, lc_client **out);
+
 /* Closes the connections and frees c (NULL is fine). No other call on c
- * may be running or come after. Leases are not released: they expire. */
+ * may be running or come after, and the clients opened over it with
+ * lc_open_shared must be closed first. Leases are not released: they
+ * expire. */
 void lc_close(lc_client *c);
 
 /* This client's session id. */

@@ -179,9 +179,9 @@ int lc_status(lc_client *c, uint32_t i, lc_replica_status *out)
 		return rv;
 	lci_see_position(c, rep->position);
 	if (rep->status != LOCKD__STATUS__STATUS_OK || rep->replica == NULL) {
-		rv = lci_fail(LC_EPROTO,
-			      "%s answered STATUS with status %d: %s",
-			      c->ep[i].url, (int)rep->status, rep->error);
+		rv = lci_fail(
+			LC_EPROTO, "%s answered STATUS with status %d: %s",
+			lc_endpoint_url(c, i), (int)rep->status, rep->error);
 	} else {
 		const Lockd__ReplicaStatus *s = rep->replica;
 		out->id = s->id;

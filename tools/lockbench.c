@@ -16,6 +16,10 @@
  *             grace + how long expiring them takes), and the latency of
  *             another client's acquire+release cycles before and during
  *             the storm.
+ *             Both take --connections K --threads T for more sessions
+ *             than a process has threads (100,000 and more): the sessions
+ *             share K connections (lc_open_shared) and T threads run them
+ *             in turn.
  *   failover  R rounds: kill -9 the leader of the tools/dev-cluster cell in
  *             DIR, then acquire every 10 ms (1 s per try) on the survivors;
  *             time from the kill to the first answered acquire; restart the
@@ -40,6 +44,8 @@
 #include "lockclient.h"
 
 #define WORKERS_MAX 4096u
+#define SESSIONS_MAX 1000000u /* with --connections or --threads */
+#define CONNECTIONS_MAX 256u
 #define FAILOVER_TRIERS 100u      /* clients trying in turn, 10 ms apart */
 #define FAILOVER_PERIOD_US 10000u /* a new try every 10 ms */
 #define FAILOVER_TRY_MS 1000u     /* one try's timeout */
@@ -59,7 +65,13 @@ static struct {
 	const char *cluster_script;
 	const char *label;
 	unsigned value_bytes; /* renew, expiry-storm: each lease's value */
+	/* renew, expiry-storm: sessions share this many connections (0: each
+	 * has its own), run by this many threads (0: one per session) */
+	unsigned connections, threads;
+	/* renew, expiry-storm: renew when this much of the TTL is left */
+	unsigned renew_permille;
 } opt = {
+	.renew_permille = LC_RENEW_REMAINING_PERMILLE,
 	.c = 1,
 	.k = 1000,
 	.rounds = 5,
@@ -80,6 +92,17 @@ _Noreturn static void usage(int rc)
 	      "                 [--value-bytes B]  (renew, expiry-storm: "
 	      "each lease holds a\n"
 	      "                 value of B bytes, at most 1024)\n"
+	      "                 [--connections K] [--threads T]  (renew, "
+	      "expiry-storm: the C\n"
+	      "                 sessions share K connections (default: one "
+	      "each) and run on\n"
+	      "                 T threads (default: one each); C may then "
+	      "be up to 1000000)\n"
+	      "                 [--renew-left-permille P]  (renew, "
+	      "expiry-storm: renew when\n"
+	      "                 P/1000 of the TTL is left; default 333, so "
+	      "667 renews every\n"
+	      "                 third of the TTL)\n"
 	      "modes:\n"
 	      "  cycle     C workers for D s: acquire bench/res-<random mod K> "
 	      "(TTL T,\n"
@@ -244,13 +267,33 @@ static void json_label(char *buf, size_t cap)
 
 /* ---- clients ------------------------------------------------------------- */
 
-static lc_client *open_client(const char *endpoints, uint32_t try_ms,
-			      uint32_t call_ms)
+static lc_options client_options(uint32_t try_ms, uint32_t call_ms)
 {
 	lc_options o;
 	lc_options_init(&o);
 	o.attempt_timeout_ms = try_ms;
 	o.call_timeout_ms = call_ms;
+	return o;
+}
+
+/* A session of its own over base's connections. */
+static lc_client *open_shared(lc_client *base, uint32_t try_ms,
+			      uint32_t call_ms)
+{
+	lc_options o = client_options(try_ms, call_ms);
+	lc_client *c;
+	if (lc_open_shared(base, &o, &c) != LC_OK) {
+		fprintf(stderr, "lockbench: cannot open a shared client: %s\n",
+			lc_last_error());
+		exit(1);
+	}
+	return c;
+}
+
+static lc_client *open_client(const char *endpoints, uint32_t try_ms,
+			      uint32_t call_ms)
+{
+	lc_options o = client_options(try_ms, call_ms);
 	lc_client *c;
 	int rv = lc_open(endpoints, &o, &c);
 	if (rv != LC_OK) {
@@ -409,8 +452,8 @@ enum { PH_ACQUIRE, PH_MEASURE, PH_CLEANUP, PH_VANISH };
 static _Atomic int renew_phase = PH_ACQUIRE;
 static atomic_uint renew_acquired_workers;
 
+/* One session: its client, its leases and its counts. */
 typedef struct renew_worker {
-	pthread_t thread;
 	unsigned id;
 	lc_client *c;
 	unsigned target;
@@ -462,68 +505,113 @@ static void renew_if_due(renew_worker *w)
 		samples_add(&w->renew_lat, t1 - now);
 	}
 	w->renew_at_us = lc_lease_renew_at_us(w->r->sent_us, opt.ttl_ms, 1000,
-					      LC_RENEW_REMAINING_PERMILLE);
+					      opt.renew_permille);
 }
 
 /* --value-bytes: what every lease holds. */
 static uint8_t bench_value[1024];
 
+/* A thread that runs sessions ws[0 .. n) in turn: one thread per session
+ * by default, or --threads of them over many sessions each. */
+typedef struct renew_thread {
+	pthread_t thread;
+	renew_worker *ws;
+	unsigned n;
+} renew_thread;
+
+static void renew_all_due(renew_thread *t)
+{
+	for (unsigned i = 0; i < t->n; i++)
+		renew_if_due(&t->ws[i]);
+}
+
 static void *renew_run(void *arg)
 {
-	renew_worker *w = arg;
+	renew_thread *t = arg;
 	char name[96];
-	w->renew_at_us = UINT64_MAX;
-	for (unsigned i = 0; i < w->target; i++) {
-		renew_if_due(w);
-		snprintf(name, sizeof name, "bench/renew-%ld-%u-%u",
-			 (long)getpid(), w->id, i);
-		lc_lease *l = &w->leases[w->held];
-		uint64_t t0 = lc_now_us();
-		int rv = lc_acquire(w->c, name, opt.ttl_ms, 0, bench_value,
-				    opt.value_bytes, l);
-		if (rv != LC_OK) {
-			w->errors++;
-			note_error(&w->err, rv);
-			continue;
+	for (unsigned s = 0; s < t->n; s++)
+		t->ws[s].renew_at_us = UINT64_MAX;
+	for (unsigned s = 0; s < t->n; s++) {
+		renew_worker *w = &t->ws[s];
+		for (unsigned i = 0; i < w->target; i++) {
+			renew_all_due(t);
+			snprintf(name, sizeof name, "bench/renew-%ld-%u-%u",
+				 (long)getpid(), w->id, i);
+			lc_lease *l = &w->leases[w->held];
+			uint64_t t0 = lc_now_us();
+			int rv = lc_acquire(w->c, name, opt.ttl_ms, 0,
+					    bench_value, opt.value_bytes, l);
+			if (rv != LC_OK) {
+				w->errors++;
+				note_error(&w->err, rv);
+				continue;
+			}
+			samples_add(&w->acq_lat, lc_now_us() - t0);
+			w->held++;
+			uint64_t at =
+				lc_lease_renew_at_us(l->sent_us, opt.ttl_ms,
+						     1000, opt.renew_permille);
+			if (at < w->renew_at_us)
+				w->renew_at_us = at;
 		}
-		samples_add(&w->acq_lat, lc_now_us() - t0);
-		w->held++;
-		uint64_t at = lc_lease_renew_at_us(l->sent_us, opt.ttl_ms, 1000,
-						   LC_RENEW_REMAINING_PERMILLE);
-		if (at < w->renew_at_us)
-			w->renew_at_us = at;
+		w->acquire_done_us = lc_now_us();
+		atomic_fetch_add(&renew_acquired_workers, 1);
 	}
-	w->acquire_done_us = lc_now_us();
-	atomic_fetch_add(&renew_acquired_workers, 1);
 	while (atomic_load(&renew_phase) < PH_CLEANUP) {
-		uint64_t now = lc_now_us();
-		if (now < w->renew_at_us) {
-			uint64_t gap = w->renew_at_us - now;
+		uint64_t now = lc_now_us(), due = UINT64_MAX;
+		for (unsigned s = 0; s < t->n; s++)
+			if (t->ws[s].held > 0 && t->ws[s].renew_at_us < due)
+				due = t->ws[s].renew_at_us;
+		if (now < due) {
+			uint64_t gap = due - now;
 			sleep_us(gap < 20000 ? gap : 20000);
 			continue;
 		}
-		renew_if_due(w);
+		renew_all_due(t);
 	}
 	/* Hand every lease back (renewing the rest while it takes), unless
-	 * the session is to vanish. */
-	for (unsigned i = 0;
-	     i < w->held && atomic_load(&renew_phase) == PH_CLEANUP; i++) {
-		renew_if_due(w);
-		lc_lease *l = &w->leases[i];
-		if (l->token == 0)
-			continue;
-		uint64_t t0 = lc_now_us();
-		int rv = lc_release(w->c, l->name, l->token);
-		if (rv != LC_OK) {
-			w->errors++;
-			note_error(&w->err, rv);
-			continue;
+	 * the sessions are to vanish. */
+	for (unsigned s = 0; s < t->n; s++) {
+		renew_worker *w = &t->ws[s];
+		for (unsigned i = 0;
+		     i < w->held && atomic_load(&renew_phase) == PH_CLEANUP;
+		     i++) {
+			renew_all_due(t);
+			lc_lease *l = &w->leases[i];
+			if (l->token == 0)
+				continue;
+			uint64_t t0 = lc_now_us();
+			int rv = lc_release(w->c, l->name, l->token);
+			if (rv != LC_OK) {
+				w->errors++;
+				note_error(&w->err, rv);
+				continue;
+			}
+			samples_add(&w->rel_lat, lc_now_us() - t0);
+			l->token = 0;
+			w->released++;
 		}
-		samples_add(&w->rel_lat, lc_now_us() - t0);
-		l->token = 0;
-		w->released++;
 	}
 	return NULL;
+}
+
+/* The threads and the shared connections (--connections) of a run. */
+static renew_thread *renew_threads;
+static unsigned renew_nthreads;
+static lc_client **renew_bases;
+
+/* Waits for the threads, closes every session's client, then the shared
+ * connections. */
+static void renew_join(renew_worker *ws)
+{
+	for (unsigned i = 0; i < renew_nthreads; i++)
+		pthread_join(renew_threads[i].thread, NULL);
+	for (unsigned i = 0; i < opt.c; i++)
+		lc_close(ws[i].c);
+	for (unsigned i = 0; i < opt.connections; i++)
+		lc_close(renew_bases[i]);
+	free(renew_threads);
+	free(renew_bases);
 }
 
 /* Starts C sessions that acquire N leases between them and renew them,
@@ -547,8 +635,15 @@ static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 		return NULL;
 	}
 	renew_worker *ws = calloc(opt.c, sizeof *ws);
-	if (ws == NULL)
+	renew_nthreads = opt.threads ? opt.threads : opt.c;
+	if (renew_nthreads > opt.c)
+		renew_nthreads = opt.c;
+	renew_threads = calloc(renew_nthreads, sizeof *renew_threads);
+	renew_bases = calloc(opt.connections + 1, sizeof *renew_bases);
+	if (ws == NULL || renew_threads == NULL || renew_bases == NULL)
 		return NULL;
+	for (unsigned i = 0; i < opt.connections; i++)
+		renew_bases[i] = open_client(opt.endpoints, 2000, 30000);
 	for (unsigned i = 0; i < opt.c; i++) {
 		renew_worker *w = &ws[i];
 		w->id = i;
@@ -558,15 +653,23 @@ static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 		w->r = malloc(sizeof *w->r);
 		if (w->leases == NULL || w->r == NULL)
 			return NULL;
-		w->c = open_client(opt.endpoints, 2000, 30000);
+		w->c = opt.connections == 0
+			       ? open_client(opt.endpoints, 2000, 30000)
+			       : open_shared(renew_bases[i % opt.connections],
+					     2000, 30000);
 	}
 	uint64_t start = lc_now_us();
-	for (unsigned i = 0; i < opt.c; i++)
-		if (pthread_create(&ws[i].thread, NULL, renew_run, &ws[i]) !=
-		    0) {
+	for (unsigned i = 0, first = 0; i < renew_nthreads; i++) {
+		renew_thread *t = &renew_threads[i];
+		t->n = opt.c / renew_nthreads +
+		       (i < opt.c % renew_nthreads ? 1 : 0);
+		t->ws = &ws[first];
+		first += t->n;
+		if (pthread_create(&t->thread, NULL, renew_run, t) != 0) {
 			fputs("lockbench: cannot start a thread\n", stderr);
 			exit(1);
 		}
+	}
 	while (atomic_load(&renew_acquired_workers) < opt.c)
 		sleep_us(10000);
 	*acq_secs = (double)(lc_now_us() - start) / 1e6;
@@ -574,9 +677,11 @@ static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 	for (unsigned i = 0; i < opt.c; i++)
 		*held += ws[i].held;
 	printf("%-9s acquired %" PRIu64 "/%u leases over %u sessions in "
-	       "%.1f s (%.0f/s)\n",
+	       "%.1f s (%.0f/s); %u threads, %u shared connections (0: one "
+	       "per session)\n",
 	       opt.mode, *held, opt.n, opt.c, *acq_secs,
-	       *acq_secs > 0 ? (double)*held / *acq_secs : 0.0);
+	       *acq_secs > 0 ? (double)*held / *acq_secs : 0.0, renew_nthreads,
+	       opt.connections);
 	fflush(stdout);
 	return ws;
 }
@@ -600,9 +705,9 @@ static int run_renew(void)
 	uint64_t reqs = 0, renewed = 0, lost = 0, expired = 0, errors = 0,
 		 released = 0;
 	first_error err = {0};
+	renew_join(ws);
 	for (unsigned i = 0; i < opt.c; i++) {
 		renew_worker *w = &ws[i];
-		pthread_join(w->thread, NULL);
 		samples_merge(&acq, &w->acq_lat);
 		samples_merge(&ren, &w->renew_lat);
 		samples_merge(&rel, &w->rel_lat);
@@ -614,7 +719,6 @@ static int run_renew(void)
 		released += w->released;
 		if (err.code == 0 && w->err.code != 0)
 			err = w->err;
-		lc_close(w->c);
 		free(w->leases);
 		free(w->r);
 		free(w->acq_lat.v);
@@ -625,8 +729,8 @@ static int run_renew(void)
 	free(ws);
 	pcts pa = summarize(&acq), pr = summarize(&ren), pl = summarize(&rel);
 	/* Each lease is renewed once per TTL minus the third left. */
-	double period_s = (double)opt.ttl_ms *
-			  (1000.0 - LC_RENEW_REMAINING_PERMILLE) / 1e6;
+	double period_s =
+		(double)opt.ttl_ms * (1000.0 - opt.renew_permille) / 1e6;
 	double expected = period_s > 0 ? (double)held / period_s : 0;
 	double lease_rate = secs > 0 ? (double)renewed / secs : 0;
 	double req_rate = secs > 0 ? (double)reqs / secs : 0;
@@ -648,10 +752,13 @@ static int run_renew(void)
 		 "\"renew_requests_per_s\":%.2f,\"p50_ms\":%.3f,"
 		 "\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
 		 "\"lost\":%" PRIu64 ",\"expired\":%" PRIu64
-		 ",\"errors\":%" PRIu64 ",\"acquire_secs\":%.3f",
+		 ",\"errors\":%" PRIu64 ",\"acquire_secs\":%.3f,"
+		 "\"connections\":%u,\"threads\":%u,"
+		 "\"renew_left_permille\":%u",
 		 opt.c, held, opt.ttl_ms, secs, lease_rate, lease_rate,
 		 expected, req_rate, pr.p50, pr.p90, pr.p99, pr.max, lost,
-		 expired, errors, acq_secs);
+		 expired, errors, acq_secs, opt.connections, renew_nthreads,
+		 opt.renew_permille);
 	json_label(json, sizeof json);
 	json_step(json, sizeof json, "acquire", &pa, acq_secs);
 	json_step(json, sizeof json, "release", &pl, rel_secs);
@@ -740,13 +847,12 @@ static int run_storm(void)
 	atomic_store(&storm_phase, 1);
 	uint64_t v = lc_now_us();
 	uint64_t lost = 0, expired = 0, errors = 0;
+	renew_join(ws);
 	for (unsigned i = 0; i < opt.c; i++) {
 		renew_worker *w = &ws[i];
-		pthread_join(w->thread, NULL);
 		lost += w->lost;
 		expired += w->expired;
 		errors += w->errors;
-		lc_close(w->c);
 		free(w->leases);
 		free(w->r);
 		free(w->acq_lat.v);
@@ -1120,6 +1226,9 @@ int main(int argc, char **argv)
 		O_SCRIPT,
 		O_LABEL,
 		O_VALUE_BYTES,
+		O_CONNECTIONS,
+		O_THREADS,
+		O_RENEW_LEFT,
 	};
 	static const struct option longopts[] = {
 		{"endpoints", required_argument, NULL, 'e'},
@@ -1131,6 +1240,9 @@ int main(int argc, char **argv)
 		{"cluster-script", required_argument, NULL, O_SCRIPT},
 		{"label", required_argument, NULL, O_LABEL},
 		{"value-bytes", required_argument, NULL, O_VALUE_BYTES},
+		{"connections", required_argument, NULL, O_CONNECTIONS},
+		{"threads", required_argument, NULL, O_THREADS},
+		{"renew-left-permille", required_argument, NULL, O_RENEW_LEFT},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1184,6 +1296,23 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case O_CONNECTIONS:
+			opt.connections = parse_uint(optarg, "--connections");
+			break;
+		case O_THREADS:
+			opt.threads = parse_uint(optarg, "--threads");
+			break;
+		case O_RENEW_LEFT:
+			opt.renew_permille =
+				parse_uint(optarg, "--renew-left-permille");
+			if (opt.renew_permille == 0 ||
+			    opt.renew_permille >= 1000) {
+				fputs("lockbench: --renew-left-permille must "
+				      "be 1-999\n",
+				      stderr);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(0);
 			break;
@@ -1193,8 +1322,29 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc || opt.mode == NULL)
 		usage(2);
-	if (opt.c == 0 || opt.c > WORKERS_MAX) {
-		fprintf(stderr, "lockbench: -c must be 1-%u\n", WORKERS_MAX);
+	/* A thread per session, or --connections and --threads for more
+	 * sessions than threads. */
+	bool shared = opt.connections > 0 || opt.threads > 0;
+	if (shared && strcmp(opt.mode, "renew") != 0 &&
+	    strcmp(opt.mode, "expiry-storm") != 0) {
+		fputs("lockbench: --connections and --threads are for renew "
+		      "and expiry-storm\n",
+		      stderr);
+		return 2;
+	}
+	unsigned c_max = shared ? SESSIONS_MAX : WORKERS_MAX;
+	if (opt.c == 0 || opt.c > c_max) {
+		fprintf(stderr, "lockbench: -c must be 1-%u%s\n", c_max,
+			shared ? "" : " (more with --connections, --threads)");
+		return 2;
+	}
+	if (opt.threads > WORKERS_MAX ||
+	    (opt.threads == 0 && opt.c > WORKERS_MAX) ||
+	    opt.connections > CONNECTIONS_MAX) {
+		fprintf(stderr,
+			"lockbench: --threads must be 1-%u (it defaults to -c) "
+			"and --connections 0-%u\n",
+			WORKERS_MAX, CONNECTIONS_MAX);
 		return 2;
 	}
 	if (strcmp(opt.mode, "failover") == 0)

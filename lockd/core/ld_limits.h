@@ -52,8 +52,10 @@
 #define LD_CMD_BYTES_MAX 4096u
 #define LD_RESULT_BYTES_MAX 256u
 
-/* Client sessions remembered for exactly-once application (oldest evicted). */
-#define LD_CLIENTS_MAX 4096u
+/* Client sessions remembered for exactly-once application (the oldest is
+ * forgotten: clients.h). At most about 288 bytes each, twice that in the
+ * half-full hash table: 75 MiB when full. */
+#define LD_CLIENTS_MAX 131072u
 
 /* Leases whose deadlines a new leader rebuilds in one step (node_leader.c):
  * a million-lease table takes a few hundred short steps, not one long one
@@ -68,11 +70,11 @@
  * exists while it holds or waits; no more of them than the exactly-once
  * table remembers), and the bytes of every name and value, waiters' values
  * included. A full table's snapshot is about 128 MiB + 58 B x leases + 26 B
- * x waiters, plus the client table: about 190 MiB, under half the snapshot
+ * x waiters, plus the client table: about 230 MiB, under half the snapshot
  * limit below (lease_codec.c asserts it at compile time). */
 #define LD_LEASES_MAX 1048576u
 #define LD_LEASE_WAITERS_MAX 4096u
-#define LD_LEASE_SESSIONS_MAX 4096u
+#define LD_LEASE_SESSIONS_MAX 131072u
 #define LD_LEASE_DATA_BYTES_MAX (128u * 1024u * 1024u)
 
 /* One lease and one command (lease.h's LS_ names are these; ls_cmd_check

@@ -115,34 +115,35 @@ typedef struct ls_cmd {
 } ls_cmd;
 
 /* Errors and outcomes. X-macro so the strings stay next to the codes. */
-#define LS_STATUS_TABLE(X)                                                    \
-	X(LS_OK, "ok")                                                        \
-	X(LS_GRANTED, "granted")                                              \
-	X(LS_QUEUED, "queued behind the current holder")                      \
-	X(LS_HELD, "held by another session")                                 \
-	X(LS_NOT_HOLDER, "the session or token is not the current holder's")  \
-	X(LS_NO_SUCH_LEASE, "no such lease")                                  \
-	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")         \
-	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and the cell's "  \
-		    "maximum (lockd --ttl-max-ms, at most 1 h)")              \
-	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                  \
-	X(LS_E_VALUE, "value too large: at most 1024 bytes")                  \
-	X(LS_E_REASON, "reason too large: at most 256 bytes")                 \
-	X(LS_E_SESSION, "invalid session id (0)")                             \
-	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")   \
-	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")      \
-	X(LS_E_MALFORMED, "malformed command")                                \
-	X(LS_E_TABLE_FULL,                                                    \
-	  "the cell's lease table is full (at most 1048576 leases, 4096 "     \
-	  "waiters, 4096 sessions and 128 MiB of names and values): release " \
-	  "leases or retry later")                                            \
-	X(LS_SUPERSEDED,                                                      \
-	  "not applied, or its answer is gone: the session's later command "  \
-	  "(a higher seq) reached the ledger first; send it again with a "    \
-	  "new seq")                                                          \
-	X(LS_E_SEQ, "invalid seq: it must be between 1 and 2^62 - 1")         \
-	X(LS_E_NOT_OWNER,                                                     \
-	  "the session belongs to another client: its key differs (a "        \
+#define LS_STATUS_TABLE(X)                                                   \
+	X(LS_OK, "ok")                                                       \
+	X(LS_GRANTED, "granted")                                             \
+	X(LS_QUEUED, "queued behind the current holder")                     \
+	X(LS_HELD, "held by another session")                                \
+	X(LS_NOT_HOLDER, "the session or token is not the current holder's") \
+	X(LS_NO_SUCH_LEASE, "no such lease")                                 \
+	X(LS_E_NAME, "invalid name: 1-256 bytes of [A-Za-z0-9._/:-]")        \
+	X(LS_E_TTL, "invalid TTL: it must be between 100 ms and the cell's " \
+		    "maximum (lockd --ttl-max-ms, at most 1 h)")             \
+	X(LS_E_WAIT, "invalid wait: it must be at most 1 h")                 \
+	X(LS_E_VALUE, "value too large: at most 1024 bytes")                 \
+	X(LS_E_REASON, "reason too large: at most 256 bytes")                \
+	X(LS_E_SESSION, "invalid session id (0)")                            \
+	X(LS_E_TOO_MANY_LEASES, "the session holds too many leases (1024)")  \
+	X(LS_E_TOO_MANY_WAITERS, "too many waiters on this name (1024)")     \
+	X(LS_E_MALFORMED, "malformed command")                               \
+	X(LS_E_TABLE_FULL,                                                   \
+	  "the cell's lease table is full (at most 1048576 leases, 4096 "    \
+	  "waiters, 131072 sessions and 128 MiB of names and values): "      \
+	  "release "                                                         \
+	  "leases or retry later")                                           \
+	X(LS_SUPERSEDED,                                                     \
+	  "not applied, or its answer is gone: the session's later command " \
+	  "(a higher seq) reached the ledger first; send it again with a "   \
+	  "new seq")                                                         \
+	X(LS_E_SEQ, "invalid seq: it must be between 1 and 2^62 - 1")        \
+	X(LS_E_NOT_OWNER,                                                    \
+	  "the session belongs to another client: its key differs (a "       \
 	  "session's id is not enough to act for it)")
 
 typedef enum ls_status {
@@ -161,7 +162,7 @@ _Static_assert(LS_NAME_BYTES_MAX == 256u && LS_VALUE_BYTES_MAX == 1024u &&
 		       LS_TTL_MS_MAX == 3600000u && LS_TTL_MS_MIN == 100u,
 	       "LS_STATUS_TABLE's sentences name these limits");
 _Static_assert(LD_LEASES_MAX == 1048576u && LD_LEASE_WAITERS_MAX == 4096u &&
-		       LD_LEASE_SESSIONS_MAX == 4096u &&
+		       LD_LEASE_SESSIONS_MAX == 131072u &&
 		       LD_LEASE_DATA_BYTES_MAX == 128u * 1024u * 1024u,
 	       "LS_E_TABLE_FULL's sentence names these limits");
 

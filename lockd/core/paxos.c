@@ -273,42 +273,7 @@ void pxi_log_truncate(px_replica *r, uint64_t start)
 
 client_ent *pxi_client_find(px_replica *r, uint64_t id)
 {
-	return mem_idtab_find(&r->clients, id);
-}
-
-static void client_remove(px_replica *r, client_ent *c)
-{
-	/* Rebuilding is O(n) but happens only on eviction, once a table of
-	 * LD_CLIENTS_MAX is full. (Not mem_idtab_remove: the snapshot lists
-	 * clients in slot order, so the layout after an eviction stays what
-	 * it always was.) */
-	c->client_id = 0;
-	r->clients.n--;
-	mem_idtab_rehash(&r->clients, r->clients.cap);
-}
-
-/* The entry for a client, made on first use. When the table is full the
- * client whose last command applied earliest is forgotten; every replica
- * applies the same ledger, so every replica forgets the same one. */
-client_ent *pxi_client_upsert(px_replica *r, uint64_t id)
-{
-	client_ent *c = pxi_client_find(r, id);
-	if (c != NULL)
-		return c;
-	if (r->clients.n >= LD_CLIENTS_MAX) {
-		client_ent *oldest = NULL;
-		for (uint32_t i = 0; i < r->clients.cap; i++) {
-			client_ent *x = mem_idtab_at(&r->clients, i);
-			if (x->client_id != 0 &&
-			    (oldest == NULL || x->slot < oldest->slot ||
-			     (x->slot == oldest->slot &&
-			      x->client_id < oldest->client_id)))
-				oldest = x;
-		}
-		client_remove(r, oldest);
-	}
-	client_ent *c2 = mem_idtab_insert(&r->clients, id);
-	return c2;
+	return pxc_find(&r->clients, id);
 }
 
 /* ---- output helpers ----------------------------------------------------- */
@@ -492,7 +457,7 @@ px_replica *px_replica_new(const px_config *cfg, px_sm *sm)
 	px_replica *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return NULL;
-	r->clients = (mem_idtab)LD_IDTAB_INIT(client_ent);
+	pxc_init(&r->clients, LD_CLIENTS_MAX);
 	r->waiter_ix = (mem_idtab)LD_IDTAB_INIT2(waiter_ix);
 	r->pending = calloc(LD_PENDING_CMDS_MAX, sizeof *r->pending);
 	if (r->pending == NULL) {
@@ -562,7 +527,7 @@ void px_replica_free(px_replica *r)
 	free(r->preads);
 	free(r->waiters);
 	mem_idtab_free(&r->waiter_ix);
-	mem_idtab_free(&r->clients);
+	pxc_free(&r->clients);
 	free(r->snap);
 	free(r->rx.buf);
 	free(r);

@@ -125,8 +125,9 @@ static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 	if (r->sm->ops->snapshot(r->sm, &smb, &smlen) != 0)
 		return -1;
 	size_t n = 4 + 4 + 8;
-	for (uint32_t i = 0; i < r->clients.cap; i++) {
-		const client_ent *c = mem_idtab_at(&r->clients, i);
+	const mem_idtab *ct = &r->clients.tab;
+	for (uint32_t i = 0; i < ct->cap; i++) {
+		const client_ent *c = mem_idtab_at(ct, i);
 		if (c->client_id != 0)
 			n += 8 + 8 + 8 + 4 + c->result_len;
 	}
@@ -140,10 +141,10 @@ static int snapshot_encode(px_replica *r, uint8_t **out, size_t *len)
 		return -1;
 	}
 	pxi_put_u32(&p, SNAP_MAGIC2);
-	pxi_put_u32(&p, r->clients.n);
+	pxi_put_u32(&p, pxc_count(&r->clients));
 	pxi_put_u64(&p, r->commit);
-	for (uint32_t i = 0; i < r->clients.cap; i++) {
-		const client_ent *c = mem_idtab_at(&r->clients, i);
+	for (uint32_t i = 0; i < ct->cap; i++) {
+		const client_ent *c = mem_idtab_at(ct, i);
 		if (c->client_id == 0)
 			continue;
 		pxi_put_u64(&p, c->client_id);
@@ -227,11 +228,7 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 			*pxi_conf_push(r) = confs[i];
 		free(confs);
 	}
-	uint32_t cap = 64;
-	while (cap < 2 * (n + 1))
-		cap *= 2;
-	mem_idtab_free(&r->clients);
-	mem_idtab_rehash(&r->clients, cap);
+	pxc_reset(&r->clients, n);
 	p = clients;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t id = 0, seq = 0, slot = 0;
@@ -240,15 +237,10 @@ static int snapshot_decode(px_replica *r, const uint8_t *buf, size_t len,
 		pxi_get_u64(&p, end, &seq);
 		pxi_get_u64(&p, end, &slot);
 		pxi_get_u32(&p, end, &rl);
-		client_ent *c = pxi_client_find(r, id);
-		if (c == NULL)
-			c = mem_idtab_insert(&r->clients, id);
-		c->seq = seq;
-		c->slot = slot;
-		c->result_len = rl;
-		memcpy(c->result, p, rl);
+		pxc_put(&r->clients, id, seq, slot, p, rl);
 		p += rl;
 	}
+	pxc_loaded(&r->clients);
 	return 0;
 }
 

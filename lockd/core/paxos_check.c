@@ -34,10 +34,7 @@ static void check_log(const px_replica *r)
 
 static void check_clients(const px_replica *r)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < r->clients.cap; i++)
-		n += mem_idtab_key(&r->clients, i) != 0;
-	assert(n == r->clients.n);
+	pxc_check(&r->clients);
 	assert(r->waiter_ix.n == r->nwaiters);
 	for (uint32_t i = 0; i < r->nwaiters; i++) {
 		const waiter *w = &r->waiters[i];
@@ -80,8 +77,7 @@ void px_replica_check(const px_replica *r, bool deep)
 	/* Queues within their bounds. */
 	assert(r->pending_n <= LD_PENDING_CMDS_MAX);
 	assert(r->pending_head < LD_PENDING_CMDS_MAX);
-	assert(r->clients.n <= LD_CLIENTS_MAX);
-	assert(r->clients.cap == 0 || r->clients.n * 2 <= r->clients.cap);
+	assert(pxc_count(&r->clients) <= LD_CLIENTS_MAX);
 	/* Membership: the oldest configuration still governs commit + 1,
 	 * and they are in slot order. */
 	assert(r->nconfs >= 1);

@@ -6,6 +6,7 @@
 #define PX_PAXOS_INT_H
 
 #include "bytes.h"
+#include "clients.h"
 #include "mem.h"
 #include "paxos.h"
 
@@ -80,13 +81,6 @@ typedef struct waiter_ix {
 	uint64_t client_id, seq;
 	uint32_t i;
 } waiter_ix;
-
-typedef struct client_ent {
-	uint64_t client_id; /* 0: empty */
-	uint64_t seq, slot;
-	uint32_t result_len;
-	uint8_t result[LD_RESULT_BYTES_MAX];
-} client_ent;
 
 /* A configuration and the first slot it governs (paxos.h: membership). */
 typedef struct conf {
@@ -251,9 +245,8 @@ struct px_replica {
 	/* steps taken (LD_CHECKS: which of them check deeply) */
 	uint64_t steps;
 
-	/* exactly-once: client_ent records by client id. Invariant: at most
-	 * LD_CLIENTS_MAX, the table at most half full */
-	mem_idtab clients;
+	/* exactly-once (clients.h): at most LD_CLIENTS_MAX */
+	px_clients clients;
 };
 
 static inline entry *entry_at(px_replica *r, uint64_t slot)
@@ -288,7 +281,6 @@ uint64_t pxi_rng_next(px_replica *r);
 entry *pxi_entry_get(px_replica *r, uint64_t slot);
 void pxi_log_truncate(px_replica *r, uint64_t start);
 client_ent *pxi_client_find(px_replica *r, uint64_t id);
-client_ent *pxi_client_upsert(px_replica *r, uint64_t id);
 px_msg *pxi_msg_new(px_replica *r, px_msg_type type, uint32_t to);
 void pxi_emit(px_replica *r, px_actions *out, px_msg *m);
 void pxi_emit_after_sync(px_replica *r, px_actions *out, px_msg *m);

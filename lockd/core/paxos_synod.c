@@ -30,17 +30,15 @@ void pxi_apply_value(px_replica *r, px_actions *out, uint64_t slot, px_value *v)
 			}
 			continue;
 		}
-		client_ent *c = pxi_client_upsert(r, cmd->client_id);
+		client_ent *c = pxc_upsert(&r->clients, cmd->client_id);
 		if (cmd->seq > c->seq) {
 			/* First time this command reaches the ledger. */
 			uint8_t res[LD_RESULT_BYTES_MAX];
 			size_t n = r->sm->ops->apply(r->sm, slot, cmd, res,
 						     sizeof res);
 			assert(n <= LD_RESULT_BYTES_MAX);
-			c->seq = cmd->seq;
-			c->slot = slot;
-			c->result_len = (uint32_t)n;
-			memcpy(c->result, res, n);
+			pxc_applied(&r->clients, c, cmd->seq, slot, res,
+				    (uint32_t)n);
 		}
 		int w = pxi_waiter_find(r, cmd->client_id, cmd->seq);
 		if (w >= 0) {

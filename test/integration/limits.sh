@@ -63,10 +63,10 @@ line=$(probe "$CLIENTS" get seqs3) || fail "get: $line"
 say "a table full of sessions refuses the next with a sentence"
 line=$(probe "$CLIENTS" status) || fail "status: $line"
 have=$(kv "$line" leases)
-line=$(LOCKD_PROBE_TIMEOUT_MS=120000 probe "$CLIENTS" sessions full 4200) ||
+line=$(LOCKD_PROBE_TIMEOUT_MS=300000 probe "$CLIENTS" sessions full 131200) ||
 	fail "sessions: $line"
 echo "$line"
-# the sessions above already hold or wait: 4096 in all
+# the sessions above already hold or wait: 131,072 in all
 [[ $(kv "$line" table_full) -ge 100 && $(kv "$line" other) == 0 ]] ||
 	fail "sessions: $line"
 [[ $line == *"the cell's lease table is full"* ]] || fail "sessions: $line"

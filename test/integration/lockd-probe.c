@@ -41,6 +41,7 @@
  * first and follow leader hints; reads ask the endpoints in order until one
  * answers. LOCKD_PROBE_TIMEOUT_MS bounds the whole run (default 10000). */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -733,28 +734,39 @@ static int fill(const char *prefix, unsigned count)
 	return granted == count ? 0 : 1;
 }
 
-/* count acquires, each of a new session, on one connection to the leader:
- * how many were granted and how many refused because the table is full. */
-static int sessions(const char *prefix, unsigned count)
+/* SESSIONS_THREADS threads, each its own connection to the leader, acquire
+ * prefix-<i> for sessions base + i, every i with i % threads == the
+ * thread's number, one request at a time. */
+#define SESSIONS_THREADS 32u
+
+typedef struct sessions_job {
+	pthread_t thread;
+	const char *prefix;
+	unsigned first, count;
+	uint64_t base;
+	unsigned granted, full, other;
+	char last_error[256];
+	int rc;
+} sessions_job;
+
+static void *sessions_run(void *arg)
 {
+	sessions_job *j = arg;
 	const char *leader = find_leader();
-	if (leader == NULL) {
-		printf("status=NO_LEADER\n");
-		return 3;
-	}
 	nng_socket s;
-	if (nng_req0_open(&s) != 0 || nng_dial(s, leader, NULL, 0) != 0)
-		return 3;
+	if (leader == NULL || nng_req0_open(&s) != 0 ||
+	    nng_dial(s, leader, NULL, 0) != 0) {
+		j->rc = 3;
+		return NULL;
+	}
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-	uint64_t base = 3000000 + (mono_us() % 1000000) * 10000;
-	unsigned granted = 0, full = 0, other = 0;
-	char name[96], last_error[256] = "";
-	for (unsigned i = 0; i < count; i++) {
+	char name[96];
+	for (unsigned i = j->first; i < j->count; i += SESSIONS_THREADS) {
 		Lockd__Request r = LOCKD__REQUEST__INIT;
-		snprintf(name, sizeof name, "%s-%05u", prefix, i);
+		snprintf(name, sizeof name, "%s-%06u", j->prefix, i);
 		r.op = LOCKD__OP__OP_ACQUIRE;
 		r.name = name;
-		r.session = base + i;
+		r.session = j->base + i;
 		r.seq = 1;
 		r.ttl_ms = 60000;
 		size_t len = lockd__request__get_packed_size(&r);
@@ -784,30 +796,65 @@ static int sessions(const char *prefix, unsigned count)
 			nanosleep(&(struct timespec){0, 200000000}, NULL);
 			leader = find_leader();
 			if (leader == NULL || nng_req0_open(&s) != 0 ||
-			    nng_dial(s, leader, NULL, 0) != 0)
-				return 3;
+			    nng_dial(s, leader, NULL, 0) != 0) {
+				j->rc = 3;
+				return NULL;
+			}
 			nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
 		}
 		if (rep == NULL) {
-			other++;
+			j->other++;
 			continue;
 		}
 		if (rep->lease_status == LOCKD__LEASE_STATUS__LEASE_GRANTED)
-			granted++;
+			j->granted++;
 		else if (rep->lease_status ==
 			 LOCKD__LEASE_STATUS__LEASE_E_TABLE_FULL)
-			full++;
+			j->full++;
 		else
-			other++;
+			j->other++;
 		if (rep->error[0] != '\0')
-			snprintf(last_error, sizeof last_error, "%s",
+			snprintf(j->last_error, sizeof j->last_error, "%s",
 				 rep->error);
 		lockd__reply__free_unpacked(rep, NULL);
 	}
 	nng_close(s);
+	return NULL;
+}
+
+static int sessions(const char *prefix, unsigned count)
+{
+	if (find_leader() == NULL) {
+		printf("status=NO_LEADER\n");
+		return 3;
+	}
+	sessions_job jobs[SESSIONS_THREADS];
+	uint64_t base = 3000000 + (mono_us() % 1000000) * 10000;
+	for (unsigned t = 0; t < SESSIONS_THREADS; t++) {
+		jobs[t] = (sessions_job){.prefix = prefix,
+					 .first = t,
+					 .count = count,
+					 .base = base};
+		if (pthread_create(&jobs[t].thread, NULL, sessions_run,
+				   &jobs[t]) != 0)
+			return 3;
+	}
+	unsigned granted = 0, full = 0, other = 0;
+	const char *last_error = "";
+	int rc = 0;
+	for (unsigned t = 0; t < SESSIONS_THREADS; t++) {
+		pthread_join(jobs[t].thread, NULL);
+		granted += jobs[t].granted;
+		full += jobs[t].full;
+		other += jobs[t].other;
+		if (jobs[t].last_error[0] != '\0')
+			last_error = jobs[t].last_error;
+		if (jobs[t].rc != 0)
+			rc = jobs[t].rc;
+	}
 	printf("granted=%u table_full=%u other=%u error=\"%s\"\n", granted,
 	       full, other, last_error);
-	return 0;
+	return rc;
 }
 
 /* Holds n WATCHes (wait 30 s) open on url at once, over one socket's REQ

@@ -300,6 +300,46 @@ Test(client, follows_the_leader_hint_with_the_same_session_and_seq,
 	fake_stop(&b);
 }
 
+/* Many sessions over one client's connections: each shared client is its
+ * own session with its own seq, and the leader one learns is where the
+ * others go first. */
+Test(client, shared_clients_are_sessions_over_one_connection, .timeout = 20)
+{
+	fake a, b;
+	fake_start(&b, ans_leader);
+	fake_start(&a, ans_not_leader);
+	a.hint_url = b.url;
+	lc_options o = quick();
+	lc_client *base, *s1, *s2;
+	cr_assert_eq(lc_open(a.url, &o, &base), LC_OK);
+	cr_assert_eq(lc_open_shared(NULL, &o, &s1), LC_EINVAL);
+	cr_assert_eq(lc_open_shared(base, &o, &s1), LC_OK);
+	cr_assert_eq(lc_open_shared(s1, &o, &s2), LC_OK);
+	cr_assert_neq(lc_session(s1), lc_session(base));
+	cr_assert_neq(lc_session(s2), lc_session(s1));
+	lc_lease l;
+	cr_assert_eq(lc_acquire(s1, "a/1", 10000, 0, NULL, 0, &l), LC_OK, "%s",
+		     lc_last_error());
+	/* s1 learnt the leader (b) for everyone: s2 goes there at once. */
+	cr_assert_eq(lc_endpoint_count(s2), 2);
+	cr_assert_eq(lc_acquire(s2, "a/2", 10000, 0, NULL, 0, &l), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(fake_count(&a), 1);
+	cr_assert_eq(fake_count(&b), 2);
+	cr_assert_eq(b.reqs[0].session, lc_session(s1));
+	cr_assert_eq(b.reqs[1].session, lc_session(s2));
+	/* Closing a shared client leaves the connections to the others. */
+	lc_close(s1);
+	cr_assert_eq(lc_release(s2, "a/2", l.token), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(b.reqs[2].session, lc_session(s2));
+	cr_assert_eq(b.reqs[2].seq, b.reqs[1].seq + 1);
+	lc_close(s2);
+	lc_close(base);
+	fake_stop(&a);
+	fake_stop(&b);
+}
+
 Test(client, known_position_is_the_highest_seen, .timeout = 20)
 {
 	fake b;

@@ -2083,7 +2083,7 @@ Test(lease, table_bytes_are_bounded_and_a_full_snapshot_fits, .timeout = 120)
 	cr_assert(!held(name));
 	cr_assert_str_eq(ls_strerror(LS_E_TABLE_FULL),
 			 "the cell's lease table is full (at most 1048576 "
-			 "leases, 4096 waiters, 4096 sessions and 128 MiB of "
+			 "leases, 4096 waiters, 131072 sessions and 128 MiB of "
 			 "names and values): release leases or retry later");
 	/* A waiter's value counts too. */
 	name_of(name, sizeof name, "big/", 0, LS_NAME_BYTES_MAX);
