@@ -55,6 +55,7 @@ extern "C" {
 #define LC_VALUE_BYTES_MAX 1024u /* a lease's value */
 #define LC_REASON_BYTES_MAX 256u /* a revoke's reason */
 #define LC_SESSION_LEASES_MAX 1024u /* leases one session may hold */
+#define LC_RENEW_SESSIONS_MAX 256u  /* sessions one lc_renew_many renews */
 #define LC_ERROR_BYTES_MAX 256u     /* lc_last_error(), NUL included */
 /* Sessions are 1 .. LC_SESSION_MAX: the cell numbers its own commands (TICK,
  * EXPIRE) with the top bit set. */
@@ -279,6 +280,18 @@ typedef struct lc_renewal {
  * *out. A lease missing from out->tokens was not renewed: it has ended
  * (expired, released, or revoked: a revoked lease is never renewed). */
 int lc_renew(lc_client *c, lc_renewal *out);
+
+/* Renews the leases of n sessions (1 to LC_RENEW_SESSIONS_MAX) in one
+ * request: cs[0..n), all over the same connections (lc_open_shared, or the
+ * client they share), so that a process acting for many sessions sends one
+ * keepalive for them all. Each session's part is a RENEW of its own (its
+ * next seq, applied once), batched into the cell's decrees with the rest.
+ * Takes each session's write turn, in order: no two threads may pass
+ * overlapping sets in different orders. When the cell answered, returns
+ * LC_OK and codes[i] and outs[i] are what lc_renew(cs[i], &outs[i]) would
+ * have given; otherwise returns the failure (LC_EUNAVAILABLE, ...), and
+ * every codes[i] is that too. */
+int lc_renew_many(lc_client *const *cs, size_t n, lc_renewal *outs, int *codes);
 
 /* Applies r to the caller's leases[0..n): each lease r renewed gets its
  * deadline moved to the one r's send time gives (never backwards). Returns

@@ -229,6 +229,19 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* out from the tokens of a renewal sent at sent_us. */
+static void renewal_fill(lc_renewal *out, const uint64_t *tokens, size_t n,
+			 uint64_t sent_us)
+{
+	if (n > LC_SESSION_LEASES_MAX)
+		n = LC_SESSION_LEASES_MAX;
+	if (n > 0) /* tokens is NULL when the reply names none */
+		memcpy(out->tokens, tokens, n * sizeof *out->tokens);
+	qsort(out->tokens, n, sizeof *out->tokens, cmp_u64);
+	out->ntokens = n;
+	out->sent_us = sent_us;
+}
+
 int lc_renew(lc_client *c, lc_renewal *out)
 {
 	return lci_renew(c, out, NULL);
@@ -263,18 +276,110 @@ int lci_renew(lc_client *c, lc_renewal *out, lci_stop *st)
 	if (rv != LC_OK)
 		return rv;
 	rv = lci_reply_code(res.rep);
-	if (rv == LC_OK) {
-		size_t n = res.rep->n_renewed;
-		if (n > LC_SESSION_LEASES_MAX)
-			n = LC_SESSION_LEASES_MAX;
-		if (n > 0) /* renewed is NULL when the reply names none */
-			memcpy(out->tokens, res.rep->renewed,
-			       n * sizeof *out->tokens);
-		qsort(out->tokens, n, sizeof *out->tokens, cmp_u64);
-		out->ntokens = n;
-		out->sent_us = res.first_sent_us;
+	if (rv == LC_OK)
+		renewal_fill(out, res.rep->renewed, res.rep->n_renewed,
+			     res.first_sent_us);
+	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+/* One RENEW for sessions cs[ix[0..m)], each with its next seq (the caller
+ * holds their write turns): outs[ix[k]] and codes[ix[k]] from the cell's
+ * answer. Returns LC_OK when the cell answered for every entry, else the
+ * failure (codes untouched); *sends is how many tries reached nng. */
+static int renew_many_send(lc_client *const *cs, const size_t *ix, size_t m,
+			   lc_renewal *outs, int *codes, unsigned *sends)
+{
+	Lockd__SessionRef refs[LC_RENEW_SESSIONS_MAX];
+	Lockd__SessionRef *ptrs[LC_RENEW_SESSIONS_MAX];
+	for (size_t k = 0; k < m; k++) {
+		lc_client *c = cs[ix[k]];
+		lockd__session_ref__init(&refs[k]);
+		refs[k].session = c->session;
+		refs[k].session_key = c->session_key;
+		refs[k].seq = ++c->seq;
+		ptrs[k] = &refs[k];
+	}
+	Lockd__Request req = LOCKD__REQUEST__INIT;
+	req.op = LOCKD__OP__OP_RENEW;
+	req.n_renew_sessions = m;
+	req.renew_sessions = ptrs;
+	call_result res;
+	int rv = lci_call(cs[ix[0]], &req, true, 0, NULL, &res);
+	if (rv != LC_OK)
+		return rv;
+	*sends = res.sends;
+	const Lockd__Reply *rep = res.rep;
+	if (rep->status != LOCKD__STATUS__STATUS_OK)
+		rv = lci_reply_code(rep);
+	else if (rep->n_renewed_sessions != m)
+		rv = lci_fail(LC_EPROTO,
+			      "the cell answered %zu sessions of a RENEW for "
+			      "%zu",
+			      rep->n_renewed_sessions, m);
+	for (size_t k = 0; rv == LC_OK && k < m; k++)
+		if (rep->renewed_sessions[k]->session != refs[k].session)
+			rv = lci_fail(
+				LC_EPROTO,
+				"the cell answered session %llu for "
+				"session %llu",
+				(unsigned long long)rep->renewed_sessions[k]
+					->session,
+				(unsigned long long)refs[k].session);
+	for (size_t k = 0; rv == LC_OK && k < m; k++) {
+		const Lockd__SessionRenewed *e = rep->renewed_sessions[k];
+		Lockd__Reply one = LOCKD__REPLY__INIT;
+		one.status = LOCKD__STATUS__STATUS_OK;
+		one.lease_status = e->lease_status;
+		one.error = e->error;
+		codes[ix[k]] = lci_reply_code(&one);
+		if (codes[ix[k]] == LC_OK)
+			renewal_fill(&outs[ix[k]], e->renewed, e->n_renewed,
+				     res.first_sent_us);
+		lci_see_position(cs[ix[k]], rep->position);
 	}
 	lockd__reply__free_unpacked(res.rep, NULL);
+	return rv;
+}
+
+int lc_renew_many(lc_client *const *cs, size_t n, lc_renewal *outs, int *codes)
+{
+	if (cs == NULL || outs == NULL || codes == NULL || n == 0 ||
+	    n > LC_RENEW_SESSIONS_MAX)
+		return lci_fail(LC_EINVAL,
+				"lc_renew_many: 1-%u sessions, with outs and "
+				"codes",
+				LC_RENEW_SESSIONS_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (cs[i] == NULL || cs[i]->net != cs[0]->net)
+			return lci_fail(LC_EINVAL,
+					"lc_renew_many: the sessions must "
+					"share their connections "
+					"(lc_open_shared)");
+	size_t ix[LC_RENEW_SESSIONS_MAX];
+	for (size_t i = 0; i < n; i++) {
+		lci_write_lock(cs[i], NULL);
+		outs[i].sent_us = 0;
+		outs[i].ntokens = 0;
+		ix[i] = i;
+	}
+	unsigned sends = 0;
+	int rv = renew_many_send(cs, ix, n, outs, codes, &sends);
+	/* As lc_renew: after a retry, an entry that renewed nothing may be
+	 * one the cell had settled without its answer (applied at the first
+	 * try, answered from the exactly-once table, which keeps no tokens):
+	 * renew those again, afresh. */
+	size_t m = 0;
+	for (size_t i = 0; rv == LC_OK && sends > 1 && i < n; i++)
+		if (codes[i] == LC_OK && outs[i].ntokens == 0)
+			ix[m++] = i;
+	if (m > 0)
+		rv = renew_many_send(cs, ix, m, outs, codes, &sends);
+	for (size_t i = 0; i < n; i++) {
+		if (rv != LC_OK)
+			codes[i] = rv;
+		lci_write_unlock(cs[i]);
+	}
 	return rv;
 }
 

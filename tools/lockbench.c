@@ -70,6 +70,9 @@ static struct {
 	unsigned connections, threads;
 	/* renew, expiry-storm: renew when this much of the TTL is left */
 	unsigned renew_permille;
+	/* renew, expiry-storm: a thread's due sessions renewed in one request
+	 * (lc_renew_many; needs --connections) */
+	bool batch_renewals;
 } opt = {
 	.renew_permille = LC_RENEW_REMAINING_PERMILLE,
 	.c = 1,
@@ -103,6 +106,10 @@ _Noreturn static void usage(int rc)
 	      "                 P/1000 of the TTL is left; default 333, so "
 	      "667 renews every\n"
 	      "                 third of the TTL)\n"
+	      "                 [--batch-renewals]  (renew, expiry-storm "
+	      "with --connections:\n"
+	      "                 a thread renews its due sessions in one "
+	      "request, up to 256)\n"
 	      "modes:\n"
 	      "  cycle     C workers for D s: acquire bench/res-<random mod K> "
 	      "(TTL T,\n"
@@ -451,6 +458,8 @@ static int run_cycle(bool handoff)
 enum { PH_ACQUIRE, PH_MEASURE, PH_CLEANUP, PH_VANISH };
 static _Atomic int renew_phase = PH_ACQUIRE;
 static atomic_uint renew_acquired_workers;
+/* --batch-renewals: requests sent in the measured window */
+static atomic_ullong renew_wire_requests;
 
 /* One session: its client, its leases and its counts. */
 typedef struct renew_worker {
@@ -473,13 +482,22 @@ typedef struct renew_worker {
 /* Renews w's leases if they are due. A lease missing from the answer is
  * lost; a lease whose believed deadline passed before the answer came is
  * counted as expired (the client could no longer act on it). */
+static void renew_answered(renew_worker *w, const lc_renewal *r, int rv,
+			   uint64_t now, uint64_t t1);
+
 static void renew_if_due(renew_worker *w)
 {
 	uint64_t now = lc_now_us();
 	if (w->held == 0 || now < w->renew_at_us)
 		return;
 	int rv = lc_renew(w->c, w->r);
-	uint64_t t1 = lc_now_us();
+	renew_answered(w, w->r, rv, now, lc_now_us());
+}
+
+/* What a renewal sent at now and answered (rv) at t1 did to w's leases. */
+static void renew_answered(renew_worker *w, const lc_renewal *r, int rv,
+			   uint64_t now, uint64_t t1)
+{
 	if (rv != LC_OK) {
 		w->errors++;
 		note_error(&w->err, rv);
@@ -491,20 +509,20 @@ static void renew_if_due(renew_worker *w)
 		if (l->token != 0 && !lc_lease_valid(t1, l->deadline_us))
 			w->expired++;
 	}
-	lc_renewal_apply(w->c, w->r, w->leases, w->held);
+	lc_renewal_apply(w->c, r, w->leases, w->held);
 	for (unsigned i = 0; i < w->held; i++) {
 		lc_lease *l = &w->leases[i];
-		if (l->token != 0 && l->sent_us != w->r->sent_us) {
+		if (l->token != 0 && l->sent_us != r->sent_us) {
 			w->lost++;
 			l->token = 0;
 		}
 	}
 	if (atomic_load(&renew_phase) == PH_MEASURE) {
 		w->renew_reqs++;
-		w->renewed += w->r->ntokens;
+		w->renewed += r->ntokens;
 		samples_add(&w->renew_lat, t1 - now);
 	}
-	w->renew_at_us = lc_lease_renew_at_us(w->r->sent_us, opt.ttl_ms, 1000,
+	w->renew_at_us = lc_lease_renew_at_us(r->sent_us, opt.ttl_ms, 1000,
 					      opt.renew_permille);
 }
 
@@ -517,10 +535,46 @@ typedef struct renew_thread {
 	pthread_t thread;
 	renew_worker *ws;
 	unsigned n;
+	lc_renewal *outs; /* --batch-renewals: LC_RENEW_SESSIONS_MAX */
 } renew_thread;
+
+/* --batch-renewals: the due sessions of t renewed with one request per
+ * LC_RENEW_SESSIONS_MAX of them (lc_renew_many). As a proxy would, it
+ * takes along the sessions due within the next twentieth of the TTL, so
+ * that a request carries many. */
+static void renew_batch_due(renew_thread *t)
+{
+	lc_client *cs[LC_RENEW_SESSIONS_MAX];
+	renew_worker *due[LC_RENEW_SESSIONS_MAX];
+	int codes[LC_RENEW_SESSIONS_MAX];
+	uint64_t now = lc_now_us() + (uint64_t)opt.ttl_ms * 1000u / 20u;
+	for (unsigned i = 0; i < t->n;) {
+		size_t n = 0;
+		for (; i < t->n && n < LC_RENEW_SESSIONS_MAX; i++) {
+			renew_worker *w = &t->ws[i];
+			if (w->held > 0 && now >= w->renew_at_us) {
+				due[n] = w;
+				cs[n++] = w->c;
+			}
+		}
+		if (n == 0)
+			continue;
+		uint64_t t0 = lc_now_us();
+		lc_renew_many(cs, n, t->outs, codes);
+		if (atomic_load(&renew_phase) == PH_MEASURE)
+			atomic_fetch_add(&renew_wire_requests, 1);
+		uint64_t t1 = lc_now_us();
+		for (size_t k = 0; k < n; k++)
+			renew_answered(due[k], &t->outs[k], codes[k], t0, t1);
+	}
+}
 
 static void renew_all_due(renew_thread *t)
 {
+	if (opt.batch_renewals) {
+		renew_batch_due(t);
+		return;
+	}
 	for (unsigned i = 0; i < t->n; i++)
 		renew_if_due(&t->ws[i]);
 }
@@ -604,8 +658,10 @@ static lc_client **renew_bases;
  * connections. */
 static void renew_join(renew_worker *ws)
 {
-	for (unsigned i = 0; i < renew_nthreads; i++)
+	for (unsigned i = 0; i < renew_nthreads; i++) {
 		pthread_join(renew_threads[i].thread, NULL);
+		free(renew_threads[i].outs);
+	}
 	for (unsigned i = 0; i < opt.c; i++)
 		lc_close(ws[i].c);
 	for (unsigned i = 0; i < opt.connections; i++)
@@ -653,18 +709,33 @@ static renew_worker *renew_start(uint64_t *held, double *acq_secs)
 		w->r = malloc(sizeof *w->r);
 		if (w->leases == NULL || w->r == NULL)
 			return NULL;
-		w->c = opt.connections == 0
-			       ? open_client(opt.endpoints, 2000, 30000)
-			       : open_shared(renew_bases[i % opt.connections],
-					     2000, 30000);
 	}
-	uint64_t start = lc_now_us();
+	/* A thread's sessions share one connection (thread i's is i mod
+	 * --connections), so that --batch-renewals can send them in one
+	 * request. */
 	for (unsigned i = 0, first = 0; i < renew_nthreads; i++) {
 		renew_thread *t = &renew_threads[i];
 		t->n = opt.c / renew_nthreads +
 		       (i < opt.c % renew_nthreads ? 1 : 0);
 		t->ws = &ws[first];
 		first += t->n;
+		for (unsigned k = 0; k < t->n; k++)
+			t->ws[k].c =
+				opt.connections == 0
+					? open_client(opt.endpoints, 2000,
+						      30000)
+					: open_shared(
+						  renew_bases[i %
+							      opt.connections],
+						  2000, 30000);
+	}
+	uint64_t start = lc_now_us();
+	for (unsigned i = 0; i < renew_nthreads; i++) {
+		renew_thread *t = &renew_threads[i];
+		if (opt.batch_renewals &&
+		    (t->outs = calloc(LC_RENEW_SESSIONS_MAX,
+				      sizeof *t->outs)) == NULL)
+			return NULL;
 		if (pthread_create(&t->thread, NULL, renew_run, t) != 0) {
 			fputs("lockbench: cannot start a thread\n", stderr);
 			exit(1);
@@ -754,11 +825,15 @@ static int run_renew(void)
 		 "\"lost\":%" PRIu64 ",\"expired\":%" PRIu64
 		 ",\"errors\":%" PRIu64 ",\"acquire_secs\":%.3f,"
 		 "\"connections\":%u,\"threads\":%u,"
-		 "\"renew_left_permille\":%u",
+		 "\"renew_left_permille\":%u,\"batch_renewals\":%s,"
+		 "\"wire_requests_per_s\":%.2f",
 		 opt.c, held, opt.ttl_ms, secs, lease_rate, lease_rate,
 		 expected, req_rate, pr.p50, pr.p90, pr.p99, pr.max, lost,
 		 expired, errors, acq_secs, opt.connections, renew_nthreads,
-		 opt.renew_permille);
+		 opt.renew_permille, opt.batch_renewals ? "true" : "false",
+		 opt.batch_renewals && secs > 0
+			 ? (double)atomic_load(&renew_wire_requests) / secs
+			 : req_rate);
 	json_label(json, sizeof json);
 	json_step(json, sizeof json, "acquire", &pa, acq_secs);
 	json_step(json, sizeof json, "release", &pl, rel_secs);
@@ -1229,6 +1304,7 @@ int main(int argc, char **argv)
 		O_CONNECTIONS,
 		O_THREADS,
 		O_RENEW_LEFT,
+		O_BATCH,
 	};
 	static const struct option longopts[] = {
 		{"endpoints", required_argument, NULL, 'e'},
@@ -1243,6 +1319,7 @@ int main(int argc, char **argv)
 		{"connections", required_argument, NULL, O_CONNECTIONS},
 		{"threads", required_argument, NULL, O_THREADS},
 		{"renew-left-permille", required_argument, NULL, O_RENEW_LEFT},
+		{"batch-renewals", no_argument, NULL, O_BATCH},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1302,6 +1379,9 @@ int main(int argc, char **argv)
 		case O_THREADS:
 			opt.threads = parse_uint(optarg, "--threads");
 			break;
+		case O_BATCH:
+			opt.batch_renewals = true;
+			break;
 		case O_RENEW_LEFT:
 			opt.renew_permille =
 				parse_uint(optarg, "--renew-left-permille");
@@ -1325,6 +1405,12 @@ int main(int argc, char **argv)
 	/* A thread per session, or --connections and --threads for more
 	 * sessions than threads. */
 	bool shared = opt.connections > 0 || opt.threads > 0;
+	if (opt.batch_renewals && opt.connections == 0) {
+		fputs("lockbench: --batch-renewals needs --connections (the "
+		      "sessions of one request share connections)\n",
+		      stderr);
+		return 2;
+	}
 	if (shared && strcmp(opt.mode, "renew") != 0 &&
 	    strcmp(opt.mode, "expiry-storm") != 0) {
 		fputs("lockbench: --connections and --threads are for renew "

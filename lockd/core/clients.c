@@ -49,7 +49,9 @@ static void queue_push(px_clients *t, uint64_t slot, uint64_t id)
 		t->unsorted = true;
 	if (t->len - t->head > 2u * (size_t)t->tab.n + PXC_QUEUE_SLACK)
 		queue_compact(t);
-	if (t->len == t->cap && t->head > 0) {
+	/* Reuse the room in front only when it is half the queue: moving
+	 * the rest costs as much as the pushes that filled it. */
+	if (t->len == t->cap && t->head > 0 && t->head >= t->len / 2) {
 		memmove(t->q, t->q + t->head,
 			(t->len - t->head) * sizeof *t->q);
 		t->len -= t->head;
@@ -110,7 +112,10 @@ void pxc_applied(px_clients *t, client_ent *c, uint64_t seq, uint64_t slot,
 	c->result_len = n;
 	if (n > 0)
 		memcpy(c->result, res, n);
-	queue_push(t, slot, c->client_id);
+	if (c->qslot != slot) {
+		c->qslot = slot;
+		queue_push(t, slot, c->client_id);
+	}
 }
 
 void pxc_reset(px_clients *t, uint32_t n)
@@ -153,10 +158,12 @@ void pxc_loaded(px_clients *t)
 	t->head = t->len = 0;
 	t->q = mem_grow(t->q, &t->cap, (size_t)t->tab.n + 1, sizeof *t->q);
 	for (uint32_t i = 0; i < t->tab.cap; i++) {
-		const client_ent *c = mem_idtab_at(&t->tab, i);
-		if (c->client_id != 0)
+		client_ent *c = mem_idtab_at(&t->tab, i);
+		if (c->client_id != 0) {
+			c->qslot = c->slot;
 			t->q[t->len++] = (pxc_touch){.slot = c->slot,
 						     .id = c->client_id};
+		}
 	}
 	qsort(t->q, t->len, sizeof *t->q, touch_cmp);
 }

@@ -11,11 +11,12 @@
  * so a replica that restored a snapshot forgets the same client as one that
  * applied every slot.
  *
- * Finding the one to forget costs O(1) amortized, not a scan: every apply
- * appends (slot, id) to a queue whose slots never fall, and an entry whose
- * client has since moved on (or gone) is stale and skipped. The queue is
- * compacted whenever its stale entries outnumber the live clients, so it
- * holds at most about 2 x n + PXC_QUEUE_SLACK entries.
+ * Finding the one to forget costs O(1) amortized, not a scan: a client's
+ * first apply in a slot appends (slot, id) to a queue whose slots never
+ * fall, and an entry whose client has since moved on (or gone) is stale
+ * and skipped. The queue is compacted whenever its stale entries outnumber
+ * the live ones (one per client), so it holds at most about 2 x n +
+ * PXC_QUEUE_SLACK entries.
  *
  * Ownership: the table owns its slots and queue; pxc_free frees them.
  * Pointers from pxc_find and pxc_upsert are valid until the next call that
@@ -32,6 +33,9 @@
 typedef struct client_ent {
 	uint64_t client_id; /* 0: empty */
 	uint64_t seq, slot;
+	/* The slot of its entry in the queue (not in a snapshot): a client
+	 * applied many times in one decree has one entry for it. */
+	uint64_t qslot;
 	uint32_t result_len;
 	uint8_t result[LD_RESULT_BYTES_MAX];
 } client_ent;
@@ -42,9 +46,9 @@ typedef struct pxc_touch {
 
 typedef struct px_clients {
 	mem_idtab tab; /* client_ent by id. Invariant: n <= max */
-	/* (slot, id) of every apply since the last compaction, slots
-	 * nondecreasing from q[head]; every live client has an entry at its
-	 * slot. */
+	/* (slot, id) of the first apply of a client in each slot since the
+	 * last compaction, slots nondecreasing from q[head]; every live
+	 * client has an entry at its slot, and only one. */
 	pxc_touch *q;
 	size_t head, len, cap;
 	/* A slot below one applied before came (a snapshot's entries that

@@ -37,8 +37,12 @@
 /* Leader pipeline: slots proposed but not yet chosen. */
 #define LD_WINDOW_SLOTS_MAX 64u
 
+/* Sessions one RENEW request may renew (client.proto's renew_sessions):
+ * each is a command of its own, batched into decrees as any are. */
+#define LD_RENEW_SESSIONS_MAX 256u
+
 /* Commands batched into one decree. */
-#define LD_BATCH_CMDS_MAX 64u
+#define LD_BATCH_CMDS_MAX 256u
 
 /* Client commands waiting for a slot at the leader. Past this: PX_REPLY_BUSY.
  */

@@ -26,6 +26,11 @@ static void slot_done(ld_server *s, uint32_t idx, const Lockd__Reply *rep)
 	ld_cctx_reply(sl->c, rep);
 	sl->state = SLOT_FREE;
 	sl->c = NULL;
+	for (uint32_t k = 0; k < sl->nsub; k++)
+		free(sl->subs[k].tokens);
+	free(sl->subs);
+	sl->subs = NULL;
+	sl->nsub = sl->left = 0;
 	uint32_t last = s->active[--s->nactive];
 	s->active[sl->apos] = last;
 	s->slots[last].apos = sl->apos;
@@ -66,13 +71,19 @@ _Static_assert((int)LOCKD__LEASE_STATUS__LEASE_E_MALFORMED ==
 		       LS_STATUS_COUNT == LS_E_NOT_OWNER + 1,
 	       "LeaseStatus in client.proto must number like ls_status");
 
+static void renew_entry_answered(ld_server *s, uint32_t idx, uint32_t k,
+				 const ln_reply *rp);
+
 void srv_answer_node(ld_server *s, const ln_reply *rp)
 {
-	uint32_t idx = (uint32_t)(rp->req_id & ((1u << REQ_INDEX_BITS) - 1));
-	uint64_t gen = rp->req_id >> REQ_INDEX_BITS;
+	uint32_t idx = req_id_idx(rp->req_id);
 	if (idx >= LD_CLIENT_SLOTS || s->slots[idx].state != SLOT_NODE ||
-	    s->slots[idx].gen != gen)
+	    s->slots[idx].gen != req_id_gen(rp->req_id))
 		return; /* that context gave up on it (WRITE_ANSWER_US) */
+	if (req_id_entry(rp->req_id) > 0) {
+		renew_entry_answered(s, idx, req_id_entry(rp->req_id) - 1, rp);
+		return;
+	}
 	const Lockd__Request *req = ld_cctx_request(s->slots[idx].c);
 
 	Lockd__Reply rep = LOCKD__REPLY__INIT;
@@ -656,17 +667,157 @@ static bool is_read(Lockd__Op op)
 	       op == LOCKD__OP__OP_MEMBERS;
 }
 
+/* Room for one more of this round's requests to the node. */
+static ln_request *req_next(ld_server *s, uint32_t *nreq)
+{
+	if (*nreq == s->reqs_cap) {
+		size_t cap = s->reqs_cap ? 2 * s->reqs_cap : LD_CLIENT_SLOTS;
+		ln_request *p = realloc(s->reqs, cap * sizeof *p);
+		if (p == NULL)
+			abort();
+		s->reqs = p;
+		s->reqs_cap = cap;
+	}
+	return &s->reqs[(*nreq)++];
+}
+
+/* One entry's answer came: kept until the last, which answers them all in
+ * one reply. */
+static void renew_entry_answered(ld_server *s, uint32_t idx, uint32_t k,
+				 const ln_reply *rp)
+{
+	slot *sl = &s->slots[idx];
+	if (k >= sl->nsub || sl->subs[k].answered)
+		return;
+	renew_answer *a = &sl->subs[k];
+	a->answered = true;
+	a->status = rp->status;
+	a->ls = rp->result.status < LS_STATUS_COUNT ? rp->result.status
+						    : LS_E_MALFORMED;
+	a->leader_hint = rp->leader_hint;
+	a->position = rp->position;
+	if (rp->ntokens > 0) {
+		a->tokens = malloc(rp->ntokens * sizeof *a->tokens);
+		if (a->tokens == NULL)
+			abort();
+		memcpy(a->tokens, rp->tokens, rp->ntokens * sizeof *a->tokens);
+		a->ntokens = (uint32_t)rp->ntokens;
+	}
+	if (--sl->left > 0)
+		return;
+
+	const Lockd__Request *req = ld_cctx_request(sl->c);
+	Lockd__Reply rep = LOCKD__REPLY__INIT;
+	rep.status = LOCKD__STATUS__STATUS_OK;
+	int32_t hint = -1;
+	uint64_t pos = 0;
+	for (uint32_t i = 0; i < sl->nsub; i++) {
+		const renew_answer *x = &sl->subs[i];
+		if (x->position > pos)
+			pos = x->position;
+		if (x->leader_hint >= 0)
+			hint = x->leader_hint;
+		/* NOT_LEADER or BUSY for one entry: the whole request again
+		 * (the entries applied are answered from the table then). */
+		if (x->status == LN_NOT_LEADER)
+			rep.status = LOCKD__STATUS__STATUS_NOT_LEADER;
+		else if (x->status == LN_BUSY &&
+			 rep.status == LOCKD__STATUS__STATUS_OK)
+			rep.status = LOCKD__STATUS__STATUS_BUSY;
+	}
+	set_leader(s, &rep, hint);
+	rep.position = pos;
+	char sentence[256] = "";
+	if (rep.status == LOCKD__STATUS__STATUS_NOT_LEADER)
+		snprintf(sentence, sizeof sentence,
+			 "this replica is not the leader: ask replica %d",
+			 hint);
+	else if (rep.status == LOCKD__STATUS__STATUS_BUSY)
+		snprintf(sentence, sizeof sentence,
+			 "the leader's queue is full: retry later with the "
+			 "same seqs");
+	rep.error = sentence;
+	Lockd__SessionRenewed *ents = calloc(sl->nsub, sizeof *ents);
+	Lockd__SessionRenewed **ptrs = calloc(sl->nsub, sizeof *ptrs);
+	if (ents == NULL || ptrs == NULL)
+		abort();
+	if (rep.status == LOCKD__STATUS__STATUS_OK) {
+		for (uint32_t i = 0; i < sl->nsub; i++) {
+			const renew_answer *x = &sl->subs[i];
+			lockd__session_renewed__init(&ents[i]);
+			ents[i].session = req->renew_sessions[i]->session;
+			ents[i].lease_status = (Lockd__LeaseStatus)x->ls;
+			ents[i].n_renewed = x->ntokens;
+			ents[i].renewed = x->tokens;
+			ents[i].error =
+				(char *)(x->ls == LS_OK ? ""
+							: ls_strerror(x->ls));
+			ptrs[i] = &ents[i];
+		}
+		rep.n_renewed_sessions = sl->nsub;
+		rep.renewed_sessions = ptrs;
+	}
+	slot_done(s, idx, &rep);
+	free(ents);
+	free(ptrs);
+}
+
+/* A RENEW for many sessions: each entry goes to the node as a RENEW of its
+ * own, batched into the round's decrees with everything else. */
+static void to_node_renewals(ld_server *s, uint32_t idx, uint32_t *nreq)
+{
+	slot *sl = &s->slots[idx];
+	const Lockd__Request *r = ld_cctx_request(sl->c);
+	if (r->n_renew_sessions > LD_RENEW_SESSIONS_MAX || r->session != 0 ||
+	    r->seq != 0 || r->session_key != 0) {
+		char why[160];
+		snprintf(why, sizeof why,
+			 r->n_renew_sessions > LD_RENEW_SESSIONS_MAX
+				 ? "a RENEW renews at most %u sessions"
+				 : "a RENEW of renew_sessions has no session, "
+				   "seq or session_key of its own (%u at most)",
+			 LD_RENEW_SESSIONS_MAX);
+		answer_plain(s, idx, LOCKD__STATUS__STATUS_INVALID,
+			     LOCKD__LEASE_STATUS__LEASE_E_MALFORMED, why);
+		return;
+	}
+	uint32_t n = (uint32_t)r->n_renew_sessions;
+	sl->subs = calloc(n, sizeof *sl->subs);
+	if (sl->subs == NULL)
+		abort();
+	sl->nsub = sl->left = n;
+	for (uint32_t k = 0; k < n; k++) {
+		const Lockd__SessionRef *e = r->renew_sessions[k];
+		ln_request *q = req_next(s, nreq);
+		*q = (ln_request){
+			.req_id = req_id_of(sl->gen, k + 1, idx),
+			.type = LN_REQ_RENEW,
+			.session = e->session,
+			.seq = e->seq,
+			.session_key = e->session_key,
+			.name = "",
+			.reason = "",
+		};
+	}
+	sl->state = SLOT_NODE;
+	sl->deadline_us = ld_cctx_arrived_us(sl->c) + WRITE_ANSWER_US;
+}
+
 static void to_node(ld_server *s, uint32_t idx, uint32_t *nreq)
 {
 	slot *sl = &s->slots[idx];
 	const Lockd__Request *r = ld_cctx_request(sl->c);
+	if (r->op == LOCKD__OP__OP_RENEW && r->n_renew_sessions > 0) {
+		to_node_renewals(s, idx, nreq);
+		return;
+	}
 	/* Strings longer than any limit are cut to a length the node still
 	 * refuses, so no length wraps. */
 	size_t nl = strlen(r->name), rl = strlen(r->reason);
 	size_t vl = r->value.len;
-	ln_request *q = &s->reqs[(*nreq)++];
+	ln_request *q = req_next(s, nreq);
 	*q = (ln_request){
-		.req_id = (sl->gen << REQ_INDEX_BITS) | idx,
+		.req_id = req_id_of(sl->gen, 0, idx),
 		.type = req_type(r->op),
 		.session = r->session,
 		.seq = r->seq,
@@ -779,8 +930,7 @@ void srv_clients_gone(ld_server *s)
 			const Lockd__Request *r = ld_cctx_request(sl->c);
 			if (sl->state == SLOT_NODE &&
 			    r->op == LOCKD__OP__OP_ACQUIRE && r->wait_ms > 0)
-				s->gone_reqs[nreq++] =
-					(sl->gen << REQ_INDEX_BITS) | i;
+				s->gone_reqs[nreq++] = req_id_of(sl->gen, 0, i);
 			else if (sl->state != SLOT_WATCH &&
 				 sl->state != SLOT_PARKED)
 				continue;

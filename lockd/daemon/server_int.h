@@ -116,9 +116,11 @@
  * (nng's callbacks race): a request from one of them is not started. */
 #define GONE_RECENT 256u
 
-/* req_id = generation << 16 | context index: a late answer to a context
- * that has since moved on is recognised and dropped. */
+/* req_id = generation << 25 | entry << 16 | context index: a late answer
+ * to a context that has since moved on is recognised and dropped. entry is
+ * 0, or 1 + the index of a RENEW-for-many-sessions' entry (req_id_of). */
 #define REQ_INDEX_BITS 16
+#define REQ_SUB_BITS 9
 /* One connection's parked reads never hold every context, and leave the
  * reserve (LD_CLIENT_CTX_RESERVE) to requests that do not wait. */
 _Static_assert(PARKED_PER_CONN_MAX + LD_CLIENT_CTX_RESERVE < LD_CLIENT_CTX_MAX,
@@ -137,6 +139,40 @@ _Static_assert(LS_NAME_BYTES_MAX + LS_VALUE_BYTES_MAX + LS_REASON_BYTES_MAX +
 	       "a request at the limits outgrows a client message");
 _Static_assert(LD_CLIENT_SLOTS <= (1u << REQ_INDEX_BITS),
 	       "context index must fit in the req_id");
+_Static_assert(LD_RENEW_SESSIONS_MAX < (1u << REQ_SUB_BITS),
+	       "a RENEW's entries must fit in the req_id");
+
+static inline uint64_t req_id_of(uint64_t gen, uint32_t entry, uint32_t idx)
+{
+	return gen << (REQ_INDEX_BITS + REQ_SUB_BITS) |
+	       (uint64_t)entry << REQ_INDEX_BITS | idx;
+}
+
+static inline uint32_t req_id_idx(uint64_t id)
+{
+	return (uint32_t)(id & ((1u << REQ_INDEX_BITS) - 1));
+}
+
+static inline uint32_t req_id_entry(uint64_t id)
+{
+	return (uint32_t)((id >> REQ_INDEX_BITS) & ((1u << REQ_SUB_BITS) - 1));
+}
+
+static inline uint64_t req_id_gen(uint64_t id)
+{
+	return id >> (REQ_INDEX_BITS + REQ_SUB_BITS);
+}
+
+/* One entry's answer in a RENEW for many sessions. */
+typedef struct renew_answer {
+	bool answered;
+	ln_status status;
+	ls_status ls;
+	int32_t leader_hint;
+	uint64_t position;
+	uint64_t *tokens; /* malloc'd, ntokens of them */
+	uint32_t ntokens;
+} renew_answer;
 
 typedef enum slot_state {
 	SLOT_FREE = 0,
@@ -154,6 +190,10 @@ typedef struct slot {
 	bool waiting;  /* counted in nwaiting (see LD_CLIENT_CTX_RESERVE) */
 	uint32_t apos; /* where it is in ld_server.active, while in use */
 	ld_cctx *c;
+	/* RENEW for many sessions: its entries' answers (calloc'd), nsub of
+	 * them, of which left are still to come */
+	renew_answer *subs;
+	uint32_t nsub, left;
 } slot;
 
 /* Leader: ledger slots [lo, hi) proposed in the round that began at at_us
@@ -178,7 +218,8 @@ struct ld_server {
 	 * cost what is in progress, not LD_CLIENT_SLOTS. */
 	uint32_t active[LD_CLIENT_SLOTS];
 	uint32_t nactive;
-	ln_request reqs[LD_CLIENT_SLOTS];
+	ln_request *reqs; /* this round's requests to the node (grows) */
+	size_t reqs_cap;
 	ld_evq_item *items;
 
 	/* LIST's reply buffers */

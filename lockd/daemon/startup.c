@@ -584,6 +584,7 @@ void ld_server_close(ld_server *s)
 	if (s->metrics_init)
 		ld_metrics_destroy(&s->metrics);
 	free(s->items);
+	free(s->reqs);
 	free(s->list_leases);
 	free(s->list_ptrs);
 	free(s->list_names);

@@ -31,6 +31,8 @@
  *   lockd-probe ENDPOINTS sessions PREFIX COUNT  COUNT leases, each of
  *                                                its own session
  *   lockd-probe ENDPOINTS overlong NAME SESSION SEQ
+ *   lockd-probe ENDPOINTS renew-many SESSION:SEQ:KEY[,...]|many:N  one
+ *                                   RENEW for many sessions (issue 9)
  *                                              an acquire whose ttl_ms is
  *                                                the varint 2^40 + 1000
  *   lockd-probe URL fuzz-client COUNT SEED      garbage to a client port
@@ -1158,6 +1160,63 @@ static int overlong(const char *name, uint64_t session, uint64_t seq)
 	return rc;
 }
 
+/* One RENEW for many sessions to the leader: spec is comma-separated
+ * SESSION:SEQ:KEY, or many:N for N entries (sessions 1..N, seq 1, key 0).
+ * Prints the reply's status and error, then e<i>=SESSION:STATUS:TOKENS for
+ * every entry answered. */
+static int renew_many(const char *spec)
+{
+	Lockd__SessionRef refs[512], *ptrs[512];
+	size_t n = 0;
+	if (strncmp(spec, "many:", 5) == 0) {
+		n = (size_t)strtoull(spec + 5, NULL, 10);
+		if (n > 512)
+			return 2;
+		for (size_t i = 0; i < n; i++) {
+			lockd__session_ref__init(&refs[i]);
+			refs[i].session = i + 1;
+			refs[i].seq = 1;
+		}
+	} else {
+		for (const char *p = spec; *p != '\0' && n < 512; n++) {
+			lockd__session_ref__init(&refs[n]);
+			char *e;
+			refs[n].session = strtoull(p, &e, 10);
+			refs[n].seq = *e == ':' ? strtoull(e + 1, &e, 10) : 0;
+			refs[n].session_key =
+				*e == ':' ? strtoull(e + 1, &e, 10) : 0;
+			p = *e == ',' ? e + 1 : e;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = &refs[i];
+	const char *url = find_leader();
+	if (url == NULL) {
+		printf("status=NO_LEADER\n");
+		return 3;
+	}
+	Lockd__Request r = LOCKD__REQUEST__INIT;
+	r.op = LOCKD__OP__OP_RENEW;
+	r.n_renew_sessions = n;
+	r.renew_sessions = ptrs;
+	Lockd__Reply *rep = call(url, &r, 5000);
+	if (rep == NULL) {
+		printf("status=NO_ANSWER\n");
+		return 3;
+	}
+	printf("status=%s entries=%zu", status_name(rep->status),
+	       rep->n_renewed_sessions);
+	for (size_t i = 0; i < rep->n_renewed_sessions; i++) {
+		const Lockd__SessionRenewed *e = rep->renewed_sessions[i];
+		printf(" e%zu=%" PRIu64 ":%s:%zu", i, e->session,
+		       lease_status_name(e->lease_status), e->n_renewed);
+	}
+	printf(" error=\"%s\"\n", rep->error);
+	int rc = rep->status == LOCKD__STATUS__STATUS_OK ? 0 : 1;
+	lockd__reply__free_unpacked(rep, NULL);
+	return rc;
+}
+
 static void usage(void)
 {
 	fputs("usage: lockd-probe ENDPOINTS acquire NAME SESSION SEQ TTL_MS "
@@ -1178,6 +1237,8 @@ static void usage(void)
 	      "       lockd-probe URL hold COUNT HOLD_MS\n"
 	      "       lockd-probe ENDPOINTS sessions PREFIX COUNT\n"
 	      "       lockd-probe ENDPOINTS overlong NAME SESSION SEQ\n"
+	      "       lockd-probe ENDPOINTS renew-many "
+	      "SESSION:SEQ:KEY[,...]|many:N\n"
 	      "       lockd-probe URL fuzz-client COUNT SEED\n"
 	      "       lockd-probe URL fuzz-peer COUNT SEED ID N\n",
 	      stderr);
@@ -1262,6 +1323,8 @@ int main(int argc, char **argv)
 		return churn(urls[0], (unsigned)num(a[0]));
 	if (strcmp(cmd, "sessions") == 0 && na == 2)
 		return sessions(a[0], (unsigned)num(a[1]));
+	if (strcmp(cmd, "renew-many") == 0 && na == 1)
+		return renew_many(a[0]);
 	if (strcmp(cmd, "overlong") == 0 && na == 3)
 		return overlong(a[0], num(a[1]), num(a[2]));
 	if (strcmp(cmd, "fill") == 0 && na == 2)

@@ -18,7 +18,8 @@ fi
 # its first match, printf then dies of SIGPIPE, and pipefail fails the test.
 declare -A have=()
 for s in "${syms[@]}"; do have[$s]=1; done
-for s in lc_open lc_close lc_acquire lc_session_open lc_campaign lc_observe; do
+for s in lc_open lc_close lc_acquire lc_session_open lc_campaign lc_observe \
+	lc_open_shared lc_renew_many; do
 	[[ -n ${have[$s]:-} ]] || { echo "FAIL: $s is not exported"; exit 1; }
 done
 echo "ok: ${#syms[@]} symbols, all lc_"

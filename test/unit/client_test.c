@@ -340,6 +340,80 @@ Test(client, shared_clients_are_sessions_over_one_connection, .timeout = 20)
 	fake_stop(&b);
 }
 
+/* A RENEW for many sessions: one request, each session with its own next
+ * seq; sessions over other connections are refused before anything is
+ * sent. */
+static bool ans_renew_many(fake *f, const Lockd__Request *req,
+			   Lockd__Reply *rep, unsigned k)
+{
+	static Lockd__SessionRenewed ents[4], *ptrs[4];
+	static uint64_t toks[4];
+	rep->status = LOCKD__STATUS__STATUS_OK;
+	rep->position = 30 + k;
+	size_t n = req->n_renew_sessions < 4 ? req->n_renew_sessions : 4;
+	for (size_t i = 0; i < n; i++) {
+		lockd__session_renewed__init(&ents[i]);
+		ents[i].session = req->renew_sessions[i]->session;
+		/* the second session holds token 100 + its seq; the first
+		 * is told it is not the owner */
+		if (i == 0) {
+			ents[i].lease_status =
+				LOCKD__LEASE_STATUS__LEASE_E_NOT_OWNER;
+			ents[i].error = (char *)"not your session";
+		} else {
+			toks[i] = 100 + req->renew_sessions[i]->seq;
+			ents[i].renewed = &toks[i];
+			ents[i].n_renewed = 1;
+			ents[i].error = (char *)"";
+		}
+		ptrs[i] = &ents[i];
+	}
+	rep->n_renewed_sessions = n;
+	rep->renewed_sessions = ptrs;
+	return true;
+}
+
+Test(client, renew_many_is_one_request_for_many_sessions, .timeout = 20)
+{
+	fake a, b;
+	fake_start(&a, ans_renew_many);
+	fake_start(&b, ans_renew_many);
+	lc_options o = quick();
+	lc_client *base, *other, *s[2];
+	cr_assert_eq(lc_open(a.url, &o, &base), LC_OK);
+	cr_assert_eq(lc_open(b.url, &o, &other), LC_OK);
+	cr_assert_eq(lc_open_shared(base, &o, &s[0]), LC_OK);
+	cr_assert_eq(lc_open_shared(base, &o, &s[1]), LC_OK);
+	lc_renewal *outs = calloc(2, sizeof *outs);
+	int codes[2];
+	cr_assert_eq(lc_renew_many(s, 0, outs, codes), LC_EINVAL);
+	lc_client *mixed[2] = {s[0], other};
+	cr_assert_eq(lc_renew_many(mixed, 2, outs, codes), LC_EINVAL);
+	cr_assert_eq(fake_count(&a) + fake_count(&b), 0);
+
+	cr_assert_eq(lc_renew_many(s, 2, outs, codes), LC_OK, "%s",
+		     lc_last_error());
+	cr_assert_eq(fake_count(&a), 1);
+	cr_assert_eq(a.reqs[0].op, LOCKD__OP__OP_RENEW);
+	cr_assert_eq(a.reqs[0].session, 0);
+	cr_assert_eq(codes[0], LC_ENOTHOLDER);
+	cr_assert_eq(codes[1], LC_OK);
+	cr_assert_eq(outs[1].ntokens, 1);
+	cr_assert_eq(outs[1].tokens[0], 101);
+	cr_assert_neq(outs[1].sent_us, 0);
+	cr_assert_eq(lc_known_position(s[1]), 30);
+	/* The next one carries each session's next seq. */
+	cr_assert_eq(lc_renew_many(s, 2, outs, codes), LC_OK);
+	cr_assert_eq(outs[1].tokens[0], 102);
+	free(outs);
+	lc_close(s[0]);
+	lc_close(s[1]);
+	lc_close(other);
+	lc_close(base);
+	fake_stop(&a);
+	fake_stop(&b);
+}
+
 Test(client, known_position_is_the_highest_seen, .timeout = 20)
 {
 	fake b;

@@ -141,6 +141,27 @@ Test(clients, the_queue_stays_bounded_when_clients_repeat)
 	pxc_free(&t);
 }
 
+Test(clients, one_entry_per_client_and_slot)
+{
+	/* Decrees of 2,048 commands from 2 clients, over and over (acquires
+	 * in bulk): each client has one live entry, so the queue stays short
+	 * (it once kept every apply of a client's last slot, and then
+	 * compacted at every push). */
+	px_clients t;
+	pxc_init(&t, 4096);
+	uint8_t res[1] = {0};
+	for (uint64_t slot = 1; slot <= 200; slot++)
+		for (uint32_t k = 0; k < 2048; k++) {
+			client_ent *c = pxc_upsert(&t, 1 + (slot + k) % 2);
+			pxc_applied(&t, c, c->seq + 1, slot, res, 0);
+			cr_assert_leq(t.len - t.head, 2u * pxc_count(&t) +
+							      PXC_QUEUE_SLACK +
+							      1u);
+		}
+	pxc_check(&t);
+	pxc_free(&t);
+}
+
 Test(clients, a_full_table_of_the_largest_size_evicts_in_constant_time)
 {
 	/* LD_CLIENTS_MAX clients, then as many new ones again: each new one

@@ -21,6 +21,8 @@ _Static_assert(LC_URL_BYTES_MAX == LD_URL_BYTES_MAX,
 	       "endpoint URLs: library and cell disagree");
 /* Whatever the cell lists, the library can hold. */
 _Static_assert(LC_REPLICA_IDS == LD_REPLICA_IDS, "replica ids disagree");
+_Static_assert(LC_RENEW_SESSIONS_MAX == LD_RENEW_SESSIONS_MAX,
+	       "sessions in one RENEW: library and cell disagree");
 _Static_assert(LC_MEMBERS_MAX >= LD_REPLICAS_MAX,
 	       "the library lists fewer members than a cell may have");
 _Static_assert(LC_ENDPOINTS_MAX >= LD_REPLICAS_MAX,
