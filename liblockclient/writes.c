@@ -15,6 +15,12 @@
  * cell settled) is asked again with a new seq, at most this many times. */
 #define SETTLED_RETRIES_MAX 3
 
+/* A RENEW answered after a retry may be one the cell had applied at an
+ * earlier try and now answers from its exactly-once table, without the
+ * tokens: it is sent again afresh, at most this many times (each of them
+ * may be retried too while leaders change). */
+#define RENEW_AFRESH_MAX 3
+
 /* The wall clock in microseconds: seq_base's convention (lockclient.h). */
 static uint64_t wall_us(void)
 {
@@ -266,7 +272,8 @@ int lci_renew(lc_client *c, lc_renewal *out, lci_stop *st)
 		/* A retried RENEW whose answer names no token may be one the
 		 * cell settled without its answer: renew again, afresh. */
 		if (res.sends > 1 && res.rep->n_renewed == 0 &&
-		    res.rep->status == LOCKD__STATUS__STATUS_OK && again < 1) {
+		    res.rep->status == LOCKD__STATUS__STATUS_OK &&
+		    again < RENEW_AFRESH_MAX) {
 			lockd__reply__free_unpacked(res.rep, NULL);
 			continue;
 		}
@@ -369,12 +376,16 @@ int lc_renew_many(lc_client *const *cs, size_t n, lc_renewal *outs, int *codes)
 	 * one the cell had settled without its answer (applied at the first
 	 * try, answered from the exactly-once table, which keeps no tokens):
 	 * renew those again, afresh. */
-	size_t m = 0;
-	for (size_t i = 0; rv == LC_OK && sends > 1 && i < n; i++)
-		if (codes[i] == LC_OK && outs[i].ntokens == 0)
-			ix[m++] = i;
-	if (m > 0)
+	for (int again = 0;
+	     rv == LC_OK && sends > 1 && again < RENEW_AFRESH_MAX; again++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (codes[i] == LC_OK && outs[i].ntokens == 0)
+				ix[m++] = i;
+		if (m == 0)
+			break;
 		rv = renew_many_send(cs, ix, m, outs, codes, &sends);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (rv != LC_OK)
 			codes[i] = rv;
