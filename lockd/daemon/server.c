@@ -499,6 +499,7 @@ static void round_run(ld_server *s, size_t nitems)
 	rd_begin(&s->rd);
 	s->round++;
 	s->round_at_us = ld_mono_us();
+	s->round_write_us = s->round_send_us = 0;
 	take_capture(s);
 
 	for (size_t i = 0; i < nitems; i++) {
@@ -681,8 +682,11 @@ int ld_server_run(ld_server *s)
 		uint64_t dt = ld_mono_us() - t0;
 		if (dt >= SLOW_ROUND_US)
 			ld_log("warn", "slow_round",
-			       "ms=%llu events=%zu records=%zu messages=%zu",
-			       (unsigned long long)(dt / 1000), n,
+			       "ms=%llu write_ms=%llu send_ms=%llu events=%zu "
+			       "records=%zu messages=%zu",
+			       (unsigned long long)(dt / 1000),
+			       (unsigned long long)(s->round_write_us / 1000),
+			       (unsigned long long)(s->round_send_us / 1000), n,
 			       s->rd.act.ld.nrecs, s->rd.act.ld.nmsgs);
 	}
 	ld_peers_stats ps;

@@ -254,6 +254,9 @@ struct ld_server {
 	uint32_t marks_head, marks_n;
 	uint64_t next_seen;
 	uint64_t round_at_us; /* when the current round began */
+	/* This round's time in the store's writes and in peer sends: a
+	 * slow_round says where its time went. */
+	uint64_t round_write_us, round_send_us;
 
 	/* The round (lockd/edge/round.h): its actions are kept across
 	 * rounds while stalled. */

@@ -299,7 +299,9 @@ static uint64_t io_now_us(void *ctx)
 static void io_send(void *ctx, const px_msg *m)
 {
 	ld_server *s = ctx;
+	uint64_t t0 = ld_mono_us();
 	ld_peers_send(s->peers, m);
+	s->round_send_us += ld_mono_us() - t0;
 }
 
 static void io_reply(void *ctx, const ln_reply *rp)
@@ -343,6 +345,7 @@ static int io_write(void *ctx, px_record *recs, size_t n, bool sync, char *err,
 			 ? 0
 			 : ds_write(s->store, batch, nbatch, sync, err, errlen);
 	free(rest);
+	s->round_write_us += ld_mono_us() - t0;
 	if (rv != 0)
 		return -1;
 	if (sync && nbatch > 0)

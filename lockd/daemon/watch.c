@@ -6,12 +6,22 @@
 
 int ld_watch_feed_init(ld_watch_feed *f, uint32_t cap, uint64_t lo)
 {
-	assert(cap > 0);
+	assert(cap > 0 && cap <= UINT32_MAX / 8);
 	memset(f, 0, sizeof *f);
+	uint32_t ix_cap = 16;
+	while (ix_cap < 4 * cap)
+		ix_cap *= 2;
 	f->v = calloc(cap, sizeof *f->v);
-	if (f->v == NULL)
+	f->ix = calloc(ix_cap, sizeof *f->ix);
+	if (f->v == NULL || f->ix == NULL) {
+		free(f->v);
+		free(f->ix);
+		f->v = NULL;
+		f->ix = NULL;
 		return -1;
+	}
 	f->cap = cap;
+	f->ix_cap = ix_cap;
 	f->lo = lo;
 	return 0;
 }
@@ -34,6 +44,8 @@ void ld_watch_feed_reset(ld_watch_feed *f, uint64_t lo)
 		watch_entry_clear(watch_at(f, i));
 	f->head = 0;
 	f->n = 0;
+	memset(f->ix, 0, (size_t)f->ix_cap * sizeof *f->ix);
+	f->ix_used = 0;
 	if (lo > f->lo)
 		f->lo = lo;
 	f->added++; /* parked watchers look again, and find LOST */
@@ -45,6 +57,7 @@ void ld_watch_feed_free(ld_watch_feed *f)
 		return;
 	ld_watch_feed_reset(f, 0);
 	free(f->v);
+	free(f->ix);
 	memset(f, 0, sizeof *f);
 }
 
@@ -74,17 +87,77 @@ static bool watch_fill(ld_watch_entry *e, const ls_view *v)
 	return true;
 }
 
+static uint32_t watch_hash(const char *name, uint32_t len)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	for (uint32_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)name[i]) * 1099511628211ull;
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The entry numbered k (of those ever appended), if still in the ring. */
+static ld_watch_entry *watch_numbered(const ld_watch_feed *f, uint64_t k)
+{
+	uint64_t oldest = f->appended - f->n;
+	if (k < oldest || k >= f->appended)
+		return NULL;
+	return watch_at(f, (uint32_t)(k - oldest));
+}
+
+/* name's entry at position slot, the newest, if it has one. */
+static ld_watch_entry *watch_ix_find(const ld_watch_feed *f, uint64_t slot,
+				     const char *name, uint32_t len)
+{
+	uint32_t mask = f->ix_cap - 1;
+	for (uint32_t i = watch_hash(name, len) & mask; f->ix[i] != 0;
+	     i = (i + 1) & mask) {
+		ld_watch_entry *e = watch_numbered(f, f->ix[i] - 1);
+		if (e != NULL && e->slot == slot &&
+		    watch_same_name(e, name, len))
+			return e;
+	}
+	return NULL;
+}
+
+static void watch_ix_put(ld_watch_feed *f, uint64_t k)
+{
+	const ld_watch_entry *e = watch_numbered(f, k);
+	uint32_t mask = f->ix_cap - 1;
+	uint32_t i = watch_hash(e->name, e->name_len) & mask;
+	while (f->ix[i] != 0)
+		i = (i + 1) & mask;
+	f->ix[i] = k + 1;
+	f->ix_used++;
+}
+
+/* Indexes the entry just appended; first, when half the cells are used,
+ * starts again from the entries at its position (the ring's newest). */
+static void watch_ix_add(ld_watch_feed *f)
+{
+	uint64_t k = f->appended - 1;
+	if (f->ix_used + 1 > f->ix_cap / 2) {
+		memset(f->ix, 0, (size_t)f->ix_cap * sizeof *f->ix);
+		f->ix_used = 0;
+		uint64_t slot = watch_numbered(f, k)->slot;
+		uint64_t j = k;
+		while (j > f->appended - f->n &&
+		       watch_numbered(f, j - 1)->slot == slot)
+			j--;
+		for (; j < k; j++)
+			watch_ix_put(f, j);
+	}
+	watch_ix_put(f, k);
+}
+
 void ld_watch_feed_tap(void *arg, uint64_t slot, const char *name,
 		       uint32_t name_len, const ls_view *v)
 {
 	ld_watch_feed *f = arg;
 	f->added++;
 	/* The same name again at the same position: keep the state after. */
-	for (uint32_t i = f->n; i-- > 0;) {
-		ld_watch_entry *e = watch_at(f, i);
-		if (e->slot != slot)
-			break;
-		if (watch_same_name(e, name, name_len)) {
+	if (f->n > 0 && watch_at(f, f->n - 1)->slot == slot) {
+		ld_watch_entry *e = watch_ix_find(f, slot, name, name_len);
+		if (e != NULL) {
 			if (!watch_fill(e, v))
 				ld_watch_feed_reset(f, slot);
 			return;
@@ -112,6 +185,8 @@ void ld_watch_feed_tap(void *arg, uint64_t slot, const char *name,
 	memcpy(e->name, name, name_len);
 	e->name_len = name_len;
 	f->n++;
+	f->appended++;
+	watch_ix_add(f);
 }
 
 ld_watch_find_rv ld_watch_find(const ld_watch_feed *f, const char *name,

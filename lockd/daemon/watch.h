@@ -36,6 +36,17 @@ typedef struct ld_watch_feed {
 	uint32_t cap, head, n;
 	uint64_t lo;    /* complete for positions > lo */
 	uint64_t added; /* entries ever added: a parked watcher's mark */
+	/* Where a name's entry at the newest position is, so that a decree
+	 * of many changes (a mass expiry: 170,000 in one decree) finds a
+	 * name again in O(1), not by a walk over that position's entries:
+	 * open addressing by the name's hash, each cell 1 + the entry's
+	 * number among those ever appended (0: empty). Cells of older
+	 * positions or of entries gone from the ring are stale and skipped;
+	 * when half the cells are used the index is rebuilt from the newest
+	 * position's entries (at most cap, a quarter of ix_cap). */
+	uint64_t *ix;
+	uint32_t ix_cap, ix_used;
+	uint64_t appended; /* entries ever appended */
 } ld_watch_feed;
 
 /* An empty feed, complete after position lo. 0, or -1 out of memory. */

@@ -2,6 +2,7 @@
  * every holder change after a position is found, in order, none skipped; what
  * the feed no longer reaches is reported as lost, never as "no change". */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lease.h"
@@ -228,4 +229,74 @@ Test(watch, a_prefix_gets_every_change_under_it_at_one_position)
 	ld_watch_feed_reset(&F, 5);
 	cr_assert_eq(find_prefix("db/", 4, es, &n), LD_WATCH_LOST);
 	cr_assert_eq(n, 0);
+}
+
+/* How many entries of the ring hold name. */
+static uint32_t entries_named(const char *name)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < F.n; i++) {
+		const ld_watch_entry *e = &F.v[(F.head + i) % F.cap];
+		k += e->name_len == strlen(name) &&
+		     memcmp(e->name, name, e->name_len) == 0;
+	}
+	return k;
+}
+
+static void tap_holder(uint64_t slot, const char *name, uint64_t holder)
+{
+	ls_view v = {.holder = holder, .token = holder, .ttl_ms = 1000};
+	ld_watch_feed_tap(&F, slot, name, (uint32_t)strlen(name), &v);
+}
+
+/* A mass expiry changes thousands of names in one decree: each name found
+ * again at that position is the one entry it already has (the state after),
+ * however many other names came in between and however often the ring
+ * turned over within the position. */
+Test(watch, many_changes_at_one_position_keep_one_entry_per_name)
+{
+	teardown();
+	setup_cap(64);
+	char name[32];
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		tap_holder(5, name, 1);
+	}
+	for (int i = 0; i < 50; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		tap_holder(5, name, 2);
+	}
+	cr_assert_eq(F.n, 50, "a name changed twice at one position is one");
+	const ld_watch_entry *e;
+	cr_assert_eq(find("n17", 4, &e), LD_WATCH_FOUND);
+	cr_assert_eq(e->holder, 2, "the state after the position");
+
+	for (int i = 50; i < 1000; i++) { /* the ring turns over, at slot 5 */
+		snprintf(name, sizeof name, "n%d", i);
+		tap_holder(5, name, 1);
+	}
+	for (int i = 970; i < 1000; i++) {
+		snprintf(name, sizeof name, "n%d", i);
+		tap_holder(5, name, 3);
+		cr_assert_eq(entries_named(name), 1, "%s is in once", name);
+	}
+	for (int i = 1000; i < 1300; i++) { /* across the index's rebuilds */
+		snprintf(name, sizeof name, "n%d", i);
+		tap_holder(5, name, 1);
+		snprintf(name, sizeof name, "n%d", i - 40);
+		tap_holder(5, name, 3);
+		cr_assert_eq(entries_named(name), 1, "%s is in once", name);
+	}
+	cr_assert_eq(F.n, 64);
+	cr_assert_eq(F.lo, 5, "position 5 is no longer complete");
+	cr_assert_eq(find("n1299", 5, &e), LD_WATCH_NONE);
+	tap_holder(6, "n1299", 4); /* the next position is a new entry */
+	cr_assert_eq(entries_named("n1299"), 2);
+	cr_assert_eq(find("n1299", 5, &e), LD_WATCH_FOUND);
+	cr_assert_eq(e->slot, 6);
+	cr_assert_eq(e->holder, 4);
+	tap_holder(6, "n1299", 5);
+	cr_assert_eq(entries_named("n1299"), 2);
+	cr_assert_eq(find("n1299", 5, &e), LD_WATCH_FOUND);
+	cr_assert_eq(e->holder, 5);
 }
