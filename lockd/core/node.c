@@ -132,6 +132,7 @@ ln_node *ln_node_new(const ln_config *cfg)
 		return NULL;
 	n->dls = (mem_idtab)LD_IDTAB_INIT(deadline);
 	n->outs_ix = (mem_idtab)LD_IDTAB_INIT2(outs_ix);
+	n->renew_ix = (mem_idtab)LD_IDTAB_INIT2(renew_ix);
 	n->cfg = *cfg;
 	n->table = ls_table_new();
 	if (n->table == NULL) {
@@ -167,6 +168,7 @@ void ln_node_free(ln_node *n)
 	free(n->lins);
 	mem_idtab_free(&n->dls);
 	mem_idtab_free(&n->outs_ix);
+	mem_idtab_free(&n->renew_ix);
 	free(n->heap);
 	free(n->waits);
 	free(n->batch);
@@ -264,25 +266,39 @@ static void fill_result(ln_reply *rp, const px_reply *r)
 }
 
 /* RENEW's reply lists what that decree renewed: the journal entries of the
- * session at the reply's slot. */
+ * session at the reply's slot, found through renew_ix (node_int.h). */
 static void fill_renewed(ln_node *n, ln_reply *rp, uint64_t slot)
 {
 	size_t nj;
 	const ls_change *j = ls_table_journal(n->table, &nj);
-	uint32_t cnt = 0;
-	for (size_t i = 0; i < nj; i++)
-		if (j[i].kind == LS_CH_RENEWED && j[i].slot == slot &&
-		    j[i].session == rp->session)
-			cnt++;
-	if (cnt == 0)
+	if (!n->renew_ix_built) {
+		n->renew_ix_built = true;
+		for (size_t i = 0; i < nj; i++) {
+			if (j[i].kind != LS_CH_RENEWED)
+				continue;
+			renew_ix *x = mem_idtab_find2(&n->renew_ix,
+						      j[i].session, j[i].slot);
+			if (x == NULL) {
+				x = mem_idtab_insert2(&n->renew_ix,
+						      j[i].session, j[i].slot);
+				x->first = i;
+			}
+			x->last = i;
+			x->count++;
+		}
+	}
+	const renew_ix *x = mem_idtab_find2(&n->renew_ix, rp->session, slot);
+	if (x == NULL)
 		return;
-	rp->tokens = malloc(cnt * sizeof *rp->tokens);
+	assert(x->last < nj);
+	rp->tokens = malloc(x->count * sizeof *rp->tokens);
 	if (rp->tokens == NULL)
 		abort();
-	for (size_t i = 0; i < nj; i++)
+	for (size_t i = x->first; i <= x->last; i++)
 		if (j[i].kind == LS_CH_RENEWED && j[i].slot == slot &&
 		    j[i].session == rp->session)
 			rp->tokens[rp->ntokens++] = j[i].token;
+	assert(rp->ntokens == x->count);
 }
 
 /* The journal index of the QUEUED entry that o's ACQUIRE made at slot, or
@@ -504,6 +520,19 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const px_reply *r)
 		if (st == LN_INVALID)
 			rp->result.status = LS_E_MALFORMED;
 		outs_remove(n, i);
+	}
+}
+
+/* Answers the ledger's replies from first on (and takes them out of out):
+ * the journal does not change meanwhile, so renew_ix holds throughout. */
+static void answer_ld_replies(ln_node *n, ln_actions *out, size_t first)
+{
+	for (size_t i = first; i < out->ld.nreplies; i++)
+		on_ld_reply(n, out, &out->ld.replies[i]);
+	out->ld.nreplies = first;
+	if (n->renew_ix_built) {
+		mem_idtab_free(&n->renew_ix);
+		n->renew_ix_built = false;
 	}
 }
 
@@ -978,9 +1007,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 
 	/* Replies from the ledger first (a QUEUED answer becomes a wait), then
 	 * what the applied decrees changed (a grant answers that wait). */
-	for (size_t i = first_reply; i < out->ld.nreplies; i++)
-		on_ld_reply(n, out, &out->ld.replies[i]);
-	out->ld.nreplies = first_reply;
+	answer_ld_replies(n, out, first_reply);
 	on_journal(n, out);
 	ls_table_journal_clear(n->table);
 	for (uint32_t i = 0; i < n->nouts; i++)
@@ -995,9 +1022,7 @@ int ln_node_step(ln_node *n, const ln_event *ev, ln_actions *out)
 		lni_propose_tick(n, out);
 		lni_flush_internal(n, out);
 		/* A proposal can fail at once (a full queue): answer it. */
-		for (size_t i = first_reply; i < out->ld.nreplies; i++)
-			on_ld_reply(n, out, &out->ld.replies[i]);
-		out->ld.nreplies = first_reply;
+		answer_ld_replies(n, out, first_reply);
 		take_reads(n, out, first_read);
 		uint64_t t = lni_leader_timer(n);
 		if (t <= n->now_us)

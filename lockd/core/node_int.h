@@ -50,6 +50,14 @@ typedef struct outs_ix {
 	uint32_t count, pos;
 } outs_ix;
 
+/* The RENEWED entries of one (session, slot) in the journal: count of
+ * them, none before first or after last. */
+typedef struct renew_ix {
+	uint64_t session, slot;
+	uint64_t first, last;
+	uint32_t count;
+} renew_ix;
+
 /* The leader's view of one live lease. */
 typedef struct deadline {
 	uint64_t token; /* 0: free cell (open addressing) */
@@ -105,6 +113,13 @@ struct ln_node {
 	/* Invariant: one outs_ix per (session, seq) among outs, counting
 	 * them; when there is one, pos is where it is. */
 	mem_idtab outs_ix;
+	/* While the ledger's replies of a step are answered: where each
+	 * (session, slot)'s RENEWED entries lie in the table's journal
+	 * (renew_ix records), built at the first RENEW answered, so that a
+	 * decree of 256 RENEWs of 1,000 leases each is not a walk over the
+	 * whole journal per answer. Empty between answering passes. */
+	mem_idtab renew_ix;
+	bool renew_ix_built;
 	size_t outs_cap;
 	lin_read *lins;
 	uint32_t nlins;

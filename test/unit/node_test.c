@@ -385,6 +385,42 @@ Test(node, renew_keeps_every_lease_of_the_session, .init = setup,
 	cr_assert(!do_get(leader(), "r2")->found);
 }
 
+/* Several sessions' RENEWs in one decree: each answer lists the leases of
+ * its own session renewed there, all of them and no other's (the journal of
+ * a step holds everyone's renewals). */
+Test(node, renews_in_one_decree_each_list_their_own_leases, .init = setup,
+     .fini = teardown)
+{
+	char names[15][16];
+	uint32_t k = 0;
+	for (uint64_t s = 11; s <= 15; s++)
+		for (uint64_t i = 0; i < s - 10; i++, k++) {
+			snprintf(names[k], sizeof names[k], "m%llu-%llu",
+				 (unsigned long long)s, (unsigned long long)i);
+			cr_assert_eq(
+				do_acquire(s, names[k], 5000, 0)->result.status,
+				LS_GRANTED);
+		}
+	ln_request qs[5];
+	for (uint64_t s = 11; s <= 15; s++)
+		qs[s - 11] = (ln_request){.type = LN_REQ_RENEW,
+					  .req_id = req_ids++,
+					  .session = s,
+					  .seq = ++seqs[s % 64]};
+	uint64_t d0 = decrees;
+	ln_event e = {.type = LN_EV_REQUEST, .req = qs, .nreqs = 5};
+	run((uint32_t)leader(), &e);
+	deliver_all();
+	for (uint64_t s = 11; s <= 15; s++) {
+		ln_reply *r = await(qs[s - 11].req_id, 50);
+		cr_assert_not_null(r);
+		cr_assert_eq(r->status, LN_OK);
+		cr_assert_eq(r->ntokens, s - 10, "session %llu renewed %u",
+			     (unsigned long long)s, r->ntokens);
+	}
+	cr_assert_leq(decrees - d0, 3, "the five RENEWs shared a decree");
+}
+
 Test(node, revoke_ends_at_expiry_not_before, .init = setup, .fini = teardown)
 {
 	uint64_t t0 = now_us;
