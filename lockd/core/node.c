@@ -265,61 +265,6 @@ static void fill_result(ln_reply *rp, const px_reply *r)
 		rp->result.status = LS_SUPERSEDED;
 }
 
-/* RENEW's reply lists what that decree renewed: the journal entries of the
- * session at the reply's slot, found through renew_ix (node_int.h). */
-static void fill_renewed(ln_node *n, ln_reply *rp, uint64_t slot)
-{
-	size_t nj;
-	const ls_change *j = ls_table_journal(n->table, &nj);
-	if (!n->renew_ix_built) {
-		n->renew_ix_built = true;
-		for (size_t i = 0; i < nj; i++) {
-			if (j[i].kind != LS_CH_RENEWED)
-				continue;
-			renew_ix *x = mem_idtab_find2(&n->renew_ix,
-						      j[i].session, j[i].slot);
-			if (x == NULL) {
-				x = mem_idtab_insert2(&n->renew_ix,
-						      j[i].session, j[i].slot);
-				x->first = i;
-			}
-			x->last = i;
-			x->count++;
-		}
-	}
-	const renew_ix *x = mem_idtab_find2(&n->renew_ix, rp->session, slot);
-	if (x == NULL)
-		return;
-	assert(x->last < nj);
-	rp->tokens = malloc(x->count * sizeof *rp->tokens);
-	if (rp->tokens == NULL)
-		abort();
-	for (size_t i = x->first; i <= x->last; i++)
-		if (j[i].kind == LS_CH_RENEWED && j[i].slot == slot &&
-		    j[i].session == rp->session)
-			rp->tokens[rp->ntokens++] = j[i].token;
-	assert(rp->ntokens == x->count);
-}
-
-/* The journal index of the QUEUED entry that o's ACQUIRE made at slot, or
- * the last entry of that slot, or -1. */
-static int64_t queued_index(ln_node *n, const outstanding *o, uint64_t slot)
-{
-	size_t nj;
-	const ls_change *j = ls_table_journal(n->table, &nj);
-	int64_t last = -1;
-	for (size_t i = 0; i < nj; i++) {
-		if (j[i].slot != slot)
-			continue;
-		if (j[i].kind == LS_CH_QUEUED && j[i].session == o->session &&
-		    j[i].name_len == o->name_len &&
-		    memcmp(j[i].name, o->name, o->name_len) == 0)
-			return (int64_t)i;
-		last = (int64_t)i;
-	}
-	return last;
-}
-
 /* The replica confirmed a linearizable read (ok), or could not (!ok: it
  * does not lead; id 0: every read): answer it from the table, which has
  * applied far enough, or send it to the new leader. */
@@ -381,20 +326,6 @@ static void gone_revoke(ln_node *n, ln_actions *out, const outstanding *o,
 	n->stats.abandoned++;
 }
 
-/* Did the journal grant token to o's session at slot (a new grant, not the
- * holder's own re-acquire, which renews a lease it already had)? */
-static bool granted_at(ln_node *n, const outstanding *o, uint64_t slot,
-		       uint64_t token)
-{
-	size_t nj;
-	const ls_change *j = ls_table_journal(n->table, &nj);
-	for (size_t i = 0; i < nj; i++)
-		if (j[i].kind == LS_CH_GRANTED && j[i].slot == slot &&
-		    j[i].token == token && j[i].session == o->session)
-			return true;
-	return false;
-}
-
 /* The decree of a gone client's ACQUIRE applied: undo what it started. true
  * when o is settled (remove it), false while it waits in the queue. */
 static bool gone_applied(ln_node *n, ln_actions *out, outstanding *o,
@@ -415,11 +346,12 @@ static bool gone_applied(ln_node *n, ln_actions *out, outstanding *o,
 			return true;
 		}
 		o->queued = true;
-		o->queued_idx = queued_index(n, o, r->slot);
+		o->queued_idx = lni_queued_index(n, o, r->slot);
 		gone_cancel(n, out, o);
 		return false;
 	}
-	if (res.status == LS_GRANTED && granted_at(n, o, r->slot, res.token))
+	if (res.status == LS_GRANTED &&
+	    lni_granted_at(n, o, r->slot, res.token))
 		gone_revoke(n, out, o, res.token);
 	return true;
 }
@@ -505,7 +437,7 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const px_reply *r)
 				/* The answer comes with the grant, or when
 				 * the wait runs out. */
 				o->queued = true;
-				o->queued_idx = queued_index(n, o, r->slot);
+				o->queued_idx = lni_queued_index(n, o, r->slot);
 				i++;
 				continue;
 			}
@@ -515,7 +447,7 @@ static void on_ld_reply(ln_node *n, ln_actions *out, const px_reply *r)
 		if (st == LN_OK) {
 			fill_result(rp, r);
 			if (o->type == LN_REQ_RENEW)
-				fill_renewed(n, rp, r->slot);
+				lni_fill_renewed(n, rp, r->slot);
 		}
 		if (st == LN_INVALID)
 			rp->result.status = LS_E_MALFORMED;
@@ -530,10 +462,7 @@ static void answer_ld_replies(ln_node *n, ln_actions *out, size_t first)
 	for (size_t i = first; i < out->ld.nreplies; i++)
 		on_ld_reply(n, out, &out->ld.replies[i]);
 	out->ld.nreplies = first;
-	if (n->renew_ix_built) {
-		mem_idtab_free(&n->renew_ix);
-		n->renew_ix_built = false;
-	}
+	lni_renew_ix_drop(n);
 }
 
 /* Queued ACQUIREs are answered by the grant or the end of their wait:

@@ -175,6 +175,13 @@ void lni_waits_remove(ln_node *n, const char *name, uint32_t len,
 void lni_waits_add(ln_node *n, const char *name, uint32_t len, uint64_t session,
 		   uint64_t at_us);
 void lni_leader_clear(ln_node *n);
+
+/* node_journal.c: the step's journal, for the answers of its replies. */
+void lni_fill_renewed(ln_node *n, ln_reply *rp, uint64_t slot);
+void lni_renew_ix_drop(ln_node *n); /* after a pass of answers */
+int64_t lni_queued_index(ln_node *n, const outstanding *o, uint64_t slot);
+bool lni_granted_at(ln_node *n, const outstanding *o, uint64_t slot,
+		    uint64_t token);
 void lni_takeover(ln_node *n);
 /* Rebuilds the deadlines of up to cfg.takeover_step_leases more leases. */
 void lni_takeover_step(ln_node *n);
