@@ -146,6 +146,10 @@ struct ls_table {
 	uint32_t ttl_ms_max; /* configuration: see ls_table_set_ttl_ms_max */
 };
 
+/* lease_journal.c: records a change of l (token, session) at slot. */
+void lease_journal(ls_table *t, ls_change_kind kind, uint64_t slot,
+		   const lease_rec *l, uint64_t token, uint64_t session);
+
 /* The context of the command being applied. */
 typedef struct lease_ctx {
 	uint64_t slot;

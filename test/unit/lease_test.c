@@ -278,6 +278,27 @@ Test(lease, acquire_free_name_grants_first_token)
 	cr_assert_eq(j[0].slot, SLOT);
 }
 
+/* A journal grown by a large step (a renewal round of a million leases) is
+ * given back when cleared, and the next step's journal starts afresh. */
+Test(lease, a_large_journal_is_cleared_and_used_again)
+{
+	char name[32];
+	for (uint32_t i = 0; i < 70000; i++) {
+		snprintf(name, sizeof name, "j/%u", i);
+		cr_assert_eq(acquire(1 + i / 1000, name, 0).status, LS_GRANTED);
+	}
+	size_t n;
+	cr_assert_eq((journal(&n), n), 70000);
+	ls_table_journal_clear(T);
+	cr_assert_eq((journal(&n), n), 0);
+	cr_assert_eq(acquire(99, "j/after", 0).status, LS_GRANTED);
+	const ls_change *j = journal(&n);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(j[0].kind, LS_CH_GRANTED);
+	cr_assert_eq(j[0].session, 99);
+	cr_assert(name_is(j[0].name, j[0].name_len, "j/after"));
+}
+
 /* The holder's re-acquire returns its lease and renews it with the new TTL:
  * its client counts a fresh deadline from this request, so the table (and
  * the leader, through the journal) must too. Found by the simulator: a
