@@ -20,6 +20,10 @@
  *             than a process has threads (100,000 and more): the sessions
  *             share K connections (lc_open_shared) and T threads run them
  *             in turn.
+ *   read      C workers loop GET("bench/read-<random mod K>") for D s at
+ *             --consistency linearizable (default), read-your-writes or
+ *             stale; the K names are held meanwhile by one more session.
+ *                                        (etcd's Get, linearizable or not)
  *   failover  R rounds: kill -9 the leader of the tools/dev-cluster cell in
  *             DIR, then acquire every 10 ms (1 s per try) on the survivors;
  *             time from the kill to the first answered acquire; restart the
@@ -73,6 +77,7 @@ static struct {
 	/* renew, expiry-storm: a thread's due sessions renewed in one request
 	 * (lc_renew_many; needs --connections) */
 	bool batch_renewals;
+	lc_consistency consistency; /* read */
 } opt = {
 	.renew_permille = LC_RENEW_REMAINING_PERMILLE,
 	.c = 1,
@@ -82,6 +87,7 @@ static struct {
 	.n = 100000,
 	.ttl_ms = 10000,
 	.wait_ms = 60000,
+	.consistency = LC_LINEARIZABLE,
 };
 
 _Noreturn static void usage(int rc)
@@ -110,6 +116,9 @@ _Noreturn static void usage(int rc)
 	      "with --connections:\n"
 	      "                 a thread renews its due sessions in one "
 	      "request, up to 256)\n"
+	      "                 [--consistency linearizable|ryw|stale]  "
+	      "(read; default\n"
+	      "                 linearizable)\n"
 	      "modes:\n"
 	      "  cycle     C workers for D s: acquire bench/res-<random mod K> "
 	      "(TTL T,\n"
@@ -124,6 +133,9 @@ _Noreturn static void usage(int rc)
 	      "            vanishes: time until the leader's table is empty, "
 	      "and another\n"
 	      "            client's acquire+release latency before and during\n"
+	      "  read      C workers for D s: GET bench/read-<random mod K>, "
+	      "which one more\n"
+	      "            session holds meanwhile\n"
 	      "  failover  R rounds: kill -9 the leader of the "
 	      "tools/dev-cluster "
 	      "cell in\n"
@@ -451,6 +463,143 @@ static int run_cycle(bool handoff)
 	free(acq.v);
 	free(rel.v);
 	return errors == 0 ? 0 : 1;
+}
+
+/* ---- read ---------------------------------------------------------------- */
+
+typedef struct read_worker {
+	pthread_t thread;
+	lc_client *c;
+	uint64_t deadline_us;
+	samples lat;
+	uint64_t errors;
+	first_error err;
+} read_worker;
+
+static void *read_run(void *arg)
+{
+	read_worker *w = arg;
+	uint64_t rnd = lc_session(w->c) | 1;
+	char name[64];
+	lc_lease_info info;
+	while (lc_now_us() < w->deadline_us) {
+		unsigned r = (unsigned)(xorshift(&rnd) % opt.k);
+		snprintf(name, sizeof name, "bench/read-%u", r);
+		uint64_t t0 = lc_now_us();
+		int rv = lc_get(w->c, name, &info);
+		uint64_t t1 = lc_now_us();
+		if (rv != LC_OK) {
+			w->errors++;
+			note_error(&w->err, rv);
+			continue;
+		}
+		samples_add(&w->lat, t1 - t0);
+	}
+	return NULL;
+}
+
+static const char *consistency_name(lc_consistency c)
+{
+	return c == LC_LINEARIZABLE       ? "linearizable"
+	       : c == LC_READ_YOUR_WRITES ? "ryw"
+					  : "stale";
+}
+
+/* The K names are held by one session, renewed at a third of the TTL left
+ * while C workers read them. */
+static int run_read(void)
+{
+	if (opt.k == 0) {
+		fputs("lockbench: -k must be at least 1\n", stderr);
+		return 2;
+	}
+	lc_client *holder = open_client(opt.endpoints, 2000, 30000);
+	char name[64];
+	for (unsigned i = 0; i < opt.k; i++) {
+		snprintf(name, sizeof name, "bench/read-%u", i);
+		lc_lease l;
+		int rv = lc_acquire(holder, name, opt.ttl_ms, 0, "v", 1, &l);
+		if (rv != LC_OK) {
+			fprintf(stderr, "lockbench: cannot hold %s: %s\n", name,
+				lc_last_error());
+			return 1;
+		}
+	}
+	read_worker *ws = calloc(opt.c, sizeof *ws);
+	if (ws == NULL)
+		return 1;
+	for (unsigned i = 0; i < opt.c; i++) {
+		lc_options o = client_options(2000, 30000);
+		o.read_consistency = opt.consistency;
+		if (lc_open(opt.endpoints, &o, &ws[i].c) != LC_OK) {
+			fprintf(stderr, "lockbench: cannot open a client: %s\n",
+				lc_last_error());
+			return 1;
+		}
+	}
+	uint64_t start = lc_now_us();
+	uint64_t deadline = start + (uint64_t)opt.d_s * 1000000u;
+	for (unsigned i = 0; i < opt.c; i++) {
+		ws[i].deadline_us = deadline;
+		if (pthread_create(&ws[i].thread, NULL, read_run, &ws[i]) !=
+		    0) {
+			fputs("lockbench: cannot start a thread\n", stderr);
+			return 1;
+		}
+	}
+	uint64_t renew_errors = 0;
+	lc_renewal *rn = malloc(sizeof *rn);
+	if (rn == NULL)
+		return 1;
+	for (uint64_t next = start + opt.ttl_ms * 667u; lc_now_us() < deadline;
+	     next += opt.ttl_ms * 667u) {
+		sleep_until_us(next < deadline ? next : deadline);
+		if (lc_now_us() < deadline && lc_renew(holder, rn) != LC_OK)
+			renew_errors++;
+	}
+	free(rn);
+	samples lat = {0};
+	uint64_t errors = 0;
+	first_error err = {0};
+	for (unsigned i = 0; i < opt.c; i++) {
+		pthread_join(ws[i].thread, NULL);
+		samples_merge(&lat, &ws[i].lat);
+		errors += ws[i].errors;
+		if (err.code == 0 && ws[i].err.code != 0)
+			err = ws[i].err;
+		lc_close(ws[i].c);
+		free(ws[i].lat.v);
+	}
+	double secs = (double)(lc_now_us() - start) / 1e6;
+	free(ws);
+	for (unsigned i = 0; i < opt.k; i++) {
+		snprintf(name, sizeof name, "bench/read-%u", i);
+		lc_lease_info info;
+		if (lc_get(holder, name, &info) == LC_OK)
+			(void)lc_release(holder, name, info.token);
+	}
+	lc_close(holder);
+	pcts p = summarize(&lat);
+	print_line("read", &p, secs, errors);
+	print_errors(opt.mode, errors, &err);
+	if (renew_errors > 0)
+		fprintf(stderr,
+			"read: %" PRIu64 " renewals of the held names "
+			"failed\n",
+			renew_errors);
+	char json[1024];
+	snprintf(json, sizeof json,
+		 "{\"mode\":\"read\",\"consistency\":\"%s\",\"c\":%u,"
+		 "\"k\":%u,\"secs\":%.3f,\"n\":%zu,\"errors\":%" PRIu64
+		 ",\"ops_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,"
+		 "\"p99_ms\":%.3f,\"max_ms\":%.3f",
+		 consistency_name(opt.consistency), opt.c, opt.k, secs, p.n,
+		 errors, secs > 0 ? (double)p.n / secs : 0.0, p.p50, p.p90,
+		 p.p99, p.max);
+	json_label(json, sizeof json);
+	printf("%s}\n", json);
+	free(lat.v);
+	return errors == 0 && renew_errors == 0 ? 0 : 1;
 }
 
 /* ---- renew --------------------------------------------------------------- */
@@ -1305,6 +1454,7 @@ int main(int argc, char **argv)
 		O_THREADS,
 		O_RENEW_LEFT,
 		O_BATCH,
+		O_CONSISTENCY,
 	};
 	static const struct option longopts[] = {
 		{"endpoints", required_argument, NULL, 'e'},
@@ -1320,6 +1470,7 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, O_THREADS},
 		{"renew-left-permille", required_argument, NULL, O_RENEW_LEFT},
 		{"batch-renewals", no_argument, NULL, O_BATCH},
+		{"consistency", required_argument, NULL, O_CONSISTENCY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1381,6 +1532,20 @@ int main(int argc, char **argv)
 			break;
 		case O_BATCH:
 			opt.batch_renewals = true;
+			break;
+		case O_CONSISTENCY:
+			if (strcmp(optarg, "linearizable") == 0)
+				opt.consistency = LC_LINEARIZABLE;
+			else if (strcmp(optarg, "ryw") == 0)
+				opt.consistency = LC_READ_YOUR_WRITES;
+			else if (strcmp(optarg, "stale") == 0)
+				opt.consistency = LC_STALE;
+			else {
+				fputs("lockbench: --consistency is "
+				      "linearizable, ryw or stale\n",
+				      stderr);
+				return 2;
+			}
 			break;
 		case O_RENEW_LEFT:
 			opt.renew_permille =
@@ -1455,6 +1620,8 @@ int main(int argc, char **argv)
 		rc = run_renew();
 	else if (strcmp(opt.mode, "expiry-storm") == 0)
 		rc = run_storm();
+	else if (strcmp(opt.mode, "read") == 0)
+		rc = run_read();
 	else
 		usage(2);
 	free(eps);
