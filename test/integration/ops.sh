@@ -19,7 +19,8 @@ W=$D/slowstart
 printf '#!/bin/sh\nsleep 0.5\nexec %q "$@"\n' "$LOCKD" >"$W"
 chmod +x "$W"
 dc() { LOCKD_BIN=$W LOCKD_EXTRA_FLAGS="--grace-ms 500" "$ROOT/tools/dev-cluster" "$@"; }
-trap 'dc stop "$D" >/dev/null 2>&1 || true; rm -rf "$D"; cleanup' EXIT
+# cleanup (lib.sh) exits with the status it finds: the script's, not rm's.
+trap 'rc=$?; dc stop "$D" >/dev/null 2>&1 || true; rm -rf "$D"; (exit $rc); cleanup' EXIT
 lc() { "$LOCKCTL" -e "$(cat "$D/endpoints")" "$@"; }
 
 say "dev-cluster start with a lockd slow to exec"
@@ -100,16 +101,26 @@ while read -r id role leader _; do
 done < <(tail -n +2 "$T/st.out")
 
 say "after a leader dies, its followers count a new leader"
-before=()
-for i in 0 1 2; do before[$i]=$(metric "${HTTP[$i]}" lockd_leader_changes_total) || true; done
+# The replica stopped above may still believe it leads for a moment after it
+# resumed, beside the leader elected meanwhile: wait until exactly one says
+# it leads and every replica knows a leader, and kill that one.
 lead=-1
 for _ in $(seq 100); do
+	lead=-1 leaders=0 known=0
 	for i in 0 1 2; do
-		[[ $(metric "${HTTP[$i]}" 'lockd_role{role="leader"}') == 1 ]] && lead=$i
+		if [[ $(metric "${HTTP[$i]}" 'lockd_role{role="leader"}') == 1 ]]; then
+			lead=$i
+			leaders=$((leaders + 1))
+		fi
+		[[ $(metric "${HTTP[$i]}" lockd_has_leader) == 1 ]] && known=$((known + 1))
 	done
-	((lead >= 0)) && break
+	((leaders == 1 && known == 3)) && break
+	lead=-1
 	sleep 0.1
 done
+((lead >= 0)) || fail "no single leader that every replica knows"
+before=()
+for i in 0 1 2; do before[$i]=$(metric "${HTTP[$i]}" lockd_leader_changes_total) || true; done
 kill -KILL "$(cat "$D/r$lead.pid")"
 ok=0
 for _ in $(seq 150); do
