@@ -634,9 +634,8 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last,
 	if (!r->ok || !ls_name_valid(name, name_len) || holder == 0 ||
 	    token <= *last || token > s->counter || ttl_ms < LS_TTL_MS_MIN ||
 	    ttl_ms > LS_TTL_MS_MAX || revoked > 1 ||
-	    (reason_len > 0 && !revoked) ||
-	    lease_find(s, name, name_len) != NULL)
-		return -1;
+	    (reason_len > 0 && !revoked))
+		return -1; /* a name twice: lease_index_build refuses it */
 	*last = token;
 	lease_rec *l = calloc(1, sizeof *l + name_len);
 	if (l == NULL)
@@ -645,7 +644,6 @@ static int lease_restore_one(lease_state *s, lease_rd *r, uint64_t *last,
 	l->name_len = name_len;
 	l->by_name.hash = lease_name_hash(name, name_len);
 	lease_htab_insert(&s->by_name, &l->by_name);
-	lease_index_insert(s, l);
 	s->data_bytes += (uint64_t)name_len + value_len;
 	l->value_len = value_len;
 	if (value_len > 0) {
@@ -741,6 +739,11 @@ int lease_sm_restore(px_sm *sm, const uint8_t *buf, size_t len)
 			lease_state_free(&s);
 			return -1;
 		}
+	}
+	/* The name index, built once from the whole table. */
+	if (lease_index_build(&s) != 0) {
+		lease_state_free(&s);
+		return -1;
 	}
 	uint32_t nk = version >= 2 ? lease_rd_u32(&r) : 0;
 	if (nk > s.sessions.n)

@@ -8,6 +8,7 @@
  * order, a list (grants append: tokens only grow), which a snapshot walks
  * instead of sorting. */
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lease_int.h"
@@ -118,6 +119,46 @@ static lease_rec *erase(lease_rec *n, const lease_rec *l)
 		return balance(m);
 	}
 	return balance(n);
+}
+
+static int rec_ptr_cmp(const void *a, const void *b)
+{
+	return rec_cmp(*(lease_rec *const *)a, *(lease_rec *const *)b);
+}
+
+/* The balanced tree of v[0..n), sorted: O(n), no comparisons. */
+static lease_rec *build(lease_rec **v, size_t n)
+{
+	if (n == 0)
+		return NULL;
+	size_t mid = n / 2;
+	lease_rec *m = v[mid];
+	m->ix_l = build(v, mid);
+	m->ix_r = build(v + mid + 1, n - mid - 1);
+	fix(m);
+	return m;
+}
+
+int lease_index_build(lease_state *s)
+{
+	size_t n = s->by_name.n, k = 0;
+	s->by_order = NULL;
+	if (n == 0)
+		return 0;
+	lease_rec **v = malloc(n * sizeof *v);
+	if (v == NULL)
+		return -1;
+	for (lease_rec *l = s->t_head; l != NULL && k < n; l = l->t_next)
+		v[k++] = l;
+	qsort(v, k, sizeof *v, rec_ptr_cmp);
+	int rc = k == n ? 0 : -1;
+	for (size_t i = 1; i < k && rc == 0; i++)
+		if (rec_cmp(v[i - 1], v[i]) == 0)
+			rc = -1; /* a name twice */
+	if (rc == 0)
+		s->by_order = build(v, n);
+	free(v);
+	return rc;
 }
 
 void lease_index_insert(lease_state *s, lease_rec *l)

@@ -181,6 +181,10 @@ void lease_view(const lease_rec *l, ls_view *v);
 
 /* lease_index.c: the names in order. */
 void lease_index_insert(lease_state *s, lease_rec *l);
+/* Restore: the index of every lease in by_name at once (sorted, then a
+ * balanced tree: a million leases' snapshot no longer pays an AVL insert
+ * each). 0, or -1 when a name is there twice or out of memory. */
+int lease_index_build(lease_state *s);
 void lease_index_remove(lease_state *s, const lease_rec *l);
 /* The first lease whose name is above (key, len), or at it with or_equal;
  * NULL when none. O(log n). */
