@@ -309,18 +309,23 @@ static lc_client *open_shared(lc_client *base, uint32_t try_ms,
 	return c;
 }
 
-static lc_client *open_client(const char *endpoints, uint32_t try_ms,
-			      uint32_t call_ms)
+static lc_client *open_with(const char *endpoints, const lc_options *o)
 {
-	lc_options o = client_options(try_ms, call_ms);
 	lc_client *c;
-	int rv = lc_open(endpoints, &o, &c);
+	int rv = lc_open(endpoints, o, &c);
 	if (rv != LC_OK) {
 		fprintf(stderr, "lockbench: cannot open a client of %s: %s\n",
 			endpoints, lc_last_error());
 		exit(1);
 	}
 	return c;
+}
+
+static lc_client *open_client(const char *endpoints, uint32_t try_ms,
+			      uint32_t call_ms)
+{
+	lc_options o = client_options(try_ms, call_ms);
+	return open_with(endpoints, &o);
 }
 
 /* First error of a kind, kept for the report (one per worker). */
@@ -515,6 +520,9 @@ static int run_read(void)
 	}
 	lc_client *holder = open_client(opt.endpoints, 2000, 30000);
 	char name[64];
+	uint64_t *tokens = calloc(opt.k, sizeof *tokens);
+	if (tokens == NULL)
+		return 1;
 	for (unsigned i = 0; i < opt.k; i++) {
 		snprintf(name, sizeof name, "bench/read-%u", i);
 		lc_lease l;
@@ -524,19 +532,15 @@ static int run_read(void)
 				lc_last_error());
 			return 1;
 		}
+		tokens[i] = l.token;
 	}
 	read_worker *ws = calloc(opt.c, sizeof *ws);
 	if (ws == NULL)
 		return 1;
-	for (unsigned i = 0; i < opt.c; i++) {
-		lc_options o = client_options(2000, 30000);
-		o.read_consistency = opt.consistency;
-		if (lc_open(opt.endpoints, &o, &ws[i].c) != LC_OK) {
-			fprintf(stderr, "lockbench: cannot open a client: %s\n",
-				lc_last_error());
-			return 1;
-		}
-	}
+	lc_options o = client_options(2000, 30000);
+	o.read_consistency = opt.consistency;
+	for (unsigned i = 0; i < opt.c; i++)
+		ws[i].c = open_with(opt.endpoints, &o);
 	uint64_t start = lc_now_us();
 	uint64_t deadline = start + (uint64_t)opt.d_s * 1000000u;
 	for (unsigned i = 0; i < opt.c; i++) {
@@ -551,8 +555,9 @@ static int run_read(void)
 	lc_renewal *rn = malloc(sizeof *rn);
 	if (rn == NULL)
 		return 1;
-	for (uint64_t next = start + opt.ttl_ms * 667u; lc_now_us() < deadline;
-	     next += opt.ttl_ms * 667u) {
+	uint64_t period_us = (uint64_t)opt.ttl_ms * 667u; /* 2/3 of the TTL */
+	for (uint64_t next = start + period_us; lc_now_us() < deadline;
+	     next += period_us) {
 		sleep_until_us(next < deadline ? next : deadline);
 		if (lc_now_us() < deadline && lc_renew(holder, rn) != LC_OK)
 			renew_errors++;
@@ -574,10 +579,9 @@ static int run_read(void)
 	free(ws);
 	for (unsigned i = 0; i < opt.k; i++) {
 		snprintf(name, sizeof name, "bench/read-%u", i);
-		lc_lease_info info;
-		if (lc_get(holder, name, &info) == LC_OK)
-			(void)lc_release(holder, name, info.token);
+		(void)lc_release(holder, name, tokens[i]);
 	}
+	free(tokens);
 	lc_close(holder);
 	pcts p = summarize(&lat);
 	print_line("read", &p, secs, errors);
